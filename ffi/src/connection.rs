@@ -1,0 +1,393 @@
+//! `Connection`: one `sqlite3*` handle, opened with explicit flags, closed exactly once.
+
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::path::Path;
+use std::ptr;
+use std::sync::{Arc, Mutex};
+
+use libsqlite3_sys as sys;
+
+use crate::error::{Error, Result};
+use crate::statement::Statement;
+
+/// Flags for [`Connection::open`]; combine them with `|`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFlags(pub(crate) c_int);
+
+impl OpenFlags {
+    pub const READ_ONLY: OpenFlags = OpenFlags(sys::SQLITE_OPEN_READONLY);
+    pub const READ_WRITE: OpenFlags = OpenFlags(sys::SQLITE_OPEN_READWRITE);
+    pub const CREATE: OpenFlags = OpenFlags(sys::SQLITE_OPEN_CREATE);
+    pub const URI: OpenFlags = OpenFlags(sys::SQLITE_OPEN_URI);
+    /// The connection is used by one thread at a time (the caller guarantees it), so SQLite
+    /// may skip its per-connection mutex.
+    pub const NO_MUTEX: OpenFlags = OpenFlags(sys::SQLITE_OPEN_NOMUTEX);
+    pub const FULL_MUTEX: OpenFlags = OpenFlags(sys::SQLITE_OPEN_FULLMUTEX);
+    pub const MEMORY: OpenFlags = OpenFlags(sys::SQLITE_OPEN_MEMORY);
+    /// `O_NOFOLLOW`: refuse to open a symbolic link.
+    pub const NO_FOLLOW: OpenFlags = OpenFlags(sys::SQLITE_OPEN_NOFOLLOW);
+
+    pub fn bits(self) -> c_int {
+        self.0
+    }
+}
+
+impl std::ops::BitOr for OpenFlags {
+    type Output = OpenFlags;
+    fn bitor(self, rhs: OpenFlags) -> OpenFlags {
+        OpenFlags(self.0 | rhs.0)
+    }
+}
+
+/// The transaction state of one schema of a connection (`sqlite3_txn_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnState {
+    None,
+    Read,
+    Write,
+}
+
+/// The pointer an [`InterruptHandle`] shares with its connection. The connection nulls it,
+/// under the lock, before it closes the handle, so an interrupt can never reach freed memory.
+type SharedHandle = Arc<Mutex<usize>>;
+
+/// A SQLite database connection.
+///
+/// `Send` but not `Sync`: it may move between threads, and one thread uses it at a time.
+pub struct Connection {
+    db: *mut sys::sqlite3,
+    interrupt: SharedHandle,
+}
+
+// SAFETY: SQLite is built with SQLITE_THREADSAFE=1 (serialized). A connection may be used from
+// any thread as long as calls are not concurrent, which `&mut`/`!Sync` enforce for the parts
+// that need it; `sqlite3_interrupt` is documented as safe from any thread.
+unsafe impl Send for Connection {}
+
+impl Connection {
+    /// Opens `path` with `flags`. The path is passed as bytes; it must not contain NUL.
+    pub fn open(path: impl AsRef<Path>, flags: OpenFlags) -> Result<Connection> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = CString::new(path.as_ref().as_os_str().as_bytes())
+            .map_err(|_| Error::interior_nul("database path"))?;
+        let mut db: *mut sys::sqlite3 = ptr::null_mut();
+        // SAFETY: `path` is a valid NUL-terminated string that outlives the call; `db` is a valid
+        // out-pointer. A null VFS name selects the default VFS.
+        let rc = unsafe { sys::sqlite3_open_v2(path.as_ptr(), &mut db, flags.0, ptr::null()) };
+        if rc != sys::SQLITE_OK {
+            let err = if db.is_null() {
+                Error::new(rc, "out of memory opening the database")
+            } else {
+                // SAFETY: on failure SQLite still hands back a handle (unless out of memory) whose
+                // message explains the failure; it must be closed by the caller.
+                let e = unsafe { error_from_handle(db, rc) };
+                // SAFETY: `db` came from sqlite3_open_v2 and is not used after this.
+                unsafe { sys::sqlite3_close(db) };
+                e
+            };
+            return Err(err);
+        }
+        // Extended codes tell SQLITE_IOERR_FSYNC from SQLITE_IOERR_WRITE, and so on.
+        // SAFETY: `db` is a valid open handle.
+        unsafe { sys::sqlite3_extended_result_codes(db, 1) };
+        Ok(Connection { db, interrupt: Arc::new(Mutex::new(db as usize)) })
+    }
+
+    /// The raw handle, or the "closed" error.
+    pub(crate) fn handle(&self) -> Result<*mut sys::sqlite3> {
+        if self.db.is_null() {
+            Err(Error::closed())
+        } else {
+            Ok(self.db)
+        }
+    }
+
+    /// The last error on this connection, as an [`Error`] with the given result code.
+    pub(crate) fn last_error(&self, rc: c_int) -> Error {
+        match self.handle() {
+            // SAFETY: `db` is a valid open handle owned by `self`.
+            Ok(db) => unsafe { error_from_handle(db, rc) },
+            Err(e) => e,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.db.is_null()
+    }
+
+    /// Closes the connection. Later calls on it return a "connection is closed" error.
+    /// Closing twice is harmless.
+    pub fn close(&mut self) -> Result<()> {
+        if self.db.is_null() {
+            return Ok(());
+        }
+        let mut shared = self.interrupt.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: no `Statement` or `Backup` can be alive (they borrow `self`, and `close` takes
+        // `&mut self`), so the handle has no dependents and may be closed.
+        let rc = unsafe { sys::sqlite3_close(self.db) };
+        if rc != sys::SQLITE_OK {
+            return Err(self.last_error(rc));
+        }
+        *shared = 0;
+        self.db = ptr::null_mut();
+        Ok(())
+    }
+
+    /// Prepares the first statement of `sql`. Returns the statement (None when that part of the
+    /// text holds only whitespace or comments) and the byte offset where the rest begins.
+    pub fn prepare_first<'c>(&'c self, sql: &str) -> Result<(Option<Statement<'c>>, usize)> {
+        let db = self.handle()?;
+        let len = c_int::try_from(sql.len())
+            .map_err(|_| Error::new(sys::SQLITE_TOOBIG, "SQL text is too long"))?;
+        let mut stmt: *mut sys::sqlite3_stmt = ptr::null_mut();
+        let mut tail: *const c_char = ptr::null();
+        let start = sql.as_ptr() as *const c_char;
+        // SAFETY: `start..start+len` is valid UTF-8 owned by `sql` for the whole call; SQLite
+        // reads at most `len` bytes. `stmt` and `tail` are valid out-pointers.
+        let rc = unsafe { sys::sqlite3_prepare_v2(db, start, len, &mut stmt, &mut tail) };
+        if rc != sys::SQLITE_OK {
+            return Err(self.last_error(rc));
+        }
+        let consumed = if tail.is_null() {
+            sql.len()
+        } else {
+            // SAFETY: SQLite sets `tail` to a pointer into the same buffer, at or after `start`.
+            unsafe { tail.offset_from(start) as usize }
+        };
+        let stmt = if stmt.is_null() { None } else { Some(Statement::new(self, stmt)) };
+        Ok((stmt, consumed.min(sql.len())))
+    }
+
+    /// Prepares exactly one statement. Text after it is an error, as is empty text.
+    pub fn prepare<'c>(&'c self, sql: &str) -> Result<Statement<'c>> {
+        let (stmt, used) = self.prepare_first(sql)?;
+        let stmt = stmt.ok_or_else(|| Error::new(sys::SQLITE_MISUSE, "empty SQL statement"))?;
+        if !is_blank(&sql[used..]) {
+            return Err(Error::new(sys::SQLITE_MISUSE, "more than one SQL statement"));
+        }
+        Ok(stmt)
+    }
+
+    /// Runs every statement in `sql`, stepping each to completion and discarding rows.
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        let mut rest = sql;
+        loop {
+            let (stmt, used) = self.prepare_first(rest)?;
+            if let Some(mut stmt) = stmt {
+                while stmt.step()?.is_row() {}
+            }
+            if used == 0 || used >= rest.len() {
+                return Ok(());
+            }
+            rest = &rest[used..];
+        }
+    }
+
+    /// Runs one statement and returns its first column of the first row, as an integer.
+    pub fn query_i64(&self, sql: &str) -> Result<Option<i64>> {
+        let mut stmt = self.prepare(sql)?;
+        Ok(if stmt.step()?.is_row() { Some(stmt.column_i64(0)) } else { None })
+    }
+
+    /// Runs one statement and returns its first column of the first row, as text.
+    pub fn query_text(&self, sql: &str) -> Result<Option<String>> {
+        let mut stmt = self.prepare(sql)?;
+        Ok(if stmt.step()?.is_row() {
+            Some(String::from_utf8_lossy(stmt.column_text(0)).into_owned())
+        } else {
+            None
+        })
+    }
+
+    /// Rows changed by the most recent INSERT, UPDATE or DELETE (`sqlite3_changes64`).
+    pub fn changes(&self) -> Result<i64> {
+        let db = self.handle()?;
+        // SAFETY: `db` is a valid open handle.
+        Ok(unsafe { sys::sqlite3_changes64(db) })
+    }
+
+    /// Rows changed since the connection opened (`sqlite3_total_changes64`).
+    pub fn total_changes(&self) -> Result<i64> {
+        let db = self.handle()?;
+        // SAFETY: `db` is a valid open handle.
+        Ok(unsafe { sys::sqlite3_total_changes64(db) })
+    }
+
+    /// The rowid of the most recent successful INSERT on this connection.
+    pub fn last_insert_rowid(&self) -> Result<i64> {
+        let db = self.handle()?;
+        // SAFETY: `db` is a valid open handle.
+        Ok(unsafe { sys::sqlite3_last_insert_rowid(db) })
+    }
+
+    /// Sets how long SQLite retries on a locked database before returning `SQLITE_BUSY`.
+    pub fn busy_timeout(&self, millis: i32) -> Result<()> {
+        let db = self.handle()?;
+        // SAFETY: `db` is a valid open handle.
+        let rc = unsafe { sys::sqlite3_busy_timeout(db, millis) };
+        if rc != sys::SQLITE_OK {
+            return Err(self.last_error(rc));
+        }
+        Ok(())
+    }
+
+    /// True when no transaction is open (`sqlite3_get_autocommit`).
+    pub fn is_autocommit(&self) -> Result<bool> {
+        let db = self.handle()?;
+        // SAFETY: `db` is a valid open handle.
+        Ok(unsafe { sys::sqlite3_get_autocommit(db) } != 0)
+    }
+
+    /// The transaction state of schema `schema` ("main", "temp", ...).
+    pub fn txn_state(&self, schema: &str) -> Result<TxnState> {
+        let db = self.handle()?;
+        let schema = CString::new(schema).map_err(|_| Error::interior_nul("schema name"))?;
+        // SAFETY: `db` is valid and `schema` is NUL-terminated for the call.
+        let state = unsafe { sys::sqlite3_txn_state(db, schema.as_ptr()) };
+        Ok(match state {
+            sys::SQLITE_TXN_READ => TxnState::Read,
+            sys::SQLITE_TXN_WRITE => TxnState::Write,
+            _ => TxnState::None,
+        })
+    }
+
+    /// Allows or forbids double-quoted string literals in DML and DDL. SQLite's default allows
+    /// them, and rqlite clients rely on it (`VALUES("fiona")`).
+    pub fn set_double_quoted_strings(&self, allow: bool) -> Result<()> {
+        self.db_config(sys::SQLITE_DBCONFIG_DQS_DML, allow)?;
+        self.db_config(sys::SQLITE_DBCONFIG_DQS_DDL, allow)?;
+        Ok(())
+    }
+
+    /// Turns SQLite's "defensive" mode on or off: it forbids writes to the schema and other
+    /// operations that can corrupt a database, even through `PRAGMA writable_schema`.
+    pub fn set_defensive(&self, on: bool) -> Result<()> {
+        self.db_config(sys::SQLITE_DBCONFIG_DEFENSIVE, on).map(|_| ())
+    }
+
+    /// Whether the schema is trusted: with `false`, functions with side effects cannot run
+    /// from triggers, views or defaults unless they are flagged innocuous.
+    pub fn set_trusted_schema(&self, on: bool) -> Result<()> {
+        self.db_config(sys::SQLITE_DBCONFIG_TRUSTED_SCHEMA, on).map(|_| ())
+    }
+
+    /// Whether `load_extension()` may be called from SQL or the C API.
+    pub fn set_load_extension(&self, on: bool) -> Result<()> {
+        self.db_config(sys::SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, on).map(|_| ())
+    }
+
+    /// One boolean `sqlite3_db_config` option; returns the value now in force.
+    fn db_config(&self, op: c_int, on: bool) -> Result<bool> {
+        let db = self.handle()?;
+        let mut now: c_int = 0;
+        // SAFETY: every op passed here takes (int, int*) variadic arguments, as documented for
+        // the boolean SQLITE_DBCONFIG_* options; `now` is a valid out-pointer.
+        let rc = unsafe { sys::sqlite3_db_config(db, op, c_int::from(on), &mut now as *mut c_int) };
+        if rc != sys::SQLITE_OK {
+            return Err(self.last_error(rc));
+        }
+        Ok(now != 0)
+    }
+
+    /// Runs a WAL checkpoint on "main" in `mode` (`sys::SQLITE_CHECKPOINT_*`). Returns the WAL
+    /// size in frames and the number of frames checkpointed.
+    pub fn wal_checkpoint(&self, mode: c_int) -> Result<(i32, i32)> {
+        let db = self.handle()?;
+        let (mut log, mut done) = (0, 0);
+        // SAFETY: `db` is valid, the schema name is a static C string, out-pointers are valid.
+        let rc = unsafe {
+            sys::sqlite3_wal_checkpoint_v2(db, c"main".as_ptr(), mode, &mut log, &mut done)
+        };
+        if rc != sys::SQLITE_OK {
+            return Err(self.last_error(rc));
+        }
+        Ok((log, done))
+    }
+
+    /// The file name of schema `schema`, or None for an in-memory or temp database.
+    pub fn filename(&self, schema: &str) -> Result<Option<String>> {
+        let db = self.handle()?;
+        let schema = CString::new(schema).map_err(|_| Error::interior_nul("schema name"))?;
+        // SAFETY: `db` and `schema` are valid for the call; the result is owned by SQLite and
+        // copied before we return.
+        let p = unsafe { sys::sqlite3_db_filename(db, schema.as_ptr()) };
+        if p.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: a non-null result is a NUL-terminated string owned by the connection.
+        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+        Ok(if s.is_empty() { None } else { Some(s) })
+    }
+
+    /// A handle that can interrupt this connection's running statement from another thread.
+    pub fn interrupt_handle(&self) -> InterruptHandle {
+        InterruptHandle { db: Arc::clone(&self.interrupt) }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.db.is_null() {
+            return;
+        }
+        let mut shared = self.interrupt.lock().unwrap_or_else(|p| p.into_inner());
+        *shared = 0;
+        // SAFETY: the handle is valid, and no statement or backup outlives `self` (they borrow
+        // it), so nothing depends on the handle any more.
+        unsafe { sys::sqlite3_close(self.db) };
+        self.db = ptr::null_mut();
+    }
+}
+
+/// Interrupts the statement a connection is running, from any thread. After the connection
+/// closes, `interrupt()` does nothing.
+#[derive(Clone)]
+pub struct InterruptHandle {
+    db: SharedHandle,
+}
+
+impl InterruptHandle {
+    pub fn interrupt(&self) {
+        let guard = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        if *guard != 0 {
+            // SAFETY: the pointer is non-zero only while the connection is open: the connection
+            // zeroes it under this same lock before closing. sqlite3_interrupt is thread-safe.
+            unsafe { sys::sqlite3_interrupt(*guard as *mut sys::sqlite3) };
+        }
+    }
+}
+
+/// Builds an `Error` from a handle's current message.
+///
+/// # Safety
+/// `db` must be a valid (possibly failed-open) SQLite handle.
+pub(crate) unsafe fn error_from_handle(db: *mut sys::sqlite3, rc: c_int) -> Error {
+    // SAFETY: the caller guarantees `db` is valid; errmsg returns a NUL-terminated string owned
+    // by SQLite, copied immediately.
+    let msg = unsafe { CStr::from_ptr(sys::sqlite3_errmsg(db)) }.to_string_lossy().into_owned();
+    // SAFETY: as above.
+    let ext = unsafe { sys::sqlite3_extended_errcode(db) };
+    // Prefer the code the failing call returned; the handle's code can be stale for misuse
+    // errors that SQLite reports without recording them.
+    let code = if rc & 0xff == ext & 0xff { ext } else { rc };
+    Error::new(code, msg)
+}
+
+/// True when `s` holds only whitespace and SQL comments (what SQLite prepares to nothing).
+fn is_blank(s: &str) -> bool {
+    let mut rest = s.trim_start();
+    loop {
+        if rest.is_empty() {
+            return true;
+        }
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.find('\n').map_or("", |i| &r[i + 1..]).trim_start();
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.find("*/").map_or("", |i| &r[i + 2..]).trim_start();
+        } else if let Some(r) = rest.strip_prefix(';') {
+            rest = r.trim_start();
+        } else {
+            return false;
+        }
+    }
+}

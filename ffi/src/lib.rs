@@ -1,0 +1,33 @@
+//! raftlite-ffi: the thin, safe layer between raftlite and the SQLite C library.
+//!
+//! This crate owns every `unsafe` block in the project. It wraps the handful of C API families
+//! raftlite needs — connections, prepared statements, values, the online backup API, and a few
+//! utilities (`sqlite3_complete`, SQLite's own `printf` for REAL formatting) — and nothing more.
+//! It has no policy: connection settings, transactions, retries and encoding live in the
+//! `raftlite` crate.
+//!
+//! Invariants the wrappers keep:
+//! - A `Connection` owns its `sqlite3*`. After `close()` the handle is null and every method
+//!   returns an error with [`ErrorCode::Misuse`] instead of touching freed memory.
+//! - A `Statement<'c>` borrows its connection, so it is finalized before the connection can be
+//!   closed or dropped; `close()` therefore always succeeds in releasing the handle.
+//! - A `Backup<'a>` borrows both connections for its whole life and finishes on drop.
+//! - Text handed to SQLite is copied by SQLite (`SQLITE_TRANSIENT`) when it must outlive the call.
+//! - Every error carries the extended SQLite result code and the connection's message.
+
+mod backup;
+mod connection;
+mod error;
+mod statement;
+mod util;
+mod value;
+
+pub use backup::{Backup, BackupProgress};
+pub use connection::{Connection, InterruptHandle, OpenFlags, TxnState};
+pub use error::{Error, ErrorCode, Result};
+pub use statement::{ColumnType, Statement, Step};
+pub use util::{complete, format_real_20g, sqlite_version};
+pub use value::{Value, ValueRef};
+
+/// Re-exported raw result codes, for callers that match on specific primary codes.
+pub use libsqlite3_sys as sys;

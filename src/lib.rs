@@ -1,0 +1,1 @@
+//! raftlite: a Raft-replicated SQLite server built for hot backups.
