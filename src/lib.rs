@@ -1,1 +1,2 @@
 //! raftlite: a Raft-replicated SQLite server built for hot backups.
+pub mod db;

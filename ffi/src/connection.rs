@@ -220,6 +220,15 @@ impl Connection {
         Ok(unsafe { sys::sqlite3_last_insert_rowid(db) })
     }
 
+    /// Sets the value `last_insert_rowid` reports until the next INSERT. Resetting it to 0
+    /// before a statement tells whether that statement inserted a row.
+    pub fn set_last_insert_rowid(&self, rowid: i64) -> Result<()> {
+        let db = self.handle()?;
+        // SAFETY: `db` is a valid open handle.
+        unsafe { sys::sqlite3_set_last_insert_rowid(db, rowid) };
+        Ok(())
+    }
+
     /// Sets how long SQLite retries on a locked database before returning `SQLITE_BUSY`.
     pub fn busy_timeout(&self, millis: i32) -> Result<()> {
         let db = self.handle()?;

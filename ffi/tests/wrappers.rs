@@ -92,6 +92,8 @@ fn binds_and_reads_every_value_type() {
     assert_eq!(ins.step().unwrap(), Step::Done);
     assert_eq!(c.changes().unwrap(), 1);
     assert_eq!(c.last_insert_rowid().unwrap(), 1);
+    c.set_last_insert_rowid(0).unwrap();
+    assert_eq!(c.last_insert_rowid().unwrap(), 0);
     drop(ins);
 
     let mut q = c.prepare("SELECT i, r, s, b, n, e, typeof(e) FROM t").unwrap();

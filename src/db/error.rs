@@ -1,0 +1,41 @@
+//! How SQLite errors are sorted: deterministic SQL errors versus local faults.
+//!
+//! The rule (see docs/error-handling.md): an error that every node would hit identically when
+//! applying the same entry to the same database is *deterministic* — it is the statement's
+//! result and the entry still counts as applied. An error that depends on this machine (I/O,
+//! a full disk, memory, corruption, a file that cannot be opened) is a *local fault*: applying
+//! past it would let this replica diverge, so the caller must stop the node.
+
+use raftlite_ffi::ErrorCode;
+
+/// An error from running SQL, sorted.
+#[derive(Debug)]
+pub enum SqlFailure {
+    /// A deterministic error: the message goes back to the client.
+    Sql(String),
+    /// A local fault: the node cannot continue applying.
+    Local(raftlite_ffi::Error),
+}
+
+/// True for errors that depend on this node rather than on the SQL and the data.
+pub fn is_local_fault(e: &raftlite_ffi::Error) -> bool {
+    matches!(
+        e.code(),
+        ErrorCode::IoErr
+            | ErrorCode::Full
+            | ErrorCode::Corrupt
+            | ErrorCode::NoMemory
+            | ErrorCode::CantOpen
+            | ErrorCode::NotADatabase
+            | ErrorCode::Protocol
+            | ErrorCode::Internal
+    )
+}
+
+pub fn classify(e: raftlite_ffi::Error) -> SqlFailure {
+    if is_local_fault(&e) {
+        SqlFailure::Local(e)
+    } else {
+        SqlFailure::Sql(e.message)
+    }
+}

@@ -1,0 +1,212 @@
+use raftlite_ffi::{Connection, OpenFlags, Value};
+
+use super::*;
+use crate::db::request::{ParamValue, Params, Request, SqlStatement};
+
+fn conn() -> Connection {
+    let c = Connection::open(":memory:", OpenFlags::READ_WRITE | OpenFlags::CREATE).unwrap();
+    c.set_double_quoted_strings(true).unwrap();
+    c
+}
+
+fn req(sqls: &[&str]) -> Request {
+    Request { statements: sqls.iter().map(|s| SqlStatement::new(*s)).collect(), transaction: false }
+}
+
+fn write(c: &Connection, r: &Request) -> RequestResults {
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let out = execute_request(c, r, RowsPolicy::ReturningOnly, ResultOptions::default()).unwrap();
+    c.execute_batch("COMMIT").unwrap();
+    out
+}
+
+fn outcomes(r: &RequestResults) -> Vec<StatementOutcome> {
+    r.results.iter().map(|r| r.outcome.clone()).collect()
+}
+
+fn exec(id: i64, n: i64) -> StatementOutcome {
+    StatementOutcome::Executed { last_insert_id: id, rows_affected: n }
+}
+
+fn count(c: &Connection) -> i64 {
+    c.query_i64("SELECT count(*) FROM t").unwrap().unwrap()
+}
+
+#[test]
+fn continue_on_error_without_transaction() {
+    let c = conn();
+    let r = write(
+        &c,
+        &req(&["CREATE TABLE t(a UNIQUE)", "INSERT INTO t VALUES(1)", "INSERT INTO t VALUES(1)", "INSERT INTO t VALUES(2)"]),
+    );
+    assert_eq!(
+        outcomes(&r),
+        vec![
+            exec(0, 0),
+            exec(1, 1),
+            StatementOutcome::Error("UNIQUE constraint failed: t.a".into()),
+            exec(2, 1)
+        ]
+    );
+    assert_eq!(count(&c), 2);
+}
+
+#[test]
+fn transaction_flag_stops_and_undoes_the_request() {
+    let c = conn();
+    write(&c, &req(&["CREATE TABLE t(a UNIQUE)"]));
+    let mut r = req(&["INSERT INTO t VALUES(1)", "INSERT INTO t VALUES(1)", "INSERT INTO t VALUES(2)"]);
+    r.transaction = true;
+    let out = write(&c, &r);
+    assert_eq!(out.results.len(), 2, "processing stops at the first error");
+    assert!(out.results[1].is_error());
+    assert_eq!(count(&c), 0, "the whole request was undone");
+}
+
+#[test]
+fn ddl_does_not_report_a_previous_statements_changes() {
+    let c = conn();
+    let out = write(&c, &req(&["CREATE TABLE t(a)", "INSERT INTO t VALUES(1),(2)", "CREATE TABLE u(b)", "UPDATE t SET a=3"]));
+    assert_eq!(outcomes(&out), vec![exec(0, 0), exec(2, 2), exec(0, 0), exec(0, 2)]);
+}
+
+#[test]
+fn user_begin_commit_map_onto_a_savepoint() {
+    let c = conn();
+    write(&c, &req(&["CREATE TABLE t(a)"]));
+    let out = write(&c, &req(&["BEGIN TRANSACTION", "INSERT INTO t VALUES(1)", "COMMIT"]));
+    assert!(out.results.iter().all(|r| !r.is_error()), "{out:?}");
+    assert_eq!(count(&c), 1);
+    let out = write(&c, &req(&["BEGIN; INSERT INTO t VALUES(2); ROLLBACK;"]));
+    assert!(out.error.is_none());
+    assert_eq!(count(&c), 1, "the user rollback undid the insert");
+    let out = write(&c, &req(&["COMMIT"]));
+    assert_eq!(outcomes(&out), vec![StatementOutcome::Error("cannot commit - no transaction is active".into())]);
+    let out = write(&c, &req(&["BEGIN", "BEGIN"]));
+    assert_eq!(out.results[1].outcome, StatementOutcome::Error("cannot start a transaction within a transaction".into()));
+}
+
+#[test]
+fn a_transaction_left_open_is_rolled_back() {
+    let c = conn();
+    write(&c, &req(&["CREATE TABLE t(a)"]));
+    let out = write(&c, &req(&["BEGIN", "INSERT INTO t VALUES(1)"]));
+    assert!(out.error.as_deref().unwrap().contains("rolled back"));
+    assert_eq!(count(&c), 0);
+    let out = write(&c, &req(&["INSERT INTO t VALUES(1)"]));
+    assert_eq!(outcomes(&out), vec![exec(1, 1)], "the next request is not inside a transaction");
+}
+
+#[test]
+fn savepoint_statements_run_as_written() {
+    let c = conn();
+    write(&c, &req(&["CREATE TABLE t(a)"]));
+    let out = write(&c, &req(&["SAVEPOINT x", "INSERT INTO t VALUES(1)", "ROLLBACK TO x", "RELEASE x"]));
+    assert!(out.results.iter().all(|r| !r.is_error()), "{out:?}");
+    assert_eq!(count(&c), 0);
+}
+
+#[test]
+fn rollback_conflict_clause_ends_the_request_but_not_the_node() {
+    let c = conn();
+    write(&c, &req(&["CREATE TABLE t(a UNIQUE)", "INSERT INTO t VALUES(1)"]));
+    let out = write(&c, &req(&["INSERT INTO t VALUES(2)", "INSERT OR ROLLBACK INTO t VALUES(1)", "INSERT INTO t VALUES(3)"]));
+    assert_eq!(out.results.len(), 2);
+    assert!(out.error.is_some());
+    assert_eq!(count(&c), 1);
+}
+
+#[test]
+fn positional_and_named_parameters() {
+    let c = conn();
+    write(&c, &req(&["CREATE TABLE t(a, b)"]));
+    let r = Request {
+        statements: vec![
+            SqlStatement {
+                sql: "INSERT INTO t VALUES(?, ?)".into(),
+                params: Params::Positional(vec![ParamValue::Text("fiona".into()), ParamValue::Integer(20)]),
+            },
+            SqlStatement {
+                sql: "INSERT INTO t VALUES(:name, $age)".into(),
+                params: Params::Named(vec![
+                    ("name".into(), ParamValue::Text("declan".into())),
+                    ("age".into(), ParamValue::Bool(true)),
+                ]),
+            },
+            SqlStatement {
+                sql: "INSERT INTO t VALUES(?, ?); INSERT INTO t VALUES(?, ?)".into(),
+                params: Params::Positional(vec![
+                    ParamValue::Blob(vec![1, 2]),
+                    ParamValue::Null,
+                    ParamValue::Real(2.5),
+                    ParamValue::Integer(7),
+                ]),
+            },
+            SqlStatement {
+                sql: "INSERT INTO t VALUES(?, ?)".into(),
+                params: Params::Positional(vec![ParamValue::Integer(1)]),
+            },
+        ],
+        transaction: false,
+    };
+    let out = write(&c, &r);
+    assert_eq!(out.results[3].outcome, StatementOutcome::Error("not enough args to execute query: want 2 got 1".into()));
+    let q = query_request(&c, &req(&["SELECT a, b FROM t ORDER BY rowid"]), ResultOptions::default()).unwrap();
+    let StatementOutcome::Rows(rows) = &q.results[0].outcome else { panic!() };
+    assert_eq!(
+        rows.values,
+        vec![
+            vec![Value::Text("fiona".into()), Value::Integer(20)],
+            vec![Value::Text("declan".into()), Value::Integer(1)],
+            vec![Value::Blob(vec![1, 2]), Value::Null],
+            vec![Value::Real(2.5), Value::Integer(7)],
+        ]
+    );
+}
+
+#[test]
+fn returning_rows_on_execute_and_select_on_execute_is_execute_shaped() {
+    let c = conn();
+    write(&c, &req(&["CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT)"]));
+    let out = write(&c, &req(&["INSERT INTO t(a) VALUES('x') RETURNING id, a", "SELECT * FROM t"]));
+    let StatementOutcome::Rows(rows) = &out.results[0].outcome else { panic!("{out:?}") };
+    assert_eq!(rows.columns, vec!["id", "a"]);
+    assert_eq!(rows.values, vec![vec![Value::Integer(1), Value::Text("x".into())]]);
+    assert_eq!(out.results[1].outcome, exec(0, 0));
+}
+
+#[test]
+fn query_types_and_qualified_columns() {
+    let c = conn();
+    write(&c, &req(&["CREATE TABLE t(id INTEGER, name VARCHAR(20), r)", "INSERT INTO t VALUES(1, 'a', 2.5)"]));
+    let q = query_request(
+        &c,
+        &req(&["SELECT id, name, r, count(*), NULL FROM t"]),
+        ResultOptions { qualify_columns: true },
+    )
+    .unwrap();
+    let StatementOutcome::Rows(rows) = &q.results[0].outcome else { panic!() };
+    assert_eq!(rows.columns, vec!["t.id", "t.name", "t.r", "count(*)", "NULL"]);
+    assert_eq!(rows.types(), vec!["integer", "varchar(20)", "real", "integer", ""]);
+}
+
+#[test]
+fn read_only_classification() {
+    let c = conn();
+    write(&c, &req(&["CREATE TABLE t(a)"]));
+    assert!(is_read_only(&c, &req(&["SELECT * FROM t", "SELECT 1; SELECT 2"])));
+    assert!(!is_read_only(&c, &req(&["SELECT * FROM t", "INSERT INTO t VALUES(1)"])));
+    assert!(!is_read_only(&c, &req(&["SELECT * FROM nosuch"])), "errors go to the write path");
+    assert!(!is_read_only(&c, &req(&["BEGIN"])));
+}
+
+#[test]
+fn txn_control_recognises_keywords() {
+    assert_eq!(txn_control("  begin immediate transaction"), Some(TxnControl::Begin));
+    assert_eq!(txn_control("/* x */ END"), Some(TxnControl::Commit));
+    assert_eq!(txn_control("-- c\nROLLBACK;"), Some(TxnControl::Rollback));
+    assert_eq!(txn_control("ROLLBACK TRANSACTION TO SAVEPOINT a"), None);
+    assert_eq!(txn_control("ROLLBACK TO a"), None);
+    assert_eq!(txn_control("BEGINX"), None);
+    assert_eq!(txn_control("SELECT 1"), None);
+}

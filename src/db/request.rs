@@ -1,0 +1,126 @@
+//! What clients ask the database to run: statements with their parameters, and the results.
+//!
+//! These types are the contract between the HTTP layer (which parses rqlite's JSON into them),
+//! the store (which replicates requests through Raft) and the executor (which runs them). They
+//! are plain data, serializable, with no SQLite handles inside.
+
+use serde::{Deserialize, Serialize};
+
+/// One bound parameter value, as a client sent it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ParamValue {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+    /// JSON `true`/`false`; SQLite sees 1 or 0.
+    Bool(bool),
+}
+
+/// The parameters of one statement: none, by position (`?`, `?NNN`), or by name (`:n`, `@n`, `$n`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub enum Params {
+    #[default]
+    None,
+    Positional(Vec<ParamValue>),
+    /// Names as the client wrote them, without the `:`/`@`/`$` prefix.
+    Named(Vec<(String, ParamValue)>),
+}
+
+/// One element of a request: SQL text (which may hold several statements) and its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SqlStatement {
+    pub sql: String,
+    #[serde(default)]
+    pub params: Params,
+}
+
+impl SqlStatement {
+    pub fn new(sql: impl Into<String>) -> SqlStatement {
+        SqlStatement { sql: sql.into(), params: Params::None }
+    }
+}
+
+/// A request: statements run in order, optionally as one all-or-nothing transaction.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Request {
+    pub statements: Vec<SqlStatement>,
+    /// rqlite's `transaction` flag: stop at the first error and undo the whole request.
+    #[serde(default)]
+    pub transaction: bool,
+}
+
+/// Which statements return rows when they run on the write path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RowsPolicy {
+    /// `/db/execute`: only writes that produce rows (`RETURNING`) return them; a plain SELECT
+    /// sent to execute reports an execute-shaped result, as rqlite does.
+    ReturningOnly,
+    /// `/db/request` and strong reads: every statement that produces columns returns rows.
+    AllQueries,
+}
+
+/// Options that change how results are collected (not how the SQL runs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultOptions {
+    /// Column names as `table.column` (rqlite's `qualify_columns`).
+    pub qualify_columns: bool,
+}
+
+/// The rows a statement produced.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    /// Declared column types as written in the schema (None for expressions).
+    pub decltypes: Vec<Option<String>>,
+    pub values: Vec<Vec<raftlite_ffi::Value>>,
+}
+
+impl Rows {
+    /// rqlite's `types`: the lower-cased declared type, or for an expression the storage class
+    /// of the first row's value (`""` when that is NULL or there are no rows).
+    pub fn types(&self) -> Vec<String> {
+        use raftlite_ffi::Value;
+        (0..self.columns.len())
+            .map(|i| match &self.decltypes[i] {
+                Some(t) => t.to_ascii_lowercase(),
+                None => match self.values.first().map(|row| &row[i]) {
+                    Some(Value::Integer(_)) => "integer".into(),
+                    Some(Value::Real(_)) => "real".into(),
+                    Some(Value::Text(_)) => "text".into(),
+                    Some(Value::Blob(_)) => "blob".into(),
+                    Some(Value::Null) | None => String::new(),
+                },
+            })
+            .collect()
+    }
+}
+
+/// The outcome of one request element.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatementOutcome {
+    /// A write: the rowid it inserted (0 if none) and the rows it changed.
+    Executed { last_insert_id: i64, rows_affected: i64 },
+    /// A query, or a write with `RETURNING`.
+    Rows(Rows),
+    /// A deterministic SQL error (syntax, constraint, no such table...).
+    Error(String),
+}
+
+/// One result with the time it took, in seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatementResult {
+    pub outcome: StatementOutcome,
+    pub time: f64,
+}
+
+impl StatementResult {
+    pub fn error(message: impl Into<String>) -> StatementResult {
+        StatementResult { outcome: StatementOutcome::Error(message.into()), time: 0.0 }
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self.outcome, StatementOutcome::Error(_))
+    }
+}

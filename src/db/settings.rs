@@ -1,0 +1,78 @@
+//! Connection settings: how the writer and the readers are opened and configured.
+//!
+//! Pragmas differ from rqlite's on purpose where durability is concerned: rqlite runs with
+//! `synchronous=OFF`; we use `synchronous=NORMAL` in WAL mode, so a committed transaction
+//! survives a process crash and only the last transactions can be lost on power failure — and
+//! those are in the fsynced Raft log, which is only purged up to a durably checkpointed index.
+
+use std::path::Path;
+
+use raftlite_ffi::{Connection, OpenFlags};
+
+/// Settings shared by every connection of a node.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    /// `-fk`: enforce foreign keys.
+    pub foreign_keys: bool,
+    /// `-db-max-ro-conns`: how many read connections may be open at once.
+    pub max_readers: usize,
+    /// How long a connection waits for a lock before `SQLITE_BUSY`, in milliseconds.
+    pub busy_timeout_ms: i32,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        DbSettings { foreign_keys: false, max_readers: 256, busy_timeout_ms: 5000 }
+    }
+}
+
+/// Opens the writer: read-write, created if missing, WAL mode.
+pub fn open_writer(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connection> {
+    let conn = Connection::open(
+        path,
+        OpenFlags::READ_WRITE | OpenFlags::CREATE | OpenFlags::NO_MUTEX | OpenFlags::NO_FOLLOW,
+    )?;
+    apply_common(&conn, s)?;
+    conn.query_text("PRAGMA journal_mode=WAL")?;
+    conn.execute_batch("PRAGMA synchronous=NORMAL")?;
+    Ok(conn)
+}
+
+/// Opens a reader: read-only, the file must exist (the writer creates it first).
+pub fn open_reader(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connection> {
+    let conn =
+        Connection::open(path, OpenFlags::READ_ONLY | OpenFlags::NO_MUTEX | OpenFlags::NO_FOLLOW)?;
+    apply_common(&conn, s)?;
+    Ok(conn)
+}
+
+fn apply_common(conn: &Connection, s: &DbSettings) -> raftlite_ffi::Result<()> {
+    conn.busy_timeout(s.busy_timeout_ms)?;
+    conn.set_double_quoted_strings(true)?;
+    conn.set_trusted_schema(false)?;
+    conn.set_load_extension(false)?;
+    conn.execute_batch(if s.foreign_keys {
+        "PRAGMA foreign_keys=ON"
+    } else {
+        "PRAGMA foreign_keys=OFF"
+    })?;
+    conn.execute_batch("PRAGMA mmap_size=0")?;
+    Ok(())
+}
+
+/// The pragma values `/status` reports for a connection.
+pub fn pragmas(conn: &Connection) -> serde_json::Value {
+    let get = |name: &str| -> serde_json::Value {
+        match conn.query_text(&format!("PRAGMA {name}")) {
+            Ok(Some(v)) => v.parse::<i64>().map(Into::into).unwrap_or_else(|_| v.into()),
+            _ => serde_json::Value::Null,
+        }
+    };
+    serde_json::json!({
+        "busy_timeout": get("busy_timeout"),
+        "foreign_keys": get("foreign_keys"),
+        "journal_mode": get("journal_mode"),
+        "synchronous": get("synchronous"),
+        "wal_autocheckpoint": get("wal_autocheckpoint"),
+    })
+}
