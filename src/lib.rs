@@ -1,2 +1,3 @@
 //! raftlite: a Raft-replicated SQLite server built for hot backups.
 pub mod db;
+pub mod http;
