@@ -1,1 +1,81 @@
-fn main() {}
+//! `raftlited`: the raftlite node. Parses rqlited-style flags and runs a node until a signal.
+
+use std::process::ExitCode;
+
+use raftlite::config::{Config, ParseOutcome};
+use raftlite::node::{self, NodeOptions};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match Config::parse(&args) {
+        Ok(ParseOutcome::Run(config)) => config,
+        Ok(ParseOutcome::Help(usage)) => {
+            eprint!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(ParseOutcome::Version) => {
+            println!(
+                "raftlited {} (SQLite {})",
+                raftlite::VERSION,
+                raftlite_ffi::sqlite_version()
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("raftlited: {e}");
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    init_logging(&config.raft_log_level);
+    for flag in config.accepted_but_ignored() {
+        tracing::warn!("flag -{flag} is accepted for rqlited compatibility but has no effect yet");
+    }
+    let opts = NodeOptions {
+        data_dir: config.data_dir.clone(),
+        node_id: config.node_id.clone(),
+        http_addr: config.http_addr.clone(),
+        http_adv_addr: config.http_adv_addr.clone(),
+        raft_addr: config.raft_addr.clone(),
+        raft_adv_addr: config.raft_adv_addr.clone(),
+        foreign_keys: config.fk,
+        max_readers: config.db_max_ro_conns,
+        max_body_size: usize::try_from(config.max_body_size).unwrap_or(usize::MAX),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("raftlited: start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(node::run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("raftlited: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr. `RUST_LOG` wins; otherwise raftlite logs at info and `-raft-log-level`
+/// sets the level of the Raft library, as it does in rqlited.
+fn init_logging(raft_level: &str) {
+    let raft = match raft_level.to_ascii_uppercase().as_str() {
+        "DEBUG" => "debug",
+        "INFO" => "info",
+        "ERROR" => "error",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,openraft={raft}")));
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -53,7 +53,9 @@ pub fn execute_request(
     opts: ResultOptions,
 ) -> Result<RequestResults, LocalFault> {
     conn.execute_batch(REQUEST_SAVEPOINT)?;
-    let mut state = WriteState { user_txn_open: false };
+    let mut state = WriteState {
+        user_txn_open: false,
+    };
     let mut out = RequestResults::default();
     for stmt in &req.statements {
         let started = Instant::now();
@@ -64,7 +66,10 @@ pub fn execute_request(
             Err(SqlFailure::Sql(msg)) => StatementOutcome::Error(msg),
         };
         let failed = matches!(outcome, StatementOutcome::Error(_));
-        out.results.push(StatementResult { outcome, time: started.elapsed().as_secs_f64() });
+        out.results.push(StatementResult {
+            outcome,
+            time: started.elapsed().as_secs_f64(),
+        });
         if conn.is_autocommit()? {
             // A conflict clause of ROLLBACK (or RAISE(ROLLBACK)) ended the caller's whole
             // transaction. Every node does the same here, so start a new one and stop.
@@ -105,7 +110,10 @@ pub fn query_request(
             }
             Err(SqlFailure::Sql(msg)) => StatementOutcome::Error(msg),
         };
-        out.results.push(StatementResult { outcome, time: started.elapsed().as_secs_f64() });
+        out.results.push(StatementResult {
+            outcome,
+            time: started.elapsed().as_secs_f64(),
+        });
     }
     // A read transaction has nothing to commit; ROLLBACK also ends it if a statement failed.
     if !conn.is_autocommit()? {
@@ -151,11 +159,18 @@ fn run_text(
 ) -> Result<StatementOutcome, SqlFailure> {
     let mut rest = stmt.sql.as_str();
     let mut positional_used = 0usize;
-    let mut last = StatementOutcome::Executed { last_insert_id: 0, rows_affected: 0 };
+    let mut last = StatementOutcome::Executed {
+        last_insert_id: 0,
+        rows_affected: 0,
+    };
     loop {
         let (prepared, used) = conn.prepare_first(rest).map_err(classify)?;
         if let Some(mut prepared) = prepared {
-            let control = if write.is_some() { txn_control(&prepared.sql()) } else { None };
+            let control = if write.is_some() {
+                txn_control(&prepared.sql())
+            } else {
+                None
+            };
             last = match (control, write.as_deref_mut()) {
                 (Some(c), Some(state)) => run_txn_control(conn, c, state)?,
                 _ => {
@@ -177,8 +192,8 @@ fn run_prepared(
     policy: RowsPolicy,
     opts: ResultOptions,
 ) -> Result<StatementOutcome, SqlFailure> {
-    let wants_rows = stmt.column_count() > 0
-        && (policy == RowsPolicy::AllQueries || !stmt.readonly());
+    let wants_rows =
+        stmt.column_count() > 0 && (policy == RowsPolicy::AllQueries || !stmt.readonly());
     if wants_rows {
         return collect_rows(stmt, opts).map(StatementOutcome::Rows);
     }
@@ -192,7 +207,11 @@ fn run_prepared(
         last_insert_id: conn.last_insert_rowid().map_err(classify)?,
         // sqlite3_changes keeps the count of the last INSERT/UPDATE/DELETE, so DDL would
         // otherwise report the previous statement's count.
-        rows_affected: if changed { conn.changes().map_err(classify)? } else { 0 },
+        rows_affected: if changed {
+            conn.changes().map_err(classify)?
+        } else {
+            0
+        },
     })
 }
 
@@ -212,7 +231,11 @@ fn collect_rows(stmt: &mut Statement<'_>, opts: ResultOptions) -> Result<Rows, S
     while stmt.step().map_err(classify)? == Step::Row {
         values.push((0..n).map(|i| stmt.column_owned(i)).collect());
     }
-    Ok(Rows { columns, decltypes, values })
+    Ok(Rows {
+        columns,
+        decltypes,
+        values,
+    })
 }
 
 fn bind_params(
@@ -243,7 +266,9 @@ fn bind_params(
         }
         Params::Named(pairs) => {
             for i in 1..=count {
-                let Some(name) = stmt.parameter_name(i) else { continue };
+                let Some(name) = stmt.parameter_name(i) else {
+                    continue;
+                };
                 let bare = name.get(1..).unwrap_or("");
                 if let Some((_, v)) = pairs.iter().find(|(k, _)| k == bare) {
                     bind_one(stmt, i, v)?;
@@ -306,7 +331,9 @@ fn sql_words(sql: &str) -> impl Iterator<Item = &str> {
             rest = r.find("*/").map_or("", |i| &r[i + 2..]);
             continue;
         }
-        let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
         if end == 0 {
             return None;
         }
@@ -321,22 +348,25 @@ fn run_txn_control(
     control: TxnControl,
     state: &mut WriteState,
 ) -> Result<StatementOutcome, SqlFailure> {
-    let executed = StatementOutcome::Executed { last_insert_id: 0, rows_affected: 0 };
+    let executed = StatementOutcome::Executed {
+        last_insert_id: 0,
+        rows_affected: 0,
+    };
     match (control, state.user_txn_open) {
-        (TxnControl::Begin, true) => {
-            Err(SqlFailure::Sql("cannot start a transaction within a transaction".into()))
-        }
+        (TxnControl::Begin, true) => Err(SqlFailure::Sql(
+            "cannot start a transaction within a transaction".into(),
+        )),
         (TxnControl::Begin, false) => {
             conn.execute_batch(USER_TXN_SAVEPOINT).map_err(classify)?;
             state.user_txn_open = true;
             Ok(executed)
         }
-        (TxnControl::Commit, false) => {
-            Err(SqlFailure::Sql("cannot commit - no transaction is active".into()))
-        }
-        (TxnControl::Rollback, false) => {
-            Err(SqlFailure::Sql("cannot rollback - no transaction is active".into()))
-        }
+        (TxnControl::Commit, false) => Err(SqlFailure::Sql(
+            "cannot commit - no transaction is active".into(),
+        )),
+        (TxnControl::Rollback, false) => Err(SqlFailure::Sql(
+            "cannot rollback - no transaction is active".into(),
+        )),
         (TxnControl::Commit, true) => {
             conn.execute_batch(USER_TXN_RELEASE).map_err(classify)?;
             state.user_txn_open = false;

@@ -96,7 +96,8 @@ impl Database {
             .ok_or_else(|| anyhow::anyhow!("the database is closed"))?
             .send(job)
             .map_err(|_| anyhow::anyhow!("the database is closed"))?;
-        rx.await.map_err(|_| anyhow::anyhow!("the writer thread stopped"))
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the writer thread stopped"))
     }
 
     /// Runs `f` with a read-only connection on a blocking thread.

@@ -38,7 +38,10 @@ pub struct SqlStatement {
 
 impl SqlStatement {
     pub fn new(sql: impl Into<String>) -> SqlStatement {
-        SqlStatement { sql: sql.into(), params: Params::None }
+        SqlStatement {
+            sql: sql.into(),
+            params: Params::None,
+        }
     }
 }
 
@@ -101,7 +104,10 @@ impl Rows {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StatementOutcome {
     /// A write: the rowid it inserted (0 if none) and the rows it changed.
-    Executed { last_insert_id: i64, rows_affected: i64 },
+    Executed {
+        last_insert_id: i64,
+        rows_affected: i64,
+    },
     /// A query, or a write with `RETURNING`.
     Rows(Rows),
     /// A deterministic SQL error (syntax, constraint, no such table...).
@@ -117,7 +123,10 @@ pub struct StatementResult {
 
 impl StatementResult {
     pub fn error(message: impl Into<String>) -> StatementResult {
-        StatementResult { outcome: StatementOutcome::Error(message.into()), time: 0.0 }
+        StatementResult {
+            outcome: StatementOutcome::Error(message.into()),
+            time: 0.0,
+        }
     }
 
     pub fn is_error(&self) -> bool {

@@ -22,7 +22,11 @@ pub struct DbSettings {
 
 impl Default for DbSettings {
     fn default() -> Self {
-        DbSettings { foreign_keys: false, max_readers: 256, busy_timeout_ms: 5000 }
+        DbSettings {
+            foreign_keys: false,
+            max_readers: 256,
+            busy_timeout_ms: 5000,
+        }
     }
 }
 
@@ -40,8 +44,10 @@ pub fn open_writer(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connecti
 
 /// Opens a reader: read-only, the file must exist (the writer creates it first).
 pub fn open_reader(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connection> {
-    let conn =
-        Connection::open(path, OpenFlags::READ_ONLY | OpenFlags::NO_MUTEX | OpenFlags::NO_FOLLOW)?;
+    let conn = Connection::open(
+        path,
+        OpenFlags::READ_ONLY | OpenFlags::NO_MUTEX | OpenFlags::NO_FOLLOW,
+    )?;
     apply_common(&conn, s)?;
     Ok(conn)
 }
@@ -64,7 +70,10 @@ fn apply_common(conn: &Connection, s: &DbSettings) -> raftlite_ffi::Result<()> {
 pub fn pragmas(conn: &Connection) -> serde_json::Value {
     let get = |name: &str| -> serde_json::Value {
         match conn.query_text(&format!("PRAGMA {name}")) {
-            Ok(Some(v)) => v.parse::<i64>().map(Into::into).unwrap_or_else(|_| v.into()),
+            Ok(Some(v)) => v
+                .parse::<i64>()
+                .map(Into::into)
+                .unwrap_or_else(|_| v.into()),
             _ => serde_json::Value::Null,
         }
     };

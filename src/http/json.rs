@@ -78,13 +78,18 @@ pub fn encode_response(resp: &ApiResponse<'_>, opts: EncodeOptions) -> String {
 fn encode_result(out: &mut String, r: &StatementResult, opts: EncodeOptions) {
     let time = if opts.timings { r.time } else { 0.0 };
     match &r.outcome {
-        StatementOutcome::Executed { last_insert_id, rows_affected } => {
+        StatementOutcome::Executed {
+            last_insert_id,
+            rows_affected,
+        } => {
             let mut obj = ObjectWriter::new(out);
             if *last_insert_id != 0 {
-                obj.key("last_insert_id").push_str(&last_insert_id.to_string());
+                obj.key("last_insert_id")
+                    .push_str(&last_insert_id.to_string());
             }
             if *rows_affected != 0 {
-                obj.key("rows_affected").push_str(&rows_affected.to_string());
+                obj.key("rows_affected")
+                    .push_str(&rows_affected.to_string());
             }
             obj.time(time);
             if opts.associative {
@@ -99,7 +104,9 @@ fn encode_result(out: &mut String, r: &StatementResult, opts: EncodeOptions) {
             obj.time(time);
             obj.finish();
         }
-        StatementOutcome::Rows(rows) if opts.associative => encode_rows_associative(out, rows, time, opts),
+        StatementOutcome::Rows(rows) if opts.associative => {
+            encode_rows_associative(out, rows, time, opts)
+        }
         StatementOutcome::Rows(rows) => encode_rows(out, rows, time, opts),
     }
 }
@@ -372,7 +379,7 @@ pub fn indent(compact: &str, unit: &str) -> String {
 }
 
 /// Unix seconds (or milliseconds, beyond ±1e12, as the driver assumes) as RFC 3339 in UTC.
-fn rfc3339_from_unix(v: i64) -> String {
+pub fn rfc3339_from_unix(v: i64) -> String {
     let (secs, nanos) = if !(-1_000_000_000_000..=1_000_000_000_000).contains(&v) {
         (v.div_euclid(1000), (v.rem_euclid(1000) * 1_000_000) as u32)
     } else {
@@ -381,7 +388,16 @@ fn rfc3339_from_unix(v: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format_rfc3339(y, m, d, (rem / 3600) as u32, (rem % 3600 / 60) as u32, (rem % 60) as u32, nanos, 0)
+    format_rfc3339(
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+        nanos,
+        0,
+    )
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's method).
@@ -398,7 +414,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-fn format_rfc3339(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32, nanos: u32, offset_min: i32) -> String {
+fn format_rfc3339(
+    y: i64,
+    mo: u32,
+    d: u32,
+    h: u32,
+    mi: u32,
+    s: u32,
+    nanos: u32,
+    offset_min: i32,
+) -> String {
     let mut out = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
     if nanos > 0 {
         let frac = format!("{nanos:09}");
@@ -473,7 +498,16 @@ fn parse_sqlite_time(text: &str) -> Option<String> {
     if d == 0 || d > days_in_month || h > 23 || mi > 59 || sec > 59 {
         return None;
     }
-    Some(format_rfc3339(i64::from(y), mo, d, h, mi, sec, nanos, offset))
+    Some(format_rfc3339(
+        i64::from(y),
+        mo,
+        d,
+        h,
+        mi,
+        sec,
+        nanos,
+        offset,
+    ))
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@ fn conn() -> Connection {
 }
 
 fn req(sqls: &[&str]) -> Request {
-    Request { statements: sqls.iter().map(|s| SqlStatement::new(*s)).collect(), transaction: false }
+    Request {
+        statements: sqls.iter().map(|s| SqlStatement::new(*s)).collect(),
+        transaction: false,
+    }
 }
 
 fn write(c: &Connection, r: &Request) -> RequestResults {
@@ -25,7 +28,10 @@ fn outcomes(r: &RequestResults) -> Vec<StatementOutcome> {
 }
 
 fn exec(id: i64, n: i64) -> StatementOutcome {
-    StatementOutcome::Executed { last_insert_id: id, rows_affected: n }
+    StatementOutcome::Executed {
+        last_insert_id: id,
+        rows_affected: n,
+    }
 }
 
 fn count(c: &Connection) -> i64 {
@@ -37,7 +43,12 @@ fn continue_on_error_without_transaction() {
     let c = conn();
     let r = write(
         &c,
-        &req(&["CREATE TABLE t(a UNIQUE)", "INSERT INTO t VALUES(1)", "INSERT INTO t VALUES(1)", "INSERT INTO t VALUES(2)"]),
+        &req(&[
+            "CREATE TABLE t(a UNIQUE)",
+            "INSERT INTO t VALUES(1)",
+            "INSERT INTO t VALUES(1)",
+            "INSERT INTO t VALUES(2)",
+        ]),
     );
     assert_eq!(
         outcomes(&r),
@@ -55,7 +66,11 @@ fn continue_on_error_without_transaction() {
 fn transaction_flag_stops_and_undoes_the_request() {
     let c = conn();
     write(&c, &req(&["CREATE TABLE t(a UNIQUE)"]));
-    let mut r = req(&["INSERT INTO t VALUES(1)", "INSERT INTO t VALUES(1)", "INSERT INTO t VALUES(2)"]);
+    let mut r = req(&[
+        "INSERT INTO t VALUES(1)",
+        "INSERT INTO t VALUES(1)",
+        "INSERT INTO t VALUES(2)",
+    ]);
     r.transaction = true;
     let out = write(&c, &r);
     assert_eq!(out.results.len(), 2, "processing stops at the first error");
@@ -66,24 +81,46 @@ fn transaction_flag_stops_and_undoes_the_request() {
 #[test]
 fn ddl_does_not_report_a_previous_statements_changes() {
     let c = conn();
-    let out = write(&c, &req(&["CREATE TABLE t(a)", "INSERT INTO t VALUES(1),(2)", "CREATE TABLE u(b)", "UPDATE t SET a=3"]));
-    assert_eq!(outcomes(&out), vec![exec(0, 0), exec(2, 2), exec(0, 0), exec(0, 2)]);
+    let out = write(
+        &c,
+        &req(&[
+            "CREATE TABLE t(a)",
+            "INSERT INTO t VALUES(1),(2)",
+            "CREATE TABLE u(b)",
+            "UPDATE t SET a=3",
+        ]),
+    );
+    assert_eq!(
+        outcomes(&out),
+        vec![exec(0, 0), exec(2, 2), exec(0, 0), exec(0, 2)]
+    );
 }
 
 #[test]
 fn user_begin_commit_map_onto_a_savepoint() {
     let c = conn();
     write(&c, &req(&["CREATE TABLE t(a)"]));
-    let out = write(&c, &req(&["BEGIN TRANSACTION", "INSERT INTO t VALUES(1)", "COMMIT"]));
+    let out = write(
+        &c,
+        &req(&["BEGIN TRANSACTION", "INSERT INTO t VALUES(1)", "COMMIT"]),
+    );
     assert!(out.results.iter().all(|r| !r.is_error()), "{out:?}");
     assert_eq!(count(&c), 1);
     let out = write(&c, &req(&["BEGIN; INSERT INTO t VALUES(2); ROLLBACK;"]));
     assert!(out.error.is_none());
     assert_eq!(count(&c), 1, "the user rollback undid the insert");
     let out = write(&c, &req(&["COMMIT"]));
-    assert_eq!(outcomes(&out), vec![StatementOutcome::Error("cannot commit - no transaction is active".into())]);
+    assert_eq!(
+        outcomes(&out),
+        vec![StatementOutcome::Error(
+            "cannot commit - no transaction is active".into()
+        )]
+    );
     let out = write(&c, &req(&["BEGIN", "BEGIN"]));
-    assert_eq!(out.results[1].outcome, StatementOutcome::Error("cannot start a transaction within a transaction".into()));
+    assert_eq!(
+        out.results[1].outcome,
+        StatementOutcome::Error("cannot start a transaction within a transaction".into())
+    );
 }
 
 #[test]
@@ -94,14 +131,26 @@ fn a_transaction_left_open_is_rolled_back() {
     assert!(out.error.as_deref().unwrap().contains("rolled back"));
     assert_eq!(count(&c), 0);
     let out = write(&c, &req(&["INSERT INTO t VALUES(1)"]));
-    assert_eq!(outcomes(&out), vec![exec(1, 1)], "the next request is not inside a transaction");
+    assert_eq!(
+        outcomes(&out),
+        vec![exec(1, 1)],
+        "the next request is not inside a transaction"
+    );
 }
 
 #[test]
 fn savepoint_statements_run_as_written() {
     let c = conn();
     write(&c, &req(&["CREATE TABLE t(a)"]));
-    let out = write(&c, &req(&["SAVEPOINT x", "INSERT INTO t VALUES(1)", "ROLLBACK TO x", "RELEASE x"]));
+    let out = write(
+        &c,
+        &req(&[
+            "SAVEPOINT x",
+            "INSERT INTO t VALUES(1)",
+            "ROLLBACK TO x",
+            "RELEASE x",
+        ]),
+    );
     assert!(out.results.iter().all(|r| !r.is_error()), "{out:?}");
     assert_eq!(count(&c), 0);
 }
@@ -109,8 +158,18 @@ fn savepoint_statements_run_as_written() {
 #[test]
 fn rollback_conflict_clause_ends_the_request_but_not_the_node() {
     let c = conn();
-    write(&c, &req(&["CREATE TABLE t(a UNIQUE)", "INSERT INTO t VALUES(1)"]));
-    let out = write(&c, &req(&["INSERT INTO t VALUES(2)", "INSERT OR ROLLBACK INTO t VALUES(1)", "INSERT INTO t VALUES(3)"]));
+    write(
+        &c,
+        &req(&["CREATE TABLE t(a UNIQUE)", "INSERT INTO t VALUES(1)"]),
+    );
+    let out = write(
+        &c,
+        &req(&[
+            "INSERT INTO t VALUES(2)",
+            "INSERT OR ROLLBACK INTO t VALUES(1)",
+            "INSERT INTO t VALUES(3)",
+        ]),
+    );
     assert_eq!(out.results.len(), 2);
     assert!(out.error.is_some());
     assert_eq!(count(&c), 1);
@@ -124,7 +183,10 @@ fn positional_and_named_parameters() {
         statements: vec![
             SqlStatement {
                 sql: "INSERT INTO t VALUES(?, ?)".into(),
-                params: Params::Positional(vec![ParamValue::Text("fiona".into()), ParamValue::Integer(20)]),
+                params: Params::Positional(vec![
+                    ParamValue::Text("fiona".into()),
+                    ParamValue::Integer(20),
+                ]),
             },
             SqlStatement {
                 sql: "INSERT INTO t VALUES(:name, $age)".into(),
@@ -150,9 +212,19 @@ fn positional_and_named_parameters() {
         transaction: false,
     };
     let out = write(&c, &r);
-    assert_eq!(out.results[3].outcome, StatementOutcome::Error("not enough args to execute query: want 2 got 1".into()));
-    let q = query_request(&c, &req(&["SELECT a, b FROM t ORDER BY rowid"]), ResultOptions::default()).unwrap();
-    let StatementOutcome::Rows(rows) = &q.results[0].outcome else { panic!() };
+    assert_eq!(
+        out.results[3].outcome,
+        StatementOutcome::Error("not enough args to execute query: want 2 got 1".into())
+    );
+    let q = query_request(
+        &c,
+        &req(&["SELECT a, b FROM t ORDER BY rowid"]),
+        ResultOptions::default(),
+    )
+    .unwrap();
+    let StatementOutcome::Rows(rows) = &q.results[0].outcome else {
+        panic!()
+    };
     assert_eq!(
         rows.values,
         vec![
@@ -167,42 +239,84 @@ fn positional_and_named_parameters() {
 #[test]
 fn returning_rows_on_execute_and_select_on_execute_is_execute_shaped() {
     let c = conn();
-    write(&c, &req(&["CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT)"]));
-    let out = write(&c, &req(&["INSERT INTO t(a) VALUES('x') RETURNING id, a", "SELECT * FROM t"]));
-    let StatementOutcome::Rows(rows) = &out.results[0].outcome else { panic!("{out:?}") };
+    write(
+        &c,
+        &req(&["CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT)"]),
+    );
+    let out = write(
+        &c,
+        &req(&[
+            "INSERT INTO t(a) VALUES('x') RETURNING id, a",
+            "SELECT * FROM t",
+        ]),
+    );
+    let StatementOutcome::Rows(rows) = &out.results[0].outcome else {
+        panic!("{out:?}")
+    };
     assert_eq!(rows.columns, vec!["id", "a"]);
-    assert_eq!(rows.values, vec![vec![Value::Integer(1), Value::Text("x".into())]]);
+    assert_eq!(
+        rows.values,
+        vec![vec![Value::Integer(1), Value::Text("x".into())]]
+    );
     assert_eq!(out.results[1].outcome, exec(0, 0));
 }
 
 #[test]
 fn query_types_and_qualified_columns() {
     let c = conn();
-    write(&c, &req(&["CREATE TABLE t(id INTEGER, name VARCHAR(20), r)", "INSERT INTO t VALUES(1, 'a', 2.5)"]));
+    write(
+        &c,
+        &req(&[
+            "CREATE TABLE t(id INTEGER, name VARCHAR(20), r)",
+            "INSERT INTO t VALUES(1, 'a', 2.5)",
+        ]),
+    );
     let q = query_request(
         &c,
         &req(&["SELECT id, name, r, count(*), NULL FROM t"]),
-        ResultOptions { qualify_columns: true },
+        ResultOptions {
+            qualify_columns: true,
+        },
     )
     .unwrap();
-    let StatementOutcome::Rows(rows) = &q.results[0].outcome else { panic!() };
-    assert_eq!(rows.columns, vec!["t.id", "t.name", "t.r", "count(*)", "NULL"]);
-    assert_eq!(rows.types(), vec!["integer", "varchar(20)", "real", "integer", ""]);
+    let StatementOutcome::Rows(rows) = &q.results[0].outcome else {
+        panic!()
+    };
+    assert_eq!(
+        rows.columns,
+        vec!["t.id", "t.name", "t.r", "count(*)", "NULL"]
+    );
+    assert_eq!(
+        rows.types(),
+        vec!["integer", "varchar(20)", "real", "integer", ""]
+    );
 }
 
 #[test]
 fn read_only_classification() {
     let c = conn();
     write(&c, &req(&["CREATE TABLE t(a)"]));
-    assert!(is_read_only(&c, &req(&["SELECT * FROM t", "SELECT 1; SELECT 2"])));
-    assert!(!is_read_only(&c, &req(&["SELECT * FROM t", "INSERT INTO t VALUES(1)"])));
-    assert!(!is_read_only(&c, &req(&["SELECT * FROM nosuch"])), "errors go to the write path");
+    assert!(is_read_only(
+        &c,
+        &req(&["SELECT * FROM t", "SELECT 1; SELECT 2"])
+    ));
+    assert!(!is_read_only(
+        &c,
+        &req(&["SELECT * FROM t", "INSERT INTO t VALUES(1)"])
+    ));
+    assert!(
+        !is_read_only(&c, &req(&["SELECT * FROM nosuch"])),
+        "errors go to the write path"
+    );
     assert!(!is_read_only(&c, &req(&["BEGIN"])));
 }
 
 #[test]
 fn txn_control_recognises_keywords() {
-    assert_eq!(txn_control("  begin immediate transaction"), Some(TxnControl::Begin));
+    assert_eq!(
+        txn_control("  begin immediate transaction"),
+        Some(TxnControl::Begin)
+    );
     assert_eq!(txn_control("/* x */ END"), Some(TxnControl::Commit));
     assert_eq!(txn_control("-- c\nROLLBACK;"), Some(TxnControl::Rollback));
     assert_eq!(txn_control("ROLLBACK TRANSACTION TO SAVEPOINT a"), None);

@@ -1,0 +1,221 @@
+//! `/db/execute`, `/db/query` and `/db/request`: SQL over rqlite's JSON API.
+
+use std::time::Instant;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt as _;
+
+use super::body::parse_statements;
+use super::json::{encode_response, ApiResponse, EncodeOptions};
+use super::params::QueryParams;
+use super::response::{json, store_error, text_error};
+use super::AppState;
+use crate::db::execute::RequestResults;
+use crate::db::request::{Request, ResultOptions, RowsPolicy, SqlStatement};
+use crate::store::{ReadLevel, StoreError};
+
+pub async fn execute(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let params = QueryParams::parse(req.query_string());
+    let request = match read_request(&req, payload, &state, &params, true).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let started = Instant::now();
+    let outcome = state
+        .store
+        .execute(request, RowsPolicy::ReturningOnly, result_options(&params))
+        .await;
+    respond(&state, &params, outcome, started)
+}
+
+pub async fn query_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let params = QueryParams::parse(req.query_string());
+    let Some(sql) = params.get("q") else {
+        return text_error(StatusCode::BAD_REQUEST, "query parameter not set");
+    };
+    let request = Request {
+        statements: vec![SqlStatement::new(sql)],
+        transaction: params.has("transaction"),
+    };
+    run_query(&state, &params, request).await
+}
+
+pub async fn query_post(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let params = QueryParams::parse(req.query_string());
+    let request = match read_request(&req, payload, &state, &params, true).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    run_query(&state, &params, request).await
+}
+
+pub async fn request(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let params = QueryParams::parse(req.query_string());
+    let request = match read_request(&req, payload, &state, &params, false).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let level = ReadLevel::parse(params.get("level"));
+    let started = Instant::now();
+    let read_only = if level == ReadLevel::Strong {
+        Ok(false)
+    } else {
+        state.store.is_read_only(request.clone()).await
+    };
+    let outcome = match read_only {
+        Ok(true) => {
+            state
+                .store
+                .query(request, level, result_options(&params))
+                .await
+        }
+        Ok(false) => {
+            state
+                .store
+                .execute(request, RowsPolicy::AllQueries, result_options(&params))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    respond(&state, &params, outcome, started)
+}
+
+async fn run_query(state: &AppState, params: &QueryParams, request: Request) -> HttpResponse {
+    let level = ReadLevel::parse(params.get("level"));
+    let started = Instant::now();
+    let outcome = state
+        .store
+        .query(request, level, result_options(params))
+        .await;
+    respond(state, params, outcome, started)
+}
+
+fn result_options(params: &QueryParams) -> ResultOptions {
+    ResultOptions {
+        qualify_columns: params.has("qualify_columns"),
+    }
+}
+
+pub fn encode_options(params: &QueryParams) -> EncodeOptions {
+    EncodeOptions {
+        associative: params.has("associative"),
+        blob_array: params.has("blob_array"),
+        timings: params.has("timings"),
+        pretty: params.has("pretty"),
+    }
+}
+
+fn respond(
+    state: &AppState,
+    params: &QueryParams,
+    outcome: Result<RequestResults, StoreError>,
+    started: Instant,
+) -> HttpResponse {
+    match outcome {
+        Ok(results) => {
+            let body = encode_response(
+                &ApiResponse {
+                    results: &results.results,
+                    error: results.error.as_deref(),
+                    time: started.elapsed().as_secs_f64(),
+                    ..Default::default()
+                },
+                encode_options(params),
+            );
+            let mut resp = json(StatusCode::OK, body);
+            if let Ok(v) = header::HeaderValue::from_str(&state.store.node().api_addr) {
+                resp.headers_mut()
+                    .insert(header::HeaderName::from_static("x-rqlite-served-by"), v);
+            }
+            resp
+        }
+        Err(StoreError::Internal(e)) => {
+            // rqlite answers request-level failures that are not about leadership with 200 and
+            // an `error` field, and clients look for it there.
+            let msg = format!("{e:#}");
+            json(
+                StatusCode::OK,
+                encode_response(
+                    &ApiResponse {
+                        error: Some(&msg),
+                        ..Default::default()
+                    },
+                    encode_options(params),
+                ),
+            )
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+/// Reads and parses the body into a request, or returns the 4xx answer.
+async fn read_request(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    params: &QueryParams,
+    allow_plain_text: bool,
+) -> Result<Request, HttpResponse> {
+    let body = read_body(req, payload, state.limits.max_body_size).await?;
+    let plain = allow_plain_text
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("text/plain")
+            });
+    let statements =
+        parse_statements(&body, plain).map_err(|e| text_error(StatusCode::BAD_REQUEST, e))?;
+    Ok(Request {
+        statements,
+        transaction: params.has("transaction"),
+    })
+}
+
+/// Reads a whole (small) body, refusing more than `limit` bytes with a clear 413.
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, HttpResponse> {
+    let too_large = || {
+        text_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body too large: the limit is {limit} bytes (-max-body-size)"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| text_error(StatusCode::BAD_REQUEST, format!("read request body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

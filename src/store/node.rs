@@ -1,0 +1,32 @@
+//! A node's identity: rqlite's string id and its two advertised addresses.
+
+use serde::{Deserialize, Serialize};
+
+/// What the cluster knows about a node. It travels in Raft membership data later, so it is
+/// serializable and small.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// rqlite's `-node-id` (defaults to the advertised Raft address).
+    pub id: String,
+    /// Advertised HTTP address, `host:port`.
+    pub api_addr: String,
+    /// Advertised Raft address, `host:port`.
+    pub raft_addr: String,
+    /// Whether clients reach this node over HTTPS.
+    #[serde(default)]
+    pub https: bool,
+    #[serde(default = "default_voter")]
+    pub voter: bool,
+}
+
+fn default_voter() -> bool {
+    true
+}
+
+impl NodeInfo {
+    /// The API URL, `http://host:port` (or https).
+    pub fn api_url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.api_addr)
+    }
+}

@@ -1,0 +1,251 @@
+//! Test harness: start the real `raftlited` binary on free loopback ports and talk HTTP to it.
+//!
+//! Nodes bind port 0 and the harness reads the bound address from the node's log line
+//! (`node HTTP API available at http://ADDR`), so tests running in parallel never guess ports.
+//! A node is killed when its handle drops; its stderr is kept and printed if a test fails
+//! while waiting for it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_raftlited");
+
+/// A running node.
+pub struct Node {
+    child: Option<Child>,
+    pub http_addr: String,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    log: Arc<Mutex<String>>,
+    client: reqwest::blocking::Client,
+}
+
+/// An HTTP answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Node {
+    /// Starts a single node in a fresh temporary data directory.
+    pub fn start(extra_args: &[&str]) -> Node {
+        let temp = tempfile::tempdir().expect("create temp dir");
+        let dir = temp.path().join("data");
+        let mut node = Node::start_in(&dir, extra_args);
+        node._temp = Some(temp);
+        node
+    }
+
+    /// Starts a node on `data_dir` (which may hold a previous node's data).
+    pub fn start_in(data_dir: &Path, extra_args: &[&str]) -> Node {
+        let node = Node::spawn(data_dir, extra_args)
+            .unwrap_or_else(|log| panic!("node did not start:\n{log}"));
+        node.wait_ready();
+        node
+    }
+
+    /// Spawns a node and waits for its HTTP address; on failure returns its log.
+    pub fn spawn(data_dir: &Path, extra_args: &[&str]) -> Result<Node, String> {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"]);
+        cmd.args(extra_args);
+        cmd.arg(data_dir);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd.env("RUST_LOG", "info");
+        let mut child = cmd.spawn().expect("spawn raftlited");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("node HTTP API available at http://") {
+                    let addr = line[i + "node HTTP API available at http://".len()..]
+                        .trim()
+                        .to_string();
+                    let _ = tx.send(addr);
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(log.lock().unwrap().clone());
+            }
+        };
+        Ok(Node {
+            child: Some(child),
+            http_addr: addr,
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+            log,
+            client: reqwest::blocking::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+        })
+    }
+
+    /// Waits until `/readyz` answers 200 (bounded: 20 s).
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.client.get(self.url("/readyz")).send() {
+                if r.status().as_u16() == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("node never became ready:\n{}", self.log());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http_addr, path)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn answer(r: reqwest::blocking::Response) -> Answer {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.text().unwrap_or_default();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        Node::answer(self.client.get(self.url(path)).send().expect("GET"))
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Vec<u8>>,
+    ) -> Answer {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client.request(m, self.url(path)).body(body.into());
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        Node::answer(req.send().expect("request"))
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Answer {
+        self.request("POST", path, Some("application/json"), body)
+    }
+
+    /// POSTs to `/db/execute` and returns the raw body after checking for 200.
+    pub fn execute(&self, body: &str) -> String {
+        let a = self.post("/db/execute", body);
+        assert_eq!(a.status, 200, "execute {body}: {}", a.body);
+        a.body
+    }
+
+    /// GET `/db/query?q=...` and returns the raw body after checking for 200.
+    pub fn query(&self, sql: &str) -> String {
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", sql)
+            .finish();
+        let a = self.get(&format!("/db/query?{q}"));
+        assert_eq!(a.status, 200, "query {sql}: {}", a.body);
+        a.body
+    }
+
+    /// Sends SIGTERM and waits for a clean exit (bounded); returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("node already stopped");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node did not stop on SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Takes ownership of the temp dir so a restarted node can reuse the data directory.
+    pub fn take_temp(&mut self) -> Option<tempfile::TempDir> {
+        self._temp.take()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs the binary to completion with `args` (for flag and start-up error tests).
+pub fn run_binary(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let out = child.wait_with_output().expect("output");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            return (status.code(), text);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            return (None, String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

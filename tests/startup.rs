@@ -1,0 +1,87 @@
+//! The node's command line and start-up failures: clear messages and non-zero exits.
+
+mod common;
+
+use std::time::Duration;
+
+use common::run_binary;
+
+#[test]
+fn bad_flag_is_refused_with_go_style_message() {
+    let (code, out) = run_binary(&["-no-such-flag", "/tmp/x"], Duration::from_secs(10));
+    assert_eq!(code, Some(2));
+    assert!(
+        out.contains("flag provided but not defined: -no-such-flag"),
+        "{out}"
+    );
+}
+
+#[test]
+fn missing_data_dir_is_an_error() {
+    let (code, out) = run_binary(&["-fk"], Duration::from_secs(10));
+    assert_eq!(code, Some(1));
+    assert!(out.contains("no data directory set"), "{out}");
+}
+
+#[test]
+fn arguments_after_data_dir_are_refused() {
+    let (code, out) = run_binary(&["/tmp/x", "extra"], Duration::from_secs(10));
+    assert_eq!(code, Some(1));
+    assert!(out.contains("arguments after data directory"), "{out}");
+}
+
+#[test]
+fn unusable_data_directory_exits_with_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let path = file.to_str().unwrap();
+    let (code, out) = run_binary(
+        &[
+            "-http-addr",
+            "127.0.0.1:0",
+            "-raft-addr",
+            "127.0.0.1:0",
+            path,
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("data directory") && out.contains("a-file"),
+        "{out}"
+    );
+}
+
+#[test]
+fn port_in_use_exits_with_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let (code, out) = run_binary(
+        &[
+            "-http-addr",
+            &addr,
+            "-raft-addr",
+            "127.0.0.1:0",
+            data.to_str().unwrap(),
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains(&format!("listen on the HTTP address {addr}")),
+        "{out}"
+    );
+}
+
+#[test]
+fn version_and_help() {
+    let (code, out) = run_binary(&["-version"], Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(out.contains(raftlite::VERSION));
+    let (code, out) = run_binary(&["-h"], Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(out.contains("-http-addr"), "{out}");
+}
