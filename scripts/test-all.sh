@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite: the README's test command, and what .ci/run calls.
+#
+#   bash scripts/test-all.sh
+#
+# It installs what it needs (idempotently), then runs, in order: formatting and lint checks,
+# the release build, every unit and end-to-end test (nextest when present), the SQL dump
+# conformance kit, a smoke run of every fuzz target, and the benchmark harness in --quick mode.
+# Each step prints a banner; the first failure stops the run with a non-zero status.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "install prerequisites"
+if ! command -v sqlite3 >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq sqlite3
+fi
+sqlite3 --version
+command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
+
+step "format and lint"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "release build"
+cargo build --release --workspace
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+  # nextest does not run doctests.
+  cargo test --workspace --doc
+else
+  cargo test --workspace
+fi
+
+if [ -x "$ROOT/target/release/raftlite" ] && "$ROOT/target/release/raftlite" dump --help >/dev/null 2>&1; then
+  step "SQL dump conformance kit"
+  KIT="$ROOT/../shared/dump/check_dump.sh"
+  if [ -f "$KIT" ]; then
+    CORPUS=$(mktemp -d)/dumpcorpus bash "$KIT" -q "$ROOT/target/release/raftlite dump {db}"
+  else
+    echo "conformance kit not found at $KIT" >&2; exit 1
+  fi
+fi
+
+if [ -f scripts/fuzz-smoke.sh ]; then
+  step "fuzz smoke"
+  bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-30}"
+fi
+
+if [ -f scripts/bench-quick.sh ]; then
+  step "benchmark harness (--quick)"
+  bash scripts/bench-quick.sh
+fi
+
+step "all checks passed"
