@@ -844,6 +844,16 @@ mod tests {
     }
 
     #[test]
+    fn non_ascii_flag_names_are_reported_not_panicked_on() {
+        assert_eq!(parse_err("-µ=1"), "flag provided but not defined: -µ");
+        assert_eq!(parse_err("--µs"), "flag provided but not defined: -µs");
+        assert_eq!(
+            parse_err("-node-id=µ -fk=µ"),
+            r#"invalid boolean value "µ" for -fk: parse error"#
+        );
+    }
+
+    #[test]
     fn help_flags() {
         for line in ["-h", "-help", "--help", "--h", "-fk -help /data", "-help=1"] {
             assert_eq!(table().parse(&args(line)), Ok(ParseResult::Help), "{line}");
