@@ -511,6 +511,23 @@ impl Config {
         Ok(())
     }
 
+    /// Fills in what a port-0 bind left unknown, once the binary has bound its sockets:
+    /// each missing advertised address becomes the bind host with the real port, and a
+    /// missing node ID becomes the Raft advertised address, as rqlited's default. Fields
+    /// already set are kept. The binary must also refuse a `-join` address equal to the
+    /// resulting Raft address, which `validate` could not check before the bind.
+    pub fn resolve_bound_ports(&mut self, http_port: u16, raft_port: u16) {
+        if self.http_adv_addr.is_none() {
+            self.http_adv_addr = Some(with_port(&self.http_addr, http_port));
+        }
+        if self.raft_adv_addr.is_none() {
+            self.raft_adv_addr = Some(with_port(&self.raft_addr, raft_port));
+        }
+        if self.node_id.is_none() {
+            self.node_id = self.raft_adv_addr.clone();
+        }
+    }
+
     /// Flags given on the command line (with a non-default value) that raftlite accepts but
     /// does not act on yet; the binary logs a warning for each.
     pub fn accepted_but_ignored(&self) -> Vec<&'static str> {
@@ -625,21 +642,19 @@ impl Config {
             return Err(invalid("CDC cannot be enabled on non-voting nodes"));
         }
         match self.disco_mode.as_deref() {
-            None => {}
-            Some(mode @ ("etcd-kv" | "consul-kv")) => {
-                if self.bootstrap_expect > 0 {
-                    return Err(invalid(format!(
-                        "bootstrapping not applicable when using {mode}"
-                    )));
-                }
+            Some(mode @ ("etcd-kv" | "consul-kv")) if self.bootstrap_expect > 0 => {
+                return Err(invalid(format!(
+                    "bootstrapping not applicable when using {mode}"
+                )));
             }
-            Some(mode @ ("dns" | "dns-srv")) => {
-                if self.bootstrap_expect == 0 && !self.raft_non_voter {
-                    return Err(invalid(format!(
-                        "bootstrap-expect value required when using {mode} with a voting node"
-                    )));
-                }
+            Some(mode @ ("dns" | "dns-srv"))
+                if self.bootstrap_expect == 0 && !self.raft_non_voter =>
+            {
+                return Err(invalid(format!(
+                    "bootstrap-expect value required when using {mode} with a voting node"
+                )));
             }
+            None | Some("etcd-kv" | "consul-kv" | "dns" | "dns-srv") => {}
             Some(_) => {
                 return Err(invalid(
                     "disco mode must be one of consul-kv, etcd-kv, dns, or dns-srv",
@@ -741,6 +756,16 @@ fn advertised(explicit: Option<&str>, bind: &str) -> Option<String> {
         Some(addr) => Some(addr.to_string()),
         None if is_any_port(bind) => None,
         None => Some(bind.to_string()),
+    }
+}
+
+/// `addr` with its port replaced, like Go's `net.JoinHostPort` (brackets for IPv6 hosts).
+fn with_port(addr: &str, port: u16) -> String {
+    let host = split_host_port(addr).map_or(addr, |(host, _)| host);
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -1190,6 +1215,23 @@ mod tests {
             error("-raft-adv-addr node1:0 /d"),
             "-raft-adv-addr needs a real port, not 0: it is the address others connect to"
         );
+    }
+
+    #[test]
+    fn resolve_bound_ports_fills_only_what_was_unknown() {
+        let mut c = run("-http-addr localhost:0 -raft-addr [::1]:0 /d");
+        c.resolve_bound_ports(40001, 40002);
+        assert_eq!(c.http_adv_addr.as_deref(), Some("localhost:40001"));
+        assert_eq!(c.raft_adv_addr.as_deref(), Some("[::1]:40002"));
+        assert_eq!(c.node_id.as_deref(), Some("[::1]:40002"));
+        assert_eq!(c.validate(), Ok(()));
+
+        let mut c = run("-node-id n1 -http-addr localhost:0 -raft-addr localhost:0 \
+             -raft-adv-addr node1:4002 /d");
+        c.resolve_bound_ports(40001, 40002);
+        assert_eq!(c.http_adv_addr.as_deref(), Some("localhost:40001"));
+        assert_eq!(c.raft_adv_addr.as_deref(), Some("node1:4002"));
+        assert_eq!(c.node_id.as_deref(), Some("n1"));
     }
 
     #[test]

@@ -280,12 +280,9 @@ impl FlagSet {
     }
 
     /// Go's `PrintDefaults`: one entry per flag, sorted by name, with its type, its help and
-    /// its default unless that is the type's zero value. Example:
-    ///
-    /// ```text
-    ///   -join-interval duration
-    ///     	Period between join attempts (default 3s)
-    /// ```
+    /// its default unless that is the type's zero value. Each entry is `"  -name type"`, then a
+    /// new line, four spaces and a tab before the help, e.g. for `-join-interval`:
+    /// `"  -join-interval duration\n    \tPeriod between join attempts (default 3s)\n"`.
     pub fn defaults_text(&self) -> String {
         let mut out = String::new();
         for spec in &self.specs {
@@ -401,7 +398,7 @@ impl ParsedFlags {
 
     /// Whether `name` appeared on the command line (even with its default value).
     pub fn is_set(&self, name: &str) -> bool {
-        self.set.iter().any(|n| *n == name)
+        self.set.contains(&name)
     }
 
     /// Flags given on the command line, in first-appearance order.
@@ -508,7 +505,7 @@ fn underscores_ok(s: &str) -> bool {
     if s.len() >= 2 && s[0] == b'0' && matches!(s[1].to_ascii_lowercase(), b'b' | b'o' | b'x') {
         i = 2;
         saw = b'0';
-        hex = s[1].to_ascii_lowercase() == b'x';
+        hex = s[1].eq_ignore_ascii_case(&b'x');
     }
     for &c in &s[i..] {
         if c.is_ascii_digit() || (hex && c.is_ascii_hexdigit()) {
@@ -844,6 +841,16 @@ mod tests {
     fn changed_flags_ignores_values_equal_to_default() {
         let p = parse("-fk=false -stepdown=false -raft-snap 8192 -attempts 0x5 -interval 2s");
         assert_eq!(p.changed_flags(), ["stepdown", "interval"]);
+    }
+
+    #[test]
+    fn non_ascii_flag_names_are_reported_not_panicked_on() {
+        assert_eq!(parse_err("-µ=1"), "flag provided but not defined: -µ");
+        assert_eq!(parse_err("--µs"), "flag provided but not defined: -µs");
+        assert_eq!(
+            parse_err("-node-id=µ -fk=µ"),
+            r#"invalid boolean value "µ" for -fk: parse error"#
+        );
     }
 
     #[test]

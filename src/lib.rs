@@ -1,8 +1,14 @@
 //! raftlite: a Raft-replicated SQLite server built for hot backups.
-pub mod db;
-pub mod http;
-pub mod store;
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+//!
+//! The data flows top to bottom: `http` (rqlite's API) → `store` (propose writes, serve reads)
+//! → `db` (SQLite: execute, query) → `raftlite_ffi` (the only unsafe code).
+
 pub mod config;
+pub mod db;
 pub mod flags;
+pub mod http;
 pub mod node;
+pub mod store;
+
+/// The version reported in `/status`, `X-RQLITE-VERSION` and `-version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use raftlite::config::{Config, ParseOutcome};
+use raftlite::config::{Config, ConfigError, ParseOutcome};
 use raftlite::node::{self, NodeOptions};
 
 fn main() -> ExitCode {
@@ -23,6 +23,10 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("raftlited: {e}");
+            if matches!(e, ConfigError::Flag(_)) {
+                // As Go's flag package does: the usage follows a syntax error.
+                eprint!("{}", Config::usage());
+            }
             return ExitCode::from(e.exit_code() as u8);
         }
     };
