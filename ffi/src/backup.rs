@@ -52,7 +52,11 @@ impl<'a> Backup<'a> {
             // SAFETY: `dest_db` is valid; the error of backup_init is left on it.
             return Err(unsafe { error_from_handle(dest_db, sys::sqlite3_errcode(dest_db)) });
         }
-        Ok(Backup { handle, dest: dest_db, _conns: PhantomData })
+        Ok(Backup {
+            handle,
+            dest: dest_db,
+            _conns: PhantomData,
+        })
     }
 
     /// Copies up to `pages` pages (negative: all remaining).

@@ -90,7 +90,10 @@ impl Connection {
         // Extended codes tell SQLITE_IOERR_FSYNC from SQLITE_IOERR_WRITE, and so on.
         // SAFETY: `db` is a valid open handle.
         unsafe { sys::sqlite3_extended_result_codes(db, 1) };
-        Ok(Connection { db, interrupt: Arc::new(Mutex::new(db as usize)) })
+        Ok(Connection {
+            db,
+            interrupt: Arc::new(Mutex::new(db as usize)),
+        })
     }
 
     /// The raw handle, or the "closed" error.
@@ -154,7 +157,11 @@ impl Connection {
             // SAFETY: SQLite sets `tail` to a pointer into the same buffer, at or after `start`.
             unsafe { tail.offset_from(start) as usize }
         };
-        let stmt = if stmt.is_null() { None } else { Some(Statement::new(self, stmt)) };
+        let stmt = if stmt.is_null() {
+            None
+        } else {
+            Some(Statement::new(self, stmt))
+        };
         Ok((stmt, consumed.min(sql.len())))
     }
 
@@ -163,7 +170,10 @@ impl Connection {
         let (stmt, used) = self.prepare_first(sql)?;
         let stmt = stmt.ok_or_else(|| Error::new(sys::SQLITE_MISUSE, "empty SQL statement"))?;
         if !is_blank(&sql[used..]) {
-            return Err(Error::new(sys::SQLITE_MISUSE, "more than one SQL statement"));
+            return Err(Error::new(
+                sys::SQLITE_MISUSE,
+                "more than one SQL statement",
+            ));
         }
         Ok(stmt)
     }
@@ -186,7 +196,11 @@ impl Connection {
     /// Runs one statement and returns its first column of the first row, as an integer.
     pub fn query_i64(&self, sql: &str) -> Result<Option<i64>> {
         let mut stmt = self.prepare(sql)?;
-        Ok(if stmt.step()?.is_row() { Some(stmt.column_i64(0)) } else { None })
+        Ok(if stmt.step()?.is_row() {
+            Some(stmt.column_i64(0))
+        } else {
+            None
+        })
     }
 
     /// Runs one statement and returns its first column of the first row, as text.
@@ -262,18 +276,21 @@ impl Connection {
     /// Turns SQLite's "defensive" mode on or off: it forbids writes to the schema and other
     /// operations that can corrupt a database, even through `PRAGMA writable_schema`.
     pub fn set_defensive(&self, on: bool) -> Result<()> {
-        self.db_config(sys::SQLITE_DBCONFIG_DEFENSIVE, on).map(|_| ())
+        self.db_config(sys::SQLITE_DBCONFIG_DEFENSIVE, on)
+            .map(|_| ())
     }
 
     /// Whether the schema is trusted: with `false`, functions with side effects cannot run
     /// from triggers, views or defaults unless they are flagged innocuous.
     pub fn set_trusted_schema(&self, on: bool) -> Result<()> {
-        self.db_config(sys::SQLITE_DBCONFIG_TRUSTED_SCHEMA, on).map(|_| ())
+        self.db_config(sys::SQLITE_DBCONFIG_TRUSTED_SCHEMA, on)
+            .map(|_| ())
     }
 
     /// Whether `load_extension()` may be called from SQL or the C API.
     pub fn set_load_extension(&self, on: bool) -> Result<()> {
-        self.db_config(sys::SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, on).map(|_| ())
+        self.db_config(sys::SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, on)
+            .map(|_| ())
     }
 
     /// One boolean `sqlite3_db_config` option; returns the value now in force.
@@ -321,7 +338,9 @@ impl Connection {
 
     /// A handle that can interrupt this connection's running statement from another thread.
     pub fn interrupt_handle(&self) -> InterruptHandle {
-        InterruptHandle { db: Arc::clone(&self.interrupt) }
+        InterruptHandle {
+            db: Arc::clone(&self.interrupt),
+        }
     }
 }
 
@@ -364,7 +383,9 @@ impl InterruptHandle {
 pub(crate) unsafe fn error_from_handle(db: *mut sys::sqlite3, rc: c_int) -> Error {
     // SAFETY: the caller guarantees `db` is valid; errmsg returns a NUL-terminated string owned
     // by SQLite, copied immediately.
-    let msg = unsafe { CStr::from_ptr(sys::sqlite3_errmsg(db)) }.to_string_lossy().into_owned();
+    let msg = unsafe { CStr::from_ptr(sys::sqlite3_errmsg(db)) }
+        .to_string_lossy()
+        .into_owned();
     // SAFETY: as above.
     let ext = unsafe { sys::sqlite3_extended_errcode(db) };
     // Prefer the code the failing call returned; the handle's code can be stale for misuse

@@ -78,7 +78,10 @@ pub struct Error {
 
 impl Error {
     pub fn new(extended_code: i32, message: impl Into<String>) -> Error {
-        Error { extended_code, message: message.into() }
+        Error {
+            extended_code,
+            message: message.into(),
+        }
     }
 
     /// The error for a call on a connection that was already closed.

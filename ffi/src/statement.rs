@@ -44,7 +44,11 @@ pub struct Statement<'c> {
 
 impl<'c> Statement<'c> {
     pub(crate) fn new(conn: &'c Connection, stmt: *mut sys::sqlite3_stmt) -> Statement<'c> {
-        Statement { stmt, conn, _not_send: PhantomData }
+        Statement {
+            stmt,
+            conn,
+            _not_send: PhantomData,
+        }
     }
 
     fn check(&self, rc: c_int) -> Result<()> {
@@ -126,7 +130,13 @@ impl<'c> Statement<'c> {
         let len = u64::try_from(v.len()).unwrap_or(u64::MAX);
         // SAFETY: `v` is valid for `len` bytes; SQLITE_TRANSIENT makes SQLite copy it.
         let rc = unsafe {
-            sys::sqlite3_bind_blob64(self.stmt, index, v.as_ptr().cast(), len, sys::SQLITE_TRANSIENT())
+            sys::sqlite3_bind_blob64(
+                self.stmt,
+                index,
+                v.as_ptr().cast(),
+                len,
+                sys::SQLITE_TRANSIENT(),
+            )
         };
         self.check(rc)
     }

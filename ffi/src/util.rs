@@ -10,7 +10,9 @@ use libsqlite3_sys as sys;
 /// ignored, as the C function would.
 pub fn complete(sql: &str) -> bool {
     let upto_nul = sql.split('\0').next().unwrap_or("");
-    let Ok(c) = CString::new(upto_nul) else { return false };
+    let Ok(c) = CString::new(upto_nul) else {
+        return false;
+    };
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
     unsafe { sys::sqlite3_complete(c.as_ptr()) != 0 }
 }
@@ -30,11 +32,15 @@ pub fn format_real_20g(v: f64) -> String {
         );
     }
     // SAFETY: sqlite3_snprintf wrote a NUL-terminated string into `buf`.
-    unsafe { CStr::from_ptr(buf.as_ptr() as *const c_char) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(buf.as_ptr() as *const c_char) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The version of the linked SQLite library, e.g. "3.54.1".
 pub fn sqlite_version() -> &'static str {
     // SAFETY: sqlite3_libversion returns a static NUL-terminated string.
-    unsafe { CStr::from_ptr(sys::sqlite3_libversion()) }.to_str().unwrap_or("unknown")
+    unsafe { CStr::from_ptr(sys::sqlite3_libversion()) }
+        .to_str()
+        .unwrap_or("unknown")
 }

@@ -12,7 +12,9 @@ fn mem() -> Connection {
 #[test]
 fn open_missing_file_read_only_fails_with_cantopen() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Connection::open(dir.path().join("nope.db"), OpenFlags::READ_ONLY).err().unwrap();
+    let err = Connection::open(dir.path().join("nope.db"), OpenFlags::READ_ONLY)
+        .err()
+        .unwrap();
     assert_eq!(err.code(), ErrorCode::CantOpen);
     assert!(err.message.contains("unable to open"), "{}", err.message);
 }
@@ -69,16 +71,25 @@ fn invalid_sql_reports_code_and_message() {
 #[test]
 fn prepare_rejects_empty_and_multiple_statements() {
     let c = mem();
-    assert_eq!(c.prepare("  -- nothing").err().unwrap().code(), ErrorCode::Misuse);
-    assert_eq!(c.prepare("SELECT 1; SELECT 2").err().unwrap().code(), ErrorCode::Misuse);
+    assert_eq!(
+        c.prepare("  -- nothing").err().unwrap().code(),
+        ErrorCode::Misuse
+    );
+    assert_eq!(
+        c.prepare("SELECT 1; SELECT 2").err().unwrap().code(),
+        ErrorCode::Misuse
+    );
     assert!(c.prepare("SELECT 1; -- fine\n").is_ok());
 }
 
 #[test]
 fn binds_and_reads_every_value_type() {
     let c = mem();
-    c.execute_batch("CREATE TABLE t(i INTEGER, r REAL, s TEXT, b BLOB, n, e BLOB)").unwrap();
-    let mut ins = c.prepare("INSERT INTO t VALUES(?1, ?2, :s, @b, $n, ?6)").unwrap();
+    c.execute_batch("CREATE TABLE t(i INTEGER, r REAL, s TEXT, b BLOB, n, e BLOB)")
+        .unwrap();
+    let mut ins = c
+        .prepare("INSERT INTO t VALUES(?1, ?2, :s, @b, $n, ?6)")
+        .unwrap();
     assert_eq!(ins.parameter_count(), 6);
     assert_eq!(ins.parameter_index(":s"), Some(3));
     assert_eq!(ins.parameter_name(4).as_deref(), Some("@b"));
@@ -94,7 +105,9 @@ fn binds_and_reads_every_value_type() {
     assert_eq!(c.last_insert_rowid().unwrap(), 1);
     drop(ins);
 
-    let mut q = c.prepare("SELECT i, r, s, b, n, e, typeof(e) FROM t").unwrap();
+    let mut q = c
+        .prepare("SELECT i, r, s, b, n, e, typeof(e) FROM t")
+        .unwrap();
     assert_eq!(q.column_count(), 7);
     assert_eq!(q.column_name(2), "s");
     assert_eq!(q.column_decltype(1).as_deref(), Some("REAL"));
@@ -106,7 +119,11 @@ fn binds_and_reads_every_value_type() {
     assert_eq!(q.column_owned(2), Value::Text("héllo\n'x'".into()));
     assert_eq!(q.column_value(3), ValueRef::Blob(&[0, 255, 7]));
     assert_eq!(q.column_type(4), ColumnType::Null);
-    assert_eq!(q.column_type(5), ColumnType::Blob, "an empty blob stays a blob");
+    assert_eq!(
+        q.column_type(5),
+        ColumnType::Blob,
+        "an empty blob stays a blob"
+    );
     assert_eq!(q.column_text(6), b"blob");
     assert_eq!(q.step().unwrap(), Step::Done);
 }
@@ -135,14 +152,18 @@ fn column_access_out_of_range_is_null_not_ub() {
 #[test]
 fn step_error_and_reset() {
     let c = mem();
-    c.execute_batch("CREATE TABLE t(a UNIQUE); INSERT INTO t VALUES(1)").unwrap();
+    c.execute_batch("CREATE TABLE t(a UNIQUE); INSERT INTO t VALUES(1)")
+        .unwrap();
     let mut s = c.prepare("INSERT INTO t VALUES(?)").unwrap();
     s.bind_i64(1, 1).unwrap();
     let err = s.step().unwrap_err();
     assert_eq!(err.code(), ErrorCode::Constraint);
     assert_eq!(err.message, "UNIQUE constraint failed: t.a");
     // The extended code tells which constraint.
-    assert_eq!(err.extended_code, raftlite_ffi::sys::SQLITE_CONSTRAINT_UNIQUE);
+    assert_eq!(
+        err.extended_code,
+        raftlite_ffi::sys::SQLITE_CONSTRAINT_UNIQUE
+    );
     let _ = s.reset();
     s.bind_i64(1, 2).unwrap();
     assert_eq!(s.step().unwrap(), Step::Done);
@@ -158,7 +179,10 @@ fn readonly_classifies_statements() {
     c.execute_batch("CREATE TABLE t(a)").unwrap();
     assert!(c.prepare("SELECT * FROM t").unwrap().readonly());
     assert!(!c.prepare("INSERT INTO t VALUES(1)").unwrap().readonly());
-    assert!(!c.prepare("INSERT INTO t VALUES(1) RETURNING a").unwrap().readonly());
+    assert!(!c
+        .prepare("INSERT INTO t VALUES(1) RETURNING a")
+        .unwrap()
+        .readonly());
     assert_eq!(c.prepare("EXPLAIN SELECT 1").unwrap().explain_kind(), 1);
 }
 
@@ -179,7 +203,8 @@ fn busy_timeout_applies_to_lock_waits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.db");
     let a = Connection::open(&path, OpenFlags::READ_WRITE | OpenFlags::CREATE).unwrap();
-    a.execute_batch("CREATE TABLE t(a); BEGIN IMMEDIATE; INSERT INTO t VALUES(1)").unwrap();
+    a.execute_batch("CREATE TABLE t(a); BEGIN IMMEDIATE; INSERT INTO t VALUES(1)")
+        .unwrap();
     let b = Connection::open(&path, OpenFlags::READ_WRITE).unwrap();
     b.busy_timeout(50).unwrap();
     let start = std::time::Instant::now();
@@ -194,7 +219,10 @@ fn closed_handle_is_an_error_not_a_crash() {
     c.close().unwrap();
     assert!(c.is_closed());
     c.close().unwrap();
-    assert_eq!(c.prepare_first("SELECT 1").err().unwrap().code(), ErrorCode::Misuse);
+    assert_eq!(
+        c.prepare_first("SELECT 1").err().unwrap().code(),
+        ErrorCode::Misuse
+    );
     assert_eq!(c.changes().unwrap_err().message, "connection is closed");
     assert!(c.last_insert_rowid().is_err());
     assert!(c.busy_timeout(1).is_err());
@@ -227,8 +255,13 @@ fn double_quoted_strings_can_be_turned_on_and_off() {
     c.set_double_quoted_strings(true).unwrap();
     c.execute_batch("INSERT INTO t VALUES(\"fiona\")").unwrap();
     c.set_double_quoted_strings(false).unwrap();
-    let err = c.execute_batch("INSERT INTO t VALUES(\"declan\")").unwrap_err();
-    assert_eq!(err.message, "no such column: \"declan\" - should this be a string literal in single-quotes?");
+    let err = c
+        .execute_batch("INSERT INTO t VALUES(\"declan\")")
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        "no such column: \"declan\" - should this be a string literal in single-quotes?"
+    );
 }
 
 #[test]
@@ -236,8 +269,12 @@ fn complete_detects_statement_ends() {
     assert!(complete("SELECT 1;"));
     assert!(!complete("SELECT 1"));
     assert!(!complete("SELECT ';"));
-    assert!(!complete("CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1;"));
-    assert!(complete("CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END;"));
+    assert!(!complete(
+        "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1;"
+    ));
+    assert!(complete(
+        "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END;"
+    ));
     assert!(!complete("SELECT 1\0;"), "text after NUL is ignored");
 }
 
@@ -247,7 +284,14 @@ fn format_real_matches_sqlite_printf() {
     // SQLite versions, so only the round trip is pinned for those.
     assert_eq!(format_real_20g(1.5), "1.5");
     assert_eq!(format_real_20g(-2.0), "-2.0");
-    for v in [0.1, 1e300, -1.0e-300, 123456.789, f64::MAX, f64::MIN_POSITIVE] {
+    for v in [
+        0.1,
+        1e300,
+        -1.0e-300,
+        123456.789,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+    ] {
         let text = format_real_20g(v);
         assert_eq!(text.parse::<f64>().unwrap(), v, "{text}");
     }
@@ -256,11 +300,20 @@ fn format_real_matches_sqlite_printf() {
 #[test]
 fn wal_checkpoint_reports_frames() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Connection::open(dir.path().join("w.db"), OpenFlags::READ_WRITE | OpenFlags::CREATE)
+    let c = Connection::open(
+        dir.path().join("w.db"),
+        OpenFlags::READ_WRITE | OpenFlags::CREATE,
+    )
+    .unwrap();
+    assert_eq!(
+        c.query_text("PRAGMA journal_mode=WAL").unwrap().as_deref(),
+        Some("wal")
+    );
+    c.execute_batch("CREATE TABLE t(a); INSERT INTO t VALUES(1)")
         .unwrap();
-    assert_eq!(c.query_text("PRAGMA journal_mode=WAL").unwrap().as_deref(), Some("wal"));
-    c.execute_batch("CREATE TABLE t(a); INSERT INTO t VALUES(1)").unwrap();
-    let (log, done) = c.wal_checkpoint(raftlite_ffi::sys::SQLITE_CHECKPOINT_TRUNCATE).unwrap();
+    let (log, done) = c
+        .wal_checkpoint(raftlite_ffi::sys::SQLITE_CHECKPOINT_TRUNCATE)
+        .unwrap();
     assert_eq!(log, 0, "TRUNCATE leaves an empty WAL");
     assert_eq!(done, 0);
 }
@@ -268,17 +321,22 @@ fn wal_checkpoint_reports_frames() {
 #[test]
 fn backup_copies_in_steps_and_reports_progress() {
     let dir = tempfile::tempdir().unwrap();
-    let src = Connection::open(dir.path().join("s.db"), OpenFlags::READ_WRITE | OpenFlags::CREATE)
-        .unwrap();
+    let src = Connection::open(
+        dir.path().join("s.db"),
+        OpenFlags::READ_WRITE | OpenFlags::CREATE,
+    )
+    .unwrap();
     src.execute_batch(
         "PRAGMA page_size=1024; CREATE TABLE t(a); \
          WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM r LIMIT 2000) \
          INSERT INTO t SELECT randomblob(100) FROM r",
     )
     .unwrap();
-    let mut dest =
-        Connection::open(dir.path().join("d.db"), OpenFlags::READ_WRITE | OpenFlags::CREATE)
-            .unwrap();
+    let mut dest = Connection::open(
+        dir.path().join("d.db"),
+        OpenFlags::READ_WRITE | OpenFlags::CREATE,
+    )
+    .unwrap();
     let mut b = Backup::new(&mut dest, "main", &src, "main").unwrap();
     let mut steps = 0;
     loop {
@@ -294,7 +352,10 @@ fn backup_copies_in_steps_and_reports_progress() {
     assert!(steps > 5, "copied in several steps, got {steps}");
     assert_eq!(b.remaining(), 0);
     b.finish().unwrap();
-    assert_eq!(dest.query_i64("SELECT count(*) FROM t").unwrap(), Some(2000));
+    assert_eq!(
+        dest.query_i64("SELECT count(*) FROM t").unwrap(),
+        Some(2000)
+    );
 }
 
 #[test]
@@ -302,13 +363,25 @@ fn backup_from_closed_connection_fails() {
     let mut src = mem();
     src.close().unwrap();
     let mut dest = mem();
-    assert_eq!(Backup::new(&mut dest, "main", &src, "main").err().unwrap().code(), ErrorCode::Misuse);
+    assert_eq!(
+        Backup::new(&mut dest, "main", &src, "main")
+            .err()
+            .unwrap()
+            .code(),
+        ErrorCode::Misuse
+    );
 }
 
 #[test]
 fn backup_into_unknown_schema_fails_with_message() {
     let src = mem();
     let mut dest = mem();
-    let err = Backup::new(&mut dest, "nosuch", &src, "main").err().unwrap();
-    assert!(err.message.contains("unknown database nosuch"), "{}", err.message);
+    let err = Backup::new(&mut dest, "nosuch", &src, "main")
+        .err()
+        .unwrap();
+    assert!(
+        err.message.contains("unknown database nosuch"),
+        "{}",
+        err.message
+    );
 }
