@@ -206,7 +206,8 @@ impl LogEngine {
     /// `on_durable` runs (on the flusher thread) once they are.
     ///
     /// Records must continue the log: the first index is the last index plus one, or, in an
-    /// empty log, the purged index plus one (any index if nothing was ever purged).
+    /// empty log, the purged index plus one (any index if nothing was ever purged). Records at
+    /// or below the purge point are skipped.
     pub fn append_then(
         &self,
         records: &[RecordRef<'_>],
@@ -245,6 +246,14 @@ impl LogEngine {
         records: &[RecordRef<'_>],
     ) -> Result<Option<Segment>, LogError> {
         let shared = &*self.shared;
+        // Records at or below the purge point are already covered by a snapshot: storing them
+        // would put them out of reach of reads anyway, so they are dropped.
+        let purged = writer.meta.purged.as_ref().map(|p| p.index);
+        let skip = records
+            .iter()
+            .take_while(|r| purged.is_some_and(|p| r.index <= p))
+            .count();
+        let records = &records[skip..];
         let Some(first) = records.first() else {
             return Ok(None);
         };
@@ -471,6 +480,7 @@ impl LogEngine {
         let shared = &*self.shared;
         let mut writer = shared.writer.lock();
         shared.health.check()?;
+        tracing::debug!(upto, "purging the log");
         if writer.meta.purged.as_ref().is_some_and(|p| p.index >= upto) {
             return Ok(());
         }
