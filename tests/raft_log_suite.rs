@@ -145,16 +145,17 @@ impl StoreBuilder<TestTypes, RaftLogStore<TestTypes>, MemoryStateMachine, tempfi
 }
 
 #[test]
-fn openraft_suite_passes_with_default_segments() -> Result<(), StorageError<u64>> {
+fn openraft_suite_passes_with_default_segments() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     Suite::test_all(DiskLogBuilder {
         segment_size: LogOptions::default().segment_size,
     })
+    .expect("the openraft storage suite");
 }
 
 /// Segments so small that most entries get a segment of their own: every truncate and purge in
 /// the suite crosses segment boundaries.
 #[test]
-fn openraft_suite_passes_with_tiny_segments() -> Result<(), StorageError<u64>> {
-    Suite::test_all(DiskLogBuilder { segment_size: 100 })
+fn openraft_suite_passes_with_tiny_segments() {
+    Suite::test_all(DiskLogBuilder { segment_size: 100 }).expect("the openraft storage suite");
 }

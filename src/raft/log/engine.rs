@@ -461,7 +461,7 @@ impl LogEngine {
             }
             // `cut` was the first index of a removed segment: the one before it stays whole.
             Some(previous) => {
-                view.tail_offset = previous.file.len().map_err(|e| {
+                view.tail_offset = previous.file.size().map_err(|e| {
                     LogError::io(format!("read the length of segment {}", previous.name), e)
                 })?;
             }
@@ -682,7 +682,7 @@ fn recover(dir: &dyn LogDir, purged_index: Option<u64>) -> Result<View, LogError
         if pair[1].segment.first_index != expected {
             return Err(LogError::Gap {
                 reason: format!(
-                    "segment {} ends before index {expected} but the next segment, {}, starts at {}",
+                    "segment {} should be followed by index {expected}, but the next segment, {}, starts at {}",
                     pair[0].segment.name, pair[1].segment.name, pair[1].segment.first_index
                 ),
             });

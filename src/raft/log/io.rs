@@ -29,8 +29,8 @@ pub trait LogFile: Send + Sync + std::fmt::Debug {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Writes all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
-    /// Current length of the file.
-    fn len(&self) -> io::Result<u64>;
+    /// Current size of the file in bytes.
+    fn size(&self) -> io::Result<u64>;
     /// Cuts or extends the file to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes the file's data (and the metadata needed to read it, such as its length) durable:
@@ -86,7 +86,7 @@ impl LogFile for OsFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.0.write_all_at(buf, offset)
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
@@ -380,7 +380,7 @@ impl LogFile for SimFile {
         data[start..start + written.len()].copy_from_slice(written);
         result
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         let state = self.state.lock();
         Ok(state.inodes[self.inode].live.len() as u64)
     }

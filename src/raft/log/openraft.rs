@@ -81,6 +81,8 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, bincode::Error> {
     bincode::serialize(value)
 }
 
+// openraft's error type is large; it is what the trait methods return anyway.
+#[allow(clippy::result_large_err)]
 fn decode_entry<C>(record: &Record) -> Result<C::Entry, StorageError<C::NodeId>>
 where
     C: RaftTypeConfig,
