@@ -1,13 +1,15 @@
 //! raftlite: a Raft-replicated SQLite server built for hot backups.
 //!
 //! The data flows top to bottom: `http` (rqlite's API) → `store` (propose writes, serve reads)
-//! → `db` (SQLite: execute, query) → `raftlite_ffi` (the only unsafe code).
+//! → `raft` (openraft on our log engine) and `db` (SQLite: execute, query) → `raftlite_ffi`
+//! (the only unsafe code).
 
 pub mod config;
 pub mod db;
 pub mod flags;
 pub mod http;
 pub mod node;
+pub mod raft;
 pub mod store;
 
 /// The version reported in `/status`, `X-RQLITE-VERSION` and `-version`.

@@ -1,0 +1,233 @@
+//! openraft's storage-v2 `RaftLogStorage` and `RaftLogReader` on top of [`LogEngine`].
+//!
+//! Generic over the type config `C`, so the cluster plugs in its own. Entries, votes and log
+//! ids are serialized with bincode 1: compact (no field names), fast, and deterministic for
+//! the plain structs and enums openraft derives serde for. Each record's `kind` is
+//! [`ENTRY_KIND_BINCODE`], so a later encoding can live beside it in the same log.
+//!
+//! Engine errors become openraft `StorageError`s here and nowhere else.
+
+use std::fmt::Debug;
+use std::io;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{
+    AnyError, LogId, OptionalSend, RaftLogId, RaftTypeConfig, StorageError, StorageIOError, Vote,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::raft::log::engine::{LogEngine, LogOptions};
+use crate::raft::log::error::LogError;
+use crate::raft::log::record::{Record, RecordRef};
+
+/// Record kind of an openraft entry encoded with bincode 1.
+pub const ENTRY_KIND_BINCODE: u8 = 1;
+
+/// The openraft log store: a handle on a shared [`LogEngine`]. Clones share the engine, which
+/// is how the log reader handed to replication tasks is made.
+pub struct RaftLogStore<C: RaftTypeConfig> {
+    engine: LogEngine,
+    // `fn() -> C` keeps the store Send + Sync whatever `C` is: it holds no `C` value.
+    _types: PhantomData<fn() -> C>,
+}
+
+impl<C: RaftTypeConfig> Clone for RaftLogStore<C> {
+    fn clone(&self) -> Self {
+        Self::new(self.engine.clone())
+    }
+}
+
+impl<C: RaftTypeConfig> Debug for RaftLogStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftLogStore")
+            .field("engine", &self.engine)
+            .finish()
+    }
+}
+
+impl<C: RaftTypeConfig> RaftLogStore<C> {
+    /// Wraps an open engine.
+    pub fn new(engine: LogEngine) -> Self {
+        Self {
+            engine,
+            _types: PhantomData,
+        }
+    }
+
+    /// Opens (and recovers) the log in the directory at `path`, e.g. `DATA_DIR/raft`.
+    pub fn open(path: impl AsRef<Path>, options: LogOptions) -> Result<Self, LogError> {
+        Ok(Self::new(LogEngine::open(path, options)?))
+    }
+
+    /// The engine underneath.
+    pub fn engine(&self) -> &LogEngine {
+        &self.engine
+    }
+}
+
+fn read_error<NID: openraft::NodeId>(e: impl std::error::Error + 'static) -> StorageError<NID> {
+    StorageIOError::read_logs(AnyError::new(&e)).into()
+}
+
+fn write_error<NID: openraft::NodeId>(e: impl std::error::Error + 'static) -> StorageError<NID> {
+    StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, bincode::Error> {
+    bincode::serialize(value)
+}
+
+// openraft's error type is large; it is what the trait methods return anyway.
+#[allow(clippy::result_large_err)]
+fn decode_entry<C>(record: &Record) -> Result<C::Entry, StorageError<C::NodeId>>
+where
+    C: RaftTypeConfig,
+    C::Entry: DeserializeOwned,
+{
+    if record.kind != ENTRY_KIND_BINCODE {
+        return Err(StorageIOError::read_log_at_index(
+            record.index,
+            AnyError::error(format!("unknown record kind {}", record.kind)),
+        )
+        .into());
+    }
+    bincode::deserialize(&record.data)
+        .map_err(|e| StorageIOError::read_log_at_index(record.index, AnyError::new(&e)).into())
+}
+
+impl<C> RaftLogReader<C> for RaftLogStore<C>
+where
+    C: RaftTypeConfig,
+    C::Entry: Serialize + DeserializeOwned,
+{
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+        let start = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&i) => i.saturating_add(1),
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => u64::MAX,
+        };
+        let records = self.engine.read(start..end).map_err(read_error)?;
+        records.iter().map(decode_entry::<C>).collect()
+    }
+}
+
+impl<C> RaftLogStorage<C> for RaftLogStore<C>
+where
+    C: RaftTypeConfig,
+    C::Entry: Serialize + DeserializeOwned,
+{
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<C::NodeId>> {
+        let bounds = self.engine.bounds();
+        let last_purged_log_id: Option<LogId<C::NodeId>> = match &bounds.purged {
+            Some(purged) => Some(bincode::deserialize(&purged.id).map_err(read_error)?),
+            None => None,
+        };
+        let last_log_id = match bounds.last_index {
+            Some(last) => match self.engine.get(last).map_err(read_error)? {
+                Some(record) => Some(decode_entry::<C>(&record)?.get_log_id().clone()),
+                None => last_purged_log_id.clone(),
+            },
+            None => last_purged_log_id.clone(),
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        let bytes = encode(vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+        self.engine
+            .save_vote(bytes)
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<C::NodeId>>, StorageError<C::NodeId>> {
+        match self.engine.vote() {
+            Some(bytes) => bincode::deserialize(&bytes)
+                .map(Some)
+                .map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into()),
+            None => Ok(None),
+        }
+    }
+
+    /// Kept in memory and written with the next metadata write: openraft calls this on every
+    /// commit advance, which must not cost an fsync.
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<C::NodeId>>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let bytes = encode(&committed).map_err(write_error)?;
+        self.engine.set_committed(Some(bytes));
+        Ok(())
+    }
+
+    async fn read_committed(
+        &mut self,
+    ) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
+        match self.engine.committed() {
+            Some(bytes) => bincode::deserialize(&bytes).map_err(read_error),
+            None => Ok(None),
+        }
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<C>,
+    ) -> Result<(), StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut encoded = Vec::new();
+        for entry in entries {
+            let log_id = entry.get_log_id().clone();
+            let bytes = encode(&entry)
+                .map_err(|e| StorageIOError::write_log_entry(log_id.clone(), AnyError::new(&e)))?;
+            encoded.push((log_id.index, log_id.leader_id.term, bytes));
+        }
+        let records: Vec<RecordRef<'_>> = encoded
+            .iter()
+            .map(|(index, term, data)| RecordRef {
+                index: *index,
+                term: *term,
+                kind: ENTRY_KIND_BINCODE,
+                data,
+            })
+            .collect();
+        self.engine
+            .append_then(
+                &records,
+                Box::new(move |result| callback.log_io_completed(result.map_err(io::Error::other))),
+            )
+            .map_err(write_error)
+    }
+
+    async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        self.engine.truncate(log_id.index).map_err(write_error)
+    }
+
+    async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        let id = encode(&log_id).map_err(write_error)?;
+        self.engine.purge(log_id.index, id).map_err(write_error)
+    }
+}
