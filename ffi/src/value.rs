@@ -3,6 +3,7 @@
 
 /// An owned SQLite value.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Value {
     Null,
     Integer(i64),
