@@ -1,20 +1,24 @@
-//! A node's life: bind the listeners, open the database, serve HTTP, stop cleanly on a signal.
+//! A node's life: bind the listeners, open the store, serve HTTP, form or join the cluster,
+//! stop cleanly on a signal.
 //!
-//! Start-up order follows rqlited: listen on the Raft port first, then the HTTP port, so
-//! that a port clash is reported before anything is opened. A port of 0 binds a free port;
-//! the bound address is then the advertised one (unless one is given) and is logged as
-//! `node HTTP API available at http://ADDR`, which tests and scripts read.
+//! Start-up order follows rqlited: listen on the Raft port, then the HTTP port (so a port
+//! clash is reported before anything is opened), open the store, start both services (so
+//! `/status` and `/readyz?noleader` answer while the node is still joining), then form or
+//! join the cluster. A port of 0 binds a free port; the bound address is then the advertised
+//! one (unless one is given) and is logged as `node HTTP API available at http://ADDR`, which
+//! tests and scripts read.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
-use crate::db::{Database, DbSettings, DB_FILE_NAME};
+use crate::db::DbSettings;
 use crate::http::{self, AppState, Limits};
-use crate::store::{NodeInfo, Store};
+use crate::store::cluster::{self, JoinOptions};
+use crate::store::{NodeInfo, Store, StoreOptions};
 
 /// Everything a node needs to start (built from the command line by the binary).
 #[derive(Debug, Clone)]
@@ -25,9 +29,16 @@ pub struct NodeOptions {
     pub http_adv_addr: Option<String>,
     pub raft_addr: String,
     pub raft_adv_addr: Option<String>,
+    pub non_voter: bool,
     pub foreign_keys: bool,
     pub max_readers: usize,
     pub max_body_size: usize,
+    pub join: JoinOptions,
+    pub log_segment_size: u64,
+    pub snapshot_threshold: u64,
+    pub trailing_logs: u64,
+    pub election_timeout: Duration,
+    pub heartbeat_interval: Duration,
 }
 
 impl NodeOptions {
@@ -40,9 +51,22 @@ impl NodeOptions {
             http_adv_addr: None,
             raft_addr: "127.0.0.1:0".into(),
             raft_adv_addr: None,
+            non_voter: false,
             foreign_keys: false,
             max_readers: 256,
             max_body_size: Limits::default().max_body_size,
+            join: JoinOptions {
+                join: vec![],
+                attempts: 5,
+                interval: Duration::from_secs(3),
+                bootstrap_expect: 0,
+                bootstrap_expect_timeout: Duration::from_secs(120),
+            },
+            log_segment_size: 64 * 1024 * 1024,
+            snapshot_threshold: 8192,
+            trailing_logs: 1024,
+            election_timeout: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_millis(200),
         }
     }
 }
@@ -70,24 +94,44 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         .http_adv_addr
         .clone()
         .unwrap_or_else(|| http_bound.clone());
+    if raft_adv == http_adv {
+        bail!("the advertised HTTP and Raft addresses must differ (both are {raft_adv})");
+    }
     let node = NodeInfo {
-        id: opts.node_id.clone().unwrap_or_else(|| raft_adv.clone()),
+        id: resolve_node_id(&opts.data_dir, opts.node_id.as_deref(), &raft_adv)?,
         api_addr: http_adv,
         raft_addr: raft_adv,
         https: false,
-        voter: true,
+        voter: !opts.non_voter,
     };
 
-    let db_path = opts.data_dir.join(DB_FILE_NAME);
-    let settings = DbSettings {
-        foreign_keys: opts.foreign_keys,
-        max_readers: opts.max_readers,
-        ..Default::default()
-    };
-    let db = Arc::new(Database::open(&db_path, settings)?);
-    let store = Arc::new(Store::new(Arc::clone(&db), node.clone()));
+    let store = Store::open(StoreOptions {
+        data_dir: opts.data_dir.clone(),
+        node: node.clone(),
+        db: DbSettings {
+            foreign_keys: opts.foreign_keys,
+            max_readers: opts.max_readers,
+            ..Default::default()
+        },
+        log_segment_size: opts.log_segment_size,
+        snapshot_threshold: opts.snapshot_threshold,
+        trailing_logs: opts.trailing_logs,
+        election_timeout: opts.election_timeout,
+        heartbeat_interval: opts.heartbeat_interval,
+    })
+    .await?;
+    let raft_server = crate::raft::rpc::serve(raft_listener, Arc::clone(&store))
+        .context("start the Raft service")?;
+    let raft_handle = raft_server.handle();
+    let raft_task = tokio::spawn(raft_server);
+    tracing::info!(node_id = %node.id, "raft listening on {raft_bound}");
+
     let state = AppState {
-        store,
+        store: Arc::clone(&store),
+        forward_client: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("build the forwarding client")?,
         limits: Limits {
             max_body_size: opts.max_body_size,
         },
@@ -97,20 +141,51 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         start_time_rfc3339: now_rfc3339(),
     };
     let server = http::serve(http_listener, state).context("start the HTTP server")?;
-    let handle = server.handle();
-    tracing::info!(node_id = %node.id, "raft listening on {raft_bound}");
+    let http_handle = server.handle();
+    let http_task = tokio::spawn(server);
     tracing::info!("node HTTP API available at http://{http_bound}");
-    // The Raft listener is held so the port stays ours; the cluster issue serves Raft on it.
-    let _raft_listener = raft_listener;
 
-    let server_task = tokio::spawn(server);
-    wait_for_shutdown_signal().await;
-    tracing::info!("shutting down");
-    handle.stop(true).await;
-    let _ = server_task.await;
-    db.close();
+    let formed = tokio::select! {
+        r = cluster::form_or_join(&store, &opts.join) => r,
+        _ = wait_for_shutdown_signal() => Err(anyhow::anyhow!("interrupted while forming the cluster")),
+    };
+    let outcome = match formed {
+        Ok(()) => {
+            wait_for_shutdown_signal().await;
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    http_handle.stop(true).await;
+    raft_handle.stop(true).await;
+    let _ = http_task.await;
+    let _ = raft_task.await;
+    store.shutdown().await;
     tracing::info!("stopped");
-    Ok(())
+    outcome
+}
+
+/// The node id: `-node-id` if given, else the id this data directory was first started with,
+/// else (rqlited's default) the advertised Raft address. Remembering the first id keeps a
+/// node the same member when it restarts on another address (port 0, a new host); rqlited
+/// would see a new node there.
+fn resolve_node_id(
+    data_dir: &std::path::Path,
+    given: Option<&str>,
+    raft_adv: &str,
+) -> anyhow::Result<String> {
+    let path = data_dir.join("node-id");
+    if let Some(id) = given {
+        return Ok(id.to_string());
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(stored) if !stored.trim().is_empty() => Ok(stored.trim().to_string()),
+        _ => {
+            std::fs::write(&path, raft_adv).with_context(|| format!("write {}", path.display()))?;
+            Ok(raft_adv.to_string())
+        }
+    }
 }
 
 fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
@@ -126,6 +201,15 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::write(&probe, b"")
         .with_context(|| format!("data directory {} is not writable", dir.display()))?;
     let _ = std::fs::remove_file(&probe);
+    // Temporary files of an earlier run that died mid-transfer.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("snapshot-in-") || name.starts_with("snapshot-out-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use raftlite::config::{Config, ConfigError, ParseOutcome};
 use raftlite::node::{self, NodeOptions};
+use raftlite::store::cluster::JoinOptions;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
     for flag in config.accepted_but_ignored() {
         tracing::warn!("flag -{flag} is accepted for rqlited compatibility but has no effect yet");
     }
+    let defaults = NodeOptions::local(&config.data_dir);
     let opts = NodeOptions {
         data_dir: config.data_dir.clone(),
         node_id: config.node_id.clone(),
@@ -41,9 +43,22 @@ fn main() -> ExitCode {
         http_adv_addr: config.http_adv_addr.clone(),
         raft_addr: config.raft_addr.clone(),
         raft_adv_addr: config.raft_adv_addr.clone(),
+        non_voter: config.raft_non_voter,
         foreign_keys: config.fk,
         max_readers: config.db_max_ro_conns,
         max_body_size: usize::try_from(config.max_body_size).unwrap_or(usize::MAX),
+        join: JoinOptions {
+            join: config.join.clone(),
+            attempts: config.join_attempts,
+            interval: config.join_interval,
+            bootstrap_expect: config.bootstrap_expect,
+            bootstrap_expect_timeout: config.bootstrap_expect_timeout,
+        },
+        log_segment_size: config.raft_log_segment_size,
+        snapshot_threshold: config.raft_snap,
+        trailing_logs: defaults.trailing_logs,
+        election_timeout: config.raft_election_timeout,
+        heartbeat_interval: config.raft_heartbeat_timeout / 5,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

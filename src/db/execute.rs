@@ -39,7 +39,7 @@ const USER_TXN_ROLLBACK: &str = "ROLLBACK TO \"raftlite user transaction\"";
 pub type LocalFault = raftlite_ffi::Error;
 
 /// The results of a request, and a request-level error when the request as a whole failed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RequestResults {
     pub results: Vec<StatementResult>,
     pub error: Option<String>,

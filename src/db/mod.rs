@@ -11,19 +11,23 @@
 //!   strings allowed, `trusted_schema` off, extension loading off, `mmap_size=0` so that RSS
 //!   measures what we allocate.
 
+pub mod backup;
 pub mod error;
 pub mod execute;
 pub mod request;
 pub mod settings;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use crossbeam_channel as channel;
 use parking_lot::Mutex;
-use raftlite_ffi::Connection;
+use raftlite_ffi::{Connection, InterruptHandle};
 use tokio::sync::{oneshot, Semaphore};
 
 pub use settings::DbSettings;
@@ -41,6 +45,11 @@ pub struct Database {
     writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     reader_slots: Arc<Semaphore>,
+    /// Readers hold it shared; swapping the file holds it exclusively (see `replace_with_file`).
+    swap_gate: Arc<tokio::sync::RwLock<()>>,
+    /// Interrupt handles of the readers running now, so a swap can cut long ones short.
+    running_readers: Arc<Mutex<HashMap<u64, InterruptHandle>>>,
+    next_reader_id: AtomicU64,
 }
 
 impl Database {
@@ -70,6 +79,9 @@ impl Database {
             writer_thread: Mutex::new(Some(handle)),
             readers: Arc::new(Mutex::new(Vec::new())),
             reader_slots: Arc::new(Semaphore::new(max_readers)),
+            swap_gate: Arc::new(tokio::sync::RwLock::new(())),
+            running_readers: Arc::new(Mutex::new(HashMap::new())),
+            next_reader_id: AtomicU64::new(1),
         })
     }
 
@@ -110,18 +122,24 @@ impl Database {
             .acquire_owned()
             .await
             .map_err(|_| anyhow::anyhow!("the database is closed"))?;
+        let gate = Arc::clone(&self.swap_gate).read_owned().await;
         let pool = Arc::clone(&self.readers);
+        let running = Arc::clone(&self.running_readers);
+        let reader_id = self.next_reader_id.fetch_add(1, Ordering::Relaxed);
         let path = self.path.clone();
         let settings = self.settings.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            let _gate = gate;
             let pooled = pool.lock().pop();
             let conn = match pooled {
                 Some(c) => c,
                 None => settings::open_reader(&path, &settings)
                     .with_context(|| format!("open a read connection to {}", path.display()))?,
             };
+            running.lock().insert(reader_id, conn.interrupt_handle());
             let out = f(&conn);
+            running.lock().remove(&reader_id);
             // A connection left inside a transaction by a failed reader is not reused.
             if conn.is_autocommit().unwrap_or(false) {
                 pool.lock().push(conn);
@@ -130,6 +148,66 @@ impl Database {
         })
         .await
         .context("reader task")?
+    }
+
+    /// Replaces the database file with `new_file` (on the same file system), following the
+    /// swap protocol of the design: stop handing out read connections, wait for the running
+    /// readers (interrupting those still running after `grace`), close every connection,
+    /// remove the `-wal`/`-shm` files, rename the new file into place, fsync the directory,
+    /// and reopen. Writes queued meanwhile run against the new file.
+    ///
+    /// A failure after the old file is gone leaves the node without a database: that is a
+    /// local fault, and the caller must stop the node.
+    pub async fn replace_with_file(
+        &self,
+        new_file: PathBuf,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        let exclusive =
+            match tokio::time::timeout(grace, Arc::clone(&self.swap_gate).write_owned()).await {
+                Ok(g) => g,
+                Err(_) => {
+                    let running: Vec<_> = self.running_readers.lock().values().cloned().collect();
+                    tracing::warn!(
+                        readers = running.len(),
+                        "interrupting readers to swap the database file"
+                    );
+                    for h in running {
+                        h.interrupt();
+                    }
+                    Arc::clone(&self.swap_gate).write_owned().await
+                }
+            };
+        self.readers.lock().clear();
+        let path = self.path.clone();
+        let settings = self.settings.clone();
+        let swapped = self
+            .with_writer(move |conn| -> anyhow::Result<()> {
+                conn.close().context("close the writer before the swap")?;
+                for suffix in ["-wal", "-shm"] {
+                    let side = sibling(&path, suffix);
+                    match std::fs::remove_file(&side) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("remove {}", side.display()))
+                        }
+                    }
+                }
+                std::fs::rename(&new_file, &path)
+                    .with_context(|| format!("rename {} into place", new_file.display()))?;
+                if let Some(dir) = path.parent() {
+                    std::fs::File::open(dir)
+                        .and_then(|d| d.sync_all())
+                        .with_context(|| format!("fsync directory {}", dir.display()))?;
+                }
+                *conn = settings::open_writer(&path, &settings)
+                    .context("reopen the database after the swap")?;
+                Ok(())
+            })
+            .await;
+        drop(exclusive);
+        swapped?
     }
 
     /// Stops the writer thread after the jobs already queued, closes every connection and
@@ -149,4 +227,11 @@ impl Drop for Database {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// `path` with `suffix` appended to its file name (`db.sqlite` → `db.sqlite-wal`).
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }

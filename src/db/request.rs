@@ -72,7 +72,7 @@ pub struct ResultOptions {
 }
 
 /// The rows a statement produced.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Rows {
     pub columns: Vec<String>,
     /// Declared column types as written in the schema (None for expressions).
@@ -101,7 +101,7 @@ impl Rows {
 }
 
 /// The outcome of one request element.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StatementOutcome {
     /// A write: the rowid it inserted (0 if none) and the rows it changed.
     Executed {
@@ -115,7 +115,7 @@ pub enum StatementOutcome {
 }
 
 /// One result with the time it took, in seconds.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatementResult {
     pub outcome: StatementOutcome,
     pub time: f64,

@@ -7,30 +7,42 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 
 use super::body::parse_statements;
+use super::forward::answer_not_leader;
 use super::json::{encode_response, ApiResponse, EncodeOptions};
 use super::params::QueryParams;
-use super::response::{json, store_error, text_error};
+use super::response::{json, text_error};
 use super::AppState;
 use crate::db::execute::RequestResults;
 use crate::db::request::{Request, ResultOptions, RowsPolicy, SqlStatement};
 use crate::store::{ReadLevel, StoreError};
+
+/// A parsed request with the raw body kept for forwarding.
+struct Incoming {
+    params: QueryParams,
+    request: Request,
+    body: bytes::Bytes,
+}
 
 pub async fn execute(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let params = QueryParams::parse(req.query_string());
-    let request = match read_request(&req, payload, &state, &params, true).await {
+    let incoming = match read_request(&req, payload, &state, true).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
     let started = Instant::now();
     let outcome = state
         .store
-        .execute(request, RowsPolicy::ReturningOnly, result_options(&params))
-        .await;
-    respond(&state, &params, outcome, started)
+        .execute(
+            incoming.request.clone(),
+            RowsPolicy::ReturningOnly,
+            result_options(&incoming.params),
+        )
+        .await
+        .map(|w| (w.results, w.raft_index));
+    respond(&req, &state, incoming, outcome, started).await
 }
 
 pub async fn query_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -42,7 +54,16 @@ pub async fn query_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         statements: vec![SqlStatement::new(sql)],
         transaction: params.has("transaction"),
     };
-    run_query(&state, &params, request).await
+    run_query(
+        &req,
+        &state,
+        Incoming {
+            params,
+            request,
+            body: bytes::Bytes::new(),
+        },
+    )
+    .await
 }
 
 pub async fn query_post(
@@ -50,12 +71,10 @@ pub async fn query_post(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let params = QueryParams::parse(req.query_string());
-    let request = match read_request(&req, payload, &state, &params, true).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    run_query(&state, &params, request).await
+    match read_request(&req, payload, &state, true).await {
+        Ok(incoming) => run_query(&req, &state, incoming).await,
+        Err(resp) => resp,
+    }
 }
 
 pub async fn request(
@@ -63,44 +82,53 @@ pub async fn request(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let params = QueryParams::parse(req.query_string());
-    let request = match read_request(&req, payload, &state, &params, false).await {
+    let incoming = match read_request(&req, payload, &state, false).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let level = ReadLevel::parse(params.get("level"));
+    let level = ReadLevel::parse(incoming.params.get("level"));
     let started = Instant::now();
     let read_only = if level == ReadLevel::Strong {
         Ok(false)
     } else {
-        state.store.is_read_only(request.clone()).await
+        state.store.is_read_only(incoming.request.clone()).await
     };
+    let opts = result_options(&incoming.params);
     let outcome = match read_only {
-        Ok(true) => {
-            state
-                .store
-                .query(request, level, result_options(&params))
-                .await
-        }
-        Ok(false) => {
-            state
-                .store
-                .execute(request, RowsPolicy::AllQueries, result_options(&params))
-                .await
-        }
+        Ok(true) => state
+            .store
+            .query(
+                incoming.request.clone(),
+                level,
+                opts,
+                incoming.params.duration("freshness"),
+            )
+            .await
+            .map(|r| (r, 0)),
+        Ok(false) => state
+            .store
+            .execute(incoming.request.clone(), RowsPolicy::AllQueries, opts)
+            .await
+            .map(|w| (w.results, w.raft_index)),
         Err(e) => Err(e),
     };
-    respond(&state, &params, outcome, started)
+    respond(&req, &state, incoming, outcome, started).await
 }
 
-async fn run_query(state: &AppState, params: &QueryParams, request: Request) -> HttpResponse {
-    let level = ReadLevel::parse(params.get("level"));
+async fn run_query(req: &HttpRequest, state: &AppState, incoming: Incoming) -> HttpResponse {
+    let level = ReadLevel::parse(incoming.params.get("level"));
     let started = Instant::now();
     let outcome = state
         .store
-        .query(request, level, result_options(params))
-        .await;
-    respond(state, params, outcome, started)
+        .query(
+            incoming.request.clone(),
+            level,
+            result_options(&incoming.params),
+            incoming.params.duration("freshness"),
+        )
+        .await
+        .map(|r| (r, 0));
+    respond(req, state, incoming, outcome, started).await
 }
 
 fn result_options(params: &QueryParams) -> ResultOptions {
@@ -118,19 +146,26 @@ pub fn encode_options(params: &QueryParams) -> EncodeOptions {
     }
 }
 
-fn respond(
+async fn respond(
+    req: &HttpRequest,
     state: &AppState,
-    params: &QueryParams,
-    outcome: Result<RequestResults, StoreError>,
+    incoming: Incoming,
+    outcome: Result<(RequestResults, u64), StoreError>,
     started: Instant,
 ) -> HttpResponse {
+    let params = &incoming.params;
     match outcome {
-        Ok(results) => {
+        Ok((results, raft_index)) => {
             let body = encode_response(
                 &ApiResponse {
                     results: &results.results,
                     error: results.error.as_deref(),
                     time: started.elapsed().as_secs_f64(),
+                    raft_index: if params.has("raft_index") {
+                        raft_index
+                    } else {
+                        0
+                    },
                     ..Default::default()
                 },
                 encode_options(params),
@@ -142,10 +177,23 @@ fn respond(
             }
             resp
         }
-        Err(StoreError::Internal(e)) => {
+        Err(StoreError::NotLeader { leader }) => {
+            answer_not_leader(
+                &state.forward_client,
+                req,
+                params,
+                incoming.body,
+                leader.as_ref(),
+            )
+            .await
+        }
+        Err(e @ (StoreError::Internal(_) | StoreError::StaleRead)) => {
             // rqlite answers request-level failures that are not about leadership with 200 and
             // an `error` field, and clients look for it there.
-            let msg = format!("{e:#}");
+            let msg = match &e {
+                StoreError::Internal(err) => format!("{err:#}"),
+                other => other.to_string(),
+            };
             json(
                 StatusCode::OK,
                 encode_response(
@@ -157,7 +205,6 @@ fn respond(
                 ),
             )
         }
-        Err(e) => store_error(&e),
     }
 }
 
@@ -166,10 +213,12 @@ async fn read_request(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-    params: &QueryParams,
     allow_plain_text: bool,
-) -> Result<Request, HttpResponse> {
-    let body = read_body(req, payload, state.limits.max_body_size).await?;
+) -> Result<Incoming, HttpResponse> {
+    let params = QueryParams::parse(req.query_string());
+    let body = read_body(req, payload, state.limits.max_body_size)
+        .await?
+        .freeze();
     let plain = allow_plain_text
         && req
             .headers()
@@ -182,9 +231,14 @@ async fn read_request(
             });
     let statements =
         parse_statements(&body, plain).map_err(|e| text_error(StatusCode::BAD_REQUEST, e))?;
-    Ok(Request {
+    let request = Request {
         statements,
         transaction: params.has("transaction"),
+    };
+    Ok(Incoming {
+        params,
+        request,
+        body,
     })
 }
 

@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod db_routes;
+pub mod forward;
 pub mod json;
 pub mod params;
 pub mod response;
@@ -45,6 +46,8 @@ impl Default for Limits {
 /// What every handler can reach.
 pub struct AppState {
     pub store: Arc<Store>,
+    /// Pooled client for forwarding requests to the leader.
+    pub forward_client: reqwest::Client,
     pub limits: Limits,
     pub data_dir: String,
     pub http_bind_addr: String,

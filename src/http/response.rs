@@ -4,8 +4,6 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
 
-use crate::store::StoreError;
-
 pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
 
 /// A plain-text error with a trailing newline, `nosniff`, as Go's `http.Error` writes it.
@@ -32,18 +30,4 @@ pub async fn method_not_allowed() -> HttpResponse {
 
 pub async fn not_found() -> HttpResponse {
     empty(StatusCode::NOT_FOUND)
-}
-
-/// The answer for a store error that is not handled more specifically by the caller.
-pub fn store_error(e: &StoreError) -> HttpResponse {
-    match e {
-        StoreError::NotLeader { .. } => {
-            text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found")
-        }
-        StoreError::NotReady => text_error(StatusCode::SERVICE_UNAVAILABLE, "store not ready"),
-        StoreError::Internal(err) => {
-            tracing::warn!("request failed: {err:#}");
-            text_error(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}"))
-        }
-    }
 }

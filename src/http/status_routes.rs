@@ -57,6 +57,14 @@ async fn status_document(state: &AppState) -> Value {
         .unwrap_or(Value::Null);
     let applied = store.applied_index();
     let leader = store.leader();
+    let metrics = store.raft().metrics().borrow().clone();
+    let raft_state = match metrics.state {
+        openraft::ServerState::Leader => "Leader",
+        openraft::ServerState::Candidate => "Candidate",
+        openraft::ServerState::Learner | openraft::ServerState::Follower => "Follower",
+        openraft::ServerState::Shutdown => "Shutdown",
+    };
+    let shared = store.shared();
     let uptime = state.started.elapsed();
     json!({
         "build": {
@@ -83,14 +91,19 @@ async fn status_document(state: &AppState) -> Value {
                 "addr": leader.as_ref().map(|l| l.raft_addr.clone()).unwrap_or_default(),
             },
             "raft": {
-                "state": if store.is_leader() { "Leader" } else { "Follower" },
-                "voter": node.voter,
-                "applied_index": applied,
-                "commit_index": applied,
-                "last_log_index": applied,
-                "last_snapshot_index": 0,
-                "fsm_pending": 0,
+                "state": raft_state,
+                "voter": store.is_voter(),
+                "term": metrics.current_term,
+                "applied_index": metrics.last_applied.map_or(0, |l| l.index),
+                "commit_index": metrics.last_applied.map_or(0, |l| l.index).max(applied),
+                "last_log_index": metrics.last_log_index.unwrap_or(0),
+                "last_snapshot_index": metrics.snapshot.map_or(0, |l| l.index),
+                "purged_index": metrics.purged.map_or(0, |l| l.index),
+                "fsm_pending": metrics.last_log_index.unwrap_or(0).saturating_sub(applied),
+                "num_peers": store.members().len().saturating_sub(1),
             },
+            "num_snapshots": shared.num_snapshots.load(std::sync::atomic::Ordering::Relaxed),
+            "num_restores": shared.num_restores.load(std::sync::atomic::Ordering::Relaxed),
             "db_applied_index": applied,
             "fsm_index": applied,
             "sqlite3": {
@@ -116,7 +129,13 @@ pub async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         return plain(StatusCode::OK, "[+]node ok".into());
     }
     let mut body = String::from("[+]node ok");
-    if state.store.leader().is_none() {
+    let leader = state.store.leader();
+    let leader_ok = match &leader {
+        Some(l) if l.id == state.store.node().id => state.store.is_leader(),
+        Some(_) => true,
+        None => false,
+    };
+    if !leader_ok {
         body.push_str("\n[+]leader does not exist");
         return plain(StatusCode::SERVICE_UNAVAILABLE, body);
     }
@@ -143,40 +162,116 @@ pub async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     plain(StatusCode::OK, body)
 }
 
-fn node_object(n: &NodeInfo, leader: Option<&NodeInfo>) -> Map<String, Value> {
+/// What probing a node over its Raft port found.
+struct Probe {
+    reachable: bool,
+    version: String,
+    seconds: f64,
+    error: Option<String>,
+}
+
+fn node_object(
+    n: &NodeInfo,
+    voter: bool,
+    leader: Option<&NodeInfo>,
+    probe: &Probe,
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("id".into(), n.id.clone().into());
     m.insert("api_addr".into(), n.api_url().into());
     m.insert("addr".into(), n.raft_addr.clone().into());
-    m.insert("version".into(), crate::VERSION.into());
-    m.insert("voter".into(), n.voter.into());
-    m.insert("reachable".into(), true.into());
+    m.insert("version".into(), probe.version.clone().into());
+    m.insert("voter".into(), voter.into());
+    m.insert("reachable".into(), probe.reachable.into());
     m.insert("leader".into(), leader.is_some_and(|l| l.id == n.id).into());
-    m.insert("time".into(), json!(0.0));
-    m.insert("time_s".into(), "0s".into());
+    m.insert("time".into(), json!(probe.seconds));
+    m.insert(
+        "time_s".into(),
+        crate::flags::format_go_duration(std::time::Duration::from_secs_f64(probe.seconds)).into(),
+    );
+    if let Some(e) = &probe.error {
+        m.insert("error".into(), e.clone().into());
+    }
     m
+}
+
+async fn probe(state: &AppState, n: &NodeInfo, timeout: std::time::Duration) -> Probe {
+    let started = std::time::Instant::now();
+    if n.id == state.store.node().id {
+        return Probe {
+            reachable: true,
+            version: crate::VERSION.into(),
+            seconds: 0.0,
+            error: None,
+        };
+    }
+    let url = format!("http://{}/cluster/node", n.raft_addr);
+    let result = state.forward_client.get(url).timeout(timeout).send().await;
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(r) if r.status().is_success() => {
+            match r.bytes().await.map_err(|e| e.to_string()).and_then(|b| {
+                serde_json::from_slice::<crate::raft::rpc::NodeReport>(&b)
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok(report) => Probe {
+                    reachable: true,
+                    version: report.version,
+                    seconds,
+                    error: None,
+                },
+                Err(e) => Probe {
+                    reachable: false,
+                    version: String::new(),
+                    seconds,
+                    error: Some(e.to_string()),
+                },
+            }
+        }
+        Ok(r) => Probe {
+            reachable: false,
+            version: String::new(),
+            seconds,
+            error: Some(format!("HTTP {}", r.status())),
+        },
+        Err(e) => Probe {
+            reachable: false,
+            version: String::new(),
+            seconds,
+            error: Some(e.to_string()),
+        },
+    }
 }
 
 pub async fn nodes(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let params = QueryParams::parse(req.query_string());
     let leader = state.store.leader();
-    let members = vec![state.store.node().clone()];
-    let members: Vec<_> = members
-        .into_iter()
-        .filter(|n| n.voter || params.has("nonvoters"))
-        .collect();
+    let voters = state.store.voter_ids();
+    let timeout = params
+        .duration("timeout")
+        .unwrap_or(std::time::Duration::from_secs(5));
+    let mut objects = Vec::new();
+    for (id, n) in state.store.members() {
+        let voter = voters.contains(&id);
+        if !voter && !params.has("nonvoters") {
+            continue;
+        }
+        let n = if n.id == state.store.node().id {
+            state.store.node().clone()
+        } else {
+            n
+        };
+        let p = probe(&state, &n, timeout).await;
+        objects.push((n.id.clone(), node_object(&n, voter, leader.as_ref(), &p)));
+    }
+    objects.sort_by(|a, b| a.0.cmp(&b.0));
     let doc = if params.get("ver") == Some("2") {
-        let mut list: Vec<_> = members
-            .iter()
-            .map(|n| Value::Object(node_object(n, leader.as_ref())))
-            .collect();
-        list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-        json!({ "nodes": list })
+        json!({ "nodes": objects.into_iter().map(|(_, o)| Value::Object(o)).collect::<Vec<_>>() })
     } else {
         Value::Object(
-            members
-                .iter()
-                .map(|n| (n.id.clone(), Value::Object(node_object(n, leader.as_ref()))))
+            objects
+                .into_iter()
+                .map(|(id, o)| (id, Value::Object(o)))
                 .collect(),
         )
     };
@@ -187,7 +282,8 @@ pub async fn leader_get(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
     let params = QueryParams::parse(req.query_string());
     match state.store.leader() {
         Some(l) => {
-            let doc = Value::Object(node_object(&l, Some(&l)));
+            let p = probe(&state, &l, std::time::Duration::from_secs(5)).await;
+            let doc = Value::Object(node_object(&l, true, Some(&l), &p));
             json_response(StatusCode::OK, render(&doc, params.has("pretty")))
         }
         None => text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found"),

@@ -1,3 +1,6 @@
 //! Raft: the replicated log and the pieces openraft needs from us.
 
 pub mod log;
+pub mod network;
+pub mod rpc;
+pub mod types;

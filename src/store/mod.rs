@@ -1,23 +1,41 @@
 //! The store: the narrow interface between the HTTP layer and the replicated database.
 //!
-//! Writes go through [`Store::execute`] (a proposal: today applied directly on the single
-//! node's writer, later through Raft) and reads through [`Store::query`] (the local database,
-//! after the consistency level's checks). Nothing above this module touches SQLite directly,
-//! so replacing the single-node apply with Raft changes no caller.
+//! Writes go through [`Store::execute`]: a proposal to Raft, answered once the entry is
+//! committed on a majority and applied here. Reads go through [`Store::query`], which checks
+//! the consistency level first (`none` reads locally, `weak` requires local leadership,
+//! `linearizable` confirms it with a quorum, `strong` goes through the log). A store that is
+//! not the leader answers [`StoreError::NotLeader`] with the leader it knows, and the HTTP
+//! layer forwards, redirects or answers 503.
 //!
 //! Apply rule (docs/error-handling.md): a deterministic SQL error is part of the result; a
-//! local fault stops the node ([`stop_on_local_fault`]) instead of letting replicas diverge.
+//! local fault stops the node ([`stop_on_local_fault_msg`]) instead of letting replicas diverge.
 
+pub mod cluster;
+pub mod meta;
 pub mod node;
+pub mod state_machine;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ServerState, SnapshotPolicy};
+use parking_lot::Mutex;
 
 use crate::db::execute::{self, RequestResults};
 use crate::db::request::{Request, ResultOptions, RowsPolicy};
-use crate::db::Database;
+use crate::db::{Database, DbSettings, DB_FILE_NAME};
+use crate::raft::log::openraft::RaftLogStore;
+use crate::raft::log::LogOptions;
+use crate::raft::network::HttpNetwork;
+use crate::raft::types::{numeric_node_id, Command, NodeId, Raft, TypeConfig};
 
 pub use node::NodeInfo;
+pub use state_machine::SharedState;
 
 /// rqlite's read consistency levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,12 +67,50 @@ pub enum StoreError {
     /// This node is not the leader; the caller forwards, redirects or answers 503.
     #[error("not leader")]
     NotLeader { leader: Option<NodeInfo> },
-    /// The store is not open yet or is shutting down.
-    #[error("store not ready")]
-    NotReady,
-    /// An internal failure that is not the client's fault (500).
+    /// A `level=none` read with `freshness` on a node that has not heard from the leader
+    /// recently enough (rqlite's `stale read`).
+    #[error("stale read")]
+    StaleRead,
+    /// An internal failure that is not the client's fault.
     #[error("{0:#}")]
     Internal(anyhow::Error),
+}
+
+/// Results of a write, with the log index it was applied at.
+#[derive(Debug, Clone, Default)]
+pub struct WriteResults {
+    pub results: RequestResults,
+    pub raft_index: u64,
+}
+
+/// Everything needed to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub data_dir: PathBuf,
+    pub node: NodeInfo,
+    pub db: DbSettings,
+    pub log_segment_size: u64,
+    /// Log entries since the last snapshot that trigger a new one (`-raft-snap`).
+    pub snapshot_threshold: u64,
+    /// Log entries kept behind a snapshot, so lagging followers can catch up from the log.
+    pub trailing_logs: u64,
+    pub election_timeout: Duration,
+    pub heartbeat_interval: Duration,
+}
+
+/// A node's store.
+pub struct Store {
+    db: Arc<Database>,
+    node: NodeInfo,
+    node_id: NodeId,
+    raft: Raft,
+    shared: Arc<SharedState>,
+    data_dir: PathBuf,
+    /// When this node last heard from a leader (AppendEntries), for `freshness`.
+    last_leader_contact: Mutex<Option<Instant>>,
+    pub counters: StoreCounters,
+    /// Nodes that announced themselves while waiting for `-bootstrap-expect` peers.
+    discovered: Mutex<BTreeMap<String, NodeInfo>>,
 }
 
 /// Counters shown in `/status` and `/debug/vars`.
@@ -62,28 +118,72 @@ pub enum StoreError {
 pub struct StoreCounters {
     pub executions: AtomicU64,
     pub queries: AtomicU64,
-}
-
-/// A node's store.
-pub struct Store {
-    db: Arc<Database>,
-    node: NodeInfo,
-    applied: AtomicU64,
-    pub counters: StoreCounters,
+    pub join_requests: AtomicU64,
+    pub ignored_joins: AtomicU64,
 }
 
 impl Store {
-    pub fn new(db: Arc<Database>, node: NodeInfo) -> Store {
-        Store {
-            db,
-            node,
-            applied: AtomicU64::new(0),
-            counters: StoreCounters::default(),
+    /// Opens the database, the log and the state machine, and starts Raft (not yet part of a
+    /// cluster: see [`cluster::form_or_join`]).
+    pub async fn open(opts: StoreOptions) -> anyhow::Result<Arc<Store>> {
+        let db = Arc::new(Database::open(
+            opts.data_dir.join(DB_FILE_NAME),
+            opts.db.clone(),
+        )?);
+        let (sm, shared) =
+            state_machine::SqliteStateMachine::open(Arc::clone(&db), opts.data_dir.clone()).await?;
+        let log_options = LogOptions {
+            segment_size: opts.log_segment_size,
+            ..LogOptions::default()
+        };
+        let log = RaftLogStore::<TypeConfig>::open(opts.data_dir.join("raft"), log_options)
+            .context("open the Raft log")?;
+        let election_ms = opts.election_timeout.as_millis().max(150) as u64;
+        let config = openraft::Config {
+            cluster_name: "raftlite".into(),
+            election_timeout_min: election_ms,
+            election_timeout_max: election_ms * 2,
+            heartbeat_interval: (opts.heartbeat_interval.as_millis() as u64)
+                .clamp(20, election_ms / 3),
+            install_snapshot_timeout: 60_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_threshold.max(1)),
+            max_in_snapshot_log_to_keep: opts.trailing_logs,
+            ..Default::default()
         }
+        .validate()
+        .context("Raft configuration")?;
+        let network = HttpNetwork::new(Arc::clone(&db), opts.data_dir.clone())?;
+        let node_id = numeric_node_id(&opts.node.id);
+        let raft = Raft::new(node_id, Arc::new(config), network, log, sm)
+            .await
+            .context("start Raft")?;
+        Ok(Arc::new(Store {
+            db,
+            node: opts.node,
+            node_id,
+            raft,
+            shared,
+            data_dir: opts.data_dir,
+            last_leader_contact: Mutex::new(None),
+            counters: StoreCounters::default(),
+            discovered: Mutex::new(BTreeMap::new()),
+        }))
     }
 
     pub fn database(&self) -> &Arc<Database> {
         &self.db
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn shared(&self) -> &Arc<SharedState> {
+        &self.shared
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
     }
 
     /// This node's identity and addresses.
@@ -91,66 +191,155 @@ impl Store {
         &self.node
     }
 
-    /// The leader, if one is known. A single node is its own leader.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The members of the cluster (voters and non-voters), by openraft id.
+    pub fn members(&self) -> BTreeMap<NodeId, NodeInfo> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.nodes().map(|(id, n)| (*id, n.clone())).collect()
+    }
+
+    /// The ids of the voters.
+    pub fn voter_ids(&self) -> Vec<NodeId> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership().voter_ids().collect()
+    }
+
+    /// The leader, if one is known.
     pub fn leader(&self) -> Option<NodeInfo> {
-        Some(self.node.clone())
+        let metrics = self.raft.metrics().borrow().clone();
+        let id = metrics.current_leader?;
+        if id == self.node_id {
+            // Our own addresses may have changed since the membership recorded them.
+            return Some(self.node.clone());
+        }
+        let membership = metrics.membership_config.clone();
+        let found = membership
+            .nodes()
+            .find(|(nid, _)| **nid == id)
+            .map(|(_, n)| n.clone());
+        found
     }
 
     pub fn is_leader(&self) -> bool {
-        true
+        let rx = self.raft.metrics();
+        let metrics = rx.borrow();
+        metrics.state == ServerState::Leader && metrics.current_leader == Some(self.node_id)
     }
 
-    /// The index of the last write applied to the database.
+    pub fn is_voter(&self) -> bool {
+        self.voter_ids().contains(&self.node_id) || self.members().is_empty()
+    }
+
+    /// The index of the last entry applied to the database.
     pub fn applied_index(&self) -> u64 {
-        self.applied.load(Ordering::Acquire)
+        self.shared.applied_index.load(Ordering::Acquire)
     }
 
-    /// Proposes a write request and returns its results once it is applied.
+    /// Records that a leader just sent us entries (or a heartbeat).
+    pub fn note_leader_contact(&self) {
+        *self.last_leader_contact.lock() = Some(Instant::now());
+    }
+
+    fn not_leader(&self) -> StoreError {
+        StoreError::NotLeader {
+            leader: self.leader(),
+        }
+    }
+
+    /// Proposes a write request and returns its results once it is applied here.
     pub async fn execute(
         &self,
-        req: Request,
+        request: Request,
         policy: RowsPolicy,
         opts: ResultOptions,
-    ) -> Result<RequestResults, StoreError> {
+    ) -> Result<WriteResults, StoreError> {
         self.counters.executions.fetch_add(1, Ordering::Relaxed);
-        let results = self
-            .db
-            .with_writer(move |conn| {
-                conn.execute_batch("BEGIN IMMEDIATE")?;
-                let out = execute::execute_request(conn, &req, policy, opts)?;
-                conn.execute_batch("COMMIT")?;
-                Ok::<_, raftlite_ffi::Error>(out)
-            })
-            .await
-            .map_err(StoreError::Internal)?;
-        match results {
-            Ok(r) => {
-                self.applied.fetch_add(1, Ordering::AcqRel);
-                Ok(r)
+        self.propose(Command::Execute {
+            request,
+            policy,
+            opts,
+        })
+        .await
+    }
+
+    async fn propose(&self, command: Command) -> Result<WriteResults, StoreError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        match self.raft.client_write(command).await {
+            Ok(resp) => Ok(WriteResults {
+                results: resp.data.results,
+                raft_index: resp.log_id.index,
+            }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(StoreError::NotLeader {
+                    leader: f.leader_node,
+                })
             }
-            Err(fault) => stop_on_local_fault(&fault),
+            Err(e) => Err(StoreError::Internal(anyhow::anyhow!(
+                "write through Raft: {e}"
+            ))),
         }
     }
 
     /// Runs a read-only request at the given consistency level.
     pub async fn query(
         &self,
-        req: Request,
+        request: Request,
         level: ReadLevel,
         opts: ResultOptions,
+        freshness: Option<Duration>,
     ) -> Result<RequestResults, StoreError> {
         self.counters.queries.fetch_add(1, Ordering::Relaxed);
-        let results = if level == ReadLevel::Strong {
-            // A strong read is ordered with the writes: it runs on the writer, after them.
-            self.db
-                .with_writer(move |conn| execute::query_request(conn, &req, opts))
-                .await
-        } else {
-            self.db
-                .with_reader(move |conn| execute::query_request(conn, &req, opts))
-                .await
+        let level = match level {
+            ReadLevel::Auto if self.is_voter() => ReadLevel::Weak,
+            ReadLevel::Auto => ReadLevel::None,
+            l => l,
         };
-        results
+        match level {
+            ReadLevel::None => {
+                if let Some(limit) = freshness {
+                    if !self.is_leader() {
+                        let contact = *self.last_leader_contact.lock();
+                        if contact.is_none_or(|t| t.elapsed() > limit) {
+                            return Err(StoreError::StaleRead);
+                        }
+                    }
+                }
+            }
+            ReadLevel::Weak | ReadLevel::Auto => {
+                if !self.is_leader() {
+                    return Err(self.not_leader());
+                }
+            }
+            ReadLevel::Linearizable => match self.raft.ensure_linearizable().await {
+                Ok(_) => {}
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                    f,
+                ))) => {
+                    return Err(StoreError::NotLeader {
+                        leader: f.leader_node,
+                    })
+                }
+                Err(e) => {
+                    return Err(StoreError::Internal(anyhow::anyhow!(
+                        "confirm leadership: {e}"
+                    )))
+                }
+            },
+            ReadLevel::Strong => {
+                return self
+                    .propose(Command::StrongQuery { request, opts })
+                    .await
+                    .map(|w| w.results);
+            }
+        }
+        self.db
+            .with_reader(move |conn| execute::query_request(conn, &request, opts))
+            .await
             .map_err(StoreError::Internal)?
             .map_err(|e| StoreError::Internal(anyhow::anyhow!("query: {e}")))
     }
@@ -162,15 +351,23 @@ impl Store {
             .await
             .map_err(StoreError::Internal)
     }
+
+    /// Stops Raft and closes the database.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("stop Raft: {e}");
+        }
+        self.db.close();
+    }
 }
 
 /// Stops the process after a local fault during apply: continuing would let this replica
 /// diverge from the others. Recovery is a restart (the log replays from the last durable
 /// point) or, if the fault persists, an operator's attention.
-pub fn stop_on_local_fault(fault: &raftlite_ffi::Error) -> ! {
+pub fn stop_on_local_fault_msg(fault: &str) -> ! {
     tracing::error!(
-        code = fault.extended_code,
-        "local fault while applying a write: {fault}; stopping the node so replicas cannot diverge"
+        "local fault while applying: {fault}; stopping the node so replicas cannot diverge"
     );
+    eprintln!("raftlited: local fault while applying: {fault}; stopping");
     std::process::exit(70)
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// What the cluster knows about a node. It travels in Raft membership data later, so it is
 /// serializable and small.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// rqlite's `-node-id` (defaults to the advertised Raft address).
     pub id: String,
@@ -21,6 +21,16 @@ pub struct NodeInfo {
 
 fn default_voter() -> bool {
     true
+}
+
+impl std::fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (api {}, raft {})",
+            self.id, self.api_addr, self.raft_addr
+        )
+    }
 }
 
 impl NodeInfo {

@@ -1,0 +1,126 @@
+//! Followers answer for the leader: they forward the request to it (default), or redirect the
+//! client to it (`?redirect`), or answer 503 `leader not found` when no leader is known.
+//!
+//! A forwarded request carries `X-Raftlite-Forwarded`; a node that receives one and is not
+//! the leader either (leadership moved meanwhile) answers 503 instead of forwarding again, so
+//! requests never loop. The leader's answer is passed through as it is (status, content type,
+//! body), with `X-RQLITE-SERVED-BY` set to the leader's Raft address, as rqlite does.
+
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse};
+
+use super::params::QueryParams;
+use super::response::text_error;
+use crate::store::NodeInfo;
+
+pub const FORWARDED_HEADER: &str = "x-raftlite-forwarded";
+
+/// How the request should be answered when this node is not the leader.
+pub async fn answer_not_leader(
+    client: &reqwest::Client,
+    req: &HttpRequest,
+    params: &QueryParams,
+    body: bytes::Bytes,
+    leader: Option<&NodeInfo>,
+) -> HttpResponse {
+    if params.has("redirect") {
+        return match leader {
+            Some(l) => redirect(req, l),
+            None => text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found"),
+        };
+    }
+    let Some(leader) = leader else {
+        return text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found");
+    };
+    if req.headers().contains_key(FORWARDED_HEADER) {
+        return text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found");
+    }
+    let timeout = params
+        .duration("timeout")
+        .unwrap_or(Duration::from_secs(30));
+    forward(client, req, body, leader, timeout).await
+}
+
+/// 301 to the same path and query on the leader.
+pub fn redirect(req: &HttpRequest, leader: &NodeInfo) -> HttpResponse {
+    let mut location = format!("{}{}", leader.api_url(), req.uri().path());
+    if !req.query_string().is_empty() {
+        location.push('?');
+        location.push_str(req.query_string());
+    }
+    HttpResponse::MovedPermanently()
+        .insert_header((header::LOCATION, location.clone()))
+        .content_type("text/html; charset=utf-8")
+        .body(format!("<a href=\"{location}\">Moved Permanently</a>.\n\n"))
+}
+
+async fn forward(
+    client: &reqwest::Client,
+    req: &HttpRequest,
+    body: bytes::Bytes,
+    leader: &NodeInfo,
+    timeout: Duration,
+) -> HttpResponse {
+    let mut url = format!("{}{}", leader.api_url(), req.uri().path());
+    if !req.query_string().is_empty() {
+        url.push('?');
+        url.push_str(req.query_string());
+    }
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .unwrap_or(reqwest::Method::POST);
+    let mut out = client
+        .request(method, &url)
+        .timeout(timeout)
+        .header(FORWARDED_HEADER, "1")
+        .body(body);
+    if let Some(ct) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        out = out.header(reqwest::header::CONTENT_TYPE, ct);
+    }
+    if let Some(auth) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        out = out.header(reqwest::header::AUTHORIZATION, auth);
+    }
+    let resp = match out.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("forward to leader {}: {e}", leader.api_addr);
+            return super::response::json(
+                StatusCode::OK,
+                format!(
+                    "{{\"results\":[],\"error\":{}}}",
+                    serde_json::Value::String(format!("forward to leader: {e}"))
+                ),
+            );
+        }
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            return text_error(
+                StatusCode::BAD_GATEWAY,
+                format!("read the leader's answer: {e}"),
+            )
+        }
+    };
+    let mut builder = HttpResponse::build(status);
+    if let Some(ct) = content_type {
+        builder.insert_header((header::CONTENT_TYPE, ct));
+    }
+    builder.insert_header(("X-RQLITE-SERVED-BY", leader.raft_addr.clone()));
+    builder.body(bytes)
+}

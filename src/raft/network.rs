@@ -1,0 +1,261 @@
+//! The Raft network, client side: openraft's RPCs as HTTP requests to a peer's `-raft-addr`.
+//!
+//! Protocol (served by [`super::rpc`]): `POST /raft/append`, `POST /raft/vote` with bincode
+//! bodies (`Result<Response, RaftError>` back), and `POST /raft/snapshot`, which streams the
+//! snapshot file as the body with the leader's vote and the snapshot metadata in headers. A
+//! snapshot is never held in memory: the leader copies the live database into a temporary
+//! file with the backup API when a follower needs it, and streams that file.
+//!
+//! Errors: a refused connection is `Unreachable` (openraft backs off); anything else on the
+//! wire is a `NetworkError` (retried at once); an error the peer returned is a `RemoteError`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::types::{NodeId, Snapshot, SnapshotData, TypeConfig, Vote};
+use crate::db::Database;
+use crate::store::NodeInfo;
+
+/// Header carrying the leader's vote (JSON) on a snapshot upload.
+pub const VOTE_HEADER: &str = "x-raftlite-vote";
+/// Header carrying the snapshot metadata (JSON) on a snapshot upload.
+pub const SNAPSHOT_META_HEADER: &str = "x-raftlite-snapshot-meta";
+
+/// Creates one client per peer; all share one HTTP connection pool.
+#[derive(Clone)]
+pub struct HttpNetwork {
+    client: reqwest::Client,
+    /// Streaming client: no total timeout, because a multi-GB snapshot must finish.
+    streaming: reqwest::Client,
+    db: Arc<Database>,
+    tmp_dir: PathBuf,
+}
+
+impl HttpNetwork {
+    pub fn new(db: Arc<Database>, tmp_dir: PathBuf) -> anyhow::Result<HttpNetwork> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()?;
+        let streaming = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(HttpNetwork {
+            client,
+            streaming,
+            db,
+            tmp_dir,
+        })
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
+        PeerClient {
+            target,
+            addr: node.raft_addr.clone(),
+            net: self.clone(),
+        }
+    }
+}
+
+/// The client for one peer.
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    net: HttpNetwork,
+}
+
+type RpcResult<T> = Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId>>>;
+
+impl PeerClient {
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp> {
+        let body = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let resp = self
+            .net
+            .client
+            .post(format!("http://{}{path}", self.addr))
+            .timeout(option.hard_ttl())
+            .body(body)
+            .send()
+            .await
+            .map_err(to_rpc_error)?;
+        if !resp.status().is_success() {
+            let err = std::io::Error::other(format!("{path}: HTTP {}", resp.status()));
+            return Err(RPCError::Network(NetworkError::new(&err)));
+        }
+        let bytes = resp.bytes().await.map_err(to_rpc_error)?;
+        let decoded: Result<Resp, RaftError<NodeId>> =
+            bincode::deserialize(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+fn to_rpc_error(e: reqwest::Error) -> RPCError<NodeId, NodeInfo, RaftError<NodeId>> {
+    if e.is_connect() {
+        RPCError::Unreachable(Unreachable::new(&e))
+    } else {
+        RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        self.call("/raft/append", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        self.call("/raft/vote", &rpc, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            sent = self.send_snapshot(vote, snapshot) => sent,
+        }
+    }
+}
+
+impl PeerClient {
+    async fn send_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: Snapshot,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let net_err = |e: &dyn std::fmt::Display| {
+            StreamingError::Network(NetworkError::new(&std::io::Error::other(e.to_string())))
+        };
+        // Materialise the live database into a temporary file, removed when we are done.
+        let file = match *snapshot.snapshot {
+            SnapshotData::File(p) => TempFile(p),
+            SnapshotData::Live | SnapshotData::Memory(_) => {
+                let dest = self
+                    .net
+                    .tmp_dir
+                    .join(format!("snapshot-out-{}.db", unique_suffix()));
+                let dest2 = dest.clone();
+                let copied = self
+                    .net
+                    .db
+                    .with_reader(move |conn| {
+                        crate::db::backup::copy_to_file(
+                            conn,
+                            &dest2,
+                            crate::db::backup::PAGES_PER_STEP,
+                            |_| {},
+                        )
+                    })
+                    .await;
+                let file = TempFile(dest);
+                match copied {
+                    Ok(Ok(stats)) => {
+                        tracing::info!(pages = stats.pages, "materialised a snapshot to send")
+                    }
+                    Ok(Err(e)) => return Err(net_err(&e)),
+                    Err(e) => return Err(net_err(&e)),
+                }
+                file
+            }
+        };
+        let f = tokio::fs::File::open(&file.0)
+            .await
+            .map_err(|e| net_err(&e))?;
+        let len = f.metadata().await.map_err(|e| net_err(&e))?.len();
+        let body =
+            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
+        let resp = self
+            .net
+            .streaming
+            .post(format!("http://{}/raft/snapshot", self.addr))
+            .header(
+                VOTE_HEADER,
+                serde_json::to_string(&vote).map_err(|e| net_err(&e))?,
+            )
+            .header(
+                SNAPSHOT_META_HEADER,
+                serde_json::to_string(&snapshot.meta).map_err(|e| net_err(&e))?,
+            )
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    StreamingError::Unreachable(Unreachable::new(&e))
+                } else {
+                    net_err(&e)
+                }
+            })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| net_err(&e))?;
+        if !status.is_success() {
+            return Err(net_err(&format!(
+                "snapshot upload: HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )));
+        }
+        let decoded: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> =
+            bincode::deserialize(&bytes).map_err(|e| net_err(&e))?;
+        decoded.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+/// A file removed when dropped.
+pub struct TempFile(pub PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A suffix unique within this process and across restarts.
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}

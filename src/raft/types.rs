@@ -1,0 +1,89 @@
+//! The openraft type configuration: what the log carries, what applying it returns, and how
+//! rqlite's string node ids map onto openraft's `u64` ids.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::execute::RequestResults;
+use crate::db::request::{Request, ResultOptions, RowsPolicy};
+use crate::store::NodeInfo;
+
+/// One replicated command: what every node applies, in log order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// A write request (`/db/execute`, or a `/db/request` that writes).
+    Execute {
+        request: Request,
+        policy: RowsPolicy,
+        opts: ResultOptions,
+    },
+    /// A `level=strong` read: it goes through the log so it is ordered with the writes.
+    StrongQuery {
+        request: Request,
+        opts: ResultOptions,
+    },
+}
+
+/// What applying a command returned (delivered to the client on the leader only).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandResponse {
+    pub results: RequestResults,
+}
+
+/// A snapshot's bytes. The live database is the state machine, so a snapshot that is built
+/// holds no bytes: it is materialised (copied with the backup API) only when it is sent.
+#[derive(Debug)]
+pub enum SnapshotData {
+    /// The live database, as of the moment it is sent.
+    Live,
+    /// A file received from the leader (or copied for sending), to install or stream.
+    File(std::path::PathBuf),
+    /// Bytes in memory: only openraft's own storage test suite uses this.
+    Memory(Cursor<Vec<u8>>),
+}
+
+openraft::declare_raft_types!(
+    /// raftlite's Raft types.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = u64,
+        Node = NodeInfo,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = SnapshotData,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type NodeId = u64;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, NodeInfo>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeInfo>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// openraft's numeric id for rqlite's string node id: FNV-1a, stable across versions and
+/// machines. Two different ids that hash alike are refused when the second one joins.
+pub fn numeric_node_id(id: &str) -> NodeId {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_ids_are_stable_and_distinct() {
+        assert_eq!(numeric_node_id(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(numeric_node_id("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(numeric_node_id("1"), numeric_node_id("2"));
+    }
+}

@@ -1,0 +1,389 @@
+//! Cluster membership: forming a cluster at start-up, joining one, and adding or removing
+//! nodes on the leader.
+//!
+//! Start-up (rqlited's rules):
+//! - A node with Raft state already on disk is a member: it simply restarts and rejoins.
+//! - No `-join`, no state: it bootstraps a single-node cluster of itself.
+//! - `-join ADDR,...` without `-bootstrap-expect`: it asks each address (any member; a
+//!   follower forwards to its leader) to add it, `-join-attempts` times, `-join-interval`
+//!   apart. A repeated join with the same id and addresses is a no-op; the same id with new
+//!   addresses updates the node.
+//! - `-bootstrap-expect N -join ADDR,...`: the nodes announce themselves to each other; once a
+//!   node knows N nodes it initialises Raft with exactly those N voters. Every node computes
+//!   the same set, and openraft allows several nodes to initialise with the same membership.
+//!
+//! Joins and removals run on the leader. Node ids: openraft's numeric id is a hash of
+//! rqlite's string id ([`numeric_node_id`]); a join whose hash matches a member with another
+//! string id is refused.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+use serde::{Deserialize, Serialize};
+
+use super::{NodeInfo, Store};
+use crate::raft::types::{numeric_node_id, NodeId};
+
+/// How a node joins.
+#[derive(Debug, Clone)]
+pub struct JoinOptions {
+    pub join: Vec<String>,
+    pub attempts: usize,
+    pub interval: Duration,
+    pub bootstrap_expect: usize,
+    pub bootstrap_expect_timeout: Duration,
+}
+
+/// A join request, sent to any member's Raft address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub node: NodeInfo,
+}
+
+/// The answer to a join or remove request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum MembershipAnswer {
+    Ok,
+    /// Nothing changed: the node was already a member with these addresses.
+    Unchanged,
+    NotLeader {
+        leader: Option<NodeInfo>,
+    },
+    NotFound,
+    Refused(String),
+}
+
+/// Makes this node part of a cluster, as its flags and its state on disk say.
+pub async fn form_or_join(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> {
+    let initialized = store
+        .raft()
+        .is_initialized()
+        .await
+        .context("read Raft state")?;
+    if initialized {
+        let members = store.members();
+        if !opts.join.is_empty() && members.len() == 1 && members.contains_key(&store.node_id()) {
+            bail!("this node is already the leader of a single-node cluster; it cannot join another (remove -join, or start from an empty data directory)");
+        }
+        tracing::info!(
+            members = members.len(),
+            "restarting as a member of an existing cluster"
+        );
+        if members.get(&store.node_id()) != Some(store.node()) {
+            tracing::info!(
+                "this node's addresses changed since it last ran; updating the membership"
+            );
+            update_own_addresses(store).await;
+        }
+        return Ok(());
+    }
+    if opts.join.is_empty() {
+        if !store.node().voter {
+            bail!("a non-voting node cannot bootstrap a cluster: give -join");
+        }
+        let mut members = BTreeMap::new();
+        members.insert(store.node_id(), store.node().clone());
+        store
+            .raft()
+            .initialize(members)
+            .await
+            .context("bootstrap a single-node cluster")?;
+        tracing::info!("bootstrapped a single-node cluster");
+        return Ok(());
+    }
+    if opts.bootstrap_expect > 0 {
+        return bootstrap_with_peers(store, opts).await;
+    }
+    join_existing(store, opts).await
+}
+
+/// After a restart with new addresses: tell the leader (ourselves included) so peers can
+/// reach us. Bounded: gives up after about a minute; the next restart tries again.
+async fn update_own_addresses(store: &Store) {
+    let client = match reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+    {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    for _ in 0..120 {
+        let answer = match store.leader() {
+            Some(l) if l.id == store.node().id => handle_join(store, store.node().clone()).await,
+            Some(l) => post_json::<_, MembershipAnswer>(
+                &client,
+                &l.raft_addr,
+                "/cluster/join",
+                &JoinRequest {
+                    node: store.node().clone(),
+                },
+            )
+            .await
+            .unwrap_or(MembershipAnswer::NotLeader { leader: None }),
+            None => MembershipAnswer::NotLeader { leader: None },
+        };
+        if matches!(answer, MembershipAnswer::Ok | MembershipAnswer::Unchanged) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tracing::warn!("could not record this node's new addresses in the membership");
+}
+
+async fn join_existing(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .build()?;
+    let request = JoinRequest {
+        node: store.node().clone(),
+    };
+    let mut last_error = String::from("no join address answered");
+    for attempt in 0..opts.attempts.max(1) {
+        for addr in &opts.join {
+            if addr == &store.node().raft_addr {
+                bail!("-join {addr} is this node's own Raft address");
+            }
+            let mut target = addr.clone();
+            // Follow at most a few leader hints per address.
+            for _ in 0..3 {
+                match post_json::<_, MembershipAnswer>(&client, &target, "/cluster/join", &request)
+                    .await
+                {
+                    Ok(MembershipAnswer::Ok | MembershipAnswer::Unchanged) => {
+                        tracing::info!("joined the cluster through {target}");
+                        return Ok(());
+                    }
+                    Ok(MembershipAnswer::NotLeader { leader: Some(l) }) => target = l.raft_addr,
+                    Ok(MembershipAnswer::NotLeader { leader: None }) => {
+                        last_error = format!("{target}: the cluster has no leader");
+                        break;
+                    }
+                    Ok(MembershipAnswer::Refused(why)) => bail!("join refused by {target}: {why}"),
+                    Ok(MembershipAnswer::NotFound) => {
+                        last_error = format!("{target}: unexpected answer");
+                        break;
+                    }
+                    Err(e) => {
+                        last_error = format!("{target}: {e:#}");
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::warn!(attempt = attempt + 1, "join failed: {last_error}");
+        if store.raft().is_initialized().await.unwrap_or(false) {
+            // Another path (a leader that added us) already made us a member.
+            return Ok(());
+        }
+        tokio::time::sleep(opts.interval).await;
+    }
+    bail!(
+        "failed to join the cluster after {} attempts: {last_error}",
+        opts.attempts.max(1)
+    )
+}
+
+async fn bootstrap_with_peers(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .build()?;
+    store
+        .discovered
+        .lock()
+        .insert(store.node().raft_addr.clone(), store.node().clone());
+    let deadline = tokio::time::Instant::now() + opts.bootstrap_expect_timeout;
+    loop {
+        if store.raft().is_initialized().await.unwrap_or(false) {
+            tracing::info!("the cluster was formed by a peer");
+            return Ok(());
+        }
+        for addr in &opts.join {
+            if addr == &store.node().raft_addr {
+                continue;
+            }
+            if let Ok(known) =
+                post_json::<_, Vec<NodeInfo>>(&client, addr, "/cluster/notify", store.node()).await
+            {
+                let mut d = store.discovered.lock();
+                for n in known {
+                    d.entry(n.raft_addr.clone()).or_insert(n);
+                }
+            }
+        }
+        let found: Vec<NodeInfo> = store
+            .discovered
+            .lock()
+            .values()
+            .filter(|n| n.voter)
+            .cloned()
+            .collect();
+        if found.len() >= opts.bootstrap_expect {
+            let members: BTreeMap<NodeId, NodeInfo> = found
+                .into_iter()
+                .map(|n| (numeric_node_id(&n.id), n))
+                .collect();
+            match store.raft().initialize(members.clone()).await {
+                Ok(()) => tracing::info!(voters = members.len(), "bootstrapped the cluster"),
+                Err(e) => tracing::info!("cluster already initialised: {e}"),
+            }
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "bootstrap-expect: found {} of {} nodes before the timeout",
+                store.discovered.lock().len(),
+                opts.bootstrap_expect
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Records a peer's announcement (bootstrap-expect) and returns the nodes known here.
+pub fn handle_notify(store: &Store, node: NodeInfo) -> Vec<NodeInfo> {
+    let mut d = store.discovered.lock();
+    d.insert(node.raft_addr.clone(), node);
+    d.insert(store.node().raft_addr.clone(), store.node().clone());
+    d.values().cloned().collect()
+}
+
+/// Adds (or updates) a node, on the leader.
+pub async fn handle_join(store: &Store, node: NodeInfo) -> MembershipAnswer {
+    store.counters.join_requests.fetch_add(1, Ordering::Relaxed);
+    if !store.is_leader() {
+        return MembershipAnswer::NotLeader {
+            leader: store.leader(),
+        };
+    }
+    if node.id.is_empty() || node.raft_addr.is_empty() {
+        return MembershipAnswer::Refused("a joining node needs an id and a Raft address".into());
+    }
+    let id = numeric_node_id(&node.id);
+    let members = store.members();
+    if let Some((other_id, other)) = members
+        .iter()
+        .find(|(nid, n)| n.raft_addr == node.raft_addr && **nid != id)
+    {
+        return MembershipAnswer::Refused(format!(
+            "Raft address {} is already used by node {} ({other_id})",
+            node.raft_addr, other.id
+        ));
+    }
+    let voters: BTreeSet<NodeId> = store.voter_ids().into_iter().collect();
+    if let Some(existing) = members.get(&id) {
+        if existing.id != node.id {
+            return MembershipAnswer::Refused(format!(
+                "node id {:?} collides with member {:?} (same numeric id {id}); choose another -node-id",
+                node.id, existing.id
+            ));
+        }
+        if existing == &node && voters.contains(&id) == node.voter {
+            store.counters.ignored_joins.fetch_add(1, Ordering::Relaxed);
+            return MembershipAnswer::Unchanged;
+        }
+        // Same id, new addresses: update the node's data in the membership.
+        let mut update = BTreeMap::new();
+        update.insert(id, node.clone());
+        if let Err(e) = store
+            .raft()
+            .change_membership(ChangeMembers::SetNodes(update), true)
+            .await
+        {
+            return change_error(store, e);
+        }
+        return MembershipAnswer::Ok;
+    }
+    if let Err(e) = store.raft().add_learner(id, node.clone(), true).await {
+        return change_error(store, e);
+    }
+    if node.voter {
+        let mut ids = BTreeSet::new();
+        ids.insert(id);
+        if let Err(e) = store
+            .raft()
+            .change_membership(ChangeMembers::AddVoterIds(ids), false)
+            .await
+        {
+            return change_error(store, e);
+        }
+    }
+    tracing::info!(node = %node, "node joined");
+    MembershipAnswer::Ok
+}
+
+/// Removes a node by rqlite id, on the leader.
+pub async fn handle_remove(store: &Store, string_id: &str) -> MembershipAnswer {
+    if !store.is_leader() {
+        return MembershipAnswer::NotLeader {
+            leader: store.leader(),
+        };
+    }
+    let Some((id, _)) = store.members().into_iter().find(|(_, n)| n.id == string_id) else {
+        return MembershipAnswer::NotFound;
+    };
+    let mut ids = BTreeSet::new();
+    ids.insert(id);
+    let change = if store.voter_ids().contains(&id) {
+        ChangeMembers::RemoveVoters(ids)
+    } else {
+        ChangeMembers::RemoveNodes(ids)
+    };
+    match store.raft().change_membership(change, false).await {
+        Ok(_) => {
+            tracing::info!(node = string_id, "node removed");
+            MembershipAnswer::Ok
+        }
+        Err(e) => change_error(store, e),
+    }
+}
+
+fn change_error(
+    store: &Store,
+    e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>,
+) -> MembershipAnswer {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => MembershipAnswer::NotLeader {
+            leader: f.leader_node,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            MembershipAnswer::Refused(c.to_string())
+        }
+        other => {
+            tracing::warn!("membership change failed: {other}");
+            MembershipAnswer::NotLeader {
+                leader: store.leader().filter(|l| l.id != store.node().id),
+            }
+        }
+    }
+}
+
+/// POSTs JSON to a peer's Raft address and decodes the JSON answer.
+pub async fn post_json<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
+    client: &reqwest::Client,
+    raft_addr: &str,
+    path: &str,
+    body: &Req,
+) -> anyhow::Result<Resp> {
+    let resp = client
+        .post(format!("http://{raft_addr}{path}"))
+        .timeout(Duration::from_secs(120))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(body)?)
+        .send()
+        .await
+        .with_context(|| format!("POST {path} to {raft_addr}"))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    if !status.is_success() {
+        bail!(
+            "{path} on {raft_addr}: HTTP {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("decode the answer of {path} from {raft_addr}"))
+}

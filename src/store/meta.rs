@@ -1,0 +1,89 @@
+//! Where the state machine keeps its own state inside the database: the applied log id and
+//! the membership, in the table `_raftlite_state`, written in the same transaction as the
+//! entry they describe. A crash therefore never applies an entry twice or loses one, and a
+//! copy of the database (a snapshot, a backup) carries the index it reflects.
+//!
+//! The table is visible to SQL (`sqlite_master` lists it). SQL dumps served by raftlite leave
+//! it out; binary backups keep it (it tells a restore which index the file reflects).
+
+use raftlite_ffi::Connection;
+
+use crate::raft::types::{LogId, StoredMembership};
+
+/// The name of the state table.
+pub const STATE_TABLE: &str = "_raftlite_state";
+
+/// The applied state recorded in a database.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppliedState {
+    pub log_id: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+/// Creates the state table if it does not exist (on the writer, outside any transaction).
+pub fn ensure_table(conn: &Connection) -> raftlite_ffi::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS _raftlite_state (\
+            id INTEGER PRIMARY KEY CHECK (id = 1), \
+            applied_log_id TEXT, \
+            membership TEXT); \
+         INSERT OR IGNORE INTO _raftlite_state(id) VALUES (1);",
+    )
+}
+
+/// Reads the applied state; a database without the table (a fresh or foreign file) has none.
+pub fn read(conn: &Connection) -> anyhow::Result<AppliedState> {
+    let exists = conn.query_i64(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_raftlite_state'",
+    )?;
+    if exists != Some(1) {
+        return Ok(AppliedState::default());
+    }
+    let mut stmt =
+        conn.prepare("SELECT applied_log_id, membership FROM _raftlite_state WHERE id = 1")?;
+    if !stmt.step()?.is_row() {
+        return Ok(AppliedState::default());
+    }
+    let text = |i| -> Option<String> {
+        match stmt.column_value(i) {
+            raftlite_ffi::ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+            _ => None,
+        }
+    };
+    let log_id = match text(0) {
+        Some(t) => Some(serde_json::from_str(&t)?),
+        None => None,
+    };
+    let membership = match text(1) {
+        Some(t) => serde_json::from_str(&t)?,
+        None => StoredMembership::default(),
+    };
+    Ok(AppliedState { log_id, membership })
+}
+
+/// Records the applied log id, and the membership when it changed (inside the apply
+/// transaction). An UPDATE, so `last_insert_rowid` is left alone.
+pub fn write(
+    conn: &Connection,
+    log_id: &LogId,
+    membership: Option<&StoredMembership>,
+) -> anyhow::Result<()> {
+    let log_json = serde_json::to_string(log_id)?;
+    match membership {
+        Some(m) => {
+            let mut stmt = conn.prepare(
+                "UPDATE _raftlite_state SET applied_log_id = ?1, membership = ?2 WHERE id = 1",
+            )?;
+            stmt.bind_text(1, &log_json)?;
+            stmt.bind_text(2, &serde_json::to_string(m)?)?;
+            stmt.step()?;
+        }
+        None => {
+            let mut stmt =
+                conn.prepare("UPDATE _raftlite_state SET applied_log_id = ?1 WHERE id = 1")?;
+            stmt.bind_text(1, &log_json)?;
+            stmt.step()?;
+        }
+    }
+    Ok(())
+}

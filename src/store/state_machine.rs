@@ -1,0 +1,351 @@
+//! The Raft state machine: committed entries applied to the node's SQLite database.
+//!
+//! Apply. Entries run on the writer thread, in log order, each in one SQLite transaction that
+//! also records the entry's log id (and the membership, when it changes) in `_raftlite_state`
+//! (see [`super::meta`]). An entry at or below the recorded index is skipped, so applying is
+//! idempotent: a restart, or a snapshot fresher than its metadata says, never applies an entry
+//! twice. A deterministic SQL error is part of the entry's result; a local fault stops the node.
+//!
+//! Snapshots. The live database *is* the state machine, so building a snapshot copies nothing:
+//! it makes everything applied so far durable in the database file (a WAL checkpoint, then an
+//! fsync of the WAL and the database file) and records the applied log id and membership, so
+//! openraft may purge the log up to there. The bytes are materialised only when a follower
+//! needs them: the network layer copies the live database then (see `raft::network`). A copy
+//! can be fresher than the snapshot's metadata; the follower applies nothing twice, because
+//! the copy carries its own applied index.
+//!
+//! Install. A received file is checked (`PRAGMA quick_check`, and the state table must be
+//! there and at least as fresh as the metadata), then swapped in with the database swap
+//! protocol ([`crate::db::Database::replace_with_file`]).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, RaftLogId, StorageIOError};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::meta::{self, AppliedState};
+use crate::db::execute::{self, RequestResults};
+use crate::db::{sibling, Database};
+use crate::raft::types::{
+    Command, CommandResponse, Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StorageError,
+    StoredMembership, TypeConfig,
+};
+
+/// State shared between the state machine (owned by openraft) and the store (for `/status`).
+#[derive(Debug, Default)]
+pub struct SharedState {
+    pub applied: Mutex<AppliedState>,
+    pub applied_index: AtomicU64,
+    pub last_snapshot: Mutex<Option<SnapshotMeta>>,
+    pub num_snapshots: AtomicU64,
+    pub num_restores: AtomicU64,
+}
+
+/// The file that remembers the last snapshot's metadata across restarts.
+const SNAPSHOT_META_FILE: &str = "snapshot-meta.json";
+
+#[derive(Serialize, Deserialize)]
+struct PersistedSnapshotMeta {
+    meta: SnapshotMeta,
+}
+
+/// The SQLite state machine.
+pub struct SqliteStateMachine {
+    db: Arc<Database>,
+    shared: Arc<SharedState>,
+    data_dir: PathBuf,
+}
+
+impl SqliteStateMachine {
+    /// Opens the state machine on `db`: creates the state table if needed and loads the
+    /// applied state and the last snapshot's metadata.
+    pub async fn open(
+        db: Arc<Database>,
+        data_dir: PathBuf,
+    ) -> anyhow::Result<(Self, Arc<SharedState>)> {
+        let applied = db
+            .with_writer(|conn| -> anyhow::Result<AppliedState> {
+                meta::ensure_table(conn).context("create the state table")?;
+                meta::read(conn)
+            })
+            .await??;
+        let shared = Arc::new(SharedState::default());
+        shared
+            .applied_index
+            .store(applied.log_id.map_or(0, |l| l.index), Ordering::Release);
+        *shared.applied.lock() = applied;
+        let meta_path = data_dir.join(SNAPSHOT_META_FILE);
+        if let Ok(bytes) = std::fs::read(&meta_path) {
+            let persisted: PersistedSnapshotMeta = serde_json::from_slice(&bytes)
+                .with_context(|| format!("read {}", meta_path.display()))?;
+            *shared.last_snapshot.lock() = Some(persisted.meta);
+        }
+        Ok((
+            SqliteStateMachine {
+                db,
+                shared: Arc::clone(&shared),
+                data_dir,
+            },
+            shared,
+        ))
+    }
+
+    fn remember_snapshot(&self, meta: &SnapshotMeta) -> anyhow::Result<()> {
+        persist_snapshot_meta(&self.data_dir, meta)?;
+        *self.shared.last_snapshot.lock() = Some(meta.clone());
+        Ok(())
+    }
+}
+
+fn persist_snapshot_meta(data_dir: &std::path::Path, meta: &SnapshotMeta) -> anyhow::Result<()> {
+    let path = data_dir.join(SNAPSHOT_META_FILE);
+    let tmp = data_dir.join(format!("{SNAPSHOT_META_FILE}.tmp"));
+    let bytes = serde_json::to_vec(&PersistedSnapshotMeta { meta: meta.clone() })?;
+    {
+        use std::io::Write as _;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path).with_context(|| format!("rename {}", tmp.display()))?;
+    std::fs::File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .context("fsync the data directory")?;
+    Ok(())
+}
+
+fn io_error(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_state_machine(&std::io::Error::other(e.to_string())).into()
+}
+
+impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
+    type SnapshotBuilder = SqliteSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let a = self.shared.applied.lock().clone();
+        Ok((a.log_id, a.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let shared = Arc::clone(&self.shared);
+        let out = self
+            .db
+            .with_writer(move |conn| apply_entries(conn, &shared, entries))
+            .await
+            .map_err(io_error)?;
+        match out {
+            Ok(responses) => Ok(responses),
+            Err(ApplyFault(e)) => super::stop_on_local_fault_msg(&e),
+        }
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SqliteSnapshotBuilder {
+            db: Arc::clone(&self.db),
+            shared: Arc::clone(&self.shared),
+            data_dir: self.data_dir.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        // Snapshots arrive through our own streaming transport, which writes a file and then
+        // calls `install_full_snapshot`; this chunked entry point only serves test suites.
+        Ok(Box::new(SnapshotData::Memory(std::io::Cursor::new(
+            Vec::new(),
+        ))))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<SnapshotData>,
+    ) -> Result<(), StorageError> {
+        let path = match *snapshot {
+            SnapshotData::File(p) => p,
+            other => {
+                return Err(io_error(format!(
+                    "cannot install a snapshot held as {other:?}"
+                )))
+            }
+        };
+        let checked = check_snapshot_file(&path, meta).map_err(|e| {
+            let _ = std::fs::remove_file(&path);
+            io_error(format!("invalid snapshot {}: {e:#}", meta.snapshot_id))
+        })?;
+        if let Err(e) = self
+            .db
+            .replace_with_file(path, Duration::from_secs(10))
+            .await
+        {
+            super::stop_on_local_fault_msg(&format!(
+                "swap in snapshot {}: {e:#}",
+                meta.snapshot_id
+            ));
+        }
+        // The swapped-in file may have been copied from a fresher state than `meta` says.
+        self.shared
+            .applied_index
+            .store(checked.log_id.map_or(0, |l| l.index), Ordering::Release);
+        *self.shared.applied.lock() = checked;
+        self.shared.num_restores.fetch_add(1, Ordering::Relaxed);
+        self.remember_snapshot(meta).map_err(io_error)?;
+        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let meta = self.shared.last_snapshot.lock().clone();
+        Ok(meta.map(|meta| Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotData::Live),
+        }))
+    }
+}
+
+/// A local fault while applying: the node must stop.
+struct ApplyFault(String);
+
+fn apply_entries(
+    conn: &mut raftlite_ffi::Connection,
+    shared: &SharedState,
+    entries: Vec<Entry>,
+) -> Result<Vec<CommandResponse>, ApplyFault> {
+    let fault = |what: &str, e: &dyn std::fmt::Display| ApplyFault(format!("{what}: {e}"));
+    let mut responses = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let log_id = *entry.get_log_id();
+        let already = shared.applied.lock().log_id;
+        if already.is_some_and(|a| a.index >= log_id.index) {
+            responses.push(CommandResponse::default());
+            continue;
+        }
+        let mut membership = None;
+        let mut response = CommandResponse::default();
+        // A strong read runs before the entry's write transaction: it sees every earlier
+        // entry and changes nothing.
+        if let EntryPayload::Normal(Command::StrongQuery { request, opts }) = &entry.payload {
+            response.results = match execute::query_request(conn, request, *opts) {
+                Ok(r) => r,
+                Err(e) if crate::db::error::is_local_fault(&e) => {
+                    return Err(fault("strong read", &e))
+                }
+                Err(e) => RequestResults {
+                    results: vec![],
+                    error: Some(e.message),
+                },
+            };
+        }
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| fault("begin apply transaction", &e))?;
+        match &entry.payload {
+            EntryPayload::Blank | EntryPayload::Normal(Command::StrongQuery { .. }) => {}
+            EntryPayload::Normal(Command::Execute {
+                request,
+                policy,
+                opts,
+            }) => {
+                response.results = execute::execute_request(conn, request, *policy, *opts)
+                    .map_err(|e| fault("apply entry", &e))?;
+            }
+            EntryPayload::Membership(m) => {
+                membership = Some(StoredMembership::new(Some(log_id), m.clone()));
+            }
+        }
+        meta::write(conn, &log_id, membership.as_ref())
+            .map_err(|e| fault("record applied index", &e))?;
+        conn.execute_batch("COMMIT")
+            .map_err(|e| fault("commit apply transaction", &e))?;
+        {
+            let mut applied = shared.applied.lock();
+            applied.log_id = Some(log_id);
+            if let Some(m) = membership {
+                applied.membership = m;
+            }
+        }
+        shared.applied_index.store(log_id.index, Ordering::Release);
+        responses.push(response);
+    }
+    Ok(responses)
+}
+
+/// Checks a received snapshot file before it replaces the database.
+fn check_snapshot_file(
+    path: &std::path::Path,
+    meta: &SnapshotMeta,
+) -> anyhow::Result<AppliedState> {
+    let conn = raftlite_ffi::Connection::open(path, raftlite_ffi::OpenFlags::READ_ONLY)
+        .with_context(|| format!("open {}", path.display()))?;
+    let check = conn.query_text("PRAGMA quick_check")?.unwrap_or_default();
+    anyhow::ensure!(check == "ok", "quick_check: {check}");
+    let applied = meta::read(&conn)?;
+    anyhow::ensure!(
+        applied.log_id >= meta.last_log_id,
+        "the file reflects {:?}, older than the snapshot's {:?}",
+        applied.log_id,
+        meta.last_log_id
+    );
+    Ok(applied)
+}
+
+/// Builds snapshots: makes the applied state durable and records its metadata.
+pub struct SqliteSnapshotBuilder {
+    db: Arc<Database>,
+    shared: Arc<SharedState>,
+    data_dir: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let db_path = self.db.path().to_path_buf();
+        let shared = Arc::clone(&self.shared);
+        // On the writer thread: no entry is applied while the checkpoint and syncs run, so
+        // the state read afterwards is exactly what is durable.
+        let applied = self
+            .db
+            .with_writer(move |conn| -> anyhow::Result<AppliedState> {
+                conn.wal_checkpoint(raftlite_ffi::sys::SQLITE_CHECKPOINT_PASSIVE)
+                    .context("checkpoint the WAL")?;
+                // A passive checkpoint may stop at a reader; syncing both files makes every
+                // committed transaction durable whatever it managed to copy.
+                for p in [sibling(&db_path, "-wal"), db_path.clone()] {
+                    if let Ok(f) = std::fs::File::open(&p) {
+                        f.sync_all()
+                            .with_context(|| format!("fsync {}", p.display()))?;
+                    }
+                }
+                Ok(shared.applied.lock().clone())
+            })
+            .await
+            .map_err(io_error)?
+            .map_err(io_error)?;
+        let index = applied.log_id.map_or(0, |l| l.index);
+        let n = self.shared.num_snapshots.fetch_add(1, Ordering::Relaxed) + 1;
+        let meta = SnapshotMeta {
+            last_log_id: applied.log_id,
+            last_membership: applied.membership,
+            snapshot_id: format!("{index}-{n}-{}", std::process::id()),
+        };
+        persist_snapshot_meta(&self.data_dir, &meta).map_err(io_error)?;
+        *self.shared.last_snapshot.lock() = Some(meta.clone());
+        tracing::info!(
+            index,
+            "snapshot recorded (database checkpointed and synced)"
+        );
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotData::Live),
+        })
+    }
+}
