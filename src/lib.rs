@@ -1,1 +1,3 @@
 //! raftlite: a Raft-replicated SQLite server built for hot backups.
+pub mod db;
+pub mod shell;

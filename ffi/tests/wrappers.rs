@@ -1,7 +1,7 @@
 //! Unit tests for each wrapper, including misuse: invalid SQL, out-of-range binds, closed handles.
 
 use raftlite_ffi::{
-    complete, format_real_20g, Backup, BackupProgress, ColumnType, Connection, ErrorCode,
+    complete, format_real_20g, format_real_20g_into, Backup, BackupProgress, ColumnType, Connection, ErrorCode,
     OpenFlags, Step, TxnState, Value, ValueRef,
 };
 
@@ -311,4 +311,12 @@ fn backup_into_unknown_schema_fails_with_message() {
     let mut dest = mem();
     let err = Backup::new(&mut dest, "nosuch", &src, "main").err().unwrap();
     assert!(err.message.contains("unknown database nosuch"), "{}", err.message);
+}
+
+#[test]
+fn format_real_into_matches_the_allocating_form() {
+    let mut buf = [0u8; 64];
+    for v in [0.1, 1.5, -2.0, 1e300, -1.7976931348623157e308, 5e-324, 123456789.123456789] {
+        assert_eq!(format_real_20g_into(v, &mut buf), format_real_20g(v));
+    }
 }
