@@ -130,20 +130,26 @@ pub fn dump(
     tables: Option<&[String]>,
     out: &mut dyn Write,
 ) -> Result<DumpStats, DumpError> {
+    let outer = conn.is_autocommit()?;
     conn.execute_batch("SAVEPOINT raftlite_dump")?;
     let mut dumper = Dumper { conn, sink: Sink::new(out), stats: DumpStats::default() };
     let result = dumper.run(tables).and_then(|()| dumper.sink.finish().map_err(DumpError::from));
     let stats = DumpStats { bytes: dumper.sink.bytes, ..dumper.stats };
     // Nothing was written to the database: releasing or rolling back only ends the snapshot.
-    match result {
-        Ok(()) => {
-            conn.execute_batch("RELEASE raftlite_dump")?;
-            Ok(stats)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO raftlite_dump; RELEASE raftlite_dump");
-            Err(e)
-        }
+    let released = match &result {
+        Ok(()) => conn.execute_batch("RELEASE raftlite_dump"),
+        Err(_) => conn.execute_batch("ROLLBACK TO raftlite_dump; RELEASE raftlite_dump"),
+    };
+    if released.is_err() && outer && !conn.is_autocommit().unwrap_or(true) {
+        // RELEASE can fail after SQLITE_CORRUPT; the read transaction must end all the same.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result?;
+    match released {
+        // A database that already reported corruption may fail to end the snapshot cleanly;
+        // the dump itself is complete and says so (it ends in ROLLBACK).
+        Err(e) if stats.errors == 0 => Err(e.into()),
+        _ => Ok(stats),
     }
 }
 
