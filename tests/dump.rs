@@ -32,7 +32,11 @@ fn shell(path: &Path) -> Option<String> {
         eprintln!("sqlite3 3.40.x not on PATH: shell comparison skipped");
         return None;
     }
-    let out = Command::new("sqlite3").arg(path).arg(".dump").output().unwrap();
+    let out = Command::new("sqlite3")
+        .arg(path)
+        .arg(".dump")
+        .output()
+        .unwrap();
     Some(String::from_utf8(out.stdout).unwrap())
 }
 
@@ -60,9 +64,15 @@ fn quoted_identifiers_and_keywords() {
         CREATE TABLE "日本"(x); INSERT INTO "日本" VALUES('名');
         CREATE INDEX "idx ""q""" ON "a""b"("c""d");"#,
     );
-    assert!(d.contains("INSERT INTO \"a\"\"b\" VALUES('x',1,2);\n"), "{d}");
+    assert!(
+        d.contains("INSERT INTO \"a\"\"b\" VALUES('x',1,2);\n"),
+        "{d}"
+    );
     assert!(d.contains("INSERT INTO \"Values\" VALUES(1,2);\n"), "{d}");
-    assert!(d.contains("CREATE TABLE IF NOT EXISTS 'single'(x);\n"), "{d}");
+    assert!(
+        d.contains("CREATE TABLE IF NOT EXISTS 'single'(x);\n"),
+        "{d}"
+    );
 }
 
 #[test]
@@ -70,7 +80,10 @@ fn empty_database_and_empty_tables() {
     let d = same_as_shell("CREATE TABLE a(x); DROP TABLE a;");
     assert_eq!(d, "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCOMMIT;\n");
     let d = same_as_shell("CREATE TABLE e(x, y);");
-    assert_eq!(d, "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE e(x, y);\nCOMMIT;\n");
+    assert_eq!(
+        d,
+        "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE e(x, y);\nCOMMIT;\n"
+    );
 }
 
 #[test]
@@ -116,8 +129,14 @@ fn autoincrement_fts5_and_object_order() {
           , 2;",
     );
     let seq = d.find("DELETE FROM sqlite_sequence;").unwrap();
-    assert!(d.find("INSERT INTO z").unwrap() < seq, "sqlite_sequence comes after all tables");
-    assert!(d.contains("CREATE VIEW v1 AS SELECT 1 -- comment\n          , 2\n;\n"), "{d}");
+    assert!(
+        d.find("INSERT INTO z").unwrap() < seq,
+        "sqlite_sequence comes after all tables"
+    );
+    assert!(
+        d.contains("CREATE VIEW v1 AS SELECT 1 -- comment\n          , 2\n;\n"),
+        "{d}"
+    );
 }
 
 #[test]
@@ -126,7 +145,9 @@ fn stat1_is_dumped_through_analyze() {
         "CREATE TABLE t(a); CREATE INDEX ta ON t(a);
         INSERT INTO t VALUES(1),(2),(2); ANALYZE;",
     );
-    assert!(d.contains("ANALYZE sqlite_schema;\nINSERT INTO sqlite_stat1 VALUES('t','ta','3 2');\n"));
+    assert!(
+        d.contains("ANALYZE sqlite_schema;\nINSERT INTO sqlite_stat1 VALUES('t','ta','3 2');\n")
+    );
 }
 
 #[test]
@@ -171,8 +192,10 @@ fn subset_takes_tables_with_their_indexes_triggers_and_sequence_rows() {
     let dir = tempfile::tempdir().unwrap();
     let path = create(dir.path(), "s.db", SUBSET_DB);
     // Case-insensitive, no wildcards ("b_%" and "b%x" match nothing), unknown names skipped.
-    let names: Vec<String> =
-        ["A", "my t", "b_%", "b%x", "nope"].iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = ["A", "my t", "b_%", "b%x", "nope"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(
         ours(&path, Some(&names)),
         "PRAGMA foreign_keys=OFF;
@@ -204,14 +227,22 @@ fn subset_of_a_virtual_table_brings_its_shadow_tables() {
     ));
     assert!(d.ends_with("PRAGMA writable_schema=OFF;\nCOMMIT;\n"), "{d}");
     for shadow in ["f_idx", "f_content", "f_docsize", "f_config"] {
-        assert!(d.contains(&format!("CREATE TABLE IF NOT EXISTS '{shadow}'")), "{shadow}: {d}");
+        assert!(
+            d.contains(&format!("CREATE TABLE IF NOT EXISTS '{shadow}'")),
+            "{shadow}: {d}"
+        );
     }
     assert!(!d.contains("CREATE TABLE a("));
     // Loading the subset into a fresh database gives a working FTS table (the schema rows
     // written through writable_schema take effect on the next connection).
     let fresh = create(dir.path(), "fresh.db", &d);
     let fresh = Connection::open(fresh, OpenFlags::READ_ONLY).unwrap();
-    assert_eq!(fresh.query_i64("SELECT count(*) FROM f WHERE f MATCH 'x'").unwrap(), Some(1));
+    assert_eq!(
+        fresh
+            .query_i64("SELECT count(*) FROM f WHERE f MATCH 'x'")
+            .unwrap(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -219,7 +250,10 @@ fn empty_subset_is_just_the_frame() {
     let dir = tempfile::tempdir().unwrap();
     let path = create(dir.path(), "s.db", SUBSET_DB);
     assert_eq!(
-        ours(&path, Some(&["va".to_string(), "sqlite_sequence".to_string()])),
+        ours(
+            &path,
+            Some(&["va".to_string(), "sqlite_sequence".to_string()])
+        ),
         "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCOMMIT;\n"
     );
 }
@@ -227,7 +261,11 @@ fn empty_subset_is_just_the_frame() {
 #[test]
 fn stats_count_rows_tables_and_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let path = create(dir.path(), "s.db", "CREATE TABLE t(x); INSERT INTO t VALUES(1),(2);");
+    let path = create(
+        dir.path(),
+        "s.db",
+        "CREATE TABLE t(x); INSERT INTO t VALUES(1),(2);",
+    );
     let c = Connection::open(&path, OpenFlags::READ_ONLY).unwrap();
     let mut out = Vec::new();
     let stats = dump(&c, None, &mut out).unwrap();
@@ -246,7 +284,10 @@ struct FailingWriter {
 impl Write for FailingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.written + buf.len() > self.limit {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "client went away"));
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "client went away",
+            ));
         }
         self.written += buf.len();
         self.largest_write = self.largest_write.max(buf.len());
@@ -272,12 +313,19 @@ fn writer_failure_is_a_write_error_and_ends_the_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let path = big_db(dir.path());
     let c = Connection::open(&path, OpenFlags::READ_ONLY).unwrap();
-    let mut w = FailingWriter { written: 0, limit: 200_000, largest_write: 0 };
+    let mut w = FailingWriter {
+        written: 0,
+        limit: 200_000,
+        largest_write: 0,
+    };
     match dump(&c, None, &mut w) {
         Err(DumpError::Write(e)) => assert_eq!(e.kind(), io::ErrorKind::BrokenPipe),
         other => panic!("expected a write error, got {other:?}"),
     }
-    assert!(c.is_autocommit().unwrap(), "the snapshot is released after a failure");
+    assert!(
+        c.is_autocommit().unwrap(),
+        "the snapshot is released after a failure"
+    );
 }
 
 #[test]
@@ -285,11 +333,19 @@ fn output_is_streamed_in_bounded_pieces() {
     let dir = tempfile::tempdir().unwrap();
     let path = big_db(dir.path());
     let c = Connection::open(&path, OpenFlags::READ_ONLY).unwrap();
-    let mut w = FailingWriter { written: 0, limit: usize::MAX, largest_write: 0 };
+    let mut w = FailingWriter {
+        written: 0,
+        limit: usize::MAX,
+        largest_write: 0,
+    };
     let stats = dump(&c, None, &mut w).unwrap();
     assert_eq!(stats.bytes, w.written as u64);
     assert!(w.written > 3_000_000);
-    assert!(w.largest_write <= 64 * 1024, "largest single write: {}", w.largest_write);
+    assert!(
+        w.largest_write <= 64 * 1024,
+        "largest single write: {}",
+        w.largest_write
+    );
 }
 
 #[test]
@@ -298,7 +354,10 @@ fn sqlite_errors_are_sqlite_errors() {
     let path = dir.path().join("not.db");
     std::fs::write(&path, vec![b'x'; 4096]).unwrap();
     let c = Connection::open(&path, OpenFlags::READ_ONLY).unwrap();
-    assert!(matches!(dump(&c, None, &mut Vec::new()), Err(DumpError::Sqlite(_))));
+    assert!(matches!(
+        dump(&c, None, &mut Vec::new()),
+        Err(DumpError::Sqlite(_))
+    ));
 }
 
 #[test]
@@ -342,17 +401,29 @@ fn dump_is_one_snapshot_while_another_connection_writes() {
             let prefix = format!("INSERT INTO {table} VALUES(");
             text.lines()
                 .filter_map(|l| l.strip_prefix(&prefix))
-                .map(|rest| rest.split(',').nth(1).unwrap().trim_end_matches(");").to_string())
+                .map(|rest| {
+                    rest.split(',')
+                        .nth(1)
+                        .unwrap()
+                        .trim_end_matches(");")
+                        .to_string()
+                })
                 .collect()
         };
         let (a, b) = (values("a"), values("b"));
         assert_eq!(a.len(), 2000);
-        assert!(a.iter().all(|v| *v == a[0]), "table a changed in the middle of the dump");
+        assert!(
+            a.iter().all(|v| *v == a[0]),
+            "table a changed in the middle of the dump"
+        );
         assert_eq!(a, b, "tables a and b come from different snapshots");
         seen.insert(a[0].clone());
     }
     stop.store(true, Ordering::Relaxed);
     let commits = writer.join().unwrap();
     assert!(commits > 0);
-    eprintln!("{commits} concurrent commits; dumps saw {} distinct states", seen.len());
+    eprintln!(
+        "{commits} concurrent commits; dumps saw {} distinct states",
+        seen.len()
+    );
 }

@@ -132,9 +132,18 @@ pub fn dump(
 ) -> Result<DumpStats, DumpError> {
     let outer = conn.is_autocommit()?;
     conn.execute_batch("SAVEPOINT raftlite_dump")?;
-    let mut dumper = Dumper { conn, sink: Sink::new(out), stats: DumpStats::default() };
-    let result = dumper.run(tables).and_then(|()| dumper.sink.finish().map_err(DumpError::from));
-    let stats = DumpStats { bytes: dumper.sink.bytes, ..dumper.stats };
+    let mut dumper = Dumper {
+        conn,
+        sink: Sink::new(out),
+        stats: DumpStats::default(),
+    };
+    let result = dumper
+        .run(tables)
+        .and_then(|()| dumper.sink.finish().map_err(DumpError::from));
+    let stats = DumpStats {
+        bytes: dumper.sink.bytes,
+        ..dumper.stats
+    };
     // Nothing was written to the database: releasing or rolling back only ends the snapshot.
     let released = match &result {
         Ok(()) => conn.execute_batch("RELEASE raftlite_dump"),
@@ -171,8 +180,8 @@ impl Subset {
     /// Resolves the requested names against the schema: SQLite's ASCII case-insensitive match,
     /// plus the shadow tables of chosen virtual tables.
     fn resolve(conn: &Connection, wanted: &[String]) -> Result<Subset, DumpError> {
-        let mut stmt =
-            conn.prepare("SELECT name, sql FROM sqlite_schema WHERE type='table' AND sql NOT NULL")?;
+        let mut stmt = conn
+            .prepare("SELECT name, sql FROM sqlite_schema WHERE type='table' AND sql NOT NULL")?;
         let mut all = Vec::new();
         while stmt.step()?.is_row() {
             let name = stmt.column_text(0).to_vec();
@@ -213,7 +222,8 @@ struct Dumper<'c, 'w> {
 impl Dumper<'_, '_> {
     fn run(&mut self, tables: Option<&[String]>) -> Result<(), DumpError> {
         let subset = tables.map(|t| Subset::resolve(self.conn, t)).transpose()?;
-        self.sink.put(b"PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n")?;
+        self.sink
+            .put(b"PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n")?;
         let mut writable_schema = false;
         let mut schema = self.conn.prepare(TABLES_SQL)?;
         loop {
@@ -242,8 +252,11 @@ impl Dumper<'_, '_> {
         if writable_schema {
             self.sink.put(b"PRAGMA writable_schema=OFF;\n")?;
         }
-        let end: &[u8] =
-            if self.stats.errors > 0 { b"ROLLBACK; -- due to errors\n" } else { b"COMMIT;\n" };
+        let end: &[u8] = if self.stats.errors > 0 {
+            b"ROLLBACK; -- due to errors\n"
+        } else {
+            b"COMMIT;\n"
+        };
         self.sink.put(end)?;
         Ok(())
     }
@@ -357,7 +370,9 @@ impl Dumper<'_, '_> {
 
     /// Column names as `PRAGMA table_info` lists them (generated columns left out).
     fn table_columns(&self, name: &[u8]) -> Result<Vec<String>, DumpError> {
-        let mut stmt = self.conn.prepare("SELECT name FROM pragma_table_info(?1, 'main')")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM pragma_table_info(?1, 'main')")?;
         stmt.bind_text_bytes(1, name)?;
         let mut cols = Vec::new();
         while stmt.step()?.is_row() {
@@ -386,7 +401,11 @@ impl Dumper<'_, '_> {
 
     /// The shell's `toggleSelectOrder`: flips `PRAGMA reverse_unordered_selects`.
     fn toggle_select_order(&self) -> Result<(), DumpError> {
-        let on = self.conn.query_i64("PRAGMA reverse_unordered_selects")?.unwrap_or(0) != 0;
+        let on = self
+            .conn
+            .query_i64("PRAGMA reverse_unordered_selects")?
+            .unwrap_or(0)
+            != 0;
         let sql = if on {
             "PRAGMA reverse_unordered_selects=OFF"
         } else {
@@ -404,15 +423,19 @@ impl Dumper<'_, '_> {
             return Ok(());
         }
         self.sink.put(b"/****** CORRUPTION ERROR *******/\n")?;
-        self.sink.put(format!("/****** {} ******/\n", e.message).as_bytes())?;
-        self.sink.put(b"/****** ERROR: near \"ORDER\": syntax error ******/\n")?;
+        self.sink
+            .put(format!("/****** {} ******/\n", e.message).as_bytes())?;
+        self.sink
+            .put(b"/****** ERROR: near \"ORDER\": syntax error ******/\n")?;
         Ok(())
     }
 
     /// Subset form of the `sqlite_sequence` block: only the chosen tables' rows, each replacing
     /// its own counter.
     fn subset_sequence(&mut self, subset: &Subset) -> Result<(), DumpError> {
-        let mut stmt = self.conn.prepare("SELECT name, seq FROM main.sqlite_sequence")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, seq FROM main.sqlite_sequence")?;
         while stmt.step()?.is_row() {
             let name = until_nul(stmt.column_text(0));
             if !subset.contains(name) {
@@ -454,7 +477,11 @@ impl Dumper<'_, '_> {
             }
             let sql = until_nul(stmt.column_text(0));
             self.sink.put(sql)?;
-            let end: &[u8] = if contains(sql, b"--") { b"\n;\n" } else { b";\n" };
+            let end: &[u8] = if contains(sql, b"--") {
+                b"\n;\n"
+            } else {
+                b";\n"
+            };
             self.sink.put(end)?;
         }
     }
@@ -533,23 +560,153 @@ fn push_shell_ident(out: &mut Vec<u8>, name: &[u8]) {
 
 /// SQLite 3.40's keywords (`sqlite3_keyword_check`), sorted, upper case.
 const KEYWORDS: [&str; 147] = [
-    "ABORT", "ACTION", "ADD", "AFTER", "ALL", "ALTER", "ALWAYS", "ANALYZE", "AND", "AS", "ASC",
-    "ATTACH", "AUTOINCREMENT", "BEFORE", "BEGIN", "BETWEEN", "BY", "CASCADE", "CASE", "CAST",
-    "CHECK", "COLLATE", "COLUMN", "COMMIT", "CONFLICT", "CONSTRAINT", "CREATE", "CROSS",
-    "CURRENT", "CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIMESTAMP", "DATABASE", "DEFAULT",
-    "DEFERRABLE", "DEFERRED", "DELETE", "DESC", "DETACH", "DISTINCT", "DO", "DROP", "EACH",
-    "ELSE", "END", "ESCAPE", "EXCEPT", "EXCLUDE", "EXCLUSIVE", "EXISTS", "EXPLAIN", "FAIL",
-    "FILTER", "FIRST", "FOLLOWING", "FOR", "FOREIGN", "FROM", "FULL", "GENERATED", "GLOB",
-    "GROUP", "GROUPS", "HAVING", "IF", "IGNORE", "IMMEDIATE", "IN", "INDEX", "INDEXED",
-    "INITIALLY", "INNER", "INSERT", "INSTEAD", "INTERSECT", "INTO", "IS", "ISNULL", "JOIN", "KEY",
-    "LAST", "LEFT", "LIKE", "LIMIT", "MATCH", "MATERIALIZED", "NATURAL", "NO", "NOT", "NOTHING",
-    "NOTNULL", "NULL", "NULLS", "OF", "OFFSET", "ON", "OR", "ORDER", "OTHERS", "OUTER", "OVER",
-    "PARTITION", "PLAN", "PRAGMA", "PRECEDING", "PRIMARY", "QUERY", "RAISE", "RANGE",
-    "RECURSIVE", "REFERENCES", "REGEXP", "REINDEX", "RELEASE", "RENAME", "REPLACE", "RESTRICT",
-    "RETURNING", "RIGHT", "ROLLBACK", "ROW", "ROWS", "SAVEPOINT", "SELECT", "SET", "TABLE",
-    "TEMP", "TEMPORARY", "THEN", "TIES", "TO", "TRANSACTION", "TRIGGER", "UNBOUNDED", "UNION",
-    "UNIQUE", "UPDATE", "USING", "VACUUM", "VALUES", "VIEW", "VIRTUAL", "WHEN", "WHERE",
-    "WINDOW", "WITH", "WITHOUT",
+    "ABORT",
+    "ACTION",
+    "ADD",
+    "AFTER",
+    "ALL",
+    "ALTER",
+    "ALWAYS",
+    "ANALYZE",
+    "AND",
+    "AS",
+    "ASC",
+    "ATTACH",
+    "AUTOINCREMENT",
+    "BEFORE",
+    "BEGIN",
+    "BETWEEN",
+    "BY",
+    "CASCADE",
+    "CASE",
+    "CAST",
+    "CHECK",
+    "COLLATE",
+    "COLUMN",
+    "COMMIT",
+    "CONFLICT",
+    "CONSTRAINT",
+    "CREATE",
+    "CROSS",
+    "CURRENT",
+    "CURRENT_DATE",
+    "CURRENT_TIME",
+    "CURRENT_TIMESTAMP",
+    "DATABASE",
+    "DEFAULT",
+    "DEFERRABLE",
+    "DEFERRED",
+    "DELETE",
+    "DESC",
+    "DETACH",
+    "DISTINCT",
+    "DO",
+    "DROP",
+    "EACH",
+    "ELSE",
+    "END",
+    "ESCAPE",
+    "EXCEPT",
+    "EXCLUDE",
+    "EXCLUSIVE",
+    "EXISTS",
+    "EXPLAIN",
+    "FAIL",
+    "FILTER",
+    "FIRST",
+    "FOLLOWING",
+    "FOR",
+    "FOREIGN",
+    "FROM",
+    "FULL",
+    "GENERATED",
+    "GLOB",
+    "GROUP",
+    "GROUPS",
+    "HAVING",
+    "IF",
+    "IGNORE",
+    "IMMEDIATE",
+    "IN",
+    "INDEX",
+    "INDEXED",
+    "INITIALLY",
+    "INNER",
+    "INSERT",
+    "INSTEAD",
+    "INTERSECT",
+    "INTO",
+    "IS",
+    "ISNULL",
+    "JOIN",
+    "KEY",
+    "LAST",
+    "LEFT",
+    "LIKE",
+    "LIMIT",
+    "MATCH",
+    "MATERIALIZED",
+    "NATURAL",
+    "NO",
+    "NOT",
+    "NOTHING",
+    "NOTNULL",
+    "NULL",
+    "NULLS",
+    "OF",
+    "OFFSET",
+    "ON",
+    "OR",
+    "ORDER",
+    "OTHERS",
+    "OUTER",
+    "OVER",
+    "PARTITION",
+    "PLAN",
+    "PRAGMA",
+    "PRECEDING",
+    "PRIMARY",
+    "QUERY",
+    "RAISE",
+    "RANGE",
+    "RECURSIVE",
+    "REFERENCES",
+    "REGEXP",
+    "REINDEX",
+    "RELEASE",
+    "RENAME",
+    "REPLACE",
+    "RESTRICT",
+    "RETURNING",
+    "RIGHT",
+    "ROLLBACK",
+    "ROW",
+    "ROWS",
+    "SAVEPOINT",
+    "SELECT",
+    "SET",
+    "TABLE",
+    "TEMP",
+    "TEMPORARY",
+    "THEN",
+    "TIES",
+    "TO",
+    "TRANSACTION",
+    "TRIGGER",
+    "UNBOUNDED",
+    "UNION",
+    "UNIQUE",
+    "UPDATE",
+    "USING",
+    "VACUUM",
+    "VALUES",
+    "VIEW",
+    "VIRTUAL",
+    "WHEN",
+    "WHERE",
+    "WINDOW",
+    "WITH",
+    "WITHOUT",
 ];
 
 fn is_keyword(name: &[u8]) -> bool {
@@ -561,7 +718,9 @@ fn is_keyword(name: &[u8]) -> bool {
         *u = c.to_ascii_uppercase();
     }
     let upper = &upper[..name.len()];
-    KEYWORDS.binary_search_by(|k| k.as_bytes().cmp(upper)).is_ok()
+    KEYWORDS
+        .binary_search_by(|k| k.as_bytes().cmp(upper))
+        .is_ok()
 }
 
 /// Column `i` of the current row as the shell's insert mode writes it.
@@ -586,7 +745,11 @@ struct Sink<'w> {
 
 impl<'w> Sink<'w> {
     fn new(out: &'w mut dyn Write) -> Sink<'w> {
-        Sink { buf: Vec::with_capacity(SINK_CAPACITY), out, bytes: 0 }
+        Sink {
+            buf: Vec::with_capacity(SINK_CAPACITY),
+            out,
+            bytes: 0,
+        }
     }
 
     fn put(&mut self, b: &[u8]) -> io::Result<()> {
@@ -675,8 +838,16 @@ impl<'w> Sink<'w> {
         }
         let has_nl = t.contains(&b'\n');
         let has_cr = t.contains(&b'\r');
-        let nl = if has_nl { unused_marker(t, "\\n", "\\012") } else { Vec::new() };
-        let cr = if has_cr { unused_marker(t, "\\r", "\\015") } else { Vec::new() };
+        let nl = if has_nl {
+            unused_marker(t, "\\n", "\\012")
+        } else {
+            Vec::new()
+        };
+        let cr = if has_cr {
+            unused_marker(t, "\\r", "\\015")
+        } else {
+            Vec::new()
+        };
         if has_nl {
             self.put(b"replace(")?;
         }
@@ -741,9 +912,15 @@ mod tests {
         assert_eq!(text(b"plain"), "'plain'");
         assert_eq!(text(b"it's"), "'it''s'");
         assert_eq!(text(b"a\nb"), "replace('a\\nb','\\n',char(10))");
-        assert_eq!(text(b"a\r\nb"), "replace(replace('a\\r\\nb','\\r',char(13)),'\\n',char(10))");
+        assert_eq!(
+            text(b"a\r\nb"),
+            "replace(replace('a\\r\\nb','\\r',char(13)),'\\n',char(10))"
+        );
         assert_eq!(text(b"\\n x\ny"), "replace('\\n x\\012y','\\012',char(10))");
-        assert_eq!(text(b"\\n \\012\n"), "replace('\\n \\012(\\n0)','(\\n0)',char(10))");
+        assert_eq!(
+            text(b"\\n \\012\n"),
+            "replace('\\n \\012(\\n0)','(\\n0)',char(10))"
+        );
         assert_eq!(text(b"cut\0here"), "'cut'");
     }
 
@@ -762,7 +939,10 @@ mod tests {
         assert_eq!(q("my table"), "\"my table\"");
         assert_eq!(q("1abc"), "\"1abc\"");
         assert_eq!(q(""), "\"\"");
-        assert!(KEYWORDS.windows(2).all(|w| w[0] < w[1]), "KEYWORDS must stay sorted");
+        assert!(
+            KEYWORDS.windows(2).all(|w| w[0] < w[1]),
+            "KEYWORDS must stay sorted"
+        );
     }
 
     #[test]
@@ -779,7 +959,10 @@ mod tests {
         assert_eq!(real(-0.0), "0.0");
         assert_eq!(real(3.0), "3.0");
         assert_eq!(real(-9.223_372_036_854_776e18), "-9223372036854775808.0");
-        assert_eq!(real(9.223_372_036_854_776e18).parse::<f64>().unwrap(), 9.223_372_036_854_776e18);
+        assert_eq!(
+            real(9.223_372_036_854_776e18).parse::<f64>().unwrap(),
+            9.223_372_036_854_776e18
+        );
         assert_ne!(real(9.223_372_036_854_776e18), "9223372036854775807.0");
         assert_eq!(real(0.5), "0.5");
     }
