@@ -110,9 +110,14 @@ fn build_table(db: &Connection, t: &Table) -> Option<String> {
         if i == 0 {
             match t.key {
                 Key::None => {}
-                Key::IntegerPrimaryKey => def = format!("{} INTEGER PRIMARY KEY", quote(&c.name)),
+                Key::IntegerPrimaryKey => {
+                    def = format!("{} INTEGER PRIMARY KEY", quote(&clean_name(&c.name)))
+                }
                 Key::AutoIncrement => {
-                    def = format!("{} INTEGER PRIMARY KEY AUTOINCREMENT", quote(&c.name))
+                    def = format!(
+                        "{} INTEGER PRIMARY KEY AUTOINCREMENT",
+                        quote(&clean_name(&c.name))
+                    )
                 }
                 Key::WithoutRowid => def.push_str(" PRIMARY KEY"),
             }
