@@ -10,6 +10,7 @@ pub mod flags;
 pub mod http;
 pub mod node;
 pub mod raft;
+pub mod shell;
 pub mod store;
 
 /// The version reported in `/status`, `X-RQLITE-VERSION` and `-version`.

@@ -26,7 +26,7 @@ pub use backup::{Backup, BackupProgress};
 pub use connection::{Connection, InterruptHandle, OpenFlags, TxnState};
 pub use error::{Error, ErrorCode, Result};
 pub use statement::{ColumnType, Statement, Step};
-pub use util::{complete, format_real_20g, sqlite_version};
+pub use util::{complete, format_real_20g, format_real_20g_into, sqlite_version};
 pub use value::{Value, ValueRef};
 
 /// Re-exported raw result codes, for callers that match on specific primary codes.

@@ -37,6 +37,24 @@ pub fn format_real_20g(v: f64) -> String {
         .into_owned()
 }
 
+/// Like [`format_real_20g`], but writes into `buf` and returns the text, without allocating.
+/// For hot loops such as the SQL dumper, which formats one REAL per value.
+pub fn format_real_20g_into(v: f64, buf: &mut [u8; 64]) -> &str {
+    // SAFETY: `buf` is writable for its whole length, which we pass as the limit; the format
+    // takes exactly one double argument, which we pass. snprintf always NUL-terminates.
+    unsafe {
+        sys::sqlite3_snprintf(
+            buf.len() as c_int,
+            buf.as_mut_ptr() as *mut c_char,
+            c"%!.20g".as_ptr(),
+            v,
+        );
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    // SQLite's %g writes only ASCII digits, signs, '.', 'e', "Inf" and "NaN".
+    std::str::from_utf8(&buf[..len]).unwrap_or("")
+}
+
 /// The version of the linked SQLite library, e.g. "3.54.1".
 pub fn sqlite_version() -> &'static str {
     // SAFETY: sqlite3_libversion returns a static NUL-terminated string.

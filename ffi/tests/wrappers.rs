@@ -1,8 +1,8 @@
 //! Unit tests for each wrapper, including misuse: invalid SQL, out-of-range binds, closed handles.
 
 use raftlite_ffi::{
-    complete, format_real_20g, Backup, BackupProgress, ColumnType, Connection, ErrorCode,
-    OpenFlags, Step, TxnState, Value, ValueRef,
+    complete, format_real_20g, format_real_20g_into, Backup, BackupProgress, ColumnType,
+    Connection, ErrorCode, OpenFlags, Step, TxnState, Value, ValueRef,
 };
 
 fn mem() -> Connection {
@@ -386,4 +386,20 @@ fn backup_into_unknown_schema_fails_with_message() {
         "{}",
         err.message
     );
+}
+
+#[test]
+fn format_real_into_matches_the_allocating_form() {
+    let mut buf = [0u8; 64];
+    for v in [
+        0.1,
+        1.5,
+        -2.0,
+        1e300,
+        -1.7976931348623157e308,
+        5e-324,
+        123_456_789.123_456_78,
+    ] {
+        assert_eq!(format_real_20g_into(v, &mut buf), format_real_20g(v));
+    }
 }

@@ -12,6 +12,7 @@
 //!   measures what we allocate.
 
 pub mod backup;
+pub mod dump;
 pub mod error;
 pub mod execute;
 pub mod request;

@@ -1,0 +1,43 @@
+//! Offline commands of the `raftlite` binary: they read a local SQLite file, no server needed.
+//!
+//! `raftlite dump DB_FILE [TABLE...]` writes the SQL text dump of `DB_FILE` to stdout, with
+//! the same code as `GET /db/backup?fmt=sql` ([`crate::db::dump`]). The file is opened
+//! read-only; a WAL-mode file is read together with its `-wal`, if there is one.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use raftlite_ffi::{Connection, OpenFlags};
+
+use crate::db::dump::{dump, DumpError};
+
+/// Runs `raftlite dump` with the arguments after `dump`; returns the process exit status.
+pub fn run_dump(args: &[String]) -> i32 {
+    let Some((db, tables)) = args.split_first() else {
+        eprintln!("usage: raftlite dump DB_FILE [TABLE...]");
+        return 2;
+    };
+    let tables = (!tables.is_empty()).then_some(tables);
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match dump_file(Path::new(db), tables, &mut out) {
+        Ok(()) => 0,
+        // A closed pipe (`raftlite dump x.db | head`) is the reader's choice, not a failure.
+        Err(DumpError::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("raftlite dump: {db}: {e}");
+            1
+        }
+    }
+}
+
+/// Dumps the database file at `path` to `out`.
+pub fn dump_file(
+    path: &Path,
+    tables: Option<&[String]>,
+    out: &mut dyn Write,
+) -> Result<(), DumpError> {
+    let conn = Connection::open(path, OpenFlags::READ_ONLY | OpenFlags::NO_MUTEX)?;
+    dump(&conn, tables, out)?;
+    Ok(())
+}
