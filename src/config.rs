@@ -116,6 +116,7 @@ const FLAGS: &[ConfigFlag] = &[
     flag("raft-reap-node-timeout", Dur, "0h", Ignored, "Remove an unreachable voting node after this long. If not set, never"),
     flag("raft-reap-read-only-node-timeout", Dur, "0h", Ignored, "Remove an unreachable non-voting node after this long. If not set, never"),
     flag("raft-log-segment-size", U64, "67108864", Honoured, "Maximum size in bytes of one Raft log segment file"),
+    flag("raft-trailing-logs", U64, "1024", Honoured, "Log entries kept behind a snapshot, so lagging followers catch up from the log instead of a snapshot"),
     flag("compress-snap-transport", Bool, "false", Ignored, "Compress snapshots sent to other nodes"),
     // SQLite.
     flag("fk", Bool, "false", Honoured, "Enforce SQLite foreign key constraints"),
@@ -281,6 +282,8 @@ pub struct Config {
     pub raft_reap_read_only_node_timeout: Option<Duration>,
     /// Bytes.
     pub raft_log_segment_size: u64,
+    /// Log entries kept behind a snapshot.
+    pub raft_trailing_logs: u64,
     pub compress_snap_transport: bool,
 
     pub fk: bool,
@@ -432,6 +435,7 @@ impl Config {
             raft_reap_node_timeout: explicit("raft-reap-node-timeout"),
             raft_reap_read_only_node_timeout: explicit("raft-reap-read-only-node-timeout"),
             raft_log_segment_size: flags.u64("raft-log-segment-size"),
+            raft_trailing_logs: flags.u64("raft-trailing-logs"),
             compress_snap_transport: flags.bool("compress-snap-transport"),
 
             fk: flags.bool("fk"),

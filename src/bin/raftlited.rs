@@ -35,7 +35,6 @@ fn main() -> ExitCode {
     for flag in config.accepted_but_ignored() {
         tracing::warn!("flag -{flag} is accepted for rqlited compatibility but has no effect yet");
     }
-    let defaults = NodeOptions::local(&config.data_dir);
     let opts = NodeOptions {
         data_dir: config.data_dir.clone(),
         node_id: config.node_id.clone(),
@@ -56,7 +55,7 @@ fn main() -> ExitCode {
         },
         log_segment_size: config.raft_log_segment_size,
         snapshot_threshold: config.raft_snap,
-        trailing_logs: defaults.trailing_logs,
+        trailing_logs: config.raft_trailing_logs,
         election_timeout: config.raft_election_timeout,
         heartbeat_interval: config.raft_heartbeat_timeout / 5,
     };

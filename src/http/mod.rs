@@ -6,6 +6,7 @@
 //! method is 405 and an unknown path 404, both with empty bodies.
 
 pub mod body;
+pub mod cluster_routes;
 pub mod db_routes;
 pub mod forward;
 pub mod json;
@@ -86,6 +87,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/nodes")
             .route(web::get().to(status_routes::nodes))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/remove")
+            .route(web::delete().to(cluster_routes::remove))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

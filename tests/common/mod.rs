@@ -19,6 +19,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_raftlited");
 pub struct Node {
     child: Option<Child>,
     pub http_addr: String,
+    pub raft_addr: String,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     log: Arc<Mutex<String>>,
@@ -89,18 +90,26 @@ impl Node {
                 l.push('\n');
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(100));
-                return Err(log.lock().unwrap().clone());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut http, mut raft) = (None, None);
+        while http.is_none() || raft.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((true, a)) => http = Some(a),
+                Ok((false, a)) => raft = Some(a),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    std::thread::sleep(Duration::from_millis(100));
+                    return Err(log.lock().unwrap().clone());
+                }
             }
-        };
+        }
+        let (addr, raft_addr) = (http.unwrap_or_default(), raft.unwrap_or_default());
         Ok(Node {
             child: Some(child),
             http_addr: addr,
+            raft_addr,
             data_dir: data_dir.to_path_buf(),
             _temp: None,
             log,
