@@ -101,35 +101,65 @@ pub async fn form_or_join(store: &Store, opts: &JoinOptions) -> anyhow::Result<(
     join_existing(store, opts).await
 }
 
-/// After a restart with new addresses: tell the leader (ourselves included) so peers can
-/// reach us. Bounded: gives up after about a minute; the next restart tries again.
+/// After a restart with new addresses: ask the leader to record them, so peers can reach us.
+/// The leader cannot reach us at the old address, so we may never hear of it: then ask every
+/// other member, and follow their leader hints. Bounded: gives up after about a minute (the
+/// next restart tries again).
 async fn update_own_addresses(store: &Store) {
-    let client = match reqwest::Client::builder()
+    let Ok(client) = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .build()
-    {
-        Ok(c) => c,
-        Err(_) => return,
+    else {
+        return;
     };
-    for _ in 0..120 {
-        let answer = match store.leader() {
-            Some(l) if l.id == store.node().id => handle_join(store, store.node().clone()).await,
-            Some(l) => post_json::<_, MembershipAnswer>(
-                &client,
-                &l.raft_addr,
-                "/cluster/join",
-                &JoinRequest {
-                    node: store.node().clone(),
-                },
+    let request = JoinRequest {
+        node: store.node().clone(),
+    };
+    for _ in 0..60 {
+        if store.is_leader() {
+            // A restarted node may believe it still leads (its vote is on disk) while the
+            // others moved on: a change it proposes then never commits, so bound the wait.
+            let answer = tokio::time::timeout(
+                Duration::from_secs(3),
+                handle_join(store, store.node().clone()),
             )
-            .await
-            .unwrap_or(MembershipAnswer::NotLeader { leader: None }),
-            None => MembershipAnswer::NotLeader { leader: None },
-        };
-        if matches!(answer, MembershipAnswer::Ok | MembershipAnswer::Unchanged) {
-            return;
+            .await;
+            if matches!(
+                answer,
+                Ok(MembershipAnswer::Ok | MembershipAnswer::Unchanged)
+            ) {
+                return;
+            }
+        } else {
+            let mut targets: Vec<String> = match store.leader() {
+                Some(l) if l.id != store.node().id => vec![l.raft_addr],
+                _ => store
+                    .members()
+                    .into_values()
+                    .filter(|n| n.id != store.node().id)
+                    .map(|n| n.raft_addr)
+                    .collect(),
+            };
+            let mut hops = 0;
+            while let Some(target) = targets.pop() {
+                match post_json::<_, MembershipAnswer>(&client, &target, "/cluster/join", &request)
+                    .await
+                {
+                    Ok(MembershipAnswer::Ok | MembershipAnswer::Unchanged) => {
+                        tracing::info!("recorded this node's new addresses through {target}");
+                        return;
+                    }
+                    Ok(MembershipAnswer::NotLeader { leader: Some(l) })
+                        if hops < 5 && l.id != store.node().id =>
+                    {
+                        hops += 1;
+                        targets.push(l.raft_addr);
+                    }
+                    other => tracing::debug!("address update through {target}: {other:?}"),
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     tracing::warn!("could not record this node's new addresses in the membership");
 }
@@ -285,7 +315,17 @@ pub async fn handle_join(store: &Store, node: NodeInfo) -> MembershipAnswer {
             store.counters.ignored_joins.fetch_add(1, Ordering::Relaxed);
             return MembershipAnswer::Unchanged;
         }
-        // Same id, new addresses: update the node's data in the membership.
+        // Same id, new addresses: the node moved (a restart elsewhere) — unless the member is
+        // still running at its old address, in which case this is a second node claiming
+        // its id.
+        if existing.raft_addr != node.raft_addr
+            && is_running_as(&existing.raft_addr, &existing.id).await
+        {
+            return MembershipAnswer::Refused(format!(
+                "node id {:?} is already in use by a running node at {}",
+                node.id, existing.raft_addr
+            ));
+        }
         let mut update = BTreeMap::new();
         update.insert(id, node.clone());
         if let Err(e) = store
@@ -313,6 +353,27 @@ pub async fn handle_join(store: &Store, node: NodeInfo) -> MembershipAnswer {
     }
     tracing::info!(node = %node, "node joined");
     MembershipAnswer::Ok
+}
+
+/// True when a node answers at `raft_addr` with the id `id`.
+async fn is_running_as(raft_addr: &str, id: &str) -> bool {
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+    else {
+        return false;
+    };
+    let Ok(resp) = client
+        .get(format!("http://{raft_addr}/cluster/node"))
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let Ok(bytes) = resp.bytes().await else {
+        return false;
+    };
+    serde_json::from_slice::<crate::raft::rpc::NodeReport>(&bytes).is_ok_and(|r| r.node.id == id)
 }
 
 /// Removes a node by rqlite id, on the leader.

@@ -71,19 +71,27 @@ impl Node {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        cmd.env("RUST_LOG", "info");
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("RAFTLITE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        );
         let mut child = cmd.spawn().expect("spawn raftlited");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let (tx, rx) = std::sync::mpsc::channel::<(bool, String)>();
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("node HTTP API available at http://") {
-                    let addr = line[i + "node HTTP API available at http://".len()..]
-                        .trim()
-                        .to_string();
-                    let _ = tx.send(addr);
+                const HTTP: &str = "node HTTP API available at http://";
+                const RAFT: &str = "raft listening on ";
+                if let Some(i) = line.find(HTTP) {
+                    let _ = tx.send((true, line[i + HTTP.len()..].trim().to_string()));
+                } else if let Some(i) = line.find(RAFT) {
+                    let addr = line[i + RAFT.len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("");
+                    let _ = tx.send((false, addr.to_string()));
                 }
                 let mut l = sink.lock().unwrap();
                 l.push_str(&line);
@@ -213,6 +221,10 @@ impl Node {
         }
     }
 
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// SIGKILL, as a crash.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -256,5 +268,89 @@ pub fn run_binary(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
             return (None, String::from_utf8_lossy(&out.stderr).into_owned());
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Arguments that make elections fast enough for tests.
+pub const FAST_RAFT: &[&str] = &["-raft-election-timeout", "500ms"];
+
+/// A cluster of real nodes on loopback: the first bootstraps, the others join it.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    pub fn start(n: usize, extra_args: &[&str]) -> Cluster {
+        let mut args: Vec<&str> = FAST_RAFT.to_vec();
+        args.extend_from_slice(extra_args);
+        let first = Node::start(&[&args[..], &["-node-id", "node1"]].concat());
+        let join = first.raft_addr.clone();
+        let mut nodes = vec![first];
+        for i in 2..=n {
+            let id = format!("node{i}");
+            let node = Node::start(&[&args[..], &["-node-id", &id, "-join", &join]].concat());
+            nodes.push(node);
+        }
+        let cluster = Cluster { nodes };
+        cluster.wait_for_members(n);
+        cluster
+    }
+
+    /// Waits until every running node reports `n` voters and a leader.
+    pub fn wait_for_members(&self, n: usize) {
+        let ok = wait_until(Duration::from_secs(30), || {
+            self.nodes
+                .iter()
+                .filter(|node| node.is_running())
+                .all(|node| {
+                    let nodes = node.get("/nodes").json();
+                    nodes.as_object().is_some_and(|o| o.len() == n)
+                        && node.get("/readyz").status == 200
+                })
+        });
+        assert!(ok, "cluster did not reach {n} members:\n{}", self.logs());
+    }
+
+    /// The index of the node that says it is the leader (bounded wait).
+    pub fn leader(&self) -> usize {
+        let mut found = None;
+        let ok = wait_until(Duration::from_secs(30), || {
+            found = self.nodes.iter().position(|node| {
+                node.is_running()
+                    && node.get("/status").json()["store"]["raft"]["state"] == "Leader"
+            });
+            found.is_some()
+        });
+        assert!(ok, "no leader:\n{}", self.logs());
+        found.unwrap_or(0)
+    }
+
+    pub fn followers(&self) -> Vec<usize> {
+        let l = self.leader();
+        (0..self.nodes.len())
+            .filter(|i| *i != l && self.nodes[*i].is_running())
+            .collect()
+    }
+
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("--- node {} ---\n{}", i + 1, n.log()))
+            .collect()
     }
 }
