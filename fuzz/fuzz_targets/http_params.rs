@@ -122,6 +122,7 @@ fn check_body(body: &[u8], plain: bool) {
         assert!(!text.trim().is_empty());
         return;
     }
+    check_numbers_exact(body, &statements);
     for st in &statements {
         let values: Vec<&ParamValue> = match &st.params {
             Params::None => Vec::new(),
@@ -132,6 +133,66 @@ fn check_body(body: &[u8], plain: bool) {
             check_value(v);
         }
     }
+}
+
+/// Numbers must bind exactly as Go's `strconv` reads them (rqlite's behaviour): an integer as
+/// that integer, anything else as the correctly rounded double, which Rust's `str::parse`
+/// also gives. Positional parameters are the only numbers at nesting depth 2 of the body
+/// (named values are inside an object, BLOB bytes inside a third array), so the Nth such
+/// number token is the Nth numeric positional parameter.
+fn check_numbers_exact(body: &[u8], statements: &[SqlStatement]) {
+    let tokens = depth2_number_tokens(std::str::from_utf8(body).expect("parsed body is UTF-8"));
+    let mut numbers = statements
+        .iter()
+        .filter_map(|st| match &st.params {
+            Params::Positional(v) => Some(v),
+            _ => None,
+        })
+        .flatten()
+        .filter(|v| matches!(v, ParamValue::Integer(_) | ParamValue::Real(_)));
+    for token in &tokens {
+        let got = numbers.next().expect("a number token without a numeric parameter");
+        match got {
+            ParamValue::Integer(i) => assert_eq!(token.parse::<i64>().ok(), Some(*i), "{token}"),
+            ParamValue::Real(f) => {
+                let want: f64 = token.parse().expect("JSON number parses as f64");
+                assert_eq!(f.to_bits(), want.to_bits(), "{token} bound as {f:e}, want {want:e}");
+            }
+            _ => unreachable!(),
+        }
+    }
+    assert!(numbers.next().is_none(), "more numeric parameters than number tokens");
+}
+
+/// The number tokens at array depth 2, outside strings, in order.
+fn depth2_number_tokens(json: &str) -> Vec<&str> {
+    let bytes = json.as_bytes();
+    let (mut depth, mut i, mut out) = (0i32, 0usize, Vec::new());
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth -= 1,
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len() && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                    i += 1;
+                }
+                if depth == 2 {
+                    out.push(&json[start..i]);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
 }
 
 fn check_value(v: &ParamValue) {
