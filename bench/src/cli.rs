@@ -84,7 +84,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "--size" => size = Some(parse_size(&value("a size")?)?),
             "--seed" => {
                 let v = value("a number")?;
-                seed = v.parse().map_err(|_| format!("--seed {v:?} is not a number"))?;
+                seed = v
+                    .parse()
+                    .map_err(|_| format!("--seed {v:?} is not a number"))?;
             }
             "--out" => out = Some(PathBuf::from(value("a file")?)),
             "--bin-dir" => bin_dir = Some(PathBuf::from(value("a directory")?)),

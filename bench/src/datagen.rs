@@ -154,14 +154,22 @@ fn generate(path: &Path, size: u64, seed: u64) -> Result<(), String> {
             user_id += 1;
             users.bind_i64(1, user_id as i64).map_err(err)?;
             users.bind_text(2, &name(&mut rng)).map_err(err)?;
-            bind_opt_text(&mut users, 3, (!rng.chance(10)).then(|| email(&mut rng, user_id)))?;
+            bind_opt_text(
+                &mut users,
+                3,
+                (!rng.chance(10)).then(|| email(&mut rng, user_id)),
+            )?;
             if rng.chance(5) {
                 users.bind_null(4).map_err(err)?;
             } else {
                 users.bind_i64(4, rng.below(100) as i64).map_err(err)?;
             }
             users.bind_f64(5, real(&mut rng)).map_err(err)?;
-            bind_opt_text(&mut users, 6, (!rng.chance(20)).then(|| text(&mut rng, 400)))?;
+            bind_opt_text(
+                &mut users,
+                6,
+                (!rng.chance(20)).then(|| text(&mut rng, 400)),
+            )?;
             if rng.chance(30) {
                 users.bind_null(7).map_err(err)?;
             } else {
@@ -175,8 +183,14 @@ fn generate(path: &Path, size: u64, seed: u64) -> Result<(), String> {
             events
                 .bind_i64(1, 1 + rng.below(user_id) as i64)
                 .map_err(err)?;
-            let kind = ["login", "purchase", "refund", "view", "o'clock", "\"quoted\""]
-                [rng.below(6) as usize];
+            let kind = [
+                "login",
+                "purchase",
+                "refund",
+                "view",
+                "o'clock",
+                "\"quoted\"",
+            ][rng.below(6) as usize];
             events.bind_text(2, kind).map_err(err)?;
             bind_opt_text(&mut events, 3, (!rng.chance(10)).then(|| payload(&mut rng)))?;
             events.bind_f64(4, real(&mut rng)).map_err(err)?;
@@ -196,7 +210,10 @@ fn generate(path: &Path, size: u64, seed: u64) -> Result<(), String> {
             kv.reset().map_err(err)?;
         }
         conn.execute_batch("COMMIT").map_err(err)?;
-        let pages = conn.query_i64("PRAGMA page_count").map_err(err)?.unwrap_or(0);
+        let pages = conn
+            .query_i64("PRAGMA page_count")
+            .map_err(err)?
+            .unwrap_or(0);
         if pages as u64 * 4096 >= size {
             break;
         }
@@ -220,9 +237,34 @@ fn bind_opt_text(
 }
 
 const WORDS: &[&str] = &[
-    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
-    "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
-    "it's", "\"quoted\"", "naïve", "日本語", "emoji🙂", "tab\there", "back\\slash", "100%",
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "it's",
+    "\"quoted\"",
+    "naïve",
+    "日本語",
+    "emoji🙂",
+    "tab\there",
+    "back\\slash",
+    "100%",
 ];
 
 fn name(rng: &mut SplitMix64) -> String {
@@ -309,7 +351,10 @@ mod tests {
         let a = data_set(&dir.join("a"), 100_000, 9).unwrap();
         let b = data_set(&dir.join("b"), 100_000, 9).unwrap();
         assert!(a.bytes >= 100_000);
-        assert_eq!(std::fs::read(&a.path).unwrap(), std::fs::read(&b.path).unwrap());
+        assert_eq!(
+            std::fs::read(&a.path).unwrap(),
+            std::fs::read(&b.path).unwrap()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -36,10 +36,7 @@ fn main() -> ExitCode {
         }
     };
     if let Err(e) = std::fs::create_dir_all(&opts.work_dir) {
-        eprintln!(
-            "raftlite-bench: create {}: {e}",
-            opts.work_dir.display()
-        );
+        eprintln!("raftlite-bench: create {}: {e}", opts.work_dir.display());
         return ExitCode::FAILURE;
     }
     let started = std::time::Instant::now();
@@ -68,12 +65,7 @@ fn main() -> ExitCode {
     };
     println!(
         "raftlite-bench {} | {} | {} | {} CPUs | data set {} bytes, seed {}",
-        run.version,
-        run.date_utc,
-        run.command,
-        run.machine.cpus,
-        run.size_bytes,
-        run.seed
+        run.version, run.date_utc, run.command, run.machine.cpus, run.size_bytes, run.seed
     );
     print!("{}", report::table(&run.scenarios));
     for s in &run.scenarios {
@@ -81,7 +73,8 @@ fn main() -> ExitCode {
             println!("  goal [{}] {g}", s.name);
         }
     }
-    let json = serde_json::to_string_pretty(&run).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let json =
+        serde_json::to_string_pretty(&run).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     match std::fs::write(&opts.out, json + "\n") {
         Ok(()) => println!("JSON report: {}", opts.out.display()),
         Err(e) => eprintln!("raftlite-bench: write {}: {e}", opts.out.display()),

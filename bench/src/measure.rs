@@ -120,7 +120,9 @@ pub fn run_tool(
         if started.elapsed() > TOOL_TIMEOUT {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("{shown}: still running after {TOOL_TIMEOUT:?}; killed"));
+            return Err(format!(
+                "{shown}: still running after {TOOL_TIMEOUT:?}; killed"
+            ));
         }
         if let Some(kib) = proc_status_kib(child.id(), "VmHWM") {
             polled_peak = polled_peak.max(kib);
@@ -183,8 +185,9 @@ mod tests {
 
     #[test]
     fn own_memory_is_readable() {
-        let hwm = proc_status_kib(std::process::id(), "VmHWM").unwrap();
+        // RSS first: the peak read afterwards can only be larger (tests run in parallel).
         let rss = proc_status_kib(std::process::id(), "VmRSS").unwrap();
+        let hwm = proc_status_kib(std::process::id(), "VmHWM").unwrap();
         assert!(hwm >= rss && rss > 0);
     }
 
@@ -193,8 +196,13 @@ mod tests {
         let run = run_tool(Path::new("/bin/sh"), &["-c", "true"], None, None).unwrap();
         assert!(run.wall < Duration::from_secs(10));
         assert!(run.peak_rss_kib.is_some());
-        let err = run_tool(Path::new("/bin/sh"), &["-c", "echo boom >&2; exit 3"], None, None)
-            .unwrap_err();
+        let err = run_tool(
+            Path::new("/bin/sh"),
+            &["-c", "echo boom >&2; exit 3"],
+            None,
+            None,
+        )
+        .unwrap_err();
         assert!(err.contains("boom"), "{err}");
     }
 }

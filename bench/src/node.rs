@@ -144,7 +144,9 @@ impl Node {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("raftlited ignored SIGTERM for {STOP_TIMEOUT:?}; killed"));
+                return Err(format!(
+                    "raftlited ignored SIGTERM for {STOP_TIMEOUT:?}; killed"
+                ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -174,7 +176,9 @@ pub struct Cluster {
 impl Cluster {
     pub fn start(bin_dir: &Path, work: &Path, n: usize) -> Result<Cluster, String> {
         if n != 1 {
-            return Err(format!("a {n}-node cluster is not available yet (single node only)"));
+            return Err(format!(
+                "a {n}-node cluster is not available yet (single node only)"
+            ));
         }
         Ok(Cluster {
             nodes: vec![Node::start(bin_dir, &work.join("node1"))?],
@@ -204,7 +208,12 @@ pub struct Answer {
 }
 
 /// POSTs `body` and reads the whole answer; 4xx/5xx are answers, not errors.
-pub fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: &str) -> Result<Answer, String> {
+pub fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    content_type: &str,
+    body: &str,
+) -> Result<Answer, String> {
     let r = agent
         .post(url)
         .set("Content-Type", content_type)

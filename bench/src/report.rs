@@ -132,7 +132,9 @@ impl ScenarioReport {
             "raftlite-bench: {}: {} done{}",
             self.name,
             row.case,
-            row.wall_s.map(|w| format!(" in {w:.3} s")).unwrap_or_default()
+            row.wall_s
+                .map(|w| format!(" in {w:.3} s"))
+                .unwrap_or_default()
         );
         self.rows.push(row);
     }
@@ -200,7 +202,10 @@ pub fn table(scenarios: &[ScenarioReport]) -> String {
     for s in scenarios {
         for r in &s.rows {
             let lat = |f: fn(&Percentiles) -> f64| {
-                r.latency_ms.as_ref().map(|p| fmt(f(p), 2)).unwrap_or_default()
+                r.latency_ms
+                    .as_ref()
+                    .map(|p| fmt(f(p), 2))
+                    .unwrap_or_default()
             };
             lines.push(vec![
                 s.name.clone(),

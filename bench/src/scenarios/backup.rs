@@ -85,7 +85,10 @@ fn http_backup(agent: &ureq::Agent, node: &Node, out: &Path) -> Result<Option<Ro
         Ok(r) => r,
         Err(ureq::Error::Status(404, _)) => return Ok(None),
         Err(ureq::Error::Status(code, r)) => {
-            return Err(format!("{url}: {code}: {}", r.into_string().unwrap_or_default()))
+            return Err(format!(
+                "{url}: {code}: {}",
+                r.into_string().unwrap_or_default()
+            ))
         }
         Err(e) => return Err(format!("{url}: {e}")),
     };

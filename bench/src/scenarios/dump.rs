@@ -35,14 +35,28 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
 
     let sqlite3 = ctx.sqlite3().or_fail(&mut report)?;
     let ref_out = dir.join("sqlite3.sql");
-    let ref_row = tool_dump(&sqlite3, &|db| vec![db.into(), ".dump".into()], &src, &empty, &ref_out, "sqlite3 .dump")
-        .or_fail(&mut report)?;
+    let ref_row = tool_dump(
+        &sqlite3,
+        &|db: &str| vec![db.to_string(), ".dump".to_string()],
+        &src,
+        &empty,
+        &ref_out,
+        "sqlite3 .dump",
+    )
+    .or_fail(&mut report)?;
 
     let raftlite = ctx.raftlite_bin();
     if dump_subcommand_works(&raftlite, &empty) {
         let out = dir.join("raftlite-dump.sql");
-        let row = tool_dump(&raftlite, &|db| vec!["dump".into(), db.into()], &src, &empty, &out, "raftlite dump DB")
-            .or_fail(&mut report)?;
+        let row = tool_dump(
+            &raftlite,
+            &|db: &str| vec!["dump".to_string(), db.to_string()],
+            &src,
+            &empty,
+            &out,
+            "raftlite dump DB",
+        )
+        .or_fail(&mut report)?;
         let note = compare(&out, &ref_out);
         report.push(row.time_ratio_to(&ref_row).note(note));
         let _ = std::fs::remove_file(&out);
@@ -122,7 +136,10 @@ fn http_dump(agent: &ureq::Agent, node: &Node, out: &Path) -> Result<Option<Row>
         Ok(r) => r,
         Err(ureq::Error::Status(404, _)) => return Ok(None),
         Err(ureq::Error::Status(code, r)) => {
-            return Err(format!("{url}: {code}: {}", r.into_string().unwrap_or_default()))
+            return Err(format!(
+                "{url}: {code}: {}",
+                r.into_string().unwrap_or_default()
+            ))
         }
         Err(e) => return Err(format!("{url}: {e}")),
     };

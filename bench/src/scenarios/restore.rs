@@ -31,7 +31,12 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
     // Restart: the first start copies the data in; the timed ones reuse the directory.
     let cluster = ctx.cluster_with_data("restore-node").or_fail(&mut report)?;
     let data_dir = cluster.leader().data_dir.clone();
-    let mut node = cluster.nodes.into_iter().next().ok_or_else(|| "no node".to_string()).or_fail(&mut report)?;
+    let mut node = cluster
+        .nodes
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no node".to_string())
+        .or_fail(&mut report)?;
     let mut samples: Vec<Duration> = Vec::with_capacity(RESTARTS);
     for _ in 0..RESTARTS {
         node.stop().or_fail(&mut report)?;
@@ -44,20 +49,25 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
     if let Some(p) = &row.latency_ms {
         row.wall_s = Some(p.p50 / 1e3);
     }
-    report.push(row.note(format!("database {} MB; wall = median", data.bytes / 1_000_000)));
+    report.push(row.note(format!(
+        "database {} MB; wall = median",
+        data.bytes / 1_000_000
+    )));
 
     // Load: the binary file, then the references.
     let dir = ctx.scratch("restore").or_fail(&mut report)?;
     let sqlite3 = ctx.sqlite3().or_fail(&mut report)?;
     let target = dir.join("restored.sqlite");
     let dot_restore = format!(".restore '{}'", data.path.display());
-    let r = run_tool(&sqlite3, &[&target.display().to_string(), &dot_restore], None, None)
-        .or_fail(&mut report)?;
-    let mut ref_row = Row::new("sqlite3 .restore").timed(
-        r.wall.as_secs_f64(),
-        Some(file_len(&target)),
+    let r = run_tool(
+        &sqlite3,
+        &[&target.display().to_string(), &dot_restore],
         None,
-    );
+        None,
+    )
+    .or_fail(&mut report)?;
+    let mut ref_row =
+        Row::new("sqlite3 .restore").timed(r.wall.as_secs_f64(), Some(file_len(&target)), None);
     ref_row.peak_rss_mib = r.peak_rss_kib.map(kib_to_mib);
     let _ = std::fs::remove_file(&target);
 

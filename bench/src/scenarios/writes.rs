@@ -57,17 +57,20 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
 
     let mut next_key = 0u64;
     for &(concurrency, requests) in counts.single {
-        let (wall, mut lat) =
-            drive(&ctx.agent, node, concurrency, requests, &mut next_key, 1).or_fail(&mut report)?;
-        let mut row = Row::new(format!("raftlite 1 stmt/request, c={concurrency}"))
-            .timed(wall.as_secs_f64(), None, Some(requests as u64));
+        let (wall, mut lat) = drive(&ctx.agent, node, concurrency, requests, &mut next_key, 1)
+            .or_fail(&mut report)?;
+        let mut row = Row::new(format!("raftlite 1 stmt/request, c={concurrency}")).timed(
+            wall.as_secs_f64(),
+            None,
+            Some(requests as u64),
+        );
         row.latency_ms = Percentiles::of(&mut lat);
         row.rss_growth_mib = growth(node);
         report.push(row.note("RSS+ is the peak so far in this scenario"));
     }
 
-    let (wall, mut lat) = drive(&ctx.agent, node, 1, counts.batches, &mut next_key, BATCH)
-        .or_fail(&mut report)?;
+    let (wall, mut lat) =
+        drive(&ctx.agent, node, 1, counts.batches, &mut next_key, BATCH).or_fail(&mut report)?;
     let statements = (counts.batches * BATCH) as u64;
     let mut batched = Row::new(format!("raftlite {BATCH} stmts/request, c=1")).timed(
         wall.as_secs_f64(),
@@ -136,7 +139,8 @@ fn drive(
                     match post(&agent, url, "application/json", body) {
                         Ok(a) if a.status == 200 && !a.body.contains("\"error\"") => {}
                         Ok(a) => {
-                            let msg = format!("{} {}", a.status, &a.body[..a.body.len().min(300)]);
+                            let head: String = a.body.chars().take(300).collect();
+                            let msg = format!("{} {head}", a.status);
                             *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
                             return;
                         }
@@ -158,7 +162,10 @@ fn drive(
     if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(format!("a write failed: {e}"));
     }
-    Ok((wall, latencies.into_inner().unwrap_or_else(|p| p.into_inner())))
+    Ok((
+        wall,
+        latencies.into_inner().unwrap_or_else(|p| p.into_inner()),
+    ))
 }
 
 /// The same batches through the `sqlite3` CLI, as a script on stdin.
