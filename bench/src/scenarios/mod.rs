@@ -98,14 +98,15 @@ pub fn run(name: &str, ctx: &mut Context) -> ScenarioReport {
         "restore" => restore::run(ctx),
         "log-append" => log_append::run(ctx),
         "shell-backup-memory" => shell_backup_memory::run(ctx),
-        other => Err((
+        other => Err(Box::new((
             ScenarioReport::new(other, &[]),
             format!("unknown scenario {other}"),
-        )),
+        ))),
     };
     match result {
         Ok(r) => r,
-        Err((mut r, why)) => {
+        Err(failed) => {
+            let (mut r, why) = *failed;
             eprintln!("raftlite-bench: {name}: FAILED: {why}");
             r.outcome = Outcome::Failed(why);
             r
@@ -114,16 +115,16 @@ pub fn run(name: &str, ctx: &mut Context) -> ScenarioReport {
 }
 
 /// A scenario's result: its report, or the partial report and why it failed.
-pub type ScenarioResult = Result<ScenarioReport, (ScenarioReport, String)>;
+pub type ScenarioResult = Result<ScenarioReport, Box<(ScenarioReport, String)>>;
 
 /// `?` for scenarios: keeps the rows measured so far when a step fails.
 pub trait OrFail<T> {
-    fn or_fail(self, report: &mut ScenarioReport) -> Result<T, (ScenarioReport, String)>;
+    fn or_fail(self, report: &mut ScenarioReport) -> Result<T, Box<(ScenarioReport, String)>>;
 }
 
 impl<T> OrFail<T> for Result<T, String> {
-    fn or_fail(self, report: &mut ScenarioReport) -> Result<T, (ScenarioReport, String)> {
-        self.map_err(|e| (std::mem::replace(report, ScenarioReport::new("", &[])), e))
+    fn or_fail(self, report: &mut ScenarioReport) -> Result<T, Box<(ScenarioReport, String)>> {
+        self.map_err(|e| Box::new((std::mem::replace(report, ScenarioReport::new("", &[])), e)))
     }
 }
 
