@@ -151,17 +151,26 @@ fn check_numbers_exact(body: &[u8], statements: &[SqlStatement]) {
         .flatten()
         .filter(|v| matches!(v, ParamValue::Integer(_) | ParamValue::Real(_)));
     for token in &tokens {
-        let got = numbers.next().expect("a number token without a numeric parameter");
+        let got = numbers
+            .next()
+            .expect("a number token without a numeric parameter");
         match got {
             ParamValue::Integer(i) => assert_eq!(token.parse::<i64>().ok(), Some(*i), "{token}"),
             ParamValue::Real(f) => {
                 let want: f64 = token.parse().expect("JSON number parses as f64");
-                assert_eq!(f.to_bits(), want.to_bits(), "{token} bound as {f:e}, want {want:e}");
+                assert_eq!(
+                    f.to_bits(),
+                    want.to_bits(),
+                    "{token} bound as {f:e}, want {want:e}"
+                );
             }
             _ => unreachable!(),
         }
     }
-    assert!(numbers.next().is_none(), "more numeric parameters than number tokens");
+    assert!(
+        numbers.next().is_none(),
+        "more numeric parameters than number tokens"
+    );
 }
 
 /// The number tokens at array depth 2, outside strings, in order.
@@ -180,7 +189,9 @@ fn depth2_number_tokens(json: &str) -> Vec<&str> {
             b']' | b'}' => depth -= 1,
             b'-' | b'0'..=b'9' => {
                 let start = i;
-                while i < bytes.len() && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                while i < bytes.len()
+                    && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
                     i += 1;
                 }
                 if depth == 2 {
