@@ -26,6 +26,16 @@ pub enum BodyError {
     UnsupportedType(String),
 }
 
+/// Whether a `Content-Type` header value asks for a bare SQL body (`text/plain`, any case,
+/// with or without parameters). Only execute and query accept one; the caller decides that.
+pub fn is_plain_text(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("text/plain")
+    })
+}
+
 /// Parses a body. `plain_text` is true when the client sent `Content-Type: text/plain` to an
 /// endpoint that accepts a bare SQL string.
 pub fn parse_statements(body: &[u8], plain_text: bool) -> Result<Vec<SqlStatement>, BodyError> {

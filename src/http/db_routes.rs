@@ -6,7 +6,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 
-use super::body::parse_statements;
+use super::body::{is_plain_text, parse_statements};
 use super::forward::answer_not_leader;
 use super::json::{encode_response, ApiResponse, EncodeOptions};
 use super::params::QueryParams;
@@ -220,15 +220,11 @@ async fn read_request(
         .await?
         .freeze();
     let plain = allow_plain_text
-        && req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                ct.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("text/plain")
-            });
+        && is_plain_text(
+            req.headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+        );
     let statements =
         parse_statements(&body, plain).map_err(|e| text_error(StatusCode::BAD_REQUEST, e))?;
     let request = Request {

@@ -1,0 +1,187 @@
+//! The command line: `raftlite-bench [options] SCENARIO...`, parsed by hand (the option set
+//! is small and a parser crate would only add build time).
+//!
+//! Every default is chosen so that a bare `raftlite-bench --quick all` run from the
+//! repository root after `cargo build --release --workspace` works: the binaries are looked
+//! up next to `raftlite-bench` itself, and data sets are cached under the work directory.
+
+use std::path::PathBuf;
+
+/// Every scenario, in the order `all` runs them.
+pub const SCENARIOS: &[&str] = &[
+    "writes",
+    "backup",
+    "dump",
+    "restore",
+    "log-append",
+    "shell-backup-memory",
+];
+
+/// The data set size `--quick` uses unless `--size` is given.
+pub const QUICK_SIZE: u64 = 4 << 20;
+/// The data set size of a full run unless `--size` is given.
+pub const FULL_SIZE: u64 = 1 << 30;
+
+pub const USAGE: &str = "\
+usage: raftlite-bench [OPTIONS] SCENARIO...
+
+Scenarios: all, writes, backup, dump, restore, log-append, shell-backup-memory
+
+Options:
+  --quick            small sizes and counts; proves the harness works in well under a minute
+  --size SIZE        data set size: 512KiB, 64MiB, 1GiB, 1500MB or plain bytes
+                     (default 1GiB, or 4MiB with --quick)
+  --seed N           data generator seed (default 1); same size + seed = same data
+  --out FILE         write the JSON report here (default WORK_DIR/results.json)
+  --bin-dir DIR      where raftlited and raftlite are (default: this binary's directory)
+  --work-dir DIR     data set cache and scratch space (default: $TMPDIR/raftlite-bench)
+  -h, --help         this text
+";
+
+/// Parsed options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub quick: bool,
+    pub size: u64,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub bin_dir: PathBuf,
+    pub work_dir: PathBuf,
+    pub scenarios: Vec<String>,
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Options),
+    Help,
+}
+
+pub fn parse(args: &[String]) -> Result<Parsed, String> {
+    let mut quick = false;
+    let mut size = None;
+    let mut seed = 1u64;
+    let mut out = None;
+    let mut bin_dir = None;
+    let mut work_dir = None;
+    let mut scenarios = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        // Accept both `--opt value` and `--opt=value`.
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs {what}"))
+        };
+        match name {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--quick" => quick = true,
+            "--size" => size = Some(parse_size(&value("a size")?)?),
+            "--seed" => {
+                let v = value("a number")?;
+                seed = v
+                    .parse()
+                    .map_err(|_| format!("--seed {v:?} is not a number"))?;
+            }
+            "--out" => out = Some(PathBuf::from(value("a file")?)),
+            "--bin-dir" => bin_dir = Some(PathBuf::from(value("a directory")?)),
+            "--work-dir" => work_dir = Some(PathBuf::from(value("a directory")?)),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            "all" => scenarios.extend(SCENARIOS.iter().map(|s| s.to_string())),
+            s if SCENARIOS.contains(&s) => scenarios.push(s.to_string()),
+            s => return Err(format!("unknown scenario {s:?}")),
+        }
+    }
+    if scenarios.is_empty() {
+        return Err("name at least one scenario, or all".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    scenarios.retain(|s| seen.insert(s.clone()));
+    let bin_dir = match bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(PathBuf::from))
+            .ok_or("cannot find this binary's directory; pass --bin-dir")?,
+    };
+    let work_dir = work_dir.unwrap_or_else(|| std::env::temp_dir().join("raftlite-bench"));
+    let out = out.unwrap_or_else(|| work_dir.join("results.json"));
+    Ok(Parsed::Run(Options {
+        quick,
+        size: size.unwrap_or(if quick { QUICK_SIZE } else { FULL_SIZE }),
+        seed,
+        out,
+        bin_dir,
+        work_dir,
+        scenarios,
+    }))
+}
+
+/// `1GiB`, `64MiB`, `512KiB`, `1500MB`, `2GB`, `1000kB`, `4096`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("size {s:?} does not start with a number"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        u => return Err(format!("unknown size unit {u:?} in {s:?}")),
+    };
+    let bytes = num * mult as f64;
+    if !(1.0..=1e13).contains(&bytes) {
+        return Err(format!("size {s:?} is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("GiB").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn options_and_scenarios() {
+        let Ok(Parsed::Run(o)) = parse(&args(
+            "--quick --seed=7 --size 8MiB --work-dir /tmp/w writes all",
+        )) else {
+            panic!("did not parse");
+        };
+        assert!(o.quick);
+        assert_eq!((o.seed, o.size), (7, 8 << 20));
+        assert_eq!(o.scenarios.len(), SCENARIOS.len(), "duplicates removed");
+        assert_eq!(o.scenarios[0], "writes");
+        assert_eq!(o.out, PathBuf::from("/tmp/w/results.json"));
+        assert!(parse(&args("--quick")).is_err());
+        assert!(parse(&args("nope")).is_err());
+        assert!(parse(&args("--bogus all")).is_err());
+        assert!(matches!(parse(&args("--help")), Ok(Parsed::Help)));
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# bench-quick.sh: build the workspace in release mode and run `raftlite-bench --quick all`.
+#
+# This proves the benchmark harness works end to end (data generation, starting raftlited,
+# every scenario, the reference tools, the table and the JSON report) in well under a minute
+# once built. Its figures are not worth recording; full runs are in docs/benchmarks.md.
+# The work directory (data set cache, scratch files, results.json) is target/bench-quick
+# unless BENCH_WORK_DIR says otherwise. Extra arguments go to raftlite-bench.
+# Needs the sqlite3 CLI on PATH (the reference tool).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+work_dir="${BENCH_WORK_DIR:-$target_dir/bench-quick}"
+
+cargo build --release --workspace
+"$target_dir/release/raftlite-bench" --quick --bin-dir "$target_dir/release" \
+    --work-dir "$work_dir" "$@" all
