@@ -8,9 +8,11 @@ pub mod config;
 pub mod db;
 pub mod flags;
 pub mod http;
+#[cfg(feature = "server")]
 pub mod node;
 pub mod raft;
 pub mod shell;
+#[cfg(feature = "server")]
 pub mod store;
 
 /// The version reported in `/status`, `X-RQLITE-VERSION` and `-version`.

@@ -12,223 +12,22 @@
 //!   measures what we allocate.
 
 pub mod backup;
+#[cfg(feature = "server")]
+mod database;
 pub mod dump;
 pub mod error;
 pub mod execute;
 pub mod request;
 pub mod settings;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread;
-use std::time::Duration;
-
-use anyhow::Context as _;
-use crossbeam_channel as channel;
-use parking_lot::Mutex;
-use raftlite_ffi::{Connection, InterruptHandle};
-use tokio::sync::{oneshot, Semaphore};
-
+#[cfg(feature = "server")]
+pub use database::Database;
 pub use settings::DbSettings;
+
+use std::path::{Path, PathBuf};
 
 /// The name of the database file inside the data directory (rqlite uses the same).
 pub const DB_FILE_NAME: &str = "db.sqlite";
-
-type WriterJob = Box<dyn FnOnce(&mut Connection) + Send>;
-
-/// A node's database: the writer thread and the reader pool.
-pub struct Database {
-    path: PathBuf,
-    settings: DbSettings,
-    writer_tx: Mutex<Option<channel::Sender<WriterJob>>>,
-    writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
-    readers: Arc<Mutex<Vec<Connection>>>,
-    reader_slots: Arc<Semaphore>,
-    /// Readers hold it shared; swapping the file holds it exclusively (see `replace_with_file`).
-    swap_gate: Arc<tokio::sync::RwLock<()>>,
-    /// Interrupt handles of the readers running now, so a swap can cut long ones short.
-    running_readers: Arc<Mutex<HashMap<u64, InterruptHandle>>>,
-    next_reader_id: AtomicU64,
-}
-
-impl Database {
-    /// Opens (creating if needed) the database at `path` and starts the writer thread.
-    pub fn open(path: impl AsRef<Path>, settings: DbSettings) -> anyhow::Result<Database> {
-        let path = path.as_ref().to_path_buf();
-        let writer = settings::open_writer(&path, &settings)
-            .with_context(|| format!("open database {}", path.display()))?;
-        let (writer_tx, writer_rx) = channel::unbounded::<WriterJob>();
-        let handle = thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || {
-                let mut conn = writer;
-                for job in writer_rx {
-                    job(&mut conn);
-                }
-                if let Err(e) = conn.close() {
-                    tracing::warn!("close the writer connection: {e}");
-                }
-            })
-            .context("start the writer thread")?;
-        let max_readers = settings.max_readers.max(1);
-        Ok(Database {
-            path,
-            settings,
-            writer_tx: Mutex::new(Some(writer_tx)),
-            writer_thread: Mutex::new(Some(handle)),
-            readers: Arc::new(Mutex::new(Vec::new())),
-            reader_slots: Arc::new(Semaphore::new(max_readers)),
-            swap_gate: Arc::new(tokio::sync::RwLock::new(())),
-            running_readers: Arc::new(Mutex::new(HashMap::new())),
-            next_reader_id: AtomicU64::new(1),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn settings(&self) -> &DbSettings {
-        &self.settings
-    }
-
-    /// Runs `f` on the writer thread, after every job submitted before it.
-    pub async fn with_writer<R, F>(&self, f: F) -> anyhow::Result<R>
-    where
-        F: FnOnce(&mut Connection) -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel();
-        let job: WriterJob = Box::new(move |conn| {
-            let _ = tx.send(f(conn));
-        });
-        let sender = self.writer_tx.lock().clone();
-        sender
-            .ok_or_else(|| anyhow::anyhow!("the database is closed"))?
-            .send(job)
-            .map_err(|_| anyhow::anyhow!("the database is closed"))?;
-        rx.await
-            .map_err(|_| anyhow::anyhow!("the writer thread stopped"))
-    }
-
-    /// Runs `f` with a read-only connection on a blocking thread.
-    pub async fn with_reader<R, F>(&self, f: F) -> anyhow::Result<R>
-    where
-        F: FnOnce(&Connection) -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        let permit = Arc::clone(&self.reader_slots)
-            .acquire_owned()
-            .await
-            .map_err(|_| anyhow::anyhow!("the database is closed"))?;
-        let gate = Arc::clone(&self.swap_gate).read_owned().await;
-        let pool = Arc::clone(&self.readers);
-        let running = Arc::clone(&self.running_readers);
-        let reader_id = self.next_reader_id.fetch_add(1, Ordering::Relaxed);
-        let path = self.path.clone();
-        let settings = self.settings.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let _gate = gate;
-            let pooled = pool.lock().pop();
-            let conn = match pooled {
-                Some(c) => c,
-                None => settings::open_reader(&path, &settings)
-                    .with_context(|| format!("open a read connection to {}", path.display()))?,
-            };
-            running.lock().insert(reader_id, conn.interrupt_handle());
-            let out = f(&conn);
-            running.lock().remove(&reader_id);
-            // A connection left inside a transaction by a failed reader is not reused.
-            if conn.is_autocommit().unwrap_or(false) {
-                pool.lock().push(conn);
-            }
-            Ok(out)
-        })
-        .await
-        .context("reader task")?
-    }
-
-    /// Replaces the database file with `new_file` (on the same file system), following the
-    /// swap protocol of the design: stop handing out read connections, wait for the running
-    /// readers (interrupting those still running after `grace`), close every connection,
-    /// remove the `-wal`/`-shm` files, rename the new file into place, fsync the directory,
-    /// and reopen. Writes queued meanwhile run against the new file.
-    ///
-    /// A failure after the old file is gone leaves the node without a database: that is a
-    /// local fault, and the caller must stop the node.
-    pub async fn replace_with_file(
-        &self,
-        new_file: PathBuf,
-        grace: Duration,
-    ) -> anyhow::Result<()> {
-        let exclusive =
-            match tokio::time::timeout(grace, Arc::clone(&self.swap_gate).write_owned()).await {
-                Ok(g) => g,
-                Err(_) => {
-                    let running: Vec<_> = self.running_readers.lock().values().cloned().collect();
-                    tracing::warn!(
-                        readers = running.len(),
-                        "interrupting readers to swap the database file"
-                    );
-                    for h in running {
-                        h.interrupt();
-                    }
-                    Arc::clone(&self.swap_gate).write_owned().await
-                }
-            };
-        self.readers.lock().clear();
-        let path = self.path.clone();
-        let settings = self.settings.clone();
-        let swapped = self
-            .with_writer(move |conn| -> anyhow::Result<()> {
-                conn.close().context("close the writer before the swap")?;
-                for suffix in ["-wal", "-shm"] {
-                    let side = sibling(&path, suffix);
-                    match std::fs::remove_file(&side) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            return Err(e).with_context(|| format!("remove {}", side.display()))
-                        }
-                    }
-                }
-                std::fs::rename(&new_file, &path)
-                    .with_context(|| format!("rename {} into place", new_file.display()))?;
-                if let Some(dir) = path.parent() {
-                    std::fs::File::open(dir)
-                        .and_then(|d| d.sync_all())
-                        .with_context(|| format!("fsync directory {}", dir.display()))?;
-                }
-                *conn = settings::open_writer(&path, &settings)
-                    .context("reopen the database after the swap")?;
-                Ok(())
-            })
-            .await;
-        drop(exclusive);
-        swapped?
-    }
-
-    /// Stops the writer thread after the jobs already queued, closes every connection and
-    /// waits for the writer to finish. Later calls fail with "the database is closed".
-    pub fn close(&self) {
-        self.writer_tx.lock().take();
-        if let Some(h) = self.writer_thread.lock().take() {
-            if h.join().is_err() {
-                tracing::error!("the writer thread panicked");
-            }
-        }
-        self.readers.lock().clear();
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        self.close();
-    }
-}
 
 /// `path` with `suffix` appended to its file name (`db.sqlite` → `db.sqlite-wal`).
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {

@@ -6,143 +6,21 @@
 //! method is 405 and an unknown path 404, both with empty bodies.
 
 pub mod body;
-pub mod cluster_routes;
-pub mod db_routes;
-pub mod forward;
 pub mod json;
 pub mod params;
+
+#[cfg(feature = "server")]
+pub mod cluster_routes;
+#[cfg(feature = "server")]
+pub mod db_routes;
+#[cfg(feature = "server")]
+pub mod forward;
+#[cfg(feature = "server")]
 pub mod response;
+#[cfg(feature = "server")]
+mod server;
+#[cfg(feature = "server")]
 pub mod status_routes;
 
-use std::net::TcpListener;
-use std::sync::Arc;
-use std::time::Instant;
-
-use actix_web::body::{BoxBody, EitherBody};
-use actix_web::dev::{Server, Service as _, ServiceResponse};
-use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::DefaultHeaders;
-use actix_web::{web, App, HttpServer};
-use futures_util::future::{ready, Either};
-
-use crate::store::Store;
-use params::QueryParams;
-use response::{method_not_allowed, not_found, text_error};
-
-/// Size limits for request bodies.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// The largest JSON/SQL body accepted by execute, query and request (`-max-body-size`).
-    pub max_body_size: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_body_size: 64 * 1024 * 1024,
-        }
-    }
-}
-
-/// What every handler can reach.
-pub struct AppState {
-    pub store: Arc<Store>,
-    /// Pooled client for forwarding requests to the leader.
-    pub forward_client: reqwest::Client,
-    pub limits: Limits,
-    pub data_dir: String,
-    pub http_bind_addr: String,
-    pub started: Instant,
-    pub start_time_rfc3339: String,
-}
-
-/// Registers every route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/db/execute")
-            .route(web::post().to(db_routes::execute))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/db/query")
-            .route(web::get().to(db_routes::query_get))
-            .route(web::post().to(db_routes::query_post))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/db/request")
-            .route(web::post().to(db_routes::request))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/status")
-            .route(web::get().to(status_routes::status))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/readyz")
-            .route(web::get().to(status_routes::readyz))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/nodes")
-            .route(web::get().to(status_routes::nodes))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/remove")
-            .route(web::delete().to(cluster_routes::remove))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/leader")
-            .route(web::get().to(status_routes::leader_get))
-            .route(web::post().to(status_routes::leader_post))
-            .default_service(web::to(method_not_allowed)),
-    );
-}
-
-/// Starts the HTTP server on an already bound listener (so port 0 is resolved by the caller).
-pub fn serve(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
-    let state = web::Data::new(state);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .wrap_fn(|req, srv| {
-                // OPTIONS and parameter validation come before routing, for every path.
-                let early = if req.method() == Method::OPTIONS {
-                    Some(response::empty(StatusCode::OK))
-                } else {
-                    QueryParams::parse(req.query_string())
-                        .validate()
-                        .err()
-                        .map(|msg| text_error(StatusCode::BAD_REQUEST, msg))
-                };
-                match early {
-                    Some(resp) => {
-                        let resp: ServiceResponse<EitherBody<BoxBody>> =
-                            req.into_response(resp).map_into_right_body();
-                        Either::Left(ready(Ok(resp)))
-                    }
-                    None => Either::Right({
-                        let fut = srv.call(req);
-                        async move { fut.await.map(|r| r.map_into_left_body()) }
-                    }),
-                }
-            })
-            // Registered last, so it is the outermost layer and early answers carry it too.
-            .wrap(
-                DefaultHeaders::new()
-                    .add(("X-RQLITE-VERSION", crate::VERSION))
-                    .add(("Access-Control-Allow-Methods", "OPTIONS, GET, POST"))
-                    .add(("Access-Control-Allow-Headers", "Content-Type")),
-            )
-            .configure(configure)
-            .default_service(web::to(not_found))
-    })
-    .listen(listener)?
-    .disable_signals()
-    .shutdown_timeout(5)
-    .run();
-    Ok(server)
-}
+#[cfg(feature = "server")]
+pub use server::{configure, serve, AppState, Limits};

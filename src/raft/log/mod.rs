@@ -110,6 +110,7 @@ pub mod engine;
 pub mod error;
 pub mod io;
 pub mod meta;
+#[cfg(feature = "server")]
 pub mod openraft;
 pub mod record;
 pub mod segment;
