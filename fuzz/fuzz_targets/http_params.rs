@@ -24,9 +24,9 @@ use libfuzzer_sys::fuzz_target;
 use raftlite::db::request::{ParamValue, Params, SqlStatement};
 use raftlite::flags::parse_go_duration_nanos;
 use raftlite::http::body::{is_plain_text, parse_statements, BodyError};
-use raftlite::http::db_routes::encode_options;
+use raftlite::http::json::EncodeOptions;
 use raftlite::http::params::QueryParams;
-use raftlite::store::ReadLevel;
+use raftlite::db::request::ReadLevel;
 
 #[derive(Clone, Copy, Debug)]
 enum Endpoint {
@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     check_typed_getters(&params);
-    let _ = encode_options(&params);
+    let _ = EncodeOptions::from_params(&params);
     let _ = ReadLevel::parse(params.get("level"));
     let _ = params.has("transaction");
 

@@ -133,3 +133,27 @@ impl StatementResult {
         matches!(self.outcome, StatementOutcome::Error(_))
     }
 }
+
+/// rqlite's read consistency levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadLevel {
+    None,
+    #[default]
+    Weak,
+    Linearizable,
+    Strong,
+    Auto,
+}
+
+impl ReadLevel {
+    /// Parses `level=`, case-insensitively; unknown or absent means `weak`, as in rqlite.
+    pub fn parse(s: Option<&str>) -> ReadLevel {
+        match s.map(str::to_ascii_lowercase).as_deref() {
+            Some("none") => ReadLevel::None,
+            Some("linearizable") => ReadLevel::Linearizable,
+            Some("strong") => ReadLevel::Strong,
+            Some("auto") => ReadLevel::Auto,
+            _ => ReadLevel::Weak,
+        }
+    }
+}

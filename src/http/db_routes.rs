@@ -137,15 +137,6 @@ fn result_options(params: &QueryParams) -> ResultOptions {
     }
 }
 
-pub fn encode_options(params: &QueryParams) -> EncodeOptions {
-    EncodeOptions {
-        associative: params.has("associative"),
-        blob_array: params.has("blob_array"),
-        timings: params.has("timings"),
-        pretty: params.has("pretty"),
-    }
-}
-
 async fn respond(
     req: &HttpRequest,
     state: &AppState,
@@ -168,7 +159,7 @@ async fn respond(
                     },
                     ..Default::default()
                 },
-                encode_options(params),
+                EncodeOptions::from_params(params),
             );
             let mut resp = json(StatusCode::OK, body);
             if let Ok(v) = header::HeaderValue::from_str(&state.store.node().api_addr) {
@@ -201,7 +192,7 @@ async fn respond(
                         error: Some(&msg),
                         ..Default::default()
                     },
-                    encode_options(params),
+                    EncodeOptions::from_params(params),
                 ),
             )
         }

@@ -32,6 +32,18 @@ pub struct EncodeOptions {
     pub pretty: bool,
 }
 
+impl EncodeOptions {
+    /// The options rqlite's query parameters ask for (presence flags).
+    pub fn from_params(params: &super::params::QueryParams) -> EncodeOptions {
+        EncodeOptions {
+            associative: params.has("associative"),
+            blob_array: params.has("blob_array"),
+            timings: params.has("timings"),
+            pretty: params.has("pretty"),
+        }
+    }
+}
+
 /// The envelope of execute/query/request/load responses.
 #[derive(Debug, Default)]
 pub struct ApiResponse<'a> {

@@ -10,7 +10,6 @@
 //! wire is a `NetworkError` (retried at once); an error the peer returned is a `RemoteError`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -25,7 +24,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::types::{NodeId, Snapshot, SnapshotData, TypeConfig, Vote};
-use crate::db::Database;
 use crate::store::NodeInfo;
 
 /// Header carrying the leader's vote (JSON) on a snapshot upload.
@@ -39,12 +37,11 @@ pub struct HttpNetwork {
     client: reqwest::Client,
     /// Streaming client: no total timeout, because a multi-GB snapshot must finish.
     streaming: reqwest::Client,
-    db: Arc<Database>,
     tmp_dir: PathBuf,
 }
 
 impl HttpNetwork {
-    pub fn new(db: Arc<Database>, tmp_dir: PathBuf) -> anyhow::Result<HttpNetwork> {
+    pub fn new(tmp_dir: PathBuf) -> anyhow::Result<HttpNetwork> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(60))
@@ -57,7 +54,6 @@ impl HttpNetwork {
         Ok(HttpNetwork {
             client,
             streaming,
-            db,
             tmp_dir,
         })
     }
@@ -163,34 +159,18 @@ impl PeerClient {
         // Materialise the live database into a temporary file, removed when we are done.
         let file = match *snapshot.snapshot {
             SnapshotData::File(p) => TempFile(p),
-            SnapshotData::Live | SnapshotData::Memory(_) => {
+            SnapshotData::Live(live) => {
                 let dest = self
                     .net
                     .tmp_dir
                     .join(format!("snapshot-out-{}.db", unique_suffix()));
-                let dest2 = dest.clone();
-                let copied = self
-                    .net
-                    .db
-                    .with_reader(move |conn| {
-                        crate::db::backup::copy_to_file(
-                            conn,
-                            &dest2,
-                            crate::db::backup::PAGES_PER_STEP,
-                            |_| {},
-                        )
-                    })
-                    .await;
-                let file = TempFile(dest);
-                match copied {
-                    Ok(Ok(stats)) => {
-                        tracing::info!(pages = stats.pages, "materialised a snapshot to send")
-                    }
-                    Ok(Err(e)) => return Err(net_err(&e)),
-                    Err(e) => return Err(net_err(&e)),
-                }
+                let file = TempFile(dest.clone());
+                live.copy_to(dest)
+                    .await
+                    .map_err(|e| net_err(&format!("{e:#}")))?;
                 file
             }
+            SnapshotData::Memory(_) => return Err(net_err(&"in-memory snapshots are not sent")),
         };
         let f = tokio::fs::File::open(&file.0)
             .await

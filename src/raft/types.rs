@@ -35,12 +35,45 @@ pub struct CommandResponse {
 /// holds no bytes: it is materialised (copied with the backup API) only when it is sent.
 #[derive(Debug)]
 pub enum SnapshotData {
-    /// The live database, as of the moment it is sent.
-    Live,
+    /// The live database, as of the moment it is copied (when it is sent or installed).
+    Live(LiveDatabase),
     /// A file received from the leader (or copied for sending), to install or stream.
     File(std::path::PathBuf),
     /// Bytes in memory: only openraft's own storage test suite uses this.
     Memory(Cursor<Vec<u8>>),
+}
+
+/// A handle on a node's live database, as snapshot data.
+#[derive(Clone)]
+pub struct LiveDatabase(pub std::sync::Arc<crate::db::Database>);
+
+impl std::fmt::Debug for LiveDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LiveDatabase({})", self.0.path().display())
+    }
+}
+
+impl LiveDatabase {
+    /// Copies the database, as of now, into a new file at `dest` (a consistent snapshot:
+    /// one read transaction for the whole copy).
+    pub async fn copy_to(&self, dest: std::path::PathBuf) -> anyhow::Result<()> {
+        let stats = self
+            .0
+            .with_reader(move |conn| {
+                crate::db::backup::copy_to_file(
+                    conn,
+                    &dest,
+                    crate::db::backup::PAGES_PER_STEP,
+                    |_| {},
+                )
+            })
+            .await??;
+        tracing::info!(
+            pages = stats.pages,
+            "copied the live database for a snapshot"
+        );
+        Ok(())
+    }
 }
 
 openraft::declare_raft_types!(

@@ -34,32 +34,9 @@ use crate::raft::log::LogOptions;
 use crate::raft::network::HttpNetwork;
 use crate::raft::types::{numeric_node_id, Command, NodeId, Raft, TypeConfig};
 
+pub use crate::db::request::ReadLevel;
 pub use node::NodeInfo;
 pub use state_machine::SharedState;
-
-/// rqlite's read consistency levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReadLevel {
-    None,
-    #[default]
-    Weak,
-    Linearizable,
-    Strong,
-    Auto,
-}
-
-impl ReadLevel {
-    /// Parses `level=`, case-insensitively; unknown or absent means `weak`, as in rqlite.
-    pub fn parse(s: Option<&str>) -> ReadLevel {
-        match s.map(str::to_ascii_lowercase).as_deref() {
-            Some("none") => ReadLevel::None,
-            Some("linearizable") => ReadLevel::Linearizable,
-            Some("strong") => ReadLevel::Strong,
-            Some("auto") => ReadLevel::Auto,
-            _ => ReadLevel::Weak,
-        }
-    }
-}
 
 /// Why the store could not serve a request. Each variant maps to one HTTP answer.
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +129,7 @@ impl Store {
         }
         .validate()
         .context("Raft configuration")?;
-        let network = HttpNetwork::new(Arc::clone(&db), opts.data_dir.clone())?;
+        let network = HttpNetwork::new(opts.data_dir.clone())?;
         let node_id = numeric_node_id(&opts.node.id);
         let raft = Raft::new(node_id, Arc::new(config), network, log, sm)
             .await

@@ -33,8 +33,8 @@ use super::meta::{self, AppliedState};
 use crate::db::execute::{self, RequestResults};
 use crate::db::{sibling, Database};
 use crate::raft::types::{
-    Command, CommandResponse, Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StorageError,
-    StoredMembership, TypeConfig,
+    Command, CommandResponse, Entry, LiveDatabase, LogId, Snapshot, SnapshotData, SnapshotMeta,
+    StorageError, StoredMembership, TypeConfig,
 };
 
 /// State shared between the state machine (owned by openraft) and the store (for `/status`).
@@ -174,6 +174,14 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
     ) -> Result<(), StorageError> {
         let path = match *snapshot {
             SnapshotData::File(p) => p,
+            SnapshotData::Live(live) => {
+                // Another node's live database in this process (openraft's test suite does
+                // this): copy it, then install the copy like a received file.
+                let name = format!("snapshot-in-{}.db", crate::raft::network::unique_suffix());
+                let dest = self.data_dir.join(name);
+                live.copy_to(dest.clone()).await.map_err(io_error)?;
+                dest
+            }
             other => {
                 return Err(io_error(format!(
                     "cannot install a snapshot held as {other:?}"
@@ -209,7 +217,7 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
         let meta = self.shared.last_snapshot.lock().clone();
         Ok(meta.map(|meta| Snapshot {
             meta,
-            snapshot: Box::new(SnapshotData::Live),
+            snapshot: Box::new(SnapshotData::Live(LiveDatabase(Arc::clone(&self.db)))),
         }))
     }
 }
@@ -345,7 +353,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
         );
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(SnapshotData::Live),
+            snapshot: Box::new(SnapshotData::Live(LiveDatabase(Arc::clone(&self.db)))),
         })
     }
 }
