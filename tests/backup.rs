@@ -320,6 +320,13 @@ fn client_leaving_mid_stream_leaves_no_temp_file() {
             assert!(n > 0, "server closed early");
             got += n;
         }
+        if path != "/db/backup?fmt=sql" {
+            // Still streaming: the file exists while the client holds the connection.
+            assert!(
+                !temp_files(&node.data_dir).is_empty(),
+                "{path}: no temp file mid-stream"
+            );
+        }
         drop(s);
         assert!(
             wait_until(Duration::from_secs(15), || temp_files(&node.data_dir)
