@@ -341,3 +341,20 @@ fn client_leaving_mid_stream_leaves_no_temp_file() {
     assert_eq!(d.status, 200);
     assert!(d.body.len() > 30_000_000);
 }
+
+#[test]
+fn startup_removes_leftover_backup_files() {
+    let mut node = Node::start(&[]);
+    let temp = node.take_temp().expect("temp dir");
+    node.kill();
+    // What a crash in the middle of a backup leaves behind.
+    std::fs::write(temp.path().join("backup-1-0.db"), b"partial").expect("write");
+    std::fs::write(temp.path().join("backup-1-0.db-journal"), b"x").expect("write");
+    let node = Node::start_in(temp.path(), &[]);
+    assert!(
+        temp_files(temp.path()).is_empty(),
+        "{:?}",
+        temp_files(temp.path())
+    );
+    assert_eq!(download(&node, "/db/backup").status, 200);
+}

@@ -357,3 +357,47 @@ async fn proxy(client: &reqwest::Client, req: &HttpRequest, leader: &NodeInfo) -
         None => builder.streaming(body),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    fn chunks(items: Vec<ChunkResult>) -> std::pin::Pin<Box<dyn Stream<Item = ChunkResult>>> {
+        Box::pin(futures_util::stream::iter(items))
+    }
+
+    #[tokio::test]
+    async fn gzip_round_trips_chunk_by_chunk() {
+        let input: Vec<ChunkResult> = (0..50u8).map(|i| Ok(Bytes::from(vec![i; CHUNK]))).collect();
+        let out: Vec<ChunkResult> = gzip(chunks(input)).collect().await;
+        let mut gz = Vec::new();
+        for c in out {
+            gz.extend_from_slice(&c.expect("chunk"));
+        }
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut plain)
+            .expect("gunzip");
+        assert_eq!(plain.len(), 50 * CHUNK);
+        assert!(plain
+            .chunks(CHUNK)
+            .enumerate()
+            .all(|(i, c)| c[0] == i as u8));
+    }
+
+    #[tokio::test]
+    async fn gzip_passes_a_mid_stream_error_on_and_stops() {
+        let input = vec![
+            Ok(Bytes::from(vec![7u8; CHUNK])),
+            Err(io::Error::other("disk gone")),
+            Ok(Bytes::from_static(b"never")),
+        ];
+        let out: Vec<ChunkResult> = gzip(chunks(input)).collect().await;
+        let last = out.last().expect("items");
+        assert!(last.is_err(), "the stream must end in the error");
+        // Never a clean gzip trailer after an error: the client sees a truncated transfer.
+        assert_eq!(out.iter().filter(|c| c.is_err()).count(), 1);
+    }
+}
