@@ -252,10 +252,11 @@ fn backup_under_concurrent_writes_is_a_committed_prefix() {
 
 #[test]
 fn followers_proxy_redirect_and_noleader() {
-    let c = Cluster::start(3, &[]);
+    let mut c = Cluster::start(3, &[]);
+    let follower_at = c.followers()[0];
     let leader = &c.nodes[c.leader()];
     fill(leader);
-    let follower = &c.nodes[c.followers()[0]];
+    let follower = &c.nodes[follower_at];
     let tmp = tempfile::tempdir().expect("tempdir");
 
     let from_leader = download(leader, "/db/backup");
@@ -294,6 +295,30 @@ fn followers_proxy_redirect_and_noleader() {
         }
     }));
     check_sqlite_file(&tmp.path().join("n.db"));
+
+    // Two of three down: the survivor has no leader; noleader still serves its own copy.
+    for i in 0..3 {
+        if i != follower_at {
+            c.nodes[i].kill();
+        }
+    }
+    let s = &c.nodes[follower_at];
+    // Until it notices, it answers 503 "forward to leader: ..." (the leader is gone).
+    assert!(wait_until(Duration::from_secs(20), || {
+        download(s, "/db/backup").body == b"leader not found\n"
+    }));
+    let d = download(s, "/db/backup");
+    assert_eq!(
+        (d.status, String::from_utf8_lossy(&d.body).as_ref()),
+        (503, "leader not found\n")
+    );
+    assert_eq!(download(s, "/db/backup?redirect").status, 503);
+    let d = download(s, "/db/backup?noleader");
+    assert_eq!(d.status, 200);
+    let f = save(tmp.path(), "s.db", &d.body);
+    check_sqlite_file(&f);
+    assert_eq!(sqlite3(&f, ROWS_SQL), expected);
+    assert!(temp_files(&s.data_dir).is_empty());
 }
 
 #[test]
