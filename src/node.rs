@@ -205,7 +205,10 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("snapshot-in-") || name.starts_with("snapshot-out-") {
+            if name.starts_with("snapshot-in-")
+                || name.starts_with("snapshot-out-")
+                || name.starts_with("backup-")
+            {
                 let _ = std::fs::remove_file(e.path());
             }
         }

@@ -130,10 +130,24 @@ pub fn dump(
     tables: Option<&[String]>,
     out: &mut dyn Write,
 ) -> Result<DumpStats, DumpError> {
+    dump_excluding(conn, tables, &[], out)
+}
+
+/// [`dump`], leaving out the tables named in `exclude` (exact names, ASCII case-insensitive,
+/// as SQLite compares them), with their indexes and triggers. The server uses it to keep its
+/// internal state table out of `GET /db/backup?fmt=sql`; with an empty `exclude` the output is
+/// exactly [`dump`]'s, so `raftlite dump FILE` stays identical to the shell.
+pub fn dump_excluding(
+    conn: &Connection,
+    tables: Option<&[String]>,
+    exclude: &[&str],
+    out: &mut dyn Write,
+) -> Result<DumpStats, DumpError> {
     let outer = conn.is_autocommit()?;
     conn.execute_batch("SAVEPOINT raftlite_dump")?;
     let mut dumper = Dumper {
         conn,
+        exclude,
         sink: Sink::new(out),
         stats: DumpStats::default(),
     };
@@ -215,6 +229,8 @@ impl Subset {
 
 struct Dumper<'c, 'w> {
     conn: &'c Connection,
+    /// Tables (and their indexes and triggers) never written.
+    exclude: &'c [&'c str],
     sink: Sink<'w>,
     stats: DumpStats,
 }
@@ -238,6 +254,9 @@ impl Dumper<'_, '_> {
             }
             let name = until_nul(schema.column_text(0)).to_vec();
             let sql = until_nul(schema.column_text(2)).to_vec();
+            if self.is_excluded(&name) {
+                continue;
+            }
             match &subset {
                 None => self.table_entry(&name, &sql, &mut writable_schema)?,
                 Some(s) if name == b"sqlite_sequence" => self.subset_sequence(s)?,
@@ -453,6 +472,12 @@ impl Dumper<'_, '_> {
         Ok(())
     }
 
+    fn is_excluded(&self, name: &[u8]) -> bool {
+        self.exclude
+            .iter()
+            .any(|e| e.as_bytes().eq_ignore_ascii_case(name))
+    }
+
     /// The second pass (the shell's `run_table_dump_query`).
     fn indexes_triggers_views(&mut self, subset: Option<&Subset>) -> Result<(), DumpError> {
         let mut stmt = match self.conn.prepare(OTHERS_SQL) {
@@ -466,6 +491,9 @@ impl Dumper<'_, '_> {
                 Ok(_) => {}
                 Err(e) if is_fatal(&e) => return Err(e.into()),
                 Err(e) => return self.second_pass_error(&e),
+            }
+            if self.is_excluded(stmt.column_text(1)) {
+                continue;
             }
             if let Some(s) = subset {
                 // Views have their own name as tbl_name, so they never match a chosen table...

@@ -13,7 +13,7 @@ use futures_util::future::{ready, Either};
 
 use super::params::QueryParams;
 use super::response::{self, method_not_allowed, not_found, text_error};
-use super::{cluster_routes, db_routes, status_routes};
+use super::{backup_routes, cluster_routes, db_routes, status_routes};
 use crate::store::Store;
 
 /// Size limits for request bodies.
@@ -59,6 +59,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/db/request")
             .route(web::post().to(db_routes::request))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/db/backup")
+            .route(web::get().to(backup_routes::backup))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

@@ -3,8 +3,9 @@
 //! entry they describe. A crash therefore never applies an entry twice or loses one, and a
 //! copy of the database (a snapshot, a backup) carries the index it reflects.
 //!
-//! The table is visible to SQL (`sqlite_master` lists it). SQL dumps served by raftlite leave
-//! it out; binary backups keep it (it tells a restore which index the file reflects).
+//! The table is visible to SQL (`sqlite_master` lists it). Backups served by raftlite leave it
+//! out, in both formats: `GET /db/backup` reads it from its copy (for the
+//! `X-Raftlite-Raft-Index` header) and then drops it there, and the SQL dump excludes it.
 
 use raftlite_ffi::Connection;
 

@@ -97,6 +97,10 @@ pub struct StoreCounters {
     pub queries: AtomicU64,
     pub join_requests: AtomicU64,
     pub ignored_joins: AtomicU64,
+    /// `GET /db/backup` answers that started streaming (proxied ones are counted by the leader).
+    pub backups: AtomicU64,
+    /// When the last of those started (RFC 3339), if any.
+    pub last_backup_time: Mutex<Option<String>>,
 }
 
 impl Store {

@@ -1,0 +1,403 @@
+//! `GET /db/backup`: a consistent copy of the database, as a SQLite file or as SQL text.
+//!
+//! Paths:
+//! - **binary** (`fmt=binary`, `fmt=delete`, or anything unknown): [`copy_to_file`] copies the
+//!   pages inside one read transaction into `backup-*.db` in the data directory; on that copy
+//!   the internal `_raftlite_state` table is read (for `X-Raftlite-Raft-Index`, the exact index
+//!   the copy reflects) and dropped, `vacuum` runs `VACUUM`; then the file is streamed in
+//!   64 KiB chunks and deleted. The file is DELETE journal mode (header bytes 18–19 = 1).
+//! - **SQL** (`fmt=sql`, `tables=a,b`): [`dump_excluding`] runs on a read connection in one
+//!   snapshot and writes into a bounded channel; the HTTP client's reading pace is the
+//!   backpressure, so memory stays bounded whatever the size of the database.
+//! - `compress`: either stream is gzipped on the fly (level 1), without `Content-Encoding`,
+//!   as rqlite does it (the client gets a `.gz` file, not a transparently decoded body).
+//!
+//! Invariants:
+//! - The temp file belongs to a [`TempFile`] guard from before it exists until the body
+//!   stream is dropped: the response finishing, the client going away mid-stream, a failed
+//!   copy or a cancelled request all delete it. Startup removes leftovers of a crash
+//!   (`prepare_data_dir` in `node.rs`).
+//! - Errors before the first byte get a status and a text message; errors after it end the
+//!   body stream with an `Err`, so actix aborts the connection and the client sees a truncated
+//!   transfer, never a clean short file.
+//! - `_raftlite_state` is never part of a backup (neither format).
+//! - A follower proxies the leader's stream without buffering it and without a total timeout
+//!   (only the client's connect timeout): a large backup may take long.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::body::SizedStream;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
+use raftlite_ffi::{Connection, OpenFlags};
+
+use super::forward::{redirect, FORWARDED_HEADER};
+use super::params::QueryParams;
+use super::response::text_error;
+use super::AppState;
+use crate::db::backup::{copy_to_file, PAGES_PER_STEP};
+use crate::db::dump::dump_excluding;
+use crate::store::meta::{self, STATE_TABLE};
+use crate::store::NodeInfo;
+
+/// Chunk size of the streamed file and of the SQL channel's messages.
+const CHUNK: usize = 64 * 1024;
+/// Messages in flight between the dumper thread and the HTTP body: 8 × 64 KiB at most.
+const SQL_CHANNEL_DEPTH: usize = 8;
+pub const RAFT_INDEX_HEADER: &str = "X-Raftlite-Raft-Index";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Binary,
+    Sql,
+}
+
+type ChunkResult = Result<Bytes, io::Error>;
+
+pub async fn backup(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let params = QueryParams::parse(req.query_string());
+    let fmt = params.get("fmt").unwrap_or("binary").to_ascii_lowercase();
+    // rqlite: vacuum only applies to the plain binary format.
+    if params.has("vacuum") && (fmt == "sql" || fmt == "delete") {
+        return text_error(StatusCode::INTERNAL_SERVER_ERROR, "invalid backup format");
+    }
+    let format = if fmt == "sql" {
+        Format::Sql
+    } else {
+        Format::Binary
+    };
+
+    let store = &state.store;
+    if !params.has("noleader") && !store.is_leader() {
+        let leader = store.leader();
+        return match leader {
+            None => text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found"),
+            Some(l) if params.has("redirect") => redirect(&req, &l),
+            // Leadership moved while the request was forwarded to us: never forward twice.
+            Some(_) if req.headers().contains_key(FORWARDED_HEADER) => {
+                text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found")
+            }
+            Some(l) => proxy(&state.forward_client, &req, &l).await,
+        };
+    }
+
+    let compress = params.has("compress");
+    let answer = match format {
+        Format::Binary => binary_backup(&state, params.has("vacuum")).await,
+        Format::Sql => {
+            let tables = params.get("tables").map(|t| {
+                t.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+            });
+            sql_backup(&state, tables).await
+        }
+    };
+    let prepared = match answer {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("backup failed: {e:#}");
+            return text_error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
+        }
+    };
+    store.counters.backups.fetch_add(1, Ordering::Relaxed);
+    *store.counters.last_backup_time.lock() = Some(crate::http::json::rfc3339_from_unix(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    ));
+
+    let mut builder = HttpResponse::Ok();
+    builder.insert_header((header::CONTENT_TYPE, prepared.content_type));
+    builder.insert_header((RAFT_INDEX_HEADER, prepared.raft_index.to_string()));
+    match (compress, prepared.len) {
+        (true, _) => builder.streaming(gzip(prepared.body)),
+        (false, Some(len)) => builder.body(SizedStream::new(len, prepared.body)),
+        (false, None) => builder.streaming(prepared.body),
+    }
+}
+
+/// A backup ready to stream: its first byte has not been sent, so it can still fail cleanly.
+struct Prepared {
+    content_type: &'static str,
+    raft_index: u64,
+    len: Option<u64>,
+    body: std::pin::Pin<Box<dyn Stream<Item = ChunkResult>>>,
+}
+
+/// Deletes the backup file when dropped: the one owner of the file's lifetime.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("remove backup file {}: {e}", self.0.display()),
+        }
+        // A failed DROP/VACUUM on the copy may leave its rollback journal behind.
+        let mut journal = self.0.clone().into_os_string();
+        journal.push("-journal");
+        let _ = std::fs::remove_file(journal);
+    }
+}
+
+fn temp_path(dir: &Path) -> PathBuf {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!("backup-{nanos}-{seq}.db"))
+}
+
+async fn binary_backup(state: &AppState, vacuum: bool) -> anyhow::Result<Prepared> {
+    let guard = TempFile(temp_path(state.store.data_dir()));
+    // The guard travels into the blocking task and back: if this request is cancelled while
+    // the copy runs, the task's result (and so the guard) is dropped when the copy ends.
+    let (guard, raft_index) = state
+        .store
+        .database()
+        .with_reader(move |conn| -> anyhow::Result<(TempFile, u64)> {
+            let index = copy_and_clean(conn, &guard.0, vacuum)?;
+            Ok((guard, index))
+        })
+        .await??;
+    let file = tokio::fs::File::open(&guard.0).await?;
+    let len = file.metadata().await?.len();
+    let body = async_stream::stream! {
+        // Owned by the body: dropped (file deleted) when the response ends or the client leaves.
+        let _guard = guard;
+        let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, CHUNK);
+        while let Some(chunk) = chunks.next().await {
+            let failed = chunk.is_err();
+            yield chunk;
+            if failed {
+                break;
+            }
+        }
+    };
+    Ok(Prepared {
+        content_type: "application/octet-stream",
+        raft_index,
+        len: Some(len),
+        body: Box::pin(body),
+    })
+}
+
+/// Copies `src` to `dest` and removes what a backup must not hold; returns the Raft index the
+/// copy reflects, read from the copy's own state row (exact, unlike a later `applied_index`).
+fn copy_and_clean(src: &Connection, dest: &Path, vacuum: bool) -> anyhow::Result<u64> {
+    copy_to_file(src, dest, PAGES_PER_STEP, |_| {})?;
+    let mut copy = Connection::open(dest, OpenFlags::READ_WRITE | OpenFlags::NO_MUTEX)?;
+    let index = meta::read(&copy)?.log_id.map_or(0, |l| l.index);
+    // Scratch file: no journal, no syncs. journal_mode=OFF is not stored in the header, so the
+    // file stays in DELETE mode (bytes 18-19 = 1).
+    copy.execute_batch(&format!(
+        "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; DROP TABLE IF EXISTS {STATE_TABLE};"
+    ))?;
+    if vacuum {
+        copy.execute_batch("VACUUM")?;
+    }
+    copy.close()?;
+    Ok(index)
+}
+
+/// `std::io::Write` into the SQL channel: each write becomes one message (the dumper already
+/// hands over 64 KiB buffers). `blocking_send` parks the dumper thread while the channel is
+/// full; a closed channel (the client left) fails the write, which stops the dump.
+struct ChannelWriter(tokio::sync::mpsc::Sender<ChunkResult>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "backup client went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn sql_backup(state: &AppState, tables: Option<Vec<String>>) -> anyhow::Result<Prepared> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ChunkResult>(SQL_CHANNEL_DEPTH);
+    let (index_tx, index_rx) = tokio::sync::oneshot::channel::<u64>();
+    let db = std::sync::Arc::clone(state.store.database());
+    let task = tokio::spawn(async move {
+        db.with_reader(move |conn| {
+            let mut out = ChannelWriter(tx.clone());
+            let result = dump_in_snapshot(conn, tables.as_deref(), index_tx, &mut out);
+            if let Err(e) = result {
+                // Before the first chunk this becomes a 500; after it, an aborted stream.
+                let _ = tx.blocking_send(Err(io::Error::other(format!("{e:#}"))));
+            }
+        })
+        .await
+    });
+    let first = match rx.recv().await {
+        Some(Ok(chunk)) => chunk,
+        Some(Err(e)) => anyhow::bail!("{e}"),
+        // The reader never ran (no connection, database closed).
+        None => {
+            task.await??;
+            anyhow::bail!("the dump ended without output");
+        }
+    };
+    // Sent before the dump's first write, so it is here once a chunk is.
+    let raft_index = index_rx.await.unwrap_or(0);
+    let body = async_stream::stream! {
+        yield Ok(first);
+        while let Some(chunk) = rx.recv().await {
+            let failed = chunk.is_err();
+            yield chunk;
+            if failed {
+                break;
+            }
+        }
+    };
+    Ok(Prepared {
+        content_type: "application/sql",
+        raft_index,
+        len: None,
+        body: Box::pin(body),
+    })
+}
+
+/// One read transaction around the state row and the dump, so the index sent in the header is
+/// the one the dump reflects.
+fn dump_in_snapshot(
+    conn: &Connection,
+    tables: Option<&[String]>,
+    index_tx: tokio::sync::oneshot::Sender<u64>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    conn.execute_batch("BEGIN")?;
+    let result = (|| -> anyhow::Result<()> {
+        let index = meta::read(conn)?.log_id.map_or(0, |l| l.index);
+        let _ = index_tx.send(index);
+        dump_excluding(conn, tables, &[STATE_TABLE], out)?;
+        Ok(())
+    })();
+    // Read only: ending the transaction either way just releases the snapshot.
+    let _ = conn.execute_batch("ROLLBACK");
+    result
+}
+
+/// gzip (level 1) as a stream: each input chunk is compressed as it arrives, so nothing is
+/// buffered beyond the encoder's window. An input error ends the output with that error.
+fn gzip(
+    input: std::pin::Pin<Box<dyn Stream<Item = ChunkResult>>>,
+) -> impl Stream<Item = ChunkResult> {
+    async_stream::try_stream! {
+        let mut input = input;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        while let Some(chunk) = input.next().await {
+            enc.write_all(&chunk?)?;
+            if !enc.get_ref().is_empty() {
+                yield Bytes::from(std::mem::take(enc.get_mut()));
+            }
+        }
+        let rest = enc.finish()?;
+        if !rest.is_empty() {
+            yield Bytes::from(rest);
+        }
+    }
+}
+
+/// Streams the leader's answer through, status and headers included, chunk by chunk.
+async fn proxy(client: &reqwest::Client, req: &HttpRequest, leader: &NodeInfo) -> HttpResponse {
+    let mut url = format!("{}{}", leader.api_url(), req.uri().path());
+    if !req.query_string().is_empty() {
+        url.push('?');
+        url.push_str(req.query_string());
+    }
+    // No `.timeout()`: the client has only a connect timeout, and a backup may stream for long.
+    let mut out = client.get(&url).header(FORWARDED_HEADER, "1");
+    if let Some(auth) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        out = out.header(reqwest::header::AUTHORIZATION, auth);
+    }
+    let resp = match out.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("forward backup to leader {}: {e}", leader.api_addr);
+            return text_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("forward to leader: {e}"),
+            );
+        }
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut builder = HttpResponse::build(status);
+    for name in [reqwest::header::CONTENT_TYPE.as_str(), RAFT_INDEX_HEADER] {
+        if let Some(v) = resp.headers().get(name).and_then(|v| v.to_str().ok()) {
+            builder.insert_header((name, v.to_owned()));
+        }
+    }
+    builder.insert_header(("X-RQLITE-SERVED-BY", leader.raft_addr.clone()));
+    let len = resp.content_length();
+    let body = resp.bytes_stream().map(|r| r.map_err(io::Error::other));
+    match len {
+        Some(len) => builder.body(SizedStream::new(len, body)),
+        None => builder.streaming(body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    fn chunks(items: Vec<ChunkResult>) -> std::pin::Pin<Box<dyn Stream<Item = ChunkResult>>> {
+        Box::pin(futures_util::stream::iter(items))
+    }
+
+    #[tokio::test]
+    async fn gzip_round_trips_chunk_by_chunk() {
+        let input: Vec<ChunkResult> = (0..50u8).map(|i| Ok(Bytes::from(vec![i; CHUNK]))).collect();
+        let out: Vec<ChunkResult> = gzip(chunks(input)).collect().await;
+        let mut gz = Vec::new();
+        for c in out {
+            gz.extend_from_slice(&c.expect("chunk"));
+        }
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut plain)
+            .expect("gunzip");
+        assert_eq!(plain.len(), 50 * CHUNK);
+        assert!(plain
+            .chunks(CHUNK)
+            .enumerate()
+            .all(|(i, c)| c[0] == i as u8));
+    }
+
+    #[tokio::test]
+    async fn gzip_passes_a_mid_stream_error_on_and_stops() {
+        let input = vec![
+            Ok(Bytes::from(vec![7u8; CHUNK])),
+            Err(io::Error::other("disk gone")),
+            Ok(Bytes::from_static(b"never")),
+        ];
+        let out: Vec<ChunkResult> = gzip(chunks(input)).collect().await;
+        let last = out.last().expect("items");
+        assert!(last.is_err(), "the stream must end in the error");
+        // Never a clean gzip trailer after an error: the client sees a truncated transfer.
+        assert_eq!(out.iter().filter(|c| c.is_err()).count(), 1);
+    }
+}

@@ -1,0 +1,385 @@
+//! `GET /db/backup` end to end on real processes: binary and SQL formats, compression, a backup
+//! under concurrent writes, followers (proxy, redirect, noleader), and a client that leaves
+//! mid-stream. Files are checked with the `sqlite3` shell.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{wait_until, Cluster, Node};
+
+struct Download {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Download {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+fn download(node: &Node, path: &str) -> Download {
+    let r = client().get(node.url(path)).send().expect("GET backup");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.bytes().expect("backup body").to_vec();
+    Download {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn sqlite3(file: &Path, arg: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(file)
+        .arg(arg)
+        .output()
+        .expect("run sqlite3");
+    assert!(
+        out.status.success(),
+        "sqlite3 {arg}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn save(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("write backup");
+    p
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("gunzip");
+    out
+}
+
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("backup-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks a binary backup: header, DELETE mode, integrity, no internal table.
+fn check_sqlite_file(file: &Path) {
+    let bytes = std::fs::read(file).expect("read backup");
+    assert!(bytes.starts_with(b"SQLite format 3\0"), "not a SQLite file");
+    assert_eq!(&bytes[18..20], &[1, 1], "not in DELETE journal mode");
+    assert_eq!(sqlite3(file, "PRAGMA integrity_check"), "ok\n");
+    assert_eq!(
+        sqlite3(
+            file,
+            "SELECT count(*) FROM sqlite_master WHERE name='_raftlite_state'"
+        ),
+        "0\n"
+    );
+}
+
+const ROWS_SQL: &str = "SELECT * FROM foo ORDER BY id; SELECT * FROM bar ORDER BY k; \
+                        SELECT * FROM sqlite_sequence ORDER BY name";
+
+fn fill(node: &Node) {
+    node.execute(
+        r#"["CREATE TABLE foo (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, n INTEGER, b BLOB)",
+            "CREATE TABLE bar (k TEXT PRIMARY KEY, v REAL)",
+            "CREATE INDEX foo_name ON foo(name)",
+            "INSERT INTO foo(name, n, b) VALUES('fiona', 20, x'0102ff')",
+            "INSERT INTO foo(name, n) VALUES('it''s', -3)",
+            "INSERT INTO foo(name, n) VALUES('two\nlines', NULL)",
+            "DELETE FROM foo WHERE id = 2",
+            "INSERT INTO foo(name, n) VALUES('declan', 7)",
+            "INSERT INTO bar VALUES('a', 1.5), ('b', 2.0)"]"#,
+    );
+}
+
+#[test]
+fn single_node_binary_sql_compress_and_errors() {
+    let node = Node::start(&[]);
+    fill(&node);
+    let tmp = tempfile::tempdir().expect("tempdir");
+
+    // Binary.
+    let d = download(&node, "/db/backup");
+    assert_eq!(d.status, 200, "{}", String::from_utf8_lossy(&d.body));
+    assert_eq!(d.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(
+        d.header("content-length"),
+        Some(d.body.len().to_string().as_str())
+    );
+    let index: u64 = d
+        .header("x-raftlite-raft-index")
+        .and_then(|v| v.parse().ok())
+        .expect("raft index header");
+    assert!(index > 0);
+    let file = save(tmp.path(), "b.db", &d.body);
+    check_sqlite_file(&file);
+    let rows = sqlite3(&file, ROWS_SQL);
+    assert!(rows.contains("fiona") && rows.contains("declan") && !rows.contains("|-3|"));
+    assert!(rows.contains("foo|4"), "sqlite_sequence kept: {rows}");
+
+    // fmt=delete and an unknown fmt are the same binary file.
+    for q in [
+        "/db/backup?fmt=DELETE",
+        "/db/backup?fmt=whatever",
+        "/db/backup?vacuum",
+    ] {
+        let d = download(&node, q);
+        assert_eq!(d.status, 200, "{q}");
+        let f = save(tmp.path(), "x.db", &d.body);
+        check_sqlite_file(&f);
+        assert_eq!(sqlite3(&f, ROWS_SQL), rows, "{q}");
+    }
+
+    // Compressed: gzip body, no Content-Encoding.
+    let d = download(&node, "/db/backup?compress");
+    assert_eq!(d.status, 200);
+    assert!(d.header("content-encoding").is_none());
+    assert_eq!(&d.body[..2], &[0x1f, 0x8b]);
+    let f = save(tmp.path(), "c.db", &gunzip(&d.body));
+    check_sqlite_file(&f);
+    assert_eq!(sqlite3(&f, ROWS_SQL), rows);
+
+    // SQL: byte for byte the shell's .dump of the binary backup.
+    let d = download(&node, "/db/backup?fmt=sql");
+    assert_eq!(d.status, 200);
+    assert_eq!(d.header("content-type"), Some("application/sql"));
+    assert!(d.header("x-raftlite-raft-index").is_some());
+    let shell = sqlite3(&file, ".dump");
+    assert_eq!(String::from_utf8_lossy(&d.body), shell);
+    assert!(!shell.contains("_raftlite_state"));
+
+    let d = download(&node, "/db/backup?fmt=Sql&compress");
+    assert_eq!(d.status, 200);
+    assert_eq!(String::from_utf8_lossy(&gunzip(&d.body)), shell);
+
+    // tables=: only bar (no foo rows, no foo index).
+    let d = download(&node, "/db/backup?fmt=sql&tables=%20bar%20");
+    assert_eq!(d.status, 200);
+    let text = String::from_utf8_lossy(&d.body);
+    assert!(text.contains("CREATE TABLE bar"), "{text}");
+    assert!(!text.contains("foo"), "{text}");
+
+    // Errors.
+    for q in ["/db/backup?fmt=sql&vacuum", "/db/backup?fmt=delete&vacuum"] {
+        let d = download(&node, q);
+        assert_eq!(d.status, 500, "{q}");
+        assert_eq!(String::from_utf8_lossy(&d.body), "invalid backup format\n");
+    }
+    let a = node.request("POST", "/db/backup", None, "");
+    assert_eq!(a.status, 405);
+
+    let status = node.get("/status").json();
+    assert!(status["store"]["num_backups"].as_u64().unwrap_or(0) >= 7);
+    assert!(status["store"]["last_backup_time"].is_string());
+    assert!(wait_until(Duration::from_secs(5), || temp_files(
+        &node.data_dir
+    )
+    .is_empty()));
+}
+
+#[test]
+fn backup_under_concurrent_writes_is_a_committed_prefix() {
+    let node = Arc::new(Node::start(&[]));
+    node.execute(r#"["CREATE TABLE t (id INTEGER PRIMARY KEY, pad TEXT)"]"#);
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (node, stop, written) = (Arc::clone(&node), Arc::clone(&stop), Arc::clone(&written));
+        std::thread::spawn(move || {
+            for id in 1..=3000u64 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                node.execute(&format!(
+                    r#"[["INSERT INTO t(id, pad) VALUES(?, hex(zeroblob(200)))", {id}]]"#
+                ));
+                written.store(id, Ordering::Relaxed);
+            }
+        })
+    };
+    assert!(wait_until(Duration::from_secs(30), || written
+        .load(Ordering::Relaxed)
+        >= 50));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let d = download(&node, "/db/backup");
+        assert_eq!(d.status, 200);
+        let f = save(tmp.path(), &format!("w{i}.db"), &d.body);
+        check_sqlite_file(&f);
+        let out = sqlite3(
+            &f,
+            "SELECT count(*), coalesce(min(id),0), coalesce(max(id),0) FROM t",
+        );
+        let v: Vec<u64> = out
+            .trim()
+            .split('|')
+            .map(|x| x.parse().expect("number"))
+            .collect();
+        assert!(v[0] >= 50, "backup misses committed rows: {out}");
+        assert_eq!((v[1], v[2]), (1, v[0]), "not a gap-free prefix: {out}");
+        seen.push(v[0]);
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert!(temp_files(&node.data_dir).is_empty());
+}
+
+#[test]
+fn followers_proxy_redirect_and_noleader() {
+    let mut c = Cluster::start(3, &[]);
+    let follower_at = c.followers()[0];
+    let leader = &c.nodes[c.leader()];
+    fill(leader);
+    let follower = &c.nodes[follower_at];
+    let tmp = tempfile::tempdir().expect("tempdir");
+
+    let from_leader = download(leader, "/db/backup");
+    assert_eq!(from_leader.status, 200);
+    let lf = save(tmp.path(), "l.db", &from_leader.body);
+    let expected = sqlite3(&lf, ROWS_SQL);
+
+    let proxied = download(follower, "/db/backup");
+    assert_eq!(
+        proxied.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&proxied.body)
+    );
+    assert!(proxied.header("x-raftlite-raft-index").is_some());
+    let pf = save(tmp.path(), "p.db", &proxied.body);
+    check_sqlite_file(&pf);
+    assert_eq!(sqlite3(&pf, ROWS_SQL), expected);
+
+    let sql = download(follower, "/db/backup?fmt=sql");
+    assert_eq!(sql.status, 200);
+    assert_eq!(String::from_utf8_lossy(&sql.body), sqlite3(&lf, ".dump"));
+
+    let r = download(follower, "/db/backup?redirect");
+    assert_eq!(r.status, 301);
+    let loc = r.header("location").expect("Location");
+    assert!(loc.ends_with("/db/backup?redirect"), "{loc}");
+    assert!(loc.contains(&leader.http_addr), "{loc}");
+
+    // noleader: the follower's own copy, once it has applied the writes.
+    assert!(wait_until(Duration::from_secs(10), || {
+        let d = download(follower, "/db/backup?noleader");
+        d.status == 200 && {
+            let f = save(tmp.path(), "n.db", &d.body);
+            sqlite3(&f, ROWS_SQL) == expected
+        }
+    }));
+    check_sqlite_file(&tmp.path().join("n.db"));
+
+    // Two of three down: the survivor has no leader; noleader still serves its own copy.
+    for i in 0..3 {
+        if i != follower_at {
+            c.nodes[i].kill();
+        }
+    }
+    let s = &c.nodes[follower_at];
+    // Until it notices, it answers 503 "forward to leader: ..." (the leader is gone).
+    assert!(wait_until(Duration::from_secs(20), || {
+        download(s, "/db/backup").body == b"leader not found\n"
+    }));
+    let d = download(s, "/db/backup");
+    assert_eq!(
+        (d.status, String::from_utf8_lossy(&d.body).as_ref()),
+        (503, "leader not found\n")
+    );
+    assert_eq!(download(s, "/db/backup?redirect").status, 503);
+    let d = download(s, "/db/backup?noleader");
+    assert_eq!(d.status, 200);
+    let f = save(tmp.path(), "s.db", &d.body);
+    check_sqlite_file(&f);
+    assert_eq!(sqlite3(&f, ROWS_SQL), expected);
+    assert!(temp_files(&s.data_dir).is_empty());
+}
+
+#[test]
+fn client_leaving_mid_stream_leaves_no_temp_file() {
+    let node = Node::start(&[]);
+    node.execute(
+        r#"["CREATE TABLE big (id INTEGER PRIMARY KEY, v BLOB)",
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 30000) INSERT INTO big(v) SELECT randomblob(1000) FROM c"]"#,
+    );
+    for path in ["/db/backup", "/db/backup?fmt=sql", "/db/backup?compress"] {
+        let mut s = std::net::TcpStream::connect(&node.http_addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            node.http_addr
+        )
+        .expect("send request");
+        let mut buf = [0u8; 8192];
+        let mut got = 0;
+        while got < 8192 {
+            let n = s.read(&mut buf).expect("read");
+            assert!(n > 0, "server closed early");
+            got += n;
+        }
+        if path != "/db/backup?fmt=sql" {
+            // Still streaming: the file exists while the client holds the connection.
+            assert!(
+                !temp_files(&node.data_dir).is_empty(),
+                "{path}: no temp file mid-stream"
+            );
+        }
+        drop(s);
+        assert!(
+            wait_until(Duration::from_secs(15), || temp_files(&node.data_dir)
+                .is_empty()),
+            "{path}: temp file left: {:?}",
+            temp_files(&node.data_dir)
+        );
+        assert_eq!(node.get("/readyz").status, 200);
+    }
+    // And a full backup still works afterwards.
+    let d = download(&node, "/db/backup");
+    assert_eq!(d.status, 200);
+    assert!(d.body.len() > 30_000_000);
+}
+
+#[test]
+fn startup_removes_leftover_backup_files() {
+    let mut node = Node::start(&[]);
+    let temp = node.take_temp().expect("temp dir");
+    node.kill();
+    // What a crash in the middle of a backup leaves behind.
+    std::fs::write(temp.path().join("backup-1-0.db"), b"partial").expect("write");
+    std::fs::write(temp.path().join("backup-1-0.db-journal"), b"x").expect("write");
+    let node = Node::start_in(temp.path(), &[]);
+    assert!(
+        temp_files(temp.path()).is_empty(),
+        "{:?}",
+        temp_files(temp.path())
+    );
+    assert_eq!(download(&node, "/db/backup").status, 200);
+}
