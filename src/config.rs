@@ -1533,8 +1533,8 @@ mod tests {
         }
         assert_eq!(
             FLAGS.len(),
-            rqlited.len() + 6,
-            "rqlited's flags plus raftlite's six"
+            rqlited.len() + 7,
+            "rqlited's flags plus raftlite's seven"
         );
         assert_eq!(
             flag_support("auto-backup"),
