@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use raftlite::raft::log::io::{LogDir, LogFile, OsDir};
 use raftlite::raft::log::{LogEngine, LogOptions, RecordRef};
 
 use super::{Context, OrFail, ScenarioResult};
@@ -96,18 +97,14 @@ fn run_cases(
     sizes: &Sizes,
     payload: &[u8],
 ) -> Result<(), String> {
-    let mut raw_fsync_p50 = None;
     for &batch in BATCH_SIZES {
         let raw = raw_append(&dir.join(format!("raw-{batch}")), batch, sizes, payload)?;
-        if batch == 1 {
-            raw_fsync_p50 = raw.latency_ms.as_ref().map(|p| p.p50);
-        }
         let engine = engine_append(&dir.join(format!("engine-{batch}")), batch, sizes, payload)?
             .throughput_ratio_to(&raw);
         report.push(engine);
         report.push(raw);
     }
-    let group = group_commit(&dir.join("group"), sizes, payload, raw_fsync_p50)?;
+    let group = group_commit(&dir.join("group"), sizes, payload)?;
     report.push(group);
     report.push(reopen(&dir.join("reopen"), sizes, payload)?);
     Ok(())
@@ -187,27 +184,25 @@ fn raw_append(path: &Path, batch: usize, sizes: &Sizes, payload: &[u8]) -> Resul
 /// 64 threads, each proposing one entry at a time with `append_then` and waiting for its own
 /// durability callback before proposing the next.
 ///
-/// Entries per fsync is derived from timing: the flusher runs the callbacks of one fsync
-/// back to back, so a gap between consecutive callbacks longer than a fraction of the raw
-/// fsync time marks a new fsync.
-fn group_commit(
-    dir: &Path,
-    sizes: &Sizes,
-    payload: &[u8],
-    raw_fsync_p50_ms: Option<f64>,
-) -> Result<Row, String> {
-    let log = LogEngine::open(dir, LogOptions::default()).map_err(|e| io_err("open log", e))?;
+/// Entries per fsync is exact: the log runs on [`CountingDir`], which counts the engine's
+/// `sync_data` calls.
+fn group_commit(dir: &Path, sizes: &Sizes, payload: &[u8]) -> Result<Row, String> {
+    let fsyncs = Arc::new(AtomicU64::new(0));
+    let counting = CountingDir {
+        inner: OsDir::open(dir).map_err(|e| io_err("create log dir", e))?,
+        fsyncs: fsyncs.clone(),
+    };
+    let log = LogEngine::open_in(Arc::new(counting), LogOptions::default())
+        .map_err(|e| io_err("open log", e))?;
     // Indexes must be contiguous, so taking an index and appending it happen under one lock.
     let next = Arc::new(Mutex::new(1u64));
-    let callbacks: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + sizes.cap;
     let limit = sizes.entries;
     let mut handles = Vec::new();
     for _ in 0..PROPOSERS {
-        let (log, next, callbacks, done) =
-            (log.clone(), next.clone(), callbacks.clone(), done.clone());
+        let (log, next, done) = (log.clone(), next.clone(), done.clone());
         let payload = payload.to_vec();
         handles.push(std::thread::spawn(
             move || -> Result<Vec<Duration>, String> {
@@ -226,13 +221,9 @@ fn group_commit(
                             kind: KIND,
                             data: &payload,
                         };
-                        let callbacks = callbacks.clone();
                         log.append_then(
                             &[record],
                             Box::new(move |r| {
-                                if let Ok(mut c) = callbacks.lock() {
-                                    c.push(Instant::now());
-                                }
                                 let _ = tx.send(r);
                             }),
                         )
@@ -256,23 +247,12 @@ fn group_commit(
     drop(log);
     let _ = std::fs::remove_dir_all(dir);
     let entries = latencies.len() as u64;
-    let times = callbacks
-        .lock()
-        .map_err(|_| "callback lock poisoned")?
-        .clone();
-    let note = match raw_fsync_p50_ms {
-        Some(p50) if !times.is_empty() => {
-            let gap = Duration::from_secs_f64((p50 / 1e3 / 3.0).max(20e-6));
-            let flushes = 1 + times.windows(2).filter(|w| w[1] - w[0] > gap).count();
-            format!(
-                "{PROPOSERS} proposers, batch 1, {entries} entries; ~{:.1} entries/fsync \
-                 ({flushes} fsyncs, from callback gaps > {:.0} us)",
-                entries as f64 / flushes as f64,
-                gap.as_secs_f64() * 1e6
-            )
-        }
-        _ => format!("{PROPOSERS} proposers, batch 1, {entries} entries"),
-    };
+    let flushes = fsyncs.load(Ordering::Relaxed).max(1);
+    let note = format!(
+        "{PROPOSERS} proposers, batch 1, {entries} entries; {:.1} entries/fsync \
+         ({flushes} fsyncs, counted); latency per entry",
+        entries as f64 / flushes as f64
+    );
     let mut row = Row::new(format!("engine append_then x{PROPOSERS} threads"))
         .timed(wall, Some(entries * frame_len(payload)), Some(entries))
         .note(note);
@@ -329,4 +309,69 @@ fn reopen(dir: &Path, sizes: &Sizes, payload: &[u8]) -> Result<Row, String> {
                 "{segments} segments of <= 64 MiB; page cache warm (just written)"
             )),
     )
+}
+
+/// [`OsDir`] whose files count their `sync_data` calls, for the entries-per-fsync figure.
+#[derive(Debug)]
+struct CountingDir {
+    inner: OsDir,
+    fsyncs: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct CountingFile {
+    inner: Arc<dyn LogFile>,
+    fsyncs: Arc<AtomicU64>,
+}
+
+impl CountingDir {
+    fn wrap(&self, inner: Arc<dyn LogFile>) -> Arc<dyn LogFile> {
+        Arc::new(CountingFile {
+            inner,
+            fsyncs: self.fsyncs.clone(),
+        })
+    }
+}
+
+impl LogFile for CountingFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn size(&self) -> std::io::Result<u64> {
+        self.inner.size()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.inner.sync_data()
+    }
+}
+
+impl LogDir for CountingDir {
+    fn list(&self) -> std::io::Result<Vec<String>> {
+        self.inner.list()
+    }
+    fn open(&self, name: &str) -> std::io::Result<Arc<dyn LogFile>> {
+        self.inner.open(name).map(|f| self.wrap(f))
+    }
+    fn create(&self, name: &str) -> std::io::Result<Arc<dyn LogFile>> {
+        self.inner.create(name).map(|f| self.wrap(f))
+    }
+    fn read(&self, name: &str) -> std::io::Result<Vec<u8>> {
+        self.inner.read(name)
+    }
+    fn remove(&self, name: &str) -> std::io::Result<()> {
+        self.inner.remove(name)
+    }
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self) -> std::io::Result<()> {
+        self.inner.sync_dir()
+    }
 }
