@@ -392,6 +392,8 @@ fn dump_is_one_snapshot_while_another_connection_writes() {
         })
     };
     let reader = Connection::open(&path, OpenFlags::READ_ONLY).unwrap();
+    // As the server's readers do: a read can meet the writer mid-checkpoint (SQLITE_BUSY).
+    reader.busy_timeout(5000).unwrap();
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..20 {
         let mut out = Vec::new();

@@ -35,7 +35,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use raftlite_ffi::{Connection, OpenFlags};
 
-use super::forward::{redirect, FORWARDED_HEADER};
+use super::forward::{leader_url, redirect, with_caller_credentials, FORWARDED_HEADER};
 use super::params::QueryParams;
 use super::response::text_error;
 use super::AppState;
@@ -318,20 +318,9 @@ fn gzip(
 
 /// Streams the leader's answer through, status and headers included, chunk by chunk.
 async fn proxy(client: &reqwest::Client, req: &HttpRequest, leader: &NodeInfo) -> HttpResponse {
-    let mut url = format!("{}{}", leader.api_url(), req.uri().path());
-    if !req.query_string().is_empty() {
-        url.push('?');
-        url.push_str(req.query_string());
-    }
+    let url = leader_url(req, leader);
     // No `.timeout()`: the client has only a connect timeout, and a backup may stream for long.
-    let mut out = client.get(&url).header(FORWARDED_HEADER, "1");
-    if let Some(auth) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        out = out.header(reqwest::header::AUTHORIZATION, auth);
-    }
+    let out = with_caller_credentials(client.get(&url).header(FORWARDED_HEADER, "1"), req);
     let resp = match out.send().await {
         Ok(r) => r,
         Err(e) => {

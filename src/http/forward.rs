@@ -43,13 +43,34 @@ pub async fn answer_not_leader(
     forward(client, req, body, leader, timeout).await
 }
 
+/// The same path and query on the leader's API.
+pub fn leader_url(req: &HttpRequest, leader: &NodeInfo) -> String {
+    let mut url = format!("{}{}", leader.api_url(), req.uri().path());
+    if !req.query_string().is_empty() {
+        url.push('?');
+        url.push_str(req.query_string());
+    }
+    url
+}
+
+/// Passes the caller's credentials on, so the leader checks the caller, not the follower.
+pub fn with_caller_credentials(
+    out: reqwest::RequestBuilder,
+    req: &HttpRequest,
+) -> reqwest::RequestBuilder {
+    match req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(auth) => out.header(reqwest::header::AUTHORIZATION, auth),
+        None => out,
+    }
+}
+
 /// 301 to the same path and query on the leader.
 pub fn redirect(req: &HttpRequest, leader: &NodeInfo) -> HttpResponse {
-    let mut location = format!("{}{}", leader.api_url(), req.uri().path());
-    if !req.query_string().is_empty() {
-        location.push('?');
-        location.push_str(req.query_string());
-    }
+    let location = leader_url(req, leader);
     HttpResponse::MovedPermanently()
         .insert_header((header::LOCATION, location.clone()))
         .content_type("text/html; charset=utf-8")
@@ -63,11 +84,7 @@ async fn forward(
     leader: &NodeInfo,
     timeout: Duration,
 ) -> HttpResponse {
-    let mut url = format!("{}{}", leader.api_url(), req.uri().path());
-    if !req.query_string().is_empty() {
-        url.push('?');
-        url.push_str(req.query_string());
-    }
+    let url = leader_url(req, leader);
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .unwrap_or(reqwest::Method::POST);
     let mut out = client
@@ -82,13 +99,7 @@ async fn forward(
     {
         out = out.header(reqwest::header::CONTENT_TYPE, ct);
     }
-    if let Some(auth) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        out = out.header(reqwest::header::AUTHORIZATION, auth);
-    }
+    out = with_caller_credentials(out, req);
     let resp = match out.send().await {
         Ok(r) => r,
         Err(e) => {
