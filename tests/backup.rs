@@ -250,6 +250,90 @@ fn backup_under_concurrent_writes_is_a_committed_prefix() {
     assert!(temp_files(&node.data_dir).is_empty());
 }
 
+/// Restores SQL text into a new database with the `sqlite3` shell, as a user would.
+fn restore_sql(dir: &Path, name: &str, sql: &[u8]) -> PathBuf {
+    let db = dir.join(name);
+    let mut child = Command::new("sqlite3")
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run sqlite3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(sql)
+        .expect("feed the dump");
+    let out = child.wait_with_output().expect("sqlite3 finished");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "restore failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    db
+}
+
+#[test]
+fn sql_dump_under_concurrent_writes_restores_to_a_committed_prefix() {
+    let node = Arc::new(Node::start(&[]));
+    node.execute(r#"["CREATE TABLE t (id INTEGER PRIMARY KEY, pad TEXT)", "CREATE TABLE u (id INTEGER PRIMARY KEY)"]"#);
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (node, stop, written) = (Arc::clone(&node), Arc::clone(&stop), Arc::clone(&written));
+        std::thread::spawn(move || {
+            // Each request writes both tables in one transaction: a dump that saw half of one
+            // would restore with t and u disagreeing.
+            for id in 1..=3000u64 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let a = node.post(
+                    "/db/execute?transaction",
+                    &format!(
+                        r#"[["INSERT INTO t(id, pad) VALUES(?, hex(zeroblob(200)))", {id}], ["INSERT INTO u(id) VALUES(?)", {id}]]"#
+                    ),
+                );
+                assert_eq!(a.status, 200);
+                written.store(id, Ordering::Relaxed);
+            }
+        })
+    };
+    assert!(wait_until(Duration::from_secs(30), || written
+        .load(Ordering::Relaxed)
+        >= 50));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let d = download(&node, "/db/backup?fmt=sql");
+        assert_eq!(d.status, 200);
+        let db = restore_sql(tmp.path(), &format!("r{i}.db"), &d.body);
+        let out = sqlite3(
+            &db,
+            "SELECT (SELECT count(*) FROM t), (SELECT coalesce(max(id),0) FROM t), \
+             (SELECT count(*) FROM u), (SELECT coalesce(max(id),0) FROM u)",
+        );
+        let v: Vec<u64> = out
+            .trim()
+            .split('|')
+            .map(|x| x.parse().expect("number"))
+            .collect();
+        assert!(v[0] >= 50, "the dump misses committed rows: {out}");
+        assert_eq!(v[0], v[1], "t is not a gap-free prefix: {out}");
+        assert_eq!(
+            (v[2], v[3]),
+            (v[0], v[1]),
+            "a transaction was cut in half: {out}"
+        );
+        seen.push(v[0]);
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+}
+
 #[test]
 fn followers_proxy_redirect_and_noleader() {
     let mut c = Cluster::start(3, &[]);
