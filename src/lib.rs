@@ -4,6 +4,9 @@
 //! → `raft` (openraft on our log engine) and `db` (SQLite: execute, query) → `raftlite_ffi`
 //! (the only unsafe code).
 
+// `unsafe` lives only in the raftlite-ffi crate; the compiler holds this crate to that.
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod db;
 pub mod flags;

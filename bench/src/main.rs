@@ -11,6 +11,8 @@
 //! `raftlited`, HTTP), `measure` (percentiles, `/proc` memory, timed tool runs), `report`
 //! (rows, table, JSON), `scenarios/` (one module per scenario).
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod datagen;
 mod measure;

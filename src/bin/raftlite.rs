@@ -1,5 +1,7 @@
 //! `raftlite`: the command-line shell. Thin: commands live in `raftlite::shell`.
 
+#![forbid(unsafe_code)]
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {

@@ -1,5 +1,7 @@
 //! `raftlited`: the raftlite node. Parses rqlited-style flags and runs a node until a signal.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use raftlite::config::{Config, ConfigError, ParseOutcome};
