@@ -14,7 +14,6 @@
 
 use std::io::Read as _;
 use std::path::Path;
-use std::time::Instant;
 
 use super::{file_len, Context, OrFail, ScenarioResult};
 use crate::measure::{kib_to_mib, run_tool, warm_page_cache};
@@ -78,30 +77,7 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
 
 /// Streams `GET /db/backup` into `out`. None when the endpoint does not exist (404).
 fn http_backup(agent: &ureq::Agent, node: &Node, out: &Path) -> Result<Option<Row>, String> {
-    let baseline = node.rss_kib();
-    let url = node.url("/db/backup");
-    let started = Instant::now();
-    let resp = match agent.get(&url).call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(404, _)) => return Ok(None),
-        Err(ureq::Error::Status(code, r)) => {
-            return Err(format!(
-                "{url}: {code}: {}",
-                r.into_string().unwrap_or_default()
-            ))
-        }
-        Err(e) => return Err(format!("{url}: {e}")),
-    };
-    let mut file =
-        std::fs::File::create(out).map_err(|e| format!("create {}: {e}", out.display()))?;
-    let bytes = std::io::copy(&mut resp.into_reader(), &mut file)
-        .map_err(|e| format!("stream {url}: {e}"))?;
-    let wall = started.elapsed();
-    let mut row = Row::new("raftlite GET /db/backup").timed(wall.as_secs_f64(), Some(bytes), None);
-    if let (Some(b), Some(h)) = (baseline, node.hwm_kib()) {
-        row.rss_growth_mib = Some(kib_to_mib(h.saturating_sub(b)));
-    }
-    Ok(Some(row))
+    super::download_measured(agent, node, "/db/backup", out, "raftlite GET /db/backup")
 }
 
 /// "valid SQLite file, DELETE journal header" or what is wrong with it.

@@ -13,7 +13,6 @@
 
 use std::io::Read as _;
 use std::path::Path;
-use std::time::Instant;
 
 use super::{file_len, Context, OrFail, ScenarioResult};
 use crate::datagen::empty_with_schema;
@@ -129,33 +128,13 @@ fn dump_subcommand_works(raftlite: &Path, empty: &Path) -> bool {
 
 /// Streams `GET /db/backup?fmt=sql` into `out`. None when the endpoint does not exist.
 fn http_dump(agent: &ureq::Agent, node: &Node, out: &Path) -> Result<Option<Row>, String> {
-    let baseline = node.rss_kib();
-    let url = node.url("/db/backup?fmt=sql");
-    let started = Instant::now();
-    let resp = match agent.get(&url).call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(404, _)) => return Ok(None),
-        Err(ureq::Error::Status(code, r)) => {
-            return Err(format!(
-                "{url}: {code}: {}",
-                r.into_string().unwrap_or_default()
-            ))
-        }
-        Err(e) => return Err(format!("{url}: {e}")),
-    };
-    let mut file =
-        std::fs::File::create(out).map_err(|e| format!("create {}: {e}", out.display()))?;
-    let bytes = std::io::copy(&mut resp.into_reader(), &mut file)
-        .map_err(|e| format!("stream {url}: {e}"))?;
-    let mut row = Row::new("raftlite GET /db/backup?fmt=sql").timed(
-        started.elapsed().as_secs_f64(),
-        Some(bytes),
-        None,
-    );
-    if let (Some(b), Some(h)) = (baseline, node.hwm_kib()) {
-        row.rss_growth_mib = Some(kib_to_mib(h.saturating_sub(b)));
-    }
-    Ok(Some(row))
+    super::download_measured(
+        agent,
+        node,
+        "/db/backup?fmt=sql",
+        out,
+        "raftlite GET /db/backup?fmt=sql",
+    )
 }
 
 /// "identical to sqlite3 .dump" or where the first difference is.

@@ -140,3 +140,39 @@ pub fn which(program: &str) -> Option<PathBuf> {
 pub fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
 }
+
+/// Streams `GET path` from `node` into the file `out` and measures it: wall time, bytes, and
+/// the node's peak RSS growth over its level before the request. None when the endpoint does
+/// not exist (404), so scenarios can report "not in this build".
+pub fn download_measured(
+    agent: &ureq::Agent,
+    node: &crate::node::Node,
+    path: &str,
+    out: &Path,
+    label: &str,
+) -> Result<Option<crate::report::Row>, String> {
+    let baseline = node.rss_kib();
+    let url = node.url(path);
+    let started = std::time::Instant::now();
+    let resp = match agent.get(&url).call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(404, _)) => return Ok(None),
+        Err(ureq::Error::Status(code, r)) => {
+            return Err(format!(
+                "{url}: {code}: {}",
+                r.into_string().unwrap_or_default()
+            ))
+        }
+        Err(e) => return Err(format!("{url}: {e}")),
+    };
+    let mut file =
+        std::fs::File::create(out).map_err(|e| format!("create {}: {e}", out.display()))?;
+    let bytes = std::io::copy(&mut resp.into_reader(), &mut file)
+        .map_err(|e| format!("stream {url}: {e}"))?;
+    let mut row =
+        crate::report::Row::new(label).timed(started.elapsed().as_secs_f64(), Some(bytes), None);
+    if let (Some(b), Some(h)) = (baseline, node.hwm_kib()) {
+        row.rss_growth_mib = Some(crate::measure::kib_to_mib(h.saturating_sub(b)));
+    }
+    Ok(Some(row))
+}
