@@ -39,6 +39,12 @@ pub struct NodeOptions {
     pub trailing_logs: u64,
     pub election_timeout: Duration,
     pub heartbeat_interval: Duration,
+    /// Where binary backup copies go (`-backup-tmp-dir`); None: the data directory.
+    pub backup_tmp_dir: Option<PathBuf>,
+    /// Bytes that backup copies leave free (`-disk-reserve`).
+    pub disk_reserve: u64,
+    /// Backup copies in progress at once (`-max-backup-copies`).
+    pub max_backup_copies: usize,
 }
 
 impl NodeOptions {
@@ -67,6 +73,9 @@ impl NodeOptions {
             trailing_logs: 1024,
             election_timeout: Duration::from_secs(1),
             heartbeat_interval: Duration::from_millis(200),
+            backup_tmp_dir: None,
+            disk_reserve: 256 << 20,
+            max_backup_copies: 16,
         }
     }
 }
@@ -74,6 +83,15 @@ impl NodeOptions {
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     prepare_data_dir(&opts.data_dir)?;
+    let backup_tmp_dir = opts
+        .backup_tmp_dir
+        .clone()
+        .unwrap_or_else(|| opts.data_dir.clone());
+    if backup_tmp_dir != opts.data_dir {
+        std::fs::create_dir_all(&backup_tmp_dir)
+            .with_context(|| format!("create backup directory {}", backup_tmp_dir.display()))?;
+        remove_leftovers(&backup_tmp_dir, &[http::backup_copies::TEMP_PREFIX]);
+    }
     let raft_listener = TcpListener::bind(&opts.raft_addr)
         .with_context(|| format!("listen on the Raft address {}", opts.raft_addr))?;
     let http_listener = TcpListener::bind(&opts.http_addr)
@@ -139,6 +157,11 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         http_bind_addr: http_bound.clone(),
         started: Instant::now(),
         start_time_rfc3339: now_rfc3339(),
+        backup_copies: http::backup_copies::BackupCopies::new(http::backup_copies::BackupOptions {
+            tmp_dir: backup_tmp_dir,
+            disk_reserve: opts.disk_reserve,
+            max_copies: opts.max_backup_copies,
+        }),
     };
     let server = http::serve(http_listener, state).context("start the HTTP server")?;
     let http_handle = server.handle();
@@ -202,18 +225,27 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("data directory {} is not writable", dir.display()))?;
     let _ = std::fs::remove_file(&probe);
     // Temporary files of an earlier run that died mid-transfer.
+    remove_leftovers(
+        dir,
+        &[
+            "snapshot-in-",
+            "snapshot-out-",
+            http::backup_copies::TEMP_PREFIX,
+        ],
+    );
+    Ok(())
+}
+
+/// Removes the files in `dir` whose names start with one of `prefixes`.
+fn remove_leftovers(dir: &std::path::Path, prefixes: &[&str]) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("snapshot-in-")
-                || name.starts_with("snapshot-out-")
-                || name.starts_with("backup-")
-            {
+            if prefixes.iter().any(|p| name.starts_with(p)) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
     }
-    Ok(())
 }
 
 async fn wait_for_shutdown_signal() {

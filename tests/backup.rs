@@ -467,3 +467,143 @@ fn startup_removes_leftover_backup_files() {
     );
     assert_eq!(download(&node, "/db/backup").status, 200);
 }
+
+fn backup_copies(node: &Node) -> (u64, u64) {
+    let status: serde_json::Value =
+        serde_json::from_str(&node.get("/status").body).expect("status JSON");
+    let copies = &status["store"]["backup_copies"];
+    (
+        copies["made"].as_u64().expect("made"),
+        copies["shared"].as_u64().expect("shared"),
+    )
+}
+
+fn fill_blobs(node: &Node, rows: u32) {
+    node.execute(&format!(
+        r#"["CREATE TABLE IF NOT EXISTS big (id INTEGER PRIMARY KEY, v BLOB)",
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < {rows}) INSERT INTO big(v) SELECT randomblob(1000) FROM c"]"#
+    ));
+}
+
+#[test]
+fn concurrent_backups_of_one_index_share_one_copy() {
+    let node = Node::start(&[]);
+    fill_blobs(&node, 20_000);
+    let (made_before, shared_before) = backup_copies(&node);
+    // Every client gets its response headers (the copy is ready) before any of them reads its
+    // body, so all ten requests are in while the first copy is alive, whatever the timing.
+    const CLIENTS: usize = 10;
+    let barrier = Arc::new(std::sync::Barrier::new(CLIENTS));
+    let bodies: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let barrier = Arc::clone(&barrier);
+                let url = node.url("/db/backup");
+                s.spawn(move || {
+                    let r = client().get(url).send().expect("GET backup");
+                    assert_eq!(r.status().as_u16(), 200);
+                    barrier.wait();
+                    r.bytes().expect("body").to_vec()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    assert!(bodies[0].len() > 20_000_000);
+    assert!(bodies.iter().all(|b| *b == bodies[0]), "backups differ");
+    let dir = tempfile::tempdir().expect("tempdir");
+    check_sqlite_file(&save(dir.path(), "shared.db", &bodies[0]));
+    let (made, shared) = backup_copies(&node);
+    assert_eq!(made - made_before, 1, "one copy for ten requests");
+    assert_eq!(shared - shared_before, (CLIENTS - 1) as u64);
+    assert!(
+        wait_until(Duration::from_secs(10), || temp_files(&node.data_dir)
+            .is_empty()),
+        "copy left behind"
+    );
+    // A write moves the applied index: the next backup is a new copy that holds it.
+    node.execute(r#"["INSERT INTO big(v) VALUES(x'01')"]"#);
+    let d = download(&node, "/db/backup");
+    assert_eq!(d.status, 200);
+    assert_eq!(backup_copies(&node).0 - made_before, 2);
+}
+
+#[test]
+fn backup_that_would_eat_the_disk_reserve_answers_507() {
+    // A reserve larger than any disk: the copy is refused before it starts.
+    let node = Node::start(&["-disk-reserve", "9000000000000000000"]);
+    fill(&node);
+    let d = download(&node, "/db/backup");
+    assert_eq!(d.status, 507, "{}", String::from_utf8_lossy(&d.body));
+    let msg = String::from_utf8_lossy(&d.body);
+    assert!(msg.contains("-disk-reserve"), "{msg}");
+    assert!(temp_files(&node.data_dir).is_empty());
+    // The node still serves, and a SQL dump (no copy on disk) still works.
+    assert_eq!(node.get("/readyz").status, 200);
+    let sql = download(&node, "/db/backup?fmt=sql");
+    assert_eq!(sql.status, 200);
+    assert!(String::from_utf8_lossy(&sql.body).contains("INSERT INTO foo"));
+}
+
+/// Mounts a tmpfs of `mib` MiB at `dir`; false when this machine does not allow it.
+fn mount_tmpfs(dir: &Path, mib: u32) -> bool {
+    Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn backup_tmp_dir_on_a_small_disk_fills_then_refuses_and_recovers() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let tmp = scratch.path().join("backups");
+    std::fs::create_dir(&tmp).expect("mkdir");
+    if !mount_tmpfs(&tmp, 24) {
+        // Containers without CAP_SYS_ADMIN: the reserve test above covers the refusal.
+        eprintln!("SKIPPED: cannot mount a tmpfs here");
+        return;
+    }
+    let _unmount = Unmount(tmp.clone());
+    let tmp_arg = tmp.display().to_string();
+    let node = Node::start(&["-backup-tmp-dir", &tmp_arg, "-disk-reserve", "1048576"]);
+    fill_blobs(&node, 8_000); // ~8.5 MB
+    let files_in = |d: &Path| temp_files(d).len();
+    // Two downloads held open, at two indexes: two copies in the tmpfs, none in the data dir.
+    let first = client().get(node.url("/db/backup")).send().expect("GET");
+    assert_eq!(first.status().as_u16(), 200);
+    node.execute(r#"["INSERT INTO big(v) VALUES(x'01')"]"#);
+    let second = client().get(node.url("/db/backup")).send().expect("GET");
+    assert_eq!(second.status().as_u16(), 200);
+    assert_eq!(files_in(&tmp), 2);
+    assert_eq!(files_in(&node.data_dir), 0);
+    // A third copy does not fit in what is left above the reserve.
+    node.execute(r#"["INSERT INTO big(v) VALUES(x'02')"]"#);
+    let third = download(&node, "/db/backup");
+    assert_eq!(
+        third.status,
+        507,
+        "{}",
+        String::from_utf8_lossy(&third.body)
+    );
+    assert_eq!(files_in(&tmp), 2, "the refused copy left a file");
+    // The held downloads complete and are whole; then the disk is free again.
+    let one = first.bytes().expect("body");
+    let two = second.bytes().expect("body");
+    check_sqlite_file(&save(scratch.path(), "one.db", &one));
+    check_sqlite_file(&save(scratch.path(), "two.db", &two));
+    assert!(wait_until(Duration::from_secs(10), || files_in(&tmp) == 0));
+    assert_eq!(download(&node, "/db/backup").status, 200);
+    assert_eq!(node.get("/readyz").status, 200);
+}

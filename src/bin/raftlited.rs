@@ -60,6 +60,9 @@ fn main() -> ExitCode {
         trailing_logs: config.raft_trailing_logs,
         election_timeout: config.raft_election_timeout,
         heartbeat_interval: config.raft_heartbeat_timeout / 5,
+        backup_tmp_dir: Some(config.backup_tmp_dir.clone()),
+        disk_reserve: config.disk_reserve,
+        max_backup_copies: config.max_backup_copies,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -30,6 +30,9 @@ pub enum CopyError {
     Sqlite(#[from] raftlite_ffi::Error),
     #[error("copy database: the source stayed busy")]
     Busy,
+    /// The caller's `after_step` stopped the copy (for example: the disk reserve was reached).
+    #[error("copy database: {0}")]
+    Stopped(String),
 }
 
 /// What a copy did.
@@ -41,12 +44,13 @@ pub struct CopyStats {
 }
 
 /// Copies the `main` schema of `src` into a new file at `dest` (which must not exist).
-/// `after_step` runs after every step with the pages left (tests use it to interleave writes).
+/// `after_step` runs after every step with the pages left; an error from it stops the copy
+/// (the caller removes the partial file). Tests use it to interleave writes.
 pub fn copy_to_file(
     src: &Connection,
     dest: &Path,
     pages_per_step: i32,
-    mut after_step: impl FnMut(i32),
+    mut after_step: impl FnMut(i32) -> Result<(), CopyError>,
 ) -> Result<CopyStats, CopyError> {
     let mut dest_conn = Connection::open(
         dest,
@@ -76,7 +80,7 @@ fn run_steps(
     dest: &mut Connection,
     src: &Connection,
     pages_per_step: i32,
-    after_step: &mut impl FnMut(i32),
+    after_step: &mut impl FnMut(i32) -> Result<(), CopyError>,
 ) -> Result<CopyStats, CopyError> {
     let mut backup = Backup::new(dest, "main", src, "main")?;
     let mut stats = CopyStats::default();
@@ -91,7 +95,7 @@ fn run_steps(
             BackupProgress::More => {
                 stats.steps += 1;
                 retries_in_a_row = 0;
-                after_step(backup.remaining());
+                after_step(backup.remaining())?;
             }
             BackupProgress::Busy | BackupProgress::Locked => {
                 stats.busy_retries += 1;
@@ -105,4 +109,43 @@ fn run_steps(
     }
     backup.finish()?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_from_after_step_stops_the_copy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = Connection::open(
+            dir.path().join("src.db"),
+            OpenFlags::READ_WRITE | OpenFlags::CREATE | OpenFlags::NO_MUTEX,
+        )
+        .expect("open");
+        src.execute_batch(
+            "CREATE TABLE t(v BLOB); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 \
+             FROM c WHERE x < 200) INSERT INTO t SELECT randomblob(4000) FROM c",
+        )
+        .expect("fill");
+        let mut steps = 0;
+        let err = copy_to_file(&src, &dir.path().join("dest.db"), 16, |_| {
+            steps += 1;
+            if steps == 3 {
+                Err(CopyError::Stopped("the reserve".into()))
+            } else {
+                Ok(())
+            }
+        })
+        .expect_err("stopped");
+        assert!(
+            matches!(err, CopyError::Stopped(ref m) if m == "the reserve"),
+            "{err}"
+        );
+        assert_eq!(steps, 3);
+        // The source is usable afterwards: the copy's read transaction was released.
+        assert!(src.is_autocommit().expect("autocommit"));
+        src.execute_batch("INSERT INTO t VALUES(1)")
+            .expect("write after");
+    }
 }

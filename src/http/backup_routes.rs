@@ -1,11 +1,12 @@
 //! `GET /db/backup`: a consistent copy of the database, as a SQLite file or as SQL text.
 //!
 //! Paths:
-//! - **binary** (`fmt=binary`, `fmt=delete`, or anything unknown): [`copy_to_file`] copies the
-//!   pages inside one read transaction into `backup-*.db` in the data directory; on that copy
-//!   the internal `_raftlite_state` table is read (for `X-Raftlite-Raft-Index`, the exact index
-//!   the copy reflects) and dropped, `vacuum` runs `VACUUM`; then the file is streamed in
-//!   1 MiB chunks and deleted. The file is DELETE journal mode (header bytes 18–19 = 1).
+//! - **binary** (`fmt=binary`, `fmt=delete`, or anything unknown): a copy from
+//!   [`super::backup_copies`] (made by this request, or shared with others it satisfies): the
+//!   pages copied inside one read transaction into `backup-*.db` in the backup directory, the
+//!   internal `_raftlite_state` table read (for `X-Raftlite-Raft-Index`, the exact index the
+//!   copy reflects) and dropped, `VACUUM` run if asked. The file is streamed in 1 MiB chunks and
+//!   deleted when its last download ends. It is in DELETE journal mode (bytes 18–19 = 1).
 //! - **SQL** (`fmt=sql`, `tables=a,b`): [`dump_excluding`] runs on a read connection in one
 //!   snapshot and writes into a bounded channel; the HTTP client's reading pace is the
 //!   backpressure, so memory stays bounded whatever the size of the database.
@@ -13,10 +14,11 @@
 //!   as rqlite does it (the client gets a `.gz` file, not a transparently decoded body).
 //!
 //! Invariants:
-//! - The temp file belongs to a [`TempFile`] guard from before it exists until the body
-//!   stream is dropped: the response finishing, the client going away mid-stream, a failed
-//!   copy or a cancelled request all delete it. Startup removes leftovers of a crash
-//!   (`prepare_data_dir` in `node.rs`).
+//! - A copy's temp file lives while its copy task or any body stream holds it: the responses
+//!   finishing, the clients going away mid-stream or a failed copy delete it. Startup removes
+//!   leftovers of a crash (`prepare_data_dir` in `node.rs`).
+//! - Statuses before the first byte: 503 when `-max-backup-copies` copies are in progress,
+//!   507 when the copy would not fit above `-disk-reserve` (or stopped at it), 500 otherwise.
 //! - Errors before the first byte get a status and a text message; errors after it end the
 //!   body stream with an `Err`, so actix aborts the connection and the client sees a truncated
 //!   transfer, never a clean short file.
@@ -25,21 +27,21 @@
 //!   (only the client's connect timeout): a large backup may take long.
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use actix_web::body::SizedStream;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
-use raftlite_ffi::{Connection, OpenFlags};
+use raftlite_ffi::Connection;
 
+use super::backup_copies::BackupError;
 use super::forward::{leader_url, redirect, with_caller_credentials, FORWARDED_HEADER};
 use super::params::QueryParams;
 use super::response::text_error;
 use super::AppState;
-use crate::db::backup::{copy_to_file, PAGES_PER_STEP};
 use crate::db::dump::dump_excluding;
 use crate::store::meta::{self, STATE_TABLE};
 use crate::store::NodeInfo;
@@ -90,7 +92,9 @@ pub async fn backup(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
 
     let compress = params.has("compress");
     let answer = match format {
-        Format::Binary => binary_backup(&state, params.has("vacuum")).await,
+        Format::Binary => binary_backup(&state, params.has("vacuum"))
+            .await
+            .map_err(|e| (backup_error_status(&e), e.to_string())),
         Format::Sql => {
             let tables = params.get("tables").map(|t| {
                 t.split(',')
@@ -98,14 +102,16 @@ pub async fn backup(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
                     .filter(|s| !s.is_empty())
                     .collect::<Vec<_>>()
             });
-            sql_backup(&state, tables).await
+            sql_backup(&state, tables)
+                .await
+                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
         }
     };
     let prepared = match answer {
         Ok(p) => p,
-        Err(e) => {
-            tracing::warn!("backup failed: {e:#}");
-            return text_error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
+        Err((status, message)) => {
+            tracing::warn!("backup failed: {message}");
+            return text_error(status, message);
         }
     };
     store.counters.backups.fetch_add(1, Ordering::Relaxed);
@@ -126,6 +132,14 @@ pub async fn backup(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     }
 }
 
+fn backup_error_status(e: &BackupError) -> StatusCode {
+    match e {
+        BackupError::TooManyCopies(_) => StatusCode::SERVICE_UNAVAILABLE,
+        BackupError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+        BackupError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// A backup ready to stream: its first byte has not been sent, so it can still fail cleanly.
 struct Prepared {
     content_type: &'static str,
@@ -134,50 +148,19 @@ struct Prepared {
     body: std::pin::Pin<Box<dyn Stream<Item = ChunkResult>>>,
 }
 
-/// Deletes the backup file when dropped: the one owner of the file's lifetime.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        match std::fs::remove_file(&self.0) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("remove backup file {}: {e}", self.0.display()),
-        }
-        // A failed DROP/VACUUM on the copy may leave its rollback journal behind.
-        let mut journal = self.0.clone().into_os_string();
-        journal.push("-journal");
-        let _ = std::fs::remove_file(journal);
-    }
-}
-
-fn temp_path(dir: &Path) -> PathBuf {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!("backup-{nanos}-{seq}.db"))
-}
-
-async fn binary_backup(state: &AppState, vacuum: bool) -> anyhow::Result<Prepared> {
-    let guard = TempFile(temp_path(state.store.data_dir()));
-    // The guard travels into the blocking task and back: if this request is cancelled while
-    // the copy runs, the task's result (and so the guard) is dropped when the copy ends.
-    let (guard, raft_index) = state
-        .store
-        .database()
-        .with_reader(move |conn| -> anyhow::Result<(TempFile, u64)> {
-            let index = copy_and_clean(conn, &guard.0, vacuum)?;
-            Ok((guard, index))
-        })
-        .await??;
-    let file = tokio::fs::File::open(&guard.0).await?;
-    let len = file.metadata().await?.len();
+async fn binary_backup(state: &AppState, vacuum: bool) -> Result<Prepared, Arc<BackupError>> {
+    let applied = state.store.applied_index();
+    let (copy, info) = state
+        .backup_copies
+        .acquire(state.store.database(), applied, vacuum)
+        .await?;
+    let file = tokio::fs::File::open(copy.path())
+        .await
+        .map_err(|e| Arc::new(BackupError::Failed(format!("open the backup copy: {e}"))))?;
     let body = async_stream::stream! {
-        // Owned by the body: dropped (file deleted) when the response ends or the client leaves.
-        let _guard = guard;
+        // Held by the body: the copy's file lives until the response ends or the client leaves
+        // (and every other request sharing it is done too).
+        let _copy = copy;
         let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, CHUNK);
         while let Some(chunk) = chunks.next().await {
             let failed = chunk.is_err();
@@ -189,28 +172,10 @@ async fn binary_backup(state: &AppState, vacuum: bool) -> anyhow::Result<Prepare
     };
     Ok(Prepared {
         content_type: "application/octet-stream",
-        raft_index,
-        len: Some(len),
+        raft_index: info.raft_index,
+        len: Some(info.len),
         body: Box::pin(body),
     })
-}
-
-/// Copies `src` to `dest` and removes what a backup must not hold; returns the Raft index the
-/// copy reflects, read from the copy's own state row (exact, unlike a later `applied_index`).
-fn copy_and_clean(src: &Connection, dest: &Path, vacuum: bool) -> anyhow::Result<u64> {
-    copy_to_file(src, dest, PAGES_PER_STEP, |_| {})?;
-    let mut copy = Connection::open(dest, OpenFlags::READ_WRITE | OpenFlags::NO_MUTEX)?;
-    let index = meta::read(&copy)?.log_id.map_or(0, |l| l.index);
-    // Scratch file: no journal, no syncs. journal_mode=OFF is not stored in the header, so the
-    // file stays in DELETE mode (bytes 18-19 = 1).
-    copy.execute_batch(&format!(
-        "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; DROP TABLE IF EXISTS {STATE_TABLE};"
-    ))?;
-    if vacuum {
-        copy.execute_batch("VACUUM")?;
-    }
-    copy.close()?;
-    Ok(index)
 }
 
 /// `std::io::Write` into the SQL channel. Writes gather into messages of [`SQL_MESSAGE`]

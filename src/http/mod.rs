@@ -10,6 +10,8 @@ pub mod json;
 pub mod params;
 
 #[cfg(feature = "server")]
+pub mod backup_copies;
+#[cfg(feature = "server")]
 pub mod backup_routes;
 #[cfg(feature = "server")]
 pub mod cluster_routes;

@@ -41,6 +41,8 @@ pub struct AppState {
     pub http_bind_addr: String,
     pub started: Instant,
     pub start_time_rfc3339: String,
+    /// Binary backup copies, shared between the requests they satisfy.
+    pub backup_copies: super::backup_copies::BackupCopies,
 }
 
 /// Registers every route.

@@ -106,6 +106,13 @@ async fn status_document(state: &AppState) -> Value {
             "num_restores": shared.num_restores.load(std::sync::atomic::Ordering::Relaxed),
             "num_backups": store.counters.backups.load(std::sync::atomic::Ordering::Relaxed),
             "last_backup_time": store.counters.last_backup_time.lock().clone(),
+            // Binary backup copies made, and requests served by a copy another one made:
+            // concurrent requests of one index share a copy.
+            "backup_copies": {
+                "made": state.backup_copies.copies_made.load(std::sync::atomic::Ordering::Relaxed),
+                "shared": state.backup_copies.copies_shared.load(std::sync::atomic::Ordering::Relaxed),
+                "tmp_dir": state.backup_copies.tmp_dir().display().to_string(),
+            },
             "db_applied_index": applied,
             "fsm_index": applied,
             "sqlite3": {

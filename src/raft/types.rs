@@ -64,7 +64,7 @@ impl LiveDatabase {
                     conn,
                     &dest,
                     crate::db::backup::PAGES_PER_STEP,
-                    |_| {},
+                    |_| Ok(()),
                 )
             })
             .await??;

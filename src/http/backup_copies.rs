@@ -1,0 +1,328 @@
+//! Binary backup copies, shared between the requests they satisfy, and the disk they may use.
+//!
+//! A copy is made by one request and used by every request that arrives while it is being
+//! made or downloaded, provided it reflects at least the index that was applied when that
+//! request arrived. Sixteen clients asking for a backup of an idle database get one copy.
+//!
+//! Invariants:
+//! - A copy's temp file lives exactly as long as its [`SharedCopy`]: the copying task and every
+//!   download hold an `Arc`; the registry holds a `Weak`. The last holder to finish deletes the
+//!   file (its [`TempFile`] guard), whether the download completed, failed or was abandoned.
+//! - `applied_floor` is the applied index when the copy was registered, before its read
+//!   transaction began, so the copy reflects at least that index: a request whose own applied
+//!   index is at most `applied_floor` may share it.
+//! - At most `max_copies` copies are being made at once; downloads are not counted. A request
+//!   over the limit gets [`BackupError::TooManyCopies`] at once rather than queueing.
+//! - Before a copy starts, the backup directory must have room for the database plus the
+//!   reserve; during the copy, free space is checked after every step and the copy stops as
+//!   soon as it would eat into the reserve. The reserve keeps room for the Raft log and the
+//!   WAL: a full disk at apply time stops a node.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use raftlite_ffi::{Connection, OpenFlags};
+use tokio::sync::watch;
+
+use crate::db::backup::{copy_to_file, CopyError, PAGES_PER_STEP};
+use crate::db::Database;
+use crate::store::meta::{self, STATE_TABLE};
+
+/// Where copies go and how much disk they may use.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Directory of the temp files (`-backup-tmp-dir`; the data directory by default).
+    pub tmp_dir: PathBuf,
+    /// Bytes that must stay free on that file system (`-disk-reserve`).
+    pub disk_reserve: u64,
+    /// Copies that may be in progress at once (`-max-backup-copies`).
+    pub max_copies: usize,
+}
+
+/// Why a backup could not be served. Each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// 503: `max_copies` copies are already being made.
+    #[error("too many backups in progress ({0} copies); retry later")]
+    TooManyCopies(usize),
+    /// 507: the copy would not fit, or stopped at the reserve.
+    #[error("{0}")]
+    InsufficientStorage(String),
+    /// 500: anything else (the copy failed, the database is closed).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What a finished copy is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyInfo {
+    /// The Raft index the copy reflects (read from the copy's own state row).
+    pub raft_index: u64,
+    /// Its size in bytes.
+    pub len: u64,
+}
+
+type CopyOutcome = Option<Result<CopyInfo, Arc<BackupError>>>;
+
+/// One copy on disk, being made or made.
+pub struct SharedCopy {
+    applied_floor: u64,
+    vacuum: bool,
+    outcome: watch::Receiver<CopyOutcome>,
+    file: TempFile,
+}
+
+impl SharedCopy {
+    /// The file to stream.
+    pub fn path(&self) -> &Path {
+        &self.file.0
+    }
+
+    fn in_progress(&self) -> bool {
+        self.outcome.borrow().is_none()
+    }
+
+    fn failed(&self) -> bool {
+        matches!(*self.outcome.borrow(), Some(Err(_)))
+    }
+}
+
+/// The registry of copies (one per node).
+pub struct BackupCopies {
+    opts: BackupOptions,
+    copies: Mutex<Vec<Weak<SharedCopy>>>,
+    /// Copies started since the node started (`/status`: `backup_copies`).
+    pub copies_made: AtomicU64,
+    /// Requests served by a copy another request made.
+    pub copies_shared: AtomicU64,
+}
+
+impl BackupCopies {
+    pub fn new(opts: BackupOptions) -> BackupCopies {
+        BackupCopies {
+            opts,
+            copies: Mutex::new(Vec::new()),
+            copies_made: AtomicU64::new(0),
+            copies_shared: AtomicU64::new(0),
+        }
+    }
+
+    pub fn tmp_dir(&self) -> &Path {
+        &self.opts.tmp_dir
+    }
+
+    /// A finished copy of `db` that reflects at least `applied`: a shared one if one fits,
+    /// otherwise a new one. The returned `Arc` keeps the file until it is dropped.
+    pub async fn acquire(
+        &self,
+        db: &Arc<Database>,
+        applied: u64,
+        vacuum: bool,
+    ) -> Result<(Arc<SharedCopy>, CopyInfo), Arc<BackupError>> {
+        // What a copy would write: the database's pages as of now (exact unless writes land
+        // before the copy's snapshot begins).
+        let needed = db
+            .with_reader(|c| -> raftlite_ffi::Result<i64> {
+                Ok(c.query_i64("PRAGMA page_count")?.unwrap_or(0)
+                    * c.query_i64("PRAGMA page_size")?.unwrap_or(0))
+            })
+            .await
+            .map_err(|e| Arc::new(BackupError::Failed(format!("{e:#}"))))?
+            .map_err(|e| Arc::new(BackupError::Failed(format!("size the database: {e}"))))?;
+        let needed = u64::try_from(needed).unwrap_or(0);
+        let copy = match self.find_or_register(needed, applied, vacuum)? {
+            Found::Shared(copy) => {
+                self.copies_shared.fetch_add(1, Ordering::Relaxed);
+                copy
+            }
+            Found::New(copy, outcome) => {
+                self.copies_made.fetch_add(1, Ordering::Relaxed);
+                self.start_copy(db, Arc::clone(&copy), outcome);
+                copy
+            }
+        };
+        let mut rx = copy.outcome.clone();
+        let outcome = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Arc::new(BackupError::Failed("the backup copy was abandoned".into())))?
+            .clone();
+        match outcome {
+            Some(Ok(info)) => Ok((copy, info)),
+            Some(Err(e)) => Err(e),
+            None => unreachable!("wait_for returned a value without an outcome"),
+        }
+    }
+
+    fn find_or_register(
+        &self,
+        needed: u64,
+        applied: u64,
+        vacuum: bool,
+    ) -> Result<Found, Arc<BackupError>> {
+        let mut copies = self.copies.lock();
+        copies.retain(|w| w.strong_count() > 0);
+        let live: Vec<Arc<SharedCopy>> = copies.iter().filter_map(Weak::upgrade).collect();
+        if let Some(c) = live
+            .iter()
+            .find(|c| c.vacuum == vacuum && c.applied_floor >= applied && !c.failed())
+        {
+            return Ok(Found::Shared(Arc::clone(c)));
+        }
+        let in_progress = live.iter().filter(|c| c.in_progress()).count();
+        if in_progress >= self.opts.max_copies {
+            return Err(Arc::new(BackupError::TooManyCopies(in_progress)));
+        }
+        self.check_room(needed)
+            .map_err(|e| Arc::new(BackupError::InsufficientStorage(e)))?;
+        let (tx, rx) = watch::channel(None);
+        let copy = Arc::new(SharedCopy {
+            applied_floor: applied,
+            vacuum,
+            outcome: rx,
+            file: TempFile(temp_path(&self.opts.tmp_dir)),
+        });
+        copies.push(Arc::downgrade(&copy));
+        Ok(Found::New(copy, tx))
+    }
+
+    /// Room for `needed` bytes plus the reserve, or why not.
+    fn check_room(&self, needed: u64) -> Result<(), String> {
+        let free = free_bytes(&self.opts.tmp_dir)
+            .map_err(|e| format!("check free space in {}: {e}", self.opts.tmp_dir.display()))?;
+        if free < needed.saturating_add(self.opts.disk_reserve) {
+            return Err(format!(
+                "not enough disk space for a backup copy in {}: {free} bytes free, the database \
+                 needs up to {needed} and {} must stay free (-disk-reserve)",
+                self.opts.tmp_dir.display(),
+                self.opts.disk_reserve
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes the copy on a read connection. The task holds the copy until it is finished, so
+    /// requests that joined it get their answer even if the one that started it went away.
+    fn start_copy(
+        &self,
+        db: &Arc<Database>,
+        copy: Arc<SharedCopy>,
+        outcome: watch::Sender<CopyOutcome>,
+    ) {
+        let db = Arc::clone(db);
+        let dest = copy.path().to_path_buf();
+        let tmp_dir = self.opts.tmp_dir.clone();
+        let reserve = self.opts.disk_reserve;
+        let vacuum = copy.vacuum;
+        tokio::spawn(async move {
+            let made = db
+                .with_reader(move |conn| copy_and_clean(conn, &dest, vacuum, &tmp_dir, reserve))
+                .await;
+            let result = match made {
+                Ok(Ok(info)) => Ok(info),
+                Ok(Err(e)) => Err(Arc::new(e)),
+                Err(e) => Err(Arc::new(BackupError::Failed(format!("{e:#}")))),
+            };
+            if let Err(e) = &result {
+                tracing::warn!("backup copy failed: {e}");
+                // Free the disk now rather than when the last waiter lets go.
+                copy.file.remove();
+            }
+            let _ = outcome.send(Some(result));
+            drop(copy);
+        });
+    }
+}
+
+enum Found {
+    Shared(Arc<SharedCopy>),
+    New(Arc<SharedCopy>, watch::Sender<CopyOutcome>),
+}
+
+/// Copies `src` to `dest`, stopping at the disk reserve, and removes what a backup must not
+/// hold; the Raft index comes from the copy's own state row (exact, unlike a later
+/// `applied_index`).
+fn copy_and_clean(
+    src: &Connection,
+    dest: &Path,
+    vacuum: bool,
+    tmp_dir: &Path,
+    reserve: u64,
+) -> Result<CopyInfo, BackupError> {
+    let failed = |e: &dyn std::fmt::Display| BackupError::Failed(e.to_string());
+    copy_to_file(src, dest, PAGES_PER_STEP, |_| match free_bytes(tmp_dir) {
+        Ok(free) if free < reserve => Err(CopyError::Stopped(format!(
+            "stopped: free disk space in {} fell to {free} bytes, below the reserve of \
+             {reserve} (-disk-reserve)",
+            tmp_dir.display()
+        ))),
+        _ => Ok(()),
+    })
+    .map_err(|e| match e {
+        CopyError::Stopped(_) => BackupError::InsufficientStorage(e.to_string()),
+        CopyError::Sqlite(ref s) if s.code() == raftlite_ffi::ErrorCode::Full => {
+            BackupError::InsufficientStorage(format!("{e} (disk full)"))
+        }
+        other => failed(&other),
+    })?;
+    let clean = || -> anyhow::Result<u64> {
+        let mut copy = Connection::open(dest, OpenFlags::READ_WRITE | OpenFlags::NO_MUTEX)?;
+        let index = meta::read(&copy)?.log_id.map_or(0, |l| l.index);
+        // Scratch file: no journal, no syncs. journal_mode=OFF is not stored in the header, so
+        // the file stays in DELETE mode (bytes 18-19 = 1).
+        copy.execute_batch(&format!(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; DROP TABLE IF EXISTS {STATE_TABLE};"
+        ))?;
+        if vacuum {
+            copy.execute_batch("VACUUM")?;
+        }
+        copy.close()?;
+        Ok(index)
+    };
+    let raft_index = clean().map_err(|e| BackupError::Failed(format!("{e:#}")))?;
+    let len = std::fs::metadata(dest).map_err(|e| failed(&e))?.len();
+    Ok(CopyInfo { raft_index, len })
+}
+
+/// Bytes available to this process on the file system holding `dir`.
+pub fn free_bytes(dir: &Path) -> io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Deletes the backup file when dropped: the one owner of the file's lifetime.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn remove(&self) {
+        match std::fs::remove_file(&self.0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("remove backup file {}: {e}", self.0.display()),
+        }
+        // A failed DROP/VACUUM on the copy may leave its rollback journal behind.
+        let _ = std::fs::remove_file(crate::db::sibling(&self.0, "-journal"));
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Prefix of backup temp files; startup removes leftovers of a crash.
+pub const TEMP_PREFIX: &str = "backup-";
+
+fn temp_path(dir: &Path) -> PathBuf {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!("{TEMP_PREFIX}{nanos}-{seq}.db"))
+}
