@@ -6,10 +6,12 @@
 //! growth over its idle baseline (P3), the ratio to `sqlite3 .backup` (P1) and to `cp`, and
 //! whether the artifact is a self-contained SQLite file (header bytes 18–19 = `01 01`).
 //!
-//! For the backup issue to add (hooks marked `TODO(backup)`): backups while a writer runs
-//! (P5: the writer's p99 must not suffer; drive `writes`-style requests on a thread and
-//! report their percentiles beside an idle-writer run), concurrent requests sharing one copy
-//! (P8), and P4 as that issue defines it. The page cache is warm for every case: the data
+//! P8: sixteen concurrent `curl` downloads to `/dev/null` against one, as aggregate throughput.
+//!
+//! Still to add (hooks marked `TODO(backup)`): backups while a writer runs (P5: the writer's
+//! p99 must not suffer; drive `writes`-style requests on a thread and report their
+//! percentiles beside an idle-writer run), and P4 (through a follower, needs a 3-node
+//! cluster in the bench). The page cache is warm for every case: the data
 //! set is read once before timing, so no case pays for the first read alone.
 
 use std::io::Read as _;
@@ -68,11 +70,70 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
             report.push(row);
         }
     }
+    let backup_bytes = file_len(&out);
     let _ = std::fs::remove_file(&out);
-    // TODO(backup): P5 (backup under a concurrent writer) and P8 (concurrent backups).
+    for row in concurrent_backups(node, P8_CLIENTS, backup_bytes).or_fail(&mut report)? {
+        report.push(row);
+    }
+    // TODO(backup): P5 (backup under a concurrent writer) and P4 (through a follower).
     report.push(ref_row);
     report.push(cp_row);
     Ok(report)
+}
+
+/// Concurrent clients of P8.
+const P8_CLIENTS: usize = 16;
+
+/// P8: `clients` concurrent `curl` downloads of `/db/backup` to `/dev/null` against one alone
+/// (also to `/dev/null`, so only the server side differs). The ratio is the aggregate
+/// throughput over the single one: clients × single time / concurrent wall time.
+fn concurrent_backups(node: &Node, clients: usize, bytes: u64) -> Result<Vec<Row>, String> {
+    let url = node.url("/db/backup");
+    let curl = |url: &str| -> std::io::Result<std::process::Child> {
+        std::process::Command::new("curl")
+            .args(["-sS", "--fail", "-o", "/dev/null", url])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+    };
+    let wait_ok = |mut c: std::process::Child| -> Result<(), String> {
+        let status = c.wait().map_err(|e| format!("wait for curl: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("curl {url}: {status}"))
+        }
+    };
+    let started = std::time::Instant::now();
+    wait_ok(curl(&url).map_err(|e| format!("run curl: {e}"))?)?;
+    let single_s = started.elapsed().as_secs_f64();
+    let baseline = node.rss_kib();
+    let started = std::time::Instant::now();
+    let children = (0..clients)
+        .map(|_| curl(&url).map_err(|e| format!("run curl: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    for c in children {
+        wait_ok(c)?;
+    }
+    let all_s = started.elapsed().as_secs_f64();
+    let single = Row::new("raftlite GET /db/backup > /dev/null, 1 client").timed(
+        single_s,
+        Some(bytes),
+        None,
+    );
+    let mut all = Row::new(format!(
+        "raftlite GET /db/backup > /dev/null, {clients} clients"
+    ))
+    .timed(all_s, Some(bytes * clients as u64), None)
+    .note("ratio: aggregate throughput over 1 client");
+    all.ratio = Some(crate::report::Ratio {
+        value: clients as f64 * single_s / all_s.max(1e-9),
+        of: "throughput",
+        reference: single.case.clone(),
+    });
+    if let (Some(b), Some(h)) = (baseline, node.hwm_kib()) {
+        all.rss_growth_mib = Some(kib_to_mib(h.saturating_sub(b)));
+    }
+    Ok(vec![all, single])
 }
 
 /// Streams `GET /db/backup` into `out`. None when the endpoint does not exist (404).
