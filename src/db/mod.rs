@@ -14,6 +14,7 @@
 pub mod backup;
 #[cfg(feature = "server")]
 mod database;
+pub mod digest;
 pub mod dump;
 pub mod error;
 pub mod execute;

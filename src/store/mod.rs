@@ -26,8 +26,9 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ServerState, SnapshotPolicy};
 use parking_lot::Mutex;
 
+use crate::db::digest::{content_digest, ContentDigest};
 use crate::db::execute::{self, RequestResults};
-use crate::db::request::{Request, ResultOptions, RowsPolicy};
+use crate::db::request::{ApplyEnv, Request, ResultOptions, RowsPolicy};
 use crate::db::{Database, DbSettings, DB_FILE_NAME};
 use crate::raft::log::openraft::RaftLogStore;
 use crate::raft::log::LogOptions;
@@ -238,10 +239,12 @@ impl Store {
         opts: ResultOptions,
     ) -> Result<WriteResults, StoreError> {
         self.counters.executions.fetch_add(1, Ordering::Relaxed);
+        let not_before = self.shared.last_apply_millis.load(Ordering::Relaxed);
         self.propose(Command::Execute {
             request,
             policy,
             opts,
+            env: ApplyEnv::stamp(not_before),
         })
         .await
     }
@@ -323,6 +326,25 @@ impl Store {
             .await
             .map_err(StoreError::Internal)?
             .map_err(|e| StoreError::Internal(anyhow::anyhow!("query: {e}")))
+    }
+
+    /// A digest of this node's database content and the applied index it reflects, both read
+    /// in one read transaction on a read connection: it never blocks the writer.
+    pub async fn content_digest(&self) -> Result<(u64, ContentDigest), StoreError> {
+        self.db
+            .with_reader(|conn| -> anyhow::Result<(u64, ContentDigest)> {
+                conn.execute_batch("BEGIN")?;
+                let read = (|| -> anyhow::Result<(u64, ContentDigest)> {
+                    let applied = meta::read(conn)?;
+                    let digest = content_digest(conn, meta::STATE_TABLE)?;
+                    Ok((applied.log_id.map_or(0, |l| l.index), digest))
+                })();
+                let _ = conn.execute_batch("ROLLBACK");
+                read
+            })
+            .await
+            .and_then(|r| r)
+            .map_err(StoreError::Internal)
     }
 
     /// True when every statement of `req` only reads (`/db/request` routing).
