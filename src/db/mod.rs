@@ -19,6 +19,7 @@ pub mod dump;
 pub mod error;
 pub mod execute;
 pub mod request;
+pub mod rewrite;
 pub mod settings;
 
 #[cfg(feature = "server")]

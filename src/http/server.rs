@@ -62,6 +62,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(method_not_allowed)),
     )
     .service(
+        web::resource("/db/sql")
+            .route(web::get().to(db_routes::sql))
+            .route(web::post().to(db_routes::sql))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
         web::resource("/db/backup")
             .route(web::get().to(backup_routes::backup))
             .default_service(web::to(method_not_allowed)),
