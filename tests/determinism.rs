@@ -243,3 +243,124 @@ fn reads_keep_the_real_clock_and_randomness() {
         "{ms} not in [{before}, {after}]"
     );
 }
+
+#[test]
+fn disallowed_pragmas_are_refused_with_rqlites_error() {
+    let n = Node::start(&[]);
+    for sql in [
+        "PRAGMA journal_mode=DELETE",
+        "PRAGMA main.synchronous=OFF",
+        "PRAGMA wal_checkpoint(TRUNCATE)",
+        "PRAGMA wal_autocheckpoint=1",
+        "PRAGMA query_only=1",
+        "PRAGMA writable_schema=ON",
+    ] {
+        let body = serde_json::to_string(&[sql]).unwrap();
+        for path in ["/db/execute", "/db/request", "/db/query"] {
+            let a = n.post(path, &body);
+            assert_eq!(
+                (a.status, a.body.as_str()),
+                (200, r#"{"results":[],"error":"disallowed pragma"}"#),
+                "{path} {sql}"
+            );
+        }
+    }
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", "PRAGMA journal_mode=delete")
+        .finish();
+    assert!(n
+        .get(&format!("/db/query?{q}"))
+        .body
+        .contains("disallowed pragma"));
+    // Reading those settings, and other pragmas, still work; the node kept its settings.
+    let a = n.post(
+        "/db/request",
+        r#"["PRAGMA journal_mode", "PRAGMA foreign_keys=ON"]"#,
+    );
+    assert!(a.body.contains(r#"[["wal"]]"#), "{}", a.body);
+    let s = n.get("/status").json();
+    assert_eq!(
+        s["store"]["sqlite3"]["pragmas"]["rw"]["journal_mode"],
+        "wal"
+    );
+}
+
+#[test]
+fn returning_rows_raft_index_and_rewrite_flags() {
+    let n = Node::start(&[]);
+    n.execute(r#"["CREATE TABLE t (id INTEGER PRIMARY KEY, r INTEGER, at TEXT)"]"#);
+    // RETURNING returns the values the apply produced (the same on every node).
+    let a = n.post(
+        "/db/execute?raft_index&noparse&norwrandom&norwtime",
+        r#"["INSERT INTO t(r, at) VALUES (random(), datetime('now')) RETURNING id, typeof(r), length(at)"]"#,
+    );
+    assert_eq!(a.status, 200);
+    let j = a.json();
+    assert_eq!(
+        j["results"][0]["values"],
+        serde_json::json!([[1, "integer", 19]]),
+        "{}",
+        a.body
+    );
+    assert!(j["raft_index"].as_u64().unwrap() > 0, "{}", a.body);
+    // /db/sql shows what rqlite's rewriting would replicate; the flags turn parts off.
+    let q = |extra: &str| {
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", "SELECT random(), datetime('now')")
+            .finish();
+        n.get(&format!("/db/sql?{q}{extra}")).json()["results"][0].clone()
+    };
+    let full = q("");
+    assert_eq!(full["original"], "SELECT random(), datetime('now')");
+    let rewritten = full["rewritten"].as_str().unwrap();
+    assert!(
+        !rewritten.contains("random()") && !rewritten.contains("'now'"),
+        "{rewritten}"
+    );
+    assert!(q("&norwrandom")["rewritten"]
+        .as_str()
+        .unwrap()
+        .contains("random()"));
+    assert!(q("&norwtime")["rewritten"]
+        .as_str()
+        .unwrap()
+        .contains("'now'"));
+    assert_eq!(
+        q("&noparse")["rewritten"],
+        "SELECT random(), datetime('now')"
+    );
+    let p = n
+        .post("/db/sql", r#"["INSERT INTO t(r) VALUES(random())"]"#)
+        .json();
+    assert!(!p["results"][0]["rewritten"]
+        .as_str()
+        .unwrap()
+        .contains("random()"));
+    assert_eq!(n.request("DELETE", "/db/sql", None, "").status, 405);
+}
+
+#[test]
+fn db_timeout_bounds_reads_but_not_writes() {
+    let n = Node::start(&[]);
+    n.execute(r#"["CREATE TABLE t (x)"]"#);
+    let forever =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c";
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", forever)
+        .finish();
+    let started = std::time::Instant::now();
+    let a = n.get(&format!("/db/query?db_timeout=200ms&{q}"));
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (200, r#"{"results":[{"error":"query timeout"}]}"#)
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The pooled reader is clean for the next query.
+    assert!(n.query("SELECT 1").contains("[[1]]"));
+    // A write in the log runs to the end whatever db_timeout says.
+    let a = n.post(
+        "/db/execute?db_timeout=1ms",
+        r#"["WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 300000) INSERT INTO t SELECT x FROM c"]"#,
+    );
+    assert!(a.body.contains(r#""rows_affected":300000"#), "{}", a.body);
+}
