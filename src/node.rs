@@ -39,6 +39,8 @@ pub struct NodeOptions {
     pub trailing_logs: u64,
     pub election_timeout: Duration,
     pub heartbeat_interval: Duration,
+    /// `-write-queue-*`.
+    pub write_queue: crate::http::write_queue::QueueOptions,
 }
 
 impl NodeOptions {
@@ -67,6 +69,7 @@ impl NodeOptions {
             trailing_logs: 1024,
             election_timeout: Duration::from_secs(1),
             heartbeat_interval: Duration::from_millis(200),
+            write_queue: Default::default(),
         }
     }
 }
@@ -126,12 +129,18 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let raft_task = tokio::spawn(raft_server);
     tracing::info!(node_id = %node.id, "raft listening on {raft_bound}");
 
+    let forward_client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .context("build the forwarding client")?;
     let state = AppState {
         store: Arc::clone(&store),
-        forward_client: reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("build the forwarding client")?,
+        write_queue: crate::http::write_queue::WriteQueue::start(
+            Arc::clone(&store),
+            forward_client.clone(),
+            opts.write_queue,
+        ),
+        forward_client,
         limits: Limits {
             max_body_size: opts.max_body_size,
         },

@@ -364,3 +364,38 @@ fn db_timeout_bounds_reads_but_not_writes() {
     );
     assert!(a.body.contains(r#""rows_affected":300000"#), "{}", a.body);
 }
+
+#[test]
+fn queued_writes_answer_at_once_and_wait_waits_for_the_batch() {
+    let n = Node::start(&[
+        "-write-queue-batch-size",
+        "10",
+        "-write-queue-timeout",
+        "100ms",
+    ]);
+    n.execute(r#"["CREATE TABLE q (id INTEGER PRIMARY KEY, v, at DEFAULT CURRENT_TIMESTAMP)"]"#);
+    let mut seqs = Vec::new();
+    for i in 0..25 {
+        let a = n.post(
+            "/db/execute?queue",
+            &format!(r#"[["INSERT INTO q(v) VALUES(?)", {i}]]"#),
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+        let j = a.json();
+        assert_eq!(j["results"], serde_json::json!([]), "{}", a.body);
+        seqs.push(j["sequence_number"].as_i64().unwrap());
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // `wait` answers once its batch (and every earlier one) is applied.
+    let a = n.post(
+        "/db/execute?queue&wait",
+        r#"["INSERT INTO q(v) VALUES(random())"]"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.json()["sequence_number"].as_i64().unwrap() > seqs[24]);
+    assert!(n.query("SELECT count(*) FROM q").contains("[[26]]"));
+    // Batches kept the order of acceptance.
+    let order = n.query("SELECT group_concat(v) FROM (SELECT v FROM q WHERE id <= 25 ORDER BY id)");
+    let expected: Vec<String> = (0..25).map(|i| i.to_string()).collect();
+    assert!(order.contains(&expected.join(",")), "{order}");
+}

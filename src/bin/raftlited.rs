@@ -60,6 +60,12 @@ fn main() -> ExitCode {
         trailing_logs: config.raft_trailing_logs,
         election_timeout: config.raft_election_timeout,
         heartbeat_interval: config.raft_heartbeat_timeout / 5,
+        write_queue: raftlite::http::write_queue::QueueOptions {
+            capacity: config.write_queue_capacity,
+            batch_size: config.write_queue_batch_size,
+            timeout: config.write_queue_timeout,
+            transaction: config.write_queue_tx,
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -147,6 +147,75 @@ pub fn has_disallowed_pragma(sql: &str) -> bool {
         })
 }
 
+/// `PRAGMA optimize` without the 0x10000 bit only checks tables this *connection* has used
+/// since it opened, so two nodes (one of them restarted) would analyze different tables.
+/// Forcing the bit makes it check every table, which depends on content only.
+const OPTIMIZE_ALL_TABLES: u32 = 0x10000;
+const OPTIMIZE_DEFAULT_MASK: u32 = 0xfffe;
+
+/// `sql` with every `PRAGMA [schema.]optimize[(mask)|=mask]` made deterministic (the mask
+/// gets the "every table" bit), or None when there is none. The leader applies it before
+/// proposing, so the entry carries the pinned text.
+pub fn pin_optimize(sql: &str) -> Option<String> {
+    let toks = tokens(sql);
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut changed = false;
+    for (n, stmt) in toks
+        .split(|t| t.kind == Kind::Other && t.text == ";")
+        .enumerate()
+    {
+        if n > 0 {
+            out.push(';');
+        }
+        match pinned_optimize(stmt) {
+            Some(text) => {
+                changed = true;
+                out.push_str(&text);
+            }
+            None => stmt.iter().for_each(|t| out.push_str(t.text)),
+        }
+    }
+    changed.then_some(out)
+}
+
+fn pinned_optimize(stmt: &[Token<'_>]) -> Option<String> {
+    let lead: String = stmt
+        .iter()
+        .take_while(|t| t.kind == Kind::Space)
+        .map(|t| t.text)
+        .collect();
+    let sig: Vec<&Token<'_>> = stmt.iter().filter(|t| t.kind != Kind::Space).collect();
+    if sig.first()?.kind != Kind::Word || !sig[0].text.eq_ignore_ascii_case("pragma") {
+        return None;
+    }
+    let (schema, at) = if sig.get(2).is_some_and(|t| t.text == ".") {
+        (format!("{}.", sig.get(1)?.text), 3)
+    } else {
+        (String::new(), 1)
+    };
+    if name_of(sig.get(at)?)?.as_str() != "optimize" {
+        return None;
+    }
+    let rest = &sig[at + 1..];
+    let mask = match rest {
+        [] => OPTIMIZE_DEFAULT_MASK,
+        [eq, v] if eq.text == "=" => parse_mask(v.text)?,
+        [open, v, close] if open.text == "(" && close.text == ")" => parse_mask(v.text)?,
+        _ => return None,
+    };
+    Some(format!(
+        "{lead}PRAGMA {schema}optimize(0x{:x})",
+        mask | OPTIMIZE_ALL_TABLES
+    ))
+}
+
+fn parse_mask(v: &str) -> Option<u32> {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
 /// Which parts of rqlite's rewriting to apply (`noparse` turns both off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RewriteOptions {
@@ -295,6 +364,24 @@ mod tests {
         ] {
             assert!(!has_disallowed_pragma(sql), "{sql}");
         }
+    }
+
+    #[test]
+    fn optimize_is_pinned_to_every_table() {
+        assert_eq!(
+            pin_optimize("PRAGMA optimize").as_deref(),
+            Some("PRAGMA optimize(0x1fffe)")
+        );
+        assert_eq!(
+            pin_optimize("SELECT 1; pragma main.optimize=2;").as_deref(),
+            Some("SELECT 1; PRAGMA main.optimize(0x10002);")
+        );
+        assert_eq!(
+            pin_optimize("PRAGMA optimize(0x10)").as_deref(),
+            Some("PRAGMA optimize(0x10010)")
+        );
+        assert_eq!(pin_optimize("PRAGMA journal_mode"), None);
+        assert_eq!(pin_optimize("SELECT 'PRAGMA optimize'"), None);
     }
 
     const ENV: ApplyEnv = ApplyEnv {

@@ -41,6 +41,9 @@ pub async fn execute(
     if let Some(refused) = refuse_disallowed(&incoming) {
         return refused;
     }
+    if incoming.params.has("queue") {
+        return queued(&state, incoming).await;
+    }
     let started = Instant::now();
     let outcome = state
         .store
@@ -145,6 +148,47 @@ async fn run_query(req: &HttpRequest, state: &AppState, incoming: Incoming) -> H
         .await
         .map(|r| (r, 0));
     respond(req, state, incoming, outcome, started).await
+}
+
+/// `/db/execute?queue[&wait]`: accepted at once with a sequence number, or after the batch
+/// is applied with `wait` (408 `queue wait timeout` after `timeout`, 30 s by default).
+async fn queued(state: &AppState, incoming: Incoming) -> HttpResponse {
+    let params = &incoming.params;
+    if !params.has("noleader") && state.store.leader().is_none() {
+        return text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found");
+    }
+    let wait = params.has("wait");
+    let (seq, outcome) = match state
+        .write_queue
+        .enqueue(incoming.request.statements, wait)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return text_error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    let mut error = None;
+    if let Some(outcome) = outcome {
+        let limit = params
+            .duration("timeout")
+            .unwrap_or(std::time::Duration::from_secs(30));
+        match tokio::time::timeout(limit, outcome).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => error = Some(e),
+            Ok(Err(_)) => error = Some("the write queue stopped".to_string()),
+            Err(_) => return text_error(StatusCode::REQUEST_TIMEOUT, "queue wait timeout"),
+        }
+    }
+    json(
+        StatusCode::OK,
+        encode_response(
+            &ApiResponse {
+                error: error.as_deref(),
+                sequence_number: seq,
+                ..Default::default()
+            },
+            EncodeOptions::from_params(params),
+        ),
+    )
 }
 
 /// rqlite's answer to a request holding a disallowed PRAGMA, or None.

@@ -41,6 +41,8 @@ pub struct AppState {
     pub http_bind_addr: String,
     pub started: Instant,
     pub start_time_rfc3339: String,
+    /// Queued writes (`/db/execute?queue`).
+    pub write_queue: super::write_queue::WriteQueue,
 }
 
 /// Registers every route.

@@ -239,6 +239,12 @@ impl Store {
         opts: ResultOptions,
     ) -> Result<WriteResults, StoreError> {
         self.counters.executions.fetch_add(1, Ordering::Relaxed);
+        let mut request = request;
+        for stmt in &mut request.statements {
+            if let Some(pinned) = crate::db::rewrite::pin_optimize(&stmt.sql) {
+                stmt.sql = pinned;
+            }
+        }
         let not_before = self.shared.last_apply_millis.load(Ordering::Relaxed);
         self.propose(Command::Execute {
             request,
