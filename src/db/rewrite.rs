@@ -401,7 +401,7 @@ mod tests {
             ALL,
             ENV,
         );
-        assert!(!r.contains("random()"), "{r}");
+        assert!(!r.contains("(random()"), "{r}");
         assert!(!r.contains("RandomBlob"), "{r}");
         assert!(r.contains("datetime(2459277.71259133"), "{r}");
         assert!(r.contains(", 'now', x.random())"), "{r}");
