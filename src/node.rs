@@ -45,6 +45,8 @@ pub struct NodeOptions {
     pub disk_reserve: u64,
     /// Backup copies in progress at once (`-max-backup-copies`).
     pub max_backup_copies: usize,
+    /// `-write-queue-*`.
+    pub write_queue: crate::http::write_queue::QueueOptions,
 }
 
 impl NodeOptions {
@@ -76,6 +78,7 @@ impl NodeOptions {
             backup_tmp_dir: None,
             disk_reserve: 256 << 20,
             max_backup_copies: 16,
+            write_queue: Default::default(),
         }
     }
 }
@@ -144,12 +147,18 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let raft_task = tokio::spawn(raft_server);
     tracing::info!(node_id = %node.id, "raft listening on {raft_bound}");
 
+    let forward_client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .context("build the forwarding client")?;
     let state = AppState {
         store: Arc::clone(&store),
-        forward_client: reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("build the forwarding client")?,
+        write_queue: crate::http::write_queue::WriteQueue::start(
+            Arc::clone(&store),
+            forward_client.clone(),
+            opts.write_queue,
+        ),
+        forward_client,
         limits: Limits {
             max_body_size: opts.max_body_size,
         },

@@ -57,6 +57,9 @@ type SharedHandle = Arc<Mutex<usize>>;
 pub struct Connection {
     db: *mut sys::sqlite3,
     interrupt: SharedHandle,
+    /// The apply VFS and functions of a deterministic connection; dropped after the handle
+    /// is closed (field drop order runs after `Drop::drop`).
+    apply: Option<crate::deterministic::Registration>,
 }
 
 // SAFETY: SQLite is built with SQLITE_THREADSAFE=1 (serialized). A connection may be used from
@@ -67,13 +70,52 @@ unsafe impl Send for Connection {}
 impl Connection {
     /// Opens `path` with `flags`. The path is passed as bytes; it must not contain NUL.
     pub fn open(path: impl AsRef<Path>, flags: OpenFlags) -> Result<Connection> {
+        Connection::open_with_vfs(path.as_ref(), flags, None)
+    }
+
+    /// Opens `path` as a deterministic apply connection (see [`crate::deterministic`]): its
+    /// clock and its `random()`/`randomblob()` follow [`Connection::set_apply_inputs`], and
+    /// behave as on a plain connection while no inputs are set.
+    pub fn open_deterministic(path: impl AsRef<Path>, flags: OpenFlags) -> Result<Connection> {
+        let (registration, vfs_name) = crate::deterministic::register()?;
+        let mut conn = Connection::open_with_vfs(path.as_ref(), flags, Some(&vfs_name))?;
+        // SAFETY: `conn.db` is a valid open handle.
+        unsafe { crate::deterministic::install_functions(conn.db, &registration.state) }?;
+        conn.apply = Some(registration);
+        Ok(conn)
+    }
+
+    /// Sets (or with `None`, clears) the clock and the random seed the next statements see.
+    /// Fails with [`ErrorCode::Misuse`](crate::ErrorCode) on a connection not opened with
+    /// [`Connection::open_deterministic`].
+    pub fn set_apply_inputs(&self, inputs: Option<crate::ApplyInputs>) -> Result<()> {
+        self.handle()?;
+        match &self.apply {
+            Some(reg) => {
+                crate::deterministic::set(reg, inputs);
+                Ok(())
+            }
+            None => Err(Error::new(
+                sys::SQLITE_MISUSE,
+                "not a deterministic apply connection",
+            )),
+        }
+    }
+
+    /// How many times this connection's own `random()`/`randomblob()` ran (0 on a plain one).
+    pub fn apply_random_draws(&self) -> u64 {
+        self.apply.as_ref().map_or(0, crate::deterministic::draws)
+    }
+
+    fn open_with_vfs(path: &Path, flags: OpenFlags, vfs: Option<&CStr>) -> Result<Connection> {
         use std::os::unix::ffi::OsStrExt;
-        let path = CString::new(path.as_ref().as_os_str().as_bytes())
+        let path = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| Error::interior_nul("database path"))?;
         let mut db: *mut sys::sqlite3 = ptr::null_mut();
-        // SAFETY: `path` is a valid NUL-terminated string that outlives the call; `db` is a valid
-        // out-pointer. A null VFS name selects the default VFS.
-        let rc = unsafe { sys::sqlite3_open_v2(path.as_ptr(), &mut db, flags.0, ptr::null()) };
+        let vfs = vfs.map_or(ptr::null(), CStr::as_ptr);
+        // SAFETY: `path` (and `vfs`, when given) are valid NUL-terminated strings that outlive
+        // the call; `db` is a valid out-pointer. A null VFS name selects the default VFS.
+        let rc = unsafe { sys::sqlite3_open_v2(path.as_ptr(), &mut db, flags.0, vfs) };
         if rc != sys::SQLITE_OK {
             let err = if db.is_null() {
                 Error::new(rc, "out of memory opening the database")
@@ -93,6 +135,7 @@ impl Connection {
         Ok(Connection {
             db,
             interrupt: Arc::new(Mutex::new(db as usize)),
+            apply: None,
         })
     }
 
@@ -375,7 +418,11 @@ impl Drop for Connection {
         *shared = 0;
         // SAFETY: the handle is valid, and no statement or backup outlives `self` (they borrow
         // it), so nothing depends on the handle any more.
-        unsafe { sys::sqlite3_close(self.db) };
+        let rc = unsafe { sys::sqlite3_close(self.db) };
+        if rc != sys::SQLITE_OK {
+            // The handle stays open and may still use the apply VFS: keep it registered.
+            std::mem::forget(self.apply.take());
+        }
         self.db = ptr::null_mut();
     }
 }

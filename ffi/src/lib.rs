@@ -3,6 +3,9 @@
 //! This crate owns every `unsafe` block in the project. It wraps the handful of C API families
 //! raftlite needs — connections, prepared statements, values, the online backup API, and a few
 //! utilities (`sqlite3_complete`, SQLite's own `printf` for REAL formatting) — and nothing more.
+//! It also provides the deterministic apply connection ([`Connection::open_deterministic`]):
+//! a VFS shim whose clock, and `random()`/`randomblob()` whose sequence, the caller sets per
+//! Raft entry ([`ApplyInputs`]).
 //! It has no policy: connection settings, transactions, retries and encoding live in the
 //! `raftlite` crate.
 //!
@@ -17,6 +20,7 @@
 
 mod backup;
 mod connection;
+mod deterministic;
 mod error;
 mod statement;
 mod util;
@@ -24,6 +28,7 @@ mod value;
 
 pub use backup::{Backup, BackupProgress};
 pub use connection::{Connection, InterruptHandle, OpenFlags, TxnState};
+pub use deterministic::{randomness, ApplyInputs};
 pub use error::{Error, ErrorCode, Result};
 pub use statement::{ColumnType, Statement, Step};
 pub use util::{complete, format_real_20g, format_real_20g_into, sqlite_version};

@@ -63,6 +63,12 @@ fn main() -> ExitCode {
         backup_tmp_dir: Some(config.backup_tmp_dir.clone()),
         disk_reserve: config.disk_reserve,
         max_backup_copies: config.max_backup_copies,
+        write_queue: raftlite::http::write_queue::QueueOptions {
+            capacity: config.write_queue_capacity,
+            batch_size: config.write_queue_batch_size,
+            timeout: config.write_queue_timeout,
+            transaction: config.write_queue_tx,
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -14,10 +14,12 @@
 pub mod backup;
 #[cfg(feature = "server")]
 mod database;
+pub mod digest;
 pub mod dump;
 pub mod error;
 pub mod execute;
 pub mod request;
+pub mod rewrite;
 pub mod settings;
 
 #[cfg(feature = "server")]

@@ -157,3 +157,47 @@ impl ReadLevel {
         }
     }
 }
+
+/// What a write entry fixes for its apply on every node: the leader's clock and a seed for
+/// `random()`/`randomblob()` (see `raftlite_ffi::ApplyInputs` and docs/architecture.md,
+/// "Deterministic apply").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ApplyEnv {
+    /// Milliseconds since the Unix epoch on the leader when it proposed the entry.
+    pub unix_millis: i64,
+    pub seed: u64,
+}
+
+impl ApplyEnv {
+    /// Stamps a new entry on the leader: its clock, never earlier than `not_before` (the last
+    /// time applied, so `'now'` does not go backwards when leadership moves to a node whose
+    /// clock is behind), and a fresh seed from SQLite's CSPRNG.
+    pub fn stamp(not_before: i64) -> ApplyEnv {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut seed = [0u8; 8];
+        raftlite_ffi::randomness(&mut seed);
+        ApplyEnv {
+            unix_millis: now.max(not_before),
+            seed: u64::from_le_bytes(seed),
+        }
+    }
+
+    /// The inputs for an entry that carries none (a command that runs SQL without a stamp):
+    /// derived from its log position alone, so still the same on every node, with the clock
+    /// at the Unix epoch. A command that runs users' SQL should carry a stamp instead.
+    pub fn derived(term: u64, index: u64) -> ApplyEnv {
+        ApplyEnv {
+            unix_millis: 0,
+            seed: term.rotate_left(32) ^ index ^ 0x5851_f42d_4c95_7f2d,
+        }
+    }
+
+    pub fn inputs(self) -> raftlite_ffi::ApplyInputs {
+        raftlite_ffi::ApplyInputs {
+            unix_millis: self.unix_millis,
+            seed: self.seed,
+        }
+    }
+}

@@ -30,9 +30,11 @@ impl Default for DbSettings {
     }
 }
 
-/// Opens the writer: read-write, created if missing, WAL mode.
+/// Opens the writer: read-write, created if missing, WAL mode. It is the deterministic apply
+/// connection (`Connection::open_deterministic`): the state machine sets each entry's clock and
+/// seed on it. Readers keep the real clock and real randomness.
 pub fn open_writer(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connection> {
-    let conn = Connection::open(
+    let conn = Connection::open_deterministic(
         path,
         OpenFlags::READ_WRITE | OpenFlags::CREATE | OpenFlags::NO_MUTEX | OpenFlags::NO_FOLLOW,
     )?;

@@ -1,4 +1,9 @@
-//! `/db/execute`, `/db/query` and `/db/request`: SQL over rqlite's JSON API.
+//! `/db/execute`, `/db/query`, `/db/request` and `/db/sql`: SQL over rqlite's JSON API.
+//!
+//! Every handler refuses rqlite's disallowed PRAGMAs before anything runs or is forwarded
+//! (200 with `"error":"disallowed pragma"`). `noparse`, `norwrandom` and `norwtime` are
+//! accepted and change nothing here: the apply connection is deterministic, so no SQL text is
+//! rewritten (see `crate::db::rewrite`); `/db/sql` shows what rqlite's rewriting would give.
 
 use std::time::Instant;
 
@@ -13,7 +18,8 @@ use super::params::QueryParams;
 use super::response::{json, text_error};
 use super::AppState;
 use crate::db::execute::RequestResults;
-use crate::db::request::{Request, ResultOptions, RowsPolicy, SqlStatement};
+use crate::db::request::{ApplyEnv, Request, ResultOptions, RowsPolicy, SqlStatement};
+use crate::db::rewrite;
 use crate::store::{ReadLevel, StoreError};
 
 /// A parsed request with the raw body kept for forwarding.
@@ -32,6 +38,12 @@ pub async fn execute(
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if let Some(refused) = refuse_disallowed(&incoming) {
+        return refused;
+    }
+    if incoming.params.has("queue") {
+        return queued(&state, incoming).await;
+    }
     let started = Instant::now();
     let outcome = state
         .store
@@ -54,16 +66,15 @@ pub async fn query_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         statements: vec![SqlStatement::new(sql)],
         transaction: params.has("transaction"),
     };
-    run_query(
-        &req,
-        &state,
-        Incoming {
-            params,
-            request,
-            body: bytes::Bytes::new(),
-        },
-    )
-    .await
+    let incoming = Incoming {
+        params,
+        request,
+        body: bytes::Bytes::new(),
+    };
+    if let Some(refused) = refuse_disallowed(&incoming) {
+        return refused;
+    }
+    run_query(&req, &state, incoming).await
 }
 
 pub async fn query_post(
@@ -72,7 +83,10 @@ pub async fn query_post(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     match read_request(&req, payload, &state, true).await {
-        Ok(incoming) => run_query(&req, &state, incoming).await,
+        Ok(incoming) => match refuse_disallowed(&incoming) {
+            Some(refused) => refused,
+            None => run_query(&req, &state, incoming).await,
+        },
         Err(resp) => resp,
     }
 }
@@ -86,6 +100,9 @@ pub async fn request(
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if let Some(refused) = refuse_disallowed(&incoming) {
+        return refused;
+    }
     let level = ReadLevel::parse(incoming.params.get("level"));
     let started = Instant::now();
     let read_only = if level == ReadLevel::Strong {
@@ -102,6 +119,7 @@ pub async fn request(
                 level,
                 opts,
                 incoming.params.duration("freshness"),
+                incoming.params.duration("db_timeout"),
             )
             .await
             .map(|r| (r, 0)),
@@ -125,10 +143,129 @@ async fn run_query(req: &HttpRequest, state: &AppState, incoming: Incoming) -> H
             level,
             result_options(&incoming.params),
             incoming.params.duration("freshness"),
+            incoming.params.duration("db_timeout"),
         )
         .await
         .map(|r| (r, 0));
     respond(req, state, incoming, outcome, started).await
+}
+
+/// `/db/execute?queue[&wait]`: accepted at once with a sequence number, or after the batch
+/// is applied with `wait` (408 `queue wait timeout` after `timeout`, 30 s by default).
+async fn queued(state: &AppState, incoming: Incoming) -> HttpResponse {
+    let params = &incoming.params;
+    if !params.has("noleader") && state.store.leader().is_none() {
+        return text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found");
+    }
+    let wait = params.has("wait");
+    let (seq, outcome) = match state
+        .write_queue
+        .enqueue(incoming.request.statements, wait)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return text_error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    let mut error = None;
+    if let Some(outcome) = outcome {
+        let limit = params
+            .duration("timeout")
+            .unwrap_or(std::time::Duration::from_secs(30));
+        match tokio::time::timeout(limit, outcome).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => error = Some(e),
+            Ok(Err(_)) => error = Some("the write queue stopped".to_string()),
+            Err(_) => return text_error(StatusCode::REQUEST_TIMEOUT, "queue wait timeout"),
+        }
+    }
+    json(
+        StatusCode::OK,
+        encode_response(
+            &ApiResponse {
+                error: error.as_deref(),
+                sequence_number: seq,
+                ..Default::default()
+            },
+            EncodeOptions::from_params(params),
+        ),
+    )
+}
+
+/// rqlite's answer to a request holding a disallowed PRAGMA, or None.
+fn refuse_disallowed(incoming: &Incoming) -> Option<HttpResponse> {
+    let refused = incoming
+        .request
+        .statements
+        .iter()
+        .any(|s| rewrite::has_disallowed_pragma(&s.sql));
+    refused.then(|| {
+        json(
+            StatusCode::OK,
+            encode_response(
+                &ApiResponse {
+                    error: Some(rewrite::DISALLOWED_PRAGMA_ERROR),
+                    ..Default::default()
+                },
+                EncodeOptions::from_params(&incoming.params),
+            ),
+        )
+    })
+}
+
+/// `GET /db/sql?q=...` and `POST /db/sql` (a JSON array, as for execute): what rqlite's
+/// rewriting would replicate for each statement, with this node's clock and a fresh seed.
+/// raftlite itself replicates the original text and applies it deterministically.
+pub async fn sql(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let params = QueryParams::parse(req.query_string());
+    let statements = if req.method() == actix_web::http::Method::GET {
+        match params.get("q") {
+            Some(q) => vec![SqlStatement::new(q)],
+            None => return text_error(StatusCode::BAD_REQUEST, "query parameter not set"),
+        }
+    } else {
+        let body = match read_body(&req, payload, state.limits.max_body_size).await {
+            Ok(b) => b.freeze(),
+            Err(resp) => return resp,
+        };
+        let plain = is_plain_text(
+            req.headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+        );
+        match parse_statements(&body, plain) {
+            Ok(s) => s,
+            Err(e) => return text_error(StatusCode::BAD_REQUEST, e),
+        }
+    };
+    let noparse = params.has("noparse");
+    let opts = rewrite::RewriteOptions {
+        random: !noparse && !params.has("norwrandom"),
+        time: !noparse && !params.has("norwtime"),
+    };
+    let env = ApplyEnv::stamp(0);
+    let results: Vec<serde_json::Value> = statements
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "original": s.sql,
+                "rewritten": rewrite::rewrite(&s.sql, opts, env),
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({ "results": results });
+    let body = serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into());
+    json(
+        StatusCode::OK,
+        if params.has("pretty") {
+            super::json::indent(&body, "    ")
+        } else {
+            body
+        },
+    )
 }
 
 fn result_options(params: &QueryParams) -> ResultOptions {

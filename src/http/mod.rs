@@ -25,6 +25,8 @@ pub mod response;
 mod server;
 #[cfg(feature = "server")]
 pub mod status_routes;
+#[cfg(feature = "server")]
+pub mod write_queue;
 
 #[cfg(feature = "server")]
 pub use server::{configure, serve, AppState, Limits};

@@ -43,6 +43,8 @@ pub struct AppState {
     pub start_time_rfc3339: String,
     /// Binary backup copies, shared between the requests they satisfy.
     pub backup_copies: super::backup_copies::BackupCopies,
+    /// Queued writes (`/db/execute?queue`).
+    pub write_queue: super::write_queue::WriteQueue,
 }
 
 /// Registers every route.
@@ -61,6 +63,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/db/request")
             .route(web::post().to(db_routes::request))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/db/sql")
+            .route(web::get().to(db_routes::sql))
+            .route(web::post().to(db_routes::sql))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

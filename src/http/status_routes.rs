@@ -13,6 +13,18 @@ use crate::store::NodeInfo;
 pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let params = QueryParams::parse(req.query_string());
     let mut doc = status_document(&state).await;
+    if params.has("digest") {
+        // On demand only: it reads the whole database (on a read connection).
+        doc["store"]["db_digest"] = match state.store.content_digest().await {
+            Ok((applied_index, d)) => json!({
+                "applied_index": applied_index,
+                "digest": d.digest,
+                "tables": d.tables,
+                "rows": d.rows,
+            }),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+    }
     if let Some(key) = params.get("key") {
         doc = key
             .split('.')

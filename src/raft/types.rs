@@ -6,10 +6,14 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 use crate::db::execute::RequestResults;
-use crate::db::request::{Request, ResultOptions, RowsPolicy};
+use crate::db::request::{ApplyEnv, Request, ResultOptions, RowsPolicy};
 use crate::store::NodeInfo;
 
 /// One replicated command: what every node applies, in log order.
+///
+/// A command that runs users' SQL must give the same result on every node: the apply
+/// connection reads its clock and its random seed from the entry (`ApplyEnv`, stamped by the
+/// leader). Entries without a stamp get inputs derived from their log position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// A write request (`/db/execute`, or a `/db/request` that writes).
@@ -17,6 +21,8 @@ pub enum Command {
         request: Request,
         policy: RowsPolicy,
         opts: ResultOptions,
+        /// The leader's clock and seed for this entry.
+        env: ApplyEnv,
     },
     /// A `level=strong` read: it goes through the log so it is ordered with the writes.
     StrongQuery {

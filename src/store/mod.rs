@@ -26,8 +26,9 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ServerState, SnapshotPolicy};
 use parking_lot::Mutex;
 
+use crate::db::digest::{content_digest, ContentDigest};
 use crate::db::execute::{self, RequestResults};
-use crate::db::request::{Request, ResultOptions, RowsPolicy};
+use crate::db::request::{ApplyEnv, Request, ResultOptions, RowsPolicy, StatementOutcome};
 use crate::db::{Database, DbSettings, DB_FILE_NAME};
 use crate::raft::log::openraft::RaftLogStore;
 use crate::raft::log::LogOptions;
@@ -238,10 +239,18 @@ impl Store {
         opts: ResultOptions,
     ) -> Result<WriteResults, StoreError> {
         self.counters.executions.fetch_add(1, Ordering::Relaxed);
+        let mut request = request;
+        for stmt in &mut request.statements {
+            if let Some(pinned) = crate::db::rewrite::pin_optimize(&stmt.sql) {
+                stmt.sql = pinned;
+            }
+        }
+        let not_before = self.shared.last_apply_millis.load(Ordering::Relaxed);
         self.propose(Command::Execute {
             request,
             policy,
             opts,
+            env: ApplyEnv::stamp(not_before),
         })
         .await
     }
@@ -273,6 +282,7 @@ impl Store {
         level: ReadLevel,
         opts: ResultOptions,
         freshness: Option<Duration>,
+        db_timeout: Option<Duration>,
     ) -> Result<RequestResults, StoreError> {
         self.counters.queries.fetch_add(1, Ordering::Relaxed);
         let level = match level {
@@ -319,10 +329,45 @@ impl Store {
             }
         }
         self.db
-            .with_reader(move |conn| execute::query_request(conn, &request, opts))
+            .with_reader(move |conn| {
+                let deadline = db_timeout.map(|d| ReadDeadline::start(conn.interrupt_handle(), d));
+                let mut out = execute::query_request(conn, &request, opts);
+                if deadline.is_some_and(ReadDeadline::finish) {
+                    // The interrupt may have landed after the last statement: a statement run
+                    // now absorbs it, so the pooled connection is clean for its next reader.
+                    let _ = conn.query_i64("SELECT 1");
+                    if let Ok(r) = &mut out {
+                        for res in &mut r.results {
+                            if matches!(&res.outcome, StatementOutcome::Error(m) if m == "interrupted") {
+                                res.outcome = StatementOutcome::Error(QUERY_TIMEOUT.into());
+                            }
+                        }
+                    }
+                }
+                out
+            })
             .await
             .map_err(StoreError::Internal)?
             .map_err(|e| StoreError::Internal(anyhow::anyhow!("query: {e}")))
+    }
+
+    /// A digest of this node's database content and the applied index it reflects, both read
+    /// in one read transaction on a read connection: it never blocks the writer.
+    pub async fn content_digest(&self) -> Result<(u64, ContentDigest), StoreError> {
+        self.db
+            .with_reader(|conn| -> anyhow::Result<(u64, ContentDigest)> {
+                conn.execute_batch("BEGIN")?;
+                let read = (|| -> anyhow::Result<(u64, ContentDigest)> {
+                    let applied = meta::read(conn)?;
+                    let digest = content_digest(conn, meta::STATE_TABLE)?;
+                    Ok((applied.log_id.map_or(0, |l| l.index), digest))
+                })();
+                let _ = conn.execute_batch("ROLLBACK");
+                read
+            })
+            .await
+            .and_then(|r| r)
+            .map_err(StoreError::Internal)
     }
 
     /// True when every statement of `req` only reads (`/db/request` routing).
@@ -339,6 +384,50 @@ impl Store {
             tracing::warn!("stop Raft: {e}");
         }
         self.db.close();
+    }
+}
+
+/// The per-statement error of a read cut short by `db_timeout`.
+pub const QUERY_TIMEOUT: &str = "query timeout";
+
+/// `db_timeout` for a read: interrupts the reader's connection when the time is up, unless the
+/// read finished first. Writes have no such limit: an entry in the log must apply in full on
+/// every node, however long it takes.
+struct ReadDeadline {
+    state: Arc<(std::sync::Mutex<(bool, bool)>, std::sync::Condvar)>,
+}
+
+impl ReadDeadline {
+    fn start(handle: raftlite_ffi::InterruptHandle, limit: Duration) -> ReadDeadline {
+        // (finished, fired)
+        let state = Arc::new((
+            std::sync::Mutex::new((false, false)),
+            std::sync::Condvar::new(),
+        ));
+        let timer = Arc::clone(&state);
+        std::thread::spawn(move || {
+            let (lock, cvar) = &*timer;
+            let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let (mut guard, _) = cvar
+                .wait_timeout_while(guard, limit, |s| !s.0)
+                .unwrap_or_else(|p| p.into_inner());
+            if !guard.0 {
+                // Under the lock: `finish` cannot return, and the connection cannot go back
+                // to the pool, while the interrupt is being delivered.
+                handle.interrupt();
+                guard.1 = true;
+            }
+        });
+        ReadDeadline { state }
+    }
+
+    /// Stops the timer; true when it fired.
+    fn finish(self) -> bool {
+        let (lock, cvar) = &*self.state;
+        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0 = true;
+        cvar.notify_all();
+        guard.1
     }
 }
 

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::{self, AppliedState};
 use crate::db::execute::{self, RequestResults};
+use crate::db::request::ApplyEnv;
 use crate::db::{sibling, Database};
 use crate::raft::types::{
     Command, CommandResponse, Entry, LiveDatabase, LogId, Snapshot, SnapshotData, SnapshotMeta,
@@ -45,6 +46,9 @@ pub struct SharedState {
     pub last_snapshot: Mutex<Option<SnapshotMeta>>,
     pub num_snapshots: AtomicU64,
     pub num_restores: AtomicU64,
+    /// The latest leader clock (Unix ms) an applied entry carried: a new leader never stamps
+    /// an earlier one.
+    pub last_apply_millis: std::sync::atomic::AtomicI64,
 }
 
 /// The file that remembers the last snapshot's metadata across restarts.
@@ -241,6 +245,20 @@ fn apply_entries(
         }
         let mut membership = None;
         let mut response = CommandResponse::default();
+        // Every SQL the entry runs sees the entry's clock and random sequence, the same on
+        // every node; a strong read changes nothing and keeps the real ones.
+        let env = match &entry.payload {
+            EntryPayload::Normal(Command::Execute { env, .. }) => Some(*env),
+            EntryPayload::Normal(Command::StrongQuery { .. }) => None,
+            _ => Some(ApplyEnv::derived(log_id.leader_id.term, log_id.index)),
+        };
+        conn.set_apply_inputs(env.map(ApplyEnv::inputs))
+            .map_err(|e| fault("set the entry's clock and seed", &e))?;
+        if let Some(env) = env {
+            shared
+                .last_apply_millis
+                .fetch_max(env.unix_millis, Ordering::Relaxed);
+        }
         // A strong read runs before the entry's write transaction: it sees every earlier
         // entry and changes nothing.
         if let EntryPayload::Normal(Command::StrongQuery { request, opts }) = &entry.payload {
@@ -263,6 +281,7 @@ fn apply_entries(
                 request,
                 policy,
                 opts,
+                env: _,
             }) => {
                 response.results = execute::execute_request(conn, request, *policy, *opts)
                     .map_err(|e| fault("apply entry", &e))?;
@@ -275,6 +294,8 @@ fn apply_entries(
             .map_err(|e| fault("record applied index", &e))?;
         conn.execute_batch("COMMIT")
             .map_err(|e| fault("commit apply transaction", &e))?;
+        conn.set_apply_inputs(None)
+            .map_err(|e| fault("clear the entry's clock and seed", &e))?;
         {
             let mut applied = shared.applied.lock();
             applied.log_id = Some(log_id);
