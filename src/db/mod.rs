@@ -17,6 +17,7 @@ mod database;
 pub mod dump;
 pub mod error;
 pub mod execute;
+pub mod load;
 pub mod request;
 pub mod settings;
 
