@@ -127,7 +127,10 @@ pub fn query_request(
 pub enum ScriptOutcome {
     /// Every statement ran. `last` is the result rqlite reports for a script: that of the last
     /// statement that changed rows (or of the last statement, if none did).
-    Done { last: StatementOutcome, statements: u64 },
+    Done {
+        last: StatementOutcome,
+        statements: u64,
+    },
     /// A statement failed (a deterministic SQL error): the caller rolls the script back.
     Failed(String),
 }

@@ -226,9 +226,7 @@ fn gz_error(e: io::Error) -> LoadError {
     }
     match kind {
         io::ErrorKind::UnexpectedEof => LoadError::Gzip("the stream ends early".into()),
-        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => {
-            LoadError::Gzip(e.to_string())
-        }
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => LoadError::Gzip(e.to_string()),
         _ => LoadError::Io(e),
     }
 }
@@ -560,14 +558,26 @@ pub fn check_sql_head(head: &str) -> Result<(), LoadError> {
             match r.find('\n') {
                 Some(i) => rest = &r[i + 1..],
                 // A comment longer than the head we read: give it the benefit of the doubt.
-                None => return if head.len() >= 4096 { Ok(()) } else { Err(LoadError::Empty) },
+                None => {
+                    return if head.len() >= 4096 {
+                        Ok(())
+                    } else {
+                        Err(LoadError::Empty)
+                    }
+                }
             }
             continue;
         }
         if let Some(r) = rest.strip_prefix("/*") {
             match r.find("*/") {
                 Some(i) => rest = &r[i + 2..],
-                None => return if head.len() >= 4096 { Ok(()) } else { Err(LoadError::Empty) },
+                None => {
+                    return if head.len() >= 4096 {
+                        Ok(())
+                    } else {
+                        Err(LoadError::Empty)
+                    }
+                }
             }
             continue;
         }
@@ -583,7 +593,9 @@ pub fn check_sql_head(head: &str) -> Result<(), LoadError> {
     if SQL_COMMANDS.contains(&word.as_str()) {
         Ok(())
     } else {
-        Err(LoadError::NotSqlOrSqlite("it does not start with an SQL command"))
+        Err(LoadError::NotSqlOrSqlite(
+            "it does not start with an SQL command",
+        ))
     }
 }
 

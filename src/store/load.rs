@@ -160,7 +160,11 @@ async fn pull(
     while let Some(chunk) = body.next().await {
         let chunk = chunk.context("receive")?;
         size += chunk.len() as u64;
-        anyhow::ensure!(size <= cmd.size, "more than the {} bytes announced", cmd.size);
+        anyhow::ensure!(
+            size <= cmd.size,
+            "more than the {} bytes announced",
+            cmd.size
+        );
         crc = crc32c::crc32c_append(crc, &chunk);
         file.write_all(&chunk).await.context("write")?;
     }

@@ -100,6 +100,8 @@ pub struct StoreCounters {
     pub ignored_joins: AtomicU64,
     /// `GET /db/backup` answers that started streaming (proxied ones are counted by the leader).
     pub backups: AtomicU64,
+    /// `/db/load` and `/boot` requests that were applied (`http.loads`).
+    pub loads: AtomicU64,
     /// When the last of those started (RFC 3339), if any.
     pub last_backup_time: Mutex<Option<String>>,
 }

@@ -31,11 +31,11 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::{self, AppliedState};
 use crate::db::execute::{self, RequestResults};
-use crate::db::{sibling, Database};
 use crate::db::load::LoadKind;
+use crate::db::{sibling, Database};
 use crate::raft::types::{
-    Command, CommandResponse, LoadCommand, Entry, LiveDatabase, LogId, Snapshot, SnapshotData, SnapshotMeta,
-    StorageError, StoredMembership, TypeConfig,
+    Command, CommandResponse, Entry, LiveDatabase, LoadCommand, LogId, Snapshot, SnapshotData,
+    SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 
 /// State shared between the state machine (owned by openraft) and the store (for `/status`).
@@ -177,7 +177,10 @@ impl SqliteStateMachine {
                     Err(ApplyFault(e)) => super::stop_on_local_fault_msg(&e),
                 }
             }
-            LoadKind::Sqlite => self.install_database(log_id, &staged, keep, membership).await?,
+            LoadKind::Sqlite => {
+                self.install_database(log_id, &staged, keep, membership)
+                    .await?
+            }
         };
         if !keep {
             let _ = std::fs::remove_file(&staged);

@@ -75,7 +75,9 @@ fn limit_counts_decompressed_bytes() {
     assert!(body.len() < 1000);
     let err = stage(&body, Some(10_000)).unwrap_err();
     assert!(err.is_too_large(), "{err}");
-    assert!(stage(text.as_bytes(), Some(10_000)).unwrap_err().is_too_large());
+    assert!(stage(text.as_bytes(), Some(10_000))
+        .unwrap_err()
+        .is_too_large());
 }
 
 #[test]
@@ -134,7 +136,10 @@ fn sql_head_must_be_a_command() {
         check_sql_head("hello world"),
         Err(LoadError::NotSqlOrSqlite(_))
     ));
-    assert!(matches!(check_sql_head("  -- only a comment\n"), Err(LoadError::Empty)));
+    assert!(matches!(
+        check_sql_head("  -- only a comment\n"),
+        Err(LoadError::Empty)
+    ));
 }
 
 #[test]
