@@ -103,20 +103,22 @@ pub async fn obtain(
     client: &reqwest::Client,
     data_dir: &Path,
     cmd: &LoadCommand,
-    members: &[String],
+    shared: &super::SharedState,
+    own_addr: Option<&str>,
 ) -> PathBuf {
     let staged = staged_path(data_dir, &cmd.id);
-    let mut candidates = vec![cmd.source.clone()];
-    for m in members {
-        if !candidates.contains(m) {
-            candidates.push(m.clone());
-        }
-    }
     let mut backoff = Duration::from_millis(200);
     let started = Instant::now();
     loop {
         if staged.exists() {
             return staged;
+        }
+        // Re-read every round: the source may come back on a new address.
+        let mut candidates = vec![cmd.source.clone()];
+        for m in shared.member_addrs.lock().iter() {
+            if !candidates.contains(m) && Some(m.as_str()) != own_addr {
+                candidates.push(m.clone());
+            }
         }
         for addr in &candidates {
             match pull(client, addr, data_dir, cmd).await {
@@ -239,15 +241,26 @@ pub fn prepare_install(
 }
 
 /// On the source: removes its staged file once every member has applied the load entry
-/// (asked over `GET /cluster/node`), or after [`STAGED_MAX_AGE`].
+/// (asked over `GET /cluster/node`; the membership is re-read every round, as members may
+/// move to new addresses), or after [`STAGED_MAX_AGE`].
 pub async fn retire_when_applied(
     client: reqwest::Client,
     staged: PathBuf,
     index: u64,
-    members: Vec<String>,
+    shared: std::sync::Arc<super::SharedState>,
+    own_addr: Option<String>,
 ) {
     let started = Instant::now();
     while started.elapsed() < STAGED_MAX_AGE {
+        let members: Vec<String> = shared
+            .applied
+            .lock()
+            .membership
+            .membership()
+            .nodes()
+            .map(|(_, n)| n.raft_addr.clone())
+            .filter(|a| Some(a) != own_addr.as_ref())
+            .collect();
         let mut all = true;
         for addr in &members {
             let applied = async {

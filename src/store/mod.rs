@@ -145,6 +145,7 @@ impl Store {
         let (load_tx, load_rx) = tokio::sync::mpsc::unbounded_channel();
         *shared.load_applied.lock() = Some(load_tx);
         tokio::spawn(snapshot_after_loads(raft.clone(), load_rx));
+        tokio::spawn(track_member_addrs(raft.clone(), Arc::clone(&shared)));
         Ok(Arc::new(Store {
             db,
             node: opts.node,
@@ -360,6 +361,23 @@ impl Store {
             tracing::warn!("stop Raft: {e}");
         }
         self.db.close();
+    }
+}
+
+/// Keeps [`SharedState::member_addrs`] current with the newest membership in the log.
+async fn track_member_addrs(raft: Raft, shared: Arc<SharedState>) {
+    let mut metrics = raft.metrics();
+    loop {
+        let addrs: Vec<String> = metrics
+            .borrow()
+            .membership_config
+            .nodes()
+            .map(|(_, n)| n.raft_addr.clone())
+            .collect();
+        *shared.member_addrs.lock() = addrs;
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -51,6 +51,10 @@ pub struct SharedState {
     /// Told the index of every applied load entry, so the store snapshots and purges the log
     /// up to it (see `store::load`).
     pub load_applied: Mutex<Option<tokio::sync::mpsc::UnboundedSender<u64>>>,
+    /// The Raft addresses of the members in the newest membership this node knows (from the
+    /// log, not only the applied part): where a load's content may be pulled from while
+    /// applying is blocked on it. Kept current by the store.
+    pub member_addrs: Mutex<Vec<String>>,
 }
 
 /// The file that remembers the last snapshot's metadata across restarts.
@@ -152,13 +156,14 @@ impl SqliteStateMachine {
             return Ok(CommandResponse::default());
         }
         let membership = self.shared.applied.lock().membership.clone();
-        let members: Vec<String> = membership
-            .membership()
-            .nodes()
-            .map(|(_, n)| n.raft_addr.clone())
-            .filter(|a| Some(a) != self.raft_addr.as_ref())
-            .collect();
-        let staged = super::load::obtain(&self.client, &self.data_dir, cmd, &members).await;
+        let staged = super::load::obtain(
+            &self.client,
+            &self.data_dir,
+            cmd,
+            &self.shared,
+            self.raft_addr.as_deref(),
+        )
+        .await;
         let is_source = self.raft_addr.as_deref() == Some(cmd.source.as_str());
         let keep = is_source && cmd.shared;
         let started = std::time::Instant::now();
@@ -189,7 +194,8 @@ impl SqliteStateMachine {
                 self.client.clone(),
                 staged,
                 log_id.index,
-                members,
+                Arc::clone(&self.shared),
+                self.raft_addr.clone(),
             ));
         }
         self.shared.num_loads.fetch_add(1, Ordering::Relaxed);
