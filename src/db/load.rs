@@ -227,6 +227,8 @@ fn gz_error(e: io::Error) -> LoadError {
     match kind {
         io::ErrorKind::UnexpectedEof => LoadError::Gzip("the stream ends early".into()),
         io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => LoadError::Gzip(e.to_string()),
+        // The decoder takes nothing after the end of the (first) gzip member.
+        io::ErrorKind::WriteZero => LoadError::Gzip("data after the end of the gzip stream".into()),
         _ => LoadError::Io(e),
     }
 }
