@@ -153,3 +153,11 @@ fn statements_split_on_complete_boundaries() {
     assert!(got[2].starts_with("CREATE TRIGGER") && got[2].ends_with("END;\n"));
     assert_eq!(got[3], "SELECT 2");
 }
+
+#[test]
+fn bytes_after_the_gzip_stream_are_an_input_error() {
+    let mut body = gz(b"SELECT 1;\n");
+    body.extend_from_slice(b"trailing garbage");
+    let err = stage(&body, None).unwrap_err();
+    assert!(matches!(err, LoadError::Gzip(_)), "{err}");
+}
