@@ -33,6 +33,8 @@ pub struct NodeOptions {
     pub foreign_keys: bool,
     pub max_readers: usize,
     pub max_body_size: usize,
+    /// `-max-load-size`: the largest `/db/load` or `/boot` body (decompressed).
+    pub max_load_size: Option<u64>,
     pub join: JoinOptions,
     pub log_segment_size: u64,
     pub snapshot_threshold: u64,
@@ -63,6 +65,7 @@ impl NodeOptions {
             foreign_keys: false,
             max_readers: 256,
             max_body_size: Limits::default().max_body_size,
+            max_load_size: None,
             join: JoinOptions {
                 join: vec![],
                 attempts: 5,
@@ -161,6 +164,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         forward_client,
         limits: Limits {
             max_body_size: opts.max_body_size,
+            max_load_size: opts.max_load_size,
         },
         data_dir: opts.data_dir.display().to_string(),
         http_bind_addr: http_bound.clone(),
@@ -242,6 +246,8 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
             http::backup_copies::TEMP_PREFIX,
         ],
     );
+    // Loads: partial uploads and pulls, half-prepared installs, old staged content.
+    crate::store::load::clean_at_startup(dir);
     Ok(())
 }
 

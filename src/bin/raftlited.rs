@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         foreign_keys: config.fk,
         max_readers: config.db_max_ro_conns,
         max_body_size: usize::try_from(config.max_body_size).unwrap_or(usize::MAX),
+        max_load_size: config.max_load_size,
         join: JoinOptions {
             join: config.join.clone(),
             attempts: config.join_attempts,

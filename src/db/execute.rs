@@ -122,6 +122,88 @@ pub fn query_request(
     Ok(out)
 }
 
+/// How a SQL script (a `/db/load` of SQL text) ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScriptOutcome {
+    /// Every statement ran. `last` is the result rqlite reports for a script: that of the last
+    /// statement that changed rows (or of the last statement, if none did).
+    Done {
+        last: StatementOutcome,
+        statements: u64,
+    },
+    /// A statement failed (a deterministic SQL error): the caller rolls the script back.
+    Failed(String),
+}
+
+/// Runs a script, statement by statement as `statements` yields them, inside the caller's open
+/// transaction. A dump's own `BEGIN TRANSACTION; ... COMMIT;` maps onto a savepoint as in
+/// [`execute_request`]. The first SQL error stops the script; the caller undoes everything. A
+/// read error of the script (its staged file) is a local fault.
+pub fn execute_script(
+    conn: &Connection,
+    statements: impl Iterator<Item = std::io::Result<String>>,
+) -> Result<ScriptOutcome, LocalFault> {
+    let mut state = WriteState {
+        user_txn_open: false,
+    };
+    let mut last = StatementOutcome::Executed {
+        last_insert_id: 0,
+        rows_affected: 0,
+    };
+    let mut count = 0u64;
+    for sql in statements {
+        let sql = sql.map_err(|e| {
+            raftlite_ffi::Error::new(
+                raftlite_ffi::sys::SQLITE_IOERR,
+                format!("read the staged SQL: {e}"),
+            )
+        })?;
+        count += 1;
+        let stmt = SqlStatement::new(sql);
+        match run_text(
+            conn,
+            &stmt,
+            Some(&mut state),
+            RowsPolicy::ReturningOnly,
+            ResultOptions::default(),
+        ) {
+            Ok(StatementOutcome::Error(msg)) | Err(SqlFailure::Sql(msg)) => {
+                return Ok(ScriptOutcome::Failed(msg))
+            }
+            Err(SqlFailure::Local(e)) => return Err(e),
+            Ok(outcome) => {
+                let changed = matches!(
+                    outcome,
+                    StatementOutcome::Executed { rows_affected, .. } if rows_affected > 0
+                ) || matches!(outcome, StatementOutcome::Rows(_));
+                let last_changed = matches!(
+                    last,
+                    StatementOutcome::Executed { rows_affected, .. } if rows_affected > 0
+                );
+                if changed || !last_changed {
+                    last = outcome;
+                }
+            }
+        }
+        if conn.is_autocommit()? {
+            // A ROLLBACK conflict clause ended the caller's transaction.
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            return Ok(ScriptOutcome::Failed(
+                "transaction rolled back by a ROLLBACK conflict clause".into(),
+            ));
+        }
+    }
+    if state.user_txn_open {
+        return Ok(ScriptOutcome::Failed(
+            "the script leaves a transaction open (BEGIN without COMMIT)".into(),
+        ));
+    }
+    Ok(ScriptOutcome::Done {
+        last,
+        statements: count,
+    })
+}
+
 /// True when every statement in the request only reads (rqlite's `/db/request` rule). Text that
 /// fails to prepare counts as a write: the write path then reports the error.
 pub fn is_read_only(conn: &Connection, req: &Request) -> bool {

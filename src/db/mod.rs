@@ -18,6 +18,7 @@ pub mod digest;
 pub mod dump;
 pub mod error;
 pub mod execute;
+pub mod load;
 pub mod request;
 pub mod rewrite;
 pub mod settings;

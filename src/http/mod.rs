@@ -20,6 +20,8 @@ pub mod db_routes;
 #[cfg(feature = "server")]
 pub mod forward;
 #[cfg(feature = "server")]
+pub mod load_routes;
+#[cfg(feature = "server")]
 pub mod response;
 #[cfg(feature = "server")]
 mod server;

@@ -13,7 +13,7 @@ use futures_util::future::{ready, Either};
 
 use super::params::QueryParams;
 use super::response::{self, method_not_allowed, not_found, text_error};
-use super::{backup_routes, cluster_routes, db_routes, status_routes};
+use super::{backup_routes, cluster_routes, db_routes, load_routes, status_routes};
 use crate::store::Store;
 
 /// Size limits for request bodies.
@@ -21,12 +21,16 @@ use crate::store::Store;
 pub struct Limits {
     /// The largest JSON/SQL body accepted by execute, query and request (`-max-body-size`).
     pub max_body_size: usize,
+    /// The largest `/db/load` or `/boot` body, decompressed (`-max-load-size`); `None`: no
+    /// limit but the disk.
+    pub max_load_size: Option<u64>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_size: 64 * 1024 * 1024,
+            max_load_size: None,
         }
     }
 }
@@ -74,6 +78,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/db/backup")
             .route(web::get().to(backup_routes::backup))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/db/load")
+            .route(web::post().to(load_routes::load))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/boot")
+            .route(web::post().to(load_routes::boot))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

@@ -116,6 +116,7 @@ async fn status_document(state: &AppState) -> Value {
             },
             "num_snapshots": shared.num_snapshots.load(std::sync::atomic::Ordering::Relaxed),
             "num_restores": shared.num_restores.load(std::sync::atomic::Ordering::Relaxed),
+            "num_loads": shared.num_loads.load(std::sync::atomic::Ordering::Relaxed),
             "num_backups": store.counters.backups.load(std::sync::atomic::Ordering::Relaxed),
             "last_backup_time": store.counters.last_backup_time.lock().clone(),
             // Binary backup copies made, and requests served by a copy another one made:

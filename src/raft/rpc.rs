@@ -9,6 +9,7 @@
 //! | `POST /cluster/remove` | JSON `{"id": "..."}` | JSON `MembershipAnswer` |
 //! | `POST /cluster/notify` | JSON `NodeInfo` | JSON list of known nodes (bootstrap-expect) |
 //! | `GET /cluster/node` | | JSON: this node's info, leader, applied index (for `/nodes`) |
+//! | `GET /raft/staged/<id>` | | the staged content of a load, streamed (see `store::load`) |
 //!
 //! A received snapshot is written to a temporary file in the data directory as it arrives
 //! (never held in memory), then handed to openraft, which installs it through the state
@@ -134,6 +135,26 @@ async fn snapshot(
     bincode_response(&result)
 }
 
+/// Streams `load-<id>.staged` to a node that is applying the load entry.
+async fn staged(store: web::Data<Arc<Store>>, id: web::Path<String>) -> HttpResponse {
+    if !crate::store::load::valid_id(&id) {
+        return HttpResponse::BadRequest().body("invalid staged id");
+    }
+    let path = crate::store::load::staged_path(store.data_dir(), &id);
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) => return HttpResponse::NotFound().body(format!("staged load {id}: {e}")),
+    };
+    let len = match file.metadata().await {
+        Ok(m) => m.len(),
+        Err(e) => return HttpResponse::InternalServerError().body(format!("stat: {e}")),
+    };
+    let body = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(actix_web::body::SizedStream::new(len, body))
+}
+
 async fn join(store: web::Data<Arc<Store>>, body: web::Json<JoinRequest>) -> HttpResponse {
     HttpResponse::Ok().json(cluster::handle_join(&store, body.into_inner().node).await)
 }
@@ -170,6 +191,7 @@ pub fn serve(
             .route("/raft/append", web::post().to(append))
             .route("/raft/vote", web::post().to(vote))
             .route("/raft/snapshot", web::post().to(snapshot))
+            .route("/raft/staged/{id}", web::get().to(staged))
             .route("/cluster/join", web::post().to(join))
             .route("/cluster/remove", web::post().to(remove))
             .route("/cluster/notify", web::post().to(notify))

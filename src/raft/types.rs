@@ -29,6 +29,25 @@ pub enum Command {
         request: Request,
         opts: ResultOptions,
     },
+    /// A `/db/load` or `/boot`: content staged out of band (see `store::load`) takes effect at
+    /// this entry's log position. The entry names the content; the bytes never enter the log.
+    Load(LoadCommand),
+}
+
+/// What a load entry carries: which staged content, how to check it, where to pull it from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadCommand {
+    /// The staged content's id (file `load-<id>.staged` in every data directory).
+    pub id: String,
+    pub kind: crate::db::load::LoadKind,
+    /// Size in bytes and CRC-32C of the staged content: a pulled copy must match both.
+    pub size: u64,
+    pub crc32c: u32,
+    /// The Raft address of the node that staged it (the leader at proposal time).
+    pub source: String,
+    /// Whether other nodes may pull the content from the source after the source applied the
+    /// entry. False on a one-node cluster: the source may then consume its staged file.
+    pub shared: bool,
 }
 
 /// What applying a command returned (delivered to the client on the leader only).

@@ -11,6 +11,7 @@
 //! local fault stops the node ([`stop_on_local_fault_msg`]) instead of letting replicas diverge.
 
 pub mod cluster;
+pub mod load;
 pub mod meta;
 pub mod node;
 pub mod state_machine;
@@ -100,6 +101,8 @@ pub struct StoreCounters {
     pub ignored_joins: AtomicU64,
     /// `GET /db/backup` answers that started streaming (proxied ones are counted by the leader).
     pub backups: AtomicU64,
+    /// `/db/load` and `/boot` requests that were applied (`http.loads`).
+    pub loads: AtomicU64,
     /// When the last of those started (RFC 3339), if any.
     pub last_backup_time: Mutex<Option<String>>,
 }
@@ -114,6 +117,7 @@ impl Store {
         )?);
         let (sm, shared) =
             state_machine::SqliteStateMachine::open(Arc::clone(&db), opts.data_dir.clone()).await?;
+        let sm = sm.with_raft_addr(opts.node.raft_addr.clone());
         let log_options = LogOptions {
             segment_size: opts.log_segment_size,
             ..LogOptions::default()
@@ -139,6 +143,10 @@ impl Store {
         let raft = Raft::new(node_id, Arc::new(config), network, log, sm)
             .await
             .context("start Raft")?;
+        let (load_tx, load_rx) = tokio::sync::mpsc::unbounded_channel();
+        *shared.load_applied.lock() = Some(load_tx);
+        tokio::spawn(snapshot_after_loads(raft.clone(), load_rx));
+        tokio::spawn(track_member_addrs(raft.clone(), Arc::clone(&shared)));
         Ok(Arc::new(Store {
             db,
             node: opts.node,
@@ -273,6 +281,20 @@ impl Store {
                 "write through Raft: {e}"
             ))),
         }
+    }
+
+    /// Proposes a load entry for content staged here (see [`load`]) and returns once it is
+    /// applied on this node.
+    pub async fn propose_load(
+        &self,
+        cmd: crate::raft::types::LoadCommand,
+    ) -> Result<WriteResults, StoreError> {
+        self.propose(Command::Load(cmd)).await
+    }
+
+    /// True when this node is the only member of its cluster (`/boot`).
+    pub fn is_single_node(&self) -> bool {
+        self.members().len() == 1
     }
 
     /// Runs a read-only request at the given consistency level.
@@ -428,6 +450,54 @@ impl ReadDeadline {
         guard.0 = true;
         cvar.notify_all();
         guard.1
+    }
+}
+
+/// Keeps [`SharedState::member_addrs`] current with the newest membership in the log.
+async fn track_member_addrs(raft: Raft, shared: Arc<SharedState>) {
+    let mut metrics = raft.metrics();
+    loop {
+        let addrs: Vec<String> = metrics
+            .borrow()
+            .membership_config
+            .nodes()
+            .map(|(_, n)| n.raft_addr.clone())
+            .collect();
+        *shared.member_addrs.lock() = addrs;
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// After each applied load: take a snapshot, then purge the log up to the load entry, so a
+/// node that joins (or falls behind) later receives the loaded database as a snapshot instead
+/// of replaying an entry whose staged content may be gone.
+async fn snapshot_after_loads(raft: Raft, mut applied: tokio::sync::mpsc::UnboundedReceiver<u64>) {
+    while let Some(index) = applied.recv().await {
+        if let Err(e) = raft.trigger().snapshot().await {
+            tracing::warn!("snapshot after a load: {e}");
+            continue;
+        }
+        let mut metrics = raft.metrics();
+        let done = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                if metrics.borrow().snapshot.is_some_and(|s| s.index >= index) {
+                    return true;
+                }
+                if metrics.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await;
+        if done != Ok(true) {
+            tracing::warn!(index, "no snapshot covered the load; the log is not purged");
+            continue;
+        }
+        if let Err(e) = raft.trigger().purge_log(index).await {
+            tracing::warn!("purge the log after a load: {e}");
+        }
     }
 }
 

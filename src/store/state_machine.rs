@@ -31,11 +31,12 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::{self, AppliedState};
 use crate::db::execute::{self, RequestResults};
+use crate::db::load::LoadKind;
 use crate::db::request::ApplyEnv;
 use crate::db::{sibling, Database};
 use crate::raft::types::{
-    Command, CommandResponse, Entry, LiveDatabase, LogId, Snapshot, SnapshotData, SnapshotMeta,
-    StorageError, StoredMembership, TypeConfig,
+    Command, CommandResponse, Entry, LiveDatabase, LoadCommand, LogId, Snapshot, SnapshotData,
+    SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 
 /// State shared between the state machine (owned by openraft) and the store (for `/status`).
@@ -49,6 +50,15 @@ pub struct SharedState {
     /// The latest leader clock (Unix ms) an applied entry carried: a new leader never stamps
     /// an earlier one.
     pub last_apply_millis: std::sync::atomic::AtomicI64,
+    /// Loads applied on this node (`/status`).
+    pub num_loads: AtomicU64,
+    /// Told the index of every applied load entry, so the store snapshots and purges the log
+    /// up to it (see `store::load`).
+    pub load_applied: Mutex<Option<tokio::sync::mpsc::UnboundedSender<u64>>>,
+    /// The Raft addresses of the members in the newest membership this node knows (from the
+    /// log, not only the applied part): where a load's content may be pulled from while
+    /// applying is blocked on it. Kept current by the store.
+    pub member_addrs: Mutex<Vec<String>>,
 }
 
 /// The file that remembers the last snapshot's metadata across restarts.
@@ -64,6 +74,10 @@ pub struct SqliteStateMachine {
     db: Arc<Database>,
     shared: Arc<SharedState>,
     data_dir: PathBuf,
+    /// This node's Raft address: a load entry naming it as the source finds its file here.
+    raft_addr: Option<String>,
+    /// Pulls staged load content from other nodes (streaming: no total timeout).
+    client: reqwest::Client,
 }
 
 impl SqliteStateMachine {
@@ -95,9 +109,158 @@ impl SqliteStateMachine {
                 db,
                 shared: Arc::clone(&shared),
                 data_dir,
+                raft_addr: None,
+                client: reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .tcp_nodelay(true)
+                    .build()
+                    .context("build the load client")?,
             },
             shared,
         ))
+    }
+
+    /// Sets this node's Raft address (the source of the loads it stages).
+    pub fn with_raft_addr(mut self, addr: String) -> Self {
+        self.raft_addr = Some(addr);
+        self
+    }
+
+    /// Applies a run of ordinary entries on the writer.
+    async fn apply_run(&self, entries: Vec<Entry>) -> Result<Vec<CommandResponse>, StorageError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shared = Arc::clone(&self.shared);
+        let out = self
+            .db
+            .with_writer(move |conn| apply_entries(conn, &shared, entries))
+            .await
+            .map_err(io_error)?;
+        match out {
+            Ok(responses) => Ok(responses),
+            Err(ApplyFault(e)) => super::stop_on_local_fault_msg(&e),
+        }
+    }
+
+    /// Applies a load entry (see `store::load`): obtain the staged content, then run it (SQL)
+    /// or swap it in (a database file).
+    async fn apply_load(
+        &self,
+        log_id: LogId,
+        cmd: &LoadCommand,
+    ) -> Result<CommandResponse, StorageError> {
+        if self
+            .shared
+            .applied
+            .lock()
+            .log_id
+            .is_some_and(|a| a.index >= log_id.index)
+        {
+            return Ok(CommandResponse::default());
+        }
+        let membership = self.shared.applied.lock().membership.clone();
+        let staged = super::load::obtain(
+            &self.client,
+            &self.data_dir,
+            cmd,
+            &self.shared,
+            self.raft_addr.as_deref(),
+        )
+        .await;
+        let is_source = self.raft_addr.as_deref() == Some(cmd.source.as_str());
+        let keep = is_source && cmd.shared;
+        let started = std::time::Instant::now();
+        let response = match cmd.kind {
+            LoadKind::Sql => {
+                let shared = Arc::clone(&self.shared);
+                let fk = self.db.settings().foreign_keys;
+                let path = staged.clone();
+                let out = self
+                    .db
+                    .with_writer(move |conn| apply_sql_load(conn, &shared, log_id, &path, fk))
+                    .await
+                    .map_err(io_error)?;
+                match out {
+                    Ok(r) => r,
+                    Err(ApplyFault(e)) => super::stop_on_local_fault_msg(&e),
+                }
+            }
+            LoadKind::Sqlite => {
+                self.install_database(log_id, &staged, keep, membership)
+                    .await?
+            }
+        };
+        if !keep {
+            let _ = std::fs::remove_file(&staged);
+        } else {
+            tokio::spawn(super::load::retire_when_applied(
+                self.client.clone(),
+                staged,
+                log_id.index,
+                Arc::clone(&self.shared),
+                self.raft_addr.clone(),
+            ));
+        }
+        self.shared.num_loads.fetch_add(1, Ordering::Relaxed);
+        if let Some(tx) = self.shared.load_applied.lock().as_ref() {
+            let _ = tx.send(log_id.index);
+        }
+        tracing::info!(
+            index = log_id.index,
+            kind = cmd.kind.as_str(),
+            bytes = cmd.size,
+            secs = started.elapsed().as_secs_f64(),
+            "applied load"
+        );
+        Ok(response)
+    }
+
+    async fn install_database(
+        &self,
+        log_id: LogId,
+        staged: &std::path::Path,
+        keep: bool,
+        membership: StoredMembership,
+    ) -> Result<CommandResponse, StorageError> {
+        let install = super::load::install_path(&self.data_dir, &staged_id(staged));
+        let (src, dest) = (staged.to_path_buf(), install.clone());
+        let prepared = tokio::task::spawn_blocking(move || {
+            super::load::prepare_install(&src, &dest, keep, &log_id, &membership)
+        })
+        .await
+        .map_err(io_error)?;
+        match prepared {
+            Ok(()) => {}
+            Err(super::load::PrepareError::Local(e)) => {
+                let _ = std::fs::remove_file(&install);
+                super::stop_on_local_fault_msg(&e)
+            }
+            Err(super::load::PrepareError::Deterministic(e)) => {
+                // Every node fails the same way: the entry applies as a no-op with the error.
+                let _ = std::fs::remove_file(&install);
+                let blank = Entry {
+                    log_id,
+                    payload: EntryPayload::Blank,
+                };
+                self.apply_run(vec![blank]).await?;
+                let mut response = CommandResponse::default();
+                response.results.results = vec![crate::db::request::StatementResult::error(e)];
+                return Ok(response);
+            }
+        }
+        if let Err(e) = self
+            .db
+            .replace_with_file(install, Duration::from_secs(10))
+            .await
+        {
+            super::stop_on_local_fault_msg(&format!("swap in the loaded database: {e:#}"));
+        }
+        self.shared.applied.lock().log_id = Some(log_id);
+        self.shared
+            .applied_index
+            .store(log_id.index, Ordering::Release);
+        Ok(CommandResponse::default())
     }
 
     fn remember_snapshot(&self, meta: &SnapshotMeta) -> anyhow::Result<()> {
@@ -142,17 +305,20 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        let shared = Arc::clone(&self.shared);
-        let out = self
-            .db
-            .with_writer(move |conn| apply_entries(conn, &shared, entries))
-            .await
-            .map_err(io_error)?;
-        match out {
-            Ok(responses) => Ok(responses),
-            Err(ApplyFault(e)) => super::stop_on_local_fault_msg(&e),
+        // Runs of ordinary entries go to the writer in one job; a load entry between them
+        // is applied on its own, after everything before it and before everything after.
+        let mut responses = Vec::new();
+        let mut run = Vec::new();
+        for entry in entries {
+            if let EntryPayload::Normal(Command::Load(cmd)) = &entry.payload {
+                responses.extend(self.apply_run(std::mem::take(&mut run)).await?);
+                responses.push(self.apply_load(entry.log_id, cmd).await?);
+            } else {
+                run.push(entry);
+            }
         }
+        responses.extend(self.apply_run(run).await?);
+        Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -276,7 +442,9 @@ fn apply_entries(
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| fault("begin apply transaction", &e))?;
         match &entry.payload {
-            EntryPayload::Blank | EntryPayload::Normal(Command::StrongQuery { .. }) => {}
+            // A load entry never reaches here (see `apply`); if it did, it would change nothing.
+            EntryPayload::Blank
+            | EntryPayload::Normal(Command::StrongQuery { .. } | Command::Load(_)) => {}
             EntryPayload::Normal(Command::Execute {
                 request,
                 policy,
@@ -307,6 +475,78 @@ fn apply_entries(
         responses.push(response);
     }
     Ok(responses)
+}
+
+/// The id part of `load-<id>.staged`.
+fn staged_id(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .trim_start_matches("load-")
+        .trim_end_matches(".staged")
+        .to_string()
+}
+
+/// Runs a staged SQL script as one entry: all of it in the entry's transaction, or (on an SQL
+/// error) none of it, with the error as the result. Leading `PRAGMA foreign_keys` statements
+/// (a dump's first line) run before the transaction opens, where SQLite honours them, as the
+/// `sqlite3` shell does; the node's own setting is restored afterwards.
+fn apply_sql_load(
+    conn: &mut raftlite_ffi::Connection,
+    shared: &SharedState,
+    log_id: LogId,
+    path: &std::path::Path,
+    foreign_keys: bool,
+) -> Result<CommandResponse, ApplyFault> {
+    let fault = |what: &str, e: &dyn std::fmt::Display| ApplyFault(format!("{what}: {e}"));
+    let file = std::fs::File::open(path).map_err(|e| fault("open the staged SQL", &e))?;
+    let mut statements =
+        crate::db::load::SqlStatements::new(std::io::BufReader::with_capacity(256 * 1024, file))
+            .peekable();
+    while let Some(Ok(sql)) = statements.peek() {
+        let lower = sql.trim_start().to_ascii_lowercase();
+        if !lower.starts_with("pragma foreign_keys") {
+            break;
+        }
+        // A malformed pragma is an error every node reports alike; it is the script's result.
+        let _ = conn.execute_batch(sql);
+        statements.next();
+    }
+    let restore_fk = |conn: &raftlite_ffi::Connection| {
+        conn.execute_batch(if foreign_keys {
+            "PRAGMA foreign_keys=ON"
+        } else {
+            "PRAGMA foreign_keys=OFF"
+        })
+    };
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| fault("begin load transaction", &e))?;
+    let outcome =
+        execute::execute_script(conn, statements).map_err(|e| fault("apply SQL load", &e))?;
+    let mut response = CommandResponse::default();
+    match outcome {
+        execute::ScriptOutcome::Done { last, statements } => {
+            tracing::info!(statements, "SQL load ran");
+            response.results.results = vec![crate::db::request::StatementResult {
+                outcome: last,
+                time: 0.0,
+            }];
+        }
+        execute::ScriptOutcome::Failed(msg) => {
+            conn.execute_batch("ROLLBACK")
+                .map_err(|e| fault("roll back the load", &e))?;
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| fault("begin load transaction", &e))?;
+            response.results.results = vec![crate::db::request::StatementResult::error(msg)];
+        }
+    }
+    meta::write(conn, &log_id, None).map_err(|e| fault("record applied index", &e))?;
+    conn.execute_batch("COMMIT")
+        .map_err(|e| fault("commit load transaction", &e))?;
+    restore_fk(conn).map_err(|e| fault("restore foreign_keys", &e))?;
+    shared.applied.lock().log_id = Some(log_id);
+    shared.applied_index.store(log_id.index, Ordering::Release);
+    Ok(response)
 }
 
 /// Checks a received snapshot file before it replaces the database.

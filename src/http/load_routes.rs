@@ -1,0 +1,371 @@
+//! `POST /db/load` and `POST /boot`: restore from a SQLite file or SQL text.
+//!
+//! The leader streams the body into `load-<id>.part` in the data directory through
+//! [`Stager`] (gzip decompressed on the fly, kind told by content, size limited), on a
+//! blocking thread fed by a bounded channel: the client's pace is the backpressure and memory
+//! holds a few chunks. Then it validates the staged file ([`validate_sqlite_file`] or
+//! [`validate_sql_file`]) and, unless `dry_run`, renames it to `load-<id>.staged` and proposes
+//! one load entry (see `store::load` for replication and install). The answer reports what
+//! was loaded: `{"results":[...],"load":{"kind":..,"bytes":..,"pages":..,"tables":..}}`.
+//!
+//! Status codes: invalid input is 400 (413 over `-max-load-size`, a cut-off upload 400), an
+//! SQL error is rqlite's 200 with `results[].error` and nothing applied, a fault of this node
+//! is 500. `/boot` answers as rqlite: 503 `not leader` / `not single-node`, 400
+//! `invalid SQLite data` for anything but a database, 200 with an empty body.
+//!
+//! A follower forwards `/db/load` to the leader as a stream (or redirects with `?redirect`);
+//! `/boot` is never forwarded.
+//!
+//! Invariants: every file this module creates belongs to a [`TempFile`] guard until the
+//! state machine owns it, so a refused, failed or abandoned upload leaves nothing behind
+//! (and startup removes `.part` files of a crash).
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+
+use super::forward::{leader_url, redirect, with_caller_credentials, FORWARDED_HEADER};
+use super::json::{encode_response, ApiResponse, EncodeOptions};
+use super::params::QueryParams;
+use super::response::{empty, json, text_error};
+use super::AppState;
+use crate::db::load::{
+    validate_sql_file, validate_sqlite_file, LoadError, LoadKind, StagedInfo, Stager,
+};
+use crate::raft::network::{unique_suffix, TempFile};
+use crate::raft::types::LoadCommand;
+use crate::store::load::{part_path, staged_path};
+use crate::store::StoreError;
+
+/// Chunks in flight between the HTTP body and the staging thread.
+const STAGE_CHANNEL_DEPTH: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Load,
+    Boot,
+}
+
+pub async fn load(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    handle(req, payload, state, Endpoint::Load).await
+}
+
+pub async fn boot(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    handle(req, payload, state, Endpoint::Boot).await
+}
+
+async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    endpoint: Endpoint,
+) -> HttpResponse {
+    let params = QueryParams::parse(req.query_string());
+    let store = &state.store;
+    let dry_run = params.has("dry_run");
+    match endpoint {
+        Endpoint::Boot if !store.is_leader() => {
+            return text_error(StatusCode::SERVICE_UNAVAILABLE, "not leader")
+        }
+        Endpoint::Boot if !store.is_single_node() => {
+            return text_error(StatusCode::SERVICE_UNAVAILABLE, "not single-node")
+        }
+        Endpoint::Load if !dry_run && !store.is_leader() => {
+            let leader = store.leader();
+            return match leader {
+                None => text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found"),
+                Some(l) if params.has("redirect") => redirect(&req, &l),
+                Some(_) if req.headers().contains_key(FORWARDED_HEADER) => {
+                    text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found")
+                }
+                Some(l) => forward_stream(&state.forward_client, &req, payload, &l).await,
+            };
+        }
+        _ => {}
+    }
+    let limit = state.limits.max_load_size;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let (Some(limit), Some(n)) = (limit, declared) {
+        if n > limit {
+            return load_error(&LoadError::TooLarge(limit));
+        }
+    }
+
+    let started = Instant::now();
+    let id = unique_suffix();
+    let part = part_path(store.data_dir(), &id);
+    let mut guard = TempFile(part.clone());
+    let info = match stage(payload, &part, limit).await {
+        Ok(info) => info,
+        Err(resp) => return resp,
+    };
+    if endpoint == Endpoint::Boot && info.kind != LoadKind::Sqlite {
+        return text_error(StatusCode::BAD_REQUEST, "invalid SQLite data");
+    }
+    let integrity = params.has("integrity_check");
+    let checked = {
+        let path = part.clone();
+        let kind = info.kind;
+        tokio::task::spawn_blocking(move || match kind {
+            LoadKind::Sqlite => validate_sqlite_file(&path, integrity).map(Some),
+            LoadKind::Sql => validate_sql_file(&path).map(|()| None),
+        })
+        .await
+    };
+    let sqlite_report = match checked {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return load_error(&e),
+        Err(e) => return text_error(StatusCode::INTERNAL_SERVER_ERROR, format!("validate: {e}")),
+    };
+    let mut report = serde_json::json!({
+        "kind": info.kind.as_str(),
+        "bytes": info.size,
+        "received": info.received,
+        "gzip": info.gzip,
+    });
+    if let Some(r) = sqlite_report {
+        report["pages"] = r.pages.into();
+        report["page_size"] = r.page_size.into();
+        report["tables"] = r.tables.into();
+    }
+    if dry_run {
+        report["dry_run"] = true.into();
+        return load_answer(&params, &[], None, report, started);
+    }
+
+    let staged = staged_path(store.data_dir(), &id);
+    if let Err(e) = std::fs::rename(&part, &staged) {
+        return text_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stage load data: rename: {e}"),
+        );
+    }
+    guard.0 = staged;
+    let cmd = LoadCommand {
+        id,
+        kind: info.kind,
+        size: info.size,
+        crc32c: info.crc32c,
+        source: store.node().raft_addr.clone(),
+        shared: !store.is_single_node(),
+    };
+    tracing::info!(
+        kind = info.kind.as_str(),
+        bytes = info.size,
+        secs = started.elapsed().as_secs_f64(),
+        "load staged and validated; proposing"
+    );
+    match store.propose_load(cmd).await {
+        Ok(w) => {
+            // The state machine owns the staged file now (consumed, or kept for peers).
+            std::mem::forget(guard);
+            store.counters.loads.fetch_add(1, Ordering::Relaxed);
+            if endpoint == Endpoint::Boot {
+                return empty(StatusCode::OK);
+            }
+            let raft_index = params.has("raft_index").then_some(w.raft_index);
+            load_answer(&params, &w.results.results, raft_index, report, started)
+        }
+        Err(StoreError::NotLeader { leader }) => {
+            // Never appended: the staged file goes with the guard.
+            match leader {
+                Some(l) if params.has("redirect") => redirect(&req, &l),
+                _ => text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found"),
+            }
+        }
+        Err(e) => {
+            // The entry may still commit: keep the file for the nodes that will pull it
+            // (startup removes it once it is old).
+            std::mem::forget(guard);
+            tracing::warn!("load failed: {e}");
+            text_error(StatusCode::INTERNAL_SERVER_ERROR, format!("load: {e}"))
+        }
+    }
+}
+
+/// The answer to a load: rqlite's envelope, with our report after the results.
+fn load_answer(
+    params: &QueryParams,
+    results: &[crate::db::request::StatementResult],
+    raft_index: Option<u64>,
+    report: serde_json::Value,
+    started: Instant,
+) -> HttpResponse {
+    let body = encode_response(
+        &ApiResponse {
+            results,
+            time: started.elapsed().as_secs_f64(),
+            raft_index: raft_index.unwrap_or(0),
+            ..Default::default()
+        },
+        EncodeOptions::from_params(params),
+    );
+    // The envelope is one JSON object: the report goes in before its closing brace.
+    let trimmed = body.trim_end();
+    let body = match trimmed.strip_suffix('}') {
+        Some(head) => format!("{head},\"load\":{report}}}"),
+        None => body,
+    };
+    json(StatusCode::OK, body)
+}
+
+/// The HTTP answer for a refused or failed load.
+fn load_error(e: &LoadError) -> HttpResponse {
+    let status = if e.is_too_large() {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else if e.is_local() {
+        tracing::warn!("load failed: {e}");
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    text_error(status, e)
+}
+
+/// Streams the body through a [`Stager`] into `path` (created here, synced at the end).
+async fn stage(
+    mut payload: web::Payload,
+    path: &Path,
+    limit: Option<u64>,
+) -> Result<StagedInfo, HttpResponse> {
+    let file = std::fs::File::create(path).map_err(|e| {
+        text_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("create {}: {e}", path.display()),
+        )
+    })?;
+    // `None` marks the end of the body; a channel closed without it is an abandoned upload.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(STAGE_CHANNEL_DEPTH);
+    let worker = tokio::task::spawn_blocking(move || -> Result<Option<StagedInfo>, LoadError> {
+        let mut stager = Stager::new(io::BufWriter::with_capacity(256 * 1024, file), limit);
+        loop {
+            match rx.blocking_recv() {
+                Some(Some(chunk)) => stager.push(&chunk)?,
+                Some(None) => break,
+                None => return Ok(None),
+            }
+        }
+        let (info, out) = stager.finish()?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(Some(info))
+    });
+    let mut cut_off = None;
+    while let Some(chunk) = payload.next().await {
+        match chunk {
+            Ok(c) => {
+                if tx.send(Some(c)).await.is_err() {
+                    break; // The worker refused the body; its error says why.
+                }
+            }
+            Err(e) => {
+                cut_off = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if cut_off.is_none() {
+        let _ = tx.send(None).await;
+    }
+    drop(tx);
+    match worker.await {
+        Ok(Ok(Some(info))) => Ok(info),
+        Ok(Ok(None)) => Err(text_error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "load body cut off: {}",
+                cut_off.unwrap_or_else(|| "the upload ended early".into())
+            ),
+        )),
+        Ok(Err(e)) => Err(load_error(&e)),
+        Err(e) => Err(text_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stage load data: {e}"),
+        )),
+    }
+}
+
+/// Forwards the body to the leader as it arrives, and passes the leader's answer back.
+async fn forward_stream(
+    client: &reqwest::Client,
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    leader: &crate::store::NodeInfo,
+) -> HttpResponse {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(STAGE_CHANNEL_DEPTH);
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    // No total timeout: a large upload may take long (the client has a connect timeout).
+    let mut out = client
+        .post(leader_url(req, leader))
+        .header(FORWARDED_HEADER, "1")
+        .body(reqwest::Body::wrap_stream(body));
+    if let Some(ct) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        out = out.header(reqwest::header::CONTENT_TYPE, ct);
+    }
+    let out = with_caller_credentials(out, req);
+    let pump = async move {
+        while let Some(chunk) = payload.next().await {
+            let item = chunk.map_err(|e| io::Error::other(e.to_string()));
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    };
+    let (sent, ()) = tokio::join!(out.send(), pump);
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("forward load to leader {}: {e}", leader.api_addr);
+            return text_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("forward to leader: {e}"),
+            );
+        }
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            return text_error(
+                StatusCode::BAD_GATEWAY,
+                format!("read the leader's answer: {e}"),
+            )
+        }
+    };
+    let mut builder = HttpResponse::build(status);
+    if let Some(ct) = content_type {
+        builder.insert_header((header::CONTENT_TYPE, ct));
+    }
+    builder.insert_header(("X-RQLITE-SERVED-BY", leader.raft_addr.clone()));
+    builder.body(bytes)
+}

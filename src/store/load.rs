@@ -1,0 +1,290 @@
+//! Replicated loads: staged content that takes effect at one log position on every node.
+//!
+//! The bytes of a `/db/load` never travel through the Raft log. The leader streams the body
+//! into `load-<id>.staged` in its data directory (validated by [`crate::db::load`]), then
+//! proposes one small entry, [`LoadCommand`]: id, kind, size, CRC-32C, and the source's Raft
+//! address. Applying that entry on any node:
+//!
+//! 1. finds `load-<id>.staged` locally, or pulls it from the source (`GET /raft/staged/<id>`
+//!    on the Raft port) into `load-<id>.part`, checks size and CRC, fsyncs and renames it to
+//!    `.staged`. When the source is unreachable it tries the other members, then retries
+//!    with a backoff, for as long as it takes: the entry is committed, so applying it is the
+//!    only way forward, and nothing has changed yet.
+//! 2. **SQL text** runs statement by statement from the staged file, in the entry's one
+//!    write transaction (see `state_machine::apply_sql_load`): all of it or nothing.
+//! 3. **A database file** is moved (or, on a source whose file others may still pull,
+//!    copied) to `load-<id>.install`; there the state table is replaced by one that records
+//!    this entry's log id and the current membership, the file is fsynced, and it is swapped
+//!    in with the written swap protocol ([`crate::db::Database::replace_with_file`]). A
+//!    restart therefore sees either the old file (the entry replays) or the new one, which
+//!    says it reflects the load entry.
+//!
+//! Invariants:
+//! - Nothing changes before the content is local, complete and matches its digest.
+//! - File names: `load-<id>.part` (being written: upload or pull), `load-<id>.staged`
+//!   (complete and verified), `load-<id>.install` (being prepared for the swap). Startup
+//!   removes `.part` and `.install` files, and `.staged` files older than
+//!   [`STAGED_MAX_AGE`]: a restarted source must still serve its recent ones.
+//! - The source keeps its staged file until every member reports an applied index at or
+//!   past the entry ([`retire_when_applied`]), at most [`STAGED_MAX_AGE`].
+//! - After a load, the node snapshots and purges its log up to the entry, so a node that
+//!   joins later receives the new database as a snapshot, not the entry.
+//!
+//! IMPLEMENTATION CAVEATS: if the source dies for good before any other node has pulled
+//! the content, the followers wait (retrying) and apply nothing after the entry; restarting
+//! the source (its staged file survives) or restoring the member from a snapshot ends that.
+//! The digest (CRC-32C) detects damage in transit, not a malicious peer: peers are trusted.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures_util::StreamExt as _;
+use tokio::io::AsyncWriteExt as _;
+
+use crate::raft::network::TempFile;
+use crate::raft::types::LoadCommand;
+
+/// A staged file older than this is removed at startup and by the source's retirement task.
+pub const STAGED_MAX_AGE: Duration = Duration::from_secs(3600);
+
+const PREFIX: &str = "load-";
+
+/// `load-<id>.staged`: complete, verified content.
+pub fn staged_path(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join(format!("{PREFIX}{id}.staged"))
+}
+
+/// `load-<id>.part`: content being received.
+pub fn part_path(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join(format!("{PREFIX}{id}.part"))
+}
+
+/// `load-<id>.install`: a database being prepared for the swap.
+pub fn install_path(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join(format!("{PREFIX}{id}.install"))
+}
+
+/// A staged id is what [`crate::raft::network::unique_suffix`] makes: digits and dashes. The
+/// check keeps a request for `/raft/staged/<id>` inside the data directory.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 80 && id.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+}
+
+/// Removes what a crash left behind (see the invariants above).
+pub fn clean_at_startup(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(PREFIX) {
+            continue;
+        }
+        let stale_staged = name.ends_with(".staged")
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STAGED_MAX_AGE);
+        if name.ends_with(".part")
+            || name.ends_with(".install")
+            || name.ends_with(".install-journal")
+            || stale_staged
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Makes the content of `cmd` present and verified in `load-<id>.staged`, pulling it from the
+/// source or another member if needed. Retries until it succeeds.
+pub async fn obtain(
+    client: &reqwest::Client,
+    data_dir: &Path,
+    cmd: &LoadCommand,
+    shared: &super::SharedState,
+    own_addr: Option<&str>,
+) -> PathBuf {
+    let staged = staged_path(data_dir, &cmd.id);
+    let mut backoff = Duration::from_millis(200);
+    let started = Instant::now();
+    loop {
+        if staged.exists() {
+            return staged;
+        }
+        // Re-read every round: the source may come back on a new address.
+        let mut candidates = vec![cmd.source.clone()];
+        for m in shared.member_addrs.lock().iter() {
+            if !candidates.contains(m) && Some(m.as_str()) != own_addr {
+                candidates.push(m.clone());
+            }
+        }
+        for addr in &candidates {
+            match pull(client, addr, data_dir, cmd).await {
+                Ok(()) => {
+                    tracing::info!(
+                        id = %cmd.id,
+                        bytes = cmd.size,
+                        from = %addr,
+                        secs = started.elapsed().as_secs_f64(),
+                        "pulled staged load content"
+                    );
+                    return staged;
+                }
+                Err(e) => tracing::warn!(id = %cmd.id, from = %addr, "pull staged load: {e:#}"),
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn pull(
+    client: &reqwest::Client,
+    addr: &str,
+    data_dir: &Path,
+    cmd: &LoadCommand,
+) -> anyhow::Result<()> {
+    let part = part_path(data_dir, &cmd.id);
+    let guard = TempFile(part.clone());
+    let resp = client
+        .get(format!("http://{addr}/raft/staged/{}", cmd.id))
+        .send()
+        .await
+        .context("request")?;
+    anyhow::ensure!(resp.status().is_success(), "HTTP {}", resp.status());
+    let mut file = tokio::fs::File::create(&part)
+        .await
+        .with_context(|| format!("create {}", part.display()))?;
+    let (mut size, mut crc) = (0u64, 0u32);
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.context("receive")?;
+        size += chunk.len() as u64;
+        anyhow::ensure!(
+            size <= cmd.size,
+            "more than the {} bytes announced",
+            cmd.size
+        );
+        crc = crc32c::crc32c_append(crc, &chunk);
+        file.write_all(&chunk).await.context("write")?;
+    }
+    anyhow::ensure!(
+        size == cmd.size && crc == cmd.crc32c,
+        "content does not match: {size} bytes crc {crc:08x}, expected {} bytes crc {:08x}",
+        cmd.size,
+        cmd.crc32c
+    );
+    file.sync_all().await.context("fsync")?;
+    drop(file);
+    tokio::fs::rename(&part, staged_path(data_dir, &cmd.id))
+        .await
+        .context("rename into place")?;
+    std::mem::forget(guard);
+    Ok(())
+}
+
+/// Why preparing a database for the swap failed.
+pub enum PrepareError {
+    /// The same on every node (the content is identical): the entry fails, nothing changes.
+    Deterministic(String),
+    /// This node's fault (I/O, disk full): the node must stop.
+    Local(String),
+}
+
+/// Moves (or copies, when `keep` is set) the staged database to `install`, and records the
+/// entry's log id and the membership in it, replacing any state table the upload carried.
+pub fn prepare_install(
+    staged: &Path,
+    install: &Path,
+    keep: bool,
+    log_id: &crate::raft::types::LogId,
+    membership: &crate::raft::types::StoredMembership,
+) -> Result<(), PrepareError> {
+    let local = |what: &str, e: &dyn std::fmt::Display| PrepareError::Local(format!("{what}: {e}"));
+    if keep {
+        std::fs::copy(staged, install).map_err(|e| local("copy the staged database", &e))?;
+    } else {
+        std::fs::rename(staged, install).map_err(|e| local("move the staged database", &e))?;
+    }
+    let sql = |e: raftlite_ffi::Error| {
+        if crate::db::error::is_local_fault(&e) {
+            PrepareError::Local(format!("prepare the loaded database: {e}"))
+        } else {
+            PrepareError::Deterministic(format!("prepare the loaded database: {e}"))
+        }
+    };
+    let mut conn = raftlite_ffi::Connection::open(
+        install,
+        raftlite_ffi::OpenFlags::READ_WRITE | raftlite_ffi::OpenFlags::NO_MUTEX,
+    )
+    .map_err(sql)?;
+    conn.set_trusted_schema(false).map_err(sql)?;
+    conn.set_load_extension(false).map_err(sql)?;
+    // The file is not live: a crash while preparing it only leaves a `.install` to remove.
+    conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF")
+        .map_err(sql)?;
+    conn.execute_batch(&format!(
+        "DROP TABLE IF EXISTS {}",
+        super::meta::STATE_TABLE
+    ))
+    .map_err(sql)?;
+    super::meta::ensure_table(&conn).map_err(sql)?;
+    super::meta::write(&conn, log_id, Some(membership))
+        .map_err(|e| PrepareError::Deterministic(format!("record the applied index: {e:#}")))?;
+    conn.close().map_err(sql)?;
+    std::fs::File::open(install)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| local("fsync the loaded database", &e))?;
+    Ok(())
+}
+
+/// On the source: removes its staged file once every member has applied the load entry
+/// (asked over `GET /cluster/node`; the membership is re-read every round, as members may
+/// move to new addresses), or after [`STAGED_MAX_AGE`].
+pub async fn retire_when_applied(
+    client: reqwest::Client,
+    staged: PathBuf,
+    index: u64,
+    shared: std::sync::Arc<super::SharedState>,
+    own_addr: Option<String>,
+) {
+    let started = Instant::now();
+    while started.elapsed() < STAGED_MAX_AGE {
+        let members: Vec<String> = shared
+            .applied
+            .lock()
+            .membership
+            .membership()
+            .nodes()
+            .map(|(_, n)| n.raft_addr.clone())
+            .filter(|a| Some(a) != own_addr.as_ref())
+            .collect();
+        let mut all = true;
+        for addr in &members {
+            let applied = async {
+                let r = client
+                    .get(format!("http://{addr}/cluster/node"))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .ok()?;
+                let bytes = r.bytes().await.ok()?;
+                let report: crate::raft::rpc::NodeReport = serde_json::from_slice(&bytes).ok()?;
+                Some(report.applied_index)
+            }
+            .await;
+            if applied.is_none_or(|a| a < index) {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = std::fs::remove_file(&staged);
+    tracing::info!(file = %staged.display(), "retired staged load content");
+}

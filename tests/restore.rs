@@ -1,0 +1,441 @@
+//! `POST /db/load` and `POST /boot` end to end on real processes: binary and SQL loads on a
+//! 3-node cluster (through a follower, surviving a restart, reaching a node that joins later),
+//! bad input that must change nothing and leave no file behind, `/boot`, `dry_run`, and
+//! kill -9 during a load.
+
+mod common;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{wait_until, Answer, Cluster, Node};
+
+fn sqlite3(file: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(file)
+        .arg(sql)
+        .output()
+        .expect("run sqlite3");
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A database file with `rows` rows in `test`, made by the sqlite3 shell.
+fn make_db(dir: &Path, name: &str, journal: &str, rows: u32) -> PathBuf {
+    let path = dir.join(name);
+    sqlite3(
+        &path,
+        &format!(
+            "PRAGMA journal_mode={journal}; CREATE TABLE test(id INTEGER PRIMARY KEY, v TEXT); \
+             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < {rows}) \
+             INSERT INTO test(v) SELECT printf('row %d', x) FROM c;"
+        ),
+    );
+    path
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+fn post(node: &Node, path: &str, body: Vec<u8>) -> Answer {
+    let r = client()
+        .post(node.url(path))
+        .header("Content-Type", "application/octet-stream")
+        .body(body)
+        .send()
+        .expect("POST");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    Answer {
+        status,
+        headers,
+        body: r.text().unwrap_or_default(),
+    }
+}
+
+/// A local read (`level=none`) of one value.
+fn local(node: &Node, sql: &str) -> String {
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", sql)
+        .append_pair("level", "none")
+        .finish();
+    node.get(&format!("/db/query?{q}")).body
+}
+
+fn count(node: &Node, table: &str) -> String {
+    local(node, &format!("SELECT count(*) FROM {table}"))
+}
+
+fn has_count(body: &str, n: u64) -> bool {
+    body.contains(&format!("\"values\":[[{n}]]"))
+}
+
+/// Files a load may leave in the data directory.
+fn load_files(node: &Node) -> Vec<String> {
+    std::fs::read_dir(&node.data_dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("load-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn binary_load_reaches_every_node_survives_restart_and_joiners() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(3, &["-raft-snap", "100000"]);
+    let l = cluster.leader();
+    cluster.nodes[l].execute(r#"["CREATE TABLE old(a)", "INSERT INTO old VALUES(1)"]"#);
+    // A WAL-mode file, gzipped, sent to a follower: forwarded to the leader as a stream.
+    let db = make_db(tmp.path(), "new.db", "WAL", 1000);
+    let bytes = std::fs::read(&db).unwrap();
+    assert_eq!(&bytes[18..20], &[2, 2]);
+    let f = cluster.followers()[0];
+    let a = post(&cluster.nodes[f], "/db/load", gz(&bytes));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let j = a.json();
+    assert_eq!(j["results"], serde_json::json!([]));
+    assert_eq!(j["load"]["kind"], "sqlite");
+    assert_eq!(j["load"]["tables"], 1);
+    for node in &cluster.nodes {
+        assert!(
+            wait_until(Duration::from_secs(30), || has_count(
+                &count(node, "test"),
+                1000
+            )),
+            "node {} never served the load: {}\n{}",
+            node.http_addr,
+            count(node, "test"),
+            cluster.logs()
+        );
+        assert!(count(node, "old").contains("no such table"));
+    }
+    // Writes continue after the load, on every node.
+    cluster.nodes[l].execute(r#"["INSERT INTO test(v) VALUES('after')"]"#);
+    for node in &cluster.nodes {
+        assert!(wait_until(Duration::from_secs(10), || has_count(
+            &count(node, "test"),
+            1001
+        )));
+    }
+    // A follower restarts with the loaded database and the write after it.
+    let f = cluster.followers()[1];
+    let temp = cluster.nodes[f].take_temp();
+    cluster.nodes[f].stop();
+    let dir = cluster.nodes[f].data_dir.clone();
+    let id = format!("node{}", f + 1);
+    cluster.nodes[f] = Node::start_in(&dir, &["-raft-election-timeout", "500ms", "-node-id", &id]);
+    let _keep = temp;
+    assert!(wait_until(Duration::from_secs(20), || has_count(
+        &count(&cluster.nodes[f], "test"),
+        1001
+    )));
+    // A node that joins later receives the loaded database.
+    let join = cluster.nodes[l].raft_addr.clone();
+    let late = Node::start(&[
+        "-raft-election-timeout",
+        "500ms",
+        "-node-id",
+        "node4",
+        "-join",
+        &join,
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(30), || has_count(
+            &count(&late, "test"),
+            1001
+        )),
+        "late joiner: {}\n{}",
+        count(&late, "test"),
+        late.log()
+    );
+    // The source retires its staged file once every member has applied the load.
+    for node in &cluster.nodes {
+        assert!(
+            wait_until(Duration::from_secs(20), || load_files(node).is_empty()),
+            "{:?}",
+            load_files(node)
+        );
+    }
+}
+
+#[test]
+fn sql_dump_loads_atomically_on_every_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src.db");
+    // Rows that violate a foreign key (the dump's PRAGMA foreign_keys=OFF must hold), an
+    // FTS5 table (writable_schema lines), and multi-line text.
+    sqlite3(
+        &src,
+        "CREATE TABLE parent(id INTEGER PRIMARY KEY); \
+         CREATE TABLE child(id INTEGER PRIMARY KEY, p INTEGER REFERENCES parent(id)); \
+         INSERT INTO child VALUES(1, 42); \
+         CREATE VIRTUAL TABLE docs USING fts5(body); \
+         INSERT INTO docs VALUES('hello world'), ('line one\nline two;');",
+    );
+    let dump = sqlite3(&src, ".dump");
+    assert!(dump.contains("writable_schema"));
+    let cluster = Cluster::start(3, &["-fk"]);
+    let l = cluster.leader();
+    let a = post(&cluster.nodes[l], "/db/load", dump.into_bytes());
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(!a.body.contains("error"), "{}", a.body);
+    assert_eq!(a.json()["load"]["kind"], "sql");
+    for node in &cluster.nodes {
+        assert!(wait_until(Duration::from_secs(20), || has_count(
+            &count(node, "child"),
+            1
+        )));
+        let hit = local(node, "SELECT count(*) FROM docs WHERE docs MATCH 'hello'");
+        assert!(has_count(&hit, 1), "{hit}");
+    }
+    // The node's own foreign_keys setting is back after the load.
+    let fk = cluster.nodes[l].post("/db/execute", r#"["INSERT INTO child VALUES(2, 99)"]"#);
+    assert!(fk.body.contains("FOREIGN KEY"), "{}", fk.body);
+    // The writer is not left inside a transaction.
+    let a = cluster.nodes[l].post("/db/execute", r#"["BEGIN", "COMMIT"]"#);
+    assert!(!a.body.contains("error"), "{}", a.body);
+}
+
+#[test]
+fn failing_sql_applies_nothing() {
+    let node = Node::start(&[]);
+    node.execute(r#"["CREATE TABLE keep(a)", "INSERT INTO keep VALUES(1)"]"#);
+    // A syntax error in the last statement.
+    let sql = "BEGIN TRANSACTION;\nCREATE TABLE a(x);\nINSERT INTO a VALUES(1);\nINSERT INTO a VALUES(2) nonsense;\nCOMMIT;\n";
+    let r = post(&node, "/db/load", sql.into());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["results"][0]["error"].is_string(), "{}", r.body);
+    assert!(count(&node, "a").contains("no such table"));
+    // A constraint failure in the middle.
+    let sql = "CREATE TABLE b(x PRIMARY KEY);\nINSERT INTO b VALUES(1);\nINSERT INTO b VALUES(1);\nINSERT INTO b VALUES(2);\n";
+    let r = post(&node, "/db/load", sql.into());
+    assert_eq!(r.status, 200);
+    assert!(
+        r.json()["results"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("UNIQUE")),
+        "{}",
+        r.body
+    );
+    assert!(count(&node, "b").contains("no such table"));
+    assert!(has_count(&count(&node, "keep"), 1));
+    let a = node.post("/db/execute", r#"["BEGIN", "COMMIT"]"#);
+    assert!(!a.body.contains("error"), "{}", a.body);
+    // Additive: a good script adds to what is there, and reports its last change.
+    let r = post(
+        &node,
+        "/db/load",
+        "INSERT INTO keep VALUES(2);\nINSERT INTO keep VALUES(3);\n".into(),
+    );
+    assert_eq!(r.json()["results"][0]["last_insert_id"], 3, "{}", r.body);
+    assert!(has_count(&count(&node, "keep"), 3));
+    assert!(load_files(&node).is_empty());
+}
+
+#[test]
+fn bad_input_changes_nothing_and_leaves_no_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&["-max-load-size", "300000"]);
+    node.execute(r#"["CREATE TABLE keep(a)", "INSERT INTO keep VALUES(1)"]"#);
+    let good = std::fs::read(make_db(tmp.path(), "good.db", "DELETE", 500)).unwrap();
+    let page = u16::from_be_bytes([good[16], good[17]]) as usize;
+    let mut flipped = good.clone();
+    // The first b-tree page after page 1: its header bytes.
+    flipped[page + 1] ^= 0xff;
+    flipped[page + 3] ^= 0xff;
+    let mut bad_page_size = good.clone();
+    bad_page_size[16..18].copy_from_slice(&3000u16.to_be_bytes());
+    let mut encrypted = good[..16].to_vec();
+    encrypted.extend((0..good.len() - 16).map(|i| (i * 7919 % 251) as u8));
+    let sql_gz = gz("INSERT INTO keep VALUES(2);\n".repeat(2000).as_bytes());
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("empty body", vec![], 400),
+        ("truncated file", good[..good.len() / 2].to_vec(), 400),
+        ("flipped byte", flipped, 400),
+        ("wrong page size", bad_page_size, 400),
+        (
+            "not SQLite and not SQL",
+            b"Hello, this is a letter.\n".to_vec(),
+            400,
+        ),
+        (
+            "binary garbage",
+            (0..5000u32).map(|i| (i * 31 % 256) as u8).collect(),
+            400,
+        ),
+        ("truncated gzip", sql_gz[..sql_gz.len() / 2].to_vec(), 400),
+        ("encrypted", encrypted, 400),
+        ("over the limit", vec![b' '; 400_000], 413),
+        ("gzip bomb over the limit", gz(&vec![b' '; 1_000_000]), 413),
+    ];
+    for (name, body, want) in cases {
+        let r = post(&node, "/db/load", body);
+        assert_eq!(r.status, want, "{name}: {}", r.body);
+        assert!(!r.body.trim().is_empty(), "{name}: a clear message");
+        assert!(has_count(&count(&node, "keep"), 1), "{name}: old data");
+        assert!(
+            load_files(&node).is_empty(),
+            "{name}: {:?}",
+            load_files(&node)
+        );
+    }
+    // A client that goes away mid-upload.
+    {
+        let mut s = std::net::TcpStream::connect(&node.http_addr).unwrap();
+        write!(
+            s,
+            "POST /db/load HTTP/1.1\r\nHost: x\r\nContent-Length: 250000\r\n\r\n"
+        )
+        .unwrap();
+        s.write_all(&good[..8000]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || load_files(&node).is_empty()),
+        "{:?}",
+        load_files(&node)
+    );
+    assert!(has_count(&count(&node, "keep"), 1));
+    // And a valid load still works afterwards.
+    let r = post(&node, "/db/load", good);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(has_count(&count(&node, "test"), 500));
+}
+
+#[test]
+fn dry_run_reports_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&[]);
+    node.execute(r#"["CREATE TABLE keep(a)"]"#);
+    let db = std::fs::read(make_db(tmp.path(), "d.db", "DELETE", 10)).unwrap();
+    let r = post(&node, "/db/load?dry_run", db.clone());
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["load"]["dry_run"], true);
+    assert_eq!(j["load"]["bytes"], db.len() as u64);
+    assert_eq!(j["load"]["pages"], (db.len() / 4096) as u64);
+    assert!(count(&node, "test").contains("no such table"));
+    assert!(count(&node, "keep").contains("values"));
+    assert!(load_files(&node).is_empty());
+}
+
+#[test]
+fn boot_loads_a_single_node_and_refuses_clusters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = std::fs::read(make_db(tmp.path(), "b.db", "WAL", 300)).unwrap();
+    let mut node = Node::start(&[]);
+    node.execute(r#"["CREATE TABLE old(a)"]"#);
+    let r = post(
+        &node,
+        "/boot",
+        b"hello hello hello hello hello hello hello".to_vec(),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body, "invalid SQLite data\n");
+    let r = post(&node, "/boot", db.clone());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "");
+    assert!(has_count(&count(&node, "test"), 300));
+    assert!(count(&node, "old").contains("no such table"));
+    assert!(load_files(&node).is_empty(), "{:?}", load_files(&node));
+    // It survives a restart.
+    let temp = node.take_temp();
+    node.stop();
+    let node = Node::start_in(&node.data_dir.clone(), &[]);
+    let _keep = temp;
+    assert!(has_count(&count(&node, "test"), 300));
+
+    let cluster = Cluster::start(2, &[]);
+    let l = cluster.leader();
+    let r = post(&cluster.nodes[l], "/boot", db.clone());
+    assert_eq!((r.status, r.body.as_str()), (503, "not single-node\n"));
+    let f = cluster.followers()[0];
+    let r = post(&cluster.nodes[f], "/boot", db);
+    assert_eq!((r.status, r.body.as_str()), (503, "not leader\n"));
+}
+
+#[test]
+fn redirect_from_a_follower() {
+    let cluster = Cluster::start(2, &[]);
+    let f = cluster.followers()[0];
+    let r = post(
+        &cluster.nodes[f],
+        "/db/load?redirect",
+        b"SELECT 1;".to_vec(),
+    );
+    assert_eq!(r.status, 301);
+    assert!(r
+        .header("location")
+        .is_some_and(|l| l.ends_with("/db/load?redirect")));
+}
+
+/// Kill -9 of the leader or of a follower while a load is under way: after restarts every
+/// node holds the old database or the new one, and all agree.
+#[test]
+fn kill_during_load_leaves_old_or_new_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = std::fs::read(make_db(tmp.path(), "k.db", "DELETE", 200_000)).unwrap();
+    for (round, victim_is_leader) in [(0, true), (1, false), (2, true)] {
+        let mut cluster = Cluster::start(3, &[]);
+        let l = cluster.leader();
+        cluster.nodes[l].execute(r#"["CREATE TABLE old(a)", "INSERT INTO old VALUES(1)"]"#);
+        let victim = if victim_is_leader {
+            l
+        } else {
+            cluster.followers()[0]
+        };
+        let url = cluster.nodes[l].url("/db/load");
+        let body = db.clone();
+        let upload = std::thread::spawn(move || {
+            let _ = client().post(url).body(body).send();
+        });
+        std::thread::sleep(Duration::from_millis(50 + 150 * round));
+        let temp = cluster.nodes[victim].take_temp();
+        cluster.nodes[victim].kill();
+        let _ = upload.join();
+        let dir = cluster.nodes[victim].data_dir.clone();
+        let id = format!("node{}", victim + 1);
+        cluster.nodes[victim] =
+            Node::start_in(&dir, &["-raft-election-timeout", "500ms", "-node-id", &id]);
+        let _keep = temp;
+        cluster.wait_for_members(3);
+        // Every node settles on one answer, and they agree.
+        let state = |n: &Node| {
+            let t = count(n, "test");
+            let o = count(n, "old");
+            if has_count(&t, 200_000) && o.contains("no such table") {
+                "new"
+            } else if has_count(&o, 1) && t.contains("no such table") {
+                "old"
+            } else {
+                "mixed"
+            }
+        };
+        let agreed = wait_until(Duration::from_secs(60), || {
+            let states: Vec<_> = cluster.nodes.iter().map(state).collect();
+            states.iter().all(|s| *s != "mixed" && *s == states[0])
+        });
+        let states: Vec<_> = cluster.nodes.iter().map(state).collect();
+        assert!(agreed, "round {round}: {states:?}\n{}", cluster.logs());
+    }
+}
