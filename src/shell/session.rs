@@ -131,14 +131,16 @@ impl Session {
         match cmd {
             Command::Exit => return Ok(Flow::Exit),
             Command::Sql(sql) => self.sql(&sql)?,
+            // rqlite's queries, minus raftlited's internal `_raftlite_state` table (which no
+            // backup or dump contains either).
             Command::Tables => self.meta_query(
-                r#"SELECT name FROM sqlite_master WHERE type="table" ORDER BY name ASC"#,
+                r#"SELECT name FROM sqlite_master WHERE type="table" AND tbl_name != '_raftlite_state' ORDER BY name ASC"#,
             )?,
-            Command::Indexes => {
-                self.meta_query(r#"SELECT sql FROM sqlite_master WHERE type="index""#)?
-            }
+            Command::Indexes => self.meta_query(
+                r#"SELECT sql FROM sqlite_master WHERE type="index" AND tbl_name != '_raftlite_state'"#,
+            )?,
             Command::Schema => self.meta_query(
-                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid ASC",
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND tbl_name != '_raftlite_state' ORDER BY rowid ASC",
             )?,
             Command::Backup(file) => {
                 download(&mut self.client, "db/backup", Path::new(&file))?;
