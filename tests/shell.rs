@@ -930,6 +930,49 @@ fn user_flag_sends_basic_auth_and_prefix_prepends_paths() {
 }
 
 #[test]
+fn settings_change_what_is_sent_and_ready_reports_503() {
+    let stub = Stub::start(|s| match s.request_line() {
+        l if l.starts_with("GET /status") => http("200 OK", STUB_STATUS),
+        l if l.starts_with("GET /readyz") => http("503 Service Unavailable", "[+]node ok\n[+]leader does not exist"),
+        l if l.starts_with("GET /db/query") => {
+            http("200 OK", r#"{"results":[{"columns":["name"],"types":["text"]}]}"#)
+        }
+        _ => http("200 OK", r#"{"results":[{"rows_affected":1,"time":0.5}]}"#),
+    });
+    let run = shell_with(
+        &host_args(&stub.addr),
+        ".ready
+.forcewrites on
+INSERT INTO t VALUES (1);
+.forcewrites off
+         .timer on
+INSERT INTO t VALUES (2);
+.timer off
+.blobarray on
+.tables
+",
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    assert_eq!(
+        run.body(),
+        "not ready\n1 row affected\n1 row affected (0.500000 sec)\n+------+\n| name |\n+------+\n"
+    );
+    let lines: Vec<String> = stub
+        .seen()
+        .iter()
+        .map(|s| s.request_line().to_string())
+        .filter(|l| !l.starts_with("GET /status"))
+        .collect();
+    assert!(lines[1].starts_with("POST /db/execute HTTP"), "{lines:?}");
+    assert!(lines[2].starts_with("POST /db/request?timings HTTP"), "{lines:?}");
+    assert!(
+        lines[3].starts_with("GET /db/query?level=weak&q=") && lines[3].contains("&blob_array= HTTP"),
+        "{lines:?}"
+    );
+}
+
+#[test]
 fn redirects_are_followed_with_method_and_body() {
     let node = Node::start(&[]);
     let target = format!("http://{}", node.http_addr);
