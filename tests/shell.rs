@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -933,10 +933,14 @@ fn user_flag_sends_basic_auth_and_prefix_prepends_paths() {
 fn settings_change_what_is_sent_and_ready_reports_503() {
     let stub = Stub::start(|s| match s.request_line() {
         l if l.starts_with("GET /status") => http("200 OK", STUB_STATUS),
-        l if l.starts_with("GET /readyz") => http("503 Service Unavailable", "[+]node ok\n[+]leader does not exist"),
-        l if l.starts_with("GET /db/query") => {
-            http("200 OK", r#"{"results":[{"columns":["name"],"types":["text"]}]}"#)
-        }
+        l if l.starts_with("GET /readyz") => http(
+            "503 Service Unavailable",
+            "[+]node ok\n[+]leader does not exist",
+        ),
+        l if l.starts_with("GET /db/query") => http(
+            "200 OK",
+            r#"{"results":[{"columns":["name"],"types":["text"]}]}"#,
+        ),
         _ => http("200 OK", r#"{"results":[{"rows_affected":1,"time":0.5}]}"#),
     });
     let run = shell_with(
@@ -965,9 +969,13 @@ INSERT INTO t VALUES (2);
         .filter(|l| !l.starts_with("GET /status"))
         .collect();
     assert!(lines[1].starts_with("POST /db/execute HTTP"), "{lines:?}");
-    assert!(lines[2].starts_with("POST /db/request?timings HTTP"), "{lines:?}");
     assert!(
-        lines[3].starts_with("GET /db/query?level=weak&q=") && lines[3].contains("&blob_array= HTTP"),
+        lines[2].starts_with("POST /db/request?timings HTTP"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[3].starts_with("GET /db/query?level=weak&q=")
+            && lines[3].contains("&blob_array= HTTP"),
         "{lines:?}"
     );
 }

@@ -210,7 +210,7 @@ impl Upload {
             Ok(_) => bar.finish(),
             Err(_) => bar.abandon(),
         }
-        Ok(resp.with_context(|| format!("upload {}", self.path.display()))?)
+        resp.with_context(|| format!("upload {}", self.path.display()))
     }
 }
 
