@@ -981,6 +981,34 @@ INSERT INTO t VALUES (2);
 }
 
 #[test]
+fn http_timeout_bounds_ordinary_requests() {
+    let stub = Stub::start(|s| {
+        if s.request_line().starts_with("GET /status") {
+            http("200 OK", STUB_STATUS)
+        } else {
+            std::thread::sleep(Duration::from_secs(3));
+            http("200 OK", r#"{"results":[{}]}"#)
+        }
+    });
+    let mut args = host_args(&stub.addr);
+    args.extend(["-t".into(), "300ms".into()]);
+    let started = Instant::now();
+    let run = shell_with(&args, "SELECT 1;\n", &[]);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the timeout did not apply"
+    );
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        run.body(),
+        format!(
+            "ERR! cannot reach http://{}/db/request: timed out\n",
+            stub.addr
+        )
+    );
+}
+
+#[test]
 fn redirects_are_followed_with_method_and_body() {
     let node = Node::start(&[]);
     let target = format!("http://{}", node.http_addr);
