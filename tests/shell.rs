@@ -677,7 +677,7 @@ fn read_runs_a_files_statements_and_output_redirects_results() {
 
 /// `.backup` on one node, `.restore` into a fresh one, compared by content.
 #[test]
-#[ignore = "POST /db/load is not in this branch yet (issue being built in parallel)"]
+#[ignore = "POST /db/load is not in this branch yet (it is on branch restore; run with --ignored once merged)"]
 fn backup_restore_round_trip_into_a_fresh_node() {
     let a = Node::start(&[]);
     a.execute(r#"["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t(v) VALUES ('one'), ('two')"]"#);
@@ -706,7 +706,7 @@ fn backup_restore_round_trip_into_a_fresh_node() {
 }
 
 #[test]
-#[ignore = "POST /boot is not in this branch yet (issue being built in parallel)"]
+#[ignore = "POST /boot is not in this branch yet (it is on branch restore; run with --ignored once merged)"]
 fn boot_loads_a_sqlite_file_into_a_single_node() {
     let a = Node::start(&[]);
     a.execute(r#"["CREATE TABLE t (v)", "INSERT INTO t VALUES ('booted')"]"#);

@@ -12,9 +12,11 @@
 //! - `output`: tables in column/csv/json/line mode, and the key/value tree of `.status`.
 //! - `offline`: `raftlite dump DB_FILE`, which needs no server.
 //!
-//! IMPLEMENTATION CAVEATS: no TLS (`-s https`, `-i`, `-c`, `-d`, `-k` are accepted, and
-//! `https` is refused with a clear message, because raftlited serves plain HTTP); output has
-//! no colour.
+//! IMPLEMENTATION CAVEATS:
+//! - No TLS: `-s https`, `-i`, `-c`, `-d`, `-k` are accepted, and `https` is refused with a
+//!   clear message, because raftlited serves plain HTTP. Output has no colour.
+//! - Ctrl-C during a `.backup`/`.dump` ends the process: the target is untouched, but the
+//!   temp file `.NAME.PID.part` next to it stays behind.
 
 #[cfg(feature = "server")]
 pub mod args;
