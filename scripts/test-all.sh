@@ -13,8 +13,12 @@ ROOT=$PWD
 step() { printf '\n=== %s ===\n' "$*"; }
 
 step "install prerequisites"
-if ! command -v sqlite3 >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq sqlite3
+# sqlite3 is the dump reference; curl is the download client of the benchmarks.
+missing=()
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 sqlite3 --version
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }

@@ -139,14 +139,22 @@ impl Connection {
     /// Prepares the first statement of `sql`. Returns the statement (None when that part of the
     /// text holds only whitespace or comments) and the byte offset where the rest begins.
     pub fn prepare_first<'c>(&'c self, sql: &str) -> Result<(Option<Statement<'c>>, usize)> {
+        self.prepare_first_bytes(sql.as_bytes())
+    }
+
+    /// [`Connection::prepare_first`] over raw bytes. SQLite takes any bytes as SQL text: a TEXT
+    /// literal may hold invalid UTF-8 (a dump of such a value does), and it is stored as is.
+    /// The offset returned is just past the statement's `;` (or the end), so for UTF-8 input it
+    /// always falls on a character boundary.
+    pub fn prepare_first_bytes<'c>(&'c self, sql: &[u8]) -> Result<(Option<Statement<'c>>, usize)> {
         let db = self.handle()?;
         let len = c_int::try_from(sql.len())
             .map_err(|_| Error::new(sys::SQLITE_TOOBIG, "SQL text is too long"))?;
         let mut stmt: *mut sys::sqlite3_stmt = ptr::null_mut();
         let mut tail: *const c_char = ptr::null();
         let start = sql.as_ptr() as *const c_char;
-        // SAFETY: `start..start+len` is valid UTF-8 owned by `sql` for the whole call; SQLite
-        // reads at most `len` bytes. `stmt` and `tail` are valid out-pointers.
+        // SAFETY: `start..start+len` is owned by `sql` for the whole call; SQLite reads at most
+        // `len` bytes and needs no terminator. `stmt` and `tail` are valid out-pointers.
         let rc = unsafe { sys::sqlite3_prepare_v2(db, start, len, &mut stmt, &mut tail) };
         if rc != sys::SQLITE_OK {
             return Err(self.last_error(rc));
@@ -180,9 +188,14 @@ impl Connection {
 
     /// Runs every statement in `sql`, stepping each to completion and discarding rows.
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        self.execute_batch_bytes(sql.as_bytes())
+    }
+
+    /// [`Connection::execute_batch`] over raw bytes (see [`Connection::prepare_first_bytes`]).
+    pub fn execute_batch_bytes(&self, sql: &[u8]) -> Result<()> {
         let mut rest = sql;
         loop {
-            let (stmt, used) = self.prepare_first(rest)?;
+            let (stmt, used) = self.prepare_first_bytes(rest)?;
             if let Some(mut stmt) = stmt {
                 while stmt.step()?.is_row() {}
             }

@@ -60,7 +60,7 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
     let cluster = ctx.cluster_with_data("backup-node").or_fail(&mut report)?;
     let node = cluster.leader();
     let out = dir.join("raftlite-backup.sqlite");
-    match http_backup(&ctx.agent, node, &out).or_fail(&mut report)? {
+    match http_backup(node, &out).or_fail(&mut report)? {
         None => report.skip_part("GET /db/backup answered 404 (not in this build yet)"),
         Some(row) => {
             let check = artifact_check(&out);
@@ -76,8 +76,8 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
 }
 
 /// Streams `GET /db/backup` into `out`. None when the endpoint does not exist (404).
-fn http_backup(agent: &ureq::Agent, node: &Node, out: &Path) -> Result<Option<Row>, String> {
-    super::download_measured(agent, node, "/db/backup", out, "raftlite GET /db/backup")
+fn http_backup(node: &Node, out: &Path) -> Result<Option<Row>, String> {
+    super::download_measured(node, "/db/backup", out, "raftlite GET /db/backup")
 }
 
 /// "valid SQLite file, DELETE journal header" or what is wrong with it.

@@ -68,7 +68,7 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
 
     let cluster = ctx.cluster_with_data("dump-node").or_fail(&mut report)?;
     let out = dir.join("raftlite-http.sql");
-    match http_dump(&ctx.agent, cluster.leader(), &out).or_fail(&mut report)? {
+    match http_dump(cluster.leader(), &out).or_fail(&mut report)? {
         None => report.skip_part("GET /db/backup?fmt=sql answered 404 (not in this build yet)"),
         Some(row) => {
             let note = compare(&out, &ref_out);
@@ -127,9 +127,8 @@ fn dump_subcommand_works(raftlite: &Path, empty: &Path) -> bool {
 }
 
 /// Streams `GET /db/backup?fmt=sql` into `out`. None when the endpoint does not exist.
-fn http_dump(agent: &ureq::Agent, node: &Node, out: &Path) -> Result<Option<Row>, String> {
+fn http_dump(node: &Node, out: &Path) -> Result<Option<Row>, String> {
     super::download_measured(
-        agent,
         node,
         "/db/backup?fmt=sql",
         out,

@@ -141,11 +141,10 @@ pub fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
 }
 
-/// Streams `GET path` from `node` into the file `out` and measures it: wall time, bytes, and
-/// the node's peak RSS growth over its level before the request. None when the endpoint does
-/// not exist (404), so scenarios can report "not in this build".
+/// Downloads `path` from `node` into `out` with `curl -sS -o out URL`, the client the issues
+/// name (`curl /db/backup > f`), and times it. Returns None when the endpoint does not exist
+/// (404), and the node's peak RSS growth during the download.
 pub fn download_measured(
-    agent: &ureq::Agent,
     node: &crate::node::Node,
     path: &str,
     out: &Path,
@@ -154,23 +153,30 @@ pub fn download_measured(
     let baseline = node.rss_kib();
     let url = node.url(path);
     let started = std::time::Instant::now();
-    let resp = match agent.get(&url).call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(404, _)) => return Ok(None),
-        Err(ureq::Error::Status(code, r)) => {
-            return Err(format!(
-                "{url}: {code}: {}",
-                r.into_string().unwrap_or_default()
-            ))
-        }
-        Err(e) => return Err(format!("{url}: {e}")),
-    };
-    let mut file =
-        std::fs::File::create(out).map_err(|e| format!("create {}: {e}", out.display()))?;
-    let bytes = std::io::copy(&mut resp.into_reader(), &mut file)
-        .map_err(|e| format!("stream {url}: {e}"))?;
-    let mut row =
-        crate::report::Row::new(label).timed(started.elapsed().as_secs_f64(), Some(bytes), None);
+    let run = std::process::Command::new("curl")
+        .args(["-sS", "--fail-with-body", "-o"])
+        .arg(out)
+        .args(["-w", "%{http_code}", &url])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("run curl (is it installed?): {e}"))?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let code = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    if code == "404" {
+        return Ok(None);
+    }
+    if !run.status.success() || code != "200" {
+        let body = std::fs::read_to_string(out).unwrap_or_default();
+        return Err(format!(
+            "{url}: HTTP {code}: {} {}",
+            String::from_utf8_lossy(&run.stderr).trim(),
+            body.chars().take(300).collect::<String>()
+        ));
+    }
+    let bytes = std::fs::metadata(out)
+        .map_err(|e| format!("stat {}: {e}", out.display()))?
+        .len();
+    let mut row = crate::report::Row::new(label).timed(elapsed, Some(bytes), None);
     if let (Some(b), Some(h)) = (baseline, node.hwm_kib()) {
         row.rss_growth_mib = Some(crate::measure::kib_to_mib(h.saturating_sub(b)));
     }

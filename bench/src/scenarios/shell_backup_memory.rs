@@ -69,14 +69,8 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
     let _ = std::fs::remove_file(&out);
 
     let http_out = dir.join("http-backup.sqlite");
-    let http = super::download_measured(
-        &ctx.agent,
-        node,
-        "/db/backup",
-        &http_out,
-        "GET /db/backup (HTTP client)",
-    )
-    .or_fail(&mut report)?;
+    let http = super::download_measured(node, "/db/backup", &http_out, "GET /db/backup (curl)")
+        .or_fail(&mut report)?;
     let _ = std::fs::remove_file(&http_out);
     match http {
         Some(h) => {
