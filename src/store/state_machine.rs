@@ -160,6 +160,10 @@ impl SqliteStateMachine {
             return Ok(CommandResponse::default());
         }
         let membership = self.shared.applied.lock().membership.clone();
+        // A staged file that is here before `obtain` was staged here (this node is the source,
+        // perhaps restarted on another address) or pulled before a crash: other nodes may be
+        // pulling it from us, so it is kept, not consumed.
+        let staged_here = super::load::staged_path(&self.data_dir, &cmd.id).exists();
         let staged = super::load::obtain(
             &self.client,
             &self.data_dir,
@@ -169,7 +173,7 @@ impl SqliteStateMachine {
         )
         .await;
         let is_source = self.raft_addr.as_deref() == Some(cmd.source.as_str());
-        let keep = is_source && cmd.shared;
+        let keep = cmd.shared && (is_source || staged_here);
         let started = std::time::Instant::now();
         let response = match cmd.kind {
             LoadKind::Sql => {
