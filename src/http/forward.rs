@@ -113,6 +113,12 @@ async fn forward(
             );
         }
     };
+    relay_leader_answer(resp, leader).await
+}
+
+/// The leader's answer to a forwarded request, passed on: status, content type and body (a
+/// JSON answer, small), plus `X-RQLITE-SERVED-BY` as rqlite sends it.
+pub async fn relay_leader_answer(resp: reqwest::Response, leader: &NodeInfo) -> HttpResponse {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp
         .headers()

@@ -347,25 +347,5 @@ async fn forward_stream(
             );
         }
     };
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let content_type = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let bytes = match resp.bytes().await {
-        Ok(b) => b,
-        Err(e) => {
-            return text_error(
-                StatusCode::BAD_GATEWAY,
-                format!("read the leader's answer: {e}"),
-            )
-        }
-    };
-    let mut builder = HttpResponse::build(status);
-    if let Some(ct) = content_type {
-        builder.insert_header((header::CONTENT_TYPE, ct));
-    }
-    builder.insert_header(("X-RQLITE-SERVED-BY", leader.raft_addr.clone()));
-    builder.body(bytes)
+    super::forward::relay_leader_answer(resp, leader).await
 }
