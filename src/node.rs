@@ -181,16 +181,23 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let http_task = tokio::spawn(server);
     tracing::info!("node HTTP API available at http://{http_bound}");
 
+    // A stop signal while the node is still forming or joining is a clean stop (exit 0), as
+    // it is afterwards: the operator asked for it, and nothing is half done (forming and
+    // joining are retried from the start on the next run).
     let formed = tokio::select! {
-        r = cluster::form_or_join(&store, &opts.join) => r,
-        _ = wait_for_shutdown_signal() => Err(anyhow::anyhow!("interrupted while forming the cluster")),
+        r = cluster::form_or_join(&store, &opts.join) => r.map(|()| true),
+        _ = wait_for_shutdown_signal() => {
+            tracing::warn!("stop signal while forming the cluster; shutting down");
+            Ok(false)
+        }
     };
     let outcome = match formed {
-        Ok(()) => {
+        Ok(true) => {
             wait_for_shutdown_signal().await;
             tracing::info!("shutting down");
             Ok(())
         }
+        Ok(false) => Ok(()),
         Err(e) => Err(e),
     };
     http_handle.stop(true).await;
