@@ -553,33 +553,28 @@ const SQL_COMMANDS: &[&str] = &[
 /// file that is neither a database nor SQL gets a 400 instead of a syntax error. Text that is
 /// only whitespace and comments is refused as empty.
 pub fn check_sql_head(head: &str) -> Result<(), LoadError> {
+    // A comment longer than the head we read: give it the benefit of the doubt.
+    let unterminated_comment = || {
+        if head.len() >= 4096 {
+            Ok(())
+        } else {
+            Err(LoadError::Empty)
+        }
+    };
     let mut rest = head;
     loop {
         rest = rest.trim_start();
         if let Some(r) = rest.strip_prefix("--") {
             match r.find('\n') {
                 Some(i) => rest = &r[i + 1..],
-                // A comment longer than the head we read: give it the benefit of the doubt.
-                None => {
-                    return if head.len() >= 4096 {
-                        Ok(())
-                    } else {
-                        Err(LoadError::Empty)
-                    }
-                }
+                None => return unterminated_comment(),
             }
             continue;
         }
         if let Some(r) = rest.strip_prefix("/*") {
             match r.find("*/") {
                 Some(i) => rest = &r[i + 2..],
-                None => {
-                    return if head.len() >= 4096 {
-                        Ok(())
-                    } else {
-                        Err(LoadError::Empty)
-                    }
-                }
+                None => return unterminated_comment(),
             }
             continue;
         }

@@ -38,7 +38,7 @@ use futures_util::{Stream, StreamExt as _};
 use raftlite_ffi::Connection;
 
 use super::backup_copies::BackupError;
-use super::forward::{leader_url, redirect, with_caller_credentials, FORWARDED_HEADER};
+use super::forward::{leader_to_forward_to, leader_url, with_caller_credentials, FORWARDED_HEADER};
 use super::params::QueryParams;
 use super::response::text_error;
 use super::AppState;
@@ -78,15 +78,9 @@ pub async fn backup(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
 
     let store = &state.store;
     if !params.has("noleader") && !store.is_leader() {
-        let leader = store.leader();
-        return match leader {
-            None => text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found"),
-            Some(l) if params.has("redirect") => redirect(&req, &l),
-            // Leadership moved while the request was forwarded to us: never forward twice.
-            Some(_) if req.headers().contains_key(FORWARDED_HEADER) => {
-                text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found")
-            }
-            Some(l) => proxy(&state.forward_client, &req, &l).await,
+        return match leader_to_forward_to(&req, &params, store.leader().as_ref()) {
+            Ok(l) => proxy(&state.forward_client, &req, &l).await,
+            Err(answer) => *answer,
         };
     }
 

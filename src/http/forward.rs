@@ -17,6 +17,33 @@ use crate::store::NodeInfo;
 
 pub const FORWARDED_HEADER: &str = "x-raftlite-forwarded";
 
+/// The leader to forward a request to, or the answer when it must not be forwarded: 503
+/// `leader not found` without a leader, 301 to the leader with `?redirect`, and 503 again
+/// when the request was already forwarded to us (leadership moved meanwhile: never forward
+/// twice). Every endpoint that forwards decides with this.
+pub fn leader_to_forward_to(
+    req: &HttpRequest,
+    params: &QueryParams,
+    leader: Option<&NodeInfo>,
+) -> Result<NodeInfo, Box<HttpResponse>> {
+    let not_found = || {
+        Box::new(text_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "leader not found",
+        ))
+    };
+    let Some(leader) = leader else {
+        return Err(not_found());
+    };
+    if params.has("redirect") {
+        return Err(Box::new(redirect(req, leader)));
+    }
+    if req.headers().contains_key(FORWARDED_HEADER) {
+        return Err(not_found());
+    }
+    Ok(leader.clone())
+}
+
 /// How the request should be answered when this node is not the leader.
 pub async fn answer_not_leader(
     client: &reqwest::Client,
@@ -25,22 +52,14 @@ pub async fn answer_not_leader(
     body: bytes::Bytes,
     leader: Option<&NodeInfo>,
 ) -> HttpResponse {
-    if params.has("redirect") {
-        return match leader {
-            Some(l) => redirect(req, l),
-            None => text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found"),
-        };
-    }
-    let Some(leader) = leader else {
-        return text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found");
+    let leader = match leader_to_forward_to(req, params, leader) {
+        Ok(l) => l,
+        Err(answer) => return *answer,
     };
-    if req.headers().contains_key(FORWARDED_HEADER) {
-        return text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found");
-    }
     let timeout = params
         .duration("timeout")
         .unwrap_or(Duration::from_secs(30));
-    forward(client, req, body, leader, timeout).await
+    forward(client, req, body, &leader, timeout).await
 }
 
 /// The same path and query on the leader's API.

@@ -30,7 +30,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
-use super::forward::{leader_url, redirect, with_caller_credentials, FORWARDED_HEADER};
+use super::forward::{
+    leader_to_forward_to, leader_url, redirect, with_caller_credentials, FORWARDED_HEADER,
+};
 use super::json::{encode_response, ApiResponse, EncodeOptions};
 use super::params::QueryParams;
 use super::response::{empty, json, text_error};
@@ -85,14 +87,9 @@ async fn handle(
             return text_error(StatusCode::SERVICE_UNAVAILABLE, "not single-node")
         }
         Endpoint::Load if !dry_run && !store.is_leader() => {
-            let leader = store.leader();
-            return match leader {
-                None => text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found"),
-                Some(l) if params.has("redirect") => redirect(&req, &l),
-                Some(_) if req.headers().contains_key(FORWARDED_HEADER) => {
-                    text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found")
-                }
-                Some(l) => forward_stream(&state.forward_client, &req, payload, &l).await,
+            return match leader_to_forward_to(&req, &params, store.leader().as_ref()) {
+                Ok(l) => forward_stream(&state.forward_client, &req, payload, &l).await,
+                Err(answer) => *answer,
             };
         }
         _ => {}
