@@ -403,3 +403,35 @@ fn format_real_into_matches_the_allocating_form() {
         assert_eq!(format_real_20g_into(v, &mut buf), format_real_20g(v));
     }
 }
+
+#[test]
+fn execute_batch_bytes_stores_invalid_utf8_literals_exactly() {
+    let c = mem();
+    // A TEXT literal holding bytes that are not UTF-8, as a dump of such a value writes it.
+    let mut sql = b"CREATE TABLE t(v TEXT); INSERT INTO t VALUES('a".to_vec();
+    sql.extend_from_slice(&[0xff, 0xfe]);
+    sql.extend_from_slice(b"b'); INSERT INTO t VALUES('c');");
+    c.execute_batch_bytes(&sql).unwrap();
+    let mut s = c.prepare("SELECT v FROM t ORDER BY rowid").unwrap();
+    assert!(s.step().unwrap().is_row());
+    assert_eq!(s.column_text(0), &[b'a', 0xff, 0xfe, b'b']);
+    assert!(s.step().unwrap().is_row());
+    assert_eq!(s.column_text(0), b"c");
+    drop(s);
+    // Misuse: a syntax error in a later statement stops there, with SQLite's message.
+    let err = c
+        .execute_batch_bytes(b"INSERT INTO t VALUES('d'); INSERT INTO nope VALUES(1);")
+        .unwrap_err();
+    assert!(
+        err.message.contains("no such table: nope"),
+        "{}",
+        err.message
+    );
+    assert_eq!(c.query_i64("SELECT count(*) FROM t").unwrap(), Some(3));
+    let mut closed = mem();
+    closed.close().unwrap();
+    assert_eq!(
+        closed.execute_batch_bytes(b"SELECT 1").unwrap_err().message,
+        "connection is closed"
+    );
+}
