@@ -154,6 +154,8 @@ const FLAGS: &[ConfigFlag] = &[
     flag("backup-tmp-dir", Str, "", Honoured, "Directory for temporary backup files. If not set, the data directory"),
     flag("disk-reserve", U64, "268435456", Honoured, "Free bytes that backups, loads and boots must leave on the data file system"),
     flag("max-backup-copies", Usize, "16", Honoured, "Maximum number of backups in progress at once"),
+    flag("dump-wal-limit", U64, "1073741824", Honoured, "Abort a SQL dump once the WAL has grown by this many bytes while the dump holds its snapshot. 0: no limit"),
+    flag("dump-stall-timeout", Dur, "2m", Honoured, "Abort a SQL dump whose client has read nothing for this long"),
     // Metrics.
     flag("otlp-endpoint", Str, "", Ignored, "OpenTelemetry Collector address (host:port) for metrics. If not set, no OTLP export"),
     flag("otlp-interval", Dur, "30s", Ignored, "Time between OTLP metric exports"),
@@ -328,6 +330,9 @@ pub struct Config {
     /// Bytes.
     pub disk_reserve: u64,
     pub max_backup_copies: usize,
+    /// Bytes of WAL growth a SQL dump's snapshot may pin; `None`: no limit.
+    pub dump_wal_limit: Option<u64>,
+    pub dump_stall_timeout: Duration,
 
     pub otlp_endpoint: Option<String>,
     pub otlp_interval: Duration,
@@ -476,6 +481,8 @@ impl Config {
             backup_tmp_dir,
             disk_reserve: flags.u64("disk-reserve"),
             max_backup_copies: flags.usize("max-backup-copies"),
+            dump_wal_limit: Some(flags.u64("dump-wal-limit")).filter(|n| *n != 0),
+            dump_stall_timeout: flags.duration("dump-stall-timeout"),
 
             otlp_endpoint: string("otlp-endpoint"),
             otlp_interval: flags.duration("otlp-interval"),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use crate::db::DbSettings;
-use crate::http::{self, AppState, Limits};
+use crate::http::{self, AppState, DumpCaps, Limits};
 use crate::store::cluster::{self, JoinOptions};
 use crate::store::{NodeInfo, Store, StoreOptions};
 
@@ -35,6 +35,8 @@ pub struct NodeOptions {
     pub max_body_size: usize,
     /// `-max-load-size`: the largest `/db/load` or `/boot` body (decompressed).
     pub max_load_size: Option<u64>,
+    /// `-dump-wal-limit` and `-dump-stall-timeout`: caps on a SQL dump's snapshot.
+    pub dump_caps: DumpCaps,
     pub join: JoinOptions,
     pub log_segment_size: u64,
     pub snapshot_threshold: u64,
@@ -66,6 +68,7 @@ impl NodeOptions {
             max_readers: 256,
             max_body_size: Limits::default().max_body_size,
             max_load_size: None,
+            dump_caps: DumpCaps::default(),
             join: JoinOptions {
                 join: vec![],
                 attempts: 5,
@@ -165,6 +168,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         limits: Limits {
             max_body_size: opts.max_body_size,
             max_load_size: opts.max_load_size,
+            dump_caps: opts.dump_caps,
         },
         data_dir: opts.data_dir.display().to_string(),
         http_bind_addr: http_bound.clone(),

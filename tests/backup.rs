@@ -607,3 +607,102 @@ fn backup_tmp_dir_on_a_small_disk_fills_then_refuses_and_recovers() {
     assert_eq!(download(&node, "/db/backup").status, 200);
     assert_eq!(node.get("/readyz").status, 200);
 }
+
+/// Sends `GET path` on a raw connection and reads `first` bytes of the answer, leaving the
+/// rest unread: a client that stopped reading.
+fn start_slow_download(node: &Node, path: &str, first: usize) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(&node.http_addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        node.http_addr
+    )
+    .expect("send request");
+    let mut buf = vec![0u8; first];
+    s.read_exact(&mut buf).expect("read the head of the dump");
+    s
+}
+
+/// Reads what is left until the server closes (or aborts) the connection.
+fn read_rest(mut s: std::net::TcpStream) -> Vec<u8> {
+    let mut rest = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    // Bounded: the dump in these tests is far below 1 GiB.
+    while rest.len() < 1 << 30 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => rest.extend_from_slice(&buf[..n]),
+        }
+    }
+    rest
+}
+
+fn fill_big(node: &Node) {
+    node.execute(
+        r#"["CREATE TABLE big (id INTEGER PRIMARY KEY, v BLOB)",
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 30000) INSERT INTO big(v) SELECT randomblob(1000) FROM c"]"#,
+    );
+}
+
+/// A SQL dump's snapshot pins the WAL, so a client that stops reading cannot hold it for
+/// ever: the dump ends when the WAL has grown past `-dump-wal-limit`, or when the client has
+/// read nothing for `-dump-stall-timeout`. The client gets a last comment line with the
+/// reason and an aborted connection (never `COMMIT;`), and the node keeps serving dumps.
+#[test]
+fn sql_dump_held_by_a_slow_client_is_capped() {
+    // WAL growth: writes that commit while the dump's snapshot is open.
+    let node = Node::start(&["-dump-wal-limit", "200000", "-dump-stall-timeout", "10m"]);
+    fill_big(&node);
+    // Frames in the WAL when the dump starts, so its snapshot really pins them.
+    node.execute(r#"["CREATE TABLE w (v BLOB)", "INSERT INTO w VALUES(randomblob(5000))"]"#);
+    let slow = start_slow_download(&node, "/db/backup?fmt=sql", 8192);
+    for _ in 0..30 {
+        node.execute(r#"["INSERT INTO w VALUES(randomblob(50000))"]"#);
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || node
+            .log()
+            .contains("SQL dump stopped")),
+        "the dump was not stopped:\n{}",
+        node.log()
+    );
+    assert!(node.log().contains("-dump-wal-limit"), "{}", node.log());
+    let rest = String::from_utf8_lossy(&read_rest(slow)).into_owned();
+    assert!(
+        rest.contains("-- raftlite: dump aborted: the WAL grew by"),
+        "no reason at the end: {}",
+        &rest[rest.len().saturating_sub(500)..]
+    );
+    assert!(
+        !rest.contains("COMMIT;"),
+        "an aborted dump must not end cleanly"
+    );
+    // The node serves a whole dump afterwards.
+    let d = download(&node, "/db/backup?fmt=sql");
+    assert_eq!(d.status, 200);
+    assert!(d.body.ends_with(b"COMMIT;\n"));
+
+    // Stall: a client that reads nothing at all.
+    let node = Node::start(&["-dump-stall-timeout", "1s"]);
+    fill_big(&node);
+    let slow = start_slow_download(&node, "/db/backup?fmt=sql", 8192);
+    assert!(
+        wait_until(Duration::from_secs(20), || node
+            .log()
+            .contains("SQL dump stopped")),
+        "the stalled dump was not stopped:\n{}",
+        node.log()
+    );
+    let rest = String::from_utf8_lossy(&read_rest(slow)).into_owned();
+    assert!(
+        rest.contains("-- raftlite: dump aborted: the client read nothing for 1s"),
+        "no reason at the end: {}",
+        &rest[rest.len().saturating_sub(500)..]
+    );
+    assert!(!rest.contains("COMMIT;"));
+    let d = download(&node, "/db/backup?fmt=sql");
+    assert_eq!(d.status, 200);
+    assert!(d.body.ends_with(b"COMMIT;\n"));
+}

@@ -116,6 +116,13 @@ fn binary_load_reaches_every_node_survives_restart_and_joiners() {
     assert_eq!(j["results"], serde_json::json!([]));
     assert_eq!(j["load"]["kind"], "sqlite");
     assert_eq!(j["load"]["tables"], 1);
+    // Every phase is reported, as seconds.
+    for phase in ["upload_s", "validate_s", "install_s"] {
+        assert!(
+            j["load"]["phases"][phase].as_f64().is_some(),
+            "{phase}: {j}"
+        );
+    }
     for node in &cluster.nodes {
         assert!(
             wait_until(Duration::from_secs(30), || has_count(
@@ -334,6 +341,9 @@ fn dry_run_reports_and_changes_nothing() {
     assert_eq!(j["load"]["dry_run"], true);
     assert_eq!(j["load"]["bytes"], db.len() as u64);
     assert_eq!(j["load"]["pages"], (db.len() / 4096) as u64);
+    // A dry run installs nothing, so it has no install phase.
+    assert!(j["load"]["phases"]["validate_s"].as_f64().is_some(), "{j}");
+    assert!(j["load"]["phases"].get("install_s").is_none(), "{j}");
     assert!(count(&node, "test").contains("no such table"));
     assert!(count(&node, "keep").contains("values"));
     assert!(load_files(&node).is_empty());
@@ -438,4 +448,35 @@ fn kill_during_load_leaves_old_or_new_everywhere() {
         let states: Vec<_> = cluster.nodes.iter().map(state).collect();
         assert!(agreed, "round {round}: {states:?}\n{}", cluster.logs());
     }
+}
+
+/// A load must leave `-disk-reserve` free, like a backup: a body that declares a size that
+/// cannot fit is refused before a byte is written, and a body of unknown size (chunked, or
+/// gzip that grows) is stopped while staging. Both answer 507 with the numbers, leave no
+/// file behind and change nothing.
+#[test]
+fn load_that_would_eat_the_disk_reserve_answers_507() {
+    let tmp = tempfile::tempdir().unwrap();
+    // More than any disk here: nothing fits above it.
+    let node = Node::start(&["-disk-reserve", "1152921504606846976"]);
+    node.execute(r#"["CREATE TABLE keep(a)", "INSERT INTO keep VALUES(1)"]"#);
+    let db = std::fs::read(make_db(tmp.path(), "r.db", "DELETE", 100)).unwrap();
+
+    let declared = post(&node, "/db/load", db.clone());
+    assert_eq!(declared.status, 507, "{}", declared.body);
+    assert!(declared.body.contains("-disk-reserve"), "{}", declared.body);
+
+    let chunked = client()
+        .post(node.url("/db/load"))
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(gz(&db))))
+        .send()
+        .expect("POST chunked");
+    assert_eq!(chunked.status().as_u16(), 507);
+    let text = chunked.text().unwrap_or_default();
+    assert!(text.contains("not enough disk space"), "{text}");
+
+    assert!(count(&node, "test").contains("no such table"));
+    assert!(has_count(&count(&node, "keep"), 1));
+    assert!(load_files(&node).is_empty(), "{:?}", load_files(&node));
+    assert_eq!(node.get("/readyz").status, 200);
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::measure::proc_status_kib;
 
 const ADDR_MARKER: &str = "node HTTP API available at http://";
+const RAFT_MARKER: &str = "raft listening on ";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -22,6 +23,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Node {
     child: Option<Child>,
     pub addr: String,
+    pub raft_addr: String,
     pub data_dir: PathBuf,
     log: Arc<Mutex<String>>,
     agent: ureq::Agent,
@@ -31,6 +33,11 @@ impl Node {
     /// Starts `BIN_DIR/raftlited` on `data_dir` (which may already hold a `db.sqlite`) and
     /// waits until `/readyz` answers 200.
     pub fn start(bin_dir: &Path, data_dir: &Path) -> Result<Node, String> {
+        Node::start_with(bin_dir, data_dir, &[])
+    }
+
+    /// As [`Node::start`], with extra flags (before the data directory).
+    pub fn start_with(bin_dir: &Path, data_dir: &Path, args: &[String]) -> Result<Node, String> {
         let bin = bin_dir.join("raftlited");
         if !bin.exists() {
             return Err(format!(
@@ -40,6 +47,7 @@ impl Node {
         }
         let mut child = Command::new(&bin)
             .args(["-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"])
+            .args(args)
             .arg(data_dir)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -49,13 +57,18 @@ impl Node {
             .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
         let stderr = child.stderr.take().ok_or("no stderr pipe")?;
         let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        // (true, HTTP address) or (false, Raft address), as the node logs them.
+        let (tx, rx) = std::sync::mpsc::channel::<(bool, String)>();
         let sink = Arc::clone(&log);
         // Keeps draining stderr for the node's whole life, so logging never blocks it.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(i) = line.find(ADDR_MARKER) {
-                    let _ = tx.send(line[i + ADDR_MARKER.len()..].trim().to_string());
+                    let _ = tx.send((true, line[i + ADDR_MARKER.len()..].trim().to_string()));
+                } else if let Some(i) = line.find(RAFT_MARKER) {
+                    let rest = &line[i + RAFT_MARKER.len()..];
+                    let addr = rest.split_whitespace().next().unwrap_or("");
+                    let _ = tx.send((false, addr.to_string()));
                 }
                 if let Ok(mut l) = sink.lock() {
                     // Keep the tail only: a long benchmark must not grow this without bound.
@@ -68,19 +81,24 @@ impl Node {
             }
         });
         let started = Instant::now();
-        let addr = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(100));
-                let log = log.lock().map(|l| l.clone()).unwrap_or_default();
-                return Err(format!("raftlited did not report its address:\n{log}"));
+        let (mut http, mut raft) = (None, None);
+        while http.is_none() || raft.is_none() {
+            match rx.recv_timeout(START_TIMEOUT.saturating_sub(started.elapsed())) {
+                Ok((true, a)) => http = Some(a),
+                Ok((false, a)) => raft = Some(a),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    std::thread::sleep(Duration::from_millis(100));
+                    let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+                    return Err(format!("raftlited did not report its addresses:\n{log}"));
+                }
             }
-        };
+        }
         let node = Node {
             child: Some(child),
-            addr,
+            addr: http.unwrap_or_default(),
+            raft_addr: raft.unwrap_or_default(),
             data_dir: data_dir.to_path_buf(),
             log,
             agent: agent(),
@@ -145,7 +163,8 @@ impl Node {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
-                    "raftlited ignored SIGTERM for {STOP_TIMEOUT:?}; killed"
+                    "raftlited ignored SIGTERM for {STOP_TIMEOUT:?}; killed. Its log:\n{}",
+                    self.log()
                 ));
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -162,31 +181,83 @@ impl Drop for Node {
     }
 }
 
-/// A set of nodes that serve one database.
-///
-/// TODO(cluster issue): only `n = 1` exists until raftlite has a Raft cluster. Start the
-/// first node with `-bootstrap-expect n` (or `-join`), the others with `-join` to it, wait
-/// until `/nodes` lists every node as reachable and one leader, and give scenarios
-/// `leader()` / `followers()`. Scenarios already go through this type, so they gain
-/// clusters without changes.
+/// A set of nodes that serve one database: `node1` bootstraps, the others join it through
+/// its Raft address (as `tests/common` does), and `start` returns once every node lists all
+/// members and answers `/readyz`.
 pub struct Cluster {
     pub nodes: Vec<Node>,
+    leader: usize,
 }
+
+/// How long a cluster may take to form.
+const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Cluster {
     pub fn start(bin_dir: &Path, work: &Path, n: usize) -> Result<Cluster, String> {
-        if n != 1 {
-            return Err(format!(
-                "a {n}-node cluster is not available yet (single node only)"
-            ));
+        let id_args = |i: usize| vec!["-node-id".to_string(), format!("node{i}")];
+        let first = Node::start_with(bin_dir, &work.join("node1"), &id_args(1))?;
+        let join = first.raft_addr.clone();
+        let mut nodes = vec![first];
+        for i in 2..=n {
+            let mut args = id_args(i);
+            args.extend(["-join".to_string(), join.clone()]);
+            nodes.push(Node::start_with(
+                bin_dir,
+                &work.join(format!("node{i}")),
+                &args,
+            )?);
         }
-        Ok(Cluster {
-            nodes: vec![Node::start(bin_dir, &work.join("node1"))?],
-        })
+        let mut cluster = Cluster { nodes, leader: 0 };
+        cluster.leader = cluster.wait_formed(n)?;
+        Ok(cluster)
     }
 
+    /// Waits until every node lists `n` members and is ready; returns the leader's index.
+    fn wait_formed(&self, n: usize) -> Result<usize, String> {
+        let agent = agent();
+        let get = |node: &Node, path: &str| -> Option<(u16, String)> {
+            answer(agent.get(&node.url(path)).call(), path)
+                .ok()
+                .map(|a| (a.status, a.body))
+        };
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        while Instant::now() < deadline {
+            let formed = self.nodes.iter().all(|node| {
+                let members = get(node, "/nodes")
+                    .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+                    .and_then(|v| v.as_object().map(|o| o.len()));
+                members == Some(n) && get(node, "/readyz").is_some_and(|(s, _)| s == 200)
+            });
+            let leader = self.nodes.iter().position(|node| {
+                get(node, "/status")
+                    .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+                    .is_some_and(|v| v["store"]["raft"]["state"] == "Leader")
+            });
+            if let (true, Some(l)) = (formed, leader) {
+                return Ok(l);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let logs: String = self
+            .nodes
+            .iter()
+            .map(|node| format!("--- {} ---\n{}", node.data_dir.display(), node.log()))
+            .collect();
+        Err(format!(
+            "the {n}-node cluster did not form in {FORM_TIMEOUT:?}:\n{logs}"
+        ))
+    }
+
+    /// The node that led when the cluster formed (scenarios do not kill nodes).
     pub fn leader(&self) -> &Node {
-        &self.nodes[0]
+        &self.nodes[self.leader]
+    }
+
+    /// Some node that is not the leader (None for a single node).
+    pub fn follower(&self) -> Option<&Node> {
+        (0..self.nodes.len())
+            .find(|i| *i != self.leader)
+            .map(|i| &self.nodes[i])
     }
 }
 

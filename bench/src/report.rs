@@ -76,8 +76,13 @@ impl Row {
     }
 
     /// Ratio of statements/s, this / reference.
+    /// Statements per second where both rows have them, else MB/s.
     pub fn throughput_ratio_to(mut self, reference: &Row) -> Row {
-        if let (Some(a), Some(b)) = (self.stmts_per_s, reference.stmts_per_s) {
+        let pair = match (self.stmts_per_s, reference.stmts_per_s) {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => self.mb_per_s.zip(reference.mb_per_s),
+        };
+        if let Some((a, b)) = pair {
             self.ratio = Some(Ratio {
                 value: a / b.max(1e-9),
                 of: "throughput",

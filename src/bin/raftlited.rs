@@ -49,6 +49,10 @@ fn main() -> ExitCode {
         max_readers: config.db_max_ro_conns,
         max_body_size: usize::try_from(config.max_body_size).unwrap_or(usize::MAX),
         max_load_size: config.max_load_size,
+        dump_caps: raftlite::http::DumpCaps {
+            wal_limit: config.dump_wal_limit,
+            stall_timeout: config.dump_stall_timeout,
+        },
         join: JoinOptions {
             join: config.join.clone(),
             attempts: config.join_attempts,

@@ -77,6 +77,11 @@ impl LoadError {
         matches!(self, LoadError::Io(_))
     }
 
+    /// The disk is full, or staging stopped at `-disk-reserve`.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, LoadError::Io(e) if e.kind() == io::ErrorKind::StorageFull)
+    }
+
     pub fn is_too_large(&self) -> bool {
         matches!(self, LoadError::TooLarge(_))
     }

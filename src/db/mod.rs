@@ -15,6 +15,7 @@ pub mod backup;
 #[cfg(feature = "server")]
 mod database;
 pub mod digest;
+pub mod disk;
 pub mod dump;
 pub mod error;
 pub mod execute;
@@ -22,6 +23,7 @@ pub mod load;
 pub mod request;
 pub mod rewrite;
 pub mod settings;
+pub mod wal;
 
 #[cfg(feature = "server")]
 pub use database::Database;

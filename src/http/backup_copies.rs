@@ -28,6 +28,7 @@ use raftlite_ffi::{Connection, OpenFlags};
 use tokio::sync::watch;
 
 use crate::db::backup::{copy_to_file, CopyError, PAGES_PER_STEP};
+use crate::db::disk::{check_room, free_bytes};
 use crate::db::Database;
 use crate::store::meta::{self, STATE_TABLE};
 
@@ -191,17 +192,18 @@ impl BackupCopies {
 
     /// Room for `needed` bytes plus the reserve, or why not.
     fn check_room(&self, needed: u64) -> Result<(), String> {
-        let free = free_bytes(&self.opts.tmp_dir)
-            .map_err(|e| format!("check free space in {}: {e}", self.opts.tmp_dir.display()))?;
-        if free < needed.saturating_add(self.opts.disk_reserve) {
-            return Err(format!(
-                "not enough disk space for a backup copy in {}: {free} bytes free, the database \
-                 needs up to {needed} and {} must stay free (-disk-reserve)",
-                self.opts.tmp_dir.display(),
-                self.opts.disk_reserve
-            ));
-        }
-        Ok(())
+        check_room(
+            &self.opts.tmp_dir,
+            needed,
+            self.opts.disk_reserve,
+            "a backup copy",
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// `-disk-reserve`: what backups and loads must leave free.
+    pub fn disk_reserve(&self) -> u64 {
+        self.opts.disk_reserve
     }
 
     /// Makes the copy on a read connection. The task holds the copy until it is finished, so
@@ -285,12 +287,6 @@ fn copy_and_clean(
     let raft_index = clean().map_err(|e| BackupError::Failed(format!("{e:#}")))?;
     let len = std::fs::metadata(dest).map_err(|e| failed(&e))?.len();
     Ok(CopyInfo { raft_index, len })
-}
-
-/// Bytes available to this process on the file system holding `dir`.
-pub fn free_bytes(dir: &Path) -> io::Result<u64> {
-    let st = rustix::fs::statvfs(dir)?;
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Deletes the backup file when dropped: the one owner of the file's lifetime.

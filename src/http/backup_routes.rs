@@ -9,7 +9,10 @@
 //!   deleted when its last download ends. It is in DELETE journal mode (bytes 18–19 = 1).
 //! - **SQL** (`fmt=sql`, `tables=a,b`): [`dump_excluding`] runs on a read connection in one
 //!   snapshot and writes into a bounded channel; the HTTP client's reading pace is the
-//!   backpressure, so memory stays bounded whatever the size of the database.
+//!   backpressure, so memory stays bounded whatever the size of the database. The snapshot
+//!   pins the WAL, so a slow client cannot hold it for ever: [`DumpCaps`] (`-dump-wal-limit`,
+//!   `-dump-stall-timeout`) end the dump, with a last comment line giving the reason, then an
+//!   aborted connection.
 //! - `compress`: either stream is gzipped on the fly (level 1), without `Content-Encoding`,
 //!   as rqlite does it (the client gets a `.gz` file, not a transparently decoded body).
 //!
@@ -27,8 +30,10 @@
 //!   (only the client's connect timeout): a large backup may take long.
 
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_web::body::SizedStream;
 use actix_web::http::{header, StatusCode};
@@ -41,8 +46,9 @@ use super::backup_copies::BackupError;
 use super::forward::{leader_to_forward_to, leader_url, with_caller_credentials, FORWARDED_HEADER};
 use super::params::QueryParams;
 use super::response::text_error;
-use super::AppState;
+use super::{AppState, DumpCaps};
 use crate::db::dump::dump_excluding;
+use crate::db::wal::{grown_since, wal_use, WalUse};
 use crate::store::meta::{self, STATE_TABLE};
 use crate::store::NodeInfo;
 
@@ -174,20 +180,48 @@ async fn binary_backup(state: &AppState, vacuum: bool) -> Result<Prepared, Arc<B
 
 /// `std::io::Write` into the SQL channel. Writes gather into messages of [`SQL_MESSAGE`]
 /// bytes, handed over without another copy; fewer, larger messages mean fewer wake-ups of the
-/// response task per byte. `blocking_send` parks the dumper thread while the channel is full;
-/// a closed channel (the client left) fails the write, which stops the dump. `flush` sends
-/// what is gathered (the dumper flushes once, at its end).
+/// response task per byte. A full channel parks the dumper thread (the client's reading pace
+/// is the backpressure), but never for good: every [`CAP_CHECK_EVERY`] it checks the
+/// [`DumpCaps`], because its snapshot pins the WAL. A closed channel (the client left) or a
+/// cap fails the write, which stops the dump. `flush` sends what is gathered (the dumper
+/// flushes once, at its end).
 struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<ChunkResult>,
     buf: Vec<u8>,
+    runtime: tokio::runtime::Handle,
+    caps: DumpCaps,
+    /// The database's `-shm` file, where the WAL's frame count is.
+    shm_path: PathBuf,
+    /// The WAL's use when the snapshot was taken: frames appended since are what it pins.
+    wal_at_start: Option<WalUse>,
 }
 
+/// How long an aborted dump waits between its trailer and the abort (see `sql_backup`).
+const TRAILER_FLUSH_PAUSE: Duration = Duration::from_millis(200);
+
+/// How often a dumper waiting on a slow client checks its caps.
+const CAP_CHECK_EVERY: Duration = Duration::from_millis(250);
+
 impl ChannelWriter {
-    fn new(tx: tokio::sync::mpsc::Sender<ChunkResult>) -> ChannelWriter {
+    fn new(
+        tx: tokio::sync::mpsc::Sender<ChunkResult>,
+        runtime: tokio::runtime::Handle,
+        caps: DumpCaps,
+        shm_path: PathBuf,
+    ) -> ChannelWriter {
         ChannelWriter {
             tx,
             buf: Vec::with_capacity(SQL_MESSAGE),
+            runtime,
+            caps,
+            shm_path,
+            wal_at_start: None,
         }
+    }
+
+    /// Marks the start of the snapshot (called inside the read transaction, once it has read).
+    fn snapshot_began(&mut self) {
+        self.wal_at_start = wal_use(&self.shm_path).ok().flatten();
     }
 
     fn send_gathered(&mut self) -> io::Result<()> {
@@ -195,9 +229,47 @@ impl ChannelWriter {
             return Ok(());
         }
         let full = std::mem::replace(&mut self.buf, Vec::with_capacity(SQL_MESSAGE));
-        self.tx
-            .blocking_send(Ok(Bytes::from(full)))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "backup client went away"))
+        let waiting_since = Instant::now();
+        loop {
+            self.check_wal()?;
+            let reserve = tokio::time::timeout(CAP_CHECK_EVERY, self.tx.reserve());
+            match self.runtime.block_on(reserve) {
+                Ok(Ok(permit)) => {
+                    permit.send(Ok(Bytes::from(full)));
+                    return Ok(());
+                }
+                Ok(Err(_closed)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "backup client went away",
+                    ))
+                }
+                Err(_elapsed) if waiting_since.elapsed() >= self.caps.stall_timeout => {
+                    return Err(io::Error::other(format!(
+                        "the client read nothing for {:?} (-dump-stall-timeout) while the \
+                         dump held a snapshot that keeps the WAL from being checkpointed",
+                        self.caps.stall_timeout
+                    )))
+                }
+                Err(_elapsed) => {}
+            }
+        }
+    }
+
+    fn check_wal(&self) -> io::Result<()> {
+        let Some(limit) = self.caps.wal_limit else {
+            return Ok(());
+        };
+        // Unreadable: no evidence of growth, and the dump is worth more than the check.
+        let now = wal_use(&self.shm_path).ok().flatten();
+        let grown = grown_since(self.wal_at_start, now);
+        if grown > limit {
+            return Err(io::Error::other(format!(
+                "the WAL grew by {grown} bytes while this dump held its snapshot, over the \
+                 {limit} of -dump-wal-limit: read the dump faster, or take a binary backup"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -215,26 +287,42 @@ impl Write for ChannelWriter {
     }
 }
 
+/// The last line of a dump that was cut short, before the connection is aborted: a reader of
+/// the partial file sees why (it also lacks the final `COMMIT;`, so it restores nothing).
+fn aborted_trailer(reason: &str) -> Bytes {
+    Bytes::from(format!("\n-- raftlite: dump aborted: {reason}\n"))
+}
+
 async fn sql_backup(state: &AppState, tables: Option<Vec<String>>) -> anyhow::Result<Prepared> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ChunkResult>(SQL_CHANNEL_DEPTH);
     let (index_tx, index_rx) = tokio::sync::oneshot::channel::<u64>();
+    // The dump's outcome travels beside the channel: a failed dumper may be unable to put
+    // anything into a channel its client stopped reading.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
     let db = std::sync::Arc::clone(state.store.database());
+    let shm_path = crate::db::sibling(db.path(), "-shm");
+    let caps = state.limits.dump_caps;
+    let runtime = tokio::runtime::Handle::current();
     let task = tokio::spawn(async move {
         db.with_reader(move |conn| {
-            let mut out = ChannelWriter::new(tx.clone());
+            let mut out = ChannelWriter::new(tx, runtime, caps, shm_path);
             let result = dump_in_snapshot(conn, tables.as_deref(), index_tx, &mut out);
-            if let Err(e) = result {
-                // Before the first chunk this becomes a 500; after it, an aborted stream.
-                let _ = tx.blocking_send(Err(io::Error::other(format!("{e:#}"))));
+            if let Err(e) = &result {
+                tracing::warn!("SQL dump stopped: {e:#}");
             }
+            // The root cause alone: it is the sentence the client needs (a cap, a closed
+            // database), without the layers that carried it here.
+            let _ = done_tx.send(result.map_err(|e| e.root_cause().to_string()));
         })
         .await
     });
     let first = match rx.recv().await {
-        Some(Ok(chunk)) => chunk,
-        Some(Err(e)) => anyhow::bail!("{e}"),
-        // The reader never ran (no connection, database closed).
+        Some(chunk) => chunk?,
+        // Nothing sent: the dump failed at once, or the reader never ran (database closed).
         None => {
+            if let Ok(Err(e)) = done_rx.await {
+                anyhow::bail!("{e}");
+            }
             task.await??;
             anyhow::bail!("the dump ended without output");
         }
@@ -244,11 +332,19 @@ async fn sql_backup(state: &AppState, tables: Option<Vec<String>>) -> anyhow::Re
     let body = async_stream::stream! {
         yield Ok(first);
         while let Some(chunk) = rx.recv().await {
-            let failed = chunk.is_err();
             yield chunk;
-            if failed {
-                break;
+        }
+        // The dumper is done and its channel drained: a clean end only if it succeeded.
+        match done_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                yield Ok(aborted_trailer(&reason));
+                // actix drops its unflushed output when a body fails; pausing first lets it
+                // write the trailer out while the stream is pending.
+                tokio::time::sleep(TRAILER_FLUSH_PAUSE).await;
+                yield Err(io::Error::other(reason));
             }
+            Err(_) => yield Err(io::Error::other("the dump stopped without an outcome")),
         }
     };
     Ok(Prepared {
@@ -265,11 +361,13 @@ fn dump_in_snapshot(
     conn: &Connection,
     tables: Option<&[String]>,
     index_tx: tokio::sync::oneshot::Sender<u64>,
-    out: &mut dyn Write,
+    out: &mut ChannelWriter,
 ) -> anyhow::Result<()> {
     conn.execute_batch("BEGIN")?;
     let result = (|| -> anyhow::Result<()> {
         let index = meta::read(conn)?.log_id.map_or(0, |l| l.index);
+        // The read above began the snapshot: WAL frames from here on are pinned by it.
+        out.snapshot_began();
         let _ = index_tx.send(index);
         dump_excluding(conn, tables, &[STATE_TABLE], out)?;
         out.flush()?;

@@ -31,4 +31,4 @@ pub mod status_routes;
 pub mod write_queue;
 
 #[cfg(feature = "server")]
-pub use server::{configure, serve, AppState, Limits};
+pub use server::{configure, serve, AppState, DumpCaps, Limits};

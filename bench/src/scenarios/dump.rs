@@ -66,7 +66,7 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
         ));
     }
 
-    let cluster = ctx.cluster_with_data("dump-node").or_fail(&mut report)?;
+    let cluster = ctx.cluster_with_data("dump-node", 1).or_fail(&mut report)?;
     let out = dir.join("raftlite-http.sql");
     match http_dump(cluster.leader(), &out).or_fail(&mut report)? {
         None => report.skip_part("GET /db/backup?fmt=sql answered 404 (not in this build yet)"),

@@ -63,20 +63,23 @@ impl Context {
         scratch_dir(&self.opts.work_dir, name)
     }
 
-    /// A single-node "cluster" serving a copy of the data set (copied in as `db.sqlite`
-    /// before start-up, so no load endpoint is needed).
-    pub fn cluster_with_data(&mut self, name: &str) -> Result<Cluster, String> {
+    /// An `n`-node cluster serving the data set. Each node gets its own copy as `db.sqlite`
+    /// before start-up, so no load endpoint is involved: the copies are identical, the log
+    /// holds no writes yet, and the cluster is consistent from its first entry.
+    pub fn cluster_with_data(&mut self, name: &str, n: usize) -> Result<Cluster, String> {
         let data = self.data_set()?;
         let work = self.scratch(name)?;
-        let node_dir = work.join("node1");
-        std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
-        std::fs::copy(&data.path, node_dir.join("db.sqlite"))
-            .map_err(|e| format!("copy the data set into the node: {e}"))?;
-        Cluster::start(&self.opts.bin_dir, &work, 1)
+        for i in 1..=n {
+            let node_dir = work.join(format!("node{i}"));
+            std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
+            std::fs::copy(&data.path, node_dir.join("db.sqlite"))
+                .map_err(|e| format!("copy the data set into node{i}: {e}"))?;
+        }
+        Cluster::start(&self.opts.bin_dir, &work, n)
     }
 
-    pub fn empty_cluster(&self, name: &str) -> Result<Cluster, String> {
-        Cluster::start(&self.opts.bin_dir, &self.scratch(name)?, 1)
+    pub fn empty_cluster(&self, name: &str, n: usize) -> Result<Cluster, String> {
+        Cluster::start(&self.opts.bin_dir, &self.scratch(name)?, n)
     }
 
     pub fn sqlite3(&self) -> Result<PathBuf, String> {

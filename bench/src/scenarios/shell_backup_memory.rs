@@ -24,7 +24,7 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
     warm_page_cache(&data.path).or_fail(&mut report)?;
     let dir = ctx.scratch("shell-backup").or_fail(&mut report)?;
     let cluster = ctx
-        .cluster_with_data("shell-backup-node")
+        .cluster_with_data("shell-backup-node", 1)
         .or_fail(&mut report)?;
     let node = cluster.leader();
     let (host, port) = node
