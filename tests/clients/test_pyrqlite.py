@@ -1,5 +1,7 @@
 """pyrqlite (PyPI), unmodified: the DB-API 2 driver most Python rqlite users have."""
 
+import datetime
+
 import pyrqlite.dbapi2 as dbapi2
 import pytest
 from cluster import wait_until
@@ -95,3 +97,26 @@ def test_follower_forwards_writes_and_reads(three):
         return cur.fetchone()[0] == 3
 
     wait_until("the follower's own copy to have the rows", follower_has_rows, timeout=10)
+
+
+def test_declared_types_dates_and_booleans(single):
+    """With detect_types, pyrqlite parses the RFC 3339 text that rqlite (go-sqlite3) gives for
+    DATE/DATETIME/TIMESTAMP columns, and BOOLEAN columns arrive as JSON booleans."""
+    host, port = single.host_port.rsplit(":", 1)
+    conn = dbapi2.connect(host=host, port=int(port),
+                          detect_types=dbapi2.PARSE_DECLTYPES | dbapi2.PARSE_COLNAMES)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE py_dates (d DATE, ts TIMESTAMP, dt DATETIME, ok BOOLEAN)")
+    cur.execute("INSERT INTO py_dates VALUES (?, ?, ?, ?)",
+                (datetime.date(2024, 1, 2), datetime.datetime(2024, 1, 2, 3, 4, 5, 123456),
+                 "2024-01-02 03:04:05", True))
+    cur.execute("INSERT INTO py_dates VALUES (?, ?, ?, ?)", (None, None, None, False))
+    cur.execute("SELECT d, ts, dt, ok FROM py_dates ORDER BY rowid")
+    assert [tuple(r) for r in cur.fetchall()] == [
+        (datetime.date(2024, 1, 2), datetime.datetime(2024, 1, 2, 3, 4, 5, 123456),
+         "2024-01-02 03:04:05", True),
+        (None, None, None, False),
+    ]
+    # PARSE_COLNAMES: a converter named in the column alias.
+    cur.execute('SELECT d AS "d [DATE]", 7 AS "n [INTEGER]" FROM py_dates LIMIT 1')
+    assert tuple(cur.fetchone()) == (datetime.date(2024, 1, 2), 7)

@@ -78,3 +78,25 @@ def test_orm_round_trip(single):
 
     Base.metadata.drop_all(engine)
     assert not {"sa_authors", "sa_books"} & set(inspect(engine).get_table_names())
+
+
+def test_reflection(single):
+    """SQLAlchemy's SQLite reflection runs PRAGMAs through /db/query.
+
+    Not get_columns(), get_pk_constraint() or Table(autoload_with=...): sqlalchemy-rqlite 2.0 reports no server
+    version, and SQLAlchemy's SQLite get_columns() compares it (a client-stack limit that no
+    server answer changes)."""
+    engine = engine_for(single)
+    Base.metadata.create_all(engine)
+    try:
+        insp = inspect(engine)
+        fks = insp.get_foreign_keys("sa_books")
+        assert [(f["constrained_columns"], f["referred_table"]) for f in fks] \
+            == [(["author_id"], "sa_authors")]
+        uniques = insp.get_unique_constraints("sa_authors")
+        assert [u["column_names"] for u in uniques] == [["name"]]
+        assert insp.has_table("sa_books") and not insp.has_table("sa_nothing")
+        indexes = insp.get_indexes("sa_books")
+        assert indexes == []
+    finally:
+        Base.metadata.drop_all(engine)
