@@ -16,7 +16,9 @@ def connect(*nodes):
 
 
 def test_execute_and_query(three):
-    cur = connect(*three.nodes).cursor()
+    # Given only a follower, rqdb sends writes and strong reads with `redirect` and follows
+    # the 301 to the leader.
+    cur = connect(three.followers()[0]).cursor()
     cur.execute("CREATE TABLE rq_items (id INTEGER PRIMARY KEY, name TEXT, price REAL)")
     r = cur.execute("INSERT INTO rq_items (name, price) VALUES (?, ?)", ("apple", 1.25))
     assert r.last_insert_id == 1 and r.rows_affected == 1
