@@ -120,3 +120,14 @@ def test_declared_types_dates_and_booleans(single):
     # PARSE_COLNAMES: a converter named in the column alias.
     cur.execute('SELECT d AS "d [DATE]", 7 AS "n [INTEGER]" FROM py_dates LIMIT 1')
     assert tuple(cur.fetchone()) == (datetime.date(2024, 1, 2), 7)
+
+
+def test_queued_writes(single):
+    """pyrqlite's queue=True (`/db/execute?transaction&queue`) and wait=True."""
+    cur = connect(single).cursor()
+    cur.execute("CREATE TABLE py_queue (v INTEGER)")
+    cur.execute("INSERT INTO py_queue VALUES (?)", (1,), queue=True)
+    cur.execute("INSERT INTO py_queue VALUES (?)", (2,), queue=True, wait=True)
+    # wait=True returns once the queue holding both writes has been applied.
+    cur.execute("SELECT v FROM py_queue ORDER BY v")
+    assert [r[0] for r in cur.fetchall()] == [1, 2]

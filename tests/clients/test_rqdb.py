@@ -1,5 +1,6 @@
 """rqdb (PyPI), unmodified: execute/query, backup in both forms, restore into a fresh node."""
 
+import asyncio
 import io
 import re
 import sqlite3
@@ -34,6 +35,17 @@ def test_execute_and_query(three):
 
     r = cur.execute("SELECT name FROM rq_items WHERE price > ?", (2,), read_consistency="strong")
     assert r.results == [["pear"]]
+
+    # /db/request: a write and a read in one call.
+    unified = cur.executeunified3((
+        ("INSERT INTO rq_items (name, price) VALUES (?, ?)", ("fig", 0.5)),
+        ("SELECT count(*) FROM rq_items", ()),
+    ))
+    assert unified.items[0].last_insert_id == 4 and unified.items[1].results == [[4]]
+    cur.execute("DELETE FROM rq_items WHERE name = 'fig'")
+
+    plan = cur.explain("SELECT name FROM rq_items WHERE id = ?", (1,), out="str")
+    assert "SEARCH rq_items USING INTEGER PRIMARY KEY" in plan
 
     r = cur.execute("UPDATE rq_items SET price = price * 2 WHERE price IS NOT NULL")
     assert r.rows_affected == 2
@@ -126,3 +138,28 @@ def check_restored(node):
     # The restored node takes writes.
     cur.execute("INSERT INTO rq_backup (id, t) VALUES (4, 'four')")
     assert cur.execute("SELECT count(*) FROM rq_backup").results == [[4]]
+
+
+def test_async_connection(three):
+    """rqdb's asyncio connection (aiohttp): execute, query and an SQL backup via a follower."""
+
+    class Sink:
+        def __init__(self):
+            self.data = b""
+
+        async def write(self, chunk):
+            self.data += chunk
+
+    async def scenario():
+        async with rqdb.connect_async([three.followers()[0].host_port], log=False) as conn:
+            cur = conn.cursor()
+            await cur.execute("CREATE TABLE rq_async (id INTEGER PRIMARY KEY, v TEXT)")
+            r = await cur.execute("INSERT INTO rq_async (v) VALUES (?)", ("x",))
+            assert r.last_insert_id == 1
+            r = await cur.execute("SELECT v FROM rq_async", read_consistency="strong")
+            assert r.results == [["x"]]
+            sink = Sink()
+            await conn.backup(sink, raw=True)
+            assert "CREATE TABLE rq_async" in sink.data.decode()
+
+    asyncio.run(scenario())

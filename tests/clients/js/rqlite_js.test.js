@@ -5,7 +5,7 @@
 
 const test = require('node:test')
 const assert = require('node:assert/strict')
-const { DataApiClient, BackupApiClient } = require('rqlite-js')
+const { DataApiClient, BackupApiClient, StatusApiClient } = require('rqlite-js')
 
 const SINGLE = process.env.RAFTLITE_SINGLE
 const CLUSTER = (process.env.RAFTLITE_CLUSTER || '').split(',').filter(Boolean)
@@ -126,4 +126,22 @@ test('backup API: SQLite file and SQL text from the leader, load into a fresh no
   r = await freshDb.query('SELECT count(*) AS n FROM js_backup')
   assertNoError(r)
   assert.equal(r.get(0).get('n'), 2)
+})
+
+test('status API and level=none reads across hosts', async () => {
+  // status() sends its options as a stray `q[useLeader]` parameter, which must be ignored.
+  const status = new StatusApiClient([FOLLOWERS[0], LEADER], clientOptions)
+  const answer = await status.status()
+  assert.equal(answer.status, 200)
+  assert.equal(typeof answer.body.store, 'object')
+  const all = await status.statusAllHosts()
+  assert.deepEqual(all.map((a) => a.response.status), [200, 200])
+
+  // level=none reads rotate over the hosts; each node answers from its own copy.
+  const db = new DataApiClient(FOLLOWERS, clientOptions)
+  for (let i = 0; i < 4; i++) {
+    const r = await db.query('SELECT 1 AS one, x\'00ff\' AS blob', { level: 'none' })
+    assertNoError(r)
+    assert.deepEqual(r.toArray(), [{ one: 1, blob: 'AP8=' }])
+  }
 })
