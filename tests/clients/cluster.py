@@ -174,10 +174,16 @@ class Cluster:
             raise
 
     def leader(self):
-        found = []
-        wait_until("a leader", lambda: found.append(
-            next((n for n in self.nodes if n.is_leader()), None)) or found[-1] is not None)
-        return found[-1]
+        """The node that says it is the leader (bounded wait)."""
+        found = None
+
+        def has_leader():
+            nonlocal found
+            found = next((n for n in self.nodes if n.is_leader()), None)
+            return found is not None
+
+        wait_until("a leader", has_leader)
+        return found
 
     def followers(self):
         leader = self.leader()
