@@ -7,6 +7,7 @@
 # the release build, every unit and end-to-end test (nextest when present), the SQL dump
 # conformance kit, a smoke run of every fuzz target, and the benchmark harness in --quick mode.
 # Each step prints a banner; the first failure stops the run with a non-zero status.
+# After the tests, real rqlite client libraries run against the release binary (tests/clients).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -38,6 +39,10 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace
 fi
+
+step "rqlite client libraries (pyrqlite, rqdb, sqlalchemy-rqlite, rqlite-js)"
+# Installs the pinned clients itself (a venv under target/, npm ci in tests/clients/js).
+bash tests/clients/run.sh "$ROOT/target/release/raftlited"
 
 step "SQL dump conformance kit"
 KIT="$ROOT/../shared/dump/check_dump.sh"

@@ -92,13 +92,24 @@ pub fn execute_request(
     Ok(out)
 }
 
+/// Opens the read transaction and brings the connection's cached schema up to date with it.
+///
+/// A pooled reader keeps the schema it loaded earlier. Ordinary statements check it against
+/// the file's schema cookie when they start reading (and are re-prepared if it changed), but
+/// schema PRAGMAs (`foreign_key_list`, `index_list`, `index_info`, ...) consult the cache
+/// without that check, so after another connection's `CREATE TABLE` they answered with no
+/// rows. Reading `sqlite_schema` first starts the snapshot with a cookie check, which reloads
+/// a stale schema; the PRAGMAs then see the tables of this snapshot. (SQLAlchemy's reflection
+/// through sqlalchemy-rqlite found this; see tests/compat.rs.)
+const BEGIN_READ_WITH_CURRENT_SCHEMA: &str = "BEGIN; SELECT 1 FROM sqlite_schema LIMIT 0";
+
 /// Runs a read-only request in one read transaction, so every statement sees one snapshot.
 pub fn query_request(
     conn: &Connection,
     req: &Request,
     opts: ResultOptions,
 ) -> Result<RequestResults, LocalFault> {
-    conn.execute_batch("BEGIN")?;
+    conn.execute_batch(BEGIN_READ_WITH_CURRENT_SCHEMA)?;
     let mut out = RequestResults::default();
     for stmt in &req.statements {
         let started = Instant::now();
