@@ -176,6 +176,7 @@ async fn handle(
             std::mem::forget(guard);
             store.counters.loads.fetch_add(1, Ordering::Relaxed);
             if endpoint == Endpoint::Boot {
+                store.counters.boots.fetch_add(1, Ordering::Relaxed);
                 return empty(StatusCode::OK);
             }
             let raft_index = params.has("raft_index").then_some(w.raft_index);

@@ -326,6 +326,7 @@ pub async fn handle_join(store: &Store, node: NodeInfo) -> MembershipAnswer {
                 node.id, existing.raft_addr
             ));
         }
+        store.counters.updated_joins.fetch_add(1, Ordering::Relaxed);
         let mut update = BTreeMap::new();
         update.insert(id, node.clone());
         if let Err(e) = store
@@ -353,6 +354,50 @@ pub async fn handle_join(store: &Store, node: NodeInfo) -> MembershipAnswer {
     }
     tracing::info!(node = %node, "node joined");
     MembershipAnswer::Ok
+}
+
+/// `-raft-cluster-remove-shutdown`: on a graceful stop, asks the leader to remove this node
+/// from the cluster (following leader hints, bounded). The last voter of a cluster is never
+/// removed: there would be no cluster left to remove it from.
+pub async fn leave_cluster(store: &Store) {
+    let me = store.node().id.clone();
+    if store.members().len() <= 1 {
+        return;
+    }
+    let Ok(client) = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+    else {
+        return;
+    };
+    let request = crate::raft::rpc::RemoveRequest { id: me.clone() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        let answer = if store.is_leader() {
+            handle_remove(store, &me).await
+        } else {
+            match store.leader() {
+                Some(l) => post_json::<_, MembershipAnswer>(&client, &l.raft_addr, "/cluster/remove", &request)
+                    .await
+                    .unwrap_or(MembershipAnswer::NotLeader { leader: None }),
+                None => MembershipAnswer::NotLeader { leader: None },
+            }
+        };
+        match answer {
+            MembershipAnswer::Ok | MembershipAnswer::Unchanged | MembershipAnswer::NotFound => {
+                tracing::info!("removed this node from the cluster before shutting down");
+                return;
+            }
+            MembershipAnswer::Refused(why) => {
+                tracing::warn!("could not remove this node from the cluster: {why}");
+                return;
+            }
+            MembershipAnswer::NotLeader { .. } => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+        }
+    }
+    tracing::warn!("could not remove this node from the cluster: no leader answered");
 }
 
 /// True when a node answers at `raft_addr` with the id `id`.
