@@ -24,7 +24,10 @@ pub async fn snapshot(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     let params = QueryParams::parse(req.query_string());
     let trailing = match params.integer("trailing_logs") {
         Some(n) if n < 0 => {
-            return text_error(StatusCode::BAD_REQUEST, "trailing_logs is not a valid integer")
+            return text_error(
+                StatusCode::BAD_REQUEST,
+                "trailing_logs is not a valid integer",
+            )
         }
         Some(n) => Some(n as u64),
         None => None,

@@ -224,9 +224,11 @@ async fn caught_up_with_leader(
         .send()
         .await;
     let target = match report {
-        Ok(r) => match r.bytes().await.map(|b| {
-            serde_json::from_slice::<crate::raft::rpc::NodeReport>(&b)
-        }) {
+        Ok(r) => match r
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice::<crate::raft::rpc::NodeReport>(&b))
+        {
             Ok(Ok(report)) => report.applied_index,
             _ => return false,
         },

@@ -75,7 +75,10 @@ pub async fn snapshot_now(
                 .map_err(|e| StoreError::Internal(anyhow::anyhow!("purge the log: {e}")))?;
         }
     }
-    store.counters.user_snapshots.fetch_add(1, Ordering::Relaxed);
+    store
+        .counters
+        .user_snapshots
+        .fetch_add(1, Ordering::Relaxed);
     Ok(outcome)
 }
 

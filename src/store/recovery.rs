@@ -74,8 +74,12 @@ pub fn recover_if_requested(
         Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
     };
     tracing::warn!("attempting node recovery using {}", path.display());
-    let peers: Vec<Peer> = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: not a JSON array of {{\"id\",\"address\",\"non_voter\"}}", path.display()))?;
+    let peers: Vec<Peer> = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{}: not a JSON array of {{\"id\",\"address\",\"non_voter\"}}",
+            path.display()
+        )
+    })?;
     let (last, known) = last_log_id_and_membership(log, applied)?;
     let Some(last) = last else {
         bail!(

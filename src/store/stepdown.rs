@@ -95,7 +95,10 @@ pub async fn step_down(store: &Store, target: Option<&str>) -> Result<NodeInfo, 
     let outcome = async {
         tokio::time::sleep(lease + margin).await;
         if let Err(e) = ask_to_campaign(store, &target_node).await {
-            tracing::warn!("stepdown: {} did not start an election: {e:#}", target_node.id);
+            tracing::warn!(
+                "stepdown: {} did not start an election: {e:#}",
+                target_node.id
+            );
         }
         wait_for_other_leader(store, lease * 4).await
     }
@@ -181,6 +184,9 @@ pub async fn handle_elect(store: &Store, from: &str) -> bool {
     if store.is_leader() || !store.voter_ids().contains(&store.node_id()) {
         return false;
     }
-    tracing::info!(from, "starting an election at the leader's request (stepdown)");
+    tracing::info!(
+        from,
+        "starting an election at the leader's request (stepdown)"
+    );
     store.raft().trigger().elect().await.is_ok()
 }
