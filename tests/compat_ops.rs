@@ -289,9 +289,26 @@ fn single_node_leader_started_with_join_refuses() {
 }
 
 #[test]
-fn peers_json_recovers_a_survivor_of_a_lost_majority() {
+fn peers_json_recovers_a_follower_that_survived_a_lost_majority() {
+    recover_with_peers_json(false);
+}
+
+#[test]
+fn peers_json_recovers_the_leader_that_survived_a_lost_majority() {
+    recover_with_peers_json(true);
+}
+
+/// Two of three nodes are lost for good; the survivor (the old leader, or a follower whose
+/// vote names a dead leader) is restarted with a `peers.json` listing only itself.
+fn recover_with_peers_json(survivor_was_leader: bool) {
     let mut c = Cluster::start(3, &[]);
     let leader = c.leader();
+    let s = if survivor_was_leader {
+        leader
+    } else {
+        c.followers()[0]
+    };
+    let survivor_id = format!("node{}", s + 1);
     c.nodes[leader].execute(
         r#"["CREATE TABLE r (x)", "INSERT INTO r VALUES (1)", "INSERT INTO r VALUES (2)"]"#,
     );
@@ -299,10 +316,9 @@ fn peers_json_recovers_a_survivor_of_a_lost_majority() {
         .nodes
         .iter()
         .all(|n| count(n, "r") == Some(2))));
-    // node1 survives; the two others are gone for good.
-    let survivor_raft = c.nodes[0].raft_addr.clone();
-    let temp = c.nodes[0].take_temp();
-    let dir = c.nodes[0].data_dir.clone();
+    let survivor_raft = c.nodes[s].raft_addr.clone();
+    let temp = c.nodes[s].take_temp();
+    let dir = c.nodes[s].data_dir.clone();
     for n in &mut c.nodes {
         n.kill();
     }
@@ -328,12 +344,12 @@ fn peers_json_recovers_a_survivor_of_a_lost_majority() {
 
     std::fs::write(
         &peers,
-        format!(r#"[{{"id":"node1","address":"{survivor_raft}","non_voter":false}}]"#),
+        format!(r#"[{{"id":"{survivor_id}","address":"{survivor_raft}","non_voter":false}}]"#),
     )
     .unwrap();
     let node = Node::start_in(
         &dir,
-        &["-raft-election-timeout", "500ms", "-node-id", "node1"],
+        &["-raft-election-timeout", "500ms", "-node-id", &survivor_id],
     );
     assert_eq!(state_of(&node), "Leader");
     assert_eq!(count(&node, "r"), Some(2));
@@ -348,7 +364,7 @@ fn peers_json_recovers_a_survivor_of_a_lost_majority() {
     node.stop();
     let node = Node::start_in(
         &dir,
-        &["-raft-election-timeout", "500ms", "-node-id", "node1"],
+        &["-raft-election-timeout", "500ms", "-node-id", &survivor_id],
     );
     assert_eq!(count(&node, "r"), Some(3));
     assert_eq!(
