@@ -206,3 +206,74 @@ fn last_log_id_and_membership(
         .collect();
     Ok((last, known))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> NodeInfo {
+        NodeInfo {
+            id: "a".into(),
+            api_addr: "127.0.0.1:4001".into(),
+            raft_addr: "127.0.0.1:4102".into(),
+            https: false,
+            voter: true,
+        }
+    }
+
+    fn parse(json: &str) -> anyhow::Result<Membership<NodeId, NodeInfo>> {
+        let peers: Vec<Peer> = serde_json::from_str(json)?;
+        let mut known = BTreeMap::new();
+        known.insert(
+            "b".to_string(),
+            NodeInfo {
+                id: "b".into(),
+                api_addr: "10.0.0.2:4001".into(),
+                raft_addr: "10.0.0.2:4002".into(),
+                https: false,
+                voter: true,
+            },
+        );
+        membership_from_peers(&peers, &known, &me())
+    }
+
+    #[test]
+    fn this_node_keeps_its_addresses_and_others_their_api_address() {
+        let m = parse(
+            r#"[{"id":"a","address":"127.0.0.1:4002"},
+                {"id":"b","address":"10.0.0.9:4002","non_voter":false},
+                {"id":"c","address":"10.0.0.3:4002","non_voter":true}]"#,
+        )
+        .unwrap();
+        let voters: Vec<NodeId> = m.voter_ids().collect();
+        assert_eq!(voters.len(), 2);
+        assert!(voters.contains(&numeric_node_id("a")) && voters.contains(&numeric_node_id("b")));
+        let nodes: BTreeMap<NodeId, NodeInfo> = m.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        assert_eq!(nodes[&numeric_node_id("a")], me());
+        let b = &nodes[&numeric_node_id("b")];
+        assert_eq!(
+            (b.raft_addr.as_str(), b.api_addr.as_str()),
+            ("10.0.0.9:4002", "10.0.0.2:4001")
+        );
+        let c = &nodes[&numeric_node_id("c")];
+        assert!(!c.voter && c.api_addr.is_empty());
+    }
+
+    #[test]
+    fn bad_lists_are_refused_with_the_reason() {
+        let err = |json: &str| parse(json).unwrap_err().to_string();
+        assert_eq!(err("[]"), "the list is empty");
+        assert!(err(r#"[{"id":"b","address":"x:1"}]"#).contains("is not in the list"));
+        assert!(err(r#"[{"id":"a","address":"x:1","non_voter":true}]"#).contains("no voter"));
+        assert!(
+            err(r#"[{"id":"a","address":"x:1"},{"id":"a","address":"x:2"}]"#)
+                .contains("listed twice")
+        );
+        assert!(
+            err(r#"[{"id":"a","address":"x:1"},{"id":"b","address":"x:1"}]"#)
+                .contains("listed twice")
+        );
+        assert!(err(r#"[{"id":"","address":"x:1"}]"#).contains("needs an \"id\""));
+        assert!(parse(r#"{"id":"a"}"#).is_err());
+    }
+}
