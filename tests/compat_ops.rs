@@ -502,6 +502,10 @@ fn nodes_readyz_and_leaving_on_shutdown() {
         l["api_addr"],
         format!("http://{}", c.nodes[leader].http_addr).as_str()
     );
+    // The replica's own /status: a follower that does not vote.
+    let rs = status(&replica);
+    assert_eq!(rs["store"]["raft"]["state"], "Follower", "{rs}");
+    assert_eq!(rs["store"]["raft"]["voter"], false, "{rs}");
     let with = f.get("/nodes?nonvoters").json();
     assert_eq!(with["r1"]["voter"], false, "{with}");
     // ver=2: a list sorted by id.
