@@ -51,6 +51,10 @@ pub struct NodeOptions {
     pub max_backup_copies: usize,
     /// `-write-queue-*`.
     pub write_queue: crate::http::write_queue::QueueOptions,
+    /// `-raft-shutdown-stepdown`: a leader hands leadership over before a graceful stop.
+    pub shutdown_stepdown: bool,
+    /// `-raft-cluster-remove-shutdown`: leave the cluster on a graceful stop.
+    pub remove_on_shutdown: bool,
 }
 
 impl NodeOptions {
@@ -85,6 +89,8 @@ impl NodeOptions {
             disk_reserve: 256 << 20,
             max_backup_copies: 16,
             write_queue: Default::default(),
+            shutdown_stepdown: true,
+            remove_on_shutdown: false,
         }
     }
 }
@@ -199,6 +205,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         Ok(true) => {
             wait_for_shutdown_signal().await;
             tracing::info!("shutting down");
+            leave_gracefully(&store, &opts).await;
             Ok(())
         }
         Ok(false) => Ok(()),
@@ -211,6 +218,20 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     store.shutdown().await;
     tracing::info!("stopped");
     outcome
+}
+
+/// What a graceful stop does before closing (rqlited's order): a leader steps down, then
+/// the node asks to be removed. Both are bounded; a failure is logged and the stop goes on.
+async fn leave_gracefully(store: &Store, opts: &NodeOptions) {
+    if opts.shutdown_stepdown && store.is_leader() && store.voter_ids().len() > 1 {
+        match crate::store::stepdown::step_down(store, None).await {
+            Ok(leader) => tracing::info!(new_leader = %leader, "stepped down before shutting down"),
+            Err(e) => tracing::warn!("stepdown before shutting down: {e}"),
+        }
+    }
+    if opts.remove_on_shutdown {
+        cluster::leave_cluster(store).await;
+    }
 }
 
 /// The node id: `-node-id` if given, else the id this data directory was first started with,

@@ -74,6 +74,8 @@ fn main() -> ExitCode {
             timeout: config.write_queue_timeout,
             transaction: config.write_queue_tx,
         },
+        shutdown_stepdown: config.raft_shutdown_stepdown,
+        remove_on_shutdown: config.raft_cluster_remove_shutdown,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -194,6 +194,7 @@ async fn handle(
             store.counters.loads.fetch_add(1, Ordering::Relaxed);
             report["phases"]["install_s"] = (started.elapsed() - validated).as_secs_f64().into();
             if endpoint == Endpoint::Boot {
+                store.counters.boots.fetch_add(1, Ordering::Relaxed);
                 return empty(StatusCode::OK);
             }
             let raft_index = params.has("raft_index").then_some(w.raft_index);

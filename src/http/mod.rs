@@ -22,6 +22,8 @@ pub mod forward;
 #[cfg(feature = "server")]
 pub mod load_routes;
 #[cfg(feature = "server")]
+pub mod ops_routes;
+#[cfg(feature = "server")]
 pub mod response;
 #[cfg(feature = "server")]
 mod server;

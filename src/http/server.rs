@@ -13,7 +13,7 @@ use futures_util::future::{ready, Either};
 
 use super::params::QueryParams;
 use super::response::{self, method_not_allowed, not_found, text_error};
-use super::{backup_routes, cluster_routes, db_routes, load_routes, status_routes};
+use super::{backup_routes, cluster_routes, db_routes, load_routes, ops_routes, status_routes};
 use crate::store::Store;
 
 /// Size limits for request bodies.
@@ -134,9 +134,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/leader")
             .route(web::get().to(status_routes::leader_get))
-            .route(web::post().to(status_routes::leader_post))
+            .route(web::post().to(ops_routes::leader_post))
             .default_service(web::to(method_not_allowed)),
-    );
+    )
+    .service(
+        web::resource("/snapshot")
+            .route(web::post().to(ops_routes::snapshot))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/reap")
+            .route(web::post().to(ops_routes::reap))
+            .default_service(web::to(method_not_allowed)),
+    )
+    // rqlite serves expvar for any method.
+    .service(web::resource("/debug/vars").to(ops_routes::debug_vars));
 }
 
 /// Starts the HTTP server on an already bound listener (so port 0 is resolved by the caller).

@@ -49,6 +49,15 @@ fn render(doc: &Value, pretty: bool) -> String {
 }
 
 async fn status_document(state: &AppState) -> Value {
+    let mut doc = status_fields(state).await;
+    // rqlite puts it at the top level, and only once a backup was served.
+    if let Some(t) = state.store.counters.last_backup_time.lock().clone() {
+        doc["last_backup_time"] = Value::String(t);
+    }
+    doc
+}
+
+async fn status_fields(state: &AppState) -> Value {
     let store = &state.store;
     let node = store.node();
     let db = store.database();
@@ -90,6 +99,11 @@ async fn status_document(state: &AppState) -> Value {
         },
         "node": {
             "start_time": state.start_time_rfc3339,
+            "current_time": crate::http::json::rfc3339_from_unix(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64),
+            ),
             "uptime": format!("{:.3}s", uptime.as_secs_f64()),
         },
         "store": {
@@ -179,9 +193,56 @@ pub async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         }
     }
     if params.has("sync") {
+        let timeout = params
+            .duration("timeout")
+            .unwrap_or(std::time::Duration::from_secs(30));
+        if !caught_up_with_leader(&state, leader.as_ref(), timeout).await {
+            body.push_str("\n[+]sync timeout");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, body);
+        }
         body.push_str("\n[+]sync ok");
     }
     plain(StatusCode::OK, body)
+}
+
+/// `/readyz?sync`: waits (up to `timeout`) until this node has applied everything the leader
+/// had applied when the request arrived. The leader is always caught up with itself.
+async fn caught_up_with_leader(
+    state: &AppState,
+    leader: Option<&NodeInfo>,
+    timeout: std::time::Duration,
+) -> bool {
+    let store = &state.store;
+    let Some(leader) = leader.filter(|_| !store.is_leader()) else {
+        return true;
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let report = state
+        .forward_client
+        .get(format!("http://{}/cluster/node", leader.raft_addr))
+        .timeout(timeout)
+        .send()
+        .await;
+    let target = match report {
+        Ok(r) => match r
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice::<crate::raft::rpc::NodeReport>(&b))
+        {
+            Ok(Ok(report)) => report.applied_index,
+            _ => return false,
+        },
+        Err(_) => return false,
+    };
+    loop {
+        if store.applied_index() >= target {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// What probing a node over its Raft port found.
@@ -310,16 +371,6 @@ pub async fn leader_get(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
         }
         None => text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found"),
     }
-}
-
-pub async fn leader_post(state: web::Data<AppState>) -> HttpResponse {
-    // A single node has no other voter to hand leadership to; stepping down would only leave
-    // the cluster without a leader, so the request is refused.
-    let _ = state;
-    text_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "cannot step down: no other voter in the cluster",
-    )
 }
 
 pub async fn options() -> HttpResponse {

@@ -9,6 +9,7 @@
 //! | `POST /cluster/remove` | JSON `{"id": "..."}` | JSON `MembershipAnswer` |
 //! | `POST /cluster/notify` | JSON `NodeInfo` | JSON list of known nodes (bootstrap-expect) |
 //! | `GET /cluster/node` | | JSON: this node's info, leader, applied index (for `/nodes`) |
+//! | `POST /cluster/elect` | JSON `{"from": "<leader id>"}` | JSON bool: an election was started (stepdown, see `store::stepdown`) |
 //! | `GET /raft/staged/<id>` | | the staged content of a load, streamed (see `store::load`) |
 //!
 //! A received snapshot is written to a temporary file in the data directory as it arrives
@@ -167,6 +168,13 @@ async fn notify(store: web::Data<Arc<Store>>, body: web::Json<NodeInfo>) -> Http
     HttpResponse::Ok().json(cluster::handle_notify(&store, body.into_inner()))
 }
 
+async fn elect(
+    store: web::Data<Arc<Store>>,
+    body: web::Json<crate::store::stepdown::ElectRequest>,
+) -> HttpResponse {
+    HttpResponse::Ok().json(crate::store::stepdown::handle_elect(&store, &body.from).await)
+}
+
 async fn node_report(store: web::Data<Arc<Store>>) -> HttpResponse {
     HttpResponse::Ok().json(NodeReport {
         node: store.node().clone(),
@@ -196,6 +204,7 @@ pub fn serve(
             .route("/cluster/remove", web::post().to(remove))
             .route("/cluster/notify", web::post().to(notify))
             .route("/cluster/node", web::get().to(node_report))
+            .route("/cluster/elect", web::post().to(elect))
             .default_service(web::to(|| async {
                 HttpResponse::new(StatusCode::NOT_FOUND)
             }))

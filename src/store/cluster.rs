@@ -28,6 +28,25 @@ use serde::{Deserialize, Serialize};
 use super::{NodeInfo, Store};
 use crate::raft::types::{numeric_node_id, NodeId};
 
+/// Runs a membership change again while another one is still in progress (two nodes joining
+/// at once), bounded: about 10 s, then the last error is returned.
+macro_rules! retry_while_in_progress {
+    ($change:expr) => {{
+        let mut tries = 0;
+        loop {
+            match $change.await {
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    openraft::error::ChangeMembershipError::InProgress(_),
+                ))) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
 /// How a node joins.
 #[derive(Debug, Clone)]
 pub struct JoinOptions {
@@ -326,33 +345,81 @@ pub async fn handle_join(store: &Store, node: NodeInfo) -> MembershipAnswer {
                 node.id, existing.raft_addr
             ));
         }
+        store.counters.updated_joins.fetch_add(1, Ordering::Relaxed);
         let mut update = BTreeMap::new();
         update.insert(id, node.clone());
-        if let Err(e) = store
+        if let Err(e) = retry_while_in_progress!(store
             .raft()
-            .change_membership(ChangeMembers::SetNodes(update), true)
-            .await
+            .change_membership(ChangeMembers::SetNodes(update.clone()), true))
         {
             return change_error(store, e);
         }
         return MembershipAnswer::Ok;
     }
-    if let Err(e) = store.raft().add_learner(id, node.clone(), true).await {
+    if let Err(e) = retry_while_in_progress!(store.raft().add_learner(id, node.clone(), true)) {
         return change_error(store, e);
     }
     if node.voter {
         let mut ids = BTreeSet::new();
         ids.insert(id);
-        if let Err(e) = store
+        if let Err(e) = retry_while_in_progress!(store
             .raft()
-            .change_membership(ChangeMembers::AddVoterIds(ids), false)
-            .await
+            .change_membership(ChangeMembers::AddVoterIds(ids.clone()), false))
         {
             return change_error(store, e);
         }
     }
     tracing::info!(node = %node, "node joined");
     MembershipAnswer::Ok
+}
+
+/// `-raft-cluster-remove-shutdown`: on a graceful stop, asks the leader to remove this node
+/// from the cluster (following leader hints, bounded). The last voter of a cluster is never
+/// removed: there would be no cluster left to remove it from.
+pub async fn leave_cluster(store: &Store) {
+    let me = store.node().id.clone();
+    if store.members().len() <= 1 {
+        return;
+    }
+    let Ok(client) = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+    else {
+        return;
+    };
+    let request = crate::raft::rpc::RemoveRequest { id: me.clone() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        let answer = if store.is_leader() {
+            handle_remove(store, &me).await
+        } else {
+            match store.leader() {
+                Some(l) => post_json::<_, MembershipAnswer>(
+                    &client,
+                    &l.raft_addr,
+                    "/cluster/remove",
+                    &request,
+                )
+                .await
+                .unwrap_or(MembershipAnswer::NotLeader { leader: None }),
+                None => MembershipAnswer::NotLeader { leader: None },
+            }
+        };
+        match answer {
+            MembershipAnswer::Ok | MembershipAnswer::Unchanged | MembershipAnswer::NotFound => {
+                tracing::info!("removed this node from the cluster before shutting down");
+                return;
+            }
+            MembershipAnswer::Refused(why) => {
+                tracing::warn!("could not remove this node from the cluster: {why}");
+                return;
+            }
+            MembershipAnswer::NotLeader { .. } => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+        }
+    }
+    tracing::warn!("could not remove this node from the cluster: no leader answered");
 }
 
 /// True when a node answers at `raft_addr` with the id `id`.
@@ -393,7 +460,7 @@ pub async fn handle_remove(store: &Store, string_id: &str) -> MembershipAnswer {
     } else {
         ChangeMembers::RemoveNodes(ids)
     };
-    match store.raft().change_membership(change, false).await {
+    match retry_while_in_progress!(store.raft().change_membership(change.clone(), false)) {
         Ok(_) => {
             tracing::info!(node = string_id, "node removed");
             MembershipAnswer::Ok

@@ -14,7 +14,10 @@ pub mod cluster;
 pub mod load;
 pub mod meta;
 pub mod node;
+pub mod ops;
+pub mod recovery;
 pub mod state_machine;
+pub mod stepdown;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -105,6 +108,14 @@ pub struct StoreCounters {
     pub loads: AtomicU64,
     /// When the last of those started (RFC 3339), if any.
     pub last_backup_time: Mutex<Option<String>>,
+    /// `/boot` requests that were applied (`http.boot`; also counted in `loads`).
+    pub boots: AtomicU64,
+    /// Joins of a known id at a new address: the member was updated (rqlite's
+    /// `num_removed_before_joins`).
+    pub updated_joins: AtomicU64,
+    /// `POST /snapshot` and `POST /reap` requests served (`http.user_snapshots`, `http.user_reaps`).
+    pub user_snapshots: AtomicU64,
+    pub user_reaps: AtomicU64,
 }
 
 impl Store {
@@ -124,6 +135,12 @@ impl Store {
         };
         let log = RaftLogStore::<TypeConfig>::open(opts.data_dir.join("raft"), log_options)
             .context("open the Raft log")?;
+        let applied_membership = shared.applied.lock().membership.clone();
+        if recovery::recover_if_requested(&opts.data_dir, &log, &applied_membership, &opts.node)
+            .context("peers.json recovery")?
+        {
+            shared.num_recoveries.fetch_add(1, Ordering::Relaxed);
+        }
         let election_ms = opts.election_timeout.as_millis().max(150) as u64;
         let config = openraft::Config {
             cluster_name: "raftlite".into(),

@@ -47,6 +47,8 @@ pub struct SharedState {
     pub last_snapshot: Mutex<Option<SnapshotMeta>>,
     pub num_snapshots: AtomicU64,
     pub num_restores: AtomicU64,
+    /// Start-ups that rewrote the membership from `peers.json` (0 or 1 per process).
+    pub num_recoveries: AtomicU64,
     /// The latest leader clock (Unix ms) an applied entry carried: a new leader never stamps
     /// an earlier one.
     pub last_apply_millis: std::sync::atomic::AtomicI64,

@@ -1,0 +1,92 @@
+//! Operator requests on the local store: a snapshot now (`POST /snapshot`) and a reap
+//! (`POST /reap`). Both act on this node only, as in rqlite (they are not forwarded).
+//!
+//! A snapshot here copies nothing: the live database is the state machine, so a snapshot is a
+//! checkpoint and fsync of the database plus its metadata (see `state_machine`). What the
+//! operator gets from it is the log truncation: with `trailing_logs=N` the log is purged up to
+//! N entries behind the snapshot (openraft may delay a purge while a follower still reads
+//! those entries). Without it, openraft's configured `-raft-trailing-logs` applies.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{Store, StoreError};
+
+/// What a snapshot request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotOutcome {
+    /// A snapshot now covers everything applied; the value is its last index.
+    Taken(u64),
+    /// Nothing was applied since the last snapshot (rqlite answers 204).
+    NothingNew,
+}
+
+/// What `POST /reap` reports, with rqlite's field names.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ReapReport {
+    pub snapshots_reaped: u64,
+    pub wals_checkpointed: u64,
+}
+
+/// Takes a snapshot now and, with `trailing_logs`, purges the log up to that many entries
+/// behind it. Waits (bounded) for the snapshot to be recorded.
+pub async fn snapshot_now(
+    store: &Store,
+    trailing_logs: Option<u64>,
+) -> Result<SnapshotOutcome, StoreError> {
+    let raft = store.raft();
+    let applied = store.applied_index();
+    let last_snapshot = raft.metrics().borrow().snapshot.map_or(0, |l| l.index);
+    let outcome = if applied == 0 || applied <= last_snapshot {
+        SnapshotOutcome::NothingNew
+    } else {
+        raft.trigger()
+            .snapshot()
+            .await
+            .map_err(|e| StoreError::Internal(anyhow::anyhow!("trigger a snapshot: {e}")))?;
+        let mut metrics = raft.metrics();
+        let done = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                if let Some(s) = metrics.borrow().snapshot.filter(|s| s.index >= applied) {
+                    return Some(s.index);
+                }
+                if metrics.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        match done {
+            Ok(Some(index)) => SnapshotOutcome::Taken(index),
+            _ => {
+                return Err(StoreError::Internal(anyhow::anyhow!(
+                    "the snapshot was not recorded within 60 s"
+                )))
+            }
+        }
+    };
+    if let Some(keep) = trailing_logs {
+        let snapshot = raft.metrics().borrow().snapshot.map_or(0, |l| l.index);
+        let upto = snapshot.saturating_sub(keep);
+        if upto > 0 {
+            raft.trigger()
+                .purge_log(upto)
+                .await
+                .map_err(|e| StoreError::Internal(anyhow::anyhow!("purge the log: {e}")))?;
+        }
+    }
+    store
+        .counters
+        .user_snapshots
+        .fetch_add(1, Ordering::Relaxed);
+    Ok(outcome)
+}
+
+/// rqlite keeps snapshot files and WAL files beside its database and reaps the old ones.
+/// raftlite keeps no snapshot files (the snapshot is the live database, and the copies sent to
+/// followers are temporary files removed when sent), so there is nothing to reap: the report
+/// says so with zeros.
+pub fn reap(store: &Store) -> ReapReport {
+    store.counters.user_reaps.fetch_add(1, Ordering::Relaxed);
+    ReapReport::default()
+}
