@@ -110,6 +110,11 @@ impl BackupCopies {
         }
     }
 
+    /// Bytes that must stay free (`-disk-reserve`); console restores respect it too.
+    pub fn disk_reserve(&self) -> u64 {
+        self.opts.disk_reserve
+    }
+
     pub fn tmp_dir(&self) -> &Path {
         &self.opts.tmp_dir
     }

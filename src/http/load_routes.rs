@@ -107,17 +107,44 @@ async fn handle(
     }
 
     let started = Instant::now();
-    let id = unique_suffix();
-    let part = part_path(store.data_dir(), &id);
-    let mut guard = TempFile(part.clone());
-    let info = match stage(payload, &part, limit).await {
-        Ok(info) => info,
+    let staged = match stage_and_validate(payload, &state, params.has("integrity_check")).await {
+        Ok(s) => s,
         Err(resp) => return resp,
     };
-    if endpoint == Endpoint::Boot && info.kind != LoadKind::Sqlite {
+    if endpoint == Endpoint::Boot && staged.info.kind != LoadKind::Sqlite {
         return text_error(StatusCode::BAD_REQUEST, "invalid SQLite data");
     }
-    let integrity = params.has("integrity_check");
+    if dry_run {
+        let mut report = staged.report.clone();
+        report["dry_run"] = true.into();
+        return load_answer(&params, &[], None, report, started);
+    }
+    let boot = endpoint == Endpoint::Boot;
+    propose_staged(&req, &params, &state, staged, started, boot).await
+}
+
+/// A body staged in `load-<id>.part` and validated, not yet proposed. Dropping it removes
+/// the file.
+pub struct StagedLoad {
+    pub id: String,
+    pub guard: TempFile,
+    pub info: StagedInfo,
+    /// The `"load"` report: kind, bytes, received, gzip (and pages, page_size, tables).
+    pub report: serde_json::Value,
+}
+
+/// Streams a load body into `load-<id>.part` and validates it; nothing changes yet.
+pub async fn stage_and_validate(
+    payload: web::Payload,
+    state: &AppState,
+    integrity: bool,
+) -> Result<StagedLoad, HttpResponse> {
+    let store = &state.store;
+    let limit = state.limits.max_load_size;
+    let id = unique_suffix();
+    let part = part_path(store.data_dir(), &id);
+    let guard = TempFile(part.clone());
+    let info = stage(payload, &part, limit).await?;
     let checked = {
         let path = part.clone();
         let kind = info.kind;
@@ -129,8 +156,13 @@ async fn handle(
     };
     let sqlite_report = match checked {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return load_error(&e),
-        Err(e) => return text_error(StatusCode::INTERNAL_SERVER_ERROR, format!("validate: {e}")),
+        Ok(Err(e)) => return Err(load_error(&e)),
+        Err(e) => {
+            return Err(text_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("validate: {e}"),
+            ))
+        }
     };
     let mut report = serde_json::json!({
         "kind": info.kind.as_str(),
@@ -143,13 +175,33 @@ async fn handle(
         report["page_size"] = r.page_size.into();
         report["tables"] = r.tables.into();
     }
-    if dry_run {
-        report["dry_run"] = true.into();
-        return load_answer(&params, &[], None, report, started);
-    }
+    Ok(StagedLoad {
+        id,
+        guard,
+        info,
+        report,
+    })
+}
 
+/// Renames a staged load to `load-<id>.staged` and proposes its entry (this node must lead);
+/// answers as `/db/load` does (`boot`: as `/boot` does).
+pub async fn propose_staged(
+    req: &HttpRequest,
+    params: &QueryParams,
+    state: &AppState,
+    staged: StagedLoad,
+    started: Instant,
+    boot: bool,
+) -> HttpResponse {
+    let store = &state.store;
+    let StagedLoad {
+        id,
+        mut guard,
+        info,
+        report,
+    } = staged;
     let staged = staged_path(store.data_dir(), &id);
-    if let Err(e) = std::fs::rename(&part, &staged) {
+    if let Err(e) = std::fs::rename(&guard.0, &staged) {
         return text_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("stage load data: rename: {e}"),
@@ -175,16 +227,16 @@ async fn handle(
             // The state machine owns the staged file now (consumed, or kept for peers).
             std::mem::forget(guard);
             store.counters.loads.fetch_add(1, Ordering::Relaxed);
-            if endpoint == Endpoint::Boot {
+            if boot {
                 return empty(StatusCode::OK);
             }
             let raft_index = params.has("raft_index").then_some(w.raft_index);
-            load_answer(&params, &w.results.results, raft_index, report, started)
+            load_answer(params, &w.results.results, raft_index, report, started)
         }
         Err(StoreError::NotLeader { leader }) => {
             // Never appended: the staged file goes with the guard.
             match leader {
-                Some(l) if params.has("redirect") => redirect(&req, &l),
+                Some(l) if params.has("redirect") => redirect(req, &l),
                 _ => text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found"),
             }
         }
@@ -225,7 +277,7 @@ fn load_answer(
 }
 
 /// The HTTP answer for a refused or failed load.
-fn load_error(e: &LoadError) -> HttpResponse {
+pub(crate) fn load_error(e: &LoadError) -> HttpResponse {
     let status = if e.is_too_large() {
         StatusCode::PAYLOAD_TOO_LARGE
     } else if e.is_local() {
