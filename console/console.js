@@ -481,7 +481,7 @@ async function loadCluster() {
       ["Commit index", raft.commit_index],
       ["Last snapshot index", raft.last_snapshot_index],
       ["Database size", s.sqlite3 ? fmtBytes(s.sqlite3.db_size) : "–"],
-      ["Last backup", status.last_backup_time || "never (since start)"],
+      ["Last backup", s.last_backup_time || status.last_backup_time || "never (since start)"],
       ["Uptime", status.node ? status.node.uptime : "–"],
     ];
     $("#node-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v === undefined || v === null ? "–" : String(v) })]));

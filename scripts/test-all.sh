@@ -39,6 +39,11 @@ else
   cargo test --workspace
 fi
 
+step "web console in a browser"
+# chromium (apt) and playwright-core (npm ci) are installed by the script; it uses the release
+# binary built above.
+bash scripts/console-tests.sh "$ROOT/target/release/raftlited"
+
 step "SQL dump conformance kit"
 KIT="$ROOT/../shared/dump/check_dump.sh"
 if [ ! -f "$KIT" ]; then
