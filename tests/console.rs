@@ -98,10 +98,26 @@ fn redirects_and_assets_with_types_and_caching() {
     assert_eq!(bare.header("location"), Some("/console/"));
 
     for (path, ct, needle) in [
-        ("/console/", "text/html; charset=utf-8", "<title>raftlite console"),
-        ("/console/index.html", "text/html; charset=utf-8", "<!doctype html>"),
-        ("/console/console.js", "text/javascript; charset=utf-8", "splitSql"),
-        ("/console/console.css", "text/css; charset=utf-8", "prefers-color-scheme"),
+        (
+            "/console/",
+            "text/html; charset=utf-8",
+            "<title>raftlite console",
+        ),
+        (
+            "/console/index.html",
+            "text/html; charset=utf-8",
+            "<!doctype html>",
+        ),
+        (
+            "/console/console.js",
+            "text/javascript; charset=utf-8",
+            "splitSql",
+        ),
+        (
+            "/console/console.css",
+            "text/css; charset=utf-8",
+            "prefers-color-scheme",
+        ),
         ("/console/favicon.svg", "image/svg+xml", "<svg"),
     ] {
         let a = node.get(path);
@@ -219,7 +235,10 @@ fn backup_job_reports_progress_and_downloads_once() {
     let again = node.get(&download);
     assert_eq!(again.status, 409, "{}", again.body);
     assert_eq!(node.get("/console/api/backup-jobs/0123").status, 404);
-    assert_eq!(node.get("/console/api/backup-jobs/0123/download").status, 404);
+    assert_eq!(
+        node.get("/console/api/backup-jobs/0123/download").status,
+        404
+    );
 
     // SQL of a subset, gzipped: no length known in advance.
     let (id, download) = create_job(&node, r#"{"fmt":"sql","tables":"t","compress":true}"#);
@@ -321,8 +340,7 @@ fn staged_restore_reports_then_installs_on_confirmation() {
     assert_eq!(r["load"]["kind"], "sqlite");
     assert!(local_count(&node, "staged").contains("[[500]]"));
     assert!(local_count(&node, "old").contains("no such table"));
-    assert!(wait_until(Duration::from_secs(10), || load_files(&node)
-        .is_empty()));
+    assert!(wait_until(Duration::from_secs(10), || load_files(&node).is_empty()));
     // Installed once: it is gone from the staging area.
     let again = send(
         &node,
@@ -360,14 +378,24 @@ fn bad_files_are_refused_and_leave_nothing() {
     for (body, why) in [
         (corrupt, "invalid SQLite data"),
         (truncated, "invalid SQLite data"),
-        (vec![0, 0xff, 0x13, 0x37], "neither a SQLite database nor SQL text"),
-        (b"hello world".to_vec(), "does not start with an SQL command"),
+        (
+            vec![0, 0xff, 0x13, 0x37],
+            "neither a SQLite database nor SQL text",
+        ),
+        (
+            b"hello world".to_vec(),
+            "does not start with an SQL command",
+        ),
         (vec![], "load body is empty"),
     ] {
         let a = stage(&node, "", body);
         assert_eq!(a.status, 400, "{why}: {}", a.body);
         assert!(a.body.contains(why), "{why}: {}", a.body);
-        assert!(load_files(&node).is_empty(), "{why}: {:?}", load_files(&node));
+        assert!(
+            load_files(&node).is_empty(),
+            "{why}: {:?}",
+            load_files(&node)
+        );
     }
     assert_eq!(stage(&node, "?ttl=0", b"SELECT 1;".to_vec()).status, 400);
     assert_eq!(stage(&node, "?ttl=x", b"SELECT 1;".to_vec()).status, 400);
@@ -383,12 +411,23 @@ fn staged_restores_are_discarded_expire_and_are_bounded() {
     assert_eq!(a.status, 201, "{}", a.body);
     let id = a.json()["id"].as_str().unwrap().to_string();
     assert_eq!(load_files(&node).len(), 1);
-    let d = send(&node, "DELETE", &format!("/console/api/restores/{id}"), vec![]);
+    let d = send(
+        &node,
+        "DELETE",
+        &format!("/console/api/restores/{id}"),
+        vec![],
+    );
     assert_eq!(d.status, 204);
     assert!(load_files(&node).is_empty());
     assert_eq!(node.get(&format!("/console/api/restores/{id}")).status, 404);
     assert_eq!(
-        send(&node, "DELETE", &format!("/console/api/restores/{id}"), vec![]).status,
+        send(
+            &node,
+            "DELETE",
+            &format!("/console/api/restores/{id}"),
+            vec![]
+        )
+        .status,
         404
     );
 

@@ -189,7 +189,12 @@ pub async fn create(
     }
     let mut query = form_urlencoded::Serializer::new(String::new());
     query.append_pair("fmt", &fmt);
-    if let Some(t) = req.tables.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+    if let Some(t) = req
+        .tables
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         if fmt != "sql" {
             return text_error(
                 StatusCode::BAD_REQUEST,

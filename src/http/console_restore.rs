@@ -131,15 +131,15 @@ pub async fn stage(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    if let Err(resp) = check_room(store.data_dir(), declared, reserve) {
-        return resp;
+    if let Err((status, why)) = check_room(store.data_dir(), declared, reserve) {
+        return text_error(status, why);
     }
     let load = match stage_and_validate(payload, &state, false).await {
         Ok(l) => l,
         Err(resp) => return resp,
     };
-    if let Err(resp) = check_room(store.data_dir(), 0, reserve) {
-        return resp; // `load` drops here: the file goes.
+    if let Err((status, why)) = check_room(store.data_dir(), 0, reserve) {
+        return text_error(status, why); // `load` drops here: the file goes.
     }
     let id = random_id();
     let staged = Staged {
@@ -155,21 +155,30 @@ pub async fn stage(
     tokio::spawn(async move {
         tokio::time::sleep(ttl).await;
         if console.staged.lock().remove(&expiring).is_some() {
-            tracing::info!(id = expiring, "console restore expired unconfirmed; discarded");
+            tracing::info!(
+                id = expiring,
+                "console restore expired unconfirmed; discarded"
+            );
         }
     });
     json_response(StatusCode::CREATED, body.to_string())
 }
 
-fn check_room(dir: &std::path::Path, needed: u64, reserve: u64) -> Result<(), HttpResponse> {
+/// Room for `needed` bytes above the reserve, or the answer why not (507, or 500 when the
+/// free space cannot be read).
+fn check_room(
+    dir: &std::path::Path,
+    needed: u64,
+    reserve: u64,
+) -> Result<(), (StatusCode, String)> {
     let free = free_bytes(dir).map_err(|e| {
-        text_error(
+        (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("check free space in {}: {e}", dir.display()),
         )
     })?;
     if free < needed.saturating_add(reserve) {
-        return Err(text_error(
+        return Err((
             StatusCode::INSUFFICIENT_STORAGE,
             format!(
                 "not enough disk space to stage the upload: {free} bytes free, the upload needs \
