@@ -471,7 +471,10 @@ const clusterTimer = {
 
 async function loadCluster() {
   try {
-    const [nodes, status] = await Promise.all([apiJson("/nodes?ver=2&nonvoters"), apiJson("/status")]);
+    const [nodes, status, details] = await Promise.all([
+      apiJson("/nodes?ver=2&nonvoters"), apiJson("/status"), apiJson("/console/api/cluster"),
+    ]);
+    const detail = Object.fromEntries((details.nodes || []).map((d) => [d.id, d]));
     const s = status.store || {}, raft = s.raft || {};
     const facts = [
       ["This node", s.node_id],
@@ -488,15 +491,18 @@ async function loadCluster() {
     const tb = $("#nodes tbody");
     tb.replaceChildren();
     for (const n of nodes.nodes || []) {
+      const d = detail[n.id] || {};
       tb.append(el("tr", { "data-node": n.id },
         el("td", { text: n.id }),
         el("td", { class: n.leader ? "ok" : "", text: n.leader ? "leader" : (n.voter ? "follower" : "non-voter") }),
         el("td", { text: n.voter ? "yes" : "no" }),
         el("td", { class: n.reachable ? "ok" : "bad", text: n.reachable ? "yes" : "no" }),
+        el("td", { class: "num", text: d.applied_index === undefined || d.applied_index === null ? "–" : String(d.applied_index) }),
+        el("td", { text: d.last_backup_time || "never" }),
         el("td", { text: n.api_addr || "" }),
         el("td", { text: n.addr || "" }),
-        el("td", { text: n.time ? fmtSecs(n.time) : "" }),
-        el("td", { class: "bad", text: n.error || "" })));
+        el("td", { text: n.time ? fmtSecs(n.time) : (n.reachable ? "local" : "") }),
+        el("td", { class: "bad", text: n.error || d.error || "" })));
     }
     $("#cluster-status").textContent = (nodes.nodes || []).length + " node(s); refreshed " + new Date().toLocaleTimeString();
     $("#node-badge").textContent = (s.node_id || "") + " \u00b7 " + (raft.state || "");

@@ -1,6 +1,7 @@
 //! The web console's server side on real processes: the redirects, the embedded assets
 //! (content types, caching headers, no network references), backup jobs (progress, one
-//! download each, interruption, a follower's job served through the leader) and staged
+//! download each, interruption, a follower's job served through the leader), the per-member
+//! details of the Cluster tab, and staged
 //! restores (report, install, discard, expiry, bounds, bad files refused and removed).
 //! The browser tests are in `tests/console/` (`scripts/console-tests.sh`).
 
@@ -513,6 +514,17 @@ fn follower_serves_backup_jobs_through_the_leader_and_sends_restores_to_it() {
         p["state"] == "done"
     }));
     assert!(p["raft_index"].as_u64().unwrap() > 0);
+
+    // Per-member details for the Cluster tab: the leader served that backup.
+    let c = follower.get("/console/api/cluster").json();
+    let nodes = c["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 2, "{c}");
+    for n in nodes {
+        assert_eq!(n["reachable"], true, "{c}");
+        assert!(n["applied_index"].as_u64().unwrap() > 0, "{c}");
+        let is_leader = n["id"] == leader.get("/status").json()["store"]["node_id"];
+        assert_eq!(n["last_backup_time"].is_string(), is_leader, "{c}");
+    }
 
     let a = stage(follower, "", b"CREATE TABLE s(a);".to_vec());
     assert_eq!(a.status, 503, "{}", a.body);

@@ -1,6 +1,6 @@
 //! The web console: `/` and `/console` redirects, the embedded assets under `/console/`, and
 //! the routes of its API (backup jobs in [`super::console_backup`], staged restores in
-//! [`super::console_restore`]).
+//! [`super::console_restore`], per-member details in [`super::console_cluster`]).
 //!
 //! The assets are the files of `console/` at the repository root, embedded at compile time
 //! (`include_bytes!`), so the binary serves them with nothing on disk and nothing from the
@@ -18,7 +18,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::response::{empty, method_not_allowed};
-use super::{console_backup, console_restore};
+use super::{console_backup, console_cluster, console_restore};
 
 /// One embedded file.
 struct Asset {
@@ -77,6 +77,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/console/api/backup-jobs/{id}/download")
                 .route(web::get().to(console_backup::download))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/console/api/cluster")
+                .route(web::get().to(console_cluster::cluster))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -20,6 +20,8 @@ pub mod console;
 #[cfg(feature = "server")]
 pub mod console_backup;
 #[cfg(feature = "server")]
+pub mod console_cluster;
+#[cfg(feature = "server")]
 pub mod console_restore;
 #[cfg(feature = "server")]
 pub mod db_routes;

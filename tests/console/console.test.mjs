@@ -257,6 +257,10 @@ test("cluster: nodes, leader, indexes, last backup time", async () => {
   const row = await page.textContent("#nodes tbody tr");
   assert.match(row, /leader/);
   assert.match(row, /yes/);
+  // Applied index and last backup time come from /console/api/cluster.
+  const cells = await page.$$eval("#nodes tbody tr:first-child td", (tds) => tds.map((t) => t.textContent));
+  assert.match(cells[4], /^\d+$/);
+  assert.match(cells[5], /^\d{4}-\d\d-\d\dT/);
   const facts = await page.textContent("#node-facts");
   assert.match(facts, /StateLeader/);
   assert.match(facts, /Last backup\d{4}-/);
