@@ -21,7 +21,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn cluster(state: web::Data<AppState>) -> HttpResponse {
     let store = &state.store;
     let me = store.node().id.clone();
-    let probes = store.members().into_iter().map(|(_, n)| {
+    let probes = store.members().into_values().map(|n| {
         let state = state.clone();
         let me = me.clone();
         async move {
