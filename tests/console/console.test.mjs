@@ -127,23 +127,29 @@ test("query: statements run, results as tables, NULL and BLOB distinct, errors i
   const page = await openConsole(A.url, "query");
   await page.fill("#sql", [
     "CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT, photo BLOB);",
+    "CREATE TABLE audit(msg TEXT); -- a trigger body holds semicolons: one statement",
+    "CREATE TRIGGER people_audit AFTER INSERT ON people BEGIN",
+    "  INSERT INTO audit VALUES ('added; ' || coalesce(new.name, 'nobody'));",
+    "END;",
     "INSERT INTO people(name, photo) VALUES ('ada', x'cafe'), (NULL, NULL);",
     "CREATE INDEX people_name ON people(name);",
     "SELECT * FROM people ORDER BY id;",
     "SELECT * FROM no_such_table;",
   ].join("\n"));
   await page.press("#sql", "Control+Enter");
-  await page.waitForSelector("#results .result:nth-child(5)");
-  const cells = await page.$$eval("#results .result:nth-child(4) td", (tds) => tds.map((t) => [t.className, t.textContent]));
+  await page.waitForSelector("#results .result:nth-child(7)");
+  assert.equal(await page.locator("#results .result").count(), 7);
+  const cells = await page.$$eval("#results .result:nth-child(6) td", (tds) => tds.map((t) => [t.className, t.textContent]));
   assert.deepEqual(cells[1], ["", "ada"]);
   assert.equal(cells[2][0], "blob");
   assert.match(cells[2][1], /^BLOB 2 bytes x'cafe'/);
   assert.deepEqual(cells[4], ["null", "NULL"]);
   assert.deepEqual(cells[5], ["null", "NULL"]);
-  const err = await page.textContent("#results .result:nth-child(5) .stmt-error");
+  const err = await page.textContent("#results .result:nth-child(7) .stmt-error");
   assert.match(err, /no such table: no_such_table/);
-  assert.match(await page.textContent("#query-status"), /5 statement\(s\), server/);
+  assert.match(await page.textContent("#query-status"), /7 statement\(s\), server/);
   assert.equal((await query(A.url, "SELECT count(*) FROM people")).values[0][0], 2);
+  assert.deepEqual((await query(A.url, "SELECT msg FROM audit ORDER BY rowid")).values, [["added; ada"], ["added; nobody"]]);
   assert.deepEqual(page.consoleErrors, []);
   await page.close();
 });
@@ -160,6 +166,7 @@ test("schema: a table created in Query shows with its columns, index and row cou
   assert.match(await card.textContent(), /totalREALyes/);
   const people = page.locator('.schema-table[data-table="people"]');
   assert.match(await people.textContent(), /index people_name/);
+  assert.match(await people.textContent(), /trigger people_audit/);
   assert.match(await people.textContent(), /2 row\(s\)/);
   // The node's internal state table is not shown.
   assert.equal(await page.locator('.schema-table[data-table="_raftlite_state"]').count(), 0);
@@ -264,6 +271,33 @@ test("cluster: nodes, leader, indexes, last backup time", async () => {
   const facts = await page.textContent("#node-facts");
   assert.match(facts, /StateLeader/);
   assert.match(facts, /Last backup\d{4}-/);
+  await page.close();
+});
+
+test("credentials: sent as Basic auth; a 401 or 403 says why the action was refused", async () => {
+  // raftlite refuses -auth until it is enforced, so the node's answers are stood in for here
+  // by the browser's request interception; everything else is the real page.
+  const page = await openConsole(A.url, "query");
+  const seen = [];
+  await page.route("**/db/request*", (route) => {
+    const auth = route.request().headers()["authorization"] || null;
+    seen.push(auth);
+    route.fulfill({ status: auth ? 403 : 401, contentType: "text/plain", body: auth ? "user has no query permission\n" : "" });
+  });
+  await page.fill("#sql", "SELECT 1");
+  await page.click("#run");
+  await page.waitForSelector("#auth-banner:not([hidden])");
+  assert.match(await page.textContent("#auth-banner"), /401 Unauthorized: the node requires credentials/);
+  assert.match(await page.textContent("#results .error"), /Credentials/);
+  await page.click("#creds-summary");
+  await page.fill("#creds-user", "bob");
+  await page.fill("#creds-pass", "pässword");
+  await page.click("#creds-form button[type=submit]");
+  await page.click("#run");
+  await page.waitForFunction(() => /403 Forbidden/.test(document.querySelector("#auth-banner").textContent));
+  assert.match(await page.textContent("#auth-banner"), /lacks the permission.*user has no query permission/);
+  assert.equal(seen[0], null);
+  assert.equal(seen[1], "Basic " + Buffer.from("bob:pässword", "utf8").toString("base64"));
   await page.close();
 });
 
