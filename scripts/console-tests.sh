@@ -34,7 +34,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 18 ]; then
-  echo "node $node_major is too old for the console tests (18 or newer)" >&2
+  echo "node $node_major is too old for playwright-core 1.57 (18 or newer)" >&2
   exit 1
 fi
 
@@ -45,5 +45,6 @@ if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_m
   cp package-lock.json node_modules/.raftlite-lock
 fi
 
+# One test file: node runs its tests one after the other (they share the nodes they start).
 RAFTLITED=$BIN CHROMIUM=$(command -v chromium) SCREENSHOT_DIR=$ROOT/docs/console \
-  node --test --test-concurrency=1 --test-reporter=spec console.test.mjs
+  node --test --test-reporter=spec console.test.mjs
