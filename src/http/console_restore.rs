@@ -62,10 +62,6 @@ struct Staged {
 }
 
 impl ConsoleState {
-    fn slots_used(&self) -> usize {
-        self.staged.lock().len() + self.uploading.load(Ordering::SeqCst)
-    }
-
     /// Removes entries past their expiry (their files go with them).
     fn sweep(&self) {
         let now = Instant::now();
@@ -114,15 +110,21 @@ pub async fn stage(
         Some(_) => return text_error(StatusCode::BAD_REQUEST, "ttl must be a positive integer"),
     };
     console.sweep();
-    if console.slots_used() >= MAX_STAGED {
-        return text_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "{MAX_STAGED} restores are already staged or uploading; install or discard one"
-            ),
-        );
+    {
+        // Checked and taken under the lock, so concurrent uploads cannot both take the last
+        // slot (slots are given back without it: that only makes room).
+        let staged = console.staged.lock();
+        if staged.len() + console.uploading.load(Ordering::SeqCst) >= MAX_STAGED {
+            return text_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{MAX_STAGED} restores are already staged or uploading; install or discard \
+                     one"
+                ),
+            );
+        }
+        console.uploading.fetch_add(1, Ordering::SeqCst);
     }
-    console.uploading.fetch_add(1, Ordering::SeqCst);
     let slot = UploadSlot(&console.uploading);
     let reserve = state.backup_copies.disk_reserve();
     let declared = req
