@@ -136,7 +136,7 @@ pub async fn stage(
     if let Err((status, why)) = check_room(store.data_dir(), declared, reserve) {
         return text_error(status, why);
     }
-    let load = match stage_and_validate(payload, &state, false).await {
+    let load = match stage_and_validate(payload, &state, false, false).await {
         Ok(l) => l,
         Err(resp) => return resp,
     };

@@ -107,19 +107,17 @@ async fn handle(
     }
 
     let started = Instant::now();
-    let staged = match stage_and_validate(payload, &state, params.has("integrity_check")).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
-    if endpoint == Endpoint::Boot && staged.info.kind != LoadKind::Sqlite {
-        return text_error(StatusCode::BAD_REQUEST, "invalid SQLite data");
-    }
+    let boot = endpoint == Endpoint::Boot;
+    let staged =
+        match stage_and_validate(payload, &state, params.has("integrity_check"), boot).await {
+            Ok(s) => s,
+            Err(resp) => return resp,
+        };
     if dry_run {
         let mut report = staged.report.clone();
         report["dry_run"] = true.into();
         return load_answer(&params, &[], None, report, started);
     }
-    let boot = endpoint == Endpoint::Boot;
     propose_staged(&req, &params, &state, staged, started, boot).await
 }
 
@@ -134,10 +132,13 @@ pub struct StagedLoad {
 }
 
 /// Streams a load body into `load-<id>.part` and validates it; nothing changes yet.
+/// `require_sqlite`: anything but a database is refused as `/boot` refuses it (400
+/// `invalid SQLite data`), before validation.
 pub async fn stage_and_validate(
     payload: web::Payload,
     state: &AppState,
     integrity: bool,
+    require_sqlite: bool,
 ) -> Result<StagedLoad, HttpResponse> {
     let store = &state.store;
     let limit = state.limits.max_load_size;
@@ -145,6 +146,9 @@ pub async fn stage_and_validate(
     let part = part_path(store.data_dir(), &id);
     let guard = TempFile(part.clone());
     let info = stage(payload, &part, limit).await?;
+    if require_sqlite && info.kind != LoadKind::Sqlite {
+        return Err(text_error(StatusCode::BAD_REQUEST, "invalid SQLite data"));
+    }
     let checked = {
         let path = part.clone();
         let kind = info.kind;
