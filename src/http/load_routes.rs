@@ -16,6 +16,9 @@
 //! A follower forwards `/db/load` to the leader as a stream (or redirects with `?redirect`);
 //! `/boot` is never forwarded.
 //!
+//! The two steps are separate functions, [`stage_and_validate`] and [`propose_staged`], so the
+//! console's restores (`console_restore`) can stage, wait for a confirmation, then propose.
+//!
 //! Invariants: every file this module creates belongs to a [`TempFile`] guard until the
 //! state machine owns it, so a refused, failed or abandoned upload leaves nothing behind
 //! (and startup removes `.part` files of a crash).
