@@ -274,7 +274,7 @@ async function loadSchema() {
       const b = el("tbody");
       for (const [name, type, notnull, dflt, pk] of details[t.name].cols) {
         b.append(el("tr", {}, el("td", { text: name }), el("td", { text: type || "" }),
-          el("td", { text: notnull ? "yes" : "" }), cell(dflt, "text"), el("td", { text: pk ? String(pk) : "" })));
+          el("td", { text: notnull ? "yes" : "" }), el("td", { text: dflt === null ? "" : String(dflt) }), el("td", { text: pk ? String(pk) : "" })));
       }
       g.append(b);
       card.append(g);
