@@ -44,6 +44,11 @@ step "rqlite client libraries (pyrqlite, rqdb, sqlalchemy-rqlite, rqlite-js)"
 # Installs the pinned clients itself (a venv under target/, npm ci in tests/clients/js).
 bash tests/clients/run.sh "$ROOT/target/release/raftlited"
 
+step "web console in a browser"
+# chromium (apt) and playwright-core (npm ci) are installed by the script; it uses the release
+# binary built above.
+bash scripts/console-tests.sh "$ROOT/target/release/raftlited"
+
 step "SQL dump conformance kit"
 KIT="$ROOT/../shared/dump/check_dump.sh"
 if [ ! -f "$KIT" ]; then

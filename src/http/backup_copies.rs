@@ -111,6 +111,11 @@ impl BackupCopies {
         }
     }
 
+    /// Bytes that must stay free (`-disk-reserve`); console restores respect it too.
+    pub fn disk_reserve(&self) -> u64 {
+        self.opts.disk_reserve
+    }
+
     pub fn tmp_dir(&self) -> &Path {
         &self.opts.tmp_dir
     }
@@ -199,11 +204,6 @@ impl BackupCopies {
             "a backup copy",
         )
         .map_err(|e| e.to_string())
-    }
-
-    /// `-disk-reserve`: what backups and loads must leave free.
-    pub fn disk_reserve(&self) -> u64 {
-        self.opts.disk_reserve
     }
 
     /// Makes the copy on a read connection. The task holds the copy until it is finished, so

@@ -71,6 +71,18 @@ type ChunkResult = Result<Bytes, io::Error>;
 
 pub async fn backup(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let params = QueryParams::parse(req.query_string());
+    serve_backup(&req, &params, &state, None).await
+}
+
+/// A backup as `GET /db/backup` answers it, with `params` in place of the request's own query.
+/// `leader_query`: the `/db/backup` query a follower sends to the leader when the request's
+/// own path is not `/db/backup` (the console's backup jobs); `None` forwards path and query.
+pub async fn serve_backup(
+    req: &HttpRequest,
+    params: &QueryParams,
+    state: &AppState,
+    leader_query: Option<&str>,
+) -> HttpResponse {
     let fmt = params.get("fmt").unwrap_or("binary").to_ascii_lowercase();
     // rqlite: vacuum only applies to the plain binary format.
     if params.has("vacuum") && (fmt == "sql" || fmt == "delete") {
@@ -84,15 +96,21 @@ pub async fn backup(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
 
     let store = &state.store;
     if !params.has("noleader") && !store.is_leader() {
-        return match leader_to_forward_to(&req, &params, store.leader().as_ref()) {
-            Ok(l) => proxy(&state.forward_client, &req, &l).await,
+        return match leader_to_forward_to(req, params, store.leader().as_ref()) {
+            Ok(l) => {
+                let url = match leader_query {
+                    Some(q) => format!("{}/db/backup?{q}", l.api_url()),
+                    None => leader_url(req, &l),
+                };
+                proxy(&state.forward_client, req, &url, &l).await
+            }
             Err(answer) => *answer,
         };
     }
 
     let compress = params.has("compress");
     let answer = match format {
-        Format::Binary => binary_backup(&state, params.has("vacuum"))
+        Format::Binary => binary_backup(state, params.has("vacuum"))
             .await
             .map_err(|e| (backup_error_status(&e), e.to_string())),
         Format::Sql => {
@@ -102,7 +120,7 @@ pub async fn backup(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
                     .filter(|s| !s.is_empty())
                     .collect::<Vec<_>>()
             });
-            sql_backup(&state, tables)
+            sql_backup(state, tables)
                 .await
                 .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
         }
@@ -400,10 +418,14 @@ fn gzip(
 }
 
 /// Streams the leader's answer through, status and headers included, chunk by chunk.
-async fn proxy(client: &reqwest::Client, req: &HttpRequest, leader: &NodeInfo) -> HttpResponse {
-    let url = leader_url(req, leader);
+async fn proxy(
+    client: &reqwest::Client,
+    req: &HttpRequest,
+    url: &str,
+    leader: &NodeInfo,
+) -> HttpResponse {
     // No `.timeout()`: the client has only a connect timeout, and a backup may stream for long.
-    let out = with_caller_credentials(client.get(&url).header(FORWARDED_HEADER, "1"), req);
+    let out = with_caller_credentials(client.get(url).header(FORWARDED_HEADER, "1"), req);
     let resp = match out.send().await {
         Ok(r) => r,
         Err(e) => {

@@ -16,6 +16,9 @@
 //! A follower forwards `/db/load` to the leader as a stream (or redirects with `?redirect`);
 //! `/boot` is never forwarded.
 //!
+//! The two steps are separate functions, [`stage_and_validate`] and [`propose_staged`], so the
+//! console's restores (`console_restore`) can stage, wait for a confirmation, then propose.
+//!
 //! Invariants: every file this module creates belongs to a [`TempFile`] guard until the
 //! state machine owns it, so a refused, failed or abandoned upload leaves nothing behind
 //! (and startup removes `.part` files of a crash).
@@ -116,18 +119,51 @@ async fn handle(
         }
     }
     let started = Instant::now();
+    let boot = endpoint == Endpoint::Boot;
+    let staged =
+        match stage_and_validate(payload, &state, params.has("integrity_check"), boot).await {
+            Ok(s) => s,
+            Err(resp) => return resp,
+        };
+    if dry_run {
+        let mut report = staged.report.clone();
+        report["dry_run"] = true.into();
+        return load_answer(&params, &[], None, report, started);
+    }
+    propose_staged(&req, &params, &state, staged, started, boot).await
+}
+
+/// A body staged in `load-<id>.part` and validated, not yet proposed. Dropping it removes
+/// the file.
+pub struct StagedLoad {
+    pub id: String,
+    pub guard: TempFile,
+    pub info: StagedInfo,
+    /// The `"load"` report: kind, bytes, received, gzip (and pages, page_size, tables).
+    pub report: serde_json::Value,
+}
+
+/// Streams a load body into `load-<id>.part` and validates it; nothing changes yet.
+/// `require_sqlite`: anything but a database is refused as `/boot` refuses it (400
+/// `invalid SQLite data`), before validation.
+pub async fn stage_and_validate(
+    payload: web::Payload,
+    state: &AppState,
+    integrity: bool,
+    require_sqlite: bool,
+) -> Result<StagedLoad, HttpResponse> {
+    let store = &state.store;
+    let limit = state.limits.max_load_size;
     let id = unique_suffix();
     let part = part_path(store.data_dir(), &id);
-    let mut guard = TempFile(part.clone());
-    let info = match stage(payload, &part, limit, reserve).await {
-        Ok(info) => info,
-        Err(resp) => return resp,
-    };
-    let uploaded = started.elapsed();
-    if endpoint == Endpoint::Boot && info.kind != LoadKind::Sqlite {
-        return text_error(StatusCode::BAD_REQUEST, "invalid SQLite data");
+    let guard = TempFile(part.clone());
+    let reserve = state.backup_copies.disk_reserve();
+    let staging = Instant::now();
+    let info = stage(payload, &part, limit, reserve).await?;
+    let uploaded = staging.elapsed();
+    if require_sqlite && info.kind != LoadKind::Sqlite {
+        return Err(text_error(StatusCode::BAD_REQUEST, "invalid SQLite data"));
     }
-    let integrity = params.has("integrity_check");
     let checked = {
         let path = part.clone();
         let kind = info.kind;
@@ -139,8 +175,13 @@ async fn handle(
     };
     let sqlite_report = match checked {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return load_error(&e),
-        Err(e) => return text_error(StatusCode::INTERNAL_SERVER_ERROR, format!("validate: {e}")),
+        Ok(Err(e)) => return Err(load_error(&e)),
+        Err(e) => {
+            return Err(text_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("validate: {e}"),
+            ))
+        }
     };
     let mut report = serde_json::json!({
         "kind": info.kind.as_str(),
@@ -150,23 +191,42 @@ async fn handle(
     });
     // Where the time went, for operators and the P7 benchmark: receiving and staging the body
     // here, validating it, and (below) replicating and installing it.
-    let validated = started.elapsed();
     report["phases"] = serde_json::json!({
         "upload_s": uploaded.as_secs_f64(),
-        "validate_s": (validated - uploaded).as_secs_f64(),
+        "validate_s": (staging.elapsed() - uploaded).as_secs_f64(),
     });
     if let Some(r) = sqlite_report {
         report["pages"] = r.pages.into();
         report["page_size"] = r.page_size.into();
         report["tables"] = r.tables.into();
     }
-    if dry_run {
-        report["dry_run"] = true.into();
-        return load_answer(&params, &[], None, report, started);
-    }
+    Ok(StagedLoad {
+        id,
+        guard,
+        info,
+        report,
+    })
+}
 
+/// Renames a staged load to `load-<id>.staged` and proposes its entry (this node must lead);
+/// answers as `/db/load` does (`boot`: as `/boot` does).
+pub async fn propose_staged(
+    req: &HttpRequest,
+    params: &QueryParams,
+    state: &AppState,
+    staged: StagedLoad,
+    started: Instant,
+    boot: bool,
+) -> HttpResponse {
+    let store = &state.store;
+    let StagedLoad {
+        id,
+        mut guard,
+        info,
+        mut report,
+    } = staged;
     let staged = staged_path(store.data_dir(), &id);
-    if let Err(e) = std::fs::rename(&part, &staged) {
+    if let Err(e) = std::fs::rename(&guard.0, &staged) {
         return text_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("stage load data: rename: {e}"),
@@ -187,23 +247,24 @@ async fn handle(
         secs = started.elapsed().as_secs_f64(),
         "load staged and validated; proposing"
     );
+    let proposed = Instant::now();
     match store.propose_load(cmd).await {
         Ok(w) => {
             // The state machine owns the staged file now (consumed, or kept for peers).
             std::mem::forget(guard);
             store.counters.loads.fetch_add(1, Ordering::Relaxed);
-            report["phases"]["install_s"] = (started.elapsed() - validated).as_secs_f64().into();
-            if endpoint == Endpoint::Boot {
+            report["phases"]["install_s"] = proposed.elapsed().as_secs_f64().into();
+            if boot {
                 store.counters.boots.fetch_add(1, Ordering::Relaxed);
                 return empty(StatusCode::OK);
             }
             let raft_index = params.has("raft_index").then_some(w.raft_index);
-            load_answer(&params, &w.results.results, raft_index, report, started)
+            load_answer(params, &w.results.results, raft_index, report, started)
         }
         Err(StoreError::NotLeader { leader }) => {
             // Never appended: the staged file goes with the guard.
             match leader {
-                Some(l) if params.has("redirect") => redirect(&req, &l),
+                Some(l) if params.has("redirect") => redirect(req, &l),
                 _ => text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found"),
             }
         }
@@ -244,7 +305,7 @@ fn load_answer(
 }
 
 /// The HTTP answer for a refused or failed load.
-fn load_error(e: &LoadError) -> HttpResponse {
+pub(crate) fn load_error(e: &LoadError) -> HttpResponse {
     let status = if e.is_too_large() {
         StatusCode::PAYLOAD_TOO_LARGE
     } else if e.is_disk_full() {

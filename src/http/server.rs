@@ -13,7 +13,9 @@ use futures_util::future::{ready, Either};
 
 use super::params::QueryParams;
 use super::response::{self, method_not_allowed, not_found, text_error};
-use super::{backup_routes, cluster_routes, db_routes, load_routes, ops_routes, status_routes};
+use super::{
+    backup_routes, cluster_routes, console, db_routes, load_routes, ops_routes, status_routes,
+};
 use crate::store::Store;
 
 /// Size limits for request bodies.
@@ -148,15 +150,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(method_not_allowed)),
     )
     // rqlite serves expvar for any method.
-    .service(web::resource("/debug/vars").to(ops_routes::debug_vars));
+    .service(web::resource("/debug/vars").to(ops_routes::debug_vars))
+    .configure(console::configure);
 }
 
 /// Starts the HTTP server on an already bound listener (so port 0 is resolved by the caller).
 pub fn serve(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     let state = web::Data::new(state);
+    let console_state = web::Data::new(super::console_restore::ConsoleState::default());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(console_state.clone())
             .wrap_fn(|req, srv| {
                 // OPTIONS and parameter validation come before routing, for every path.
                 let early = if req.method() == Method::OPTIONS {

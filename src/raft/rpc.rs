@@ -43,6 +43,9 @@ pub struct NodeReport {
     pub leader: Option<NodeInfo>,
     pub applied_index: u64,
     pub version: String,
+    /// When this node last served a backup (RFC 3339), for the console's Cluster tab.
+    #[serde(default)]
+    pub last_backup_time: Option<String>,
 }
 
 fn bincode_response<T: Serialize>(value: &T) -> HttpResponse {
@@ -181,6 +184,7 @@ async fn node_report(store: web::Data<Arc<Store>>) -> HttpResponse {
         leader: store.leader(),
         applied_index: store.applied_index(),
         version: crate::VERSION.to_string(),
+        last_backup_time: store.counters.last_backup_time.lock().clone(),
     })
 }
 

@@ -21,7 +21,8 @@
 //!
 //! Invariants:
 //! - Nothing changes before the content is local, complete and matches its digest.
-//! - File names: `load-<id>.part` (being written: upload or pull), `load-<id>.staged`
+//! - File names: `load-<id>.part` (being written: upload or pull; or a console upload,
+//!   validated and waiting for its confirmation, see `http::console_restore`), `load-<id>.staged`
 //!   (complete and verified), `load-<id>.install` (being prepared for the swap). Startup
 //!   removes `.part` and `.install` files, and `.staged` files older than
 //!   [`STAGED_MAX_AGE`]: a restarted source must still serve its recent ones.
