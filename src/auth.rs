@@ -367,7 +367,10 @@ mod tests {
         assert!(!auth.allows(Some(&alice), &[EXECUTE, QUERY]));
         assert!(!auth.allows(Some(&basic_header("alice", "wrong")), &[QUERY]));
         assert!(!auth.allows(None, &[QUERY]));
-        assert!(auth.allows(None, &[READY]), "* grants ready to anonymous requests");
+        assert!(
+            auth.allows(None, &[READY]),
+            "* grants ready to anonymous requests"
+        );
         assert!(auth.allows(Some(&basic_header("root", "r00t")), &[LOAD, JOIN]));
         assert!(!auth.allows(Some("Bearer xyz"), &[QUERY]));
     }
@@ -409,10 +412,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
             ("{}", "not a JSON list"),
-            ("[{\"username\": \"a\", \"perms\": [\"backups\"]}]", "unknown perm \"backups\""),
-            ("[{\"username\": \"a\"}, {\"username\": \"a\"}]", "listed twice"),
+            (
+                "[{\"username\": \"a\", \"perms\": [\"backups\"]}]",
+                "unknown perm \"backups\"",
+            ),
+            (
+                "[{\"username\": \"a\"}, {\"username\": \"a\"}]",
+                "listed twice",
+            ),
             ("[{\"username\": \"\"}]", "empty username"),
-            ("[{\"username\": \"a\", \"pass\": \"x\"}]", "not a JSON list"),
+            (
+                "[{\"username\": \"a\", \"pass\": \"x\"}]",
+                "not a JSON list",
+            ),
         ];
         for (text, want) in cases {
             let path = write(dir.path(), text);
@@ -427,7 +439,10 @@ mod tests {
 
     #[test]
     fn every_api_route_needs_a_perm() {
-        assert_eq!(required_perms("POST", "/db/request"), Some(&[EXECUTE, QUERY][..]));
+        assert_eq!(
+            required_perms("POST", "/db/request"),
+            Some(&[EXECUTE, QUERY][..])
+        );
         assert_eq!(required_perms("GET", "/leader"), Some(&[STATUS][..]));
         assert_eq!(required_perms("POST", "/leader"), Some(&[LEADER_OPS][..]));
         assert_eq!(required_perms("GET", "/boot"), Some(&[LOAD][..]));

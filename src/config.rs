@@ -75,7 +75,8 @@ const fn flag(
     }
 }
 
-const NO_COMMON_NAME: Support = Refused("accepting certificates without checking their Common Name");
+const NO_COMMON_NAME: Support =
+    Refused("accepting certificates without checking their Common Name");
 
 /// Every flag `raftlited` accepts. Defaults are rqlited's except where the module docs say.
 /// Go `int` flags are `I64` here so that parsing and `-h` match rqlited exactly.
@@ -560,14 +561,46 @@ impl Config {
         // raftlite's own: TLS options that would do nothing without a certificate to serve
         // with, and mutual TLS without a CA to check client certificates against.
         for (set, needs, what) in [
-            (self.http_verify_client, self.http_cert.is_some(), "-http-verify-client requires -http-cert and -http-key"),
-            (self.http_verify_client, self.http_ca_cert.is_some(), "-http-verify-client requires -http-ca-cert"),
-            (self.node_ca_cert.is_some(), self.node_cert.is_some(), "-node-ca-cert requires -node-cert and -node-key"),
-            (self.node_verify_client, self.node_cert.is_some(), "-node-verify-client requires -node-cert and -node-key"),
-            (self.node_verify_client, self.node_ca_cert.is_some(), "-node-verify-client requires -node-ca-cert"),
-            (self.node_no_verify, self.node_cert.is_some(), "-node-no-verify requires -node-cert and -node-key"),
-            (self.node_verify_server_name.is_some(), self.node_cert.is_some(), "-node-verify-server-name requires -node-cert and -node-key"),
-            (self.join_as.is_some(), self.auth.is_some(), "-join-as requires -auth"),
+            (
+                self.http_verify_client,
+                self.http_cert.is_some(),
+                "-http-verify-client requires -http-cert and -http-key",
+            ),
+            (
+                self.http_verify_client,
+                self.http_ca_cert.is_some(),
+                "-http-verify-client requires -http-ca-cert",
+            ),
+            (
+                self.node_ca_cert.is_some(),
+                self.node_cert.is_some(),
+                "-node-ca-cert requires -node-cert and -node-key",
+            ),
+            (
+                self.node_verify_client,
+                self.node_cert.is_some(),
+                "-node-verify-client requires -node-cert and -node-key",
+            ),
+            (
+                self.node_verify_client,
+                self.node_ca_cert.is_some(),
+                "-node-verify-client requires -node-ca-cert",
+            ),
+            (
+                self.node_no_verify,
+                self.node_cert.is_some(),
+                "-node-no-verify requires -node-cert and -node-key",
+            ),
+            (
+                self.node_verify_server_name.is_some(),
+                self.node_cert.is_some(),
+                "-node-verify-server-name requires -node-cert and -node-key",
+            ),
+            (
+                self.join_as.is_some(),
+                self.auth.is_some(),
+                "-join-as requires -auth",
+            ),
         ] {
             if set && !needs {
                 return Err(invalid(what));
@@ -751,8 +784,14 @@ impl Config {
         let in_use = [
             ("disco-mode", self.disco_mode.is_some()),
             ("cdc-config", self.cdc_config.is_some()),
-            ("http-verify-common-name", self.http_verify_common_name.is_some()),
-            ("node-verify-common-name", self.node_verify_common_name.is_some()),
+            (
+                "http-verify-common-name",
+                self.http_verify_common_name.is_some(),
+            ),
+            (
+                "node-verify-common-name",
+                self.node_verify_common_name.is_some(),
+            ),
             ("auto-backup", self.auto_backup.is_some()),
             ("auto-restore", self.auto_restore.is_some()),
         ];
@@ -1288,16 +1327,30 @@ mod tests {
             "-http-verify-common-name is not supported yet: refusing to start rather than accepting certificates without checking their Common Name"
         );
         // Complete sets are accepted (the files are read when the node starts).
-        let c = run("-http-cert c.pem -http-key k.pem -http-ca-cert ca.pem -http-verify-client \
+        let c = run(
+            "-http-cert c.pem -http-key k.pem -http-ca-cert ca.pem -http-verify-client \
             -node-cert n.pem -node-key nk.pem -node-ca-cert ca.pem -node-verify-client \
-            -node-verify-server-name db.internal -auth a.json -join-as u /d");
+            -node-verify-server-name db.internal -auth a.json -join-as u /d",
+        );
         assert!(c.accepted_but_ignored().is_empty());
         // raftlite's own: TLS options that need a certificate, or a CA, to mean anything.
         for (line, want) in [
-            ("-http-cert c -http-key k -http-verify-client /d", "-http-verify-client requires -http-ca-cert"),
-            ("-node-ca-cert ca.pem /d", "-node-ca-cert requires -node-cert and -node-key"),
-            ("-node-cert c -node-key k -node-verify-client /d", "-node-verify-client requires -node-ca-cert"),
-            ("-node-no-verify /d", "-node-no-verify requires -node-cert and -node-key"),
+            (
+                "-http-cert c -http-key k -http-verify-client /d",
+                "-http-verify-client requires -http-ca-cert",
+            ),
+            (
+                "-node-ca-cert ca.pem /d",
+                "-node-ca-cert requires -node-cert and -node-key",
+            ),
+            (
+                "-node-cert c -node-key k -node-verify-client /d",
+                "-node-verify-client requires -node-ca-cert",
+            ),
+            (
+                "-node-no-verify /d",
+                "-node-no-verify requires -node-cert and -node-key",
+            ),
             ("-join-as u /d", "-join-as requires -auth"),
         ] {
             assert_eq!(error(line), want, "{line}");

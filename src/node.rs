@@ -17,10 +17,10 @@ use anyhow::{bail, Context as _};
 
 use crate::auth::Auth;
 use crate::db::DbSettings;
-use crate::tls::{self, ClientTls, NodeTransport, ServerTls};
 use crate::http::{self, AppState, Limits};
 use crate::store::cluster::{self, JoinOptions};
 use crate::store::{NodeInfo, Store, StoreOptions};
+use crate::tls::{self, ClientTls, NodeTransport, ServerTls};
 
 /// Everything a node needs to start (built from the command line by the binary).
 #[derive(Debug, Clone)]
@@ -277,8 +277,8 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         }),
     };
     let https = security.http_server.is_some();
-    let server = http::serve(http_listener, state, security.http_server)
-        .context("start the HTTP server")?;
+    let server =
+        http::serve(http_listener, state, security.http_server).context("start the HTTP server")?;
     let http_handle = server.handle();
     let http_task = tokio::spawn(server);
     let scheme = if https { "https" } else { "http" };

@@ -48,8 +48,8 @@ pub struct ClientTls {
 }
 
 fn read_certs(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("read the {what} {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("read the {what} {}", path.display()))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(file))
         .collect::<Result<_, _>>()
         .with_context(|| format!("the {what} {} is not valid PEM", path.display()))?;
@@ -60,8 +60,8 @@ fn read_certs(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'sta
 }
 
 fn read_key(path: &Path, what: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("read the {what} {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("read the {what} {}", path.display()))?;
     rustls_pemfile::private_key(&mut BufReader::new(file))
         .with_context(|| format!("the {what} {} is not valid PEM", path.display()))?
         .ok_or_else(|| anyhow!("the {what} {} holds no PEM private key", path.display()))

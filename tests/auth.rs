@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{run_binary, wait_until, Node, FAST_RAFT};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use reqwest::blocking::Client;
 
 struct Pki {
@@ -62,10 +60,11 @@ fn make_ca(name: &str) -> (rcgen::Certificate, KeyPair) {
 
 fn make_leaf(ca: &rcgen::Certificate, ca_key: &KeyPair, expired: bool) -> (String, String) {
     let key = KeyPair::generate().expect("key");
-    let mut params =
-        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .expect("params");
-    params.distinguished_name.push(DnType::CommonName, "raftlite node");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "raftlite node");
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
@@ -217,8 +216,14 @@ fn tls_cluster_with_auth_checks_every_endpoint() {
             a.push(pki.arg(file));
         }
         a.extend(
-            ["-http-verify-client", "-node-verify-client", "-join-as", "joiner", "-auth"]
-                .map(String::from),
+            [
+                "-http-verify-client",
+                "-node-verify-client",
+                "-join-as",
+                "joiner",
+                "-auth",
+            ]
+            .map(String::from),
         );
         a.push(auth.display().to_string());
         a
@@ -256,9 +261,7 @@ fn tls_cluster_with_auth_checks_every_endpoint() {
                 && serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()
                     .and_then(|v| v.as_object().cloned())
-                    .is_some_and(|o| {
-                        o.len() == 3 && o.values().all(|n| n["reachable"] == true)
-                    })
+                    .is_some_and(|o| o.len() == 3 && o.values().all(|n| n["reachable"] == true))
         })
     });
     assert!(all_reachable, "cluster did not form:\n{}", logs(&nodes));
@@ -266,19 +269,53 @@ fn tls_cluster_with_auth_checks_every_endpoint() {
     let (follower, lenient_follower) = (&nodes[1], &nodes[2]);
 
     // A backup made first, to load later.
-    leader.send(Some("root"), "POST", "/db/execute", br#"["CREATE TABLE t(x)", "INSERT INTO t VALUES(1)"]"#.to_vec());
+    leader.send(
+        Some("root"),
+        "POST",
+        "/db/execute",
+        br#"["CREATE TABLE t(x)", "INSERT INTO t VALUES(1)"]"#.to_vec(),
+    );
     let (status, _, backup) = leader.send(Some("root"), "GET", "/db/backup", vec![]);
     assert_eq!(status, 200);
 
     // (method, path, body, the user with the perm, a user without it, expected status).
     let q = "/db/query?q=SELECT%20*%20FROM%20t";
-    let cases: Vec<(&str, &str, Vec<u8>, &str, &str, u16)> = vec![
-        ("POST", "/db/execute", br#"["INSERT INTO t VALUES(2)"]"#.to_vec(), "execute", "query", 200),
+    type Case<'a> = (&'a str, &'a str, Vec<u8>, &'a str, &'a str, u16);
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            "/db/execute",
+            br#"["INSERT INTO t VALUES(2)"]"#.to_vec(),
+            "execute",
+            "query",
+            200,
+        ),
         ("GET", q, vec![], "query", "execute", 200),
-        ("POST", "/db/query", br#"["SELECT 1"]"#.to_vec(), "query", "execute", 200),
+        (
+            "POST",
+            "/db/query",
+            br#"["SELECT 1"]"#.to_vec(),
+            "query",
+            "execute",
+            200,
+        ),
         // request and sql need both execute and query.
-        ("POST", "/db/request", br#"["SELECT 1"]"#.to_vec(), "rw", "query", 200),
-        ("POST", "/db/request", br#"["SELECT 1"]"#.to_vec(), "rw", "execute", 200),
+        (
+            "POST",
+            "/db/request",
+            br#"["SELECT 1"]"#.to_vec(),
+            "rw",
+            "query",
+            200,
+        ),
+        (
+            "POST",
+            "/db/request",
+            br#"["SELECT 1"]"#.to_vec(),
+            "rw",
+            "execute",
+            200,
+        ),
         ("GET", "/db/backup", vec![], "backup", "query", 200),
         ("POST", "/db/load", backup.clone(), "load", "backup", 200),
         ("GET", "/status", vec![], "status", "ready", 200),
@@ -286,7 +323,14 @@ fn tls_cluster_with_auth_checks_every_endpoint() {
         ("GET", "/readyz", vec![], "ready", "status", 200),
         ("GET", "/leader", vec![], "status", "leader-ops", 200),
         // A node that is not a member: the perm let it through to the real answer.
-        ("DELETE", "/remove", br#"{"id": "nobody"}"#.to_vec(), "remove", "status", 404),
+        (
+            "DELETE",
+            "/remove",
+            br#"{"id": "nobody"}"#.to_vec(),
+            "remove",
+            "status",
+            404,
+        ),
     ];
     for (method, path, body, right, wrong, want) in &cases {
         let (status, headers, answer) = leader.send(Some(right), method, path, body.clone());
@@ -300,7 +344,9 @@ fn tls_cluster_with_auth_checks_every_endpoint() {
         assert_eq!(status, 401, "{method} {path} as {wrong}");
         assert!(answer.is_empty(), "a refusal has an empty body");
         assert_eq!(
-            headers_401.get("www-authenticate").and_then(|v| v.to_str().ok()),
+            headers_401
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
             Some("Basic realm=\"rqlite\"")
         );
         assert!(headers.contains_key("www-authenticate"));
@@ -312,8 +358,14 @@ fn tls_cluster_with_auth_checks_every_endpoint() {
     }
     // /boot needs load: any answer but 401 with it (a cluster of three cannot be booted).
     let sqlite = backup.clone();
-    assert_ne!(leader.status_as(Some("load"), "POST", "/boot", &sqlite), 401);
-    assert_eq!(leader.status_as(Some("backup"), "POST", "/boot", &sqlite), 401);
+    assert_ne!(
+        leader.status_as(Some("load"), "POST", "/boot", &sqlite),
+        401
+    );
+    assert_eq!(
+        leader.status_as(Some("backup"), "POST", "/boot", &sqlite),
+        401
+    );
     assert_eq!(leader.status_as(None, "POST", "/boot", &sqlite), 401);
     // A wrong password is no better than none.
     let resp = leader
@@ -335,11 +387,20 @@ fn tls_cluster_with_auth_checks_every_endpoint() {
         br#"["INSERT INTO t VALUES(3)"]"#.to_vec(),
     );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    assert!(headers.contains_key("x-rqlite-served-by"), "forwarded to the leader");
+    assert!(
+        headers.contains_key("x-rqlite-served-by"),
+        "forwarded to the leader"
+    );
     // A follower refuses a backup to a user without `backup` ...
-    assert_eq!(follower.status_as(Some("query"), "GET", "/db/backup", b""), 401);
+    assert_eq!(
+        follower.status_as(Some("query"), "GET", "/db/backup", b""),
+        401
+    );
     assert_eq!(follower.status_as(None, "GET", "/db/backup", b""), 401);
-    assert_eq!(follower.status_as(Some("backup"), "GET", "/db/backup", b""), 200);
+    assert_eq!(
+        follower.status_as(Some("backup"), "GET", "/db/backup", b""),
+        200
+    );
     // ... and a follower whose own file is more lenient is no way around the leader: it
     // forwards `sneak`'s credentials, and the leader refuses them.
     assert_eq!(
@@ -377,9 +438,15 @@ fn tls_cluster_with_auth_checks_every_endpoint() {
     std::fs::write(&auth, auth_file("")).unwrap();
 
     // Stepping down needs leader-ops (the perm lets the request through to its real answer).
-    assert_eq!(leader.status_as(Some("status"), "POST", "/leader", b""), 401);
+    assert_eq!(
+        leader.status_as(Some("status"), "POST", "/leader", b""),
+        401
+    );
     assert_eq!(leader.status_as(None, "POST", "/leader", b""), 401);
-    assert_ne!(leader.status_as(Some("leader-ops"), "POST", "/leader", b""), 401);
+    assert_ne!(
+        leader.status_as(Some("leader-ops"), "POST", "/leader", b""),
+        401
+    );
 }
 
 #[test]
@@ -419,7 +486,10 @@ fn joins_need_the_join_perm() {
     );
     assert_ne!(code, Some(0), "{out}");
     assert!(out.contains("401"), "{out}");
-    assert!(!out.contains("pw-query"), "a password must never be logged:\n{out}");
+    assert!(
+        !out.contains("pw-query"),
+        "a password must never be logged:\n{out}"
+    );
     // Anonymous joins are refused too.
     let (code, out) = run_binary(
         &[
@@ -441,13 +511,31 @@ fn joins_need_the_join_perm() {
     assert!(out.contains("401"), "{out}");
     // `joiner` may.
     let second = Node::start(
-        &[FAST_RAFT, &["-auth", &auth, "-join-as", "joiner", "-join", &first.raft_addr]].concat(),
+        &[
+            FAST_RAFT,
+            &[
+                "-auth",
+                &auth,
+                "-join-as",
+                "joiner",
+                "-join",
+                &first.raft_addr,
+            ],
+        ]
+        .concat(),
     );
     let members = wait_until(Duration::from_secs(20), || {
-        first.get("/nodes").json().as_object().is_some_and(|o| o.len() == 2)
+        first
+            .get("/nodes")
+            .json()
+            .as_object()
+            .is_some_and(|o| o.len() == 2)
     });
     assert!(members, "{}\n{}", first.log(), second.log());
-    assert!(!first.log().contains("pw-join"), "a password must never be logged");
+    assert!(
+        !first.log().contains("pw-join"),
+        "a password must never be logged"
+    );
 }
 
 fn start_error(args: &[&str]) -> String {
@@ -457,7 +545,10 @@ fn start_error(args: &[&str]) -> String {
     all.extend_from_slice(args);
     all.push(&data);
     let (code, out) = run_binary(&all, Duration::from_secs(20));
-    assert!(matches!(code, Some(c) if c != 0), "{args:?} must fail to start: {code:?}\n{out}");
+    assert!(
+        matches!(code, Some(c) if c != 0),
+        "{args:?} must fail to start: {code:?}\n{out}"
+    );
     out
 }
 
@@ -472,10 +563,19 @@ fn bad_auth_and_certificate_files_stop_the_node_with_a_clear_error() {
     };
     let malformed = file("malformed.json", "[{\"username\": \"a\", ");
     let out = start_error(&["-auth", &malformed]);
-    assert!(out.contains("malformed.json") && out.contains("not a JSON list"), "{out}");
-    let typo = file("typo.json", r#"[{"username": "a", "password": "p", "perms": ["backups"]}]"#);
+    assert!(
+        out.contains("malformed.json") && out.contains("not a JSON list"),
+        "{out}"
+    );
+    let typo = file(
+        "typo.json",
+        r#"[{"username": "a", "password": "p", "perms": ["backups"]}]"#,
+    );
     let out = start_error(&["-auth", &typo]);
-    assert!(out.contains("typo.json") && out.contains("unknown perm \"backups\""), "{out}");
+    assert!(
+        out.contains("typo.json") && out.contains("unknown perm \"backups\""),
+        "{out}"
+    );
     assert!(!out.contains("\"p\""), "no password in the error");
     let out = start_error(&["-auth", "/nonexistent/auth.json"]);
     assert!(out.contains("/nonexistent/auth.json"), "{out}");
@@ -489,11 +589,17 @@ fn bad_auth_and_certificate_files_stop_the_node_with_a_clear_error() {
     let garbage = file("garbage.pem", "not a certificate\n");
     let (cert, key) = (pki.arg("node.pem"), pki.arg("node-key.pem"));
     let out = start_error(&["-http-cert", &garbage, "-http-key", &key]);
-    assert!(out.contains("garbage.pem") && out.contains("no PEM certificate"), "{out}");
+    assert!(
+        out.contains("garbage.pem") && out.contains("no PEM certificate"),
+        "{out}"
+    );
     let out = start_error(&["-http-cert", "/nonexistent/c.pem", "-http-key", &key]);
     assert!(out.contains("/nonexistent/c.pem"), "{out}");
     let out = start_error(&["-http-cert", &cert, "-http-key", &cert]);
-    assert!(out.contains("node.pem") && out.contains("no PEM private key"), "{out}");
+    assert!(
+        out.contains("node.pem") && out.contains("no PEM private key"),
+        "{out}"
+    );
     // A key that does not belong to the certificate.
     let out = start_error(&["-node-cert", &cert, "-node-key", &pki.arg("other-key.pem")]);
     assert!(out.contains("do not form a usable pair"), "{out}");
@@ -513,7 +619,7 @@ fn bad_auth_and_certificate_files_stop_the_node_with_a_clear_error() {
 fn bad_connections_fail_alone_and_the_node_keeps_serving() {
     let pki = Pki::new();
     let start = |cert: &str, key: &str| {
-        let args = vec![
+        let args = [
             "-http-cert".to_string(),
             pki.arg(cert),
             "-http-key".to_string(),
@@ -537,8 +643,13 @@ fn bad_connections_fail_alone_and_the_node_keeps_serving() {
         node.log()
     );
     // Plain HTTP against the TLS port: that connection fails, nothing else.
-    let plain = Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let answer = plain.get(format!("http://{}/status", node.http_addr)).send();
+    let plain = Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let answer = plain
+        .get(format!("http://{}/status", node.http_addr))
+        .send();
     assert!(
         answer.as_ref().map_or(true, |r| r.status() != 200),
         "plaintext must not be served: {answer:?}"
@@ -549,6 +660,17 @@ fn bad_connections_fail_alone_and_the_node_keeps_serving() {
     assert!(format!("{err:?}").contains("UnknownIssuer"), "{err:?}");
     // The node is fine.
     assert_eq!(good.get(&url).send().unwrap().status(), 200);
+    // Untrusted SQL cannot load extensions (loading is off on every connection).
+    let answer = good
+        .get(format!(
+            "https://{}/db/query?q=SELECT%20load_extension('/nonexistent/x')",
+            node.http_addr
+        ))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(answer.contains("not authorized"), "{answer}");
 
     // A node serving an expired certificate: clients refuse it, with the reason.
     let (expired, _temp2) = start("expired.pem", "expired-key.pem");
@@ -575,7 +697,12 @@ fn the_shell_speaks_https_with_a_ca_and_basic_auth() {
         auth.display().to_string(),
     ];
     let node = start_tls_node(client(&pki.path("ca.pem"), None), &args);
-    node.send(Some("execute"), "POST", "/db/execute", br#"["CREATE TABLE t(x)", "INSERT INTO t VALUES(42)"]"#.to_vec());
+    node.send(
+        Some("execute"),
+        "POST",
+        "/db/execute",
+        br#"["CREATE TABLE t(x)", "INSERT INTO t VALUES(42)"]"#.to_vec(),
+    );
     let port = node.node.http_addr.rsplit(':').next().unwrap().to_string();
     let shell = |user: &str| {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_raftlite"))
@@ -595,8 +722,7 @@ fn the_shell_speaks_https_with_a_ca_and_basic_auth() {
             .write_all(b"SELECT x FROM t;\n")
             .unwrap();
         let out = child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     };
     // The shell sends SQL to /db/request, which needs execute and query.
     let out = shell("rw:pw-rw");

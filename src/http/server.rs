@@ -161,7 +161,10 @@ pub fn serve(
             .add(("Access-Control-Allow-Methods", "OPTIONS, GET, POST"));
         headers = if auth_on {
             headers
-                .add(("Access-Control-Allow-Headers", "Content-Type, Authorization"))
+                .add((
+                    "Access-Control-Allow-Headers",
+                    "Content-Type, Authorization",
+                ))
                 .add(("Access-Control-Allow-Credentials", "true"))
                 .add(("WWW-Authenticate", "Basic realm=\"rqlite\""))
         } else {
@@ -212,9 +215,6 @@ pub fn serve(
         Some(tls) => server.listen_rustls_0_23(listener, tls)?,
         None => server.listen(listener)?,
     };
-    let server = server
-    .disable_signals()
-    .shutdown_timeout(5)
-    .run();
+    let server = server.disable_signals().shutdown_timeout(5).run();
     Ok(server)
 }

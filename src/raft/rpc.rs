@@ -267,9 +267,6 @@ pub fn serve(
         Some(tls) => server.listen_rustls_0_23(listener, tls)?,
         None => server.listen(listener)?,
     };
-    let server = server
-    .disable_signals()
-    .shutdown_timeout(2)
-    .run();
+    let server = server.disable_signals().shutdown_timeout(2).run();
     Ok(server)
 }

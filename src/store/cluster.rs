@@ -106,7 +106,8 @@ pub async fn form_or_join(store: &Store, opts: &JoinOptions) -> anyhow::Result<(
 /// other member, and follow their leader hints. Bounded: gives up after about a minute (the
 /// next restart tries again).
 async fn update_own_addresses(store: &Store) {
-    let Ok(client) = crate::tls::node().client_builder()
+    let Ok(client) = crate::tls::node()
+        .client_builder()
         .connect_timeout(Duration::from_secs(2))
         .build()
     else {
@@ -165,7 +166,8 @@ async fn update_own_addresses(store: &Store) {
 }
 
 async fn join_existing(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> {
-    let client = crate::tls::node().client_builder()
+    let client = crate::tls::node()
+        .client_builder()
         .connect_timeout(Duration::from_secs(2))
         .build()?;
     let request = JoinRequest {
@@ -218,7 +220,8 @@ async fn join_existing(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> 
 }
 
 async fn bootstrap_with_peers(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> {
-    let client = crate::tls::node().client_builder()
+    let client = crate::tls::node()
+        .client_builder()
         .connect_timeout(Duration::from_secs(1))
         .build()?;
     store
@@ -357,7 +360,8 @@ pub async fn handle_join(store: &Store, node: NodeInfo) -> MembershipAnswer {
 
 /// True when a node answers at `raft_addr` with the id `id`.
 async fn is_running_as(raft_addr: &str, id: &str) -> bool {
-    let Ok(client) = crate::tls::node().client_builder()
+    let Ok(client) = crate::tls::node()
+        .client_builder()
         .timeout(Duration::from_secs(2))
         .build()
     else {
