@@ -5,8 +5,10 @@
 //! clash is reported before anything is opened), open the store, start both services (so
 //! `/status` and `/readyz?noleader` answer while the node is still joining), then form or
 //! join the cluster. A port of 0 binds a free port; the bound address is then the advertised
-//! one (unless one is given) and is logged as `node HTTP API available at http://ADDR`, which
-//! tests and scripts read.
+//! one (unless one is given) and is logged as `node HTTP API available at http://ADDR`
+//! (`https://` with `-http-cert`), which tests and scripts read. Before any of that, the
+//! `-auth` file and every TLS file are read ([`load_security`]): a bad one stops the node with
+//! an error naming it, before anything is bound or opened.
 
 use std::net::TcpListener;
 use std::path::PathBuf;

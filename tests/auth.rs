@@ -391,6 +391,15 @@ fn tls_cluster_with_auth_checks_every_endpoint() {
         headers.contains_key("x-rqlite-served-by"),
         "forwarded to the leader"
     );
+    // Queued writes forwarded in batches carry their callers' credentials too.
+    let (status, _, body) = follower.send(
+        Some("execute"),
+        "POST",
+        "/db/execute?queue&wait",
+        br#"["INSERT INTO t VALUES(4)"]"#.to_vec(),
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert!(status == 200 && !body.contains("error"), "{status} {body}");
     // A follower refuses a backup to a user without `backup` ...
     assert_eq!(
         follower.status_as(Some("query"), "GET", "/db/backup", b""),
