@@ -20,8 +20,9 @@ struct Pki {
 }
 
 impl Pki {
-    /// A CA, a valid certificate for 127.0.0.1, an expired one, and a second CA (with its
-    /// own certificate for 127.0.0.1) that nobody trusts.
+    /// A CA, a valid certificate for 127.0.0.1, an expired one, one for the name
+    /// `db.internal` only, and a second CA (with its own certificate for 127.0.0.1) that
+    /// nobody trusts.
     fn new() -> Pki {
         let dir = tempfile::tempdir().expect("temp dir");
         let (ca, ca_key) = make_ca("raftlite test CA");
@@ -33,6 +34,9 @@ impl Pki {
         let (cert, key) = make_leaf(&ca, &ca_key, true);
         write("expired.pem", cert);
         write("expired-key.pem", key);
+        let (cert, key) = make_leaf_for(&ca, &ca_key, false, &["db.internal"]);
+        write("named.pem", cert);
+        write("named-key.pem", key);
         let (other, other_key) = make_ca("someone else's CA");
         write("other-ca.pem", other.pem());
         let (cert, key) = make_leaf(&other, &other_key, false);
@@ -59,9 +63,18 @@ fn make_ca(name: &str) -> (rcgen::Certificate, KeyPair) {
 }
 
 fn make_leaf(ca: &rcgen::Certificate, ca_key: &KeyPair, expired: bool) -> (String, String) {
+    make_leaf_for(ca, ca_key, expired, &["127.0.0.1", "localhost"])
+}
+
+fn make_leaf_for(
+    ca: &rcgen::Certificate,
+    ca_key: &KeyPair,
+    expired: bool,
+    names: &[&str],
+) -> (String, String) {
     let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .expect("params");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = CertificateParams::new(names).expect("params");
     params
         .distinguished_name
         .push(DnType::CommonName, "raftlite node");
@@ -740,4 +753,45 @@ fn the_shell_speaks_https_with_a_ca_and_basic_auth() {
     assert!(out.contains("unauthorized"), "{out}");
     let out = shell("rw:wrong");
     assert!(out.contains("unauthorized"), "{out}");
+}
+
+#[test]
+fn node_tls_can_verify_a_fixed_server_name() {
+    let pki = Pki::new();
+    let (cert, key, ca) = (
+        pki.arg("named.pem"),
+        pki.arg("named-key.pem"),
+        pki.arg("ca.pem"),
+    );
+    let tls: Vec<&str> = vec![
+        "-node-cert",
+        &cert,
+        "-node-key",
+        &key,
+        "-node-ca-cert",
+        &ca,
+        "-node-verify-client",
+    ];
+    let named: Vec<&str> = [&tls[..], &["-node-verify-server-name", "db.internal"]].concat();
+    let first = Node::start(&[FAST_RAFT, &named[..]].concat());
+    // The certificate names db.internal, not 127.0.0.1: checking the address dialled fails.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let mut args = vec!["-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"];
+    args.extend_from_slice(&tls);
+    args.extend(["-join", &first.raft_addr, "-join-attempts", "1", &data]);
+    let (code, out) = run_binary(&args, Duration::from_secs(30));
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("certificate not valid for name"), "{out}");
+    // With -node-verify-server-name the node joins, and both see each other over TLS.
+    let second = Node::start(&[FAST_RAFT, &named[..], &["-join", &first.raft_addr]].concat());
+    let ok = wait_until(Duration::from_secs(20), || {
+        [&first, &second].iter().all(|n| {
+            n.get("/nodes")
+                .json()
+                .as_object()
+                .is_some_and(|o| o.len() == 2 && o.values().all(|v| v["reachable"] == true))
+        })
+    });
+    assert!(ok, "{}\n{}", first.log(), second.log());
 }
