@@ -680,6 +680,18 @@ fn bad_connections_fail_alone_and_the_node_keeps_serving() {
     let stranger = client(&pki.path("other-ca.pem"), None);
     let err = stranger.get(&url).send().expect_err("unknown issuer");
     assert!(format!("{err:?}").contains("UnknownIssuer"), "{err:?}");
+    // A connection that never speaks is closed by the node (handshake timeout), not kept.
+    {
+        use std::io::Read as _;
+        let mut idle = std::net::TcpStream::connect(&node.http_addr).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut buf = [0u8; 16];
+        match idle.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("an idle connection must be closed by the node: {other:?}"),
+        }
+    }
     // The node is fine.
     assert_eq!(good.get(&url).send().unwrap().status(), 200);
     // Untrusted SQL cannot load extensions (loading is off on every connection).

@@ -124,9 +124,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// How long an idle keep-alive connection stays open, and how long a client may take to
-/// send a request's head, so idle or stalled connections do not pile up.
-const KEEP_ALIVE: Duration = Duration::from_secs(75);
-const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// send a request's head, so idle or stalled connections do not pile up (actix's defaults,
+/// stated here so they are a decision; a TLS handshake has actix-tls's 3 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The auth check, before routing and after parameter validation (rqlite's order): each API
 /// path needs the perms [`crate::auth::required_perms`] names; a refusal is 401 with an empty
