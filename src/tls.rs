@@ -292,3 +292,101 @@ pub fn set_node_transport(transport: NodeTransport) {
 pub fn node() -> &'static NodeTransport {
     NODE_TRANSPORT.get_or_init(NodeTransport::default)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for 127.0.0.1, written as PEM files in `dir`.
+    fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+        let rcgen::CertifiedKey { cert, key_pair } =
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key_pair.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    /// Runs a TLS handshake in memory; the error text when it fails.
+    fn handshake(client: ClientConfig, server: ServerConfig) -> Result<(), String> {
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let mut c = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+        let mut s = rustls::ServerConnection::new(Arc::new(server)).unwrap();
+        for _ in 0..20 {
+            if !c.is_handshaking() && !s.is_handshaking() {
+                return Ok(());
+            }
+            let mut buf = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut buf).unwrap();
+            }
+            s.read_tls(&mut &buf[..]).unwrap();
+            s.process_new_packets().map_err(|e| e.to_string())?;
+            let mut buf = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut buf).unwrap();
+            }
+            c.read_tls(&mut &buf[..]).unwrap();
+            c.process_new_packets().map_err(|e| e.to_string())?;
+        }
+        Err("handshake did not finish".into())
+    }
+
+    #[test]
+    fn no_verify_accepts_an_unknown_issuer_and_verify_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path());
+        let server = || {
+            server_config(
+                &ServerTls {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: None,
+                    verify_client: false,
+                },
+                "node",
+            )
+            .unwrap()
+        };
+        let strict = client_config(&ClientTls::default(), "node").unwrap();
+        let err = handshake(strict, server()).unwrap_err();
+        assert!(err.contains("UnknownIssuer"), "{err}");
+        let lax = client_config(
+            &ClientTls {
+                insecure: true,
+                ..Default::default()
+            },
+            "node",
+        )
+        .unwrap();
+        handshake(lax, server()).unwrap();
+        // Trusting the certificate itself as the CA works too.
+        let trusting = client_config(
+            &ClientTls {
+                ca: Some(cert.clone()),
+                ..Default::default()
+            },
+            "node",
+        )
+        .unwrap();
+        handshake(trusting, server()).unwrap();
+    }
+
+    #[test]
+    fn mutual_tls_needs_a_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path());
+        let err = server_config(
+            &ServerTls {
+                cert,
+                key,
+                ca: None,
+                verify_client: true,
+            },
+            "HTTPS",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("-http-ca-cert"), "{err}");
+    }
+}

@@ -684,7 +684,8 @@ fn bad_connections_fail_alone_and_the_node_keeps_serving() {
     {
         use std::io::Read as _;
         let mut idle = std::net::TcpStream::connect(&node.http_addr).unwrap();
-        idle.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let mut buf = [0u8; 16];
         match idle.read(&mut buf) {
             Ok(0) => {}
