@@ -75,8 +75,8 @@ const fn flag(
     }
 }
 
-const PLAIN_HTTP: Support = Refused("serving plain HTTP");
-const PLAIN_NODE: Support = Refused("talking to other nodes without TLS");
+const NO_COMMON_NAME: Support =
+    Refused("accepting certificates without checking their Common Name");
 
 /// Every flag `raftlited` accepts. Defaults are rqlited's except where the module docs say.
 /// Go `int` flags are `I64` here so that parsing and `-h` match rqlited exactly.
@@ -92,7 +92,7 @@ const FLAGS: &[ConfigFlag] = &[
     flag("join", Str, "", Honoured, "Comma-separated Raft addresses (host:port) of nodes through which to join a cluster"),
     flag("join-attempts", I64, "5", Honoured, "Number of attempts to join the cluster"),
     flag("join-interval", Dur, "3s", Honoured, "Time between join attempts"),
-    flag("join-as", Str, "", Ignored, "User in the -auth file whose credentials are used to join. If not set, joins anonymously"),
+    flag("join-as", Str, "", Honoured, "User in the -auth file whose credentials are used to join. If not set, joins anonymously"),
     flag("bootstrap-expect", I64, "0", Honoured, "Number of voting nodes to wait for, then bootstrap the cluster together"),
     flag("bootstrap-expect-timeout", Dur, "120s", Honoured, "Maximum time to wait for -bootstrap-expect nodes"),
     flag("cluster-connect-timeout", Dur, "30s", Ignored, "Timeout for the first connection to another node"),
@@ -131,23 +131,23 @@ const FLAGS: &[ConfigFlag] = &[
     flag("write-queue-timeout", Dur, "50ms", Honoured, "Time after which a partial batch of queued writes is sent"),
     flag("write-queue-tx", Bool, "false", Honoured, "Wrap each batch of queued writes in a transaction"),
     // HTTP API.
-    flag("auth", Str, "", Refused("serving every client without checking credentials (authentication is not built yet)"), "Path to the credentials and permissions file. If not set, no authentication"),
+    flag("auth", Str, "", Honoured, "Path to the credentials and permissions file. If not set, no authentication"),
     flag("http-allow-origin", Str, "", Honoured, "Value of the Access-Control-Allow-Origin header"),
-    flag("http-cert", Str, "", PLAIN_HTTP, "Path to the HTTPS X.509 certificate"),
-    flag("http-key", Str, "", PLAIN_HTTP, "Path to the HTTPS X.509 private key"),
-    flag("http-ca-cert", Str, "", Ignored, "Path to the X.509 CA certificate for HTTPS"),
-    flag("http-verify-client", Bool, "false", Refused("accepting clients without a certificate"), "Require client certificates (mutual TLS) on HTTPS"),
-    flag("http-verify-common-name", Str, "", Ignored, "Common Name required in client certificates"),
+    flag("http-cert", Str, "", Honoured, "Path to the HTTPS X.509 certificate"),
+    flag("http-key", Str, "", Honoured, "Path to the HTTPS X.509 private key"),
+    flag("http-ca-cert", Str, "", Honoured, "Path to the X.509 CA certificate for HTTPS"),
+    flag("http-verify-client", Bool, "false", Honoured, "Require client certificates (mutual TLS) on HTTPS"),
+    flag("http-verify-common-name", Str, "", NO_COMMON_NAME, "Common Name required in client certificates"),
     flag("max-body-size", U64, "67108864", Honoured, "Largest request body in bytes accepted by the JSON endpoints"),
     flag("max-load-size", U64, "0", Honoured, "Largest /db/load or /boot body in bytes. 0: limited only by free disk (see -disk-reserve)"),
     // Inter-node TLS.
-    flag("node-cert", Str, "", PLAIN_NODE, "Path to the X.509 certificate for inter-node TLS"),
-    flag("node-key", Str, "", PLAIN_NODE, "Path to the X.509 private key for inter-node TLS"),
-    flag("node-ca-cert", Str, "", PLAIN_NODE, "Path to the X.509 CA certificate for inter-node TLS"),
-    flag("node-no-verify", Bool, "false", Ignored, "Skip verification of certificates presented by other nodes"),
-    flag("node-verify-client", Bool, "false", Refused("accepting nodes without a certificate"), "Require certificates from connecting nodes (mutual TLS)"),
-    flag("node-verify-server-name", Str, "", Ignored, "Host name to verify in certificates presented by other nodes"),
-    flag("node-verify-common-name", Str, "", Ignored, "Common Name required in certificates of connecting nodes"),
+    flag("node-cert", Str, "", Honoured, "Path to the X.509 certificate for inter-node TLS"),
+    flag("node-key", Str, "", Honoured, "Path to the X.509 private key for inter-node TLS"),
+    flag("node-ca-cert", Str, "", Honoured, "Path to the X.509 CA certificate for inter-node TLS"),
+    flag("node-no-verify", Bool, "false", Honoured, "Skip verification of certificates presented by other nodes"),
+    flag("node-verify-client", Bool, "false", Honoured, "Require certificates from connecting nodes (mutual TLS)"),
+    flag("node-verify-server-name", Str, "", Honoured, "Host name to verify in certificates presented by other nodes"),
+    flag("node-verify-common-name", Str, "", NO_COMMON_NAME, "Common Name required in certificates of connecting nodes"),
     // Backups and restores.
     flag("auto-backup", Str, "", Refused("silently not backing up"), "Path to the automatic backup configuration file. If not set, no automatic backups"),
     flag("auto-restore", Str, "", Refused("silently not restoring"), "Path to the automatic restore configuration file. If not set, no automatic restore"),
@@ -565,6 +565,54 @@ impl Config {
                 "-http-verify-common-name requires -http-verify-client",
             ));
         }
+        // raftlite's own: TLS options that would do nothing without a certificate to serve
+        // with, and mutual TLS without a CA to check client certificates against.
+        for (set, needs, what) in [
+            (
+                self.http_verify_client,
+                self.http_cert.is_some(),
+                "-http-verify-client requires -http-cert and -http-key",
+            ),
+            (
+                self.http_verify_client,
+                self.http_ca_cert.is_some(),
+                "-http-verify-client requires -http-ca-cert",
+            ),
+            (
+                self.node_ca_cert.is_some(),
+                self.node_cert.is_some(),
+                "-node-ca-cert requires -node-cert and -node-key",
+            ),
+            (
+                self.node_verify_client,
+                self.node_cert.is_some(),
+                "-node-verify-client requires -node-cert and -node-key",
+            ),
+            (
+                self.node_verify_client,
+                self.node_ca_cert.is_some(),
+                "-node-verify-client requires -node-ca-cert",
+            ),
+            (
+                self.node_no_verify,
+                self.node_cert.is_some(),
+                "-node-no-verify requires -node-cert and -node-key",
+            ),
+            (
+                self.node_verify_server_name.is_some(),
+                self.node_cert.is_some(),
+                "-node-verify-server-name requires -node-cert and -node-key",
+            ),
+            (
+                self.join_as.is_some(),
+                self.auth.is_some(),
+                "-join-as requires -auth",
+            ),
+        ] {
+            if set && !needs {
+                return Err(invalid(what));
+            }
+        }
         if self.node_verify_common_name.is_some() && !self.node_verify_client {
             return Err(invalid(
                 "-node-verify-common-name requires -node-verify-client",
@@ -743,14 +791,14 @@ impl Config {
         let in_use = [
             ("disco-mode", self.disco_mode.is_some()),
             ("cdc-config", self.cdc_config.is_some()),
-            ("auth", self.auth.is_some()),
-            ("http-cert", self.http_cert.is_some()),
-            ("http-key", self.http_key.is_some()),
-            ("http-verify-client", self.http_verify_client),
-            ("node-cert", self.node_cert.is_some()),
-            ("node-key", self.node_key.is_some()),
-            ("node-ca-cert", self.node_ca_cert.is_some()),
-            ("node-verify-client", self.node_verify_client),
+            (
+                "http-verify-common-name",
+                self.http_verify_common_name.is_some(),
+            ),
+            (
+                "node-verify-common-name",
+                self.node_verify_common_name.is_some(),
+            ),
             ("auto-backup", self.auto_backup.is_some()),
             ("auto-restore", self.auto_restore.is_some()),
         ];
@@ -977,6 +1025,8 @@ mod tests {
         assert_eq!(c.max_body_size, 64 << 20);
         assert_eq!(c.max_load_size, None);
         assert_eq!(c.max_backup_copies, 16);
+        assert_eq!(c.dump_wal_limit, Some(1 << 30));
+        assert_eq!(c.dump_stall_timeout, Duration::from_secs(120));
         assert!(c.accepted_but_ignored().is_empty());
     }
 
@@ -984,7 +1034,8 @@ mod tests {
     fn raftlites_own_flags() {
         let c = run(
             "-raft-log-segment-size 1048576 -backup-tmp-dir /scratch -disk-reserve 0 \
-             -max-body-size 0x100000 -max-load-size 1_000_000 -max-backup-copies 2 /data",
+             -max-body-size 0x100000 -max-load-size 1_000_000 -max-backup-copies 2 \
+             -dump-wal-limit 0 -dump-stall-timeout 30s /data",
         );
         assert_eq!(c.raft_log_segment_size, 1 << 20);
         assert_eq!(c.backup_tmp_dir, PathBuf::from("/scratch"));
@@ -992,6 +1043,8 @@ mod tests {
         assert_eq!(c.max_body_size, 1 << 20);
         assert_eq!(c.max_load_size, Some(1_000_000));
         assert_eq!(c.max_backup_copies, 2);
+        assert_eq!(c.dump_wal_limit, None);
+        assert_eq!(c.dump_stall_timeout, Duration::from_secs(30));
         assert_eq!(
             error("-max-backup-copies 0 /d"),
             "-max-backup-copies must be at least 1, or no backup could ever run"
@@ -1280,11 +1333,40 @@ mod tests {
             error("-node-verify-common-name x /d"),
             "-node-verify-common-name requires -node-verify-client"
         );
-        // A complete pair passes rqlited's checks, then meets raftlite's refusal.
+        // Common names are not checked yet: refused rather than silently accepted.
         assert_eq!(
-            error("-http-cert c.pem -http-key k.pem /d"),
-            "-http-cert is not supported yet: refusing to start rather than serving plain HTTP"
+            error("-http-cert c.pem -http-key k.pem -http-ca-cert ca.pem -http-verify-client -http-verify-common-name x /d"),
+            "-http-verify-common-name is not supported yet: refusing to start rather than accepting certificates without checking their Common Name"
         );
+        // Complete sets are accepted (the files are read when the node starts).
+        let c = run(
+            "-http-cert c.pem -http-key k.pem -http-ca-cert ca.pem -http-verify-client \
+            -node-cert n.pem -node-key nk.pem -node-ca-cert ca.pem -node-verify-client \
+            -node-verify-server-name db.internal -auth a.json -join-as u /d",
+        );
+        assert!(c.accepted_but_ignored().is_empty());
+        // raftlite's own: TLS options that need a certificate, or a CA, to mean anything.
+        for (line, want) in [
+            (
+                "-http-cert c -http-key k -http-verify-client /d",
+                "-http-verify-client requires -http-ca-cert",
+            ),
+            (
+                "-node-ca-cert ca.pem /d",
+                "-node-ca-cert requires -node-cert and -node-key",
+            ),
+            (
+                "-node-cert c -node-key k -node-verify-client /d",
+                "-node-verify-client requires -node-ca-cert",
+            ),
+            (
+                "-node-no-verify /d",
+                "-node-no-verify requires -node-cert and -node-key",
+            ),
+            ("-join-as u /d", "-join-as requires -auth"),
+        ] {
+            assert_eq!(error(line), want, "{line}");
+        }
     }
 
     #[test]
@@ -1424,16 +1506,10 @@ mod tests {
     #[test]
     fn refused_flags_match_the_table() {
         let mut c = run("/d");
-        c.auth = Some("x".into());
         c.disco_mode = Some("dns".into());
         c.cdc_config = Some("x".into());
-        c.http_cert = Some("x".into());
-        c.http_key = Some("x".into());
-        c.http_verify_client = true;
-        c.node_cert = Some("x".into());
-        c.node_key = Some("x".into());
-        c.node_ca_cert = Some("x".into());
-        c.node_verify_client = true;
+        c.http_verify_common_name = Some("x".into());
+        c.node_verify_common_name = Some("x".into());
         c.auto_backup = Some("x".into());
         c.auto_restore = Some("x".into());
         let mut in_use = c.refused_flags_in_use();
@@ -1542,8 +1618,8 @@ mod tests {
         }
         assert_eq!(
             FLAGS.len(),
-            rqlited.len() + 7,
-            "rqlited's flags plus raftlite's seven"
+            rqlited.len() + 9,
+            "rqlited's flags plus raftlite's nine"
         );
         assert_eq!(
             flag_support("auto-backup"),

@@ -7,6 +7,8 @@
 // `unsafe` lives only in the raftlite-ffi crate; the compiler holds this crate to that.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "server")]
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod flags;
@@ -17,6 +19,8 @@ pub mod raft;
 pub mod shell;
 #[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
+pub mod tls;
 
 /// The version reported in `/status`, `X-RQLITE-VERSION` and `-version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

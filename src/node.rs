@@ -5,8 +5,10 @@
 //! clash is reported before anything is opened), open the store, start both services (so
 //! `/status` and `/readyz?noleader` answer while the node is still joining), then form or
 //! join the cluster. A port of 0 binds a free port; the bound address is then the advertised
-//! one (unless one is given) and is logged as `node HTTP API available at http://ADDR`, which
-//! tests and scripts read.
+//! one (unless one is given) and is logged as `node HTTP API available at http://ADDR`
+//! (`https://` with `-http-cert`), which tests and scripts read. Before any of that, the
+//! `-auth` file and every TLS file are read ([`load_security`]): a bad one stops the node with
+//! an error naming it, before anything is bound or opened.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -15,10 +17,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
+use crate::auth::Auth;
 use crate::db::DbSettings;
 use crate::http::{self, AppState, DumpCaps, Limits};
 use crate::store::cluster::{self, JoinOptions};
 use crate::store::{NodeInfo, Store, StoreOptions};
+use crate::tls::{self, ClientTls, NodeTransport, ServerTls};
 
 /// Everything a node needs to start (built from the command line by the binary).
 #[derive(Debug, Clone)]
@@ -55,6 +59,18 @@ pub struct NodeOptions {
     pub shutdown_stepdown: bool,
     /// `-raft-cluster-remove-shutdown`: leave the cluster on a graceful stop.
     pub remove_on_shutdown: bool,
+    /// `-auth`: the credentials file.
+    pub auth_file: Option<PathBuf>,
+    /// `-join-as`: the user (in the `-auth` file) whose credentials cluster requests carry.
+    pub join_as: Option<String>,
+    /// `-http-cert/-http-key/-http-ca-cert/-http-verify-client`: HTTPS for the API.
+    pub http_tls: Option<ServerTls>,
+    /// `-node-cert/-node-key/-node-ca-cert/-node-verify-client`: TLS on the Raft port.
+    pub node_tls: Option<ServerTls>,
+    /// `-node-no-verify`: accept any certificate from other nodes.
+    pub node_no_verify: bool,
+    /// `-node-verify-server-name`: the name other nodes' certificates must carry.
+    pub node_verify_server_name: Option<String>,
 }
 
 impl NodeOptions {
@@ -91,12 +107,89 @@ impl NodeOptions {
             write_queue: Default::default(),
             shutdown_stepdown: true,
             remove_on_shutdown: false,
+            auth_file: None,
+            join_as: None,
+            http_tls: None,
+            node_tls: None,
+            node_no_verify: false,
+            node_verify_server_name: None,
         }
     }
 }
 
+/// What `-auth` and the TLS flags make of the files they name, read before anything starts
+/// so a bad file stops the node with an error naming it.
+struct Security {
+    auth: Option<Arc<Auth>>,
+    http_server: Option<rustls::ServerConfig>,
+    node_server: Option<rustls::ServerConfig>,
+    forward_client: reqwest::Client,
+}
+
+fn load_security(opts: &NodeOptions) -> anyhow::Result<Security> {
+    let auth = match &opts.auth_file {
+        Some(path) => Some(Arc::new(Auth::load(path)?)),
+        None => None,
+    };
+    let join_authorization = match (&opts.join_as, &auth) {
+        (None, _) => None,
+        (Some(user), None) => bail!("-join-as {user} needs -auth"),
+        (Some(user), Some(auth)) => {
+            let Some(password) = auth.password_of(user) else {
+                bail!("-join-as {user}: the -auth file has no user {user} with a password");
+            };
+            if password.starts_with("$2") {
+                bail!("-join-as {user}: the -auth file holds a bcrypt hash for {user}; joining needs the password itself");
+            }
+            Some(crate::auth::basic_header(user, &password))
+        }
+    };
+    let http_server = match &opts.http_tls {
+        Some(t) => Some(tls::server_config(t, "HTTPS")?),
+        None => None,
+    };
+    let node_server = match &opts.node_tls {
+        Some(t) => Some(tls::server_config(t, "node")?),
+        None => None,
+    };
+    let node_client = match &opts.node_tls {
+        Some(t) => Some(tls::client_config(
+            &ClientTls {
+                ca: t.ca.clone(),
+                identity: Some((t.cert.clone(), t.key.clone())),
+                insecure: opts.node_no_verify,
+                server_name: opts.node_verify_server_name.clone(),
+            },
+            "node",
+        )?),
+        None => None,
+    };
+    tls::set_node_transport(NodeTransport::new(node_client, join_authorization));
+    // Forwarding to the leader's API: trust -http-ca-cert, and present this node's HTTP
+    // certificate in case the leader wants one (-http-verify-client).
+    let mut forward = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+    if let Some(t) = &opts.http_tls {
+        forward = forward.use_preconfigured_tls(tls::client_config(
+            &ClientTls {
+                ca: t.ca.clone(),
+                identity: Some((t.cert.clone(), t.key.clone())),
+                insecure: false,
+                server_name: None,
+            },
+            "HTTPS",
+        )?);
+    }
+    Ok(Security {
+        auth,
+        http_server,
+        node_server,
+        forward_client: forward.build().context("build the forwarding client")?,
+    })
+}
+
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
+    let security = load_security(&opts)?;
     prepare_data_dir(&opts.data_dir)?;
     let backup_tmp_dir = opts
         .backup_tmp_dir
@@ -134,7 +227,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         id: resolve_node_id(&opts.data_dir, opts.node_id.as_deref(), &raft_adv)?,
         api_addr: http_adv,
         raft_addr: raft_adv,
-        https: false,
+        https: opts.http_tls.is_some(),
         voter: !opts.non_voter,
     };
 
@@ -153,16 +246,23 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         heartbeat_interval: opts.heartbeat_interval,
     })
     .await?;
-    let raft_server = crate::raft::rpc::serve(raft_listener, Arc::clone(&store))
-        .context("start the Raft service")?;
+    let raft_server = crate::raft::rpc::serve(
+        raft_listener,
+        Arc::clone(&store),
+        security.node_server,
+        security.auth.clone(),
+    )
+    .context("start the Raft service")?;
     let raft_handle = raft_server.handle();
     let raft_task = tokio::spawn(raft_server);
     tracing::info!(node_id = %node.id, "raft listening on {raft_bound}");
 
-    let forward_client = reqwest::Client::builder()
+    let forward_client = security.forward_client;
+    let node_client = tls::node()
+        .client_builder()
         .connect_timeout(Duration::from_secs(5))
         .build()
-        .context("build the forwarding client")?;
+        .context("build the node client")?;
     let state = AppState {
         store: Arc::clone(&store),
         write_queue: crate::http::write_queue::WriteQueue::start(
@@ -171,6 +271,8 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             opts.write_queue,
         ),
         forward_client,
+        node_client,
+        auth: security.auth,
         limits: Limits {
             max_body_size: opts.max_body_size,
             max_load_size: opts.max_load_size,
@@ -186,10 +288,13 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             max_copies: opts.max_backup_copies,
         }),
     };
-    let server = http::serve(http_listener, state).context("start the HTTP server")?;
+    let https = security.http_server.is_some();
+    let server =
+        http::serve(http_listener, state, security.http_server).context("start the HTTP server")?;
     let http_handle = server.handle();
     let http_task = tokio::spawn(server);
-    tracing::info!("node HTTP API available at http://{http_bound}");
+    let scheme = if https { "https" } else { "http" };
+    tracing::info!("node HTTP API available at {scheme}://{http_bound}");
 
     // A stop signal while the node is still forming or joining is a clean stop (exit 0), as
     // it is afterwards: the operator asked for it, and nothing is half done (forming and

@@ -1167,10 +1167,20 @@ fn version_help_and_bad_flags() {
         run.stderr,
         "raftlite: unknown argument: --bogus (see --help)\n"
     );
-    let run = shell_with(&["-s".into(), "https".into()], "", &[]);
+    // https is supported; an unreadable CA file is a clear error naming it.
+    let run = shell_with(
+        &[
+            "-s".into(),
+            "https".into(),
+            "-c".into(),
+            "/nonexistent/ca.pem".into(),
+        ],
+        "",
+        &[],
+    );
     assert_eq!(run.code, Some(1));
     assert!(
-        run.stdout.starts_with("ERR! https is not supported"),
+        run.stdout.starts_with("ERR! ") && run.stdout.contains("/nonexistent/ca.pem"),
         "{}",
         run.stdout
     );

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use raftlite::config::{Config, ConfigError, ParseOutcome};
 use raftlite::node::{self, NodeOptions};
 use raftlite::store::cluster::JoinOptions;
+use raftlite::tls::ServerTls;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -76,6 +77,28 @@ fn main() -> ExitCode {
         },
         shutdown_stepdown: config.raft_shutdown_stepdown,
         remove_on_shutdown: config.raft_cluster_remove_shutdown,
+        auth_file: config.auth.clone(),
+        join_as: config.join_as.clone(),
+        http_tls: match (&config.http_cert, &config.http_key) {
+            (Some(cert), Some(key)) => Some(ServerTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: config.http_ca_cert.clone(),
+                verify_client: config.http_verify_client,
+            }),
+            _ => None,
+        },
+        node_tls: match (&config.node_cert, &config.node_key) {
+            (Some(cert), Some(key)) => Some(ServerTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: config.node_ca_cert.clone(),
+                verify_client: config.node_verify_client,
+            }),
+            _ => None,
+        },
+        node_no_verify: config.node_no_verify,
+        node_verify_server_name: config.node_verify_server_name.clone(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -129,7 +129,7 @@ pub async fn serve_backup(
         Ok(p) => p,
         Err((status, message)) => {
             tracing::warn!("backup failed: {message}");
-            return text_error(status, message);
+            return failed_backup(status, message);
         }
     };
     store.counters.backups.fetch_add(1, Ordering::Relaxed);
@@ -149,6 +149,21 @@ pub async fn serve_backup(
         (false, None) => builder.streaming(prepared.body),
     }
 }
+
+/// The answer to a backup that cannot run. A 503 (too many copies in progress) says when to
+/// come back: copies take seconds, so soon.
+fn failed_backup(status: StatusCode, message: String) -> HttpResponse {
+    let mut resp = text_error(status, message);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    resp
+}
+
+const RETRY_AFTER_SECS: &str = "1";
 
 fn backup_error_status(e: &BackupError) -> StatusCode {
     match e {
@@ -438,7 +453,11 @@ async fn proxy(
     };
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = HttpResponse::build(status);
-    for name in [reqwest::header::CONTENT_TYPE.as_str(), RAFT_INDEX_HEADER] {
+    for name in [
+        reqwest::header::CONTENT_TYPE.as_str(),
+        reqwest::header::RETRY_AFTER.as_str(),
+        RAFT_INDEX_HEADER,
+    ] {
         if let Some(v) = resp.headers().get(name).and_then(|v| v.to_str().ok()) {
             builder.insert_header((name, v.to_owned()));
         }
@@ -460,6 +479,19 @@ mod tests {
 
     fn chunks(items: Vec<ChunkResult>) -> std::pin::Pin<Box<dyn Stream<Item = ChunkResult>>> {
         Box::pin(futures_util::stream::iter(items))
+    }
+
+    #[test]
+    fn too_many_copies_says_when_to_retry() {
+        let status = backup_error_status(&BackupError::TooManyCopies(16));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let resp = failed_backup(status, "busy".into());
+        assert_eq!(
+            resp.headers().get(header::RETRY_AFTER).unwrap(),
+            RETRY_AFTER_SECS
+        );
+        let resp = failed_backup(StatusCode::INSUFFICIENT_STORAGE, "full".into());
+        assert!(resp.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[tokio::test]

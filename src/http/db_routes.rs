@@ -42,7 +42,7 @@ pub async fn execute(
         return refused;
     }
     if incoming.params.has("queue") {
-        return queued(&state, incoming).await;
+        return queued(&state, &req, incoming).await;
     }
     let started = Instant::now();
     let outcome = state
@@ -152,7 +152,7 @@ async fn run_query(req: &HttpRequest, state: &AppState, incoming: Incoming) -> H
 
 /// `/db/execute?queue[&wait]`: accepted at once with a sequence number, or after the batch
 /// is applied with `wait` (408 `queue wait timeout` after `timeout`, 30 s by default).
-async fn queued(state: &AppState, incoming: Incoming) -> HttpResponse {
+async fn queued(state: &AppState, req: &HttpRequest, incoming: Incoming) -> HttpResponse {
     let params = &incoming.params;
     if !params.has("noleader") && state.store.leader().is_none() {
         return text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found");
@@ -160,7 +160,14 @@ async fn queued(state: &AppState, incoming: Incoming) -> HttpResponse {
     let wait = params.has("wait");
     let (seq, outcome) = match state
         .write_queue
-        .enqueue(incoming.request.statements, wait)
+        .enqueue(
+            incoming.request.statements,
+            wait,
+            req.headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        )
         .await
     {
         Ok(r) => r,

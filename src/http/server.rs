@@ -2,11 +2,11 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, EitherBody};
-use actix_web::dev::{Server, Service as _, ServiceResponse};
-use actix_web::http::{Method, StatusCode};
+use actix_web::dev::{Server, Service as _, ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 use futures_util::future::{ready, Either};
@@ -61,8 +61,13 @@ impl Default for Limits {
 /// What every handler can reach.
 pub struct AppState {
     pub store: Arc<Store>,
-    /// Pooled client for forwarding requests to the leader.
+    /// Pooled client for forwarding requests to the leader's HTTP API (HTTPS when this node
+    /// serves HTTPS: it trusts `-http-ca-cert` and presents this node's HTTP certificate).
     pub forward_client: reqwest::Client,
+    /// Pooled client for other nodes' Raft ports (`/nodes` probes), see [`crate::tls::node`].
+    pub node_client: reqwest::Client,
+    /// `-auth`: who may do what; `None` lets every request through.
+    pub auth: Option<Arc<crate::auth::Auth>>,
     pub limits: Limits,
     pub data_dir: String,
     pub http_bind_addr: String,
@@ -154,14 +159,68 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(console::configure);
 }
 
-/// Starts the HTTP server on an already bound listener (so port 0 is resolved by the caller).
-pub fn serve(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+/// How long an idle keep-alive connection stays open, and how long a client may take to
+/// send a request's head, so idle or stalled connections do not pile up (actix's defaults,
+/// stated here so they are a decision; a TLS handshake has actix-tls's 3 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The auth check, before routing and after parameter validation (rqlite's order): each API
+/// path needs the perms [`crate::auth::required_perms`] names; a refusal is 401 with an empty
+/// body. Unknown paths are not checked (404 follows).
+fn refused_by_auth(state: &AppState, req: &ServiceRequest) -> bool {
+    let Some(auth) = &state.auth else {
+        return false;
+    };
+    let Some(perms) = crate::auth::required_perms(req.method().as_str(), req.path()) else {
+        return false;
+    };
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    !auth.allows(header, perms)
+}
+
+/// Starts the HTTP server on an already bound listener (so port 0 is resolved by the caller),
+/// over HTTPS when `tls` is given.
+pub fn serve(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<Server> {
+    let auth_on = state.auth.is_some();
     let state = web::Data::new(state);
     let console_state = web::Data::new(super::console_restore::ConsoleState::default());
     let server = HttpServer::new(move || {
+        let auth_state = state.clone();
+        let mut headers = DefaultHeaders::new()
+            .add(("X-RQLITE-VERSION", crate::VERSION))
+            .add(("Access-Control-Allow-Methods", "OPTIONS, GET, POST"));
+        headers = if auth_on {
+            headers
+                .add((
+                    "Access-Control-Allow-Headers",
+                    "Content-Type, Authorization",
+                ))
+                .add(("Access-Control-Allow-Credentials", "true"))
+                .add(("WWW-Authenticate", "Basic realm=\"rqlite\""))
+        } else {
+            headers.add(("Access-Control-Allow-Headers", "Content-Type"))
+        };
         App::new()
             .app_data(state.clone())
             .app_data(console_state.clone())
+            .wrap_fn(move |req, srv| {
+                if refused_by_auth(&auth_state, &req) {
+                    let resp = req
+                        .into_response(response::empty(StatusCode::UNAUTHORIZED))
+                        .map_into_boxed_body();
+                    return Either::Left(ready(Ok(resp)));
+                }
+                let fut = srv.call(req);
+                Either::Right(async move { fut.await.map(|r| r.map_into_boxed_body()) })
+            })
             .wrap_fn(|req, srv| {
                 // OPTIONS and parameter validation come before routing, for every path.
                 let early = if req.method() == Method::OPTIONS {
@@ -185,18 +244,16 @@ pub fn serve(listener: TcpListener, state: AppState) -> std::io::Result<Server> 
                 }
             })
             // Registered last, so it is the outermost layer and early answers carry it too.
-            .wrap(
-                DefaultHeaders::new()
-                    .add(("X-RQLITE-VERSION", crate::VERSION))
-                    .add(("Access-Control-Allow-Methods", "OPTIONS, GET, POST"))
-                    .add(("Access-Control-Allow-Headers", "Content-Type")),
-            )
+            .wrap(headers)
             .configure(configure)
             .default_service(web::to(not_found))
     })
-    .listen(listener)?
-    .disable_signals()
-    .shutdown_timeout(5)
-    .run();
+    .keep_alive(KEEP_ALIVE)
+    .client_request_timeout(REQUEST_HEAD_TIMEOUT);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    let server = server.disable_signals().shutdown_timeout(5).run();
     Ok(server)
 }

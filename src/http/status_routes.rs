@@ -288,8 +288,8 @@ async fn probe(state: &AppState, n: &NodeInfo, timeout: std::time::Duration) -> 
             error: None,
         };
     }
-    let url = format!("http://{}/cluster/node", n.raft_addr);
-    let result = state.forward_client.get(url).timeout(timeout).send().await;
+    let url = crate::tls::node().url(&n.raft_addr, "/cluster/node");
+    let result = state.node_client.get(url).timeout(timeout).send().await;
     let seconds = started.elapsed().as_secs_f64();
     match result {
         Ok(r) if r.status().is_success() => {

@@ -9,6 +9,9 @@
 //! that order by one task, so a batch never overtakes an earlier one. A batch on a node that
 //! is not the leader is forwarded to the leader's `/db/execute`. A batch that fails (no leader
 //! for a while) is reported to its waiters and logged; the queue is not durable, as in rqlite.
+//! With `-auth`, a forwarded batch carries its callers' credentials so the leader checks them:
+//! a batch is cut where the `Authorization` header changes, so one caller's statements never
+//! travel under another's name.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -45,6 +48,8 @@ pub type BatchOutcome = Result<(), String>;
 
 struct Queued {
     statements: Vec<SqlStatement>,
+    /// The caller's `Authorization` header, passed on when the batch is forwarded.
+    authorization: Option<String>,
     done: Option<oneshot::Sender<BatchOutcome>>,
 }
 
@@ -75,6 +80,7 @@ impl WriteQueue {
         &self,
         statements: Vec<SqlStatement>,
         wait: bool,
+        authorization: Option<String>,
     ) -> Result<(i64, Option<oneshot::Receiver<BatchOutcome>>), String> {
         let (done, outcome) = if wait {
             let (s, r) = oneshot::channel();
@@ -89,7 +95,11 @@ impl WriteQueue {
             .await
             .map_err(|_| "the write queue is closed".to_string())?;
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        permit.send(Queued { statements, done });
+        permit.send(Queued {
+            statements,
+            authorization,
+            done,
+        });
         Ok((seq, outcome))
     }
 }
@@ -100,12 +110,26 @@ async fn run(
     opts: QueueOptions,
     mut rx: mpsc::Receiver<Queued>,
 ) {
-    while let Some(first) = rx.recv().await {
+    // A request of another caller that ended the previous batch starts the next one.
+    let mut carried: Option<Queued> = None;
+    loop {
+        let first = match carried.take() {
+            Some(q) => q,
+            None => match rx.recv().await {
+                Some(q) => q,
+                None => break,
+            },
+        };
+        let authorization = first.authorization.clone();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + opts.timeout;
         while batch.len() < opts.batch_size.max(1) {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(q)) => batch.push(q),
+                Ok(Some(q)) if q.authorization == authorization => batch.push(q),
+                Ok(Some(q)) => {
+                    carried = Some(q);
+                    break;
+                }
                 Ok(None) | Err(_) => break,
             }
         }
@@ -113,7 +137,7 @@ async fn run(
             statements: batch.iter().flat_map(|q| q.statements.clone()).collect(),
             transaction: opts.transaction,
         };
-        let outcome = send_batch(&store, &client, request).await;
+        let outcome = send_batch(&store, &client, request, authorization.as_deref()).await;
         if let Err(e) = &outcome {
             tracing::warn!(requests = batch.len(), "queued writes failed: {e}");
         }
@@ -126,7 +150,12 @@ async fn run(
 }
 
 /// Proposes the batch here, or forwards it to the leader; retries while there is no leader.
-async fn send_batch(store: &Store, client: &reqwest::Client, request: Request) -> BatchOutcome {
+async fn send_batch(
+    store: &Store,
+    client: &reqwest::Client,
+    request: Request,
+    authorization: Option<&str>,
+) -> BatchOutcome {
     let mut last = String::new();
     for attempt in 0..50 {
         if attempt > 0 {
@@ -151,7 +180,11 @@ async fn send_batch(store: &Store, client: &reqwest::Client, request: Request) -
                 } else {
                     url
                 };
-                match client.post(url).body(body).send().await {
+                let mut out = client.post(url).body(body);
+                if let Some(auth) = authorization {
+                    out = out.header(reqwest::header::AUTHORIZATION, auth);
+                }
+                match out.send().await {
                     Ok(r) if r.status().is_success() => return Ok(()),
                     Ok(r) => last = format!("leader answered {}", r.status()),
                     Err(e) => last = format!("forward to the leader: {e}"),

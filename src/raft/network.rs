@@ -42,12 +42,14 @@ pub struct HttpNetwork {
 
 impl HttpNetwork {
     pub fn new(tmp_dir: PathBuf) -> anyhow::Result<HttpNetwork> {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::node()
+            .client_builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()?;
-        let streaming = reqwest::Client::builder()
+        let streaming = crate::tls::node()
+            .client_builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .build()?;
@@ -91,7 +93,7 @@ impl PeerClient {
         let resp = self
             .net
             .client
-            .post(format!("http://{}{path}", self.addr))
+            .post(crate::tls::node().url(&self.addr, path))
             .timeout(option.hard_ttl())
             .body(body)
             .send()
@@ -181,7 +183,7 @@ impl PeerClient {
         let resp = self
             .net
             .streaming
-            .post(format!("http://{}/raft/snapshot", self.addr))
+            .post(crate::tls::node().url(&self.addr, "/raft/snapshot"))
             .header(
                 VOTE_HEADER,
                 serde_json::to_string(&vote).map_err(|e| net_err(&e))?,

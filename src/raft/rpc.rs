@@ -12,6 +12,13 @@
 //! | `POST /cluster/elect` | JSON `{"from": "<leader id>"}` | JSON bool: an election was started (stepdown, see `store::stepdown`) |
 //! | `GET /raft/staged/<id>` | | the staged content of a load, streamed (see `store::load`) |
 //!
+//! With `-auth`, the cluster requests need perms, as in rqlite's cluster service: a join
+//! needs `join` (a non-voter also gets in with `join-read-only` or `join-read-replica`), a
+//! notify (`-bootstrap-expect`) needs `join`, a remove needs `remove`; the joining node sends
+//! the credentials of its `-join-as` user. The Raft RPCs themselves (`/raft/*`) and the node
+//! report carry no user: as in rqlite they are protected by inter-node mutual TLS
+//! (`-node-verify-client`), which the README tells operators to turn on with `-auth`.
+//!
 //! A received snapshot is written to a temporary file in the data directory as it arrives
 //! (never held in memory), then handed to openraft, which installs it through the state
 //! machine. The file is removed if anything fails.
@@ -27,6 +34,7 @@ use tokio::io::AsyncWriteExt as _;
 
 use super::network::{unique_suffix, TempFile, SNAPSHOT_META_HEADER, VOTE_HEADER};
 use super::types::{NodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
+use crate::auth::{self as perms, Auth};
 use crate::store::cluster::{self, JoinRequest};
 use crate::store::{NodeInfo, Store};
 
@@ -159,15 +167,66 @@ async fn staged(store: web::Data<Arc<Store>>, id: web::Path<String>) -> HttpResp
         .body(actix_web::body::SizedStream::new(len, body))
 }
 
-async fn join(store: web::Data<Arc<Store>>, body: web::Json<JoinRequest>) -> HttpResponse {
+/// `-auth` for the cluster requests; `None`: no checks.
+struct ClusterAuth(Option<Arc<Auth>>);
+
+impl ClusterAuth {
+    /// Whether the request holds one of `perms`.
+    fn allows_any(&self, req: &HttpRequest, perms: &[&str]) -> bool {
+        let Some(auth) = &self.0 else {
+            return true;
+        };
+        let header = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        perms.iter().any(|p| auth.allows(header, &[p]))
+    }
+}
+
+fn unauthorized() -> HttpResponse {
+    HttpResponse::new(StatusCode::UNAUTHORIZED)
+}
+
+async fn join(
+    store: web::Data<Arc<Store>>,
+    auth: web::Data<ClusterAuth>,
+    req: HttpRequest,
+    body: web::Json<JoinRequest>,
+) -> HttpResponse {
+    let perms: &[&str] = if body.node.voter {
+        &[perms::JOIN]
+    } else {
+        &[perms::JOIN, perms::JOIN_READ_ONLY, perms::JOIN_READ_REPLICA]
+    };
+    if !auth.allows_any(&req, perms) {
+        tracing::warn!(node = %body.node, "join refused: not authorized");
+        return unauthorized();
+    }
     HttpResponse::Ok().json(cluster::handle_join(&store, body.into_inner().node).await)
 }
 
-async fn remove(store: web::Data<Arc<Store>>, body: web::Json<RemoveRequest>) -> HttpResponse {
+async fn remove(
+    store: web::Data<Arc<Store>>,
+    auth: web::Data<ClusterAuth>,
+    req: HttpRequest,
+    body: web::Json<RemoveRequest>,
+) -> HttpResponse {
+    if !auth.allows_any(&req, &[perms::REMOVE]) {
+        return unauthorized();
+    }
     HttpResponse::Ok().json(cluster::handle_remove(&store, &body.id).await)
 }
 
-async fn notify(store: web::Data<Arc<Store>>, body: web::Json<NodeInfo>) -> HttpResponse {
+async fn notify(
+    store: web::Data<Arc<Store>>,
+    auth: web::Data<ClusterAuth>,
+    req: HttpRequest,
+    body: web::Json<NodeInfo>,
+) -> HttpResponse {
+    if !auth.allows_any(&req, &[perms::JOIN]) {
+        return unauthorized();
+    }
     HttpResponse::Ok().json(cluster::handle_notify(&store, body.into_inner()))
 }
 
@@ -188,15 +247,19 @@ async fn node_report(store: web::Data<Arc<Store>>) -> HttpResponse {
     })
 }
 
-/// Starts the Raft-port HTTP service.
+/// Starts the Raft-port HTTP service (over TLS when `tls` is given).
 pub fn serve(
     listener: std::net::TcpListener,
     store: Arc<Store>,
+    tls: Option<rustls::ServerConfig>,
+    auth: Option<Arc<Auth>>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let data = web::Data::new(store);
+    let auth = web::Data::new(ClusterAuth(auth));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(auth.clone())
             // AppendEntries batches can be large (many 1000-statement requests).
             .app_data(web::PayloadConfig::new(512 * 1024 * 1024))
             .app_data(web::JsonConfig::default().limit(1024 * 1024))
@@ -212,10 +275,11 @@ pub fn serve(
             .default_service(web::to(|| async {
                 HttpResponse::new(StatusCode::NOT_FOUND)
             }))
-    })
-    .listen(listener)?
-    .disable_signals()
-    .shutdown_timeout(2)
-    .run();
+    });
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    let server = server.disable_signals().shutdown_timeout(2).run();
     Ok(server)
 }

@@ -71,7 +71,27 @@ impl HttpClient {
                 _ => anyhow::bail!("invalid Basic Auth credential format"),
             },
         };
-        let inner = Client::builder()
+        let mut builder = Client::builder();
+        // HTTPS options: a custom CA (-c), a client certificate (-d/-k), or no verification
+        // (-i). Without any, reqwest's defaults (the bundled web PKI roots) apply.
+        let identity = match (&args.client_cert, &args.client_key) {
+            (Some(c), Some(k)) => Some((c.into(), k.into())),
+            (None, None) => None,
+            _ => anyhow::bail!("--client-cert and --client-key must be given together"),
+        };
+        if args.ca_cert.is_some() || identity.is_some() || args.insecure {
+            let tls = crate::tls::client_config(
+                &crate::tls::ClientTls {
+                    ca: args.ca_cert.as_ref().map(Into::into),
+                    identity,
+                    insecure: args.insecure,
+                    server_name: None,
+                },
+                "HTTPS",
+            )?;
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let inner = builder
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(args.http_timeout)
             .timeout(None)

@@ -55,11 +55,6 @@ pub fn run(args: &[String]) -> i32 {
 
 /// Builds the client and reads the node's version from `/status`, as rqlite does.
 fn connect(args: &ShellArgs) -> Result<Session, String> {
-    if args.scheme == "https" {
-        return Err(
-            "https is not supported by this build of raftlite (the node serves plain HTTP)".into(),
-        );
-    }
     let mut client = HttpClient::new(args).map_err(|e| e.to_string())?;
     let url = format!(
         "{}://{}",

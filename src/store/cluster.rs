@@ -125,7 +125,8 @@ pub async fn form_or_join(store: &Store, opts: &JoinOptions) -> anyhow::Result<(
 /// other member, and follow their leader hints. Bounded: gives up after about a minute (the
 /// next restart tries again).
 async fn update_own_addresses(store: &Store) {
-    let Ok(client) = reqwest::Client::builder()
+    let Ok(client) = crate::tls::node()
+        .client_builder()
         .connect_timeout(Duration::from_secs(2))
         .build()
     else {
@@ -184,7 +185,8 @@ async fn update_own_addresses(store: &Store) {
 }
 
 async fn join_existing(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
+    let client = crate::tls::node()
+        .client_builder()
         .connect_timeout(Duration::from_secs(2))
         .build()?;
     let request = JoinRequest {
@@ -237,7 +239,8 @@ async fn join_existing(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> 
 }
 
 async fn bootstrap_with_peers(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
+    let client = crate::tls::node()
+        .client_builder()
         .connect_timeout(Duration::from_secs(1))
         .build()?;
     store
@@ -424,14 +427,15 @@ pub async fn leave_cluster(store: &Store) {
 
 /// True when a node answers at `raft_addr` with the id `id`.
 async fn is_running_as(raft_addr: &str, id: &str) -> bool {
-    let Ok(client) = reqwest::Client::builder()
+    let Ok(client) = crate::tls::node()
+        .client_builder()
         .timeout(Duration::from_secs(2))
         .build()
     else {
         return false;
     };
     let Ok(resp) = client
-        .get(format!("http://{raft_addr}/cluster/node"))
+        .get(crate::tls::node().url(raft_addr, "/cluster/node"))
         .send()
         .await
     else {
@@ -496,9 +500,14 @@ pub async fn post_json<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
     path: &str,
     body: &Req,
 ) -> anyhow::Result<Resp> {
-    let resp = client
-        .post(format!("http://{raft_addr}{path}"))
-        .timeout(Duration::from_secs(120))
+    let mut out = client
+        .post(crate::tls::node().url(raft_addr, path))
+        .timeout(Duration::from_secs(120));
+    // Cluster requests carry the -join-as user's credentials; the receiving node checks them.
+    if let Some(auth) = crate::tls::node().authorization() {
+        out = out.header(reqwest::header::AUTHORIZATION, auth);
+    }
+    let resp = out
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(serde_json::to_vec(body)?)
         .send()

@@ -150,7 +150,7 @@ async fn pull(
     let part = part_path(data_dir, &cmd.id);
     let guard = TempFile(part.clone());
     let resp = client
-        .get(format!("http://{addr}/raft/staged/{}", cmd.id))
+        .get(crate::tls::node().url(addr, &format!("/raft/staged/{}", cmd.id)))
         .send()
         .await
         .context("request")?;
@@ -266,7 +266,7 @@ pub async fn retire_when_applied(
         for addr in &members {
             let applied = async {
                 let r = client
-                    .get(format!("http://{addr}/cluster/node"))
+                    .get(crate::tls::node().url(addr, "/cluster/node"))
                     .timeout(Duration::from_secs(2))
                     .send()
                     .await

@@ -112,7 +112,8 @@ impl SqliteStateMachine {
                 shared: Arc::clone(&shared),
                 data_dir,
                 raft_addr: None,
-                client: reqwest::Client::builder()
+                client: crate::tls::node()
+                    .client_builder()
                     .connect_timeout(Duration::from_secs(5))
                     .tcp_nodelay(true)
                     .build()

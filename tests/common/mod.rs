@@ -82,10 +82,13 @@ impl Node {
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                const HTTP: &str = "node HTTP API available at http://";
+                const HTTP: &str = "node HTTP API available at ";
                 const RAFT: &str = "raft listening on ";
                 if let Some(i) = line.find(HTTP) {
-                    let _ = tx.send((true, line[i + HTTP.len()..].trim().to_string()));
+                    // http:// or, with -http-cert, https://
+                    let url = line[i + HTTP.len()..].trim();
+                    let addr = url.split_once("://").map_or(url, |(_, a)| a);
+                    let _ = tx.send((true, addr.to_string()));
                 } else if let Some(i) = line.find(RAFT) {
                     let addr = line[i + RAFT.len()..]
                         .split_whitespace()
