@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Browser tests of the web console (/console/): Playwright (npm playwright-core, pinned in
 # tests/console/package-lock.json) driving Debian's chromium, headless, against real nodes
-# started on free loopback ports. The tests save screenshots of every tab into docs/console/.
+# started on free loopback ports. The tests save screenshots of every tab into
+# target/console-screenshots/, or into docs/console/ (the ones docs/console.md shows) with
+# UPDATE_SCREENSHOTS=1, so a test run does not rewrite committed files.
 #
 #   bash scripts/console-tests.sh [PATH/TO/raftlited]
 #
@@ -46,5 +48,11 @@ if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_m
 fi
 
 # One test file: node runs its tests one after the other (they share the nodes they start).
-RAFTLITED=$BIN CHROMIUM=$(command -v chromium) SCREENSHOT_DIR=$ROOT/docs/console \
+if [ "${UPDATE_SCREENSHOTS:-0}" = 1 ]; then
+  SHOTS=$ROOT/docs/console
+else
+  SHOTS=$ROOT/target/console-screenshots
+fi
+mkdir -p "$SHOTS"
+RAFTLITED=$BIN CHROMIUM=$(command -v chromium) SCREENSHOT_DIR=$SHOTS \
   node --test --test-reporter=spec console.test.mjs
