@@ -546,7 +546,7 @@ fn is_stat_table(name: &[u8]) -> bool {
 
 /// The part of a C string the shell sees.
 fn until_nul(s: &[u8]) -> &[u8] {
-    match s.iter().position(|&b| b == 0) {
+    match memchr::memchr(0, s) {
         Some(i) => &s[..i],
         None => s,
     }
@@ -764,6 +764,18 @@ fn put_value(sink: &mut Sink<'_>, stmt: &Statement<'_>, i: i32) -> io::Result<()
 
 const SINK_CAPACITY: usize = 64 * 1024;
 
+/// The two lowercase hex digits of every byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [HEX[i >> 4], HEX[i & 15]];
+        i += 1;
+    }
+    pairs
+};
+
 /// The output buffer: gathers small pieces, hands full buffers to the writer, counts bytes.
 struct Sink<'w> {
     buf: Vec<u8>,
@@ -841,16 +853,19 @@ impl<'w> Sink<'w> {
         self.put(raftlite_ffi::format_real_20g_into(v, &mut buf).as_bytes())
     }
 
+    /// A BLOB as `X'hex'`, hex written straight into the buffer (two digits per byte from a
+    /// table), in pieces that fit it.
     fn put_blob(&mut self, b: &[u8]) -> io::Result<()> {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         self.put(b"X'")?;
-        let mut chunk = [0u8; 8192];
-        for part in b.chunks(chunk.len() / 2) {
-            for (j, &byte) in part.iter().enumerate() {
-                chunk[2 * j] = HEX[usize::from(byte >> 4)];
-                chunk[2 * j + 1] = HEX[usize::from(byte & 15)];
+        for part in b.chunks(SINK_CAPACITY / 4) {
+            if self.buf.len() + 2 * part.len() > SINK_CAPACITY {
+                self.drain()?;
             }
-            self.put(&chunk[..2 * part.len()])?;
+            let start = self.buf.len();
+            self.buf.resize(start + 2 * part.len(), 0);
+            for (digits, &byte) in self.buf[start..].chunks_exact_mut(2).zip(part) {
+                digits.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
+            }
         }
         self.put(b"'")
     }
@@ -858,8 +873,7 @@ impl<'w> Sink<'w> {
     /// TEXT as the shell's `output_quoted_escaped_string` writes it (cut at NUL).
     fn put_text(&mut self, t: &[u8]) -> io::Result<()> {
         let t = until_nul(t);
-        let special = |c: &u8| matches!(c, b'\'' | b'\n' | b'\r');
-        if !t.iter().any(special) {
+        if memchr::memchr3(b'\'', b'\n', b'\r', t).is_none() {
             self.put(b"'")?;
             self.put(t)?;
             return self.put(b"'");
@@ -884,7 +898,7 @@ impl<'w> Sink<'w> {
         }
         self.put(b"'")?;
         let mut rest = t;
-        while let Some(i) = rest.iter().position(special) {
+        while let Some(i) = memchr::memchr3(b'\'', b'\n', b'\r', rest) {
             self.put(&rest[..i])?;
             match rest[i] {
                 b'\'' => self.put(b"''")?,
