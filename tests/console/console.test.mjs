@@ -30,10 +30,11 @@ const STEP_TIMEOUT = 20_000;
 const nodes = [];
 let context;
 
-/** Starts a node in a fresh data directory; resolves with its base URL. */
-function startNode(name) {
+/** Starts a node in a fresh data directory, with extra flags; resolves with its base URL.
+ * `readyHeaders` go with the readiness probe (a node with `-auth` may want credentials). */
+function startNode(name, flags = [], readyHeaders = {}) {
   const dir = path.join(TMP, name);
-  const child = spawn(BIN, ["-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0", dir], {
+  const child = spawn(BIN, [...flags, "-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0", dir], {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, RUST_LOG: "info" },
   });
@@ -48,17 +49,17 @@ function startNode(name) {
       if (m && !node.url) {
         node.url = m[1];
         clearTimeout(timer);
-        waitReady(node.url).then(() => resolve(node), reject);
+        waitReady(node.url, readyHeaders).then(() => resolve(node), reject);
       }
     });
     child.on("exit", (code) => reject(new Error(`${name} exited (${code}):\n${node.log}`)));
   });
 }
 
-async function waitReady(url) {
+async function waitReady(url, headers = {}) {
   for (let i = 0; i < 200; i++) {
     try {
-      const r = await fetch(url + "/readyz");
+      const r = await fetch(url + "/readyz", { headers });
       if (r.ok) return;
     } catch { /* not yet */ }
     await new Promise((r) => setTimeout(r, 100));
@@ -66,14 +67,33 @@ async function waitReady(url) {
   throw new Error("node not ready: " + url);
 }
 
-async function query(url, sql) {
-  const r = await fetch(url + "/db/query?level=strong&q=" + encodeURIComponent(sql));
+const basicAuth = (user, pass) => "Basic " + Buffer.from(user + ":" + pass, "utf8").toString("base64");
+
+async function query(url, sql, headers = {}) {
+  const r = await fetch(url + "/db/query?level=strong&q=" + encodeURIComponent(sql), { headers });
   return (await r.json()).results[0];
 }
 
-async function openConsole(url, tab = "query") {
+/**
+ * Makes the page's browser answer every HTTP auth challenge (a 401 with `WWW-Authenticate:
+ * Basic`) the way a user dismissing the browser's login dialog does: cancelled, so the page
+ * gets the 401. Headless chromium has no such dialog and otherwise leaves the request
+ * pending for good.
+ */
+async function cancelLoginDialogs(page) {
+  const cdp = await context.newCDPSession(page);
+  const ignoreGone = () => {}; // the request may be gone (page closed)
+  cdp.on("Fetch.requestPaused", (e) => cdp.send("Fetch.continueRequest", { requestId: e.requestId }).catch(ignoreGone));
+  cdp.on("Fetch.authRequired", (e) => cdp.send("Fetch.continueWithAuth", {
+    requestId: e.requestId, authChallengeResponse: { response: "CancelAuth" },
+  }).catch(ignoreGone));
+  await cdp.send("Fetch.enable", { handleAuthRequests: true, patterns: [{ urlPattern: "*" }] });
+}
+
+async function openConsole(url, tab = "query", { authChallenges = false } = {}) {
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT);
+  if (authChallenges) await cancelLoginDialogs(page);
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
@@ -274,30 +294,73 @@ test("cluster: nodes, leader, indexes, last backup time", async () => {
   await page.close();
 });
 
-test("credentials: sent as Basic auth; a 401 or 403 says why the action was refused", async () => {
-  // raftlite refuses -auth until it is enforced, so the node's answers are stood in for here
-  // by the browser's request interception; everything else is the real page.
-  const page = await openConsole(A.url, "query");
-  const seen = [];
-  await page.route("**/db/request*", (route) => {
-    const auth = route.request().headers()["authorization"] || null;
-    seen.push(auth);
-    route.fulfill({ status: auth ? 403 : 401, contentType: "text/plain", body: auth ? "user has no query permission\n" : "" });
-  });
-  await page.fill("#sql", "SELECT 1");
-  await page.click("#run");
+test("credentials: a node with -auth; Basic auth from the form, refusals explained", async () => {
+  // `*` (anonymous) may load the console and nothing else. The Query tab sends /db/request,
+  // which needs execute and query; `analyst` lacks backup. The admin's password is not ASCII:
+  // the node accepting it shows the console encodes user:password as UTF-8.
+  const authFile = path.join(TMP, "auth.json");
+  fs.writeFileSync(authFile, JSON.stringify([
+    { username: "*", perms: ["ui"] },
+    { username: "analyst", password: "an-secret", perms: ["execute", "query", "status"] },
+    { username: "admin", password: "pässword", perms: ["all"] },
+  ]));
+  const admin = { Authorization: basicAuth("admin", "pässword") };
+  const S = await startNode("secured", ["-auth", authFile], admin);
+  const page = await openConsole(S.url, "query", { authChallenges: true });
+  const login = async (user, pass) => {
+    await page.click("#creds-summary");
+    await page.fill("#creds-user", user);
+    await page.fill("#creds-pass", pass);
+    await page.click("#creds-form button[type=submit]");
+    assert.equal(await page.textContent("#creds-summary"), "Credentials: " + user);
+  };
+
+  // Anonymous: the page loads (`ui`), but its node badge (/status and co.) is refused at once,
+  // and so is a query; each refusal is explained, and nothing ran.
   await page.waitForSelector("#auth-banner:not([hidden])");
-  assert.match(await page.textContent("#auth-banner"), /401 Unauthorized: the node requires credentials/);
-  assert.match(await page.textContent("#results .error"), /Credentials/);
-  await page.click("#creds-summary");
-  await page.fill("#creds-user", "bob");
-  await page.fill("#creds-pass", "pässword");
-  await page.click("#creds-form button[type=submit]");
+  assert.match(await page.textContent("#auth-banner"), /^401 Unauthorized: the node requires credentials, or refused the ones given\. Enter a user and password under .Credentials.\.$/);
+  await page.fill("#sql", "CREATE TABLE notes(body TEXT); INSERT INTO notes VALUES ('kept');");
   await page.click("#run");
-  await page.waitForFunction(() => /403 Forbidden/.test(document.querySelector("#auth-banner").textContent));
-  assert.match(await page.textContent("#auth-banner"), /lacks the permission.*user has no query permission/);
-  assert.equal(seen[0], null);
-  assert.equal(seen[1], "Basic " + Buffer.from("bob:pässword", "utf8").toString("base64"));
+  await page.waitForSelector("#results .error");
+  assert.match(await page.textContent("#results .error"), /^401 Unauthorized: .*Enter a user and password under .Credentials/);
+  assert.equal(await page.isHidden("#auth-banner"), false);
+  assert.match((await query(S.url, "SELECT * FROM notes", admin)).error, /no such table/);
+
+  // A wrong password is refused the same way.
+  await login("analyst", "wrong");
+  await page.click("#run");
+  await page.waitForSelector("#results .error");
+  assert.match(await page.textContent("#results .error"), /^401 Unauthorized/);
+  assert.equal(await page.isHidden("#auth-banner"), false);
+
+  // analyst: the statements run.
+  await login("analyst", "an-secret");
+  assert.equal(await page.isHidden("#auth-banner"), true);
+  await page.fill("#sql", "CREATE TABLE notes(body TEXT); INSERT INTO notes VALUES ('kept'); SELECT body FROM notes;");
+  await page.click("#run");
+  await page.waitForSelector("#results .result:nth-child(3)");
+  assert.equal(await page.textContent("#results .result:nth-child(3) td"), "kept");
+  assert.equal(await page.isHidden("#auth-banner"), true);
+  assert.deepEqual((await query(S.url, "SELECT body FROM notes", admin)).values, [["kept"]]);
+
+  // analyst has no backup perm: refused before any download starts, and said so.
+  let downloads = 0;
+  page.on("download", () => downloads++);
+  await page.click("#tab-backup");
+  await page.click("#backup-start");
+  await page.waitForSelector("#backup-state.bad");
+  assert.match(await page.textContent("#backup-state"), /^401 Unauthorized: the node requires credentials, or refused the ones given/);
+  assert.equal(await page.isHidden("#auth-banner"), false);
+
+  // admin: the backup downloads (its link carries no credentials, only the job's id).
+  await login("admin", "pässword");
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#backup-start")]);
+  const file = path.join(TMP, "secured-backup.sqlite3");
+  await download.saveAs(file);
+  await page.waitForSelector("#backup-state.ok");
+  assert.equal(downloads, 1, "the refused backup downloaded nothing");
+  assert.equal(await page.isHidden("#auth-banner"), true);
+  assert.equal(sqlite3(file, "SELECT body FROM notes"), "kept");
   await page.close();
 });
 
