@@ -59,7 +59,9 @@ function showAuthBanner(err) {
 }
 
 async function api(path, opts = {}) {
-  const headers = Object.assign({}, opts.headers || {});
+  // X-Raftlite-Console: the node then leaves out its WWW-Authenticate challenge, which would
+  // make the browser show its own login dialog instead of handing a 401 to the console.
+  const headers = Object.assign({ "X-Raftlite-Console": "1" }, opts.headers || {});
   if (creds.header) headers["Authorization"] = creds.header;
   const resp = await fetch(path, Object.assign({}, opts, { headers, cache: "no-store" }));
   if (!resp.ok) {
@@ -380,6 +382,7 @@ function uploadFile(file) {
   text.textContent = "uploading 0 of " + fmtBytes(file.size);
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "/console/api/restores");
+  xhr.setRequestHeader("X-Raftlite-Console", "1");
   if (creds.header) xhr.setRequestHeader("Authorization", creds.header);
   xhr.setRequestHeader("Content-Type", "application/octet-stream");
   const t0 = performance.now();
@@ -570,7 +573,8 @@ function init() {
   window.addEventListener("pagehide", () => {
     // Leaving the page abandons the staged upload: free it now rather than at its expiry.
     if (stagedId) fetch("/console/api/restores/" + stagedId, { method: "DELETE", keepalive: true,
-      headers: creds.header ? { Authorization: creds.header } : {} });
+      headers: creds.header ? { Authorization: creds.header, "X-Raftlite-Console": "1" }
+        : { "X-Raftlite-Console": "1" } });
   });
 
   $("#cluster-refresh").addEventListener("click", loadCluster);

@@ -11,10 +11,11 @@
 # when missing. Builds nothing: it uses the binary given, else target/release/raftlited, else
 # target/debug/raftlited.
 set -euo pipefail
+# A binary given as a relative path is relative to the caller's directory.
+BIN=${1:+$(realpath -m "$1")}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-BIN=${1:-}
 if [ -z "$BIN" ]; then
   for b in target/release/raftlited target/debug/raftlited; do
     if [ -x "$b" ]; then BIN=$ROOT/$b; break; fi

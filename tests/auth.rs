@@ -845,3 +845,41 @@ fn node_tls_can_verify_a_fixed_server_name() {
     });
     assert!(ok, "{}\n{}", first.log(), second.log());
 }
+
+/// rqlite puts `WWW-Authenticate: Basic realm="rqlite"` on every answer when auth is on, and
+/// clients see that unchanged. The web console marks its requests (`X-Raftlite-Console`) and
+/// gets its 401s without the challenge, which would make a browser show its own login dialog
+/// in front of the console's credentials form.
+#[test]
+fn console_requests_get_no_auth_challenge() {
+    let files = tempfile::tempdir().unwrap();
+    let auth = files.path().join("auth.json");
+    std::fs::write(
+        &auth,
+        r#"[{"username": "*", "perms": ["ui", "ready", "status"]}]"#,
+    )
+    .unwrap();
+    let node = Node::start(&["-auth", auth.to_str().unwrap()]);
+    let client = reqwest::blocking::Client::new();
+    let plain = client.get(node.url("/db/query?q=SELECT+1")).send().unwrap();
+    assert_eq!(plain.status().as_u16(), 401);
+    assert_eq!(
+        plain.headers().get("www-authenticate").unwrap(),
+        "Basic realm=\"rqlite\""
+    );
+    let console = client
+        .get(node.url("/db/query?q=SELECT+1"))
+        .header("X-Raftlite-Console", "1")
+        .send()
+        .unwrap();
+    assert_eq!(console.status().as_u16(), 401);
+    assert!(console.headers().get("www-authenticate").is_none());
+    // An allowed console request is unchanged otherwise.
+    let status = client
+        .get(node.url("/status"))
+        .header("X-Raftlite-Console", "1")
+        .send()
+        .unwrap();
+    assert_eq!(status.status().as_u16(), 200);
+    assert!(status.headers().get("x-rqlite-version").is_some());
+}

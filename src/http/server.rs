@@ -182,6 +182,9 @@ fn refused_by_auth(state: &AppState, req: &ServiceRequest) -> bool {
     !auth.allows(header, perms)
 }
 
+/// Sent by the web console on each of its requests (see `serve`).
+pub const CONSOLE_REQUEST_HEADER: &str = "x-raftlite-console";
+
 /// Starts the HTTP server on an already bound listener (so port 0 is resolved by the caller),
 /// over HTTPS when `tls` is given.
 pub fn serve(
@@ -243,8 +246,23 @@ pub fn serve(
                     }),
                 }
             })
-            // Registered last, so it is the outermost layer and early answers carry it too.
+            // Registered after the other layers, so early answers carry these headers too.
             .wrap(headers)
+            .wrap_fn(|req, srv| {
+                // The console's own requests get no `WWW-Authenticate` challenge: a browser
+                // meets a challenged 401 with its login dialog (or, headless, a request that
+                // never ends) instead of handing it to the console, which asks for credentials
+                // in its own form. Every other client sees rqlite's headers unchanged.
+                let from_console = req.headers().contains_key(CONSOLE_REQUEST_HEADER);
+                let fut = srv.call(req);
+                async move {
+                    let mut resp = fut.await?;
+                    if from_console {
+                        resp.headers_mut().remove(header::WWW_AUTHENTICATE);
+                    }
+                    Ok(resp)
+                }
+            })
             .configure(configure)
             .default_service(web::to(not_found))
     })
