@@ -101,6 +101,7 @@ pub fn run_tool(
         None => Stdio::null(),
     });
     let shown = format!("{} {}", program.display(), args.join(" "));
+    settle();
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("run {shown}: {e}"))?;
     // Drain stderr on a thread so a chatty tool cannot block on a full pipe.
@@ -161,6 +162,12 @@ fn tempfile_path(tag: &str) -> std::path::PathBuf {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ))
+}
+
+/// Flushes dirty pages (`sync`) before a timed case, so no case pays for the writeback of the
+/// gigabytes an earlier one wrote. Best effort: a failure only makes the figures noisier.
+pub fn settle() {
+    let _ = Command::new("sync").status();
 }
 
 /// Reads a file once so every timed run starts from the same (warm) page cache.

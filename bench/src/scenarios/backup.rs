@@ -280,10 +280,12 @@ fn concurrent_backups(node: &Node, clients: usize, bytes: u64) -> Result<Vec<Row
             Err(format!("curl {url}: {status}"))
         }
     };
+    crate::measure::settle();
     let started = std::time::Instant::now();
     wait_ok(curl(&url).map_err(|e| format!("run curl: {e}"))?)?;
     let single_s = started.elapsed().as_secs_f64();
     let baseline = node.rss_kib();
+    crate::measure::settle();
     let started = std::time::Instant::now();
     let children = (0..clients)
         .map(|_| curl(&url).map_err(|e| format!("run curl: {e}")))

@@ -155,6 +155,7 @@ pub fn download_measured(
 ) -> Result<Option<crate::report::Row>, String> {
     let baseline = node.rss_kib();
     let url = node.url(path);
+    crate::measure::settle();
     let started = std::time::Instant::now();
     let run = std::process::Command::new("curl")
         .args(["-sS", "--fail-with-body", "-o"])

@@ -148,6 +148,7 @@ fn load_into(
     let baselines: Vec<Option<u64>> = cluster.nodes.iter().map(Node::rss_kib).collect();
     let len = file_len(file);
     let body = std::fs::File::open(file).map_err(|e| format!("open {}: {e}", file.display()))?;
+    crate::measure::settle();
     let started = Instant::now();
     let a = answer(
         agent
