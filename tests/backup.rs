@@ -408,27 +408,9 @@ fn followers_proxy_redirect_and_noleader() {
 #[test]
 fn client_leaving_mid_stream_leaves_no_temp_file() {
     let node = Node::start(&[]);
-    node.execute(
-        r#"["CREATE TABLE big (id INTEGER PRIMARY KEY, v BLOB)",
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 30000) INSERT INTO big(v) SELECT randomblob(1000) FROM c"]"#,
-    );
+    fill_big(&node);
     for path in ["/db/backup", "/db/backup?fmt=sql", "/db/backup?compress"] {
-        let mut s = std::net::TcpStream::connect(&node.http_addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            node.http_addr
-        )
-        .expect("send request");
-        let mut buf = [0u8; 8192];
-        let mut got = 0;
-        while got < 8192 {
-            let n = s.read(&mut buf).expect("read");
-            assert!(n > 0, "server closed early");
-            got += n;
-        }
+        let s = start_slow_download(&node, path, 8192);
         if path != "/db/backup?fmt=sql" {
             // Still streaming: the file exists while the client holds the connection.
             assert!(
