@@ -125,7 +125,10 @@ fn auth_file(extra: &str) -> String {
     .map(|p| format!(r#"{{"username": "{p}", "password": "pw-{p}", "perms": ["{p}"]}}"#))
     .collect();
     users.push(r#"{"username": "rw", "password": "pw-rw", "perms": ["execute", "query"]}"#.into());
-    users.push(r#"{"username": "joiner", "password": "pw-join", "perms": ["join"]}"#.into());
+    // `remove` too: a node leaving on shutdown (-raft-cluster-remove-shutdown) asks as it.
+    users.push(
+        r#"{"username": "joiner", "password": "pw-join", "perms": ["join", "remove"]}"#.into(),
+    );
     users.push(r#"{"username": "root", "password": "pw-root", "perms": ["all"]}"#.into());
     users.push(r#"{"username": "*", "perms": ["ui"]}"#.into());
     if !extra.is_empty() {
@@ -257,6 +260,9 @@ fn tls_cluster_with_auth_checks_every_endpoint() {
             "-join".into(),
             nodes[0].node.raft_addr.clone(),
         ]);
+        if i == 3 {
+            args.push("-raft-cluster-remove-shutdown".into());
+        }
         nodes.push(start_tls_node(new_client(), &args));
     }
     let logs = |nodes: &[TlsNode]| -> String {
@@ -506,6 +512,20 @@ fn tls_cluster_with_auth_checks_every_endpoint() {
         leader.status_as(Some("leader-ops"), "POST", "/leader", b""),
         401
     );
+
+    // A graceful stop of node 3 (-raft-cluster-remove-shutdown) asks the leader to remove it,
+    // over mutual TLS and as the -join-as user.
+    let mut third = nodes.pop().expect("node 3");
+    assert!(third.node.stop().success(), "{}", third.node.log());
+    let two_left = wait_until(Duration::from_secs(30), || {
+        let (status, _, body) = nodes[0].send(Some("status"), "GET", "/nodes", vec![]);
+        status == 200
+            && serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.as_object().map(|o| o.len()))
+                == Some(2)
+    });
+    assert!(two_left, "node 3 was not removed:\n{}", third.node.log());
 }
 
 #[test]

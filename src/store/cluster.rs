@@ -384,7 +384,10 @@ pub async fn leave_cluster(store: &Store) {
     if store.members().len() <= 1 {
         return;
     }
-    let Ok(client) = reqwest::Client::builder()
+    // The node-to-node client: TLS to the other nodes as configured (`post_json` adds the
+    // -join-as credentials).
+    let Ok(client) = crate::tls::node()
+        .client_builder()
         .connect_timeout(Duration::from_secs(2))
         .build()
     else {
