@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{wait_until, Cluster, Node};
+use common::{sqlite3, wait_until, Cluster, Node};
 
 struct Download {
     status: u16,
@@ -43,20 +43,6 @@ fn download(node: &Node, path: &str) -> Download {
         headers,
         body,
     }
-}
-
-fn sqlite3(file: &Path, arg: &str) -> String {
-    let out = Command::new("sqlite3")
-        .arg(file)
-        .arg(arg)
-        .output()
-        .expect("run sqlite3");
-    assert!(
-        out.status.success(),
-        "sqlite3 {arg}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn save(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {

@@ -9,10 +9,9 @@ mod common;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use common::{wait_until, Answer, Cluster, Node};
+use common::{sqlite3, wait_until, Answer, Cluster, Node};
 
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
@@ -40,20 +39,6 @@ fn send(node: &Node, method: &str, path: &str, body: Vec<u8>) -> Answer {
             .send()
             .expect("request"),
     )
-}
-
-fn sqlite3(file: &Path, sql: &str) -> String {
-    let out = Command::new("sqlite3")
-        .arg(file)
-        .arg(sql)
-        .output()
-        .expect("run sqlite3");
-    assert!(
-        out.status.success(),
-        "sqlite3 {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn make_db(dir: &Path, name: &str, rows: u32) -> PathBuf {
@@ -216,8 +201,8 @@ fn backup_job_reports_progress_and_downloads_once() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("b.db");
     std::fs::write(&file, &bytes).unwrap();
-    assert_eq!(sqlite3(&file, "PRAGMA integrity_check"), "ok");
-    assert_eq!(sqlite3(&file, "SELECT count(*) FROM t"), "2");
+    assert_eq!(sqlite3(&file, "PRAGMA integrity_check").trim(), "ok");
+    assert_eq!(sqlite3(&file, "SELECT count(*) FROM t").trim(), "2");
 
     let mut done = serde_json::Value::Null;
     assert!(wait_until(Duration::from_secs(10), || {

@@ -7,24 +7,9 @@ mod common;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use common::{wait_until, Answer, Cluster, Node};
-
-fn sqlite3(file: &Path, sql: &str) -> String {
-    let out = Command::new("sqlite3")
-        .arg(file)
-        .arg(sql)
-        .output()
-        .expect("run sqlite3");
-    assert!(
-        out.status.success(),
-        "sqlite3 {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{sqlite3, wait_until, Answer, Cluster, Node};
 
 /// A database file with `rows` rows in `test`, made by the sqlite3 shell.
 fn make_db(dir: &Path, name: &str, journal: &str, rows: u32) -> PathBuf {

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Node};
+use common::{sqlite3, Cluster, Node};
 
 const SHELL: &str = env!("CARGO_BIN_EXE_raftlite");
 
@@ -105,20 +105,6 @@ fn wait_output(mut child: Child, timeout: Duration) -> Run {
 
 fn shell(node: &Node, input: &str) -> Run {
     shell_with(&host_args(&node.http_addr), input, &[])
-}
-
-fn sqlite3(file: &Path, sql: &str) -> String {
-    let out = Command::new("sqlite3")
-        .arg(file)
-        .arg(sql)
-        .output()
-        .expect("run sqlite3");
-    assert!(
-        out.status.success(),
-        "sqlite3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Files in `dir` (names), to check nothing partial is left behind.

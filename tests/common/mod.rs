@@ -288,6 +288,22 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Runs `sqlite3 FILE SQL` (the reference shell) and returns its stdout; a failure fails the
+/// test with its stderr.
+pub fn sqlite3(file: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(file)
+        .arg(sql)
+        .output()
+        .expect("run sqlite3");
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Arguments that make elections fast enough for tests.
 pub const FAST_RAFT: &[&str] = &["-raft-election-timeout", "500ms"];
 
