@@ -125,20 +125,17 @@ pub async fn stage(
         console.uploading.fetch_add(1, Ordering::SeqCst);
     }
     let slot = UploadSlot(&console.uploading);
-    let reserve = state.backup_copies.disk_reserve();
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    if let Err((status, why)) = check_room(store.data_dir(), declared, reserve) {
-        return text_error(status, why);
-    }
-    let load = match stage_and_validate(payload, &state, false, false).await {
+        .and_then(|v| v.parse::<u64>().ok());
+    let load = match stage_and_validate(payload, declared, &state, false, false).await {
         Ok(l) => l,
         Err(resp) => return resp,
     };
+    // The staging writer checks the reserve every 16 MiB; the last stretch is checked here.
+    let reserve = state.backup_copies.disk_reserve();
     if let Err((status, why)) = check_room(store.data_dir(), 0, reserve) {
         return text_error(status, why); // `load` drops here: the file goes.
     }

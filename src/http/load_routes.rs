@@ -110,21 +110,20 @@ async fn handle(
         }
     }
 
-    // A body that says how large it is and cannot fit above the reserve is refused before a
-    // byte is written (a gzip body may still grow past it: the staging writer checks too).
-    let reserve = state.backup_copies.disk_reserve();
-    if let Some(n) = declared {
-        if let Err(e) = check_room(store.data_dir(), n, reserve, "the load") {
-            return load_error(&LoadError::Io(e));
-        }
-    }
     let started = Instant::now();
     let boot = endpoint == Endpoint::Boot;
-    let staged =
-        match stage_and_validate(payload, &state, params.has("integrity_check"), boot).await {
-            Ok(s) => s,
-            Err(resp) => return resp,
-        };
+    let staged = match stage_and_validate(
+        payload,
+        declared,
+        &state,
+        params.has("integrity_check"),
+        boot,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
     if dry_run {
         let mut report = staged.report.clone();
         report["dry_run"] = true.into();
@@ -144,20 +143,29 @@ pub struct StagedLoad {
 }
 
 /// Streams a load body into `load-<id>.part` and validates it; nothing changes yet.
+/// `declared`: the body's `Content-Length`, if it has one: a body that cannot fit above
+/// `-disk-reserve` is refused (507) before a byte is written; any body (chunked, or gzip that
+/// grows) is also stopped at the reserve while it is staged.
 /// `require_sqlite`: anything but a database is refused as `/boot` refuses it (400
 /// `invalid SQLite data`), before validation.
 pub async fn stage_and_validate(
     payload: web::Payload,
+    declared: Option<u64>,
     state: &AppState,
     integrity: bool,
     require_sqlite: bool,
 ) -> Result<StagedLoad, HttpResponse> {
     let store = &state.store;
     let limit = state.limits.max_load_size;
+    let reserve = state.backup_copies.disk_reserve();
+    if let Some(n) = declared {
+        if let Err(e) = check_room(store.data_dir(), n, reserve, "the load") {
+            return Err(load_error(&LoadError::Io(e)));
+        }
+    }
     let id = unique_suffix();
     let part = part_path(store.data_dir(), &id);
     let guard = TempFile(part.clone());
-    let reserve = state.backup_copies.disk_reserve();
     let staging = Instant::now();
     let info = stage(payload, &part, limit, reserve).await?;
     let uploaded = staging.elapsed();
