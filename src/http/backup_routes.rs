@@ -219,7 +219,7 @@ async fn binary_backup(state: &AppState, vacuum: bool) -> Result<Prepared, Arc<B
 /// cap fails the write, which stops the dump. `flush` sends what is gathered (the dumper
 /// flushes once, at its end).
 struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<ChunkResult>,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
     buf: Vec<u8>,
     runtime: tokio::runtime::Handle,
     caps: DumpCaps,
@@ -237,7 +237,7 @@ const CAP_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 impl ChannelWriter {
     fn new(
-        tx: tokio::sync::mpsc::Sender<ChunkResult>,
+        tx: tokio::sync::mpsc::Sender<Bytes>,
         runtime: tokio::runtime::Handle,
         caps: DumpCaps,
         shm_path: PathBuf,
@@ -268,7 +268,7 @@ impl ChannelWriter {
             let reserve = tokio::time::timeout(CAP_CHECK_EVERY, self.tx.reserve());
             match self.runtime.block_on(reserve) {
                 Ok(Ok(permit)) => {
-                    permit.send(Ok(Bytes::from(full)));
+                    permit.send(Bytes::from(full));
                     return Ok(());
                 }
                 Ok(Err(_closed)) => {
@@ -327,7 +327,7 @@ fn aborted_trailer(reason: &str) -> Bytes {
 }
 
 async fn sql_backup(state: &AppState, tables: Option<Vec<String>>) -> anyhow::Result<Prepared> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<ChunkResult>(SQL_CHANNEL_DEPTH);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(SQL_CHANNEL_DEPTH);
     let (index_tx, index_rx) = tokio::sync::oneshot::channel::<u64>();
     // The dump's outcome travels beside the channel: a failed dumper may be unable to put
     // anything into a channel its client stopped reading.
@@ -350,7 +350,7 @@ async fn sql_backup(state: &AppState, tables: Option<Vec<String>>) -> anyhow::Re
         .await
     });
     let first = match rx.recv().await {
-        Some(chunk) => chunk?,
+        Some(chunk) => chunk,
         // Nothing sent: the dump failed at once, or the reader never ran (database closed).
         None => {
             if let Ok(Err(e)) = done_rx.await {
@@ -365,7 +365,7 @@ async fn sql_backup(state: &AppState, tables: Option<Vec<String>>) -> anyhow::Re
     let body = async_stream::stream! {
         yield Ok(first);
         while let Some(chunk) = rx.recv().await {
-            yield chunk;
+            yield Ok(chunk);
         }
         // The dumper is done and its channel drained: a clean end only if it succeeded.
         match done_rx.await {
