@@ -43,9 +43,9 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
     let small_set =
         crate::datagen::data_set(&ctx.opts.work_dir, SMALL, ctx.opts.seed).or_fail(&mut report)?;
     let small = restart_median(ctx, &small_set.path, "restart-small").or_fail(&mut report)?;
-    let big_row = restart_row(&data, big).time_ratio_to(&restart_row(&small_set, small));
-    report.push(big_row);
-    report.push(restart_row(&small_set, small));
+    let small_row = restart_row(&small_set, small);
+    report.push(restart_row(&data, big).time_ratio_to(&small_row));
+    report.push(small_row);
 
     // Binary load against `sqlite3 .restore`.
     let dir = ctx.scratch("restore").or_fail(&mut report)?;
