@@ -43,6 +43,11 @@ pub type LocalFault = raftlite_ffi::Error;
 pub struct RequestResults {
     pub results: Vec<StatementResult>,
     pub error: Option<String>,
+    /// A ROLLBACK conflict clause ended the caller's transaction during this request, undoing
+    /// everything the transaction held before it too; a new one is open. A caller that ran
+    /// other requests in that transaction must redo them (see `store::state_machine`).
+    #[serde(skip)]
+    pub ended_callers_transaction: bool,
 }
 
 /// Runs a write request inside the caller's open transaction.
@@ -75,6 +80,7 @@ pub fn execute_request(
             // transaction. Every node does the same here, so start a new one and stop.
             conn.execute_batch("BEGIN IMMEDIATE")?;
             out.error = Some("transaction rolled back by a ROLLBACK conflict clause".into());
+            out.ended_callers_transaction = true;
             return Ok(out);
         }
         if failed && req.transaction {

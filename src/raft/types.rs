@@ -32,6 +32,19 @@ pub enum Command {
     /// A `/db/load` or `/boot`: content staged out of band (see `store::load`) takes effect at
     /// this entry's log position. The entry names the content; the bytes never enter the log.
     Load(LoadCommand),
+    /// Write requests that arrived together, gathered by the leader's group commit
+    /// (`store::batcher`): applied in order in one SQLite transaction, each with its own
+    /// clock and seed and its own results, exactly as if each were an `Execute` entry.
+    ExecuteBatch(Vec<ExecuteItem>),
+}
+
+/// One write request of an [`Command::ExecuteBatch`]: the fields of [`Command::Execute`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteItem {
+    pub request: Request,
+    pub policy: RowsPolicy,
+    pub opts: ResultOptions,
+    pub env: ApplyEnv,
 }
 
 /// What a load entry carries: which staged content, how to check it, where to pull it from.
@@ -54,6 +67,8 @@ pub struct LoadCommand {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CommandResponse {
     pub results: RequestResults,
+    /// An [`Command::ExecuteBatch`]'s results, one per item in order (`results` is then empty).
+    pub batch: Vec<RequestResults>,
 }
 
 /// A snapshot's bytes. The live database is the state machine, so a snapshot that is built

@@ -10,6 +10,7 @@
 //! Apply rule (docs/error-handling.md): a deterministic SQL error is part of the result; a
 //! local fault stops the node ([`stop_on_local_fault_msg`]) instead of letting replicas diverge.
 
+pub mod batcher;
 pub mod cluster;
 pub mod load;
 pub mod meta;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::{ServerState, SnapshotPolicy};
 use parking_lot::Mutex;
 
@@ -37,7 +38,7 @@ use crate::db::{Database, DbSettings, DB_FILE_NAME};
 use crate::raft::log::openraft::RaftLogStore;
 use crate::raft::log::LogOptions;
 use crate::raft::network::HttpNetwork;
-use crate::raft::types::{numeric_node_id, Command, NodeId, Raft, TypeConfig};
+use crate::raft::types::{numeric_node_id, Command, ExecuteItem, NodeId, Raft, TypeConfig};
 
 pub use crate::db::request::ReadLevel;
 pub use node::NodeInfo;
@@ -86,6 +87,8 @@ pub struct Store {
     node: NodeInfo,
     node_id: NodeId,
     raft: Raft,
+    /// Group commit: concurrent writes share an entry.
+    writes: batcher::WriteBatcher,
     shared: Arc<SharedState>,
     data_dir: PathBuf,
     /// When this node last heard from a leader (AppendEntries), for `freshness`.
@@ -168,6 +171,7 @@ impl Store {
             db,
             node: opts.node,
             node_id,
+            writes: batcher::WriteBatcher::start(raft.clone()),
             raft,
             shared,
             data_dir: opts.data_dir,
@@ -271,13 +275,22 @@ impl Store {
             }
         }
         let not_before = self.shared.last_apply_millis.load(Ordering::Relaxed);
-        self.propose(Command::Execute {
-            request,
-            policy,
-            opts,
-            env: ApplyEnv::stamp(not_before),
-        })
-        .await
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        self.writes
+            .write(ExecuteItem {
+                request,
+                policy,
+                opts,
+                env: ApplyEnv::stamp(not_before),
+            })
+            .await
+    }
+
+    /// Write entries proposed and writes that shared one (see [`batcher`]).
+    pub fn batch_counters(&self) -> &batcher::BatchCounters {
+        &self.writes.counters
     }
 
     async fn propose(&self, command: Command) -> Result<WriteResults, StoreError> {
@@ -289,11 +302,7 @@ impl Store {
                 results: resp.data.results,
                 raft_index: resp.log_id.index,
             }),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(StoreError::NotLeader {
-                    leader: f.leader_node,
-                })
-            }
+            Err(RaftError::APIError(e)) => Err(batcher::write_error(&e)),
             Err(e) => Err(StoreError::Internal(anyhow::anyhow!(
                 "write through Raft: {e}"
             ))),

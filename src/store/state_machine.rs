@@ -35,8 +35,8 @@ use crate::db::load::LoadKind;
 use crate::db::request::ApplyEnv;
 use crate::db::{sibling, Database};
 use crate::raft::types::{
-    Command, CommandResponse, Entry, LiveDatabase, LoadCommand, LogId, Snapshot, SnapshotData,
-    SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Command, CommandResponse, Entry, ExecuteItem, LiveDatabase, LoadCommand, LogId, Snapshot,
+    SnapshotData, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 
 /// State shared between the state machine (owned by openraft) and the store (for `/status`).
@@ -422,7 +422,8 @@ fn apply_entries(
         // every node; a strong read changes nothing and keeps the real ones.
         let env = match &entry.payload {
             EntryPayload::Normal(Command::Execute { env, .. }) => Some(*env),
-            EntryPayload::Normal(Command::StrongQuery { .. }) => None,
+            // Each item sets its own (see `apply_batch`).
+            EntryPayload::Normal(Command::StrongQuery { .. } | Command::ExecuteBatch(_)) => None,
             _ => Some(ApplyEnv::derived(log_id.leader_id.term, log_id.index)),
         };
         conn.set_apply_inputs(env.map(ApplyEnv::inputs))
@@ -441,8 +442,8 @@ fn apply_entries(
                     return Err(fault("strong read", &e))
                 }
                 Err(e) => RequestResults {
-                    results: vec![],
                     error: Some(e.message),
+                    ..RequestResults::default()
                 },
             };
         }
@@ -460,6 +461,10 @@ fn apply_entries(
             }) => {
                 response.results = execute::execute_request(conn, request, *policy, *opts)
                     .map_err(|e| fault("apply entry", &e))?;
+            }
+            EntryPayload::Normal(Command::ExecuteBatch(items)) => {
+                response.batch =
+                    apply_batch(conn, shared, items).map_err(|e| fault("apply entry", &e))?;
             }
             EntryPayload::Membership(m) => {
                 membership = Some(StoredMembership::new(Some(log_id), m.clone()));
@@ -482,6 +487,45 @@ fn apply_entries(
         responses.push(response);
     }
     Ok(responses)
+}
+
+/// Applies a group-commit batch inside the entry's open transaction: each item as an
+/// `Execute` entry would run, with its own clock and seed.
+///
+/// An item whose ROLLBACK conflict clause ends the transaction also undoes the items before it,
+/// which alone would have committed in entries of their own. They are run again, in order, in
+/// the new transaction: the database is back where the batch started and each item carries its
+/// inputs, so they produce the same changes and results on every node. Items that ended the
+/// transaction changed nothing and are not run again, so the redo never loops.
+fn apply_batch(
+    conn: &raftlite_ffi::Connection,
+    shared: &SharedState,
+    items: &[ExecuteItem],
+) -> Result<Vec<RequestResults>, execute::LocalFault> {
+    let run = |item: &ExecuteItem| {
+        conn.set_apply_inputs(Some(item.env.inputs()))?;
+        shared
+            .last_apply_millis
+            .fetch_max(item.env.unix_millis, Ordering::Relaxed);
+        execute::execute_request(conn, &item.request, item.policy, item.opts)
+    };
+    let mut results = Vec::with_capacity(items.len());
+    // Indexes of the items whose changes the open transaction holds.
+    let mut kept: Vec<usize> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let out = run(item)?;
+        if out.ended_callers_transaction {
+            for &k in &kept {
+                let redone = run(&items[k])?;
+                debug_assert!(!redone.ended_callers_transaction);
+            }
+        } else {
+            kept.push(i);
+        }
+        results.push(out);
+    }
+    conn.set_apply_inputs(None)?;
+    Ok(results)
 }
 
 /// The id part of `load-<id>.staged`.
@@ -623,5 +667,103 @@ impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
             meta,
             snapshot: Box::new(SnapshotData::Live(LiveDatabase(Arc::clone(&self.db)))),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::request::{Request, ResultOptions, RowsPolicy, SqlStatement};
+    use crate::db::settings::{open_writer, DbSettings};
+
+    fn writer(dir: &tempfile::TempDir, name: &str) -> raftlite_ffi::Connection {
+        let conn = open_writer(&dir.path().join(name), &DbSettings::default()).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, r INTEGER);
+             CREATE TABLE once(x INTEGER PRIMARY KEY ON CONFLICT ROLLBACK);
+             INSERT INTO once VALUES(1);",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn item(sql: &str, seed: u64) -> ExecuteItem {
+        ExecuteItem {
+            request: Request {
+                statements: vec![SqlStatement::new(sql)],
+                transaction: false,
+            },
+            policy: RowsPolicy::ReturningOnly,
+            opts: ResultOptions::default(),
+            env: ApplyEnv {
+                unix_millis: 1_700_000_000_000 + seed as i64,
+                seed,
+            },
+        }
+    }
+
+    fn rows(conn: &raftlite_ffi::Connection) -> String {
+        conn.query_text("SELECT group_concat(id || ':' || k || ':' || r, ',') FROM t")
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    fn outcomes(r: &[RequestResults]) -> Vec<(Vec<String>, Option<String>)> {
+        r.iter()
+            .map(|r| {
+                let each = r
+                    .results
+                    .iter()
+                    .map(|s| format!("{:?}", s.outcome))
+                    .collect();
+                (each, r.error.clone())
+            })
+            .collect()
+    }
+
+    /// A batch changes the database and answers exactly as its items would as separate
+    /// entries, also when items in the middle end the transaction with a ROLLBACK conflict
+    /// clause (the items before them are redone, not lost).
+    #[test]
+    fn a_batch_applies_like_separate_entries_even_when_an_item_rolls_back() {
+        let items = vec![
+            item("INSERT INTO t(k, r) VALUES(1, random())", 11),
+            item("INSERT INTO t(k, r) VALUES(2, random())", 12),
+            item("INSERT INTO once VALUES(1)", 13),
+            item("INSERT INTO t(k, r) VALUES(3, random())", 14),
+            item("INSERT INTO once VALUES(1)", 15),
+            item(
+                "INSERT INTO t(k, r) VALUES(4, CAST(strftime('%s','now') AS INTEGER))",
+                16,
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let shared = SharedState::default();
+
+        let batched = writer(&dir, "batched.db");
+        batched.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let batch_results = apply_batch(&batched, &shared, &items).unwrap();
+        batched.execute_batch("COMMIT").unwrap();
+
+        let separate = writer(&dir, "separate.db");
+        let mut separate_results = Vec::new();
+        for it in &items {
+            separate.execute_batch("BEGIN IMMEDIATE").unwrap();
+            separate.set_apply_inputs(Some(it.env.inputs())).unwrap();
+            let out = execute::execute_request(&separate, &it.request, it.policy, it.opts).unwrap();
+            separate.set_apply_inputs(None).unwrap();
+            separate.execute_batch("COMMIT").unwrap();
+            separate_results.push(out);
+        }
+
+        assert_eq!(rows(&batched), rows(&separate));
+        assert_eq!(outcomes(&batch_results), outcomes(&separate_results));
+        assert_eq!(rows(&batched).split(',').count(), 4, "{}", rows(&batched));
+        assert!(batch_results[2].ended_callers_transaction);
+        assert!(batch_results[4].ended_callers_transaction);
+        assert!(
+            batched.is_autocommit().unwrap(),
+            "the batch left no transaction open"
+        );
     }
 }
