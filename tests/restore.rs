@@ -121,6 +121,14 @@ fn binary_load_reaches_every_node_survives_restart_and_joiners() {
         );
         assert!(count(node, "old").contains("no such table"));
     }
+    // With every follower up, the source waited for them to pull the file and then moved it
+    // into place instead of writing another copy.
+    let source_log = cluster.nodes[l].log();
+    let waited = source_log
+        .lines()
+        .find(|line| line.contains("waited for the other members to apply the entry"))
+        .unwrap_or_default();
+    assert!(waited.contains("copy=false"), "{source_log}");
     // Writes continue after the load, on every node.
     cluster.nodes[l].execute(r#"["INSERT INTO test(v) VALUES('after')"]"#);
     for node in &cluster.nodes {
@@ -168,6 +176,44 @@ fn binary_load_reaches_every_node_survives_restart_and_joiners() {
             load_files(node)
         );
     }
+}
+
+/// A follower that is down during a binary load cannot pull the file yet: the source does not
+/// wait for it, keeps its staged file (copying it for its own install), and the follower gets
+/// the new database when it comes back.
+#[test]
+fn binary_load_with_a_follower_down_reaches_it_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(3, &[]);
+    let l = cluster.leader();
+    cluster.nodes[l].execute(r#"["CREATE TABLE old(a)", "INSERT INTO old VALUES(1)"]"#);
+    let f = cluster.followers()[0];
+    let temp = cluster.nodes[f].take_temp();
+    cluster.nodes[f].stop();
+    let db = make_db(tmp.path(), "new.db", "DELETE", 500);
+    let a = post(&cluster.nodes[l], "/db/load", std::fs::read(&db).unwrap());
+    assert_eq!(a.status, 200, "{}", a.body);
+    let source_log = cluster.nodes[l].log();
+    let waited = source_log
+        .lines()
+        .find(|line| line.contains("waited for the other members to apply the entry"))
+        .unwrap_or_default();
+    assert!(waited.contains("copy=true"), "{source_log}");
+    assert!(has_count(&count(&cluster.nodes[l], "test"), 500));
+    let dir = cluster.nodes[f].data_dir.clone();
+    let id = format!("node{}", f + 1);
+    cluster.nodes[f] = Node::start_in(&dir, &["-raft-election-timeout", "500ms", "-node-id", &id]);
+    let _keep = temp;
+    assert!(
+        wait_until(Duration::from_secs(30), || has_count(
+            &count(&cluster.nodes[f], "test"),
+            500
+        )),
+        "{}\n{}",
+        count(&cluster.nodes[f], "test"),
+        cluster.logs()
+    );
+    assert!(count(&cluster.nodes[f], "old").contains("no such table"));
 }
 
 #[test]

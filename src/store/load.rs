@@ -13,8 +13,12 @@
 //! 2. **SQL text** runs statement by statement from the staged file, in the entry's one
 //!    write transaction (see `state_machine::apply_sql_load`): all of it or nothing.
 //! 3. **A database file** is moved (or, on a source whose file others may still pull,
-//!    copied) to `load-<id>.install`; there the state table is replaced by one that records
-//!    this entry's log id and the current membership, the file is fsynced, and it is swapped
+//!    copied) to `load-<id>.install`. The source first waits, while every other member
+//!    answers and for a bounded time, until they have all applied the entry
+//!    ([`wait_for_members_to_apply`]); then nobody needs its file and it moves it too, which
+//!    spares the disk a full extra write. In the new file the state table is replaced by one
+//!    that records this entry's log id and the current membership, the file is fsynced, and
+//!    it is swapped
 //!    in with the written swap protocol ([`crate::db::Database::replace_with_file`]). A
 //!    restart therefore sees either the old file (the entry replays) or the new one, which
 //!    says it reflects the load entry.
@@ -253,39 +257,82 @@ pub async fn retire_when_applied(
 ) {
     let started = Instant::now();
     while started.elapsed() < STAGED_MAX_AGE {
-        let members: Vec<String> = shared
-            .applied
-            .lock()
-            .membership
-            .membership()
-            .nodes()
-            .map(|(_, n)| n.raft_addr.clone())
-            .filter(|a| Some(a) != own_addr.as_ref())
-            .collect();
-        let mut all = true;
-        for addr in &members {
-            let applied = async {
-                let r = client
-                    .get(crate::tls::node().url(addr, "/cluster/node"))
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await
-                    .ok()?;
-                let bytes = r.bytes().await.ok()?;
-                let report: crate::raft::rpc::NodeReport = serde_json::from_slice(&bytes).ok()?;
-                Some(report.applied_index)
-            }
-            .await;
-            if applied.is_none_or(|a| a < index) {
-                all = false;
-                break;
-            }
-        }
-        if all {
+        if members_applied(&client, &shared, own_addr.as_deref(), index).await == Members::Applied {
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let _ = std::fs::remove_file(&staged);
     tracing::info!(file = %staged.display(), "retired staged load content");
+}
+
+/// On the source of a database load, before it applies the entry itself: waits until every
+/// other member has applied it (so each has pulled its own copy), while all of them answer and
+/// for at most `limit`. True means nobody needs the source's staged file any more, so the
+/// source may move it into place instead of copying it (a full extra write of the database on
+/// the disk the followers are pulling to).
+pub async fn wait_for_members_to_apply(
+    client: &reqwest::Client,
+    shared: &super::SharedState,
+    own_addr: Option<&str>,
+    index: u64,
+    limit: Duration,
+) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        match members_applied(client, shared, own_addr, index).await {
+            Members::Applied => return true,
+            Members::Unreachable => return false,
+            Members::Behind => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    false
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Members {
+    /// Every other member reports an applied index at or past the entry.
+    Applied,
+    /// Some member answers with an older index.
+    Behind,
+    /// Some member does not answer.
+    Unreachable,
+}
+
+async fn members_applied(
+    client: &reqwest::Client,
+    shared: &super::SharedState,
+    own_addr: Option<&str>,
+    index: u64,
+) -> Members {
+    let members: Vec<String> = shared
+        .applied
+        .lock()
+        .membership
+        .membership()
+        .nodes()
+        .map(|(_, n)| n.raft_addr.clone())
+        .filter(|a| Some(a.as_str()) != own_addr)
+        .collect();
+    let mut verdict = Members::Applied;
+    for addr in &members {
+        let applied = async {
+            let r = client
+                .get(crate::tls::node().url(addr, "/cluster/node"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .ok()?;
+            let bytes = r.bytes().await.ok()?;
+            let report: crate::raft::rpc::NodeReport = serde_json::from_slice(&bytes).ok()?;
+            Some(report.applied_index)
+        }
+        .await;
+        match applied {
+            None => return Members::Unreachable,
+            Some(a) if a < index => verdict = Members::Behind,
+            Some(_) => {}
+        }
+    }
+    verdict
 }

@@ -176,8 +176,27 @@ impl SqliteStateMachine {
         )
         .await;
         let is_source = self.raft_addr.as_deref() == Some(cmd.source.as_str());
-        let keep = cmd.shared && (is_source || staged_here);
         let started = std::time::Instant::now();
+        let mut keep = cmd.shared && (is_source || staged_here);
+        if keep && is_source && cmd.kind == LoadKind::Sqlite {
+            // Copying the file so the others can still pull it writes the whole database once
+            // more, on the disk they are pulling to. Once they all have it, it can move.
+            let limit = Duration::from_secs(10 + cmd.size / (50 << 20));
+            keep = !super::load::wait_for_members_to_apply(
+                &self.client,
+                &self.shared,
+                self.raft_addr.as_deref(),
+                log_id.index,
+                limit,
+            )
+            .await;
+            tracing::info!(
+                index = log_id.index,
+                waited_secs = started.elapsed().as_secs_f64(),
+                copy = keep,
+                "load source: waited for the other members to apply the entry"
+            );
+        }
         let response = match cmd.kind {
             LoadKind::Sql => {
                 let shared = Arc::clone(&self.shared);
