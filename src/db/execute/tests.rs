@@ -324,3 +324,67 @@ fn txn_control_recognises_keywords() {
     assert_eq!(txn_control("BEGINX"), None);
     assert_eq!(txn_control("SELECT 1"), None);
 }
+
+/// Not a test: the apply cost of the benchmark's write request (P6). Run in release:
+/// `cargo test --release --no-default-features --lib apply_cost -- --ignored --nocapture`
+/// It applies 200 requests of 1000 identical parameterised INSERTs through `execute_request`
+/// on a writer opened as the node opens it, each request in its own transaction with its own
+/// clock and seed, as the state machine applies an entry; it prints the time per request.
+#[test]
+#[ignore = "a measurement, not a test; run it by hand in release mode"]
+fn apply_cost_of_1000_identical_parameterised_inserts() {
+    const REQUESTS: u64 = 200;
+    const PER_REQUEST: u64 = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let settings = crate::db::DbSettings::default();
+    let c = crate::db::settings::open_writer(&path, &settings).unwrap();
+    write(
+        &c,
+        &req(&["CREATE TABLE bench (id INTEGER PRIMARY KEY, k INTEGER, v TEXT)"]),
+    );
+    let mut total = std::time::Duration::ZERO;
+    let mut slowest = std::time::Duration::ZERO;
+    for r in 0..REQUESTS {
+        let statements = (0..PER_REQUEST)
+            .map(|i| {
+                let k = r * PER_REQUEST + i;
+                SqlStatement {
+                    sql: "INSERT INTO bench(k, v) VALUES(?, ?)".into(),
+                    params: Params::Positional(vec![
+                        ParamValue::Integer(k as i64),
+                        ParamValue::Text(format!("value {k} with some text")),
+                    ]),
+                }
+            })
+            .collect();
+        let request = Request {
+            statements,
+            transaction: false,
+        };
+        let started = std::time::Instant::now();
+        c.set_apply_inputs(Some(raftlite_ffi::ApplyInputs {
+            unix_millis: 1_700_000_000_000 + r as i64,
+            seed: r,
+        }))
+        .unwrap();
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let out =
+            execute_request(&c, &request, RowsPolicy::ReturningOnly, ResultOptions::default())
+                .unwrap();
+        c.execute_batch("COMMIT").unwrap();
+        let took = started.elapsed();
+        assert!(out.error.is_none() && out.results.iter().all(|s| !s.is_error()));
+        total += took;
+        slowest = slowest.max(took);
+    }
+    let rows = c.query_i64("SELECT count(*) FROM bench").unwrap();
+    assert_eq!(rows, Some((REQUESTS * PER_REQUEST) as i64));
+    println!(
+        "apply: {REQUESTS} requests x {PER_REQUEST} INSERTs: total {:.1} ms, \
+         mean {:.3} ms/request, slowest {:.3} ms",
+        total.as_secs_f64() * 1e3,
+        total.as_secs_f64() * 1e3 / REQUESTS as f64,
+        slowest.as_secs_f64() * 1e3,
+    );
+}
