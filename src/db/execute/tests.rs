@@ -557,8 +557,7 @@ fn apply_cost_of_1000_identical_parameterised_inserts() {
         &c,
         &req(&["CREATE TABLE bench (id INTEGER PRIMARY KEY, k INTEGER, v TEXT)"]),
     );
-    let mut total = std::time::Duration::ZERO;
-    let mut slowest = std::time::Duration::ZERO;
+    let mut took = Vec::with_capacity(REQUESTS as usize);
     for r in 0..REQUESTS {
         let statements = (0..PER_REQUEST)
             .map(|i| {
@@ -587,18 +586,22 @@ fn apply_cost_of_1000_identical_parameterised_inserts() {
             execute_request(&c, &request, RowsPolicy::ReturningOnly, ResultOptions::default())
                 .unwrap();
         c.execute_batch("COMMIT").unwrap();
-        let took = started.elapsed();
+        took.push(started.elapsed());
         assert!(out.error.is_none() && out.results.iter().all(|s| !s.is_error()));
-        total += took;
-        slowest = slowest.max(took);
     }
     let rows = c.query_i64("SELECT count(*) FROM bench").unwrap();
     assert_eq!(rows, Some((REQUESTS * PER_REQUEST) as i64));
+    let total: std::time::Duration = took.iter().sum();
+    took.sort();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     println!(
-        "apply: {REQUESTS} requests x {PER_REQUEST} INSERTs: total {:.1} ms, \
-         mean {:.3} ms/request, slowest {:.3} ms",
-        total.as_secs_f64() * 1e3,
-        total.as_secs_f64() * 1e3 / REQUESTS as f64,
-        slowest.as_secs_f64() * 1e3,
+        "apply: {REQUESTS} requests x {PER_REQUEST} INSERTs: total {:.1} ms; per request: \
+         min {:.3} ms, median {:.3} ms, mean {:.3} ms, max {:.3} ms; cache {:?}",
+        ms(total),
+        ms(took[0]),
+        ms(took[took.len() / 2]),
+        ms(total) / REQUESTS as f64,
+        ms(took[took.len() - 1]),
+        c.statement_cache_stats(),
     );
 }
