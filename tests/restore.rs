@@ -237,7 +237,12 @@ fn the_same_statements_after_a_load_run_against_the_loaded_database() {
             body.contains(&format!(r#""values":[[{i},"old {i}"]]"#)),
             "{body}"
         );
-        assert_eq!(strong("SELECT * FROM test")["values"].as_array().map(Vec::len), Some(i));
+        assert_eq!(
+            strong("SELECT * FROM test")["values"]
+                .as_array()
+                .map(Vec::len),
+            Some(i)
+        );
     }
     // The loaded file has a table of the same name with other columns, in another order.
     let file = tmp.path().join("new.db");

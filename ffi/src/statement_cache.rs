@@ -288,7 +288,8 @@ pub(crate) fn leading_keyword(sql: &[u8]) -> &[u8] {
 }
 
 fn keyword_in(keyword: &[u8], set: &[&str]) -> bool {
-    set.iter().any(|k| keyword.eq_ignore_ascii_case(k.as_bytes()))
+    set.iter()
+        .any(|k| keyword.eq_ignore_ascii_case(k.as_bytes()))
 }
 
 /// Statement kinds that read through the schema cookie check: safe to keep prepared.

@@ -3,8 +3,8 @@
 //! error, capacity, flushing, and closing with statements cached.
 
 use raftlite_ffi::{
-    Backup, BackupProgress, Connection, ErrorCode, OpenFlags, StatementCacheStats, TxnState,
-    Value, MAX_CACHED_SQL_LEN,
+    Backup, BackupProgress, Connection, ErrorCode, OpenFlags, StatementCacheStats, TxnState, Value,
+    MAX_CACHED_SQL_LEN,
 };
 
 fn cached(path: &std::path::Path, capacity: usize) -> Connection {
@@ -36,9 +36,12 @@ fn stats(c: &Connection) -> StatementCacheStats {
 #[test]
 fn reuse_gives_correct_results_with_new_parameters_each_time() {
     let c = mem(8);
-    c.execute_batch("CREATE TABLE t(k INTEGER, v TEXT)").unwrap();
+    c.execute_batch("CREATE TABLE t(k INTEGER, v TEXT)")
+        .unwrap();
     for k in 0..500i64 {
-        let mut s = c.prepare_cached("INSERT INTO t(k, v) VALUES(?, ?)").unwrap();
+        let mut s = c
+            .prepare_cached("INSERT INTO t(k, v) VALUES(?, ?)")
+            .unwrap();
         assert!(s.is_cacheable());
         s.bind_i64(1, k).unwrap();
         // Every other row binds only the first parameter: a leftover binding would show.
@@ -61,7 +64,8 @@ fn reuse_gives_correct_results_with_new_parameters_each_time() {
         assert_eq!(s.column_owned(0), want, "k = {k}");
     }
     assert_eq!(
-        c.query_i64("SELECT count(*) FROM t WHERE v IS NULL").unwrap(),
+        c.query_i64("SELECT count(*) FROM t WHERE v IS NULL")
+            .unwrap(),
         Some(250)
     );
     assert_eq!(stats(&c).hits, 499 + 3);
@@ -99,7 +103,11 @@ fn a_statement_cached_before_alter_table_sees_the_new_columns() {
     assert_eq!(names, ["a", "b", "c"]);
     assert_eq!(
         rows,
-        vec![vec![Value::Integer(1), Value::Integer(2), Value::Integer(3)]]
+        vec![vec![
+            Value::Integer(1),
+            Value::Integer(2),
+            Value::Integer(3)
+        ]]
     );
 }
 
@@ -137,7 +145,8 @@ fn a_statement_cached_before_drop_and_create_of_the_same_name_sees_the_new_table
 fn a_rollback_that_undoes_ddl_is_not_served_from_the_cache() {
     let c = mem(8);
     c.execute_batch("CREATE TABLE t(a, b)").unwrap();
-    c.execute_batch("BEGIN; ALTER TABLE t ADD COLUMN c").unwrap();
+    c.execute_batch("BEGIN; ALTER TABLE t ADD COLUMN c")
+        .unwrap();
     assert_eq!(query(&c, "SELECT * FROM t").0, ["a", "b", "c"]);
     c.execute_batch("ROLLBACK").unwrap();
     assert_eq!(query(&c, "SELECT * FROM t").0, ["a", "b"]);
@@ -219,7 +228,8 @@ fn an_error_mid_step_leaves_the_connection_usable_and_the_statement_reset() {
     c.execute_batch("CREATE TABLE t(a UNIQUE); INSERT INTO t VALUES(1), (2), (3)")
         .unwrap();
     // The second row overflows: an error after a row was returned.
-    let sql = "SELECT CASE WHEN a = 2 THEN abs(-9223372036854775807 - 1) ELSE a END FROM t ORDER BY a";
+    let sql =
+        "SELECT CASE WHEN a = 2 THEN abs(-9223372036854775807 - 1) ELSE a END FROM t ORDER BY a";
     c.execute_batch("BEGIN").unwrap();
     {
         let mut s = c.prepare_cached(sql).unwrap();
@@ -267,7 +277,11 @@ fn the_cache_stays_within_capacity_and_evicts_the_least_recently_used() {
     drop(c.prepare_cached(&text(9)).unwrap());
     assert_eq!(stats(&c).hits, before.hits + 2, "0 and 9 are still cached");
     drop(c.prepare_cached(&text(1)).unwrap());
-    assert_eq!(stats(&c).misses, before.misses + 1, "1 was evicted long ago");
+    assert_eq!(
+        stats(&c).misses,
+        before.misses + 1,
+        "1 was evicted long ago"
+    );
     // Shrinking evicts; 0 turns the cache off.
     c.set_statement_cache_capacity(1);
     assert_eq!(stats(&c).len, 1);
@@ -310,9 +324,7 @@ fn only_single_short_queries_and_dml_are_cached() {
         assert!(!s.unwrap().is_cacheable(), "{sql}");
     }
     // A multi-statement text hands back its first statement and where the rest starts.
-    let (s, used) = c
-        .prepare_first_cached("SELECT 1; SELECT 2")
-        .unwrap();
+    let (s, used) = c.prepare_first_cached("SELECT 1; SELECT 2").unwrap();
     assert_eq!(s.unwrap().sql(), "SELECT 1;");
     assert_eq!(used, "SELECT 1;".len());
     assert!(c.prepare_cached("SELECT 1; SELECT 2").is_err());
@@ -342,7 +354,9 @@ fn closing_a_connection_with_cached_statements_succeeds() {
     let mut c = cached(&dir.path().join("a.db"), 8);
     c.execute_batch("CREATE TABLE t(a)").unwrap();
     for i in 0..5 {
-        let mut s = c.prepare_cached(&format!("INSERT INTO t VALUES({i})")).unwrap();
+        let mut s = c
+            .prepare_cached(&format!("INSERT INTO t VALUES({i})"))
+            .unwrap();
         s.step().unwrap();
     }
     {

@@ -372,7 +372,9 @@ fn results_are_the_same_with_and_without_the_statement_cache() {
         transaction: false,
     };
     let scenario = vec![
-        w(req(&["CREATE TABLE t(id INTEGER PRIMARY KEY, a UNIQUE, b TEXT)"])),
+        w(req(&[
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, a UNIQUE, b TEXT)",
+        ])),
         w(many(vec![
             insert(I(1), T("one".into())),
             insert(I(2), T("two".into())),
@@ -395,20 +397,43 @@ fn results_are_the_same_with_and_without_the_statement_cache() {
             ),
             SqlStatement::new("INSERT INTO t(a, b) VALUES(abs(-9223372036854775807 - 1), 'x')"),
         ])),
-        q(&["SELECT * FROM t", "SELECT abs(-9223372036854775807 - 1)", "SELECT count(*) FROM t"]),
+        q(&[
+            "SELECT * FROM t",
+            "SELECT abs(-9223372036854775807 - 1)",
+            "SELECT count(*) FROM t",
+        ]),
         w(req(&["ALTER TABLE t ADD COLUMN c DEFAULT 'new'"])),
-        w(many(vec![insert(I(6), T("six".into())), SqlStatement::new("DELETE FROM t WHERE a = 6")])),
+        w(many(vec![
+            insert(I(6), T("six".into())),
+            SqlStatement::new("DELETE FROM t WHERE a = 6"),
+        ])),
         q(&["SELECT * FROM t"]),
         // DDL undone by the request's own rollback: the cached texts see the old schema again.
-        w(with_txn(&["ALTER TABLE t ADD COLUMN d", "SELECT * FROM t", "INSERT INTO t(a) VALUES(1)"])),
+        w(with_txn(&[
+            "ALTER TABLE t ADD COLUMN d",
+            "SELECT * FROM t",
+            "INSERT INTO t(a) VALUES(1)",
+        ])),
         q(&["SELECT * FROM t"]),
         w(many(vec![insert(I(7), T("seven".into()))])),
         // User transaction control around cached statements.
-        w(req(&["BEGIN", "INSERT INTO t(a, b) VALUES(8, 'eight')", "COMMIT", "COMMIT"])),
-        w(req(&["BEGIN", "INSERT INTO t(a, b) VALUES(9, 'nine')", "ROLLBACK"])),
+        w(req(&[
+            "BEGIN",
+            "INSERT INTO t(a, b) VALUES(8, 'eight')",
+            "COMMIT",
+            "COMMIT",
+        ])),
+        w(req(&[
+            "BEGIN",
+            "INSERT INTO t(a, b) VALUES(9, 'nine')",
+            "ROLLBACK",
+        ])),
         w(req(&["BEGIN", "INSERT INTO t(a, b) VALUES(10, 'ten')"])),
         // A ROLLBACK conflict clause ends the whole transaction.
-        w(req(&["INSERT OR ROLLBACK INTO t(a, b) VALUES(1, 'again')", "SELECT 1"])),
+        w(req(&[
+            "INSERT OR ROLLBACK INTO t(a, b) VALUES(1, 'again')",
+            "SELECT 1",
+        ])),
         w(req(&["DROP TABLE t", "CREATE TABLE t(a TEXT, b INTEGER)"])),
         w(many(vec![
             insert(T("x".into()), I(1)),
@@ -417,7 +442,10 @@ fn results_are_the_same_with_and_without_the_statement_cache() {
         ])),
         q(&["SELECT * FROM t", "SELECT count(*) FROM t"]),
         w(req(&["DROP TABLE t"])),
-        w(many(vec![insert(I(1), I(2)), positional("INSERT INTO t(a, b) VALUES(?, ?)", vec![I(1)])])),
+        w(many(vec![
+            insert(I(1), I(2)),
+            positional("INSERT INTO t(a, b) VALUES(?, ?)", vec![I(1)]),
+        ])),
         q(&["SELECT * FROM t"]),
     ];
     let cached = conn();
@@ -452,7 +480,8 @@ fn cached_statements_see_each_entrys_clock_and_seed() {
     let plain = open("plain.db", 0);
     let base_millis = 1_614_834_367_000i64;
     let create = req(&["CREATE TABLE t(entry, r, now, blob, d DEFAULT CURRENT_TIMESTAMP)"]);
-    let insert = "INSERT INTO t(entry, r, now, blob) VALUES(?, random(), datetime('now'), randomblob(4))";
+    let insert =
+        "INSERT INTO t(entry, r, now, blob) VALUES(?, random(), datetime('now'), randomblob(4))";
     for c in [&cached, &plain] {
         write(c, &create);
         for entry in 0..5i64 {
@@ -474,8 +503,12 @@ fn cached_statements_see_each_entrys_clock_and_seed() {
     }
     assert!(cached.statement_cache_stats().hits >= 14);
     let all = |c: &Connection| {
-        let q = query_request(c, &req(&["SELECT * FROM t ORDER BY rowid"]), ResultOptions::default())
-            .unwrap();
+        let q = query_request(
+            c,
+            &req(&["SELECT * FROM t ORDER BY rowid"]),
+            ResultOptions::default(),
+        )
+        .unwrap();
         let StatementOutcome::Rows(rows) = &q.results[0].outcome else {
             panic!("{q:?}")
         };
@@ -485,13 +518,18 @@ fn cached_statements_see_each_entrys_clock_and_seed() {
     assert_eq!(rows, all(&plain), "the cache changes nothing");
     // Each entry's own clock, for the function and for the column default...
     for row in &rows {
-        let Value::Integer(entry) = row[0] else { panic!() };
+        let Value::Integer(entry) = row[0] else {
+            panic!()
+        };
         let want = c_datetime(&plain, base_millis + entry * 61_000);
         assert_eq!(row[2], Value::Text(want.clone()));
         assert_eq!(row[4], Value::Text(want));
     }
     // ...and a fresh draw for every row, not a value kept from an earlier run.
-    let mut randoms: Vec<_> = rows.iter().map(|r| format!("{:?}{:?}", r[1], r[3])).collect();
+    let mut randoms: Vec<_> = rows
+        .iter()
+        .map(|r| format!("{:?}{:?}", r[1], r[3]))
+        .collect();
     randoms.sort();
     randoms.dedup();
     assert_eq!(randoms.len(), 15);
@@ -513,7 +551,10 @@ fn a_repeated_text_is_prepared_once() {
             .map(|k| {
                 positional(
                     "INSERT INTO t(k, v) VALUES(?, ?)",
-                    vec![ParamValue::Integer(k), ParamValue::Text(format!("value {k}"))],
+                    vec![
+                        ParamValue::Integer(k),
+                        ParamValue::Text(format!("value {k}")),
+                    ],
                 )
             })
             .collect(),
@@ -532,10 +573,17 @@ fn a_repeated_text_is_prepared_once() {
 fn sql_loads_do_not_fill_the_cache() {
     let c = conn();
     c.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let script = ["CREATE TABLE t(a)", "INSERT INTO t VALUES(1)", "INSERT INTO t VALUES(2)"];
+    let script = [
+        "CREATE TABLE t(a)",
+        "INSERT INTO t VALUES(1)",
+        "INSERT INTO t VALUES(2)",
+    ];
     let out = execute_script(&c, script.iter().map(|s| Ok(s.to_string()))).unwrap();
     c.execute_batch("COMMIT").unwrap();
-    assert!(matches!(out, ScriptOutcome::Done { statements: 3, .. }), "{out:?}");
+    assert!(
+        matches!(out, ScriptOutcome::Done { statements: 3, .. }),
+        "{out:?}"
+    );
     assert_eq!(c.statement_cache_stats().len, 0);
 }
 
@@ -582,9 +630,13 @@ fn apply_cost_of_1000_identical_parameterised_inserts() {
         }))
         .unwrap();
         c.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let out =
-            execute_request(&c, &request, RowsPolicy::ReturningOnly, ResultOptions::default())
-                .unwrap();
+        let out = execute_request(
+            &c,
+            &request,
+            RowsPolicy::ReturningOnly,
+            ResultOptions::default(),
+        )
+        .unwrap();
         c.execute_batch("COMMIT").unwrap();
         took.push(started.elapsed());
         assert!(out.error.is_none() && out.results.iter().all(|s| !s.is_error()));
