@@ -251,7 +251,8 @@ impl Connection {
         let Some(stmt) = stmt else {
             return Ok((None, used));
         };
-        let cacheable = sql.len() <= MAX_CACHED_SQL_LEN
+        let cacheable = self.statement_cache_capacity() > 0
+            && sql.len() <= MAX_CACHED_SQL_LEN
             && is_cacheable_kind(leading_keyword(sql.as_bytes()))
             && is_blank(sql.get(used..).unwrap_or(""));
         let home = if cacheable {

@@ -133,6 +133,10 @@ impl StatementCache {
     /// Takes the idle statement for `sql` out of the cache. An expired one is finalized and
     /// not returned (the caller prepares the text afresh).
     pub(crate) fn take(&mut self, sql: &str) -> Option<(IdleStatement, Home)> {
+        if self.idle.is_empty() {
+            // Not even a hash of the text when the cache is off or empty.
+            return None;
+        }
         let (key, idle) = self.idle.remove_entry(sql)?;
         if idle.stmt.expired() {
             return None;
@@ -147,7 +151,7 @@ impl StatementCache {
         ))
     }
 
-    /// Where a freshly prepared statement for `sql` will go back to, when caching is on.
+    /// Where a freshly prepared statement for `sql` will go back to (caching must be on).
     pub(crate) fn home_for_new(&mut self, sql: &str) -> Option<Home> {
         if self.capacity == 0 {
             return None;
