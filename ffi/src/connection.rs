@@ -65,7 +65,7 @@ pub struct Connection {
     /// The apply VFS and functions of a deterministic connection; dropped after the handle
     /// is closed (field drop order runs after `Drop::drop`).
     apply: Option<crate::deterministic::Registration>,
-    /// Idle prepared statements (see [`crate::statement_cache`]); finalized before the handle
+    /// Idle prepared statements (see `statement_cache.rs`); finalized before the handle
     /// is closed.
     cache: RefCell<StatementCache>,
 }
@@ -231,7 +231,7 @@ impl Connection {
     }
 
     /// [`Connection::prepare_first`] through the connection's statement cache (see
-    /// [`crate::statement_cache`]). When `sql` holds exactly one statement of a cacheable
+    /// `statement_cache.rs`). When `sql` holds exactly one statement of a cacheable
     /// kind and of at most [`MAX_CACHED_SQL_LEN`](crate::MAX_CACHED_SQL_LEN) bytes, the
     /// statement comes from the cache when it is there, and goes back to it (reset,
     /// bindings cleared) when the returned guard drops; the offset is then `sql.len()`.
@@ -280,7 +280,7 @@ impl Connection {
 
     /// How many idle statements the cache may hold; 0 (the default) turns it off. Shrinking
     /// finalizes the least recently used ones. Only turn it on for a connection whose file's
-    /// schema no other connection changes (see [`crate::statement_cache`]).
+    /// schema no other connection changes (see `statement_cache.rs`).
     pub fn set_statement_cache_capacity(&self, capacity: usize) {
         self.cache.borrow_mut().set_capacity(capacity);
     }

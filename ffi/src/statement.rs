@@ -43,7 +43,7 @@ pub struct Statement<'c> {
     stmt: *mut sys::sqlite3_stmt,
     conn: &'c Connection,
     /// Running it may change the schema: every step empties the connection's statement cache
-    /// (see [`crate::statement_cache`]).
+    /// (see `statement_cache.rs`).
     flushes_cache: bool,
     // Not Send/Sync: a statement is used where its connection is.
     _not_send: PhantomData<*mut ()>,
