@@ -1,7 +1,7 @@
 //! `POST /db/load` and `POST /boot` end to end on real processes: binary and SQL loads on a
 //! 3-node cluster (through a follower, surviving a restart, reaching a node that joins later),
-//! bad input that must change nothing and leave no file behind, `/boot`, `dry_run`, and
-//! kill -9 during a load.
+//! bad input that must change nothing and leave no file behind, `/boot`, `dry_run`, kill -9
+//! during a load, and the writer's cached statements after a load.
 
 mod common;
 
@@ -252,6 +252,73 @@ fn sql_dump_loads_atomically_on_every_node() {
     // The writer is not left inside a transaction.
     let a = cluster.nodes[l].post("/db/execute", r#"["BEGIN", "COMMIT"]"#);
     assert!(!a.body.contains("error"), "{}", a.body);
+}
+
+#[test]
+fn the_same_statements_after_a_load_run_against_the_loaded_database() {
+    // The writer keeps prepared statements by SQL text. A load swaps the file and reopens the
+    // writer: statements prepared for the old file must neither keep the close from
+    // succeeding nor be used on the new one.
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&[]);
+    node.execute(r#"["CREATE TABLE test(id INTEGER PRIMARY KEY, v TEXT)"]"#);
+    let insert = |v: &str| {
+        node.execute(&format!(
+            r#"[["INSERT INTO test(v) VALUES(?) RETURNING *", "{v}"]]"#
+        ))
+    };
+    // A strong read runs on the writer, through its cache too.
+    let strong = |sql: &str| {
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", sql)
+            .append_pair("level", "strong")
+            .finish();
+        let a = node.get(&format!("/db/query?{q}"));
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.json()["results"][0].clone()
+    };
+    for i in 1..=5 {
+        let body = insert(&format!("old {i}"));
+        assert!(
+            body.contains(&format!(r#""values":[[{i},"old {i}"]]"#)),
+            "{body}"
+        );
+        assert_eq!(
+            strong("SELECT * FROM test")["values"]
+                .as_array()
+                .map(Vec::len),
+            Some(i)
+        );
+    }
+    // The loaded file has a table of the same name with other columns, in another order.
+    let file = tmp.path().join("new.db");
+    sqlite3(
+        &file,
+        "CREATE TABLE test(v TEXT, extra TEXT DEFAULT 'loaded', id INTEGER PRIMARY KEY); \
+         INSERT INTO test(v, id) VALUES('from file', 100);",
+    );
+    let a = post(&node, "/db/load", std::fs::read(&file).unwrap());
+    assert_eq!(a.status, 200, "{}", a.body);
+    for (n, v) in ["new 1", "new 2", "new 3"].iter().enumerate() {
+        let body = insert(v);
+        let id = 101 + n;
+        assert!(
+            body.contains(r#""columns":["v","extra","id"]"#)
+                && body.contains(&format!(r#""values":[["{v}","loaded",{id}]]"#)),
+            "{body}"
+        );
+    }
+    let all = strong("SELECT * FROM test");
+    assert_eq!(all["columns"], serde_json::json!(["v", "extra", "id"]));
+    assert_eq!(
+        all["values"],
+        serde_json::json!([
+            ["from file", "loaded", 100],
+            ["new 1", "loaded", 101],
+            ["new 2", "loaded", 102],
+            ["new 3", "loaded", 103]
+        ])
+    );
 }
 
 #[test]

@@ -43,6 +43,10 @@ impl<'a> Backup<'a> {
     ) -> Result<Backup<'a>> {
         let dest_db = dest.handle()?;
         let src_db = src.handle()?;
+        // The backup replaces the destination's schema, and nothing can prepare on `dest`
+        // while it is borrowed here: emptying its cache now keeps every cached statement
+        // current.
+        dest.flush_statement_cache();
         let dn = CString::new(dest_schema).map_err(|_| Error::interior_nul("schema name"))?;
         let sn = CString::new(src_schema).map_err(|_| Error::interior_nul("schema name"))?;
         // SAFETY: both handles are open and borrowed for 'a; the names are NUL-terminated and

@@ -1,5 +1,6 @@
 //! `Connection`: one `sqlite3*` handle, opened with explicit flags, closed exactly once.
 
+use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::path::Path;
 use std::ptr;
@@ -9,6 +10,10 @@ use libsqlite3_sys as sys;
 
 use crate::error::{Error, Result};
 use crate::statement::Statement;
+use crate::statement_cache::{
+    is_cacheable_kind, leading_keyword, may_change_schema, CachedStatement, IdleStatement,
+    StatementCache, StatementCacheStats, MAX_CACHED_SQL_LEN,
+};
 
 /// Flags for [`Connection::open`]; combine them with `|`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,11 +65,15 @@ pub struct Connection {
     /// The apply VFS and functions of a deterministic connection; dropped after the handle
     /// is closed (field drop order runs after `Drop::drop`).
     apply: Option<crate::deterministic::Registration>,
+    /// Idle prepared statements (see `statement_cache.rs`); finalized before the handle
+    /// is closed.
+    cache: RefCell<StatementCache>,
 }
 
 // SAFETY: SQLite is built with SQLITE_THREADSAFE=1 (serialized). A connection may be used from
 // any thread as long as calls are not concurrent, which `&mut`/`!Sync` enforce for the parts
-// that need it; `sqlite3_interrupt` is documented as safe from any thread.
+// that need it; `sqlite3_interrupt` is documented as safe from any thread. The cached
+// statements belong to the connection and move with it; they are only touched through it.
 unsafe impl Send for Connection {}
 
 impl Connection {
@@ -136,6 +145,7 @@ impl Connection {
             db,
             interrupt: Arc::new(Mutex::new(db as usize)),
             apply: None,
+            cache: RefCell::new(StatementCache::default()),
         })
     }
 
@@ -167,9 +177,11 @@ impl Connection {
         if self.db.is_null() {
             return Ok(());
         }
+        self.flush_statement_cache();
         let mut shared = self.interrupt.lock().unwrap_or_else(|p| p.into_inner());
         // SAFETY: no `Statement` or `Backup` can be alive (they borrow `self`, and `close` takes
-        // `&mut self`), so the handle has no dependents and may be closed.
+        // `&mut self`), and the cache's statements were just finalized, so the handle has no
+        // dependents and may be closed.
         let rc = unsafe { sys::sqlite3_close(self.db) };
         if rc != sys::SQLITE_OK {
             return Err(self.last_error(rc));
@@ -208,12 +220,87 @@ impl Connection {
             // SAFETY: SQLite sets `tail` to a pointer into the same buffer, at or after `start`.
             unsafe { tail.offset_from(start) as usize }
         };
+        let consumed = consumed.min(sql.len());
         let stmt = if stmt.is_null() {
             None
         } else {
-            Some(Statement::new(self, stmt))
+            let flushes_cache = may_change_schema(leading_keyword(&sql[..consumed]));
+            Some(Statement::new(self, stmt, flushes_cache))
         };
-        Ok((stmt, consumed.min(sql.len())))
+        Ok((stmt, consumed))
+    }
+
+    /// [`Connection::prepare_first`] through the connection's statement cache (see
+    /// `statement_cache.rs`). When `sql` holds exactly one statement of a cacheable
+    /// kind and of at most [`MAX_CACHED_SQL_LEN`](crate::MAX_CACHED_SQL_LEN) bytes, the
+    /// statement comes from the cache when it is there, and goes back to it (reset,
+    /// bindings cleared) when the returned guard drops; the offset is then `sql.len()`.
+    /// Anything else (several statements, DDL, PRAGMA, a cache of capacity 0) is prepared as
+    /// `prepare_first` does and finalized on drop.
+    pub fn prepare_first_cached<'c>(
+        &'c self,
+        sql: &str,
+    ) -> Result<(Option<CachedStatement<'c>>, usize)> {
+        self.handle()?;
+        let taken = self.cache.borrow_mut().take(sql);
+        if let Some((idle, home)) = taken {
+            let stmt = Statement::new(self, idle.into_raw(), false);
+            return Ok((Some(CachedStatement::new(stmt, Some(home))), sql.len()));
+        }
+        let (stmt, used) = self.prepare_first(sql)?;
+        let Some(stmt) = stmt else {
+            return Ok((None, used));
+        };
+        let cacheable = self.statement_cache_capacity() > 0
+            && sql.len() <= MAX_CACHED_SQL_LEN
+            && is_cacheable_kind(leading_keyword(sql.as_bytes()))
+            && is_blank(sql.get(used..).unwrap_or(""));
+        let home = if cacheable {
+            self.cache.borrow_mut().home_for_new(sql)
+        } else {
+            None
+        };
+        let used = if home.is_some() { sql.len() } else { used };
+        Ok((Some(CachedStatement::new(stmt, home)), used))
+    }
+
+    /// Prepares exactly one statement through the statement cache (see
+    /// [`Connection::prepare_first_cached`]). Text after it is an error, as is empty text.
+    pub fn prepare_cached<'c>(&'c self, sql: &str) -> Result<CachedStatement<'c>> {
+        let (stmt, used) = self.prepare_first_cached(sql)?;
+        let stmt = stmt.ok_or_else(|| Error::new(sys::SQLITE_MISUSE, "empty SQL statement"))?;
+        if !is_blank(sql.get(used..).unwrap_or("")) {
+            return Err(Error::new(
+                sys::SQLITE_MISUSE,
+                "more than one SQL statement",
+            ));
+        }
+        Ok(stmt)
+    }
+
+    /// How many idle statements the cache may hold; 0 (the default) turns it off. Shrinking
+    /// finalizes the least recently used ones. Only turn it on for a connection whose file's
+    /// schema no other connection changes (see `statement_cache.rs`).
+    pub fn set_statement_cache_capacity(&self, capacity: usize) {
+        self.cache.borrow_mut().set_capacity(capacity);
+    }
+
+    pub fn statement_cache_capacity(&self) -> usize {
+        self.cache.borrow().capacity()
+    }
+
+    /// Finalizes every idle cached statement; statements in use now are finalized when they
+    /// are dropped instead of going back.
+    pub fn flush_statement_cache(&self) {
+        self.cache.borrow_mut().flush();
+    }
+
+    pub fn statement_cache_stats(&self) -> StatementCacheStats {
+        self.cache.borrow().stats()
+    }
+
+    pub(crate) fn put_back_cached(&self, home: crate::statement_cache::Home, stmt: IdleStatement) {
+        self.cache.borrow_mut().put_back(home, stmt);
     }
 
     /// Prepares exactly one statement. Text after it is an error, as is empty text.
@@ -414,10 +501,12 @@ impl Drop for Connection {
         if self.db.is_null() {
             return;
         }
+        self.flush_statement_cache();
         let mut shared = self.interrupt.lock().unwrap_or_else(|p| p.into_inner());
         *shared = 0;
-        // SAFETY: the handle is valid, and no statement or backup outlives `self` (they borrow
-        // it), so nothing depends on the handle any more.
+        // SAFETY: the handle is valid, no statement or backup outlives `self` (they borrow
+        // it), and the cache's statements were just finalized, so nothing depends on the
+        // handle any more.
         let rc = unsafe { sys::sqlite3_close(self.db) };
         if rc != sys::SQLITE_OK {
             // The handle stays open and may still use the apply VFS: keep it registered.

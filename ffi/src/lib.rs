@@ -15,6 +15,9 @@
 //! - A `Statement<'c>` borrows its connection, so it is finalized before the connection can be
 //!   closed or dropped; `close()` therefore always succeeds in releasing the handle.
 //! - A `Backup<'a>` borrows both connections for its whole life and finishes on drop.
+//! - A connection may keep prepared statements for reuse ([`Connection::prepare_first_cached`],
+//!   off by default); they are finalized before it closes, and never outlive a schema change
+//!   the connection makes (see `statement_cache`).
 //! - Text handed to SQLite is copied by SQLite (`SQLITE_TRANSIENT`) when it must outlive the call.
 //! - Every error carries the extended SQLite result code and the connection's message.
 
@@ -23,6 +26,7 @@ mod connection;
 mod deterministic;
 mod error;
 mod statement;
+mod statement_cache;
 mod util;
 mod value;
 
@@ -31,6 +35,9 @@ pub use connection::{Connection, InterruptHandle, OpenFlags, TxnState};
 pub use deterministic::{randomness, ApplyInputs};
 pub use error::{Error, ErrorCode, Result};
 pub use statement::{ColumnType, Statement, Step};
+pub use statement_cache::{
+    CachedStatement, StatementCacheStats, DEFAULT_STATEMENT_CACHE_CAPACITY, MAX_CACHED_SQL_LEN,
+};
 pub use util::{complete, format_real_20g, format_real_20g_into, sqlite_version};
 pub use value::{Value, ValueRef};
 

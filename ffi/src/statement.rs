@@ -1,12 +1,16 @@
 //! `Statement`: one prepared statement, borrowed from its connection and finalized on drop.
 
+use std::borrow::Cow;
 use std::ffi::{c_int, CStr, CString};
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 
 use libsqlite3_sys as sys;
 
 use crate::connection::Connection;
 use crate::error::Result;
+use crate::statement_cache::{Home, IdleStatement};
 use crate::value::{Value, ValueRef};
 
 /// What one `step()` produced.
@@ -38,16 +42,42 @@ pub enum ColumnType {
 pub struct Statement<'c> {
     stmt: *mut sys::sqlite3_stmt,
     conn: &'c Connection,
+    /// Running it may change the schema: every step empties the connection's statement cache
+    /// (see `statement_cache.rs`).
+    flushes_cache: bool,
     // Not Send/Sync: a statement is used where its connection is.
     _not_send: PhantomData<*mut ()>,
 }
 
 impl<'c> Statement<'c> {
-    pub(crate) fn new(conn: &'c Connection, stmt: *mut sys::sqlite3_stmt) -> Statement<'c> {
+    /// Wraps a non-null statement of `conn`; the `Statement` finalizes it.
+    pub(crate) fn new(
+        conn: &'c Connection,
+        stmt: *mut sys::sqlite3_stmt,
+        flushes_cache: bool,
+    ) -> Statement<'c> {
         Statement {
             stmt,
             conn,
+            flushes_cache,
             _not_send: PhantomData,
+        }
+    }
+
+    /// Resets the statement, clears its bindings and hands it to its connection's cache.
+    pub(crate) fn return_to_cache(self, home: Home) {
+        let me = ManuallyDrop::new(self);
+        // SAFETY: `stmt` is valid. reset ends any step in progress (releasing its read or
+        // write); its return value repeats the last step's error, which the caller already
+        // saw. clear_bindings drops bound values so an idle statement holds none.
+        unsafe {
+            sys::sqlite3_reset(me.stmt);
+            sys::sqlite3_clear_bindings(me.stmt);
+        }
+        // A `Statement` is only built around a non-null pointer; ownership moves to the cache
+        // (`me` is never dropped, so it does not finalize).
+        if let Some(stmt) = NonNull::new(me.stmt) {
+            me.conn.put_back_cached(home, IdleStatement::new(stmt));
         }
     }
 
@@ -161,6 +191,9 @@ impl<'c> Statement<'c> {
     pub fn step(&mut self) -> Result<Step> {
         // SAFETY: `stmt` is valid and not stepped concurrently (`&mut self`).
         let rc = unsafe { sys::sqlite3_step(self.stmt) };
+        if self.flushes_cache {
+            self.conn.flush_statement_cache();
+        }
         match rc {
             sys::SQLITE_ROW => Ok(Step::Row),
             sys::SQLITE_DONE => Ok(Step::Done),
@@ -190,13 +223,20 @@ impl<'c> Statement<'c> {
 
     /// The SQL text the statement was prepared from.
     pub fn sql(&self) -> String {
-        // SAFETY: `stmt` is valid; the text is owned by the statement and copied here.
+        self.sql_text().into_owned()
+    }
+
+    /// The SQL text the statement was prepared from, borrowed when it is valid UTF-8 (it
+    /// then costs no allocation).
+    pub fn sql_text(&self) -> Cow<'_, str> {
+        // SAFETY: `stmt` is valid; the text is owned by the statement and lives until it is
+        // finalized, which the borrow of `self` outlasts.
         let p = unsafe { sys::sqlite3_sql(self.stmt) };
         if p.is_null() {
-            return String::new();
+            return Cow::Borrowed("");
         }
         // SAFETY: non-null and NUL-terminated.
-        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(p) }.to_string_lossy()
     }
 
     pub fn column_count(&self) -> i32 {

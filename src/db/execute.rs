@@ -20,7 +20,7 @@
 
 use std::time::Instant;
 
-use raftlite_ffi::{Connection, Statement, Step};
+use raftlite_ffi::{CachedStatement, Connection, Statement, Step};
 
 use super::error::{classify, SqlFailure};
 use super::request::{
@@ -64,7 +64,7 @@ pub fn execute_request(
     let mut out = RequestResults::default();
     for stmt in &req.statements {
         let started = Instant::now();
-        let outcome = run_text(conn, stmt, Some(&mut state), policy, opts);
+        let outcome = run_text(conn, stmt, Some(&mut state), policy, opts, UseCache::Yes);
         let outcome = match outcome {
             Ok(o) => o,
             Err(SqlFailure::Local(e)) => return Err(e),
@@ -119,7 +119,14 @@ pub fn query_request(
     let mut out = RequestResults::default();
     for stmt in &req.statements {
         let started = Instant::now();
-        let outcome = match run_text(conn, stmt, None, RowsPolicy::AllQueries, opts) {
+        let outcome = match run_text(
+            conn,
+            stmt,
+            None,
+            RowsPolicy::AllQueries,
+            opts,
+            UseCache::Yes,
+        ) {
             Ok(o) => o,
             Err(SqlFailure::Local(e)) => {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -183,6 +190,7 @@ pub fn execute_script(
             Some(&mut state),
             RowsPolicy::ReturningOnly,
             ResultOptions::default(),
+            UseCache::No,
         ) {
             Ok(StatementOutcome::Error(msg)) | Err(SqlFailure::Sql(msg)) => {
                 return Ok(ScriptOutcome::Failed(msg))
@@ -248,13 +256,32 @@ struct WriteState {
     user_txn_open: bool,
 }
 
+/// Whether [`run_text`] goes through the connection's statement cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UseCache {
+    /// Requests: clients repeat their (parameterised) texts.
+    Yes,
+    /// SQL loads: a dump's statements are all different (their values are literals), so
+    /// caching them would only churn the cache.
+    No,
+}
+
 /// Runs every statement in one request element; the last statement's outcome is the result.
+///
+/// A text that is one statement goes through the connection's statement cache (when
+/// `cache` says so and the connection has one: the writer does, pooled readers do not), so
+/// a text repeated across statements and requests is parsed once. A cached statement is
+/// handed back reset with its bindings cleared, and is as current as a fresh prepare (see
+/// `raftlite_ffi`'s statement cache), so results do not depend on whether it was cached.
+/// The statements of a longer text are prepared one by one, as `positional_used` numbers
+/// their parameters across the whole text.
 fn run_text(
     conn: &Connection,
     stmt: &SqlStatement,
     mut write: Option<&mut WriteState>,
     policy: RowsPolicy,
     opts: ResultOptions,
+    cache: UseCache,
 ) -> Result<StatementOutcome, SqlFailure> {
     let mut rest = stmt.sql.as_str();
     let mut positional_used = 0usize;
@@ -262,11 +289,17 @@ fn run_text(
         last_insert_id: 0,
         rows_affected: 0,
     };
+    let mut first = cache == UseCache::Yes;
     loop {
-        let (prepared, used) = conn.prepare_first(rest).map_err(classify)?;
+        let (prepared, used) = if std::mem::take(&mut first) {
+            conn.prepare_first_cached(rest).map_err(classify)?
+        } else {
+            let (prepared, used) = conn.prepare_first(rest).map_err(classify)?;
+            (prepared.map(CachedStatement::from), used)
+        };
         if let Some(mut prepared) = prepared {
             let control = if write.is_some() {
-                txn_control(&prepared.sql())
+                txn_control(&prepared.sql_text())
             } else {
                 None
             };

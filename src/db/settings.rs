@@ -33,18 +33,25 @@ impl Default for DbSettings {
 /// Opens the writer: read-write, created if missing, WAL mode. It is the deterministic apply
 /// connection (`Connection::open_deterministic`): the state machine sets each entry's clock and
 /// seed on it. Readers keep the real clock and real randomness.
+///
+/// The writer keeps a prepared-statement cache: it is the only connection that changes the
+/// file's schema, which is what keeps cached statements current. A swap of the file closes it
+/// (finalizing every cached statement) and opens a new one with an empty cache.
 pub fn open_writer(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connection> {
     let conn = Connection::open_deterministic(
         path,
         OpenFlags::READ_WRITE | OpenFlags::CREATE | OpenFlags::NO_MUTEX | OpenFlags::NO_FOLLOW,
     )?;
+    conn.set_statement_cache_capacity(raftlite_ffi::DEFAULT_STATEMENT_CACHE_CAPACITY);
     apply_common(&conn, s)?;
     conn.query_text("PRAGMA journal_mode=WAL")?;
     conn.execute_batch("PRAGMA synchronous=NORMAL")?;
     Ok(conn)
 }
 
-/// Opens a reader: read-only, the file must exist (the writer creates it first).
+/// Opens a reader: read-only, the file must exist (the writer creates it first). It has no
+/// statement cache: the writer changes the schema under it, and a cached statement would
+/// report the old columns until its first step.
 pub fn open_reader(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connection> {
     let conn = Connection::open(
         path,

@@ -3,10 +3,24 @@ use raftlite_ffi::{Connection, OpenFlags, Value};
 use super::*;
 use crate::db::request::{ParamValue, Params, Request, SqlStatement};
 
+/// A connection with a statement cache, as the writer has: every test here runs through it.
 fn conn() -> Connection {
+    let c = conn_uncached();
+    c.set_statement_cache_capacity(raftlite_ffi::DEFAULT_STATEMENT_CACHE_CAPACITY);
+    c
+}
+
+fn conn_uncached() -> Connection {
     let c = Connection::open(":memory:", OpenFlags::READ_WRITE | OpenFlags::CREATE).unwrap();
     c.set_double_quoted_strings(true).unwrap();
     c
+}
+
+fn positional(sql: &str, params: Vec<ParamValue>) -> SqlStatement {
+    SqlStatement {
+        sql: sql.into(),
+        params: Params::Positional(params),
+    }
 }
 
 fn req(sqls: &[&str]) -> Request {
@@ -323,4 +337,323 @@ fn txn_control_recognises_keywords() {
     assert_eq!(txn_control("ROLLBACK TO a"), None);
     assert_eq!(txn_control("BEGINX"), None);
     assert_eq!(txn_control("SELECT 1"), None);
+}
+
+/// One step of a scenario run on two connections.
+enum Run {
+    Write(Request),
+    Query(Request),
+}
+
+/// The outcomes of `run` on `c` (timings left out).
+fn run_on(c: &Connection, run: &Run) -> (Vec<StatementOutcome>, Option<String>) {
+    let out = match run {
+        Run::Write(r) => write(c, r),
+        Run::Query(r) => query_request(c, r, ResultOptions::default()).unwrap(),
+    };
+    (outcomes(&out), out.error)
+}
+
+#[test]
+fn results_are_the_same_with_and_without_the_statement_cache() {
+    use ParamValue::{Integer as I, Text as T};
+    let w = |r: Request| Run::Write(r);
+    let q = |sqls: &[&str]| Run::Query(req(sqls));
+    let with_txn = |sqls: &[&str]| {
+        let mut r = req(sqls);
+        r.transaction = true;
+        r
+    };
+    let insert = |a: ParamValue, b: ParamValue| {
+        positional("INSERT INTO t(a, b) VALUES(?, ?) RETURNING *", vec![a, b])
+    };
+    let many = |statements: Vec<SqlStatement>| Request {
+        statements,
+        transaction: false,
+    };
+    let scenario = vec![
+        w(req(&[
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, a UNIQUE, b TEXT)",
+        ])),
+        w(many(vec![
+            insert(I(1), T("one".into())),
+            insert(I(2), T("two".into())),
+            insert(I(1), T("duplicate".into())),
+            positional("INSERT INTO t(a, b) VALUES(?, ?)", vec![I(3)]),
+            positional("INSERT INTO t(a, b) VALUES(?, ?)", vec![I(3), I(33)]),
+            SqlStatement {
+                sql: "UPDATE t SET b = :b WHERE a = :a".into(),
+                params: Params::Named(vec![("a".into(), I(2)), ("b".into(), T("deux".into()))]),
+            },
+            // `:b` not given: NULL, not the value bound the time before.
+            SqlStatement {
+                sql: "UPDATE t SET b = :b WHERE a = :a".into(),
+                params: Params::Named(vec![("a".into(), I(1))]),
+            },
+            SqlStatement::new("SELECT * FROM t"),
+            positional(
+                "INSERT INTO t(a, b) VALUES(?, ?); INSERT INTO t(a, b) VALUES(?, ?)",
+                vec![I(4), T("four".into()), I(5), T("five".into())],
+            ),
+            SqlStatement::new("INSERT INTO t(a, b) VALUES(abs(-9223372036854775807 - 1), 'x')"),
+        ])),
+        q(&[
+            "SELECT * FROM t",
+            "SELECT abs(-9223372036854775807 - 1)",
+            "SELECT count(*) FROM t",
+        ]),
+        w(req(&["ALTER TABLE t ADD COLUMN c DEFAULT 'new'"])),
+        w(many(vec![
+            insert(I(6), T("six".into())),
+            SqlStatement::new("DELETE FROM t WHERE a = 6"),
+        ])),
+        q(&["SELECT * FROM t"]),
+        // DDL undone by the request's own rollback: the cached texts see the old schema again.
+        w(with_txn(&[
+            "ALTER TABLE t ADD COLUMN d",
+            "SELECT * FROM t",
+            "INSERT INTO t(a) VALUES(1)",
+        ])),
+        q(&["SELECT * FROM t"]),
+        w(many(vec![insert(I(7), T("seven".into()))])),
+        // User transaction control around cached statements.
+        w(req(&[
+            "BEGIN",
+            "INSERT INTO t(a, b) VALUES(8, 'eight')",
+            "COMMIT",
+            "COMMIT",
+        ])),
+        w(req(&[
+            "BEGIN",
+            "INSERT INTO t(a, b) VALUES(9, 'nine')",
+            "ROLLBACK",
+        ])),
+        w(req(&["BEGIN", "INSERT INTO t(a, b) VALUES(10, 'ten')"])),
+        // A ROLLBACK conflict clause ends the whole transaction.
+        w(req(&[
+            "INSERT OR ROLLBACK INTO t(a, b) VALUES(1, 'again')",
+            "SELECT 1",
+        ])),
+        w(req(&["DROP TABLE t", "CREATE TABLE t(a TEXT, b INTEGER)"])),
+        w(many(vec![
+            insert(T("x".into()), I(1)),
+            insert(T("y".into()), I(2)),
+            positional("INSERT INTO t(a, b) VALUES(?, ?)", vec![I(1), I(2)]),
+        ])),
+        q(&["SELECT * FROM t", "SELECT count(*) FROM t"]),
+        w(req(&["DROP TABLE t"])),
+        w(many(vec![
+            insert(I(1), I(2)),
+            positional("INSERT INTO t(a, b) VALUES(?, ?)", vec![I(1)]),
+        ])),
+        q(&["SELECT * FROM t"]),
+    ];
+    let cached = conn();
+    let plain = conn_uncached();
+    // Twice through: the second time every cacheable text comes from the cache.
+    for round in 0..2 {
+        for (i, step) in scenario.iter().enumerate() {
+            let a = run_on(&cached, step);
+            let b = run_on(&plain, step);
+            assert_eq!(a, b, "round {round}, step {i}");
+        }
+        assert_eq!(plain.statement_cache_stats().hits, 0);
+    }
+    let stats = cached.statement_cache_stats();
+    // DDL steps empty the cache, so only the texts between them are reused.
+    assert!(stats.hits >= 10, "{stats:?}");
+}
+
+#[test]
+fn cached_statements_see_each_entrys_clock_and_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str, capacity: usize| {
+        let c = Connection::open_deterministic(
+            dir.path().join(name),
+            OpenFlags::READ_WRITE | OpenFlags::CREATE,
+        )
+        .unwrap();
+        c.set_statement_cache_capacity(capacity);
+        c
+    };
+    let cached = open("cached.db", 64);
+    let plain = open("plain.db", 0);
+    let base_millis = 1_614_834_367_000i64;
+    let create = req(&["CREATE TABLE t(entry, r, now, blob, d DEFAULT CURRENT_TIMESTAMP)"]);
+    let insert =
+        "INSERT INTO t(entry, r, now, blob) VALUES(?, random(), datetime('now'), randomblob(4))";
+    for c in [&cached, &plain] {
+        write(c, &create);
+        for entry in 0..5i64 {
+            c.set_apply_inputs(Some(raftlite_ffi::ApplyInputs {
+                unix_millis: base_millis + entry * 61_000,
+                seed: entry as u64,
+            }))
+            .unwrap();
+            let r = Request {
+                statements: (0..3)
+                    .map(|_| positional(insert, vec![ParamValue::Integer(entry)]))
+                    .collect(),
+                transaction: false,
+            };
+            let out = write(c, &r);
+            assert!(out.results.iter().all(|s| !s.is_error()), "{out:?}");
+        }
+        c.set_apply_inputs(None).unwrap();
+    }
+    assert!(cached.statement_cache_stats().hits >= 14);
+    let all = |c: &Connection| {
+        let q = query_request(
+            c,
+            &req(&["SELECT * FROM t ORDER BY rowid"]),
+            ResultOptions::default(),
+        )
+        .unwrap();
+        let StatementOutcome::Rows(rows) = &q.results[0].outcome else {
+            panic!("{q:?}")
+        };
+        rows.values.clone()
+    };
+    let rows = all(&cached);
+    assert_eq!(rows, all(&plain), "the cache changes nothing");
+    // Each entry's own clock, for the function and for the column default...
+    for row in &rows {
+        let Value::Integer(entry) = row[0] else {
+            panic!()
+        };
+        let want = c_datetime(&plain, base_millis + entry * 61_000);
+        assert_eq!(row[2], Value::Text(want.clone()));
+        assert_eq!(row[4], Value::Text(want));
+    }
+    // ...and a fresh draw for every row, not a value kept from an earlier run.
+    let mut randoms: Vec<_> = rows
+        .iter()
+        .map(|r| format!("{:?}{:?}", r[1], r[3]))
+        .collect();
+    randoms.sort();
+    randoms.dedup();
+    assert_eq!(randoms.len(), 15);
+}
+
+/// `datetime()` of a Unix time in milliseconds, computed by SQLite.
+fn c_datetime(c: &Connection, millis: i64) -> String {
+    c.query_text(&format!("SELECT datetime({}, 'unixepoch')", millis / 1000))
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn a_repeated_text_is_prepared_once() {
+    let c = conn();
+    write(&c, &req(&["CREATE TABLE t(k, v)"]));
+    let r = Request {
+        statements: (0..1000)
+            .map(|k| {
+                positional(
+                    "INSERT INTO t(k, v) VALUES(?, ?)",
+                    vec![
+                        ParamValue::Integer(k),
+                        ParamValue::Text(format!("value {k}")),
+                    ],
+                )
+            })
+            .collect(),
+        transaction: false,
+    };
+    let out = write(&c, &r);
+    assert_eq!(out.results[999].outcome, exec(1000, 1));
+    let stats = c.statement_cache_stats();
+    assert_eq!((stats.misses, stats.hits), (1, 999), "{stats:?}");
+    write(&c, &r);
+    assert_eq!(c.statement_cache_stats().hits, 1999);
+    assert_eq!(c.query_i64("SELECT count(*) FROM t").unwrap(), Some(2000));
+}
+
+#[test]
+fn sql_loads_do_not_fill_the_cache() {
+    let c = conn();
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let script = [
+        "CREATE TABLE t(a)",
+        "INSERT INTO t VALUES(1)",
+        "INSERT INTO t VALUES(2)",
+    ];
+    let out = execute_script(&c, script.iter().map(|s| Ok(s.to_string()))).unwrap();
+    c.execute_batch("COMMIT").unwrap();
+    assert!(
+        matches!(out, ScriptOutcome::Done { statements: 3, .. }),
+        "{out:?}"
+    );
+    assert_eq!(c.statement_cache_stats().len, 0);
+}
+
+/// Not a test: the apply cost of the benchmark's write request (P6). Run in release:
+/// `cargo test --release --no-default-features --lib apply_cost -- --ignored --nocapture`
+/// It applies 200 requests of 1000 identical parameterised INSERTs through `execute_request`
+/// on a writer opened as the node opens it, each request in its own transaction with its own
+/// clock and seed, as the state machine applies an entry; it prints the time per request.
+#[test]
+#[ignore = "a measurement, not a test; run it by hand in release mode"]
+fn apply_cost_of_1000_identical_parameterised_inserts() {
+    const REQUESTS: u64 = 200;
+    const PER_REQUEST: u64 = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let settings = crate::db::DbSettings::default();
+    let c = crate::db::settings::open_writer(&path, &settings).unwrap();
+    write(
+        &c,
+        &req(&["CREATE TABLE bench (id INTEGER PRIMARY KEY, k INTEGER, v TEXT)"]),
+    );
+    let mut took = Vec::with_capacity(REQUESTS as usize);
+    for r in 0..REQUESTS {
+        let statements = (0..PER_REQUEST)
+            .map(|i| {
+                let k = r * PER_REQUEST + i;
+                SqlStatement {
+                    sql: "INSERT INTO bench(k, v) VALUES(?, ?)".into(),
+                    params: Params::Positional(vec![
+                        ParamValue::Integer(k as i64),
+                        ParamValue::Text(format!("value {k} with some text")),
+                    ]),
+                }
+            })
+            .collect();
+        let request = Request {
+            statements,
+            transaction: false,
+        };
+        let started = std::time::Instant::now();
+        c.set_apply_inputs(Some(raftlite_ffi::ApplyInputs {
+            unix_millis: 1_700_000_000_000 + r as i64,
+            seed: r,
+        }))
+        .unwrap();
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let out = execute_request(
+            &c,
+            &request,
+            RowsPolicy::ReturningOnly,
+            ResultOptions::default(),
+        )
+        .unwrap();
+        c.execute_batch("COMMIT").unwrap();
+        took.push(started.elapsed());
+        assert!(out.error.is_none() && out.results.iter().all(|s| !s.is_error()));
+    }
+    let rows = c.query_i64("SELECT count(*) FROM bench").unwrap();
+    assert_eq!(rows, Some((REQUESTS * PER_REQUEST) as i64));
+    let total: std::time::Duration = took.iter().sum();
+    took.sort();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "apply: {REQUESTS} requests x {PER_REQUEST} INSERTs: total {:.1} ms; per request: \
+         min {:.3} ms, median {:.3} ms, mean {:.3} ms, max {:.3} ms; cache {:?}",
+        ms(total),
+        ms(took[0]),
+        ms(took[took.len() / 2]),
+        ms(total) / REQUESTS as f64,
+        ms(took[took.len() - 1]),
+        c.statement_cache_stats(),
+    );
 }
