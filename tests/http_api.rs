@@ -375,3 +375,32 @@ fn restart_on_same_data_directory_keeps_data() {
     );
     drop(temp);
 }
+
+/// The WAL is copied back into the database file by the node's checkpointer, not by the
+/// writer's auto-checkpoint (which would stall the apply of the entry that crosses the
+/// threshold): the file grows and `/debug/vars` counts the checkpoints, with no snapshot due.
+#[test]
+fn wal_is_checkpointed_off_the_writer() {
+    let node = Node::start(&["-raft-snap", "1000000"]);
+    node.execute(r#"["CREATE TABLE big(v BLOB)"]"#);
+    let checkpoints = || {
+        node.get("/debug/vars").json()["store"]["num_wal_checkpoints"]
+            .as_u64()
+            .expect("num_wal_checkpoints")
+    };
+    assert_eq!(checkpoints(), 0);
+    // About 8 MiB: some 2000 pages, twice the checkpoint threshold.
+    for _ in 0..40 {
+        node.execute(r#"["INSERT INTO big VALUES(randomblob(200000))"]"#);
+    }
+    let db = node.data_dir.join("db.sqlite");
+    let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(10), || checkpoints() >= 1
+            && size() >= 3 << 20),
+        "checkpoints {}, database file {} bytes",
+        checkpoints(),
+        size()
+    );
+    assert!(node.query("SELECT count(*) FROM big").contains("[[40]]"));
+}

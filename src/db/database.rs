@@ -31,7 +31,13 @@ pub struct Database {
     /// Interrupt handles of the readers running now, so a swap can cut long ones short.
     running_readers: Arc<Mutex<HashMap<u64, InterruptHandle>>>,
     next_reader_id: AtomicU64,
+    /// Checkpoints run by [`Database::checkpoint_if_due`] (`/debug/vars`).
+    pub wal_checkpoints: AtomicU64,
 }
+
+/// WAL frames not yet in the database file at which [`Database::checkpoint_if_due`] copies
+/// them back: SQLite's own auto-checkpoint threshold, which the writer turns off.
+pub const CHECKPOINT_FRAMES: u32 = 1000;
 
 impl Database {
     /// Opens (creating if needed) the database at `path` and starts the writer thread.
@@ -63,6 +69,7 @@ impl Database {
             swap_gate: Arc::new(tokio::sync::RwLock::new(())),
             running_readers: Arc::new(Mutex::new(HashMap::new())),
             next_reader_id: AtomicU64::new(1),
+            wal_checkpoints: AtomicU64::new(0),
         })
     }
 
@@ -189,6 +196,48 @@ impl Database {
             .await;
         drop(exclusive);
         swapped?
+    }
+
+    /// Copies the WAL back into the database file (a PASSIVE checkpoint) when at least
+    /// [`CHECKPOINT_FRAMES`] frames wait, on a connection of its own, off the writer thread.
+    ///
+    /// SQLite's auto-checkpoint would run inside the commit that crosses the threshold, on the
+    /// writer: the apply of that entry, and every write queued behind it, would wait for the
+    /// copy and its two fsyncs, which take hundreds of milliseconds while a backup or a load
+    /// writes to the same disk. A PASSIVE checkpoint takes no write lock, so the writer keeps
+    /// appending to the WAL meanwhile; it stops at the oldest reader's snapshot. The swap gate
+    /// is held shared, so a file swap never finds this connection open. Returns whether it ran.
+    pub async fn checkpoint_if_due(&self) -> anyhow::Result<bool> {
+        let shm = sibling(&self.path, "-shm");
+        let pending = super::wal::frames_to_backfill(&shm)
+            .with_context(|| format!("read {}", shm.display()))?;
+        if pending < CHECKPOINT_FRAMES {
+            return Ok(false);
+        }
+        let gate = Arc::clone(&self.swap_gate).read_owned().await;
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let _gate = gate;
+            let mut conn = Connection::open(
+                &path,
+                raftlite_ffi::OpenFlags::READ_WRITE
+                    | raftlite_ffi::OpenFlags::NO_MUTEX
+                    | raftlite_ffi::OpenFlags::NO_FOLLOW,
+            )
+            .with_context(|| format!("open {} to checkpoint", path.display()))?;
+            // A connection finds the WAL when it first reads; before that a checkpoint is a
+            // no-op.
+            conn.query_text("PRAGMA schema_version")
+                .context("read the database header")?;
+            conn.wal_checkpoint(raftlite_ffi::sys::SQLITE_CHECKPOINT_PASSIVE)
+                .context("checkpoint the WAL")?;
+            conn.close().context("close the checkpoint connection")?;
+            Ok(())
+        })
+        .await
+        .context("checkpoint task")??;
+        self.wal_checkpoints.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Stops the writer thread after the jobs already queued, closes every connection and

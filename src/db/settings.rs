@@ -46,6 +46,8 @@ pub fn open_writer(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connecti
     apply_common(&conn, s)?;
     conn.query_text("PRAGMA journal_mode=WAL")?;
     conn.execute_batch("PRAGMA synchronous=NORMAL")?;
+    // Checkpoints run off the writer thread (`Database::checkpoint_if_due`).
+    conn.execute_batch("PRAGMA wal_autocheckpoint=0")?;
     Ok(conn)
 }
 

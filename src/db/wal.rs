@@ -47,6 +47,25 @@ pub fn wal_use(shm: &Path) -> io::Result<Option<WalUse>> {
     }))
 }
 
+/// Frames in the WAL not yet copied into the database file (`mxFrame` minus the checkpoint
+/// header's `nBackfill`, u32 at offset 96); 0 when there is no WAL in use.
+pub fn frames_to_backfill(shm: &Path) -> io::Result<u32> {
+    let mut head = [0u8; 100];
+    let mut f = match std::fs::File::open(shm) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    match f.read_exact(&mut head) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+        Err(e) => return Err(e),
+    }
+    let max_frame = u32::from_ne_bytes([head[16], head[17], head[18], head[19]]);
+    let backfilled = u32::from_ne_bytes([head[96], head[97], head[98], head[99]]);
+    Ok(max_frame.saturating_sub(backfilled))
+}
+
 /// WAL bytes appended since `start` was read: what a reader whose snapshot began at `start`
 /// keeps from being checkpointed. If the WAL restarted since (fewer frames than at `start`),
 /// everything in it came after.
@@ -98,6 +117,11 @@ mod tests {
         // Ten rows of ~10 pages each, at least.
         assert!(grown >= 100 * 4120, "{grown}");
         r.execute_batch("COMMIT").unwrap();
+        // Frames to backfill: everything since the checkpoint, then none after another one.
+        let pending = frames_to_backfill(&shm(&db)).unwrap();
+        assert!(pending >= 100, "{pending}");
+        w.execute_batch("PRAGMA wal_checkpoint(PASSIVE)").unwrap();
+        assert_eq!(frames_to_backfill(&shm(&db)).unwrap(), 0);
         assert_eq!(grown_since(None, None), 0);
         assert!(wal_use(&dir.path().join("none-shm")).unwrap().is_none());
     }

@@ -145,6 +145,7 @@ fn expvars(state: &AppState) -> Value {
             "num_loads": n(&shared.num_loads),
             "num_ignored_joins": n(&c.ignored_joins),
             "num_removed_before_joins": n(&c.updated_joins),
+            "num_wal_checkpoints": n(&store.database().wal_checkpoints),
             "write_entries": n(&store.batch_counters().entries),
             "batched_writes": n(&store.batch_counters().batched_writes),
         },

@@ -167,6 +167,7 @@ impl Store {
         *shared.load_applied.lock() = Some(load_tx);
         tokio::spawn(snapshot_after_loads(raft.clone(), load_rx));
         tokio::spawn(track_member_addrs(raft.clone(), Arc::clone(&shared)));
+        tokio::spawn(checkpoint_wal(Arc::downgrade(&db)));
         Ok(Arc::new(Store {
             db,
             node: opts.node,
@@ -536,4 +537,24 @@ pub fn stop_on_local_fault_msg(fault: &str) -> ! {
     );
     eprintln!("raftlited: local fault while applying: {fault}; stopping");
     std::process::exit(70)
+}
+
+/// How often the WAL is checked for a checkpoint (see [`Database::checkpoint_if_due`]).
+const CHECKPOINT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Keeps the WAL short from outside the writer thread, for as long as the database lives.
+async fn checkpoint_wal(db: std::sync::Weak<Database>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        let Some(db) = db.upgrade() else { return };
+        if let Err(e) = db.checkpoint_if_due().await {
+            if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                tracing::warn!("checkpoint the WAL: {e:#}");
+                last_warning = Some(Instant::now());
+            }
+        }
+    }
 }
