@@ -78,6 +78,17 @@ fn load_files(node: &Node) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Checks whether the source of the last binary load installed from a copy of its staged file
+/// (`copy=true`: some member could not have pulled it yet) or moved it (`copy=false`).
+fn assert_source_copied(source: &Node, copied: bool) {
+    let log = source.log();
+    let waited = log
+        .lines()
+        .find(|line| line.contains("waited for the other members to apply the entry"))
+        .unwrap_or_default();
+    assert!(waited.contains(&format!("copy={copied}")), "{log}");
+}
+
 fn gz(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(data).unwrap();
@@ -123,12 +134,7 @@ fn binary_load_reaches_every_node_survives_restart_and_joiners() {
     }
     // With every follower up, the source waited for them to pull the file and then moved it
     // into place instead of writing another copy.
-    let source_log = cluster.nodes[l].log();
-    let waited = source_log
-        .lines()
-        .find(|line| line.contains("waited for the other members to apply the entry"))
-        .unwrap_or_default();
-    assert!(waited.contains("copy=false"), "{source_log}");
+    assert_source_copied(&cluster.nodes[l], false);
     // Writes continue after the load, on every node.
     cluster.nodes[l].execute(r#"["INSERT INTO test(v) VALUES('after')"]"#);
     for node in &cluster.nodes {
@@ -193,12 +199,7 @@ fn binary_load_with_a_follower_down_reaches_it_later() {
     let db = make_db(tmp.path(), "new.db", "DELETE", 500);
     let a = post(&cluster.nodes[l], "/db/load", std::fs::read(&db).unwrap());
     assert_eq!(a.status, 200, "{}", a.body);
-    let source_log = cluster.nodes[l].log();
-    let waited = source_log
-        .lines()
-        .find(|line| line.contains("waited for the other members to apply the entry"))
-        .unwrap_or_default();
-    assert!(waited.contains("copy=true"), "{source_log}");
+    assert_source_copied(&cluster.nodes[l], true);
     assert!(has_count(&count(&cluster.nodes[l], "test"), 500));
     let dir = cluster.nodes[f].data_dir.clone();
     let id = format!("node{}", f + 1);

@@ -20,6 +20,7 @@ pub mod dump;
 pub mod error;
 pub mod execute;
 pub mod load;
+pub mod priority;
 pub mod request;
 pub mod rewrite;
 pub mod settings;

@@ -255,6 +255,8 @@ fn copy_and_clean(
     reserve: u64,
 ) -> Result<CopyInfo, BackupError> {
     let failed = |e: &dyn std::fmt::Display| BackupError::Failed(e.to_string());
+    // The copy yields the CPU to writes and queries (see `db::priority`).
+    let _background = crate::db::priority::background();
     copy_to_file(src, dest, PAGES_PER_STEP, |_| match free_bytes(tmp_dir) {
         Ok(free) if free < reserve => Err(CopyError::Stopped(format!(
             "stopped: free disk space in {} fell to {free} bytes, below the reserve of \
