@@ -26,44 +26,46 @@ pub struct WalUse {
 /// Reads the wal-index header from `shm`; None when there is no `-shm` file or it is too
 /// short to hold a header (no WAL in use).
 pub fn wal_use(shm: &Path) -> io::Result<Option<WalUse>> {
-    let mut head = [0u8; 20];
+    let Some(head) = read_header::<20>(shm)? else {
+        return Ok(None);
+    };
+    let page = match u16::from_ne_bytes([head[14], head[15]]) {
+        1 => 65536,
+        n => u64::from(n),
+    };
+    Ok(Some(WalUse {
+        frames: u32_at(&head, 16),
+        frame_bytes: page + FRAME_HEADER,
+    }))
+}
+
+/// The first `N` bytes of `shm`; None when there is no `-shm` file or it is shorter (no WAL
+/// in use).
+fn read_header<const N: usize>(shm: &Path) -> io::Result<Option<[u8; N]>> {
+    let mut head = [0u8; N];
     let mut f = match std::fs::File::open(shm) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     match f.read_exact(&mut head) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+        Ok(()) => Ok(Some(head)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
     }
-    let page = match u16::from_ne_bytes([head[14], head[15]]) {
-        1 => 65536,
-        n => u64::from(n),
-    };
-    Ok(Some(WalUse {
-        frames: u32::from_ne_bytes([head[16], head[17], head[18], head[19]]),
-        frame_bytes: page + FRAME_HEADER,
-    }))
+}
+
+/// The native-endian u32 at `at` (the wal-index is in the host's byte order).
+fn u32_at(head: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]])
 }
 
 /// Frames in the WAL not yet copied into the database file (`mxFrame` minus the checkpoint
 /// header's `nBackfill`, u32 at offset 96); 0 when there is no WAL in use.
 pub fn frames_to_backfill(shm: &Path) -> io::Result<u32> {
-    let mut head = [0u8; 100];
-    let mut f = match std::fs::File::open(shm) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    match f.read_exact(&mut head) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-        Err(e) => return Err(e),
-    }
-    let max_frame = u32::from_ne_bytes([head[16], head[17], head[18], head[19]]);
-    let backfilled = u32::from_ne_bytes([head[96], head[97], head[98], head[99]]);
-    Ok(max_frame.saturating_sub(backfilled))
+    Ok(read_header::<100>(shm)?.map_or(0, |head| {
+        u32_at(&head, 16).saturating_sub(u32_at(&head, 96))
+    }))
 }
 
 /// WAL bytes appended since `start` was read: what a reader whose snapshot began at `start`
