@@ -331,6 +331,8 @@ fn only_single_short_queries_and_dml_are_cached() {
     let (s, used) = c.prepare_first_cached("  -- nothing").unwrap();
     assert!(s.is_none());
     assert_eq!(used, "  -- nothing".len());
+    // `prepare_cached` wants exactly one statement: nothing is misuse too.
+    assert!(c.prepare_cached("  -- nothing").is_err());
 }
 
 #[test]
