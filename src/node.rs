@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::auth::Auth;
 use crate::db::DbSettings;
@@ -189,6 +190,8 @@ fn load_security(opts: &NodeOptions) -> anyhow::Result<Security> {
 
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
+    // Listening from the start: a signal that comes between two waits is kept, not lost.
+    let mut stop = StopSignals::install();
     let security = load_security(&opts)?;
     prepare_data_dir(&opts.data_dir)?;
     let backup_tmp_dir = opts
@@ -301,14 +304,14 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     // joining are retried from the start on the next run).
     let formed = tokio::select! {
         r = cluster::form_or_join(&store, &opts.join) => r.map(|()| true),
-        _ = wait_for_shutdown_signal() => {
+        _ = stop.recv() => {
             tracing::warn!("stop signal while forming the cluster; shutting down");
             Ok(false)
         }
     };
     let outcome = match formed {
         Ok(true) => {
-            wait_for_shutdown_signal().await;
+            stop.recv().await;
             tracing::info!("shutting down");
             leave_gracefully(&store, &opts).await;
             Ok(())
@@ -400,19 +403,38 @@ fn remove_leftovers(dir: &std::path::Path, prefixes: &[&str]) {
     }
 }
 
-async fn wait_for_shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; stop the node with SIGKILL");
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// SIGTERM and SIGINT, listened for from start-up to the end of `run`.
+///
+/// Each wait must use the same listeners: tokio hands a signal only to the listeners that
+/// exist when it arrives, so a listener created for a second wait (serving, after forming the
+/// cluster) missed a SIGTERM sent in between, and the node ignored it.
+struct StopSignals(Option<(Signal, Signal)>);
+
+impl StopSignals {
+    fn install() -> StopSignals {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => StopSignals(Some((term, int))),
+            _ => {
+                tracing::warn!("cannot install signal handlers; stop the node with SIGKILL");
+                StopSignals(None)
+            }
+        }
+    }
+
+    /// Waits for the next SIGTERM or SIGINT (forever, without handlers).
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some((term, int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
     }
 }
 

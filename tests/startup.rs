@@ -85,3 +85,22 @@ fn version_and_help() {
     assert_eq!(code, Some(0));
     assert!(out.contains("-http-addr"), "{out}");
 }
+
+/// SIGTERM sent right after start-up stops the node cleanly. A restarted node on new
+/// addresses is still updating its membership then: the node used to listen for signals
+/// while forming the cluster and again, with new listeners, while serving, and a SIGTERM
+/// that came between the two was lost (the node ran until killed). The race is narrow, so
+/// this repeats the restart.
+#[test]
+fn sigterm_right_after_a_restart_on_new_addresses_stops_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["-node-id", "n1"];
+    let mut node = common::Node::start_in(dir.path(), &args);
+    assert!(node.stop().success());
+    for round in 0..8 {
+        // Port 0 gives new addresses each time, so each start updates the membership.
+        let mut node = common::Node::start_in(dir.path(), &args);
+        let status = node.stop();
+        assert!(status.success(), "round {round}: {status:?}\n{}", node.log());
+    }
+}
