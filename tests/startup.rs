@@ -101,6 +101,10 @@ fn sigterm_right_after_a_restart_on_new_addresses_stops_the_node() {
         // Port 0 gives new addresses each time, so each start updates the membership.
         let mut node = common::Node::start_in(dir.path(), &args);
         let status = node.stop();
-        assert!(status.success(), "round {round}: {status:?}\n{}", node.log());
+        assert!(
+            status.success(),
+            "round {round}: {status:?}\n{}",
+            node.log()
+        );
     }
 }
