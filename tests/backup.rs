@@ -233,7 +233,11 @@ fn backup_under_concurrent_writes_is_a_committed_prefix() {
     stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer");
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
-    assert!(temp_files(&node.data_dir).is_empty());
+    // The copy is removed off the HTTP worker, just after the last download ends.
+    assert!(wait_until(Duration::from_secs(5), || temp_files(
+        &node.data_dir
+    )
+    .is_empty()));
 }
 
 /// Restores SQL text into a new database with the `sqlite3` shell, as a user would.
@@ -388,7 +392,10 @@ fn followers_proxy_redirect_and_noleader() {
     let f = save(tmp.path(), "s.db", &d.body);
     check_sqlite_file(&f);
     assert_eq!(sqlite3(&f, ROWS_SQL), expected);
-    assert!(temp_files(&s.data_dir).is_empty());
+    assert!(wait_until(Duration::from_secs(5), || temp_files(
+        &s.data_dir
+    )
+    .is_empty()));
 }
 
 #[test]
@@ -565,7 +572,11 @@ fn backup_tmp_dir_on_a_small_disk_fills_then_refuses_and_recovers() {
         "{}",
         String::from_utf8_lossy(&third.body)
     );
-    assert_eq!(files_in(&tmp), 2, "the refused copy left a file");
+    // (Files are removed off the HTTP worker, a moment after the answer.)
+    assert!(
+        wait_until(Duration::from_secs(5), || files_in(&tmp) == 2),
+        "the refused copy left a file"
+    );
     // The held downloads complete and are whole; then the disk is free again.
     let one = first.bytes().expect("body");
     let two = second.bytes().expect("body");

@@ -18,7 +18,6 @@
 //!   soon as it would eat into the reserve. The reserve keeps room for the Raft log and the
 //!   WAL: a full disk at apply time stops a node.
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -295,14 +294,12 @@ fn copy_and_clean(
 struct TempFile(PathBuf);
 
 impl TempFile {
+    /// Removes the file and any rollback journal a failed DROP/VACUUM on the copy left. The
+    /// caller is usually an HTTP worker ending a download, so the unlink runs on a thread of
+    /// its own rather than stalling the other requests that worker serves.
     fn remove(&self) {
-        match std::fs::remove_file(&self.0) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("remove backup file {}: {e}", self.0.display()),
-        }
-        // A failed DROP/VACUUM on the copy may leave its rollback journal behind.
-        let _ = std::fs::remove_file(crate::db::sibling(&self.0, "-journal"));
+        let journal = crate::db::sibling(&self.0, "-journal");
+        crate::db::disk::remove_in_background(vec![self.0.clone(), journal]);
     }
 }
 

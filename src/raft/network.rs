@@ -217,12 +217,12 @@ impl PeerClient {
     }
 }
 
-/// A file removed when dropped.
+/// A file removed when dropped (off the async task: it may be a whole database).
 pub struct TempFile(pub PathBuf);
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        crate::db::disk::remove_in_background(vec![self.0.clone()]);
     }
 }
 

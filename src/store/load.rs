@@ -262,8 +262,8 @@ pub async fn retire_when_applied(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let _ = std::fs::remove_file(&staged);
-    tracing::info!(file = %staged.display(), "retired staged load content");
+    tracing::info!(file = %staged.display(), "retiring staged load content");
+    crate::db::disk::remove_in_background(vec![staged]);
 }
 
 /// On the source of a database load, before it applies the entry itself: waits until every
