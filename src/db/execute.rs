@@ -23,6 +23,7 @@ use std::time::Instant;
 use raftlite_ffi::{CachedStatement, Connection, Statement, Step};
 
 use super::error::{classify, SqlFailure};
+use super::literal_insert;
 use super::request::{
     ParamValue, Params, Request, ResultOptions, Rows, RowsPolicy, SqlStatement, StatementOutcome,
     StatementResult,
@@ -175,6 +176,7 @@ pub fn execute_script(
         rows_affected: 0,
     };
     let mut count = 0u64;
+    let mut template = String::new();
     for sql in statements {
         let sql = sql.map_err(|e| {
             raftlite_ffi::Error::new(
@@ -183,15 +185,18 @@ pub fn execute_script(
             )
         })?;
         count += 1;
-        let stmt = SqlStatement::new(sql);
-        match run_text(
-            conn,
-            &stmt,
-            Some(&mut state),
-            RowsPolicy::ReturningOnly,
-            ResultOptions::default(),
-            UseCache::No,
-        ) {
+        let ran = match run_literal_insert(conn, &sql, &mut template) {
+            Some(ran) => ran,
+            None => run_text(
+                conn,
+                &SqlStatement::new(sql),
+                Some(&mut state),
+                RowsPolicy::ReturningOnly,
+                ResultOptions::default(),
+                UseCache::No,
+            ),
+        };
+        match ran {
             Ok(StatementOutcome::Error(msg)) | Err(SqlFailure::Sql(msg)) => {
                 return Ok(ScriptOutcome::Failed(msg))
             }
@@ -227,6 +232,27 @@ pub fn execute_script(
         last,
         statements: count,
     })
+}
+
+/// Runs `sql` through [`literal_insert`] when it is a literal single-row INSERT: its template
+/// comes from the statement cache, its values are bound. `None` when the text is not of that
+/// shape or its template does not prepare (no such table, a wrong number of values): the text
+/// then runs as it is, and SQLite reports its own error for it.
+fn run_literal_insert(
+    conn: &Connection,
+    sql: &str,
+    template: &mut String,
+) -> Option<Result<StatementOutcome, SqlFailure>> {
+    let insert = literal_insert::parse(sql)?;
+    insert.template_into(template);
+    let mut stmt = conn.prepare_cached(template).ok()?;
+    insert.bind(&mut stmt).ok()?;
+    Some(run_prepared(
+        conn,
+        &mut stmt,
+        RowsPolicy::ReturningOnly,
+        ResultOptions::default(),
+    ))
 }
 
 /// True when every statement in the request only reads (rqlite's `/db/request` rule). Text that

@@ -624,7 +624,8 @@ pub fn validate_sql_file(path: &Path) -> Result<(), LoadError> {
 }
 
 /// Complete SQL statements read from text, one at a time (`sqlite3_complete` decides where a
-/// statement ends). Memory holds one statement. Text after the last complete statement is
+/// statement ends; a line that is one whole literal INSERT, the bulk of a dump, is known to end
+/// one without it: see `db::literal_insert`). Memory holds one statement. Text after the last complete statement is
 /// returned as a final statement (SQLite then reports it as incomplete or runs it).
 pub struct SqlStatements<R: BufRead> {
     reader: R,
@@ -659,7 +660,11 @@ impl<R: BufRead> Iterator for SqlStatements<R> {
                 }
                 Ok(_) => {
                     // Only a line with a ';' can complete a statement.
-                    if self.buf[before..].contains(';') && raftlite_ffi::complete(&self.buf) {
+                    let ends = self.buf[before..].contains(';')
+                        && ((before == 0
+                            && crate::db::literal_insert::is_literal_insert(&self.buf))
+                            || raftlite_ffi::complete(&self.buf));
+                    if ends {
                         return Some(Ok(std::mem::take(&mut self.buf)));
                     }
                 }

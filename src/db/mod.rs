@@ -19,6 +19,7 @@ pub mod disk;
 pub mod dump;
 pub mod error;
 pub mod execute;
+pub mod literal_insert;
 pub mod load;
 pub mod priority;
 pub mod request;

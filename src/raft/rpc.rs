@@ -147,12 +147,15 @@ async fn snapshot(
     bincode_response(&result)
 }
 
-/// Streams `load-<id>.staged` to a node that is applying the load entry.
+/// Streams the local copy of a load's content (staged here, or pulled) to a node that is
+/// applying the load entry.
 async fn staged(store: web::Data<Arc<Store>>, id: web::Path<String>) -> HttpResponse {
     if !crate::store::load::valid_id(&id) {
         return HttpResponse::BadRequest().body("invalid staged id");
     }
-    let path = crate::store::load::staged_path(store.data_dir(), &id);
+    let Some(path) = crate::store::load::local_copy(store.data_dir(), &id) else {
+        return HttpResponse::NotFound().body(format!("staged load {id}: not here"));
+    };
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) => return HttpResponse::NotFound().body(format!("staged load {id}: {e}")),

@@ -164,8 +164,8 @@ impl SqliteStateMachine {
         }
         let membership = self.shared.applied.lock().membership.clone();
         // A staged file that is here before `obtain` was staged here (this node is the source,
-        // perhaps restarted on another address) or pulled before a crash: other nodes may be
-        // pulling it from us, so it is kept, not consumed.
+        // perhaps restarted on another address): other nodes may be pulling it from us, so it
+        // is kept, not consumed. (Pulled copies do not survive a restart.)
         let staged_here = super::load::staged_path(&self.data_dir, &cmd.id).exists();
         let staged = super::load::obtain(
             &self.client,
@@ -218,7 +218,7 @@ impl SqliteStateMachine {
             }
         };
         if !keep {
-            let _ = std::fs::remove_file(&staged);
+            crate::db::disk::remove_in_background(vec![staged]);
         } else {
             tokio::spawn(super::load::retire_when_applied(
                 self.client.clone(),
