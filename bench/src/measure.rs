@@ -1,4 +1,5 @@
-//! Measuring: latency percentiles, memory from `/proc`, and timed runs of external tools.
+//! Measuring: latency percentiles, memory from `/proc`, timed runs of external tools, and
+//! alternating rounds of a pair of cases.
 //!
 //! Memory follows DESIGN.md ("Memory, as measured"): peak RSS (`VmHWM`) minus the idle
 //! baseline of the same process. `VmHWM` only grows, so a server's baseline is its `VmRSS`
@@ -170,6 +171,43 @@ pub fn settle() {
     let _ = Command::new("sync").status();
 }
 
+/// Runs the pair of cases `a` and `b` for `rounds` rounds, back to back, alternating which
+/// goes first: a then b in the first round, b then a in the second, and so on. On a noisy
+/// machine a single run of a case moves by tens of percent, and the second of two back-to-back
+/// runs is not in the same position as the first (caches, writeback, the other load), so
+/// neither side gets the same position every time. Returns each side's results in round
+/// order (the two sides may return different types); the first error stops the rounds.
+pub fn alternate<A, B>(
+    rounds: usize,
+    mut a: impl FnMut() -> Result<A, String>,
+    mut b: impl FnMut() -> Result<B, String>,
+) -> Result<(Vec<A>, Vec<B>), String> {
+    if rounds == 0 {
+        return Err("alternate: at least one round is needed".into());
+    }
+    let (mut from_a, mut from_b) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            from_a.push(a()?);
+            from_b.push(b()?);
+        } else {
+            from_b.push(b()?);
+            from_a.push(a()?);
+        }
+    }
+    Ok((from_a, from_b))
+}
+
+/// The median item by `key`: the middle one of an odd count, the lower middle one of an even
+/// count (always a measured item, never an average of two). None for no items. A NaN key
+/// sorts after every number.
+pub fn median_by<T>(items: &[T], key: impl Fn(&T) -> f64) -> Option<&T> {
+    let mut order: Vec<&T> = items.iter().collect();
+    order.sort_by(|x, y| key(x).total_cmp(&key(y)));
+    let middle = order.len().checked_sub(1)? / 2;
+    Some(order[middle])
+}
+
 /// Reads a file once so every timed run starts from the same (warm) page cache.
 pub fn warm_page_cache(path: &Path) -> Result<(), String> {
     let mut f = open(path, false)?;
@@ -188,6 +226,52 @@ mod tests {
         let p = Percentiles::of(&mut v).unwrap();
         assert_eq!((p.p50, p.p90, p.p99, p.max), (50.0, 90.0, 99.0, 100.0));
         assert!(Percentiles::of(&mut []).is_none());
+    }
+
+    #[test]
+    fn alternate_swaps_the_order_every_round() {
+        // Each call returns the call's position overall, so the order shows in the results.
+        let calls = std::cell::Cell::new(0);
+        let next = || {
+            calls.set(calls.get() + 1);
+            Ok::<_, String>(calls.get())
+        };
+        let (a, b) = alternate(3, next, next).unwrap();
+        assert_eq!((a, b), (vec![1, 4, 5], vec![2, 3, 6]));
+        calls.set(0);
+        let (a, b) = alternate(1, next, next).unwrap();
+        assert_eq!((a, b), (vec![1], vec![2]));
+        assert!(alternate(0, next, next).is_err());
+    }
+
+    #[test]
+    fn alternate_stops_at_the_first_error() {
+        let b_calls = std::cell::Cell::new(0);
+        let failing_b = || {
+            b_calls.set(b_calls.get() + 1);
+            if b_calls.get() == 2 {
+                Err("round 2 failed".to_string())
+            } else {
+                Ok(())
+            }
+        };
+        let err = alternate(3, || Ok(()), failing_b).unwrap_err();
+        assert_eq!(err, "round 2 failed");
+        assert_eq!(b_calls.get(), 2, "no round runs after the failure");
+    }
+
+    #[test]
+    fn median_of_odd_even_and_single_counts() {
+        let by_value = |v: &f64| *v;
+        assert_eq!(median_by(&[5.02, 4.10, 4.35], by_value), Some(&4.35));
+        assert_eq!(median_by(&[3.0, 1.0, 2.0, 10.0, 0.5], by_value), Some(&2.0));
+        assert_eq!(median_by(&[7.0], by_value), Some(&7.0));
+        // Even: the lower middle item, a measured one rather than the mean 2.5.
+        assert_eq!(median_by(&[4.0, 1.0, 3.0, 2.0], by_value), Some(&2.0));
+        assert_eq!(median_by(&[], by_value), None);
+        // By key, returning the item itself.
+        let rows = [("slow", 9.0), ("fast", 1.0), ("typical", 5.0)];
+        assert_eq!(median_by(&rows, |r| r.1).map(|r| r.0), Some("typical"));
     }
 
     #[test]

@@ -63,6 +63,18 @@ impl Row {
         self
     }
 
+    /// Appends `more` to the note, after a `; ` when the note already says something.
+    pub fn also_note(mut self, more: impl AsRef<str>) -> Row {
+        let more = more.as_ref();
+        if !more.is_empty() {
+            if !self.note.is_empty() {
+                self.note.push_str("; ");
+            }
+            self.note.push_str(more);
+        }
+        self
+    }
+
     /// Ratio of wall times, this / reference.
     pub fn time_ratio_to(mut self, reference: &Row) -> Row {
         if let (Some(a), Some(b)) = (self.wall_s, reference.wall_s) {
@@ -335,6 +347,13 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn notes_are_appended_with_a_separator() {
+        assert_eq!(Row::new("a").also_note("x").note, "x");
+        assert_eq!(Row::new("a").note("x").also_note("y").note, "x; y");
+        assert_eq!(Row::new("a").note("x").also_note("").note, "x");
     }
 
     #[test]

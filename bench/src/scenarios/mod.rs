@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::Options;
 use crate::datagen::{self, DataSet};
 use crate::node::{scratch_dir, Cluster};
-use crate::report::{Outcome, ScenarioReport};
+use crate::report::{Outcome, Row, ScenarioReport};
 
 /// What every scenario shares: options, the data set (generated once per run) and tools.
 pub struct Context {
@@ -144,6 +144,49 @@ pub fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
 }
 
+/// The median round of a case (by wall time) as the case's row: that round's figures, with
+/// every round's time in round order at the head of its note (`median of 3: 5.02 / 4.10 /
+/// 4.35 s`), then the median round's own note. Errors when there are no rounds or a round
+/// has no wall time (a median of untimed rows would be arbitrary).
+pub fn median_row(rounds: &[Row]) -> Result<Row, String> {
+    let times = rounds
+        .iter()
+        .map(|r| {
+            r.wall_s
+                .ok_or_else(|| format!("round of {} has no wall time", r.case))
+        })
+        .collect::<Result<Vec<f64>, String>>()?;
+    let median = crate::measure::median_by(rounds, |r| r.wall_s.unwrap_or(f64::NAN))
+        .ok_or("a median of no rounds")?;
+    let shown: Vec<String> = times.iter().map(|&t| seconds(t)).collect();
+    Ok(median
+        .clone()
+        .note(format!(
+            "median of {}: {} s",
+            rounds.len(),
+            shown.join(" / ")
+        ))
+        .also_note(&median.note))
+}
+
+/// The largest RSS growth of any round: memory goals are bounds, so the worst round counts,
+/// not the typical one.
+pub fn max_rss_growth(rounds: &[Row]) -> Option<f64> {
+    rounds
+        .iter()
+        .filter_map(|r| r.rss_growth_mib)
+        .reduce(f64::max)
+}
+
+/// Seconds for a note: three decimals below one second (quick runs), two above.
+fn seconds(t: f64) -> String {
+    if t < 1.0 {
+        format!("{t:.3}")
+    } else {
+        format!("{t:.2}")
+    }
+}
+
 /// Downloads `path` from `node` into `out` with `curl -sS -o out URL`, the client the issues
 /// name (`curl /db/backup > f`), and times it. Returns None when the endpoint does not exist
 /// (404), and the node's peak RSS growth during the download.
@@ -185,4 +228,59 @@ pub fn download_measured(
         row.rss_growth_mib = Some(crate::measure::kib_to_mib(h.saturating_sub(b)));
     }
     Ok(Some(row))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(wall_s: f64, mb: u64, rss: Option<f64>, note: &str) -> Row {
+        let mut r = Row::new("case")
+            .timed(wall_s, Some(mb * 1_000_000), None)
+            .note(note);
+        r.rss_growth_mib = rss;
+        r
+    }
+
+    #[test]
+    fn median_row_is_the_middle_round_with_every_time_in_its_note() {
+        let rounds = [
+            round(5.02, 100, Some(3.0), "first"),
+            round(4.10, 100, Some(9.0), "second"),
+            round(4.35, 100, Some(1.0), "third"),
+        ];
+        let row = median_row(&rounds).unwrap();
+        assert_eq!(row.wall_s, Some(4.35));
+        assert_eq!(row.mb_per_s, Some(100.0 / 4.35));
+        assert_eq!(
+            row.rss_growth_mib,
+            Some(1.0),
+            "the median round's own figures"
+        );
+        assert_eq!(row.note, "median of 3: 5.02 / 4.10 / 4.35 s; third");
+        assert_eq!(max_rss_growth(&rounds), Some(9.0));
+    }
+
+    #[test]
+    fn median_row_of_one_and_of_an_even_count() {
+        let one = median_row(&[round(0.0123, 1, None, "")]).unwrap();
+        assert_eq!(
+            (one.wall_s, one.note.as_str()),
+            (Some(0.0123), "median of 1: 0.012 s")
+        );
+        let even = [
+            round(4.0, 1, None, ""),
+            round(1.0, 1, None, ""),
+            round(3.0, 1, None, ""),
+            round(2.0, 1, None, ""),
+        ];
+        assert_eq!(
+            median_row(&even).unwrap().wall_s,
+            Some(2.0),
+            "the lower middle"
+        );
+        assert!(median_row(&[]).is_err());
+        assert!(median_row(&[Row::new("untimed")]).is_err());
+        assert_eq!(max_rss_growth(&even), None);
+    }
 }
