@@ -290,6 +290,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             disk_reserve: opts.disk_reserve,
             max_copies: opts.max_backup_copies,
         }),
+        writer_pragmas: parking_lot::Mutex::new(serde_json::Value::Null),
     };
     let https = security.http_server.is_some();
     let server =

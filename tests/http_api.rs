@@ -404,3 +404,33 @@ fn wal_is_checkpointed_off_the_writer() {
     );
     assert!(node.query("SELECT count(*) FROM big").contains("[[40]]"));
 }
+
+/// `/status` answers while the writer is busy with a long job (a SQL load's transaction ran
+/// for 40 s on 1 GiB): it shows the writer's settings as it last read them instead of
+/// queueing behind the job.
+#[test]
+fn status_answers_while_the_writer_is_busy() {
+    let node = Node::start(&[]);
+    let rw = |a: &common::Answer| a.json()["store"]["sqlite3"]["pragmas"]["rw"].clone();
+    let before = node.get("/status");
+    assert_eq!(before.status, 200);
+    let known = rw(&before);
+    assert_eq!(known["journal_mode"], "wal", "{known}");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Seconds of work on the writer thread (a count over a long recursive CTE).
+            node.execute(
+                r#"["CREATE TABLE n AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 8000000) SELECT count(*) AS n FROM c"]"#,
+            );
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let during = node.get("/status");
+        let answered_first = !done.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(during.status, 200);
+        assert!(answered_first, "/status waited for the writer's job");
+        assert_eq!(rw(&during), known);
+    });
+    assert!(node.query("SELECT n FROM n").contains("[[8000000]]"));
+}

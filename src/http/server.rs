@@ -77,6 +77,9 @@ pub struct AppState {
     pub backup_copies: super::backup_copies::BackupCopies,
     /// Queued writes (`/db/execute?queue`).
     pub write_queue: super::write_queue::WriteQueue,
+    /// The writer connection's settings as `/status` last read them: shown when the writer
+    /// is busy (a SQL load's transaction, a snapshot's fsync) rather than waiting for it.
+    pub writer_pragmas: parking_lot::Mutex<serde_json::Value>,
 }
 
 /// Registers every route.

@@ -57,6 +57,9 @@ async fn status_document(state: &AppState) -> Value {
     doc
 }
 
+/// How long `/status` waits for the writer thread before showing its last known settings.
+const WRITER_PRAGMAS_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 async fn status_fields(state: &AppState) -> Value {
     let store = &state.store;
     let node = store.node();
@@ -68,10 +71,21 @@ async fn status_fields(state: &AppState) -> Value {
         s.push("-wal");
         std::path::PathBuf::from(s)
     };
-    let rw = db
-        .with_writer(|c| crate::db::settings::pragmas(c))
-        .await
-        .unwrap_or(Value::Null);
+    // The writer runs one job at a time, and one may take long (a 1 GiB SQL load ran for
+    // 40 s, a snapshot's fsync for seconds): /status waited behind it, so monitoring and the
+    // bench's "applied?" polls hung. It waits briefly, then shows the settings last read.
+    let rw = match tokio::time::timeout(
+        WRITER_PRAGMAS_WAIT,
+        db.with_writer(|c| crate::db::settings::pragmas(c)),
+    )
+    .await
+    {
+        Ok(Ok(v)) => {
+            *state.writer_pragmas.lock() = v.clone();
+            v
+        }
+        _ => state.writer_pragmas.lock().clone(),
+    };
     let ro = db
         .with_reader(crate::db::settings::pragmas)
         .await
