@@ -624,9 +624,10 @@ pub fn validate_sql_file(path: &Path) -> Result<(), LoadError> {
 }
 
 /// Complete SQL statements read from text, one at a time (`sqlite3_complete` decides where a
-/// statement ends; a line that is one whole literal INSERT, the bulk of a dump, is known to end
-/// one without it: see `db::literal_insert`). Memory holds one statement. Text after the last complete statement is
-/// returned as a final statement (SQLite then reports it as incomplete or runs it).
+/// statement ends; a line that is one whole literal INSERT, the bulk of a dump, is known to
+/// end one without it: see `db::literal_insert`). Memory holds one statement. Text after the
+/// last complete statement is returned as a final statement (SQLite then reports it as
+/// incomplete or runs it).
 pub struct SqlStatements<R: BufRead> {
     reader: R,
     buf: String,

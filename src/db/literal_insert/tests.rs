@@ -23,16 +23,9 @@ fn open() -> Connection {
 fn contents(conn: &Connection) -> String {
     let mut out = String::new();
     for (table, cols) in [("t", 6), ("\"odd \"\"name\"", 2), ("s", 2)] {
-        let exprs: Vec<String> = (0..cols)
-            .map(|i| {
-                format!("typeof(c{i}) || ':' || quote(c{i}) || ':' || hex(c{i})")
-                    .replace("c0", "a")
-                    .replace("c1", "b")
-                    .replace("c2", "c")
-                    .replace("c3", "d")
-                    .replace("c4", "e")
-                    .replace("c5", "f")
-            })
+        let exprs: Vec<String> = ["a", "b", "c", "d", "e", "f"][..cols]
+            .iter()
+            .map(|c| format!("typeof({c}) || ':' || quote({c}) || ':' || hex({c})"))
             .collect();
         let mut stmt = conn
             .prepare(&format!(
