@@ -89,6 +89,45 @@ fn assert_source_copied(source: &Node, copied: bool) {
     assert!(waited.contains(&format!("copy={copied}")), "{log}");
 }
 
+/// This node's prebuilt SQL loads applied by installing the built file, and by running the
+/// script (`/debug/vars`).
+fn prebuilt_counts(node: &Node) -> (u64, u64) {
+    let vars = node.get("/debug/vars").json();
+    let n = |k: &str| vars["store"][k].as_u64().unwrap_or(u64::MAX);
+    (
+        n("num_prebuilt_load_installs"),
+        n("num_prebuilt_load_scripts"),
+    )
+}
+
+/// A script with `rows` rows in `big`, and a table `env` of values that depend on the apply's
+/// clock and random seed.
+fn script_with_rows(rows: u32) -> String {
+    let mut sql = String::from(
+        "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n\
+         CREATE TABLE big(id INTEGER PRIMARY KEY, v TEXT);\n",
+    );
+    for i in 1..=rows {
+        sql.push_str(&format!(
+            "INSERT INTO big VALUES({i},'row {i} of a script long enough to take a moment');\n"
+        ));
+    }
+    sql.push_str(
+        "CREATE TABLE env(r, year);\n\
+         INSERT INTO env VALUES(random(), CAST(strftime('%Y','now') AS INTEGER));\nCOMMIT;\n",
+    );
+    sql
+}
+
+/// The `env` table of [`script_with_rows`] on a node: one random value and a recent year.
+fn env_row(node: &Node) -> serde_json::Value {
+    let body = local(node, "SELECT r, year FROM env");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let row = v["results"][0]["values"][0].clone();
+    assert!(row[1].as_i64().is_some_and(|y| y >= 2025), "{body}");
+    row
+}
+
 fn gz(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(data).unwrap();
@@ -246,6 +285,13 @@ fn sql_dump_loads_atomically_on_every_node() {
         )));
         let hit = local(node, "SELECT count(*) FROM docs WHERE docs MATCH 'hello'");
         assert!(has_count(&hit, 1), "{hit}");
+    }
+    // The cluster was blank: the leader built the database once and every node installed
+    // that file instead of running the script.
+    assert_eq!(a.json()["load"]["built"], true, "{}", a.body);
+    assert_eq!(a.json()["load"]["installed_built"], true, "{}", a.body);
+    for node in &cluster.nodes {
+        assert_eq!(prebuilt_counts(node), (1, 0), "{}", cluster.logs());
     }
     // The node's own foreign_keys setting is back after the load.
     let fk = cluster.nodes[l].post("/db/execute", r#"["INSERT INTO child VALUES(2, 99)"]"#);
@@ -578,4 +624,126 @@ fn load_that_would_eat_the_disk_reserve_answers_507() {
     assert!(has_count(&count(&node, "keep"), 1));
     assert!(load_files(&node).is_empty(), "{:?}", load_files(&node));
     assert_eq!(node.get("/readyz").status, 200);
+}
+
+/// A SQL load is built once on the leader when the cluster is blank. A write that commits
+/// while it builds makes the database non-blank at the load's log position: then every node
+/// runs the script on top of that write instead, and nothing of either is lost. The script's
+/// clock and random values are the same on every node on either branch.
+#[test]
+fn a_write_during_the_build_makes_every_node_run_the_script() {
+    let script = script_with_rows(60_000);
+    let cluster = Cluster::start(3, &[]);
+    let l = cluster.leader();
+    let leader = &cluster.nodes[l];
+    let url = leader.url("/db/load");
+    let body = script.clone().into_bytes();
+    let upload = std::thread::spawn(move || {
+        let r = client().post(url).body(body).send().expect("POST");
+        r.text().unwrap_or_default()
+    });
+    // While it builds, the leader holds two `.part` files: the script and the new database.
+    let building = wait_until(Duration::from_secs(60), || {
+        load_files(leader)
+            .iter()
+            .filter(|f| f.ends_with(".part"))
+            .count()
+            == 2
+    });
+    assert!(building, "{}", leader.log());
+    let w = leader.execute(r#"["CREATE TABLE during(x)", "INSERT INTO during VALUES(1)"]"#);
+    assert!(!w.contains("error"), "{w}");
+    let answer: serde_json::Value = serde_json::from_str(&upload.join().unwrap()).unwrap();
+    assert_eq!(answer["load"]["built"], true, "{answer}");
+    assert!(answer["load"]["installed_built"].is_null(), "{answer}");
+    assert_eq!(answer["results"][0]["last_insert_id"], 1, "{answer}");
+    let first_env = env_row(leader);
+    for node in &cluster.nodes {
+        assert!(
+            wait_until(Duration::from_secs(30), || has_count(
+                &count(node, "big"),
+                60_000
+            )),
+            "{}",
+            cluster.logs()
+        );
+        assert!(has_count(&count(node, "during"), 1));
+        assert_eq!(env_row(node), first_env);
+        assert_eq!(prebuilt_counts(node), (0, 1), "{}", cluster.logs());
+    }
+    // Nobody needed the built file: it is gone from the leader, with the script once every
+    // member has applied the load.
+    assert!(
+        wait_until(Duration::from_secs(30), || load_files(leader).is_empty()),
+        "{:?}",
+        load_files(leader)
+    );
+}
+
+/// The same script on a blank cluster installs the built file everywhere, with the same
+/// clock and random values on every node, and answers with the script's last result.
+#[test]
+fn a_blank_cluster_installs_the_database_built_from_the_script() {
+    let cluster = Cluster::start(3, &[]);
+    let l = cluster.leader();
+    let a = post(
+        &cluster.nodes[l],
+        "/db/load",
+        script_with_rows(500).into_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["load"]["installed_built"], true, "{}", a.body);
+    assert_eq!(a.json()["results"][0]["last_insert_id"], 1, "{}", a.body);
+    let first_env = env_row(&cluster.nodes[l]);
+    for node in &cluster.nodes {
+        assert!(wait_until(Duration::from_secs(30), || has_count(
+            &count(node, "big"),
+            500
+        )));
+        assert_eq!(env_row(node), first_env);
+        assert_eq!(prebuilt_counts(node), (1, 0));
+    }
+    // The installed file is the node's database from now on: writes go on and reach all.
+    let w = cluster.nodes[l].execute(r#"["INSERT INTO big(v) VALUES('after')"]"#);
+    assert!(w.contains(r#""last_insert_id":501"#), "{w}");
+    for node in &cluster.nodes {
+        assert!(wait_until(Duration::from_secs(30), || has_count(
+            &count(node, "big"),
+            501
+        )));
+    }
+    let files = |n: &Node| load_files(n);
+    assert!(
+        wait_until(Duration::from_secs(30), || cluster
+            .nodes
+            .iter()
+            .all(|n| files(n).is_empty())),
+        "{:?}",
+        cluster.nodes.iter().map(files).collect::<Vec<_>>()
+    );
+}
+
+/// On a blank node a failing script fails while the leader builds: rqlite's 200 with the
+/// error, nothing proposed, nothing applied, no file left.
+#[test]
+fn a_script_that_fails_on_a_blank_database_applies_nothing() {
+    let node = Node::start(&[]);
+    let before = node.get("/status").json()["store"]["raft"]["applied_index"].clone();
+    let sql =
+        "CREATE TABLE b(x PRIMARY KEY);\nINSERT INTO b VALUES(1);\nINSERT INTO b VALUES(1);\n";
+    let r = post(&node, "/db/load?raft_index", sql.into());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.json()["results"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("UNIQUE")),
+        "{}",
+        r.body
+    );
+    assert!(r.json()["raft_index"].is_null(), "{}", r.body);
+    assert!(count(&node, "b").contains("no such table"));
+    assert!(load_files(&node).is_empty(), "{:?}", load_files(&node));
+    let after = node.get("/status").json()["store"]["raft"]["applied_index"].clone();
+    assert_eq!(before, after);
+    assert_eq!(prebuilt_counts(&node), (0, 0));
 }

@@ -63,6 +63,18 @@ pub fn open_reader(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connecti
     Ok(conn)
 }
 
+/// Opens a connection that builds a new database file (`store::prebuild`): read-write,
+/// created, deterministic and with the writer's SQL settings; the caller picks the journal
+/// and sync modes.
+pub fn open_builder(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connection> {
+    let conn = Connection::open_deterministic(
+        path,
+        OpenFlags::READ_WRITE | OpenFlags::CREATE | OpenFlags::NO_MUTEX | OpenFlags::NO_FOLLOW,
+    )?;
+    apply_common(&conn, s)?;
+    Ok(conn)
+}
+
 fn apply_common(conn: &Connection, s: &DbSettings) -> raftlite_ffi::Result<()> {
     conn.busy_timeout(s.busy_timeout_ms)?;
     conn.set_double_quoted_strings(true)?;

@@ -41,12 +41,14 @@ use super::params::QueryParams;
 use super::response::{empty, json, text_error};
 use super::AppState;
 use crate::db::disk::{check_room, ReserveWriter};
+use crate::db::execute::ScriptOutcome;
 use crate::db::load::{
     validate_sql_file, validate_sqlite_file, LoadError, LoadKind, StagedInfo, Stager,
 };
 use crate::raft::network::{unique_suffix, TempFile};
-use crate::raft::types::LoadCommand;
+use crate::raft::types::{LoadCommand, SqlLoad};
 use crate::store::load::{part_path, staged_path};
+use crate::store::prebuild::{self, blank_layout, BuiltDatabase};
 use crate::store::StoreError;
 
 /// Chunks in flight between the HTTP body and the staging thread.
@@ -217,7 +219,9 @@ pub async fn stage_and_validate(
 }
 
 /// Renames a staged load to `load-<id>.staged` and proposes its entry (this node must lead);
-/// answers as `/db/load` does (`boot`: as `/boot` does).
+/// answers as `/db/load` does (`boot`: as `/boot` does). SQL text on a blank database is run
+/// here first into a new database file, which the entry offers in its place (see
+/// `store::prebuild`).
 pub async fn propose_staged(
     req: &HttpRequest,
     params: &QueryParams,
@@ -233,14 +237,6 @@ pub async fn propose_staged(
         info,
         mut report,
     } = staged;
-    let staged = staged_path(store.data_dir(), &id);
-    if let Err(e) = std::fs::rename(&guard.0, &staged) {
-        return text_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("stage load data: rename: {e}"),
-        );
-    }
-    guard.0 = staged;
     let cmd = LoadCommand {
         id,
         kind: info.kind,
@@ -249,41 +245,213 @@ pub async fn propose_staged(
         source: store.node().raft_addr.clone(),
         shared: !store.is_single_node(),
     };
+    // The script stays a `.part` file while it builds: a crash then leaves nothing behind
+    // that startup keeps.
+    let sql = if info.kind == LoadKind::Sql {
+        let env = store.stamp();
+        let building = Instant::now();
+        let built = match build_for_blank(state, &guard.0, &cmd, env).await {
+            Ok(b) => b,
+            Err(refusal) => return refusal.answer(params, report, started),
+        };
+        report["phases"]["build_s"] = building.elapsed().as_secs_f64().into();
+        report["built"] = built.is_some().into();
+        Some((env, built))
+    } else {
+        None
+    };
+    let staged = staged_path(store.data_dir(), &cmd.id);
+    if let Err(e) = std::fs::rename(&guard.0, &staged) {
+        return text_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stage load data: rename: {e}"),
+        );
+    }
+    guard.0 = staged;
+    let mut guards = vec![guard];
+    let mut built_result = None;
     tracing::info!(
         kind = info.kind.as_str(),
         bytes = info.size,
+        built = sql.as_ref().is_some_and(|(_, b)| b.is_some()),
         secs = started.elapsed().as_secs_f64(),
         "load staged and validated; proposing"
     );
     let proposed = Instant::now();
-    match store.propose_load(cmd).await {
-        Ok(w) => {
-            // The state machine owns the staged file now (consumed, or kept for peers).
-            std::mem::forget(guard);
+    let outcome = match sql {
+        Some((env, built)) => {
+            let built = built.map(|b| {
+                guards.push(b.guard);
+                built_result = Some(b.last);
+                b.database
+            });
+            let load = SqlLoad {
+                script: cmd,
+                env,
+                built,
+            };
+            store.propose_sql_load(load).await
+        }
+        None => store.propose_load(cmd).await,
+    };
+    match outcome {
+        Ok(mut w) => {
+            // The state machine owns the staged files now (consumed, or kept for peers).
+            guards.into_iter().for_each(std::mem::forget);
             store.counters.loads.fetch_add(1, Ordering::Relaxed);
             report["phases"]["install_s"] = proposed.elapsed().as_secs_f64().into();
             if boot {
                 store.counters.boots.fetch_add(1, Ordering::Relaxed);
                 return empty(StatusCode::OK);
             }
+            // An installed built database answers nothing itself: the script's result is the
+            // build's. (When the script ran instead, the entry answers with its own result.)
+            if let (Some(last), true) = (built_result, w.results.results.is_empty()) {
+                report["installed_built"] = true.into();
+                w.results.results = vec![crate::db::request::StatementResult {
+                    outcome: last,
+                    time: 0.0,
+                }];
+            }
             let raft_index = params.has("raft_index").then_some(w.raft_index);
             load_answer(params, &w.results.results, raft_index, report, started)
         }
         Err(StoreError::NotLeader { leader }) => {
-            // Never appended: the staged file goes with the guard.
+            // Never appended: the staged files go with the guards.
             match leader {
                 Some(l) if params.has("redirect") => redirect(req, &l),
                 _ => text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found"),
             }
         }
         Err(e) => {
-            // The entry may still commit: keep the file for the nodes that will pull it
-            // (startup removes it once it is old).
-            std::mem::forget(guard);
+            // The entry may still commit: keep the files for the nodes that will pull them
+            // (startup removes them once they are old).
+            guards.into_iter().for_each(std::mem::forget);
             tracing::warn!("load failed: {e}");
             text_error(StatusCode::INTERNAL_SERVER_ERROR, format!("load: {e}"))
         }
     }
+}
+
+/// A database built from a staged SQL load (see `store::prebuild`), staged for the others.
+struct Built {
+    database: BuiltDatabase,
+    /// Owns `load-<id>.staged` until the entry is proposed.
+    guard: TempFile,
+    /// The script's result, which the load answers when the built file is installed.
+    last: crate::db::request::StatementOutcome,
+}
+
+/// Why a SQL load ends before its entry is proposed.
+enum BuildRefusal {
+    /// The script's own SQL error: rqlite's 200 with `results[].error`, nothing applied.
+    Script(String),
+    /// A fault of this node while building (I/O, disk full): its answer.
+    Fault(HttpResponse),
+}
+
+impl BuildRefusal {
+    fn answer(
+        self,
+        params: &QueryParams,
+        report: serde_json::Value,
+        started: Instant,
+    ) -> HttpResponse {
+        match self {
+            BuildRefusal::Script(msg) => {
+                let results = [crate::db::request::StatementResult::error(msg)];
+                load_answer(params, &results, None, report, started)
+            }
+            BuildRefusal::Fault(resp) => resp,
+        }
+    }
+}
+
+/// If the database is blank, runs the script (at `script_path`, described by `script`) into a
+/// new database file and stages that; `None` when it is not blank (the script then runs on every node).
+async fn build_for_blank(
+    state: &AppState,
+    script_path: &Path,
+    script: &LoadCommand,
+    env: crate::db::request::ApplyEnv,
+) -> Result<Option<Built>, Box<BuildRefusal>> {
+    let store = &state.store;
+    let fault = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::warn!("SQL load: {what}: {e}");
+        Box::new(BuildRefusal::Fault(text_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("SQL load: {what}: {e}"),
+        )))
+    };
+    let build_fault = |e: anyhow::Error| {
+        if !is_disk_full(&e) {
+            return fault("build the database", &format!("{e:#}"));
+        }
+        tracing::warn!("SQL load refused: build the database: {e:#}");
+        Box::new(BuildRefusal::Fault(text_error(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!("SQL load: build the database: {e:#}"),
+        )))
+    };
+    let layout = store
+        .database()
+        .with_reader(blank_layout)
+        .await
+        .map_err(|e| fault("check the database is blank", &format!("{e:#}")))?
+        .map_err(|e| fault("check the database is blank", &e))?;
+    let Some(layout) = layout else {
+        return Ok(None);
+    };
+    let data_dir = store.data_dir().to_path_buf();
+    let id = unique_suffix();
+    let part = part_path(&data_dir, &id);
+    let mut guard = TempFile(part.clone());
+    let sql = script_path.to_path_buf();
+    let foreign_keys = store.database().settings().foreign_keys;
+    let build_layout = layout.clone();
+    let built = tokio::task::spawn_blocking(move || -> anyhow::Result<Result<_, String>> {
+        match prebuild::build(&sql, &part, &build_layout, env, foreign_keys)? {
+            ScriptOutcome::Done { last, .. } => {
+                let (size, crc32c) = prebuild::size_and_crc(&part)?;
+                Ok(Ok((last, size, crc32c)))
+            }
+            ScriptOutcome::Failed(msg) => Ok(Err(msg)),
+        }
+    })
+    .await
+    .map_err(|e| fault("build the database", &e))?
+    .map_err(build_fault)?;
+    let (last, size, crc32c) = built.map_err(|msg| Box::new(BuildRefusal::Script(msg)))?;
+    let staged = staged_path(&data_dir, &id);
+    std::fs::rename(&guard.0, &staged).map_err(|e| fault("stage the built database", &e))?;
+    guard.0 = staged;
+    Ok(Some(Built {
+        database: BuiltDatabase {
+            database: LoadCommand {
+                id,
+                kind: LoadKind::Sqlite,
+                size,
+                crc32c,
+                source: script.source.clone(),
+                shared: script.shared,
+            },
+            layout,
+        },
+        guard,
+        last,
+    }))
+}
+
+/// True when `e` comes from a full disk (SQLite's `SQLITE_FULL`, or `ENOSPC`).
+fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<raftlite_ffi::Error>()
+            .is_some_and(|e| e.code() == raftlite_ffi::ErrorCode::Full)
+            || cause
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::StorageFull)
+    })
 }
 
 /// The answer to a load: rqlite's envelope, with our report after the results.

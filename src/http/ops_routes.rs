@@ -143,6 +143,8 @@ fn expvars(state: &AppState) -> Value {
             "num_recoveries": n(&shared.num_recoveries),
             "num_backups": n(&c.backups),
             "num_loads": n(&shared.num_loads),
+            "num_prebuilt_load_installs": n(&shared.num_prebuilt_installs),
+            "num_prebuilt_load_scripts": n(&shared.num_prebuilt_scripts),
             "num_ignored_joins": n(&c.ignored_joins),
             "num_removed_before_joins": n(&c.updated_joins),
             "num_wal_checkpoints": n(&store.database().wal_checkpoints),

@@ -36,6 +36,23 @@ pub enum Command {
     /// (`store::batcher`): applied in order in one SQLite transaction, each with its own
     /// clock and seed and its own results, exactly as if each were an `Execute` entry.
     ExecuteBatch(Vec<ExecuteItem>),
+    /// A `/db/load` of SQL text: the script runs at this entry's position with the entry's
+    /// clock and seed, or, when the leader built its result in advance for a blank database
+    /// and this node's database is still blank, the built file is installed (see
+    /// `store::prebuild`). ([`Command::Load`] carries database files; it carried SQL loads too
+    /// in logs written before this command existed.)
+    LoadSql(SqlLoad),
+}
+
+/// What a [`Command::LoadSql`] entry carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqlLoad {
+    /// The staged script.
+    pub script: LoadCommand,
+    /// The leader's clock and seed for the script.
+    pub env: ApplyEnv,
+    /// Its result on a blank database, when the leader built one.
+    pub built: Option<crate::store::prebuild::BuiltDatabase>,
 }
 
 /// One write request of an [`Command::ExecuteBatch`]: the fields of [`Command::Execute`].

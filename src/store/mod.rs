@@ -16,6 +16,7 @@ pub mod load;
 pub mod meta;
 pub mod node;
 pub mod ops;
+pub mod prebuild;
 pub mod recovery;
 pub mod state_machine;
 pub mod stepdown;
@@ -317,6 +318,20 @@ impl Store {
         cmd: crate::raft::types::LoadCommand,
     ) -> Result<WriteResults, StoreError> {
         self.propose(Command::Load(cmd)).await
+    }
+
+    /// Proposes a SQL load (see [`load`] and [`prebuild`]) and returns once it is applied on
+    /// this node.
+    pub async fn propose_sql_load(
+        &self,
+        load: crate::raft::types::SqlLoad,
+    ) -> Result<WriteResults, StoreError> {
+        self.propose(Command::LoadSql(load)).await
+    }
+
+    /// A clock and seed for a new entry proposed here (see [`ApplyEnv::stamp`]).
+    pub fn stamp(&self) -> ApplyEnv {
+        ApplyEnv::stamp(self.shared.last_apply_millis.load(Ordering::Relaxed))
     }
 
     /// True when this node is the only member of its cluster (`/boot`).

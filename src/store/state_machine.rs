@@ -36,7 +36,7 @@ use crate::db::request::ApplyEnv;
 use crate::db::{sibling, Database};
 use crate::raft::types::{
     Command, CommandResponse, Entry, ExecuteItem, LiveDatabase, LoadCommand, LogId, Snapshot,
-    SnapshotData, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    SnapshotData, SnapshotMeta, SqlLoad, StorageError, StoredMembership, TypeConfig,
 };
 
 /// State shared between the state machine (owned by openraft) and the store (for `/status`).
@@ -54,6 +54,10 @@ pub struct SharedState {
     pub last_apply_millis: std::sync::atomic::AtomicI64,
     /// Loads applied on this node (`/status`).
     pub num_loads: AtomicU64,
+    /// Prebuilt SQL loads (`store::prebuild`) applied by installing the built database, and
+    /// by running the script (the database was not blank at the entry).
+    pub num_prebuilt_installs: AtomicU64,
+    pub num_prebuilt_scripts: AtomicU64,
     /// Told the index of every applied load entry, so the store snapshots and purges the log
     /// up to it (see `store::load`).
     pub load_applied: Mutex<Option<tokio::sync::mpsc::UnboundedSender<u64>>>,
@@ -146,20 +150,16 @@ impl SqliteStateMachine {
         }
     }
 
-    /// Applies a load entry (see `store::load`): obtain the staged content, then run it (SQL)
-    /// or swap it in (a database file).
+    /// Applies a load entry (see `store::load`): obtain the staged content, then run it (SQL,
+    /// with the clock and seed `env`, or ones derived from the position) or swap it in (a
+    /// database file).
     async fn apply_load(
         &self,
         log_id: LogId,
         cmd: &LoadCommand,
+        env: Option<ApplyEnv>,
     ) -> Result<CommandResponse, StorageError> {
-        if self
-            .shared
-            .applied
-            .lock()
-            .log_id
-            .is_some_and(|a| a.index >= log_id.index)
-        {
+        if self.already_applied(log_id) {
             return Ok(CommandResponse::default());
         }
         let membership = self.shared.applied.lock().membership.clone();
@@ -202,9 +202,11 @@ impl SqliteStateMachine {
                 let shared = Arc::clone(&self.shared);
                 let fk = self.db.settings().foreign_keys;
                 let path = staged.clone();
+                let env =
+                    env.unwrap_or_else(|| ApplyEnv::derived(log_id.leader_id.term, log_id.index));
                 let out = self
                     .db
-                    .with_writer(move |conn| apply_sql_load(conn, &shared, log_id, &path, fk))
+                    .with_writer(move |conn| apply_sql_load(conn, &shared, log_id, env, &path, fk))
                     .await
                     .map_err(io_error)?;
                 match out {
@@ -240,6 +242,59 @@ impl SqliteStateMachine {
             "applied load"
         );
         Ok(response)
+    }
+
+    /// Applies a SQL load: installs the database the leader built from the script if this
+    /// node's database is blank with the layout it was built for (see `store::prebuild`),
+    /// else runs the script. Every node decides on the same database, so all decide alike.
+    async fn apply_sql_load_entry(
+        &self,
+        log_id: LogId,
+        load: &SqlLoad,
+    ) -> Result<CommandResponse, StorageError> {
+        if self.already_applied(log_id) {
+            return Ok(CommandResponse::default());
+        }
+        let Some(built) = &load.built else {
+            return self.apply_load(log_id, &load.script, Some(load.env)).await;
+        };
+        let current = self
+            .db
+            .with_writer(|conn| super::prebuild::blank_layout(conn))
+            .await
+            .map_err(io_error)?
+            .unwrap_or_else(|e| {
+                super::stop_on_local_fault_msg(&format!("check the database is blank: {e}"))
+            });
+        let chosen = load.choose(current.as_ref());
+        let install = chosen.id == built.database.id;
+        tracing::info!(
+            index = log_id.index,
+            install_built_database = install,
+            "applying a SQL load built in advance"
+        );
+        // Nobody needs the other content: every node takes the same branch.
+        if let Some(unused) = load.unused(chosen) {
+            let staged = super::load::staged_path(&self.data_dir, &unused.id);
+            if staged.exists() {
+                crate::db::disk::remove_in_background(vec![staged]);
+            }
+        }
+        let counter = if install {
+            &self.shared.num_prebuilt_installs
+        } else {
+            &self.shared.num_prebuilt_scripts
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.apply_load(log_id, chosen, Some(load.env)).await
+    }
+
+    fn already_applied(&self, log_id: LogId) -> bool {
+        self.shared
+            .applied
+            .lock()
+            .log_id
+            .is_some_and(|a| a.index >= log_id.index)
     }
 
     async fn install_database(
@@ -336,11 +391,16 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
         let mut responses = Vec::new();
         let mut run = Vec::new();
         for entry in entries {
-            if let EntryPayload::Normal(Command::Load(cmd)) = &entry.payload {
-                responses.extend(self.apply_run(std::mem::take(&mut run)).await?);
-                responses.push(self.apply_load(entry.log_id, cmd).await?);
-            } else {
-                run.push(entry);
+            match &entry.payload {
+                EntryPayload::Normal(Command::Load(cmd)) => {
+                    responses.extend(self.apply_run(std::mem::take(&mut run)).await?);
+                    responses.push(self.apply_load(entry.log_id, cmd, None).await?);
+                }
+                EntryPayload::Normal(Command::LoadSql(load)) => {
+                    responses.extend(self.apply_run(std::mem::take(&mut run)).await?);
+                    responses.push(self.apply_sql_load_entry(entry.log_id, load).await?);
+                }
+                _ => run.push(entry),
             }
         }
         responses.extend(self.apply_run(run).await?);
@@ -471,7 +531,9 @@ fn apply_entries(
         match &entry.payload {
             // A load entry never reaches here (see `apply`); if it did, it would change nothing.
             EntryPayload::Blank
-            | EntryPayload::Normal(Command::StrongQuery { .. } | Command::Load(_)) => {}
+            | EntryPayload::Normal(
+                Command::StrongQuery { .. } | Command::Load(_) | Command::LoadSql(_),
+            ) => {}
             EntryPayload::Normal(Command::Execute {
                 request,
                 policy,
@@ -557,63 +619,37 @@ fn staged_id(path: &std::path::Path) -> String {
         .to_string()
 }
 
-/// Runs a staged SQL script as one entry: all of it in the entry's transaction, or (on an SQL
-/// error) none of it, with the error as the result. Leading `PRAGMA foreign_keys` statements
-/// (a dump's first line) run before the transaction opens, where SQLite honours them, as the
-/// `sqlite3` shell does; the node's own setting is restored afterwards.
+/// Runs a staged SQL script as one entry (see [`super::load::run_sql_script`]): all of it in
+/// the entry's transaction, or (on an SQL error) none of it, with the error as the result.
 fn apply_sql_load(
     conn: &mut raftlite_ffi::Connection,
     shared: &SharedState,
     log_id: LogId,
+    env: ApplyEnv,
     path: &std::path::Path,
     foreign_keys: bool,
 ) -> Result<CommandResponse, ApplyFault> {
-    let fault = |what: &str, e: &dyn std::fmt::Display| ApplyFault(format!("{what}: {e}"));
-    let file = std::fs::File::open(path).map_err(|e| fault("open the staged SQL", &e))?;
-    let mut statements =
-        crate::db::load::SqlStatements::new(std::io::BufReader::with_capacity(256 * 1024, file))
-            .peekable();
-    while let Some(Ok(sql)) = statements.peek() {
-        let lower = sql.trim_start().to_ascii_lowercase();
-        if !lower.starts_with("pragma foreign_keys") {
-            break;
-        }
-        // A malformed pragma is an error every node reports alike; it is the script's result.
-        let _ = conn.execute_batch(sql);
-        statements.next();
-    }
-    let restore_fk = |conn: &raftlite_ffi::Connection| {
-        conn.execute_batch(if foreign_keys {
-            "PRAGMA foreign_keys=ON"
-        } else {
-            "PRAGMA foreign_keys=OFF"
-        })
-    };
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| fault("begin load transaction", &e))?;
-    let outcome =
-        execute::execute_script(conn, statements).map_err(|e| fault("apply SQL load", &e))?;
+    let fault = |e: anyhow::Error| ApplyFault(format!("{e:#}"));
+    // The script sees the entry's clock and random sequence, the same on every node.
+    conn.set_apply_inputs(Some(env.inputs()))
+        .map_err(|e| fault(anyhow::Error::new(e).context("set the entry's clock and seed")))?;
+    let outcome = super::load::run_sql_script(conn, path, foreign_keys, |conn| {
+        meta::write(conn, &log_id, None).context("record the applied index")
+    })
+    .map_err(fault)?;
+    conn.set_apply_inputs(None)
+        .map_err(|e| fault(anyhow::Error::new(e).context("reset the clock and seed")))?;
     let mut response = CommandResponse::default();
-    match outcome {
+    response.results.results = vec![match outcome {
         execute::ScriptOutcome::Done { last, statements } => {
             tracing::info!(statements, "SQL load ran");
-            response.results.results = vec![crate::db::request::StatementResult {
+            crate::db::request::StatementResult {
                 outcome: last,
                 time: 0.0,
-            }];
+            }
         }
-        execute::ScriptOutcome::Failed(msg) => {
-            conn.execute_batch("ROLLBACK")
-                .map_err(|e| fault("roll back the load", &e))?;
-            conn.execute_batch("BEGIN IMMEDIATE")
-                .map_err(|e| fault("begin load transaction", &e))?;
-            response.results.results = vec![crate::db::request::StatementResult::error(msg)];
-        }
-    }
-    meta::write(conn, &log_id, None).map_err(|e| fault("record applied index", &e))?;
-    conn.execute_batch("COMMIT")
-        .map_err(|e| fault("commit load transaction", &e))?;
-    restore_fk(conn).map_err(|e| fault("restore foreign_keys", &e))?;
+        execute::ScriptOutcome::Failed(msg) => crate::db::request::StatementResult::error(msg),
+    }];
     shared.applied.lock().log_id = Some(log_id);
     shared.applied_index.store(log_id.index, Ordering::Release);
     Ok(response)

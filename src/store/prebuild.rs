@@ -1,0 +1,311 @@
+//! SQL loads into a blank database, run once: the leader builds the database the script makes,
+//! and the cluster installs that file as it installs a binary load, instead of every node
+//! running the script.
+//!
+//! Why: a SQL load normally runs on every node (`store::load`). A 1.7 GB dump takes each node
+//! some 20 s of CPU, the nodes of a cluster on one machine share its cores, and each writes the
+//! rows twice (WAL, then checkpoint). Restoring a dump into a new, empty cluster is the common
+//! case, and there the result is known in advance: the script's effect on an empty database.
+//!
+//! How:
+//! 1. The leader checks its database is blank ([`blank_layout`]: no schema object but the
+//!    state table, `user_version` and `application_id` 0) and records its layout (page size,
+//!    auto_vacuum, encoding).
+//! 2. [`build`] runs the staged script, through the same runner as the apply path
+//!    ([`super::load::run_sql_script`]), into a new file with that layout, in rollback mode
+//!    with a memory journal (a new file has no old pages to journal, so it stays small) and
+//!    without syncs until the end. An SQL error ends the load there, with rqlite's answer and
+//!    nothing proposed.
+//! 3. The leader proposes one [`PrebuiltLoad`] entry naming both contents, the script and the
+//!    built file, each staged for the others to pull.
+//! 4. Applying it, each node checks blankness again, on its own database at the entry's log
+//!    position. That check is the authority: writes may have committed between the leader's
+//!    check and the entry. Blank with the same layout: the node installs the built file (a
+//!    database load). Otherwise it runs the script (a SQL load, additive as ever).
+//!
+//! Invariants: every node holds the same database at the entry's position, so every node takes
+//! the same branch, and pulls only that branch's content. The built file is what the script
+//! makes of a blank database with the recorded layout, so either branch yields the same rows
+//! and schema.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use raftlite_ffi::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::db::execute::ScriptOutcome;
+use crate::db::request::ApplyEnv;
+use crate::raft::types::{LoadCommand, SqlLoad};
+
+/// The physical settings a blank database fixes and a built one must share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlankLayout {
+    pub page_size: u32,
+    /// `PRAGMA auto_vacuum`: 0 none, 1 full, 2 incremental.
+    pub auto_vacuum: u8,
+    /// `PRAGMA encoding`, such as `UTF-8`.
+    pub encoding: String,
+}
+
+/// A database built in advance from a SQL load's script (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltDatabase {
+    /// The file the script builds from a blank database of `layout`.
+    pub database: LoadCommand,
+    pub layout: BlankLayout,
+}
+
+impl SqlLoad {
+    /// The content this node applies: the built database if there is one and `current` (the
+    /// database's layout when blank, at the entry's position) is the one it was built for,
+    /// else the script.
+    pub fn choose(&self, current: Option<&BlankLayout>) -> &LoadCommand {
+        match &self.built {
+            Some(b) if current == Some(&b.layout) => &b.database,
+            _ => &self.script,
+        }
+    }
+
+    /// The content no node applies once `chosen` is (every node chooses alike), if any.
+    pub fn unused(&self, chosen: &LoadCommand) -> Option<&LoadCommand> {
+        let built = &self.built.as_ref()?.database;
+        Some(if chosen.id == built.id {
+            &self.script
+        } else {
+            built
+        })
+    }
+}
+
+/// The layout of the database on `conn` if it is blank: nothing in its schema but the state
+/// table, and `user_version` and `application_id` both 0 (a built file would lose them).
+pub fn blank_layout(conn: &Connection) -> raftlite_ffi::Result<Option<BlankLayout>> {
+    let objects = conn
+        .query_i64(&format!(
+            "SELECT count(*) FROM sqlite_schema WHERE tbl_name <> '{}'",
+            super::meta::STATE_TABLE
+        ))?
+        .unwrap_or(0);
+    let user_version = conn.query_i64("PRAGMA user_version")?.unwrap_or(0);
+    let application_id = conn.query_i64("PRAGMA application_id")?.unwrap_or(0);
+    if objects != 0 || user_version != 0 || application_id != 0 {
+        return Ok(None);
+    }
+    Ok(Some(BlankLayout {
+        page_size: conn.query_i64("PRAGMA page_size")?.unwrap_or(4096) as u32,
+        auto_vacuum: conn.query_i64("PRAGMA auto_vacuum")?.unwrap_or(0) as u8,
+        encoding: conn
+            .query_text("PRAGMA encoding")?
+            .unwrap_or_else(|| "UTF-8".into()),
+    }))
+}
+
+/// Page cache of the build connection. The B-tree pages a dump's inserts revisit (interior
+/// pages, the index tails) stay in memory; the rows themselves are written once, in order.
+const BUILD_CACHE_KIB: i64 = 32 * 1024;
+
+/// Runs the SQL script at `sql` into a new database file at `out` with `layout`, and syncs it.
+/// It runs with the load entry's clock and seed (`env`), as the apply path would.
+/// `Ok(Failed)` is the script's own SQL error (the file is then of no use); `Err` is a fault of
+/// this node. `foreign_keys` is the node's `-fk` setting, as on the writer.
+pub fn build(
+    sql: &Path,
+    out: &Path,
+    layout: &BlankLayout,
+    env: ApplyEnv,
+    foreign_keys: bool,
+) -> anyhow::Result<ScriptOutcome> {
+    let settings = crate::db::DbSettings {
+        foreign_keys,
+        ..Default::default()
+    };
+    let mut conn = crate::db::settings::open_builder(out, &settings)
+        .with_context(|| format!("create {}", out.display()))?;
+    // The layout is fixed by the file's first page, written when the state table is created:
+    // a `PRAGMA page_size` in the script then changes nothing here, as on a live database.
+    conn.execute_batch(&format!(
+        "PRAGMA page_size={}; PRAGMA auto_vacuum={}; PRAGMA encoding='{}';",
+        layout.page_size,
+        layout.auto_vacuum,
+        layout.encoding.replace('\'', "''")
+    ))
+    .context("set the layout")?;
+    super::meta::ensure_table(&conn).context("create the state table")?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF; PRAGMA cache_size=-{BUILD_CACHE_KIB};"
+    ))
+    .context("set the build pragmas")?;
+    // The entry's clock and seed, as the apply path would use them.
+    conn.set_apply_inputs(Some(env.inputs()))
+        .context("set the load's clock and seed")?;
+    let outcome = super::load::run_sql_script(&conn, sql, foreign_keys, |_| Ok(()))?;
+    conn.close().context("close the built database")?;
+    if matches!(outcome, ScriptOutcome::Done { .. }) {
+        std::fs::File::open(out)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("fsync {}", out.display()))?;
+    }
+    Ok(outcome)
+}
+
+/// Size and CRC-32C of a file, read in 1 MiB pieces: what a member pulling it checks.
+pub fn size_and_crc(path: &Path) -> std::io::Result<(u64, u32)> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut size, mut crc) = (0u64, 0u32);
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok((size, crc));
+        }
+        size += n as u64;
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftlite_ffi::OpenFlags;
+
+    fn open(path: &Path) -> Connection {
+        crate::db::settings::open_writer(path, &Default::default()).unwrap()
+    }
+
+    fn schema_and_rows(path: &Path) -> String {
+        let conn = Connection::open(path, OpenFlags::READ_ONLY).unwrap();
+        conn.query_text(
+            "SELECT group_concat(type || ' ' || name || ' ' || coalesce(sql, ''), char(10)) \
+             FROM (SELECT * FROM sqlite_schema WHERE name <> '_raftlite_state' ORDER BY name)",
+        )
+        .unwrap()
+        .unwrap_or_default()
+            + &conn
+                .query_text("SELECT group_concat(a || '/' || b, ',') FROM t")
+                .unwrap()
+                .unwrap_or_default()
+    }
+
+    #[test]
+    fn blank_means_no_schema_but_the_state_table_and_no_header_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("a.db"));
+        super::super::meta::ensure_table(&conn).unwrap();
+        let layout = blank_layout(&conn).unwrap().expect("blank");
+        assert_eq!(layout.page_size, 4096);
+        assert_eq!(layout.encoding, "UTF-8");
+        conn.execute_batch("PRAGMA user_version=3").unwrap();
+        assert_eq!(blank_layout(&conn).unwrap(), None);
+        conn.execute_batch("PRAGMA user_version=0; PRAGMA application_id=7")
+            .unwrap();
+        assert_eq!(blank_layout(&conn).unwrap(), None);
+        conn.execute_batch("PRAGMA application_id=0; CREATE VIEW v AS SELECT 1")
+            .unwrap();
+        assert_eq!(blank_layout(&conn).unwrap(), None);
+        conn.execute_batch("DROP VIEW v").unwrap();
+        assert_eq!(blank_layout(&conn).unwrap(), Some(layout));
+    }
+
+    /// What the build makes equals what the script makes of a blank live database, and a
+    /// script's `PRAGMA page_size` does not change the built file's layout.
+    #[test]
+    fn a_built_database_equals_the_script_run_on_a_blank_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let sql = dir.path().join("load.sql");
+        std::fs::write(
+            &sql,
+            "PRAGMA foreign_keys=OFF;\nPRAGMA page_size=8192;\nBEGIN TRANSACTION;\n\
+             CREATE TABLE t(a INTEGER PRIMARY KEY AUTOINCREMENT, b TEXT);\n\
+             INSERT INTO t VALUES(1,'x;y');\nINSERT INTO t VALUES(2,X'00ff');\n\
+             CREATE INDEX tb ON t(b);\nCREATE VIEW v AS SELECT b FROM t;\nCOMMIT;\n",
+        )
+        .unwrap();
+        let live_path = dir.path().join("live.db");
+        let live = open(&live_path);
+        super::super::meta::ensure_table(&live).unwrap();
+        let layout = blank_layout(&live).unwrap().unwrap();
+        let ran = super::super::load::run_sql_script(&live, &sql, false, |_| Ok(())).unwrap();
+        drop(live);
+        let built_path = dir.path().join("built.db");
+        let built = build(&sql, &built_path, &layout, ApplyEnv::default(), false).unwrap();
+        assert_eq!(format!("{ran:?}"), format!("{built:?}"));
+        assert!(matches!(built, ScriptOutcome::Done { .. }), "{built:?}");
+        let expected = schema_and_rows(&live_path);
+        assert!(expected.contains("1/x;y"), "{expected}");
+        assert_eq!(schema_and_rows(&built_path), expected);
+        let conn = Connection::open(&built_path, OpenFlags::READ_ONLY).unwrap();
+        assert_eq!(conn.query_i64("PRAGMA page_size").unwrap(), Some(4096));
+        assert_eq!(
+            conn.query_text("PRAGMA quick_check").unwrap().as_deref(),
+            Some("ok")
+        );
+    }
+
+    #[test]
+    fn a_failing_script_reports_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let sql = dir.path().join("load.sql");
+        std::fs::write(
+            &sql,
+            "CREATE TABLE t(a PRIMARY KEY);\nINSERT INTO t VALUES(1);\nINSERT INTO t VALUES(1);\n",
+        )
+        .unwrap();
+        let layout = BlankLayout {
+            page_size: 4096,
+            auto_vacuum: 0,
+            encoding: "UTF-8".into(),
+        };
+        let out = build(
+            &sql,
+            &dir.path().join("built.db"),
+            &layout,
+            ApplyEnv::default(),
+            false,
+        )
+        .unwrap();
+        assert!(
+            matches!(&out, ScriptOutcome::Failed(m) if m.contains("UNIQUE")),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn the_branch_follows_the_layout_at_the_entry() {
+        let cmd = |id: &str| LoadCommand {
+            id: id.into(),
+            kind: crate::db::load::LoadKind::Sql,
+            size: 1,
+            crc32c: 0,
+            source: "s".into(),
+            shared: true,
+        };
+        let layout = BlankLayout {
+            page_size: 4096,
+            auto_vacuum: 0,
+            encoding: "UTF-8".into(),
+        };
+        let mut load = SqlLoad {
+            script: cmd("1"),
+            env: ApplyEnv::default(),
+            built: None,
+        };
+        assert_eq!(load.choose(Some(&layout)).id, "1", "nothing built");
+        assert!(load.unused(&load.script).is_none());
+        load.built = Some(BuiltDatabase {
+            database: cmd("2"),
+            layout: layout.clone(),
+        });
+        assert_eq!(load.choose(Some(&layout)).id, "2");
+        assert_eq!(load.choose(None).id, "1");
+        let other = BlankLayout {
+            page_size: 8192,
+            ..layout
+        };
+        assert_eq!(load.choose(Some(&other)).id, "1");
+        assert_eq!(load.unused(&load.script).unwrap().id, "2");
+        assert_eq!(load.unused(load.choose(None)).unwrap().id, "2");
+        assert_eq!(load.unused(&cmd("2")).unwrap().id, "1");
+    }
+}
