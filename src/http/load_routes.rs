@@ -5,8 +5,11 @@
 //! blocking thread fed by a bounded channel: the client's pace is the backpressure and memory
 //! holds a few chunks. Then it validates the staged file ([`validate_sqlite_file`] or
 //! [`validate_sql_file`]) and, unless `dry_run`, renames it to `load-<id>.staged` and proposes
-//! one load entry (see `store::load` for replication and install). The answer reports what
-//! was loaded: `{"results":[...],"load":{"kind":..,"bytes":..,"pages":..,"tables":..}}`.
+//! one load entry (see `store::load` for replication and install). SQL text for a blank
+//! database is first run here into a new database file, which the entry offers in the
+//! script's place (`store::prebuild`). The answer reports what was loaded:
+//! `{"results":[...],"load":{"kind":..,"bytes":..,"pages":..,"tables":..}}` (SQL: `built`,
+//! and `installed_built` when the built file was installed).
 //!
 //! Status codes: invalid input is 400 (413 over `-max-load-size`, a cut-off upload 400), an
 //! SQL error is rqlite's 200 with `results[].error` and nothing applied, a fault of this node

@@ -15,7 +15,9 @@
 //!    members, then retries with a backoff, for as long as it takes: the entry is committed,
 //!    so applying it is the only way forward, and nothing has changed yet.
 //! 2. **SQL text** runs statement by statement from the staged file, in the entry's one
-//!    write transaction (see `state_machine::apply_sql_load`): all of it or nothing.
+//!    write transaction ([`run_sql_script`]): all of it or nothing. (A SQL load into a blank
+//!    database may instead install a database the leader built from the script: see
+//!    `store::prebuild`; that is step 3 with the built file.)
 //! 3. **A database file** is moved (or, on a source whose file others may still pull,
 //!    copied) to `load-<id>.install`. The source first waits, while every other member
 //!    answers and for a bounded time, until they have all applied the entry

@@ -101,10 +101,6 @@ pub fn blank_layout(conn: &Connection) -> raftlite_ffi::Result<Option<BlankLayou
     }))
 }
 
-/// Page cache of the build connection. The B-tree pages a dump's inserts revisit (interior
-/// pages, the index tails) stay in memory; the rows themselves are written once, in order.
-const BUILD_CACHE_KIB: i64 = 32 * 1024;
-
 /// Runs the SQL script at `sql` into a new database file at `out` with `layout`, and syncs it.
 /// It runs with the load entry's clock and seed (`env`), as the apply path would.
 /// `Ok(Failed)` is the script's own SQL error (the file is then of no use); `Err` is a fault of
@@ -132,10 +128,11 @@ pub fn build(
     ))
     .context("set the layout")?;
     super::meta::ensure_table(&conn).context("create the state table")?;
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF; PRAGMA cache_size=-{BUILD_CACHE_KIB};"
-    ))
-    .context("set the build pragmas")?;
+    conn.execute_batch("PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF")
+        .context("set the build pragmas")?;
+    // A dump's row INSERTs run through one prepared template per table, kept in the
+    // statement cache (`db::literal_insert`), as on the writer.
+    conn.set_statement_cache_capacity(raftlite_ffi::DEFAULT_STATEMENT_CACHE_CAPACITY);
     // The entry's clock and seed, as the apply path would use them.
     conn.set_apply_inputs(Some(env.inputs()))
         .context("set the load's clock and seed")?;

@@ -182,8 +182,16 @@ fn load_into(
         .filter_map(|(n, b)| Some(kib_to_mib(n.hwm_kib()?.saturating_sub((*b)?))))
         .reduce(f64::max);
     let phase = |p: &str| j["load"]["phases"][p].as_f64().unwrap_or(f64::NAN);
+    // A SQL load into a blank cluster is first built into a database on the leader.
+    let build = match j["load"]["phases"]["build_s"].as_f64() {
+        Some(s) if j["load"]["installed_built"] == true => {
+            format!(", build {s:.1} s (built database installed)")
+        }
+        Some(s) => format!(", build {s:.1} s (script run on every node)"),
+        None => String::new(),
+    };
     Ok(row.note(format!(
-        "leader: upload {:.1} s, validate {:.1} s, install {:.1} s; followers done {:.1} s later; RSS+ = max over nodes",
+        "leader: upload {:.1} s, validate {:.1} s{build}, install {:.1} s; followers done {:.1} s later; RSS+ = max over nodes",
         phase("upload_s"),
         phase("validate_s"),
         phase("install_s"),
