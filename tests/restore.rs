@@ -595,6 +595,54 @@ fn kill_during_load_leaves_old_or_new_everywhere() {
     }
 }
 
+/// Kill -9 of the leader (while it builds the database from the script, or later) or of a
+/// follower during a SQL load into a blank cluster: after restarts every node holds the
+/// blank database or the loaded one, and all agree.
+#[test]
+fn kill_during_a_built_sql_load_leaves_old_or_new_everywhere() {
+    let script = script_with_rows(60_000).into_bytes();
+    for (round, victim_is_leader) in [(0, true), (1, false), (2, true)] {
+        let mut cluster = Cluster::start(3, &[]);
+        let l = cluster.leader();
+        let victim = if victim_is_leader {
+            l
+        } else {
+            cluster.followers()[0]
+        };
+        let url = cluster.nodes[l].url("/db/load");
+        let body = script.clone();
+        let upload = std::thread::spawn(move || {
+            let _ = client().post(url).body(body).send();
+        });
+        std::thread::sleep(Duration::from_millis(100 + 400 * round));
+        let temp = cluster.nodes[victim].take_temp();
+        cluster.nodes[victim].kill();
+        let _ = upload.join();
+        let dir = cluster.nodes[victim].data_dir.clone();
+        let id = format!("node{}", victim + 1);
+        cluster.nodes[victim] =
+            Node::start_in(&dir, &["-raft-election-timeout", "500ms", "-node-id", &id]);
+        let _keep = temp;
+        cluster.wait_for_members(3);
+        let state = |n: &Node| {
+            let big = count(n, "big");
+            if has_count(&big, 60_000) {
+                "new"
+            } else if big.contains("no such table") && n.get("/readyz").status == 200 {
+                "old"
+            } else {
+                "mixed"
+            }
+        };
+        let agreed = wait_until(Duration::from_secs(60), || {
+            let states: Vec<_> = cluster.nodes.iter().map(state).collect();
+            states.iter().all(|s| *s != "mixed" && *s == states[0])
+        });
+        let states: Vec<_> = cluster.nodes.iter().map(state).collect();
+        assert!(agreed, "round {round}: {states:?}\n{}", cluster.logs());
+    }
+}
+
 /// A load must leave `-disk-reserve` free, like a backup: a body that declares a size that
 /// cannot fit is refused before a byte is written, and a body of unknown size (chunked, or
 /// gzip that grows) is stopped while staging. Both answer 507 with the numbers, leave no
