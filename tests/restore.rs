@@ -550,49 +550,21 @@ fn redirect_from_a_follower() {
 fn kill_during_load_leaves_old_or_new_everywhere() {
     let tmp = tempfile::tempdir().unwrap();
     let db = std::fs::read(make_db(tmp.path(), "k.db", "DELETE", 200_000)).unwrap();
-    for (round, victim_is_leader) in [(0, true), (1, false), (2, true)] {
-        let mut cluster = Cluster::start(3, &[]);
-        let l = cluster.leader();
-        cluster.nodes[l].execute(r#"["CREATE TABLE old(a)", "INSERT INTO old VALUES(1)"]"#);
-        let victim = if victim_is_leader {
-            l
+    let setup = |leader: &Node| {
+        leader.execute(r#"["CREATE TABLE old(a)", "INSERT INTO old VALUES(1)"]"#);
+    };
+    let state = |n: &Node| {
+        let t = count(n, "test");
+        let o = count(n, "old");
+        if has_count(&t, 200_000) && o.contains("no such table") {
+            "new"
+        } else if has_count(&o, 1) && t.contains("no such table") {
+            "old"
         } else {
-            cluster.followers()[0]
-        };
-        let url = cluster.nodes[l].url("/db/load");
-        let body = db.clone();
-        let upload = std::thread::spawn(move || {
-            let _ = client().post(url).body(body).send();
-        });
-        std::thread::sleep(Duration::from_millis(50 + 150 * round));
-        let temp = cluster.nodes[victim].take_temp();
-        cluster.nodes[victim].kill();
-        let _ = upload.join();
-        let dir = cluster.nodes[victim].data_dir.clone();
-        let id = format!("node{}", victim + 1);
-        cluster.nodes[victim] =
-            Node::start_in(&dir, &["-raft-election-timeout", "500ms", "-node-id", &id]);
-        let _keep = temp;
-        cluster.wait_for_members(3);
-        // Every node settles on one answer, and they agree.
-        let state = |n: &Node| {
-            let t = count(n, "test");
-            let o = count(n, "old");
-            if has_count(&t, 200_000) && o.contains("no such table") {
-                "new"
-            } else if has_count(&o, 1) && t.contains("no such table") {
-                "old"
-            } else {
-                "mixed"
-            }
-        };
-        let agreed = wait_until(Duration::from_secs(60), || {
-            let states: Vec<_> = cluster.nodes.iter().map(state).collect();
-            states.iter().all(|s| *s != "mixed" && *s == states[0])
-        });
-        let states: Vec<_> = cluster.nodes.iter().map(state).collect();
-        assert!(agreed, "round {round}: {states:?}\n{}", cluster.logs());
-    }
+            "mixed"
+        }
+    };
+    kill_during_load(&db, &[50, 200, 350], setup, state);
 }
 
 /// Kill -9 of the leader (while it builds the database from the script, or later) or of a
@@ -601,20 +573,43 @@ fn kill_during_load_leaves_old_or_new_everywhere() {
 #[test]
 fn kill_during_a_built_sql_load_leaves_old_or_new_everywhere() {
     let script = script_with_rows(60_000).into_bytes();
+    let state = |n: &Node| {
+        let big = count(n, "big");
+        if has_count(&big, 60_000) {
+            "new"
+        } else if big.contains("no such table") && n.get("/readyz").status == 200 {
+            "old"
+        } else {
+            "mixed"
+        }
+    };
+    kill_during_load(&script, &[100, 500, 900], |_| {}, state);
+}
+
+/// For each of three rounds (killing the leader, a follower, the leader), on a new 3-node
+/// cluster prepared by `setup`: uploads `body` to the leader, kills the victim `after_ms`
+/// later, restarts it, and waits until every node's `state` is the same "old" or "new".
+fn kill_during_load(
+    body: &[u8],
+    after_ms: &[u64; 3],
+    setup: impl Fn(&Node),
+    state: impl Fn(&Node) -> &'static str,
+) {
     for (round, victim_is_leader) in [(0, true), (1, false), (2, true)] {
         let mut cluster = Cluster::start(3, &[]);
         let l = cluster.leader();
+        setup(&cluster.nodes[l]);
         let victim = if victim_is_leader {
             l
         } else {
             cluster.followers()[0]
         };
         let url = cluster.nodes[l].url("/db/load");
-        let body = script.clone();
+        let body = body.to_vec();
         let upload = std::thread::spawn(move || {
             let _ = client().post(url).body(body).send();
         });
-        std::thread::sleep(Duration::from_millis(100 + 400 * round));
+        std::thread::sleep(Duration::from_millis(after_ms[round]));
         let temp = cluster.nodes[victim].take_temp();
         cluster.nodes[victim].kill();
         let _ = upload.join();
@@ -624,21 +619,11 @@ fn kill_during_a_built_sql_load_leaves_old_or_new_everywhere() {
             Node::start_in(&dir, &["-raft-election-timeout", "500ms", "-node-id", &id]);
         let _keep = temp;
         cluster.wait_for_members(3);
-        let state = |n: &Node| {
-            let big = count(n, "big");
-            if has_count(&big, 60_000) {
-                "new"
-            } else if big.contains("no such table") && n.get("/readyz").status == 200 {
-                "old"
-            } else {
-                "mixed"
-            }
-        };
         let agreed = wait_until(Duration::from_secs(60), || {
-            let states: Vec<_> = cluster.nodes.iter().map(state).collect();
+            let states: Vec<_> = cluster.nodes.iter().map(&state).collect();
             states.iter().all(|s| *s != "mixed" && *s == states[0])
         });
-        let states: Vec<_> = cluster.nodes.iter().map(state).collect();
+        let states: Vec<_> = cluster.nodes.iter().map(&state).collect();
         assert!(agreed, "round {round}: {states:?}\n{}", cluster.logs());
     }
 }

@@ -216,6 +216,7 @@ mod tests {
             "PRAGMA foreign_keys=OFF;\nPRAGMA page_size=8192;\nBEGIN TRANSACTION;\n\
              CREATE TABLE t(a INTEGER PRIMARY KEY AUTOINCREMENT, b TEXT);\n\
              INSERT INTO t VALUES(1,'x;y');\nINSERT INTO t VALUES(2,X'00ff');\n\
+             INSERT INTO t(b) VALUES(random() || ' ' || datetime('now'));\n\
              CREATE INDEX tb ON t(b);\nCREATE VIEW v AS SELECT b FROM t;\nCOMMIT;\n",
         )
         .unwrap();
@@ -223,14 +224,23 @@ mod tests {
         let live = open(&live_path);
         super::super::meta::ensure_table(&live).unwrap();
         let layout = blank_layout(&live).unwrap().unwrap();
+        let env = ApplyEnv {
+            unix_millis: 1_800_000_000_000,
+            seed: 42,
+        };
+        live.set_apply_inputs(Some(env.inputs())).unwrap();
         let ran = super::super::load::run_sql_script(&live, &sql, false, |_| Ok(())).unwrap();
         drop(live);
         let built_path = dir.path().join("built.db");
-        let built = build(&sql, &built_path, &layout, ApplyEnv::default(), false).unwrap();
+        let built = build(&sql, &built_path, &layout, env, false).unwrap();
         assert_eq!(format!("{ran:?}"), format!("{built:?}"));
         assert!(matches!(built, ScriptOutcome::Done { .. }), "{built:?}");
         let expected = schema_and_rows(&live_path);
         assert!(expected.contains("1/x;y"), "{expected}");
+        assert!(
+            expected.contains("2027-01-15"),
+            "the entry's clock: {expected}"
+        );
         assert_eq!(schema_and_rows(&built_path), expected);
         let conn = Connection::open(&built_path, OpenFlags::READ_ONLY).unwrap();
         assert_eq!(conn.query_i64("PRAGMA page_size").unwrap(), Some(4096));
