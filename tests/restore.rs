@@ -78,6 +78,15 @@ fn load_files(node: &Node) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Waits (bounded) until a load has left no file in `node`'s data directory.
+fn assert_load_files_go(node: &Node) {
+    assert!(
+        wait_until(Duration::from_secs(30), || load_files(node).is_empty()),
+        "{:?}",
+        load_files(node)
+    );
+}
+
 /// Checks whether the source of the last binary load installed from a copy of its staged file
 /// (`copy=true`: some member could not have pulled it yet) or moved it (`copy=false`).
 fn assert_source_copied(source: &Node, copied: bool) {
@@ -215,11 +224,7 @@ fn binary_load_reaches_every_node_survives_restart_and_joiners() {
     );
     // The source retires its staged file once every member has applied the load.
     for node in &cluster.nodes {
-        assert!(
-            wait_until(Duration::from_secs(20), || load_files(node).is_empty()),
-            "{:?}",
-            load_files(node)
-        );
+        assert_load_files_go(node);
     }
 }
 
@@ -706,11 +711,7 @@ fn a_write_during_the_build_makes_every_node_run_the_script() {
     }
     // Nobody needed the built file: it is gone from the leader, with the script once every
     // member has applied the load.
-    assert!(
-        wait_until(Duration::from_secs(30), || load_files(leader).is_empty()),
-        "{:?}",
-        load_files(leader)
-    );
+    assert_load_files_go(leader);
 }
 
 /// The same script on a blank cluster installs the built file everywhere, with the same
@@ -745,15 +746,9 @@ fn a_blank_cluster_installs_the_database_built_from_the_script() {
             501
         )));
     }
-    let files = |n: &Node| load_files(n);
-    assert!(
-        wait_until(Duration::from_secs(30), || cluster
-            .nodes
-            .iter()
-            .all(|n| files(n).is_empty())),
-        "{:?}",
-        cluster.nodes.iter().map(files).collect::<Vec<_>>()
-    );
+    for node in &cluster.nodes {
+        assert_load_files_go(node);
+    }
 }
 
 /// On a blank node a failing script fails while the leader builds: rqlite's 200 with the
