@@ -216,7 +216,7 @@ impl Database {
         }
         let gate = Arc::clone(&self.swap_gate).read_owned().await;
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let ran = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
             let _gate = gate;
             let mut conn = Connection::open(
                 &path,
@@ -229,15 +229,22 @@ impl Database {
             // no-op.
             conn.query_text("PRAGMA schema_version")
                 .context("read the database header")?;
-            conn.wal_checkpoint(raftlite_ffi::sys::SQLITE_CHECKPOINT_PASSIVE)
-                .context("checkpoint the WAL")?;
+            let ran = match conn.wal_checkpoint(raftlite_ffi::sys::SQLITE_CHECKPOINT_PASSIVE) {
+                Ok(_) => true,
+                // Another connection is checkpointing (the snapshot builder, on the writer):
+                // the WAL is being taken care of; try again at the next tick.
+                Err(e) if e.code() == raftlite_ffi::ErrorCode::Busy => false,
+                Err(e) => return Err(e).context("checkpoint the WAL"),
+            };
             conn.close().context("close the checkpoint connection")?;
-            Ok(())
+            Ok(ran)
         })
         .await
         .context("checkpoint task")??;
-        self.wal_checkpoints.fetch_add(1, Ordering::Relaxed);
-        Ok(true)
+        if ran {
+            self.wal_checkpoints.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(ran)
     }
 
     /// Stops the writer thread after the jobs already queued, closes every connection and
@@ -256,5 +263,57 @@ impl Database {
 impl Drop for Database {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// While another connection checkpoints (the snapshot builder does, on the writer), the
+    /// background checkpoint finds SQLite's checkpoint lock taken: that is "not now", not an
+    /// error (it used to log "database is locked" after every large load).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checkpoint_running_elsewhere_is_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let db = Database::open(&path, DbSettings::default()).unwrap();
+        db.with_writer(|conn| {
+            conn.execute_batch(
+                "CREATE TABLE t(x); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 \
+                 FROM c WHERE i < 3000) INSERT INTO t SELECT randomblob(3000) FROM c;",
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        // The writer holds the write lock; another connection's FULL checkpoint takes the
+        // checkpoint lock, then waits for the write lock.
+        db.with_writer(|conn| conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES(1)"))
+            .await
+            .unwrap()
+            .unwrap();
+        let other = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let conn = Connection::open(&path, raftlite_ffi::OpenFlags::READ_WRITE).unwrap();
+                conn.busy_timeout(20_000).unwrap();
+                conn.query_text("PRAGMA schema_version").unwrap();
+                conn.wal_checkpoint(raftlite_ffi::sys::SQLITE_CHECKPOINT_FULL)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !other.is_finished(),
+            "the other checkpoint waits for the writer"
+        );
+        assert!(!db.checkpoint_if_due().await.unwrap(), "not now");
+        assert_eq!(db.wal_checkpoints.load(Ordering::Relaxed), 0);
+        db.with_writer(|conn| conn.execute_batch("COMMIT"))
+            .await
+            .unwrap()
+            .unwrap();
+        other.join().unwrap().unwrap();
+        db.close();
     }
 }
