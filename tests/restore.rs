@@ -775,3 +775,31 @@ fn a_script_that_fails_on_a_blank_database_applies_nothing() {
     assert_eq!(before, after);
     assert_eq!(prebuilt_counts(&node), (0, 0));
 }
+
+/// The database built from a SQL load leaves `-disk-reserve` free, like staging: a short
+/// script that would build a database bigger than the room above the reserve answers 507,
+/// changes nothing and leaves no file.
+#[test]
+fn a_build_that_would_eat_the_disk_reserve_answers_507() {
+    let probe = tempfile::tempdir().unwrap();
+    let free = raftlite::db::disk::free_bytes(probe.path()).unwrap();
+    // 600 MiB of room above the reserve; the script makes 2 GB.
+    let reserve = free.saturating_sub(600 << 20);
+    let node = Node::start(&["-disk-reserve", &reserve.to_string()]);
+    let sql = "CREATE TABLE b(x);\nWITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 \
+               FROM c WHERE i < 2000) INSERT INTO b SELECT zeroblob(1000000) FROM c;\n";
+    let r = post(&node, "/db/load", sql.into());
+    assert_eq!(r.status, 507, "{}", r.body);
+    assert!(
+        r.body.contains("build the database") && r.body.contains("-disk-reserve"),
+        "{}",
+        r.body
+    );
+    assert!(count(&node, "b").contains("no such table"));
+    assert!(load_files(&node).is_empty(), "{:?}", load_files(&node));
+    assert_eq!(node.get("/readyz").status, 200);
+    // A script that fits still loads.
+    let r = post(&node, "/db/load", "CREATE TABLE small(x);\n".into());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(count(&node, "small").contains("[[0]]"));
+}

@@ -386,6 +386,7 @@ async fn build_for_blank(
             format!("SQL load: {what}: {e}"),
         )))
     };
+    let reserve = state.backup_copies.disk_reserve();
     let build_fault = |e: anyhow::Error| {
         if !is_disk_full(&e) {
             return fault("build the database", &format!("{e:#}"));
@@ -393,7 +394,10 @@ async fn build_for_blank(
         tracing::warn!("SQL load refused: build the database: {e:#}");
         Box::new(BuildRefusal::Fault(text_error(
             StatusCode::INSUFFICIENT_STORAGE,
-            format!("SQL load: build the database: {e:#}"),
+            format!(
+                "SQL load: not enough disk space to build the database ({reserve} bytes must \
+                 stay free, -disk-reserve): {e:#}"
+            ),
         )))
     };
     let layout = store
@@ -412,8 +416,12 @@ async fn build_for_blank(
     let sql = script_path.to_path_buf();
     let foreign_keys = store.database().settings().foreign_keys;
     let build_layout = layout.clone();
+    // Like staging, the build leaves `-disk-reserve` free.
+    let room = crate::db::disk::free_bytes(&data_dir)
+        .map_err(|e| fault("check free space", &e))?
+        .saturating_sub(reserve);
     let built = tokio::task::spawn_blocking(move || -> anyhow::Result<Result<_, String>> {
-        match prebuild::build(&sql, &part, &build_layout, env, foreign_keys)? {
+        match prebuild::build(&sql, &part, &build_layout, env, foreign_keys, room)? {
             ScriptOutcome::Done { last, .. } => {
                 let (size, crc32c) = prebuild::size_and_crc(&part)?;
                 Ok(Ok((last, size, crc32c)))

@@ -102,7 +102,8 @@ pub fn blank_layout(conn: &Connection) -> raftlite_ffi::Result<Option<BlankLayou
 }
 
 /// Runs the SQL script at `sql` into a new database file at `out` with `layout`, and syncs it.
-/// It runs with the load entry's clock and seed (`env`), as the apply path would.
+/// It runs with the load entry's clock and seed (`env`), as the apply path would, and stops
+/// with SQLITE_FULL (an `Err`) if the file would grow past `max_bytes`.
 /// `Ok(Failed)` is the script's own SQL error (the file is then of no use); `Err` is a fault of
 /// this node. `foreign_keys` is the node's `-fk` setting, as on the writer.
 pub fn build(
@@ -111,6 +112,7 @@ pub fn build(
     layout: &BlankLayout,
     env: ApplyEnv,
     foreign_keys: bool,
+    max_bytes: u64,
 ) -> anyhow::Result<ScriptOutcome> {
     let settings = crate::db::DbSettings {
         foreign_keys,
@@ -128,8 +130,12 @@ pub fn build(
     ))
     .context("set the layout")?;
     super::meta::ensure_table(&conn).context("create the state table")?;
-    conn.execute_batch("PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF")
-        .context("set the build pragmas")?;
+    // The file may not grow past `max_bytes`: a bigger one fails with SQLITE_FULL.
+    let max_pages = (max_bytes / u64::from(layout.page_size)).max(2);
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF; PRAGMA max_page_count={max_pages};"
+    ))
+    .context("set the build pragmas")?;
     // A dump's row INSERTs run through one prepared template per table, kept in the
     // statement cache (`db::literal_insert`), as on the writer.
     conn.set_statement_cache_capacity(raftlite_ffi::DEFAULT_STATEMENT_CACHE_CAPACITY);
@@ -232,7 +238,7 @@ mod tests {
         let ran = super::super::load::run_sql_script(&live, &sql, false, |_| Ok(())).unwrap();
         drop(live);
         let built_path = dir.path().join("built.db");
-        let built = build(&sql, &built_path, &layout, env, false).unwrap();
+        let built = build(&sql, &built_path, &layout, env, false, u64::MAX).unwrap();
         assert_eq!(format!("{ran:?}"), format!("{built:?}"));
         assert!(matches!(built, ScriptOutcome::Done { .. }), "{built:?}");
         let expected = schema_and_rows(&live_path);
@@ -270,12 +276,48 @@ mod tests {
             &layout,
             ApplyEnv::default(),
             false,
+            u64::MAX,
         )
         .unwrap();
         assert!(
             matches!(&out, ScriptOutcome::Failed(m) if m.contains("UNIQUE")),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn a_build_past_its_room_fails_as_a_full_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let sql = dir.path().join("load.sql");
+        std::fs::write(
+            &sql,
+            "CREATE TABLE b(x);\nWITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c \
+             WHERE i < 100) INSERT INTO b SELECT zeroblob(100000) FROM c;\n",
+        )
+        .unwrap();
+        let layout = BlankLayout {
+            page_size: 4096,
+            auto_vacuum: 0,
+            encoding: "UTF-8".into(),
+        };
+        let out = dir.path().join("built.db");
+        let err = build(&sql, &out, &layout, ApplyEnv::default(), false, 1 << 20).unwrap_err();
+        let full = err.chain().any(|c| {
+            c.downcast_ref::<raftlite_ffi::Error>()
+                .is_some_and(|e| e.code() == raftlite_ffi::ErrorCode::Full)
+        });
+        assert!(full, "{err:#}");
+        assert!(std::fs::metadata(&out).unwrap().len() <= 1 << 20);
+        // With room, the same script builds.
+        let ok = build(
+            &sql,
+            &out.with_extension("2"),
+            &layout,
+            ApplyEnv::default(),
+            false,
+            u64::MAX,
+        );
+        assert!(matches!(ok, Ok(ScriptOutcome::Done { .. })), "{ok:?}");
     }
 
     #[test]
