@@ -160,6 +160,19 @@ pub enum ScriptOutcome {
     Failed(String),
 }
 
+impl ScriptOutcome {
+    /// What a load of the script answers, as rqlite does: one result, the script's or its error.
+    pub fn into_result(self) -> StatementResult {
+        match self {
+            ScriptOutcome::Done { last, .. } => StatementResult {
+                outcome: last,
+                time: 0.0,
+            },
+            ScriptOutcome::Failed(msg) => StatementResult::error(msg),
+        }
+    }
+}
+
 /// Runs a script, statement by statement as `statements` yields them, inside the caller's open
 /// transaction. A dump's own `BEGIN TRANSACTION; ... COMMIT;` maps onto a savepoint as in
 /// [`execute_request`]. The first SQL error stops the script; the caller undoes everything. A

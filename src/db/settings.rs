@@ -38,12 +38,7 @@ impl Default for DbSettings {
 /// file's schema, which is what keeps cached statements current. A swap of the file closes it
 /// (finalizing every cached statement) and opens a new one with an empty cache.
 pub fn open_writer(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connection> {
-    let conn = Connection::open_deterministic(
-        path,
-        OpenFlags::READ_WRITE | OpenFlags::CREATE | OpenFlags::NO_MUTEX | OpenFlags::NO_FOLLOW,
-    )?;
-    conn.set_statement_cache_capacity(raftlite_ffi::DEFAULT_STATEMENT_CACHE_CAPACITY);
-    apply_common(&conn, s)?;
+    let conn = open_builder(path, s)?;
     conn.query_text("PRAGMA journal_mode=WAL")?;
     conn.execute_batch("PRAGMA synchronous=NORMAL")?;
     // Checkpoints run off the writer thread (`Database::checkpoint_if_due`).
@@ -63,14 +58,16 @@ pub fn open_reader(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connecti
     Ok(conn)
 }
 
-/// Opens a connection that builds a new database file (`store::prebuild`): read-write,
-/// created, deterministic and with the writer's SQL settings; the caller picks the journal
-/// and sync modes.
+/// Opens a connection that writes a database as the writer does, without choosing its journal
+/// and sync modes: read-write, created if missing, deterministic, with the writer's statement
+/// cache and SQL settings. [`open_writer`] adds WAL mode; `store::prebuild` builds a new file
+/// with it.
 pub fn open_builder(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connection> {
     let conn = Connection::open_deterministic(
         path,
         OpenFlags::READ_WRITE | OpenFlags::CREATE | OpenFlags::NO_MUTEX | OpenFlags::NO_FOLLOW,
     )?;
+    conn.set_statement_cache_capacity(raftlite_ffi::DEFAULT_STATEMENT_CACHE_CAPACITY);
     apply_common(&conn, s)?;
     Ok(conn)
 }

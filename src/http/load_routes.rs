@@ -48,6 +48,7 @@ use crate::db::execute::ScriptOutcome;
 use crate::db::load::{
     validate_sql_file, validate_sqlite_file, LoadError, LoadKind, StagedInfo, Stager,
 };
+use crate::db::request::StatementResult;
 use crate::raft::network::{unique_suffix, TempFile};
 use crate::raft::types::{LoadCommand, SqlLoad};
 use crate::store::load::{part_path, staged_path};
@@ -285,7 +286,7 @@ pub async fn propose_staged(
         Some((env, built)) => {
             let built = built.map(|b| {
                 guards.push(b.guard);
-                built_result = Some(b.last);
+                built_result = Some(b.result);
                 b.database
             });
             let load = SqlLoad {
@@ -309,12 +310,9 @@ pub async fn propose_staged(
             }
             // An installed built database answers nothing itself: the script's result is the
             // build's. (When the script ran instead, the entry answers with its own result.)
-            if let (Some(last), true) = (built_result, w.results.results.is_empty()) {
+            if let (Some(result), true) = (built_result, w.results.results.is_empty()) {
                 report["installed_built"] = true.into();
-                w.results.results = vec![crate::db::request::StatementResult {
-                    outcome: last,
-                    time: 0.0,
-                }];
+                w.results.results = vec![result];
             }
             let raft_index = params.has("raft_index").then_some(w.raft_index);
             load_answer(params, &w.results.results, raft_index, report, started)
@@ -342,13 +340,13 @@ struct Built {
     /// Owns `load-<id>.staged` until the entry is proposed.
     guard: TempFile,
     /// The script's result, which the load answers when the built file is installed.
-    last: crate::db::request::StatementOutcome,
+    result: StatementResult,
 }
 
 /// Why a SQL load ends before its entry is proposed.
 enum BuildRefusal {
     /// The script's own SQL error: rqlite's 200 with `results[].error`, nothing applied.
-    Script(String),
+    Script(StatementResult),
     /// A fault of this node while building (I/O, disk full): its answer.
     Fault(HttpResponse),
 }
@@ -361,10 +359,7 @@ impl BuildRefusal {
         started: Instant,
     ) -> HttpResponse {
         match self {
-            BuildRefusal::Script(msg) => {
-                let results = [crate::db::request::StatementResult::error(msg)];
-                load_answer(params, &results, None, report, started)
-            }
+            BuildRefusal::Script(error) => load_answer(params, &[error], None, report, started),
             BuildRefusal::Fault(resp) => resp,
         }
     }
@@ -414,25 +409,25 @@ async fn build_for_blank(
     let part = part_path(&data_dir, &id);
     let mut guard = TempFile(part.clone());
     let sql = script_path.to_path_buf();
-    let foreign_keys = store.database().settings().foreign_keys;
+    let settings = store.database().settings().clone();
     let build_layout = layout.clone();
     // Like staging, the build leaves `-disk-reserve` free.
     let room = crate::db::disk::free_bytes(&data_dir)
         .map_err(|e| fault("check free space", &e))?
         .saturating_sub(reserve);
-    let built = tokio::task::spawn_blocking(move || -> anyhow::Result<Result<_, String>> {
-        match prebuild::build(&sql, &part, &build_layout, env, foreign_keys, room)? {
-            ScriptOutcome::Done { last, .. } => {
-                let (size, crc32c) = prebuild::size_and_crc(&part)?;
-                Ok(Ok((last, size, crc32c)))
+    let built =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Result<_, StatementResult>> {
+            let outcome = prebuild::build(&sql, &part, &build_layout, env, &settings, room)?;
+            if let ScriptOutcome::Failed(_) = outcome {
+                return Ok(Err(outcome.into_result()));
             }
-            ScriptOutcome::Failed(msg) => Ok(Err(msg)),
-        }
-    })
-    .await
-    .map_err(|e| fault("build the database", &e))?
-    .map_err(build_fault)?;
-    let (last, size, crc32c) = built.map_err(|msg| Box::new(BuildRefusal::Script(msg)))?;
+            let (size, crc32c) = prebuild::size_and_crc(&part)?;
+            Ok(Ok((outcome.into_result(), size, crc32c)))
+        })
+        .await
+        .map_err(|e| fault("build the database", &e))?
+        .map_err(build_fault)?;
+    let (result, size, crc32c) = built.map_err(|e| Box::new(BuildRefusal::Script(e)))?;
     let staged = staged_path(&data_dir, &id);
     std::fs::rename(&guard.0, &staged).map_err(|e| fault("stage the built database", &e))?;
     guard.0 = staged;
@@ -449,7 +444,7 @@ async fn build_for_blank(
             layout,
         },
         guard,
-        last,
+        result,
     }))
 }
 
@@ -468,7 +463,7 @@ fn is_disk_full(e: &anyhow::Error) -> bool {
 /// The answer to a load: rqlite's envelope, with our report after the results.
 fn load_answer(
     params: &QueryParams,
-    results: &[crate::db::request::StatementResult],
+    results: &[StatementResult],
     raft_index: Option<u64>,
     report: serde_json::Value,
     started: Instant,

@@ -105,20 +105,18 @@ pub fn blank_layout(conn: &Connection) -> raftlite_ffi::Result<Option<BlankLayou
 /// It runs with the load entry's clock and seed (`env`), as the apply path would, and stops
 /// with SQLITE_FULL (an `Err`) if the file would grow past `max_bytes`.
 /// `Ok(Failed)` is the script's own SQL error (the file is then of no use); `Err` is a fault of
-/// this node. `foreign_keys` is the node's `-fk` setting, as on the writer.
+/// this node. `settings` are the node's, as on the writer (`-fk`).
 pub fn build(
     sql: &Path,
     out: &Path,
     layout: &BlankLayout,
     env: ApplyEnv,
-    foreign_keys: bool,
+    settings: &crate::db::DbSettings,
     max_bytes: u64,
 ) -> anyhow::Result<ScriptOutcome> {
-    let settings = crate::db::DbSettings {
-        foreign_keys,
-        ..Default::default()
-    };
-    let mut conn = crate::db::settings::open_builder(out, &settings)
+    // Its statement cache matters: a dump's row INSERTs run through one prepared template per
+    // table, kept there (`db::literal_insert`), as on the writer.
+    let mut conn = crate::db::settings::open_builder(out, settings)
         .with_context(|| format!("create {}", out.display()))?;
     // The layout is fixed by the file's first page, written when the state table is created:
     // a `PRAGMA page_size` in the script then changes nothing here, as on a live database.
@@ -136,13 +134,10 @@ pub fn build(
         "PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF; PRAGMA max_page_count={max_pages};"
     ))
     .context("set the build pragmas")?;
-    // A dump's row INSERTs run through one prepared template per table, kept in the
-    // statement cache (`db::literal_insert`), as on the writer.
-    conn.set_statement_cache_capacity(raftlite_ffi::DEFAULT_STATEMENT_CACHE_CAPACITY);
     // The entry's clock and seed, as the apply path would use them.
     conn.set_apply_inputs(Some(env.inputs()))
         .context("set the load's clock and seed")?;
-    let outcome = super::load::run_sql_script(&conn, sql, foreign_keys, |_| Ok(()))?;
+    let outcome = super::load::run_sql_script(&conn, sql, settings.foreign_keys, |_| Ok(()))?;
     conn.close().context("close the built database")?;
     if matches!(outcome, ScriptOutcome::Done { .. }) {
         std::fs::File::open(out)
@@ -238,7 +233,15 @@ mod tests {
         let ran = super::super::load::run_sql_script(&live, &sql, false, |_| Ok(())).unwrap();
         drop(live);
         let built_path = dir.path().join("built.db");
-        let built = build(&sql, &built_path, &layout, env, false, u64::MAX).unwrap();
+        let built = build(
+            &sql,
+            &built_path,
+            &layout,
+            env,
+            &Default::default(),
+            u64::MAX,
+        )
+        .unwrap();
         assert_eq!(format!("{ran:?}"), format!("{built:?}"));
         assert!(matches!(built, ScriptOutcome::Done { .. }), "{built:?}");
         let expected = schema_and_rows(&live_path);
@@ -275,7 +278,7 @@ mod tests {
             &dir.path().join("built.db"),
             &layout,
             ApplyEnv::default(),
-            false,
+            &Default::default(),
             u64::MAX,
         )
         .unwrap();
@@ -301,7 +304,15 @@ mod tests {
             encoding: "UTF-8".into(),
         };
         let out = dir.path().join("built.db");
-        let err = build(&sql, &out, &layout, ApplyEnv::default(), false, 1 << 20).unwrap_err();
+        let err = build(
+            &sql,
+            &out,
+            &layout,
+            ApplyEnv::default(),
+            &Default::default(),
+            1 << 20,
+        )
+        .unwrap_err();
         let full = err.chain().any(|c| {
             c.downcast_ref::<raftlite_ffi::Error>()
                 .is_some_and(|e| e.code() == raftlite_ffi::ErrorCode::Full)
@@ -314,7 +325,7 @@ mod tests {
             &out.with_extension("2"),
             &layout,
             ApplyEnv::default(),
-            false,
+            &Default::default(),
             u64::MAX,
         );
         assert!(matches!(ok, Ok(ScriptOutcome::Done { .. })), "{ok:?}");

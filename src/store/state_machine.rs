@@ -639,17 +639,11 @@ fn apply_sql_load(
     .map_err(fault)?;
     conn.set_apply_inputs(None)
         .map_err(|e| fault(anyhow::Error::new(e).context("reset the clock and seed")))?;
+    if let execute::ScriptOutcome::Done { statements, .. } = &outcome {
+        tracing::info!(statements, "SQL load ran");
+    }
     let mut response = CommandResponse::default();
-    response.results.results = vec![match outcome {
-        execute::ScriptOutcome::Done { last, statements } => {
-            tracing::info!(statements, "SQL load ran");
-            crate::db::request::StatementResult {
-                outcome: last,
-                time: 0.0,
-            }
-        }
-        execute::ScriptOutcome::Failed(msg) => crate::db::request::StatementResult::error(msg),
-    }];
+    response.results.results = vec![outcome.into_result()];
     shared.applied.lock().log_id = Some(log_id);
     shared.applied_index.store(log_id.index, Ordering::Release);
     Ok(response)
