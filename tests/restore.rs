@@ -66,6 +66,29 @@ fn has_count(body: &str, n: u64) -> bool {
     body.contains(&format!("\"values\":[[{n}]]"))
 }
 
+/// Waits (bounded by `within`) until `node` counts `n` rows in `table`.
+fn assert_count_soon(node: &Node, table: &str, n: u64, within: Duration) {
+    assert!(
+        wait_until(within, || has_count(&count(node, table), n)),
+        "node {} never counted {n} rows in {table}: {}\n{}",
+        node.http_addr,
+        count(node, table),
+        node.log()
+    );
+}
+
+/// Checks a load answered rqlite's 200 with a script error that mentions `what`.
+fn assert_script_error(r: &Answer, what: &str) {
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.json()["results"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(what)),
+        "{}",
+        r.body
+    );
+}
+
 /// Files a load may leave in the data directory.
 fn load_files(node: &Node) -> Vec<String> {
     std::fs::read_dir(&node.data_dir)
@@ -168,16 +191,7 @@ fn binary_load_reaches_every_node_survives_restart_and_joiners() {
         );
     }
     for node in &cluster.nodes {
-        assert!(
-            wait_until(Duration::from_secs(30), || has_count(
-                &count(node, "test"),
-                1000
-            )),
-            "node {} never served the load: {}\n{}",
-            node.http_addr,
-            count(node, "test"),
-            cluster.logs()
-        );
+        assert_count_soon(node, "test", 1000, Duration::from_secs(30));
         assert!(count(node, "old").contains("no such table"));
     }
     // With every follower up, the source waited for them to pull the file and then moved it
@@ -186,10 +200,7 @@ fn binary_load_reaches_every_node_survives_restart_and_joiners() {
     // Writes continue after the load, on every node.
     cluster.nodes[l].execute(r#"["INSERT INTO test(v) VALUES('after')"]"#);
     for node in &cluster.nodes {
-        assert!(wait_until(Duration::from_secs(10), || has_count(
-            &count(node, "test"),
-            1001
-        )));
+        assert_count_soon(node, "test", 1001, Duration::from_secs(10));
     }
     // A follower restarts with the loaded database and the write after it.
     let f = cluster.followers()[1];
@@ -199,10 +210,7 @@ fn binary_load_reaches_every_node_survives_restart_and_joiners() {
     let id = format!("node{}", f + 1);
     cluster.nodes[f] = Node::start_in(&dir, &["-raft-election-timeout", "500ms", "-node-id", &id]);
     let _keep = temp;
-    assert!(wait_until(Duration::from_secs(20), || has_count(
-        &count(&cluster.nodes[f], "test"),
-        1001
-    )));
+    assert_count_soon(&cluster.nodes[f], "test", 1001, Duration::from_secs(20));
     // A node that joins later receives the loaded database.
     let join = cluster.nodes[l].raft_addr.clone();
     let late = Node::start(&[
@@ -213,15 +221,7 @@ fn binary_load_reaches_every_node_survives_restart_and_joiners() {
         "-join",
         &join,
     ]);
-    assert!(
-        wait_until(Duration::from_secs(30), || has_count(
-            &count(&late, "test"),
-            1001
-        )),
-        "late joiner: {}\n{}",
-        count(&late, "test"),
-        late.log()
-    );
+    assert_count_soon(&late, "test", 1001, Duration::from_secs(30));
     // The source retires its staged file once every member has applied the load.
     for node in &cluster.nodes {
         assert_load_files_go(node);
@@ -249,15 +249,7 @@ fn binary_load_with_a_follower_down_reaches_it_later() {
     let id = format!("node{}", f + 1);
     cluster.nodes[f] = Node::start_in(&dir, &["-raft-election-timeout", "500ms", "-node-id", &id]);
     let _keep = temp;
-    assert!(
-        wait_until(Duration::from_secs(30), || has_count(
-            &count(&cluster.nodes[f], "test"),
-            500
-        )),
-        "{}\n{}",
-        count(&cluster.nodes[f], "test"),
-        cluster.logs()
-    );
+    assert_count_soon(&cluster.nodes[f], "test", 500, Duration::from_secs(30));
     assert!(count(&cluster.nodes[f], "old").contains("no such table"));
 }
 
@@ -284,10 +276,7 @@ fn sql_dump_loads_atomically_on_every_node() {
     assert!(!a.body.contains("error"), "{}", a.body);
     assert_eq!(a.json()["load"]["kind"], "sql");
     for node in &cluster.nodes {
-        assert!(wait_until(Duration::from_secs(20), || has_count(
-            &count(node, "child"),
-            1
-        )));
+        assert_count_soon(node, "child", 1, Duration::from_secs(20));
         let hit = local(node, "SELECT count(*) FROM docs WHERE docs MATCH 'hello'");
         assert!(has_count(&hit, 1), "{hit}");
     }
@@ -386,14 +375,7 @@ fn failing_sql_applies_nothing() {
     // A constraint failure in the middle.
     let sql = "CREATE TABLE b(x PRIMARY KEY);\nINSERT INTO b VALUES(1);\nINSERT INTO b VALUES(1);\nINSERT INTO b VALUES(2);\n";
     let r = post(&node, "/db/load", sql.into());
-    assert_eq!(r.status, 200);
-    assert!(
-        r.json()["results"][0]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("UNIQUE")),
-        "{}",
-        r.body
-    );
+    assert_script_error(&r, "UNIQUE");
     assert!(count(&node, "b").contains("no such table"));
     assert!(has_count(&count(&node, "keep"), 1));
     let a = node.post("/db/execute", r#"["BEGIN", "COMMIT"]"#);
@@ -697,14 +679,7 @@ fn a_write_during_the_build_makes_every_node_run_the_script() {
     assert_eq!(answer["results"][0]["last_insert_id"], 1, "{answer}");
     let first_env = env_row(leader);
     for node in &cluster.nodes {
-        assert!(
-            wait_until(Duration::from_secs(30), || has_count(
-                &count(node, "big"),
-                60_000
-            )),
-            "{}",
-            cluster.logs()
-        );
+        assert_count_soon(node, "big", 60_000, Duration::from_secs(30));
         assert!(has_count(&count(node, "during"), 1));
         assert_eq!(env_row(node), first_env);
         assert_eq!(prebuilt_counts(node), (0, 1), "{}", cluster.logs());
@@ -730,10 +705,7 @@ fn a_blank_cluster_installs_the_database_built_from_the_script() {
     assert_eq!(a.json()["results"][0]["last_insert_id"], 1, "{}", a.body);
     let first_env = env_row(&cluster.nodes[l]);
     for node in &cluster.nodes {
-        assert!(wait_until(Duration::from_secs(30), || has_count(
-            &count(node, "big"),
-            500
-        )));
+        assert_count_soon(node, "big", 500, Duration::from_secs(30));
         assert_eq!(env_row(node), first_env);
         assert_eq!(prebuilt_counts(node), (1, 0));
     }
@@ -741,10 +713,7 @@ fn a_blank_cluster_installs_the_database_built_from_the_script() {
     let w = cluster.nodes[l].execute(r#"["INSERT INTO big(v) VALUES('after')"]"#);
     assert!(w.contains(r#""last_insert_id":501"#), "{w}");
     for node in &cluster.nodes {
-        assert!(wait_until(Duration::from_secs(30), || has_count(
-            &count(node, "big"),
-            501
-        )));
+        assert_count_soon(node, "big", 501, Duration::from_secs(30));
     }
     for node in &cluster.nodes {
         assert_load_files_go(node);
@@ -760,14 +729,7 @@ fn a_script_that_fails_on_a_blank_database_applies_nothing() {
     let sql =
         "CREATE TABLE b(x PRIMARY KEY);\nINSERT INTO b VALUES(1);\nINSERT INTO b VALUES(1);\n";
     let r = post(&node, "/db/load?raft_index", sql.into());
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert!(
-        r.json()["results"][0]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("UNIQUE")),
-        "{}",
-        r.body
-    );
+    assert_script_error(&r, "UNIQUE");
     assert!(r.json()["raft_index"].is_null(), "{}", r.body);
     assert!(count(&node, "b").contains("no such table"));
     assert!(load_files(&node).is_empty(), "{:?}", load_files(&node));

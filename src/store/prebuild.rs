@@ -172,6 +172,21 @@ mod tests {
         crate::db::settings::open_writer(path, &Default::default()).unwrap()
     }
 
+    fn default_layout() -> BlankLayout {
+        BlankLayout {
+            page_size: 4096,
+            auto_vacuum: 0,
+            encoding: "UTF-8".into(),
+        }
+    }
+
+    /// Writes `text` to `load.sql` in `dir`.
+    fn write_script(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+        let path = dir.path().join("load.sql");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     fn schema_and_rows(path: &Path) -> String {
         let conn = Connection::open(path, OpenFlags::READ_ONLY).unwrap();
         conn.query_text(
@@ -211,16 +226,14 @@ mod tests {
     #[test]
     fn a_built_database_equals_the_script_run_on_a_blank_one() {
         let dir = tempfile::tempdir().unwrap();
-        let sql = dir.path().join("load.sql");
-        std::fs::write(
-            &sql,
+        let sql = write_script(
+            &dir,
             "PRAGMA foreign_keys=OFF;\nPRAGMA page_size=8192;\nBEGIN TRANSACTION;\n\
              CREATE TABLE t(a INTEGER PRIMARY KEY AUTOINCREMENT, b TEXT);\n\
              INSERT INTO t VALUES(1,'x;y');\nINSERT INTO t VALUES(2,X'00ff');\n\
              INSERT INTO t(b) VALUES(random() || ' ' || datetime('now'));\n\
              CREATE INDEX tb ON t(b);\nCREATE VIEW v AS SELECT b FROM t;\nCOMMIT;\n",
-        )
-        .unwrap();
+        );
         let live_path = dir.path().join("live.db");
         let live = open(&live_path);
         super::super::meta::ensure_table(&live).unwrap();
@@ -262,17 +275,11 @@ mod tests {
     #[test]
     fn a_failing_script_reports_its_error() {
         let dir = tempfile::tempdir().unwrap();
-        let sql = dir.path().join("load.sql");
-        std::fs::write(
-            &sql,
+        let sql = write_script(
+            &dir,
             "CREATE TABLE t(a PRIMARY KEY);\nINSERT INTO t VALUES(1);\nINSERT INTO t VALUES(1);\n",
-        )
-        .unwrap();
-        let layout = BlankLayout {
-            page_size: 4096,
-            auto_vacuum: 0,
-            encoding: "UTF-8".into(),
-        };
+        );
+        let layout = default_layout();
         let out = build(
             &sql,
             &dir.path().join("built.db"),
@@ -291,18 +298,12 @@ mod tests {
     #[test]
     fn a_build_past_its_room_fails_as_a_full_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let sql = dir.path().join("load.sql");
-        std::fs::write(
-            &sql,
+        let sql = write_script(
+            &dir,
             "CREATE TABLE b(x);\nWITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c \
              WHERE i < 100) INSERT INTO b SELECT zeroblob(100000) FROM c;\n",
-        )
-        .unwrap();
-        let layout = BlankLayout {
-            page_size: 4096,
-            auto_vacuum: 0,
-            encoding: "UTF-8".into(),
-        };
+        );
+        let layout = default_layout();
         let out = dir.path().join("built.db");
         let err = build(
             &sql,
@@ -341,11 +342,7 @@ mod tests {
             source: "s".into(),
             shared: true,
         };
-        let layout = BlankLayout {
-            page_size: 4096,
-            auto_vacuum: 0,
-            encoding: "UTF-8".into(),
-        };
+        let layout = default_layout();
         let mut load = SqlLoad {
             script: cmd("1"),
             env: ApplyEnv::default(),
