@@ -253,7 +253,11 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         raft_listener,
         Arc::clone(&store),
         security.node_server,
-        security.auth.clone(),
+        crate::raft::rpc::RaftPortOptions {
+            auth: security.auth.clone(),
+            members_by_tls: opts.node_tls.as_ref().is_some_and(|t| t.verify_client),
+            disk_reserve: opts.disk_reserve,
+        },
     )
     .context("start the Raft service")?;
     let raft_handle = raft_server.handle();

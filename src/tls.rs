@@ -251,7 +251,8 @@ impl ServerCertVerifier for FixedServerName {
 pub struct NodeTransport {
     /// `None`: plain HTTP.
     tls: Option<ClientConfig>,
-    /// `Authorization` header for cluster requests (join, notify, remove), from `-join-as`.
+    /// `Authorization` header every node-to-node request carries, from `-join-as`: how this
+    /// node proves it is a member when the others run with `-auth`.
     authorization: Option<String>,
 }
 
@@ -260,9 +261,20 @@ impl NodeTransport {
         NodeTransport { tls, authorization }
     }
 
-    /// A client builder with this transport's TLS settings.
+    /// A client builder with this transport's TLS settings and credentials.
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
-        let builder = reqwest::Client::builder();
+        let mut builder = reqwest::Client::builder();
+        if let Some(value) = self
+            .authorization
+            .as_deref()
+            .and_then(|a| reqwest::header::HeaderValue::from_str(a).ok())
+        {
+            let mut value = value;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
         match &self.tls {
             Some(tls) => builder.use_preconfigured_tls(tls.clone()),
             None => builder,

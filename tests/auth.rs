@@ -539,7 +539,15 @@ fn joins_need_the_join_perm() {
     );
     std::fs::write(&auth, text).unwrap();
     let auth = auth.display().to_string();
-    let first = Node::start(&[FAST_RAFT, &["-auth", &auth, "-node-id", "n1"]].concat());
+    // Every member proves itself to the others (-join-as), the first one too: its Raft
+    // traffic to the joiner carries the same credentials.
+    let first = Node::start(
+        &[
+            FAST_RAFT,
+            &["-auth", &auth, "-node-id", "n1", "-join-as", "joiner"],
+        ]
+        .concat(),
+    );
     // `query` exists but may not join: the join is refused with 401 and the node gives up.
     let dir = files.path().join("second");
     let dir_arg = dir.display().to_string();
