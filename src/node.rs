@@ -165,6 +165,9 @@ fn load_security(opts: &NodeOptions) -> anyhow::Result<Security> {
         )?),
         None => None,
     };
+    if auth.is_some() {
+        warn_about_node_traffic(opts, join_authorization.is_some());
+    }
     tls::set_node_transport(NodeTransport::new(node_client, join_authorization));
     // Forwarding to the leader's API: trust -http-ca-cert, and present this node's HTTP
     // certificate in case the leader wants one (-http-verify-client).
@@ -186,6 +189,26 @@ fn load_security(opts: &NodeOptions) -> anyhow::Result<Security> {
         node_server,
         forward_client: forward.build().context("build the forwarding client")?,
     })
+}
+
+/// With `-auth`, node-to-node traffic must prove membership and should be private: says so
+/// loudly at start-up when it does neither.
+fn warn_about_node_traffic(opts: &NodeOptions, has_join_as: bool) {
+    let mutual_tls = opts.node_tls.as_ref().is_some_and(|t| t.verify_client);
+    if !has_join_as && !mutual_tls {
+        tracing::warn!(
+            "-auth is set but this node has neither -join-as nor node mutual TLS \
+             (-node-verify-client): other nodes with -auth refuse its Raft traffic, so it can \
+             only run alone"
+        );
+    }
+    if opts.node_tls.is_none() {
+        tracing::warn!(
+            "-auth is set but node-to-node traffic is not encrypted (no -node-cert): the \
+             -join-as credentials and every replicated write cross the network in clear; \
+             keep the Raft port on a private network or turn on node TLS"
+        );
+    }
 }
 
 /// Runs a node until SIGINT or SIGTERM.

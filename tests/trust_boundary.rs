@@ -334,3 +334,175 @@ fn the_raft_port_needs_a_member_and_bounds_what_it_reads() {
     assert_eq!(&head, b"HTTP/1.1 507", "{}", String::from_utf8_lossy(&head));
     assert!(node.get("/readyz").status == 200, "{}", node.log());
 }
+
+/// Sends `body` to `path` on `node` as `user` (password `pw-<user>`), or anonymously.
+fn send(node: &Node, user: Option<&str>, method: &str, path: &str, body: &str) -> (u16, String) {
+    let client = reqwest::blocking::Client::new();
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = client
+        .request(m, format!("http://{}{path}", node.http_addr))
+        .header("Content-Type", "application/json")
+        .body(body.to_string());
+    if let Some(u) = user {
+        req = req.basic_auth(u, Some(format!("pw-{u}")));
+    }
+    let r = req.send().expect("send");
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
+fn row_count(node: &Node) -> String {
+    let (status, body) = send(
+        node,
+        Some("root"),
+        "GET",
+        "/db/query?q=SELECT%20count(*)%20FROM%20t&level=strong",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["results"][0]["values"][0][0]
+        .to_string()
+}
+
+#[test]
+fn forwarded_requests_are_decided_again_on_the_leader_and_joins_cannot_take_over_voters() {
+    let files = tempfile::tempdir().unwrap();
+    let strict = auth_file(files.path(), &["ready", "status"]);
+    // A follower whose file lets anyone write: forwarding must not widen anyone's rights.
+    let lenient = auth_file(files.path(), &["ready", "status", "execute"]);
+    let common: Vec<&str> = [FAST_RAFT, &["-join-as", "joiner"]].concat();
+    let leader = Node::start(&[&common[..], &["-auth", &strict, "-node-id", "n1"]].concat());
+    assert!(
+        leader
+            .log()
+            .contains("node-to-node traffic is not encrypted"),
+        "start-up must warn about plain node traffic with -auth:\n{}",
+        leader.log()
+    );
+    let join = leader.raft_addr.clone();
+    let follower = Node::start(
+        &[
+            &common[..],
+            &["-auth", &lenient, "-node-id", "n2", "-join", &join],
+        ]
+        .concat(),
+    );
+    let third = Node::start(
+        &[
+            &common[..],
+            &["-auth", &strict, "-node-id", "n3", "-join", &join],
+        ]
+        .concat(),
+    );
+    let formed = wait_until(Duration::from_secs(30), || {
+        [&leader, &follower, &third].iter().all(|n| {
+            n.get("/nodes")
+                .json()
+                .as_object()
+                .is_some_and(|o| o.len() == 3 && o.values().all(|m| m["reachable"] == true))
+        })
+    });
+    assert!(formed, "{}\n{}", leader.log(), follower.log());
+    let (status, body) = send(
+        &leader,
+        Some("root"),
+        "POST",
+        "/db/execute",
+        r#"["CREATE TABLE t(x)"]"#,
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // Anonymous writes through the lenient follower, plainly and with an encoded path: the
+    // follower lets them through, the leader refuses them, nothing is written.
+    for path in ["/db/execute", "/db/%65xecute", "/db/exec%75te"] {
+        let (status, body) = send(
+            &follower,
+            None,
+            "POST",
+            path,
+            r#"["INSERT INTO t VALUES(1)"]"#,
+        );
+        assert_eq!(status, 401, "{path} through the follower: {body}");
+    }
+    assert_eq!(row_count(&leader), "0");
+    // A caller with the perm gets through the follower, encoded path included.
+    let (status, body) = send(
+        &follower,
+        Some("execute"),
+        "POST",
+        "/db/%65xecute",
+        r#"["INSERT INTO t VALUES(1)"]"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(row_count(&leader), "1");
+
+    // Joins: a non-voter's credentials cannot move a voter to another address, and no join
+    // turns a member into a voter.
+    let cluster_join = |user: &str, node: serde_json::Value| -> (u16, String) {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("http://{join}/cluster/join"))
+            .basic_auth(user, Some(format!("pw-{user}")))
+            .json(&serde_json::json!({ "node": node }))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    let nodes = leader.get("/nodes").json();
+    let n3 = &nodes["n3"];
+    let hijack = serde_json::json!({
+        "id": "n3", "api_addr": "127.0.0.1:1", "raft_addr": "127.0.0.1:2", "voter": true,
+    });
+    assert_eq!(
+        cluster_join("reader", hijack.clone()).0,
+        401,
+        "join as a voter needs join"
+    );
+    let as_non_voter = serde_json::json!({
+        "id": "n3", "api_addr": "127.0.0.1:1", "raft_addr": "127.0.0.1:2", "voter": false,
+    });
+    let (status, body) = cluster_join("reader", as_non_voter);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Refused") && body.contains("voter"), "{body}");
+    let after = leader.get("/nodes").json();
+    assert!(n3["addr"].is_string(), "{nodes}");
+    assert_eq!(
+        after["n3"]["addr"], n3["addr"],
+        "the voter must not move: {after}"
+    );
+    assert_eq!(third.get("/readyz").status, 200);
+
+    // A non-voter (joined with join-read-only) asks to become a voter: refused, even with
+    // the join perm.
+    let non_voter = Node::start(
+        &[
+            FAST_RAFT,
+            &[
+                "-auth",
+                &strict,
+                "-node-id",
+                "n4",
+                "-join",
+                &join,
+                "-join-as",
+                "reader",
+                "-raft-non-voter",
+            ],
+        ]
+        .concat(),
+    );
+    let joined = wait_until(Duration::from_secs(30), || {
+        leader.get("/nodes?nonvoters").json()["n4"]["addr"].is_string()
+    });
+    assert!(joined, "{}", non_voter.log());
+    let promote = serde_json::json!({
+        "id": "n4", "api_addr": non_voter.http_addr, "raft_addr": non_voter.raft_addr,
+        "voter": true,
+    });
+    let (status, body) = cluster_join("joiner", promote);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("Refused") && body.contains("non-voter"),
+        "{body}"
+    );
+    let voters = leader.get("/nodes").json();
+    assert!(voters["n4"].is_null(), "n4 must stay a non-voter: {voters}");
+}
