@@ -72,6 +72,8 @@ pub struct NodeOptions {
     pub node_no_verify: bool,
     /// `-node-verify-server-name`: the name other nodes' certificates must carry.
     pub node_verify_server_name: Option<String>,
+    /// `-http-allow-origin`: the `Access-Control-Allow-Origin` every answer carries.
+    pub http_allow_origin: Option<String>,
 }
 
 impl NodeOptions {
@@ -114,6 +116,7 @@ impl NodeOptions {
             node_tls: None,
             node_no_verify: false,
             node_verify_server_name: None,
+            http_allow_origin: None,
         }
     }
 }
@@ -318,6 +321,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             max_copies: opts.max_backup_copies,
         }),
         writer_pragmas: parking_lot::Mutex::new(serde_json::Value::Null),
+        allow_origin: opts.http_allow_origin.clone(),
     };
     let https = security.http_server.is_some();
     let server =

@@ -506,3 +506,25 @@ fn forwarded_requests_are_decided_again_on_the_leader_and_joins_cannot_take_over
     let voters = leader.get("/nodes").json();
     assert!(voters["n4"].is_null(), "n4 must stay a non-voter: {voters}");
 }
+
+#[test]
+fn allow_origin_is_sent_on_every_answer() {
+    let node = Node::start(&["-http-allow-origin", "https://app.example"]);
+    for (method, path) in [
+        ("GET", "/status"),
+        ("OPTIONS", "/db/query"),
+        ("GET", "/nope"),
+    ] {
+        let a = node.request(method, path, None, "");
+        assert_eq!(
+            a.header("access-control-allow-origin"),
+            Some("https://app.example"),
+            "{method} {path}"
+        );
+    }
+    let plain = Node::start(&[]);
+    assert_eq!(
+        plain.get("/status").header("access-control-allow-origin"),
+        None
+    );
+}

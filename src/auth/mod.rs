@@ -253,29 +253,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// What identifies one version of the file: a write changes the length, the ctime or the
-/// mtime; a replacement (rename over it) changes the inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    len: u64,
-    ino: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-fn stamp(path: &Path) -> std::io::Result<FileStamp> {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path)?;
-    Ok(FileStamp {
-        len: m.len(),
-        ino: m.ino(),
-        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-    })
-}
-
 struct Loaded {
-    stamp: Option<FileStamp>,
+    stamp: Option<crate::file_stamp::FileStamp>,
     /// `None`: the file is unreadable or malformed now; everything is refused.
     creds: Option<Arc<Credentials>>,
 }
@@ -301,7 +280,7 @@ impl Auth {
             path: path.to_path_buf(),
             reason,
         };
-        let stamp = stamp(path).map_err(|e| err(e.to_string()))?;
+        let stamp = crate::file_stamp::FileStamp::of(path).map_err(|e| err(e.to_string()))?;
         let text = std::fs::read(path).map_err(|e| err(e.to_string()))?;
         let creds = Credentials::parse(&text).map_err(err)?;
         Ok(Auth {
@@ -316,7 +295,7 @@ impl Auth {
 
     /// The credentials as the file says now, read again if it changed since the last check.
     fn current(&self) -> Option<Arc<Credentials>> {
-        let now = stamp(&self.path).ok();
+        let now = crate::file_stamp::FileStamp::of(&self.path).ok();
         {
             let loaded = self.loaded.read();
             if loaded.stamp == now && now.is_some() {

@@ -81,6 +81,8 @@ pub struct AppState {
     /// The writer connection's settings as `/status` last read them: shown when the writer
     /// is busy (a SQL load's transaction, a snapshot's fsync) rather than waiting for it.
     pub writer_pragmas: parking_lot::Mutex<serde_json::Value>,
+    /// `-http-allow-origin`: sent as `Access-Control-Allow-Origin` on every answer.
+    pub allow_origin: Option<String>,
 }
 
 /// Every route of the HTTP API, each with the access it needs (rqlite's perms). A route cannot
@@ -218,6 +220,7 @@ pub fn serve(
     tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<Server> {
     let auth_on = state.auth.is_some();
+    let allow_origin = state.allow_origin.clone();
     let gate = Arc::new(Gate {
         table: Arc::new(routes().table().clone()),
         auth: state.auth.clone(),
@@ -230,6 +233,9 @@ pub fn serve(
         let mut headers = DefaultHeaders::new()
             .add(("X-RQLITE-VERSION", crate::VERSION))
             .add(("Access-Control-Allow-Methods", "OPTIONS, GET, POST"));
+        if let Some(origin) = &allow_origin {
+            headers = headers.add(("Access-Control-Allow-Origin", origin.clone()));
+        }
         headers = if auth_on {
             headers
                 .add((
