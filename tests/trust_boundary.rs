@@ -528,3 +528,67 @@ fn allow_origin_is_sent_on_every_answer() {
         None
     );
 }
+
+#[test]
+fn the_data_directory_and_backup_copies_are_private_to_the_node() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(data.join("notes.txt"), "x").unwrap();
+    std::fs::set_permissions(
+        data.join("notes.txt"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    // A shared temporary directory holding someone else's file named like our copies.
+    let shared = top.path().join("shared-tmp");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("backup-not-ours.db"), "theirs").unwrap();
+    let shared_arg = shared.display().to_string();
+    let mut node = Node::start_in(&data, &["-backup-tmp-dir", &shared_arg]);
+    node.execute(r#"["CREATE TABLE t(x)", "INSERT INTO t VALUES(1)"]"#);
+    assert_eq!(node.get("/db/backup").status, 200);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("notes.txt")), 0o600);
+    let mut checked = 0;
+    for entry in walk(&data) {
+        let want = if entry.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&entry), want, "{}", entry.display());
+        checked += 1;
+    }
+    assert!(checked >= 4, "the database, its log and WAL were checked");
+    // The node's copies live in a private directory of its own inside the shared one.
+    let own: Vec<_> = std::fs::read_dir(&shared)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(mode(&own[0]), 0o700);
+    // A restart clears leftovers in its own directory only.
+    std::fs::write(own[0].join("backup-leftover.db"), "ours").unwrap();
+    node.stop();
+    let _restarted = Node::start_in(&data, &["-backup-tmp-dir", &shared_arg]);
+    assert!(!own[0].join("backup-leftover.db").exists());
+    assert_eq!(
+        std::fs::read_to_string(shared.join("backup-not-ours.db")).unwrap(),
+        "theirs"
+    );
+}
+
+/// Every file and directory below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
