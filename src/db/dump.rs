@@ -79,10 +79,12 @@
 //!
 //! # IMPLEMENTATION CAVEATS
 //!
-//! - The shell sets `PRAGMA writable_schema=ON` while dumping so that it can read some
-//!   databases with a damaged schema; we do not (it would let a dump of a damaged server
-//!   database go further, but it is a setting we keep off on shared connections). A database
-//!   whose schema cannot be read fails with [`DumpError::Sqlite`] instead.
+//! - The shell sets `PRAGMA writable_schema=ON` while dumping so that it can read databases
+//!   with schema rows SQLite cannot parse. The dumper leaves the setting to its caller:
+//!   `raftlite dump FILE` turns it on on its private read-only connection
+//!   (`src/shell/offline.rs`) and matches the shell on such files; the server keeps it off on
+//!   its shared connections, so there a schema that cannot be read fails with
+//!   [`DumpError::Sqlite`].
 //! - Corrupt table pages: like the shell, we write `/****** CORRUPTION ERROR *******/`, read the
 //!   table again backwards (`PRAGMA reverse_unordered_selects`), and end with `ROLLBACK; --
 //!   due to errors`. Which rows come out before the damage depends on the SQLite version that
@@ -351,15 +353,15 @@ impl Dumper<'_, '_> {
             }
             Err(e) => return Err(e),
         };
-        let mut select = String::from("SELECT ");
+        let mut select = b"SELECT ".to_vec();
         for (i, c) in columns.iter().enumerate() {
             if i > 0 {
-                select.push(',');
+                select.push(b',');
             }
             push_quoted_ident(&mut select, c);
         }
-        select.push_str(" FROM main.");
-        push_quoted_ident(&mut select, &String::from_utf8_lossy(name));
+        select.extend_from_slice(b" FROM main.");
+        push_quoted_ident(&mut select, name);
         let mut prefix = b"INSERT INTO ".to_vec();
         push_shell_ident(&mut prefix, name);
         prefix.extend_from_slice(b" VALUES(");
@@ -387,22 +389,25 @@ impl Dumper<'_, '_> {
         }
     }
 
-    /// Column names as `PRAGMA table_info` lists them (generated columns left out).
-    fn table_columns(&self, name: &[u8]) -> Result<Vec<String>, DumpError> {
+    /// Column names as `PRAGMA table_info` lists them (generated columns left out), as bytes:
+    /// like table names, they need not be UTF-8.
+    fn table_columns(&self, name: &[u8]) -> Result<Vec<Vec<u8>>, DumpError> {
         let mut stmt = self
             .conn
             .prepare("SELECT name FROM pragma_table_info(?1, 'main')")?;
         stmt.bind_text_bytes(1, name)?;
         let mut cols = Vec::new();
         while stmt.step()?.is_row() {
-            cols.push(String::from_utf8_lossy(stmt.column_text(0)).into_owned());
+            cols.push(stmt.column_text(0).to_vec());
         }
         Ok(cols)
     }
 
     /// Runs `select` and writes one INSERT per row, as it reads them.
-    fn select_rows(&mut self, select: &str, prefix: &[u8]) -> Result<(), DumpError> {
-        let mut stmt = self.conn.prepare(select)?;
+    fn select_rows(&mut self, select: &[u8], prefix: &[u8]) -> Result<(), DumpError> {
+        let Some(mut stmt) = self.conn.prepare_first_bytes(select)?.0 else {
+            return Ok(());
+        };
         let n = stmt.column_count();
         while stmt.step()?.is_row() {
             self.sink.put(prefix)?;
@@ -556,11 +561,17 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Always-quoted identifier for the SELECT we run (never written to the dump).
-fn push_quoted_ident(sql: &mut String, name: &str) {
-    sql.push('"');
-    sql.push_str(&name.replace('"', "\"\""));
-    sql.push('"');
+/// Always-quoted identifier for the SELECT we run (never written to the dump). The name's
+/// bytes go in as they are: a name that is not UTF-8 must still name its table.
+fn push_quoted_ident(sql: &mut Vec<u8>, name: &[u8]) {
+    sql.push(b'"');
+    for &c in name {
+        sql.push(c);
+        if c == b'"' {
+            sql.push(b'"');
+        }
+    }
+    sql.push(b'"');
 }
 
 /// An identifier as the shell writes it after `INSERT INTO` (its `quoteChar`): bare when it is
@@ -574,16 +585,9 @@ fn push_shell_ident(out: &mut Vec<u8>, name: &[u8]) {
     };
     if plain {
         out.extend_from_slice(name);
-        return;
+    } else {
+        push_quoted_ident(out, name);
     }
-    out.push(b'"');
-    for &c in name {
-        out.push(c);
-        if c == b'"' {
-            out.push(b'"');
-        }
-    }
-    out.push(b'"');
 }
 
 /// SQLite 3.40's keywords (`sqlite3_keyword_check`), sorted, upper case.
