@@ -2,7 +2,8 @@
 //!
 //! It writes the same bytes as the `.dump` command of the `sqlite3` shell, version 3.40.1,
 //! except for the digits of REAL literals (see below). It owns the dump format and nothing
-//! else: opening connections, HTTP and channels belong to its callers.
+//! else: opening connections, HTTP and channels belong to its callers. The conformance suite
+//! `tests/dump_conformance/` holds it to that on tricky databases (`docs/backup.md`).
 //!
 //! # How the shell's `.dump` works, and how we follow it
 //!

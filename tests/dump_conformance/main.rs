@@ -53,7 +53,7 @@ impl Rng {
         Rng(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -63,7 +63,7 @@ impl Rng {
 
     /// A number in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 }
 
@@ -491,15 +491,22 @@ fn finish(title: &str, shell: &ReferenceShell, work: Work, outcomes: &[Outcome])
         .filter(|o| !o.failures.is_empty())
         .map(|o| o.name.as_str())
         .collect();
+    let reloaded = if outcomes.iter().any(|o| !o.content_word.is_empty()) {
+        format!(
+            "{} equivalent after reload, {} known-lossy; ",
+            content("EQUIVALENT"),
+            content("KNOWN-LOSSY")
+        )
+    } else {
+        String::new()
+    };
     report.push_str(&format!(
-        "{} databases: {} identical, {} same values (REAL digits), {} different; \
-         {} equivalent after reload, {} known-lossy; {} failed\n",
+        "{} databases: {} identical, {} same values (REAL digits), {} different; {reloaded}\
+         {} failed\n",
         outcomes.len(),
         count("IDENTICAL"),
         count("SAME-VALUES"),
         count("DIFFERENT"),
-        content("EQUIVALENT"),
-        content("KNOWN-LOSSY"),
         failed.len()
     ));
     let keep = std::env::var_os("RAFTLITE_DUMP_KEEP").is_some() || !failed.is_empty();
@@ -563,4 +570,222 @@ fn parse_seeds(spec: &str) -> Vec<u64> {
         }
     }
     seeds
+}
+
+// ---------------------------------------------------------------------------------------------
+// The suite's own machinery: each measure must be able to fail.
+
+#[test]
+fn real_digits_alone_count_as_the_same_values() {
+    let ours = b"BEGIN;\nINSERT INTO t VALUES(1,0.1000000000000000056,'x');\nINSERT INTO t VALUES(2,1.0e+100);\nCOMMIT;\n";
+    let shell = b"BEGIN;\nINSERT INTO t VALUES(1,0.10000000000000000555,'x');\nINSERT INTO t VALUES(2,1.000000000000000016e+100);\nCOMMIT;\n";
+    match compare_dumps(ours, shell) {
+        Bytes::SameValues { lines, first } => {
+            assert_eq!((lines, first.line), (2, 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(compare_dumps(ours, ours), Bytes::Identical);
+    assert!(matches!(
+        compare_dumps(b"VALUES(1e999)", b"VALUES(1e9999)"),
+        Bytes::SameValues { lines: 1, .. }
+    ));
+    let different = |a: &[u8], b: &[u8]| matches!(compare_dumps(a, b), Bytes::Different(_));
+    // Another double, or another storage class.
+    assert!(different(b"VALUES(0.1)", b"VALUES(0.2)"));
+    assert!(different(b"VALUES(0.1)", b"VALUES(0.10000000000000002)"));
+    assert!(different(b"VALUES(1)", b"VALUES(1.0)"));
+    assert!(different(b"VALUES(1.0)", b"VALUES(-1.0)"));
+    // Digits inside quotes, identifiers and comments are not REAL literals.
+    assert!(different(b"VALUES('0.10')", b"VALUES('0.1')"));
+    assert!(different(
+        b"CREATE TABLE \"t0.10\"(x)",
+        b"CREATE TABLE \"t0.1\"(x)"
+    ));
+    assert!(different(b"CREATE TABLE x1.50(a)", b"CREATE TABLE x1.5(a)"));
+    assert!(different(b"-- 0.10\nX", b"-- 0.1\nX"));
+    assert!(different(b"/* 0.10 */", b"/* 0.1 */"));
+    // Extra or missing lines.
+    assert!(different(b"A;\nB;\n", b"A;\n"));
+    match compare_dumps(b"A;\nB;\nC;\n", b"A;\nX;\nC;\n") {
+        Bytes::Different(d) => {
+            assert_eq!((d.line, d.ours.as_str(), d.shell.as_str()), (2, "B;", "X;"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn content_comparison_sees_every_kind_of_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let base: Vec<raftlite_ffi::ValueRef> = vec![
+        raftlite_ffi::ValueRef::Real(0.0),
+        raftlite_ffi::ValueRef::Text(b"ab"),
+        raftlite_ffi::ValueRef::Blob(&[1]),
+        raftlite_ffi::ValueRef::Integer(1),
+        raftlite_ffi::ValueRef::Null,
+    ];
+    let make = |name: &str, values: &[raftlite_ffi::ValueRef], extra: &str| -> Content {
+        let path = dir.path().join(name);
+        let db = cases::Db::create(&path);
+        db.sql(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v);
+             CREATE TABLE a(id INTEGER PRIMARY KEY AUTOINCREMENT, x);
+             INSERT INTO a(x) VALUES(1);
+             CREATE TABLE plain(x);
+             INSERT INTO plain VALUES(1), (2);",
+        );
+        db.rows(
+            "INSERT INTO t(v) VALUES(?1)",
+            values.iter().map(|v| vec![*v]),
+        );
+        db.sql(extra);
+        drop(db);
+        Content::read(&path).unwrap()
+    };
+    let original = make("original.db", &base, "");
+    assert_eq!(
+        differences(&original, &make("same.db", &base, ""), exactly).0,
+        Vec::<String>::new()
+    );
+
+    let with = |i: usize, v: raftlite_ffi::ValueRef<'static>| {
+        let mut values = base.clone();
+        values[i] = v;
+        values
+    };
+    let changes: Vec<(&str, Content)> = vec![
+        (
+            "-0.0 for 0.0",
+            make(
+                "negzero.db",
+                &with(0, raftlite_ffi::ValueRef::Real(-0.0)),
+                "",
+            ),
+        ),
+        (
+            "a TEXT byte",
+            make(
+                "text.db",
+                &with(1, raftlite_ffi::ValueRef::Text(b"a\xff")),
+                "",
+            ),
+        ),
+        (
+            "a NUL after TEXT",
+            make(
+                "nul.db",
+                &with(1, raftlite_ffi::ValueRef::Text(b"ab\0")),
+                "",
+            ),
+        ),
+        (
+            "TEXT for BLOB",
+            make("class.db", &with(2, raftlite_ffi::ValueRef::Text(&[1])), ""),
+        ),
+        (
+            "a BLOB byte",
+            make("blob.db", &with(2, raftlite_ffi::ValueRef::Blob(&[2])), ""),
+        ),
+        (
+            "REAL for INTEGER",
+            make("real.db", &with(3, raftlite_ffi::ValueRef::Real(1.0)), ""),
+        ),
+        (
+            "'' for NULL",
+            make("empty.db", &with(4, raftlite_ffi::ValueRef::Text(b"")), ""),
+        ),
+        ("a row less", make("fewer.db", &base[..4], "")),
+        (
+            "a counter",
+            make("seq.db", &base, "UPDATE sqlite_sequence SET seq = 5"),
+        ),
+        (
+            "a rowid alias",
+            make("ipk.db", &base, "UPDATE t SET id = 10 WHERE id = 1"),
+        ),
+        (
+            "an index",
+            make("index.db", &base, "CREATE INDEX tv ON t(v)"),
+        ),
+        (
+            "a schema text",
+            make("schema.db", &base, "ALTER TABLE plain RENAME TO other"),
+        ),
+        (
+            "an empty table",
+            make("table.db", &base, "CREATE TABLE more(x)"),
+        ),
+    ];
+    for (what, changed) in &changes {
+        let (problems, _) = differences(&original, changed, exactly);
+        assert!(!problems.is_empty(), "{what}: no difference seen");
+    }
+    // Rowids of a table without INTEGER PRIMARY KEY are not content: a new order is a note.
+    let reordered = make(
+        "reordered.db",
+        &base,
+        "DELETE FROM plain; INSERT INTO plain VALUES(2), (1);",
+    );
+    let (problems, notes) = differences(&original, &reordered, exactly);
+    assert_eq!(problems, Vec::<String>::new());
+    assert_eq!(
+        notes,
+        vec!["table \"plain\": same rows in another rowid order".to_string()]
+    );
+}
+
+#[test]
+fn a_missing_or_wrong_reference_shell_fails_under_ci_and_is_announced_otherwise() {
+    let exe = std::env::current_exe().unwrap();
+    let nothing = tempfile::tempdir().unwrap();
+    let wrong = tempfile::tempdir().unwrap();
+    let fake = wrong.path().join("sqlite3");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho '3.45.1 2024-01-30 16:01:20 e876e51a0ed5c5b3126f52e532044363a014bc594cfefa87ffb5b82257cc467a'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for (path, why) in [
+        (nothing.path(), "`sqlite3` could not be started"),
+        (wrong.path(), "printed \"3.45.1 2024-01-30"),
+    ] {
+        let run = |ci: Option<&str>| {
+            let mut cmd = Command::new(&exe);
+            cmd.args([
+                "--exact",
+                "every_case_matches_the_reference_shell",
+                "--nocapture",
+            ])
+            .env("PATH", path)
+            .env("RAFTLITE_DUMP_CASES", "empty")
+            .env_remove("CI");
+            if let Some(ci) = ci {
+                cmd.env("CI", ci);
+            }
+            let out = cmd.output().unwrap();
+            let said = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out.status.success(), said)
+        };
+        let (passed, said) = run(Some("true"));
+        assert!(
+            !passed,
+            "under CI a missing shell must fail the test:\n{said}"
+        );
+        assert!(
+            said.contains("no reference sqlite3 shell under CI") && said.contains(why),
+            "{said}"
+        );
+        for not_ci in [None, Some("false"), Some("")] {
+            let (passed, said) = run(not_ci);
+            assert!(passed, "CI={not_ci:?}: {said}");
+            assert!(
+                said.contains("comparison with the reference sqlite3 shell SKIPPED")
+                    && said.contains(why),
+                "CI={not_ci:?}: the skip must say why:\n{said}"
+            );
+        }
+    }
 }

@@ -98,7 +98,7 @@ const TEXT_PIECES: [&[u8]; 36] = [
 #[derive(Clone, Copy, PartialEq)]
 enum Key {
     None,
-    IntegerPrimaryKey,
+    RowidAlias,
     AutoIncrement,
     WithoutRowid(usize),
 }
@@ -124,7 +124,7 @@ pub fn build(seed: u64, path: &Path) -> String {
         let name = unique(&mut rng, &TABLE_NAMES, &mut used);
         let strict = rng.below(5) == 0;
         let key = match rng.below(5) {
-            0 => Key::IntegerPrimaryKey,
+            0 => Key::RowidAlias,
             1 => Key::AutoIncrement,
             2 if !strict || rng.below(2) == 0 => Key::WithoutRowid(1 + rng.below(2)),
             _ => Key::None,
@@ -175,7 +175,7 @@ pub fn build(seed: u64, path: &Path) -> String {
             slots.len(),
             match key {
                 Key::None => "no key".to_string(),
-                Key::IntegerPrimaryKey => "INTEGER PRIMARY KEY".to_string(),
+                Key::RowidAlias => "INTEGER PRIMARY KEY".to_string(),
                 Key::AutoIncrement => "AUTOINCREMENT".to_string(),
                 Key::WithoutRowid(n) => format!("WITHOUT ROWID, {n}-column key"),
             },
@@ -230,7 +230,7 @@ fn table_sql(
     for i in 0..count {
         let column = unique(rng, &COLUMN_NAMES, &mut used);
         let quoted = quote(&column);
-        if i == key_at && matches!(key, Key::IntegerPrimaryKey | Key::AutoIncrement) {
+        if i == key_at && matches!(key, Key::RowidAlias | Key::AutoIncrement) {
             let auto = if key == Key::AutoIncrement {
                 " AUTOINCREMENT"
             } else {
@@ -355,7 +355,7 @@ fn integer(rng: &mut Rng) -> i64 {
     match rng.below(3) {
         0 => EDGES[rng.below(EDGES.len())],
         // Every magnitude: shift a random value right by a random amount.
-        _ => (rng.next() as i64) >> rng.below(64),
+        _ => (rng.next_u64() as i64) >> rng.below(64),
     }
 }
 
@@ -376,9 +376,9 @@ fn real(rng: &mut Rng) -> f64 {
     ];
     match rng.below(4) {
         0 => EDGES[rng.below(EDGES.len())],
-        1 => (rng.next() % 200_001) as f64 / 8.0 - 12500.0,
+        1 => (rng.next_u64() % 200_001) as f64 / 8.0 - 12500.0,
         _ => loop {
-            let v = f64::from_bits(rng.next());
+            let v = f64::from_bits(rng.next_u64());
             if v.is_finite() && v.abs() >= SMALLEST_SAFE_REAL {
                 return v;
             }
@@ -395,5 +395,5 @@ fn text(rng: &mut Rng) -> Vec<u8> {
 }
 
 fn blob(rng: &mut Rng) -> Vec<u8> {
-    (0..rng.below(40)).map(|_| rng.next() as u8).collect()
+    (0..rng.below(40)).map(|_| rng.next_u64() as u8).collect()
 }
