@@ -153,6 +153,7 @@ pub fn dump_excluding(
         exclude,
         sink: Sink::new(out),
         stats: DumpStats::default(),
+        damage_reported: false,
     };
     let result = dumper
         .run(tables)
@@ -172,9 +173,10 @@ pub fn dump_excluding(
     }
     result?;
     match released {
-        // A database that already reported corruption may fail to end the snapshot cleanly;
-        // the dump itself is complete and says so (it ends in ROLLBACK).
-        Err(e) if stats.errors == 0 => Err(e.into()),
+        // A database that already reported corruption may fail to end the snapshot cleanly
+        // (RELEASE reads the schema again); the dump itself is complete and says so, in its
+        // corruption markers and, when a table could not be read, its final ROLLBACK.
+        Err(e) if stats.errors == 0 && !dumper.damage_reported => Err(e.into()),
         _ => Ok(stats),
     }
 }
@@ -236,6 +238,8 @@ struct Dumper<'c, 'w> {
     exclude: &'c [&'c str],
     sink: Sink<'w>,
     stats: DumpStats,
+    /// The dump holds a report of SQLITE_CORRUPT (a marker or an error line).
+    damage_reported: bool,
 }
 
 impl Dumper<'_, '_> {
@@ -370,6 +374,7 @@ impl Dumper<'_, '_> {
         match self.select_rows(&select, &prefix) {
             Ok(()) => Ok(()),
             Err(DumpError::Sqlite(e)) if e.code() == ErrorCode::Corrupt => {
+                self.damage_reported = true;
                 self.sink.put(b"/****** CORRUPTION ERROR *******/\n")?;
                 self.toggle_select_order()?;
                 let again = self.select_rows(&select, &prefix);
@@ -447,6 +452,7 @@ impl Dumper<'_, '_> {
         if e.code() != ErrorCode::Corrupt {
             return Ok(());
         }
+        self.damage_reported = true;
         self.sink.put(b"/****** CORRUPTION ERROR *******/\n")?;
         self.sink
             .put(format!("/****** {} ******/\n", e.message).as_bytes())?;
@@ -523,7 +529,9 @@ impl Dumper<'_, '_> {
     fn second_pass_error(&mut self, e: &raftlite_ffi::Error) -> Result<(), DumpError> {
         let line = format!("/**** ERROR: ({}) {} *****/\n", e.primary_code(), e.message);
         self.sink.put(line.as_bytes())?;
-        if e.code() != ErrorCode::Corrupt {
+        if e.code() == ErrorCode::Corrupt {
+            self.damage_reported = true;
+        } else {
             self.stats.errors += 1;
         }
         Ok(())

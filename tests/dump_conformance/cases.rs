@@ -842,7 +842,8 @@ pub fn cases() -> Vec<Case> {
             covers:
                 "CREATE text as typed: comments of both kinds inside, tabs, lone CRs, blank lines, \
                      odd spacing, quoted names in every quote style (\"x\" and 'x' become \
-                     IF NOT EXISTS), comments in index, view and trigger text",
+                     IF NOT EXISTS), comments in index, view and trigger text, the text SQLite \
+                     writes for CREATE TABLE ... AS SELECT",
             build: |p| {
                 script(
                     p,
@@ -861,7 +862,8 @@ pub fn cases() -> Vec<Case> {
                      CREATE VIEW c7 AS SELECT 1 /* one */ AS one;
                      CREATE TRIGGER c8 AFTER INSERT ON c1 BEGIN SELECT 1; /* done */ END;
                      INSERT INTO c1 VALUES(1,2,3); INSERT INTO \"c2\" VALUES(4,5);
-                     INSERT INTO c6 DEFAULT VALUES;",
+                     INSERT INTO c6 DEFAULT VALUES;
+                     CREATE TABLE c9 AS SELECT 1 AS \"a b\", 'x' AS [c], 2.5 AS \"order\";",
                 )
             },
             loss: None,
@@ -1083,7 +1085,8 @@ pub fn cases() -> Vec<Case> {
             build: |p| {
                 script(
                     p,
-                    "CREATE VIRTUAL TABLE docs USING fts5(title, body, tokenize='porter');
+                    "CREATE VIRTUAL TABLE docs USING fts5(title,
+                        body, tokenize = 'porter' /* its text keeps this newline */);
                      INSERT INTO docs VALUES('hello','hello world, it''s me'),
                                             ('second','lorem ipsum' || char(10) || 'newline');
                      CREATE VIRTUAL TABLE \"my ft\" USING fts5(x);
@@ -1341,6 +1344,19 @@ pub fn cases() -> Vec<Case> {
             }),
         },
         Case {
+            name: "corrupt_schema",
+            covers: "a damaged leaf page in sqlite_schema itself: the shell's table query fails \
+                     (CORRUPTION ERROR, its retry with a second ORDER BY is a syntax error), the \
+                     second pass reports the error, and the dump still ends in COMMIT",
+            build: corrupt_schema,
+            loss: Some(Loss {
+                why: "nothing of a schema that cannot be read is dumped: the reload is empty",
+                expect: nothing_survives,
+                same: exactly,
+                reload_error: None,
+            }),
+        },
+        Case {
             name: "schema_junk",
             covers: "a schema row whose text is not SQL (written through writable_schema): the \
                      shell reads such a schema with writable_schema on, writes the text as it \
@@ -1572,6 +1588,44 @@ pub fn wal_of(path: &Path) -> std::path::PathBuf {
     s.into()
 }
 
+/// The page that the `n`-th cell (0-based) of an interior table page points to; `page_start`
+/// is the page's offset in the file, `header` its b-tree header's (they differ on page 1).
+fn child_page(file: &[u8], page_start: usize, header: usize, n: usize) -> usize {
+    assert_eq!(file[header], 0x05, "an interior table page");
+    let cells = u16::from_be_bytes([file[header + 3], file[header + 4]]) as usize;
+    assert!(cells > n, "the page has {cells} cells, not {}", n + 1);
+    // The cell pointer array follows the 12-byte interior header; a cell starts with its
+    // child's page number.
+    let at = header + 12 + 2 * n;
+    let cell = page_start + u16::from_be_bytes([file[at], file[at + 1]]) as usize;
+    u32::from_be_bytes([file[cell], file[cell + 1], file[cell + 2], file[cell + 3]]) as usize
+}
+
+/// sqlite_schema spread over several 1 KiB pages, the second of its leaves given an impossible
+/// page type.
+fn corrupt_schema(path: &Path) {
+    let db = Db::create(path);
+    db.sql("PRAGMA page_size=1024");
+    for i in 0..60 {
+        db.sql(&format!(
+            "CREATE TABLE table_with_a_long_name_{i:03}(a_long_column_name_{i}, other);
+             INSERT INTO table_with_a_long_name_{i:03} VALUES({i}, 'x');"
+        ));
+    }
+    drop(db);
+    let mut file = std::fs::read(path).unwrap();
+    const PAGE: usize = 1024;
+    // Page 1 holds the 100-byte file header before sqlite_schema's root.
+    let leaf = child_page(&file, 0, 100, 1);
+    assert_eq!(
+        file[(leaf - 1) * PAGE],
+        0x0d,
+        "the child must be a table leaf"
+    );
+    file[(leaf - 1) * PAGE] = 0x42;
+    std::fs::write(path, file).unwrap();
+}
+
 /// A table whose second leaf page has an impossible page type: SQLite reports SQLITE_CORRUPT
 /// when a scan reaches it, from either direction.
 fn corrupt_table(path: &Path) {
@@ -1594,18 +1648,7 @@ fn corrupt_table(path: &Path) {
     let mut file = std::fs::read(path).unwrap();
     const PAGE: usize = 1024;
     let page = |n: usize| (n - 1) * PAGE;
-    let interior = page(root);
-    assert_eq!(
-        file[interior], 0x05,
-        "the root of `bad` must be an interior page"
-    );
-    let cells = u16::from_be_bytes([file[interior + 3], file[interior + 4]]);
-    assert!(cells >= 2, "`bad` must span at least three leaves");
-    // The cell pointer array follows the 12-byte interior header; a cell starts with its
-    // child's page number.
-    let second_cell = u16::from_be_bytes([file[interior + 14], file[interior + 15]]) as usize;
-    let at = interior + second_cell;
-    let leaf = u32::from_be_bytes([file[at], file[at + 1], file[at + 2], file[at + 3]]) as usize;
+    let leaf = child_page(&file, page(root), page(root), 1);
     assert_eq!(file[page(leaf)], 0x0d, "the child must be a table leaf");
     file[page(leaf)] = 0x42;
     std::fs::write(path, file).unwrap();

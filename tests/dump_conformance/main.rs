@@ -325,20 +325,22 @@ fn run_case(
         .output()
         .expect("run sqlite3 to reload the dump");
     let reload_said = String::from_utf8_lossy(&reload.stderr).trim().to_string();
-    let original = Content::read(&original_copy);
-    let back = Content::read(&restored);
-    let (original, back) = match (original, back) {
-        (Ok(o), Ok(b)) => (o, b),
-        (o, b) => {
+    let back = match Content::read(&restored) {
+        Ok(back) => back,
+        Err(e) => {
             outcome.content_word = "UNREADABLE";
-            outcome.fail(format!(
-                "content unreadable: original {:?}, reloaded {:?}",
-                o.err(),
-                b.err()
-            ));
+            outcome.fail(format!("the reloaded database is unreadable: {e}"));
             outcome.line = line(&outcome, ms);
             return outcome;
         }
+    };
+    // An original whose schema cannot be read counts as empty, and as a difference of its own.
+    let (original, unreadable) = match Content::read(&original_copy) {
+        Ok(original) => (original, None),
+        Err(e) => (
+            Content::default(),
+            Some(format!("the original is unreadable: {e}")),
+        ),
     };
     let checked = integrity(&restored);
     if checked != "ok" {
@@ -346,7 +348,8 @@ fn run_case(
             "integrity_check of the reloaded database: {checked}"
         ));
     }
-    let (problems, notes) = differences(&original, &back, exactly);
+    let (mut problems, notes) = differences(&original, &back, exactly);
+    problems.extend(unreadable);
     match loss {
         None => {
             outcome.content_word = if problems.is_empty() {
@@ -365,7 +368,9 @@ fn run_case(
             let mut expected = original.clone();
             (loss.expect)(&mut expected);
             let (unexplained, _) = differences(&expected, &back, loss.same);
-            outcome.content_word = if unexplained.is_empty() {
+            outcome.content_word = if problems.is_empty() {
+                "LOSS-GONE"
+            } else if unexplained.is_empty() {
                 "KNOWN-LOSSY"
             } else {
                 "NOT-EQUIVALENT"
