@@ -270,6 +270,34 @@ impl Drop for Database {
 mod tests {
     use super::*;
 
+    /// Whether a connection of this process holds SQLite's checkpoint lock on the database
+    /// whose wal-index is `shm`: a POSIX write lock over byte 121 of that file (the lock bytes
+    /// start at 120: the write lock, the checkpoint lock, the recovery lock, then the read
+    /// marks), as `/proc/locks` lists it. The kernel merges adjacent locks of one process, so
+    /// the writer's lock on byte 120 may show in the same range.
+    fn checkpoint_lock_held(shm: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(inode) = std::fs::metadata(shm).map(|m| m.ino().to_string()) else {
+            return false;
+        };
+        let pid = std::process::id().to_string();
+        let locks = std::fs::read_to_string("/proc/locks").expect("read /proc/locks");
+        locks.lines().any(|line| {
+            // `1: POSIX  ADVISORY  WRITE 4242 fe:00:1234 120 121` (`->` marks a waiter).
+            let f: Vec<&str> = line.split_whitespace().filter(|w| *w != "->").collect();
+            let covers = |start: &str, end: &str| {
+                start.parse::<u64>().is_ok_and(|s| s <= 121)
+                    && (end == "EOF" || end.parse::<u64>().is_ok_and(|e| e >= 121))
+            };
+            f.len() == 8
+                && !line.contains("->")
+                && f[3] == "WRITE"
+                && f[4] == pid
+                && f[5].rsplit(':').next() == Some(inode.as_str())
+                && covers(f[6], f[7])
+        })
+    }
+
     /// While another connection checkpoints (the snapshot builder does, on the writer), the
     /// background checkpoint finds SQLite's checkpoint lock taken: that is "not now", not an
     /// error (it used to log "database is locked" after every large load).
@@ -302,7 +330,17 @@ mod tests {
                 conn.wal_checkpoint(raftlite_ffi::sys::SQLITE_CHECKPOINT_FULL)
             })
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Handshake: the other connection holds the checkpoint lock (then it waits for the
+        // writer, which keeps its transaction open until the end of the test).
+        let shm = sibling(&path, "-shm");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !checkpoint_lock_held(&shm) {
+            assert!(
+                std::time::Instant::now() < deadline && !other.is_finished(),
+                "the other connection never took the checkpoint lock"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert!(
             !other.is_finished(),
             "the other checkpoint waits for the writer"
