@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use crossbeam_channel as channel;
@@ -33,6 +33,54 @@ pub struct Database {
     next_reader_id: AtomicU64,
     /// Checkpoints run by [`Database::checkpoint_if_due`] (`/debug/vars`).
     pub wal_checkpoints: AtomicU64,
+    writer_activity: Arc<WriterActivity>,
+}
+
+/// What the writer thread is doing (`/debug/vars`): how many jobs it has begun, and how long
+/// the one it runs now has been running. One job can take long (a large SQL load, a
+/// snapshot's fsyncs) and everything that needs the writer queues behind it.
+#[derive(Debug)]
+pub struct WriterActivity {
+    epoch: Instant,
+    jobs: AtomicU64,
+    /// Milliseconds from `epoch` to the start of the running job, plus one; 0 when idle.
+    running_since: AtomicU64,
+}
+
+impl WriterActivity {
+    fn new() -> WriterActivity {
+        WriterActivity {
+            epoch: Instant::now(),
+            jobs: AtomicU64::new(0),
+            running_since: AtomicU64::new(0),
+        }
+    }
+
+    /// Jobs the writer thread has begun.
+    pub fn jobs(&self) -> u64 {
+        self.jobs.load(Ordering::Relaxed)
+    }
+
+    /// How long the running job has been running; zero when the writer is idle.
+    pub fn busy_for(&self) -> Duration {
+        match self.running_since.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            since => self
+                .epoch
+                .elapsed()
+                .saturating_sub(Duration::from_millis(since - 1)),
+        }
+    }
+
+    fn begin(&self) {
+        let since = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.running_since.store(since + 1, Ordering::Relaxed);
+        self.jobs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        self.running_since.store(0, Ordering::Relaxed);
+    }
 }
 
 /// WAL frames not yet in the database file at which [`Database::checkpoint_if_due`] copies
@@ -46,12 +94,16 @@ impl Database {
         let writer = settings::open_writer(&path, &settings)
             .with_context(|| format!("open database {}", path.display()))?;
         let (writer_tx, writer_rx) = channel::unbounded::<WriterJob>();
+        let writer_activity = Arc::new(WriterActivity::new());
+        let activity = Arc::clone(&writer_activity);
         let handle = thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
                 let mut conn = writer;
                 for job in writer_rx {
+                    activity.begin();
                     job(&mut conn);
+                    activity.end();
                 }
                 if let Err(e) = conn.close() {
                     tracing::warn!("close the writer connection: {e}");
@@ -70,6 +122,7 @@ impl Database {
             running_readers: Arc::new(Mutex::new(HashMap::new())),
             next_reader_id: AtomicU64::new(1),
             wal_checkpoints: AtomicU64::new(0),
+            writer_activity,
         })
     }
 
@@ -79,6 +132,11 @@ impl Database {
 
     pub fn settings(&self) -> &DbSettings {
         &self.settings
+    }
+
+    /// What the writer thread is doing (see [`WriterActivity`]).
+    pub fn writer_activity(&self) -> &WriterActivity {
+        &self.writer_activity
     }
 
     /// Runs `f` on the writer thread, after every job submitted before it.
@@ -296,6 +354,38 @@ mod tests {
                 && f[5].rsplit(':').next() == Some(inode.as_str())
                 && covers(f[6], f[7])
         })
+    }
+
+    /// `writer_activity` counts the job the writer begins and says how long it has been
+    /// running, then zero once it ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writer_activity_shows_the_running_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let db =
+            Arc::new(Database::open(dir.path().join("db.sqlite"), DbSettings::default()).unwrap());
+        db.with_writer(|_| ()).await.unwrap();
+        let activity = || (db.writer_activity().jobs(), db.writer_activity().busy_for());
+        let (jobs_before, idle) = activity();
+        assert_eq!(idle, Duration::ZERO);
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let job = {
+            let db = Arc::clone(&db);
+            tokio::spawn(async move {
+                db.with_writer(move |_| released.recv_timeout(Duration::from_secs(20)))
+                    .await
+                    .unwrap()
+            })
+        };
+        // Bounded: the job begins, then its running time grows while it waits for the test.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while activity().1 < Duration::from_millis(20) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", activity());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(activity().0, jobs_before + 1);
+        release.send(()).unwrap();
+        job.await.unwrap().unwrap();
+        assert_eq!(activity(), (jobs_before + 1, Duration::ZERO));
     }
 
     /// While another connection checkpoints (the snapshot builder does, on the writer), the
