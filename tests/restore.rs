@@ -1,7 +1,8 @@
 //! `POST /db/load` and `POST /boot` end to end on real processes: binary and SQL loads on a
 //! 3-node cluster (through a follower, surviving a restart, reaching a node that joins later),
 //! bad input that must change nothing and leave no file behind, `/boot`, `dry_run`, kill -9
-//! during a load, and the writer's cached statements after a load.
+//! inside named steps of a load (checked from the victim's log to have landed there), and the
+//! writer's cached statements after a load.
 
 mod common;
 
