@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use raftlite::raft::log::io::{CrashImage, LogDir, LogFile, OsDir, SimDir};
+use raftlite::raft::log::io::{CrashImage, LogDir, OsDir, SimDir, SyncHookDir};
 use raftlite::raft::log::segment::segment_file_name;
 use raftlite::raft::log::{LogEngine, LogError, LogOptions, Record, RecordRef};
 
@@ -226,14 +226,8 @@ fn vote_and_committed_survive_reopen() {
     assert_eq!(engine.committed(), Some(b"commit 2".to_vec()));
 }
 
-/// The real log directory, with every `sync_data` counted and held at a gate while the gate
-/// is closed: a test can keep an fsync in progress while it queues appends behind it.
-#[derive(Debug)]
-struct GatedSyncDir {
-    inner: OsDir,
-    syncs: Arc<SyncGate>,
-}
-
+/// Counts the log's file syncs and holds them while closed: a test can keep an fsync in
+/// progress while it queues appends behind it. Installed with [`SyncHookDir`].
 #[derive(Debug, Default)]
 struct SyncGate {
     /// `sync_data` calls begun.
@@ -268,64 +262,6 @@ impl SyncGate {
     }
 }
 
-#[derive(Debug)]
-struct GatedSyncFile {
-    inner: Arc<dyn LogFile>,
-    syncs: Arc<SyncGate>,
-}
-
-impl LogFile for GatedSyncFile {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        self.inner.read_exact_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn size(&self) -> std::io::Result<u64> {
-        self.inner.size()
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.syncs.pass()?;
-        self.inner.sync_data()
-    }
-}
-
-impl GatedSyncDir {
-    fn wrap(&self, file: Arc<dyn LogFile>) -> Arc<dyn LogFile> {
-        Arc::new(GatedSyncFile {
-            inner: file,
-            syncs: Arc::clone(&self.syncs),
-        })
-    }
-}
-
-impl LogDir for GatedSyncDir {
-    fn list(&self) -> std::io::Result<Vec<String>> {
-        self.inner.list()
-    }
-    fn open(&self, name: &str) -> std::io::Result<Arc<dyn LogFile>> {
-        self.inner.open(name).map(|f| self.wrap(f))
-    }
-    fn create(&self, name: &str) -> std::io::Result<Arc<dyn LogFile>> {
-        self.inner.create(name).map(|f| self.wrap(f))
-    }
-    fn read(&self, name: &str) -> std::io::Result<Vec<u8>> {
-        self.inner.read(name)
-    }
-    fn remove(&self, name: &str) -> std::io::Result<()> {
-        self.inner.remove(name)
-    }
-    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self) -> std::io::Result<()> {
-        self.inner.sync_dir()
-    }
-}
-
 /// Group commit, counted: while the flusher is inside the fsync of an append, 499 more are
 /// appended (each readable at once, none acknowledged); then all 499 share one fsync, and
 /// every append is acknowledged, in order, once durable.
@@ -333,10 +269,11 @@ impl LogDir for GatedSyncDir {
 fn queued_appends_share_fsyncs_and_all_get_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
     let syncs = Arc::new(SyncGate::default());
-    let dir = GatedSyncDir {
-        inner: OsDir::open(tmp.path()).unwrap(),
-        syncs: Arc::clone(&syncs),
-    };
+    let gate = Arc::clone(&syncs);
+    let dir = SyncHookDir::new(
+        Arc::new(OsDir::open(tmp.path()).unwrap()),
+        Arc::new(move || gate.pass()),
+    );
     let engine = LogEngine::open_in(Arc::new(dir), LogOptions::default()).unwrap();
     // The first append creates the segment, with syncs of its own under the writer lock.
     append(&engine, 1..=1, 1).unwrap();
