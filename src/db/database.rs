@@ -95,15 +95,12 @@ impl Database {
             .with_context(|| format!("open database {}", path.display()))?;
         let (writer_tx, writer_rx) = channel::unbounded::<WriterJob>();
         let writer_activity = Arc::new(WriterActivity::new());
-        let activity = Arc::clone(&writer_activity);
         let handle = thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
                 let mut conn = writer;
                 for job in writer_rx {
-                    activity.begin();
                     job(&mut conn);
-                    activity.end();
                 }
                 if let Err(e) = conn.close() {
                     tracing::warn!("close the writer connection: {e}");
@@ -146,8 +143,13 @@ impl Database {
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let activity = Arc::clone(&self.writer_activity);
         let job: WriterJob = Box::new(move |conn| {
-            let _ = tx.send(f(conn));
+            activity.begin();
+            let result = f(conn);
+            // Idle before the caller hears back: what it reads next is not this job.
+            activity.end();
+            let _ = tx.send(result);
         });
         let sender = self.writer_tx.lock().clone();
         sender
