@@ -15,12 +15,15 @@ ROOT=$PWD
 step() { printf '\n=== %s ===\n' "$*"; }
 
 step "install prerequisites"
-# sqlite3 is the dump reference (the dump tests need 3.40.x, Debian 12's package: under CI
-# they fail without it, elsewhere they say why they skip); curl is the download client of the
-# benchmarks.
+# sqlite3 is the dump reference (the dump tests need 3.40.x, Debian 12's package); curl is the
+# download client of the benchmarks; script (bsdutils) gives the shell's terminal test a pty;
+# mkfs.ext4 (e2fsprogs) makes the small disk of the full-disk backup test where a tmpfs cannot
+# be mounted. Under CI=true a test whose prerequisite is missing fails instead of skipping.
 missing=()
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
+{ command -v mkfs.ext4 || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ]; } >/dev/null 2>&1 || missing+=(e2fsprogs)
 if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
