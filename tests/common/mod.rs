@@ -295,10 +295,10 @@ pub fn run_binary(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
     }
 }
 
-/// Whether this is a CI run (`CI=true`, as CI services set it): there every prerequisite of
-/// every test must be present.
+/// Whether this is a CI run (`CI` set to anything but empty, `0` or `false`, as CI services
+/// set it): there every prerequisite of every test must be present.
 pub fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
 }
 
 /// Reports that a prerequisite of the running test is missing (`why`: what, and how to get

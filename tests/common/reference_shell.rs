@@ -13,7 +13,6 @@
 //!   libtest's output capture (`cargo test`) does not swallow it; nextest shows it at the end
 //!   of the run (`success-output = "final"` for these tests in `.config/nextest.toml`).
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -42,26 +41,14 @@ pub fn reference_shell(needed_by: &str) -> Option<ReferenceShell> {
     match find_reference_shell() {
         Ok(shell) => Some(shell),
         Err(why) => {
-            let need = format!(
-                "the dumper is measured against sqlite3 {REFERENCE_VERSION}x (Debian 12's \
-                 `sqlite3` package: `apt-get install sqlite3`)"
-            );
-            if running_under_ci() {
-                panic!("{needed_by}: no reference sqlite3 shell under CI: {why}; {need}");
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** {needed_by}: comparison with the reference sqlite3 shell SKIPPED: \
-                 {why}; {need}. Under CI this fails. ***\n"
-            );
+            super::prerequisite_missing(&format!(
+                "{needed_by}: no reference sqlite3 shell ({why}): the dumper is measured \
+                 against sqlite3 {REFERENCE_VERSION}x (Debian 12's `sqlite3` package: \
+                 `apt-get install sqlite3`)"
+            ));
             None
         }
     }
-}
-
-/// Whether the tests run under CI: `CI` is set to anything but empty, `0` or `false`.
-pub fn running_under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
 }
 
 fn find_reference_shell() -> Result<ReferenceShell, String> {
