@@ -6,7 +6,9 @@
 # invocation (one shared fuzz/target directory), then each runs with:
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run T fuzz/corpus/T fuzz/seeds/T -- -max_total_time=SECONDS
 # fuzz/seeds/T is the checked-in seed corpus (read only); fuzz/corpus/T is the scratch corpus
-# where libFuzzer writes what it finds (git-ignored, kept between local runs).
+# where libFuzzer writes what it finds (git-ignored, kept between local runs). fuzz/options/T,
+# when present, holds T's own settings, one per line, with comments saying why: `-flag` lines
+# go to libFuzzer, `NAME=value` lines into its environment.
 # cargo-fuzz is installed if missing (cargo install cargo-fuzz --locked). On this stable
 # toolchain, RUSTC_BOOTSTRAP=1 lets cargo-fuzz use the nightly-only flags it needs.
 #
@@ -53,10 +55,19 @@ for t in "${targets[@]}"; do
     mkdir -p "$corpus"
     dirs=("$corpus")
     [ -d "fuzz/seeds/$t" ] && dirs+=("fuzz/seeds/$t")
-    echo "fuzz-smoke: running $t for ${secs} s"
+    # A target's own settings, one per line, in fuzz/options/T (with the reason): `-flag`
+    # lines go to libFuzzer, `NAME=value` lines into its environment.
+    extra=()
+    envs=()
+    if [ -f "fuzz/options/$t" ]; then
+        while IFS= read -r line; do
+            case "$line" in ''|'#'*) ;; -*) extra+=("$line") ;; *=*) envs+=("$line") ;; esac
+        done < "fuzz/options/$t"
+    fi
+    echo "fuzz-smoke: running $t for ${secs} s ${envs[*]} ${extra[*]}"
     # -timeout: an input that takes longer than 10 s counts as a crash (a hang).
-    if cargo fuzz run "$t" "${dirs[@]}" -- \
-        -max_total_time="$secs" -seed="$seed" -timeout=10 -print_final_stats=1; then
+    if env "${envs[@]}" cargo fuzz run "$t" "${dirs[@]}" -- \
+        -max_total_time="$secs" -seed="$seed" -timeout=10 -print_final_stats=1 "${extra[@]}"; then
         echo "fuzz-smoke: $t: no crash"
     else
         failed+=("$t")

@@ -15,6 +15,7 @@ pub const SCENARIOS: &[&str] = &[
     "restore",
     "log-append",
     "shell-backup-memory",
+    "trust",
 ];
 
 /// The data set size `--quick` uses unless `--size` is given.
@@ -25,7 +26,7 @@ pub const FULL_SIZE: u64 = 1 << 30;
 pub const USAGE: &str = "\
 usage: raftlite-bench [OPTIONS] SCENARIO...
 
-Scenarios: all, writes, backup, dump, restore, log-append, shell-backup-memory
+Scenarios: all, writes, backup, dump, restore, log-append, shell-backup-memory, trust
 
 Options:
   --quick            small sizes and counts; proves the harness works in well under a minute

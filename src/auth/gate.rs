@@ -197,34 +197,63 @@ impl Routes {
     /// Registers every resource (a wrong method answers 405, and every resource checks the
     /// gate's marker) and returns the table the gate decides with.
     pub fn register(self, cfg: &mut web::ServiceConfig) -> RouteTable {
-        for (pattern, routes) in self.resources {
-            let mut resource = web::resource(pattern);
-            for route in routes {
-                resource = resource.route(route);
-            }
-            let resource = resource
-                .default_service(web::to(|| async {
-                    HttpResponse::new(StatusCode::METHOD_NOT_ALLOWED)
-                }))
-                .wrap_fn(|req, srv| {
-                    let granted = req.extensions().get::<Granted>().copied();
-                    let matched = req.match_pattern();
-                    if matches!((granted, matched.as_deref()), (Some(Granted(g)), Some(m)) if g == m)
-                    {
-                        return Either::Left(actix_web::dev::Service::call(srv, req));
-                    }
-                    tracing::error!(
-                        path = %req.path(),
-                        ?matched,
-                        ?granted,
-                        "a request reached a route without the gate's grant: refused"
-                    );
-                    let refused = HttpResponse::new(StatusCode::INTERNAL_SERVER_ERROR);
-                    Either::Right(ready(Ok(req.into_response(refused))))
-                });
-            cfg.service(resource);
-        }
+        register_resources(cfg, self.resources);
         self.table
+    }
+
+    /// Registers the same routes, in the same order and with the same checks, each served by
+    /// `probe` instead of its handler: tests and the routing fuzz target see which route a
+    /// request reached without running it.
+    pub fn register_probe<F, Args>(self, cfg: &mut web::ServiceConfig, probe: F) -> RouteTable
+    where
+        F: Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let mut probed: Vec<(&'static str, Vec<Route>)> = Vec::new();
+        for route in &self.table.routes {
+            let r = match &route.method {
+                Some(m) => web::method(m.clone()).to(probe.clone()),
+                None => web::route().to(probe.clone()),
+            };
+            match probed.iter_mut().find(|(p, _)| *p == route.pattern) {
+                Some((_, routes)) => routes.push(r),
+                None => probed.push((route.pattern, vec![r])),
+            }
+        }
+        register_resources(cfg, probed);
+        self.table
+    }
+}
+
+/// One resource per pattern, in order: its routes, 405 for other methods, and the check that
+/// the gate granted exactly the route actix matched.
+fn register_resources(cfg: &mut web::ServiceConfig, resources: Vec<(&'static str, Vec<Route>)>) {
+    for (pattern, routes) in resources {
+        let mut resource = web::resource(pattern);
+        for route in routes {
+            resource = resource.route(route);
+        }
+        let resource = resource
+            .default_service(web::to(|| async {
+                HttpResponse::new(StatusCode::METHOD_NOT_ALLOWED)
+            }))
+            .wrap_fn(|req, srv| {
+                let granted = req.extensions().get::<Granted>().copied();
+                let matched = req.match_pattern();
+                if matches!((granted, matched.as_deref()), (Some(Granted(g)), Some(m)) if g == m) {
+                    return Either::Left(actix_web::dev::Service::call(srv, req));
+                }
+                tracing::error!(
+                    path = %req.path(),
+                    ?matched,
+                    ?granted,
+                    "a request reached a route without the gate's grant: refused"
+                );
+                let refused = HttpResponse::new(StatusCode::INTERNAL_SERVER_ERROR);
+                Either::Right(ready(Ok(req.into_response(refused))))
+            });
+        cfg.service(resource);
     }
 }
 

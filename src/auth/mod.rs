@@ -19,7 +19,8 @@
 //! the low-priority [`verifier`] threads, at most a bounded queue of checks waits there, and a
 //! check that finds the queue full is refused at once, so a burst of wrong passwords costs
 //! the other clients nothing but what those threads take at nice 19. A successful check is
-//! remembered for [`VERIFIED_TTL`] and a failed one for [`REFUSED_TTL`]. The file is stat'ed on
+//! remembered until it has gone unused for [`VERIFIED_TTL`], and a failed one for
+//! [`REFUSED_TTL`]. The file is stat'ed on
 //! every check and read again when it changed, and the caches belong to one reading of the
 //! file: a change of the file (a revoked user, a new password) drops them. A file that became
 //! unreadable or malformed refuses everything (fails closed) until it is fixed.
@@ -78,8 +79,8 @@ pub const ANYONE: &str = "*";
 /// check per active user).
 const CACHE_CAPACITY: usize = 4096;
 
-/// How long a successful password check is remembered: a client sending the same
-/// credentials on every request pays bcrypt once a minute, not per request.
+/// How long a successful password check is remembered after its last use: a client sending the
+/// same credentials pays bcrypt once, and again only after a minute without requests.
 pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
 
 /// How long a failed check is remembered: the same wrong password repeated costs no bcrypt.
@@ -92,9 +93,15 @@ struct CheckCache {
 }
 
 impl CheckCache {
-    fn fresh(&mut self, key: &[u8; 32], ttl: Duration) -> bool {
-        match self.entries.get(key) {
-            Some(at) if at.elapsed() < ttl => true,
+    /// Whether `key` was recorded less than `ttl` before `now`; a hit counts as a new
+    /// recording, so a client that keeps sending the same credentials stays remembered (only
+    /// an idle one expires).
+    fn fresh(&mut self, key: &[u8; 32], ttl: Duration, now: Instant) -> bool {
+        match self.entries.get_mut(key) {
+            Some(at) if now.saturating_duration_since(*at) < ttl => {
+                *at = now;
+                true
+            }
             Some(_) => {
                 self.entries.remove(key);
                 false
@@ -103,11 +110,11 @@ impl CheckCache {
         }
     }
 
-    fn insert(&mut self, key: [u8; 32]) {
+    fn insert(&mut self, key: [u8; 32], now: Instant) {
         if self.entries.len() >= CACHE_CAPACITY {
             self.entries.clear();
         }
-        self.entries.insert(key, Instant::now());
+        self.entries.insert(key, now);
     }
 }
 
@@ -215,10 +222,11 @@ impl Credentials {
             }
             h.finalize().into()
         };
-        if self.verified.lock().fresh(&key, VERIFIED_TTL) {
+        let now = Instant::now();
+        if self.verified.lock().fresh(&key, VERIFIED_TTL, now) {
             return PasswordCheck::Settled(true);
         }
-        if self.refused.lock().fresh(&key, REFUSED_TTL) {
+        if self.refused.lock().fresh(&key, REFUSED_TTL, now) {
             return PasswordCheck::Settled(false);
         }
         // A stored bcrypt hash is only ever a hash: knowing it must not be enough to log in.
@@ -236,9 +244,9 @@ impl Credentials {
 
     fn remember(&self, key: [u8; 32], ok: bool) {
         if ok {
-            self.verified.lock().insert(key);
+            self.verified.lock().insert(key, Instant::now());
         } else {
-            self.refused.lock().insert(key);
+            self.refused.lock().insert(key, Instant::now());
         }
     }
 }
@@ -498,15 +506,21 @@ mod tests {
     }
 
     #[test]
-    fn cached_checks_expire() {
+    fn cached_checks_expire_once_unused() {
+        let ttl = Duration::from_secs(60);
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
         let mut cache = CheckCache::default();
-        cache.insert([1; 32]);
-        assert!(cache.fresh(&[1; 32], Duration::from_secs(60)));
-        assert!(!cache.fresh(&[1; 32], Duration::ZERO));
-        assert!(
-            !cache.fresh(&[1; 32], Duration::from_secs(60)),
-            "expired entries go"
-        );
+        cache.insert([1; 32], t0);
+        // Used every 40 s: each hit renews it, so it outlives its first minute.
+        for s in [40, 80, 120] {
+            assert!(cache.fresh(&[1; 32], ttl, at(s)), "renewed by use at {s} s");
+        }
+        // Then idle for a minute: gone.
+        assert!(!cache.fresh(&[1; 32], ttl, at(180)));
+        assert!(!cache.fresh(&[1; 32], ttl, at(181)), "expired entries go");
+        cache.insert([2; 32], t0);
+        assert!(!cache.fresh(&[2; 32], ttl, at(60)));
     }
 
     #[tokio::test]

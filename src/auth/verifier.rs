@@ -5,7 +5,8 @@
 //! passwords (each one a new check: nothing to cache) could stall the node. So checks run on
 //! [`THREADS`] threads of their own, at nice 19 so the node's other threads run first, and at
 //! most [`QUEUE`] checks wait for them: a check that finds the queue full fails at once (the
-//! request is refused, as for a wrong password), and is logged at most once a second.
+//! request is refused, as for a wrong password), and is logged at most once a second; a check
+//! that waited [`MAX_WAIT`] is refused too.
 //!
 //! Invariants: the threads end when the [`BcryptVerifier`] is dropped (its queue closes); a
 //! caller that stops waiting (its request went away) costs at most the one check already
@@ -21,6 +22,10 @@ pub const THREADS: usize = 2;
 
 /// Checks waiting at most (several seconds of work at cost 12 on two threads).
 pub const QUEUE: usize = 32;
+
+/// The longest a request waits for its check: on a machine whose cores are busy, threads at
+/// nice 19 may get little time, and a refusal (the client retries) beats an endless wait.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
 
 struct Job {
     password: String,
@@ -74,7 +79,15 @@ impl BcryptVerifier {
             answer,
         };
         match self.jobs.try_send(job) {
-            Ok(()) => answered.await.ok(),
+            Ok(()) => match tokio::time::timeout(MAX_WAIT, answered).await {
+                Ok(answer) => answer.ok(),
+                Err(_) => {
+                    tracing::warn!(
+                        "a password check waited {MAX_WAIT:?} for bcrypt and was refused"
+                    );
+                    None
+                }
+            },
             Err(TrySendError::Full(_)) => {
                 self.warn_busy();
                 None

@@ -212,6 +212,97 @@ const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Sent by the web console on each of its requests (see `serve`).
 pub const CONSOLE_REQUEST_HEADER: &str = "x-raftlite-console";
 
+/// What the headers on every answer depend on.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderOptions {
+    /// `-auth` is on: rqlite then adds the credentials CORS headers and its challenge.
+    pub auth_on: bool,
+    /// `-http-allow-origin`.
+    pub allow_origin: Option<String>,
+}
+
+/// The HTTP API's app around the routes `register` adds: every layer a request passes, outermost
+/// first: the console's challenge removal, rqlite's headers, `OPTIONS` and parameter
+/// validation (before routing, for every path, as rqlite does), then the gate (see
+/// [`crate::auth::gate`]), then the routes; a path with no route is 404. The server and the
+/// routing fuzz target build it the same way.
+pub fn app(
+    gate: Arc<Gate>,
+    options: &HeaderOptions,
+    register: impl FnOnce(&mut web::ServiceConfig),
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let mut headers = DefaultHeaders::new()
+        .add(("X-RQLITE-VERSION", crate::VERSION))
+        .add(("Access-Control-Allow-Methods", "OPTIONS, GET, POST"));
+    if let Some(origin) = &options.allow_origin {
+        headers = headers.add(("Access-Control-Allow-Origin", origin.clone()));
+    }
+    headers = if options.auth_on {
+        headers
+            .add((
+                "Access-Control-Allow-Headers",
+                "Content-Type, Authorization",
+            ))
+            .add(("Access-Control-Allow-Credentials", "true"))
+            .add(("WWW-Authenticate", "Basic realm=\"rqlite\""))
+    } else {
+        headers.add(("Access-Control-Allow-Headers", "Content-Type"))
+    };
+    App::new()
+        // Every request passes the gate: the route it will reach, and the access that route
+        // declares.
+        .wrap(from_fn(move |req, next| Arc::clone(&gate).guard(req, next)))
+        .wrap_fn(|req, srv| {
+            // OPTIONS and parameter validation come before routing, for every path.
+            let early = if req.method() == Method::OPTIONS {
+                Some(response::empty(StatusCode::OK))
+            } else {
+                QueryParams::parse(req.query_string())
+                    .validate()
+                    .err()
+                    .map(|msg| text_error(StatusCode::BAD_REQUEST, msg))
+            };
+            match early {
+                Some(resp) => {
+                    let resp: ServiceResponse<EitherBody<BoxBody>> =
+                        req.into_response(resp).map_into_right_body();
+                    Either::Left(ready(Ok(resp)))
+                }
+                None => Either::Right({
+                    let fut = srv.call(req);
+                    async move { fut.await.map(|r| r.map_into_left_body()) }
+                }),
+            }
+        })
+        // Registered after the other layers, so early answers carry these headers too.
+        .wrap(headers)
+        .wrap_fn(|req, srv| {
+            // The console's own requests get no `WWW-Authenticate` challenge: a browser meets a
+            // challenged 401 with its login dialog (or, headless, a request that never ends)
+            // instead of handing it to the console, which asks for credentials in its own form.
+            // Every other client sees rqlite's headers unchanged.
+            let from_console = req.headers().contains_key(CONSOLE_REQUEST_HEADER);
+            let fut = srv.call(req);
+            async move {
+                let mut resp = fut.await?;
+                if from_console {
+                    resp.headers_mut().remove(header::WWW_AUTHENTICATE);
+                }
+                Ok(resp)
+            }
+        })
+        .configure(register)
+        .default_service(web::to(not_found))
+}
+
 /// Starts the HTTP server on an already bound listener (so port 0 is resolved by the caller),
 /// over HTTPS when `tls` is given.
 pub fn serve(
@@ -219,8 +310,10 @@ pub fn serve(
     state: AppState,
     tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<Server> {
-    let auth_on = state.auth.is_some();
-    let allow_origin = state.allow_origin.clone();
+    let headers = HeaderOptions {
+        auth_on: state.auth.is_some(),
+        allow_origin: state.allow_origin.clone(),
+    };
     let gate = Arc::new(Gate {
         table: Arc::new(routes().table().clone()),
         auth: state.auth.clone(),
@@ -229,73 +322,11 @@ pub fn serve(
     let state = web::Data::new(state);
     let console_state = web::Data::new(super::console_restore::ConsoleState::default());
     let server = HttpServer::new(move || {
-        let gate = Arc::clone(&gate);
-        let mut headers = DefaultHeaders::new()
-            .add(("X-RQLITE-VERSION", crate::VERSION))
-            .add(("Access-Control-Allow-Methods", "OPTIONS, GET, POST"));
-        if let Some(origin) = &allow_origin {
-            headers = headers.add(("Access-Control-Allow-Origin", origin.clone()));
-        }
-        headers = if auth_on {
-            headers
-                .add((
-                    "Access-Control-Allow-Headers",
-                    "Content-Type, Authorization",
-                ))
-                .add(("Access-Control-Allow-Credentials", "true"))
-                .add(("WWW-Authenticate", "Basic realm=\"rqlite\""))
-        } else {
-            headers.add(("Access-Control-Allow-Headers", "Content-Type"))
-        };
-        App::new()
-            .app_data(state.clone())
-            .app_data(console_state.clone())
-            // Every request passes the gate: the route it will reach, and the access that
-            // route declares.
-            .wrap(from_fn(move |req, next| Arc::clone(&gate).guard(req, next)))
-            .wrap_fn(|req, srv| {
-                // OPTIONS and parameter validation come before routing, for every path.
-                let early = if req.method() == Method::OPTIONS {
-                    Some(response::empty(StatusCode::OK))
-                } else {
-                    QueryParams::parse(req.query_string())
-                        .validate()
-                        .err()
-                        .map(|msg| text_error(StatusCode::BAD_REQUEST, msg))
-                };
-                match early {
-                    Some(resp) => {
-                        let resp: ServiceResponse<EitherBody<BoxBody>> =
-                            req.into_response(resp).map_into_right_body();
-                        Either::Left(ready(Ok(resp)))
-                    }
-                    None => Either::Right({
-                        let fut = srv.call(req);
-                        async move { fut.await.map(|r| r.map_into_left_body()) }
-                    }),
-                }
-            })
-            // Registered after the other layers, so early answers carry these headers too.
-            .wrap(headers)
-            .wrap_fn(|req, srv| {
-                // The console's own requests get no `WWW-Authenticate` challenge: a browser
-                // meets a challenged 401 with its login dialog (or, headless, a request that
-                // never ends) instead of handing it to the console, which asks for credentials
-                // in its own form. Every other client sees rqlite's headers unchanged.
-                let from_console = req.headers().contains_key(CONSOLE_REQUEST_HEADER);
-                let fut = srv.call(req);
-                async move {
-                    let mut resp = fut.await?;
-                    if from_console {
-                        resp.headers_mut().remove(header::WWW_AUTHENTICATE);
-                    }
-                    Ok(resp)
-                }
-            })
-            .configure(|cfg| {
-                routes().register(cfg);
-            })
-            .default_service(web::to(not_found))
+        app(Arc::clone(&gate), &headers, |cfg| {
+            routes().register(cfg);
+        })
+        .app_data(state.clone())
+        .app_data(console_state.clone())
     })
     .keep_alive(KEEP_ALIVE)
     .client_request_timeout(REQUEST_HEAD_TIMEOUT);

@@ -380,6 +380,28 @@ pub fn routes() -> Routes {
     r
 }
 
+/// The Raft port's app around the routes `register` adds: the gate, then the routes; a path
+/// with no route is 404. The server and the routing fuzz target build it the same way.
+pub fn app(
+    gate: Arc<Gate>,
+    register: impl FnOnce(&mut web::ServiceConfig),
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .wrap(from_fn(move |req, next| Arc::clone(&gate).guard(req, next)))
+        .configure(register)
+        .default_service(web::to(|| async {
+            HttpResponse::new(StatusCode::NOT_FOUND)
+        }))
+}
+
 /// Starts the Raft-port HTTP service (over TLS when `tls` is given).
 pub fn serve(
     listener: std::net::TcpListener,
@@ -395,18 +417,12 @@ pub fn serve(
     let data = web::Data::new(store);
     let options = web::Data::new(options);
     let server = HttpServer::new(move || {
-        let gate = Arc::clone(&gate);
-        App::new()
-            .app_data(data.clone())
-            .app_data(options.clone())
-            .app_data(web::JsonConfig::default().limit(1024 * 1024))
-            .wrap(from_fn(move |req, next| Arc::clone(&gate).guard(req, next)))
-            .configure(|cfg| {
-                routes().register(cfg);
-            })
-            .default_service(web::to(|| async {
-                HttpResponse::new(StatusCode::NOT_FOUND)
-            }))
+        app(Arc::clone(&gate), |cfg| {
+            routes().register(cfg);
+        })
+        .app_data(data.clone())
+        .app_data(options.clone())
+        .app_data(web::JsonConfig::default().limit(1024 * 1024))
     });
     let server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls)?,

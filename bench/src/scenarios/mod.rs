@@ -12,6 +12,7 @@ pub mod dump;
 pub mod log_append;
 pub mod restore;
 pub mod shell_backup_memory;
+pub mod trust;
 pub mod writes;
 
 use std::path::{Path, PathBuf};
@@ -101,6 +102,7 @@ pub fn run(name: &str, ctx: &mut Context) -> ScenarioReport {
         "restore" => restore::run(ctx),
         "log-append" => log_append::run(ctx),
         "shell-backup-memory" => shell_backup_memory::run(ctx),
+        "trust" => trust::run(ctx),
         other => Err(Box::new((
             ScenarioReport::new(other, &[]),
             format!("unknown scenario {other}"),
