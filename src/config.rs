@@ -40,7 +40,7 @@ const USAGE_HEADER: &str =
     "\nraftlite is a Raft-replicated SQLite server, compatible with rqlite: it accepts rqlited's\n\
 command line, HTTP API and shell, and is built for fast hot backups.\n\
 \n\
-Usage: raftlited [flags] <data directory>\n";
+Usage: raftlited [flags] [data directory]   (default: ./raftlite-data)\n";
 
 /// What `raftlited` does with a flag today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,9 @@ const fn flag(
         support,
     }
 }
+
+/// The data directory when none is given (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "raftlite-data";
 
 /// Every flag `raftlited` accepts. Defaults are rqlited's except where the module docs say.
 /// Go `int` flags are `I64` here so that parsing and `-h` match rqlited exactly.
@@ -358,8 +361,14 @@ impl Config {
         if flags.bool("version") {
             return Ok(ParseOutcome::Version);
         }
-        let (data_dir, extra) = flags
-            .positional()
+        // raftlite's own: no data directory at all means `./raftlite-data` (rqlited refuses),
+        // so `raftlited` alone starts a node; the node says where its data is.
+        let default_dir = [DEFAULT_DATA_DIR.to_string()];
+        let positional = match flags.positional() {
+            [] => &default_dir[..],
+            given => given,
+        };
+        let (data_dir, extra) = positional
             .split_first()
             .ok_or(ConfigError::MissingDataDir)?;
         if !extra.is_empty() {
@@ -1061,7 +1070,7 @@ mod tests {
         for line in ["-h", "-help", "--help", "-fk -h"] {
             match Config::parse(&args(line)) {
                 Ok(ParseOutcome::Help(text)) => {
-                    assert!(text.contains("Usage: raftlited [flags] <data directory>"));
+                    assert!(text.contains("Usage: raftlited [flags] [data directory]"));
                     assert!(text.contains("  -raft-snap uint\n    \t"));
                     assert!(text.contains("(default 8192)"));
                     assert!(text.contains("(default \"127.0.0.1:4001\")"));
@@ -1097,8 +1106,11 @@ mod tests {
 
     #[test]
     fn data_directory_rules() {
+        // No data directory at all: ./raftlite-data (raftlite's own default).
         for line in ["", "-fk", "-node-id 1", "-fk --"] {
-            assert_eq!(error(line), "no data directory set", "{line:?}");
+            let c = run(line);
+            assert!(c.data_dir.is_absolute(), "{line:?}");
+            assert!(c.data_dir.ends_with(DEFAULT_DATA_DIR), "{line:?}");
         }
         assert_eq!(
             Config::parse(&["  ".to_string()]),

@@ -194,6 +194,28 @@ fn load_security(opts: &NodeOptions) -> anyhow::Result<Security> {
     })
 }
 
+/// What a person starting the node wants to know first: where it serves, where its data is,
+/// and how to talk to it (printed on stdout; the log line above is what scripts read).
+fn serving_banner(scheme: &str, http: &str, raft: &str, data_dir: &std::path::Path) -> String {
+    let (host, port) = http.rsplit_once(':').unwrap_or((http, ""));
+    let shell = if host == "127.0.0.1" && port == "4001" && scheme == "http" {
+        "raftlite".to_string()
+    } else {
+        let tls = if scheme == "https" { " -s https" } else { "" };
+        format!("raftlite -H {host} -p {port}{tls}")
+    };
+    format!(
+        "raftlite {version} is serving\n  \
+         HTTP API  {scheme}://{http}\n  \
+         Console   {scheme}://{http}/console/\n  \
+         Raft      {raft}\n  \
+         Data      {data}\n  \
+         Shell     {shell}",
+        version = crate::VERSION,
+        data = data_dir.display(),
+    )
+}
+
 /// With `-auth`, node-to-node traffic must prove membership and should be private: says so
 /// loudly at start-up when it does neither.
 fn warn_about_node_traffic(opts: &NodeOptions, has_join_as: bool) {
@@ -332,6 +354,10 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let http_task = tokio::spawn(server);
     let scheme = if https { "https" } else { "http" };
     tracing::info!("node HTTP API available at {scheme}://{http_bound}");
+    println!(
+        "{}",
+        serving_banner(scheme, &http_bound, &raft_bound, &opts.data_dir)
+    );
 
     // A stop signal while the node is still forming or joining is a clean stop (exit 0), as
     // it is afterwards: the operator asked for it, and nothing is half done (forming and

@@ -16,9 +16,61 @@ fn bad_flag_is_refused_with_go_style_message() {
     );
 }
 
+/// `raftlited` with no data directory starts in `./raftlite-data` and says, on stdout, what
+/// it serves and where (the first five minutes of a new user).
 #[test]
-fn missing_data_dir_is_an_error() {
-    let (code, out) = run_binary(&["-fk"], Duration::from_secs(10));
+fn without_a_data_directory_the_node_starts_in_raftlite_data_and_says_where_it_serves() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"])
+        .current_dir(cwd.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut banner = String::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.trim_start().starts_with("Shell") {
+                let _ = tx.send(banner.clone());
+            }
+        }
+    });
+    let banner = rx.recv_timeout(Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    let banner = banner.expect("no serving banner on stdout");
+    let data = cwd.path().join("raftlite-data");
+    assert!(data.is_dir(), "{banner}");
+    for want in [
+        "HTTP API  http://127.0.0.1:",
+        "Console   http://127.0.0.1:",
+        "/console/",
+        "Raft      127.0.0.1:",
+        &format!(
+            "Data      {}",
+            std::fs::canonicalize(&data)
+                .unwrap_or(data.clone())
+                .display()
+        ),
+        "Shell     raftlite -H 127.0.0.1 -p ",
+    ] {
+        assert!(banner.contains(want), "missing {want:?} in:\n{banner}");
+    }
+}
+
+#[test]
+fn an_empty_data_directory_is_an_error() {
+    let (code, out) = run_binary(&["-fk", " "], Duration::from_secs(10));
     assert_eq!(code, Some(1));
     assert!(out.contains("no data directory set"), "{out}");
 }
