@@ -1,6 +1,9 @@
 //! Tests of the log engine through its public API: append, read, truncate and purge across
 //! segments and reopens; group commit; a model-based property test; crash tests with the
-//! fault-injecting directory; and recovery from damaged segments.
+//! fault-injecting directory; recovery from damaged segments and from every single flipped bit;
+//! and a node that refuses to start on a damaged log.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -976,7 +979,9 @@ fn a_flipped_length_in_the_middle_of_the_last_segment_refuses_to_open() {
                     assert_eq!(segment, last);
                     assert_eq!(offset, frames[1].0 as u64);
                     assert!(
-                        reason.contains("head (its length and body checksum) fails its checksum"),
+                        reason.contains(
+                            "the record's head fails its checksum, so its length cannot be trusted"
+                        ),
                         "{reason}"
                     );
                 }
@@ -1110,4 +1115,57 @@ fn a_segment_of_an_older_format_is_refused_with_a_clear_error() {
         }
         assert!(dir.file_bytes(&segment_file_name(1)).is_some(), "removed");
     }
+}
+
+/// The node's side: a node whose log is damaged exits at start-up, with a non-zero status and
+/// the engine's message (segment path, byte, what was found, what to do), and changes nothing.
+#[test]
+fn a_node_with_a_damaged_log_refuses_to_start_and_says_why() {
+    let mut node = common::Node::start(&[]);
+    node.execute(r#"["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"]"#);
+    for i in 0..4 {
+        node.execute(&format!(r#"["INSERT INTO t(v) VALUES('row {i}')"]"#));
+    }
+    let temp = node.take_temp();
+    let data_dir = node.data_dir.clone();
+    assert!(node.stop().success());
+    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(data_dir.join("raft"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    let last = segments.pop().expect("a log segment");
+    let mut bytes = std::fs::read(&last).unwrap();
+    let frames = frame_starts(&bytes);
+    assert!(frames.len() >= 3, "{} records", frames.len());
+    // The length field of the second record: acknowledged records follow it.
+    let damaged_at = frames[1].0;
+    bytes[damaged_at] ^= 0x02;
+    std::fs::write(&last, &bytes).unwrap();
+
+    let (code, out) = common::run_binary(
+        &[
+            "-http-addr",
+            "127.0.0.1:0",
+            "-raft-addr",
+            "127.0.0.1:0",
+            data_dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(1), "{out}");
+    let expected = format!(
+        "raftlited: open the Raft log: log segment {} is corrupt at byte {damaged_at}: record ",
+        last.display()
+    );
+    assert!(out.contains(&expected), "{out}");
+    assert!(out.contains(ADVICE), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
+    assert_eq!(
+        std::fs::read(&last).unwrap(),
+        bytes,
+        "the refusal changed the log"
+    );
+    drop(temp);
 }

@@ -10,7 +10,7 @@ use crate::raft::log::record::SEGMENT_FORMAT_VERSION;
 
 /// What an operator can do about a log that cannot be trusted; `docs/log-format.md`
 /// ("Recovery") says the same at more length.
-pub const REBUILD_ADVICE: &str = "this node's Raft log cannot be trusted, and the node will not \
+pub const REBUILD_ADVICE: &str = "This node's Raft log cannot be trusted, and the node will not \
      use it. If the rest of its cluster is healthy, rebuild the node from it: stop the node, move \
      its data directory aside, and start it again with the same node ID and addresses and with \
      -join pointing at another node; it rejoins and catches up from the leader. A single-node \

@@ -122,7 +122,7 @@ impl std::fmt::Display for FrameError {
             FrameError::HeadTruncated => write!(f, "the segment ends inside the record's head"),
             FrameError::HeadChecksumMismatch => write!(
                 f,
-                "the record's head (its length and body checksum) fails its checksum"
+                "the record's head fails its checksum, so its length cannot be trusted"
             ),
             FrameError::LengthOutOfRange(len) => write!(
                 f,
@@ -134,9 +134,7 @@ impl std::fmt::Display for FrameError {
                     "the {frame_len}-byte record runs past the end of the segment"
                 )
             }
-            FrameError::BodyChecksumMismatch => {
-                write!(f, "the record is whole but its body fails its checksum")
-            }
+            FrameError::BodyChecksumMismatch => write!(f, "the record's body fails its checksum"),
             FrameError::BadEndMark(found) => write!(
                 f,
                 "the record's end mark is {found:#04x} instead of {RECORD_END_MARK:#04x}"
@@ -462,8 +460,8 @@ fn classify_invalid_record(
             } else {
                 let non_zero = after_head.iter().filter(|&&b| b != 0).count();
                 damaged(format!(
-                    ", and {non_zero} non-zero bytes follow it, which an interrupted write \
-                     cannot leave"
+                    ", and {non_zero} non-zero bytes follow it where an interrupted write \
+                     leaves only zeros, so this is damage"
                 ))
             }
         }
@@ -489,7 +487,8 @@ fn classify_invalid_record(
                 _ => String::new(),
             };
             damaged(format!(
-                ", yet its last byte was written, so it reached the disk whole{next}"
+                "; its last byte was written, so the record reached the disk whole and was \
+                 damaged since{next}"
             ))
         }
     }
@@ -705,7 +704,10 @@ mod tests {
         // The length field of the middle record.
         let length = reason(starts[1] + 1);
         assert!(
-            length.starts_with("record 6: the record's head (its length and body checksum) fails its checksum, and "),
+            length.starts_with(
+                "record 6: the record's head fails its checksum, so its length cannot be \
+                 trusted, and "
+            ),
             "{length}"
         );
         // The payload of the middle record: its neighbour is named.
@@ -717,7 +719,7 @@ mod tests {
         // The payload of the last record.
         let last = reason(image.len() - 3);
         assert!(
-            last.starts_with("record 7: the record is whole but its body fails its checksum")
+            last.starts_with("record 7: the record's body fails its checksum; its last byte")
                 && last.ends_with("it is the last record of the segment"),
             "{last}"
         );
