@@ -840,7 +840,7 @@ fn frame_starts(image: &[u8]) -> Vec<(usize, usize)> {
 }
 
 /// What the operator reads at the end of every refusal.
-const ADVICE: &str = "move its data directory aside";
+const ADVICE: &str = raftlite::raft::log::REBUILD_ADVICE;
 
 /// Flips every bit of a small, fully synced (so fully acknowledged) log, one at a time on a
 /// copy, and opens it. The log has several segments, a vote, a committed id and a purge point
