@@ -379,16 +379,9 @@ pub fn scan_segment_above(
         if rest.is_empty() {
             break ScanEnd::Clean;
         }
-        let failure = match decode_record(rest) {
-            Ok((record, used)) if record.index == expected => {
-                spans.push(RecordSpan {
-                    offset: offset as u64,
-                    len: used as u32,
-                });
-                offset += used;
-                expected = expected.wrapping_add(1);
-                continue;
-            }
+        // The frame length to step over, and, for a damaged purged record, why it is damaged.
+        let (used, damage) = match decode_record(rest) {
+            Ok((record, used)) if record.index == expected => (used, None),
             Ok((record, _)) => {
                 // A frame that checks but is out of sequence was written whole by someone: no
                 // torn write produces it, so it is damage (or a bug), never a tail to cut.
@@ -400,29 +393,32 @@ pub fn scan_segment_above(
                     ),
                 };
             }
-            Err(failure) => failure,
-        };
-        let whole_frame = matches!(
-            failure,
-            FrameError::BodyChecksumMismatch | FrameError::BadEndMark(_)
-        );
-        if whole_frame && purged.is_some_and(|p| expected <= p) {
-            if let Ok(frame_len) = decode_frame_len(rest) {
-                skipped.push(SkippedRecord {
-                    offset: offset as u64,
-                    index: expected,
-                    reason: failure.to_string(),
-                });
-                spans.push(RecordSpan {
-                    offset: offset as u64,
-                    len: frame_len as u32,
-                });
-                offset += frame_len;
-                expected = expected.wrapping_add(1);
-                continue;
+            Err(failure) => {
+                let whole_frame = matches!(
+                    failure,
+                    FrameError::BodyChecksumMismatch | FrameError::BadEndMark(_)
+                );
+                match decode_frame_len(rest) {
+                    Ok(frame_len) if whole_frame && purged.is_some_and(|p| expected <= p) => {
+                        (frame_len, Some(failure))
+                    }
+                    _ => break classify_invalid_record(rest, offset as u64, expected, failure),
+                }
             }
+        };
+        if let Some(failure) = damage {
+            skipped.push(SkippedRecord {
+                offset: offset as u64,
+                index: expected,
+                reason: failure.to_string(),
+            });
         }
-        break classify_invalid_record(rest, offset as u64, expected, failure);
+        spans.push(RecordSpan {
+            offset: offset as u64,
+            len: used as u32,
+        });
+        offset += used;
+        expected = expected.wrapping_add(1);
     };
     Ok((
         header,
