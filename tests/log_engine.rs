@@ -1,6 +1,9 @@
 //! Tests of the log engine through its public API: append, read, truncate and purge across
 //! segments and reopens; group commit; a model-based property test; crash tests with the
-//! fault-injecting directory; and recovery from damaged segments.
+//! fault-injecting directory; recovery from damaged segments and from every single flipped bit;
+//! and a node that refuses to start on a damaged log.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -800,4 +803,369 @@ fn a_segment_file_of_garbage_never_panics() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Bit flips: a flipped bit anywhere never drops or changes an acknowledged entry.
+
+/// Every file of the log directory, by name.
+fn snapshot_files(dir: &SimDir) -> BTreeMap<String, Vec<u8>> {
+    dir.list()
+        .unwrap()
+        .into_iter()
+        .map(|name| {
+            let bytes = dir.file_bytes(&name).unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// A copy of `dir` with bit `bit` of file `name` flipped.
+fn with_flipped_bit(dir: &SimDir, name: &str, bit: usize) -> SimDir {
+    let copy = dir.crash_image(CrashImage::DurableOnly);
+    rewrite(&copy, name, |b| b[bit / 8] ^= 1 << (bit % 8));
+    copy
+}
+
+/// Segment start offsets of every record in a segment image, from its header on.
+fn frame_starts(image: &[u8]) -> Vec<(usize, usize)> {
+    let mut frames = Vec::new();
+    let mut at = 32;
+    while at < image.len() {
+        let (_, used) = raftlite::raft::log::record::decode_record(&image[at..]).unwrap();
+        frames.push((at, used));
+        at += used;
+    }
+    frames
+}
+
+/// What the operator reads at the end of every refusal.
+const ADVICE: &str = raftlite::raft::log::REBUILD_ADVICE;
+
+/// Flips every bit of a small, fully synced (so fully acknowledged) log, one at a time on a
+/// copy, and opens it. The log has several segments, a vote, a committed id and a purge point
+/// inside its first segment. For every flip the engine either opens with every live entry
+/// intact and nothing cut, or refuses with a corruption error that names the file, the byte
+/// and what to do. It opens exactly when the flip is in the body of a record at or below the
+/// purge point (covered by a snapshot, its length known from its intact head).
+#[test]
+fn every_bit_flip_of_a_small_log_is_refused_or_harmless() {
+    let options = LogOptions {
+        segment_size: 200,
+        ..LogOptions::default()
+    };
+    let open = |dir: &SimDir| LogEngine::open_in(Arc::new(dir.clone()), options.clone());
+    let dir = SimDir::new();
+    let engine = open(&dir).unwrap();
+    engine.save_vote(b"vote".to_vec()).unwrap();
+    append(&engine, 1..=6, 1).unwrap();
+    append(&engine, 7..=14, 2).unwrap();
+    // Purge up to the second segment's first record: the first segment goes, the second keeps
+    // one purged record before its live ones.
+    let purged = segment_names(&dir)[1]
+        .trim_end_matches(".seg")
+        .parse::<u64>()
+        .unwrap();
+    engine.purge(purged, b"purged id".to_vec()).unwrap();
+    engine.set_committed(Some(b"committed id".to_vec()));
+    engine.flush_meta().unwrap();
+    drop(engine);
+    let segments = segment_names(&dir);
+    let files = snapshot_files(&dir);
+    let partly_purged = files[&segments[0]].clone();
+    assert!(
+        segments.len() >= 3 && frame_starts(&partly_purged).len() >= 2,
+        "the fixture needs several segments and a partly purged first one: {segments:?}"
+    );
+    let live: Vec<Record> = (purged + 1..=14)
+        .map(|i| record(i, if i <= 6 { 1 } else { 2 }))
+        .collect();
+
+    assert_eq!(
+        snapshot_files(&dir.crash_image(CrashImage::DurableOnly)),
+        files,
+        "the fixture is not wholly durable"
+    );
+    // The bytes whose flip is harmless: the body and end mark of the one purged record, the
+    // first of the first segment (its 12-byte head excluded).
+    let (purged_start, purged_len) = frame_starts(&partly_purged)[0];
+    let harmless: Vec<(String, usize)> = (purged_start + 12..purged_start + purged_len)
+        .map(|byte| (segments[0].clone(), byte))
+        .collect();
+
+    let mut opened = Vec::new();
+    let mut refused = 0;
+    for (name, bytes) in &files {
+        for bit in 0..bytes.len() * 8 {
+            let context = format!("bit {bit} (byte {}) of {name}", bit / 8);
+            let damaged = with_flipped_bit(&dir, name, bit);
+            let before = snapshot_files(&damaged);
+            match open(&damaged) {
+                Ok(engine) => {
+                    assert_eq!(
+                        read_all(&engine),
+                        live,
+                        "{context}: opened with entries lost or changed"
+                    );
+                    let bounds = engine.bounds();
+                    assert_eq!(bounds.last_index, Some(14), "{context}");
+                    assert_eq!(bounds.purged.map(|p| p.index), Some(purged), "{context}");
+                    assert_eq!(engine.vote(), Some(b"vote".to_vec()), "{context}");
+                    opened.push((name.clone(), bit / 8));
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    match &error {
+                        LogError::Corrupt {
+                            segment, offset, ..
+                        } => {
+                            assert_eq!(segment, name, "{context}: {message}");
+                            assert!(*offset as usize <= bit / 8, "{context}: {message}");
+                            assert!(
+                                message.contains(&format!("{name} is corrupt at byte {offset}")),
+                                "{context}: {message}"
+                            );
+                        }
+                        LogError::CorruptMeta { .. } => assert_eq!(name, "meta", "{context}"),
+                        other => panic!("{context}: unexpected error {other:?}"),
+                    }
+                    assert!(message.contains(ADVICE), "{context}: {message}");
+                    refused += 1;
+                }
+            }
+            // A synced log has no torn tail: whatever the outcome, nothing was cut or removed.
+            assert_eq!(snapshot_files(&damaged), before, "{context}: files changed");
+        }
+    }
+    opened.dedup();
+    assert_eq!(
+        opened, harmless,
+        "the flips that open are exactly those in purged bodies"
+    );
+    assert!(refused > 1000, "{refused} refusals");
+}
+
+/// The case of issue #24: a flipped bit in the length field of a record in the middle of the
+/// last segment. Followed, the damaged length points into garbage; taking that for a torn
+/// tail would cut the acknowledged records after it.
+#[test]
+fn a_flipped_length_in_the_middle_of_the_last_segment_refuses_to_open() {
+    let options = LogOptions {
+        segment_size: 400,
+        ..LogOptions::default()
+    };
+    let dir = SimDir::new();
+    let engine = LogEngine::open_in(Arc::new(dir.clone()), options.clone()).unwrap();
+    append(&engine, 1..=12, 1).unwrap();
+    drop(engine);
+    let last = segment_names(&dir).pop().unwrap();
+    let frames = frame_starts(&dir.file_bytes(&last).unwrap());
+    assert!(
+        frames.len() >= 3,
+        "the last segment needs records after the damaged one"
+    );
+    // Byte 0 of the second record's length (a small change: the length then points inside
+    // the next record) and byte 3 (a huge length: past the end of the file).
+    for byte in [frames[1].0, frames[1].0 + 3] {
+        for bit in [0, 7] {
+            let damaged = with_flipped_bit(&dir, &last, byte * 8 + bit);
+            let before = snapshot_files(&damaged);
+            match LogEngine::open_in(Arc::new(damaged.clone()), options.clone()) {
+                Err(LogError::Corrupt {
+                    segment,
+                    offset,
+                    reason,
+                }) => {
+                    assert_eq!(segment, last);
+                    assert_eq!(offset, frames[1].0 as u64);
+                    assert!(
+                        reason.contains(
+                            "the record's head fails its checksum, so its length cannot be trusted"
+                        ),
+                        "{reason}"
+                    );
+                }
+                Err(other) => {
+                    panic!("byte {byte} bit {bit}: expected a corruption error, got {other}")
+                }
+                Ok(engine) => panic!(
+                    "byte {byte} bit {bit}: opened with last index {:?}",
+                    engine.bounds().last_index
+                ),
+            }
+            assert_eq!(
+                snapshot_files(&damaged),
+                before,
+                "the refusal changed files"
+            );
+        }
+    }
+}
+
+/// A flipped bit in the last record of the log: nothing follows it, but its last byte is in
+/// place, so it was written whole (and acknowledged); it is not cut as a torn write.
+#[test]
+fn a_bit_flip_in_the_last_record_refuses_to_open() {
+    let (dir, names) = damaged_fixture();
+    let last = names.last().unwrap();
+    rewrite(&dir, last, |b| {
+        let at = b.len() - 4;
+        b[at] ^= 0x02;
+    });
+    match open_sim(&dir) {
+        Err(LogError::Corrupt {
+            segment, reason, ..
+        }) => {
+            assert_eq!(&segment, last);
+            assert!(
+                reason.contains("it is the last record of the segment"),
+                "{reason}"
+            );
+        }
+        Err(other) => panic!("expected a corruption error, got {other}"),
+        Ok(engine) => panic!("opened with last index {:?}", engine.bounds().last_index),
+    }
+}
+
+/// What a crash leaves when the file system had already grown the file but not written the
+/// last record's bytes: zeros where the record's end should be. That is an interrupted write,
+/// never acknowledged: cut, and the log goes on.
+#[test]
+fn a_zero_filled_last_record_is_cut_as_an_interrupted_write() {
+    for zeroed in [1, 10, 40] {
+        let (dir, names) = damaged_fixture();
+        let last = names.last().unwrap();
+        let frames = frame_starts(&dir.file_bytes(last).unwrap());
+        let last_start = frames.last().unwrap().0;
+        rewrite(&dir, last, |b| {
+            let len = b.len();
+            b[len - zeroed..].fill(0);
+        });
+        let engine = open_sim(&dir).unwrap();
+        assert_eq!(
+            read_all(&engine),
+            (1..=29).map(|i| record(i, 1)).collect::<Vec<_>>(),
+            "{zeroed} zeros"
+        );
+        assert_eq!(
+            dir.file_bytes(last).unwrap().len(),
+            last_start,
+            "cut at record 30"
+        );
+        append(&engine, 30..=31, 2).unwrap();
+        drop(engine);
+        let engine = open_sim(&dir.crash_image(CrashImage::DurableOnly)).unwrap();
+        assert_eq!(engine.get(31).unwrap(), Some(record(31, 2)));
+    }
+}
+
+/// A crash during a purge can leave segments wholly below the purge point. They are garbage,
+/// so damage in them does not stop the node: they are deleted without being read.
+#[test]
+fn a_damaged_segment_left_by_an_interrupted_purge_is_deleted_unread() {
+    let (dir, names) = damaged_fixture();
+    let first = dir.file_bytes(&names[0]).unwrap();
+    let second_start = names[1].trim_end_matches(".seg").parse::<u64>().unwrap();
+    let engine = open_sim(&dir).unwrap();
+    engine.purge(second_start, b"id".to_vec()).unwrap();
+    drop(engine);
+    assert!(!segment_names(&dir).contains(&names[0]));
+    // Put the first segment back, as a crash before its removal reached the disk would, and
+    // damage it in the middle.
+    let mut garbage = first;
+    let middle = garbage.len() / 2;
+    garbage[middle] ^= 0x40;
+    dir.put_file(&names[0], garbage);
+    let engine = open_sim(&dir).unwrap();
+    assert_eq!(
+        read_all(&engine),
+        (second_start + 1..=30)
+            .map(|i| record(i, 1))
+            .collect::<Vec<_>>()
+    );
+    assert!(!segment_names(&dir).contains(&names[0]), "not deleted");
+}
+
+/// Segments of format version 1 (no head checksum, no end mark; only development builds wrote
+/// them) are refused by name, even an empty one that could pass for a torn creation.
+#[test]
+fn a_segment_of_an_older_format_is_refused_with_a_clear_error() {
+    let mut header = [0u8; 32];
+    header[0..8].copy_from_slice(b"\x89RLOG\r\n\x1a");
+    header[8..10].copy_from_slice(&1u16.to_le_bytes());
+    header[16..24].copy_from_slice(&1u64.to_le_bytes());
+    let crc = crc32c::crc32c(&header[..28]);
+    header[28..32].copy_from_slice(&crc.to_le_bytes());
+    for records in [&[][..], &[0x11; 40][..]] {
+        let dir = SimDir::new();
+        let mut image = header.to_vec();
+        image.extend_from_slice(records);
+        dir.put_file(&segment_file_name(1), image);
+        match open_sim(&dir) {
+            Err(error @ LogError::UnsupportedFormat { version: 1, .. }) => {
+                let message = error.to_string();
+                assert!(
+                    message.contains("00000000000000000001.seg has format version 1")
+                        && message.contains("reads only version 2")
+                        && message.contains(ADVICE),
+                    "{message}"
+                );
+            }
+            other => panic!("expected an unsupported-format error, got {other:?}"),
+        }
+        assert!(dir.file_bytes(&segment_file_name(1)).is_some(), "removed");
+    }
+}
+
+/// The node's side: a node whose log is damaged exits at start-up, with a non-zero status and
+/// the engine's message (segment path, byte, what was found, what to do), and changes nothing.
+#[test]
+fn a_node_with_a_damaged_log_refuses_to_start_and_says_why() {
+    let mut node = common::Node::start(&[]);
+    node.execute(r#"["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"]"#);
+    for i in 0..4 {
+        node.execute(&format!(r#"["INSERT INTO t(v) VALUES('row {i}')"]"#));
+    }
+    let temp = node.take_temp();
+    let data_dir = node.data_dir.clone();
+    assert!(node.stop().success());
+    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(data_dir.join("raft"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    let last = segments.pop().expect("a log segment");
+    let mut bytes = std::fs::read(&last).unwrap();
+    let frames = frame_starts(&bytes);
+    assert!(frames.len() >= 3, "{} records", frames.len());
+    // The length field of the second record: acknowledged records follow it.
+    let damaged_at = frames[1].0;
+    bytes[damaged_at] ^= 0x02;
+    std::fs::write(&last, &bytes).unwrap();
+
+    let (code, out) = common::run_binary(
+        &[
+            "-http-addr",
+            "127.0.0.1:0",
+            "-raft-addr",
+            "127.0.0.1:0",
+            data_dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(1), "{out}");
+    let expected = format!(
+        "raftlited: open the Raft log: log segment {} is corrupt at byte {damaged_at}: record ",
+        last.display()
+    );
+    assert!(out.contains(&expected), "{out}");
+    assert!(out.contains(ADVICE), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
+    assert_eq!(
+        std::fs::read(&last).unwrap(),
+        bytes,
+        "the refusal changed the log"
+    );
+    drop(temp);
 }

@@ -368,7 +368,7 @@ impl LogEngine {
                 let location = view.locations[(i - view.first_index) as usize];
                 let at = (location.offset - first.offset) as usize;
                 let corrupt = |reason: String| LogError::Corrupt {
-                    segment: segment.name.clone(),
+                    segment: self.shared.dir.file_path(&segment.name),
                     offset: location.offset,
                     reason,
                 };
@@ -661,10 +661,21 @@ fn recover(dir: &dyn LogDir, purged_index: Option<u64>) -> Result<View, LogError
         .collect();
     named.sort();
 
+    // A segment followed by one that starts at or below the purge point + 1 holds only purged
+    // entries: garbage of a purge that a crash interrupted. It is not even read (damage in it
+    // cannot matter), and is deleted below once the rest of the log has been found sound.
+    let wholly_purged_by_name = purged_index.map_or(0, |upto| {
+        named
+            .windows(2)
+            .take_while(|pair| pair[1].0 <= upto.saturating_add(1))
+            .count()
+    });
+    let (stale_names, named) = named.split_at(wholly_purged_by_name);
+
     let mut recovered = Vec::with_capacity(named.len());
     for (position, (first, name)) in named.iter().enumerate() {
         let is_last = position + 1 == named.len();
-        match recover_segment(dir, name, *first, is_last)? {
+        match recover_segment(dir, name, *first, is_last, purged_index)? {
             ScanOutcome::Valid(segment) => recovered.push(segment),
             ScanOutcome::TornCreation { reason } => {
                 tracing::warn!(segment = %name, "removing a last log segment whose creation was cut short: {reason}");
@@ -683,7 +694,9 @@ fn recover(dir: &dyn LogDir, purged_index: Option<u64>) -> Result<View, LogError
             return Err(LogError::Gap {
                 reason: format!(
                     "segment {} should be followed by index {expected}, but the next segment, {}, starts at {}",
-                    pair[0].segment.name, pair[1].segment.name, pair[1].segment.first_index
+                    dir.file_path(&pair[0].segment.name),
+                    dir.file_path(&pair[1].segment.name),
+                    pair[1].segment.first_index
                 ),
             });
         }
@@ -697,12 +710,17 @@ fn recover(dir: &dyn LogDir, purged_index: Option<u64>) -> Result<View, LogError
     if let Some(upto) = purged_index {
         let segments: Vec<Segment> = recovered.iter().map(|r| r.segment.clone()).collect();
         let doomed = wholly_purged_segments(&segments, next_index, upto);
-        for stale in recovered.drain(..doomed) {
-            dir.remove(&stale.segment.name).map_err(|e| {
-                LogError::io(format!("remove purged segment {}", stale.segment.name), e)
-            })?;
+        let stale = stale_names
+            .iter()
+            .map(|(_, name)| name.clone())
+            .chain(recovered.drain(..doomed).map(|r| r.segment.name));
+        let mut removed = 0;
+        for name in stale {
+            dir.remove(&name)
+                .map_err(|e| LogError::io(format!("remove purged segment {name}"), e))?;
+            removed += 1;
         }
-        if doomed > 0 {
+        if removed > 0 {
             dir.sync_dir()
                 .map_err(|e| LogError::io("sync the log directory after recovery", e))?;
         }
@@ -711,7 +729,8 @@ fn recover(dir: &dyn LogDir, purged_index: Option<u64>) -> Result<View, LogError
                 return Err(LogError::Gap {
                     reason: format!(
                         "the log was purged up to index {upto} but its first segment, {}, starts at {}",
-                        first.segment.name, first.segment.first_index
+                        dir.file_path(&first.segment.name),
+                        first.segment.first_index
                     ),
                 });
             }

@@ -1,6 +1,20 @@
 //! [`LogError`]: everything the log engine can report.
+//!
+//! The errors that mean the log on disk cannot be trusted (`Corrupt`, `Gap`, `CorruptMeta`,
+//! `UnsupportedFormat`) end with what an operator can do about it: a node refuses to start on
+//! them, and its start-up error is all the operator sees.
 
 use std::io;
+
+use crate::raft::log::record::SEGMENT_FORMAT_VERSION;
+
+/// What an operator can do about a log that cannot be trusted; `docs/log-format.md`
+/// ("Recovery") says the same at more length.
+pub const REBUILD_ADVICE: &str = "This node's Raft log cannot be trusted, and the node will not \
+     use it. If the rest of its cluster is healthy, rebuild the node from it: stop the node, move \
+     its data directory aside, and start it again with the same node ID and addresses and with \
+     -join pointing at another node; it rejoins and catches up from the leader. A single-node \
+     cluster has no other copy: restore it from a backup";
 
 /// An error from the log engine.
 #[derive(Debug, thiserror::Error)]
@@ -16,9 +30,9 @@ pub enum LogError {
     },
 
     /// A segment holds bytes that fail their checks where a torn write cannot explain them.
-    #[error("log segment {segment} is corrupt at byte {offset}: {reason}")]
+    #[error("log segment {segment} is corrupt at byte {offset}: {reason}. {REBUILD_ADVICE}")]
     Corrupt {
-        /// File name of the segment.
+        /// The segment: its path for a log on disk, else its file name.
         segment: String,
         /// Byte offset of the damage within the segment.
         offset: u64,
@@ -27,17 +41,30 @@ pub enum LogError {
     },
 
     /// The segments do not form one contiguous log: one is missing or out of place.
-    #[error("the log has a hole: {reason}")]
+    #[error("the log has a hole: {reason}. {REBUILD_ADVICE}")]
     Gap {
         /// What is missing, with the indexes on either side.
         reason: String,
     },
 
     /// The metadata file fails its checks. It is replaced atomically, so this is real damage.
-    #[error("the log metadata file is corrupt: {reason}")]
+    #[error("the log metadata file is corrupt: {reason}. {REBUILD_ADVICE}")]
     CorruptMeta {
         /// What is wrong.
         reason: String,
+    },
+
+    /// A segment was written in a format version this build does not read.
+    #[error(
+        "log segment {segment} has format version {version}, which this build does not read \
+         (it reads only version {SEGMENT_FORMAT_VERSION}; version 1 was written only by \
+         development builds). {REBUILD_ADVICE}"
+    )]
+    UnsupportedFormat {
+        /// The segment: its path for a log on disk, else its file name.
+        segment: String,
+        /// The version its header gives.
+        version: u16,
     },
 
     /// An append does not continue the log.

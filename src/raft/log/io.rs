@@ -55,6 +55,11 @@ pub trait LogDir: Send + Sync + std::fmt::Debug {
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self) -> io::Result<()>;
+    /// How error messages name the file `name`: its path, where the directory has one, so an
+    /// operator knows which file is meant.
+    fn file_path(&self, name: &str) -> String {
+        name.to_owned()
+    }
 }
 
 /// The real directory on disk.
@@ -139,6 +144,9 @@ impl LogDir for OsDir {
     fn sync_dir(&self) -> io::Result<()> {
         // On Linux a directory opened read-only can be fsynced; that persists its entries.
         File::open(&self.path)?.sync_all()
+    }
+    fn file_path(&self, name: &str) -> String {
+        self.path.join(name).display().to_string()
     }
 }
 
@@ -227,6 +235,9 @@ impl LogDir for SyncHookDir {
     }
     fn sync_dir(&self) -> io::Result<()> {
         self.inner.sync_dir()
+    }
+    fn file_path(&self, name: &str) -> String {
+        self.inner.file_path(name)
     }
 }
 

@@ -25,13 +25,16 @@
 //!  +--------+-----+-----+--------+-----------+--------+-------+
 //!  | magic  | ver |flags| rsvd   |first_index| rsvd   | crc   |  segment header (32 bytes)
 //!  +--------+-----+-----+--------+-----------+--------+-------+
-//!  | len | crc | index | term | kind | payload ...            |  record 4712
-//!  +-----+-----+-------+------+------+------------------------+
-//!  | len | crc | index | term | kind | payload ...            |  record 4713
-//!  +-----+-----+-------+------+------+------------------------+
+//!  | len | body crc | head crc | index | term | kind | payload ... | A5 |  record 4712
+//!  +-----+----------+----------+-------+------+------+-------------+----+
+//!  | len | body crc | head crc | index | term | kind | payload ... | A5 |  record 4713
+//!  +-----+----------+----------+-------+------+------+-------------+----+
 //!  | ...                                    (end of file = end of log)
 //! ```
 //!
+//! A record's head (`len`, body checksum) has its own checksum, so its length can be trusted
+//! even when its body is damaged, and every record ends with the non-zero byte `0xA5`, so the
+//! last byte of a record that reached the disk whole is never zero.
 //! `docs/log-format.md` gives every byte.
 //!
 //! # Writing
@@ -58,21 +61,27 @@
 //!
 //! # Recovery
 //!
-//! Opening scans every segment in index order and checks every header and record.
+//! Opening scans every segment in index order and checks every header and record, and stops a
+//! segment's scan at its first invalid record. What it finds there is either what a crash
+//! leaves of an interrupted write (a prefix of the records being written, then the end of the
+//! file or zeros) or damage to records that reached the disk whole (their length is intact
+//! and their end mark, never zero, is in place). The exact table is in `docs/log-format.md`.
 //!
-//! - Only the **last** segment may end with a torn or corrupt tail (a write that a crash cut
-//!   short, or a zero-filled tail left by the file system). The tail is cut at the last valid
-//!   record and the cut is reported with `tracing::warn!`. A last segment too short to hold its
-//!   header is removed the same way.
-//! - If a damaged record in the last segment is *followed* by a valid record that continues
-//!   the log, the damage is in the middle, not at the tail: opening fails with
-//!   [`LogError::Corrupt`]. So does any damage in an earlier segment, a valid record with an
-//!   out-of-sequence index, a segment whose header disagrees with its name, segments that do
-//!   not chain (a missing segment in the middle), or a first segment that starts after the
-//!   purge point. Silently dropping acknowledged entries would let a node forget what it
-//!   promised to its peers; refusing to start is the safe failure.
-//! - Segments left wholly below the purge point by a crash during purge are deleted.
-//!
+//! - An interrupted write at the end of the **last** segment is cut at the last valid record,
+//!   and the cut is reported with `tracing::warn!`: nothing in it was acknowledged. A last
+//!   segment too short to hold its header and with an invalid header is removed the same way.
+//! - **Damage** fails the open with [`LogError::Corrupt`] (segment path, byte, index, what was
+//!   found, what the operator can do), in every segment, the last record of the log included:
+//!   a single flipped bit anywhere is always damage, never a torn tail. So does an
+//!   interrupted write in any segment but the last, a valid record with an out-of-sequence
+//!   index, a segment whose header disagrees with its name, segments that do not chain (a
+//!   missing segment in the middle), or a first segment that starts after the purge point. A
+//!   segment in a format version other than 2 fails it with [`LogError::UnsupportedFormat`].
+//!   Silently dropping acknowledged entries would let a node forget what it promised to its
+//!   peers; refusing to start is the safe failure.
+//! - The one exception: a damaged record **at or below the purge point** (covered by a
+//!   snapshot, never read again) whose head checks is stepped over with a warning. Segments
+//!   left wholly below the purge point by a crash during purge are deleted without being read.
 //! # Invariants
 //!
 //! 1. The records of the live log have consecutive indexes, across segments.
@@ -83,6 +92,8 @@
 //!    prefix of what was written, including every acknowledged record.
 //! 4. `meta` is always either the previous or the next complete version.
 //! 5. The purge point is durable before any segment below it is deleted.
+//! 6. Every byte of a record is checked: the head by its own checksum, the body by another,
+//!    the end mark by its value. A record whose last byte is on disk was written whole.
 //!
 //! # IMPLEMENTATION CAVEATS
 //!
@@ -97,12 +108,22 @@
 //!   [`LogEngine::flush_meta`]): after a crash it may be older than the last one saved.
 //!   openraft allows that.
 //! - A lost **last** segment, or a lost first segment of a log that was never purged, cannot
-//!   be told from a shorter log. The engine does not record the expected last index anywhere.
+//!   be told from a shorter log. The engine does not record the expected last index anywhere,
+//!   nor how far the log was acknowledged (that would cost a write per fsync). For the same
+//!   reason, damage that zeroes the end of the last segment from a record's head or end mark on
+//!   is cut like an interrupted write; a single flipped bit never is.
+//! - The engine does not know the committed index (the committed id is opaque to it, and
+//!   written lazily) nor the snapshot's: only the purge point relaxes the rule that damage
+//!   refuses to open.
 //! - Recovery reads each segment whole into memory, one at a time (64 MiB by default).
-//! - A torn multi-sector write whose sectors reached the disk out of order could leave a bad
-//!   record followed by a valid one in the last segment; recovery then refuses to open rather
-//!   than guess. The records involved were never acknowledged, so removing the tail by hand
-//!   is safe in that case.
+//! - A torn multi-sector write whose sectors reached the disk out of order (or a file system
+//!   that shows stale bytes, not zeros, in a file it grew) could leave an invalid record with
+//!   non-zero bytes after it in the last segment; recovery then refuses to open rather than
+//!   guess. The records involved were never acknowledged, so cutting the segment by hand at
+//!   the offset the error gives is safe in that case.
+//! - A damaged head at or below the purge point still refuses to open: the engine does not
+//!   search the bytes after it for something that looks like the next record, since a payload
+//!   can hold such bytes.
 //! - The disk is assumed to honour `fdatasync`, to keep a renamed file's contents once the
 //!   directory is fsynced, and to tear writes only at the end of what was being written.
 
@@ -116,5 +137,5 @@ pub mod record;
 pub mod segment;
 
 pub use engine::{LogBounds, LogEngine, LogOptions, OnDurable};
-pub use error::LogError;
+pub use error::{LogError, REBUILD_ADVICE};
 pub use record::{Record, RecordRef};

@@ -1,31 +1,44 @@
-//! Byte layout of segment headers and records: encoding and decoding as pure functions.
+//! Byte layout of segment headers and records: encoding, decoding and the recovery scan of one
+//! segment image, as pure functions.
 //!
 //! Nothing here does I/O, so the fuzz target, the benches and recovery all share one decoder.
 //! Every function that reads bytes takes them as untrusted: a length is checked against what is
 //! actually there before it is used, and nothing panics on any input.
 //!
-//! Record frame (all integers little-endian), see `docs/log-format.md`:
+//! Record frame, format version 2 (all integers little-endian), see `docs/log-format.md`:
 //!
 //! ```text
-//! +--------+--------+-----------+----------+------+--------------+
-//! | len u32| crc u32| index u64 | term u64 | kind | data ...     |
-//! +--------+--------+-----------+----------+------+--------------+
-//!   `len` counts the bytes after the crc: 17 + data.len().
-//!   `crc` is CRC32C over the len field followed by the body (index .. end of data).
+//! +--------+-----------+-----------+-----------+----------+------+----------+------+
+//! | len u32| body_crc  | head_crc  | index u64 | term u64 | kind | data ... | 0xA5 |
+//! +--------+-----------+-----------+-----------+----------+------+----------+------+
+//!  \_______ head: 12 bytes ______/ \______________ body: len bytes ______/   end mark
+//!   `len` counts the body: 17 + data.len().
+//!   `body_crc` is CRC32C of the body; `head_crc` is CRC32C of the 8 bytes before it.
 //! ```
+//!
+//! The head has its own checksum so that a reader can trust a record's length, and so find the
+//! record after it, even when the body is damaged. The end mark is never zero, so the last byte
+//! of a record that reached the disk whole is never zero either: that is what tells an
+//! interrupted write (which leaves a prefix of its bytes, or zeros) from damage to a complete
+//! record (see [`scan_segment_above`]).
 
 /// Magic number at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89RLOG\r\n\x1a";
-/// Version of the segment format written by this code.
-pub const SEGMENT_FORMAT_VERSION: u16 = 1;
+/// Version of the segment format written (and the only one read) by this code. Version 1 had no
+/// head checksum and no end mark; nothing released ever wrote it.
+pub const SEGMENT_FORMAT_VERSION: u16 = 2;
 /// Size of the segment header in bytes.
 pub const SEGMENT_HEADER_LEN: usize = 32;
-/// Size of the frame prefix (length + checksum).
-pub const FRAME_PREFIX_LEN: usize = 8;
+/// Size of a record's head (length, body checksum, head checksum).
+pub const FRAME_HEAD_LEN: usize = 12;
 /// Size of the fixed part of a record body (index + term + kind).
 pub const BODY_FIXED_LEN: usize = 17;
-/// Largest body accepted when decoding. It bounds allocations driven by bytes from disk.
-pub const MAX_BODY_LEN: usize = u32::MAX as usize;
+/// The byte that ends every record. Four bits set: no single flipped bit makes it zero.
+pub const RECORD_END_MARK: u8 = 0xA5;
+/// Bytes a record takes on disk besides its body: the head and the end mark.
+pub const FRAME_OVERHEAD: usize = FRAME_HEAD_LEN + 1;
+/// Largest body a record may have: its whole frame must still fit a `u32`.
+pub const MAX_BODY_LEN: usize = u32::MAX as usize - FRAME_OVERHEAD;
 
 /// A log record borrowed from a caller or from a decode buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,32 +91,54 @@ impl RecordRef<'_> {
 
     /// Bytes this record takes on disk, frame included.
     pub fn encoded_len(&self) -> usize {
-        FRAME_PREFIX_LEN + BODY_FIXED_LEN + self.data.len()
+        FRAME_OVERHEAD + BODY_FIXED_LEN + self.data.len()
     }
 }
 
 /// Why a run of bytes is not a valid record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
-    /// The buffer ends before the frame does: a torn write, or the end of the data.
-    Truncated,
-    /// The length field is smaller than the fixed body; zero-filled tails end up here.
-    LengthTooSmall(u32),
-    /// The checksum does not match the bytes.
-    ChecksumMismatch,
+    /// The buffer ends inside the record's head.
+    HeadTruncated,
+    /// The head checksum does not match: the length field cannot be trusted. A zero-filled
+    /// tail ends up here too.
+    HeadChecksumMismatch,
+    /// The head checks, but its length is outside what a record can have.
+    LengthOutOfRange(u32),
+    /// The head checks, but the buffer ends before the frame it describes.
+    Truncated {
+        /// Length of the whole frame, as the head gives it.
+        frame_len: usize,
+    },
+    /// The head checks and the frame is whole, but the body checksum does not match.
+    BodyChecksumMismatch,
+    /// The head and body check, but the byte after the body is not [`RECORD_END_MARK`].
+    BadEndMark(u8),
 }
 
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FrameError::Truncated => write!(f, "record runs past the end of the segment"),
-            FrameError::LengthTooSmall(len) => {
+            FrameError::HeadTruncated => write!(f, "the segment ends inside the record's head"),
+            FrameError::HeadChecksumMismatch => write!(
+                f,
+                "the record's head fails its checksum, so its length cannot be trusted"
+            ),
+            FrameError::LengthOutOfRange(len) => write!(
+                f,
+                "the record's head checks but gives an impossible body length of {len} bytes"
+            ),
+            FrameError::Truncated { frame_len } => {
                 write!(
                     f,
-                    "record length {len} is smaller than the {BODY_FIXED_LEN}-byte body"
+                    "the {frame_len}-byte record runs past the end of the segment"
                 )
             }
-            FrameError::ChecksumMismatch => write!(f, "record checksum mismatch"),
+            FrameError::BodyChecksumMismatch => write!(f, "the record's body fails its checksum"),
+            FrameError::BadEndMark(found) => write!(
+                f,
+                "the record's end mark is {found:#04x} instead of {RECORD_END_MARK:#04x}"
+            ),
         }
     }
 }
@@ -111,51 +146,70 @@ impl std::fmt::Display for FrameError {
 /// Appends the encoded frame of `record` to `out`.
 pub fn encode_record(record: &RecordRef<'_>, out: &mut Vec<u8>) {
     let body_len = BODY_FIXED_LEN + record.data.len();
-    // A payload over 4 GiB cannot be framed; the engine rejects it before calling us.
+    // A body over MAX_BODY_LEN cannot be framed; the engine rejects it before calling us.
     let len_field = u32::try_from(body_len).unwrap_or(u32::MAX).to_le_bytes();
     let start = out.len();
     out.extend_from_slice(&len_field);
-    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&[0; 8]);
+    let body_start = out.len();
     out.extend_from_slice(&record.index.to_le_bytes());
     out.extend_from_slice(&record.term.to_le_bytes());
     out.push(record.kind);
     out.extend_from_slice(record.data);
-    let crc = frame_checksum(&len_field, &out[start + FRAME_PREFIX_LEN..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let body_crc = crc32c::crc32c(&out[body_start..]);
+    out[start + 4..start + 8].copy_from_slice(&body_crc.to_le_bytes());
+    let head_crc = crc32c::crc32c(&out[start..start + 8]);
+    out[start + 8..start + 12].copy_from_slice(&head_crc.to_le_bytes());
+    out.push(RECORD_END_MARK);
 }
 
-fn frame_checksum(len_field: &[u8; 4], body: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(len_field), body)
+fn le_u32(bytes: &[u8]) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[..4]);
+    u32::from_le_bytes(word)
+}
+
+fn le_u64(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(word)
+}
+
+/// Checks the head at the start of `buf` and returns the length of the whole frame it
+/// describes (which may run past the end of `buf`).
+fn decode_frame_len(buf: &[u8]) -> Result<usize, FrameError> {
+    let head = buf.get(..FRAME_HEAD_LEN).ok_or(FrameError::HeadTruncated)?;
+    if crc32c::crc32c(&head[..8]) != le_u32(&head[8..]) {
+        return Err(FrameError::HeadChecksumMismatch);
+    }
+    let body_len = le_u32(head);
+    if (body_len as usize) < BODY_FIXED_LEN || body_len as usize > MAX_BODY_LEN {
+        return Err(FrameError::LengthOutOfRange(body_len));
+    }
+    Ok(FRAME_OVERHEAD + body_len as usize)
 }
 
 /// Decodes the record at the start of `buf`; returns it and the bytes it took.
 pub fn decode_record(buf: &[u8]) -> Result<(RecordRef<'_>, usize), FrameError> {
-    let prefix: &[u8; FRAME_PREFIX_LEN] = buf
-        .get(..FRAME_PREFIX_LEN)
-        .and_then(|p| p.try_into().ok())
-        .ok_or(FrameError::Truncated)?;
-    let len_field = [prefix[0], prefix[1], prefix[2], prefix[3]];
-    let body_len = u32::from_le_bytes(len_field);
-    let stored_crc = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
-    if (body_len as usize) < BODY_FIXED_LEN {
-        return Err(FrameError::LengthTooSmall(body_len));
+    let frame_len = decode_frame_len(buf)?;
+    let frame = buf
+        .get(..frame_len)
+        .ok_or(FrameError::Truncated { frame_len })?;
+    let body = &frame[FRAME_HEAD_LEN..frame_len - 1];
+    if crc32c::crc32c(body) != le_u32(&frame[4..]) {
+        return Err(FrameError::BodyChecksumMismatch);
     }
-    let total = FRAME_PREFIX_LEN + body_len as usize;
-    let body = buf
-        .get(FRAME_PREFIX_LEN..total)
-        .ok_or(FrameError::Truncated)?;
-    if frame_checksum(&len_field, body) != stored_crc {
-        return Err(FrameError::ChecksumMismatch);
+    let end_mark = frame[frame_len - 1];
+    if end_mark != RECORD_END_MARK {
+        return Err(FrameError::BadEndMark(end_mark));
     }
-    let index = u64::from_le_bytes(body[0..8].try_into().map_err(|_| FrameError::Truncated)?);
-    let term = u64::from_le_bytes(body[8..16].try_into().map_err(|_| FrameError::Truncated)?);
     let record = RecordRef {
-        index,
-        term,
+        index: le_u64(&body[0..]),
+        term: le_u64(&body[8..]),
         kind: body[16],
         data: &body[BODY_FIXED_LEN..],
     };
-    Ok((record, total))
+    Ok((record, frame_len))
 }
 
 /// The decoded fixed header of a segment file.
@@ -242,27 +296,36 @@ pub struct RecordSpan {
     pub len: u32,
 }
 
+/// A damaged record at or below the purge point that the scan stepped over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRecord {
+    /// Byte offset of the frame.
+    pub offset: u64,
+    /// The index the record holds by its position.
+    pub index: u64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 /// How a scan of a segment's records ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScanEnd {
     /// Every byte after the header belongs to a valid record.
     Clean,
-    /// The bytes from `offset` on are not a valid continuation of the log. They look like the
-    /// remains of an interrupted write: nothing valid follows them.
+    /// The bytes from `offset` on are what an interrupted write leaves: a prefix of a record,
+    /// then the end of the file or zeros. Nothing after them was ever acknowledged.
     TornTail {
         /// Offset of the first byte that is not part of a valid record.
         offset: u64,
-        /// Why the record at `offset` was rejected.
+        /// What the scan found there.
         reason: String,
     },
-    /// The record at `offset` is damage, not a torn write: either its frame is invalid but the
-    /// record after it (located through the length field) is valid and continues the log, or
-    /// its frame is valid but its index is out of sequence. Cutting here could drop records
-    /// that were once acknowledged.
-    CorruptMiddle {
-        /// Offset of the invalid record.
+    /// The record at `offset` is damaged, and no interrupted write can explain the damage:
+    /// cutting the segment here could drop acknowledged records.
+    Damaged {
+        /// Offset of the damaged record.
         offset: u64,
-        /// Why the record at `offset` was rejected.
+        /// What the scan found there.
         reason: String,
     },
 }
@@ -270,79 +333,161 @@ pub enum ScanEnd {
 /// The result of scanning the records of one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentScan {
-    /// Valid records, in order, with consecutive indexes from the header's first index.
+    /// The records, in order, with consecutive indexes from the header's first index. Every
+    /// one passes its checks, except those listed in `skipped`.
     pub spans: Vec<RecordSpan>,
+    /// Damaged records at or below the purge point that the scan stepped over.
+    pub skipped: Vec<SkippedRecord>,
     /// How the scan ended.
     pub end: ScanEnd,
 }
 
-/// Scans a whole segment image: header, then records until the first invalid byte.
+/// Scans a whole segment image as [`scan_segment_above`] does, with no purge point: every
+/// record must be intact.
+pub fn scan_segment(image: &[u8]) -> Result<(SegmentHeader, SegmentScan), HeaderError> {
+    scan_segment_above(image, None)
+}
+
+/// Scans a whole segment image: header, then records until the end or the first invalid one.
 ///
 /// A record is valid when its frame checks and its index is the next one expected. Only the
-/// offsets are kept, so memory follows the record count, not the payload size.
-pub fn scan_segment(image: &[u8]) -> Result<(SegmentHeader, SegmentScan), HeaderError> {
+/// offsets are kept, so memory follows the record count, not the payload size. At the first
+/// record that is not valid, the scan decides between a torn tail and damage:
+///
+/// - It is a **torn tail** (an interrupted write) when the image ends inside the record's
+///   head; or its head fails its checksum and only zeros follow the head; or its head checks
+///   and the image ends before the frame does; or its head checks, the frame is whole, and
+///   its last byte (where the end mark belongs) and everything after it are zero.
+/// - Anything else is **damage**: a complete record that fails its checks (its end-mark byte
+///   is not zero), a head that fails its checksum with non-zero bytes after it, a length no
+///   record can have, or a valid record with the wrong index.
+///
+/// One exception: a record at or below `purged` (the purge point) whose head checks and whose
+/// frame is whole is stepped over when its body or end mark is damaged. It is covered by a
+/// snapshot and never read again, and its checked length says where the next record starts.
+pub fn scan_segment_above(
+    image: &[u8],
+    purged: Option<u64>,
+) -> Result<(SegmentHeader, SegmentScan), HeaderError> {
     let header = decode_segment_header(image)?;
     let mut spans = Vec::new();
+    let mut skipped = Vec::new();
     let mut offset = SEGMENT_HEADER_LEN;
     let mut expected = header.first_index;
     let end = loop {
-        let Some(rest) = image.get(offset..) else {
-            break ScanEnd::Clean;
-        };
+        let rest = image.get(offset..).unwrap_or_default();
         if rest.is_empty() {
             break ScanEnd::Clean;
         }
-        let reason = match decode_record(rest) {
-            Ok((record, used)) if record.index == expected => {
-                spans.push(RecordSpan {
-                    offset: offset as u64,
-                    len: used as u32,
-                });
-                offset += used;
-                expected = expected.wrapping_add(1);
-                continue;
-            }
+        // The frame length to step over, and, for a damaged purged record, why it is damaged.
+        let (used, damage) = match decode_record(rest) {
+            Ok((record, used)) if record.index == expected => (used, None),
             Ok((record, _)) => {
                 // A frame that checks but is out of sequence was written whole by someone: no
                 // torn write produces it, so it is damage (or a bug), never a tail to cut.
-                break ScanEnd::CorruptMiddle {
+                break ScanEnd::Damaged {
                     offset: offset as u64,
                     reason: format!(
-                        "record has index {} where {expected} was expected",
+                        "a record holds index {} where {expected} was expected",
                         record.index
                     ),
                 };
             }
-            Err(e) => e.to_string(),
-        };
-        let offset_u64 = offset as u64;
-        break if valid_record_follows(rest, expected) {
-            ScanEnd::CorruptMiddle {
-                offset: offset_u64,
-                reason,
+            Err(failure) => {
+                let whole_frame = matches!(
+                    failure,
+                    FrameError::BodyChecksumMismatch | FrameError::BadEndMark(_)
+                );
+                match decode_frame_len(rest) {
+                    Ok(frame_len) if whole_frame && purged.is_some_and(|p| expected <= p) => {
+                        (frame_len, Some(failure))
+                    }
+                    _ => break classify_invalid_record(rest, offset as u64, expected, failure),
+                }
             }
-        } else {
-            ScanEnd::TornTail {
-                offset: offset_u64,
-                reason,
-            }
         };
+        if let Some(failure) = damage {
+            skipped.push(SkippedRecord {
+                offset: offset as u64,
+                index: expected,
+                reason: failure.to_string(),
+            });
+        }
+        spans.push(RecordSpan {
+            offset: offset as u64,
+            len: used as u32,
+        });
+        offset += used;
+        expected = expected.wrapping_add(1);
     };
-    Ok((header, SegmentScan { spans, end }))
+    Ok((
+        header,
+        SegmentScan {
+            spans,
+            skipped,
+            end,
+        },
+    ))
 }
 
-/// After a bad frame at the start of `rest`, tells whether its length field leads to a valid
-/// record with index `expected + 1`, i.e. whether the log visibly goes on past the damage.
-fn valid_record_follows(rest: &[u8], expected: u64) -> bool {
-    let Some(len_bytes) = rest.get(..4) else {
-        return false;
+/// Decides whether the invalid record at the start of `rest` (which should hold index
+/// `expected`) is the remains of an interrupted write or damage; see [`scan_segment_above`].
+fn classify_invalid_record(
+    rest: &[u8],
+    offset: u64,
+    expected: u64,
+    failure: FrameError,
+) -> ScanEnd {
+    let all_zero = |bytes: &[u8]| bytes.iter().all(|&b| b == 0);
+    let torn = |what: &str| ScanEnd::TornTail {
+        offset,
+        reason: format!("record {expected}: {failure}{what}"),
     };
-    let body_len =
-        u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
-    let Some(next) = rest.get(FRAME_PREFIX_LEN.saturating_add(body_len)..) else {
-        return false;
+    let damaged = |what: String| ScanEnd::Damaged {
+        offset,
+        reason: format!("record {expected}: {failure}{what}"),
     };
-    matches!(decode_record(next), Ok((r, _)) if r.index == expected.wrapping_add(1))
+    match failure {
+        FrameError::HeadTruncated | FrameError::Truncated { .. } => torn(""),
+        FrameError::HeadChecksumMismatch => {
+            let after_head = &rest[FRAME_HEAD_LEN..];
+            if all_zero(after_head) {
+                torn(", and only zeros follow it")
+            } else {
+                let non_zero = after_head.iter().filter(|&&b| b != 0).count();
+                damaged(format!(
+                    ", and {non_zero} non-zero bytes follow it where an interrupted write \
+                     leaves only zeros, so this is damage"
+                ))
+            }
+        }
+        FrameError::LengthOutOfRange(_) => {
+            damaged(", which no writer of this format produces".to_owned())
+        }
+        FrameError::BodyChecksumMismatch | FrameError::BadEndMark(_) => {
+            let frame_len = decode_frame_len(rest).unwrap_or(rest.len());
+            let from_end_mark = &rest[frame_len.saturating_sub(1).min(rest.len())..];
+            if all_zero(from_end_mark) {
+                return torn(", and it ends in zeros");
+            }
+            // The end-mark byte is there and not zero, so the write of this record reached
+            // its end: the record was whole, and the damage came later.
+            let after = &rest[frame_len.min(rest.len())..];
+            let next = match decode_record(after) {
+                Ok((record, _)) if record.index == expected.wrapping_add(1) => format!(
+                    "; the record after it, {}, at byte {}, is intact",
+                    record.index,
+                    offset + frame_len as u64
+                ),
+                _ if after.is_empty() => "; it is the last record of the segment".to_owned(),
+                _ => String::new(),
+            };
+            damaged(format!(
+                "; its last byte was written, so the record reached the disk whole and was \
+                 damaged since{next}"
+            ))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -435,11 +580,39 @@ mod tests {
             decode_segment_header(&header[..31]),
             Err(HeaderError::Truncated)
         );
+        // A whole header of another version (its checksum matches) is refused by version.
+        let mut old = header;
+        old[8..10].copy_from_slice(&1u16.to_le_bytes());
+        let crc = crc32c::crc32c(&old[..28]);
+        old[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode_segment_header(&old),
+            Err(HeaderError::UnsupportedVersion(1))
+        );
+    }
+
+    /// Three records of different lengths; returns the image and the offset of each frame.
+    fn three_records() -> (Vec<u8>, Vec<usize>) {
+        let image = segment(
+            5,
+            &[
+                (5, 1, b"first"),
+                (6, 1, b"second record"),
+                (7, 2, b"third!"),
+            ],
+        );
+        let mut starts = vec![SEGMENT_HEADER_LEN];
+        for _ in 0..2 {
+            let at = *starts.last().unwrap();
+            let (_, used) = decode_record(&image[at..]).unwrap();
+            starts.push(at + used);
+        }
+        (image, starts)
     }
 
     #[test]
     fn scan_cuts_a_torn_tail_and_a_zero_tail() {
-        let image = segment(5, &[(5, 1, b"a"), (6, 1, b"b"), (7, 1, b"c")]);
+        let (image, starts) = three_records();
         let (_, scan) = scan_segment(&image).unwrap();
         assert_eq!(scan.spans.len(), 3);
         assert_eq!(scan.end, ScanEnd::Clean);
@@ -447,7 +620,13 @@ mod tests {
         let torn = &image[..image.len() - 3];
         let (_, scan) = scan_segment(torn).unwrap();
         assert_eq!(scan.spans.len(), 2);
-        assert!(matches!(scan.end, ScanEnd::TornTail { .. }));
+        assert_eq!(
+            scan.end,
+            ScanEnd::TornTail {
+                offset: starts[2] as u64,
+                reason: "record 7: the 36-byte record runs past the end of the segment".into()
+            }
+        );
 
         let mut zeroed = image.clone();
         zeroed.extend_from_slice(&[0; 100]);
@@ -456,22 +635,127 @@ mod tests {
         assert!(matches!(scan.end, ScanEnd::TornTail { .. }));
     }
 
+    /// What a write that a crash interrupted leaves of the last two records (written together,
+    /// as one append): a prefix of their bytes, then the end of the file or zeros up to any
+    /// length. Each is a torn tail, and the records before it are kept.
     #[test]
-    fn scan_reports_damage_followed_by_valid_records() {
-        let mut image = segment(1, &[(1, 1, b"aaaa"), (2, 1, b"bbbb"), (3, 1, b"cccc")]);
-        let second = SEGMENT_HEADER_LEN
-            + RecordRef {
-                index: 1,
-                term: 1,
-                kind: 1,
-                data: b"aaaa",
+    fn every_interrupted_write_of_the_last_records_is_a_torn_tail() {
+        let (image, starts) = three_records();
+        for cut in starts[1]..image.len() {
+            let whole_records = if cut < starts[2] { 1 } else { 2 };
+            let mut zero_filled = image[..cut].to_vec();
+            zero_filled.resize(image.len(), 0);
+            let mut zero_padded = zero_filled.clone();
+            zero_padded.resize(image.len() + 4096, 0);
+            for (shape, bytes) in [
+                ("cut", &image[..cut]),
+                ("zero-filled", &zero_filled[..]),
+                ("zero-padded", &zero_padded[..]),
+            ] {
+                let (_, scan) = scan_segment(bytes).unwrap();
+                let context = format!("{shape} at byte {cut}: {:?}", scan.end);
+                if starts.contains(&cut) && shape == "cut" {
+                    // The write stopped exactly before a record.
+                    assert_eq!(scan.end, ScanEnd::Clean, "{context}");
+                } else {
+                    assert!(matches!(scan.end, ScanEnd::TornTail { .. }), "{context}");
+                }
+                assert_eq!(scan.spans.len(), whole_records, "{context}");
             }
-            .encoded_len();
-        image[second + 20] ^= 0x40;
-        let (_, scan) = scan_segment(&image).unwrap();
-        assert_eq!(scan.spans.len(), 1);
+        }
+    }
+
+    /// A flipped bit in a record that reached the disk whole is never taken for an
+    /// interrupted write, wherever it is, the length field and the last record included: the
+    /// scan reports damage at the start of the record that holds the bit.
+    #[test]
+    fn every_bit_flip_in_the_records_is_damage_never_a_torn_tail() {
+        let (image, starts) = three_records();
+        for bit in SEGMENT_HEADER_LEN * 8..image.len() * 8 {
+            let mut damaged = image.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            let (_, scan) = scan_segment(&damaged).unwrap();
+            let holder = starts.iter().rposition(|&s| s <= bit / 8).unwrap();
+            match &scan.end {
+                ScanEnd::Damaged { offset, .. } => {
+                    assert_eq!(*offset, starts[holder] as u64, "bit {bit}");
+                    assert_eq!(scan.spans.len(), holder, "bit {bit}");
+                }
+                other => panic!("bit {bit}: expected damage, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn damage_reports_say_what_was_found() {
+        let (image, starts) = three_records();
+        let reason = |byte: usize| {
+            let mut damaged = image.clone();
+            damaged[byte] ^= 0x10;
+            match scan_segment(&damaged).unwrap().1.end {
+                ScanEnd::Damaged { reason, .. } => reason,
+                other => panic!("byte {byte}: {other:?}"),
+            }
+        };
+        // The length field of the middle record.
+        let length = reason(starts[1] + 1);
         assert!(
-            matches!(scan.end, ScanEnd::CorruptMiddle { .. }),
+            length.starts_with(
+                "record 6: the record's head fails its checksum, so its length cannot be \
+                 trusted, and "
+            ),
+            "{length}"
+        );
+        // The payload of the middle record: its neighbour is named.
+        let body = reason(starts[1] + 30);
+        assert!(
+            body.contains("the record after it, 7, at byte") && body.contains("is intact"),
+            "{body}"
+        );
+        // The payload of the last record.
+        let last = reason(image.len() - 3);
+        assert!(
+            last.starts_with("record 7: the record's body fails its checksum; its last byte")
+                && last.ends_with("it is the last record of the segment"),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn a_damaged_record_at_or_below_the_purge_point_is_stepped_over() {
+        let (image, starts) = three_records();
+        // Bit 3 of the payload of record 5.
+        let mut damaged = image.clone();
+        damaged[starts[0] + FRAME_HEAD_LEN + BODY_FIXED_LEN + 1] ^= 0x08;
+        let (_, scan) = scan_segment_above(&damaged, Some(5)).unwrap();
+        assert_eq!(scan.end, ScanEnd::Clean);
+        assert_eq!(scan.spans.len(), 3);
+        assert_eq!(scan.skipped.len(), 1);
+        assert_eq!(
+            (scan.skipped[0].offset, scan.skipped[0].index),
+            (starts[0] as u64, 5)
+        );
+        // Above the purge point the same damage stops the scan.
+        for purged in [None, Some(4)] {
+            let (_, scan) = scan_segment_above(&damaged, purged).unwrap();
+            assert!(
+                matches!(scan.end, ScanEnd::Damaged { offset, .. } if offset == starts[0] as u64)
+            );
+        }
+        // A damaged head cannot be stepped over: its length is not known.
+        let mut bad_head = image.clone();
+        bad_head[starts[0] + 1] ^= 0x08;
+        let (_, scan) = scan_segment_above(&bad_head, Some(6)).unwrap();
+        assert!(
+            matches!(scan.end, ScanEnd::Damaged { .. }),
+            "{:?}",
+            scan.end
+        );
+        // Nor is a valid record with the wrong index.
+        let misplaced = segment(5, &[(5, 1, b"a"), (9, 1, b"b"), (7, 1, b"c")]);
+        let (_, scan) = scan_segment_above(&misplaced, Some(6)).unwrap();
+        assert!(
+            matches!(scan.end, ScanEnd::Damaged { .. }),
             "{:?}",
             scan.end
         );
@@ -482,6 +766,6 @@ mod tests {
         let image = segment(1, &[(1, 1, b"a"), (3, 1, b"b")]);
         let (_, scan) = scan_segment(&image).unwrap();
         assert_eq!(scan.spans.len(), 1);
-        assert!(matches!(scan.end, ScanEnd::CorruptMiddle { .. }));
+        assert!(matches!(scan.end, ScanEnd::Damaged { .. }));
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::raft::log::error::LogError;
 use crate::raft::log::io::{LogDir, LogFile};
-use crate::raft::log::record::{self, RecordSpan, ScanEnd, SEGMENT_HEADER_LEN};
+use crate::raft::log::record::{self, HeaderError, RecordSpan, ScanEnd, SEGMENT_HEADER_LEN};
 
 /// File-name suffix of segment files.
 pub const SEGMENT_SUFFIX: &str = ".seg";
@@ -85,24 +85,36 @@ pub enum ScanOutcome {
     },
 }
 
-/// Reads and scans one segment. A torn tail is cut only when `is_last`; anywhere else any
-/// damage is an error, because the records after it were acknowledged once.
+/// Reads and scans one segment; see the module docs of [`crate::raft::log`] for the rules.
+/// A torn tail is cut only when `is_last`; anywhere else it is an error, because the records
+/// of every segment but the last were durable before the next segment was created. Damage is
+/// an error in every segment, except damaged records at or below `purged`, which are stepped
+/// over (with a warning) when their length can be trusted.
 pub fn recover_segment(
     dir: &dyn LogDir,
     name: &str,
     named_first_index: u64,
     is_last: bool,
+    purged: Option<u64>,
 ) -> Result<ScanOutcome, LogError> {
     let image = dir
         .read(name)
         .map_err(|e| LogError::io(format!("read segment {name}"), e))?;
     let corrupt = |offset: u64, reason: String| LogError::Corrupt {
-        segment: name.to_owned(),
+        segment: dir.file_path(name),
         offset,
         reason,
     };
-    let (header, scan) = match record::scan_segment(&image) {
+    let (header, scan) = match record::scan_segment_above(&image, purged) {
         Ok(found) => found,
+        // A header whose checksum matches was written whole: an old version is not a torn
+        // creation, even in an empty last segment.
+        Err(HeaderError::UnsupportedVersion(version)) => {
+            return Err(LogError::UnsupportedFormat {
+                segment: dir.file_path(name),
+                version,
+            });
+        }
         Err(e) if is_last && image.len() <= SEGMENT_HEADER_LEN => {
             return Ok(ScanOutcome::TornCreation {
                 reason: e.to_string(),
@@ -119,34 +131,44 @@ pub fn recover_segment(
             ),
         ));
     }
-    let file = dir
-        .open(name)
-        .map_err(|e| LogError::io(format!("open segment {name}"), e))?;
     let end_offset = match scan.end {
         ScanEnd::Clean => image.len() as u64,
-        ScanEnd::CorruptMiddle { offset, reason } => return Err(corrupt(offset, reason)),
-        ScanEnd::TornTail { offset, reason } if is_last => {
-            tracing::warn!(
-                segment = name,
-                offset,
-                cut_bytes = image.len() as u64 - offset,
-                kept_records = scan.spans.len(),
-                "cutting a torn tail off the last log segment: {reason}"
-            );
-            file.set_len(offset)
-                .map_err(|e| LogError::io(format!("cut the torn tail of segment {name}"), e))?;
-            file.sync_data().map_err(|e| {
-                LogError::io(format!("sync segment {name} after cutting its tail"), e)
-            })?;
-            offset
-        }
-        ScanEnd::TornTail { offset, reason } => {
+        ScanEnd::Damaged { offset, reason } => return Err(corrupt(offset, reason)),
+        ScanEnd::TornTail { offset, reason } if !is_last => {
             return Err(corrupt(
                 offset,
                 format!("{reason}, in a segment that is not the last"),
             ));
         }
+        ScanEnd::TornTail { offset, .. } => offset,
     };
+    let file = dir
+        .open(name)
+        .map_err(|e| LogError::io(format!("open segment {name}"), e))?;
+    if let ScanEnd::TornTail { offset, reason } = &scan.end {
+        tracing::warn!(
+            segment = name,
+            offset,
+            cut_bytes = image.len() as u64 - offset,
+            kept_records = scan.spans.len(),
+            "cutting a torn tail off the last log segment (the remains of a write that a \
+             crash interrupted, never acknowledged): {reason}"
+        );
+        file.set_len(*offset)
+            .map_err(|e| LogError::io(format!("cut the torn tail of segment {name}"), e))?;
+        file.sync_data()
+            .map_err(|e| LogError::io(format!("sync segment {name} after cutting its tail"), e))?;
+    }
+    for skipped in &scan.skipped {
+        tracing::warn!(
+            segment = name,
+            offset = skipped.offset,
+            index = skipped.index,
+            "a log record at or below the purge point is damaged; it is covered by a snapshot \
+             and never read again: {}",
+            skipped.reason
+        );
+    }
     Ok(ScanOutcome::Valid(RecoveredSegment {
         segment: Segment {
             first_index: header.first_index,
