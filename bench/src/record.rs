@@ -7,8 +7,9 @@
 //! here is optional, and a missing one means "not recorded", never zero.
 //!
 //! Unknown fields are refused, not ignored: a misspelt key in a transcribed file would
-//! otherwise read as a missing figure. The test `a_written_report_reads_back` keeps these
-//! types in step with the writer's.
+//! otherwise read as a missing figure. So every field the writer writes is declared here,
+//! whether the summary reads it or not, and the test `a_written_report_reads_back` keeps
+//! these types in step with the writer's.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use serde::Deserialize;
 /// One run: when, what was built, how it was invoked, and what each scenario measured.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Every field the writer writes is declared (see above), read or not.
 pub struct RunRecord {
     pub tool: Option<String>,
     pub version: Option<String>,
@@ -41,6 +43,7 @@ pub struct RunRecord {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Every field the writer writes is declared (see above), read or not.
 pub struct MachineRecord {
     pub cpus: Option<usize>,
     pub mem_total_mib: Option<u64>,
@@ -50,6 +53,7 @@ pub struct MachineRecord {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Every field the writer writes is declared (see above), read or not.
 pub struct ScenarioRecord {
     pub name: String,
     pub outcome: Option<OutcomeRecord>,
@@ -63,6 +67,7 @@ pub struct ScenarioRecord {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Every field the writer writes is declared (see above), read or not.
 pub struct OutcomeRecord {
     /// `ran`, `skipped` or `failed`.
     pub status: String,
@@ -71,6 +76,7 @@ pub struct OutcomeRecord {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Every field the writer writes is declared (see above), read or not.
 pub struct RowRecord {
     pub case: String,
     pub wall_s: Option<f64>,
@@ -88,6 +94,7 @@ pub struct RowRecord {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Every field the writer writes is declared (see above), read or not.
 pub struct LatencyRecord {
     pub samples: Option<usize>,
     pub p50: Option<f64>,
