@@ -92,11 +92,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     let mut scenarios = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        // Accept both `--opt value` and `--opt=value`.
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
+        let (name, inline) = option_and_inline_value(arg);
         let mut value = |what: &str| -> Result<String, String> {
             inline
                 .clone()
@@ -147,6 +143,15 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     }))
 }
 
+/// `--opt=value` as (`--opt`, Some(`value`)); anything else as (itself, None). Both
+/// `--opt value` and `--opt=value` are accepted.
+fn option_and_inline_value(arg: &str) -> (&str, Option<String>) {
+    match arg.split_once('=') {
+        Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+        _ => (arg, None),
+    }
+}
+
 fn parse_report(args: &[String]) -> Result<Parsed, String> {
     let mut opts = ReportOptions {
         inputs: Vec::new(),
@@ -156,10 +161,7 @@ fn parse_report(args: &[String]) -> Result<Parsed, String> {
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
+        let (name, inline) = option_and_inline_value(arg);
         match name {
             "-h" | "--help" => return Ok(Parsed::Help),
             "--write" => {
