@@ -4,6 +4,9 @@
 # This proves the benchmark harness works end to end (data generation, starting raftlited,
 # every scenario, the reference tools, the table and the JSON report) in well under a minute
 # once built. Its figures are not worth recording; full runs are in docs/benchmarks.md.
+# Then `raftlite-bench report --complete` reads the run's JSON back: it fails when a goal of
+# docs/benchmarks.md's table finds no figure, i.e. when a scenario no longer writes a row
+# the goal reads (bench/src/goals.rs).
 # The work directory (data set cache, scratch files, results.json) is target/bench-quick
 # unless BENCH_WORK_DIR says otherwise. Extra arguments go to raftlite-bench.
 # Needs the sqlite3 CLI on PATH (the reference tool).
@@ -16,4 +19,6 @@ work_dir="${BENCH_WORK_DIR:-$target_dir/bench-quick}"
 
 cargo build --release --workspace
 "$target_dir/release/raftlite-bench" --quick --bin-dir "$target_dir/release" \
-    --work-dir "$work_dir" "$@" all
+    --work-dir "$work_dir" --out "$work_dir/results.json" "$@" all
+# --all-runs: a quick run is not read for the goals otherwise.
+"$target_dir/release/raftlite-bench" report --all-runs --complete "$work_dir/results.json"

@@ -1,5 +1,6 @@
-//! The command line: `raftlite-bench [options] SCENARIO...`, parsed by hand (the option set
-//! is small and a parser crate would only add build time).
+//! The command line: `raftlite-bench [options] SCENARIO...` runs scenarios, and
+//! `raftlite-bench report [options] RESULTS...` summarises JSON reports. Parsed by hand (the
+//! option set is small and a parser crate would only add build time).
 //!
 //! Every default is chosen so that a bare `raftlite-bench --quick all` run from the
 //! repository root after `cargo build --release --workspace` works: the binaries are looked
@@ -25,6 +26,7 @@ pub const FULL_SIZE: u64 = 1 << 30;
 
 pub const USAGE: &str = "\
 usage: raftlite-bench [OPTIONS] SCENARIO...
+       raftlite-bench report [--write DOC] [--all-runs] [--complete] RESULTS...
 
 Scenarios: all, writes, backup, dump, restore, log-append, shell-backup-memory, trust
 
@@ -37,6 +39,14 @@ Options:
   --bin-dir DIR      where raftlited and raftlite are (default: this binary's directory)
   --work-dir DIR     data set cache and scratch space (default: $TMPDIR/raftlite-bench)
   -h, --help         this text
+
+report: the current figure of every goal, from JSON reports (files, or directories of
+*.json), as a Markdown table: for each goal, the latest run that measured it.
+  --write DOC        replace the table between DOC's current-figures markers instead of
+                     printing it (docs/benchmarks.md)
+  --all-runs         also read --quick runs and data sets under 1 GiB (the goals are stated
+                     for 1 GiB; by default such runs are ignored, with a note on stderr)
+  --complete         fail when a goal has no figure (CI: proves every goal's cases exist)
 ";
 
 /// Parsed options.
@@ -51,14 +61,29 @@ pub struct Options {
     pub scenarios: Vec<String>,
 }
 
+/// Options of `raftlite-bench report`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportOptions {
+    /// Report files and directories of them, in the order given.
+    pub inputs: Vec<PathBuf>,
+    /// The document whose table to replace; None prints the table.
+    pub write: Option<PathBuf>,
+    pub all_runs: bool,
+    pub complete: bool,
+}
+
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Parsed {
     Run(Options),
+    Report(ReportOptions),
     Help,
 }
 
 pub fn parse(args: &[String]) -> Result<Parsed, String> {
+    if args.first().is_some_and(|a| a == "report") {
+        return parse_report(&args[1..]);
+    }
     let mut quick = false;
     let mut size = None;
     let mut seed = 1u64;
@@ -68,11 +93,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     let mut scenarios = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        // Accept both `--opt value` and `--opt=value`.
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
+        let (name, inline) = option_and_inline_value(arg);
         let mut value = |what: &str| -> Result<String, String> {
             inline
                 .clone()
@@ -121,6 +142,45 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         work_dir,
         scenarios,
     }))
+}
+
+/// `--opt=value` as (`--opt`, Some(`value`)); anything else as (itself, None). Both
+/// `--opt value` and `--opt=value` are accepted.
+fn option_and_inline_value(arg: &str) -> (&str, Option<String>) {
+    match arg.split_once('=') {
+        Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+        _ => (arg, None),
+    }
+}
+
+fn parse_report(args: &[String]) -> Result<Parsed, String> {
+    let mut opts = ReportOptions {
+        inputs: Vec::new(),
+        write: None,
+        all_runs: false,
+        complete: false,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = option_and_inline_value(arg);
+        match name {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--write" => {
+                let doc = inline
+                    .or_else(|| it.next().cloned())
+                    .ok_or("--write needs a file")?;
+                opts.write = Some(PathBuf::from(doc));
+            }
+            "--all-runs" => opts.all_runs = true,
+            "--complete" => opts.complete = true,
+            s if s.starts_with('-') => return Err(format!("unknown report option {s}")),
+            s => opts.inputs.push(PathBuf::from(s)),
+        }
+    }
+    if opts.inputs.is_empty() {
+        return Err("report needs at least one JSON report or directory of them".into());
+    }
+    Ok(Parsed::Report(opts))
 }
 
 /// `1GiB`, `64MiB`, `512KiB`, `1500MB`, `2GB`, `1000kB`, `4096`.
@@ -184,5 +244,26 @@ mod tests {
         assert!(parse(&args("nope")).is_err());
         assert!(parse(&args("--bogus all")).is_err());
         assert!(matches!(parse(&args("--help")), Ok(Parsed::Help)));
+    }
+
+    #[test]
+    fn report_options() {
+        let Ok(Parsed::Report(r)) = parse(&args(
+            "report --write=docs/benchmarks.md --all-runs a.json docs/bench-results",
+        )) else {
+            panic!("did not parse");
+        };
+        assert_eq!(
+            r,
+            ReportOptions {
+                inputs: vec!["a.json".into(), "docs/bench-results".into()],
+                write: Some("docs/benchmarks.md".into()),
+                all_runs: true,
+                complete: false,
+            }
+        );
+        assert!(parse(&args("report")).is_err(), "no input");
+        assert!(parse(&args("report --write")).is_err());
+        assert!(parse(&args("report --quick a.json")).is_err());
     }
 }

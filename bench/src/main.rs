@@ -7,27 +7,35 @@
 //! non-zero only when a scenario fails; a scenario whose feature is not built yet is skipped
 //! with its reason and does not fail the run.
 //!
+//! `raftlite-bench report RESULTS...` reads JSON reports back and prints (or writes into
+//! `docs/benchmarks.md`) the current figure of every goal: see [`summary`].
+//!
 //! Layout: `cli` (options), `datagen` (deterministic data sets), `node` (starting
 //! `raftlited`, HTTP), `measure` (percentiles, `/proc` memory, timed tool runs), `report`
-//! (rows, table, JSON), `scenarios/` (one module per scenario).
+//! (rows, table, JSON), `scenarios/` (one module per scenario), `record` (reports read
+//! back), `goals` (each goal's figure and verdict), `summary` (the current-figures table).
 
 #![forbid(unsafe_code)]
 
 mod cli;
 mod datagen;
+mod goals;
 mod measure;
 mod node;
+mod record;
 mod report;
 mod scenarios;
+mod summary;
 
 use std::process::ExitCode;
 
 use report::{Machine, Outcome, RunReport};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match cli::parse(&args) {
+    let argv: Vec<String> = std::env::args().collect();
+    let opts = match cli::parse(argv.get(1..).unwrap_or_default()) {
         Ok(cli::Parsed::Run(o)) => o,
+        Ok(cli::Parsed::Report(r)) => return summary::run(&r),
         Ok(cli::Parsed::Help) => {
             print!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
@@ -54,10 +62,8 @@ fn main() -> ExitCode {
         tool: "raftlite-bench",
         version: env!("CARGO_PKG_VERSION"),
         date_utc,
-        command: std::iter::once("raftlite-bench".to_string())
-            .chain(args.iter().cloned())
-            .collect::<Vec<_>>()
-            .join(" "),
+        commit: report::build_commit(),
+        command: report::command_line(&argv),
         machine: Machine::probe(),
         quick: opts.quick,
         size_bytes: opts.size,
@@ -66,8 +72,14 @@ fn main() -> ExitCode {
         scenarios: reports,
     };
     println!(
-        "raftlite-bench {} | {} | {} | {} CPUs | data set {} bytes, seed {}",
-        run.version, run.date_utc, run.command, run.machine.cpus, run.size_bytes, run.seed
+        "raftlite-bench {} | {} | commit {} | {} | {} CPUs | data set {} bytes, seed {}",
+        run.version,
+        run.date_utc,
+        run.commit.as_deref().unwrap_or("unknown"),
+        run.command,
+        run.machine.cpus,
+        run.size_bytes,
+        run.seed
     );
     print!("{}", report::table(&run.scenarios));
     for s in &run.scenarios {

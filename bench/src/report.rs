@@ -157,12 +157,18 @@ impl ScenarioReport {
     }
 }
 
-/// The whole run, as written to JSON.
+/// The whole run, as written to JSON. `raftlite-bench report` reads it back
+/// ([`crate::record::RunRecord`]) to show the current figure of every goal with the date,
+/// commit and command that produced it.
 #[derive(Debug, Serialize)]
 pub struct RunReport {
     pub tool: &'static str,
     pub version: &'static str,
     pub date_utc: String,
+    /// The git commit the workspace was built from (`-dirty` appended when its sources
+    /// differed from it), embedded by `bench/build.rs`; None outside a git checkout.
+    pub commit: Option<String>,
+    /// The command line as typed, quoted for a POSIX shell where needed.
     pub command: String,
     pub machine: Machine,
     pub quick: bool,
@@ -331,6 +337,31 @@ pub fn rfc3339(secs: i64) -> String {
     )
 }
 
+/// The commit `bench/build.rs` embedded, or None when it was built outside a git checkout.
+pub fn build_commit() -> Option<String> {
+    Some(env!("RAFTLITE_BENCH_COMMIT").to_string()).filter(|c| !c.is_empty())
+}
+
+/// `argv` as one line a POSIX shell reads back as the same words: a word with anything but
+/// letters, digits and `_-./=:,@%+` is single-quoted.
+pub fn command_line(argv: &[String]) -> String {
+    let plain = |w: &str| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-./=:,@%+".contains(c))
+    };
+    argv.iter()
+        .map(|w| {
+            if plain(w) {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -347,6 +378,24 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn command_lines_quote_what_a_shell_would_split() {
+        let argv: Vec<String> = [
+            "target/release/raftlite-bench",
+            "--out",
+            "/tmp/a b.json",
+            "it's",
+            "",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            command_line(&argv),
+            r"target/release/raftlite-bench --out '/tmp/a b.json' 'it'\''s' ''"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! Every case runs against a 3-node cluster on this machine (writes go to the leader; each
 //! acknowledged write is fsynced on a majority, two of the three nodes). The three nodes share
 //! the machine's two cores and one disk with the client, so the figures are a lower bound of
-//! what three machines would do. rqlite's published figures are in `docs/benchmarks.md`.
+//! what three machines would do.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
