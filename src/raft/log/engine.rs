@@ -27,6 +27,17 @@ use crate::raft::log::meta::{Meta, PurgedId};
 use crate::raft::log::record::{self, Record, RecordRef, SEGMENT_HEADER_LEN};
 use crate::raft::log::segment::{self, recover_segment, ScanOutcome, Segment};
 
+/// Entries larger than this are read into a buffer of their own, which becomes the record's
+/// payload (no second copy); smaller ones are read together.
+const READ_IN_PLACE_FROM: usize = 64 << 10;
+
+/// The most bytes one read of small entries takes.
+const MAX_SPAN_READ: u64 = 4 << 20;
+
+/// The write buffer is kept between appends up to this size; a larger one (a large entry)
+/// is released after its write.
+const KEEP_SCRATCH: usize = 1 << 20;
+
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
 pub struct LogOptions {
@@ -316,6 +327,10 @@ impl LogEngine {
         }
         let active = active.expect("a segment exists after writing records");
         write_at(&active, scratch, scratch_offset)?;
+        // One large entry must not keep its size of memory for the node's life.
+        if scratch.capacity() > KEEP_SCRATCH {
+            *scratch = Vec::new();
+        }
 
         let mut view = shared.view.write();
         view.segments.extend(new_segments);
@@ -342,48 +357,79 @@ impl LogEngine {
             let segment = view.segment_of(index).ok_or_else(|| LogError::Gap {
                 reason: format!("no segment holds index {index}"),
             })?;
-            // Read the run of entries that live in this segment with one call.
             let run_end = view
                 .segments
                 .iter()
                 .find(|s| s.first_index > index)
                 .map_or(end, |next| next.first_index.min(end));
-            let first = view.locations[(index - view.first_index) as usize];
-            let last = view.locations[(run_end - 1 - view.first_index) as usize];
-            let span_len = (last.offset + u64::from(last.len) - first.offset) as usize;
-            let mut buf = vec![0u8; span_len];
-            segment
-                .file
-                .read_exact_at(&mut buf, first.offset)
-                .map_err(|e| {
-                    LogError::io(
-                        format!(
-                            "read entries {index}..{run_end} from segment {}",
-                            segment.name
-                        ),
-                        e,
-                    )
-                })?;
-            for i in index..run_end {
-                let location = view.locations[(i - view.first_index) as usize];
-                let at = (location.offset - first.offset) as usize;
-                let corrupt = |reason: String| LogError::Corrupt {
-                    segment: self.shared.dir.file_path(&segment.name),
-                    offset: location.offset,
-                    reason,
-                };
-                let frame = buf.get(at..at + location.len as usize).unwrap_or_default();
-                let (record, _) =
-                    record::decode_record(frame).map_err(|e| corrupt(e.to_string()))?;
-                if record.index != i {
-                    return Err(corrupt(format!(
-                        "found index {} where {i} was expected",
-                        record.index
-                    )));
+            let location = |i: u64| view.locations[(i - view.first_index) as usize];
+            let read_at = |buf: &mut [u8], offset: u64, what: &str| {
+                segment.file.read_exact_at(buf, offset).map_err(|e| {
+                    LogError::io(format!("read {what} from segment {}", segment.name), e)
+                })
+            };
+            let corrupt = |at: EntryLocation, reason: String| LogError::Corrupt {
+                segment: self.shared.dir.file_path(&segment.name),
+                offset: at.offset,
+                reason,
+            };
+            let check_index = |record: &RecordRef<'_>, i: u64, at: EntryLocation| {
+                if record.index == i {
+                    Ok(())
+                } else {
+                    Err(corrupt(
+                        at,
+                        format!("found index {} where {i} was expected", record.index),
+                    ))
                 }
-                out.push(record.to_owned());
+            };
+            while index < run_end {
+                let at = location(index);
+                if at.len as usize > READ_IN_PLACE_FROM {
+                    // A large entry: its own buffer becomes its payload, so it is in memory
+                    // once, not twice.
+                    let mut frame = vec![0u8; at.len as usize];
+                    read_at(&mut frame, at.offset, &format!("entry {index}"))?;
+                    let (record, _) =
+                        record::decode_record(&frame).map_err(|e| corrupt(at, e.to_string()))?;
+                    check_index(&record, index, at)?;
+                    let (term, kind, len) = (record.term, record.kind, record.data.len());
+                    let from = record.data.as_ptr() as usize - frame.as_ptr() as usize;
+                    frame.copy_within(from..from + len, 0);
+                    frame.truncate(len);
+                    frame.shrink_to_fit();
+                    out.push(Record {
+                        index,
+                        term,
+                        kind,
+                        data: frame,
+                    });
+                    index += 1;
+                    continue;
+                }
+                // A run of small entries: one read for all of them.
+                let mut span_end = index + 1;
+                while span_end < run_end
+                    && location(span_end).len as usize <= READ_IN_PLACE_FROM
+                    && location(span_end).offset + u64::from(location(span_end).len) - at.offset
+                        <= MAX_SPAN_READ
+                {
+                    span_end += 1;
+                }
+                let last = location(span_end - 1);
+                let mut buf = vec![0u8; (last.offset + u64::from(last.len) - at.offset) as usize];
+                read_at(&mut buf, at.offset, &format!("entries {index}..{span_end}"))?;
+                for i in index..span_end {
+                    let here = location(i);
+                    let from = (here.offset - at.offset) as usize;
+                    let frame = buf.get(from..from + here.len as usize).unwrap_or_default();
+                    let (record, _) =
+                        record::decode_record(frame).map_err(|e| corrupt(here, e.to_string()))?;
+                    check_index(&record, i, here)?;
+                    out.push(record.to_owned());
+                }
+                index = span_end;
             }
-            index = run_end;
         }
         Ok(out)
     }
