@@ -59,6 +59,23 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The directory a node made for itself inside `-backup-tmp-dir` (there is exactly one).
+fn own_backup_dir(parent: &Path) -> std::path::PathBuf {
+    let dirs: Vec<_> = std::fs::read_dir(parent)
+        .expect("read -backup-tmp-dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one private directory in {}: {dirs:?}",
+        parent.display()
+    );
+    dirs[0].clone()
+}
+
 fn temp_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|rd| {
@@ -628,6 +645,8 @@ fn backup_tmp_dir_on_a_small_disk_fills_then_refuses_and_recovers() {
     let node = Node::start(&["-backup-tmp-dir", &tmp_arg, "-disk-reserve", "1048576"]);
     fill_blobs(&node, 8_000); // ~8.5 MB
     let files_in = |d: &Path| temp_files(d).len();
+    // The node keeps its copies in a directory of its own inside -backup-tmp-dir.
+    let tmp = own_backup_dir(&tmp);
     // Two downloads held open, at two indexes: two copies in the tmpfs, none in the data dir.
     let first = client().get(node.url("/db/backup")).send().expect("GET");
     assert_eq!(first.status().as_u16(), 200);

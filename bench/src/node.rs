@@ -1,31 +1,27 @@
 //! Running `raftlited`: start a node on free loopback ports in its own data directory, find
 //! its address, wait until it is ready, read its memory, stop it.
 //!
-//! A node binds port 0 and logs `node HTTP API available at http://ADDR`; the harness reads
-//! that line from the node's stderr, as `tests/common` does, so runs never guess ports. Every
-//! wait is bounded. A node is killed when its handle drops, so a failed scenario never leaves
-//! a server behind.
+//! Starting, watching and stopping the process is the shared test kit's
+//! (`raftlite_testkit::NodeProcess`, as in the end-to-end tests): a node binds port 0 and the
+//! kit reads its addresses from its log, so runs never guess ports. Every wait is bounded. A
+//! node is killed when its handle drops, so a failed scenario never leaves a server behind.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use raftlite_testkit::{Launch, NodeProcess};
 
 use crate::measure::proc_status_kib;
 
-const ADDR_MARKER: &str = "node HTTP API available at http://";
-const RAFT_MARKER: &str = "raft listening on ";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running `raftlited`.
 pub struct Node {
-    child: Option<Child>,
+    process: NodeProcess,
     pub addr: String,
     pub raft_addr: String,
     pub data_dir: PathBuf,
-    log: Arc<Mutex<String>>,
     agent: ureq::Agent,
 }
 
@@ -45,62 +41,22 @@ impl Node {
                 bin.display()
             ));
         }
-        let mut child = Command::new(&bin)
-            .args(["-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"])
-            .args(args)
-            .arg(data_dir)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-        let stderr = child.stderr.take().ok_or("no stderr pipe")?;
-        let log = Arc::new(Mutex::new(String::new()));
-        // (true, HTTP address) or (false, Raft address), as the node logs them.
-        let (tx, rx) = std::sync::mpsc::channel::<(bool, String)>();
-        let sink = Arc::clone(&log);
-        // Keeps draining stderr for the node's whole life, so logging never blocks it.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find(ADDR_MARKER) {
-                    let _ = tx.send((true, line[i + ADDR_MARKER.len()..].trim().to_string()));
-                } else if let Some(i) = line.find(RAFT_MARKER) {
-                    let rest = &line[i + RAFT_MARKER.len()..];
-                    let addr = rest.split_whitespace().next().unwrap_or("");
-                    let _ = tx.send((false, addr.to_string()));
-                }
-                if let Ok(mut l) = sink.lock() {
-                    // Keep the tail only: a long benchmark must not grow this without bound.
-                    if l.len() > 64 * 1024 {
-                        l.drain(..32 * 1024);
-                    }
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
         let started = Instant::now();
-        let (mut http, mut raft) = (None, None);
-        while http.is_none() || raft.is_none() {
-            match rx.recv_timeout(START_TIMEOUT.saturating_sub(started.elapsed())) {
-                Ok((true, a)) => http = Some(a),
-                Ok((false, a)) => raft = Some(a),
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    std::thread::sleep(Duration::from_millis(100));
-                    let log = log.lock().map(|l| l.clone()).unwrap_or_default();
-                    return Err(format!("raftlited did not report its addresses:\n{log}"));
-                }
-            }
-        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = NodeProcess::spawn(&Launch {
+            bin: &bin,
+            data_dir,
+            args: &args,
+            log_filter: "info",
+            // A long benchmark must not grow the kept log without bound.
+            log_cap: Some(64 * 1024),
+            timeout: START_TIMEOUT,
+        })?;
         let node = Node {
-            child: Some(child),
-            addr: http.unwrap_or_default(),
-            raft_addr: raft.unwrap_or_default(),
+            addr: process.http_addr.clone(),
+            raft_addr: process.raft_addr.clone(),
+            process,
             data_dir: data_dir.to_path_buf(),
-            log,
             agent: agent(),
         };
         node.wait_ready(START_TIMEOUT.saturating_sub(started.elapsed()))?;
@@ -125,7 +81,7 @@ impl Node {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.process.pid()
     }
 
     /// Current RSS in KiB (the idle baseline when read before a scenario).
@@ -139,44 +95,16 @@ impl Node {
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.process.log()
     }
 
-    /// SIGTERM (through `kill(1)`, since this crate has no `unsafe`), then a bounded wait.
+    /// SIGTERM, then a bounded wait; an unclean exit is an error with the node's log.
     pub fn stop(mut self) -> Result<(), String> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                return if status.success() {
-                    Ok(())
-                } else {
-                    Err(format!("raftlited exited with {status}:\n{}", self.log()))
-                };
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "raftlited ignored SIGTERM for {STOP_TIMEOUT:?}; killed. Its log:\n{}",
-                    self.log()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        let status = self.process.stop(STOP_TIMEOUT)?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("raftlited exited with {status}:\n{}", self.log()))
         }
     }
 }

@@ -1,33 +1,31 @@
 //! Test harness: start the real `raftlited` binary on free loopback ports and talk HTTP to it.
 //!
-//! Nodes bind port 0 and the harness reads the bound address from the node's log line
-//! (`node HTTP API available at http://ADDR`), so tests running in parallel never guess ports.
-//! A node is killed when its handle drops; its stderr is kept and printed if a test fails
-//! while waiting for it. A test whose prerequisite is missing (a tool, a kernel feature) calls
+//! Starting, watching and stopping the process is the shared test kit's
+//! (`raftlite_testkit::NodeProcess`, which the benchmark uses too): nodes bind port 0 and the
+//! kit reads the bound addresses from the node's log, so tests running in parallel never
+//! guess ports. A node is killed when its handle drops; its stderr is kept and printed if a
+//! test fails while waiting for it. A test whose prerequisite is missing (a tool, a kernel feature) calls
 //! [`prerequisite_missing`]: CI fails it, a developer's run says loudly that it was skipped.
 
 #![allow(dead_code)]
 
 pub mod reference_shell;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use raftlite_testkit::{Launch, NodeProcess};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_raftlited");
 
-/// A running node.
+/// A running node: the shared test kit's process, with an HTTP client.
 pub struct Node {
-    child: Option<Child>,
+    process: NodeProcess,
     pub http_addr: String,
     pub raft_addr: String,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
-    log: Arc<Mutex<String>>,
-    /// The thread that copies the node's stderr into `log`; it ends when the process does.
-    log_reader: Option<std::thread::JoinHandle<()>>,
     client: reqwest::blocking::Client,
 }
 
@@ -67,69 +65,23 @@ impl Node {
         node
     }
 
-    /// Spawns a node and waits for its HTTP address; on failure returns its log.
+    /// Spawns a node and waits for its addresses; on failure returns its log.
     pub fn spawn(data_dir: &Path, extra_args: &[&str]) -> Result<Node, String> {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"]);
-        cmd.args(extra_args);
-        cmd.arg(data_dir);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        cmd.env(
-            "RUST_LOG",
-            std::env::var("RAFTLITE_TEST_LOG").unwrap_or_else(|_| "info".into()),
-        );
-        let mut child = cmd.spawn().expect("spawn raftlited");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<(bool, String)>();
-        let sink = Arc::clone(&log);
-        let log_reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                const HTTP: &str = "node HTTP API available at ";
-                const RAFT: &str = "raft listening on ";
-                if let Some(i) = line.find(HTTP) {
-                    // http:// or, with -http-cert, https://
-                    let url = line[i + HTTP.len()..].trim();
-                    let addr = url.split_once("://").map_or(url, |(_, a)| a);
-                    let _ = tx.send((true, addr.to_string()));
-                } else if let Some(i) = line.find(RAFT) {
-                    let addr = line[i + RAFT.len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or("");
-                    let _ = tx.send((false, addr.to_string()));
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let (mut http, mut raft) = (None, None);
-        while http.is_none() || raft.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok((true, a)) => http = Some(a),
-                Ok((false, a)) => raft = Some(a),
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    std::thread::sleep(Duration::from_millis(100));
-                    return Err(log.lock().unwrap().clone());
-                }
-            }
-        }
-        let (addr, raft_addr) = (http.unwrap_or_default(), raft.unwrap_or_default());
+        let log_filter = std::env::var("RAFTLITE_TEST_LOG").unwrap_or_else(|_| "info".into());
+        let process = NodeProcess::spawn(&Launch {
+            bin: Path::new(BIN),
+            data_dir,
+            args: extra_args,
+            log_filter: &log_filter,
+            log_cap: None,
+            timeout: Duration::from_secs(30),
+        })?;
         Ok(Node {
-            child: Some(child),
-            http_addr: addr,
-            raft_addr,
+            http_addr: process.http_addr.clone(),
+            raft_addr: process.raft_addr.clone(),
+            process,
             data_dir: data_dir.to_path_buf(),
             _temp: None,
-            log,
-            log_reader: Some(log_reader),
             client: reqwest::blocking::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(60))
@@ -157,7 +109,11 @@ impl Node {
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.process.log()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
     }
 
     fn answer(r: reqwest::blocking::Response) -> Answer {
@@ -213,59 +169,24 @@ impl Node {
 
     /// Sends SIGTERM and waits for a clean exit (bounded); returns the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("node already stopped");
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("node did not stop on SIGTERM:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process
+            .stop(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn is_running(&self) -> bool {
-        self.child.is_some()
+        self.process.is_running()
     }
 
     /// SIGKILL, as a crash. Afterwards [`Node::log`] holds every line the process wrote, so a
     /// test can tell how far it got before the kill.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        self.drain_log();
-    }
-
-    /// Waits (bounded) until the reader of the node's stderr has reached its end.
-    fn drain_log(&mut self) {
-        let Some(reader) = self.log_reader.take() else {
-            return;
-        };
-        // The pipe closes when the process is gone; 10 s is far more than reading what is
-        // buffered takes.
-        let ended = wait_until(Duration::from_secs(10), || reader.is_finished());
-        if ended {
-            let _ = reader.join();
-        }
+        self.process.kill();
     }
 
     /// Takes ownership of the temp dir so a restarted node can reuse the data directory.
     pub fn take_temp(&mut self) -> Option<tempfile::TempDir> {
         self._temp.take()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -295,48 +216,8 @@ pub fn run_binary(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
     }
 }
 
-/// Whether this is a CI run (`CI` set to anything but empty, `0` or `false`, as CI services
-/// set it): there every prerequisite of every test must be present.
-pub fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
-}
-
-/// Reports that a prerequisite of the running test is missing (`why`: what, and how to get
-/// it); the test then returns. Under CI ([`under_ci`]) it fails the test instead: a skip that
-/// CI cannot see lets a test stop testing unnoticed. Elsewhere it prints
-/// `SKIPPED: <test>: <why>` on stderr and on the terminal, if there is one (test runners show
-/// a passing test's stderr only on request). The test's name is its thread's, as both
-/// libtest and nextest name it.
-#[track_caller]
-pub fn prerequisite_missing(why: &str) {
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("<unnamed test>");
-    assert!(
-        !under_ci(),
-        "{test}: prerequisite missing under CI=true: {why}"
-    );
-    let line = format!("SKIPPED: {test}: {why}");
-    eprintln!("{line}");
-    // Best effort: no terminal (CI, a pipe) is not an error.
-    if let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty") {
-        use std::io::Write as _;
-        let _ = writeln!(tty, "{line}");
-    }
-}
-
-/// Polls `cond` every 50 ms until it holds or `timeout` passes; returns whether it held.
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+#[allow(unused_imports)] // each test crate uses some of them
+pub use raftlite_testkit::{prerequisite_missing, wait_until};
 
 /// Runs `sqlite3 FILE SQL` (the reference shell) and returns its stdout; a failure fails the
 /// test with its stderr.
