@@ -24,7 +24,9 @@ pub enum Command {
         /// The leader's clock and seed for this entry.
         env: ApplyEnv,
     },
-    /// A `level=strong` read: it goes through the log so it is ordered with the writes.
+    /// A `level=strong` read as older versions proposed it, through the log. Strong reads no
+    /// longer enter the log (they confirm leadership and read locally, see `Store::query`), so
+    /// nothing proposes it; applying one from an older log runs nothing.
     StrongQuery {
         request: Request,
         opts: ResultOptions,
@@ -86,6 +88,27 @@ pub struct CommandResponse {
     pub results: RequestResults,
     /// An [`Command::ExecuteBatch`]'s results, one per item in order (`results` is then empty).
     pub batch: Vec<RequestResults>,
+}
+
+impl CommandResponse {
+    /// The answer of an entry that failed as a whole and changed nothing: `error` for its
+    /// request, or for each item of a batch.
+    pub fn failed(payload: &openraft::EntryPayload<TypeConfig>, error: &str) -> CommandResponse {
+        let failed = || RequestResults {
+            error: Some(error.to_string()),
+            ..RequestResults::default()
+        };
+        match payload {
+            openraft::EntryPayload::Normal(Command::ExecuteBatch(items)) => CommandResponse {
+                results: RequestResults::default(),
+                batch: items.iter().map(|_| failed()).collect(),
+            },
+            _ => CommandResponse {
+                results: failed(),
+                batch: Vec::new(),
+            },
+        }
+    }
 }
 
 /// A snapshot's bytes. The live database is the state machine, so a snapshot that is built

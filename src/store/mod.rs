@@ -3,7 +3,8 @@
 //! Writes go through [`Store::execute`]: a proposal to Raft, answered once the entry is
 //! committed on a majority and applied here. Reads go through [`Store::query`], which checks
 //! the consistency level first (`none` reads locally, `weak` requires local leadership,
-//! `linearizable` confirms it with a quorum, `strong` goes through the log). A store that is
+//! `linearizable` and `strong` confirm it with a quorum and wait until this node has applied
+//! everything committed when they started). A store that is
 //! not the leader answers [`StoreError::NotLeader`] with the leader it knows, and the HTTP
 //! layer forwards, redirects or answers 503.
 //!
@@ -262,12 +263,15 @@ impl Store {
         }
     }
 
-    /// Proposes a write request and returns its results once it is applied here.
+    /// Proposes a write request and returns its results once it is applied here. Its budget
+    /// (see `db::gate`) is the node's `-write-budget-steps`, lowered to what `db_timeout` buys
+    /// when the client gave one.
     pub async fn execute(
         &self,
         request: Request,
         policy: RowsPolicy,
         opts: ResultOptions,
+        db_timeout: Option<Duration>,
     ) -> Result<WriteResults, StoreError> {
         self.counters.executions.fetch_add(1, Ordering::Relaxed);
         let mut request = request;
@@ -285,7 +289,10 @@ impl Store {
                 request,
                 policy,
                 opts,
-                env: ApplyEnv::stamp(not_before),
+                env: ApplyEnv::stamp(not_before).with_budget(crate::db::request::write_budget(
+                    self.db.settings().write_budget_steps,
+                    db_timeout,
+                )),
             })
             .await
     }
@@ -329,9 +336,10 @@ impl Store {
         self.propose(Command::LoadSql(load)).await
     }
 
-    /// A clock and seed for a new entry proposed here (see [`ApplyEnv::stamp`]).
+    /// A clock, seed and budget for a new entry proposed here (see [`ApplyEnv::stamp`]).
     pub fn stamp(&self) -> ApplyEnv {
         ApplyEnv::stamp(self.shared.last_apply_millis.load(Ordering::Relaxed))
+            .with_budget(self.db.settings().write_budget_steps)
     }
 
     /// True when this node is the only member of its cluster (`/boot`).
@@ -370,26 +378,27 @@ impl Store {
                     return Err(self.not_leader());
                 }
             }
-            ReadLevel::Linearizable => match self.raft.ensure_linearizable().await {
-                Ok(_) => {}
-                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
-                    f,
-                ))) => {
-                    return Err(StoreError::NotLeader {
-                        leader: f.leader_node,
-                    })
+            // A strong read used to go through the log (rqlite's way), which made it a write:
+            // it ran on the writer, with whatever the text held. It now does what the log
+            // gave it: openraft's read index (leadership confirmed by a quorum, then this
+            // node's state machine applied at least up to the commit index of that moment),
+            // then a local read on a read-only connection.
+            ReadLevel::Linearizable | ReadLevel::Strong => {
+                match self.raft.ensure_linearizable().await {
+                    Ok(_) => {}
+                    Err(RaftError::APIError(
+                        openraft::error::CheckIsLeaderError::ForwardToLeader(f),
+                    )) => {
+                        return Err(StoreError::NotLeader {
+                            leader: f.leader_node,
+                        })
+                    }
+                    Err(e) => {
+                        return Err(StoreError::Internal(anyhow::anyhow!(
+                            "confirm leadership: {e}"
+                        )))
+                    }
                 }
-                Err(e) => {
-                    return Err(StoreError::Internal(anyhow::anyhow!(
-                        "confirm leadership: {e}"
-                    )))
-                }
-            },
-            ReadLevel::Strong => {
-                return self
-                    .propose(Command::StrongQuery { request, opts })
-                    .await
-                    .map(|w| w.results);
             }
         }
         self.db

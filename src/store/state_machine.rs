@@ -498,10 +498,11 @@ fn apply_entries(
         let mut membership = None;
         let mut response = CommandResponse::default();
         // Every SQL the entry runs sees the entry's clock and random sequence, the same on
-        // every node; a strong read changes nothing and keeps the real ones.
+        // every node.
         let env = match &entry.payload {
             EntryPayload::Normal(Command::Execute { env, .. }) => Some(*env),
-            // Each item sets its own (see `apply_batch`).
+            // Each item sets its own (see `apply_batch`); a strong read (only in logs written
+            // before strong reads stopped going through the log) runs nothing.
             EntryPayload::Normal(Command::StrongQuery { .. } | Command::ExecuteBatch(_)) => None,
             _ => Some(ApplyEnv::derived(log_id.leader_id.term, log_id.index)),
         };
@@ -512,44 +513,51 @@ fn apply_entries(
                 .last_apply_millis
                 .fetch_max(env.unix_millis, Ordering::Relaxed);
         }
-        // A strong read runs before the entry's write transaction: it sees every earlier
-        // entry and changes nothing.
-        if let EntryPayload::Normal(Command::StrongQuery { request, opts }) = &entry.payload {
-            response.results = match execute::query_request(conn, request, *opts) {
-                Ok(r) => r,
-                Err(e) if crate::db::error::is_local_fault(&e) => {
-                    return Err(fault("strong read", &e))
-                }
-                Err(e) => RequestResults {
-                    error: Some(e.message),
-                    ..RequestResults::default()
-                },
-            };
-        }
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| fault("begin apply transaction", &e))?;
-        match &entry.payload {
-            // A load entry never reaches here (see `apply`); if it did, it would change nothing.
+        let applied = match &entry.payload {
+            // A load entry never reaches here (see `apply`); if it did, it would change
+            // nothing. A strong read from an older log is answered by nobody any more.
             EntryPayload::Blank
             | EntryPayload::Normal(
                 Command::StrongQuery { .. } | Command::Load(_) | Command::LoadSql(_),
-            ) => {}
+            ) => Ok(()),
             EntryPayload::Normal(Command::Execute {
                 request,
                 policy,
                 opts,
-                env: _,
-            }) => {
-                response.results = execute::execute_request(conn, request, *policy, *opts)
-                    .map_err(|e| fault("apply entry", &e))?;
-            }
+                env,
+            }) => execute::execute_request(conn, request, *policy, *opts, env.budget)
+                .map(|r| response.results = r),
             EntryPayload::Normal(Command::ExecuteBatch(items)) => {
-                response.batch =
-                    apply_batch(conn, shared, items).map_err(|e| fault("apply entry", &e))?;
+                apply_batch(conn, shared, items).map(|b| response.batch = b)
             }
             EntryPayload::Membership(m) => {
                 membership = Some(StoredMembership::new(Some(log_id), m.clone()));
+                Ok(())
             }
+        };
+        if let Err(e) = applied {
+            if crate::db::error::is_local_fault(&e) {
+                return Err(fault("apply entry", &e));
+            }
+            // The entry itself caused it (its SQL left the connection where raftlite's own
+            // statements around it fail): every node fails here alike, so the entry applies
+            // as a no-op with the error as its answer, instead of stopping every node.
+            tracing::warn!(
+                index = log_id.index,
+                "entry failed and changed nothing: {e}"
+            );
+            if !conn
+                .is_autocommit()
+                .map_err(|e| fault("roll back the entry", &e))?
+            {
+                conn.execute_batch("ROLLBACK")
+                    .map_err(|e| fault("roll back the entry", &e))?;
+            }
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| fault("begin apply transaction", &e))?;
+            response = CommandResponse::failed(&entry.payload, &format!("entry failed: {e}"));
         }
         meta::write(conn, &log_id, membership.as_ref())
             .map_err(|e| fault("record applied index", &e))?;
@@ -582,13 +590,13 @@ fn apply_batch(
     conn: &raftlite_ffi::Connection,
     shared: &SharedState,
     items: &[ExecuteItem],
-) -> Result<Vec<RequestResults>, execute::LocalFault> {
+) -> Result<Vec<RequestResults>, execute::ApplyError> {
     let run = |item: &ExecuteItem| {
         conn.set_apply_inputs(Some(item.env.inputs()))?;
         shared
             .last_apply_millis
             .fetch_max(item.env.unix_millis, Ordering::Relaxed);
-        execute::execute_request(conn, &item.request, item.policy, item.opts)
+        execute::execute_request(conn, &item.request, item.policy, item.opts, item.env.budget)
     };
     let mut results = Vec::with_capacity(items.len());
     // Indexes of the items whose changes the open transaction holds.
@@ -619,7 +627,7 @@ fn staged_id(path: &std::path::Path) -> String {
         .to_string()
 }
 
-/// Runs a staged SQL script as one entry (see [`super::load::run_sql_script`]): all of it in
+/// Runs a staged SQL script as one entry (see [`execute::run_sql_script`]): all of it in
 /// the entry's transaction, or (on an SQL error) none of it, with the error as the result.
 fn apply_sql_load(
     conn: &mut raftlite_ffi::Connection,
@@ -633,7 +641,7 @@ fn apply_sql_load(
     // The script sees the entry's clock and random sequence, the same on every node.
     conn.set_apply_inputs(Some(env.inputs()))
         .map_err(|e| fault(anyhow::Error::new(e).context("set the entry's clock and seed")))?;
-    let outcome = super::load::run_sql_script(conn, path, foreign_keys, |conn| {
+    let outcome = execute::run_sql_script(conn, path, foreign_keys, env.budget, |conn| {
         meta::write(conn, &log_id, None).context("record the applied index")
     })
     .map_err(fault)?;
@@ -747,6 +755,7 @@ mod tests {
             env: ApplyEnv {
                 unix_millis: 1_700_000_000_000 + seed as i64,
                 seed,
+                ..ApplyEnv::default()
             },
         }
     }
@@ -799,7 +808,9 @@ mod tests {
         for it in &items {
             separate.execute_batch("BEGIN IMMEDIATE").unwrap();
             separate.set_apply_inputs(Some(it.env.inputs())).unwrap();
-            let out = execute::execute_request(&separate, &it.request, it.policy, it.opts).unwrap();
+            let out =
+                execute::execute_request(&separate, &it.request, it.policy, it.opts, it.env.budget)
+                    .unwrap();
             separate.set_apply_inputs(None).unwrap();
             separate.execute_batch("COMMIT").unwrap();
             separate_results.push(out);

@@ -11,8 +11,9 @@ fn conn() -> Connection {
 }
 
 fn conn_uncached() -> Connection {
-    let c = Connection::open(":memory:", OpenFlags::READ_WRITE | OpenFlags::CREATE).unwrap();
+    let mut c = Connection::open(":memory:", OpenFlags::READ_WRITE | OpenFlags::CREATE).unwrap();
     c.set_double_quoted_strings(true).unwrap();
+    crate::db::settings::install_gate(&mut c).unwrap();
     c
 }
 
@@ -32,10 +33,20 @@ fn req(sqls: &[&str]) -> Request {
 
 fn write(c: &Connection, r: &Request) -> RequestResults {
     c.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let out = execute_request(c, r, RowsPolicy::ReturningOnly, ResultOptions::default()).unwrap();
+    let out = execute_request(
+        c,
+        r,
+        RowsPolicy::ReturningOnly,
+        ResultOptions::default(),
+        BUDGET,
+    )
+    .unwrap();
     c.execute_batch("COMMIT").unwrap();
     out
 }
+
+/// A budget no test here comes near.
+const BUDGET: u64 = 1_000_000_000;
 
 fn outcomes(r: &RequestResults) -> Vec<StatementOutcome> {
     r.results.iter().map(|r| r.outcome.clone()).collect()
@@ -468,11 +479,12 @@ fn results_are_the_same_with_and_without_the_statement_cache() {
 fn cached_statements_see_each_entrys_clock_and_seed() {
     let dir = tempfile::tempdir().unwrap();
     let open = |name: &str, capacity: usize| {
-        let c = Connection::open_deterministic(
+        let mut c = Connection::open_deterministic(
             dir.path().join(name),
             OpenFlags::READ_WRITE | OpenFlags::CREATE,
         )
         .unwrap();
+        crate::db::settings::install_gate(&mut c).unwrap();
         c.set_statement_cache_capacity(capacity);
         c
     };
@@ -578,7 +590,7 @@ fn sql_loads_do_not_fill_the_cache() {
         "INSERT INTO t VALUES(1)",
         "INSERT INTO t VALUES(2)",
     ];
-    let out = execute_script(&c, script.iter().map(|s| Ok(s.to_string()))).unwrap();
+    let out = execute_script(&c, script.iter().map(|s| Ok(s.to_string())), BUDGET).unwrap();
     c.execute_batch("COMMIT").unwrap();
     assert!(
         matches!(out, ScriptOutcome::Done { statements: 3, .. }),
@@ -635,6 +647,7 @@ fn apply_cost_of_1000_identical_parameterised_inserts() {
             &request,
             RowsPolicy::ReturningOnly,
             ResultOptions::default(),
+            BUDGET,
         )
         .unwrap();
         c.execute_batch("COMMIT").unwrap();
