@@ -179,6 +179,29 @@ fn run_request(
     Ok(out)
 }
 
+/// Whether the database holds virtual tables (see [`Gate::has_virtual_tables`]), asked of
+/// `sqlite_schema` when the gate does not know.
+fn has_virtual_tables(conn: &Connection, gate: &Gate) -> Result<bool, ApplyError> {
+    if let Some(known) = gate.has_virtual_tables() {
+        return Ok(known);
+    }
+    let any = conn.query_i64(
+        "SELECT EXISTS(SELECT 1 FROM main.sqlite_schema \
+         WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%')",
+    )? == Some(1);
+    gate.set_has_virtual_tables(Some(any));
+    Ok(any)
+}
+
+/// Reloads the schema: virtual tables are disconnected and their modules' caches dropped, as
+/// on a connection that just opened (see [`Gate::has_virtual_tables`]). Prepared statements
+/// are prepared again when next used.
+fn reload_schema(conn: &Connection, gate: &Gate) -> Result<(), ApplyError> {
+    conn.execute_batch("PRAGMA writable_schema=RESET")?;
+    gate.set_has_virtual_tables(None);
+    Ok(())
+}
+
 /// SQLite's message when COMMIT finds a foreign key violation.
 const DEFERRED_FK_ERROR: &str = "FOREIGN KEY constraint failed";
 
@@ -190,6 +213,12 @@ fn clean_up(conn: &Connection, gate: &Gate) -> Result<(), ApplyError> {
     let cleanup = gate.take_cleanup();
     for reset in &cleanup.resets {
         conn.execute_batch(reset)?;
+    }
+    if cleanup.schema_changed {
+        gate.set_has_virtual_tables(None);
+    }
+    if cleanup.tables_used && has_virtual_tables(conn, gate)? {
+        reload_schema(conn, gate)?;
     }
     if cleanup.temp_objects {
         let mut objects = Vec::new();
@@ -409,7 +438,12 @@ fn run_script(
             "the script leaves a transaction open (BEGIN without COMMIT)".into(),
         ));
     }
-    if let Err(msg) = check_virtual_tables(conn, &virtual_tables) {
+    let checked = check_virtual_tables(conn, &virtual_tables);
+    if !virtual_tables.is_empty() {
+        // Checking them connected them: disconnect them again (see `Gate::has_virtual_tables`).
+        reload_schema(conn, gate)?;
+    }
+    if let Err(msg) = checked {
         return Ok(ScriptOutcome::Failed(msg));
     }
     if conn.has_deferred_foreign_key_violations()? {

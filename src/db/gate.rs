@@ -240,11 +240,16 @@ pub struct Cleanup {
     pub resets: Vec<&'static str>,
     /// The request may have created temporary tables, views, triggers or indexes.
     pub temp_objects: bool,
+    /// The request read or wrote a table, so it may have used a virtual table, whose module
+    /// keeps caches on the connection (see [`Gate::has_virtual_tables`]).
+    pub tables_used: bool,
+    /// The request may have created, dropped or renamed a virtual table.
+    pub schema_changed: bool,
 }
 
 impl Cleanup {
     pub fn is_empty(&self) -> bool {
-        self.resets.is_empty() && !self.temp_objects
+        self.resets.is_empty() && !self.temp_objects && !self.tables_used && !self.schema_changed
     }
 }
 
@@ -253,6 +258,8 @@ struct State {
     mode: Mode,
     denial: Option<String>,
     cleanup: Cleanup,
+    /// Whether the database holds virtual tables, when known (see `has_virtual_tables`).
+    virtual_tables: Option<bool>,
 }
 
 /// The gate of one connection (see the module documentation).
@@ -273,6 +280,7 @@ impl Default for Gate {
                 mode: Mode::Internal,
                 denial: None,
                 cleanup: Cleanup::default(),
+                virtual_tables: None,
             }),
             budget: AtomicU64::new(u64::MAX),
             used: AtomicU64::new(0),
@@ -340,6 +348,24 @@ impl Gate {
     /// What the request running now must undo when it ends; clears it.
     pub fn take_cleanup(&self) -> Cleanup {
         std::mem::take(&mut self.state.lock().cleanup)
+    }
+
+    /// Whether the database holds virtual tables, as last recorded with
+    /// [`Gate::set_has_virtual_tables`]; `None` when unknown (a new connection, or after a
+    /// request that may have created or dropped one).
+    ///
+    /// Why it matters: full-text and R-tree modules keep caches on the connection (their
+    /// configuration, FTS5's structure record) and fill them with programs of their own, which
+    /// the budget counts. A connection that just opened (a restarted node) would count those
+    /// steps where a warm one does not. So after a request that used a table of a database
+    /// holding virtual tables, the schema is reloaded, which disconnects them: every request
+    /// starts with the same, empty caches on every node.
+    pub fn has_virtual_tables(&self) -> Option<bool> {
+        self.state.lock().virtual_tables
+    }
+
+    pub fn set_has_virtual_tables(&self, known: Option<bool>) {
+        self.state.lock().virtual_tables = known;
     }
 
     /// Starts a request's budget: `budget` progress calls, none used yet.
@@ -468,6 +494,7 @@ fn write_check(r: &AuthRequest<'_>, cleanup: &mut Cleanup) -> Result<bool, Strin
             Ok(false)
         }
         A::Insert | A::Update | A::Delete => {
+            cleanup.tables_used = true;
             if is_state_table(arg1) {
                 return Err(state_table_refusal());
             }
@@ -479,6 +506,7 @@ fn write_check(r: &AuthRequest<'_>, cleanup: &mut Cleanup) -> Result<bool, Strin
             Ok(false)
         }
         A::Read => {
+            cleanup.tables_used = true;
             if is_state_table(arg1) {
                 return Err(state_table_refusal());
             }
@@ -499,6 +527,7 @@ fn write_check(r: &AuthRequest<'_>, cleanup: &mut Cleanup) -> Result<bool, Strin
             Ok(false)
         }
         A::CreateVtable => {
+            cleanup.schema_changed = true;
             if is_state_table(arg1) {
                 return Err(state_table_refusal());
             }
@@ -522,12 +551,18 @@ fn write_check(r: &AuthRequest<'_>, cleanup: &mut Cleanup) -> Result<bool, Strin
             Ok(false)
         }
         A::CreateTable | A::CreateView | A::DropTable | A::DropVtable | A::Analyze | A::Reindex => {
+            if matches!(r.action, A::DropTable | A::DropVtable) {
+                cleanup.schema_changed = true;
+            }
             if is_state_table(arg1) {
                 return Err(state_table_refusal());
             }
             Ok(false)
         }
         A::CreateIndex | A::CreateTrigger | A::DropIndex | A::DropTrigger | A::AlterTable => {
+            if r.action == A::AlterTable {
+                cleanup.schema_changed = true;
+            }
             // The table is arg2 (for ALTER TABLE, arg1 is the schema).
             if is_state_table(arg1) || is_state_table(arg2) {
                 return Err(state_table_refusal());

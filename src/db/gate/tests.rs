@@ -627,3 +627,114 @@ fn every_pragma_on_the_list_exists_and_the_list_is_sorted() {
     sorted.sort_unstable();
     assert_eq!(names, sorted);
 }
+
+/// Runs `requests` on `warm` (warming whatever it caches), copies its database with the backup
+/// API (which leaves its statement cache alone), then runs them again on both `warm` and a
+/// connection opened cold on the copy, and returns the steps each counted per request.
+fn steps_warm_and_cold(
+    dir: &tempfile::TempDir,
+    warm: &Connection,
+    requests: &[&[&str]],
+) -> Vec<(u64, u64)> {
+    for r in requests {
+        write(warm, r);
+    }
+    let copy = dir.path().join("copy.sqlite");
+    crate::db::backup::copy_to_file(warm, &copy, 100, |_| Ok(())).unwrap();
+    let mut cold = Connection::open_deterministic(&copy, OpenFlags::READ_WRITE).unwrap();
+    crate::db::settings::install_gate(&mut cold).unwrap();
+    cold.set_statement_cache_capacity(raftlite_ffi::DEFAULT_STATEMENT_CACHE_CAPACITY);
+    let steps = |c: &Connection, r: &[&str]| {
+        let out = write(c, r);
+        assert!(
+            out.error.is_none() && errors(&out).iter().all(Option::is_none),
+            "{r:?}: {out:?}"
+        );
+        crate::db::settings::gate(c).unwrap().budget_use().used
+    };
+    requests
+        .iter()
+        .map(|r| (steps(warm, r), steps(&cold, r)))
+        .collect()
+}
+
+/// The budget counts every program that runs for a request. SQLite carries a statement's
+/// count over from its earlier runs when the progress handler is called every N > 1
+/// instructions, so a cached statement (a node that has run for a while) and a fresh one (a
+/// node that just restarted) would stop at different points; called at every instruction
+/// check, both count the same.
+#[test]
+fn a_cached_and_a_fresh_statement_count_the_same_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let warm = writer(&dir);
+    // Programs of a few lengths, so that no count happens to line up by chance.
+    let texts: Vec<String> = (250..257)
+        .map(|n| {
+            format!(
+                "INSERT INTO t(v) SELECT count(*) FROM (WITH RECURSIVE c(i) AS (SELECT 1 \
+                 UNION ALL SELECT i + 1 FROM c WHERE i < {n}) SELECT i FROM c)"
+            )
+        })
+        .collect();
+    let requests: Vec<Vec<&str>> = texts.iter().map(|t| vec![t.as_str(), t.as_str()]).collect();
+    let requests: Vec<&[&str]> = requests.iter().map(Vec::as_slice).collect();
+    let counts = steps_warm_and_cold(&dir, &warm, &requests);
+    assert!(
+        warm.statement_cache_stats().hits > 0,
+        "the warm run used its cached statements"
+    );
+    for (warm, cold) in counts {
+        assert!(warm > 250);
+        assert_eq!(warm, cold);
+    }
+}
+
+/// Full-text and R-tree modules keep caches on the connection (their configuration, FTS5's
+/// structure record) and fill them with programs of their own, which the budget counts. The
+/// schema is reloaded after every request that used a table of a database with virtual
+/// tables, so each request starts with empty caches, as on a node that just restarted.
+#[test]
+fn a_warm_and_a_fresh_connection_count_the_same_steps_with_virtual_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let warm = writer(&dir);
+    write(
+        &warm,
+        &[
+            "CREATE VIRTUAL TABLE f5 USING fts5(b)",
+            "CREATE VIRTUAL TABLE f4 USING fts4(b)",
+            "CREATE VIRTUAL TABLE r USING rtree(id, x0, x1)",
+            "CREATE TABLE log(n)",
+            "INSERT INTO f5 SELECT 'word' || value FROM json_each('[1,2,3,4,5,6,7,8,9]')",
+            "INSERT INTO f4 SELECT 'word' || value FROM json_each('[1,2,3,4,5,6,7,8,9]')",
+            "INSERT INTO r SELECT value, value, value + 1 FROM json_each('[1,2,3,4,5,6,7,8,9]')",
+        ],
+    );
+    let requests: &[&[&str]] = &[
+        &["INSERT INTO log SELECT count(*) FROM f5 WHERE f5 MATCH 'word1 OR word2'"],
+        &[
+            "INSERT INTO f5 VALUES('word10')",
+            "INSERT INTO log SELECT rowid FROM f5 WHERE f5 MATCH 'word10'",
+        ],
+        &["INSERT INTO log SELECT count(*) FROM f4 WHERE f4 MATCH 'word3'"],
+        &[
+            "INSERT INTO f4 VALUES('word11')",
+            "DELETE FROM f4 WHERE rowid = (SELECT max(rowid) FROM f4)",
+        ],
+        &["INSERT INTO log SELECT count(*) FROM r WHERE x0 > 3 AND x1 < 8"],
+        &[
+            "INSERT OR REPLACE INTO r VALUES(10, 1, 2)",
+            "UPDATE r SET x1 = 3 WHERE id = 10",
+        ],
+        &["INSERT INTO f5(f5) VALUES('optimize')"],
+        &[
+            "INSERT INTO log SELECT count(*) FROM (WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL \
+           SELECT i + 1 FROM c WHERE i < 257) SELECT i FROM c) JOIN f5 ON f5.rowid = i % 9 + 1",
+        ],
+    ];
+    for (r, (warm, cold)) in requests
+        .iter()
+        .zip(steps_warm_and_cold(&dir, &warm, requests))
+    {
+        assert_eq!(warm, cold, "{r:?}");
+    }
+}
