@@ -1029,6 +1029,10 @@ mod tests {
         assert_eq!(c.max_body_size, 64 << 20);
         assert_eq!(c.max_load_size, None);
         assert_eq!(c.max_backup_copies, 16);
+        assert_eq!(
+            c.write_budget_steps,
+            crate::db::request::DEFAULT_WRITE_BUDGET_STEPS
+        );
         assert_eq!(c.dump_wal_limit, Some(1 << 30));
         assert_eq!(c.dump_stall_timeout, Duration::from_secs(120));
         assert!(c.accepted_but_ignored().is_empty());
@@ -1047,6 +1051,7 @@ mod tests {
         assert_eq!(c.max_body_size, 1 << 20);
         assert_eq!(c.max_load_size, Some(1_000_000));
         assert_eq!(c.max_backup_copies, 2);
+        assert_eq!(run("-write-budget-steps 1_000 /d").write_budget_steps, 1000);
         assert_eq!(c.dump_wal_limit, None);
         assert_eq!(c.dump_stall_timeout, Duration::from_secs(30));
         assert_eq!(
@@ -1622,8 +1627,8 @@ mod tests {
         }
         assert_eq!(
             FLAGS.len(),
-            rqlited.len() + 9,
-            "rqlited's flags plus raftlite's nine"
+            rqlited.len() + 10,
+            "rqlited's flags plus raftlite's ten"
         );
         assert_eq!(
             flag_support("auto-backup"),
