@@ -33,7 +33,7 @@ use std::time::Instant;
 use raftlite_ffi::{CachedStatement, Connection, Statement, Step};
 
 use super::error::{classify, SqlFailure};
-use super::gate::{Gate, Mode, EXECUTE_TIMEOUT_ERROR, QUERY_WRITE_ERROR};
+use super::gate::{Gate, Mode, EXECUTE_TIMEOUT_ERROR, QUERY_TIMEOUT_ERROR, QUERY_WRITE_ERROR};
 use super::literal_insert;
 use super::request::{
     ParamValue, Params, Request, ResultOptions, Rows, RowsPolicy, SqlStatement, StatementOutcome,
@@ -258,16 +258,25 @@ const BEGIN_READ_WITH_CURRENT_SCHEMA: &str = "BEGIN; SELECT 1 FROM sqlite_schema
 /// Runs a read-only request in one read transaction, so every statement sees one snapshot.
 /// Only statements SQLite reports read-only run, without transaction control, and the gate
 /// refuses anything that would change the connection (see [`super::gate`], `Mode::Read`).
+/// The request may take `budget` progress steps, as a write may (a read that never ends
+/// would hold a reader and a core for good); past it, the statement running and those after
+/// it answer rqlite's `query timeout`.
 pub fn query_request(
     conn: &Connection,
     req: &Request,
     opts: ResultOptions,
+    budget: u64,
 ) -> Result<RequestResults, ApplyError> {
     let gate = gate_of(conn)?;
-    gate.unlimited();
+    gate.start_budget(budget);
     conn.execute_batch(BEGIN_READ_WITH_CURRENT_SCHEMA)?;
     let mut out = RequestResults::default();
     for stmt in &req.statements {
+        if gate.exhausted() {
+            out.results
+                .push(StatementResult::error(QUERY_TIMEOUT_ERROR));
+            continue;
+        }
         let started = Instant::now();
         let outcome = match run_text(
             conn,
@@ -799,7 +808,13 @@ fn failure(gate: &Gate, e: raftlite_ffi::Error) -> SqlFailure {
         return SqlFailure::Sql(reason);
     }
     if e.code() == raftlite_ffi::ErrorCode::Interrupt && gate.exhausted() {
-        return SqlFailure::Sql(EXECUTE_TIMEOUT_ERROR.into());
+        return SqlFailure::Sql(
+            match gate.mode() {
+                Mode::Read => QUERY_TIMEOUT_ERROR,
+                _ => EXECUTE_TIMEOUT_ERROR,
+            }
+            .into(),
+        );
     }
     classify(e)
 }

@@ -57,6 +57,10 @@ pub const QUERY_WRITE_ERROR: &str = "attempt to change database via query operat
 /// answers it when a request runs out of its budget.
 pub const EXECUTE_TIMEOUT_ERROR: &str = "execute timeout";
 
+/// rqlite's answer to a read cut short by its time limit; raftlite answers it for a read cut
+/// short by `db_timeout` or by its budget.
+pub const QUERY_TIMEOUT_ERROR: &str = "query timeout";
+
 /// What the connection is running now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -401,10 +401,11 @@ impl Store {
                 }
             }
         }
+        let budget = self.db.settings().write_budget_steps;
         self.db
             .with_reader(move |conn| {
                 let deadline = db_timeout.map(|d| ReadDeadline::start(conn.interrupt_handle(), d));
-                let mut out = execute::query_request(conn, &request, opts);
+                let mut out = execute::query_request(conn, &request, opts, budget);
                 if deadline.is_some_and(ReadDeadline::finish) {
                     // The interrupt may have landed after the last statement: a statement run
                     // now absorbs it, so the pooled connection is clean for its next reader.
@@ -460,12 +461,12 @@ impl Store {
     }
 }
 
-/// The per-statement error of a read cut short by `db_timeout`.
-pub const QUERY_TIMEOUT: &str = "query timeout";
+/// The per-statement error of a read cut short by `db_timeout` (rqlite's).
+pub const QUERY_TIMEOUT: &str = crate::db::gate::QUERY_TIMEOUT_ERROR;
 
 /// `db_timeout` for a read: interrupts the reader's connection when the time is up, unless the
-/// read finished first. Writes have no such limit: an entry in the log must apply in full on
-/// every node, however long it takes.
+/// read finished first. (A read also has the node's budget of steps, as writes do; a write's
+/// `db_timeout` becomes a budget of steps instead, the same on every node.)
 struct ReadDeadline {
     state: Arc<(std::sync::Mutex<(bool, bool)>, std::sync::Condvar)>,
 }

@@ -245,6 +245,7 @@ fn positional_and_named_parameters() {
         &c,
         &req(&["SELECT a, b FROM t ORDER BY rowid"]),
         ResultOptions::default(),
+        BUDGET,
     )
     .unwrap();
     let StatementOutcome::Rows(rows) = &q.results[0].outcome else {
@@ -302,6 +303,7 @@ fn query_types_and_qualified_columns() {
         ResultOptions {
             qualify_columns: true,
         },
+        BUDGET,
     )
     .unwrap();
     let StatementOutcome::Rows(rows) = &q.results[0].outcome else {
@@ -360,7 +362,7 @@ enum Run {
 fn run_on(c: &Connection, run: &Run) -> (Vec<StatementOutcome>, Option<String>) {
     let out = match run {
         Run::Write(r) => write(c, r),
-        Run::Query(r) => query_request(c, r, ResultOptions::default()).unwrap(),
+        Run::Query(r) => query_request(c, r, ResultOptions::default(), BUDGET).unwrap(),
     };
     (outcomes(&out), out.error)
 }
@@ -519,6 +521,7 @@ fn cached_statements_see_each_entrys_clock_and_seed() {
             c,
             &req(&["SELECT * FROM t ORDER BY rowid"]),
             ResultOptions::default(),
+            BUDGET,
         )
         .unwrap();
         let StatementOutcome::Rows(rows) = &q.results[0].outcome else {

@@ -457,7 +457,8 @@ fn queries_cannot_change_the_database_or_the_connection() {
     let dir = tempfile::tempdir().unwrap();
     let c = writer(&dir);
     write(&c, &["INSERT INTO t(v) VALUES(1)"]);
-    let query = |sqls: &[&str]| query_request(&c, &req(sqls), ResultOptions::default()).unwrap();
+    let query =
+        |sqls: &[&str]| query_request(&c, &req(sqls), ResultOptions::default(), BUDGET).unwrap();
     for sql in [
         "INSERT INTO t(v) VALUES(2)",
         "BEGIN",
@@ -497,6 +498,25 @@ fn queries_cannot_change_the_database_or_the_connection() {
         "EXPLAIN QUERY PLAN SELECT * FROM t",
     ]);
     assert_eq!(errors(&out), vec![None; 7]);
+    // A read that never ends stops at its budget; the statements after it are not run.
+    let out = query_request(
+        &c,
+        &req(&[
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+            "SELECT 1",
+        ]),
+        ResultOptions::default(),
+        10_000,
+    )
+    .unwrap();
+    assert_eq!(
+        errors(&out),
+        vec![
+            Some(QUERY_TIMEOUT_ERROR.into()),
+            Some(QUERY_TIMEOUT_ERROR.into())
+        ]
+    );
+    assert!(c.is_autocommit().unwrap());
 }
 
 /// Deciding whether a `/db/request` only reads prepares its statements on a reader: that
