@@ -827,3 +827,67 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod entry_failure_tests {
+    use super::*;
+    use crate::db::request::{Request, ResultOptions, RowsPolicy, SqlStatement};
+    use crate::db::settings::{open_writer, DbSettings};
+
+    fn execute_entry(index: u64, sql: &str) -> Entry {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command::Execute {
+                request: Request {
+                    statements: vec![SqlStatement::new(sql)],
+                    transaction: false,
+                },
+                policy: RowsPolicy::ReturningOnly,
+                opts: ResultOptions::default(),
+                env: ApplyEnv::default(),
+            }),
+        }
+    }
+
+    /// An entry whose request leaves raftlite's own statements failing, the same way on every
+    /// node, is that entry's answer: it changes nothing, its index is recorded, and the next
+    /// entry applies. (The gate keeps users' SQL from getting there; a writer whose gate was
+    /// taken away stands in for a hole in it.) Before, any such failure stopped the node, and
+    /// every node, for good.
+    #[test]
+    fn an_entry_that_fails_as_a_whole_is_its_answer_not_a_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_writer(&dir.path().join("db.sqlite"), &DbSettings::default()).unwrap();
+        meta::ensure_table(&conn).unwrap();
+        conn.execute_batch("CREATE TABLE t(x)").unwrap();
+        let shared = SharedState::default();
+        let gate = crate::db::settings::gate(&conn).is_some();
+        assert!(gate);
+        conn.set_authorizer::<crate::db::gate::Gate>(None).unwrap();
+        let out = apply_entries(
+            &mut conn,
+            &shared,
+            vec![execute_entry(1, "INSERT INTO t VALUES(1)")],
+        )
+        .unwrap_or_else(|ApplyFault(e)| panic!("a fault: {e}"));
+        let error = out[0].results.error.clone().unwrap_or_default();
+        assert!(
+            error.starts_with("entry failed: this connection has no gate"),
+            "{error}"
+        );
+        assert_eq!(conn.query_i64("SELECT count(*) FROM t").unwrap(), Some(0));
+        assert_eq!(meta::read(&conn).unwrap().log_id.map(|l| l.index), Some(1));
+        assert!(conn.is_autocommit().unwrap());
+
+        crate::db::settings::install_gate(&mut conn).unwrap();
+        let out = apply_entries(
+            &mut conn,
+            &shared,
+            vec![execute_entry(2, "INSERT INTO t VALUES(2)")],
+        )
+        .unwrap_or_else(|ApplyFault(e)| panic!("a fault: {e}"));
+        assert_eq!(out[0].results.error, None);
+        assert_eq!(conn.query_i64("SELECT count(*) FROM t").unwrap(), Some(1));
+        assert_eq!(shared.applied_index.load(Ordering::Acquire), 2);
+    }
+}
