@@ -12,6 +12,7 @@
 //!   measures what we allocate, SQLite's defensive mode, and the [`gate`] (what users' SQL
 //!   may do, and the write budget).
 
+pub mod apply;
 pub mod backup;
 #[cfg(feature = "server")]
 mod database;

@@ -158,6 +158,17 @@ impl ReadLevel {
     }
 }
 
+/// One write request as an entry carries it: the request, how its results are shaped, and
+/// the inputs its apply sees (a `Command::Execute`'s fields, and an item of a
+/// `Command::ExecuteBatch`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteItem {
+    pub request: Request,
+    pub policy: RowsPolicy,
+    pub opts: ResultOptions,
+    pub env: ApplyEnv,
+}
+
 /// The budget of a write request when the leader is given none (`-write-budget-steps`), in
 /// the gate's progress steps (see `db::gate`): about one per loop iteration of a running
 /// statement. This machine (docs/architecture.md, "Budgets") runs 13 to 55 million a second,

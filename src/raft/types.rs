@@ -57,14 +57,9 @@ pub struct SqlLoad {
     pub built: Option<crate::store::prebuild::BuiltDatabase>,
 }
 
-/// One write request of an [`Command::ExecuteBatch`]: the fields of [`Command::Execute`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExecuteItem {
-    pub request: Request,
-    pub policy: RowsPolicy,
-    pub opts: ResultOptions,
-    pub env: ApplyEnv,
-}
+/// One write request of an [`Command::ExecuteBatch`]: the fields of [`Command::Execute`]
+/// (defined with the requests, so `db::apply` runs it without Raft's types).
+pub use crate::db::request::ExecuteItem;
 
 /// What a load entry carries: which staged content, how to check it, where to pull it from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

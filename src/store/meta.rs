@@ -23,13 +23,7 @@ pub struct AppliedState {
 
 /// Creates the state table if it does not exist (on the writer, outside any transaction).
 pub fn ensure_table(conn: &Connection) -> raftlite_ffi::Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS main._raftlite_state (\
-            id INTEGER PRIMARY KEY CHECK (id = 1), \
-            applied_log_id TEXT, \
-            membership TEXT); \
-         INSERT OR IGNORE INTO main._raftlite_state(id) VALUES (1);",
-    )
+    crate::db::apply::ensure_state_table(conn)
 }
 
 /// Reads the applied state; a database without the table (a fresh or foreign file) has none.
@@ -63,28 +57,13 @@ pub fn read(conn: &Connection) -> anyhow::Result<AppliedState> {
 }
 
 /// Records the applied log id, and the membership when it changed (inside the apply
-/// transaction). An UPDATE, so `last_insert_rowid` is left alone.
+/// transaction).
 pub fn write(
     conn: &Connection,
     log_id: &LogId,
     membership: Option<&StoredMembership>,
 ) -> anyhow::Result<()> {
-    let log_json = serde_json::to_string(log_id)?;
-    match membership {
-        Some(m) => {
-            let mut stmt = conn.prepare(
-                "UPDATE main._raftlite_state SET applied_log_id = ?1, membership = ?2 WHERE id = 1",
-            )?;
-            stmt.bind_text(1, &log_json)?;
-            stmt.bind_text(2, &serde_json::to_string(m)?)?;
-            stmt.step()?;
-        }
-        None => {
-            let mut stmt =
-                conn.prepare("UPDATE main._raftlite_state SET applied_log_id = ?1 WHERE id = 1")?;
-            stmt.bind_text(1, &log_json)?;
-            stmt.step()?;
-        }
-    }
+    let membership = membership.map(serde_json::to_string).transpose()?;
+    crate::db::apply::record_state(conn, &serde_json::to_string(log_id)?, membership.as_deref())?;
     Ok(())
 }

@@ -35,8 +35,8 @@ use crate::db::load::LoadKind;
 use crate::db::request::ApplyEnv;
 use crate::db::{sibling, Database};
 use crate::raft::types::{
-    Command, CommandResponse, Entry, ExecuteItem, LiveDatabase, LoadCommand, LogId, Snapshot,
-    SnapshotData, SnapshotMeta, SqlLoad, StorageError, StoredMembership, TypeConfig,
+    Command, CommandResponse, Entry, LiveDatabase, LoadCommand, LogId, Snapshot, SnapshotData,
+    SnapshotMeta, SqlLoad, StorageError, StoredMembership, TypeConfig,
 };
 
 /// State shared between the state machine (owned by openraft) and the store (for `/status`).
@@ -481,6 +481,12 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
 /// A local fault while applying: the node must stop.
 struct ApplyFault(String);
 
+impl From<crate::db::apply::EntryFault> for ApplyFault {
+    fn from(f: crate::db::apply::EntryFault) -> ApplyFault {
+        ApplyFault(f.0)
+    }
+}
+
 fn apply_entries(
     conn: &mut raftlite_ffi::Connection,
     shared: &SharedState,
@@ -495,8 +501,6 @@ fn apply_entries(
             responses.push(CommandResponse::default());
             continue;
         }
-        let mut membership = None;
-        let mut response = CommandResponse::default();
         // Every SQL the entry runs sees the entry's clock and random sequence, the same on
         // every node.
         let env = match &entry.payload {
@@ -513,56 +517,46 @@ fn apply_entries(
                 .last_apply_millis
                 .fetch_max(env.unix_millis, Ordering::Relaxed);
         }
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| fault("begin apply transaction", &e))?;
-        let applied = match &entry.payload {
-            // A load entry never reaches here (see `apply`); if it did, it would change
-            // nothing. A strong read from an older log is answered by nobody any more.
-            EntryPayload::Blank
-            | EntryPayload::Normal(
-                Command::StrongQuery { .. } | Command::Load(_) | Command::LoadSql(_),
-            ) => Ok(()),
-            EntryPayload::Normal(Command::Execute {
-                request,
-                policy,
-                opts,
-                env,
-            }) => execute::execute_request(conn, request, *policy, *opts, env.budget)
-                .map(|r| response.results = r),
-            EntryPayload::Normal(Command::ExecuteBatch(items)) => {
-                apply_batch(conn, shared, items).map(|b| response.batch = b)
-            }
-            EntryPayload::Membership(m) => {
-                membership = Some(StoredMembership::new(Some(log_id), m.clone()));
-                Ok(())
-            }
+        let membership = match &entry.payload {
+            EntryPayload::Membership(m) => Some(StoredMembership::new(Some(log_id), m.clone())),
+            _ => None,
         };
-        if let Err(e) = applied {
-            if crate::db::error::is_local_fault(&e) {
-                return Err(fault("apply entry", &e));
-            }
-            // The entry itself caused it (its SQL left the connection where raftlite's own
-            // statements around it fail): every node fails here alike, so the entry applies
-            // as a no-op with the error as its answer, instead of stopping every node.
-            tracing::warn!(
-                index = log_id.index,
-                "entry failed and changed nothing: {e}"
-            );
-            if !conn
-                .is_autocommit()
-                .map_err(|e| fault("roll back the entry", &e))?
-            {
-                conn.execute_batch("ROLLBACK")
-                    .map_err(|e| fault("roll back the entry", &e))?;
-            }
-            conn.execute_batch("BEGIN IMMEDIATE")
-                .map_err(|e| fault("begin apply transaction", &e))?;
-            response = CommandResponse::failed(&entry.payload, &format!("entry failed: {e}"));
-        }
-        meta::write(conn, &log_id, membership.as_ref())
-            .map_err(|e| fault("record applied index", &e))?;
-        conn.execute_batch("COMMIT")
-            .map_err(|e| fault("commit apply transaction", &e))?;
+        let response = crate::db::apply::apply_entry(
+            conn,
+            |conn| match &entry.payload {
+                // A load entry never reaches here (see `apply`); if it did, it would change
+                // nothing. A strong read from an older log is answered by nobody any more.
+                EntryPayload::Blank
+                | EntryPayload::Membership(_)
+                | EntryPayload::Normal(
+                    Command::StrongQuery { .. } | Command::Load(_) | Command::LoadSql(_),
+                ) => Ok(CommandResponse::default()),
+                EntryPayload::Normal(Command::Execute {
+                    request,
+                    policy,
+                    opts,
+                    env,
+                }) => execute::execute_request(conn, request, *policy, *opts, env.budget).map(
+                    |results| CommandResponse {
+                        results,
+                        batch: Vec::new(),
+                    },
+                ),
+                EntryPayload::Normal(Command::ExecuteBatch(items)) => {
+                    crate::db::apply::apply_batch(conn, items, |env| {
+                        shared
+                            .last_apply_millis
+                            .fetch_max(env.unix_millis, Ordering::Relaxed);
+                    })
+                    .map(|batch| CommandResponse {
+                        results: RequestResults::default(),
+                        batch,
+                    })
+                }
+            },
+            |error| CommandResponse::failed(&entry.payload, error),
+            |conn| meta::write(conn, &log_id, membership.as_ref()),
+        )?;
         conn.set_apply_inputs(None)
             .map_err(|e| fault("clear the entry's clock and seed", &e))?;
         {
@@ -576,45 +570,6 @@ fn apply_entries(
         responses.push(response);
     }
     Ok(responses)
-}
-
-/// Applies a group-commit batch inside the entry's open transaction: each item as an
-/// `Execute` entry would run, with its own clock and seed.
-///
-/// An item whose ROLLBACK conflict clause ends the transaction also undoes the items before it,
-/// which alone would have committed in entries of their own. They are run again, in order, in
-/// the new transaction: the database is back where the batch started and each item carries its
-/// inputs, so they produce the same changes and results on every node. Items that ended the
-/// transaction changed nothing and are not run again, so the redo never loops.
-fn apply_batch(
-    conn: &raftlite_ffi::Connection,
-    shared: &SharedState,
-    items: &[ExecuteItem],
-) -> Result<Vec<RequestResults>, execute::ApplyError> {
-    let run = |item: &ExecuteItem| {
-        conn.set_apply_inputs(Some(item.env.inputs()))?;
-        shared
-            .last_apply_millis
-            .fetch_max(item.env.unix_millis, Ordering::Relaxed);
-        execute::execute_request(conn, &item.request, item.policy, item.opts, item.env.budget)
-    };
-    let mut results = Vec::with_capacity(items.len());
-    // Indexes of the items whose changes the open transaction holds.
-    let mut kept: Vec<usize> = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let out = run(item)?;
-        if out.ended_callers_transaction {
-            for &k in &kept {
-                let redone = run(&items[k])?;
-                debug_assert!(!redone.ended_callers_transaction);
-            }
-        } else {
-            kept.push(i);
-        }
-        results.push(out);
-    }
-    conn.set_apply_inputs(None)?;
-    Ok(results)
 }
 
 /// The id part of `load-<id>.staged`.
@@ -730,7 +685,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::request::{Request, ResultOptions, RowsPolicy, SqlStatement};
+    use crate::db::request::{ExecuteItem, Request, ResultOptions, RowsPolicy, SqlStatement};
     use crate::db::settings::{open_writer, DbSettings};
 
     fn writer(dir: &tempfile::TempDir, name: &str) -> raftlite_ffi::Connection {
@@ -796,11 +751,10 @@ mod tests {
             ),
         ];
         let dir = tempfile::tempdir().unwrap();
-        let shared = SharedState::default();
 
         let batched = writer(&dir, "batched.db");
         batched.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let batch_results = apply_batch(&batched, &shared, &items).unwrap();
+        let batch_results = crate::db::apply::apply_batch(&batched, &items, |_| ()).unwrap();
         batched.execute_batch("COMMIT").unwrap();
 
         let separate = writer(&dir, "separate.db");
