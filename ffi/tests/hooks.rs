@@ -13,10 +13,13 @@ fn mem() -> Connection {
     Connection::open(":memory:", OpenFlags::READ_WRITE | OpenFlags::CREATE).unwrap()
 }
 
+/// One question the authorizer was asked: the action, `arg1`, `arg2` and the accessor.
+type Seen = (AuthAction, Option<String>, Option<String>, Option<String>);
+
 /// Records every question and denies the pragmas and functions it is told to.
 #[derive(Default)]
 struct Recorder {
-    seen: Mutex<Vec<(AuthAction, Option<String>, Option<String>, Option<String>)>>,
+    seen: Mutex<Vec<Seen>>,
     deny_pragmas: Vec<&'static str>,
     deny_functions: Vec<&'static str>,
 }

@@ -319,7 +319,7 @@ impl Gen<'_, '_> {
             env: ApplyEnv {
                 unix_millis: self.u.int_in_range(0i64..=4_000_000_000_000)?,
                 seed: self.u.arbitrary()?,
-                budget: self.pick(&[2_000u64, 20_000, 200_000, 2_000_000])?,
+                budget: self.pick(&[500u64, 5_000, 50_000, 200_000])?,
             },
         })
     }

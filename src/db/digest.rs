@@ -172,7 +172,10 @@ mod tests {
             "CREATE TABLE w(k PRIMARY KEY, v) WITHOUT ROWID; INSERT INTO w VALUES(1,'a'),(2,'b')",
         );
         assert_eq!(w1, w2);
-        assert_ne!(base, d("CREATE TABLE t(a); INSERT INTO t VALUES(1); PRAGMA user_version=1"));
+        assert_ne!(
+            base,
+            d("CREATE TABLE t(a); INSERT INTO t VALUES(1); PRAGMA user_version=1")
+        );
         assert_ne!(
             base,
             d("CREATE TABLE t(a); INSERT INTO t VALUES(1); PRAGMA application_id=1")

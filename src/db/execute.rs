@@ -175,8 +175,71 @@ fn run_request(
         out.error = Some(DEFERRED_FK_ERROR.into());
         return Ok(out);
     }
+    if let Some(table) = table_at_largest_rowid(conn, gate)? {
+        conn.execute_batch(REQUEST_ROLLBACK)?;
+        conn.execute_batch(REQUEST_RELEASE)?;
+        // The request's own answers may hold the rowids SQLite drew at random.
+        out.results.clear();
+        out.error = Some(largest_rowid_error(&table));
+        return Ok(out);
+    }
     conn.execute_batch(REQUEST_RELEASE)?;
     Ok(out)
+}
+
+/// The largest rowid SQLite allows. Once a table holds it, SQLite picks each new rowid at
+/// random, from the process-wide PRNG: the replicas would store different rowids.
+const LARGEST_ROWID: i64 = i64::MAX;
+
+fn largest_rowid_error(table: &str) -> String {
+    format!(
+        "table {table} would hold rowid {LARGEST_ROWID}, after which SQLite picks new rowids \
+         at random, differently on each node: the request is undone (AUTOINCREMENT tables \
+         fail instead)"
+    )
+}
+
+/// The first table the request wrote (see [`Gate::written_tables`]) that now holds the
+/// largest rowid, if any. Only ordinary and shadow rowid tables are looked at: a view's
+/// `max(rowid)` would run its query, a virtual table's its module. A request that wrote too
+/// many tables to list has every rowid table checked.
+fn table_at_largest_rowid(conn: &Connection, gate: &Gate) -> Result<Option<String>, ApplyError> {
+    const ROWID_TABLES: &str = "SELECT schema, name FROM pragma_table_list \
+         WHERE type IN ('table', 'shadow') AND wr = 0 AND schema IN ('main', 'temp') \
+         AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'";
+    let mut candidates = Vec::new();
+    let mut collect = |stmt: &mut Statement<'_>| -> Result<(), ApplyError> {
+        while stmt.step()?.is_row() {
+            candidates.push((
+                String::from_utf8_lossy(stmt.column_text(0)).into_owned(),
+                String::from_utf8_lossy(stmt.column_text(1)).into_owned(),
+            ));
+        }
+        Ok(())
+    };
+    match gate.written_tables() {
+        Some(written) => {
+            for (schema, name) in written {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "{ROWID_TABLES} AND schema = ?1 AND name = ?2 COLLATE NOCASE"
+                ))?;
+                stmt.bind_text(1, &schema)?;
+                stmt.bind_text(2, &name)?;
+                collect(&mut stmt)?;
+            }
+        }
+        None => collect(&mut conn.prepare(ROWID_TABLES)?)?,
+    }
+    for (schema, name) in candidates {
+        let max = conn.query_i64(&format!(
+            "SELECT max(_rowid_) FROM {schema}.\"{}\"",
+            name.replace('"', "\"\"")
+        ))?;
+        if max == Some(LARGEST_ROWID) {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether the database holds virtual tables (see [`Gate::has_virtual_tables`]), asked of

@@ -251,6 +251,10 @@ pub struct Cleanup {
     pub schema_changed: bool,
 }
 
+/// At most this many written tables are remembered per request (beyond it, the request is
+/// treated as having written every table: see [`Gate::written_tables`]).
+const MAX_WRITTEN_TABLES: usize = 64;
+
 impl Cleanup {
     pub fn is_empty(&self) -> bool {
         self.resets.is_empty() && !self.temp_objects && !self.tables_used && !self.schema_changed
@@ -262,6 +266,9 @@ struct State {
     mode: Mode,
     denial: Option<String>,
     cleanup: Cleanup,
+    /// Tables (schema, name) the running request inserted into or updated; `None` once more
+    /// than [`MAX_WRITTEN_TABLES`].
+    written: Option<Vec<(String, String)>>,
     /// Whether the database holds virtual tables, when known (see `has_virtual_tables`).
     virtual_tables: Option<bool>,
 }
@@ -284,6 +291,7 @@ impl Default for Gate {
                 mode: Mode::Internal,
                 denial: None,
                 cleanup: Cleanup::default(),
+                written: Some(Vec::new()),
                 virtual_tables: None,
             }),
             budget: AtomicU64::new(u64::MAX),
@@ -349,9 +357,18 @@ impl Gate {
         self.state.lock().denial.take()
     }
 
-    /// What the request running now must undo when it ends; clears it.
+    /// What the request running now must undo when it ends; clears it (and the written
+    /// tables).
     pub fn take_cleanup(&self) -> Cleanup {
-        std::mem::take(&mut self.state.lock().cleanup)
+        let mut state = self.state.lock();
+        state.written = Some(Vec::new());
+        std::mem::take(&mut state.cleanup)
+    }
+
+    /// The tables (schema, name) the running request inserted into or updated, including from
+    /// triggers; `None` when there were too many to list (the caller then checks them all).
+    pub fn written_tables(&self) -> Option<Vec<(String, String)>> {
+        self.state.lock().written.clone()
     }
 
     /// Whether the database holds virtual tables, as last recorded with
@@ -438,10 +455,40 @@ impl Authorizer for Gate {
                 Err(reason) => Gate::deny(&mut state, reason),
             },
             Mode::Write | Mode::Load => match write_decision(r, &mut state.cleanup) {
-                Ok(answer) => answer,
+                Ok(answer) => {
+                    if matches!(r.action, AuthAction::Insert | AuthAction::Update) {
+                        note_written(&mut state.written, r);
+                    }
+                    answer
+                }
                 Err(reason) => Gate::deny(&mut state, reason),
             },
         }
+    }
+}
+
+fn note_written(written: &mut Option<Vec<(String, String)>>, r: &AuthRequest<'_>) {
+    let Some(list) = written else { return };
+    let schema = r.database.as_deref().unwrap_or("main").to_ascii_lowercase();
+    let table = r.arg1.as_deref().unwrap_or("").to_string();
+    // SQLite's own tables (the schema, written by DDL; sequences; statistics) have no rowid
+    // to pick.
+    if table
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("sqlite_"))
+    {
+        return;
+    }
+    if list
+        .iter()
+        .any(|(s, t)| *s == schema && t.eq_ignore_ascii_case(&table))
+    {
+        return;
+    }
+    if list.len() >= MAX_WRITTEN_TABLES {
+        *written = None;
+    } else {
+        list.push((schema, table));
     }
 }
 

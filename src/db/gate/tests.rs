@@ -758,3 +758,69 @@ fn a_warm_and_a_fresh_connection_count_the_same_steps_with_virtual_tables() {
         assert_eq!(warm, cold, "{r:?}");
     }
 }
+
+/// Once a table holds rowid 9223372036854775807, SQLite picks each new rowid at random from
+/// the process-wide PRNG, so the replicas store different rowids (the `apply_diff` fuzz target
+/// found it within minutes). A request that leaves a table it wrote at that rowid is undone,
+/// whether it inserted that rowid itself or the table already held it (a loaded file).
+#[test]
+fn a_request_that_leaves_a_table_at_the_largest_rowid_is_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = writer(&dir);
+    write(&c, &["CREATE TABLE log(x)", "CREATE TRIGGER tl AFTER INSERT ON log BEGIN INSERT INTO t(id, v) VALUES(9223372036854775807, 'via trigger'); END"]);
+    for sqls in [
+        vec![
+            "INSERT INTO t(v) VALUES(1)",
+            "INSERT INTO t(id, v) VALUES(9223372036854775807, 2)",
+        ],
+        vec![
+            "INSERT INTO t(v) VALUES(CAST(1e300 AS INTEGER))",
+            "UPDATE t SET id = CAST(1e300 AS INTEGER)",
+        ],
+        vec!["INSERT INTO log VALUES(1)"],
+        vec![
+            "CREATE TEMP TABLE tt(a)",
+            "INSERT INTO tt(rowid, a) VALUES(9223372036854775807, 1)",
+            "INSERT INTO tt(a) VALUES(2)",
+        ],
+    ] {
+        let out = write(&c, &sqls);
+        let e = out.error.clone().unwrap_or_default();
+        assert!(
+            e.contains("would hold rowid 9223372036854775807"),
+            "{sqls:?}: {out:?}"
+        );
+        assert!(
+            out.results.is_empty(),
+            "no answer carries a rowid drawn at random: {out:?}"
+        );
+        assert_eq!(int(&c, "SELECT count(*) FROM t"), 0, "{sqls:?}");
+    }
+    // A table that already holds it (written around the gate, as a loaded file would).
+    c.execute_batch("INSERT INTO t(id, v) VALUES(9223372036854775807, 'loaded')")
+        .unwrap();
+    let out = write(&c, &["INSERT INTO t(v) VALUES('next')"]);
+    assert!(out.error.unwrap_or_default().contains("would hold rowid"));
+    assert_eq!(int(&c, "SELECT count(*) FROM t"), 1);
+    // WITHOUT ROWID tables and views are not looked at; other tables are not affected.
+    let out = write(
+        &c,
+        &[
+            "CREATE TABLE w(k PRIMARY KEY) WITHOUT ROWID",
+            "INSERT INTO w VALUES(9223372036854775807)",
+            "INSERT INTO log VALUES(2)",
+        ],
+    );
+    assert!(
+        out.error.unwrap_or_default().contains("would hold rowid"),
+        "the trigger writes t"
+    );
+    let out = write(
+        &c,
+        &[
+            "CREATE TABLE w(k PRIMARY KEY) WITHOUT ROWID",
+            "INSERT INTO w VALUES(9223372036854775807)",
+        ],
+    );
+    assert_eq!(out.error, None, "{out:?}");
+}
