@@ -434,6 +434,11 @@ impl ProgressHandler for Gate {
         if !self.counting.load(Ordering::Relaxed) {
             return true;
         }
+        // Once over, every program still running is stopped at once (a virtual table that
+        // cleans up after its interrupted statement runs a few); none of that is work.
+        if self.exhausted.load(Ordering::Relaxed) {
+            return false;
+        }
         // One thread uses the connection at a time: plain loads and stores suffice.
         let used = self.used.load(Ordering::Relaxed).saturating_add(1);
         self.used.store(used, Ordering::Relaxed);
