@@ -75,9 +75,6 @@ const fn flag(
     }
 }
 
-const NO_COMMON_NAME: Support =
-    Refused("accepting certificates without checking their Common Name");
-
 /// Every flag `raftlited` accepts. Defaults are rqlited's except where the module docs say.
 /// Go `int` flags are `I64` here so that parsing and `-h` match rqlited exactly.
 #[rustfmt::skip]
@@ -138,7 +135,7 @@ const FLAGS: &[ConfigFlag] = &[
     flag("http-key", Str, "", Honoured, "Path to the HTTPS X.509 private key"),
     flag("http-ca-cert", Str, "", Honoured, "Path to the X.509 CA certificate for HTTPS"),
     flag("http-verify-client", Bool, "false", Honoured, "Require client certificates (mutual TLS) on HTTPS"),
-    flag("http-verify-common-name", Str, "", NO_COMMON_NAME, "Common Name required in client certificates"),
+    flag("http-verify-common-name", Str, "", Honoured, "Common Name required in client certificates"),
     flag("max-body-size", U64, "67108864", Honoured, "Largest request body in bytes accepted by the JSON endpoints"),
     flag("max-load-size", U64, "0", Honoured, "Largest /db/load or /boot body in bytes. 0: limited only by free disk (see -disk-reserve)"),
     // Inter-node TLS.
@@ -148,7 +145,7 @@ const FLAGS: &[ConfigFlag] = &[
     flag("node-no-verify", Bool, "false", Honoured, "Skip verification of certificates presented by other nodes"),
     flag("node-verify-client", Bool, "false", Honoured, "Require certificates from connecting nodes (mutual TLS)"),
     flag("node-verify-server-name", Str, "", Honoured, "Host name to verify in certificates presented by other nodes"),
-    flag("node-verify-common-name", Str, "", NO_COMMON_NAME, "Common Name required in certificates of connecting nodes"),
+    flag("node-verify-common-name", Str, "", Honoured, "Common Name required in certificates of connecting nodes"),
     // Backups and restores.
     flag("auto-backup", Str, "", Refused("silently not backing up"), "Path to the automatic backup configuration file. If not set, no automatic backups"),
     flag("auto-restore", Str, "", Refused("silently not restoring"), "Path to the automatic restore configuration file. If not set, no automatic restore"),
@@ -795,14 +792,6 @@ impl Config {
         let in_use = [
             ("disco-mode", self.disco_mode.is_some()),
             ("cdc-config", self.cdc_config.is_some()),
-            (
-                "http-verify-common-name",
-                self.http_verify_common_name.is_some(),
-            ),
-            (
-                "node-verify-common-name",
-                self.node_verify_common_name.is_some(),
-            ),
             ("auto-backup", self.auto_backup.is_some()),
             ("auto-restore", self.auto_restore.is_some()),
         ];
@@ -1342,11 +1331,9 @@ mod tests {
             error("-node-verify-common-name x /d"),
             "-node-verify-common-name requires -node-verify-client"
         );
-        // Common names are not checked yet: refused rather than silently accepted.
-        assert_eq!(
-            error("-http-cert c.pem -http-key k.pem -http-ca-cert ca.pem -http-verify-client -http-verify-common-name x /d"),
-            "-http-verify-common-name is not supported yet: refusing to start rather than accepting certificates without checking their Common Name"
-        );
+        // Common names are checked (tests/auth.rs): accepted with mutual TLS.
+        let c = run("-http-cert c.pem -http-key k.pem -http-ca-cert ca.pem -http-verify-client -http-verify-common-name x /d");
+        assert_eq!(c.http_verify_common_name.as_deref(), Some("x"));
         // Complete sets are accepted (the files are read when the node starts).
         let c = run(
             "-http-cert c.pem -http-key k.pem -http-ca-cert ca.pem -http-verify-client \
@@ -1517,8 +1504,6 @@ mod tests {
         let mut c = run("/d");
         c.disco_mode = Some("dns".into());
         c.cdc_config = Some("x".into());
-        c.http_verify_common_name = Some("x".into());
-        c.node_verify_common_name = Some("x".into());
         c.auto_backup = Some("x".into());
         c.auto_restore = Some("x".into());
         let mut in_use = c.refused_flags_in_use();

@@ -11,6 +11,8 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+#[cfg(feature = "server")]
+pub mod file_stamp;
 pub mod flags;
 pub mod http;
 #[cfg(feature = "server")]

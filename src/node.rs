@@ -74,6 +74,8 @@ pub struct NodeOptions {
     pub node_no_verify: bool,
     /// `-node-verify-server-name`: the name other nodes' certificates must carry.
     pub node_verify_server_name: Option<String>,
+    /// `-http-allow-origin`: the `Access-Control-Allow-Origin` every answer carries.
+    pub http_allow_origin: Option<String>,
 }
 
 impl NodeOptions {
@@ -117,6 +119,7 @@ impl NodeOptions {
             node_tls: None,
             node_no_verify: false,
             node_verify_server_name: None,
+            http_allow_origin: None,
         }
     }
 }
@@ -168,6 +171,9 @@ fn load_security(opts: &NodeOptions) -> anyhow::Result<Security> {
         )?),
         None => None,
     };
+    if auth.is_some() {
+        warn_about_node_traffic(opts, join_authorization.is_some());
+    }
     tls::set_node_transport(NodeTransport::new(node_client, join_authorization));
     // Forwarding to the leader's API: trust -http-ca-cert, and present this node's HTTP
     // certificate in case the leader wants one (-http-verify-client).
@@ -191,21 +197,43 @@ fn load_security(opts: &NodeOptions) -> anyhow::Result<Security> {
     })
 }
 
+/// With `-auth`, node-to-node traffic must prove membership and should be private: says so
+/// loudly at start-up when it does neither.
+fn warn_about_node_traffic(opts: &NodeOptions, has_join_as: bool) {
+    let mutual_tls = opts.node_tls.as_ref().is_some_and(|t| t.verify_client);
+    if !has_join_as && !mutual_tls {
+        tracing::warn!(
+            "-auth is set but this node has neither -join-as nor node mutual TLS \
+             (-node-verify-client): other nodes with -auth refuse its Raft traffic, so it can \
+             only run alone"
+        );
+    }
+    if opts.node_tls.is_none() {
+        tracing::warn!(
+            "-auth is set but node-to-node traffic is not encrypted (no -node-cert): the \
+             -join-as credentials and every replicated write cross the network in clear; \
+             keep the Raft port on a private network or turn on node TLS"
+        );
+    }
+}
+
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     // Listening from the start: a signal that comes between two waits is kept, not lost.
     let mut stop = StopSignals::install();
+    // Everything the node creates from here (database, log, backup copies, staged loads) is
+    // its user's alone: 0600 files, 0700 directories.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let security = load_security(&opts)?;
     prepare_data_dir(&opts.data_dir)?;
-    let backup_tmp_dir = opts
-        .backup_tmp_dir
-        .clone()
-        .unwrap_or_else(|| opts.data_dir.clone());
-    if backup_tmp_dir != opts.data_dir {
-        std::fs::create_dir_all(&backup_tmp_dir)
-            .with_context(|| format!("create backup directory {}", backup_tmp_dir.display()))?;
-        remove_leftovers(&backup_tmp_dir, &[http::backup_copies::TEMP_PREFIX]);
-    }
+    let backup_tmp_dir = match &opts.backup_tmp_dir {
+        Some(dir) if dir != &opts.data_dir => {
+            let own = private_backup_dir(dir, &opts.data_dir)?;
+            remove_leftovers(&own, &[http::backup_copies::TEMP_PREFIX]);
+            own
+        }
+        _ => opts.data_dir.clone(),
+    };
     let raft_listener = TcpListener::bind(&opts.raft_addr)
         .with_context(|| format!("listen on the Raft address {}", opts.raft_addr))?;
     let http_listener = TcpListener::bind(&opts.http_addr)
@@ -257,7 +285,11 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         raft_listener,
         Arc::clone(&store),
         security.node_server,
-        security.auth.clone(),
+        crate::raft::rpc::RaftPortOptions {
+            auth: security.auth.clone(),
+            members_by_tls: opts.node_tls.as_ref().is_some_and(|t| t.verify_client),
+            disk_reserve: opts.disk_reserve,
+        },
     )
     .context("start the Raft service")?;
     let raft_handle = raft_server.handle();
@@ -295,6 +327,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             max_copies: opts.max_backup_copies,
         }),
         writer_pragmas: parking_lot::Mutex::new(serde_json::Value::Null),
+        allow_origin: opts.http_allow_origin.clone(),
     };
     let https = security.http_server.is_some();
     let server =
@@ -369,6 +402,9 @@ fn resolve_node_id(
     }
 }
 
+/// The data directory: created if needed, private to the node's user (the directory and
+/// its subdirectories 0700, the files in them 0600; files made later get the same modes from
+/// the umask [`run`] sets), writable, and rid of what an earlier run left half done.
 fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("create data directory {}", dir.display()))?;
@@ -377,6 +413,7 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     if !meta.is_dir() {
         bail!("data directory {} is not a directory", dir.display());
     }
+    make_private(dir).with_context(|| format!("make data directory {} private", dir.display()))?;
     // Fail now, with the path in the message, rather than at the first write.
     let probe = dir.join(".raftlite-write-probe");
     std::fs::write(&probe, b"")
@@ -394,6 +431,51 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     // Loads: partial uploads and pulls, half-prepared installs, old staged content.
     crate::store::load::clean_at_startup(dir);
     Ok(())
+}
+
+/// Modes that keep the node's files to its own user: a backup server's files are its data.
+const PRIVATE_DIR_MODE: u32 = 0o700;
+const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Sets `dir` (and the directories below it) to 0700 and the files in them to 0600.
+fn make_private(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            make_private(&entry.path())?;
+        } else if kind.is_file() {
+            std::fs::set_permissions(
+                entry.path(),
+                std::fs::Permissions::from_mode(PRIVATE_FILE_MODE),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// This node's own directory inside `-backup-tmp-dir`: `raftlite-<hash of the data
+/// directory>`, 0700. A shared temporary directory may hold other programs' files, or another
+/// node's copies in progress; start-up clears only this directory.
+fn private_backup_dir(
+    parent: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<PathBuf> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::DirBuilderExt as _;
+    let identity = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let digest = sha2::Sha256::digest(identity.as_os_str().as_encoded_bytes());
+    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let own = parent.join(format!("raftlite-{name}"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR_MODE)
+        .create(&own)
+        .with_context(|| format!("create backup directory {}", own.display()))?;
+    make_private(&own).with_context(|| format!("make {} private", own.display()))?;
+    Ok(own)
 }
 
 /// Removes the files in `dir` whose names start with one of `prefixes`.

@@ -34,9 +34,16 @@ impl Pki {
         let (cert, key) = make_leaf(&ca, &ca_key, true);
         write("expired.pem", cert);
         write("expired-key.pem", key);
-        let (cert, key) = make_leaf_for(&ca, &ca_key, false, &["db.internal"]);
+        let (cert, key) = make_leaf_for(&ca, &ca_key, false, &["db.internal"], "raftlite node");
         write("named.pem", cert);
         write("named-key.pem", key);
+        // Signed by the same CA, with another subject Common Name.
+        let (cert, key) = make_leaf_for(&ca, &ca_key, false, &["127.0.0.1"], "intruder");
+        write("intruder.pem", cert);
+        write("intruder-key.pem", key);
+        let (cert, key) = make_leaf_for(&ca, &ca_key, false, &["127.0.0.1"], "renewed node");
+        write("renewed.pem", cert);
+        write("renewed-key.pem", key);
         let (other, other_key) = make_ca("someone else's CA");
         write("other-ca.pem", other.pem());
         let (cert, key) = make_leaf(&other, &other_key, false);
@@ -63,7 +70,13 @@ fn make_ca(name: &str) -> (rcgen::Certificate, KeyPair) {
 }
 
 fn make_leaf(ca: &rcgen::Certificate, ca_key: &KeyPair, expired: bool) -> (String, String) {
-    make_leaf_for(ca, ca_key, expired, &["127.0.0.1", "localhost"])
+    make_leaf_for(
+        ca,
+        ca_key,
+        expired,
+        &["127.0.0.1", "localhost"],
+        "raftlite node",
+    )
 }
 
 fn make_leaf_for(
@@ -71,13 +84,14 @@ fn make_leaf_for(
     ca_key: &KeyPair,
     expired: bool,
     names: &[&str],
+    common_name: &str,
 ) -> (String, String) {
     let key = KeyPair::generate().expect("key");
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let mut params = CertificateParams::new(names).expect("params");
     params
         .distinguished_name
-        .push(DnType::CommonName, "raftlite node");
+        .push(DnType::CommonName, common_name);
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
@@ -539,7 +553,15 @@ fn joins_need_the_join_perm() {
     );
     std::fs::write(&auth, text).unwrap();
     let auth = auth.display().to_string();
-    let first = Node::start(&[FAST_RAFT, &["-auth", &auth, "-node-id", "n1"]].concat());
+    // Every member proves itself to the others (-join-as), the first one too: its Raft
+    // traffic to the joiner carries the same credentials.
+    let first = Node::start(
+        &[
+            FAST_RAFT,
+            &["-auth", &auth, "-node-id", "n1", "-join-as", "joiner"],
+        ]
+        .concat(),
+    );
     // `query` exists but may not join: the join is refused with 401 and the node gives up.
     let dir = files.path().join("second");
     let dir_arg = dir.display().to_string();
@@ -906,4 +928,146 @@ fn console_requests_get_no_auth_challenge() {
         .unwrap();
     assert_eq!(status.status().as_u16(), 200);
     assert!(status.headers().get("x-rqlite-version").is_some());
+}
+
+/// The certificate a TLS server presents, as DER.
+fn served_certificate(url: &str, ca: &Path, identity: (&Path, &Path)) -> Result<Vec<u8>, String> {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+    let mut pem = std::fs::read(identity.0).unwrap();
+    pem.extend(std::fs::read(identity.1).unwrap());
+    let client = Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .tls_info(true)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let resp = client.get(url).send().map_err(|e| format!("{e:?}"))?;
+    let info = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .expect("tls info");
+    Ok(info
+        .peer_certificate()
+        .expect("a server certificate")
+        .to_vec())
+}
+
+fn pem_to_der(path: &Path) -> Vec<u8> {
+    let text = std::fs::read(path).unwrap();
+    let mut reader = &text[..];
+    let first = rustls_pemfile::certs(&mut reader).next().unwrap().unwrap();
+    first.to_vec()
+}
+
+/// `-http-verify-common-name` and `-node-verify-common-name` keep out certificates of the same
+/// CA with another subject, and a renewed certificate and key take effect without a restart.
+#[test]
+fn common_names_are_checked_and_renewed_certificates_load_without_a_restart() {
+    let pki = Pki::new();
+    let work = tempfile::tempdir().unwrap();
+    // The node serves from files that will be replaced.
+    let (serve_cert, serve_key) = (
+        work.path().join("serve.pem"),
+        work.path().join("serve-key.pem"),
+    );
+    std::fs::copy(pki.path("node.pem"), &serve_cert).unwrap();
+    std::fs::copy(pki.path("node-key.pem"), &serve_key).unwrap();
+    let (cert, key, ca) = (
+        serve_cert.display().to_string(),
+        serve_key.display().to_string(),
+        pki.arg("ca.pem"),
+    );
+    let node = Node::spawn(
+        &work.path().join("data"),
+        &[
+            "-http-cert",
+            &cert,
+            "-http-key",
+            &key,
+            "-http-ca-cert",
+            &ca,
+            "-http-verify-client",
+            "-http-verify-common-name",
+            "raftlite node",
+        ],
+    )
+    .unwrap_or_else(|log| panic!("node did not start:\n{log}"));
+    let url = format!("https://{}/readyz", node.http_addr);
+    let good = (pki.path("node.pem"), pki.path("node-key.pem"));
+    let intruder = (pki.path("intruder.pem"), pki.path("intruder-key.pem"));
+    let mut served = Err(String::new());
+    let up = wait_until(Duration::from_secs(20), || {
+        served = served_certificate(&url, &pki.path("ca.pem"), (&good.0, &good.1));
+        served.is_ok()
+    });
+    assert!(
+        up,
+        "a client with the right Common Name gets in: {served:?}\n{}",
+        node.log()
+    );
+    let served = served.unwrap();
+    assert_eq!(served, pem_to_der(&pki.path("node.pem")));
+    let refused = served_certificate(&url, &pki.path("ca.pem"), (&intruder.0, &intruder.1));
+    assert!(
+        refused.is_err(),
+        "same CA, wrong Common Name: must be refused"
+    );
+
+    // Renewal: a half-written pair (new certificate, old key) is not used; once both are in
+    // place, new connections get the new certificate.
+    std::fs::copy(pki.path("renewed.pem"), &serve_cert).unwrap();
+    // Connect until the node has looked at the changed files (it says so), and meanwhile it
+    // must keep serving the old, working pair.
+    let tried = wait_until(Duration::from_secs(10), || {
+        assert_eq!(
+            served_certificate(&url, &pki.path("ca.pem"), (&good.0, &good.1)).unwrap(),
+            pem_to_der(&pki.path("node.pem")),
+            "a certificate without its key must not replace the working pair"
+        );
+        node.log().contains("does not load")
+    });
+    assert!(tried, "{}", node.log());
+    std::fs::copy(pki.path("renewed-key.pem"), &serve_key).unwrap();
+    let renewed = pem_to_der(&pki.path("renewed.pem"));
+    let reloaded = wait_until(Duration::from_secs(10), || {
+        served_certificate(&url, &pki.path("ca.pem"), (&good.0, &good.1)).ok()
+            == Some(renewed.clone())
+    });
+    assert!(
+        reloaded,
+        "the renewed certificate was not served:\n{}",
+        node.log()
+    );
+    assert!(node.log().contains("reloaded"), "{}", node.log());
+
+    // Node port: a node whose certificate has another Common Name cannot join.
+    let ntls = |c: &str, k: &str| -> Vec<String> {
+        [
+            "-node-cert",
+            c,
+            "-node-key",
+            k,
+            "-node-ca-cert",
+            &ca,
+            "-node-verify-client",
+            "-node-verify-common-name",
+            "raftlite node",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let first_args = ntls(&pki.arg("node.pem"), &pki.arg("node-key.pem"));
+    let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();
+    let first = Node::start(&[FAST_RAFT, &first_args[..]].concat());
+    let dir = work.path().join("intruder").display().to_string();
+    let bad = ntls(&pki.arg("intruder.pem"), &pki.arg("intruder-key.pem"));
+    let mut args: Vec<&str> = vec!["-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"];
+    args.extend(bad.iter().map(String::as_str));
+    args.extend(["-join", &first.raft_addr, "-join-attempts", "1", &dir]);
+    let (code, out) = run_binary(&args, Duration::from_secs(30));
+    assert_ne!(code, Some(0), "{out}");
+    assert!(first.log().contains("wrong Common Name"), "{}", first.log());
 }

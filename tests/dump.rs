@@ -1,12 +1,15 @@
-//! The SQL dumper against the `sqlite3` 3.40.1 shell (when it is on PATH) and against golden
-//! text where the shell has no equivalent (`tables=` subsets), plus the snapshot, streaming and
-//! error-kind guarantees.
+//! The SQL dumper against the `sqlite3` 3.40.1 shell and against golden text where the shell
+//! has no equivalent (`tables=` subsets), plus the snapshot, streaming and error-kind
+//! guarantees. The suite of tricky databases is `tests/dump_conformance/`.
+
+mod common;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use common::reference_shell::reference_shell;
 
 use raftlite::db::dump::{dump, DumpError};
 use raftlite_ffi::{Connection, OpenFlags};
@@ -25,18 +28,13 @@ fn ours(path: &Path, tables: Option<&[String]>) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// The reference shell's dump, or None when `sqlite3` 3.40.x is not on PATH.
+/// The reference shell's dump, or None when `sqlite3` 3.40.x is not on PATH: the test then
+/// says loudly that it skipped the comparison, or fails under CI
+/// (`tests/common/reference_shell.rs`).
 fn shell(path: &Path) -> Option<String> {
-    let v = Command::new("sqlite3").arg("--version").output().ok()?;
-    if !String::from_utf8_lossy(&v.stdout).starts_with("3.40.") {
-        eprintln!("sqlite3 3.40.x not on PATH: shell comparison skipped");
-        return None;
-    }
-    let out = Command::new("sqlite3")
-        .arg(path)
-        .arg(".dump")
-        .output()
-        .unwrap();
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let shell = reference_shell(&format!("tests/dump.rs::{test}"))?;
+    let out = shell.command().arg(path).arg(".dump").output().unwrap();
     Some(String::from_utf8(out.stdout).unwrap())
 }
 

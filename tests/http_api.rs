@@ -417,20 +417,39 @@ fn status_answers_while_the_writer_is_busy() {
     assert_eq!(before.status, 200);
     let known = rw(&before);
     assert_eq!(known["journal_mode"], "wal", "{known}");
-    let done = std::sync::atomic::AtomicBool::new(false);
+    // `/debug/vars`: jobs the writer has begun, and how long the running one has run.
+    let writer = || {
+        let vars = node.get("/debug/vars").json();
+        let n = |k: &str| {
+            vars["store"][k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{k}: {vars}"))
+        };
+        (n("writer_jobs"), n("writer_busy_ms"))
+    };
     std::thread::scope(|s| {
         s.spawn(|| {
             // Seconds of work on the writer thread (a count over a long recursive CTE).
             node.execute(
                 r#"["CREATE TABLE n AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 8000000) SELECT count(*) AS n FROM c"]"#,
             );
-            done.store(true, std::sync::atomic::Ordering::SeqCst);
         });
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        // Handshake: the writer has been running one job for a while. On this otherwise idle
+        // node only the CTE runs that long.
+        let mut busy = (0, 0);
+        let started = common::wait_until(std::time::Duration::from_secs(60), || {
+            busy = writer();
+            busy.1 >= 200
+        });
+        assert!(started, "the writer never ran the long job: {busy:?}");
         let during = node.get("/status");
-        let answered_first = !done.load(std::sync::atomic::Ordering::SeqCst);
         assert_eq!(during.status, 200);
-        assert!(answered_first, "/status waited for the writer's job");
+        // The same job was still running after /status answered.
+        let after = writer();
+        assert!(
+            after.0 == busy.0 && after.1 > busy.1,
+            "/status waited for the writer's job: (jobs, busy ms) {busy:?} then {after:?}"
+        );
         assert_eq!(rw(&during), known);
     });
     assert!(node.query("SELECT n FROM n").contains("[[8000000]]"));

@@ -3,10 +3,12 @@
 //! fault-injecting directory; and recovery from damaged segments.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use raftlite::raft::log::io::{CrashImage, LogDir, SimDir};
+use raftlite::raft::log::io::{CrashImage, LogDir, OsDir, SimDir, SyncHookDir};
 use raftlite::raft::log::segment::segment_file_name;
 use raftlite::raft::log::{LogEngine, LogError, LogOptions, Record, RecordRef};
 
@@ -224,12 +226,61 @@ fn vote_and_committed_survive_reopen() {
     assert_eq!(engine.committed(), Some(b"commit 2".to_vec()));
 }
 
+/// Counts the log's file syncs and holds them while closed: a test can keep an fsync in
+/// progress while it queues appends behind it. Installed with [`SyncHookDir`].
+#[derive(Debug, Default)]
+struct SyncGate {
+    /// `sync_data` calls begun.
+    begun: AtomicU64,
+    closed: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl SyncGate {
+    fn begun(&self) -> u64 {
+        self.begun.load(Ordering::SeqCst)
+    }
+
+    fn set_closed(&self, closed: bool) {
+        *self.closed.lock().unwrap() = closed;
+        self.opened.notify_all();
+    }
+
+    /// Counts a sync, then waits while the gate is closed (bounded: a test that forgets to
+    /// open it fails with an I/O error instead of hanging).
+    fn pass(&self) -> std::io::Result<()> {
+        self.begun.fetch_add(1, Ordering::SeqCst);
+        let closed = self.closed.lock().unwrap();
+        let (closed, _) = self
+            .opened
+            .wait_timeout_while(closed, Duration::from_secs(30), |closed| *closed)
+            .unwrap();
+        if *closed {
+            return Err(std::io::Error::other("the sync gate never opened"));
+        }
+        Ok(())
+    }
+}
+
+/// Group commit, counted: while the flusher is inside the fsync of an append, 499 more are
+/// appended (each readable at once, none acknowledged); then all 499 share one fsync, and
+/// every append is acknowledged, in order, once durable.
 #[test]
 fn queued_appends_share_fsyncs_and_all_get_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
-    let engine = LogEngine::open(tmp.path(), LogOptions::default()).unwrap();
+    let syncs = Arc::new(SyncGate::default());
+    let gate = Arc::clone(&syncs);
+    let dir = SyncHookDir::new(
+        Arc::new(OsDir::open(tmp.path()).unwrap()),
+        Arc::new(move || gate.pass()),
+    );
+    let engine = LogEngine::open_in(Arc::new(dir), LogOptions::default()).unwrap();
+    // The first append creates the segment, with syncs of its own under the writer lock.
+    append(&engine, 1..=1, 1).unwrap();
+    let before = syncs.begun();
+    syncs.set_closed(true);
     let (done, acks) = crossbeam_channel::unbounded();
-    for i in 1..=500u64 {
+    let append_one = |i: u64| {
         let done = done.clone();
         let rec = record(i, 1);
         engine
@@ -238,10 +289,32 @@ fn queued_appends_share_fsyncs_and_all_get_acknowledged() {
                 Box::new(move |result| done.send((i, result.is_ok())).unwrap()),
             )
             .unwrap();
-        // Appended but maybe not yet durable entries are readable at once, as openraft needs.
+        // Appended but not yet durable entries are readable at once, as openraft needs.
         assert_eq!(engine.get(i).unwrap(), Some(rec));
+    };
+    append_one(2);
+    // Handshake: the flusher has begun the first append's fsync, and waits at the gate.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while syncs.begun() == before {
+        assert!(
+            Instant::now() < deadline,
+            "the first append was never synced"
+        );
+        std::thread::sleep(Duration::from_millis(1));
     }
-    let mut acked: Vec<(u64, bool)> = (0..500).map(|_| acks.recv().unwrap()).collect();
+    for i in 3..=501u64 {
+        append_one(i);
+    }
+    assert!(acks.try_recv().is_err(), "acknowledged before its fsync");
+    syncs.set_closed(false);
+    let mut acked: Vec<(u64, bool)> = (0..500)
+        .map(|_| acks.recv_timeout(Duration::from_secs(30)).expect("an ack"))
+        .collect();
+    assert_eq!(
+        syncs.begun() - before,
+        2,
+        "one fsync for the first append, one for the 499 queued behind it"
+    );
     assert!(acked.iter().all(|(_, ok)| *ok));
     let order: Vec<u64> = acked.iter().map(|(i, _)| *i).collect();
     acked.sort();

@@ -24,7 +24,7 @@ fn real_parameters_bind_the_correctly_rounded_double() {
         "1.4937795560748803e-255",
     ] {
         let body = format!(r#"[["SELECT ?", {text}]]"#);
-        let got = parse_statements(body.as_bytes(), false).expect("parses");
+        let got = parse_statements(body.as_bytes(), false, 1 << 20).expect("parses");
         let want: f64 = text.parse().expect("std parse is exact");
         match &got[0].params {
             Params::Positional(v) => match v.as_slice() {

@@ -1,7 +1,8 @@
 //! `POST /db/load` and `POST /boot` end to end on real processes: binary and SQL loads on a
 //! 3-node cluster (through a follower, surviving a restart, reaching a node that joins later),
 //! bad input that must change nothing and leave no file behind, `/boot`, `dry_run`, kill -9
-//! during a load, and the writer's cached statements after a load.
+//! inside named steps of a load (checked from the victim's log to have landed there), and the
+//! writer's cached statements after a load.
 
 mod common;
 
@@ -447,7 +448,14 @@ fn bad_input_changes_nothing_and_leaves_no_file() {
         )
         .unwrap();
         s.write_all(&good[..8000]).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        // Handshake: the node is staging this upload before the client goes.
+        assert!(
+            wait_until(Duration::from_secs(10), || load_files(&node)
+                .iter()
+                .any(|f| f.ends_with(".part"))),
+            "the upload was never staged: {:?}",
+            load_files(&node)
+        );
     }
     assert!(
         wait_until(Duration::from_secs(10), || load_files(&node).is_empty()),
@@ -531,8 +539,9 @@ fn redirect_from_a_follower() {
         .is_some_and(|l| l.ends_with("/db/load?redirect")));
 }
 
-/// Kill -9 of the leader or of a follower while a load is under way: after restarts every
-/// node holds the old database or the new one, and all agree.
+/// Kill -9 of the leader while it receives the body, then of a follower and of the leader
+/// while the entry is applied: after restarts every node holds the old database or the new
+/// one, and all agree.
 #[test]
 fn kill_during_load_leaves_old_or_new_everywhere() {
     let tmp = tempfile::tempdir().unwrap();
@@ -551,12 +560,17 @@ fn kill_during_load_leaves_old_or_new_everywhere() {
             "mixed"
         }
     };
-    kill_during_load(&db, &[50, 200, 350], setup, state);
+    let kills = [
+        Kill::Leader(Phase::Staging),
+        Kill::Follower(Phase::Applying),
+        Kill::Leader(Phase::Applying),
+    ];
+    kill_during_load(&db, &kills, setup, state);
 }
 
-/// Kill -9 of the leader (while it builds the database from the script, or later) or of a
-/// follower during a SQL load into a blank cluster: after restarts every node holds the
-/// blank database or the loaded one, and all agree.
+/// Kill -9 of the leader while it builds the database from the script, then of a follower
+/// and of the leader while the entry is applied, during a SQL load into a blank cluster:
+/// after restarts every node holds the blank database or the loaded one, and all agree.
 #[test]
 fn kill_during_a_built_sql_load_leaves_old_or_new_everywhere() {
     let script = script_with_rows(60_000).into_bytes();
@@ -570,49 +584,143 @@ fn kill_during_a_built_sql_load_leaves_old_or_new_everywhere() {
             "mixed"
         }
     };
-    kill_during_load(&script, &[100, 500, 900], |_| {}, state);
+    let kills = [
+        Kill::Leader(Phase::Building),
+        Kill::Follower(Phase::Applying),
+        Kill::Leader(Phase::Applying),
+    ];
+    kill_during_load(&script, &kills, |_| {}, state);
 }
 
-/// For each of three rounds (killing the leader, a follower, the leader), on a new 3-node
-/// cluster prepared by `setup`: uploads `body` to the leader, kills the victim `after_ms`
-/// later, restarts it, and waits until every node's `state` is the same "old" or "new".
+/// What the leader logs once a load is staged (and built), right before it proposes it.
+const PROPOSING: &str = "load staged and validated; proposing";
+/// What a node logs once it has applied a load entry.
+const APPLIED: &str = "applied load";
+
+/// A step of a load, told from the leader's files and the nodes' logs.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// The leader receives and validates the body: a `load-*.part` file, not yet proposing.
+    Staging,
+    /// The leader builds the database from the script: two `.part` files, not yet proposing.
+    Building,
+    /// The entry is proposed, and the victim has not applied it yet.
+    Applying,
+}
+
+impl Phase {
+    /// Whether the load has reached this step.
+    fn reached(self, leader: &Node) -> bool {
+        let parts = || {
+            load_files(leader)
+                .iter()
+                .filter(|f| f.ends_with(".part"))
+                .count()
+        };
+        match self {
+            Phase::Staging => parts() >= 1,
+            Phase::Building => parts() == 2,
+            Phase::Applying => leader.log().contains(PROPOSING),
+        }
+    }
+
+    /// Whether the log of the victim, whole after its death, shows this step was over.
+    fn over(self, victim_log: &str) -> bool {
+        match self {
+            Phase::Staging | Phase::Building => victim_log.contains(PROPOSING),
+            Phase::Applying => victim_log.contains(APPLIED),
+        }
+    }
+}
+
+/// Whom a kill test kills, and during which step of the load.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    Leader(Phase),
+    Follower(Phase),
+}
+
+/// Attempts at landing a kill (or a write) inside its step of a load; each runs on a new
+/// cluster.
+const ATTEMPTS: u32 = 3;
+
+/// For each kill (on a new 3-node cluster prepared by `setup`): uploads `body` to the leader,
+/// waits until the load reaches the kill's step, kills the victim, checks from the victim's
+/// log that the step was not over (else tries again, at most [`ATTEMPTS`] times), restarts
+/// it, and waits until every node's `state` is the same "old" or "new".
 fn kill_during_load(
     body: &[u8],
-    after_ms: &[u64; 3],
+    kills: &[Kill],
     setup: impl Fn(&Node),
     state: impl Fn(&Node) -> &'static str,
 ) {
-    for (round, victim_is_leader) in [(0, true), (1, false), (2, true)] {
-        let mut cluster = Cluster::start(3, &[]);
-        let l = cluster.leader();
-        setup(&cluster.nodes[l]);
-        let victim = if victim_is_leader {
-            l
-        } else {
-            cluster.followers()[0]
-        };
-        let url = cluster.nodes[l].url("/db/load");
-        let body = body.to_vec();
-        let upload = std::thread::spawn(move || {
-            let _ = client().post(url).body(body).send();
+    for (round, &kill) in kills.iter().enumerate() {
+        let landed = (1..=ATTEMPTS).any(|attempt| {
+            let inside = kill_once(body, kill, &setup, &state, round);
+            if !inside {
+                eprintln!("round {round}, attempt {attempt}: {kill:?} landed outside its step");
+            }
+            inside
         });
-        std::thread::sleep(Duration::from_millis(after_ms[round]));
-        let temp = cluster.nodes[victim].take_temp();
-        cluster.nodes[victim].kill();
-        let _ = upload.join();
-        let dir = cluster.nodes[victim].data_dir.clone();
-        let id = format!("node{}", victim + 1);
-        cluster.nodes[victim] =
-            Node::start_in(&dir, &["-raft-election-timeout", "500ms", "-node-id", &id]);
-        let _keep = temp;
-        cluster.wait_for_members(3);
-        let agreed = wait_until(Duration::from_secs(60), || {
-            let states: Vec<_> = cluster.nodes.iter().map(&state).collect();
-            states.iter().all(|s| *s != "mixed" && *s == states[0])
-        });
-        let states: Vec<_> = cluster.nodes.iter().map(&state).collect();
-        assert!(agreed, "round {round}: {states:?}\n{}", cluster.logs());
+        assert!(
+            landed,
+            "round {round}: in {ATTEMPTS} attempts no kill landed inside {kill:?}"
+        );
     }
+}
+
+/// One attempt of [`kill_during_load`]; false when the kill landed outside its step (nothing
+/// was checked then).
+fn kill_once(
+    body: &[u8],
+    kill: Kill,
+    setup: &impl Fn(&Node),
+    state: &impl Fn(&Node) -> &'static str,
+    round: usize,
+) -> bool {
+    let mut cluster = Cluster::start(3, &[]);
+    let l = cluster.leader();
+    setup(&cluster.nodes[l]);
+    let (victim, phase) = match kill {
+        Kill::Leader(phase) => (l, phase),
+        Kill::Follower(phase) => (cluster.followers()[0], phase),
+    };
+    let url = cluster.nodes[l].url("/db/load");
+    let body = body.to_vec();
+    let upload = std::thread::spawn(move || {
+        let _ = client().post(url).body(body).send();
+    });
+    // Handshake: the load reached the step (bounded; a load that ended first is a miss).
+    // Polled often: a step can last well under 100 ms.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let reached = loop {
+        if phase.reached(&cluster.nodes[l]) {
+            break true;
+        }
+        if upload.is_finished() || std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let temp = cluster.nodes[victim].take_temp();
+    cluster.nodes[victim].kill();
+    if !reached || phase.over(&cluster.nodes[victim].log()) {
+        return false;
+    }
+    let _ = upload.join();
+    let dir = cluster.nodes[victim].data_dir.clone();
+    let id = format!("node{}", victim + 1);
+    cluster.nodes[victim] =
+        Node::start_in(&dir, &["-raft-election-timeout", "500ms", "-node-id", &id]);
+    let _keep = temp;
+    cluster.wait_for_members(3);
+    let agreed = wait_until(Duration::from_secs(60), || {
+        let states: Vec<_> = cluster.nodes.iter().map(state).collect();
+        states.iter().all(|s| *s != "mixed" && *s == states[0])
+    });
+    let states: Vec<_> = cluster.nodes.iter().map(state).collect();
+    assert!(agreed, "round {round}: {states:?}\n{}", cluster.logs());
+    true
 }
 
 /// A load must leave `-disk-reserve` free, like a backup: a body that declares a size that
@@ -652,28 +760,52 @@ fn load_that_would_eat_the_disk_reserve_answers_507() {
 /// clock and random values are the same on every node on either branch.
 #[test]
 fn a_write_during_the_build_makes_every_node_run_the_script() {
+    // The write is sent once the build is under way; an attempt where it still committed after
+    // the load's entry (the build was quicker) is run again on a new cluster.
+    let landed = (1..=ATTEMPTS).any(|attempt| {
+        let inside = write_during_the_build();
+        if !inside {
+            eprintln!("attempt {attempt}: the write committed after the load's entry");
+        }
+        inside
+    });
+    assert!(
+        landed,
+        "in {ATTEMPTS} attempts no write committed before the built load's entry"
+    );
+}
+
+/// One attempt of [`a_write_during_the_build_makes_every_node_run_the_script`]; false when the
+/// write's entry came after the load's (nothing was checked then).
+fn write_during_the_build() -> bool {
     let script = script_with_rows(60_000);
     let cluster = Cluster::start(3, &[]);
     let l = cluster.leader();
     let leader = &cluster.nodes[l];
-    let url = leader.url("/db/load");
+    let url = leader.url("/db/load?raft_index");
     let body = script.clone().into_bytes();
     let upload = std::thread::spawn(move || {
         let r = client().post(url).body(body).send().expect("POST");
         r.text().unwrap_or_default()
     });
-    // While it builds, the leader holds two `.part` files: the script and the new database.
-    let building = wait_until(Duration::from_secs(60), || {
-        load_files(leader)
-            .iter()
-            .filter(|f| f.ends_with(".part"))
-            .count()
-            == 2
-    });
-    assert!(building, "{}", leader.log());
-    let w = leader.execute(r#"["CREATE TABLE during(x)", "INSERT INTO during VALUES(1)"]"#);
-    assert!(!w.contains("error"), "{w}");
+    // Handshake: while it builds, the leader holds two `.part` files: the script and the new
+    // database.
+    assert!(
+        wait_until(Duration::from_secs(60), || Phase::Building.reached(leader)),
+        "{}",
+        leader.log()
+    );
+    let w = leader.post(
+        "/db/execute?raft_index",
+        r#"["CREATE TABLE during(x)", "INSERT INTO during VALUES(1)"]"#,
+    );
+    assert_eq!(w.status, 200, "{}", w.body);
+    assert!(!w.body.contains("error"), "{}", w.body);
     let answer: serde_json::Value = serde_json::from_str(&upload.join().unwrap()).unwrap();
+    let index = |v: &serde_json::Value| v["raft_index"].as_u64().unwrap_or_else(|| panic!("{v}"));
+    if index(&w.json()) > index(&answer) {
+        return false;
+    }
     assert_eq!(answer["load"]["built"], true, "{answer}");
     assert!(answer["load"]["installed_built"].is_null(), "{answer}");
     assert_eq!(answer["results"][0]["last_insert_id"], 1, "{answer}");
@@ -687,6 +819,7 @@ fn a_write_during_the_build_makes_every_node_run_the_script() {
     // Nobody needed the built file: it is gone from the leader, with the script once every
     // member has applied the load.
     assert_load_files_go(leader);
+    true
 }
 
 /// The same script on a blank cluster installs the built file everywhere, with the same

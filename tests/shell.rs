@@ -1196,8 +1196,15 @@ struct Terminal {
 }
 
 impl Terminal {
-    fn start(args: &[String], home: &Path) -> Option<Terminal> {
-        Command::new("script").arg("--version").output().ok()?;
+    /// Whether `script` (util-linux; Debian's bsdutils) can run here.
+    fn available() -> bool {
+        Command::new("script")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn start(args: &[String], home: &Path) -> Terminal {
         let cmdline = std::iter::once(SHELL.to_string())
             .chain(args.iter().cloned())
             .collect::<Vec<_>>()
@@ -1211,7 +1218,7 @@ impl Terminal {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .ok()?;
+            .expect("run the shell under `script`");
         let stdin = child.stdin.take().unwrap();
         let mut stdout = child.stdout.take().unwrap();
         let screen = Arc::new(Mutex::new(String::new()));
@@ -1227,11 +1234,11 @@ impl Terminal {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        Some(Terminal {
+        Terminal {
             child,
             stdin,
             screen,
-        })
+        }
     }
 
     /// Waits until the screen, from `from` on, shows `text`; returns the end of the match.
@@ -1281,12 +1288,15 @@ impl Terminal {
 
 #[test]
 fn interactive_session_on_a_terminal() {
+    if !Terminal::available() {
+        common::prerequisite_missing(
+            "`script` (util-linux; Debian: apt-get install bsdutils) is not installed",
+        );
+        return;
+    }
     let node = Node::start(&[]);
     let home = tempfile::tempdir().unwrap();
-    let Some(mut term) = Terminal::start(&host_args(&node.http_addr), home.path()) else {
-        eprintln!("skipped: `script` (util-linux) is not available");
-        return;
-    };
+    let mut term = Terminal::start(&host_args(&node.http_addr), home.path());
     let prompt = format!("{}> ", node.http_addr);
     let mut at = term.expect(0, "Welcome to the rqlite CLI.");
     at = term.expect(at, &prompt);
@@ -1327,7 +1337,7 @@ fn interactive_session_on_a_terminal() {
     // History survives the session: the up arrow brings back the last line.
     let history = std::fs::read_to_string(home.path().join(".raftlite_history")).unwrap();
     assert!(history.contains("SELECT * FROM t;"), "{history}");
-    let mut term = Terminal::start(&host_args(&node.http_addr), home.path()).unwrap();
+    let mut term = Terminal::start(&host_args(&node.http_addr), home.path());
     let mut at = term.expect(0, &prompt);
     term.type_keys("\x1b[A\x1b[A\r"); // up twice: past ".quit" to ".nope"
     at = term.expect(at, "ERR! unknown command '.nope'");

@@ -106,7 +106,7 @@ fn check_typed_getters(params: &QueryParams) {
 }
 
 fn check_body(body: &[u8], plain: bool) {
-    let parsed = parse_statements(body, plain);
+    let parsed = parse_statements(body, plain, 1 << 24);
     let statements = match parsed {
         Ok(s) => s,
         Err(BodyError::InvalidUtf8) => {

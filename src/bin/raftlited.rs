@@ -86,6 +86,7 @@ fn main() -> ExitCode {
                 key: key.clone(),
                 ca: config.http_ca_cert.clone(),
                 verify_client: config.http_verify_client,
+                verify_common_name: config.http_verify_common_name.clone(),
             }),
             _ => None,
         },
@@ -95,11 +96,13 @@ fn main() -> ExitCode {
                 key: key.clone(),
                 ca: config.node_ca_cert.clone(),
                 verify_client: config.node_verify_client,
+                verify_common_name: config.node_verify_common_name.clone(),
             }),
             _ => None,
         },
         node_no_verify: config.node_no_verify,
         node_verify_server_name: config.node_verify_server_name.clone(),
+        http_allow_origin: config.http_allow_origin.clone(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

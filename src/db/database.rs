@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use crossbeam_channel as channel;
@@ -33,6 +33,54 @@ pub struct Database {
     next_reader_id: AtomicU64,
     /// Checkpoints run by [`Database::checkpoint_if_due`] (`/debug/vars`).
     pub wal_checkpoints: AtomicU64,
+    writer_activity: Arc<WriterActivity>,
+}
+
+/// What the writer thread is doing (`/debug/vars`): how many jobs it has begun, and how long
+/// the one it runs now has been running. One job can take long (a large SQL load, a
+/// snapshot's fsyncs) and everything that needs the writer queues behind it.
+#[derive(Debug)]
+pub struct WriterActivity {
+    epoch: Instant,
+    jobs: AtomicU64,
+    /// Milliseconds from `epoch` to the start of the running job, plus one; 0 when idle.
+    running_since: AtomicU64,
+}
+
+impl WriterActivity {
+    fn new() -> WriterActivity {
+        WriterActivity {
+            epoch: Instant::now(),
+            jobs: AtomicU64::new(0),
+            running_since: AtomicU64::new(0),
+        }
+    }
+
+    /// Jobs the writer thread has begun.
+    pub fn jobs(&self) -> u64 {
+        self.jobs.load(Ordering::Relaxed)
+    }
+
+    /// How long the running job has been running; zero when the writer is idle.
+    pub fn busy_for(&self) -> Duration {
+        match self.running_since.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            since => self
+                .epoch
+                .elapsed()
+                .saturating_sub(Duration::from_millis(since - 1)),
+        }
+    }
+
+    fn begin(&self) {
+        let since = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.running_since.store(since + 1, Ordering::Relaxed);
+        self.jobs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        self.running_since.store(0, Ordering::Relaxed);
+    }
 }
 
 /// WAL frames not yet in the database file at which [`Database::checkpoint_if_due`] copies
@@ -46,6 +94,7 @@ impl Database {
         let writer = settings::open_writer(&path, &settings)
             .with_context(|| format!("open database {}", path.display()))?;
         let (writer_tx, writer_rx) = channel::unbounded::<WriterJob>();
+        let writer_activity = Arc::new(WriterActivity::new());
         let handle = thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
@@ -70,6 +119,7 @@ impl Database {
             running_readers: Arc::new(Mutex::new(HashMap::new())),
             next_reader_id: AtomicU64::new(1),
             wal_checkpoints: AtomicU64::new(0),
+            writer_activity,
         })
     }
 
@@ -81,6 +131,11 @@ impl Database {
         &self.settings
     }
 
+    /// What the writer thread is doing (see [`WriterActivity`]).
+    pub fn writer_activity(&self) -> &WriterActivity {
+        &self.writer_activity
+    }
+
     /// Runs `f` on the writer thread, after every job submitted before it.
     pub async fn with_writer<R, F>(&self, f: F) -> anyhow::Result<R>
     where
@@ -88,8 +143,13 @@ impl Database {
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let activity = Arc::clone(&self.writer_activity);
         let job: WriterJob = Box::new(move |conn| {
-            let _ = tx.send(f(conn));
+            activity.begin();
+            let result = f(conn);
+            // Idle before the caller hears back: what it reads next is not this job.
+            activity.end();
+            let _ = tx.send(result);
         });
         let sender = self.writer_tx.lock().clone();
         sender
@@ -270,6 +330,66 @@ impl Drop for Database {
 mod tests {
     use super::*;
 
+    /// Whether a connection of this process holds SQLite's checkpoint lock on the database
+    /// whose wal-index is `shm`: a POSIX write lock over byte 121 of that file (the lock bytes
+    /// start at 120: the write lock, the checkpoint lock, the recovery lock, then the read
+    /// marks), as `/proc/locks` lists it. The kernel merges adjacent locks of one process, so
+    /// the writer's lock on byte 120 may show in the same range.
+    fn checkpoint_lock_held(shm: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(inode) = std::fs::metadata(shm).map(|m| m.ino().to_string()) else {
+            return false;
+        };
+        let pid = std::process::id().to_string();
+        let locks = std::fs::read_to_string("/proc/locks").expect("read /proc/locks");
+        locks.lines().any(|line| {
+            // `1: POSIX  ADVISORY  WRITE 4242 fe:00:1234 120 121` (`->` marks a waiter).
+            let f: Vec<&str> = line.split_whitespace().filter(|w| *w != "->").collect();
+            let covers = |start: &str, end: &str| {
+                start.parse::<u64>().is_ok_and(|s| s <= 121)
+                    && (end == "EOF" || end.parse::<u64>().is_ok_and(|e| e >= 121))
+            };
+            f.len() == 8
+                && !line.contains("->")
+                && f[3] == "WRITE"
+                && f[4] == pid
+                && f[5].rsplit(':').next() == Some(inode.as_str())
+                && covers(f[6], f[7])
+        })
+    }
+
+    /// `writer_activity` counts the job the writer begins and says how long it has been
+    /// running, then zero once it ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writer_activity_shows_the_running_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let db =
+            Arc::new(Database::open(dir.path().join("db.sqlite"), DbSettings::default()).unwrap());
+        db.with_writer(|_| ()).await.unwrap();
+        let activity = || (db.writer_activity().jobs(), db.writer_activity().busy_for());
+        let (jobs_before, idle) = activity();
+        assert_eq!(idle, Duration::ZERO);
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let job = {
+            let db = Arc::clone(&db);
+            tokio::spawn(async move {
+                db.with_writer(move |_| released.recv_timeout(Duration::from_secs(20)))
+                    .await
+                    .unwrap()
+            })
+        };
+        // Bounded: the job begins, then its running time grows while it waits for the test.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while activity().1 < Duration::from_millis(20) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", activity());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(activity().0, jobs_before + 1);
+        release.send(()).unwrap();
+        job.await.unwrap().unwrap();
+        assert_eq!(activity(), (jobs_before + 1, Duration::ZERO));
+    }
+
     /// While another connection checkpoints (the snapshot builder does, on the writer), the
     /// background checkpoint finds SQLite's checkpoint lock taken: that is "not now", not an
     /// error (it used to log "database is locked" after every large load).
@@ -302,7 +422,17 @@ mod tests {
                 conn.wal_checkpoint(raftlite_ffi::sys::SQLITE_CHECKPOINT_FULL)
             })
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Handshake: the other connection holds the checkpoint lock (then it waits for the
+        // writer, which keeps its transaction open until the end of the test).
+        let shm = sibling(&path, "-shm");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !checkpoint_lock_held(&shm) {
+            assert!(
+                std::time::Instant::now() < deadline && !other.is_finished(),
+                "the other connection never took the checkpoint lock"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert!(
             !other.is_finished(),
             "the other checkpoint waits for the writer"

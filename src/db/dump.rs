@@ -2,7 +2,8 @@
 //!
 //! It writes the same bytes as the `.dump` command of the `sqlite3` shell, version 3.40.1,
 //! except for the digits of REAL literals (see below). It owns the dump format and nothing
-//! else: opening connections, HTTP and channels belong to its callers.
+//! else: opening connections, HTTP and channels belong to its callers. The conformance suite
+//! `tests/dump_conformance/` holds it to that on tricky databases (`docs/backup.md`).
 //!
 //! # How the shell's `.dump` works, and how we follow it
 //!
@@ -79,10 +80,12 @@
 //!
 //! # IMPLEMENTATION CAVEATS
 //!
-//! - The shell sets `PRAGMA writable_schema=ON` while dumping so that it can read some
-//!   databases with a damaged schema; we do not (it would let a dump of a damaged server
-//!   database go further, but it is a setting we keep off on shared connections). A database
-//!   whose schema cannot be read fails with [`DumpError::Sqlite`] instead.
+//! - The shell sets `PRAGMA writable_schema=ON` while dumping so that it can read databases
+//!   with schema rows SQLite cannot parse. The dumper leaves the setting to its caller:
+//!   `raftlite dump FILE` turns it on on its private read-only connection
+//!   (`src/shell/offline.rs`) and matches the shell on such files; the server keeps it off on
+//!   its shared connections, so there a schema that cannot be read fails with
+//!   [`DumpError::Sqlite`].
 //! - Corrupt table pages: like the shell, we write `/****** CORRUPTION ERROR *******/`, read the
 //!   table again backwards (`PRAGMA reverse_unordered_selects`), and end with `ROLLBACK; --
 //!   due to errors`. Which rows come out before the damage depends on the SQLite version that
@@ -150,6 +153,7 @@ pub fn dump_excluding(
         exclude,
         sink: Sink::new(out),
         stats: DumpStats::default(),
+        damage_reported: false,
     };
     let result = dumper
         .run(tables)
@@ -169,9 +173,10 @@ pub fn dump_excluding(
     }
     result?;
     match released {
-        // A database that already reported corruption may fail to end the snapshot cleanly;
-        // the dump itself is complete and says so (it ends in ROLLBACK).
-        Err(e) if stats.errors == 0 => Err(e.into()),
+        // A database that already reported corruption may fail to end the snapshot cleanly
+        // (RELEASE reads the schema again); the dump itself is complete and says so, in its
+        // corruption markers and, when a table could not be read, its final ROLLBACK.
+        Err(e) if stats.errors == 0 && !dumper.damage_reported => Err(e.into()),
         _ => Ok(stats),
     }
 }
@@ -233,6 +238,8 @@ struct Dumper<'c, 'w> {
     exclude: &'c [&'c str],
     sink: Sink<'w>,
     stats: DumpStats,
+    /// The dump holds a report of SQLITE_CORRUPT (a marker or an error line).
+    damage_reported: bool,
 }
 
 impl Dumper<'_, '_> {
@@ -351,15 +358,15 @@ impl Dumper<'_, '_> {
             }
             Err(e) => return Err(e),
         };
-        let mut select = String::from("SELECT ");
+        let mut select = b"SELECT ".to_vec();
         for (i, c) in columns.iter().enumerate() {
             if i > 0 {
-                select.push(',');
+                select.push(b',');
             }
             push_quoted_ident(&mut select, c);
         }
-        select.push_str(" FROM main.");
-        push_quoted_ident(&mut select, &String::from_utf8_lossy(name));
+        select.extend_from_slice(b" FROM main.");
+        push_quoted_ident(&mut select, name);
         let mut prefix = b"INSERT INTO ".to_vec();
         push_shell_ident(&mut prefix, name);
         prefix.extend_from_slice(b" VALUES(");
@@ -367,6 +374,7 @@ impl Dumper<'_, '_> {
         match self.select_rows(&select, &prefix) {
             Ok(()) => Ok(()),
             Err(DumpError::Sqlite(e)) if e.code() == ErrorCode::Corrupt => {
+                self.damage_reported = true;
                 self.sink.put(b"/****** CORRUPTION ERROR *******/\n")?;
                 self.toggle_select_order()?;
                 let again = self.select_rows(&select, &prefix);
@@ -387,22 +395,25 @@ impl Dumper<'_, '_> {
         }
     }
 
-    /// Column names as `PRAGMA table_info` lists them (generated columns left out).
-    fn table_columns(&self, name: &[u8]) -> Result<Vec<String>, DumpError> {
+    /// Column names as `PRAGMA table_info` lists them (generated columns left out), as bytes:
+    /// like table names, they need not be UTF-8.
+    fn table_columns(&self, name: &[u8]) -> Result<Vec<Vec<u8>>, DumpError> {
         let mut stmt = self
             .conn
             .prepare("SELECT name FROM pragma_table_info(?1, 'main')")?;
         stmt.bind_text_bytes(1, name)?;
         let mut cols = Vec::new();
         while stmt.step()?.is_row() {
-            cols.push(String::from_utf8_lossy(stmt.column_text(0)).into_owned());
+            cols.push(stmt.column_text(0).to_vec());
         }
         Ok(cols)
     }
 
     /// Runs `select` and writes one INSERT per row, as it reads them.
-    fn select_rows(&mut self, select: &str, prefix: &[u8]) -> Result<(), DumpError> {
-        let mut stmt = self.conn.prepare(select)?;
+    fn select_rows(&mut self, select: &[u8], prefix: &[u8]) -> Result<(), DumpError> {
+        let Some(mut stmt) = self.conn.prepare_first_bytes(select)?.0 else {
+            return Ok(());
+        };
         let n = stmt.column_count();
         while stmt.step()?.is_row() {
             self.sink.put(prefix)?;
@@ -441,6 +452,7 @@ impl Dumper<'_, '_> {
         if e.code() != ErrorCode::Corrupt {
             return Ok(());
         }
+        self.damage_reported = true;
         self.sink.put(b"/****** CORRUPTION ERROR *******/\n")?;
         self.sink
             .put(format!("/****** {} ******/\n", e.message).as_bytes())?;
@@ -517,7 +529,9 @@ impl Dumper<'_, '_> {
     fn second_pass_error(&mut self, e: &raftlite_ffi::Error) -> Result<(), DumpError> {
         let line = format!("/**** ERROR: ({}) {} *****/\n", e.primary_code(), e.message);
         self.sink.put(line.as_bytes())?;
-        if e.code() != ErrorCode::Corrupt {
+        if e.code() == ErrorCode::Corrupt {
+            self.damage_reported = true;
+        } else {
             self.stats.errors += 1;
         }
         Ok(())
@@ -556,11 +570,17 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Always-quoted identifier for the SELECT we run (never written to the dump).
-fn push_quoted_ident(sql: &mut String, name: &str) {
-    sql.push('"');
-    sql.push_str(&name.replace('"', "\"\""));
-    sql.push('"');
+/// Always-quoted identifier for the SELECT we run (never written to the dump). The name's
+/// bytes go in as they are: a name that is not UTF-8 must still name its table.
+fn push_quoted_ident(sql: &mut Vec<u8>, name: &[u8]) {
+    sql.push(b'"');
+    for &c in name {
+        sql.push(c);
+        if c == b'"' {
+            sql.push(b'"');
+        }
+    }
+    sql.push(b'"');
 }
 
 /// An identifier as the shell writes it after `INSERT INTO` (its `quoteChar`): bare when it is
@@ -574,16 +594,9 @@ fn push_shell_ident(out: &mut Vec<u8>, name: &[u8]) {
     };
     if plain {
         out.extend_from_slice(name);
-        return;
+    } else {
+        push_quoted_ident(out, name);
     }
-    out.push(b'"');
-    for &c in name {
-        out.push(c);
-        if c == b'"' {
-            out.push(b'"');
-        }
-    }
-    out.push(b'"');
 }
 
 /// SQLite 3.40's keywords (`sqlite3_keyword_check`), sorted, upper case.

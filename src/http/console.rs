@@ -14,11 +14,12 @@
 
 use std::sync::OnceLock;
 
-use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse};
 
-use super::response::{empty, method_not_allowed};
+use super::response::empty;
 use super::{console_backup, console_cluster, console_restore};
+use crate::auth::gate::Routes;
 
 /// One embedded file.
 struct Asset {
@@ -56,62 +57,66 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; 
                    base-uri 'none'; frame-ancestors 'none'";
 
 /// Registers the console's routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/").to(root_redirect))
-        .service(
-            web::resource("/console")
-                .route(web::get().to(console_redirect))
-                .route(web::head().to(console_redirect))
-                .default_service(web::to(method_not_allowed)),
+pub fn routes(r: &mut Routes) {
+    use crate::auth::{self as perm, Access::*};
+    // `/` redirects to the console for any method, as a plain page would.
+    r.any_method("/", Public, root_redirect)
+        .add("/console", Method::GET, Public, console_redirect)
+        .add("/console", Method::HEAD, Public, console_redirect)
+        .add(
+            "/console/api/backup-jobs",
+            Method::POST,
+            AllOf(&[perm::BACKUP]),
+            console_backup::create,
         )
-        .service(
-            web::resource("/console/api/backup-jobs")
-                .route(web::post().to(console_backup::create))
-                .default_service(web::to(method_not_allowed)),
+        .add(
+            "/console/api/backup-jobs/{id}",
+            Method::GET,
+            AllOf(&[perm::BACKUP]),
+            console_backup::progress,
         )
-        .service(
-            web::resource("/console/api/backup-jobs/{id}")
-                .route(web::get().to(console_backup::progress))
-                .default_service(web::to(method_not_allowed)),
+        // A job's download needs nothing more: its id (128 random bits) was handed to a caller
+        // with `backup`, and a browser download link cannot carry the console's credentials.
+        .add(
+            "/console/api/backup-jobs/{id}/download",
+            Method::GET,
+            Public,
+            console_backup::download,
         )
-        .service(
-            web::resource("/console/api/backup-jobs/{id}/download")
-                .route(web::get().to(console_backup::download))
-                .default_service(web::to(method_not_allowed)),
+        .add(
+            "/console/api/cluster",
+            Method::GET,
+            AllOf(&[perm::STATUS]),
+            console_cluster::cluster,
         )
-        .service(
-            web::resource("/console/api/cluster")
-                .route(web::get().to(console_cluster::cluster))
-                .default_service(web::to(method_not_allowed)),
+        .add(
+            "/console/api/restores",
+            Method::POST,
+            AllOf(&[perm::LOAD]),
+            console_restore::stage,
         )
-        .service(
-            web::resource("/console/api/restores")
-                .route(web::post().to(console_restore::stage))
-                .default_service(web::to(method_not_allowed)),
+        .add(
+            "/console/api/restores/{id}",
+            Method::GET,
+            AllOf(&[perm::LOAD]),
+            console_restore::describe,
         )
-        .service(
-            web::resource("/console/api/restores/{id}")
-                .route(web::get().to(console_restore::describe))
-                .route(web::delete().to(console_restore::discard))
-                .default_service(web::to(method_not_allowed)),
+        .add(
+            "/console/api/restores/{id}",
+            Method::DELETE,
+            AllOf(&[perm::LOAD]),
+            console_restore::discard,
         )
-        .service(
-            web::resource("/console/api/restores/{id}/install")
-                .route(web::post().to(console_restore::install))
-                .default_service(web::to(method_not_allowed)),
+        .add(
+            "/console/api/restores/{id}/install",
+            Method::POST,
+            AllOf(&[perm::LOAD]),
+            console_restore::install,
         )
-        .service(
-            web::resource("/console/{file}")
-                .route(web::get().to(asset))
-                .route(web::head().to(asset))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/console/")
-                .route(web::get().to(asset))
-                .route(web::head().to(asset))
-                .default_service(web::to(method_not_allowed)),
-        );
+        .add("/console/{file}", Method::GET, AllOf(&[perm::UI]), asset)
+        .add("/console/{file}", Method::HEAD, AllOf(&[perm::UI]), asset)
+        .add("/console/", Method::GET, AllOf(&[perm::UI]), asset)
+        .add("/console/", Method::HEAD, AllOf(&[perm::UI]), asset);
 }
 
 fn redirect(status: StatusCode) -> HttpResponse {

@@ -11,7 +11,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 
-use super::body::{is_plain_text, parse_statements};
+use super::body::{is_plain_text, parse_budget, parse_statements, BodyError};
 use super::forward::answer_not_leader;
 use super::json::{encode_response, ApiResponse, EncodeOptions};
 use super::params::QueryParams;
@@ -247,9 +247,9 @@ pub async fn sql(
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
         );
-        match parse_statements(&body, plain) {
+        match parse_statements(&body, plain, parse_budget(state.limits.max_body_size)) {
             Ok(s) => s,
-            Err(e) => return text_error(StatusCode::BAD_REQUEST, e),
+            Err(e) => return text_error(body_error_status(&e), e),
         }
     };
     let noparse = params.has("noparse");
@@ -364,8 +364,8 @@ async fn read_request(
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
         );
-    let statements =
-        parse_statements(&body, plain).map_err(|e| text_error(StatusCode::BAD_REQUEST, e))?;
+    let statements = parse_statements(&body, plain, parse_budget(state.limits.max_body_size))
+        .map_err(|e| text_error(body_error_status(&e), e))?;
     let request = Request {
         statements,
         transaction: params.has("transaction"),
@@ -378,6 +378,14 @@ async fn read_request(
 }
 
 /// Reads a whole (small) body, refusing more than `limit` bytes with a clear 413.
+/// The status of a refused body: 413 when it is too large to hold, else 400.
+fn body_error_status(e: &BodyError) -> StatusCode {
+    match e {
+        BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
 pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,

@@ -62,9 +62,10 @@ pub async fn answer_not_leader(
     forward(client, req, body, &leader, timeout).await
 }
 
-/// The same path and query on the leader's API.
+/// The same path and query on the leader's API. The path is the one actix routed (decoded),
+/// never the raw one: the leader decides on exactly the route this node decided on.
 pub fn leader_url(req: &HttpRequest, leader: &NodeInfo) -> String {
-    let mut url = format!("{}{}", leader.api_url(), req.uri().path());
+    let mut url = format!("{}{}", leader.api_url(), req.match_info().as_str());
     if !req.query_string().is_empty() {
         url.push('?');
         url.push_str(req.query_string());

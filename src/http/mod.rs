@@ -41,4 +41,4 @@ pub mod status_routes;
 pub mod write_queue;
 
 #[cfg(feature = "server")]
-pub use server::{configure, serve, AppState, DumpCaps, Limits};
+pub use server::{routes, serve, AppState, DumpCaps, Limits};

@@ -148,6 +148,8 @@ fn expvars(state: &AppState) -> Value {
             "num_ignored_joins": n(&c.ignored_joins),
             "num_removed_before_joins": n(&c.updated_joins),
             "num_wal_checkpoints": n(&store.database().wal_checkpoints),
+            "writer_jobs": store.database().writer_activity().jobs(),
+            "writer_busy_ms": store.database().writer_activity().busy_for().as_millis() as u64,
             "write_entries": n(&store.batch_counters().entries),
             "batched_writes": n(&store.batch_counters().batched_writes),
         },

@@ -5,17 +5,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, EitherBody};
-use actix_web::dev::{Server, Service as _, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Server, Service as _, ServiceResponse};
 use actix_web::http::{header, Method, StatusCode};
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use futures_util::future::{ready, Either};
 
 use super::params::QueryParams;
-use super::response::{self, method_not_allowed, not_found, text_error};
+use super::response::{self, not_found, text_error};
 use super::{
     backup_routes, cluster_routes, console, db_routes, load_routes, ops_routes, status_routes,
 };
+use crate::auth::gate::{Gate, Routes};
 use crate::store::Store;
 
 /// Size limits for request bodies.
@@ -80,86 +81,126 @@ pub struct AppState {
     /// The writer connection's settings as `/status` last read them: shown when the writer
     /// is busy (a SQL load's transaction, a snapshot's fsync) rather than waiting for it.
     pub writer_pragmas: parking_lot::Mutex<serde_json::Value>,
+    /// `-http-allow-origin`: sent as `Access-Control-Allow-Origin` on every answer.
+    pub allow_origin: Option<String>,
 }
 
-/// Registers every route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/db/execute")
-            .route(web::post().to(db_routes::execute))
-            .default_service(web::to(method_not_allowed)),
+/// Every route of the HTTP API, each with the access it needs (rqlite's perms). A route cannot
+/// be added without declaring it, and the gate refuses anything this table does not declare
+/// (see [`crate::auth::gate`]).
+pub fn routes() -> Routes {
+    use crate::auth::{self as perm, Access::AllOf};
+    let mut r = Routes::new();
+    r.add(
+        "/db/execute",
+        Method::POST,
+        AllOf(&[perm::EXECUTE]),
+        db_routes::execute,
     )
-    .service(
-        web::resource("/db/query")
-            .route(web::get().to(db_routes::query_get))
-            .route(web::post().to(db_routes::query_post))
-            .default_service(web::to(method_not_allowed)),
+    .add(
+        "/db/query",
+        Method::GET,
+        AllOf(&[perm::QUERY]),
+        db_routes::query_get,
     )
-    .service(
-        web::resource("/db/request")
-            .route(web::post().to(db_routes::request))
-            .default_service(web::to(method_not_allowed)),
+    .add(
+        "/db/query",
+        Method::POST,
+        AllOf(&[perm::QUERY]),
+        db_routes::query_post,
     )
-    .service(
-        web::resource("/db/sql")
-            .route(web::get().to(db_routes::sql))
-            .route(web::post().to(db_routes::sql))
-            .default_service(web::to(method_not_allowed)),
+    .add(
+        "/db/request",
+        Method::POST,
+        AllOf(&[perm::EXECUTE, perm::QUERY]),
+        db_routes::request,
     )
-    .service(
-        web::resource("/db/backup")
-            .route(web::get().to(backup_routes::backup))
-            .default_service(web::to(method_not_allowed)),
+    .add(
+        "/db/sql",
+        Method::GET,
+        AllOf(&[perm::EXECUTE, perm::QUERY]),
+        db_routes::sql,
     )
-    .service(
-        web::resource("/db/load")
-            .route(web::post().to(load_routes::load))
-            .default_service(web::to(method_not_allowed)),
+    .add(
+        "/db/sql",
+        Method::POST,
+        AllOf(&[perm::EXECUTE, perm::QUERY]),
+        db_routes::sql,
     )
-    .service(
-        web::resource("/boot")
-            .route(web::post().to(load_routes::boot))
-            .default_service(web::to(method_not_allowed)),
+    .add(
+        "/db/backup",
+        Method::GET,
+        AllOf(&[perm::BACKUP]),
+        backup_routes::backup,
     )
-    .service(
-        web::resource("/status")
-            .route(web::get().to(status_routes::status))
-            .default_service(web::to(method_not_allowed)),
+    .add(
+        "/db/load",
+        Method::POST,
+        AllOf(&[perm::LOAD]),
+        load_routes::load,
     )
-    .service(
-        web::resource("/readyz")
-            .route(web::get().to(status_routes::readyz))
-            .default_service(web::to(method_not_allowed)),
+    .add(
+        "/boot",
+        Method::POST,
+        AllOf(&[perm::LOAD]),
+        load_routes::boot,
     )
-    .service(
-        web::resource("/nodes")
-            .route(web::get().to(status_routes::nodes))
-            .default_service(web::to(method_not_allowed)),
+    .add(
+        "/status",
+        Method::GET,
+        AllOf(&[perm::STATUS]),
+        status_routes::status,
     )
-    .service(
-        web::resource("/remove")
-            .route(web::delete().to(cluster_routes::remove))
-            .default_service(web::to(method_not_allowed)),
+    .add(
+        "/readyz",
+        Method::GET,
+        AllOf(&[perm::READY]),
+        status_routes::readyz,
     )
-    .service(
-        web::resource("/leader")
-            .route(web::get().to(status_routes::leader_get))
-            .route(web::post().to(ops_routes::leader_post))
-            .default_service(web::to(method_not_allowed)),
+    .add(
+        "/nodes",
+        Method::GET,
+        AllOf(&[perm::STATUS]),
+        status_routes::nodes,
     )
-    .service(
-        web::resource("/snapshot")
-            .route(web::post().to(ops_routes::snapshot))
-            .default_service(web::to(method_not_allowed)),
+    .add(
+        "/remove",
+        Method::DELETE,
+        AllOf(&[perm::REMOVE]),
+        cluster_routes::remove,
     )
-    .service(
-        web::resource("/reap")
-            .route(web::post().to(ops_routes::reap))
-            .default_service(web::to(method_not_allowed)),
+    .add(
+        "/leader",
+        Method::GET,
+        AllOf(&[perm::STATUS]),
+        status_routes::leader_get,
+    )
+    .add(
+        "/leader",
+        Method::POST,
+        AllOf(&[perm::LEADER_OPS]),
+        ops_routes::leader_post,
+    )
+    .add(
+        "/snapshot",
+        Method::POST,
+        AllOf(&[perm::SNAPSHOT]),
+        ops_routes::snapshot,
+    )
+    .add(
+        "/reap",
+        Method::POST,
+        AllOf(&[perm::SNAPSHOT]),
+        ops_routes::reap,
     )
     // rqlite serves expvar for any method.
-    .service(web::resource("/debug/vars").to(ops_routes::debug_vars))
-    .configure(console::configure);
+    .any_method(
+        "/debug/vars",
+        AllOf(&[perm::STATUS]),
+        ops_routes::debug_vars,
+    );
+    console::routes(&mut r);
+    r
 }
 
 /// How long an idle keep-alive connection stays open, and how long a client may take to
@@ -167,23 +208,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// stated here so they are a decision; a TLS handshake has actix-tls's 3 s).
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The auth check, before routing and after parameter validation (rqlite's order): each API
-/// path needs the perms [`crate::auth::required_perms`] names; a refusal is 401 with an empty
-/// body. Unknown paths are not checked (404 follows).
-fn refused_by_auth(state: &AppState, req: &ServiceRequest) -> bool {
-    let Some(auth) = &state.auth else {
-        return false;
-    };
-    let Some(perms) = crate::auth::required_perms(req.method().as_str(), req.path()) else {
-        return false;
-    };
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    !auth.allows(header, perms)
-}
 
 /// Sent by the web console on each of its requests (see `serve`).
 pub const CONSOLE_REQUEST_HEADER: &str = "x-raftlite-console";
@@ -196,13 +220,22 @@ pub fn serve(
     tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<Server> {
     let auth_on = state.auth.is_some();
+    let allow_origin = state.allow_origin.clone();
+    let gate = Arc::new(Gate {
+        table: Arc::new(routes().table().clone()),
+        auth: state.auth.clone(),
+        members_by_tls: false,
+    });
     let state = web::Data::new(state);
     let console_state = web::Data::new(super::console_restore::ConsoleState::default());
     let server = HttpServer::new(move || {
-        let auth_state = state.clone();
+        let gate = Arc::clone(&gate);
         let mut headers = DefaultHeaders::new()
             .add(("X-RQLITE-VERSION", crate::VERSION))
             .add(("Access-Control-Allow-Methods", "OPTIONS, GET, POST"));
+        if let Some(origin) = &allow_origin {
+            headers = headers.add(("Access-Control-Allow-Origin", origin.clone()));
+        }
         headers = if auth_on {
             headers
                 .add((
@@ -217,16 +250,9 @@ pub fn serve(
         App::new()
             .app_data(state.clone())
             .app_data(console_state.clone())
-            .wrap_fn(move |req, srv| {
-                if refused_by_auth(&auth_state, &req) {
-                    let resp = req
-                        .into_response(response::empty(StatusCode::UNAUTHORIZED))
-                        .map_into_boxed_body();
-                    return Either::Left(ready(Ok(resp)));
-                }
-                let fut = srv.call(req);
-                Either::Right(async move { fut.await.map(|r| r.map_into_boxed_body()) })
-            })
+            // Every request passes the gate: the route it will reach, and the access that
+            // route declares.
+            .wrap(from_fn(move |req, next| Arc::clone(&gate).guard(req, next)))
             .wrap_fn(|req, srv| {
                 // OPTIONS and parameter validation come before routing, for every path.
                 let early = if req.method() == Method::OPTIONS {
@@ -266,7 +292,9 @@ pub fn serve(
                     Ok(resp)
                 }
             })
-            .configure(configure)
+            .configure(|cfg| {
+                routes().register(cfg);
+            })
             .default_service(web::to(not_found))
     })
     .keep_alive(KEEP_ALIVE)

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use openraft::error::{
-    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
-    Unreachable,
+    Fatal, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -100,13 +100,26 @@ impl PeerClient {
             .await
             .map_err(to_rpc_error)?;
         if !resp.status().is_success() {
-            let err = std::io::Error::other(format!("{path}: HTTP {}", resp.status()));
+            let err = std::io::Error::other(refused_rpc_message(path, &self.addr, resp.status()));
             return Err(RPCError::Network(NetworkError::new(&err)));
         }
         let bytes = resp.bytes().await.map_err(to_rpc_error)?;
         let decoded: Result<Resp, RaftError<NodeId>> =
             bincode::deserialize(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+/// What a refused node-to-node call says: for 401/403, how this node proves membership.
+pub fn refused_rpc_message(path: &str, addr: &str, status: reqwest::StatusCode) -> String {
+    if matches!(status.as_u16(), 401 | 403) {
+        format!(
+            "{path} refused by {addr} (HTTP {status}): with -auth, a node proves it is a \
+             member with -join-as (a user with the join perm) or node mutual TLS \
+             (-node-verify-client)"
+        )
+    } else {
+        format!("{path} on {addr}: HTTP {status}")
     }
 }
 
@@ -124,6 +137,18 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        // The receiver reads at most MAX_RPC_BODY bytes; a batch that would not fit is sent in
+        // smaller pieces (openraft retries at once with at most the hinted number of entries).
+        let entries = rpc.entries.len() as u64;
+        if entries > 1 {
+            let size = bincode::serialized_size(&rpc).unwrap_or(u64::MAX);
+            if size > super::rpc::MAX_RPC_BODY as u64 {
+                let fitting = (entries * super::rpc::MAX_RPC_BODY as u64 / size.max(1)).max(1);
+                return Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(fitting.min(entries - 1)),
+                ));
+            }
+        }
         self.call("/raft/append", &rpc, &option).await
     }
 
@@ -207,7 +232,8 @@ impl PeerClient {
         let bytes = resp.bytes().await.map_err(|e| net_err(&e))?;
         if !status.is_success() {
             return Err(net_err(&format!(
-                "snapshot upload: HTTP {status}: {}",
+                "{}: {}",
+                refused_rpc_message("/raft/snapshot", &self.addr, status),
                 String::from_utf8_lossy(&bytes)
             )));
         }

@@ -12,12 +12,23 @@
 //! | `POST /cluster/elect` | JSON `{"from": "<leader id>"}` | JSON bool: an election was started (stepdown, see `store::stepdown`) |
 //! | `GET /raft/staged/<id>` | | the staged content of a load, streamed (see `store::load`) |
 //!
-//! With `-auth`, the cluster requests need perms, as in rqlite's cluster service: a join
-//! needs `join` (a non-voter also gets in with `join-read-only` or `join-read-replica`), a
-//! notify (`-bootstrap-expect`) needs `join`, a remove needs `remove`; the joining node sends
-//! the credentials of its `-join-as` user. The Raft RPCs themselves (`/raft/*`) and the node
-//! report carry no user: as in rqlite they are protected by inter-node mutual TLS
-//! (`-node-verify-client`), which the README tells operators to turn on with `-auth`.
+//! Every route declares its access ([`routes`]) and passes the same gate as the HTTP API
+//! ([`crate::auth::gate`]). With `-auth`, every route needs a member of the cluster: a node
+//! proves it with node mutual TLS (`-node-verify-client`: the connection itself is
+//! authenticated) or with the credentials of its `-join-as` user, which every node-to-node
+//! request carries ([`crate::tls::NodeTransport`]). The Raft RPCs and `elect` need a user who
+//! may join as a voter (`join`); pulling staged loads and the node report also accept the
+//! non-voter perms (`join-read-only`, `join-read-replica`). Cluster operations need their
+//! perms whatever the transport, as in rqlite's cluster service: a join needs `join` (a
+//! non-voter also gets in with `join-read-only` or `join-read-replica`), a notify
+//! (`-bootstrap-expect`) needs `join`, a remove needs `remove`. Without `-auth` the port is
+//! open, as rqlite's is: keep it on a private network.
+//!
+//! Limits: `/raft/append` and `/raft/vote` bodies are read to at most [`MAX_RPC_BODY`] bytes
+//! as they arrive and are never decompressed (a body with a `Content-Encoding` is refused);
+//! a snapshot upload must declare its length, which must fit above `-disk-reserve`, and it
+//! may not send more than it declared. An append that a newer term refuses is not leader
+//! contact.
 //!
 //! A received snapshot is written to a temporary file in the data directory as it arrives
 //! (never held in memory), then handed to openraft, which installs it through the state
@@ -25,16 +36,18 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::StreamExt as _;
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
 
 use super::network::{unique_suffix, TempFile, SNAPSHOT_META_HEADER, VOTE_HEADER};
 use super::types::{NodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
-use crate::auth::{self as perms, Auth};
+use crate::auth::gate::{Gate, Routes};
+use crate::auth::{self as perms, Access, Auth};
 use crate::store::cluster::{self, JoinRequest};
 use crate::store::{NodeInfo, Store};
 
@@ -65,16 +78,83 @@ fn bincode_response<T: Serialize>(value: &T) -> HttpResponse {
     }
 }
 
-async fn append(store: web::Data<Arc<Store>>, body: web::Bytes) -> HttpResponse {
+/// The largest `/raft/append` or `/raft/vote` body. A single entry is at most
+/// [`crate::raft::types::MAX_ENTRY_BYTES`]; the sender splits batches that would not fit
+/// (`PayloadTooLarge`), so this bounds what a peer (or anyone who reaches the port) can make
+/// the node buffer.
+pub const MAX_RPC_BODY: usize = crate::raft::types::MAX_ENTRY_BYTES + (1 << 20);
+
+/// Reads a Raft RPC body: at most `limit` bytes, counted as they arrive, and never
+/// decompressed (an encoded body is refused: nothing legitimate sends one).
+async fn read_rpc_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, HttpResponse> {
+    if req
+        .headers()
+        .get(actix_web::http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes() != b"identity")
+    {
+        return Err(
+            HttpResponse::UnsupportedMediaType().body("encoded Raft RPC bodies are refused")
+        );
+    }
+    let too_large = || {
+        HttpResponse::PayloadTooLarge().body(format!("a Raft RPC body is at most {limit} bytes"))
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| HttpResponse::BadRequest().body(format!("read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn append(
+    store: web::Data<Arc<Store>>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let body = match read_rpc_body(&req, payload, MAX_RPC_BODY).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
     let req: AppendEntriesRequest<TypeConfig> = match bincode::deserialize(&body) {
         Ok(r) => r,
         Err(e) => return HttpResponse::BadRequest().body(format!("decode append request: {e}")),
     };
-    store.note_leader_contact();
-    bincode_response(&store.raft().append_entries(req).await)
+    drop(body);
+    let result = store.raft().append_entries(req).await;
+    // Only a leader of the current term counts as contact: one whose term is behind ours is
+    // refused with our vote, and must not keep this node from noticing the leader is gone.
+    if matches!(&result, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+        store.note_leader_contact();
+    }
+    bincode_response(&result)
 }
 
-async fn vote(store: web::Data<Arc<Store>>, body: web::Bytes) -> HttpResponse {
+async fn vote(
+    store: web::Data<Arc<Store>>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let body = match read_rpc_body(&req, payload, MAX_RPC_BODY).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
     let req: VoteRequest<NodeId> = match bincode::deserialize(&body) {
         Ok(r) => r,
         Err(e) => return HttpResponse::BadRequest().body(format!("decode vote request: {e}")),
@@ -84,6 +164,7 @@ async fn vote(store: web::Data<Arc<Store>>, body: web::Bytes) -> HttpResponse {
 
 async fn snapshot(
     store: web::Data<Arc<Store>>,
+    port: web::Data<RaftPortOptions>,
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> HttpResponse {
@@ -104,9 +185,22 @@ async fn snapshot(
         (Ok(v), Ok(m)) => (v, m),
         _ => return HttpResponse::BadRequest().body("malformed snapshot headers"),
     };
-    let path = store
-        .data_dir()
-        .join(format!("snapshot-in-{}.db", unique_suffix()));
+    if header(actix_web::http::header::CONTENT_ENCODING.as_str()).is_some_and(|v| v != "identity") {
+        return HttpResponse::UnsupportedMediaType().body("encoded snapshot uploads are refused");
+    }
+    // The sender always declares the length: it bounds what is written here, and is checked
+    // against the room above the reserve before the first byte.
+    let Some(declared) = header(actix_web::http::header::CONTENT_LENGTH.as_str())
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return HttpResponse::LengthRequired().body("a snapshot upload must declare its length");
+    };
+    let dir = store.data_dir().to_path_buf();
+    if let Err(e) = crate::db::disk::check_room(&dir, declared, port.disk_reserve, "a snapshot") {
+        tracing::warn!("snapshot refused: {e}");
+        return HttpResponse::InsufficientStorage().body(e.to_string());
+    }
+    let path = dir.join(format!("snapshot-in-{}.db", unique_suffix()));
     let guard = TempFile(path.clone());
     let mut file = match tokio::fs::File::create(&path).await {
         Ok(f) => f,
@@ -116,6 +210,7 @@ async fn snapshot(
         }
     };
     let mut received: u64 = 0;
+    let mut since_check: u64 = 0;
     while let Some(chunk) = payload.next().await {
         let chunk = match chunk {
             Ok(c) => c,
@@ -124,9 +219,29 @@ async fn snapshot(
             }
         };
         received += chunk.len() as u64;
+        if received > declared {
+            return HttpResponse::BadRequest().body(format!(
+                "snapshot upload longer than its declared {declared} bytes"
+            ));
+        }
+        since_check += chunk.len() as u64;
+        if since_check >= crate::db::disk::CHECK_EVERY {
+            since_check = 0;
+            if let Err(e) =
+                crate::db::disk::check_room(&dir, 0, port.disk_reserve, "more snapshot data")
+            {
+                tracing::warn!("snapshot upload stopped: {e}");
+                return HttpResponse::InsufficientStorage().body(e.to_string());
+            }
+        }
         if let Err(e) = file.write_all(&chunk).await {
             return HttpResponse::InternalServerError().body(format!("write snapshot: {e}"));
         }
+    }
+    if received != declared {
+        return HttpResponse::BadRequest().body(format!(
+            "snapshot upload cut off: {received} of {declared} bytes"
+        ));
     }
     if let Err(e) = file.sync_all().await {
         return HttpResponse::InternalServerError().body(format!("fsync snapshot: {e}"));
@@ -170,66 +285,48 @@ async fn staged(store: web::Data<Arc<Store>>, id: web::Path<String>) -> HttpResp
         .body(actix_web::body::SizedStream::new(len, body))
 }
 
-/// `-auth` for the cluster requests; `None`: no checks.
-struct ClusterAuth(Option<Arc<Auth>>);
-
-impl ClusterAuth {
-    /// Whether the request holds one of `perms`.
-    fn allows_any(&self, req: &HttpRequest, perms: &[&str]) -> bool {
-        let Some(auth) = &self.0 else {
-            return true;
-        };
-        let header = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        perms.iter().any(|p| auth.allows(header, &[p]))
-    }
-}
-
-fn unauthorized() -> HttpResponse {
-    HttpResponse::new(StatusCode::UNAUTHORIZED)
+/// What the Raft port needs besides the store.
+#[derive(Debug, Clone)]
+pub struct RaftPortOptions {
+    /// `-auth`; `None`: the port is open (as rqlite's is).
+    pub auth: Option<Arc<Auth>>,
+    /// `-node-verify-client`: every connection presented a certificate of the node CA, which
+    /// proves membership on its own.
+    pub members_by_tls: bool,
+    /// `-disk-reserve`: what a received snapshot must leave free.
+    pub disk_reserve: u64,
 }
 
 async fn join(
     store: web::Data<Arc<Store>>,
-    auth: web::Data<ClusterAuth>,
+    port: web::Data<RaftPortOptions>,
     req: HttpRequest,
     body: web::Json<JoinRequest>,
 ) -> HttpResponse {
-    let perms: &[&str] = if body.node.voter {
-        &[perms::JOIN]
-    } else {
-        &[perms::JOIN, perms::JOIN_READ_ONLY, perms::JOIN_READ_REPLICA]
+    // The gate let in any join perm; only `join` may add (or move) a voter.
+    let may_vote = match &port.auth {
+        None => true,
+        Some(auth) => {
+            let authorization = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            auth.permits(authorization, Access::AllOf(&[perms::JOIN]), false)
+                .await
+        }
     };
-    if !auth.allows_any(&req, perms) {
-        tracing::warn!(node = %body.node, "join refused: not authorized");
-        return unauthorized();
+    if body.node.voter && !may_vote {
+        tracing::warn!(node = %body.node, "join as a voter refused: the caller may only join as a non-voter");
+        return HttpResponse::new(StatusCode::UNAUTHORIZED);
     }
-    HttpResponse::Ok().json(cluster::handle_join(&store, body.into_inner().node).await)
+    HttpResponse::Ok().json(cluster::handle_join(&store, body.into_inner().node, may_vote).await)
 }
 
-async fn remove(
-    store: web::Data<Arc<Store>>,
-    auth: web::Data<ClusterAuth>,
-    req: HttpRequest,
-    body: web::Json<RemoveRequest>,
-) -> HttpResponse {
-    if !auth.allows_any(&req, &[perms::REMOVE]) {
-        return unauthorized();
-    }
+async fn remove(store: web::Data<Arc<Store>>, body: web::Json<RemoveRequest>) -> HttpResponse {
     HttpResponse::Ok().json(cluster::handle_remove(&store, &body.id).await)
 }
 
-async fn notify(
-    store: web::Data<Arc<Store>>,
-    auth: web::Data<ClusterAuth>,
-    req: HttpRequest,
-    body: web::Json<NodeInfo>,
-) -> HttpResponse {
-    if !auth.allows_any(&req, &[perms::JOIN]) {
-        return unauthorized();
-    }
+async fn notify(store: web::Data<Arc<Store>>, body: web::Json<NodeInfo>) -> HttpResponse {
     HttpResponse::Ok().json(cluster::handle_notify(&store, body.into_inner()))
 }
 
@@ -250,31 +347,63 @@ async fn node_report(store: web::Data<Arc<Store>>) -> HttpResponse {
     })
 }
 
+/// Every route of the Raft port, each with the access it needs (see the module docs).
+pub fn routes() -> Routes {
+    use crate::auth::Access::{AllOf, AnyOf, Member};
+    const VOTER: &[&str] = &[perms::JOIN];
+    const ANY_MEMBER: &[&str] = &[perms::JOIN, perms::JOIN_READ_ONLY, perms::JOIN_READ_REPLICA];
+    let mut r = Routes::new();
+    r.add("/raft/append", Method::POST, Member(VOTER), append)
+        .add("/raft/vote", Method::POST, Member(VOTER), vote)
+        .add("/raft/snapshot", Method::POST, Member(VOTER), snapshot)
+        .add("/raft/staged/{id}", Method::GET, Member(ANY_MEMBER), staged)
+        .add("/cluster/join", Method::POST, AnyOf(ANY_MEMBER), join)
+        .add(
+            "/cluster/remove",
+            Method::POST,
+            AllOf(&[perms::REMOVE]),
+            remove,
+        )
+        .add(
+            "/cluster/notify",
+            Method::POST,
+            AllOf(&[perms::JOIN]),
+            notify,
+        )
+        .add(
+            "/cluster/node",
+            Method::GET,
+            Member(ANY_MEMBER),
+            node_report,
+        )
+        .add("/cluster/elect", Method::POST, Member(VOTER), elect);
+    r
+}
+
 /// Starts the Raft-port HTTP service (over TLS when `tls` is given).
 pub fn serve(
     listener: std::net::TcpListener,
     store: Arc<Store>,
     tls: Option<rustls::ServerConfig>,
-    auth: Option<Arc<Auth>>,
+    options: RaftPortOptions,
 ) -> std::io::Result<actix_web::dev::Server> {
+    let gate = Arc::new(Gate {
+        table: Arc::new(routes().table().clone()),
+        auth: options.auth.clone(),
+        members_by_tls: options.members_by_tls,
+    });
     let data = web::Data::new(store);
-    let auth = web::Data::new(ClusterAuth(auth));
+    let options = web::Data::new(options);
     let server = HttpServer::new(move || {
+        let gate = Arc::clone(&gate);
         App::new()
             .app_data(data.clone())
-            .app_data(auth.clone())
-            // AppendEntries batches can be large (many 1000-statement requests).
-            .app_data(web::PayloadConfig::new(512 * 1024 * 1024))
+            .app_data(options.clone())
             .app_data(web::JsonConfig::default().limit(1024 * 1024))
-            .route("/raft/append", web::post().to(append))
-            .route("/raft/vote", web::post().to(vote))
-            .route("/raft/snapshot", web::post().to(snapshot))
-            .route("/raft/staged/{id}", web::get().to(staged))
-            .route("/cluster/join", web::post().to(join))
-            .route("/cluster/remove", web::post().to(remove))
-            .route("/cluster/notify", web::post().to(notify))
-            .route("/cluster/node", web::get().to(node_report))
-            .route("/cluster/elect", web::post().to(elect))
+            .wrap(from_fn(move |req, next| Arc::clone(&gate).guard(req, next)))
+            .configure(|cfg| {
+                routes().register(cfg);
+            })
             .default_service(web::to(|| async {
                 HttpResponse::new(StatusCode::NOT_FOUND)
             }))

@@ -2,7 +2,8 @@
 //!
 //! `raftlite dump DB_FILE [TABLE...]` writes the SQL text dump of `DB_FILE` to stdout, with
 //! the same code as `GET /db/backup?fmt=sql` ([`crate::db::dump`]). The file is opened
-//! read-only; a WAL-mode file is read together with its `-wal`, if there is one.
+//! read-only, with `writable_schema` on as in the shell (a damaged schema row does not stop
+//! the dump); a WAL-mode file is read together with its `-wal`, if there is one.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -38,6 +39,11 @@ pub fn dump_file(
     out: &mut dyn Write,
 ) -> Result<(), DumpError> {
     let conn = Connection::open(path, OpenFlags::READ_ONLY | OpenFlags::NO_MUTEX)?;
+    // As the shell's `.dump` does: with writable_schema on, SQLite reads what it can of a
+    // schema holding rows it cannot parse instead of refusing the whole file, and the dump
+    // writes them as they are. The connection is private and read-only, so the setting
+    // cannot change the file.
+    conn.execute_batch("PRAGMA writable_schema=ON")?;
     dump(&conn, tables, out)?;
     Ok(())
 }

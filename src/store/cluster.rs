@@ -141,7 +141,7 @@ async fn update_own_addresses(store: &Store) {
             // others moved on: a change it proposes then never commits, so bound the wait.
             let answer = tokio::time::timeout(
                 Duration::from_secs(3),
-                handle_join(store, store.node().clone()),
+                handle_join(store, store.node().clone(), true),
             )
             .await;
             if matches!(
@@ -304,7 +304,10 @@ pub fn handle_notify(store: &Store, node: NodeInfo) -> Vec<NodeInfo> {
 }
 
 /// Adds (or updates) a node, on the leader.
-pub async fn handle_join(store: &Store, node: NodeInfo) -> MembershipAnswer {
+/// `may_vote`: the caller holds `join` (not only the non-voter perms). A caller without it can
+/// add a non-voter, but neither change an existing voter (move it to another address) nor
+/// turn a member into a voter.
+pub async fn handle_join(store: &Store, node: NodeInfo, may_vote: bool) -> MembershipAnswer {
     store.counters.join_requests.fetch_add(1, Ordering::Relaxed);
     if !store.is_leader() {
         return MembershipAnswer::NotLeader {
@@ -333,9 +336,22 @@ pub async fn handle_join(store: &Store, node: NodeInfo) -> MembershipAnswer {
                 node.id, existing.id
             ));
         }
-        if existing == &node && voters.contains(&id) == node.voter {
+        let is_voter = voters.contains(&id);
+        if existing == &node && is_voter == node.voter {
             store.counters.ignored_joins.fetch_add(1, Ordering::Relaxed);
             return MembershipAnswer::Unchanged;
+        }
+        if is_voter && !may_vote {
+            return MembershipAnswer::Refused(format!(
+                "node {:?} is a voter: changing it needs the join perm",
+                node.id
+            ));
+        }
+        if node.voter && !is_voter {
+            return MembershipAnswer::Refused(format!(
+                "node {:?} is a non-voter: a join does not make it a voter",
+                node.id
+            ));
         }
         // Same id, new addresses: the node moved (a restart elsewhere) — unless the member is
         // still running at its old address, in which case this is a second node claiming

@@ -3,9 +3,12 @@
 //! Nodes bind port 0 and the harness reads the bound address from the node's log line
 //! (`node HTTP API available at http://ADDR`), so tests running in parallel never guess ports.
 //! A node is killed when its handle drops; its stderr is kept and printed if a test fails
-//! while waiting for it.
+//! while waiting for it. A test whose prerequisite is missing (a tool, a kernel feature) calls
+//! [`prerequisite_missing`]: CI fails it, a developer's run says loudly that it was skipped.
 
 #![allow(dead_code)]
+
+pub mod reference_shell;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -23,6 +26,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     log: Arc<Mutex<String>>,
+    /// The thread that copies the node's stderr into `log`; it ends when the process does.
+    log_reader: Option<std::thread::JoinHandle<()>>,
     client: reqwest::blocking::Client,
 }
 
@@ -80,7 +85,7 @@ impl Node {
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel::<(bool, String)>();
         let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
+        let log_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 const HTTP: &str = "node HTTP API available at ";
                 const RAFT: &str = "raft listening on ";
@@ -124,6 +129,7 @@ impl Node {
             data_dir: data_dir.to_path_buf(),
             _temp: None,
             log,
+            log_reader: Some(log_reader),
             client: reqwest::blocking::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(60))
@@ -228,11 +234,26 @@ impl Node {
         self.child.is_some()
     }
 
-    /// SIGKILL, as a crash.
+    /// SIGKILL, as a crash. Afterwards [`Node::log`] holds every line the process wrote, so a
+    /// test can tell how far it got before the kill.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        self.drain_log();
+    }
+
+    /// Waits (bounded) until the reader of the node's stderr has reached its end.
+    fn drain_log(&mut self) {
+        let Some(reader) = self.log_reader.take() else {
+            return;
+        };
+        // The pipe closes when the process is gone; 10 s is far more than reading what is
+        // buffered takes.
+        let ended = wait_until(Duration::from_secs(10), || reader.is_finished());
+        if ended {
+            let _ = reader.join();
         }
     }
 
@@ -271,6 +292,35 @@ pub fn run_binary(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
             return (None, String::from_utf8_lossy(&out.stderr).into_owned());
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether this is a CI run (`CI` set to anything but empty, `0` or `false`, as CI services
+/// set it): there every prerequisite of every test must be present.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// Reports that a prerequisite of the running test is missing (`why`: what, and how to get
+/// it); the test then returns. Under CI ([`under_ci`]) it fails the test instead: a skip that
+/// CI cannot see lets a test stop testing unnoticed. Elsewhere it prints
+/// `SKIPPED: <test>: <why>` on stderr and on the terminal, if there is one (test runners show
+/// a passing test's stderr only on request). The test's name is its thread's, as both
+/// libtest and nextest name it.
+#[track_caller]
+pub fn prerequisite_missing(why: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("<unnamed test>");
+    assert!(
+        !under_ci(),
+        "{test}: prerequisite missing under CI=true: {why}"
+    );
+    let line = format!("SKIPPED: {test}: {why}");
+    eprintln!("{line}");
+    // Best effort: no terminal (CI, a pipe) is not an error.
+    if let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty") {
+        use std::io::Write as _;
+        let _ = writeln!(tty, "{line}");
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use raftlite::raft::log::io::{LogDir, LogFile, OsDir};
+use raftlite::raft::log::io::{OsDir, SyncHookDir};
 use raftlite::raft::log::{LogEngine, LogOptions, RecordRef};
 
 use super::{Context, OrFail, ScenarioResult};
@@ -184,14 +184,18 @@ fn raw_append(path: &Path, batch: usize, sizes: &Sizes, payload: &[u8]) -> Resul
 /// 64 threads, each proposing one entry at a time with `append_then` and waiting for its own
 /// durability callback before proposing the next.
 ///
-/// Entries per fsync is exact: the log runs on [`CountingDir`], which counts the engine's
+/// Entries per fsync is exact: the log runs on a [`SyncHookDir`] that counts the engine's
 /// `sync_data` calls.
 fn group_commit(dir: &Path, sizes: &Sizes, payload: &[u8]) -> Result<Row, String> {
     let fsyncs = Arc::new(AtomicU64::new(0));
-    let counting = CountingDir {
-        inner: OsDir::open(dir).map_err(|e| io_err("create log dir", e))?,
-        fsyncs: fsyncs.clone(),
-    };
+    let counter = Arc::clone(&fsyncs);
+    let counting = SyncHookDir::new(
+        Arc::new(OsDir::open(dir).map_err(|e| io_err("create log dir", e))?),
+        Arc::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }),
+    );
     let log = LogEngine::open_in(Arc::new(counting), LogOptions::default())
         .map_err(|e| io_err("open log", e))?;
     // Indexes must be contiguous, so taking an index and appending it happen under one lock.
@@ -309,69 +313,4 @@ fn reopen(dir: &Path, sizes: &Sizes, payload: &[u8]) -> Result<Row, String> {
                 "{segments} segments of <= 64 MiB; page cache warm (just written)"
             )),
     )
-}
-
-/// [`OsDir`] whose files count their `sync_data` calls, for the entries-per-fsync figure.
-#[derive(Debug)]
-struct CountingDir {
-    inner: OsDir,
-    fsyncs: Arc<AtomicU64>,
-}
-
-#[derive(Debug)]
-struct CountingFile {
-    inner: Arc<dyn LogFile>,
-    fsyncs: Arc<AtomicU64>,
-}
-
-impl CountingDir {
-    fn wrap(&self, inner: Arc<dyn LogFile>) -> Arc<dyn LogFile> {
-        Arc::new(CountingFile {
-            inner,
-            fsyncs: self.fsyncs.clone(),
-        })
-    }
-}
-
-impl LogFile for CountingFile {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        self.inner.read_exact_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn size(&self) -> std::io::Result<u64> {
-        self.inner.size()
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.fsyncs.fetch_add(1, Ordering::Relaxed);
-        self.inner.sync_data()
-    }
-}
-
-impl LogDir for CountingDir {
-    fn list(&self) -> std::io::Result<Vec<String>> {
-        self.inner.list()
-    }
-    fn open(&self, name: &str) -> std::io::Result<Arc<dyn LogFile>> {
-        self.inner.open(name).map(|f| self.wrap(f))
-    }
-    fn create(&self, name: &str) -> std::io::Result<Arc<dyn LogFile>> {
-        self.inner.create(name).map(|f| self.wrap(f))
-    }
-    fn read(&self, name: &str) -> std::io::Result<Vec<u8>> {
-        self.inner.read(name)
-    }
-    fn remove(&self, name: &str) -> std::io::Result<()> {
-        self.inner.remove(name)
-    }
-    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self) -> std::io::Result<()> {
-        self.inner.sync_dir()
-    }
 }

@@ -2,8 +2,9 @@
 //! simulated one that injects crashes.
 //!
 //! The engine never touches `std::fs` directly. Everything goes through [`LogDir`] (one flat
-//! directory) and [`LogFile`] (positional I/O on one file), so the crash tests can swap in
-//! [`SimDir`], an in-memory file system that keeps two images:
+//! directory) and [`LogFile`] (positional I/O on one file), so tests and the benchmark can
+//! watch its fsyncs ([`SyncHookDir`]) and the crash tests can swap in [`SimDir`], an in-memory
+//! file system that keeps two images:
 //!
 //! - the **live** image: what a process would read back right now;
 //! - the **durable** image: what survives power loss. File contents reach it at `sync_data`,
@@ -138,6 +139,94 @@ impl LogDir for OsDir {
     fn sync_dir(&self) -> io::Result<()> {
         // On Linux a directory opened read-only can be fsynced; that persists its entries.
         File::open(&self.path)?.sync_all()
+    }
+}
+
+/// A hook [`SyncHookDir`] runs before every file sync; an error fails the sync.
+pub type SyncHook = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+
+/// A directory that passes every call to another and runs a hook before each file's
+/// `sync_data`: the benchmark counts the engine's fsyncs with it, the group-commit test holds
+/// one in progress while it queues appends behind it.
+pub struct SyncHookDir {
+    inner: Arc<dyn LogDir>,
+    before_sync: SyncHook,
+}
+
+impl SyncHookDir {
+    pub fn new(inner: Arc<dyn LogDir>, before_sync: SyncHook) -> Self {
+        Self { inner, before_sync }
+    }
+
+    fn wrap(&self, inner: Arc<dyn LogFile>) -> Arc<dyn LogFile> {
+        Arc::new(SyncHookFile {
+            inner,
+            before_sync: Arc::clone(&self.before_sync),
+        })
+    }
+}
+
+impl std::fmt::Debug for SyncHookDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncHookDir")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+struct SyncHookFile {
+    inner: Arc<dyn LogFile>,
+    before_sync: SyncHook,
+}
+
+impl std::fmt::Debug for SyncHookFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncHookFile")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogFile for SyncHookFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        (self.before_sync)()?;
+        self.inner.sync_data()
+    }
+}
+
+impl LogDir for SyncHookDir {
+    fn list(&self) -> io::Result<Vec<String>> {
+        self.inner.list()
+    }
+    fn open(&self, name: &str) -> io::Result<Arc<dyn LogFile>> {
+        self.inner.open(name).map(|f| self.wrap(f))
+    }
+    fn create(&self, name: &str) -> io::Result<Arc<dyn LogFile>> {
+        self.inner.create(name).map(|f| self.wrap(f))
+    }
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.inner.read(name)
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.inner.remove(name)
+    }
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self) -> io::Result<()> {
+        self.inner.sync_dir()
     }
 }
 

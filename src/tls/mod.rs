@@ -3,8 +3,10 @@
 //! the process-wide node transport ([`node`]) every node-to-node call goes through.
 //!
 //! Owns: reading PEM certificates, keys and CAs (an unreadable or malformed file is an error
-//! naming it, so the node refuses to start), mutual TLS (a server with `verify_client` accepts
-//! only clients whose certificate chains to its CA), and the client-side choices: trust the
+//! naming it, so the node refuses to start), certificates and keys followed on disk and
+//! reloaded when renewed ([`reload`]), mutual TLS (a server with `verify_client` accepts only
+//! clients whose certificate chains to its CA, and with `verify_common_name` only those whose
+//! subject carries that Common Name, [`common_name`]), and the client-side choices: trust the
 //! given CA (else the bundled web PKI roots), present a certificate, skip verification
 //! (`-node-no-verify`, `-i`), or verify a fixed host name (`-node-verify-server-name`).
 //!
@@ -12,6 +14,9 @@
 //! everywhere after: the Raft client, joins, loads pulling staged files, `/nodes` probes. A
 //! process runs one node, so one value is right; processes that never set it (tests that run
 //! a store in-process) get plain HTTP.
+
+pub mod common_name;
+pub mod reload;
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -32,6 +37,9 @@ pub struct ServerTls {
     /// CA that client certificates must chain to (required with `verify_client`).
     pub ca: Option<PathBuf>,
     pub verify_client: bool,
+    /// The subject Common Name client certificates must carry (`-http-verify-common-name`,
+    /// `-node-verify-common-name`); needs `verify_client`.
+    pub verify_common_name: Option<String>,
 }
 
 /// What a client trusts and presents.
@@ -77,10 +85,27 @@ fn read_roots(path: &Path, what: &str) -> anyhow::Result<Arc<RootCertStore>> {
     Ok(Arc::new(roots))
 }
 
-/// A server configuration; `what` names the flag family in errors ("HTTPS", "node").
+/// A certificate chain and its key, checked to belong together.
+fn certified_key(
+    cert: &Path,
+    key: &Path,
+    what: &str,
+) -> anyhow::Result<rustls::sign::CertifiedKey> {
+    let certs = read_certs(cert, &format!("{what} certificate"))?;
+    let private = read_key(key, &format!("{what} private key"))?;
+    rustls::sign::CertifiedKey::from_der(certs, private, &provider()).with_context(|| {
+        format!(
+            "the {what} certificate {} and key {} do not form a usable pair",
+            cert.display(),
+            key.display()
+        )
+    })
+}
+
+/// A server configuration; `what` names the flag family in errors ("HTTPS", "node"). The
+/// certificate and key are reloaded when their files change.
 pub fn server_config(opts: &ServerTls, what: &str) -> anyhow::Result<ServerConfig> {
-    let certs = read_certs(&opts.cert, &format!("{what} certificate"))?;
-    let key = read_key(&opts.key, &format!("{what} private key"))?;
+    let certified = reload::ReloadingCert::load(opts.cert.clone(), opts.key.clone(), what)?;
     let builder = ServerConfig::builder();
     let builder = if opts.verify_client {
         let Some(ca) = &opts.ca else {
@@ -90,17 +115,26 @@ pub fn server_config(opts: &ServerTls, what: &str) -> anyhow::Result<ServerConfi
         let verifier = WebPkiClientVerifier::builder(roots)
             .build()
             .with_context(|| format!("the {what} CA certificate {}", ca.display()))?;
-        builder.with_client_cert_verifier(verifier)
+        match &opts.verify_common_name {
+            Some(name) => {
+                builder.with_client_cert_verifier(Arc::new(common_name::CommonNameVerifier {
+                    inner: verifier,
+                    common_name: name.clone(),
+                }))
+            }
+            None => builder.with_client_cert_verifier(verifier),
+        }
     } else {
+        if opts.verify_common_name.is_some() {
+            bail!(
+                "-{}-verify-common-name needs -{}-verify-client",
+                flag_prefix(what),
+                flag_prefix(what)
+            );
+        }
         builder.with_no_client_auth()
     };
-    let mut config = builder.with_single_cert(certs, key).with_context(|| {
-        format!(
-            "the {what} certificate {} and key {} do not form a usable pair",
-            opts.cert.display(),
-            opts.key.display()
-        )
-    })?;
+    let mut config = builder.with_cert_resolver(Arc::new(certified));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -136,13 +170,9 @@ pub fn client_config(opts: &ClientTls, what: &str) -> anyhow::Result<ClientConfi
         ClientConfig::builder().with_root_certificates(roots)
     };
     let config = match &opts.identity {
-        Some((cert, key)) => {
-            let certs = read_certs(cert, &format!("{what} client certificate"))?;
-            let key = read_key(key, &format!("{what} client key"))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .context("the client certificate and key do not form a usable pair")?
-        }
+        Some((cert, key)) => builder.with_client_cert_resolver(Arc::new(
+            reload::ReloadingCert::load(cert.clone(), key.clone(), &format!("{what} client"))?,
+        )),
         None => builder.with_no_client_auth(),
     };
     Ok(config)
@@ -251,7 +281,8 @@ impl ServerCertVerifier for FixedServerName {
 pub struct NodeTransport {
     /// `None`: plain HTTP.
     tls: Option<ClientConfig>,
-    /// `Authorization` header for cluster requests (join, notify, remove), from `-join-as`.
+    /// `Authorization` header every node-to-node request carries, from `-join-as`: how this
+    /// node proves it is a member when the others run with `-auth`.
     authorization: Option<String>,
 }
 
@@ -260,9 +291,20 @@ impl NodeTransport {
         NodeTransport { tls, authorization }
     }
 
-    /// A client builder with this transport's TLS settings.
+    /// A client builder with this transport's TLS settings and credentials.
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
-        let builder = reqwest::Client::builder();
+        let mut builder = reqwest::Client::builder();
+        if let Some(value) = self
+            .authorization
+            .as_deref()
+            .and_then(|a| reqwest::header::HeaderValue::from_str(a).ok())
+        {
+            let mut value = value;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
         match &self.tls {
             Some(tls) => builder.use_preconfigured_tls(tls.clone()),
             None => builder,
@@ -343,6 +385,7 @@ mod tests {
                     key: key.clone(),
                     ca: None,
                     verify_client: false,
+                    verify_common_name: None,
                 },
                 "node",
             )
@@ -382,6 +425,7 @@ mod tests {
                 key,
                 ca: None,
                 verify_client: true,
+                verify_common_name: None,
             },
             "HTTPS",
         )
