@@ -175,7 +175,7 @@ fn run_request(
         out.error = Some(DEFERRED_FK_ERROR.into());
         return Ok(out);
     }
-    if let Some(table) = table_at_largest_rowid(conn, gate)? {
+    if let Some(table) = table_at_largest_rowid(conn, gate.written_tables())? {
         conn.execute_batch(REQUEST_ROLLBACK)?;
         conn.execute_batch(REQUEST_RELEASE)?;
         // The request's own answers may hold the rowids SQLite drew at random.
@@ -199,14 +199,19 @@ fn largest_rowid_error(table: &str) -> String {
     )
 }
 
-/// The first table the request wrote (see [`Gate::written_tables`]) that now holds the
-/// largest rowid, if any. Only ordinary and shadow rowid tables are looked at: a view's
-/// `max(rowid)` would run its query, a virtual table's its module. A request that wrote too
-/// many tables to list has every rowid table checked.
-fn table_at_largest_rowid(conn: &Connection, gate: &Gate) -> Result<Option<String>, ApplyError> {
+/// The first of the `written` tables (see [`Gate::written_tables`]; `None`: every table) that
+/// now holds the largest rowid, if any. Only ordinary and shadow rowid tables are looked at:
+/// a view's `max(rowid)` would run its query, a virtual table's its module.
+fn table_at_largest_rowid(
+    conn: &Connection,
+    written: Option<Vec<(String, String)>>,
+) -> Result<Option<String>, ApplyError> {
     const ROWID_TABLES: &str = "SELECT schema, name FROM pragma_table_list \
          WHERE type IN ('table', 'shadow') AND wr = 0 AND schema IN ('main', 'temp') \
          AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'";
+    // A request's few tables go through the statement cache (the next request usually writes
+    // the same); a load's look at every table does not fill it.
+    let cached = written.is_some();
     let mut candidates = Vec::new();
     let mut collect = |stmt: &mut Statement<'_>| -> Result<(), ApplyError> {
         while stmt.step()?.is_row() {
@@ -217,7 +222,7 @@ fn table_at_largest_rowid(conn: &Connection, gate: &Gate) -> Result<Option<Strin
         }
         Ok(())
     };
-    match gate.written_tables() {
+    match written {
         Some(written) => {
             for (schema, name) in written {
                 let mut stmt = conn.prepare_cached(&format!(
@@ -231,11 +236,16 @@ fn table_at_largest_rowid(conn: &Connection, gate: &Gate) -> Result<Option<Strin
         None => collect(&mut conn.prepare(ROWID_TABLES)?)?,
     }
     for (schema, name) in candidates {
-        let max = conn.query_i64(&format!(
-            "SELECT max(_rowid_) FROM {schema}.\"{}\"",
+        let sql = format!(
+            "SELECT max(_rowid_) = {LARGEST_ROWID} FROM {schema}.\"{}\"",
             name.replace('"', "\"\"")
-        ))?;
-        if max == Some(LARGEST_ROWID) {
+        );
+        let mut max = if cached {
+            conn.prepare_cached(&sql)?
+        } else {
+            CachedStatement::from(conn.prepare(&sql)?)
+        };
+        if max.step()?.is_row() && max.column_i64(0) == 1 {
             return Ok(Some(name));
         }
     }
@@ -520,6 +530,11 @@ fn run_script(
     }
     if conn.has_deferred_foreign_key_violations()? {
         return Ok(ScriptOutcome::Failed(DEFERRED_FK_ERROR.into()));
+    }
+    // Every rowid table: a dump's rows go through cached templates, which the gate does not
+    // see again. Once per load.
+    if let Some(table) = table_at_largest_rowid(conn, None)? {
+        return Ok(ScriptOutcome::Failed(largest_rowid_error(&table)));
     }
     Ok(ScriptOutcome::Done {
         last,
@@ -825,6 +840,7 @@ fn run_text(
     };
     let mut first = cache == UseCache::Yes;
     loop {
+        let mark = gate.written_mark();
         let prepared = {
             let _user = gate.enter(mode);
             if std::mem::take(&mut first) {
@@ -850,7 +866,9 @@ fn run_text(
                 _ => {
                     let _user = gate.enter(mode);
                     bind_params(gate, &mut prepared, &stmt.params, &mut positional_used)?;
-                    run_prepared(conn, gate, &mut prepared, policy, opts)?
+                    let ran = run_prepared(conn, gate, &mut prepared, policy, opts);
+                    gate.statement_ran(&prepared.sql_text(), mark);
+                    ran?
                 }
             };
             if gate.exhausted() {

@@ -271,7 +271,14 @@ struct State {
     written: Option<Vec<(String, String)>>,
     /// Whether the database holds virtual tables, when known (see `has_virtual_tables`).
     virtual_tables: Option<bool>,
+    /// The tables each statement text wrote when it was last prepared: a statement from the
+    /// connection's cache is not authorized again, so its writes are recalled from here (see
+    /// [`Gate::statement_ran`]).
+    writes_by_text: std::collections::HashMap<String, Vec<(String, String)>>,
 }
+
+/// At most this many statement texts are remembered (the writer caches 64 statements).
+const MAX_REMEMBERED_TEXTS: usize = 512;
 
 /// The gate of one connection (see the module documentation).
 #[derive(Debug)]
@@ -293,6 +300,7 @@ impl Default for Gate {
                 cleanup: Cleanup::default(),
                 written: Some(Vec::new()),
                 virtual_tables: None,
+                writes_by_text: std::collections::HashMap::new(),
             }),
             budget: AtomicU64::new(u64::MAX),
             used: AtomicU64::new(0),
@@ -369,6 +377,42 @@ impl Gate {
     /// triggers; `None` when there were too many to list (the caller then checks them all).
     pub fn written_tables(&self) -> Option<Vec<(String, String)>> {
         self.state.lock().written.clone()
+    }
+
+    /// How many written tables the running request has noted so far (see
+    /// [`Gate::statement_ran`]).
+    pub fn written_mark(&self) -> Option<usize> {
+        self.state.lock().written.as_ref().map(Vec::len)
+    }
+
+    /// Called after a user's statement ran, with [`Gate::written_mark`] from before it was
+    /// prepared: the tables it wrote are remembered under its text when SQLite asked the
+    /// authorizer about them (a fresh prepare), and recalled when it did not (a statement
+    /// handed out again by the statement cache, whose actions are those of its prepare).
+    pub fn statement_ran(&self, sql: &str, mark: Option<usize>) {
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let Some(written) = state.written.as_mut() else {
+            return;
+        };
+        let Some(mark) = mark else { return };
+        if written.len() > mark {
+            if state.writes_by_text.len() >= MAX_REMEMBERED_TEXTS {
+                state.writes_by_text.clear();
+            }
+            state
+                .writes_by_text
+                .insert(sql.to_string(), written[mark..].to_vec());
+        } else if let Some(recalled) = state.writes_by_text.get(sql) {
+            for entry in recalled {
+                if !written.contains(entry) {
+                    written.push(entry.clone());
+                }
+            }
+            if written.len() > MAX_WRITTEN_TABLES {
+                state.written = None;
+            }
+        }
     }
 
     /// Whether the database holds virtual tables, as last recorded with
