@@ -823,4 +823,47 @@ fn a_request_that_leaves_a_table_at_the_largest_rowid_is_undone() {
         ],
     );
     assert_eq!(out.error, None, "{out:?}");
+    // A statement handed out again by the statement cache is not authorized again: what it
+    // writes is remembered from its prepare.
+    let insert = |id: i64| Request {
+        statements: vec![SqlStatement {
+            sql: "INSERT INTO log(rowid, x) VALUES(?, 0)".into(),
+            params: crate::db::request::Params::Positional(vec![
+                crate::db::request::ParamValue::Integer(id),
+            ]),
+        }],
+        transaction: false,
+    };
+    let run = |r: &Request| {
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let out = execute_request(
+            &c,
+            r,
+            RowsPolicy::AllQueries,
+            ResultOptions::default(),
+            BUDGET,
+        )
+        .unwrap();
+        c.execute_batch("COMMIT").unwrap();
+        out
+    };
+    write(&c, &["DROP TRIGGER tl"]);
+    assert_eq!(run(&insert(5)).error, None);
+    let hits = c.statement_cache_stats().hits;
+    let out = run(&insert(i64::MAX));
+    assert!(
+        c.statement_cache_stats().hits >= hits + 1,
+        "the second run came from the cache"
+    );
+    assert!(out.error.unwrap_or_default().contains("would hold rowid"));
+    assert_eq!(int(&c, "SELECT count(*) FROM log"), 1);
+    // A load's rows go through cached templates: the end of the script looks at every table.
+    let loaded = script(
+        &c,
+        "INSERT INTO log VALUES(1);\nINSERT INTO log(rowid, x) VALUES(9223372036854775807, 2);\n",
+    );
+    assert!(
+        matches!(&loaded, ScriptOutcome::Failed(m) if m.contains("would hold rowid")),
+        "{loaded:?}"
+    );
 }
