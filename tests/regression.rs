@@ -489,3 +489,25 @@ fn a_table_at_the_largest_rowid_no_longer_splits_the_replicas() {
     assert_eq!(count(&node, "t"), 0);
     assert_writes(&node);
 }
+
+/// Found by the `apply_diff` fuzz target: a SQL load whose statement ended the transaction
+/// itself (a ROLLBACK conflict clause here; a write stopped by its budget likewise) left
+/// nothing for the load's own ROLLBACK, which failed and stopped the node, and every node
+/// applying the entry.
+#[test]
+fn a_load_whose_statement_rolls_back_no_longer_stops_the_node() {
+    let node = Node::start(&[]);
+    assert_writes(&node);
+    let script = "CREATE TABLE once(x INTEGER PRIMARY KEY ON CONFLICT ROLLBACK);\n\
+                  INSERT INTO once VALUES(1);\nINSERT INTO once VALUES(1);\n";
+    let a = node.request("POST", "/db/load", None, script.as_bytes().to_vec());
+    assert_eq!(a.status, 200, "{}", a.body);
+    let error = a.json()["results"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("UNIQUE constraint failed"), "{}", a.body);
+    assert_writes(&node);
+    let tables = node.query("SELECT count(*) FROM sqlite_schema WHERE name = 'once'");
+    assert!(tables.contains("[[0]]"), "{tables}");
+}

@@ -579,8 +579,12 @@ pub fn run_sql_script(
         .context("begin the load transaction")?;
     let outcome = execute_script(conn, statements, budget).context("run the SQL load")?;
     if let ScriptOutcome::Failed(_) = outcome {
-        conn.execute_batch("ROLLBACK")
-            .context("roll back the load")?;
+        // The statement that failed may have ended the transaction itself (a ROLLBACK
+        // conflict clause, a write stopped by the budget): then there is nothing to roll back.
+        if !conn.is_autocommit().context("roll back the load")? {
+            conn.execute_batch("ROLLBACK")
+                .context("roll back the load")?;
+        }
         conn.execute_batch("BEGIN IMMEDIATE")
             .context("begin the load transaction")?;
     }

@@ -867,3 +867,46 @@ fn a_request_that_leaves_a_table_at_the_largest_rowid_is_undone() {
         "{loaded:?}"
     );
 }
+
+/// Found by `apply_diff` (its 30-minute run): a load statement that ends the transaction
+/// itself (a write stopped by its budget, or a ROLLBACK conflict clause) left nothing for the
+/// runner's ROLLBACK, which failed: a local fault, on every node. It is now the load's
+/// answer, and the entry is recorded.
+#[test]
+fn a_load_statement_that_ends_the_transaction_is_the_loads_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = writer(&dir);
+    for (text, budget, expected) in [
+        (
+            "CREATE TABLE once(x INTEGER PRIMARY KEY ON CONFLICT ROLLBACK);\nINSERT INTO once VALUES(1);\nINSERT INTO once VALUES(1);\n",
+            BUDGET,
+            "UNIQUE constraint failed",
+        ),
+        (
+            "CREATE TABLE e(x);\nWITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) INSERT INTO e SELECT i FROM c;\n",
+            5_000,
+            EXECUTE_TIMEOUT_ERROR,
+        ),
+        ("CREATE VIRTUAL TABLE f USING fts5(a, b);\n", 20, EXECUTE_TIMEOUT_ERROR),
+    ] {
+        let path = dir.path().join("load.sql");
+        std::fs::write(&path, text).unwrap();
+        let mut recorded = false;
+        let out = crate::db::execute::run_sql_script(&c, &path, false, budget, |_| {
+            recorded = true;
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{text}: a fault: {e:#}"));
+        assert!(
+            matches!(&out, ScriptOutcome::Failed(m) if m.contains(expected)),
+            "{text}: {out:?}"
+        );
+        assert!(recorded, "{text}");
+        assert!(c.is_autocommit().unwrap());
+        assert_eq!(
+            int(&c, "SELECT count(*) FROM sqlite_schema WHERE name IN ('once', 'e', 'f')"),
+            0,
+            "{text}"
+        );
+    }
+}
