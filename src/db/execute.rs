@@ -844,7 +844,7 @@ fn run_text(
     };
     let mut first = cache == UseCache::Yes;
     loop {
-        let mark = gate.written_mark();
+        gate.statement_starts();
         let prepared = {
             let _user = gate.enter(mode);
             if std::mem::take(&mut first) {
@@ -871,7 +871,7 @@ fn run_text(
                     let _user = gate.enter(mode);
                     bind_params(gate, &mut prepared, &stmt.params, &mut positional_used)?;
                     let ran = run_prepared(conn, gate, &mut prepared, policy, opts);
-                    gate.statement_ran(&prepared.sql_text(), mark);
+                    gate.statement_ran(&prepared.sql_text());
                     ran?
                 }
             };

@@ -269,6 +269,8 @@ struct State {
     /// Tables (schema, name) the running request inserted into or updated; `None` once more
     /// than [`MAX_WRITTEN_TABLES`].
     written: Option<Vec<(String, String)>>,
+    /// The same for the running statement alone (see [`Gate::statement_ran`]).
+    statement_writes: Vec<(String, String)>,
     /// Whether the database holds virtual tables, when known (see `has_virtual_tables`).
     virtual_tables: Option<bool>,
     /// The tables each statement text wrote when it was last prepared: a statement from the
@@ -299,6 +301,7 @@ impl Default for Gate {
                 denial: None,
                 cleanup: Cleanup::default(),
                 written: Some(Vec::new()),
+                statement_writes: Vec::new(),
                 virtual_tables: None,
                 writes_by_text: std::collections::HashMap::new(),
             }),
@@ -379,38 +382,28 @@ impl Gate {
         self.state.lock().written.clone()
     }
 
-    /// How many written tables the running request has noted so far (see
-    /// [`Gate::statement_ran`]).
-    pub fn written_mark(&self) -> Option<usize> {
-        self.state.lock().written.as_ref().map(Vec::len)
+    /// Called before a user's statement is prepared (see [`Gate::statement_ran`]).
+    pub fn statement_starts(&self) {
+        self.state.lock().statement_writes.clear();
     }
 
-    /// Called after a user's statement ran, with [`Gate::written_mark`] from before it was
-    /// prepared: the tables it wrote are remembered under its text when SQLite asked the
-    /// authorizer about them (a fresh prepare), and recalled when it did not (a statement
-    /// handed out again by the statement cache, whose actions are those of its prepare).
-    pub fn statement_ran(&self, sql: &str, mark: Option<usize>) {
+    /// Called after a user's statement ran: the tables it wrote are remembered under its text
+    /// when SQLite asked the authorizer about them (a fresh prepare, or a re-prepare while it
+    /// ran), and recalled into the request's when it did not (a statement handed out again by
+    /// the statement cache, whose actions are those of its prepare).
+    pub fn statement_ran(&self, sql: &str) {
         let mut state = self.state.lock();
         let state = &mut *state;
-        let Some(written) = state.written.as_mut() else {
-            return;
-        };
-        let Some(mark) = mark else { return };
-        if written.len() > mark {
+        if !state.statement_writes.is_empty() {
             if state.writes_by_text.len() >= MAX_REMEMBERED_TEXTS {
                 state.writes_by_text.clear();
             }
             state
                 .writes_by_text
-                .insert(sql.to_string(), written[mark..].to_vec());
+                .insert(sql.to_string(), state.statement_writes.clone());
         } else if let Some(recalled) = state.writes_by_text.get(sql) {
             for entry in recalled {
-                if !written.contains(entry) {
-                    written.push(entry.clone());
-                }
-            }
-            if written.len() > MAX_WRITTEN_TABLES {
-                state.written = None;
+                note_table(&mut state.written, entry.clone());
             }
         }
     }
@@ -506,7 +499,7 @@ impl Authorizer for Gate {
             Mode::Write | Mode::Load => match write_decision(r, &mut state.cleanup) {
                 Ok(answer) => {
                     if matches!(r.action, AuthAction::Insert | AuthAction::Update) {
-                        note_written(&mut state.written, r);
+                        note_written(&mut state, r);
                     }
                     answer
                 }
@@ -516,8 +509,7 @@ impl Authorizer for Gate {
     }
 }
 
-fn note_written(written: &mut Option<Vec<(String, String)>>, r: &AuthRequest<'_>) {
-    let Some(list) = written else { return };
+fn note_written(state: &mut State, r: &AuthRequest<'_>) {
     let schema = r.database.as_deref().unwrap_or("main").to_ascii_lowercase();
     let table = r.arg1.as_deref().unwrap_or("").to_string();
     // SQLite's own tables (the schema, written by DDL; sequences; statistics) have no rowid
@@ -528,16 +520,28 @@ fn note_written(written: &mut Option<Vec<(String, String)>>, r: &AuthRequest<'_>
     {
         return;
     }
+    let entry = (schema, table);
+    if !state.statement_writes.contains(&entry) && state.statement_writes.len() < MAX_WRITTEN_TABLES
+    {
+        state.statement_writes.push(entry.clone());
+    }
+    note_table(&mut state.written, entry);
+}
+
+/// Adds a table to a request's written tables, which become `None` (every table) past
+/// [`MAX_WRITTEN_TABLES`].
+fn note_table(written: &mut Option<Vec<(String, String)>>, entry: (String, String)) {
+    let Some(list) = written else { return };
     if list
         .iter()
-        .any(|(s, t)| *s == schema && t.eq_ignore_ascii_case(&table))
+        .any(|(s, t)| *s == entry.0 && t.eq_ignore_ascii_case(&entry.1))
     {
         return;
     }
     if list.len() >= MAX_WRITTEN_TABLES {
         *written = None;
     } else {
-        list.push((schema, table));
+        list.push(entry);
     }
 }
 
