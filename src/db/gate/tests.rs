@@ -859,7 +859,7 @@ fn a_request_that_leaves_a_table_at_the_largest_rowid_is_undone() {
     let hits = c.statement_cache_stats().hits;
     let out = run(&insert(i64::MAX));
     assert!(
-        c.statement_cache_stats().hits >= hits + 1,
+        c.statement_cache_stats().hits > hits,
         "the second run came from the cache"
     );
     assert!(out.error.unwrap_or_default().contains("would hold rowid"));
