@@ -120,6 +120,7 @@ const FLAGS: &[ConfigFlag] = &[
     flag("compress-snap-transport", Bool, "false", Ignored, "Compress snapshots sent to other nodes"),
     // SQLite.
     flag("fk", Bool, "false", Honoured, "Enforce SQLite foreign key constraints"),
+    flag("write-budget-steps", U64, "500000000", Honoured, "Work one write request may do on every node, in SQLite progress steps (about one per row visited); over it, the request fails with 'execute timeout' and is undone (raftlite only)"),
     flag("db-max-ro-conns", I64, "256", Honoured, "Maximum number of read-only database connections"),
     flag("auto-vacuum-int", Dur, "0s", Ignored, "Time between automatic VACUUMs. If not set, never"),
     flag("auto-optimize-int", Dur, "24h", Ignored, "Time between automatic 'PRAGMA optimize'. 0h disables"),
@@ -289,6 +290,8 @@ pub struct Config {
     pub compress_snap_transport: bool,
 
     pub fk: bool,
+    /// `-write-budget-steps` (raftlite only): see `db::request::DEFAULT_WRITE_BUDGET_STEPS`.
+    pub write_budget_steps: u64,
     pub db_max_ro_conns: usize,
     /// `None`: never.
     pub auto_vacuum_int: Option<Duration>,
@@ -450,6 +453,7 @@ impl Config {
             compress_snap_transport: flags.bool("compress-snap-transport"),
 
             fk: flags.bool("fk"),
+            write_budget_steps: flags.u64("write-budget-steps"),
             db_max_ro_conns: count("db-max-ro-conns")?,
             auto_vacuum_int: enabled("auto-vacuum-int"),
             auto_optimize_int: enabled("auto-optimize-int"),
@@ -1023,6 +1027,10 @@ mod tests {
         assert_eq!(c.max_body_size, 64 << 20);
         assert_eq!(c.max_load_size, None);
         assert_eq!(c.max_backup_copies, 16);
+        assert_eq!(
+            c.write_budget_steps,
+            crate::db::request::DEFAULT_WRITE_BUDGET_STEPS
+        );
         assert_eq!(c.dump_wal_limit, Some(1 << 30));
         assert_eq!(c.dump_stall_timeout, Duration::from_secs(120));
         assert!(c.accepted_but_ignored().is_empty());
@@ -1041,6 +1049,7 @@ mod tests {
         assert_eq!(c.max_body_size, 1 << 20);
         assert_eq!(c.max_load_size, Some(1_000_000));
         assert_eq!(c.max_backup_copies, 2);
+        assert_eq!(run("-write-budget-steps 1_000 /d").write_budget_steps, 1000);
         assert_eq!(c.dump_wal_limit, None);
         assert_eq!(c.dump_stall_timeout, Duration::from_secs(30));
         assert_eq!(
@@ -1615,8 +1624,8 @@ mod tests {
         }
         assert_eq!(
             FLAGS.len(),
-            rqlited.len() + 9,
-            "rqlited's flags plus raftlite's nine"
+            rqlited.len() + 10,
+            "rqlited's flags plus raftlite's ten"
         );
         assert_eq!(
             flag_support("auto-backup"),

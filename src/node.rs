@@ -36,6 +36,8 @@ pub struct NodeOptions {
     pub raft_adv_addr: Option<String>,
     pub non_voter: bool,
     pub foreign_keys: bool,
+    /// `-write-budget-steps`: the budget this node gives the writes it proposes as leader.
+    pub write_budget_steps: u64,
     pub max_readers: usize,
     pub max_body_size: usize,
     /// `-max-load-size`: the largest `/db/load` or `/boot` body (decompressed).
@@ -88,6 +90,7 @@ impl NodeOptions {
             raft_adv_addr: None,
             non_voter: false,
             foreign_keys: false,
+            write_budget_steps: crate::db::request::DEFAULT_WRITE_BUDGET_STEPS,
             max_readers: 256,
             max_body_size: Limits::default().max_body_size,
             max_load_size: None,
@@ -290,6 +293,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         db: DbSettings {
             foreign_keys: opts.foreign_keys,
             max_readers: opts.max_readers,
+            write_budget_steps: opts.write_budget_steps,
             ..Default::default()
         },
         log_segment_size: opts.log_segment_size,

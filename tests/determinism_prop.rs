@@ -49,7 +49,11 @@ fn entry() -> impl Strategy<Value = Entry> {
         any::<bool>(),
     )
         .prop_map(|(unix_millis, seed, statements, transaction)| Entry {
-            env: ApplyEnv { unix_millis, seed },
+            env: ApplyEnv {
+                unix_millis,
+                seed,
+                ..ApplyEnv::default()
+            },
             statements,
             transaction,
         })
@@ -62,7 +66,9 @@ fn apply(dir: &std::path::Path, name: &str, entries: &[Entry], deterministic: bo
     let conn = if deterministic {
         open_writer(&path, &DbSettings::default()).unwrap()
     } else {
-        Connection::open(&path, OpenFlags::READ_WRITE | OpenFlags::CREATE).unwrap()
+        let mut plain = Connection::open(&path, OpenFlags::READ_WRITE | OpenFlags::CREATE).unwrap();
+        raftlite::db::settings::install_gate(&mut plain).unwrap();
+        plain
     };
     conn.execute_batch(SCHEMA).unwrap();
     apply_more(conn, entries, deterministic)
@@ -83,6 +89,7 @@ fn apply_more(conn: Connection, entries: &[Entry], deterministic: bool) -> Conne
             &req,
             RowsPolicy::ReturningOnly,
             ResultOptions::default(),
+            e.env.budget,
         )
         .unwrap();
         conn.execute_batch("COMMIT").unwrap();
@@ -136,6 +143,7 @@ fn without_the_deterministic_apply_the_same_entries_diverge() {
         env: ApplyEnv {
             unix_millis: 1,
             seed: 1,
+            ..ApplyEnv::default()
         },
         statements: vec!["INSERT INTO t(a, b) VALUES (random(), randomblob(8))".into()],
         transaction: false,

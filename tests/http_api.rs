@@ -173,10 +173,11 @@ fn query_forms_get_post_json_and_text_plain() {
             expected
         );
     }
+    // rqlite's answer to a write sent as a query (its `ErrQueryWrite`).
     let writes_on_query = node.post("/db/query", r#"["INSERT INTO foo(name) VALUES('x')"]"#);
     assert_eq!(
         writes_on_query.body,
-        r#"{"results":[{"error":"attempt to write a readonly database"}]}"#
+        r#"{"results":[{"error":"attempt to change database via query operation"}]}"#
     );
 }
 

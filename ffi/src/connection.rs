@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use libsqlite3_sys as sys;
 
 use crate::error::{Error, Result};
+use crate::hooks::{Authorizer, ProgressHandler, Registered};
 use crate::statement::Statement;
 use crate::statement_cache::{
     is_cacheable_kind, leading_keyword, may_change_schema, CachedStatement, IdleStatement,
@@ -68,6 +69,10 @@ pub struct Connection {
     /// Idle prepared statements (see `statement_cache.rs`); finalized before the handle
     /// is closed.
     cache: RefCell<StatementCache>,
+    /// The authorizer and the progress handler SQLite calls (see `hooks.rs`); dropped after
+    /// the handle is closed, like `apply`.
+    authorizer: Option<Registered<dyn Authorizer>>,
+    progress: Option<Registered<dyn ProgressHandler>>,
 }
 
 // SAFETY: SQLite is built with SQLITE_THREADSAFE=1 (serialized). A connection may be used from
@@ -146,6 +151,8 @@ impl Connection {
             interrupt: Arc::new(Mutex::new(db as usize)),
             apply: None,
             cache: RefCell::new(StatementCache::default()),
+            authorizer: None,
+            progress: None,
         })
     }
 
@@ -397,6 +404,28 @@ impl Connection {
         Ok(())
     }
 
+    /// True when the open transaction holds foreign key violations that COMMIT would refuse
+    /// (deferred constraints, or immediate ones under `PRAGMA defer_foreign_keys`):
+    /// `SQLITE_DBSTATUS_DEFERRED_FKS`.
+    pub fn has_deferred_foreign_key_violations(&self) -> Result<bool> {
+        let db = self.handle()?;
+        let (mut current, mut highest) = (0, 0);
+        // SAFETY: `db` is valid and the out-pointers are valid for the call.
+        let rc = unsafe {
+            sys::sqlite3_db_status(
+                db,
+                sys::SQLITE_DBSTATUS_DEFERRED_FKS,
+                &mut current,
+                &mut highest,
+                0,
+            )
+        };
+        if rc != sys::SQLITE_OK {
+            return Err(self.last_error(rc));
+        }
+        Ok(current != 0)
+    }
+
     /// True when no transaction is open (`sqlite3_get_autocommit`).
     pub fn is_autocommit(&self) -> Result<bool> {
         let db = self.handle()?;
@@ -458,6 +487,65 @@ impl Connection {
         Ok(now != 0)
     }
 
+    /// Sets (or with `None`, removes) the authorizer SQLite asks while it prepares statements
+    /// on this connection (see `hooks.rs`). Statements prepared before keep the decisions made
+    /// then; SQLite asks again when it re-prepares one after a schema change.
+    pub fn set_authorizer<A: Authorizer>(&mut self, authorizer: Option<Arc<A>>) -> Result<()> {
+        let db = self.handle()?;
+        let registered = authorizer.map(crate::hooks::register_authorizer);
+        let rc = match &registered {
+            // SAFETY: `db` is valid; the user data points into `registered`, which is stored in
+            // `self` below and outlives every call SQLite makes with it (it is replaced only
+            // after SQLite holds the new pointer, and dropped after the handle is closed).
+            Some(r) => unsafe {
+                sys::sqlite3_set_authorizer(
+                    db,
+                    Some(crate::hooks::authorizer_trampoline),
+                    r.user_data(),
+                )
+            },
+            // SAFETY: `db` is valid; a null callback removes the authorizer.
+            None => unsafe { sys::sqlite3_set_authorizer(db, None, ptr::null_mut()) },
+        };
+        if rc != sys::SQLITE_OK {
+            return Err(self.last_error(rc));
+        }
+        self.authorizer = registered;
+        Ok(())
+    }
+
+    /// The authorizer set with [`Connection::set_authorizer`], if it is an `A`.
+    pub fn authorizer<A: Authorizer>(&self) -> Option<&A> {
+        self.authorizer.as_ref()?.any.downcast_ref::<A>()
+    }
+
+    /// Sets (or with `None`, removes) the progress handler, called every `every_steps`
+    /// virtual-machine instructions of this connection's running statements (see `hooks.rs`).
+    pub fn set_progress_handler<P: ProgressHandler>(
+        &mut self,
+        every_steps: u32,
+        handler: Option<Arc<P>>,
+    ) -> Result<()> {
+        let db = self.handle()?;
+        let steps = c_int::try_from(every_steps.max(1)).unwrap_or(c_int::MAX);
+        let registered = handler.map(crate::hooks::register_progress);
+        match &registered {
+            // SAFETY: as in `set_authorizer`: the user data outlives SQLite's use of it.
+            Some(r) => unsafe {
+                sys::sqlite3_progress_handler(
+                    db,
+                    steps,
+                    Some(crate::hooks::progress_trampoline),
+                    r.user_data(),
+                )
+            },
+            // SAFETY: `db` is valid; a null callback removes the handler.
+            None => unsafe { sys::sqlite3_progress_handler(db, 0, None, ptr::null_mut()) },
+        }
+        self.progress = registered;
+        Ok(())
+    }
+
     /// Runs a WAL checkpoint on "main" in `mode` (`sys::SQLITE_CHECKPOINT_*`). Returns the WAL
     /// size in frames and the number of frames checkpointed.
     pub fn wal_checkpoint(&self, mode: c_int) -> Result<(i32, i32)> {
@@ -509,8 +597,11 @@ impl Drop for Connection {
         // handle any more.
         let rc = unsafe { sys::sqlite3_close(self.db) };
         if rc != sys::SQLITE_OK {
-            // The handle stays open and may still use the apply VFS: keep it registered.
+            // The handle stays open and may still use the apply VFS and call the hooks: keep
+            // them registered.
             std::mem::forget(self.apply.take());
+            std::mem::forget(self.authorizer.take());
+            std::mem::forget(self.progress.take());
         }
         self.db = ptr::null_mut();
     }

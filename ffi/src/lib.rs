@@ -6,6 +6,8 @@
 //! It also provides the deterministic apply connection ([`Connection::open_deterministic`]):
 //! a VFS shim whose clock, and `random()`/`randomblob()` whose sequence, the caller sets per
 //! Raft entry ([`ApplyInputs`]).
+//! It wraps the authorizer and the progress handler ([`Connection::set_authorizer`],
+//! [`Connection::set_progress_handler`]) as traits the caller implements.
 //! It has no policy: connection settings, transactions, retries and encoding live in the
 //! `raftlite` crate.
 //!
@@ -25,6 +27,7 @@ mod backup;
 mod connection;
 mod deterministic;
 mod error;
+mod hooks;
 mod statement;
 mod statement_cache;
 mod util;
@@ -34,6 +37,7 @@ pub use backup::{Backup, BackupProgress};
 pub use connection::{Connection, InterruptHandle, OpenFlags, TxnState};
 pub use deterministic::{randomness, ApplyInputs};
 pub use error::{Error, ErrorCode, Result};
+pub use hooks::{AuthAction, AuthRequest, Authorization, Authorizer, ProgressHandler};
 pub use statement::{ColumnType, Statement, Step};
 pub use statement_cache::{
     CachedStatement, StatementCacheStats, DEFAULT_STATEMENT_CACHE_CAPACITY, MAX_CACHED_SQL_LEN,

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         raft_adv_addr: config.raft_adv_addr.clone(),
         non_voter: config.raft_non_voter,
         foreign_keys: config.fk,
+        write_budget_steps: config.write_budget_steps,
         max_readers: config.db_max_ro_conns,
         max_body_size: usize::try_from(config.max_body_size).unwrap_or(usize::MAX),
         max_load_size: config.max_load_size,

@@ -1,7 +1,8 @@
 //! A digest of a database's logical content, to detect replicas that diverged.
 //!
-//! What it covers: the schema (`sqlite_schema`'s type, name, table and SQL, in name order) and
-//! every row of every ordinary table, shadow tables of virtual tables, `sqlite_sequence` and
+//! What it covers: the values the header stores for users (`user_version`,
+//! `application_id`), the schema (`sqlite_schema`'s type, name, table and SQL, in name order)
+//! and every row of every ordinary table, shadow tables of virtual tables, `sqlite_sequence` and
 //! `sqlite_stat*` included, in key order (rowid, or every column for WITHOUT ROWID tables).
 //! Each value is hashed with its storage class and length, so `1`, `1.0`, `'1'` and `x'31'`
 //! differ. What it leaves out: the state table (its log id is per entry, not per content), the
@@ -62,6 +63,10 @@ fn quote_ident(name: &str) -> String {
 /// named `exclude`.
 pub fn content_digest(conn: &Connection, exclude: &str) -> raftlite_ffi::Result<ContentDigest> {
     let mut h = Fnv128(Fnv128::OFFSET);
+    // Writes set them (`PRAGMA user_version=N`) and every replica must agree on them.
+    for pragma in ["PRAGMA main.user_version", "PRAGMA main.application_id"] {
+        h.tagged(7, &conn.query_i64(pragma)?.unwrap_or(0).to_le_bytes());
+    }
     let mut tables = Vec::new();
     {
         let mut schema = conn.prepare(
@@ -167,5 +172,13 @@ mod tests {
             "CREATE TABLE w(k PRIMARY KEY, v) WITHOUT ROWID; INSERT INTO w VALUES(1,'a'),(2,'b')",
         );
         assert_eq!(w1, w2);
+        assert_ne!(
+            base,
+            d("CREATE TABLE t(a); INSERT INTO t VALUES(1); PRAGMA user_version=1")
+        );
+        assert_ne!(
+            base,
+            d("CREATE TABLE t(a); INSERT INTO t VALUES(1); PRAGMA application_id=1")
+        );
     }
 }

@@ -18,7 +18,14 @@ pub enum SqlFailure {
 }
 
 /// True for errors that depend on this node rather than on the SQL and the data.
+///
+/// `SQLITE_CORRUPT_VTAB` is not one: a virtual table reports it when its own contents
+/// disagree (a full-text index told to delete a row with the wrong text, shadow tables a load
+/// filled), which every replica holds alike.
 pub fn is_local_fault(e: &raftlite_ffi::Error) -> bool {
+    if e.extended_code == raftlite_ffi::sys::SQLITE_CORRUPT_VTAB {
+        return false;
+    }
     matches!(
         e.code(),
         ErrorCode::IoErr

@@ -9,8 +9,10 @@
 //! - Every connection gets the same settings (see [`settings`]): foreign keys as configured
 //!   (off by default, as in rqlite, although the bundled build turns them on), double-quoted
 //!   strings allowed, `trusted_schema` off, extension loading off, `mmap_size=0` so that RSS
-//!   measures what we allocate.
+//!   measures what we allocate, SQLite's defensive mode, and the [`gate`] (what users' SQL
+//!   may do, and the write budget).
 
+pub mod apply;
 pub mod backup;
 #[cfg(feature = "server")]
 mod database;
@@ -19,6 +21,7 @@ pub mod disk;
 pub mod dump;
 pub mod error;
 pub mod execute;
+pub mod gate;
 pub mod literal_insert;
 pub mod load;
 pub mod priority;

@@ -163,20 +163,66 @@ impl ReadLevel {
     }
 }
 
-/// What a write entry fixes for its apply on every node: the leader's clock and a seed for
+/// One write request as an entry carries it: the request, how its results are shaped, and
+/// the inputs its apply sees (a `Command::Execute`'s fields, and an item of a
+/// `Command::ExecuteBatch`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteItem {
+    pub request: Request,
+    pub policy: RowsPolicy,
+    pub opts: ResultOptions,
+    pub env: ApplyEnv,
+}
+
+/// The budget of a write request when the leader is given none (`-write-budget-steps`), in
+/// the gate's progress steps (see `db::gate`): about one per loop iteration of a running
+/// statement. This machine (docs/architecture.md, "Budgets") runs 13 to 55 million a second,
+/// so this is 10 to 40 seconds of work.
+pub const DEFAULT_WRITE_BUDGET_STEPS: u64 = 500_000_000;
+
+/// How many steps a second of `db_timeout` buys a write: a fixed rate, so the budget is the
+/// same on every node whatever its speed (the middle of this machine's range).
+pub const WRITE_STEPS_PER_SECOND: u64 = 25_000_000;
+
+/// A write's budget: `default` (the node's `-write-budget-steps`), lowered to what `db_timeout`
+/// buys at [`WRITE_STEPS_PER_SECOND`] when the client gave one (at least one step).
+pub fn write_budget(default: u64, db_timeout: Option<std::time::Duration>) -> u64 {
+    match db_timeout {
+        Some(t) => {
+            let steps = t.as_secs_f64() * WRITE_STEPS_PER_SECOND as f64;
+            (steps as u64).clamp(1, default.max(1))
+        }
+        None => default,
+    }
+}
+
+/// What a write entry fixes for its apply on every node: the leader's clock, a seed for
 /// `random()`/`randomblob()` (see `raftlite_ffi::ApplyInputs` and docs/architecture.md,
-/// "Deterministic apply").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// "Deterministic apply"), and the budget of work each request may do (`db::gate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyEnv {
     /// Milliseconds since the Unix epoch on the leader when it proposed the entry.
     pub unix_millis: i64,
     pub seed: u64,
+    /// Progress steps each request of the entry may take (for a SQL load: each statement).
+    pub budget: u64,
+}
+
+impl Default for ApplyEnv {
+    fn default() -> Self {
+        ApplyEnv {
+            unix_millis: 0,
+            seed: 0,
+            budget: DEFAULT_WRITE_BUDGET_STEPS,
+        }
+    }
 }
 
 impl ApplyEnv {
     /// Stamps a new entry on the leader: its clock, never earlier than `not_before` (the last
     /// time applied, so `'now'` does not go backwards when leadership moves to a node whose
-    /// clock is behind), and a fresh seed from SQLite's CSPRNG.
+    /// clock is behind), a fresh seed from SQLite's CSPRNG, and the default budget (see
+    /// [`ApplyEnv::with_budget`]).
     pub fn stamp(not_before: i64) -> ApplyEnv {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -186,16 +232,24 @@ impl ApplyEnv {
         ApplyEnv {
             unix_millis: now.max(not_before),
             seed: u64::from_le_bytes(seed),
+            budget: DEFAULT_WRITE_BUDGET_STEPS,
         }
+    }
+
+    /// The same inputs with another budget.
+    pub fn with_budget(self, budget: u64) -> ApplyEnv {
+        ApplyEnv { budget, ..self }
     }
 
     /// The inputs for an entry that carries none (a command that runs SQL without a stamp):
     /// derived from its log position alone, so still the same on every node, with the clock
-    /// at the Unix epoch. A command that runs users' SQL should carry a stamp instead.
+    /// at the Unix epoch and the default budget. A command that runs users' SQL should carry
+    /// a stamp instead.
     pub fn derived(term: u64, index: u64) -> ApplyEnv {
         ApplyEnv {
             unix_millis: 0,
             seed: term.rotate_left(32) ^ index ^ 0x5851_f42d_4c95_7f2d,
+            budget: DEFAULT_WRITE_BUDGET_STEPS,
         }
     }
 
@@ -204,5 +258,23 @@ impl ApplyEnv {
             unix_millis: self.unix_millis,
             seed: self.seed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn db_timeout_lowers_the_budget_and_never_raises_it() {
+        assert_eq!(write_budget(1_000, None), 1_000);
+        assert_eq!(
+            write_budget(u64::MAX, Some(Duration::from_secs(2))),
+            50_000_000
+        );
+        assert_eq!(write_budget(1_000, Some(Duration::from_secs(2))), 1_000);
+        assert_eq!(write_budget(1_000, Some(Duration::ZERO)), 1);
+        assert_eq!(write_budget(0, None), 0);
     }
 }

@@ -388,6 +388,7 @@ mod tests {
         // 2021-03-04 05:06:07.891 UTC
         unix_millis: 1_614_834_367_891,
         seed: 7,
+        budget: crate::db::request::DEFAULT_WRITE_BUDGET_STEPS,
     };
     const ALL: RewriteOptions = RewriteOptions {
         random: true,

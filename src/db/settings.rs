@@ -6,8 +6,11 @@
 //! those are in the fsynced Raft log, which is only purged up to a durably checkpointed index.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use raftlite_ffi::{Connection, OpenFlags};
+
+use super::gate::Gate;
 
 /// Settings shared by every connection of a node.
 #[derive(Debug, Clone)]
@@ -18,6 +21,9 @@ pub struct DbSettings {
     pub max_readers: usize,
     /// How long a connection waits for a lock before `SQLITE_BUSY`, in milliseconds.
     pub busy_timeout_ms: i32,
+    /// `-write-budget-steps`: the budget the leader gives each write it proposes (see
+    /// `db::gate` and `ApplyEnv::budget`). Applying uses the entry's, never this.
+    pub write_budget_steps: u64,
 }
 
 impl Default for DbSettings {
@@ -26,6 +32,7 @@ impl Default for DbSettings {
             foreign_keys: false,
             max_readers: 256,
             busy_timeout_ms: 5000,
+            write_budget_steps: super::request::DEFAULT_WRITE_BUDGET_STEPS,
         }
     }
 }
@@ -50,11 +57,11 @@ pub fn open_writer(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connecti
 /// statement cache: the writer changes the schema under it, and a cached statement would
 /// report the old columns until its first step.
 pub fn open_reader(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connection> {
-    let conn = Connection::open(
+    let mut conn = Connection::open(
         path,
         OpenFlags::READ_ONLY | OpenFlags::NO_MUTEX | OpenFlags::NO_FOLLOW,
     )?;
-    apply_common(&conn, s)?;
+    apply_common(&mut conn, s)?;
     Ok(conn)
 }
 
@@ -63,20 +70,45 @@ pub fn open_reader(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connecti
 /// cache and SQL settings. [`open_writer`] adds WAL mode; `store::prebuild` builds a new file
 /// with it.
 pub fn open_builder(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connection> {
-    let conn = Connection::open_deterministic(
+    let mut conn = Connection::open_deterministic(
         path,
         OpenFlags::READ_WRITE | OpenFlags::CREATE | OpenFlags::NO_MUTEX | OpenFlags::NO_FOLLOW,
     )?;
     conn.set_statement_cache_capacity(raftlite_ffi::DEFAULT_STATEMENT_CACHE_CAPACITY);
-    apply_common(&conn, s)?;
+    apply_common(&mut conn, s)?;
     Ok(conn)
 }
 
-fn apply_common(conn: &Connection, s: &DbSettings) -> raftlite_ffi::Result<()> {
+/// The gate of a connection opened here (see [`super::gate`]). Every connection that runs
+/// users' SQL has one; `None` means a connection opened elsewhere, for raftlite's own use.
+pub fn gate(conn: &Connection) -> Option<&Gate> {
+    conn.authorizer::<Gate>()
+}
+
+/// SQLite calls the gate's progress handler at every instruction check: the count of calls
+/// is then the number of checks a program made, the same on every node whatever each
+/// statement ran before (with a larger interval, SQLite carries the remainder over from a
+/// statement's earlier runs, which differ between a node that cached the statement and one
+/// that just prepared it).
+const PROGRESS_EVERY_STEPS: u32 = 1;
+
+/// Puts a connection under the [`Gate`]: SQLite's defensive mode (no writes to the schema
+/// table or to shadow tables, no `writable_schema`), the gate as its authorizer and as its
+/// progress handler, in `Internal` mode. Every connection opened here has it; tests give it
+/// to connections of their own.
+pub fn install_gate(conn: &mut Connection) -> raftlite_ffi::Result<()> {
+    conn.set_defensive(true)?;
+    let gate = Arc::new(Gate::default());
+    conn.set_authorizer(Some(Arc::clone(&gate)))?;
+    conn.set_progress_handler(PROGRESS_EVERY_STEPS, Some(gate))
+}
+
+fn apply_common(conn: &mut Connection, s: &DbSettings) -> raftlite_ffi::Result<()> {
     conn.busy_timeout(s.busy_timeout_ms)?;
     conn.set_double_quoted_strings(true)?;
     conn.set_trusted_schema(false)?;
     conn.set_load_extension(false)?;
+    install_gate(conn)?;
     conn.execute_batch(if s.foreign_keys {
         "PRAGMA foreign_keys=ON"
     } else {

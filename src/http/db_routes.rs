@@ -51,6 +51,7 @@ pub async fn execute(
             incoming.request.clone(),
             RowsPolicy::ReturningOnly,
             result_options(&incoming.params),
+            incoming.params.duration("db_timeout"),
         )
         .await
         .map(|w| (w.results, w.raft_index));
@@ -105,11 +106,9 @@ pub async fn request(
     }
     let level = ReadLevel::parse(incoming.params.get("level"));
     let started = Instant::now();
-    let read_only = if level == ReadLevel::Strong {
-        Ok(false)
-    } else {
-        state.store.is_read_only(incoming.request.clone()).await
-    };
+    // Decided the same way at every level: a read-only request is a query (a strong one
+    // included, which confirms leadership and reads locally), anything else a write.
+    let read_only = state.store.is_read_only(incoming.request.clone()).await;
     let opts = result_options(&incoming.params);
     let outcome = match read_only {
         Ok(true) => state
@@ -125,7 +124,12 @@ pub async fn request(
             .map(|r| (r, 0)),
         Ok(false) => state
             .store
-            .execute(incoming.request.clone(), RowsPolicy::AllQueries, opts)
+            .execute(
+                incoming.request.clone(),
+                RowsPolicy::AllQueries,
+                opts,
+                incoming.params.duration("db_timeout"),
+            )
             .await
             .map(|w| (w.results, w.raft_index)),
         Err(e) => Err(e),

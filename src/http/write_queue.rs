@@ -166,6 +166,7 @@ async fn send_batch(
                 request.clone(),
                 RowsPolicy::ReturningOnly,
                 ResultOptions::default(),
+                None,
             )
             .await
         {

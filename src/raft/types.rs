@@ -32,7 +32,9 @@ pub enum Command {
         /// The leader's clock and seed for this entry.
         env: ApplyEnv,
     },
-    /// A `level=strong` read: it goes through the log so it is ordered with the writes.
+    /// A `level=strong` read as older versions proposed it, through the log. Strong reads no
+    /// longer enter the log (they confirm leadership and read locally, see `Store::query`), so
+    /// nothing proposes it; applying one from an older log runs nothing.
     StrongQuery {
         request: Request,
         opts: ResultOptions,
@@ -63,14 +65,9 @@ pub struct SqlLoad {
     pub built: Option<crate::store::prebuild::BuiltDatabase>,
 }
 
-/// One write request of an [`Command::ExecuteBatch`]: the fields of [`Command::Execute`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExecuteItem {
-    pub request: Request,
-    pub policy: RowsPolicy,
-    pub opts: ResultOptions,
-    pub env: ApplyEnv,
-}
+/// One write request of an [`Command::ExecuteBatch`]: the fields of [`Command::Execute`]
+/// (defined with the requests, so `db::apply` runs it without Raft's types).
+pub use crate::db::request::ExecuteItem;
 
 /// What a load entry carries: which staged content, how to check it, where to pull it from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +91,27 @@ pub struct CommandResponse {
     pub results: RequestResults,
     /// An [`Command::ExecuteBatch`]'s results, one per item in order (`results` is then empty).
     pub batch: Vec<RequestResults>,
+}
+
+impl CommandResponse {
+    /// The answer of an entry that failed as a whole and changed nothing: `error` for its
+    /// request, or for each item of a batch.
+    pub fn failed(payload: &openraft::EntryPayload<TypeConfig>, error: &str) -> CommandResponse {
+        let failed = || RequestResults {
+            error: Some(error.to_string()),
+            ..RequestResults::default()
+        };
+        match payload {
+            openraft::EntryPayload::Normal(Command::ExecuteBatch(items)) => CommandResponse {
+                results: RequestResults::default(),
+                batch: items.iter().map(|_| failed()).collect(),
+            },
+            _ => CommandResponse {
+                results: failed(),
+                batch: Vec::new(),
+            },
+        }
+    }
 }
 
 /// A snapshot's bytes. The live database is the state machine, so a snapshot that is built

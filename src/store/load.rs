@@ -15,7 +15,7 @@
 //!    members, then retries with a backoff, for as long as it takes: the entry is committed,
 //!    so applying it is the only way forward, and nothing has changed yet.
 //! 2. **SQL text** runs statement by statement from the staged file, in the entry's one
-//!    write transaction ([`run_sql_script`]): all of it or nothing. (A SQL load into a blank
+//!    write transaction (`db::execute::run_sql_script`): all of it or nothing. (A SQL load into a blank
 //!    database may instead install a database the leader built from the script: see
 //!    `store::prebuild`; that is step 3 with the built file.)
 //! 3. **A database file** is moved (or, on a source whose file others may still pull,
@@ -213,53 +213,6 @@ async fn pull(
         .context("rename into place")?;
     std::mem::forget(guard);
     Ok(())
-}
-
-/// Runs a staged SQL script in one transaction on `conn`: all of it, or (on an SQL error) none
-/// of it. Leading `PRAGMA foreign_keys` statements (a dump's first line) run before the
-/// transaction opens, where SQLite honours them, as the `sqlite3` shell does; `foreign_keys`
-/// (the node's own setting) is restored afterwards. `record` runs inside the transaction,
-/// whatever the script's outcome, just before the commit (the state machine records the
-/// applied index there). An `Err` is a fault of this node (I/O, disk full), not of the script.
-pub fn run_sql_script(
-    conn: &raftlite_ffi::Connection,
-    path: &Path,
-    foreign_keys: bool,
-    record: impl FnOnce(&raftlite_ffi::Connection) -> anyhow::Result<()>,
-) -> anyhow::Result<crate::db::execute::ScriptOutcome> {
-    use crate::db::execute::{execute_script, ScriptOutcome};
-    let file = std::fs::File::open(path).context("open the staged SQL")?;
-    let mut statements =
-        crate::db::load::SqlStatements::new(std::io::BufReader::with_capacity(256 * 1024, file))
-            .peekable();
-    while let Some(Ok(sql)) = statements.peek() {
-        let lower = sql.trim_start().to_ascii_lowercase();
-        if !lower.starts_with("pragma foreign_keys") {
-            break;
-        }
-        // A malformed pragma is an error every node reports alike; it is the script's result.
-        let _ = conn.execute_batch(sql);
-        statements.next();
-    }
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .context("begin the load transaction")?;
-    let outcome = execute_script(conn, statements).context("run the SQL load")?;
-    if let ScriptOutcome::Failed(_) = outcome {
-        conn.execute_batch("ROLLBACK")
-            .context("roll back the load")?;
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .context("begin the load transaction")?;
-    }
-    record(conn)?;
-    conn.execute_batch("COMMIT")
-        .context("commit the load transaction")?;
-    conn.execute_batch(if foreign_keys {
-        "PRAGMA foreign_keys=ON"
-    } else {
-        "PRAGMA foreign_keys=OFF"
-    })
-    .context("restore foreign_keys")?;
-    Ok(outcome)
 }
 
 /// Why preparing a database for the swap failed.

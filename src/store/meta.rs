@@ -11,8 +11,8 @@ use raftlite_ffi::Connection;
 
 use crate::raft::types::{LogId, StoredMembership};
 
-/// The name of the state table.
-pub const STATE_TABLE: &str = "_raftlite_state";
+/// The name of the state table (users' writes may not touch it: see `db::gate`).
+pub const STATE_TABLE: &str = crate::db::gate::STATE_TABLE;
 
 /// The applied state recorded in a database.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,25 +23,19 @@ pub struct AppliedState {
 
 /// Creates the state table if it does not exist (on the writer, outside any transaction).
 pub fn ensure_table(conn: &Connection) -> raftlite_ffi::Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS _raftlite_state (\
-            id INTEGER PRIMARY KEY CHECK (id = 1), \
-            applied_log_id TEXT, \
-            membership TEXT); \
-         INSERT OR IGNORE INTO _raftlite_state(id) VALUES (1);",
-    )
+    crate::db::apply::ensure_state_table(conn)
 }
 
 /// Reads the applied state; a database without the table (a fresh or foreign file) has none.
 pub fn read(conn: &Connection) -> anyhow::Result<AppliedState> {
     let exists = conn.query_i64(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_raftlite_state'",
+        "SELECT count(*) FROM main.sqlite_master WHERE type = 'table' AND name = '_raftlite_state'",
     )?;
     if exists != Some(1) {
         return Ok(AppliedState::default());
     }
     let mut stmt =
-        conn.prepare("SELECT applied_log_id, membership FROM _raftlite_state WHERE id = 1")?;
+        conn.prepare("SELECT applied_log_id, membership FROM main._raftlite_state WHERE id = 1")?;
     if !stmt.step()?.is_row() {
         return Ok(AppliedState::default());
     }
@@ -63,28 +57,13 @@ pub fn read(conn: &Connection) -> anyhow::Result<AppliedState> {
 }
 
 /// Records the applied log id, and the membership when it changed (inside the apply
-/// transaction). An UPDATE, so `last_insert_rowid` is left alone.
+/// transaction).
 pub fn write(
     conn: &Connection,
     log_id: &LogId,
     membership: Option<&StoredMembership>,
 ) -> anyhow::Result<()> {
-    let log_json = serde_json::to_string(log_id)?;
-    match membership {
-        Some(m) => {
-            let mut stmt = conn.prepare(
-                "UPDATE _raftlite_state SET applied_log_id = ?1, membership = ?2 WHERE id = 1",
-            )?;
-            stmt.bind_text(1, &log_json)?;
-            stmt.bind_text(2, &serde_json::to_string(m)?)?;
-            stmt.step()?;
-        }
-        None => {
-            let mut stmt =
-                conn.prepare("UPDATE _raftlite_state SET applied_log_id = ?1 WHERE id = 1")?;
-            stmt.bind_text(1, &log_json)?;
-            stmt.step()?;
-        }
-    }
+    let membership = membership.map(serde_json::to_string).transpose()?;
+    crate::db::apply::record_state(conn, &serde_json::to_string(log_id)?, membership.as_deref())?;
     Ok(())
 }

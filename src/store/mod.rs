@@ -3,7 +3,8 @@
 //! Writes go through [`Store::execute`]: a proposal to Raft, answered once the entry is
 //! committed on a majority and applied here. Reads go through [`Store::query`], which checks
 //! the consistency level first (`none` reads locally, `weak` requires local leadership,
-//! `linearizable` confirms it with a quorum, `strong` goes through the log). A store that is
+//! `linearizable` and `strong` confirm it with a quorum and wait until this node has applied
+//! everything committed when they started). A store that is
 //! not the leader answers [`StoreError::NotLeader`] with the leader it knows, and the HTTP
 //! layer forwards, redirects or answers 503.
 //!
@@ -262,12 +263,15 @@ impl Store {
         }
     }
 
-    /// Proposes a write request and returns its results once it is applied here.
+    /// Proposes a write request and returns its results once it is applied here. Its budget
+    /// (see `db::gate`) is the node's `-write-budget-steps`, lowered to what `db_timeout` buys
+    /// when the client gave one.
     pub async fn execute(
         &self,
         request: Request,
         policy: RowsPolicy,
         opts: ResultOptions,
+        db_timeout: Option<Duration>,
     ) -> Result<WriteResults, StoreError> {
         self.counters.executions.fetch_add(1, Ordering::Relaxed);
         let mut request = request;
@@ -285,7 +289,10 @@ impl Store {
                 request,
                 policy,
                 opts,
-                env: ApplyEnv::stamp(not_before),
+                env: ApplyEnv::stamp(not_before).with_budget(crate::db::request::write_budget(
+                    self.db.settings().write_budget_steps,
+                    db_timeout,
+                )),
             })
             .await
     }
@@ -329,9 +336,10 @@ impl Store {
         self.propose(Command::LoadSql(load)).await
     }
 
-    /// A clock and seed for a new entry proposed here (see [`ApplyEnv::stamp`]).
+    /// A clock, seed and budget for a new entry proposed here (see [`ApplyEnv::stamp`]).
     pub fn stamp(&self) -> ApplyEnv {
         ApplyEnv::stamp(self.shared.last_apply_millis.load(Ordering::Relaxed))
+            .with_budget(self.db.settings().write_budget_steps)
     }
 
     /// True when this node is the only member of its cluster (`/boot`).
@@ -370,32 +378,34 @@ impl Store {
                     return Err(self.not_leader());
                 }
             }
-            ReadLevel::Linearizable => match self.raft.ensure_linearizable().await {
-                Ok(_) => {}
-                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
-                    f,
-                ))) => {
-                    return Err(StoreError::NotLeader {
-                        leader: f.leader_node,
-                    })
+            // A strong read used to go through the log (rqlite's way), which made it a write:
+            // it ran on the writer, with whatever the text held. It now does what the log
+            // gave it: openraft's read index (leadership confirmed by a quorum, then this
+            // node's state machine applied at least up to the commit index of that moment),
+            // then a local read on a read-only connection.
+            ReadLevel::Linearizable | ReadLevel::Strong => {
+                match self.raft.ensure_linearizable().await {
+                    Ok(_) => {}
+                    Err(RaftError::APIError(
+                        openraft::error::CheckIsLeaderError::ForwardToLeader(f),
+                    )) => {
+                        return Err(StoreError::NotLeader {
+                            leader: f.leader_node,
+                        })
+                    }
+                    Err(e) => {
+                        return Err(StoreError::Internal(anyhow::anyhow!(
+                            "confirm leadership: {e}"
+                        )))
+                    }
                 }
-                Err(e) => {
-                    return Err(StoreError::Internal(anyhow::anyhow!(
-                        "confirm leadership: {e}"
-                    )))
-                }
-            },
-            ReadLevel::Strong => {
-                return self
-                    .propose(Command::StrongQuery { request, opts })
-                    .await
-                    .map(|w| w.results);
             }
         }
+        let budget = self.db.settings().write_budget_steps;
         self.db
             .with_reader(move |conn| {
                 let deadline = db_timeout.map(|d| ReadDeadline::start(conn.interrupt_handle(), d));
-                let mut out = execute::query_request(conn, &request, opts);
+                let mut out = execute::query_request(conn, &request, opts, budget);
                 if deadline.is_some_and(ReadDeadline::finish) {
                     // The interrupt may have landed after the last statement: a statement run
                     // now absorbs it, so the pooled connection is clean for its next reader.
@@ -451,12 +461,12 @@ impl Store {
     }
 }
 
-/// The per-statement error of a read cut short by `db_timeout`.
-pub const QUERY_TIMEOUT: &str = "query timeout";
+/// The per-statement error of a read cut short by `db_timeout` (rqlite's).
+pub const QUERY_TIMEOUT: &str = crate::db::gate::QUERY_TIMEOUT_ERROR;
 
 /// `db_timeout` for a read: interrupts the reader's connection when the time is up, unless the
-/// read finished first. Writes have no such limit: an entry in the log must apply in full on
-/// every node, however long it takes.
+/// read finished first. (A read also has the node's budget of steps, as writes do; a write's
+/// `db_timeout` becomes a budget of steps instead, the same on every node.)
 struct ReadDeadline {
     state: Arc<(std::sync::Mutex<(bool, bool)>, std::sync::Condvar)>,
 }

@@ -12,7 +12,7 @@
 //!    state table, `user_version` and `application_id` 0) and records its layout (page size,
 //!    auto_vacuum, encoding).
 //! 2. [`build`] runs the staged script, through the same runner as the apply path
-//!    ([`super::load::run_sql_script`]), into a new file with that layout, in rollback mode
+//!    (`db::execute::run_sql_script`), into a new file with that layout, in rollback mode
 //!    with a memory journal (a new file has no old pages to journal, so it stays small) and
 //!    without syncs until the end. An SQL error ends the load there, with rqlite's answer and
 //!    nothing proposed.
@@ -137,7 +137,10 @@ pub fn build(
     // The entry's clock and seed, as the apply path would use them.
     conn.set_apply_inputs(Some(env.inputs()))
         .context("set the load's clock and seed")?;
-    let outcome = super::load::run_sql_script(&conn, sql, settings.foreign_keys, |_| Ok(()))?;
+    let outcome =
+        crate::db::execute::run_sql_script(&conn, sql, settings.foreign_keys, env.budget, |_| {
+            Ok(())
+        })?;
     conn.close().context("close the built database")?;
     if matches!(outcome, ScriptOutcome::Done { .. }) {
         std::fs::File::open(out)
@@ -241,9 +244,11 @@ mod tests {
         let env = ApplyEnv {
             unix_millis: 1_800_000_000_000,
             seed: 42,
+            ..ApplyEnv::default()
         };
         live.set_apply_inputs(Some(env.inputs())).unwrap();
-        let ran = super::super::load::run_sql_script(&live, &sql, false, |_| Ok(())).unwrap();
+        let ran =
+            crate::db::execute::run_sql_script(&live, &sql, false, env.budget, |_| Ok(())).unwrap();
         drop(live);
         let built_path = dir.path().join("built.db");
         let built = build(

@@ -35,8 +35,8 @@ use crate::db::load::LoadKind;
 use crate::db::request::ApplyEnv;
 use crate::db::{sibling, Database};
 use crate::raft::types::{
-    Command, CommandResponse, Entry, ExecuteItem, LiveDatabase, LoadCommand, LogId, Snapshot,
-    SnapshotData, SnapshotMeta, SqlLoad, StorageError, StoredMembership, TypeConfig,
+    Command, CommandResponse, Entry, LiveDatabase, LoadCommand, LogId, Snapshot, SnapshotData,
+    SnapshotMeta, SqlLoad, StorageError, StoredMembership, TypeConfig,
 };
 
 /// State shared between the state machine (owned by openraft) and the store (for `/status`).
@@ -481,6 +481,12 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
 /// A local fault while applying: the node must stop.
 struct ApplyFault(String);
 
+impl From<crate::db::apply::EntryFault> for ApplyFault {
+    fn from(f: crate::db::apply::EntryFault) -> ApplyFault {
+        ApplyFault(f.0)
+    }
+}
+
 fn apply_entries(
     conn: &mut raftlite_ffi::Connection,
     shared: &SharedState,
@@ -495,13 +501,12 @@ fn apply_entries(
             responses.push(CommandResponse::default());
             continue;
         }
-        let mut membership = None;
-        let mut response = CommandResponse::default();
         // Every SQL the entry runs sees the entry's clock and random sequence, the same on
-        // every node; a strong read changes nothing and keeps the real ones.
+        // every node.
         let env = match &entry.payload {
             EntryPayload::Normal(Command::Execute { env, .. }) => Some(*env),
-            // Each item sets its own (see `apply_batch`).
+            // Each item sets its own (see `apply_batch`); a strong read (only in logs written
+            // before strong reads stopped going through the log) runs nothing.
             EntryPayload::Normal(Command::StrongQuery { .. } | Command::ExecuteBatch(_)) => None,
             _ => Some(ApplyEnv::derived(log_id.leader_id.term, log_id.index)),
         };
@@ -512,49 +517,46 @@ fn apply_entries(
                 .last_apply_millis
                 .fetch_max(env.unix_millis, Ordering::Relaxed);
         }
-        // A strong read runs before the entry's write transaction: it sees every earlier
-        // entry and changes nothing.
-        if let EntryPayload::Normal(Command::StrongQuery { request, opts }) = &entry.payload {
-            response.results = match execute::query_request(conn, request, *opts) {
-                Ok(r) => r,
-                Err(e) if crate::db::error::is_local_fault(&e) => {
-                    return Err(fault("strong read", &e))
+        let membership = match &entry.payload {
+            EntryPayload::Membership(m) => Some(StoredMembership::new(Some(log_id), m.clone())),
+            _ => None,
+        };
+        let response = crate::db::apply::apply_entry(
+            conn,
+            |conn| match &entry.payload {
+                // A load entry never reaches here (see `apply`); if it did, it would change
+                // nothing. A strong read from an older log is answered by nobody any more.
+                EntryPayload::Blank
+                | EntryPayload::Membership(_)
+                | EntryPayload::Normal(
+                    Command::StrongQuery { .. } | Command::Load(_) | Command::LoadSql(_),
+                ) => Ok(CommandResponse::default()),
+                EntryPayload::Normal(Command::Execute {
+                    request,
+                    policy,
+                    opts,
+                    env,
+                }) => execute::execute_request(conn, request, *policy, *opts, env.budget).map(
+                    |results| CommandResponse {
+                        results,
+                        batch: Vec::new(),
+                    },
+                ),
+                EntryPayload::Normal(Command::ExecuteBatch(items)) => {
+                    crate::db::apply::apply_batch(conn, items, |env| {
+                        shared
+                            .last_apply_millis
+                            .fetch_max(env.unix_millis, Ordering::Relaxed);
+                    })
+                    .map(|batch| CommandResponse {
+                        results: RequestResults::default(),
+                        batch,
+                    })
                 }
-                Err(e) => RequestResults {
-                    error: Some(e.message),
-                    ..RequestResults::default()
-                },
-            };
-        }
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| fault("begin apply transaction", &e))?;
-        match &entry.payload {
-            // A load entry never reaches here (see `apply`); if it did, it would change nothing.
-            EntryPayload::Blank
-            | EntryPayload::Normal(
-                Command::StrongQuery { .. } | Command::Load(_) | Command::LoadSql(_),
-            ) => {}
-            EntryPayload::Normal(Command::Execute {
-                request,
-                policy,
-                opts,
-                env: _,
-            }) => {
-                response.results = execute::execute_request(conn, request, *policy, *opts)
-                    .map_err(|e| fault("apply entry", &e))?;
-            }
-            EntryPayload::Normal(Command::ExecuteBatch(items)) => {
-                response.batch =
-                    apply_batch(conn, shared, items).map_err(|e| fault("apply entry", &e))?;
-            }
-            EntryPayload::Membership(m) => {
-                membership = Some(StoredMembership::new(Some(log_id), m.clone()));
-            }
-        }
-        meta::write(conn, &log_id, membership.as_ref())
-            .map_err(|e| fault("record applied index", &e))?;
-        conn.execute_batch("COMMIT")
-            .map_err(|e| fault("commit apply transaction", &e))?;
+            },
+            |error| CommandResponse::failed(&entry.payload, error),
+            |conn| meta::write(conn, &log_id, membership.as_ref()),
+        )?;
         conn.set_apply_inputs(None)
             .map_err(|e| fault("clear the entry's clock and seed", &e))?;
         {
@@ -570,45 +572,6 @@ fn apply_entries(
     Ok(responses)
 }
 
-/// Applies a group-commit batch inside the entry's open transaction: each item as an
-/// `Execute` entry would run, with its own clock and seed.
-///
-/// An item whose ROLLBACK conflict clause ends the transaction also undoes the items before it,
-/// which alone would have committed in entries of their own. They are run again, in order, in
-/// the new transaction: the database is back where the batch started and each item carries its
-/// inputs, so they produce the same changes and results on every node. Items that ended the
-/// transaction changed nothing and are not run again, so the redo never loops.
-fn apply_batch(
-    conn: &raftlite_ffi::Connection,
-    shared: &SharedState,
-    items: &[ExecuteItem],
-) -> Result<Vec<RequestResults>, execute::LocalFault> {
-    let run = |item: &ExecuteItem| {
-        conn.set_apply_inputs(Some(item.env.inputs()))?;
-        shared
-            .last_apply_millis
-            .fetch_max(item.env.unix_millis, Ordering::Relaxed);
-        execute::execute_request(conn, &item.request, item.policy, item.opts)
-    };
-    let mut results = Vec::with_capacity(items.len());
-    // Indexes of the items whose changes the open transaction holds.
-    let mut kept: Vec<usize> = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let out = run(item)?;
-        if out.ended_callers_transaction {
-            for &k in &kept {
-                let redone = run(&items[k])?;
-                debug_assert!(!redone.ended_callers_transaction);
-            }
-        } else {
-            kept.push(i);
-        }
-        results.push(out);
-    }
-    conn.set_apply_inputs(None)?;
-    Ok(results)
-}
-
 /// The id part of `load-<id>.staged`.
 fn staged_id(path: &std::path::Path) -> String {
     path.file_name()
@@ -619,7 +582,7 @@ fn staged_id(path: &std::path::Path) -> String {
         .to_string()
 }
 
-/// Runs a staged SQL script as one entry (see [`super::load::run_sql_script`]): all of it in
+/// Runs a staged SQL script as one entry (see [`execute::run_sql_script`]): all of it in
 /// the entry's transaction, or (on an SQL error) none of it, with the error as the result.
 fn apply_sql_load(
     conn: &mut raftlite_ffi::Connection,
@@ -633,7 +596,7 @@ fn apply_sql_load(
     // The script sees the entry's clock and random sequence, the same on every node.
     conn.set_apply_inputs(Some(env.inputs()))
         .map_err(|e| fault(anyhow::Error::new(e).context("set the entry's clock and seed")))?;
-    let outcome = super::load::run_sql_script(conn, path, foreign_keys, |conn| {
+    let outcome = execute::run_sql_script(conn, path, foreign_keys, env.budget, |conn| {
         meta::write(conn, &log_id, None).context("record the applied index")
     })
     .map_err(fault)?;
@@ -722,7 +685,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::request::{Request, ResultOptions, RowsPolicy, SqlStatement};
+    use crate::db::request::{ExecuteItem, Request, ResultOptions, RowsPolicy, SqlStatement};
     use crate::db::settings::{open_writer, DbSettings};
 
     fn writer(dir: &tempfile::TempDir, name: &str) -> raftlite_ffi::Connection {
@@ -747,6 +710,7 @@ mod tests {
             env: ApplyEnv {
                 unix_millis: 1_700_000_000_000 + seed as i64,
                 seed,
+                ..ApplyEnv::default()
             },
         }
     }
@@ -787,11 +751,10 @@ mod tests {
             ),
         ];
         let dir = tempfile::tempdir().unwrap();
-        let shared = SharedState::default();
 
         let batched = writer(&dir, "batched.db");
         batched.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let batch_results = apply_batch(&batched, &shared, &items).unwrap();
+        let batch_results = crate::db::apply::apply_batch(&batched, &items, |_| ()).unwrap();
         batched.execute_batch("COMMIT").unwrap();
 
         let separate = writer(&dir, "separate.db");
@@ -799,7 +762,9 @@ mod tests {
         for it in &items {
             separate.execute_batch("BEGIN IMMEDIATE").unwrap();
             separate.set_apply_inputs(Some(it.env.inputs())).unwrap();
-            let out = execute::execute_request(&separate, &it.request, it.policy, it.opts).unwrap();
+            let out =
+                execute::execute_request(&separate, &it.request, it.policy, it.opts, it.env.budget)
+                    .unwrap();
             separate.set_apply_inputs(None).unwrap();
             separate.execute_batch("COMMIT").unwrap();
             separate_results.push(out);
@@ -814,5 +779,69 @@ mod tests {
             batched.is_autocommit().unwrap(),
             "the batch left no transaction open"
         );
+    }
+}
+
+#[cfg(test)]
+mod entry_failure_tests {
+    use super::*;
+    use crate::db::request::{Request, ResultOptions, RowsPolicy, SqlStatement};
+    use crate::db::settings::{open_writer, DbSettings};
+
+    fn execute_entry(index: u64, sql: &str) -> Entry {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command::Execute {
+                request: Request {
+                    statements: vec![SqlStatement::new(sql)],
+                    transaction: false,
+                },
+                policy: RowsPolicy::ReturningOnly,
+                opts: ResultOptions::default(),
+                env: ApplyEnv::default(),
+            }),
+        }
+    }
+
+    /// An entry whose request leaves raftlite's own statements failing, the same way on every
+    /// node, is that entry's answer: it changes nothing, its index is recorded, and the next
+    /// entry applies. (The gate keeps users' SQL from getting there; a writer whose gate was
+    /// taken away stands in for a hole in it.) Before, any such failure stopped the node, and
+    /// every node, for good.
+    #[test]
+    fn an_entry_that_fails_as_a_whole_is_its_answer_not_a_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_writer(&dir.path().join("db.sqlite"), &DbSettings::default()).unwrap();
+        meta::ensure_table(&conn).unwrap();
+        conn.execute_batch("CREATE TABLE t(x)").unwrap();
+        let shared = SharedState::default();
+        let gate = crate::db::settings::gate(&conn).is_some();
+        assert!(gate);
+        conn.set_authorizer::<crate::db::gate::Gate>(None).unwrap();
+        let out = apply_entries(
+            &mut conn,
+            &shared,
+            vec![execute_entry(1, "INSERT INTO t VALUES(1)")],
+        )
+        .unwrap_or_else(|ApplyFault(e)| panic!("a fault: {e}"));
+        let error = out[0].results.error.clone().unwrap_or_default();
+        assert!(
+            error.starts_with("entry failed: this connection has no gate"),
+            "{error}"
+        );
+        assert_eq!(conn.query_i64("SELECT count(*) FROM t").unwrap(), Some(0));
+        assert_eq!(meta::read(&conn).unwrap().log_id.map(|l| l.index), Some(1));
+        assert!(conn.is_autocommit().unwrap());
+
+        crate::db::settings::install_gate(&mut conn).unwrap();
+        let out = apply_entries(
+            &mut conn,
+            &shared,
+            vec![execute_entry(2, "INSERT INTO t VALUES(2)")],
+        )
+        .unwrap_or_else(|ApplyFault(e)| panic!("a fault: {e}"));
+        assert_eq!(out[0].results.error, None);
+        assert_eq!(conn.query_i64("SELECT count(*) FROM t").unwrap(), Some(1));
+        assert_eq!(shared.applied_index.load(Ordering::Acquire), 2);
     }
 }

@@ -1,0 +1,150 @@
+//! Applying one write entry on the writer: the part of the state machine that runs SQL, kept
+//! apart from Raft so the `apply_diff` fuzz target runs exactly this code.
+//!
+//! [`apply_entry`] runs an entry's work in one transaction, records the entry (the state
+//! machine writes its log id into the state table) and commits. Failures are sorted by
+//! [`super::error::is_local_fault`]:
+//! - an error the entry caused, the same on every node (its SQL left raftlite's own
+//!   statements failing), rolls the work back: the entry applies as a no-op, recorded, with the
+//!   error as its answer;
+//! - a local fault (I/O, a full disk, memory), or any failure to begin, record or commit,
+//!   is returned as [`EntryFault`]: the node must stop rather than diverge.
+//!
+//! [`apply_batch`] is the work of a group-commit entry (`ExecuteBatch`): each item as its own
+//! `Execute` entry would run, with its own clock, seed and budget.
+//!
+//! The state table's schema and its write live here too ([`ensure_state_table`],
+//! [`record_state`]); `store::meta` reads and writes it with Raft's types.
+
+use raftlite_ffi::Connection;
+
+use super::execute::{self, ApplyError, RequestResults};
+use super::gate::STATE_TABLE;
+use super::request::{ApplyEnv, ExecuteItem};
+
+/// A fault of this node while applying an entry, with what was being done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryFault(pub String);
+
+impl std::fmt::Display for EntryFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn fault(what: &str, e: &dyn std::fmt::Display) -> EntryFault {
+    EntryFault(format!("{what}: {e}"))
+}
+
+/// Runs `work` in one write transaction, then `record`, then commits (see the module
+/// documentation). `failed` makes the answer of an entry that failed as a whole from the
+/// error's text.
+pub fn apply_entry<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, ApplyError>,
+    failed: impl FnOnce(&str) -> T,
+    record: impl FnOnce(&Connection) -> anyhow::Result<()>,
+) -> Result<T, EntryFault> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| fault("begin apply transaction", &e))?;
+    let answer = match work(conn) {
+        Ok(answer) => answer,
+        Err(e) if super::error::is_local_fault(&e) => return Err(fault("apply entry", &e)),
+        Err(e) => {
+            // The entry itself caused it: every node fails here alike, so the entry applies
+            // as a no-op with the error as its answer, instead of stopping every node.
+            tracing::warn!("entry failed and changed nothing: {e}");
+            if !conn
+                .is_autocommit()
+                .map_err(|e| fault("roll back the entry", &e))?
+            {
+                conn.execute_batch("ROLLBACK")
+                    .map_err(|e| fault("roll back the entry", &e))?;
+            }
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| fault("begin apply transaction", &e))?;
+            failed(&format!("entry failed: {e}"))
+        }
+    };
+    record(conn).map_err(|e| EntryFault(format!("record applied index: {e:#}")))?;
+    conn.execute_batch("COMMIT")
+        .map_err(|e| fault("commit apply transaction", &e))?;
+    Ok(answer)
+}
+
+/// Applies a group-commit batch inside the entry's open transaction: each item as an
+/// `Execute` entry would run, with its own clock, seed and budget. `each` sees each item's
+/// inputs before it runs (the state machine keeps the latest clock).
+///
+/// An item whose ROLLBACK conflict clause (or a write stopped by its budget) ends the
+/// transaction also undoes the items before it, which alone would have committed in entries of
+/// their own. They are run again, in order, in the new transaction: the database is back where
+/// the batch started and each item carries its inputs, so they produce the same changes and
+/// results on every node. Items that ended the transaction changed nothing and are not run
+/// again, so the redo never loops.
+pub fn apply_batch(
+    conn: &Connection,
+    items: &[ExecuteItem],
+    mut each: impl FnMut(&ApplyEnv),
+) -> Result<Vec<RequestResults>, ApplyError> {
+    let mut run = |item: &ExecuteItem| {
+        conn.set_apply_inputs(Some(item.env.inputs()))?;
+        each(&item.env);
+        execute::execute_request(conn, &item.request, item.policy, item.opts, item.env.budget)
+    };
+    let mut results = Vec::with_capacity(items.len());
+    // Indexes of the items whose changes the open transaction holds.
+    let mut kept: Vec<usize> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let out = run(item)?;
+        if out.ended_callers_transaction {
+            for &k in &kept {
+                let redone = run(&items[k])?;
+                debug_assert!(!redone.ended_callers_transaction);
+            }
+        } else {
+            kept.push(i);
+        }
+        results.push(out);
+    }
+    conn.set_apply_inputs(None)?;
+    Ok(results)
+}
+
+/// Creates the state table if it does not exist (on the writer, outside any transaction).
+pub fn ensure_state_table(conn: &Connection) -> raftlite_ffi::Result<()> {
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS main.{STATE_TABLE} (\
+            id INTEGER PRIMARY KEY CHECK (id = 1), \
+            applied_log_id TEXT, \
+            membership TEXT); \
+         INSERT OR IGNORE INTO main.{STATE_TABLE}(id) VALUES (1);"
+    ))
+}
+
+/// Records an applied log id (as JSON), and the membership when it changed (inside the apply
+/// transaction). An UPDATE, so `last_insert_rowid` is left alone.
+pub fn record_state(
+    conn: &Connection,
+    log_id_json: &str,
+    membership_json: Option<&str>,
+) -> raftlite_ffi::Result<()> {
+    match membership_json {
+        Some(m) => {
+            let mut stmt = conn.prepare(&format!(
+                "UPDATE main.{STATE_TABLE} SET applied_log_id = ?1, membership = ?2 WHERE id = 1"
+            ))?;
+            stmt.bind_text(1, log_id_json)?;
+            stmt.bind_text(2, m)?;
+            stmt.step()?;
+        }
+        None => {
+            let mut stmt = conn.prepare(&format!(
+                "UPDATE main.{STATE_TABLE} SET applied_log_id = ?1 WHERE id = 1"
+            ))?;
+            stmt.bind_text(1, log_id_json)?;
+            stmt.step()?;
+        }
+    }
+    Ok(())
+}
