@@ -121,6 +121,7 @@ const FLAGS: &[ConfigFlag] = &[
     // SQLite.
     flag("fk", Bool, "false", Honoured, "Enforce SQLite foreign key constraints"),
     flag("write-budget-steps", U64, "500000000", Honoured, "Work one write request may do on every node, in SQLite progress steps (about one per row visited); over it, the request fails with 'execute timeout' and is undone (raftlite only)"),
+    flag("max-query-result-size", U64, "134217728", Honoured, "The most bytes of rows one statement of a query may return; over it, that statement answers 'query result too large' (raftlite only)"),
     flag("db-max-ro-conns", I64, "256", Honoured, "Maximum number of read-only database connections"),
     flag("auto-vacuum-int", Dur, "0s", Ignored, "Time between automatic VACUUMs. If not set, never"),
     flag("auto-optimize-int", Dur, "24h", Ignored, "Time between automatic 'PRAGMA optimize'. 0h disables"),
@@ -292,6 +293,8 @@ pub struct Config {
     pub fk: bool,
     /// `-write-budget-steps` (raftlite only): see `db::request::DEFAULT_WRITE_BUDGET_STEPS`.
     pub write_budget_steps: u64,
+    /// `-max-query-result-size` (raftlite only): see `db::settings::DEFAULT_MAX_QUERY_RESULT_BYTES`.
+    pub max_query_result_size: u64,
     pub db_max_ro_conns: usize,
     /// `None`: never.
     pub auto_vacuum_int: Option<Duration>,
@@ -454,6 +457,7 @@ impl Config {
 
             fk: flags.bool("fk"),
             write_budget_steps: flags.u64("write-budget-steps"),
+            max_query_result_size: flags.u64("max-query-result-size"),
             db_max_ro_conns: count("db-max-ro-conns")?,
             auto_vacuum_int: enabled("auto-vacuum-int"),
             auto_optimize_int: enabled("auto-optimize-int"),
@@ -1030,6 +1034,10 @@ mod tests {
         assert_eq!(
             c.write_budget_steps,
             crate::db::request::DEFAULT_WRITE_BUDGET_STEPS
+        );
+        assert_eq!(
+            c.max_query_result_size,
+            crate::db::settings::DEFAULT_MAX_QUERY_RESULT_BYTES
         );
         assert_eq!(c.dump_wal_limit, Some(1 << 30));
         assert_eq!(c.dump_stall_timeout, Duration::from_secs(120));

@@ -38,6 +38,8 @@ pub struct NodeOptions {
     pub foreign_keys: bool,
     /// `-write-budget-steps`: the budget this node gives the writes it proposes as leader.
     pub write_budget_steps: u64,
+    /// `-max-query-result-size`: the most bytes of rows one read statement may return.
+    pub max_query_result_size: u64,
     pub max_readers: usize,
     pub max_body_size: usize,
     /// `-max-load-size`: the largest `/db/load` or `/boot` body (decompressed).
@@ -91,6 +93,7 @@ impl NodeOptions {
             non_voter: false,
             foreign_keys: false,
             write_budget_steps: crate::db::request::DEFAULT_WRITE_BUDGET_STEPS,
+            max_query_result_size: crate::db::settings::DEFAULT_MAX_QUERY_RESULT_BYTES,
             max_readers: 256,
             max_body_size: Limits::default().max_body_size,
             max_load_size: None,
@@ -294,6 +297,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             foreign_keys: opts.foreign_keys,
             max_readers: opts.max_readers,
             write_budget_steps: opts.write_budget_steps,
+            max_query_result_bytes: opts.max_query_result_size,
             ..Default::default()
         },
         log_segment_size: opts.log_segment_size,

@@ -507,6 +507,51 @@ fn forwarded_requests_are_decided_again_on_the_leader_and_joins_cannot_take_over
     assert!(voters["n4"].is_null(), "n4 must stay a non-voter: {voters}");
 }
 
+/// A query's rows are capped in bytes (`-max-query-result-size`): over it, that statement
+/// answers an error in rqlite's per-statement form and the others in the request still run.
+#[test]
+fn a_query_over_the_result_cap_is_refused_as_a_statement_error() {
+    let node = Node::start(&["-max-query-result-size", "20000"]);
+    let created = node.execute(
+        r#"["CREATE TABLE t(v)", "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) INSERT INTO t SELECT randomblob(200) FROM n"]"#,
+    );
+    assert!(!created.contains("error"), "{created}");
+    let answer = node
+        .post(
+            "/db/query",
+            r#"["SELECT v FROM t", "SELECT v FROM t LIMIT 10", "SELECT count(*) FROM t"]"#,
+        )
+        .json();
+    let results = &answer["results"];
+    let refused = results[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        refused.starts_with("query result too large") && refused.contains("-max-query-result-size"),
+        "{answer}"
+    );
+    assert_eq!(
+        results[1]["values"].as_array().map(Vec::len),
+        Some(10),
+        "{answer}"
+    );
+    assert_eq!(results[2]["values"][0][0], 100, "{answer}");
+    // The same read through /db/request, and writes with RETURNING are not capped.
+    let via_request = node.post("/db/request", r#"["SELECT v FROM t"]"#).json();
+    assert!(
+        via_request["results"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("query result too large")),
+        "{via_request}"
+    );
+    let returning = node
+        .post("/db/execute", r#"["UPDATE t SET v = v RETURNING v"]"#)
+        .json();
+    assert_eq!(
+        returning["results"][0]["values"].as_array().map(Vec::len),
+        Some(100),
+        "{returning}"
+    );
+}
+
 #[test]
 fn allow_origin_is_sent_on_every_answer() {
     let node = Node::start(&["-http-allow-origin", "https://app.example"]);

@@ -29,7 +29,7 @@ use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use raftlite::db::apply::{apply_batch, apply_entry, ensure_state_table, record_state};
 use raftlite::db::digest::content_digest;
-use raftlite::db::execute::{execute_request, query_request, run_sql_script, RequestResults};
+use raftlite::db::execute::{execute_request, query_request, run_sql_script, ReadLimits, RequestResults};
 use raftlite::db::gate::STATE_TABLE;
 use raftlite::db::request::{
     ApplyEnv, ExecuteItem, Request, ResultOptions, RowsPolicy, SqlStatement, StatementOutcome,
@@ -431,7 +431,7 @@ impl Replica {
     fn read(&self, request: &Request) {
         let reader = open_reader(&self.path, &settings()).expect("open a reader");
         let before = self.digest();
-        query_request(&reader, request, ResultOptions::default(), 200_000)
+        query_request(&reader, request, ResultOptions::default(), ReadLimits::steps(200_000))
             .unwrap_or_else(|e| panic!("a local fault while reading: {e}"));
         assert_eq!(before, self.digest(), "a read changed the database");
     }

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         non_voter: config.raft_non_voter,
         foreign_keys: config.fk,
         write_budget_steps: config.write_budget_steps,
+        max_query_result_size: config.max_query_result_size,
         max_readers: config.db_max_ro_conns,
         max_body_size: usize::try_from(config.max_body_size).unwrap_or(usize::MAX),
         max_load_size: config.max_load_size,

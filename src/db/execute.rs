@@ -30,10 +30,13 @@
 
 use std::time::Instant;
 
-use raftlite_ffi::{CachedStatement, Connection, Statement, Step};
+use raftlite_ffi::{CachedStatement, Connection, Statement, Step, Value};
 
 use super::error::{classify, SqlFailure};
-use super::gate::{Gate, Mode, EXECUTE_TIMEOUT_ERROR, QUERY_TIMEOUT_ERROR, QUERY_WRITE_ERROR};
+use super::gate::{
+    Gate, Mode, EXECUTE_TIMEOUT_ERROR, QUERY_TIMEOUT_ERROR, QUERY_WRITE_ERROR,
+    RESULT_TOO_LARGE_ERROR,
+};
 use super::literal_insert;
 use super::request::{
     ParamValue, Params, Request, ResultOptions, Rows, RowsPolicy, SqlStatement, StatementOutcome,
@@ -326,22 +329,41 @@ fn clean_up(conn: &Connection, gate: &Gate) -> Result<(), ApplyError> {
 /// rows. Reading `sqlite_schema` first starts the snapshot with a cookie check, which reloads
 /// a stale schema; the PRAGMAs then see the tables of this snapshot. (SQLAlchemy's reflection
 /// through sqlalchemy-rqlite found this; see tests/compat.rs.)
+/// What one read may cost: SQLite progress steps, and bytes of rows held for its answer.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    pub budget_steps: u64,
+    pub max_result_bytes: u64,
+}
+
+impl ReadLimits {
+    /// A budget of steps and no cap on the rows.
+    pub fn steps(budget_steps: u64) -> ReadLimits {
+        ReadLimits {
+            budget_steps,
+            max_result_bytes: u64::MAX,
+        }
+    }
+}
+
 const BEGIN_READ_WITH_CURRENT_SCHEMA: &str = "BEGIN; SELECT 1 FROM sqlite_schema LIMIT 0";
 
 /// Runs a read-only request in one read transaction, so every statement sees one snapshot.
 /// Only statements SQLite reports read-only run, without transaction control, and the gate
 /// refuses anything that would change the connection (see [`super::gate`], `Mode::Read`).
-/// The request may take `budget` progress steps, as a write may (a read that never ends
-/// would hold a reader and a core for good); past it, the statement running and those after
-/// it answer rqlite's `query timeout`.
+/// The request may take `limits.budget_steps` progress steps, as a write may (a read that
+/// never ends would hold a reader and a core for good); past it, the statement running and
+/// those after it answer rqlite's `query timeout`. A statement whose rows would hold more than
+/// `limits.max_result_bytes` fails with [`RESULT_TOO_LARGE_ERROR`] (the others still run).
 pub fn query_request(
     conn: &Connection,
     req: &Request,
     opts: ResultOptions,
-    budget: u64,
+    limits: ReadLimits,
 ) -> Result<RequestResults, ApplyError> {
     let gate = gate_of(conn)?;
-    gate.start_budget(budget);
+    gate.start_budget(limits.budget_steps);
+    gate.cap_result_bytes(limits.max_result_bytes);
     conn.execute_batch(BEGIN_READ_WITH_CURRENT_SCHEMA)?;
     let mut out = RequestResults::default();
     for stmt in &req.statements {
@@ -952,15 +974,38 @@ fn collect_rows(
         })
         .collect();
     let decltypes = (0..n).map(|i| stmt.column_decltype(i)).collect();
+    let cap = gate.result_cap();
+    let mut held: u64 = 0;
     let mut values = Vec::new();
     while stmt.step().map_err(|e| failure(gate, e))? == Step::Row {
-        values.push((0..n).map(|i| stmt.column_owned(i)).collect());
+        let row: Vec<Value> = (0..n).map(|i| stmt.column_owned(i)).collect();
+        held = held.saturating_add(row.iter().map(held_bytes).sum::<u64>());
+        if held > cap {
+            return Err(SqlFailure::Sql(format!(
+                "{RESULT_TOO_LARGE_ERROR}: its rows take more than {cap} bytes \
+                 (-max-query-result-size); select fewer rows or columns (LIMIT), or take a \
+                 backup (/db/backup)"
+            )));
+        }
+        values.push(row);
     }
     Ok(Rows {
         columns,
         decltypes,
         values,
     })
+}
+
+/// What a value costs while a result is held and encoded: its bytes plus the fixed cost of a
+/// value (roughly its size in the JSON answer, where a BLOB is base64, a third larger).
+fn held_bytes(v: &Value) -> u64 {
+    const PER_VALUE: u64 = 16;
+    PER_VALUE
+        + match v {
+            Value::Null | Value::Integer(_) | Value::Real(_) => 8,
+            Value::Text(s) => s.len() as u64,
+            Value::Blob(b) => (b.len() as u64).div_ceil(3) * 4,
+        }
 }
 
 fn bind_params(

@@ -61,6 +61,9 @@ pub const EXECUTE_TIMEOUT_ERROR: &str = "execute timeout";
 /// short by `db_timeout` or by its budget.
 pub const QUERY_TIMEOUT_ERROR: &str = "query timeout";
 
+/// The start of the error of a read statement whose rows went over `-max-query-result-size`.
+pub const RESULT_TOO_LARGE_ERROR: &str = "query result too large";
+
 /// What the connection is running now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -291,6 +294,9 @@ pub struct Gate {
     used: AtomicU64,
     counting: AtomicBool,
     exhausted: AtomicBool,
+    /// The most bytes of rows a read may hold before it fails (`-max-query-result-size`);
+    /// `u64::MAX` for writes, whose answers must not depend on a node's flag.
+    result_cap: AtomicU64,
 }
 
 impl Default for Gate {
@@ -309,6 +315,7 @@ impl Default for Gate {
             used: AtomicU64::new(0),
             counting: AtomicBool::new(false),
             exhausted: AtomicBool::new(false),
+            result_cap: AtomicU64::new(u64::MAX),
         }
     }
 }
@@ -432,6 +439,18 @@ impl Gate {
         self.used.store(0, Ordering::Relaxed);
         self.exhausted.store(false, Ordering::Relaxed);
         self.counting.store(false, Ordering::Relaxed);
+        self.result_cap.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    /// Caps the rows a read's statement may return, in bytes of values (call after
+    /// [`Gate::start_budget`], which lifts the cap: writes are never capped, since a write's
+    /// outcome must not depend on one node's setting).
+    pub fn cap_result_bytes(&self, cap: u64) {
+        self.result_cap.store(cap, Ordering::Relaxed);
+    }
+
+    pub fn result_cap(&self) -> u64 {
+        self.result_cap.load(Ordering::Relaxed)
     }
 
     /// Counts progress calls against the budget until the guard drops (around the steps of

@@ -24,7 +24,14 @@ pub struct DbSettings {
     /// `-write-budget-steps`: the budget the leader gives each write it proposes (see
     /// `db::gate` and `ApplyEnv::budget`). Applying uses the entry's, never this.
     pub write_budget_steps: u64,
+    /// `-max-query-result-size`: the most bytes of rows one read statement may hold (see
+    /// `execute::ReadLimits`). Reads only: a write's answer must not depend on a node's flag.
+    pub max_query_result_bytes: u64,
 }
+
+/// 128 MiB of rows: what one answer may hold in memory before it is encoded (the JSON is
+/// about as large again). Larger results belong in a backup, or in pages with `LIMIT`.
+pub const DEFAULT_MAX_QUERY_RESULT_BYTES: u64 = 128 << 20;
 
 impl Default for DbSettings {
     fn default() -> Self {
@@ -33,6 +40,7 @@ impl Default for DbSettings {
             max_readers: 256,
             busy_timeout_ms: 5000,
             write_budget_steps: super::request::DEFAULT_WRITE_BUDGET_STEPS,
+            max_query_result_bytes: DEFAULT_MAX_QUERY_RESULT_BYTES,
         }
     }
 }

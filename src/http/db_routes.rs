@@ -22,11 +22,26 @@ use crate::db::request::{ApplyEnv, Request, ResultOptions, RowsPolicy, SqlStatem
 use crate::db::rewrite;
 use crate::store::{ReadLevel, StoreError};
 
-/// A parsed request with the raw body kept for forwarding.
+/// A parsed request with the raw body it came in.
 struct Incoming {
     params: QueryParams,
     request: Request,
     body: bytes::Bytes,
+}
+
+/// A body up to this size is kept while the request runs on the leader, to be forwarded if
+/// leadership moves meanwhile; a larger one is dropped before the request runs (holding it
+/// beside its parsed form doubled a large write's memory) and such a write, in that race,
+/// answers 503 for the client to send again.
+const KEEP_FOR_FORWARDING_BYTES: usize = 1 << 20;
+
+impl Incoming {
+    /// Splits the request from what may be forwarded: the whole body on a node that is not
+    /// the leader (it forwards it as sent), a small body on the leader, nothing otherwise.
+    fn split(self, state: &AppState) -> (QueryParams, Request, Option<bytes::Bytes>) {
+        let keep = !state.store.is_leader() || self.body.len() <= KEEP_FOR_FORWARDING_BYTES;
+        (self.params, self.request, keep.then_some(self.body))
+    }
 }
 
 pub async fn execute(
@@ -45,17 +60,18 @@ pub async fn execute(
         return queued(&state, &req, incoming).await;
     }
     let started = Instant::now();
+    let (params, request, forward) = incoming.split(&state);
     let outcome = state
         .store
         .execute(
-            incoming.request.clone(),
+            request,
             RowsPolicy::ReturningOnly,
-            result_options(&incoming.params),
-            incoming.params.duration("db_timeout"),
+            result_options(&params),
+            params.duration("db_timeout"),
         )
         .await
         .map(|w| (w.results, w.raft_index));
-    respond(&req, &state, incoming, outcome, started).await
+    respond(&req, &state, &params, forward, outcome, started).await
 }
 
 pub async fn query_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -104,54 +120,54 @@ pub async fn request(
     if let Some(refused) = refuse_disallowed(&incoming) {
         return refused;
     }
-    let level = ReadLevel::parse(incoming.params.get("level"));
     let started = Instant::now();
+    let (params, request, forward) = incoming.split(&state);
+    let level = ReadLevel::parse(params.get("level"));
+    let opts = result_options(&params);
     // Decided the same way at every level: a read-only request is a query (a strong one
     // included, which confirms leadership and reads locally), anything else a write.
-    let read_only = state.store.is_read_only(incoming.request.clone()).await;
-    let opts = result_options(&incoming.params);
-    let outcome = match read_only {
-        Ok(true) => state
+    let outcome = match state.store.is_read_only(request).await {
+        Ok((request, true)) => state
             .store
             .query(
-                incoming.request.clone(),
+                request,
                 level,
                 opts,
-                incoming.params.duration("freshness"),
-                incoming.params.duration("db_timeout"),
+                params.duration("freshness"),
+                params.duration("db_timeout"),
             )
             .await
             .map(|r| (r, 0)),
-        Ok(false) => state
+        Ok((request, false)) => state
             .store
             .execute(
-                incoming.request.clone(),
+                request,
                 RowsPolicy::AllQueries,
                 opts,
-                incoming.params.duration("db_timeout"),
+                params.duration("db_timeout"),
             )
             .await
             .map(|w| (w.results, w.raft_index)),
         Err(e) => Err(e),
     };
-    respond(&req, &state, incoming, outcome, started).await
+    respond(&req, &state, &params, forward, outcome, started).await
 }
 
 async fn run_query(req: &HttpRequest, state: &AppState, incoming: Incoming) -> HttpResponse {
-    let level = ReadLevel::parse(incoming.params.get("level"));
     let started = Instant::now();
+    let (params, request, forward) = incoming.split(state);
     let outcome = state
         .store
         .query(
-            incoming.request.clone(),
-            level,
-            result_options(&incoming.params),
-            incoming.params.duration("freshness"),
-            incoming.params.duration("db_timeout"),
+            request,
+            ReadLevel::parse(params.get("level")),
+            result_options(&params),
+            params.duration("freshness"),
+            params.duration("db_timeout"),
         )
         .await
         .map(|r| (r, 0));
-    respond(req, state, incoming, outcome, started).await
+    respond(req, state, &params, forward, outcome, started).await
 }
 
 /// `/db/execute?queue[&wait]`: accepted at once with a sequence number, or after the batch
@@ -285,14 +301,15 @@ fn result_options(params: &QueryParams) -> ResultOptions {
     }
 }
 
+/// The answer to a request that ran here, or the leader's when it had to be forwarded.
 async fn respond(
     req: &HttpRequest,
     state: &AppState,
-    incoming: Incoming,
+    params: &QueryParams,
+    forward: Option<bytes::Bytes>,
     outcome: Result<(RequestResults, u64), StoreError>,
     started: Instant,
 ) -> HttpResponse {
-    let params = &incoming.params;
     match outcome {
         Ok((results, raft_index)) => {
             let body = encode_response(
@@ -316,16 +333,18 @@ async fn respond(
             }
             resp
         }
-        Err(StoreError::NotLeader { leader }) => {
-            answer_not_leader(
-                &state.forward_client,
-                req,
-                params,
-                incoming.body,
-                leader.as_ref(),
-            )
-            .await
-        }
+        Err(StoreError::NotLeader { leader }) => match forward {
+            Some(body) => {
+                answer_not_leader(&state.forward_client, req, params, body, leader.as_ref()).await
+            }
+            // Leadership moved while a large request ran here (see `KEEP_FOR_FORWARDING_BYTES`):
+            // nothing of it was applied.
+            None => text_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not leader: leadership moved while the request was handled and nothing of it \
+                 was applied; send it again",
+            ),
+        },
         Err(e @ (StoreError::Internal(_) | StoreError::StaleRead)) => {
             // rqlite answers request-level failures that are not about leadership with 200 and
             // an `error` field, and clients look for it there.

@@ -401,11 +401,14 @@ impl Store {
                 }
             }
         }
-        let budget = self.db.settings().write_budget_steps;
+        let limits = execute::ReadLimits {
+            budget_steps: self.db.settings().write_budget_steps,
+            max_result_bytes: self.db.settings().max_query_result_bytes,
+        };
         self.db
             .with_reader(move |conn| {
                 let deadline = db_timeout.map(|d| ReadDeadline::start(conn.interrupt_handle(), d));
-                let mut out = execute::query_request(conn, &request, opts, budget);
+                let mut out = execute::query_request(conn, &request, opts, limits);
                 if deadline.is_some_and(ReadDeadline::finish) {
                     // The interrupt may have landed after the last statement: a statement run
                     // now absorbs it, so the pooled connection is clean for its next reader.
@@ -444,10 +447,14 @@ impl Store {
             .map_err(StoreError::Internal)
     }
 
-    /// True when every statement of `req` only reads (`/db/request` routing).
-    pub async fn is_read_only(&self, req: Request) -> Result<bool, StoreError> {
+    /// True when every statement of `req` only reads (`/db/request` routing). The request is
+    /// handed back: it is the caller's to run next, and a copy would double its memory.
+    pub async fn is_read_only(&self, req: Request) -> Result<(Request, bool), StoreError> {
         self.db
-            .with_reader(move |conn| execute::is_read_only(conn, &req))
+            .with_reader(move |conn| {
+                let read_only = execute::is_read_only(conn, &req);
+                (req, read_only)
+            })
             .await
             .map_err(StoreError::Internal)
     }

@@ -245,7 +245,7 @@ fn positional_and_named_parameters() {
         &c,
         &req(&["SELECT a, b FROM t ORDER BY rowid"]),
         ResultOptions::default(),
-        BUDGET,
+        ReadLimits::steps(BUDGET),
     )
     .unwrap();
     let StatementOutcome::Rows(rows) = &q.results[0].outcome else {
@@ -303,7 +303,7 @@ fn query_types_and_qualified_columns() {
         ResultOptions {
             qualify_columns: true,
         },
-        BUDGET,
+        ReadLimits::steps(BUDGET),
     )
     .unwrap();
     let StatementOutcome::Rows(rows) = &q.results[0].outcome else {
@@ -362,7 +362,9 @@ enum Run {
 fn run_on(c: &Connection, run: &Run) -> (Vec<StatementOutcome>, Option<String>) {
     let out = match run {
         Run::Write(r) => write(c, r),
-        Run::Query(r) => query_request(c, r, ResultOptions::default(), BUDGET).unwrap(),
+        Run::Query(r) => {
+            query_request(c, r, ResultOptions::default(), ReadLimits::steps(BUDGET)).unwrap()
+        }
     };
     (outcomes(&out), out.error)
 }
@@ -521,7 +523,7 @@ fn cached_statements_see_each_entrys_clock_and_seed() {
             c,
             &req(&["SELECT * FROM t ORDER BY rowid"]),
             ResultOptions::default(),
-            BUDGET,
+            ReadLimits::steps(BUDGET),
         )
         .unwrap();
         let StatementOutcome::Rows(rows) = &q.results[0].outcome else {
@@ -674,5 +676,42 @@ fn apply_cost_of_1000_identical_parameterised_inserts() {
         ms(total) / REQUESTS as f64,
         ms(took[took.len() - 1]),
         c.statement_cache_stats(),
+    );
+}
+
+#[test]
+fn a_read_over_its_result_cap_fails_that_statement_only() {
+    let c = conn();
+    write(
+        &c,
+        &req(&[
+            "CREATE TABLE big(v)",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+             INSERT INTO big SELECT zeroblob(300) FROM n",
+        ]),
+    );
+    let limits = |max_result_bytes| ReadLimits {
+        budget_steps: BUDGET,
+        max_result_bytes,
+    };
+    let read = req(&["SELECT v FROM big", "SELECT count(*) FROM big"]);
+    // 100 BLOBs of 300 bytes hold 100 × (16 + 400) bytes: a cap just above passes.
+    let fits = query_request(&c, &read, ResultOptions::default(), limits(41_600)).unwrap();
+    assert!(matches!(&fits.results[0].outcome, StatementOutcome::Rows(r) if r.values.len() == 100));
+    let over = query_request(&c, &read, ResultOptions::default(), limits(41_599)).unwrap();
+    match &over.results[0].outcome {
+        StatementOutcome::Error(m) => assert!(m.starts_with(RESULT_TOO_LARGE_ERROR), "{m}"),
+        other => panic!("expected the cap's error, got {other:?}"),
+    }
+    assert!(
+        matches!(&over.results[1].outcome, StatementOutcome::Rows(r) if r.values == vec![vec![Value::Integer(100)]]),
+        "the statement after the refused one still runs: {:?}",
+        over.results[1]
+    );
+    // Writes are never capped: RETURNING rows are the same on every node whatever its flag,
+    // and a capped read leaves no cap behind on the connection.
+    let returning = write(&c, &req(&["UPDATE big SET v = v RETURNING v"]));
+    assert!(
+        matches!(&returning.results[0].outcome, StatementOutcome::Rows(r) if r.values.len() == 100)
     );
 }

@@ -5,7 +5,8 @@ use raftlite_ffi::{Connection, OpenFlags};
 
 use super::*;
 use crate::db::execute::{
-    execute_request, execute_script, is_read_only, query_request, RequestResults, ScriptOutcome,
+    execute_request, execute_script, is_read_only, query_request, ReadLimits, RequestResults,
+    ScriptOutcome,
 };
 use crate::db::request::{Request, ResultOptions, RowsPolicy, SqlStatement, StatementOutcome};
 
@@ -457,8 +458,15 @@ fn queries_cannot_change_the_database_or_the_connection() {
     let dir = tempfile::tempdir().unwrap();
     let c = writer(&dir);
     write(&c, &["INSERT INTO t(v) VALUES(1)"]);
-    let query =
-        |sqls: &[&str]| query_request(&c, &req(sqls), ResultOptions::default(), BUDGET).unwrap();
+    let query = |sqls: &[&str]| {
+        query_request(
+            &c,
+            &req(sqls),
+            ResultOptions::default(),
+            ReadLimits::steps(BUDGET),
+        )
+        .unwrap()
+    };
     for sql in [
         "INSERT INTO t(v) VALUES(2)",
         "BEGIN",
@@ -506,7 +514,7 @@ fn queries_cannot_change_the_database_or_the_connection() {
             "SELECT 1",
         ]),
         ResultOptions::default(),
-        10_000,
+        ReadLimits::steps(10_000),
     )
     .unwrap();
     assert_eq!(
