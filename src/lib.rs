@@ -22,6 +22,8 @@ pub mod shell;
 #[cfg(feature = "server")]
 pub mod store;
 #[cfg(feature = "server")]
+pub mod temp_file;
+#[cfg(feature = "server")]
 pub mod tls;
 
 /// The version reported in `/status`, `X-RQLITE-VERSION` and `-version`.

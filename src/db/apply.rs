@@ -19,8 +19,8 @@
 use raftlite_ffi::Connection;
 
 use super::execute::{self, ApplyError, RequestResults};
-use super::gate::STATE_TABLE;
 use super::request::{ApplyEnv, ExecuteItem};
+use super::STATE_TABLE;
 
 /// A fault of this node while applying an entry, with what was being done.
 #[derive(Debug, Clone, PartialEq, Eq)]

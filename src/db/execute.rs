@@ -671,7 +671,7 @@ pub(crate) fn schema_row(sql: &str) -> Option<SchemaRow> {
         return None;
     }
     let lower_name = name.to_ascii_lowercase();
-    if lower_name.starts_with("sqlite_") || lower_name == super::gate::STATE_TABLE {
+    if lower_name.starts_with("sqlite_") || lower_name == super::STATE_TABLE {
         return None;
     }
     let mut words = create.split_whitespace();

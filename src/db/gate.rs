@@ -44,8 +44,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 use raftlite_ffi::{AuthAction, AuthRequest, Authorization, Authorizer, ProgressHandler};
 
-/// The state table (`store::meta`): raftlite's own, never touched by users' writes.
-pub const STATE_TABLE: &str = "_raftlite_state";
+use super::STATE_TABLE;
 
 /// Savepoints raftlite uses around requests start with this (case-insensitive); users' may not.
 pub const RESERVED_SAVEPOINT_PREFIX: &str = "raftlite";

@@ -39,6 +39,11 @@ use std::path::{Path, PathBuf};
 /// The name of the database file inside the data directory (rqlite uses the same).
 pub const DB_FILE_NAME: &str = "db.sqlite";
 
+/// The state machine's own table in the database: the applied log id and the membership
+/// (written by [`apply`], read by `store::applied_state`). Users' writes may not touch it
+/// ([`gate`]), and no backup or dump carries it.
+pub const STATE_TABLE: &str = "_raftlite_state";
+
 /// `path` with `suffix` appended to its file name (`db.sqlite` → `db.sqlite-wal`).
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();

@@ -29,7 +29,9 @@ use tokio::sync::watch;
 use crate::db::backup::{copy_to_file, CopyError, PAGES_PER_STEP};
 use crate::db::disk::{check_room, free_bytes};
 use crate::db::Database;
-use crate::store::meta::{self, STATE_TABLE};
+use crate::db::STATE_TABLE;
+use crate::store::applied_state;
+use crate::temp_file::{unique_suffix, TempFile};
 
 /// Where copies go and how much disk they may use.
 #[derive(Debug, Clone)]
@@ -78,7 +80,7 @@ pub struct SharedCopy {
 impl SharedCopy {
     /// The file to stream.
     pub fn path(&self) -> &Path {
-        &self.file.0
+        self.file.path()
     }
 
     fn in_progress(&self) -> bool {
@@ -188,7 +190,7 @@ impl BackupCopies {
             applied_floor: applied,
             vacuum,
             outcome: rx,
-            file: TempFile(temp_path(&self.opts.tmp_dir)),
+            file: TempFile::new(temp_path(&self.opts.tmp_dir)),
         });
         copies.push(Arc::downgrade(&copy));
         Ok(Found::New(copy, tx))
@@ -230,7 +232,7 @@ impl BackupCopies {
             if let Err(e) = &result {
                 tracing::warn!("backup copy failed: {e}");
                 // Free the disk now rather than when the last waiter lets go.
-                copy.file.remove();
+                copy.file.remove_now();
             }
             let _ = outcome.send(Some(result));
             drop(copy);
@@ -273,7 +275,7 @@ fn copy_and_clean(
     })?;
     let clean = || -> anyhow::Result<u64> {
         let mut copy = Connection::open(dest, OpenFlags::READ_WRITE | OpenFlags::NO_MUTEX)?;
-        let index = meta::read(&copy)?.log_id.map_or(0, |l| l.index);
+        let index = applied_state::read(&copy)?.log_id.map_or(0, |l| l.index);
         // Scratch file: no journal, no syncs. journal_mode=OFF is not stored in the header, so
         // the file stays in DELETE mode (bytes 18-19 = 1).
         copy.execute_batch(&format!(
@@ -290,34 +292,9 @@ fn copy_and_clean(
     Ok(CopyInfo { raft_index, len })
 }
 
-/// Deletes the backup file when dropped: the one owner of the file's lifetime.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    /// Removes the file and any rollback journal a failed DROP/VACUUM on the copy left. The
-    /// caller is usually an HTTP worker ending a download, so the unlink runs on a thread of
-    /// its own rather than stalling the other requests that worker serves.
-    fn remove(&self) {
-        let journal = crate::db::sibling(&self.0, "-journal");
-        crate::db::disk::remove_in_background(vec![self.0.clone(), journal]);
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        self.remove();
-    }
-}
-
 /// Prefix of backup temp files; startup removes leftovers of a crash.
 pub const TEMP_PREFIX: &str = "backup-";
 
 fn temp_path(dir: &Path) -> PathBuf {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!("{TEMP_PREFIX}{nanos}-{seq}.db"))
+    dir.join(format!("{TEMP_PREFIX}{}.db", unique_suffix()))
 }

@@ -49,7 +49,8 @@ use super::response::text_error;
 use super::{AppState, DumpCaps};
 use crate::db::dump::dump_excluding;
 use crate::db::wal::{grown_since, wal_use, WalUse};
-use crate::store::meta::{self, STATE_TABLE};
+use crate::db::STATE_TABLE;
+use crate::store::applied_state;
 use crate::store::NodeInfo;
 
 /// Chunk size of the streamed file. Every read of a `tokio::fs::File` is a hop to the blocking
@@ -398,7 +399,7 @@ fn dump_in_snapshot(
 ) -> anyhow::Result<()> {
     conn.execute_batch("BEGIN")?;
     let result = (|| -> anyhow::Result<()> {
-        let index = meta::read(conn)?.log_id.map_or(0, |l| l.index);
+        let index = applied_state::read(conn)?.log_id.map_or(0, |l| l.index);
         // The read above began the snapshot: WAL frames from here on are pinned by it.
         out.snapshot_began();
         let _ = index_tx.send(index);

@@ -40,6 +40,7 @@ use super::backup_routes::{serve_backup, RAFT_INDEX_HEADER};
 use super::params::QueryParams;
 use super::response::{json as json_response, text_error};
 use super::AppState;
+use crate::temp_file::unguessable_id;
 
 /// Jobs kept at once.
 pub const MAX_JOBS: usize = 32;
@@ -151,13 +152,6 @@ impl BackupJobs {
     }
 }
 
-/// 32 hex digits from SQLite's CSPRNG.
-pub fn random_id() -> String {
-    let mut b = [0u8; 16];
-    raftlite_ffi::randomness(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 pub async fn create(
     body: web::Bytes,
     console: web::Data<super::console_restore::ConsoleState>,
@@ -215,7 +209,7 @@ pub async fn create(
         (_, false) => "sqlite3",
         (_, true) => "sqlite3.gz",
     };
-    let id = random_id();
+    let id = unguessable_id();
     let job = Job {
         query: query.finish(),
         filename_ext: ext,

@@ -21,7 +21,7 @@
 //! be free (507, the file is deleted); `-max-load-size` applies as for `/db/load`.
 //!
 //! Invariants: a staged file belongs to its registry entry (a [`StagedLoad`] holding its
-//! [`crate::raft::network::TempFile`] guard). Discarding, expiry ([`DEFAULT_TTL`], or the
+//! [`crate::temp_file::TempFile`] guard). Discarding, expiry ([`DEFAULT_TTL`], or the
 //! shorter `ttl` the client asked for) and a refused or abandoned upload all drop the guard,
 //! which deletes the file; installing hands it to the state machine. A crash leaves a `.part`
 //! file, which startup removes.
@@ -35,11 +35,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use parking_lot::Mutex;
 use serde_json::json;
 
-use super::console_backup::{random_id, BackupJobs};
+use super::console_backup::BackupJobs;
 use super::load_routes::{propose_staged, stage_and_validate, StagedLoad};
 use super::params::QueryParams;
 use super::response::{empty, json as json_response, text_error};
 use super::AppState;
+use crate::temp_file::unguessable_id;
 
 /// Uploads staged or in progress at once.
 pub const MAX_STAGED: usize = 4;
@@ -139,7 +140,7 @@ pub async fn stage(
     if let Err((status, why)) = check_room(store.data_dir(), 0, reserve) {
         return text_error(status, why); // `load` drops here: the file goes.
     }
-    let id = random_id();
+    let id = unguessable_id();
     let staged = Staged {
         load,
         expires: Instant::now() + ttl,

@@ -49,11 +49,11 @@ use crate::db::load::{
     validate_sql_file, validate_sqlite_file, LoadError, LoadKind, StagedInfo, Stager,
 };
 use crate::db::request::StatementResult;
-use crate::raft::network::{unique_suffix, TempFile};
 use crate::raft::types::{LoadCommand, SqlLoad};
 use crate::store::load::{part_path, staged_path};
 use crate::store::prebuild::{self, blank_layout, BuiltDatabase};
 use crate::store::StoreError;
+use crate::temp_file::{unique_suffix, TempFile};
 
 /// Chunks in flight between the HTTP body and the staging thread.
 const STAGE_CHANNEL_DEPTH: usize = 8;
@@ -171,7 +171,7 @@ pub async fn stage_and_validate(
     }
     let id = unique_suffix();
     let part = part_path(store.data_dir(), &id);
-    let guard = TempFile(part.clone());
+    let guard = TempFile::new(part.clone());
     let staging = Instant::now();
     let info = stage(payload, &part, limit, reserve).await?;
     let uploaded = staging.elapsed();
@@ -254,7 +254,7 @@ pub async fn propose_staged(
     let sql = if info.kind == LoadKind::Sql {
         let env = store.stamp();
         let building = Instant::now();
-        let built = match build_for_blank(state, &guard.0, &cmd, env).await {
+        let built = match build_for_blank(state, guard.path(), &cmd, env).await {
             Ok(b) => b,
             Err(refusal) => return refusal.answer(params, report, started),
         };
@@ -265,13 +265,12 @@ pub async fn propose_staged(
         None
     };
     let staged = staged_path(store.data_dir(), &cmd.id);
-    if let Err(e) = std::fs::rename(&guard.0, &staged) {
+    if let Err(e) = guard.rename_to(&staged) {
         return text_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("stage load data: rename: {e}"),
         );
     }
-    guard.0 = staged;
     let mut guards = vec![guard];
     let mut built_result = None;
     tracing::info!(
@@ -407,7 +406,7 @@ async fn build_for_blank(
     let data_dir = store.data_dir().to_path_buf();
     let id = unique_suffix();
     let part = part_path(&data_dir, &id);
-    let mut guard = TempFile(part.clone());
+    let mut guard = TempFile::new(part.clone());
     let sql = script_path.to_path_buf();
     let settings = store.database().settings().clone();
     let build_layout = layout.clone();
@@ -429,8 +428,9 @@ async fn build_for_blank(
         .map_err(build_fault)?;
     let (result, size, crc32c) = built.map_err(|e| Box::new(BuildRefusal::Script(e)))?;
     let staged = staged_path(&data_dir, &id);
-    std::fs::rename(&guard.0, &staged).map_err(|e| fault("stage the built database", &e))?;
-    guard.0 = staged;
+    guard
+        .rename_to(&staged)
+        .map_err(|e| fault("stage the built database", &e))?;
     Ok(Some(Built {
         database: BuiltDatabase {
             database: LoadCommand {

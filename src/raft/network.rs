@@ -10,6 +10,8 @@
 //! wire is a `NetworkError` (retried at once); an error the peer returned is a `RemoteError`.
 
 use std::path::PathBuf;
+
+use crate::temp_file::{unique_suffix, TempFile};
 use std::time::Duration;
 
 use openraft::error::{
@@ -185,13 +187,13 @@ impl PeerClient {
         };
         // Materialise the live database into a temporary file, removed when we are done.
         let file = match *snapshot.snapshot {
-            SnapshotData::File(p) => TempFile(p),
+            SnapshotData::File(p) => TempFile::new(p),
             SnapshotData::Live(live) => {
                 let dest = self
                     .net
                     .tmp_dir
                     .join(format!("snapshot-out-{}.db", unique_suffix()));
-                let file = TempFile(dest.clone());
+                let file = TempFile::new(dest.clone());
                 live.copy_to(dest)
                     .await
                     .map_err(|e| net_err(&format!("{e:#}")))?;
@@ -199,7 +201,7 @@ impl PeerClient {
             }
             SnapshotData::Memory(_) => return Err(net_err(&"in-memory snapshots are not sent")),
         };
-        let f = tokio::fs::File::open(&file.0)
+        let f = tokio::fs::File::open(file.path())
             .await
             .map_err(|e| net_err(&e))?;
         let len = f.metadata().await.map_err(|e| net_err(&e))?.len();
@@ -241,29 +243,4 @@ impl PeerClient {
             bincode::deserialize(&bytes).map_err(|e| net_err(&e))?;
         decoded.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
     }
-}
-
-/// A file removed when dropped (off the async task: it may be a whole database).
-pub struct TempFile(pub PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        crate::db::disk::remove_in_background(vec![self.0.clone()]);
-    }
-}
-
-/// A suffix unique within this process and across restarts.
-pub fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{}-{}",
-        std::process::id(),
-        nanos,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }

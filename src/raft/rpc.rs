@@ -44,12 +44,13 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
 
-use super::network::{unique_suffix, TempFile, SNAPSHOT_META_HEADER, VOTE_HEADER};
+use super::network::{SNAPSHOT_META_HEADER, VOTE_HEADER};
 use super::types::{NodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 use crate::auth::gate::{Gate, Routes};
 use crate::auth::{self as perms, Access, Auth};
 use crate::store::cluster::{self, JoinRequest};
 use crate::store::{NodeInfo, Store};
+use crate::temp_file::{unique_suffix, TempFile};
 
 /// A remove request on the Raft port.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,7 +202,7 @@ async fn snapshot(
         return HttpResponse::InsufficientStorage().body(e.to_string());
     }
     let path = dir.join(format!("snapshot-in-{}.db", unique_suffix()));
-    let guard = TempFile(path.clone());
+    let guard = TempFile::new(path.clone());
     let mut file = match tokio::fs::File::create(&path).await {
         Ok(f) => f,
         Err(e) => {

@@ -22,6 +22,7 @@ use super::client::{HttpClient, Timeout};
 use super::output::{write_table, write_tree, Table};
 use super::parse::{parse_line, Command, Consistency, Mode, Setting, SqlBuffer, HELP};
 use super::transfer::{download, status_error, write_small_file, Upload};
+use crate::db::STATE_TABLE;
 
 /// Settings changed by dot-commands.
 #[derive(Debug, Default)]
@@ -134,13 +135,13 @@ impl Session {
             // rqlite's queries, minus raftlited's internal `_raftlite_state` table (which no
             // backup or dump contains either).
             Command::Tables => self.meta_query(
-                r#"SELECT name FROM sqlite_master WHERE type="table" AND tbl_name != '_raftlite_state' ORDER BY name ASC"#,
+                &format!(r#"SELECT name FROM sqlite_master WHERE type="table" AND tbl_name != '{STATE_TABLE}' ORDER BY name ASC"#),
             )?,
             Command::Indexes => self.meta_query(
-                r#"SELECT sql FROM sqlite_master WHERE type="index" AND tbl_name != '_raftlite_state'"#,
+                &format!(r#"SELECT sql FROM sqlite_master WHERE type="index" AND tbl_name != '{STATE_TABLE}'"#),
             )?,
             Command::Schema => self.meta_query(
-                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND tbl_name != '_raftlite_state' ORDER BY rowid ASC",
+                &format!("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND tbl_name != '{STATE_TABLE}' ORDER BY rowid ASC"),
             )?,
             Command::Backup(file) => {
                 download(&mut self.client, "db/backup", Path::new(&file))?;

@@ -55,8 +55,8 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
-use crate::raft::network::TempFile;
 use crate::raft::types::LoadCommand;
+use crate::temp_file::TempFile;
 
 /// A staged file older than this is removed at startup and by the source's retirement task.
 pub const STAGED_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -90,7 +90,7 @@ pub fn install_path(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join(format!("{PREFIX}{id}.install"))
 }
 
-/// A staged id is what [`crate::raft::network::unique_suffix`] makes: digits and dashes. The
+/// A staged id is what [`crate::temp_file::unique_suffix`] makes: digits and dashes. The
 /// check keeps a request for `/raft/staged/<id>` inside the data directory.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 80 && id.bytes().all(|b| b.is_ascii_digit() || b == b'-')
@@ -173,7 +173,7 @@ async fn pull(
     cmd: &LoadCommand,
 ) -> anyhow::Result<()> {
     let part = part_path(data_dir, &cmd.id);
-    let guard = TempFile(part.clone());
+    let guard = TempFile::new(part.clone());
     let resp = client
         .get(crate::tls::node().url(addr, &format!("/raft/staged/{}", cmd.id)))
         .send()
@@ -255,13 +255,10 @@ pub fn prepare_install(
     // The file is not live: a crash while preparing it only leaves a `.install` to remove.
     conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF")
         .map_err(sql)?;
-    conn.execute_batch(&format!(
-        "DROP TABLE IF EXISTS {}",
-        super::meta::STATE_TABLE
-    ))
-    .map_err(sql)?;
-    super::meta::ensure_table(&conn).map_err(sql)?;
-    super::meta::write(&conn, log_id, Some(membership))
+    conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", crate::db::STATE_TABLE))
+        .map_err(sql)?;
+    super::applied_state::ensure_table(&conn).map_err(sql)?;
+    super::applied_state::write(&conn, log_id, Some(membership))
         .map_err(|e| PrepareError::Deterministic(format!("record the applied index: {e:#}")))?;
     conn.close().map_err(sql)?;
     std::fs::File::open(install)

@@ -11,10 +11,10 @@
 //! Apply rule (docs/error-handling.md): a deterministic SQL error is part of the result; a
 //! local fault stops the node ([`stop_on_local_fault_msg`]) instead of letting replicas diverge.
 
+pub mod applied_state;
 pub mod batcher;
 pub mod cluster;
 pub mod load;
-pub mod meta;
 pub mod node;
 pub mod ops;
 pub mod prebuild;
@@ -435,8 +435,8 @@ impl Store {
             .with_reader(|conn| -> anyhow::Result<(u64, ContentDigest)> {
                 conn.execute_batch("BEGIN")?;
                 let read = (|| -> anyhow::Result<(u64, ContentDigest)> {
-                    let applied = meta::read(conn)?;
-                    let digest = content_digest(conn, meta::STATE_TABLE)?;
+                    let applied = applied_state::read(conn)?;
+                    let digest = content_digest(conn, crate::db::STATE_TABLE)?;
                     Ok((applied.log_id.map_or(0, |l| l.index), digest))
                 })();
                 let _ = conn.execute_batch("ROLLBACK");

@@ -84,7 +84,7 @@ pub fn blank_layout(conn: &Connection) -> raftlite_ffi::Result<Option<BlankLayou
     let objects = conn
         .query_i64(&format!(
             "SELECT count(*) FROM sqlite_schema WHERE tbl_name <> '{}'",
-            super::meta::STATE_TABLE
+            crate::db::STATE_TABLE
         ))?
         .unwrap_or(0);
     let user_version = conn.query_i64("PRAGMA user_version")?.unwrap_or(0);
@@ -127,7 +127,7 @@ pub fn build(
         layout.encoding.replace('\'', "''")
     ))
     .context("set the layout")?;
-    super::meta::ensure_table(&conn).context("create the state table")?;
+    super::applied_state::ensure_table(&conn).context("create the state table")?;
     // The file may not grow past `max_bytes`: a bigger one fails with SQLITE_FULL.
     let max_pages = (max_bytes / u64::from(layout.page_size)).max(2);
     conn.execute_batch(&format!(
@@ -192,10 +192,11 @@ mod tests {
 
     fn schema_and_rows(path: &Path) -> String {
         let conn = Connection::open(path, OpenFlags::READ_ONLY).unwrap();
-        conn.query_text(
+        conn.query_text(&format!(
             "SELECT group_concat(type || ' ' || name || ' ' || coalesce(sql, ''), char(10)) \
-             FROM (SELECT * FROM sqlite_schema WHERE name <> '_raftlite_state' ORDER BY name)",
-        )
+             FROM (SELECT * FROM sqlite_schema WHERE name <> '{}' ORDER BY name)",
+            crate::db::STATE_TABLE
+        ))
         .unwrap()
         .unwrap_or_default()
             + &conn
@@ -208,7 +209,7 @@ mod tests {
     fn blank_means_no_schema_but_the_state_table_and_no_header_values() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open(&dir.path().join("a.db"));
-        super::super::meta::ensure_table(&conn).unwrap();
+        super::super::applied_state::ensure_table(&conn).unwrap();
         let layout = blank_layout(&conn).unwrap().expect("blank");
         assert_eq!(layout.page_size, 4096);
         assert_eq!(layout.encoding, "UTF-8");
@@ -239,7 +240,7 @@ mod tests {
         );
         let live_path = dir.path().join("live.db");
         let live = open(&live_path);
-        super::super::meta::ensure_table(&live).unwrap();
+        super::super::applied_state::ensure_table(&live).unwrap();
         let layout = blank_layout(&live).unwrap().unwrap();
         let env = ApplyEnv {
             unix_millis: 1_800_000_000_000,

@@ -29,7 +29,7 @@ use openraft::{EntryPayload, RaftLogId, StorageIOError};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::meta::{self, AppliedState};
+use super::applied_state::{self, AppliedState};
 use crate::db::execute::{self, RequestResults};
 use crate::db::load::LoadKind;
 use crate::db::request::ApplyEnv;
@@ -95,8 +95,8 @@ impl SqliteStateMachine {
     ) -> anyhow::Result<(Self, Arc<SharedState>)> {
         let applied = db
             .with_writer(|conn| -> anyhow::Result<AppliedState> {
-                meta::ensure_table(conn).context("create the state table")?;
-                meta::read(conn)
+                applied_state::ensure_table(conn).context("create the state table")?;
+                applied_state::read(conn)
             })
             .await??;
         let shared = Arc::new(SharedState::default());
@@ -433,7 +433,7 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
             SnapshotData::Live(live) => {
                 // Another node's live database in this process (openraft's test suite does
                 // this): copy it, then install the copy like a received file.
-                let name = format!("snapshot-in-{}.db", crate::raft::network::unique_suffix());
+                let name = format!("snapshot-in-{}.db", crate::temp_file::unique_suffix());
                 let dest = self.data_dir.join(name);
                 live.copy_to(dest.clone()).await.map_err(io_error)?;
                 dest
@@ -555,7 +555,7 @@ fn apply_entries(
                 }
             },
             |error| CommandResponse::failed(&entry.payload, error),
-            |conn| meta::write(conn, &log_id, membership.as_ref()),
+            |conn| applied_state::write(conn, &log_id, membership.as_ref()),
         )?;
         conn.set_apply_inputs(None)
             .map_err(|e| fault("clear the entry's clock and seed", &e))?;
@@ -597,7 +597,7 @@ fn apply_sql_load(
     conn.set_apply_inputs(Some(env.inputs()))
         .map_err(|e| fault(anyhow::Error::new(e).context("set the entry's clock and seed")))?;
     let outcome = execute::run_sql_script(conn, path, foreign_keys, env.budget, |conn| {
-        meta::write(conn, &log_id, None).context("record the applied index")
+        applied_state::write(conn, &log_id, None).context("record the applied index")
     })
     .map_err(fault)?;
     conn.set_apply_inputs(None)
@@ -621,7 +621,7 @@ fn check_snapshot_file(
         .with_context(|| format!("open {}", path.display()))?;
     let check = conn.query_text("PRAGMA quick_check")?.unwrap_or_default();
     anyhow::ensure!(check == "ok", "quick_check: {check}");
-    let applied = meta::read(&conn)?;
+    let applied = applied_state::read(&conn)?;
     anyhow::ensure!(
         applied.log_id >= meta.last_log_id,
         "the file reflects {:?}, older than the snapshot's {:?}",
@@ -812,7 +812,7 @@ mod entry_failure_tests {
     fn an_entry_that_fails_as_a_whole_is_its_answer_not_a_fault() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open_writer(&dir.path().join("db.sqlite"), &DbSettings::default()).unwrap();
-        meta::ensure_table(&conn).unwrap();
+        applied_state::ensure_table(&conn).unwrap();
         conn.execute_batch("CREATE TABLE t(x)").unwrap();
         let shared = SharedState::default();
         let gate = crate::db::settings::gate(&conn).is_some();
@@ -830,7 +830,10 @@ mod entry_failure_tests {
             "{error}"
         );
         assert_eq!(conn.query_i64("SELECT count(*) FROM t").unwrap(), Some(0));
-        assert_eq!(meta::read(&conn).unwrap().log_id.map(|l| l.index), Some(1));
+        assert_eq!(
+            applied_state::read(&conn).unwrap().log_id.map(|l| l.index),
+            Some(1)
+        );
         assert!(conn.is_autocommit().unwrap());
 
         crate::db::settings::install_gate(&mut conn).unwrap();

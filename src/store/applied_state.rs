@@ -1,5 +1,5 @@
 //! Where the state machine keeps its own state inside the database: the applied log id and
-//! the membership, in the table `_raftlite_state`, written in the same transaction as the
+//! the membership, in the table `_raftlite_state` ([`STATE_TABLE`]), written in the same transaction as the
 //! entry they describe. A crash therefore never applies an entry twice or loses one, and a
 //! copy of the database (a snapshot, a backup) carries the index it reflects.
 //!
@@ -9,10 +9,8 @@
 
 use raftlite_ffi::Connection;
 
+use crate::db::STATE_TABLE;
 use crate::raft::types::{LogId, StoredMembership};
-
-/// The name of the state table (users' writes may not touch it: see `db::gate`).
-pub const STATE_TABLE: &str = crate::db::gate::STATE_TABLE;
 
 /// The applied state recorded in a database.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -28,14 +26,15 @@ pub fn ensure_table(conn: &Connection) -> raftlite_ffi::Result<()> {
 
 /// Reads the applied state; a database without the table (a fresh or foreign file) has none.
 pub fn read(conn: &Connection) -> anyhow::Result<AppliedState> {
-    let exists = conn.query_i64(
-        "SELECT count(*) FROM main.sqlite_master WHERE type = 'table' AND name = '_raftlite_state'",
-    )?;
+    let exists = conn.query_i64(&format!(
+        "SELECT count(*) FROM main.sqlite_master WHERE type = 'table' AND name = '{STATE_TABLE}'"
+    ))?;
     if exists != Some(1) {
         return Ok(AppliedState::default());
     }
-    let mut stmt =
-        conn.prepare("SELECT applied_log_id, membership FROM main._raftlite_state WHERE id = 1")?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT applied_log_id, membership FROM main.{STATE_TABLE} WHERE id = 1"
+    ))?;
     if !stmt.step()?.is_row() {
         return Ok(AppliedState::default());
     }
