@@ -30,7 +30,7 @@ use libfuzzer_sys::fuzz_target;
 use raftlite::db::apply::{apply_batch, apply_entry, ensure_state_table, record_state};
 use raftlite::db::digest::content_digest;
 use raftlite::db::execute::{execute_request, query_request, run_sql_script, ReadLimits, RequestResults};
-use raftlite::db::gate::STATE_TABLE;
+use raftlite::db::STATE_TABLE;
 use raftlite::db::request::{
     ApplyEnv, ExecuteItem, Request, ResultOptions, RowsPolicy, SqlStatement, StatementOutcome,
 };
