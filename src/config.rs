@@ -923,6 +923,21 @@ fn split_host_port(addr: &str) -> Option<(&str, &str)> {
     Some((host, &addr[colon + 1..]))
 }
 
+/// The flags rqlited does not have (docs/compatibility.md lists each, as the tests check).
+pub const RAFTLITE_ONLY_FLAGS: &[&str] = &[
+    "raft-log-segment-size",
+    "raft-trailing-logs",
+    "write-budget-steps",
+    "max-query-result-size",
+    "max-body-size",
+    "max-load-size",
+    "backup-tmp-dir",
+    "disk-reserve",
+    "max-backup-copies",
+    "dump-wal-limit",
+    "dump-stall-timeout",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1555,6 +1570,17 @@ mod tests {
     }
 
     #[test]
+    fn raftlite_only_flags_are_documented() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for doc in ["docs/compatibility.md", "README.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            for name in RAFTLITE_ONLY_FLAGS {
+                assert!(text.contains(&format!("`-{name}`")), "{doc} does not describe -{name}");
+            }
+        }
+    }
+
+    #[test]
     fn every_flag_has_a_support_level_and_rqliteds_flags_are_all_present() {
         // rqlited's flags at rqlite df4edc42 (cmd/rqlited/flags.toml).
         let rqlited = [
@@ -1630,10 +1656,16 @@ mod tests {
         for name in rqlited {
             assert!(flag_support(name).is_some(), "-{name} missing");
         }
+        // raftlite's own, each described in docs/compatibility.md ("Command line") and the
+        // README's flag table (`raftlite_only_flags_are_documented` checks both).
+        for name in RAFTLITE_ONLY_FLAGS {
+            assert!(flag_support(name).is_some(), "-{name} missing");
+            assert!(!rqlited.contains(name), "-{name} is rqlited's");
+        }
         assert_eq!(
             FLAGS.len(),
-            rqlited.len() + 10,
-            "rqlited's flags plus raftlite's ten"
+            rqlited.len() + RAFTLITE_ONLY_FLAGS.len(),
+            "every flag is rqlited's or listed in RAFTLITE_ONLY_FLAGS"
         );
         assert_eq!(
             flag_support("auto-backup"),
