@@ -1575,7 +1575,10 @@ mod tests {
         for doc in ["docs/compatibility.md", "README.md"] {
             let text = std::fs::read_to_string(root.join(doc)).unwrap();
             for name in RAFTLITE_ONLY_FLAGS {
-                assert!(text.contains(&format!("`-{name}`")), "{doc} does not describe -{name}");
+                assert!(
+                    text.contains(&format!("`-{name}`")),
+                    "{doc} does not describe -{name}"
+                );
             }
         }
     }

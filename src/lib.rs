@@ -9,6 +9,8 @@
 
 #[cfg(feature = "server")]
 pub mod auth;
+#[cfg(feature = "server")]
+pub mod cluster;
 pub mod config;
 pub mod db;
 #[cfg(feature = "server")]

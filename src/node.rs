@@ -19,9 +19,9 @@ use anyhow::{bail, Context as _};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::auth::Auth;
+use crate::cluster::membership::{self, JoinOptions};
 use crate::db::DbSettings;
 use crate::http::{self, AppState, DumpCaps, Limits};
-use crate::store::cluster::{self, JoinOptions};
 use crate::store::{NodeInfo, Store, StoreOptions};
 use crate::tls::{self, ClientTls, NodeTransport, ServerTls};
 
@@ -290,28 +290,32 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         voter: !opts.non_voter,
     };
 
-    let store = Store::open(StoreOptions {
-        data_dir: opts.data_dir.clone(),
-        node: node.clone(),
-        db: DbSettings {
-            foreign_keys: opts.foreign_keys,
-            max_readers: opts.max_readers,
-            write_budget_steps: opts.write_budget_steps,
-            max_query_result_bytes: opts.max_query_result_size,
-            ..Default::default()
+    let network = crate::cluster::network::HttpNetwork::new(opts.data_dir.clone())?;
+    let store = Store::open(
+        StoreOptions {
+            data_dir: opts.data_dir.clone(),
+            node: node.clone(),
+            db: DbSettings {
+                foreign_keys: opts.foreign_keys,
+                max_readers: opts.max_readers,
+                write_budget_steps: opts.write_budget_steps,
+                max_query_result_bytes: opts.max_query_result_size,
+                ..Default::default()
+            },
+            log_segment_size: opts.log_segment_size,
+            snapshot_threshold: opts.snapshot_threshold,
+            trailing_logs: opts.trailing_logs,
+            election_timeout: opts.election_timeout,
+            heartbeat_interval: opts.heartbeat_interval,
         },
-        log_segment_size: opts.log_segment_size,
-        snapshot_threshold: opts.snapshot_threshold,
-        trailing_logs: opts.trailing_logs,
-        election_timeout: opts.election_timeout,
-        heartbeat_interval: opts.heartbeat_interval,
-    })
+        network,
+    )
     .await?;
-    let raft_server = crate::raft::rpc::serve(
+    let raft_server = crate::cluster::rpc::serve(
         raft_listener,
         Arc::clone(&store),
         security.node_server,
-        crate::raft::rpc::RaftPortOptions {
+        crate::cluster::rpc::RaftPortOptions {
             auth: security.auth.clone(),
             members_by_tls: opts.node_tls.as_ref().is_some_and(|t| t.verify_client),
             disk_reserve: opts.disk_reserve,
@@ -371,7 +375,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     // it is afterwards: the operator asked for it, and nothing is half done (forming and
     // joining are retried from the start on the next run).
     let formed = tokio::select! {
-        r = cluster::form_or_join(&store, &opts.join) => r.map(|()| true),
+        r = membership::form_or_join(&store, &opts.join) => r.map(|()| true),
         _ = stop.recv() => {
             tracing::warn!("stop signal while forming the cluster; shutting down");
             Ok(false)
@@ -400,13 +404,13 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
 /// the node asks to be removed. Both are bounded; a failure is logged and the stop goes on.
 async fn leave_gracefully(store: &Store, opts: &NodeOptions) {
     if opts.shutdown_stepdown && store.is_leader() && store.voter_ids().len() > 1 {
-        match crate::store::stepdown::step_down(store, None).await {
+        match crate::cluster::stepdown::step_down(store, None).await {
             Ok(leader) => tracing::info!(new_leader = %leader, "stepped down before shutting down"),
             Err(e) => tracing::warn!("stepdown before shutting down: {e}"),
         }
     }
     if opts.remove_on_shutdown {
-        cluster::leave_cluster(store).await;
+        membership::leave_cluster(store).await;
     }
 }
 

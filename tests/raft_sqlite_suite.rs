@@ -8,8 +8,8 @@ use openraft::StorageError;
 use raftlite::db::{Database, DbSettings, DB_FILE_NAME};
 use raftlite::raft::log::openraft::RaftLogStore;
 use raftlite::raft::log::LogOptions;
-use raftlite::raft::types::TypeConfig;
 use raftlite::store::state_machine::SqliteStateMachine;
+use raftlite::store::types::TypeConfig;
 
 /// Builds a fresh log and state machine in a temporary directory, which the guard keeps.
 struct SqliteBuilder {

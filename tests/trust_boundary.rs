@@ -139,7 +139,7 @@ fn every_protected_route_refuses_anonymous_and_unprivileged_callers_on_every_spe
     assert!(ready, "{}", node.log());
 
     let http = raftlite::http::routes();
-    let raft = raftlite::raft::rpc::routes();
+    let raft = raftlite::cluster::rpc::routes();
     let ports = [
         ("HTTP", &node.http_addr, http.table().routes()),
         ("Raft", &node.raft_addr, raft.table().routes()),
@@ -303,7 +303,7 @@ fn the_raft_port_needs_a_member_and_bounds_what_it_reads() {
         s,
         "POST /raft/append HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
         raftlite::auth::basic_header("joiner", "pw-joiner"),
-        raftlite::raft::rpc::MAX_RPC_BODY + 1
+        raftlite::cluster::rpc::MAX_RPC_BODY + 1
     )
     .unwrap();
     let mut head = [0u8; 12];

@@ -70,7 +70,7 @@ fn world() -> &'static World {
         let path = dir.path().join("auth.json");
         std::fs::write(&path, format!("[{}]", entries.join(","))).unwrap();
         let http_table = raftlite::http::routes().table().clone();
-        let raft_table = raftlite::raft::rpc::routes().table().clone();
+        let raft_table = raftlite::cluster::rpc::routes().table().clone();
         let mut segments = BTreeSet::new();
         for r in http_table.routes().iter().chain(raft_table.routes()) {
             for seg in r.pattern.split('/') {
@@ -241,10 +241,10 @@ thread_local! {
                 raftlite::http::routes().register_probe(cfg, probe);
             },
         ))));
-        let raft = Rc::new(runner.block_on(test::init_service(raftlite::raft::rpc::app(
+        let raft = Rc::new(runner.block_on(test::init_service(raftlite::cluster::rpc::app(
             gate(&w.raft_table),
             |cfg| {
-                raftlite::raft::rpc::routes().register_probe(cfg, probe);
+                raftlite::cluster::rpc::routes().register_probe(cfg, probe);
             },
         ))));
         let http: Call = Box::new(move |req: test::TestRequest| {

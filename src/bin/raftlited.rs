@@ -4,9 +4,9 @@
 
 use std::process::ExitCode;
 
+use raftlite::cluster::membership::JoinOptions;
 use raftlite::config::{Config, ConfigError, ParseOutcome};
 use raftlite::node::{self, NodeOptions};
-use raftlite::store::cluster::JoinOptions;
 use raftlite::tls::ServerTls;
 
 fn main() -> ExitCode {

@@ -8,7 +8,7 @@ use super::forward::answer_not_leader;
 use super::params::QueryParams;
 use super::response::{empty, text_error};
 use super::AppState;
-use crate::store::cluster::{handle_remove, MembershipAnswer};
+use crate::cluster::membership::{handle_remove, MembershipAnswer};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::response::json as json_response;
 use super::AppState;
-use crate::raft::rpc::NodeReport;
+use crate::store::NodeReport;
 
 /// How long one member's probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);

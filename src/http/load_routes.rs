@@ -49,9 +49,9 @@ use crate::db::load::{
     validate_sql_file, validate_sqlite_file, LoadError, LoadKind, StagedInfo, Stager,
 };
 use crate::db::request::StatementResult;
-use crate::raft::types::{LoadCommand, SqlLoad};
 use crate::store::load::{part_path, staged_path};
 use crate::store::prebuild::{self, blank_layout, BuiltDatabase};
+use crate::store::types::{LoadCommand, SqlLoad};
 use crate::store::StoreError;
 use crate::temp_file::{unique_suffix, TempFile};
 

@@ -15,8 +15,8 @@ use super::forward::answer_not_leader;
 use super::params::QueryParams;
 use super::response::{empty, json as json_response, text_error};
 use super::AppState;
+use crate::cluster::stepdown::{self, StepdownError};
 use crate::store::ops::{self, SnapshotOutcome};
-use crate::store::stepdown::{self, StepdownError};
 
 /// `POST /snapshot[?trailing_logs=N]`: 200 once a snapshot covers everything applied, 204 when
 /// nothing was applied since the last one.

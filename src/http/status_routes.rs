@@ -241,7 +241,7 @@ async fn caught_up_with_leader(
         Ok(r) => match r
             .bytes()
             .await
-            .map(|b| serde_json::from_slice::<crate::raft::rpc::NodeReport>(&b))
+            .map(|b| serde_json::from_slice::<crate::store::NodeReport>(&b))
         {
             Ok(Ok(report)) => report.applied_index,
             _ => return false,
@@ -308,8 +308,7 @@ async fn probe(state: &AppState, n: &NodeInfo, timeout: std::time::Duration) -> 
     match result {
         Ok(r) if r.status().is_success() => {
             match r.bytes().await.map_err(|e| e.to_string()).and_then(|b| {
-                serde_json::from_slice::<crate::raft::rpc::NodeReport>(&b)
-                    .map_err(|e| e.to_string())
+                serde_json::from_slice::<crate::store::NodeReport>(&b).map_err(|e| e.to_string())
             }) {
                 Ok(report) => Probe {
                     reachable: true,

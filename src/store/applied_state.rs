@@ -10,7 +10,7 @@
 use raftlite_ffi::Connection;
 
 use crate::db::STATE_TABLE;
-use crate::raft::types::{LogId, StoredMembership};
+use crate::store::types::{LogId, StoredMembership};
 
 /// The applied state recorded in a database.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -55,7 +55,7 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
-use crate::raft::types::LoadCommand;
+use crate::store::types::LoadCommand;
 use crate::temp_file::TempFile;
 
 /// A staged file older than this is removed at startup and by the source's retirement task.
@@ -229,8 +229,8 @@ pub fn prepare_install(
     staged: &Path,
     install: &Path,
     keep: bool,
-    log_id: &crate::raft::types::LogId,
-    membership: &crate::raft::types::StoredMembership,
+    log_id: &crate::store::types::LogId,
+    membership: &crate::store::types::StoredMembership,
 ) -> Result<(), PrepareError> {
     let local = |what: &str, e: &dyn std::fmt::Display| PrepareError::Local(format!("{what}: {e}"));
     if keep {
@@ -346,7 +346,7 @@ async fn members_applied(
                 .await
                 .ok()?;
             let bytes = r.bytes().await.ok()?;
-            let report: crate::raft::rpc::NodeReport = serde_json::from_slice(&bytes).ok()?;
+            let report: crate::store::NodeReport = serde_json::from_slice(&bytes).ok()?;
             Some(report.applied_index)
         }
         .await;

@@ -13,14 +13,13 @@
 
 pub mod applied_state;
 pub mod batcher;
-pub mod cluster;
 pub mod load;
-pub mod node;
+pub mod node_info;
 pub mod ops;
 pub mod prebuild;
 pub mod recovery;
 pub mod state_machine;
-pub mod stepdown;
+pub mod types;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,11 +38,10 @@ use crate::db::request::{ApplyEnv, Request, ResultOptions, RowsPolicy, Statement
 use crate::db::{Database, DbSettings, DB_FILE_NAME};
 use crate::raft::log::openraft::RaftLogStore;
 use crate::raft::log::LogOptions;
-use crate::raft::network::HttpNetwork;
-use crate::raft::types::{numeric_node_id, Command, ExecuteItem, NodeId, Raft, TypeConfig};
+use crate::store::types::{numeric_node_id, Command, ExecuteItem, NodeId, Raft, TypeConfig};
 
 pub use crate::db::request::ReadLevel;
-pub use node::NodeInfo;
+pub use node_info::{NodeInfo, NodeReport};
 pub use state_machine::SharedState;
 
 /// Why the store could not serve a request. Each variant maps to one HTTP answer.
@@ -124,9 +122,13 @@ pub struct StoreCounters {
 }
 
 impl Store {
-    /// Opens the database, the log and the state machine, and starts Raft (not yet part of a
-    /// cluster: see [`cluster::form_or_join`]).
-    pub async fn open(opts: StoreOptions) -> anyhow::Result<Arc<Store>> {
+    /// Opens the database, the log and the state machine, and starts Raft, which reaches
+    /// other nodes through `network` (the cluster's client: `cluster::network`). The node is
+    /// not yet part of a cluster: see `cluster::membership::form_or_join`.
+    pub async fn open<N>(opts: StoreOptions, network: N) -> anyhow::Result<Arc<Store>>
+    where
+        N: openraft::network::RaftNetworkFactory<TypeConfig>,
+    {
         let db = Arc::new(Database::open(
             opts.data_dir.join(DB_FILE_NAME),
             opts.db.clone(),
@@ -160,7 +162,6 @@ impl Store {
         }
         .validate()
         .context("Raft configuration")?;
-        let network = HttpNetwork::new(opts.data_dir.clone())?;
         let node_id = numeric_node_id(&opts.node.id);
         let raft = Raft::new(node_id, Arc::new(config), network, log, sm)
             .await
@@ -182,6 +183,12 @@ impl Store {
             counters: StoreCounters::default(),
             discovered: Mutex::new(BTreeMap::new()),
         }))
+    }
+
+    /// Nodes heard of through `/raft/notify` while waiting to form a cluster
+    /// (`-bootstrap-expect`; see `cluster::membership`).
+    pub fn discovered(&self) -> &Mutex<BTreeMap<String, NodeInfo>> {
+        &self.discovered
     }
 
     pub fn database(&self) -> &Arc<Database> {
@@ -322,7 +329,7 @@ impl Store {
     /// applied on this node.
     pub async fn propose_load(
         &self,
-        cmd: crate::raft::types::LoadCommand,
+        cmd: crate::store::types::LoadCommand,
     ) -> Result<WriteResults, StoreError> {
         self.propose(Command::Load(cmd)).await
     }
@@ -331,7 +338,7 @@ impl Store {
     /// this node.
     pub async fn propose_sql_load(
         &self,
-        load: crate::raft::types::SqlLoad,
+        load: crate::store::types::SqlLoad,
     ) -> Result<WriteResults, StoreError> {
         self.propose(Command::LoadSql(load)).await
     }

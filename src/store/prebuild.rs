@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::execute::ScriptOutcome;
 use crate::db::request::ApplyEnv;
-use crate::raft::types::{LoadCommand, SqlLoad};
+use crate::store::types::{LoadCommand, SqlLoad};
 
 /// The physical settings a blank database fixes and a built one must share.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -36,7 +36,7 @@ use serde::Deserialize;
 use super::NodeInfo;
 use crate::raft::log::openraft::{RaftLogStore, ENTRY_KIND_BINCODE};
 use crate::raft::log::record::RecordRef;
-use crate::raft::types::{numeric_node_id, Entry, LogId, NodeId, StoredMembership, TypeConfig};
+use crate::store::types::{numeric_node_id, Entry, LogId, NodeId, StoredMembership, TypeConfig};
 
 /// The file an operator writes to rewrite the membership.
 pub const PEERS_FILE: &str = "peers.json";

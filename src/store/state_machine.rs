@@ -10,7 +10,7 @@
 //! it makes everything applied so far durable in the database file (a WAL checkpoint, then an
 //! fsync of the WAL and the database file) and records the applied log id and membership, so
 //! openraft may purge the log up to there. The bytes are materialised only when a follower
-//! needs them: the network layer copies the live database then (see `raft::network`). A copy
+//! needs them: the network layer copies the live database then (see `cluster::network`). A copy
 //! can be fresher than the snapshot's metadata; the follower applies nothing twice, because
 //! the copy carries its own applied index.
 //!
@@ -34,7 +34,7 @@ use crate::db::execute::{self, RequestResults};
 use crate::db::load::LoadKind;
 use crate::db::request::ApplyEnv;
 use crate::db::{sibling, Database};
-use crate::raft::types::{
+use crate::store::types::{
     Command, CommandResponse, Entry, LiveDatabase, LoadCommand, LogId, Snapshot, SnapshotData,
     SnapshotMeta, SqlLoad, StorageError, StoredMembership, TypeConfig,
 };

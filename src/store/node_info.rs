@@ -1,4 +1,5 @@
-//! A node's identity: rqlite's string id and its two advertised addresses.
+//! A node's identity (rqlite's string id and its two advertised addresses), and what a node
+//! reports about itself to the others (`GET /cluster/node` on the Raft port).
 
 use serde::{Deserialize, Serialize};
 
@@ -39,4 +40,16 @@ impl NodeInfo {
         let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://{}", self.api_addr)
     }
+}
+
+/// What `GET /cluster/node` returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeReport {
+    pub node: NodeInfo,
+    pub leader: Option<NodeInfo>,
+    pub applied_index: u64,
+    pub version: String,
+    /// When this node last served a backup (RFC 3339), for the console's Cluster tab.
+    #[serde(default)]
+    pub last_backup_time: Option<String>,
 }

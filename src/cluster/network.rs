@@ -10,8 +10,6 @@
 //! wire is a `NetworkError` (retried at once); an error the peer returned is a `RemoteError`.
 
 use std::path::PathBuf;
-
-use crate::temp_file::{unique_suffix, TempFile};
 use std::time::Duration;
 
 use openraft::error::{
@@ -25,8 +23,9 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::types::{NodeId, Snapshot, SnapshotData, TypeConfig, Vote};
+use crate::store::types::{NodeId, Snapshot, SnapshotData, TypeConfig, Vote};
 use crate::store::NodeInfo;
+use crate::temp_file::{unique_suffix, TempFile};
 
 /// Header carrying the leader's vote (JSON) on a snapshot upload.
 pub const VOTE_HEADER: &str = "x-raftlite-vote";

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{NodeInfo, Store};
-use crate::raft::types::NodeId;
+use crate::store::types::NodeId;
+use crate::store::{NodeInfo, Store};
 
 /// Why a stepdown did not happen. Each maps to one HTTP answer.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +141,7 @@ async fn ask_to_campaign(store: &Store, target: &NodeInfo) -> anyhow::Result<()>
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .build()?;
-    let started: bool = super::cluster::post_json(
+    let started: bool = super::membership::post_json(
         &client,
         &target.raft_addr,
         "/cluster/elect",

@@ -45,29 +45,17 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
 
 use super::network::{SNAPSHOT_META_HEADER, VOTE_HEADER};
-use super::types::{NodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 use crate::auth::gate::{Gate, Routes};
 use crate::auth::{self as perms, Access, Auth};
-use crate::store::cluster::{self, JoinRequest};
-use crate::store::{NodeInfo, Store};
+use crate::cluster::membership::{self, JoinRequest};
+use crate::store::types::{NodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
+use crate::store::{NodeInfo, NodeReport, Store};
 use crate::temp_file::{unique_suffix, TempFile};
 
 /// A remove request on the Raft port.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RemoveRequest {
     pub id: String,
-}
-
-/// What `GET /cluster/node` returns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeReport {
-    pub node: NodeInfo,
-    pub leader: Option<NodeInfo>,
-    pub applied_index: u64,
-    pub version: String,
-    /// When this node last served a backup (RFC 3339), for the console's Cluster tab.
-    #[serde(default)]
-    pub last_backup_time: Option<String>,
 }
 
 fn bincode_response<T: Serialize>(value: &T) -> HttpResponse {
@@ -80,10 +68,10 @@ fn bincode_response<T: Serialize>(value: &T) -> HttpResponse {
 }
 
 /// The largest `/raft/append` or `/raft/vote` body. A single entry is at most
-/// [`crate::raft::types::MAX_ENTRY_BYTES`]; the sender splits batches that would not fit
+/// [`crate::store::types::MAX_ENTRY_BYTES`]; the sender splits batches that would not fit
 /// (`PayloadTooLarge`), so this bounds what a peer (or anyone who reaches the port) can make
 /// the node buffer.
-pub const MAX_RPC_BODY: usize = crate::raft::types::MAX_ENTRY_BYTES + (1 << 20);
+pub const MAX_RPC_BODY: usize = crate::store::types::MAX_ENTRY_BYTES + (1 << 20);
 
 /// Reads a Raft RPC body: at most `limit` bytes, counted as they arrive, and never
 /// decompressed (an encoded body is refused: nothing legitimate sends one).
@@ -320,22 +308,22 @@ async fn join(
         tracing::warn!(node = %body.node, "join as a voter refused: the caller may only join as a non-voter");
         return HttpResponse::new(StatusCode::UNAUTHORIZED);
     }
-    HttpResponse::Ok().json(cluster::handle_join(&store, body.into_inner().node, may_vote).await)
+    HttpResponse::Ok().json(membership::handle_join(&store, body.into_inner().node, may_vote).await)
 }
 
 async fn remove(store: web::Data<Arc<Store>>, body: web::Json<RemoveRequest>) -> HttpResponse {
-    HttpResponse::Ok().json(cluster::handle_remove(&store, &body.id).await)
+    HttpResponse::Ok().json(membership::handle_remove(&store, &body.id).await)
 }
 
 async fn notify(store: web::Data<Arc<Store>>, body: web::Json<NodeInfo>) -> HttpResponse {
-    HttpResponse::Ok().json(cluster::handle_notify(&store, body.into_inner()))
+    HttpResponse::Ok().json(membership::handle_notify(&store, body.into_inner()))
 }
 
 async fn elect(
     store: web::Data<Arc<Store>>,
-    body: web::Json<crate::store::stepdown::ElectRequest>,
+    body: web::Json<crate::cluster::stepdown::ElectRequest>,
 ) -> HttpResponse {
-    HttpResponse::Ok().json(crate::store::stepdown::handle_elect(&store, &body.from).await)
+    HttpResponse::Ok().json(crate::cluster::stepdown::handle_elect(&store, &body.from).await)
 }
 
 async fn node_report(store: web::Data<Arc<Store>>) -> HttpResponse {

@@ -25,8 +25,8 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
-use super::{NodeInfo, Store};
-use crate::raft::types::{numeric_node_id, NodeId};
+use crate::store::types::{numeric_node_id, NodeId};
+use crate::store::{NodeInfo, Store};
 
 /// Runs a membership change again while another one is still in progress (two nodes joining
 /// at once), bounded: about 10 s, then the last error is returned.
@@ -244,7 +244,7 @@ async fn bootstrap_with_peers(store: &Store, opts: &JoinOptions) -> anyhow::Resu
         .connect_timeout(Duration::from_secs(1))
         .build()?;
     store
-        .discovered
+        .discovered()
         .lock()
         .insert(store.node().raft_addr.clone(), store.node().clone());
     let deadline = tokio::time::Instant::now() + opts.bootstrap_expect_timeout;
@@ -260,14 +260,14 @@ async fn bootstrap_with_peers(store: &Store, opts: &JoinOptions) -> anyhow::Resu
             if let Ok(known) =
                 post_json::<_, Vec<NodeInfo>>(&client, addr, "/cluster/notify", store.node()).await
             {
-                let mut d = store.discovered.lock();
+                let mut d = store.discovered().lock();
                 for n in known {
                     d.entry(n.raft_addr.clone()).or_insert(n);
                 }
             }
         }
         let found: Vec<NodeInfo> = store
-            .discovered
+            .discovered()
             .lock()
             .values()
             .filter(|n| n.voter)
@@ -287,7 +287,7 @@ async fn bootstrap_with_peers(store: &Store, opts: &JoinOptions) -> anyhow::Resu
         if tokio::time::Instant::now() > deadline {
             bail!(
                 "bootstrap-expect: found {} of {} nodes before the timeout",
-                store.discovered.lock().len(),
+                store.discovered().lock().len(),
                 opts.bootstrap_expect
             );
         }
@@ -297,7 +297,7 @@ async fn bootstrap_with_peers(store: &Store, opts: &JoinOptions) -> anyhow::Resu
 
 /// Records a peer's announcement (bootstrap-expect) and returns the nodes known here.
 pub fn handle_notify(store: &Store, node: NodeInfo) -> Vec<NodeInfo> {
-    let mut d = store.discovered.lock();
+    let mut d = store.discovered().lock();
     d.insert(node.raft_addr.clone(), node);
     d.insert(store.node().raft_addr.clone(), store.node().clone());
     d.values().cloned().collect()
@@ -409,7 +409,7 @@ pub async fn leave_cluster(store: &Store) {
     else {
         return;
     };
-    let request = crate::raft::rpc::RemoveRequest { id: me.clone() };
+    let request = crate::cluster::rpc::RemoveRequest { id: me.clone() };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::time::Instant::now() < deadline {
         let answer = if store.is_leader() {
@@ -463,7 +463,7 @@ async fn is_running_as(raft_addr: &str, id: &str) -> bool {
     let Ok(bytes) = resp.bytes().await else {
         return false;
     };
-    serde_json::from_slice::<crate::raft::rpc::NodeReport>(&bytes).is_ok_and(|r| r.node.id == id)
+    serde_json::from_slice::<crate::store::NodeReport>(&bytes).is_ok_and(|r| r.node.id == id)
 }
 
 /// Removes a node by rqlite id, on the leader.

@@ -5,12 +5,12 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+use super::NodeInfo;
 use crate::db::execute::RequestResults;
 use crate::db::request::{ApplyEnv, Request, ResultOptions, RowsPolicy};
-use crate::store::NodeInfo;
 
 /// The largest encoded entry a leader proposes. It bounds what a peer must buffer for one
-/// AppendEntries (the sender splits batches of entries to fit, see `raft::network`), so the
+/// AppendEntries (the sender splits batches of entries to fit, see `cluster::network`), so the
 /// Raft port can refuse anything larger while it streams. A write's request is bounded when
 /// its body is parsed (`db::request::MAX_REQUEST_BYTES`; its encoding is never larger), and
 /// the other entries are small: a committed entry that no follower accepts would stop
