@@ -303,7 +303,7 @@ fn the_raft_port_needs_a_member_and_bounds_what_it_reads() {
         s,
         "POST /raft/append HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
         raftlite::auth::basic_header("joiner", "pw-joiner"),
-        raftlite::cluster::rpc::MAX_RPC_BODY + 1
+        raftlite::cluster::protocol::MAX_RPC_BODY + 1
     )
     .unwrap();
     let mut head = [0u8; 12];

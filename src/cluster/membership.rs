@@ -25,6 +25,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
+use super::protocol::{post_json, JoinRequest};
 use crate::store::types::{numeric_node_id, NodeId};
 use crate::store::{NodeInfo, Store};
 
@@ -55,12 +56,6 @@ pub struct JoinOptions {
     pub interval: Duration,
     pub bootstrap_expect: usize,
     pub bootstrap_expect_timeout: Duration,
-}
-
-/// A join request, sent to any member's Raft address.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JoinRequest {
-    pub node: NodeInfo,
 }
 
 /// The answer to a join or remove request.
@@ -409,7 +404,7 @@ pub async fn leave_cluster(store: &Store) {
     else {
         return;
     };
-    let request = crate::cluster::rpc::RemoveRequest { id: me.clone() };
+    let request = super::protocol::RemoveRequest { id: me.clone() };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::time::Instant::now() < deadline {
         let answer = if store.is_leader() {
@@ -510,36 +505,4 @@ fn change_error(
             }
         }
     }
-}
-
-/// POSTs JSON to a peer's Raft address and decodes the JSON answer.
-pub async fn post_json<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
-    client: &reqwest::Client,
-    raft_addr: &str,
-    path: &str,
-    body: &Req,
-) -> anyhow::Result<Resp> {
-    let mut out = client
-        .post(crate::tls::node().url(raft_addr, path))
-        .timeout(Duration::from_secs(120));
-    // Cluster requests carry the -join-as user's credentials; the receiving node checks them.
-    if let Some(auth) = crate::tls::node().authorization() {
-        out = out.header(reqwest::header::AUTHORIZATION, auth);
-    }
-    let resp = out
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(body)?)
-        .send()
-        .await
-        .with_context(|| format!("POST {path} to {raft_addr}"))?;
-    let status = resp.status();
-    let bytes = resp.bytes().await?;
-    if !status.is_success() {
-        bail!(
-            "{path} on {raft_addr}: HTTP {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
-    }
-    serde_json::from_slice(&bytes)
-        .with_context(|| format!("decode the answer of {path} from {raft_addr}"))
 }

@@ -9,11 +9,13 @@
 //! - [`membership`]: forming, joining and leaving a cluster, and the leader's answers to joins
 //!   and removals.
 //! - [`stepdown`]: handing leadership to a chosen voter.
+//! - [`protocol`]: the messages, headers and bounds both ends agree on, and the JSON call.
 //!
 //! Nothing below this module calls into it: the store knows openraft's network only as the
 //! factory it is given, so consensus and the state machine form no circle with the cluster.
 
 pub mod membership;
 pub mod network;
+pub mod protocol;
 pub mod rpc;
 pub mod stepdown;

@@ -23,14 +23,10 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::protocol::{SNAPSHOT_META_HEADER, VOTE_HEADER};
 use crate::store::types::{NodeId, Snapshot, SnapshotData, TypeConfig, Vote};
 use crate::store::NodeInfo;
 use crate::temp_file::{unique_suffix, TempFile};
-
-/// Header carrying the leader's vote (JSON) on a snapshot upload.
-pub const VOTE_HEADER: &str = "x-raftlite-vote";
-/// Header carrying the snapshot metadata (JSON) on a snapshot upload.
-pub const SNAPSHOT_META_HEADER: &str = "x-raftlite-snapshot-meta";
 
 /// Creates one client per peer; all share one HTTP connection pool.
 #[derive(Clone)]
@@ -143,8 +139,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let entries = rpc.entries.len() as u64;
         if entries > 1 {
             let size = bincode::serialized_size(&rpc).unwrap_or(u64::MAX);
-            if size > super::rpc::MAX_RPC_BODY as u64 {
-                let fitting = (entries * super::rpc::MAX_RPC_BODY as u64 / size.max(1)).max(1);
+            if size > super::protocol::MAX_RPC_BODY as u64 {
+                let fitting = (entries * super::protocol::MAX_RPC_BODY as u64 / size.max(1)).max(1);
                 return Err(RPCError::PayloadTooLarge(
                     PayloadTooLarge::new_entries_hint(fitting.min(entries - 1)),
                 ));

@@ -41,22 +41,18 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::StreamExt as _;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::io::AsyncWriteExt as _;
 
-use super::network::{SNAPSHOT_META_HEADER, VOTE_HEADER};
+use super::protocol::{
+    ElectRequest, JoinRequest, RemoveRequest, MAX_RPC_BODY, SNAPSHOT_META_HEADER, VOTE_HEADER,
+};
 use crate::auth::gate::{Gate, Routes};
 use crate::auth::{self as perms, Access, Auth};
-use crate::cluster::membership::{self, JoinRequest};
+use crate::cluster::membership;
 use crate::store::types::{NodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 use crate::store::{NodeInfo, NodeReport, Store};
 use crate::temp_file::{unique_suffix, TempFile};
-
-/// A remove request on the Raft port.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RemoveRequest {
-    pub id: String,
-}
 
 fn bincode_response<T: Serialize>(value: &T) -> HttpResponse {
     match bincode::serialize(value) {
@@ -66,12 +62,6 @@ fn bincode_response<T: Serialize>(value: &T) -> HttpResponse {
         Err(e) => HttpResponse::InternalServerError().body(format!("encode response: {e}")),
     }
 }
-
-/// The largest `/raft/append` or `/raft/vote` body. A single entry is at most
-/// [`crate::store::types::MAX_ENTRY_BYTES`]; the sender splits batches that would not fit
-/// (`PayloadTooLarge`), so this bounds what a peer (or anyone who reaches the port) can make
-/// the node buffer.
-pub const MAX_RPC_BODY: usize = crate::store::types::MAX_ENTRY_BYTES + (1 << 20);
 
 /// Reads a Raft RPC body: at most `limit` bytes, counted as they arrive, and never
 /// decompressed (an encoded body is refused: nothing legitimate sends one).
@@ -319,10 +309,7 @@ async fn notify(store: web::Data<Arc<Store>>, body: web::Json<NodeInfo>) -> Http
     HttpResponse::Ok().json(membership::handle_notify(&store, body.into_inner()))
 }
 
-async fn elect(
-    store: web::Data<Arc<Store>>,
-    body: web::Json<crate::cluster::stepdown::ElectRequest>,
-) -> HttpResponse {
+async fn elect(store: web::Data<Arc<Store>>, body: web::Json<ElectRequest>) -> HttpResponse {
     HttpResponse::Ok().json(crate::cluster::stepdown::handle_elect(&store, &body.from).await)
 }
 

@@ -25,7 +25,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use super::protocol::ElectRequest;
 
 use crate::store::types::NodeId;
 use crate::store::{NodeInfo, Store};
@@ -45,12 +45,6 @@ pub enum StepdownError {
     /// The election did not produce another leader in time.
     #[error("stepdown failed: {0}")]
     Failed(String),
-}
-
-/// The body of `POST /cluster/elect`: who asks the target to campaign.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ElectRequest {
-    pub from: String,
 }
 
 /// Only one stepdown at a time in a process (there is one store per process).
@@ -141,7 +135,7 @@ async fn ask_to_campaign(store: &Store, target: &NodeInfo) -> anyhow::Result<()>
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .build()?;
-    let started: bool = super::membership::post_json(
+    let started: bool = super::protocol::post_json(
         &client,
         &target.raft_addr,
         "/cluster/elect",

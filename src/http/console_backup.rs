@@ -152,10 +152,7 @@ impl BackupJobs {
     }
 }
 
-pub async fn create(
-    body: web::Bytes,
-    console: web::Data<super::console_restore::ConsoleState>,
-) -> HttpResponse {
+pub async fn create(body: web::Bytes, jobs: web::Data<BackupJobs>) -> HttpResponse {
     let req: JobRequest = if body.iter().all(u8::is_ascii_whitespace) {
         JobRequest {
             fmt: None,
@@ -225,7 +222,7 @@ pub async fn create(
             error: None,
         }),
     };
-    if let Err(e) = console.backup_jobs.admit(id.clone(), job) {
+    if let Err(e) = jobs.admit(id.clone(), job) {
         return text_error(StatusCode::SERVICE_UNAVAILABLE, e);
     }
     json_response(
@@ -235,11 +232,8 @@ pub async fn create(
     )
 }
 
-pub async fn progress(
-    path: web::Path<String>,
-    console: web::Data<super::console_restore::ConsoleState>,
-) -> HttpResponse {
-    let Some(job) = console.backup_jobs.get(&path) else {
+pub async fn progress(path: web::Path<String>, jobs: web::Data<BackupJobs>) -> HttpResponse {
+    let Some(job) = jobs.get(&path) else {
         return text_error(StatusCode::NOT_FOUND, "no such backup job (expired?)");
     };
     let bytes = job.bytes.load(Ordering::Relaxed);
@@ -275,9 +269,9 @@ pub async fn download(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
-    console: web::Data<super::console_restore::ConsoleState>,
+    jobs: web::Data<BackupJobs>,
 ) -> HttpResponse {
-    let Some(job) = console.backup_jobs.get(&path) else {
+    let Some(job) = jobs.get(&path) else {
         return text_error(StatusCode::NOT_FOUND, "no such backup job (expired?)");
     };
     {

@@ -35,7 +35,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use parking_lot::Mutex;
 use serde_json::json;
 
-use super::console_backup::BackupJobs;
 use super::load_routes::{propose_staged, stage_and_validate, StagedLoad};
 use super::params::QueryParams;
 use super::response::{empty, json as json_response, text_error};
@@ -47,10 +46,9 @@ pub const MAX_STAGED: usize = 4;
 /// How long a staged upload waits for its confirmation.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(900);
 
-/// The console's server-side state: backup jobs and staged restores (one per node).
+/// The console's staged restores (one set per node).
 #[derive(Default)]
-pub struct ConsoleState {
-    pub backup_jobs: BackupJobs,
+pub struct StagedRestores {
     staged: Mutex<HashMap<String, Staged>>,
     /// Uploads being received (they count against [`MAX_STAGED`]).
     uploading: AtomicUsize,
@@ -61,7 +59,7 @@ struct Staged {
     expires: Instant,
 }
 
-impl ConsoleState {
+impl StagedRestores {
     /// Removes entries past their expiry (their files go with them).
     fn sweep(&self) {
         let now = Instant::now();
@@ -90,7 +88,7 @@ pub async fn stage(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-    console: web::Data<ConsoleState>,
+    console: web::Data<StagedRestores>,
 ) -> HttpResponse {
     let params = QueryParams::parse(req.query_string());
     let store = &state.store;
@@ -187,7 +185,7 @@ fn not_staged() -> HttpResponse {
     )
 }
 
-pub async fn describe(path: web::Path<String>, console: web::Data<ConsoleState>) -> HttpResponse {
+pub async fn describe(path: web::Path<String>, console: web::Data<StagedRestores>) -> HttpResponse {
     console.sweep();
     match console.staged.lock().get(path.as_str()) {
         Some(s) => json_response(StatusCode::OK, describe_json(&path, s).to_string()),
@@ -195,7 +193,7 @@ pub async fn describe(path: web::Path<String>, console: web::Data<ConsoleState>)
     }
 }
 
-pub async fn discard(path: web::Path<String>, console: web::Data<ConsoleState>) -> HttpResponse {
+pub async fn discard(path: web::Path<String>, console: web::Data<StagedRestores>) -> HttpResponse {
     match console.staged.lock().remove(path.as_str()) {
         Some(_) => empty(StatusCode::NO_CONTENT),
         None => not_staged(),
@@ -206,7 +204,7 @@ pub async fn install(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
-    console: web::Data<ConsoleState>,
+    console: web::Data<StagedRestores>,
 ) -> HttpResponse {
     console.sweep();
     let Some(staged) = console.staged.lock().remove(path.as_str()) else {

@@ -50,7 +50,8 @@ use crate::db::load::{
 };
 use crate::db::request::StatementResult;
 use crate::store::load::{part_path, staged_path};
-use crate::store::prebuild::{self, blank_layout, BuiltDatabase};
+use crate::store::prebuild::{self, blank_layout};
+use crate::store::types::BuiltDatabase;
 use crate::store::types::{LoadCommand, SqlLoad};
 use crate::store::StoreError;
 use crate::temp_file::{unique_suffix, TempFile};

@@ -320,13 +320,15 @@ pub fn serve(
         members_by_tls: false,
     });
     let state = web::Data::new(state);
-    let console_state = web::Data::new(super::console_restore::ConsoleState::default());
+    let staged_restores = web::Data::new(super::console_restore::StagedRestores::default());
+    let backup_jobs = web::Data::new(super::console_backup::BackupJobs::default());
     let server = HttpServer::new(move || {
         app(Arc::clone(&gate), &headers, |cfg| {
             routes().register(cfg);
         })
         .app_data(state.clone())
-        .app_data(console_state.clone())
+        .app_data(staged_restores.clone())
+        .app_data(backup_jobs.clone())
     })
     .keep_alive(KEEP_ALIVE)
     .client_request_timeout(REQUEST_HEAD_TIMEOUT);

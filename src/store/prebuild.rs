@@ -32,51 +32,10 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use raftlite_ffi::Connection;
-use serde::{Deserialize, Serialize};
 
 use crate::db::execute::ScriptOutcome;
 use crate::db::request::ApplyEnv;
-use crate::store::types::{LoadCommand, SqlLoad};
-
-/// The physical settings a blank database fixes and a built one must share.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlankLayout {
-    pub page_size: u32,
-    /// `PRAGMA auto_vacuum`: 0 none, 1 full, 2 incremental.
-    pub auto_vacuum: u8,
-    /// `PRAGMA encoding`, such as `UTF-8`.
-    pub encoding: String,
-}
-
-/// A database built in advance from a SQL load's script (see the module doc).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BuiltDatabase {
-    /// The file the script builds from a blank database of `layout`.
-    pub database: LoadCommand,
-    pub layout: BlankLayout,
-}
-
-impl SqlLoad {
-    /// The content this node applies: the built database if there is one and `current` (the
-    /// database's layout when blank, at the entry's position) is the one it was built for,
-    /// else the script.
-    pub fn choose(&self, current: Option<&BlankLayout>) -> &LoadCommand {
-        match &self.built {
-            Some(b) if current == Some(&b.layout) => &b.database,
-            _ => &self.script,
-        }
-    }
-
-    /// The content no node applies once `chosen` is (every node chooses alike), if any.
-    pub fn unused(&self, chosen: &LoadCommand) -> Option<&LoadCommand> {
-        let built = &self.built.as_ref()?.database;
-        Some(if chosen.id == built.id {
-            &self.script
-        } else {
-            built
-        })
-    }
-}
+use crate::store::types::BlankLayout;
 
 /// The layout of the database on `conn` if it is blank: nothing in its schema but the state
 /// table, and `user_version` and `application_id` both 0 (a built file would lose them).
@@ -169,6 +128,7 @@ pub fn size_and_crc(path: &Path) -> std::io::Result<(u64, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::types::{BuiltDatabase, LoadCommand, SqlLoad};
     use raftlite_ffi::OpenFlags;
 
     fn open(path: &Path) -> Connection {

@@ -62,7 +62,7 @@ pub struct SqlLoad {
     /// The leader's clock and seed for the script.
     pub env: ApplyEnv,
     /// Its result on a blank database, when the leader built one.
-    pub built: Option<crate::store::prebuild::BuiltDatabase>,
+    pub built: Option<BuiltDatabase>,
 }
 
 /// One write request of an [`Command::ExecuteBatch`]: the fields of [`Command::Execute`]
@@ -156,6 +156,46 @@ impl LiveDatabase {
             "copied the live database for a snapshot"
         );
         Ok(())
+    }
+}
+
+/// The physical settings a blank database fixes and a built one must share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlankLayout {
+    pub page_size: u32,
+    /// `PRAGMA auto_vacuum`: 0 none, 1 full, 2 incremental.
+    pub auto_vacuum: u8,
+    /// `PRAGMA encoding`, such as `UTF-8`.
+    pub encoding: String,
+}
+
+/// A database built in advance from a SQL load's script (`store::prebuild`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltDatabase {
+    /// The file the script builds from a blank database of `layout`.
+    pub database: LoadCommand,
+    pub layout: BlankLayout,
+}
+
+impl SqlLoad {
+    /// The content this node applies: the built database if there is one and `current` (the
+    /// database's layout when blank, at the entry's position) is the one it was built for,
+    /// else the script.
+    pub fn choose(&self, current: Option<&BlankLayout>) -> &LoadCommand {
+        match &self.built {
+            Some(b) if current == Some(&b.layout) => &b.database,
+            _ => &self.script,
+        }
+    }
+
+    /// The content no node applies once `chosen` is (every node chooses alike), if any.
+    pub fn unused(&self, chosen: &LoadCommand) -> Option<&LoadCommand> {
+        let built = &self.built.as_ref()?.database;
+        Some(if chosen.id == built.id {
+            &self.script
+        } else {
+            built
+        })
     }
 }
 
