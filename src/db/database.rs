@@ -199,10 +199,10 @@ impl Database {
     }
 
     /// Replaces the database file with `new_file` (on the same file system), following the
-    /// swap protocol of the design: stop handing out read connections, wait for the running
-    /// readers (interrupting those still running after `grace`), close every connection,
-    /// remove the `-wal`/`-shm` files, rename the new file into place, fsync the directory,
-    /// and reopen. Writes queued meanwhile run against the new file.
+    /// swap protocol (docs/architecture.md, "Install"): stop handing out read connections, wait
+    /// for the running readers (interrupting those still running after `grace`), close every
+    /// connection, remove the `-wal`/`-shm` files, rename the new file into place, fsync the
+    /// directory, and reopen. Writes queued meanwhile run against the new file.
     ///
     /// A failure after the old file is gone leaves the node without a database: that is a
     /// local fault, and the caller must stop the node.
