@@ -131,7 +131,7 @@ impl Database {
         &self.settings
     }
 
-    /// What the writer thread is doing (see [`WriterActivity`]).
+    /// What the writer thread is doing (see `WriterActivity`).
     pub fn writer_activity(&self) -> &WriterActivity {
         &self.writer_activity
     }
@@ -259,7 +259,7 @@ impl Database {
     }
 
     /// Copies the WAL back into the database file (a PASSIVE checkpoint) when at least
-    /// [`CHECKPOINT_FRAMES`] frames wait, on a connection of its own, off the writer thread.
+    /// `CHECKPOINT_FRAMES` frames wait, on a connection of its own, off the writer thread.
     ///
     /// SQLite's auto-checkpoint would run inside the commit that crosses the threshold, on the
     /// writer: the apply of that entry, and every write queued behind it, would wait for the
