@@ -8,7 +8,8 @@
 # conformance suite (tests/dump_conformance/, against the sqlite3 3.40.1 shell), a smoke run of
 # every fuzz target, and the benchmark harness in --quick mode.
 # Each step prints a banner; the first failure stops the run with a non-zero status.
-# After the tests, real rqlite client libraries run against the release binary (tests/clients).
+# After the tests, real rqlite client libraries (tests/clients) and the web console's browser
+# tests (scripts/console-tests.sh) run against the release binary.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD

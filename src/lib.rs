@@ -1,8 +1,11 @@
 //! raftlite: a Raft-replicated SQLite server built for hot backups.
 //!
-//! The data flows top to bottom: `http` (rqlite's API) → `store` (propose writes, serve reads)
-//! → `raft` (openraft on our log engine) and `db` (SQLite: execute, query) → `raftlite_ffi`
-//! (the only unsafe code).
+//! Layers, each importing only those below it: `node` (start-up) → `http` (rqlite's API) →
+//! `cluster` (the Raft port: node-to-node messages, membership, stepdown) → `store` (propose
+//! writes, serve reads, the state machine and the commands the log carries) → `raft::log` (our
+//! log engine, under openraft) and `db` (SQLite: execute, query, backup, dump) →
+//! `raftlite_ffi` (the only unsafe code). `auth`, `tls`, `config`, `temp_file` serve the
+//! layers above `db`; `shell` is the client binary's.
 
 // `unsafe` lives only in the raftlite-ffi crate; the compiler holds this crate to that.
 #![forbid(unsafe_code)]

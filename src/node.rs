@@ -7,7 +7,7 @@
 //! join the cluster. A port of 0 binds a free port; the bound address is then the advertised
 //! one (unless one is given) and is logged as `node HTTP API available at http://ADDR`
 //! (`https://` with `-http-cert`), which tests and scripts read. Before any of that, the
-//! `-auth` file and every TLS file are read ([`load_security`]): a bad one stops the node with
+//! `-auth` file and every TLS file are read (`load_security`): a bad one stops the node with
 //! an error naming it, before anything is bound or opened.
 
 use std::net::TcpListener;

@@ -1,7 +1,7 @@
 //! Measuring: latency percentiles, memory from `/proc`, timed runs of external tools, and
 //! alternating rounds of a pair of cases.
 //!
-//! Memory follows DESIGN.md ("Memory, as measured"): peak RSS (`VmHWM`) minus the idle
+//! Memory as `docs/benchmarks.md` defines it ("Measurements"): peak RSS (`VmHWM`) minus the idle
 //! baseline of the same process. `VmHWM` only grows, so a server's baseline is its `VmRSS`
 //! read at idle just before a scenario, and its peak is `VmHWM` read after it. A command-line
 //! tool has no idle moment, so its baseline is its own peak on an empty input of the same

@@ -120,7 +120,7 @@ pub enum Outcome {
 pub struct ScenarioReport {
     pub name: String,
     pub outcome: Outcome,
-    /// The goals this scenario checks, as DESIGN/the issues state them.
+    /// The goals this scenario checks, as the issues state them (`docs/benchmarks.md`).
     pub goals: Vec<&'static str>,
     /// Parts of the scenario that were skipped while others ran, with the reason.
     pub skipped_parts: Vec<String>,

@@ -1,6 +1,6 @@
 //! Routing and permissions: random methods, paths (built from the routes' own segments,
 //! percent-encodings, dot segments, slashes, case changes and raw bytes) and credentials,
-//! against the real apps of both ports in-process (`http::app` and `raft::rpc::app`: every
+//! against the real apps of both ports in-process (`http::app` and `cluster::rpc::app`: every
 //! layer, the gate, the route tables as the servers register them), each route served by a
 //! probe instead of its handler.
 //!

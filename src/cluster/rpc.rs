@@ -9,7 +9,7 @@
 //! | `POST /cluster/remove` | JSON `{"id": "..."}` | JSON `MembershipAnswer` |
 //! | `POST /cluster/notify` | JSON `NodeInfo` | JSON list of known nodes (bootstrap-expect) |
 //! | `GET /cluster/node` | | JSON: this node's info, leader, applied index (for `/nodes`) |
-//! | `POST /cluster/elect` | JSON `{"from": "<leader id>"}` | JSON bool: an election was started (stepdown, see `store::stepdown`) |
+//! | `POST /cluster/elect` | JSON `{"from": "<leader id>"}` | JSON bool: an election was started (stepdown, see `cluster::stepdown`) |
 //! | `GET /raft/staged/<id>` | | the staged content of a load, streamed (see `store::load`) |
 //!
 //! Every route declares its access ([`routes`]) and passes the same gate as the HTTP API

@@ -14,7 +14,7 @@
 //! `Execute` entry would run, with its own clock, seed and budget.
 //!
 //! The state table's schema and its write live here too ([`ensure_state_table`],
-//! [`record_state`]); `store::meta` reads and writes it with Raft's types.
+//! [`record_state`]); `store::applied_state` reads and writes it with Raft's types.
 
 use raftlite_ffi::Connection;
 

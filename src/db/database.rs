@@ -131,7 +131,7 @@ impl Database {
         &self.settings
     }
 
-    /// What the writer thread is doing (see [`WriterActivity`]).
+    /// What the writer thread is doing (see `WriterActivity`).
     pub fn writer_activity(&self) -> &WriterActivity {
         &self.writer_activity
     }
@@ -199,10 +199,10 @@ impl Database {
     }
 
     /// Replaces the database file with `new_file` (on the same file system), following the
-    /// swap protocol of the design: stop handing out read connections, wait for the running
-    /// readers (interrupting those still running after `grace`), close every connection,
-    /// remove the `-wal`/`-shm` files, rename the new file into place, fsync the directory,
-    /// and reopen. Writes queued meanwhile run against the new file.
+    /// swap protocol (docs/architecture.md, "Install"): stop handing out read connections, wait
+    /// for the running readers (interrupting those still running after `grace`), close every
+    /// connection, remove the `-wal`/`-shm` files, rename the new file into place, fsync the
+    /// directory, and reopen. Writes queued meanwhile run against the new file.
     ///
     /// A failure after the old file is gone leaves the node without a database: that is a
     /// local fault, and the caller must stop the node.
@@ -259,7 +259,7 @@ impl Database {
     }
 
     /// Copies the WAL back into the database file (a PASSIVE checkpoint) when at least
-    /// [`CHECKPOINT_FRAMES`] frames wait, on a connection of its own, off the writer thread.
+    /// `CHECKPOINT_FRAMES` frames wait, on a connection of its own, off the writer thread.
     ///
     /// SQLite's auto-checkpoint would run inside the commit that crosses the threshold, on the
     /// writer: the apply of that entry, and every write queued behind it, would wait for the

@@ -437,7 +437,7 @@ impl ScriptOutcome {
 /// A dump of a database with virtual tables (the `sqlite3` shell's and ours) writes each one
 /// into `sqlite_schema` between `PRAGMA writable_schema=ON;` and `OFF;` lines, which the gate
 /// and SQLite's defensive mode refuse. The runner recognises exactly those lines
-/// ([`schema_row`]), checks the row (a virtual table of an allowed module, nothing else), writes
+/// (`schema_row`), checks the row (a virtual table of an allowed module, nothing else), writes
 /// it itself, and at the end reloads the schema and runs `integrity_check` on each such table:
 /// a row that does not load, or a table whose contents do not match, fails the script, the
 /// same way on every node.

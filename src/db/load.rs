@@ -54,7 +54,8 @@ impl LoadKind {
 }
 
 /// Why a load body was refused. Every variant is the client's input, answered with a 4xx
-/// (`PayloadTooLarge` with 413, the others with 400), except `Io`, which is this node's fault.
+/// (`TooLarge` with 413, the others with 400), except `Io`, which is this node's fault (507
+/// when the disk is full or staging reached `-disk-reserve`, else 500).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("load body is empty")]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The most memory a parsed request may take (see `http::body::parse_budget`). A write is
 /// replicated as one Raft entry, whose encoding is never larger than the parsed request, so
-/// this also bounds every write entry (`raft::types::MAX_ENTRY_BYTES`).
+/// this also bounds every write entry (`store::types::MAX_ENTRY_BYTES`).
 pub const MAX_REQUEST_BYTES: usize = 128 << 20;
 
 /// One bound parameter value, as a client sent it.

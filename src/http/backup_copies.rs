@@ -7,7 +7,7 @@
 //! Invariants:
 //! - A copy's temp file lives exactly as long as its [`SharedCopy`]: the copying task and every
 //!   download hold an `Arc`; the registry holds a `Weak`. The last holder to finish deletes the
-//!   file (its [`TempFile`] guard), whether the download completed, failed or was abandoned.
+//!   file (its `TempFile` guard), whether the download completed, failed or was abandoned.
 //! - `applied_floor` is the applied index when the copy was registered, before its read
 //!   transaction began, so the copy reflects at least that index: a request whose own applied
 //!   index is at most `applied_floor` may share it.

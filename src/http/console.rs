@@ -9,7 +9,7 @@
 //! matching `If-None-Match` gets a 304 without a body. Names are not hashed, so a new build's
 //! assets are picked up at the next revalidation.
 //!
-//! Invariants: only the files listed in [`ASSETS`] are served; any other path under
+//! Invariants: only the files listed in `ASSETS` are served; any other path under
 //! `/console/` is a 404.
 
 use std::sync::OnceLock;

@@ -396,7 +396,6 @@ async fn read_request(
     })
 }
 
-/// Reads a whole (small) body, refusing more than `limit` bytes with a clear 413.
 /// The status of a refused body: 413 when it is too large to hold, else 400.
 fn body_error_status(e: &BodyError) -> StatusCode {
     match e {
@@ -405,6 +404,7 @@ fn body_error_status(e: &BodyError) -> StatusCode {
     }
 }
 
+/// Reads a whole (small) body, refusing more than `limit` bytes with a clear 413.
 pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,

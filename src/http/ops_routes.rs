@@ -55,7 +55,7 @@ struct StepdownBody {
 }
 
 /// `POST /leader[?wait]` with an optional `{"id":"<target>"}`: the leader hands leadership
-/// over (see `store::stepdown` for how, and what is best effort). 200 once this node sees
+/// over (see `cluster::stepdown` for how, and what is best effort). 200 once this node sees
 /// another leader.
 pub async fn leader_post(
     req: HttpRequest,

@@ -38,7 +38,7 @@ pub const MAX_ITEMS: usize = 1024;
 /// of entries into AppendEntries. A larger request is proposed alone.
 pub const MAX_BYTES: usize = 1 << 20;
 
-/// Counters for `/status` (`store.write_entries`, `store.batched_writes`).
+/// Counters for `/debug/vars` (`store.write_entries`, `store.batched_writes`).
 #[derive(Debug, Default)]
 pub struct BatchCounters {
     /// Entries proposed for writes (an `Execute` or an `ExecuteBatch`).

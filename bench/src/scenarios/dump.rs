@@ -6,7 +6,8 @@
 //! most 64 MiB RSS growth. A command-line tool's growth is its peak RSS minus its peak on an
 //! empty database with the same schema; the server's is VmHWM minus its idle VmRSS. Each
 //! raftlite output is compared with the shell's byte for byte, and the first differing byte
-//! offset is reported (REAL literals may legitimately differ, see DESIGN.md).
+//! offset is reported (REAL literals may legitimately differ: the dumper's digits parse to the
+//! same doubles as the shell's, see `src/db/dump.rs`).
 //!
 //! Parts not in this build are skipped: `raftlite dump` when the binary does not dump
 //! (probed on an empty database), and the HTTP dump while `/db/backup` answers 404.

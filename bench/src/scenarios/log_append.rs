@@ -6,10 +6,10 @@
 //! writing the same number of bytes per batch with one `sync_data` per batch, the floor any
 //! log pays. Rows carry the engine/raw throughput ratio.
 //!
-//! Figures: `stmts/s` is entries/s; MB/s counts frame bytes as written (payload + 25 bytes
-//! of framing per entry); latency is per batch (per entry for group commit), fsync included.
-//! Each case stops at its entry count or its time cap, whichever comes first, so a slow disk
-//! cannot make a run unbounded.
+//! Figures: `stmts/s` is entries/s; MB/s counts frame bytes as written (payload + 30 bytes
+//! of framing per entry: `RecordRef::encoded_len`); latency is per batch (per entry for group
+//! commit), fsync included. Each case stops at its entry count or its time cap, whichever
+//! comes first, so a slow disk cannot make a run unbounded.
 
 use std::io::Write as _;
 use std::path::Path;

@@ -2,8 +2,8 @@
 //!
 //! - **Restart**: the time from spawning `raftlited` on a data directory that holds the data
 //!   set to `/readyz` answering 200, three times (median), against the same for a 1 MiB data
-//!   set in the same run. DESIGN.md wants it to depend on the log tail, not the database size:
-//!   the goal is a ratio of 1 within noise.
+//!   set in the same run. Goal P7 wants it to depend on the log tail, not the database size:
+//!   a ratio of 1 within noise (`docs/benchmarks.md`).
 //! - **Binary load**: `POST /db/load` of the data set into an empty 3-node cluster, timed
 //!   until every node's applied index reaches the load entry (every node serves it), against
 //!   `sqlite3 NEW ".restore DB"`. The node's own report splits the leader's part into upload,

@@ -5,7 +5,7 @@
 //!
 //! Every node keeps its Raft log and its vote here, in `DATA_DIR/raft/`. The engine stores
 //! records `(index, term, kind, payload)` and knows nothing of openraft, HTTP or SQLite; the
-//! [`openraft`](self::openraft) module adapts it to openraft's storage-v2 `RaftLogStorage`.
+//! [`openraft`] module adapts it to openraft's storage-v2 `RaftLogStorage`.
 //! The state machine (SQLite) and its snapshots live elsewhere.
 //!
 //! # Files

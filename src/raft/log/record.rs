@@ -255,9 +255,9 @@ pub fn encode_segment_header(first_index: u64) -> [u8; SEGMENT_HEADER_LEN] {
     let mut header = [0u8; SEGMENT_HEADER_LEN];
     header[0..8].copy_from_slice(&SEGMENT_MAGIC);
     header[8..10].copy_from_slice(&SEGMENT_FORMAT_VERSION.to_le_bytes());
-    // Bytes 10..16 are flags and reserved space, zero in version 1.
+    // Bytes 10..16 are flags and reserved space, zero (as they were in version 1).
     header[16..24].copy_from_slice(&first_index.to_le_bytes());
-    // Bytes 24..28 are reserved, zero in version 1.
+    // Bytes 24..28 are reserved, zero (as they were in version 1).
     let crc = crc32c::crc32c(&header[..28]);
     header[28..32].copy_from_slice(&crc.to_le_bytes());
     header
