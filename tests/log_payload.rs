@@ -400,10 +400,13 @@ fn each_pinned_payload_decodes_to_its_value() {
     for case in pinned() {
         let decoded: Result<Entry, _> = decode_entry_bytes(&unhex(case.hex));
         match decoded {
-            Ok(entry) => assert_eq!(
-                entry, case.entry,
-                "pinned entry `{}` decodes to another value: {FORMAT_CHANGED}",
-                case.name
+            Ok(entry) => assert!(
+                entry == case.entry,
+                "pinned entry `{}` decodes to another value: {FORMAT_CHANGED}\n\
+                 pinned: {}\nnow:    {}",
+                case.name,
+                describe(&case.entry),
+                describe(&entry),
             ),
             Err(e) => panic!(
                 "pinned entry `{}` no longer decodes ({e}): {FORMAT_CHANGED}",
@@ -411,6 +414,16 @@ fn each_pinned_payload_decodes_to_its_value() {
             ),
         }
     }
+}
+
+/// An entry in full (openraft's `Debug` shows a normal entry's payload as just `normal`).
+fn describe(entry: &Entry) -> String {
+    let payload = match &entry.payload {
+        EntryPayload::Blank => "Blank".to_string(),
+        EntryPayload::Normal(command) => format!("Normal({command:?})"),
+        EntryPayload::Membership(m) => format!("Membership({m:?})"),
+    };
+    format!("{:?} {payload}", entry.log_id)
 }
 
 /// The name of every variant `entry` holds, at any depth. The matches list every variant with
