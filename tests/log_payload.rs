@@ -212,6 +212,41 @@ fn pinned() -> Vec<Pinned> {
                 0065cd1d00000000  # env.budget = 500000000               (u64)
             ",
         },
+        // The example in docs/log-format.md, "Payload".
+        Pinned {
+            name: "execute_one_statement",
+            entry: at(
+                9,
+                EntryPayload::Normal(Command::Execute {
+                    request: request(
+                        vec![statement(
+                            "INSERT INTO t VALUES(?)",
+                            Params::Positional(vec![ParamValue::Integer(5)]),
+                        )],
+                        false,
+                    ),
+                    policy: RowsPolicy::ReturningOnly,
+                    opts: ResultOptions {
+                        qualify_columns: false,
+                    },
+                    env: stamp(),
+                }),
+            ),
+            hex: "
+                0200000000000000 0700000000000000 0900000000000000  # log id (2, 7), index 9
+                01000000          # EntryPayload::Normal
+                00000000          # Command::Execute
+                0100000000000000  # request.statements: 1
+                1700000000000000 494e5345525420494e544f20742056414c554553283f29  # sql (23 bytes)
+                01000000          #   params: Params::Positional
+                0100000000000000  #     1 value
+                01000000 0500000000000000  # ParamValue::Integer(5)
+                00                # request.transaction = false
+                00000000          # policy: RowsPolicy::ReturningOnly
+                00                # opts.qualify_columns = false
+                0605040302010000 8877665544332211 0065cd1d00000000  # env
+            ",
+        },
         Pinned {
             name: "strong_query",
             entry: at(
