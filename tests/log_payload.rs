@@ -124,10 +124,11 @@ fn pinned() -> Vec<Pinned> {
             entry: at(
                 2,
                 EntryPayload::Membership(Membership::new(
-                    vec![BTreeSet::from([7])],
+                    vec![BTreeSet::from([7, 5])],
                     BTreeMap::from([
-                        (7, member("n7", false, true)),
                         (9, member("n9", true, false)),
+                        (7, member("n7", false, true)),
+                        (5, member("n5", false, true)),
                     ]),
                 )),
             ),
@@ -135,9 +136,12 @@ fn pinned() -> Vec<Pinned> {
                 0200000000000000 0700000000000000 0200000000000000  # log id (2, 7), index 2
                 02000000          # EntryPayload::Membership             (tag 2)
                 0100000000000000  # configs: 1 config
-                0100000000000000  #   config 0: 1 voter id
+                0200000000000000  #   config 0: 2 voter ids, ascending
+                0500000000000000  #     5
                 0700000000000000  #     7
-                0200000000000000  # nodes: 2, in key order
+                0300000000000000  # nodes: 3, in ascending key order
+                0500000000000000  #   key 5, NodeInfo:
+                0200000000000000 6e35 0300000000000000 613a31 0300000000000000 723a32 00 01
                 0700000000000000  #   key 7, NodeInfo:
                 0200000000000000 6e37    # id = \"n7\"     (u64 length, UTF-8)
                 0300000000000000 613a31  # api_addr = \"a:1\"
@@ -721,7 +725,8 @@ fn a_log_written_by_an_earlier_build_replays_to_the_same_rows() {
     for (query, answer) in &expected {
         let now = strong_read(&node, query);
         assert_eq!(
-            &now, answer,
+            &now,
+            answer,
             "the fixture's log replays to other rows for `{query}`: {FORMAT_CHANGED}\n\
              node log:\n{}",
             node.log()
@@ -880,7 +885,10 @@ fn write_log_fixture() {
     let raft_dir = node.data_dir.join("raft");
     let scratch = tempfile::tempdir().expect("temp dir");
     copy_tree(&raft_dir, scratch.path());
-    let held: BTreeSet<&str> = read_log(scratch.path()).iter().flat_map(variants_in).collect();
+    let held: BTreeSet<&str> = read_log(scratch.path())
+        .iter()
+        .flat_map(variants_in)
+        .collect();
     for variant in FIXTURE_VARIANTS {
         assert!(held.contains(variant), "the run wrote no {variant}");
     }
