@@ -717,7 +717,8 @@ fn a_log_written_by_an_earlier_build_replays_to_the_same_rows() {
             &now,
             answer,
             "the fixture's log replays to other rows for `{query}`: {FORMAT_CHANGED}\n\
-             node log:\n{}",
+             (If the rows are the same and only the JSON around them changed, the log is not \
+             at fault: edit expected.txt, never the log.)\nnode log:\n{}",
             node.log()
         );
     }
