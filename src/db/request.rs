@@ -2,7 +2,9 @@
 //!
 //! These types are the contract between the HTTP layer (which parses rqlite's JSON into them),
 //! the store (which replicates requests through Raft) and the executor (which runs them). They
-//! are plain data, serializable, with no SQLite handles inside.
+//! are plain data, serializable, with no SQLite handles inside. Those a write entry carries
+//! are encoded into the Raft log (docs/log-format.md, "Payload"): their variant and field
+//! order is an on-disk format, pinned by `tests/log_payload.rs`.
 
 use serde::{Deserialize, Serialize};
 

@@ -34,7 +34,9 @@ use openraft::{EntryPayload, Membership};
 use serde::Deserialize;
 
 use super::NodeInfo;
-use crate::raft::log::openraft::{RaftLogStore, ENTRY_KIND_BINCODE};
+use crate::raft::log::openraft::{
+    decode_entry_bytes, encode_entry, RaftLogStore, ENTRY_KIND_BINCODE,
+};
 use crate::raft::log::record::RecordRef;
 use crate::store::types::{numeric_node_id, Entry, LogId, NodeId, StoredMembership, TypeConfig};
 
@@ -93,7 +95,7 @@ pub fn recover_if_requested(
         log_id: LogId::new(last.leader_id, last.index + 1),
         payload: EntryPayload::Membership(membership),
     };
-    let data = bincode::serialize(&entry).context("encode the recovery membership entry")?;
+    let data = encode_entry(&entry).context("encode the recovery membership entry")?;
     log.engine()
         .append(&[RecordRef {
             index: entry.log_id.index,
@@ -189,7 +191,7 @@ fn last_log_id_and_membership(
         while from <= last_index {
             let to = (from + CHUNK).min(last_index + 1);
             for record in engine.read(from..to).context("read the Raft log")? {
-                let entry: Entry = bincode::deserialize(&record.data)
+                let entry: Entry = decode_entry_bytes(&record.data)
                     .with_context(|| format!("decode log entry {}", record.index))?;
                 if let EntryPayload::Membership(m) = &entry.payload {
                     newest = Some(m.clone());

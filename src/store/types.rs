@@ -22,6 +22,11 @@ pub const MAX_ENTRY_BYTES: usize = crate::db::request::MAX_REQUEST_BYTES + (64 <
 /// A command that runs users' SQL must give the same result on every node: the apply
 /// connection reads its clock and its random seed from the entry (`ApplyEnv`, stamped by the
 /// leader). Entries without a stamp get inputs derived from their log position.
+///
+/// Its bincode encoding, and that of every type inside it, is the log's on-disk format
+/// (docs/log-format.md, "Payload"): the order of variants and fields is part of it. Moving
+/// or renaming keeps the bytes; reordering, adding or removing does not (see "Compatibility"
+/// there, and `tests/log_payload.rs`, which pins the bytes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// A write request (`/db/execute`, or a `/db/request` that writes).

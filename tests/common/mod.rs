@@ -159,10 +159,22 @@ impl Node {
 
     /// GET `/db/query?q=...` and returns the raw body after checking for 200.
     pub fn query(&self, sql: &str) -> String {
-        let q: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("q", sql)
-            .finish();
-        let a = self.get(&format!("/db/query?{q}"));
+        self.query_with(sql, None)
+    }
+
+    /// [`Node::query`] at a read consistency `level` (`strong` waits until the node has
+    /// applied everything committed when the read started).
+    pub fn query_at(&self, sql: &str, level: &str) -> String {
+        self.query_with(sql, Some(level))
+    }
+
+    fn query_with(&self, sql: &str, level: Option<&str>) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("q", sql);
+        if let Some(level) = level {
+            q.append_pair("level", level);
+        }
+        let a = self.get(&format!("/db/query?{}", q.finish()));
         assert_eq!(a.status, 200, "query {sql}: {}", a.body);
         a.body
     }

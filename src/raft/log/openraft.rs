@@ -81,6 +81,19 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, bincode::Error> {
     bincode::serialize(value)
 }
 
+/// The payload of a record of kind [`ENTRY_KIND_BINCODE`]: `entry` encoded with bincode 1's
+/// default options (`docs/log-format.md`, "Payload"). Every entry the log stores is encoded
+/// here, so the pinned bytes in `tests/log_payload.rs` are the bytes on disk.
+pub fn encode_entry<E: Serialize>(entry: &E) -> Result<Vec<u8>, bincode::Error> {
+    encode(entry)
+}
+
+/// Decodes the payload of a record of kind [`ENTRY_KIND_BINCODE`] (the inverse of
+/// [`encode_entry`]).
+pub fn decode_entry_bytes<E: DeserializeOwned>(bytes: &[u8]) -> Result<E, bincode::Error> {
+    bincode::deserialize(bytes)
+}
+
 // openraft's error type is large; it is what the trait methods return anyway.
 #[allow(clippy::result_large_err)]
 fn decode_entry<C>(record: &Record) -> Result<C::Entry, StorageError<C::NodeId>>
@@ -95,7 +108,7 @@ where
         )
         .into());
     }
-    bincode::deserialize(&record.data)
+    decode_entry_bytes(&record.data)
         .map_err(|e| StorageIOError::read_log_at_index(record.index, AnyError::new(&e)).into())
 }
 
@@ -201,7 +214,7 @@ where
         let mut encoded = Vec::new();
         for entry in entries {
             let log_id = entry.get_log_id().clone();
-            let bytes = encode(&entry)
+            let bytes = encode_entry(&entry)
                 .map_err(|e| StorageIOError::write_log_entry(log_id.clone(), AnyError::new(&e)))?;
             encoded.push((log_id.index, log_id.leader_id.term, bytes));
         }
