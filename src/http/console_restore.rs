@@ -134,7 +134,7 @@ pub async fn stage(
         Err(resp) => return resp,
     };
     // The staging writer checks the reserve every 16 MiB; the last stretch is checked here.
-    let reserve = state.backup_copies.disk_reserve();
+    let reserve = state.store.backups().disk_reserve();
     if let Err((status, why)) = check_room(store.data_dir(), 0, reserve) {
         return text_error(status, why); // `load` drops here: the file goes.
     }

@@ -164,7 +164,7 @@ pub async fn stage_and_validate(
 ) -> Result<StagedLoad, HttpResponse> {
     let store = &state.store;
     let limit = state.limits.max_load_size;
-    let reserve = state.backup_copies.disk_reserve();
+    let reserve = state.store.backups().disk_reserve();
     if let Some(n) = declared {
         if let Err(e) = check_room(store.data_dir(), n, reserve, "the load") {
             return Err(load_error(&LoadError::Io(e)));
@@ -381,7 +381,7 @@ async fn build_for_blank(
             format!("SQL load: {what}: {e}"),
         )))
     };
-    let reserve = state.backup_copies.disk_reserve();
+    let reserve = state.store.backups().disk_reserve();
     let build_fault = |e: anyhow::Error| {
         if !is_disk_full(&e) {
             return fault("build the database", &format!("{e:#}"));
