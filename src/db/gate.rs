@@ -121,7 +121,10 @@ const fn rule(name: &'static str, set: Set, read_in_writes: bool) -> PragmaRule 
     }
 }
 
-/// Every pragma the gate allows, and how. A pragma not listed is refused everywhere.
+/// Every pragma SQLite has (`pragma_list`), and what the gate lets a request do with it: any
+/// of them may be read by a query (client libraries read settings such as `read_uncommitted`
+/// on connect), setting follows the rule. A pragma not listed (a later SQLite's) is refused
+/// everywhere until it is given a rule.
 pub const PRAGMAS: &[PragmaRule] = &[
     rule("analysis_limit", Set::Never, true),
     rule("application_id", Set::Stored, true),
@@ -136,21 +139,28 @@ pub const PRAGMAS: &[PragmaRule] = &[
         true,
     ),
     rule("cell_size_check", Set::Never, true),
+    rule("checkpoint_fullfsync", Set::Never, false),
     rule("collation_list", Set::Inspect, true),
     rule("compile_options", Set::Inspect, true),
+    rule("count_changes", Set::Never, false),
     rule("data_version", Set::Never, false),
     rule("database_list", Set::Inspect, false),
+    rule("default_cache_size", Set::Never, false),
     rule(
         "defer_foreign_keys",
         Set::ForOneRequest("PRAGMA defer_foreign_keys=0"),
         true,
     ),
+    rule("empty_result_callbacks", Set::Never, false),
     rule("encoding", Set::Layout, true),
     rule("foreign_key_check", Set::Inspect, true),
     rule("foreign_key_list", Set::Inspect, true),
     rule("foreign_keys", Set::InertInTransaction, true),
     rule("freelist_count", Set::Never, false),
+    rule("full_column_names", Set::Never, false),
+    rule("fullfsync", Set::Never, false),
     rule("function_list", Set::Inspect, true),
+    rule("hard_heap_limit", Set::Never, false),
     rule(
         "ignore_check_constraints",
         Set::ForOneRequest("PRAGMA ignore_check_constraints=0"),
@@ -162,6 +172,7 @@ pub const PRAGMAS: &[PragmaRule] = &[
     rule("index_xinfo", Set::Inspect, true),
     rule("integrity_check", Set::Inspect, true),
     rule("journal_mode", Set::Rqlite, true),
+    rule("journal_size_limit", Set::Never, false),
     rule(
         "legacy_alter_table",
         Set::ForOneRequest("PRAGMA legacy_alter_table=0"),
@@ -169,6 +180,7 @@ pub const PRAGMAS: &[PragmaRule] = &[
     ),
     rule("locking_mode", Set::Never, true),
     rule("max_page_count", Set::Never, false),
+    rule("mmap_size", Set::Never, false),
     rule("module_list", Set::Inspect, true),
     rule("optimize", Set::Action, true),
     rule("page_count", Set::Never, false),
@@ -177,6 +189,7 @@ pub const PRAGMAS: &[PragmaRule] = &[
     rule("pragma_list", Set::Inspect, true),
     rule("query_only", Set::Rqlite, true),
     rule("quick_check", Set::Inspect, true),
+    rule("read_uncommitted", Set::Never, false),
     rule(
         "recursive_triggers",
         Set::ForOneRequest("PRAGMA recursive_triggers=0"),
@@ -189,11 +202,15 @@ pub const PRAGMAS: &[PragmaRule] = &[
     ),
     rule("schema_version", Set::Never, false),
     rule("secure_delete", Set::Never, true),
+    rule("short_column_names", Set::Never, false),
+    rule("shrink_memory", Set::Never, false),
+    rule("soft_heap_limit", Set::Never, false),
     rule("synchronous", Set::Rqlite, true),
     rule("table_info", Set::Inspect, true),
     rule("table_list", Set::Inspect, true),
     rule("table_xinfo", Set::Inspect, true),
     rule("temp_store", Set::Never, true),
+    rule("temp_store_directory", Set::Never, false),
     rule("threads", Set::Never, true),
     rule("trusted_schema", Set::Never, true),
     rule("user_version", Set::Stored, true),
