@@ -45,10 +45,10 @@ use super::response::{empty, json, text_error};
 use super::AppState;
 use crate::db::disk::{check_room, ReserveWriter};
 use crate::db::execute::ScriptOutcome;
-use crate::db::load::{
+use crate::db::request::StatementResult;
+use crate::db::restore_file::{
     validate_sql_file, validate_sqlite_file, LoadError, LoadKind, StagedInfo, Stager,
 };
-use crate::db::request::StatementResult;
 use crate::store::load::{part_path, staged_path};
 use crate::store::prebuild::{self, blank_layout};
 use crate::store::types::BuiltDatabase;

@@ -1,7 +1,7 @@
 //! Replicated loads: staged content that takes effect at one log position on every node.
 //!
 //! The bytes of a `/db/load` never travel through the Raft log. The leader streams the body
-//! into `load-<id>.staged` in its data directory (validated by [`crate::db::load`]), then
+//! into `load-<id>.staged` in its data directory (validated by [`crate::db::restore_file`]), then
 //! proposes one small entry, [`LoadCommand`]: id, kind, size, CRC-32C, and the source's Raft
 //! address. Applying that entry on any node:
 //!

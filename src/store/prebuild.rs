@@ -302,7 +302,7 @@ mod tests {
     fn the_branch_follows_the_layout_at_the_entry() {
         let cmd = |id: &str| LoadCommand {
             id: id.into(),
-            kind: crate::db::load::LoadKind::Sql,
+            kind: crate::db::restore_file::LoadKind::Sql,
             size: 1,
             crc32c: 0,
             source: "s".into(),

@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use super::applied_state::{self, AppliedState};
 use crate::db::execute::{self, RequestResults};
-use crate::db::load::LoadKind;
 use crate::db::request::ApplyEnv;
+use crate::db::restore_file::LoadKind;
 use crate::db::{sibling, Database};
 use crate::store::types::{
     Command, CommandResponse, Entry, LiveDatabase, LoadCommand, LogId, Snapshot, SnapshotData,

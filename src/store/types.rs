@@ -79,7 +79,7 @@ pub use crate::db::request::ExecuteItem;
 pub struct LoadCommand {
     /// The staged content's id (file `load-<id>.staged` in every data directory).
     pub id: String,
-    pub kind: crate::db::load::LoadKind,
+    pub kind: crate::db::restore_file::LoadKind,
     /// Size in bytes and CRC-32C of the staged content: a pulled copy must match both.
     pub size: u64,
     pub crc32c: u32,

@@ -1,6 +1,7 @@
-//! Load input: what a `/db/load` or `/boot` body is, and whether it may replace or extend the
-//! database. This module owns the byte-level checks and nothing else: it never touches the
-//! live database, the network or Raft (see `store::load` for replication and install).
+//! A restore's input: what a `/db/load` or `/boot` body is, and whether it may replace or
+//! extend the database. This module owns the byte-level and SQLite-level checks and nothing
+//! else: it never touches the live database, the network or Raft. `store::restore` stages a
+//! body through it, proposes it, and replicates and installs it.
 //!
 //! A body goes through [`Stager`] chunk by chunk, as it arrives:
 //! - gzip (`1f 8b`) is recognised by its first two bytes and decompressed on the fly;
