@@ -10,7 +10,7 @@
 //!   "expires_in"}`. Nothing has changed yet: this is the dry run.
 //! - `GET /console/api/restores/<id>`: the same description, while it is staged.
 //! - `POST /console/api/restores/<id>/install`: proposes the staged file exactly as
-//!   `/db/load` does (one `Command::Load` entry; see `store::load`) and answers as `/db/load`
+//!   `/db/load` does (one `Command::Load` entry; see `store::restore::replicate`) and answers as `/db/load`
 //!   does with `raft_index`.
 //! - `DELETE /console/api/restores/<id>`: discards it (204).
 //!

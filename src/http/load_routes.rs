@@ -5,9 +5,9 @@
 //! blocking thread fed by a bounded channel: the client's pace is the backpressure and memory
 //! holds a few chunks. Then it validates the staged file ([`validate_sqlite_file`] or
 //! [`validate_sql_file`]) and, unless `dry_run`, renames it to `load-<id>.staged` and proposes
-//! one load entry (see `store::load` for replication and install). SQL text for a blank
+//! one load entry (see `store::restore::replicate` for replication and install). SQL text for a blank
 //! database is first run here into a new database file, which the entry offers in the
-//! script's place (`store::prebuild`). The answer reports what was loaded:
+//! script's place (`store::restore::build_once`). The answer reports what was loaded:
 //! `{"results":[...],"load":{"kind":..,"bytes":..,"pages":..,"tables":..}}` (SQL: `built`,
 //! and `installed_built` when the built file was installed).
 //!
@@ -49,8 +49,8 @@ use crate::db::request::StatementResult;
 use crate::db::restore_file::{
     validate_sql_file, validate_sqlite_file, LoadError, LoadKind, StagedInfo, Stager,
 };
-use crate::store::load::{part_path, staged_path};
-use crate::store::prebuild::{self, blank_layout};
+use crate::store::restore::build_once::{self, blank_layout};
+use crate::store::restore::files::{part_path, staged_path};
 use crate::store::types::BuiltDatabase;
 use crate::store::types::{LoadCommand, SqlLoad};
 use crate::store::StoreError;
@@ -226,7 +226,7 @@ pub async fn stage_and_validate(
 /// Renames a staged load to `load-<id>.staged` and proposes its entry (this node must lead);
 /// answers as `/db/load` does (`boot`: as `/boot` does). SQL text on a blank database is run
 /// here first into a new database file, which the entry offers in its place (see
-/// `store::prebuild`).
+/// `store::restore::build_once`).
 pub async fn propose_staged(
     req: &HttpRequest,
     params: &QueryParams,
@@ -334,7 +334,7 @@ pub async fn propose_staged(
     }
 }
 
-/// A database built from a staged SQL load (see `store::prebuild`), staged for the others.
+/// A database built from a staged SQL load (see `store::restore::build_once`), staged for the others.
 struct Built {
     database: BuiltDatabase,
     /// Owns `load-<id>.staged` until the entry is proposed.
@@ -417,11 +417,11 @@ async fn build_for_blank(
         .saturating_sub(reserve);
     let built =
         tokio::task::spawn_blocking(move || -> anyhow::Result<Result<_, StatementResult>> {
-            let outcome = prebuild::build(&sql, &part, &build_layout, env, &settings, room)?;
+            let outcome = build_once::build(&sql, &part, &build_layout, env, &settings, room)?;
             if let ScriptOutcome::Failed(_) = outcome {
                 return Ok(Err(outcome.into_result()));
             }
-            let (size, crc32c) = prebuild::size_and_crc(&part)?;
+            let (size, crc32c) = build_once::size_and_crc(&part)?;
             Ok(Ok((outcome.into_result(), size, crc32c)))
         })
         .await

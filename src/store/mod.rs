@@ -13,11 +13,10 @@
 
 pub mod applied_state;
 pub mod batcher;
-pub mod load;
 pub mod node_info;
 pub mod ops;
-pub mod prebuild;
 pub mod recovery;
+pub mod restore;
 pub mod state_machine;
 pub mod types;
 
@@ -325,7 +324,7 @@ impl Store {
         }
     }
 
-    /// Proposes a load entry for content staged here (see [`load`]) and returns once it is
+    /// Proposes a load entry for content staged here (see [`restore`]) and returns once it is
     /// applied on this node.
     pub async fn propose_load(
         &self,
@@ -334,8 +333,8 @@ impl Store {
         self.propose(Command::Load(cmd)).await
     }
 
-    /// Proposes a SQL load (see [`load`] and [`prebuild`]) and returns once it is applied on
-    /// this node.
+    /// Proposes a SQL load (see [`restore`] and [`restore::build_once`]) and returns once it is
+    /// applied on this node.
     pub async fn propose_sql_load(
         &self,
         load: crate::store::types::SqlLoad,

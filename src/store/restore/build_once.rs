@@ -2,10 +2,11 @@
 //! and the cluster installs that file as it installs a binary load, instead of every node
 //! running the script.
 //!
-//! Why: a SQL load normally runs on every node (`store::load`). A 1.7 GB dump takes each node
-//! some 20 s of CPU, the nodes of a cluster on one machine share its cores, and each writes the
-//! rows twice (WAL, then checkpoint). Restoring a dump into a new, empty cluster is the common
-//! case, and there the result is known in advance: the script's effect on an empty database.
+//! Why: a SQL load normally runs on every node ([`super::replicate`]). A 1.7 GB dump takes
+//! each node some 20 s of CPU, the nodes of a cluster on one machine share its cores, and each
+//! writes the rows twice (WAL, then checkpoint). Restoring a dump into a new, empty cluster is
+//! the common case, and there the result is known in advance: the script's effect on an empty
+//! database.
 //!
 //! How:
 //! 1. The leader checks its database is blank ([`blank_layout`]: no schema object but the
@@ -86,7 +87,7 @@ pub fn build(
         layout.encoding.replace('\'', "''")
     ))
     .context("set the layout")?;
-    super::applied_state::ensure_table(&conn).context("create the state table")?;
+    crate::store::applied_state::ensure_table(&conn).context("create the state table")?;
     // The file may not grow past `max_bytes`: a bigger one fails with SQLITE_FULL.
     let max_pages = (max_bytes / u64::from(layout.page_size)).max(2);
     conn.execute_batch(&format!(
@@ -169,7 +170,7 @@ mod tests {
     fn blank_means_no_schema_but_the_state_table_and_no_header_values() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open(&dir.path().join("a.db"));
-        super::super::applied_state::ensure_table(&conn).unwrap();
+        crate::store::applied_state::ensure_table(&conn).unwrap();
         let layout = blank_layout(&conn).unwrap().expect("blank");
         assert_eq!(layout.page_size, 4096);
         assert_eq!(layout.encoding, "UTF-8");
@@ -200,7 +201,7 @@ mod tests {
         );
         let live_path = dir.path().join("live.db");
         let live = open(&live_path);
-        super::super::applied_state::ensure_table(&live).unwrap();
+        crate::store::applied_state::ensure_table(&live).unwrap();
         let layout = blank_layout(&live).unwrap().unwrap();
         let env = ApplyEnv {
             unix_millis: 1_800_000_000_000,
