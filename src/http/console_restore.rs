@@ -3,7 +3,7 @@
 //!
 //! - `POST /console/api/restores[?ttl=SECONDS]` (body: the file, raw, as `/db/load` takes it)
 //!   streams the body through the load path's stager and validation
-//!   ([`super::load_routes::stage_and_validate`]) into `load-<id>.part` in the data directory.
+//!   (`store::restore::stage_for_later`) into `load-<id>.part` in the data directory.
 //!   A file that is not a valid database or SQL text is refused here (400, the load path's
 //!   message) and deleted: it never reaches the confirmation. Otherwise → 201
 //!   `{"id","report":{"kind","bytes","received","gzip"[,"pages","page_size","tables"]},
@@ -20,7 +20,7 @@
 //! `Content-Length` plus `-disk-reserve` (507 otherwise), and after it the reserve must still
 //! be free (507, the file is deleted); `-max-load-size` applies as for `/db/load`.
 //!
-//! Invariants: a staged file belongs to its registry entry (a [`StagedLoad`] holding its
+//! Invariants: a staged file belongs to its registry entry (a [`Staged`] holding its
 //! [`crate::temp_file::TempFile`] guard). Discarding, expiry ([`DEFAULT_TTL`], or the
 //! shorter `ttl` the client asked for) and a refused or abandoned upload all drop the guard,
 //! which deletes the file; installing hands it to the state machine. A crash leaves a `.part`
@@ -30,15 +30,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use parking_lot::Mutex;
 use serde_json::json;
 
-use super::load_routes::{propose_staged, stage_and_validate, StagedLoad};
+use super::load_routes::{content_length, restore_error, restore_limits, restored_answer};
 use super::params::QueryParams;
 use super::response::{empty, json as json_response, text_error};
 use super::AppState;
+use crate::store::restore::{self, Staged};
 use crate::temp_file::unguessable_id;
 
 /// Uploads staged or in progress at once.
@@ -49,13 +50,13 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(900);
 /// The console's staged restores (one set per node).
 #[derive(Default)]
 pub struct StagedRestores {
-    staged: Mutex<HashMap<String, Staged>>,
+    staged: Mutex<HashMap<String, Pending>>,
     /// Uploads being received (they count against [`MAX_STAGED`]).
     uploading: AtomicUsize,
 }
 
-struct Staged {
-    load: StagedLoad,
+struct Pending {
+    load: Staged,
     expires: Instant,
 }
 
@@ -76,10 +77,10 @@ impl Drop for UploadSlot<'_> {
     }
 }
 
-fn describe_json(id: &str, s: &Staged) -> serde_json::Value {
+fn describe_json(id: &str, s: &Pending) -> serde_json::Value {
     json!({
         "id": id,
-        "report": s.load.report,
+        "report": s.load.report(),
         "expires_in": s.expires.saturating_duration_since(Instant::now()).as_secs(),
     })
 }
@@ -124,22 +125,14 @@ pub async fn stage(
         console.uploading.fetch_add(1, Ordering::SeqCst);
     }
     let slot = UploadSlot(&console.uploading);
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let load = match stage_and_validate(payload, declared, &state, false, false).await {
+    let declared = content_length(&req);
+    let limits = restore_limits(&state);
+    let load = match restore::stage_for_later(store, payload, declared, limits).await {
         Ok(l) => l,
-        Err(resp) => return resp,
+        Err(e) => return restore_error(&req, &params, &e),
     };
-    // The staging writer checks the reserve every 16 MiB; the last stretch is checked here.
-    let reserve = state.backup_copies.disk_reserve();
-    if let Err((status, why)) = check_room(store.data_dir(), 0, reserve) {
-        return text_error(status, why); // `load` drops here: the file goes.
-    }
     let id = unguessable_id();
-    let staged = Staged {
+    let staged = Pending {
         load,
         expires: Instant::now() + ttl,
     };
@@ -159,23 +152,6 @@ pub async fn stage(
         }
     });
     json_response(StatusCode::CREATED, body.to_string())
-}
-
-/// Room for `needed` bytes above the reserve, or the answer why not (507, or 500 when the
-/// free space cannot be read).
-fn check_room(
-    dir: &std::path::Path,
-    needed: u64,
-    reserve: u64,
-) -> Result<(), (StatusCode, String)> {
-    crate::db::disk::check_room(dir, needed, reserve, "the upload").map_err(|e| {
-        let status = if e.kind() == std::io::ErrorKind::StorageFull {
-            StatusCode::INSUFFICIENT_STORAGE
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        };
-        (status, e.to_string())
-    })
 }
 
 fn not_staged() -> HttpResponse {
@@ -211,5 +187,9 @@ pub async fn install(
         return not_staged();
     };
     let params = QueryParams::parse("raft_index&timings");
-    propose_staged(&req, &params, &state, staged.load, Instant::now(), false).await
+    let started = Instant::now();
+    match restore::propose(&state.store, staged.load, restore_limits(&state), started).await {
+        Ok(restored) => restored_answer(&params, restored, started),
+        Err(e) => restore_error(&req, &params, &e),
+    }
 }
