@@ -224,6 +224,8 @@ pub(super) fn restore_error(
             tracing::warn!("load failed: {cause}");
             StatusCode::INTERNAL_SERVER_ERROR
         }
+        RestoreError::TooManyPending => StatusCode::SERVICE_UNAVAILABLE,
+        RestoreError::NotPending => StatusCode::NOT_FOUND,
     };
     text_error(status, e)
 }

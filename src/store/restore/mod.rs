@@ -11,8 +11,10 @@
 //!   report. Nothing has changed yet: a dry run stops here.
 //! - [`propose`]: staged content becomes one Raft entry; it returns once this node has
 //!   applied the entry ([`Restored`]: the results, the log index, the report).
-//! - [`stage_for_later`]: staging for a proposal after a confirmation (the console), which
-//!   keeps the reserve free once the file is staged.
+//! - [`stage_for_later`] and [`pending::PendingRestores`]: staging now and proposing after a
+//!   confirmation (the console's restores): the reserve must stay free once the file is
+//!   staged, and the registry holds it, bounded and for a limited time, until it is taken to
+//!   be proposed, discarded, or expires.
 //! - Every failure is a [`RestoreError`]; the HTTP side maps its variants to answers in one
 //!   function (`http::load_routes::restore_error`).
 //!
@@ -62,6 +64,7 @@
 
 pub mod build_once;
 pub mod files;
+pub mod pending;
 pub mod replicate;
 mod stage;
 
@@ -166,6 +169,16 @@ pub enum RestoreError {
     /// they are old).
     #[error("load: {0}")]
     Proposal(StoreError),
+    /// [`pending::MAX_PENDING`] restores are already waiting for a confirmation or being
+    /// uploaded.
+    #[error(
+        "{} restores are already staged or uploading; install or discard one",
+        pending::MAX_PENDING
+    )]
+    TooManyPending,
+    /// No pending restore has that id: it was discarded, installed or expired (or never was).
+    #[error("no such staged restore (discarded, installed or expired)")]
+    NotPending,
 }
 
 /// Streams `body` into a new staged file and validates it; nothing changes yet.
