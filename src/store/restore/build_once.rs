@@ -8,15 +8,16 @@
 //! the common case, and there the result is known in advance: the script's effect on an empty
 //! database.
 //!
-//! How:
+//! How (steps 1 and 2 are `build_for_blank`, which [`super::propose`] calls):
 //! 1. The leader checks its database is blank ([`blank_layout`]: no schema object but the
 //!    state table, `user_version` and `application_id` 0) and records its layout (page size,
 //!    auto_vacuum, encoding).
 //! 2. [`build`] runs the staged script, through the same runner as the apply path
 //!    (`db::execute::run_sql_script`), into a new file with that layout, in rollback mode
 //!    with a memory journal (a new file has no old pages to journal, so it stays small) and
-//!    without syncs until the end. An SQL error ends the load there, with rqlite's answer and
-//!    nothing proposed.
+//!    without syncs until the end, within the room above `-disk-reserve`
+//!    ([`RestoreError::NoRoomToBuild`] past it). An SQL error ends the load there, with
+//!    rqlite's answer and nothing proposed. The built file is staged as `load-<id>.staged`.
 //! 3. The leader proposes one `Command::LoadSql` entry ([`SqlLoad`] with `built` set) naming
 //!    both contents, the script and the built file, each staged for the others to pull.
 //! 4. Applying it, each node checks blankness again, on its own database at the entry's log

@@ -3,8 +3,8 @@
 //!
 //! - `load-<id>.part`: being written (an upload being staged, a pull, a database being built
 //!   from a SQL load; or a console upload, validated and waiting for its confirmation in
-//!   [`super::pending`]). Its
-//!   [`crate::temp_file::TempFile`] guard removes it if the work stops.
+//!   [`super::pending`]). Its [`crate::temp_file::TempFile`] guard removes it if the work
+//!   stops.
 //! - `load-<id>.staged`: the source's content, complete, verified and fsynced; the entry
 //!   names it, and other members pull it from here.
 //! - `load-<id>.pulled`: a copy pulled by this process, complete and verified, maybe not on

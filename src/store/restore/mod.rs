@@ -60,7 +60,9 @@
 //!   size and CRC-32C.
 //! - The disk reserve: staging, building and keeping a staged file leave `-disk-reserve`
 //!   bytes free: checked before staging when the body declares its length, every 16 MiB while
-//!   it is written, after it when it is kept for later, and as the built file's page limit.
+//!   it is written, after it when it is kept for later, and as the built file's page limit
+//!   (answered 507). A pull on another node is not held to it: its entry is committed, and
+//!   applying it is the only way forward.
 
 pub mod build_once;
 pub mod files;

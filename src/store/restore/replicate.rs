@@ -142,7 +142,7 @@ async fn pull(
     tokio::fs::rename(&part, pulled_path(data_dir, &cmd.id))
         .await
         .context("rename into place")?;
-    std::mem::forget(guard);
+    guard.persist();
     Ok(())
 }
 
