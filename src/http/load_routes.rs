@@ -6,7 +6,7 @@
 //! `{"results":[...],"load":{"kind":..,"bytes":..,"pages":..,"tables":..}}` (SQL: `built`,
 //! and `installed_built` when the built file was installed).
 //!
-//! Status codes ([`restore_error`], the one place a [`RestoreError`] becomes an answer, also
+//! Status codes (`restore_error`, the one place a [`RestoreError`] becomes an answer, also
 //! for the console's restores): invalid input is 400 (413 over `-max-load-size`, a cut-off
 //! upload 400), an SQL error is rqlite's 200 with `results[].error` and nothing applied, no
 //! room above `-disk-reserve` is 507, a fault of this node is 500. `/boot` answers as rqlite:

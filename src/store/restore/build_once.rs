@@ -18,8 +18,9 @@
 //!    without syncs until the end, within the room above `-disk-reserve`
 //!    ([`RestoreError::NoRoomToBuild`] past it). An SQL error ends the load there, with
 //!    rqlite's answer and nothing proposed. The built file is staged as `load-<id>.staged`.
-//! 3. The leader proposes one `Command::LoadSql` entry ([`SqlLoad`] with `built` set) naming
-//!    both contents, the script and the built file, each staged for the others to pull.
+//! 3. The leader proposes one `Command::LoadSql` entry ([`crate::store::types::SqlLoad`]
+//!    with `built` set) naming both contents, the script and the built file, each staged for
+//!    the others to pull.
 //! 4. Applying it, each node checks blankness again, on its own database at the entry's log
 //!    position. That check is the authority: writes may have committed between the leader's
 //!    check and the entry. Blank with the same layout: the node installs the built file (a
