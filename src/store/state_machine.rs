@@ -2,9 +2,9 @@
 //!
 //! Apply. Entries run on the writer thread, in log order, each in one SQLite transaction that
 //! also records the entry's log id (and the membership, when it changes) in `_raftlite_state`
-//! (see [`super::applied_state`]). An entry at or below the recorded index is skipped, so applying is
-//! idempotent: a restart, or a snapshot fresher than its metadata says, never applies an entry
-//! twice. A deterministic SQL error is part of the entry's result; a local fault stops the node.
+//! (see [`super::applied_state`]). An entry at or below the recorded index is skipped, so
+//! applying is idempotent: a restart, or a snapshot fresher than its metadata says, never
+//! applies an entry twice. A deterministic SQL error is part of the entry's result; a local fault stops the node.
 //!
 //! Snapshots. The live database *is* the state machine, so building a snapshot copies nothing:
 //! it makes everything applied so far durable in the database file (a WAL checkpoint, then an
