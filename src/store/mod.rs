@@ -8,6 +8,9 @@
 //! not the leader answers [`StoreError::NotLeader`] with the leader it knows, and the HTTP
 //! layer forwards, redirects or answers 503.
 //!
+//! Restores (`/db/load`, `/boot`, the console's) are [`restore`]'s: staging, the proposal,
+//! and each node's pull and install.
+//!
 //! Apply rule (docs/error-handling.md): a deterministic SQL error is part of the result; a
 //! local fault stops the node ([`stop_on_local_fault_msg`]) instead of letting replicas diverge.
 
