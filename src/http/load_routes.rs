@@ -276,3 +276,135 @@ async fn forward_stream(
     };
     super::forward::relay_leader_answer(resp, leader).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NodeInfo, StoreError};
+
+    /// Each way a restore stops has its answer, in this one function. (Most of these are also
+    /// reached end to end in `tests/restore.rs` and `tests/console.rs`; a console upload that
+    /// leaves less than the reserve free only once staged cannot be produced there without
+    /// racing other writers of the disk, so its 507 is pinned here.)
+    #[actix_web::test]
+    async fn each_restore_error_has_its_status_and_message() {
+        let req = actix_web::test::TestRequest::default()
+            .uri("/db/load?redirect")
+            .to_http_request();
+        let redirecting = QueryParams::parse(req.query_string());
+        let plain = QueryParams::parse("");
+        let full = || io::Error::new(io::ErrorKind::StorageFull, "no room");
+        let leader = NodeInfo {
+            id: "n1".into(),
+            api_addr: "127.0.0.1:4001".into(),
+            raft_addr: "127.0.0.1:4002".into(),
+            ..Default::default()
+        };
+        let cases: Vec<(RestoreError, &QueryParams, u16, &str)> = vec![
+            (
+                LoadError::TooLarge(10).into(),
+                &plain,
+                413,
+                "load body too large",
+            ),
+            (
+                LoadError::Io(full()).into(),
+                &plain,
+                507,
+                "stage load data: no room",
+            ),
+            (
+                LoadError::Io(io::Error::other("eio")).into(),
+                &plain,
+                500,
+                "stage load data: eio",
+            ),
+            (LoadError::Empty.into(), &plain, 400, "load body is empty"),
+            (
+                RestoreError::CutOff("reset".into()),
+                &plain,
+                400,
+                "load body cut off: reset",
+            ),
+            (RestoreError::NotSqlite, &plain, 400, "invalid SQLite data"),
+            (RestoreError::NoRoomToKeep(full()), &plain, 507, "no room"),
+            (
+                RestoreError::NoRoomToKeep(io::Error::other("statvfs")),
+                &plain,
+                500,
+                "statvfs",
+            ),
+            (
+                RestoreError::NoRoomToBuild {
+                    reserve: 7,
+                    cause: "full".into(),
+                },
+                &plain,
+                507,
+                "SQL load: not enough disk space to build the database (7 bytes must stay free",
+            ),
+            (
+                RestoreError::BuildFailed {
+                    what: "build the database",
+                    cause: "boom".into(),
+                },
+                &plain,
+                500,
+                "SQL load: build the database: boom",
+            ),
+            (
+                RestoreError::Failed("validate: x".into()),
+                &plain,
+                500,
+                "validate: x",
+            ),
+            (
+                RestoreError::NotLeader {
+                    leader: Some(leader.clone()),
+                },
+                &redirecting,
+                301,
+                "Moved Permanently",
+            ),
+            (
+                RestoreError::NotLeader {
+                    leader: Some(leader),
+                },
+                &plain,
+                503,
+                "leader not found",
+            ),
+            (
+                RestoreError::NotLeader { leader: None },
+                &redirecting,
+                503,
+                "leader not found",
+            ),
+            (
+                RestoreError::Proposal(StoreError::Internal(anyhow::anyhow!("raft"))),
+                &plain,
+                500,
+                "load: raft",
+            ),
+            (
+                RestoreError::TooManyPending,
+                &plain,
+                503,
+                "4 restores are already staged or uploading",
+            ),
+            (
+                RestoreError::NotPending,
+                &plain,
+                404,
+                "no such staged restore",
+            ),
+        ];
+        for (e, params, status, text) in cases {
+            let answer = restore_error(&req, params, &e);
+            assert_eq!(answer.status().as_u16(), status, "{e:?}");
+            let body = actix_web::body::to_bytes(answer.into_body()).await.unwrap();
+            let body = String::from_utf8_lossy(&body);
+            assert!(body.contains(text), "{e:?}: {body}");
+        }
+    }
+}
