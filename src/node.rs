@@ -21,7 +21,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use crate::auth::Auth;
 use crate::cluster::membership::{self, JoinOptions};
 use crate::db::DbSettings;
-use crate::http::{self, AppState, DumpCaps, Limits};
+use crate::http::{self, AppState, Limits};
+use crate::store::backup::{BackupOptions, DumpCaps};
 use crate::store::{NodeInfo, Store, StoreOptions};
 use crate::tls::{self, ClientTls, NodeTransport, ServerTls};
 
@@ -254,7 +255,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let backup_tmp_dir = match &opts.backup_tmp_dir {
         Some(dir) if dir != &opts.data_dir => {
             let own = private_backup_dir(dir, &opts.data_dir)?;
-            remove_leftovers(&own, &[http::backup_copies::TEMP_PREFIX]);
+            remove_leftovers(&own, &[crate::store::backup::TEMP_PREFIX]);
             own
         }
         _ => opts.data_dir.clone(),
@@ -307,6 +308,12 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             trailing_logs: opts.trailing_logs,
             election_timeout: opts.election_timeout,
             heartbeat_interval: opts.heartbeat_interval,
+            backup: BackupOptions {
+                tmp_dir: backup_tmp_dir,
+                disk_reserve: opts.disk_reserve,
+                max_copies: opts.max_backup_copies,
+                dump_caps: opts.dump_caps,
+            },
         },
         network,
     )
@@ -345,17 +352,11 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         limits: Limits {
             max_body_size: opts.max_body_size,
             max_load_size: opts.max_load_size,
-            dump_caps: opts.dump_caps,
         },
         data_dir: opts.data_dir.display().to_string(),
         http_bind_addr: http_bound.clone(),
         started: Instant::now(),
         start_time_rfc3339: now_rfc3339(),
-        backup_copies: http::backup_copies::BackupCopies::new(http::backup_copies::BackupOptions {
-            tmp_dir: backup_tmp_dir,
-            disk_reserve: opts.disk_reserve,
-            max_copies: opts.max_backup_copies,
-        }),
         writer_pragmas: parking_lot::Mutex::new(serde_json::Value::Null),
         allow_origin: opts.http_allow_origin.clone(),
     };
@@ -459,7 +460,7 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
         &[
             "snapshot-in-",
             "snapshot-out-",
-            http::backup_copies::TEMP_PREFIX,
+            crate::store::backup::TEMP_PREFIX,
         ],
     );
     // Loads: partial uploads and pulls, half-prepared installs, old staged content.

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         max_readers: config.db_max_ro_conns,
         max_body_size: usize::try_from(config.max_body_size).unwrap_or(usize::MAX),
         max_load_size: config.max_load_size,
-        dump_caps: raftlite::http::DumpCaps {
+        dump_caps: raftlite::store::backup::DumpCaps {
             wal_limit: config.dump_wal_limit,
             stall_timeout: config.dump_stall_timeout,
         },

@@ -120,11 +120,7 @@ pub async fn form_or_join(store: &Store, opts: &JoinOptions) -> anyhow::Result<(
 /// other member, and follow their leader hints. Bounded: gives up after about a minute (the
 /// next restart tries again).
 async fn update_own_addresses(store: &Store) {
-    let Ok(client) = crate::tls::node()
-        .client_builder()
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-    else {
+    let Ok(client) = short_connect_client() else {
         return;
     };
     let request = JoinRequest {
@@ -397,11 +393,7 @@ pub async fn leave_cluster(store: &Store) {
     }
     // The node-to-node client: TLS to the other nodes as configured (`post_json` adds the
     // -join-as credentials).
-    let Ok(client) = crate::tls::node()
-        .client_builder()
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-    else {
+    let Ok(client) = short_connect_client() else {
         return;
     };
     let request = super::protocol::RemoveRequest { id: me.clone() };
@@ -505,4 +497,13 @@ fn change_error(
             }
         }
     }
+}
+
+/// The node-to-node client for membership calls: TLS to the other nodes as configured, and a
+/// short connect timeout (a member that does not answer is tried again later).
+fn short_connect_client() -> reqwest::Result<reqwest::Client> {
+    crate::tls::node()
+        .client_builder()
+        .connect_timeout(Duration::from_secs(2))
+        .build()
 }

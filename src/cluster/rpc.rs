@@ -102,20 +102,28 @@ async fn read_rpc_body(
     Ok(body)
 }
 
+/// A bincode Raft message (`what`: its name in the 400 answer), read within [`MAX_RPC_BODY`];
+/// the body's bytes are gone once it is decoded.
+async fn read_rpc_message<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    what: &str,
+) -> Result<T, HttpResponse> {
+    let body = read_rpc_body(req, payload, MAX_RPC_BODY).await?;
+    bincode::deserialize(&body)
+        .map_err(|e| HttpResponse::BadRequest().body(format!("decode {what} request: {e}")))
+}
+
 async fn append(
     store: web::Data<Arc<Store>>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match read_rpc_body(&req, payload, MAX_RPC_BODY).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    let req: AppendEntriesRequest<TypeConfig> = match bincode::deserialize(&body) {
-        Ok(r) => r,
-        Err(e) => return HttpResponse::BadRequest().body(format!("decode append request: {e}")),
-    };
-    drop(body);
+    let req: AppendEntriesRequest<TypeConfig> =
+        match read_rpc_message(&req, payload, "append").await {
+            Ok(r) => r,
+            Err(answer) => return answer,
+        };
     let result = store.raft().append_entries(req).await;
     // Only a leader of the current term counts as contact: one whose term is behind ours is
     // refused with our vote, and must not keep this node from noticing the leader is gone.
@@ -130,13 +138,9 @@ async fn vote(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match read_rpc_body(&req, payload, MAX_RPC_BODY).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    let req: VoteRequest<NodeId> = match bincode::deserialize(&body) {
+    let req: VoteRequest<NodeId> = match read_rpc_message(&req, payload, "vote").await {
         Ok(r) => r,
-        Err(e) => return HttpResponse::BadRequest().body(format!("decode vote request: {e}")),
+        Err(answer) => return answer,
     };
     bincode_response(&store.raft().vote(req).await)
 }

@@ -1,65 +1,34 @@
-//! `GET /db/backup`: a consistent copy of the database, as a SQLite file or as SQL text.
+//! `GET /db/backup`: the HTTP face of the backup engine ([`crate::store::backup`], which makes
+//! the binary copies and the SQL stream, with their sharing, reserve, priority and caps).
 //!
-//! Paths:
-//! - **binary** (`fmt=binary`, `fmt=delete`, or anything unknown): a copy from
-//!   [`super::backup_copies`] (made by this request, or shared with others it satisfies): the
-//!   pages copied inside one read transaction into `backup-*.db` in the backup directory, the
-//!   internal `_raftlite_state` table read (for `X-Raftlite-Raft-Index`, the exact index the
-//!   copy reflects) and dropped, `VACUUM` run if asked. The file is streamed in 1 MiB chunks and
-//!   deleted when its last download ends. It is in DELETE journal mode (bytes 18–19 = 1).
-//! - **SQL** (`fmt=sql`, `tables=a,b`): [`dump_excluding`] runs on a read connection in one
-//!   snapshot and writes into a bounded channel; the HTTP client's reading pace is the
-//!   backpressure, so memory stays bounded whatever the size of the database. The snapshot
-//!   pins the WAL, so a slow client cannot hold it for ever: [`DumpCaps`] (`-dump-wal-limit`,
-//!   `-dump-stall-timeout`) end the dump, with a last comment line giving the reason, then an
-//!   aborted connection.
-//! - `compress`: either stream is gzipped on the fly (level 1), without `Content-Encoding`,
-//!   as rqlite does it (the client gets a `.gz` file, not a transparently decoded body).
+//! This module owns only what is HTTP's: the parameters (`fmt=binary|delete|sql`, `tables`,
+//! `vacuum`, `compress`, `noleader`, `redirect`), forwarding a follower's request to the leader
+//! (the leader's stream is proxied chunk by chunk, without buffering and without a total
+//! timeout: a large backup may take long), gzip (`compress`: level 1, on the fly, without
+//! `Content-Encoding`, as rqlite does it: the client gets a `.gz` file), and the answer.
 //!
-//! Invariants:
-//! - A copy's temp file lives while its copy task or any body stream holds it: the responses
-//!   finishing, the clients going away mid-stream or a failed copy delete it. Startup removes
-//!   leftovers of a crash (`prepare_data_dir` in `node.rs`).
-//! - Statuses before the first byte: 503 when `-max-backup-copies` copies are in progress,
-//!   507 when the copy would not fit above `-disk-reserve` (or stopped at it), 500 otherwise.
-//! - Errors before the first byte get a status and a text message; errors after it end the
-//!   body stream with an `Err`, so actix aborts the connection and the client sees a truncated
-//!   transfer, never a clean short file.
-//! - `_raftlite_state` is never part of a backup (neither format).
-//! - A follower proxies the leader's stream without buffering it and without a total timeout
-//!   (only the client's connect timeout): a large backup may take long.
+//! Statuses before the first byte: 503 with `Retry-After` when `-max-backup-copies` copies are
+//! in progress, 507 when a copy would not fit above `-disk-reserve` (or stopped at it), 500
+//! otherwise ([`backup_error_status`], the one mapping). An error after the first byte ends the
+//! body stream with an `Err`, so actix aborts the connection and the client sees a truncated
+//! transfer, never a clean short file.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use actix_web::body::SizedStream;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
-use raftlite_ffi::Connection;
 
-use super::backup_copies::BackupError;
 use super::forward::{leader_to_forward_to, leader_url, with_caller_credentials, FORWARDED_HEADER};
 use super::params::QueryParams;
 use super::response::text_error;
-use super::{AppState, DumpCaps};
-use crate::db::dump::dump_excluding;
-use crate::db::wal::{grown_since, wal_use, WalUse};
-use crate::db::STATE_TABLE;
-use crate::store::applied_state;
+use super::AppState;
+use crate::store::backup::BackupError;
 use crate::store::NodeInfo;
 
-/// Chunk size of the streamed file. Every read of a `tokio::fs::File` is a hop to the blocking
-/// pool, so chunks are large: at 64 KiB the hops, not the disk, set the pace.
-const CHUNK: usize = 1024 * 1024;
-/// Size of the SQL channel's messages.
-const SQL_MESSAGE: usize = 256 * 1024;
-/// Messages in flight between the dumper thread and the HTTP body: 8 × 256 KiB at most.
-const SQL_CHANNEL_DEPTH: usize = 8;
 pub const RAFT_INDEX_HEADER: &str = "X-Raftlite-Raft-Index";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +79,14 @@ pub async fn serve_backup(
     }
 
     let compress = params.has("compress");
+    let backups = store.backups();
     let answer = match format {
-        Format::Binary => binary_backup(state, params.has("vacuum"))
+        Format::Binary => backups
+            .binary(
+                store.database(),
+                store.applied_index(),
+                params.has("vacuum"),
+            )
             .await
             .map_err(|e| (backup_error_status(&e), e.to_string())),
         Format::Sql => {
@@ -121,9 +96,10 @@ pub async fn serve_backup(
                     .filter(|s| !s.is_empty())
                     .collect::<Vec<_>>()
             });
-            sql_backup(state, tables)
+            backups
+                .sql(store.database(), tables)
                 .await
-                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
+                .map_err(|e| (backup_error_status(&e), e.to_string()))
         }
     };
     let prepared = match answer {
@@ -132,6 +108,10 @@ pub async fn serve_backup(
             tracing::warn!("backup failed: {message}");
             return failed_backup(status, message);
         }
+    };
+    let content_type = match format {
+        Format::Binary => "application/octet-stream",
+        Format::Sql => "application/sql",
     };
     store.counters.backups.fetch_add(1, Ordering::Relaxed);
     *store.counters.last_backup_time.lock() = Some(crate::http::json::rfc3339_from_unix(
@@ -142,7 +122,7 @@ pub async fn serve_backup(
     ));
 
     let mut builder = HttpResponse::Ok();
-    builder.insert_header((header::CONTENT_TYPE, prepared.content_type));
+    builder.insert_header((header::CONTENT_TYPE, content_type));
     builder.insert_header((RAFT_INDEX_HEADER, prepared.raft_index.to_string()));
     match (compress, prepared.len) {
         (true, _) => builder.streaming(gzip(prepared.body)),
@@ -166,6 +146,7 @@ fn failed_backup(status: StatusCode, message: String) -> HttpResponse {
 
 const RETRY_AFTER_SECS: &str = "1";
 
+/// The one place a [`BackupError`] becomes an HTTP status.
 fn backup_error_status(e: &BackupError) -> StatusCode {
     match e {
         BackupError::TooManyCopies(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -174,249 +155,9 @@ fn backup_error_status(e: &BackupError) -> StatusCode {
     }
 }
 
-/// A backup ready to stream: its first byte has not been sent, so it can still fail cleanly.
-struct Prepared {
-    content_type: &'static str,
-    raft_index: u64,
-    len: Option<u64>,
-    body: std::pin::Pin<Box<dyn Stream<Item = ChunkResult>>>,
-}
-
-async fn binary_backup(state: &AppState, vacuum: bool) -> Result<Prepared, Arc<BackupError>> {
-    let applied = state.store.applied_index();
-    let (copy, info) = state
-        .backup_copies
-        .acquire(state.store.database(), applied, vacuum)
-        .await?;
-    let file = tokio::fs::File::open(copy.path())
-        .await
-        .map_err(|e| Arc::new(BackupError::Failed(format!("open the backup copy: {e}"))))?;
-    let body = async_stream::stream! {
-        // Held by the body: the copy's file lives until the response ends or the client leaves
-        // (and every other request sharing it is done too).
-        let _copy = copy;
-        let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, CHUNK);
-        while let Some(chunk) = chunks.next().await {
-            let failed = chunk.is_err();
-            yield chunk;
-            if failed {
-                break;
-            }
-        }
-    };
-    Ok(Prepared {
-        content_type: "application/octet-stream",
-        raft_index: info.raft_index,
-        len: Some(info.len),
-        body: Box::pin(body),
-    })
-}
-
-/// `std::io::Write` into the SQL channel. Writes gather into messages of [`SQL_MESSAGE`]
-/// bytes, handed over without another copy; fewer, larger messages mean fewer wake-ups of the
-/// response task per byte. A full channel parks the dumper thread (the client's reading pace
-/// is the backpressure), but never for good: every [`CAP_CHECK_EVERY`] it checks the
-/// [`DumpCaps`], because its snapshot pins the WAL. A closed channel (the client left) or a
-/// cap fails the write, which stops the dump. `flush` sends what is gathered (the dumper
-/// flushes once, at its end).
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<Bytes>,
-    buf: Vec<u8>,
-    runtime: tokio::runtime::Handle,
-    caps: DumpCaps,
-    /// The database's `-shm` file, where the WAL's frame count is.
-    shm_path: PathBuf,
-    /// The WAL's use when the snapshot was taken: frames appended since are what it pins.
-    wal_at_start: Option<WalUse>,
-}
-
-/// How long an aborted dump waits between its trailer and the abort (see `sql_backup`).
-const TRAILER_FLUSH_PAUSE: Duration = Duration::from_millis(200);
-
-/// How often a dumper waiting on a slow client checks its caps.
-const CAP_CHECK_EVERY: Duration = Duration::from_millis(250);
-
-impl ChannelWriter {
-    fn new(
-        tx: tokio::sync::mpsc::Sender<Bytes>,
-        runtime: tokio::runtime::Handle,
-        caps: DumpCaps,
-        shm_path: PathBuf,
-    ) -> ChannelWriter {
-        ChannelWriter {
-            tx,
-            buf: Vec::with_capacity(SQL_MESSAGE),
-            runtime,
-            caps,
-            shm_path,
-            wal_at_start: None,
-        }
-    }
-
-    /// Marks the start of the snapshot (called inside the read transaction, once it has read).
-    fn snapshot_began(&mut self) {
-        self.wal_at_start = wal_use(&self.shm_path).ok().flatten();
-    }
-
-    fn send_gathered(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(SQL_MESSAGE));
-        let waiting_since = Instant::now();
-        loop {
-            self.check_wal()?;
-            let reserve = tokio::time::timeout(CAP_CHECK_EVERY, self.tx.reserve());
-            match self.runtime.block_on(reserve) {
-                Ok(Ok(permit)) => {
-                    permit.send(Bytes::from(full));
-                    return Ok(());
-                }
-                Ok(Err(_closed)) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "backup client went away",
-                    ))
-                }
-                Err(_elapsed) if waiting_since.elapsed() >= self.caps.stall_timeout => {
-                    return Err(io::Error::other(format!(
-                        "the client read nothing for {:?} (-dump-stall-timeout) while the \
-                         dump held a snapshot that keeps the WAL from being checkpointed",
-                        self.caps.stall_timeout
-                    )))
-                }
-                Err(_elapsed) => {}
-            }
-        }
-    }
-
-    fn check_wal(&self) -> io::Result<()> {
-        let Some(limit) = self.caps.wal_limit else {
-            return Ok(());
-        };
-        // Unreadable: no evidence of growth, and the dump is worth more than the check.
-        let now = wal_use(&self.shm_path).ok().flatten();
-        let grown = grown_since(self.wal_at_start, now);
-        if grown > limit {
-            return Err(io::Error::other(format!(
-                "the WAL grew by {grown} bytes while this dump held its snapshot, over the \
-                 {limit} of -dump-wal-limit: read the dump faster, or take a binary backup"
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(buf);
-        if self.buf.len() >= SQL_MESSAGE {
-            self.send_gathered()?;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send_gathered()
-    }
-}
-
-/// The last line of a dump that was cut short, before the connection is aborted: a reader of
-/// the partial file sees why (it also lacks the final `COMMIT;`, so it restores nothing).
-fn aborted_trailer(reason: &str) -> Bytes {
-    Bytes::from(format!("\n-- raftlite: dump aborted: {reason}\n"))
-}
-
-async fn sql_backup(state: &AppState, tables: Option<Vec<String>>) -> anyhow::Result<Prepared> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(SQL_CHANNEL_DEPTH);
-    let (index_tx, index_rx) = tokio::sync::oneshot::channel::<u64>();
-    // The dump's outcome travels beside the channel: a failed dumper may be unable to put
-    // anything into a channel its client stopped reading.
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
-    let db = std::sync::Arc::clone(state.store.database());
-    let shm_path = crate::db::sibling(db.path(), "-shm");
-    let caps = state.limits.dump_caps;
-    let runtime = tokio::runtime::Handle::current();
-    let task = tokio::spawn(async move {
-        db.with_reader(move |conn| {
-            let mut out = ChannelWriter::new(tx, runtime, caps, shm_path);
-            let result = dump_in_snapshot(conn, tables.as_deref(), index_tx, &mut out);
-            if let Err(e) = &result {
-                tracing::warn!("SQL dump stopped: {e:#}");
-            }
-            // The root cause alone: it is the sentence the client needs (a cap, a closed
-            // database), without the layers that carried it here.
-            let _ = done_tx.send(result.map_err(|e| e.root_cause().to_string()));
-        })
-        .await
-    });
-    let first = match rx.recv().await {
-        Some(chunk) => chunk,
-        // Nothing sent: the dump failed at once, or the reader never ran (database closed).
-        None => {
-            if let Ok(Err(e)) = done_rx.await {
-                anyhow::bail!("{e}");
-            }
-            task.await??;
-            anyhow::bail!("the dump ended without output");
-        }
-    };
-    // Sent before the dump's first write, so it is here once a chunk is.
-    let raft_index = index_rx.await.unwrap_or(0);
-    let body = async_stream::stream! {
-        yield Ok(first);
-        while let Some(chunk) = rx.recv().await {
-            yield Ok(chunk);
-        }
-        // The dumper is done and its channel drained: a clean end only if it succeeded.
-        match done_rx.await {
-            Ok(Ok(())) => {}
-            Ok(Err(reason)) => {
-                yield Ok(aborted_trailer(&reason));
-                // actix drops its unflushed output when a body fails; pausing first lets it
-                // write the trailer out while the stream is pending.
-                tokio::time::sleep(TRAILER_FLUSH_PAUSE).await;
-                yield Err(io::Error::other(reason));
-            }
-            Err(_) => yield Err(io::Error::other("the dump stopped without an outcome")),
-        }
-    };
-    Ok(Prepared {
-        content_type: "application/sql",
-        raft_index,
-        len: None,
-        body: Box::pin(body),
-    })
-}
-
-/// One read transaction around the state row and the dump, so the index sent in the header is
-/// the one the dump reflects.
-fn dump_in_snapshot(
-    conn: &Connection,
-    tables: Option<&[String]>,
-    index_tx: tokio::sync::oneshot::Sender<u64>,
-    out: &mut ChannelWriter,
-) -> anyhow::Result<()> {
-    conn.execute_batch("BEGIN")?;
-    let result = (|| -> anyhow::Result<()> {
-        let index = applied_state::read(conn)?.log_id.map_or(0, |l| l.index);
-        // The read above began the snapshot: WAL frames from here on are pinned by it.
-        out.snapshot_began();
-        let _ = index_tx.send(index);
-        dump_excluding(conn, tables, &[STATE_TABLE], out)?;
-        out.flush()?;
-        Ok(())
-    })();
-    // Read only: ending the transaction either way just releases the snapshot.
-    let _ = conn.execute_batch("ROLLBACK");
-    result
-}
-
 /// gzip (level 1) as a stream: each input chunk is compressed as it arrives, so nothing is
 /// buffered beyond the encoder's window. An input error ends the output with that error.
-fn gzip(
-    input: std::pin::Pin<Box<dyn Stream<Item = ChunkResult>>>,
-) -> impl Stream<Item = ChunkResult> {
+fn gzip(input: crate::store::backup::ByteStream) -> impl Stream<Item = ChunkResult> {
     async_stream::try_stream! {
         let mut input = input;
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -477,6 +218,7 @@ mod tests {
     use std::io::Read as _;
 
     use super::*;
+    use crate::store::backup::CHUNK;
 
     fn chunks(items: Vec<ChunkResult>) -> std::pin::Pin<Box<dyn Stream<Item = ChunkResult>>> {
         Box::pin(futures_util::stream::iter(items))

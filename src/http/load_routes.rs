@@ -124,7 +124,7 @@ async fn handle(
 pub(super) fn restore_limits(state: &AppState) -> RestoreLimits {
     RestoreLimits {
         max_size: state.limits.max_load_size,
-        disk_reserve: state.backup_copies.disk_reserve(),
+        disk_reserve: state.store.backups().disk_reserve(),
     }
 }
 

@@ -10,7 +10,6 @@ pub mod json;
 pub mod params;
 
 #[cfg(feature = "server")]
-pub mod backup_copies;
 #[cfg(feature = "server")]
 pub mod backup_routes;
 #[cfg(feature = "server")]
@@ -41,4 +40,4 @@ pub mod status_routes;
 pub mod write_queue;
 
 #[cfg(feature = "server")]
-pub use server::{app, routes, serve, AppState, DumpCaps, HeaderOptions, Limits};
+pub use server::{app, routes, serve, AppState, HeaderOptions, Limits};

@@ -27,26 +27,6 @@ pub struct Limits {
     /// The largest `/db/load` or `/boot` body, decompressed (`-max-load-size`); `None`: no
     /// limit but the disk.
     pub max_load_size: Option<u64>,
-    /// How long a SQL dump may pin the WAL (see `backup_routes`).
-    pub dump_caps: DumpCaps,
-}
-
-/// Caps on a SQL dump's read snapshot, which pins the WAL while a slow client reads: it may
-/// neither let the WAL grow by more than `wal_limit` bytes nor wait `stall_timeout` for its
-/// client to read.
-#[derive(Debug, Clone, Copy)]
-pub struct DumpCaps {
-    pub wal_limit: Option<u64>,
-    pub stall_timeout: std::time::Duration,
-}
-
-impl Default for DumpCaps {
-    fn default() -> Self {
-        DumpCaps {
-            wal_limit: Some(1 << 30),
-            stall_timeout: std::time::Duration::from_secs(120),
-        }
-    }
 }
 
 impl Default for Limits {
@@ -54,7 +34,6 @@ impl Default for Limits {
         Limits {
             max_body_size: 64 * 1024 * 1024,
             max_load_size: None,
-            dump_caps: DumpCaps::default(),
         }
     }
 }
@@ -74,8 +53,6 @@ pub struct AppState {
     pub http_bind_addr: String,
     pub started: Instant,
     pub start_time_rfc3339: String,
-    /// Binary backup copies, shared between the requests they satisfy.
-    pub backup_copies: super::backup_copies::BackupCopies,
     /// Queued writes (`/db/execute?queue`).
     pub write_queue: super::write_queue::WriteQueue,
     /// The writer connection's settings as `/status` last read them: shown when the writer

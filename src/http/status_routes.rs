@@ -100,6 +100,7 @@ async fn status_fields(state: &AppState) -> Value {
         openraft::ServerState::Shutdown => "Shutdown",
     };
     let shared = store.shared();
+    let (copies_made, copies_shared) = store.backups().copies_made_and_shared();
     let uptime = state.started.elapsed();
     json!({
         "build": {
@@ -150,9 +151,9 @@ async fn status_fields(state: &AppState) -> Value {
             // Binary backup copies made, and requests served by a copy another one made:
             // concurrent requests of one index share a copy.
             "backup_copies": {
-                "made": state.backup_copies.copies_made.load(std::sync::atomic::Ordering::Relaxed),
-                "shared": state.backup_copies.copies_shared.load(std::sync::atomic::Ordering::Relaxed),
-                "tmp_dir": state.backup_copies.tmp_dir().display().to_string(),
+                "made": copies_made,
+                "shared": copies_shared,
+                "tmp_dir": state.store.backups().tmp_dir().display().to_string(),
             },
             "db_applied_index": applied,
             "fsm_index": applied,

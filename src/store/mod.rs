@@ -15,6 +15,7 @@
 //! local fault stops the node ([`stop_on_local_fault_msg`]) instead of letting replicas diverge.
 
 pub mod applied_state;
+pub mod backup;
 pub mod batcher;
 pub mod node_info;
 pub mod ops;
@@ -81,6 +82,8 @@ pub struct StoreOptions {
     pub trailing_logs: u64,
     pub election_timeout: Duration,
     pub heartbeat_interval: Duration,
+    /// Where backup copies go and what they may use.
+    pub backup: backup::BackupOptions,
 }
 
 /// A node's store.
@@ -98,6 +101,7 @@ pub struct Store {
     pub counters: StoreCounters,
     /// Nodes that announced themselves while waiting for `-bootstrap-expect` peers.
     discovered: Mutex<BTreeMap<String, NodeInfo>>,
+    backups: Arc<backup::Backups>,
 }
 
 /// Counters shown in `/status` and `/debug/vars`.
@@ -137,7 +141,10 @@ impl Store {
         )?);
         let (sm, shared) =
             state_machine::SqliteStateMachine::open(Arc::clone(&db), opts.data_dir.clone()).await?;
-        let sm = sm.with_raft_addr(opts.node.raft_addr.clone());
+        let backups = Arc::new(backup::Backups::new(opts.backup.clone()));
+        let sm = sm
+            .with_raft_addr(opts.node.raft_addr.clone())
+            .with_backups(Arc::clone(&backups));
         let log_options = LogOptions {
             segment_size: opts.log_segment_size,
             ..LogOptions::default()
@@ -184,6 +191,7 @@ impl Store {
             last_leader_contact: Mutex::new(None),
             counters: StoreCounters::default(),
             discovered: Mutex::new(BTreeMap::new()),
+            backups,
         }))
     }
 
@@ -191,6 +199,11 @@ impl Store {
     /// (`-bootstrap-expect`; see `cluster::membership`).
     pub fn discovered(&self) -> &Mutex<BTreeMap<String, NodeInfo>> {
         &self.discovered
+    }
+
+    /// The backup engine: every copy of the database that leaves this node.
+    pub fn backups(&self) -> &backup::Backups {
+        &self.backups
     }
 
     pub fn database(&self) -> &Arc<Database> {

@@ -30,6 +30,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::applied_state::{self, AppliedState};
+use super::backup::{BackupOptions, Backups};
 use super::restore::{build_once, files, replicate};
 use crate::db::execute::{self, RequestResults};
 use crate::db::request::ApplyEnv;
@@ -85,6 +86,8 @@ pub struct SqliteStateMachine {
     raft_addr: Option<String>,
     /// Pulls staged load content from other nodes (streaming: no total timeout).
     client: reqwest::Client,
+    /// Makes the copies a snapshot sends (with the reserve and the priority of a backup).
+    backups: Arc<Backups>,
 }
 
 impl SqliteStateMachine {
@@ -111,12 +114,14 @@ impl SqliteStateMachine {
                 .with_context(|| format!("read {}", meta_path.display()))?;
             *shared.last_snapshot.lock() = Some(persisted.meta);
         }
+        let backups = Arc::new(Backups::new(BackupOptions::in_dir(data_dir.clone())));
         Ok((
             SqliteStateMachine {
                 db,
                 shared: Arc::clone(&shared),
                 data_dir,
                 raft_addr: None,
+                backups,
                 client: crate::tls::node()
                     .client_builder()
                     .connect_timeout(Duration::from_secs(5))
@@ -126,6 +131,13 @@ impl SqliteStateMachine {
             },
             shared,
         ))
+    }
+
+    /// The backup engine whose reserve and priority snapshot copies follow (by default one
+    /// with no reserve, in the data directory).
+    pub fn with_backups(mut self, backups: Arc<Backups>) -> Self {
+        self.backups = backups;
+        self
     }
 
     /// Sets this node's Raft address (the source of the loads it stages).
@@ -414,6 +426,7 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
             db: Arc::clone(&self.db),
             shared: Arc::clone(&self.shared),
             data_dir: self.data_dir.clone(),
+            backups: Arc::clone(&self.backups),
         }
     }
 
@@ -475,7 +488,10 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
         let meta = self.shared.last_snapshot.lock().clone();
         Ok(meta.map(|meta| Snapshot {
             meta,
-            snapshot: Box::new(SnapshotData::Live(LiveDatabase(Arc::clone(&self.db)))),
+            snapshot: Box::new(SnapshotData::Live(LiveDatabase {
+                db: Arc::clone(&self.db),
+                backups: Arc::clone(&self.backups),
+            })),
         }))
     }
 }
@@ -638,6 +654,7 @@ pub struct SqliteSnapshotBuilder {
     db: Arc<Database>,
     shared: Arc<SharedState>,
     data_dir: PathBuf,
+    backups: Arc<Backups>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
@@ -679,7 +696,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
         );
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(SnapshotData::Live(LiveDatabase(Arc::clone(&self.db)))),
+            snapshot: Box::new(SnapshotData::Live(LiveDatabase {
+                db: Arc::clone(&self.db),
+                backups: Arc::clone(&self.backups),
+            })),
         })
     }
 }

@@ -131,35 +131,26 @@ pub enum SnapshotData {
     Memory(Cursor<Vec<u8>>),
 }
 
-/// A handle on a node's live database, as snapshot data.
+/// A handle on a node's live database, as snapshot data, and the engine that copies it.
 #[derive(Clone)]
-pub struct LiveDatabase(pub std::sync::Arc<crate::db::Database>);
+pub struct LiveDatabase {
+    pub db: std::sync::Arc<crate::db::Database>,
+    pub backups: std::sync::Arc<super::backup::Backups>,
+}
 
 impl std::fmt::Debug for LiveDatabase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LiveDatabase({})", self.0.path().display())
+        write!(f, "LiveDatabase({})", self.db.path().display())
     }
 }
 
 impl LiveDatabase {
     /// Copies the database, as of now, into a new file at `dest` (a consistent snapshot:
-    /// one read transaction for the whole copy).
+    /// one read transaction for the whole copy), through the backup engine: background
+    /// priority, and the disk reserve kept.
     pub async fn copy_to(&self, dest: std::path::PathBuf) -> anyhow::Result<()> {
-        let stats = self
-            .0
-            .with_reader(move |conn| {
-                crate::db::backup::copy_to_file(
-                    conn,
-                    &dest,
-                    crate::db::backup::PAGES_PER_STEP,
-                    |_| Ok(()),
-                )
-            })
-            .await??;
-        tracing::info!(
-            pages = stats.pages,
-            "copied the live database for a snapshot"
-        );
+        self.backups.snapshot_copy(&self.db, dest).await?;
+        tracing::info!("copied the live database for a snapshot");
         Ok(())
     }
 }

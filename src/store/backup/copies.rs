@@ -1,22 +1,5 @@
-//! Binary backup copies, shared between the requests they satisfy, and the disk they may use.
-//!
-//! A copy is made by one request and used by every request that arrives while it is being
-//! made or downloaded, provided it reflects at least the index that was applied when that
-//! request arrived. Sixteen clients asking for a backup of an idle database get one copy.
-//!
-//! Invariants:
-//! - A copy's temp file lives exactly as long as its [`SharedCopy`]: the copying task and every
-//!   download hold an `Arc`; the registry holds a `Weak`. The last holder to finish deletes the
-//!   file (its `TempFile` guard), whether the download completed, failed or was abandoned.
-//! - `applied_floor` is the applied index when the copy was registered, before its read
-//!   transaction began, so the copy reflects at least that index: a request whose own applied
-//!   index is at most `applied_floor` may share it.
-//! - At most `max_copies` copies are being made at once; downloads are not counted. A request
-//!   over the limit gets [`BackupError::TooManyCopies`] at once rather than queueing.
-//! - Before a copy starts, the backup directory must have room for the database plus the
-//!   reserve; during the copy, free space is checked after every step and the copy stops as
-//!   soon as it would eat into the reserve. The reserve keeps room for the Raft log and the
-//!   WAL: a full disk at apply time stops a node.
+//! Binary copies, shared between the backups they satisfy (see the invariants in
+//! [`super`]): the registry, the copy task, and the clean-up of a finished copy.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,37 +9,13 @@ use parking_lot::Mutex;
 use raftlite_ffi::{Connection, OpenFlags};
 use tokio::sync::watch;
 
-use crate::db::backup::{copy_to_file, CopyError, PAGES_PER_STEP};
-use crate::db::disk::{check_room, free_bytes};
+use crate::db::disk::check_room;
 use crate::db::Database;
 use crate::db::STATE_TABLE;
 use crate::store::applied_state;
 use crate::temp_file::{unique_suffix, TempFile};
 
-/// Where copies go and how much disk they may use.
-#[derive(Debug, Clone)]
-pub struct BackupOptions {
-    /// Directory of the temp files (`-backup-tmp-dir`; the data directory by default).
-    pub tmp_dir: PathBuf,
-    /// Bytes that must stay free on that file system (`-disk-reserve`).
-    pub disk_reserve: u64,
-    /// Copies that may be in progress at once (`-max-backup-copies`).
-    pub max_copies: usize,
-}
-
-/// Why a backup could not be served. Each maps to one HTTP status.
-#[derive(Debug, thiserror::Error)]
-pub enum BackupError {
-    /// 503: `max_copies` copies are already being made.
-    #[error("too many backups in progress ({0} copies); retry later")]
-    TooManyCopies(usize),
-    /// 507: the copy would not fit, or stopped at the reserve.
-    #[error("{0}")]
-    InsufficientStorage(String),
-    /// 500: anything else (the copy failed, the database is closed).
-    #[error("{0}")]
-    Failed(String),
-}
+use super::{copy_above_reserve, BackupError, BackupOptions};
 
 /// What a finished copy is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +52,7 @@ impl SharedCopy {
 }
 
 /// The registry of copies (one per node).
-pub struct BackupCopies {
+pub struct Copies {
     opts: BackupOptions,
     copies: Mutex<Vec<Weak<SharedCopy>>>,
     /// Copies started since the node started (`/status`: `backup_copies`).
@@ -102,23 +61,14 @@ pub struct BackupCopies {
     pub copies_shared: AtomicU64,
 }
 
-impl BackupCopies {
-    pub fn new(opts: BackupOptions) -> BackupCopies {
-        BackupCopies {
+impl Copies {
+    pub fn new(opts: BackupOptions) -> Copies {
+        Copies {
             opts,
             copies: Mutex::new(Vec::new()),
             copies_made: AtomicU64::new(0),
             copies_shared: AtomicU64::new(0),
         }
-    }
-
-    /// Bytes that must stay free (`-disk-reserve`); console restores respect it too.
-    pub fn disk_reserve(&self) -> u64 {
-        self.opts.disk_reserve
-    }
-
-    pub fn tmp_dir(&self) -> &Path {
-        &self.opts.tmp_dir
     }
 
     /// A finished copy of `db` that reflects at least `applied`: a shared one if one fits,
@@ -129,17 +79,7 @@ impl BackupCopies {
         applied: u64,
         vacuum: bool,
     ) -> Result<(Arc<SharedCopy>, CopyInfo), Arc<BackupError>> {
-        // What a copy would write: the database's pages as of now (exact unless writes land
-        // before the copy's snapshot begins).
-        let needed = db
-            .with_reader(|c| -> raftlite_ffi::Result<i64> {
-                Ok(c.query_i64("PRAGMA page_count")?.unwrap_or(0)
-                    * c.query_i64("PRAGMA page_size")?.unwrap_or(0))
-            })
-            .await
-            .map_err(|e| Arc::new(BackupError::Failed(format!("{e:#}"))))?
-            .map_err(|e| Arc::new(BackupError::Failed(format!("size the database: {e}"))))?;
-        let needed = u64::try_from(needed).unwrap_or(0);
+        let needed = super::database_size(db).await.map_err(Arc::new)?;
         let copy = match self.find_or_register(needed, applied, vacuum)? {
             Found::Shared(copy) => {
                 self.copies_shared.fetch_add(1, Ordering::Relaxed);
@@ -256,23 +196,7 @@ fn copy_and_clean(
     reserve: u64,
 ) -> Result<CopyInfo, BackupError> {
     let failed = |e: &dyn std::fmt::Display| BackupError::Failed(e.to_string());
-    // The copy yields the CPU to writes and queries (see `db::priority`).
-    let _background = crate::db::priority::background();
-    copy_to_file(src, dest, PAGES_PER_STEP, |_| match free_bytes(tmp_dir) {
-        Ok(free) if free < reserve => Err(CopyError::Stopped(format!(
-            "stopped: free disk space in {} fell to {free} bytes, below the reserve of \
-             {reserve} (-disk-reserve)",
-            tmp_dir.display()
-        ))),
-        _ => Ok(()),
-    })
-    .map_err(|e| match e {
-        CopyError::Stopped(_) => BackupError::InsufficientStorage(e.to_string()),
-        CopyError::Sqlite(ref s) if s.code() == raftlite_ffi::ErrorCode::Full => {
-            BackupError::InsufficientStorage(format!("{e} (disk full)"))
-        }
-        other => failed(&other),
-    })?;
+    copy_above_reserve(src, dest, tmp_dir, reserve)?;
     let clean = || -> anyhow::Result<u64> {
         let mut copy = Connection::open(dest, OpenFlags::READ_WRITE | OpenFlags::NO_MUTEX)?;
         let index = applied_state::read(&copy)?.log_id.map_or(0, |l| l.index);

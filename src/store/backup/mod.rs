@@ -1,0 +1,302 @@
+//! The backup engine: every consistent copy of a node's database that leaves it, as a SQLite
+//! file or as SQL text, and the copies Raft sends as snapshots. HTTP (`GET /db/backup`), the
+//! console's backup jobs and the cluster's snapshot sender all call [`Backups`]; they keep only
+//! their parameters, forwarding, encoding and answers.
+//!
+//! - **Binary** ([`Backups::binary`]): the pages are copied inside one read transaction into
+//!   `backup-*.db` in the backup directory (`-backup-tmp-dir`), the state table read (the exact
+//!   Raft index the copy reflects) and dropped, `VACUUM` run if asked. A copy is shared by every
+//!   backup that arrives while it is made or streamed, provided it reflects at least the index
+//!   applied when that backup was asked for: sixteen clients of an idle database get one copy
+//!   ([`copies`]). The file is streamed in 1 MiB chunks. It is in DELETE journal mode.
+//! - **SQL** ([`Backups::sql`]): the dumper streams one read snapshot through a bounded channel
+//!   ([`sql`]), capped by [`DumpCaps`].
+//! - **Snapshot copies** ([`Backups::snapshot_copy`]): the live database copied to a file to
+//!   send to a follower, under the same reserve and priority as a binary backup.
+//!
+//! Invariants:
+//! - Every copy runs at background CPU priority (`db::priority`): writes and queries go first.
+//! - No copy eats into the disk reserve (`-disk-reserve`): before it starts the target file
+//!   system must have room for the database plus the reserve, and after every step of the copy
+//!   the free space is checked again; the copy stops (and its file is removed) as soon as it
+//!   would go below. The reserve keeps room for the Raft log and the WAL: a full disk at apply
+//!   time stops a node.
+//! - At most `max_copies` binary copies are made at once; a backup over the limit gets
+//!   [`BackupError::TooManyCopies`] at once rather than queueing (snapshot copies are Raft's
+//!   own and never refused for it).
+//! - A copy's file lives exactly as long as the copy task or any stream of it (its
+//!   [`crate::temp_file::TempFile`]): finished, failed or abandoned downloads all delete it.
+//!   Start-up removes leftovers of a crash (names start with [`TEMP_PREFIX`]).
+//! - The state table is never part of a backup (neither format).
+//! - Errors before the first byte are a [`BackupError`]; errors after it end the stream with an
+//!   `Err`, so the client sees a truncated transfer, never a clean short file.
+
+mod copies;
+mod sql;
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
+use raftlite_ffi::Connection;
+
+use crate::db::backup::{copy_to_file, CopyError, PAGES_PER_STEP};
+use crate::db::disk::{check_room, free_bytes};
+use crate::db::Database;
+
+pub use copies::{CopyInfo, TEMP_PREFIX};
+
+/// Where copies go, how much disk they may use, and how long a SQL dump may hold its snapshot.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Directory of the binary copies (`-backup-tmp-dir`; the data directory by default).
+    pub tmp_dir: PathBuf,
+    /// Bytes that must stay free on the file system a copy is written to (`-disk-reserve`).
+    pub disk_reserve: u64,
+    /// Binary copies that may be in progress at once (`-max-backup-copies`).
+    pub max_copies: usize,
+    pub dump_caps: DumpCaps,
+}
+
+impl BackupOptions {
+    /// Copies in `tmp_dir`, no reserve, the default limits (tests and tools).
+    pub fn in_dir(tmp_dir: PathBuf) -> BackupOptions {
+        BackupOptions {
+            tmp_dir,
+            disk_reserve: 0,
+            max_copies: 16,
+            dump_caps: DumpCaps::default(),
+        }
+    }
+}
+
+/// Caps on a SQL dump's read snapshot, which pins the WAL while a slow client reads: it may
+/// neither let the WAL grow by more than `wal_limit` bytes (`-dump-wal-limit`) nor wait
+/// `stall_timeout` for its client to read (`-dump-stall-timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct DumpCaps {
+    pub wal_limit: Option<u64>,
+    pub stall_timeout: std::time::Duration,
+}
+
+impl Default for DumpCaps {
+    fn default() -> Self {
+        DumpCaps {
+            wal_limit: Some(1 << 30),
+            stall_timeout: std::time::Duration::from_secs(120),
+        }
+    }
+}
+
+/// Why a backup could not start. Each maps to one HTTP status (`http::backup_routes`).
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// 503: `max_copies` copies are already being made.
+    #[error("too many backups in progress ({0} copies); retry later")]
+    TooManyCopies(usize),
+    /// 507: the copy would not fit, or stopped at the reserve.
+    #[error("{0}")]
+    InsufficientStorage(String),
+    /// 500: anything else (the copy or the dump failed, the database is closed).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The bytes of a backup, as they are read: a failed item ends the transfer.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>>>>;
+
+/// A backup ready to stream: its first byte has not been read, so it could still fail cleanly.
+pub struct Backup {
+    /// The Raft index the backup reflects (`X-Raftlite-Raft-Index`).
+    pub raft_index: u64,
+    /// Its length when known in advance (a binary copy).
+    pub len: Option<u64>,
+    pub body: ByteStream,
+}
+
+/// Chunk size of a streamed copy. Every read of a `tokio::fs::File` is a hop to the blocking
+/// pool, so chunks are large: at 64 KiB the hops, not the disk, set the pace.
+pub const CHUNK: usize = 1024 * 1024;
+
+/// The node's backup engine (one per node, owned by the store).
+pub struct Backups {
+    opts: BackupOptions,
+    copies: copies::Copies,
+}
+
+impl Backups {
+    pub fn new(opts: BackupOptions) -> Backups {
+        Backups {
+            copies: copies::Copies::new(opts.clone()),
+            opts,
+        }
+    }
+
+    /// Bytes that must stay free (`-disk-reserve`); restores respect it too.
+    pub fn disk_reserve(&self) -> u64 {
+        self.opts.disk_reserve
+    }
+
+    /// Where binary copies are written (`/status`).
+    pub fn tmp_dir(&self) -> &Path {
+        &self.opts.tmp_dir
+    }
+
+    /// Binary copies made since start-up, and backups served by a copy another one made.
+    pub fn copies_made_and_shared(&self) -> (u64, u64) {
+        (
+            self.copies.copies_made.load(Ordering::Relaxed),
+            self.copies.copies_shared.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A binary backup of `db` reflecting at least `applied` (the index applied when it was
+    /// asked for): a shared copy if one fits, else a new one. The stream holds the copy's file
+    /// until it ends or is dropped.
+    pub async fn binary(
+        &self,
+        db: &Arc<Database>,
+        applied: u64,
+        vacuum: bool,
+    ) -> Result<Backup, Arc<BackupError>> {
+        let (copy, info) = self.copies.acquire(db, applied, vacuum).await?;
+        let file = tokio::fs::File::open(copy.path())
+            .await
+            .map_err(|e| Arc::new(BackupError::Failed(format!("open the backup copy: {e}"))))?;
+        let body = async_stream::stream! {
+            // Held by the body: the copy's file lives until the response ends or the client
+            // leaves (and every other backup sharing it is done too).
+            let _copy = copy;
+            let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, CHUNK);
+            while let Some(chunk) = chunks.next().await {
+                let failed = chunk.is_err();
+                yield chunk;
+                if failed {
+                    break;
+                }
+            }
+        };
+        Ok(Backup {
+            raft_index: info.raft_index,
+            len: Some(info.len),
+            body: Box::pin(body),
+        })
+    }
+
+    /// A SQL backup of `db` (only `tables` when given), as `sqlite3 .dump` writes it, from one
+    /// read snapshot capped by the node's [`DumpCaps`].
+    pub async fn sql(
+        &self,
+        db: &Arc<Database>,
+        tables: Option<Vec<String>>,
+    ) -> Result<Backup, BackupError> {
+        sql::sql_backup(Arc::clone(db), self.opts.dump_caps, tables)
+            .await
+            .map_err(|e| BackupError::Failed(format!("{e:#}")))
+    }
+
+    /// Copies the live database, as of now, into a new file `dest` for Raft to send as a
+    /// snapshot: one read transaction, background priority, and the reserve kept on `dest`'s
+    /// file system (a failed copy leaves no file).
+    pub async fn snapshot_copy(
+        &self,
+        db: &Arc<Database>,
+        dest: PathBuf,
+    ) -> Result<(), BackupError> {
+        let dir = dest
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let reserve = self.opts.disk_reserve;
+        let needed = database_size(db).await?;
+        check_room(&dir, needed, reserve, "a snapshot copy")
+            .map_err(|e| BackupError::InsufficientStorage(e.to_string()))?;
+        let file = crate::temp_file::TempFile::new(dest.clone());
+        db.with_reader(move |conn| copy_above_reserve(conn, &dest, &dir, reserve))
+            .await
+            .map_err(|e| BackupError::Failed(format!("{e:#}")))??;
+        file.persist();
+        Ok(())
+    }
+}
+
+/// What a copy of `db` would write: its pages as of now (exact unless writes land before the
+/// copy's snapshot begins).
+async fn database_size(db: &Arc<Database>) -> Result<u64, BackupError> {
+    let bytes = db
+        .with_reader(|c| -> raftlite_ffi::Result<i64> {
+            Ok(c.query_i64("PRAGMA page_count")?.unwrap_or(0)
+                * c.query_i64("PRAGMA page_size")?.unwrap_or(0))
+        })
+        .await
+        .map_err(|e| BackupError::Failed(format!("{e:#}")))?
+        .map_err(|e| BackupError::Failed(format!("size the database: {e}")))?;
+    Ok(u64::try_from(bytes).unwrap_or(0))
+}
+
+/// Copies `src` to `dest` in one read transaction at background priority, checking after
+/// every step that `dir`'s file system keeps `reserve` bytes free.
+fn copy_above_reserve(
+    src: &Connection,
+    dest: &Path,
+    dir: &Path,
+    reserve: u64,
+) -> Result<(), BackupError> {
+    // The copy yields the CPU to writes and queries (see `db::priority`).
+    let _background = crate::db::priority::background();
+    copy_to_file(src, dest, PAGES_PER_STEP, |_| match free_bytes(dir) {
+        Ok(free) if free < reserve => Err(CopyError::Stopped(format!(
+            "stopped: free disk space in {} fell to {free} bytes, below the reserve of \
+             {reserve} (-disk-reserve)",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    })
+    .map(|_| ())
+    .map_err(|e| match e {
+        CopyError::Stopped(_) => BackupError::InsufficientStorage(e.to_string()),
+        CopyError::Sqlite(ref s) if s.code() == raftlite_ffi::ErrorCode::Full => {
+            BackupError::InsufficientStorage(format!("{e} (disk full)"))
+        }
+        other => BackupError::Failed(other.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database(dir: &Path) -> Arc<Database> {
+        let db = Database::open(dir.join("db.sqlite"), Default::default()).unwrap();
+        Arc::new(db)
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_copy_keeps_the_disk_reserve_and_leaves_no_file_when_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = database(dir.path());
+        db.with_writer(|c| c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1)"))
+            .await
+            .unwrap()
+            .unwrap();
+        let dest = dir.path().join("snapshot-out.db");
+        // A reserve no disk has: the copy is refused before it writes anything.
+        let greedy = Backups::new(BackupOptions {
+            disk_reserve: u64::MAX / 2,
+            ..BackupOptions::in_dir(dir.path().to_path_buf())
+        });
+        match greedy.snapshot_copy(&db, dest.clone()).await {
+            Err(BackupError::InsufficientStorage(m)) => assert!(m.contains("snapshot"), "{m}"),
+            other => panic!("expected the reserve to refuse the copy, got {other:?}"),
+        }
+        assert!(!dest.exists());
+        // Without a reserve it copies, and the file is the caller's.
+        let plain = Backups::new(BackupOptions::in_dir(dir.path().to_path_buf()));
+        plain.snapshot_copy(&db, dest.clone()).await.unwrap();
+        let copy =
+            raftlite_ffi::Connection::open(&dest, raftlite_ffi::OpenFlags::READ_ONLY).unwrap();
+        assert_eq!(copy.query_i64("SELECT x FROM t").unwrap(), Some(1));
+    }
+}
