@@ -2,9 +2,9 @@
 //!
 //! Layers, each importing only those below it: `node` (start-up) → `http` (rqlite's API) →
 //! `cluster` (the Raft port: node-to-node messages, membership, stepdown) → `store` (propose
-//! writes, serve reads, the state machine and the commands the log carries) → `raft::log` (our
-//! log engine, under openraft) and `db` (SQLite: execute, query, backup, dump) →
-//! `raftlite_ffi` (the only unsafe code). `auth`, `tls`, `config`, `temp_file` serve the
+//! writes, serve reads, restores, the state machine and the commands the log carries) →
+//! `raft::log` (our log engine, under openraft) and `db` (SQLite: execute, query, backup,
+//! dump) → `raftlite_ffi` (the only unsafe code). `auth`, `tls`, `config`, `temp_file` serve the
 //! layers above `db`; `shell` is the client binary's.
 
 // `unsafe` lives only in the raftlite-ffi crate; the compiler holds this crate to that.

@@ -464,7 +464,7 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
         ],
     );
     // Loads: partial uploads and pulls, half-prepared installs, old staged content.
-    crate::store::load::clean_at_startup(dir);
+    crate::store::restore::files::clean_at_startup(dir);
     Ok(())
 }
 

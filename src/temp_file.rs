@@ -61,7 +61,7 @@ impl Drop for TempFile {
 
 /// A name part unique within this process and across its restarts: the process id, the
 /// clock in nanoseconds and a counter. Only digits and dashes, so it is safe in a path and
-/// checkable when a client names it back (`store::load::valid_id`).
+/// checkable when a client names it back (`store::restore::files::valid_id`).
 pub fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);

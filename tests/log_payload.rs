@@ -27,10 +27,10 @@ use std::time::Duration;
 // Every type whose encoding is the log's payload, and the codec the log engine uses. They may
 // move between modules; what they encode to may not. Keep each import of them here.
 use openraft::{CommittedLeaderId, EntryPayload, LogId, Membership};
-use raftlite::db::load::LoadKind;
 use raftlite::db::request::{
     ApplyEnv, ExecuteItem, ParamValue, Params, Request, ResultOptions, RowsPolicy, SqlStatement,
 };
+use raftlite::db::restore_file::LoadKind;
 use raftlite::raft::log::openraft::{decode_entry_bytes, encode_entry, ENTRY_KIND_BINCODE};
 use raftlite::raft::log::{LogEngine, LogOptions};
 use raftlite::store::types::{

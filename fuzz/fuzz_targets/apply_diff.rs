@@ -7,10 +7,10 @@
 //! to replica B only: its connection closed and reopened (a restart), its database replaced by
 //! a copy of A's or of its own (a snapshot sent and installed), or both rebuilt from A's dump
 //! (a SQL load into a blank cluster: A runs the script on a writer, B on the builder
-//! connection `store::prebuild` uses). SQL comes from a grammar over a small set of names
-//! (DDL, DML, triggers, views, CTEs, pragmas, EXPLAIN, ATTACH, transaction control, virtual
-//! tables, functions that differ between nodes, errors) and from the hostile requests of
-//! `tests/data/hostile-requests.jsonl`.
+//! connection `store::restore::build_once` uses). SQL comes from a grammar over a small set
+//! of names (DDL, DML, triggers, views, CTEs, pragmas, EXPLAIN, ATTACH, transaction control,
+//! virtual tables, functions that differ between nodes, errors) and from the hostile requests
+//! of `tests/data/hostile-requests.jsonl`.
 //!
 //! Entries go through `raftlite::db::apply` and `db::execute`, the code the state machine runs,
 //! on connections opened as the node opens them (`db::settings`), gate included. Checked after

@@ -1,5 +1,5 @@
 //! Arbitrary bytes as a `/db/load` body, through the same staging and validation the server
-//! runs (`raftlite::db::load::check_body`: gzip sniffing, kind by content, WAL header rewrite,
+//! runs (`raftlite::db::restore_file::check_body`: gzip sniffing, kind by content, WAL header rewrite,
 //! UTF-8 text, size limit, header and page-count checks, `quick_check`).
 //!
 //! Properties: it never panics, and whatever it accepts as a database, SQLite opens and
@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
-use raftlite::db::load::{check_body, LoadKind};
+use raftlite::db::restore_file::{check_body, LoadKind};
 use raftlite_ffi::{Connection, ErrorCode, OpenFlags};
 
 fn scratch() -> PathBuf {

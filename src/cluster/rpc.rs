@@ -10,7 +10,7 @@
 //! | `POST /cluster/notify` | JSON `NodeInfo` | JSON list of known nodes (bootstrap-expect) |
 //! | `GET /cluster/node` | | JSON: this node's info, leader, applied index (for `/nodes`) |
 //! | `POST /cluster/elect` | JSON `{"from": "<leader id>"}` | JSON bool: an election was started (stepdown, see `cluster::stepdown`) |
-//! | `GET /raft/staged/<id>` | | the staged content of a load, streamed (see `store::load`) |
+//! | `GET /raft/staged/<id>` | | the staged content of a load, streamed (see `store::restore`) |
 //!
 //! Every route declares its access ([`routes`]) and passes the same gate as the HTTP API
 //! ([`crate::auth::gate`]). With `-auth`, every route needs a member of the cluster: a node
@@ -248,10 +248,10 @@ async fn snapshot(
 /// Streams the local copy of a load's content (staged here, or pulled) to a node that is
 /// applying the load entry.
 async fn staged(store: web::Data<Arc<Store>>, id: web::Path<String>) -> HttpResponse {
-    if !crate::store::load::valid_id(&id) {
+    if !crate::store::restore::files::valid_id(&id) {
         return HttpResponse::BadRequest().body("invalid staged id");
     }
-    let Some(path) = crate::store::load::local_copy(store.data_dir(), &id) else {
+    let Some(path) = crate::store::restore::files::local_copy(store.data_dir(), &id) else {
         return HttpResponse::NotFound().body(format!("staged load {id}: not here"));
     };
     let file = match tokio::fs::File::open(&path).await {

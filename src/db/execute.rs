@@ -581,9 +581,10 @@ pub fn run_sql_script(
     use anyhow::Context as _;
     let gate = gate_of(conn)?;
     let file = std::fs::File::open(path).context("open the staged SQL")?;
-    let mut statements =
-        super::load::SqlStatements::new(std::io::BufReader::with_capacity(256 * 1024, file))
-            .peekable();
+    let mut statements = super::restore_file::SqlStatements::new(
+        std::io::BufReader::with_capacity(256 * 1024, file),
+    )
+    .peekable();
     while let Some(Ok(sql)) = statements.peek() {
         let lower = sql.trim_start().to_ascii_lowercase();
         if !lower.starts_with("pragma foreign_keys") {

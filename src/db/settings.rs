@@ -75,8 +75,8 @@ pub fn open_reader(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connecti
 
 /// Opens a connection that writes a database as the writer does, without choosing its journal
 /// and sync modes: read-write, created if missing, deterministic, with the writer's statement
-/// cache and SQL settings. [`open_writer`] adds WAL mode; `store::prebuild` builds a new file
-/// with it.
+/// cache and SQL settings. [`open_writer`] adds WAL mode; `store::restore::build_once` builds a
+/// new file with it.
 pub fn open_builder(path: &Path, s: &DbSettings) -> raftlite_ffi::Result<Connection> {
     let mut conn = Connection::open_deterministic(
         path,

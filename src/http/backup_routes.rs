@@ -9,7 +9,7 @@
 //!
 //! Statuses before the first byte: 503 with `Retry-After` when `-max-backup-copies` copies are
 //! in progress, 507 when a copy would not fit above `-disk-reserve` (or stopped at it), 500
-//! otherwise ([`backup_error_status`], the one mapping). An error after the first byte ends the
+//! otherwise (`backup_error_status`, the one mapping). An error after the first byte ends the
 //! body stream with an `Err`, so actix aborts the connection and the client sees a truncated
 //! transfer, never a clean short file.
 

@@ -1,86 +1,45 @@
 //! Console restores: upload once into a staging area, show what the file is, install it only
-//! after the user confirms.
+//! after the user confirms. This module parses and answers; the staging, the registry that
+//! holds a file until its confirmation, and the proposal are `store::restore`'s.
 //!
 //! - `POST /console/api/restores[?ttl=SECONDS]` (body: the file, raw, as `/db/load` takes it)
-//!   streams the body through the load path's stager and validation
-//!   ([`super::load_routes::stage_and_validate`]) into `load-<id>.part` in the data directory.
-//!   A file that is not a valid database or SQL text is refused here (400, the load path's
-//!   message) and deleted: it never reaches the confirmation. Otherwise → 201
+//!   stages the body as `/db/load` does (`store::restore::stage_for_later`) into
+//!   `load-<id>.part` in the data directory. A file that is not a valid database or SQL text
+//!   is refused here (400, the load path's message) and deleted: it never reaches the
+//!   confirmation. Otherwise → 201
 //!   `{"id","report":{"kind","bytes","received","gzip"[,"pages","page_size","tables"]},
 //!   "expires_in"}`. Nothing has changed yet: this is the dry run.
 //! - `GET /console/api/restores/<id>`: the same description, while it is staged.
 //! - `POST /console/api/restores/<id>/install`: proposes the staged file exactly as
-//!   `/db/load` does (one `Command::Load` entry; see `store::load`) and answers as `/db/load`
-//!   does with `raft_index`.
+//!   `/db/load` does (`store::restore::propose`: one `Command::Load` entry for a database
+//!   file, `Command::LoadSql` for SQL text) and answers as `/db/load` does with `raft_index`.
 //! - `DELETE /console/api/restores/<id>`: discards it (204).
 //!
 //! Only the leader stages (it proposes the entry); a follower answers 503 naming the leader's
-//! console. Bounds: at most [`MAX_STAGED`] uploads staged or being uploaded at once (503
-//! beyond); before an upload, the free space of the data directory must exceed its
+//! console. Bounds (`store::restore::pending`): at most `MAX_PENDING` uploads staged or being
+//! uploaded at once (503 beyond), each kept at most `DEFAULT_TTL` or the shorter `ttl` the
+//! client asked for; before an upload, the free space of the data directory must exceed its
 //! `Content-Length` plus `-disk-reserve` (507 otherwise), and after it the reserve must still
 //! be free (507, the file is deleted); `-max-load-size` applies as for `/db/load`.
-//!
-//! Invariants: a staged file belongs to its registry entry (a [`StagedLoad`] holding its
-//! [`crate::temp_file::TempFile`] guard). Discarding, expiry ([`DEFAULT_TTL`], or the
-//! shorter `ttl` the client asked for) and a refused or abandoned upload all drop the guard,
-//! which deletes the file; installing hands it to the state machine. A crash leaves a `.part`
-//! file, which startup removes.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use parking_lot::Mutex;
 use serde_json::json;
 
-use super::load_routes::{propose_staged, stage_and_validate, StagedLoad};
+use super::load_routes::{content_length, restore_error, restore_limits, restored_answer};
 use super::params::QueryParams;
 use super::response::{empty, json as json_response, text_error};
 use super::AppState;
-use crate::temp_file::unguessable_id;
+use crate::store::restore;
+use crate::store::restore::pending::{PendingRestores, PendingView, DEFAULT_TTL};
 
-/// Uploads staged or in progress at once.
-pub const MAX_STAGED: usize = 4;
-/// How long a staged upload waits for its confirmation.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(900);
-
-/// The console's staged restores (one set per node).
-#[derive(Default)]
-pub struct StagedRestores {
-    staged: Mutex<HashMap<String, Staged>>,
-    /// Uploads being received (they count against [`MAX_STAGED`]).
-    uploading: AtomicUsize,
-}
-
-struct Staged {
-    load: StagedLoad,
-    expires: Instant,
-}
-
-impl StagedRestores {
-    /// Removes entries past their expiry (their files go with them).
-    fn sweep(&self) {
-        let now = Instant::now();
-        self.staged.lock().retain(|_, s| s.expires > now);
-    }
-}
-
-/// Releases an upload slot when the upload ends, however it ends.
-struct UploadSlot<'a>(&'a AtomicUsize);
-
-impl Drop for UploadSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-fn describe_json(id: &str, s: &Staged) -> serde_json::Value {
+fn describe_json(id: &str, view: &PendingView) -> serde_json::Value {
     json!({
         "id": id,
-        "report": s.load.report,
-        "expires_in": s.expires.saturating_duration_since(Instant::now()).as_secs(),
+        "report": view.report,
+        "expires_in": view.expires_in.as_secs(),
     })
 }
 
@@ -88,7 +47,7 @@ pub async fn stage(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-    console: web::Data<StagedRestores>,
+    console: web::Data<PendingRestores>,
 ) -> HttpResponse {
     let params = QueryParams::parse(req.query_string());
     let store = &state.store;
@@ -107,96 +66,39 @@ pub async fn stage(
         Some(Ok(s)) if s > 0 => Duration::from_secs(s).min(DEFAULT_TTL),
         Some(_) => return text_error(StatusCode::BAD_REQUEST, "ttl must be a positive integer"),
     };
-    console.sweep();
-    {
-        // Checked and taken under the lock, so concurrent uploads cannot both take the last
-        // slot (slots are given back without it: that only makes room).
-        let staged = console.staged.lock();
-        if staged.len() + console.uploading.load(Ordering::SeqCst) >= MAX_STAGED {
-            return text_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "{MAX_STAGED} restores are already staged or uploading; install or discard \
-                     one"
-                ),
-            );
-        }
-        console.uploading.fetch_add(1, Ordering::SeqCst);
-    }
-    let slot = UploadSlot(&console.uploading);
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let load = match stage_and_validate(payload, declared, &state, false, false).await {
-        Ok(l) => l,
-        Err(resp) => return resp,
+    let slot = match console.start_upload() {
+        Ok(slot) => slot,
+        Err(e) => return restore_error(&req, &params, &e),
     };
-    // The staging writer checks the reserve every 16 MiB; the last stretch is checked here.
-    let reserve = state.store.backups().disk_reserve();
-    if let Err((status, why)) = check_room(store.data_dir(), 0, reserve) {
-        return text_error(status, why); // `load` drops here: the file goes.
-    }
-    let id = unguessable_id();
-    let staged = Staged {
-        load,
-        expires: Instant::now() + ttl,
+    let declared = content_length(&req);
+    let limits = restore_limits(&state);
+    let staged = match restore::stage_for_later(store, payload, declared, limits).await {
+        Ok(staged) => staged,
+        Err(e) => return restore_error(&req, &params, &e),
     };
-    let body = describe_json(&id, &staged);
-    console.staged.lock().insert(id.clone(), staged);
-    drop(slot);
-    // Expiry: the entry (and its file) goes when its time is up, whoever is watching.
-    let console = console.into_inner();
-    let expiring = id.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(ttl).await;
-        if console.staged.lock().remove(&expiring).is_some() {
-            tracing::info!(
-                id = expiring,
-                "console restore expired unconfirmed; discarded"
-            );
-        }
-    });
-    json_response(StatusCode::CREATED, body.to_string())
+    let (id, view) = console.keep(slot, staged, ttl);
+    json_response(StatusCode::CREATED, describe_json(&id, &view).to_string())
 }
 
-/// Room for `needed` bytes above the reserve, or the answer why not (507, or 500 when the
-/// free space cannot be read).
-fn check_room(
-    dir: &std::path::Path,
-    needed: u64,
-    reserve: u64,
-) -> Result<(), (StatusCode, String)> {
-    crate::db::disk::check_room(dir, needed, reserve, "the upload").map_err(|e| {
-        let status = if e.kind() == std::io::ErrorKind::StorageFull {
-            StatusCode::INSUFFICIENT_STORAGE
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        };
-        (status, e.to_string())
-    })
-}
-
-fn not_staged() -> HttpResponse {
-    text_error(
-        StatusCode::NOT_FOUND,
-        "no such staged restore (discarded, installed or expired)",
-    )
-}
-
-pub async fn describe(path: web::Path<String>, console: web::Data<StagedRestores>) -> HttpResponse {
-    console.sweep();
-    match console.staged.lock().get(path.as_str()) {
-        Some(s) => json_response(StatusCode::OK, describe_json(&path, s).to_string()),
-        None => not_staged(),
+pub async fn describe(
+    req: HttpRequest,
+    path: web::Path<String>,
+    console: web::Data<PendingRestores>,
+) -> HttpResponse {
+    match console.describe(&path) {
+        Ok(view) => json_response(StatusCode::OK, describe_json(&path, &view).to_string()),
+        Err(e) => restore_error(&req, &QueryParams::parse(req.query_string()), &e),
     }
 }
 
-pub async fn discard(path: web::Path<String>, console: web::Data<StagedRestores>) -> HttpResponse {
-    match console.staged.lock().remove(path.as_str()) {
-        Some(_) => empty(StatusCode::NO_CONTENT),
-        None => not_staged(),
+pub async fn discard(
+    req: HttpRequest,
+    path: web::Path<String>,
+    console: web::Data<PendingRestores>,
+) -> HttpResponse {
+    match console.discard(&path) {
+        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(e) => restore_error(&req, &QueryParams::parse(req.query_string()), &e),
     }
 }
 
@@ -204,12 +106,16 @@ pub async fn install(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
-    console: web::Data<StagedRestores>,
+    console: web::Data<PendingRestores>,
 ) -> HttpResponse {
-    console.sweep();
-    let Some(staged) = console.staged.lock().remove(path.as_str()) else {
-        return not_staged();
-    };
     let params = QueryParams::parse("raft_index&timings");
-    propose_staged(&req, &params, &state, staged.load, Instant::now(), false).await
+    let staged = match console.take(&path) {
+        Ok(staged) => staged,
+        Err(e) => return restore_error(&req, &params, &e),
+    };
+    let started = Instant::now();
+    match restore::propose(&state.store, staged, restore_limits(&state), started).await {
+        Ok(restored) => restored_answer(&params, restored, started),
+        Err(e) => restore_error(&req, &params, &e),
+    }
 }

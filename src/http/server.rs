@@ -297,7 +297,8 @@ pub fn serve(
         members_by_tls: false,
     });
     let state = web::Data::new(state);
-    let staged_restores = web::Data::new(super::console_restore::StagedRestores::default());
+    let staged_restores =
+        web::Data::new(crate::store::restore::pending::PendingRestores::default());
     let backup_jobs = web::Data::new(super::console_backup::BackupJobs::default());
     let server = HttpServer::new(move || {
         app(Arc::clone(&gate), &headers, |cfg| {

@@ -8,17 +8,19 @@
 //! not the leader answers [`StoreError::NotLeader`] with the leader it knows, and the HTTP
 //! layer forwards, redirects or answers 503.
 //!
+//! Restores (`/db/load`, `/boot`, the console's) are [`restore`]'s: staging, the proposal,
+//! and each node's pull and install.
+//!
 //! Apply rule (docs/error-handling.md): a deterministic SQL error is part of the result; a
 //! local fault stops the node ([`stop_on_local_fault_msg`]) instead of letting replicas diverge.
 
 pub mod applied_state;
 pub mod backup;
 pub mod batcher;
-pub mod load;
 pub mod node_info;
 pub mod ops;
-pub mod prebuild;
 pub mod recovery;
+pub mod restore;
 pub mod state_machine;
 pub mod types;
 
@@ -338,7 +340,7 @@ impl Store {
         }
     }
 
-    /// Proposes a load entry for content staged here (see [`load`]) and returns once it is
+    /// Proposes a load entry for content staged here (see [`restore`]) and returns once it is
     /// applied on this node.
     pub async fn propose_load(
         &self,
@@ -347,8 +349,8 @@ impl Store {
         self.propose(Command::Load(cmd)).await
     }
 
-    /// Proposes a SQL load (see [`load`] and [`prebuild`]) and returns once it is applied on
-    /// this node.
+    /// Proposes a SQL load (see [`restore`] and [`restore::build_once`]) and returns once it is
+    /// applied on this node.
     pub async fn propose_sql_load(
         &self,
         load: crate::store::types::SqlLoad,

@@ -2,9 +2,9 @@
 //!
 //! Apply. Entries run on the writer thread, in log order, each in one SQLite transaction that
 //! also records the entry's log id (and the membership, when it changes) in `_raftlite_state`
-//! (see [`super::meta`]). An entry at or below the recorded index is skipped, so applying is
-//! idempotent: a restart, or a snapshot fresher than its metadata says, never applies an entry
-//! twice. A deterministic SQL error is part of the entry's result; a local fault stops the node.
+//! (see [`super::applied_state`]). An entry at or below the recorded index is skipped, so
+//! applying is idempotent: a restart, or a snapshot fresher than its metadata says, never
+//! applies an entry twice. A deterministic SQL error is part of the entry's result; a local fault stops the node.
 //!
 //! Snapshots. The live database *is* the state machine, so building a snapshot copies nothing:
 //! it makes everything applied so far durable in the database file (a WAL checkpoint, then an
@@ -31,9 +31,10 @@ use serde::{Deserialize, Serialize};
 
 use super::applied_state::{self, AppliedState};
 use super::backup::{BackupOptions, Backups};
+use super::restore::{build_once, files, replicate};
 use crate::db::execute::{self, RequestResults};
-use crate::db::load::LoadKind;
 use crate::db::request::ApplyEnv;
+use crate::db::restore_file::LoadKind;
 use crate::db::{sibling, Database};
 use crate::store::types::{
     Command, CommandResponse, Entry, LiveDatabase, LoadCommand, LogId, Snapshot, SnapshotData,
@@ -55,12 +56,12 @@ pub struct SharedState {
     pub last_apply_millis: std::sync::atomic::AtomicI64,
     /// Loads applied on this node (`/status`).
     pub num_loads: AtomicU64,
-    /// Prebuilt SQL loads (`store::prebuild`) applied by installing the built database, and
-    /// by running the script (the database was not blank at the entry).
+    /// Prebuilt SQL loads (`store::restore::build_once`) applied by installing the built
+    /// database, and by running the script (the database was not blank at the entry).
     pub num_prebuilt_installs: AtomicU64,
     pub num_prebuilt_scripts: AtomicU64,
     /// Told the index of every applied load entry, so the store snapshots and purges the log
-    /// up to it (see `store::load`).
+    /// up to it (see `store::restore::replicate`).
     pub load_applied: Mutex<Option<tokio::sync::mpsc::UnboundedSender<u64>>>,
     /// The Raft addresses of the members in the newest membership this node knows (from the
     /// log, not only the applied part): where a load's content may be pulled from while
@@ -162,9 +163,9 @@ impl SqliteStateMachine {
         }
     }
 
-    /// Applies a load entry (see `store::load`): obtain the staged content, then run it (SQL,
-    /// with the clock and seed `env`, or ones derived from the position) or swap it in (a
-    /// database file).
+    /// Applies a load entry (see `store::restore::replicate`): obtain the staged content, then
+    /// run it (SQL, with the clock and seed `env`, or ones derived from the position) or swap
+    /// it in (a database file).
     async fn apply_load(
         &self,
         log_id: LogId,
@@ -178,8 +179,8 @@ impl SqliteStateMachine {
         // A staged file that is here before `obtain` was staged here (this node is the source,
         // perhaps restarted on another address): other nodes may be pulling it from us, so it
         // is kept, not consumed. (Pulled copies do not survive a restart.)
-        let staged_here = super::load::staged_path(&self.data_dir, &cmd.id).exists();
-        let staged = super::load::obtain(
+        let staged_here = files::staged_path(&self.data_dir, &cmd.id).exists();
+        let staged = replicate::obtain(
             &self.client,
             &self.data_dir,
             cmd,
@@ -194,7 +195,7 @@ impl SqliteStateMachine {
             // Copying the file so the others can still pull it writes the whole database once
             // more, on the disk they are pulling to. Once they all have it, it can move.
             let limit = Duration::from_secs(10 + cmd.size / (50 << 20));
-            keep = !super::load::wait_for_members_to_apply(
+            keep = !replicate::wait_for_members_to_apply(
                 &self.client,
                 &self.shared,
                 self.raft_addr.as_deref(),
@@ -234,7 +235,7 @@ impl SqliteStateMachine {
         if !keep {
             crate::db::disk::remove_in_background(vec![staged]);
         } else {
-            tokio::spawn(super::load::retire_when_applied(
+            tokio::spawn(replicate::retire_when_applied(
                 self.client.clone(),
                 staged,
                 log_id.index,
@@ -257,8 +258,9 @@ impl SqliteStateMachine {
     }
 
     /// Applies a SQL load: installs the database the leader built from the script if this
-    /// node's database is blank with the layout it was built for (see `store::prebuild`),
-    /// else runs the script. Every node decides on the same database, so all decide alike.
+    /// node's database is blank with the layout it was built for (see
+    /// `store::restore::build_once`), else runs the script. Every node decides on the same
+    /// database, so all decide alike.
     async fn apply_sql_load_entry(
         &self,
         log_id: LogId,
@@ -272,7 +274,7 @@ impl SqliteStateMachine {
         };
         let current = self
             .db
-            .with_writer(|conn| super::prebuild::blank_layout(conn))
+            .with_writer(|conn| build_once::blank_layout(conn))
             .await
             .map_err(io_error)?
             .unwrap_or_else(|e| {
@@ -287,7 +289,7 @@ impl SqliteStateMachine {
         );
         // Nobody needs the other content: every node takes the same branch.
         if let Some(unused) = load.unused(chosen) {
-            let staged = super::load::staged_path(&self.data_dir, &unused.id);
+            let staged = files::staged_path(&self.data_dir, &unused.id);
             if staged.exists() {
                 crate::db::disk::remove_in_background(vec![staged]);
             }
@@ -316,20 +318,20 @@ impl SqliteStateMachine {
         keep: bool,
         membership: StoredMembership,
     ) -> Result<CommandResponse, StorageError> {
-        let install = super::load::install_path(&self.data_dir, &staged_id(staged));
+        let install = files::install_path(&self.data_dir, &staged_id(staged));
         let (src, dest) = (staged.to_path_buf(), install.clone());
         let prepared = tokio::task::spawn_blocking(move || {
-            super::load::prepare_install(&src, &dest, keep, &log_id, &membership)
+            replicate::prepare_install(&src, &dest, keep, &log_id, &membership)
         })
         .await
         .map_err(io_error)?;
         match prepared {
             Ok(()) => {}
-            Err(super::load::PrepareError::Local(e)) => {
+            Err(replicate::PrepareError::Local(e)) => {
                 let _ = std::fs::remove_file(&install);
                 super::stop_on_local_fault_msg(&e)
             }
-            Err(super::load::PrepareError::Deterministic(e)) => {
+            Err(replicate::PrepareError::Deterministic(e)) => {
                 // Every node fails the same way: the entry applies as a no-op with the error.
                 let _ = std::fs::remove_file(&install);
                 let blank = Entry {

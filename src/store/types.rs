@@ -44,7 +44,7 @@ pub enum Command {
         request: Request,
         opts: ResultOptions,
     },
-    /// A `/db/load` or `/boot`: content staged out of band (see `store::load`) takes effect at
+    /// A `/db/load` or `/boot`: content staged out of band (see `store::restore`) takes effect at
     /// this entry's log position. The entry names the content; the bytes never enter the log.
     Load(LoadCommand),
     /// Write requests that arrived together, gathered by the leader's group commit
@@ -54,8 +54,8 @@ pub enum Command {
     /// A `/db/load` of SQL text: the script runs at this entry's position with the entry's
     /// clock and seed, or, when the leader built its result in advance for a blank database
     /// and this node's database is still blank, the built file is installed (see
-    /// `store::prebuild`). ([`Command::Load`] carries database files; it carried SQL loads too
-    /// in logs written before this command existed.)
+    /// `store::restore::build_once`). ([`Command::Load`] carries database files; it carried
+    /// SQL loads too in logs written before this command existed.)
     LoadSql(SqlLoad),
 }
 
@@ -79,7 +79,7 @@ pub use crate::db::request::ExecuteItem;
 pub struct LoadCommand {
     /// The staged content's id (file `load-<id>.staged` in every data directory).
     pub id: String,
-    pub kind: crate::db::load::LoadKind,
+    pub kind: crate::db::restore_file::LoadKind,
     /// Size in bytes and CRC-32C of the staged content: a pulled copy must match both.
     pub size: u64,
     pub crc32c: u32,
@@ -165,7 +165,7 @@ pub struct BlankLayout {
     pub encoding: String,
 }
 
-/// A database built in advance from a SQL load's script (`store::prebuild`).
+/// A database built in advance from a SQL load's script (`store::restore::build_once`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuiltDatabase {
     /// The file the script builds from a blank database of `layout`.

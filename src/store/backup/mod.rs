@@ -8,9 +8,9 @@
 //!   Raft index the copy reflects) and dropped, `VACUUM` run if asked. A copy is shared by every
 //!   backup that arrives while it is made or streamed, provided it reflects at least the index
 //!   applied when that backup was asked for: sixteen clients of an idle database get one copy
-//!   ([`copies`]). The file is streamed in 1 MiB chunks. It is in DELETE journal mode.
+//!   (`copies.rs`). The file is streamed in 1 MiB chunks. It is in DELETE journal mode.
 //! - **SQL** ([`Backups::sql`]): the dumper streams one read snapshot through a bounded channel
-//!   ([`sql`]), capped by [`DumpCaps`].
+//!   (`sql.rs`), capped by [`DumpCaps`].
 //! - **Snapshot copies** ([`Backups::snapshot_copy`]): the live database copied to a file to
 //!   send to a follower, under the same reserve and priority as a binary backup.
 //!

@@ -1,6 +1,7 @@
-//! Load input: what a `/db/load` or `/boot` body is, and whether it may replace or extend the
-//! database. This module owns the byte-level checks and nothing else: it never touches the
-//! live database, the network or Raft (see `store::load` for replication and install).
+//! A restore's input: what a `/db/load` or `/boot` body is, and whether it may replace or
+//! extend the database. This module owns the byte-level and SQLite-level checks and nothing
+//! else: it never touches the live database, the network or Raft. `store::restore` stages a
+//! body through it, proposes it, and replicates and installs it.
 //!
 //! A body goes through [`Stager`] chunk by chunk, as it arrives:
 //! - gzip (`1f 8b`) is recognised by its first two bytes and decompressed on the fly;
@@ -53,9 +54,10 @@ impl LoadKind {
     }
 }
 
-/// Why a load body was refused. Every variant is the client's input, answered with a 4xx
-/// (`TooLarge` with 413, the others with 400), except `Io`, which is this node's fault (507
-/// when the disk is full or staging reached `-disk-reserve`, else 500).
+/// Why a load body was refused. Every variant is the client's input, except `Io`, which is
+/// this node's fault: the disk is full, staging reached `-disk-reserve`, or another I/O error.
+/// (`store::restore` carries it as `RestoreError::Input`; `http::load_routes::restore_error`
+/// answers `TooLarge` with 413, the other inputs with 400, and `Io` with 507 or 500.)
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("load body is empty")]

@@ -1,9 +1,11 @@
-//! Replicated loads: staged content that takes effect at one log position on every node.
+//! Replication of a load: staged content that takes effect at one log position on every
+//! node. This is what each node does when it applies a load entry (the state machine calls
+//! it; see [`super`] for how the leader stages and proposes).
 //!
-//! The bytes of a `/db/load` never travel through the Raft log. The leader streams the body
-//! into `load-<id>.staged` in its data directory (validated by [`crate::db::load`]), then
-//! proposes one small entry, [`LoadCommand`]: id, kind, size, CRC-32C, and the source's Raft
-//! address. Applying that entry on any node:
+//! The bytes of a `/db/load` never travel through the Raft log. The leader stages the body
+//! as `load-<id>.staged` in its data directory, then proposes one small entry,
+//! [`LoadCommand`]: id, kind, size, CRC-32C, and the source's Raft address. Applying that
+//! entry on any node:
 //!
 //! 1. finds `load-<id>.staged` (or `.pulled`) locally, or pulls it from the source (`GET
 //!    /raft/staged/<id>` on the Raft port) into `load-<id>.part`, checks size and CRC, and
@@ -15,29 +17,22 @@
 //!    members, then retries with a backoff, for as long as it takes: the entry is committed,
 //!    so applying it is the only way forward, and nothing has changed yet.
 //! 2. **SQL text** runs statement by statement from the staged file, in the entry's one
-//!    write transaction (`db::execute::run_sql_script`): all of it or nothing. (A SQL load into a blank
-//!    database may instead install a database the leader built from the script: see
-//!    `store::prebuild`; that is step 3 with the built file.)
+//!    write transaction (`db::execute::run_sql_script`): all of it or nothing. (A SQL load
+//!    into a blank database may instead install a database the leader built from the
+//!    script: see [`super::build_once`]; that is step 3 with the built file.)
 //! 3. **A database file** is moved (or, on a source whose file others may still pull,
 //!    copied) to `load-<id>.install`. The source first waits, while every other member
 //!    answers and for a bounded time, until they have all applied the entry
 //!    ([`wait_for_members_to_apply`]); then nobody needs its file and it moves it too, which
 //!    spares the disk a full extra write. In the new file the state table is replaced by one
 //!    that records this entry's log id and the current membership, the file is fsynced, and
-//!    it is swapped
-//!    in with the written swap protocol ([`crate::db::Database::replace_with_file`]). A
-//!    restart therefore sees either the old file (the entry replays) or the new one, which
-//!    says it reflects the load entry.
+//!    it is swapped in with the written swap protocol
+//!    ([`crate::db::Database::replace_with_file`]). A restart therefore sees either the old
+//!    file (the entry replays) or the new one, which says it reflects the load entry.
 //!
 //! Invariants:
 //! - Nothing changes before the content is local, complete and matches its digest.
-//! - File names: `load-<id>.part` (being written: upload or pull; or a console upload,
-//!   validated and waiting for its confirmation, see `http::console_restore`), `load-<id>.staged`
-//!   (the source's upload: complete, verified and fsynced), `load-<id>.pulled` (a copy pulled
-//!   by this process: complete and verified, maybe not on disk yet), `load-<id>.install`
-//!   (being prepared for the swap). Startup removes `.part`, `.pulled` and `.install` files,
-//!   and `.staged` files older than [`STAGED_MAX_AGE`]: a restarted source must still serve
-//!   its recent ones.
+//! - File names and what startup removes: [`super::files`].
 //! - The source keeps its staged file until every member reports an applied index at or
 //!   past the entry ([`retire_when_applied`]), at most [`STAGED_MAX_AGE`].
 //! - After a load, the node snapshots and purges its log up to the entry, so a node that
@@ -55,73 +50,9 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
+use super::files::{local_copy, part_path, pulled_path, STAGED_MAX_AGE};
 use crate::store::types::LoadCommand;
 use crate::temp_file::TempFile;
-
-/// A staged file older than this is removed at startup and by the source's retirement task.
-pub const STAGED_MAX_AGE: Duration = Duration::from_secs(3600);
-
-const PREFIX: &str = "load-";
-
-/// `load-<id>.staged`: complete, verified content.
-pub fn staged_path(data_dir: &Path, id: &str) -> PathBuf {
-    data_dir.join(format!("{PREFIX}{id}.staged"))
-}
-
-/// `load-<id>.pulled`: content pulled from another member by this process (not fsynced).
-pub fn pulled_path(data_dir: &Path, id: &str) -> PathBuf {
-    data_dir.join(format!("{PREFIX}{id}.pulled"))
-}
-
-/// The local copy of `id` that can be served to other members: staged here, or pulled.
-pub fn local_copy(data_dir: &Path, id: &str) -> Option<PathBuf> {
-    [staged_path(data_dir, id), pulled_path(data_dir, id)]
-        .into_iter()
-        .find(|p| p.exists())
-}
-
-/// `load-<id>.part`: content being received.
-pub fn part_path(data_dir: &Path, id: &str) -> PathBuf {
-    data_dir.join(format!("{PREFIX}{id}.part"))
-}
-
-/// `load-<id>.install`: a database being prepared for the swap.
-pub fn install_path(data_dir: &Path, id: &str) -> PathBuf {
-    data_dir.join(format!("{PREFIX}{id}.install"))
-}
-
-/// A staged id is what [`crate::temp_file::unique_suffix`] makes: digits and dashes. The
-/// check keeps a request for `/raft/staged/<id>` inside the data directory.
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 80 && id.bytes().all(|b| b.is_ascii_digit() || b == b'-')
-}
-
-/// Removes what a crash left behind (see the invariants above).
-pub fn clean_at_startup(data_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(data_dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(PREFIX) {
-            continue;
-        }
-        let stale_staged = name.ends_with(".staged")
-            && e.metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STAGED_MAX_AGE);
-        if name.ends_with(".part")
-            || name.ends_with(".pulled")
-            || name.ends_with(".install")
-            || name.ends_with(".install-journal")
-            || stale_staged
-        {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
 
 /// Makes the content of `cmd` present and verified locally (`load-<id>.staged`, or
 /// `load-<id>.pulled` from the source or another member), and returns its path. Retries until
@@ -130,7 +61,7 @@ pub async fn obtain(
     client: &reqwest::Client,
     data_dir: &Path,
     cmd: &LoadCommand,
-    shared: &super::SharedState,
+    shared: &crate::store::SharedState,
     own_addr: Option<&str>,
 ) -> PathBuf {
     let mut backoff = Duration::from_millis(200);
@@ -211,7 +142,7 @@ async fn pull(
     tokio::fs::rename(&part, pulled_path(data_dir, &cmd.id))
         .await
         .context("rename into place")?;
-    std::mem::forget(guard);
+    guard.persist();
     Ok(())
 }
 
@@ -257,8 +188,8 @@ pub fn prepare_install(
         .map_err(sql)?;
     conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", crate::db::STATE_TABLE))
         .map_err(sql)?;
-    super::applied_state::ensure_table(&conn).map_err(sql)?;
-    super::applied_state::write(&conn, log_id, Some(membership))
+    crate::store::applied_state::ensure_table(&conn).map_err(sql)?;
+    crate::store::applied_state::write(&conn, log_id, Some(membership))
         .map_err(|e| PrepareError::Deterministic(format!("record the applied index: {e:#}")))?;
     conn.close().map_err(sql)?;
     std::fs::File::open(install)
@@ -274,7 +205,7 @@ pub async fn retire_when_applied(
     client: reqwest::Client,
     staged: PathBuf,
     index: u64,
-    shared: std::sync::Arc<super::SharedState>,
+    shared: std::sync::Arc<crate::store::SharedState>,
     own_addr: Option<String>,
 ) {
     let started = Instant::now();
@@ -295,7 +226,7 @@ pub async fn retire_when_applied(
 /// the disk the followers are pulling to).
 pub async fn wait_for_members_to_apply(
     client: &reqwest::Client,
-    shared: &super::SharedState,
+    shared: &crate::store::SharedState,
     own_addr: Option<&str>,
     index: u64,
     limit: Duration,
@@ -323,7 +254,7 @@ enum Members {
 
 async fn members_applied(
     client: &reqwest::Client,
-    shared: &super::SharedState,
+    shared: &crate::store::SharedState,
     own_addr: Option<&str>,
     index: u64,
 ) -> Members {
@@ -357,34 +288,4 @@ async fn members_applied(
         }
     }
     verdict
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn startup_keeps_recent_staged_files_and_drops_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for p in [
-            staged_path(d, "1"),
-            pulled_path(d, "2"),
-            part_path(d, "3"),
-            install_path(d, "4"),
-        ] {
-            std::fs::write(&p, b"x").unwrap();
-        }
-        clean_at_startup(d);
-        // The source's upload is durable and others may still pull it; a pulled copy was
-        // never fsynced, so a crash may have cut it short: it is pulled again.
-        assert!(staged_path(d, "1").exists());
-        assert!(!pulled_path(d, "2").exists());
-        assert!(!part_path(d, "3").exists());
-        assert!(!install_path(d, "4").exists());
-        assert_eq!(local_copy(d, "1"), Some(staged_path(d, "1")));
-        assert_eq!(local_copy(d, "2"), None);
-        std::fs::write(pulled_path(d, "2"), b"x").unwrap();
-        assert_eq!(local_copy(d, "2"), Some(pulled_path(d, "2")));
-    }
 }

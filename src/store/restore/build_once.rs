@@ -2,22 +2,25 @@
 //! and the cluster installs that file as it installs a binary load, instead of every node
 //! running the script.
 //!
-//! Why: a SQL load normally runs on every node (`store::load`). A 1.7 GB dump takes each node
-//! some 20 s of CPU, the nodes of a cluster on one machine share its cores, and each writes the
-//! rows twice (WAL, then checkpoint). Restoring a dump into a new, empty cluster is the common
-//! case, and there the result is known in advance: the script's effect on an empty database.
+//! Why: a SQL load normally runs on every node ([`super::replicate`]). A 1.7 GB dump takes
+//! each node some 20 s of CPU, the nodes of a cluster on one machine share its cores, and each
+//! writes the rows twice (WAL, then checkpoint). Restoring a dump into a new, empty cluster is
+//! the common case, and there the result is known in advance: the script's effect on an empty
+//! database.
 //!
-//! How:
+//! How (steps 1 and 2 are `build_for_blank`, which [`super::propose`] calls):
 //! 1. The leader checks its database is blank ([`blank_layout`]: no schema object but the
 //!    state table, `user_version` and `application_id` 0) and records its layout (page size,
 //!    auto_vacuum, encoding).
 //! 2. [`build`] runs the staged script, through the same runner as the apply path
 //!    (`db::execute::run_sql_script`), into a new file with that layout, in rollback mode
 //!    with a memory journal (a new file has no old pages to journal, so it stays small) and
-//!    without syncs until the end. An SQL error ends the load there, with rqlite's answer and
-//!    nothing proposed.
-//! 3. The leader proposes one `Command::LoadSql` entry ([`SqlLoad`] with `built` set) naming
-//!    both contents, the script and the built file, each staged for the others to pull.
+//!    without syncs until the end, within the room above `-disk-reserve`
+//!    ([`RestoreError::NoRoomToBuild`] past it). An SQL error ends the load there, with
+//!    rqlite's answer and nothing proposed. The built file is staged as `load-<id>.staged`.
+//! 3. The leader proposes one `Command::LoadSql` entry ([`crate::store::types::SqlLoad`]
+//!    with `built` set) naming both contents, the script and the built file, each staged for
+//!    the others to pull.
 //! 4. Applying it, each node checks blankness again, on its own database at the entry's log
 //!    position. That check is the authority: writes may have committed between the leader's
 //!    check and the entry. Blank with the same layout: the node installs the built file (a
@@ -33,9 +36,14 @@ use std::path::Path;
 use anyhow::Context as _;
 use raftlite_ffi::Connection;
 
+use super::files::{part_path, staged_path};
+use super::RestoreError;
 use crate::db::execute::ScriptOutcome;
-use crate::db::request::ApplyEnv;
-use crate::store::types::BlankLayout;
+use crate::db::request::{ApplyEnv, StatementResult};
+use crate::db::restore_file::LoadKind;
+use crate::store::types::{BlankLayout, BuiltDatabase, LoadCommand};
+use crate::store::Store;
+use crate::temp_file::{unique_suffix, TempFile};
 
 /// The layout of the database on `conn` if it is blank: nothing in its schema but the state
 /// table, and `user_version` and `application_id` both 0 (a built file would lose them).
@@ -86,7 +94,7 @@ pub fn build(
         layout.encoding.replace('\'', "''")
     ))
     .context("set the layout")?;
-    super::applied_state::ensure_table(&conn).context("create the state table")?;
+    crate::store::applied_state::ensure_table(&conn).context("create the state table")?;
     // The file may not grow past `max_bytes`: a bigger one fails with SQLITE_FULL.
     let max_pages = (max_bytes / u64::from(layout.page_size)).max(2);
     conn.execute_batch(&format!(
@@ -125,10 +133,120 @@ pub fn size_and_crc(path: &Path) -> std::io::Result<(u64, u32)> {
     }
 }
 
+/// What the leader's look at a SQL load found ([`build_for_blank`]).
+pub(super) enum BlankBuild {
+    /// The database is not blank: the script runs on every node.
+    NotBlank,
+    /// The database is blank: the script's database is built and staged.
+    Built(Built),
+    /// The script's own SQL error: rqlite's 200 with `results[].error`; nothing is proposed.
+    ScriptFailed(StatementResult),
+}
+
+/// A database built from a staged SQL load, staged for the others.
+pub(super) struct Built {
+    pub(super) database: BuiltDatabase,
+    /// Owns `load-<id>.staged` until the entry is proposed.
+    pub(super) guard: TempFile,
+    /// The script's result, which the load answers when the built file is installed.
+    pub(super) result: StatementResult,
+}
+
+/// If the database is blank, runs the script (at `script_path`, described by `script`) into a
+/// new database file, leaving `reserve` bytes free, and stages that.
+pub(super) async fn build_for_blank(
+    store: &Store,
+    script_path: &Path,
+    script: &LoadCommand,
+    env: ApplyEnv,
+    reserve: u64,
+) -> Result<BlankBuild, RestoreError> {
+    let fault = |what: &'static str, e: &dyn std::fmt::Display| RestoreError::BuildFailed {
+        what,
+        cause: e.to_string(),
+    };
+    let build_fault = |e: anyhow::Error| {
+        if is_disk_full(&e) {
+            RestoreError::NoRoomToBuild {
+                reserve,
+                cause: format!("{e:#}"),
+            }
+        } else {
+            fault("build the database", &format!("{e:#}"))
+        }
+    };
+    let layout = store
+        .database()
+        .with_reader(blank_layout)
+        .await
+        .map_err(|e| fault("check the database is blank", &format!("{e:#}")))?
+        .map_err(|e| fault("check the database is blank", &e))?;
+    let Some(layout) = layout else {
+        return Ok(BlankBuild::NotBlank);
+    };
+    let data_dir = store.data_dir().to_path_buf();
+    let id = unique_suffix();
+    let part = part_path(&data_dir, &id);
+    let mut guard = TempFile::new(part.clone());
+    let sql = script_path.to_path_buf();
+    let settings = store.database().settings().clone();
+    let build_layout = layout.clone();
+    // Like staging, the build leaves `-disk-reserve` free.
+    let room = crate::db::disk::free_bytes(&data_dir)
+        .map_err(|e| fault("check free space", &e))?
+        .saturating_sub(reserve);
+    let built =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Result<_, StatementResult>> {
+            let outcome = build(&sql, &part, &build_layout, env, &settings, room)?;
+            if let ScriptOutcome::Failed(_) = outcome {
+                return Ok(Err(outcome.into_result()));
+            }
+            let (size, crc32c) = size_and_crc(&part)?;
+            Ok(Ok((outcome.into_result(), size, crc32c)))
+        })
+        .await
+        .map_err(|e| fault("build the database", &e))?
+        .map_err(build_fault)?;
+    let (result, size, crc32c) = match built {
+        Ok(b) => b,
+        Err(script_error) => return Ok(BlankBuild::ScriptFailed(script_error)),
+    };
+    guard
+        .rename_to(staged_path(&data_dir, &id))
+        .map_err(|e| fault("stage the built database", &e))?;
+    Ok(BlankBuild::Built(Built {
+        database: BuiltDatabase {
+            database: LoadCommand {
+                id,
+                kind: LoadKind::Sqlite,
+                size,
+                crc32c,
+                source: script.source.clone(),
+                shared: script.shared,
+            },
+            layout,
+        },
+        guard,
+        result,
+    }))
+}
+
+/// True when `e` comes from a full disk (SQLite's `SQLITE_FULL`, or `ENOSPC`).
+fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<raftlite_ffi::Error>()
+            .is_some_and(|e| e.code() == raftlite_ffi::ErrorCode::Full)
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::types::{BuiltDatabase, LoadCommand, SqlLoad};
+    use crate::store::types::SqlLoad;
     use raftlite_ffi::OpenFlags;
 
     fn open(path: &Path) -> Connection {
@@ -169,7 +287,7 @@ mod tests {
     fn blank_means_no_schema_but_the_state_table_and_no_header_values() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open(&dir.path().join("a.db"));
-        super::super::applied_state::ensure_table(&conn).unwrap();
+        crate::store::applied_state::ensure_table(&conn).unwrap();
         let layout = blank_layout(&conn).unwrap().expect("blank");
         assert_eq!(layout.page_size, 4096);
         assert_eq!(layout.encoding, "UTF-8");
@@ -200,7 +318,7 @@ mod tests {
         );
         let live_path = dir.path().join("live.db");
         let live = open(&live_path);
-        super::super::applied_state::ensure_table(&live).unwrap();
+        crate::store::applied_state::ensure_table(&live).unwrap();
         let layout = blank_layout(&live).unwrap().unwrap();
         let env = ApplyEnv {
             unix_millis: 1_800_000_000_000,
@@ -302,7 +420,7 @@ mod tests {
     fn the_branch_follows_the_layout_at_the_entry() {
         let cmd = |id: &str| LoadCommand {
             id: id.into(),
-            kind: crate::db::load::LoadKind::Sql,
+            kind: crate::db::restore_file::LoadKind::Sql,
             size: 1,
             crc32c: 0,
             source: "s".into(),
