@@ -9,8 +9,8 @@
 
 use raftlite_ffi::Connection;
 
+use super::node_info::{LogId, StoredMembership};
 use crate::db::STATE_TABLE;
-use crate::store::types::{LogId, StoredMembership};
 
 /// The applied state recorded in a database.
 #[derive(Debug, Clone, Default, PartialEq)]

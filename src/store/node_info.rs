@@ -3,6 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// openraft's id of a node: derived from rqlite's string id (`store::types::numeric_node_id`).
+pub type NodeId = u64;
+/// A log position, as openraft names it.
+pub type LogId = openraft::LogId<NodeId>;
+/// The membership as the state machine stores it (with each member's [`NodeInfo`]).
+pub type StoredMembership = openraft::StoredMembership<NodeId, NodeInfo>;
+
 /// What the cluster knows about a node. It travels in Raft membership data later, so it is
 /// serializable and small.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -208,11 +208,9 @@ openraft::declare_raft_types!(
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;
-pub type NodeId = u64;
-pub type LogId = openraft::LogId<NodeId>;
+pub use super::node_info::{LogId, NodeId, StoredMembership};
 pub type Vote = openraft::Vote<NodeId>;
 pub type Entry = openraft::Entry<TypeConfig>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, NodeInfo>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeInfo>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
 pub type StorageError = openraft::StorageError<NodeId>;
