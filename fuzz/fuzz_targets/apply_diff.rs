@@ -29,12 +29,14 @@ use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use raftlite::db::apply::{apply_batch, apply_entry, ensure_state_table, record_state};
 use raftlite::db::digest::content_digest;
-use raftlite::db::execute::{execute_request, query_request, run_sql_script, ReadLimits, RequestResults};
-use raftlite::db::STATE_TABLE;
+use raftlite::db::execute::{
+    execute_request, query_request, run_sql_script, ReadLimits, RequestResults, ScriptOutcome,
+};
 use raftlite::db::request::{
     ApplyEnv, ExecuteItem, Request, ResultOptions, RowsPolicy, SqlStatement, StatementOutcome,
 };
 use raftlite::db::settings::{gate, open_builder, open_reader, open_writer, DbSettings};
+use raftlite::db::STATE_TABLE;
 use raftlite_ffi::Connection;
 
 const HOSTILE: &str = include_str!("../../tests/data/hostile-requests.jsonl");
@@ -58,8 +60,21 @@ fn hostile(dir: &Path) -> Vec<Vec<String>> {
 // The grammar.
 
 const TABLES: &[&str] = &[
-    "t0", "t1", "t2", "tw", "f5", "f4", "r1", "v0", "temp.tt", "tt", "_raftlite_state",
-    "sqlite_schema", "sqlite_sequence", "nosuch", "main.t0",
+    "t0",
+    "t1",
+    "t2",
+    "tw",
+    "f5",
+    "f4",
+    "r1",
+    "v0",
+    "temp.tt",
+    "tt",
+    "_raftlite_state",
+    "sqlite_schema",
+    "sqlite_sequence",
+    "nosuch",
+    "main.t0",
 ];
 const COLUMNS: &[&str] = &["a", "b", "c", "rowid", "x", "k"];
 const FUNCTIONS: &[(&str, usize)] = &[
@@ -95,22 +110,79 @@ const FUNCTIONS: &[(&str, usize)] = &[
 ];
 const AGGREGATES: &[&str] = &["count", "max", "min", "sum", "group_concat", "total"];
 const PRAGMAS: &[&str] = &[
-    "query_only", "journal_mode", "synchronous", "wal_checkpoint", "writable_schema",
-    "recursive_triggers", "case_sensitive_like", "reverse_unordered_selects",
-    "ignore_check_constraints", "defer_foreign_keys", "foreign_keys", "cache_size",
-    "automatic_index", "user_version", "application_id", "page_size", "auto_vacuum",
-    "schema_version", "data_version", "database_list", "page_count", "freelist_count",
-    "max_page_count", "table_info", "index_list", "foreign_key_check", "integrity_check",
-    "quick_check", "optimize", "incremental_vacuum", "legacy_alter_table", "temp_store",
-    "locking_mode", "count_changes", "secure_delete", "encoding", "no_such_pragma",
-    "shrink_memory", "cell_size_check", "analysis_limit",
+    "query_only",
+    "journal_mode",
+    "synchronous",
+    "wal_checkpoint",
+    "writable_schema",
+    "recursive_triggers",
+    "case_sensitive_like",
+    "reverse_unordered_selects",
+    "ignore_check_constraints",
+    "defer_foreign_keys",
+    "foreign_keys",
+    "cache_size",
+    "automatic_index",
+    "user_version",
+    "application_id",
+    "page_size",
+    "auto_vacuum",
+    "schema_version",
+    "data_version",
+    "database_list",
+    "page_count",
+    "freelist_count",
+    "max_page_count",
+    "table_info",
+    "index_list",
+    "foreign_key_check",
+    "integrity_check",
+    "quick_check",
+    "optimize",
+    "incremental_vacuum",
+    "legacy_alter_table",
+    "temp_store",
+    "locking_mode",
+    "count_changes",
+    "secure_delete",
+    "encoding",
+    "no_such_pragma",
+    "shrink_memory",
+    "cell_size_check",
+    "analysis_limit",
 ];
 const PRAGMA_VALUES: &[&str] = &[
-    "1", "0", "ON", "OFF", "-5", "5", "t0", "'t1'", "EXCLUSIVE", "TRUNCATE", "RESET", "FULL",
-    "8192", "'/tmp'", "0x10000",
+    "1",
+    "0",
+    "ON",
+    "OFF",
+    "-5",
+    "5",
+    "t0",
+    "'t1'",
+    "EXCLUSIVE",
+    "TRUNCATE",
+    "RESET",
+    "FULL",
+    "8192",
+    "'/tmp'",
+    "0x10000",
 ];
-const SAVEPOINTS: &[&str] = &["s1", "s2", "\"raftlite request\"", "raftlite_x", "\"raftlite user transaction\""];
-const MODULES: &[&str] = &["fts5(a, b)", "fts4(a)", "rtree(id, x0, x1)", "dbstat", "fts5vocab(f5, 'row')", "nosuchmodule"];
+const SAVEPOINTS: &[&str] = &[
+    "s1",
+    "s2",
+    "\"raftlite request\"",
+    "raftlite_x",
+    "\"raftlite user transaction\"",
+];
+const MODULES: &[&str] = &[
+    "fts5(a, b)",
+    "fts4(a)",
+    "rtree(id, x0, x1)",
+    "dbstat",
+    "fts5vocab(f5, 'row')",
+    "nosuchmodule",
+];
 
 struct Gen<'a, 'b> {
     u: &'a mut Unstructured<'b>,
@@ -131,11 +203,26 @@ impl Gen<'_, '_> {
     fn literal(&mut self) -> Result<String> {
         Ok(match self.u.int_in_range(0..=6)? {
             0 => self.u.int_in_range(-3i64..=1000)?.to_string(),
-            1 => format!("{}", self.u.arbitrary::<f32>()?).replace("inf", "9e999").replace("NaN", "NULL"),
+            1 => format!("{}", self.u.arbitrary::<f32>()?)
+                .replace("inf", "9e999")
+                .replace("NaN", "NULL"),
             2 => "NULL".into(),
-            3 => format!("x'{:02x}{:02x}'", self.u.arbitrary::<u8>()?, self.u.arbitrary::<u8>()?),
-            4 => self.pick(&["'hello'", "'a''b'", "''", "'now'", "'2024-01-01'", "'é'"])?.into(),
-            5 => self.pick(&["9223372036854775807", "-9223372036854775808", "1e308", "0.5"])?.into(),
+            3 => format!(
+                "x'{:02x}{:02x}'",
+                self.u.arbitrary::<u8>()?,
+                self.u.arbitrary::<u8>()?
+            ),
+            4 => self
+                .pick(&["'hello'", "'a''b'", "''", "'now'", "'2024-01-01'", "'é'"])?
+                .into(),
+            5 => self
+                .pick(&[
+                    "9223372036854775807",
+                    "-9223372036854775808",
+                    "1e308",
+                    "0.5",
+                ])?
+                .into(),
             _ => format!("{}", self.u.int_in_range(0u8..=64)?),
         })
     }
@@ -155,24 +242,36 @@ impl Gen<'_, '_> {
                 let args: Vec<String> = (0..arity)
                     .map(|i| match (name, i) {
                         ("datetime" | "unixepoch" | "julianday", 0) => Ok("'now'".to_string()),
-                        ("randomblob" | "zeroblob", 0) => Ok(self.u.int_in_range(0u8..=40)?.to_string()),
+                        ("randomblob" | "zeroblob", 0) => {
+                            Ok(self.u.int_in_range(0u8..=40)?.to_string())
+                        }
                         _ => self.expr(depth - 1),
                     })
                     .collect::<Result<_>>()?;
                 format!("{name}({})", args.join(", "))
             }
             4 => {
-                let op = self.pick(&["+", "-", "*", "/", "%", "||", "=", "<", "AND", "OR", "LIKE", "GLOB", "IS NOT"])?;
+                let op = self.pick(&[
+                    "+", "-", "*", "/", "%", "||", "=", "<", "AND", "OR", "LIKE", "GLOB", "IS NOT",
+                ])?;
                 format!("({} {op} {})", self.expr(depth - 1)?, self.expr(depth - 1)?)
             }
-            5 => format!("(SELECT {} FROM {} LIMIT 1)", self.expr(depth - 1)?, self.table()?),
+            5 => format!(
+                "(SELECT {} FROM {} LIMIT 1)",
+                self.expr(depth - 1)?,
+                self.table()?
+            ),
             6 => format!(
                 "CASE WHEN {} THEN {} ELSE {} END",
                 self.expr(depth - 1)?,
                 self.expr(depth - 1)?,
                 self.expr(depth - 1)?
             ),
-            7 => format!("CAST({} AS {})", self.expr(depth - 1)?, self.pick(&["INTEGER", "TEXT", "REAL", "BLOB"])?),
+            7 => format!(
+                "CAST({} AS {})",
+                self.expr(depth - 1)?,
+                self.pick(&["INTEGER", "TEXT", "REAL", "BLOB"])?
+            ),
             _ => format!("{}(*)", self.pick(&["count"])?),
         })
     }
@@ -194,7 +293,11 @@ impl Gen<'_, '_> {
                     1 => format!(" WHERE i < {}", self.u.int_in_range(0u16..=3000)?),
                     _ => format!(" LIMIT {}", self.u.int_in_range(0u16..=3000)?),
                 };
-                let (head, tail) = bound.split_at(if bound.starts_with(" LIMIT") { 0 } else { bound.len() });
+                let (head, tail) = bound.split_at(if bound.starts_with(" LIMIT") {
+                    0
+                } else {
+                    bound.len()
+                });
                 format!(
                     "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c{head}){tail} SELECT {} FROM c",
                     self.pick(&["i", "count(*)", "sum(i)", "randomblob(2)", "i % 7"])?
@@ -222,12 +325,30 @@ impl Gen<'_, '_> {
             0 => format!(
                 "CREATE TABLE IF NOT EXISTS {}(a{}, b, c{})",
                 self.pick(&["t0", "t1", "t2", "temp.tt"])?,
-                self.pick(&["", " INTEGER PRIMARY KEY", " PRIMARY KEY ON CONFLICT ROLLBACK", " UNIQUE", " CHECK (a > 0)"])?,
-                self.pick(&["", ", FOREIGN KEY(c) REFERENCES t0(a) DEFERRABLE INITIALLY DEFERRED", ", UNIQUE(b)"])?
+                self.pick(&[
+                    "",
+                    " INTEGER PRIMARY KEY",
+                    " PRIMARY KEY ON CONFLICT ROLLBACK",
+                    " UNIQUE",
+                    " CHECK (a > 0)"
+                ])?,
+                self.pick(&[
+                    "",
+                    ", FOREIGN KEY(c) REFERENCES t0(a) DEFERRABLE INITIALLY DEFERRED",
+                    ", UNIQUE(b)"
+                ])?
             ),
             1 => "CREATE TABLE IF NOT EXISTS tw(k PRIMARY KEY, v) WITHOUT ROWID".into(),
-            2 => format!("CREATE VIRTUAL TABLE IF NOT EXISTS {} USING {}", self.pick(&["f5", "f4", "r1", "vx"])?, self.pick(MODULES)?),
-            3 => format!("CREATE INDEX IF NOT EXISTS i{} ON {t}({})", self.u.int_in_range(0u8..=3)?, self.pick(COLUMNS)?),
+            2 => format!(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS {} USING {}",
+                self.pick(&["f5", "f4", "r1", "vx"])?,
+                self.pick(MODULES)?
+            ),
+            3 => format!(
+                "CREATE INDEX IF NOT EXISTS i{} ON {t}({})",
+                self.u.int_in_range(0u8..=3)?,
+                self.pick(COLUMNS)?
+            ),
             4 => format!("CREATE VIEW IF NOT EXISTS v0 AS {}", self.select(depth)?),
             5 => format!(
                 "CREATE {}TRIGGER IF NOT EXISTS tr{} {} {} ON {t} BEGIN {}; END",
@@ -237,7 +358,20 @@ impl Gen<'_, '_> {
                 self.pick(&["INSERT", "UPDATE", "DELETE"])?,
                 self.dml(depth)?
             ),
-            6 => format!("DROP {} IF EXISTS {}", self.pick(&["TABLE", "VIEW", "TRIGGER", "INDEX"])?, self.pick(&["t0", "t1", "v0", "tr0", "i0", "f5", "temp.tt", "_raftlite_state"])?),
+            6 => format!(
+                "DROP {} IF EXISTS {}",
+                self.pick(&["TABLE", "VIEW", "TRIGGER", "INDEX"])?,
+                self.pick(&[
+                    "t0",
+                    "t1",
+                    "v0",
+                    "tr0",
+                    "i0",
+                    "f5",
+                    "temp.tt",
+                    "_raftlite_state"
+                ])?
+            ),
             7..=11 => self.dml(depth)?,
             12 | 13 => self.select(depth)?,
             14 | 15 => self.pragma()?,
@@ -246,15 +380,39 @@ impl Gen<'_, '_> {
             18 => {
                 let file = format!("'{}/attached.db'", self.outside);
                 let target = self.pick(&["':memory:'", "''", "'file:x?mode=memory'", "FILE"])?;
-                let target = if target == "FILE" { file.as_str() } else { target };
+                let target = if target == "FILE" {
+                    file.as_str()
+                } else {
+                    target
+                };
                 format!("ATTACH {target} AS {}", self.pick(&["m", "main", "temp"])?)
             }
             19 => {
                 let into = format!("VACUUM INTO '{}/vacuumed.db'", self.outside);
-                let s = self.pick(&["DETACH m", "VACUUM", "INTO", "ANALYZE", "REINDEX", "PRAGMA optimize"])?;
-                if s == "INTO" { into } else { s.into() }
+                let s = self.pick(&[
+                    "DETACH m",
+                    "VACUUM",
+                    "INTO",
+                    "ANALYZE",
+                    "REINDEX",
+                    "PRAGMA optimize",
+                ])?;
+                if s == "INTO" {
+                    into
+                } else {
+                    s.into()
+                }
             }
-            20 => self.pick(&["BEGIN", "BEGIN IMMEDIATE", "COMMIT", "END", "ROLLBACK", "BEGIN TRANSACTION"])?.into(),
+            20 => self
+                .pick(&[
+                    "BEGIN",
+                    "BEGIN IMMEDIATE",
+                    "COMMIT",
+                    "END",
+                    "ROLLBACK",
+                    "BEGIN TRANSACTION",
+                ])?
+                .into(),
             21 => format!(
                 "{} {}",
                 self.pick(&["SAVEPOINT", "RELEASE", "ROLLBACK TO"])?,
@@ -262,12 +420,23 @@ impl Gen<'_, '_> {
             ),
             22 => format!(
                 "ALTER TABLE {t} {}",
-                self.pick(&["RENAME TO t9", "ADD COLUMN d DEFAULT 1", "RENAME COLUMN a TO z", "DROP COLUMN c"])?
+                self.pick(&[
+                    "RENAME TO t9",
+                    "ADD COLUMN d DEFAULT 1",
+                    "RENAME COLUMN a TO z",
+                    "DROP COLUMN c"
+                ])?
             ),
             23 => format!(
                 "INSERT INTO f5(f5{}) VALUES({})",
                 self.pick(&["", ", rowid, a"])?,
-                self.pick(&["'rebuild'", "'optimize'", "'integrity-check'", "'delete', 1, 'x'", "'delete-all'"])?
+                self.pick(&[
+                    "'rebuild'",
+                    "'optimize'",
+                    "'integrity-check'",
+                    "'delete', 1, 'x'",
+                    "'delete-all'"
+                ])?
             ),
             24 => {
                 // A whole hostile request's statement.
@@ -275,13 +444,36 @@ impl Gen<'_, '_> {
                 self.u.choose(&request)?.clone()
             }
             25 => format!("{}; {}", self.dml(depth)?, self.dml(depth)?),
-            26 => self.pick(&["INSERT INTO", "SELECT FROM", "x", "CREATE TABLE (", "'unterminated", "SELECT RAISE(ROLLBACK, 'r')"])?.into(),
-            _ => format!("REPLACE INTO t0(rowid, a) VALUES(9223372036854775807, {})", self.expr(depth)?),
+            26 => self
+                .pick(&[
+                    "INSERT INTO",
+                    "SELECT FROM",
+                    "x",
+                    "CREATE TABLE (",
+                    "'unterminated",
+                    "SELECT RAISE(ROLLBACK, 'r')",
+                ])?
+                .into(),
+            _ => format!(
+                "REPLACE INTO t0(rowid, a) VALUES(9223372036854775807, {})",
+                self.expr(depth)?
+            ),
         })
     }
 
     fn dml(&mut self, depth: u8) -> Result<String> {
-        let t = self.pick(&["t0", "t1", "t2", "tw", "f5", "f4", "r1", "temp.tt", "v0", "_raftlite_state"])?;
+        let t = self.pick(&[
+            "t0",
+            "t1",
+            "t2",
+            "tw",
+            "f5",
+            "f4",
+            "r1",
+            "temp.tt",
+            "v0",
+            "_raftlite_state",
+        ])?;
         Ok(match self.u.int_in_range(0..=4)? {
             0 => format!(
                 "INSERT {}INTO {t} VALUES({}, {}, {})",
@@ -291,7 +483,12 @@ impl Gen<'_, '_> {
                 self.expr(depth)?
             ),
             1 => format!("INSERT INTO {t} {}", self.select(depth)?),
-            2 => format!("UPDATE {t} SET {} = {} WHERE {}", self.pick(COLUMNS)?, self.expr(depth)?, self.expr(depth)?),
+            2 => format!(
+                "UPDATE {t} SET {} = {} WHERE {}",
+                self.pick(COLUMNS)?,
+                self.expr(depth)?,
+                self.expr(depth)?
+            ),
             3 => format!("DELETE FROM {t} WHERE {}", self.expr(depth)?),
             _ => format!("INSERT INTO {t}(a) {} RETURNING *", self.select(depth)?),
         })
@@ -400,7 +597,7 @@ impl Replica {
         })
         .unwrap_or_else(|e| panic!("a local fault while loading: {e:#}"));
         self.conn.set_apply_inputs(None).unwrap();
-        format!("{out:?}")
+        load_answer(&out, &std::fs::read(script).unwrap_or_default())
     }
 
     fn digest(&self) -> String {
@@ -417,7 +614,8 @@ impl Replica {
 
     /// Installs `file` in place of the database (a snapshot install), on a new connection.
     fn install(&mut self, file: &Path) {
-        let placeholder = Connection::open(":memory:", raftlite_ffi::OpenFlags::READ_WRITE).unwrap();
+        let placeholder =
+            Connection::open(":memory:", raftlite_ffi::OpenFlags::READ_WRITE).unwrap();
         let mut old = std::mem::replace(&mut self.conn, placeholder);
         old.close().expect("close before the swap");
         for suffix in ["-wal", "-shm"] {
@@ -431,8 +629,13 @@ impl Replica {
     fn read(&self, request: &Request) {
         let reader = open_reader(&self.path, &settings()).expect("open a reader");
         let before = self.digest();
-        query_request(&reader, request, ResultOptions::default(), ReadLimits::steps(200_000))
-            .unwrap_or_else(|e| panic!("a local fault while reading: {e}"));
+        query_request(
+            &reader,
+            request,
+            ResultOptions::default(),
+            ReadLimits::steps(200_000),
+        )
+        .unwrap_or_else(|e| panic!("a local fault while reading: {e}"));
         assert_eq!(before, self.digest(), "a read changed the database");
     }
 }
@@ -479,9 +682,29 @@ fn answer(items: &[ExecuteItem], results: &[RequestResults]) -> String {
                     }
                 })
                 .collect();
-            format!("{outcomes:?} / {:?} / {}\n", r.error, r.ended_callers_transaction)
+            format!(
+                "{outcomes:?} / {:?} / {}\n",
+                r.error, r.ended_callers_transaction
+            )
         })
         .collect()
+}
+
+/// A load's answer as compared between replicas: its last rows are left out when the script
+/// holds an `EXPLAIN` or a `PRAGMA` (they may show the replica's physical state, as for
+/// requests: see [`answer`]; found when a load ended with `EXPLAIN CREATE TABLE ...` after B
+/// installed a snapshot).
+fn load_answer(out: &ScriptOutcome, script: &[u8]) -> String {
+    let text = String::from_utf8_lossy(script).to_ascii_uppercase();
+    match out {
+        ScriptOutcome::Done {
+            last: StatementOutcome::Rows(_),
+            statements,
+        } if text.contains("EXPLAIN") || text.contains("PRAGMA") => {
+            format!("Done {{ last: rows, statements: {statements} }}")
+        }
+        other => format!("{other:?}"),
+    }
 }
 
 /// A scratch directory of this process, emptied for each input.
@@ -576,7 +799,12 @@ fn run(data: &[u8]) -> Result<()> {
                 let by_writer = a.load(&script, env);
                 fresh_b.applied = a.applied;
                 b = fresh_b;
-                assert_eq!(by_writer, format!("{by_builder:?}"), "{}", String::from_utf8_lossy(&text));
+                assert_eq!(
+                    by_writer,
+                    load_answer(&by_builder, &text),
+                    "{}",
+                    String::from_utf8_lossy(&text)
+                );
             }
             9 => {
                 // A SQL load entry: statements as a script.
@@ -608,7 +836,10 @@ fn run(data: &[u8]) -> Result<()> {
         }
         assert_eq!(a.digest(), b.digest(), "the replicas differ");
         let leftovers: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
-        assert!(leftovers.is_empty(), "files outside the database: {leftovers:?}");
+        assert!(
+            leftovers.is_empty(),
+            "files outside the database: {leftovers:?}"
+        );
     }
     Ok(())
 }
