@@ -213,6 +213,26 @@ fn declared(table: &RouteTable, pattern: &str, method: &Method) -> Option<Access
 /// A request sent to one of the apps, answered with its status and headers.
 type Call = Box<dyn Fn(test::TestRequest) -> LocalBoxFuture<'static, ServiceResponse<BoxBody>>>;
 
+/// A request runner for one in-process app (the two ports' apps are of different types).
+fn caller<S, B>(app: Rc<S>) -> Call
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+        > + 'static,
+    B: actix_web::body::MessageBody + 'static,
+{
+    Box::new(move |req: test::TestRequest| {
+        let app = Rc::clone(&app);
+        Box::pin(async move {
+            test::call_service(&*app, req.to_request())
+                .await
+                .map_into_boxed_body()
+        })
+    })
+}
+
 thread_local! {
     /// The actix runtime the apps live on (libFuzzer runs inputs on one thread). Neither is
     /// ever dropped: at exit, dropping the apps would need the runtime's thread-local state,
@@ -247,23 +267,7 @@ thread_local! {
                 raftlite::cluster::rpc::routes().register_probe(cfg, probe);
             },
         ))));
-        let http: Call = Box::new(move |req: test::TestRequest| {
-            let app = Rc::clone(&http);
-            Box::pin(async move {
-                test::call_service(&*app, req.to_request())
-                    .await
-                    .map_into_boxed_body()
-            })
-        });
-        let raft: Call = Box::new(move |req: test::TestRequest| {
-            let app = Rc::clone(&raft);
-            Box::pin(async move {
-                test::call_service(&*app, req.to_request())
-                    .await
-                    .map_into_boxed_body()
-            })
-        });
-        ManuallyDrop::new((http, raft))
+        ManuallyDrop::new((caller(http), caller(raft)))
     });
 }
 
