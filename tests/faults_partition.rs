@@ -1,0 +1,393 @@
+//! Network partitions against a real 3-node cluster, checked for linearizability.
+//!
+//! Each scenario starts three `raftlited` processes whose node-to-node traffic goes through the
+//! fault proxy (`tests/faults/proxy.rs`), runs clients that write and read three keys on every
+//! node at every consistency level, injects its faults, heals, and then checks: the writes and
+//! the `strong` and `linearizable` reads are linearizable (todc-utils' Wing–Gong–Lowe checker,
+//! one register per key), no acknowledged write is missing on any node, and every replica
+//! holds the same content. `weak` and `none` reads are reported, not asserted. The checker's
+//! own tests show it rejects a stale read, constructed and recorded from a real cluster.
+//!
+//! `RAFTLITE_FAULTS_SEED` and `RAFTLITE_FAULTS_SECONDS` set the run (see `tests/faults/mod.rs`
+//! and `docs/faults.md`).
+
+mod common;
+mod faults;
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt as _, SeedableRng};
+
+use faults::history::{self, Level, Op, Outcome, Record};
+use faults::proxy::Cut;
+use faults::{run_scenario, FaultCluster, RunConfig};
+
+/// How long a leader cut off from the majority may keep acting as one. The nodes run with a
+/// 500 ms election timeout (`common::FAST_RAFT`).
+const LEADER_LEASE_BOUND: Duration = Duration::from_secs(5);
+
+fn rng_for(cfg: &RunConfig, salt: u64) -> StdRng {
+    StdRng::seed_from_u64(cfg.seed.wrapping_mul(7919).wrapping_add(salt))
+}
+
+fn mode(rng: &mut StdRng) -> Cut {
+    if rng.random_bool(0.5) {
+        Cut::Refuse
+    } else {
+        Cut::Blackhole
+    }
+}
+
+/// Sleeps `d`, but never past `until`.
+fn sleep_until_or(d: Duration, until: Instant) {
+    let now = Instant::now();
+    if now < until {
+        std::thread::sleep(d.min(until - now));
+    }
+}
+
+#[test]
+fn isolating_the_leader_keeps_the_history_linearizable() {
+    let cfg = RunConfig::from_env();
+    let cluster = FaultCluster::start(3);
+    let outcomes = run_scenario("isolate the leader", &cluster, &cfg, 1, |c, log| {
+        let mut rng = rng_for(&cfg, 1);
+        let end = Instant::now() + cfg.fault_time;
+        // Rounds of: cut the current leader off, hold, heal, let it settle.
+        for _round in 0..10 {
+            if Instant::now() >= end {
+                break;
+            }
+            let Some(leader) = c.leader(Duration::from_secs(10)) else {
+                continue;
+            };
+            let m = mode(&mut rng);
+            c.net.isolate(&[leader], m);
+            log.push(format!("isolate leader node{} ({m:?})", leader + 1));
+            sleep_until_or(Duration::from_millis(rng.random_range(3000..6000)), end);
+            c.net.heal_all();
+            log.push("heal all");
+            sleep_until_or(Duration::from_secs(2), end);
+        }
+    });
+    outcomes.assert_sound(&cluster);
+}
+
+#[test]
+fn isolating_a_follower_keeps_the_history_linearizable() {
+    let cfg = RunConfig::from_env();
+    let cluster = FaultCluster::start(3);
+    let outcomes = run_scenario("isolate a follower", &cluster, &cfg, 2, |c, log| {
+        let mut rng = rng_for(&cfg, 2);
+        let end = Instant::now() + cfg.fault_time;
+        for _round in 0..10 {
+            if Instant::now() >= end {
+                break;
+            }
+            let Some(leader) = c.leader(Duration::from_secs(10)) else {
+                continue;
+            };
+            let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+            let follower = followers[rng.random_range(0..followers.len())];
+            let m = mode(&mut rng);
+            c.net.isolate(&[follower], m);
+            log.push(format!("isolate follower node{} ({m:?})", follower + 1));
+            sleep_until_or(Duration::from_millis(rng.random_range(3000..6000)), end);
+            c.net.heal_all();
+            log.push("heal all");
+            sleep_until_or(Duration::from_secs(2), end);
+        }
+    });
+    outcomes.assert_sound(&cluster);
+}
+
+#[test]
+fn splitting_one_from_two_and_healing_keeps_the_history_linearizable() {
+    let cfg = RunConfig::from_env();
+    let cluster = FaultCluster::start(3);
+    let outcomes = run_scenario("split 1|2 and heal", &cluster, &cfg, 3, |c, log| {
+        let mut rng = rng_for(&cfg, 3);
+        let end = Instant::now() + cfg.fault_time;
+        for _round in 0..20 {
+            if Instant::now() >= end {
+                break;
+            }
+            // Any node, leader or not: the seed decides.
+            let alone = rng.random_range(0..3);
+            let m = mode(&mut rng);
+            c.net.isolate(&[alone], m);
+            log.push(format!("split node{} | rest ({m:?})", alone + 1));
+            sleep_until_or(Duration::from_millis(rng.random_range(1000..4000)), end);
+            c.net.heal_all();
+            log.push("heal all");
+            sleep_until_or(Duration::from_millis(rng.random_range(500..2000)), end);
+        }
+    });
+    outcomes.assert_sound(&cluster);
+}
+
+#[test]
+fn flapping_links_keep_the_history_linearizable() {
+    let cfg = RunConfig::from_env();
+    let cluster = FaultCluster::start(3);
+    let outcomes = run_scenario("flap links", &cluster, &cfg, 4, |c, log| {
+        let mut rng = rng_for(&cfg, 4);
+        let end = Instant::now() + cfg.fault_time;
+        for _flap in 0..100 {
+            if Instant::now() >= end {
+                break;
+            }
+            // A new random set of directed cuts every 0.5 to 2.5 s: some links one way only.
+            c.net.heal_all();
+            let mut cut = Vec::new();
+            for from in 0..3 {
+                for to in 0..3 {
+                    if from != to && rng.random_bool(0.3) {
+                        c.net.cut(from, to, mode(&mut rng));
+                        cut.push(format!("{}->{}", from + 1, to + 1));
+                    }
+                }
+            }
+            log.push(format!("flap: cut [{}]", cut.join(" ")));
+            sleep_until_or(Duration::from_millis(rng.random_range(500..2500)), end);
+        }
+    });
+    outcomes.assert_sound(&cluster);
+}
+
+#[test]
+fn one_way_loss_from_the_leader_keeps_the_history_linearizable() {
+    let cfg = RunConfig::from_env();
+    let cluster = FaultCluster::start(3);
+    let outcomes = run_scenario("one-way loss from the leader", &cluster, &cfg, 5, |c, log| {
+        let mut rng = rng_for(&cfg, 5);
+        let end = Instant::now() + cfg.fault_time;
+        for _round in 0..10 {
+            if Instant::now() >= end {
+                break;
+            }
+            let Some(leader) = c.leader(Duration::from_secs(10)) else {
+                continue;
+            };
+            // The leader cannot call the others; they can still call it (votes, forwarded
+            // requests, probes reach it).
+            let m = mode(&mut rng);
+            for other in (0..3).filter(|&i| i != leader) {
+                c.net.cut(leader, other, m);
+            }
+            log.push(format!("cut node{} -> others, one way ({m:?})", leader + 1));
+            sleep_until_or(Duration::from_millis(rng.random_range(3000..6000)), end);
+            c.net.heal_all();
+            log.push("heal all");
+            sleep_until_or(Duration::from_secs(2), end);
+        }
+    });
+    outcomes.assert_sound(&cluster);
+}
+
+/// One read at `level` on node `i`, with the time it took.
+fn read_on(
+    cluster: &FaultCluster,
+    i: usize,
+    key: usize,
+    level: Level,
+    timeout: Duration,
+) -> (Outcome, Duration) {
+    let http = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    let outcome = faults::workload::perform(
+        &http,
+        &cluster.nodes[i].http_addr,
+        Op::Read { key, level },
+    );
+    (outcome, started.elapsed())
+}
+
+#[test]
+fn an_isolated_leader_stops_leading_and_its_linearizable_reads_fail_in_bounded_time() {
+    let cluster = FaultCluster::start(3);
+    cluster.nodes[0].execute(faults::workload::SCHEMA);
+    let leader = cluster.leader(Duration::from_secs(10)).expect("a leader");
+    cluster.net.isolate(&[leader], Cut::Refuse);
+    let cut_at = Instant::now();
+
+    // Within the bound, the old leader stops saying it leads: /readyz, /status and weak reads.
+    let node = &cluster.nodes[leader];
+    let stepped_down = common::wait_until(LEADER_LEASE_BOUND, || {
+        let status = node.get("/status").json();
+        node.get("/readyz").status == 503
+            && status["store"]["leader"]["node_id"] != format!("node{}", leader + 1)
+    });
+    let status = node.get("/status").json();
+    assert!(
+        stepped_down,
+        "node{} still acts as leader {:?} after being cut off: /readyz {:?}, /status \
+         store.leader {}, store.raft.state {}",
+        leader + 1,
+        cut_at.elapsed(),
+        node.get("/readyz").body,
+        status["store"]["leader"],
+        status["store"]["raft"]["state"],
+    );
+    let (weak, _) = read_on(&cluster, leader, 0, Level::Weak, Duration::from_secs(10));
+    assert!(
+        !matches!(weak, Outcome::Read(_)),
+        "a weak read on the cut-off leader succeeded: {weak:?}"
+    );
+
+    // Strong and linearizable reads end, in bounded time, without a value.
+    for level in [Level::Strong, Level::Linearizable] {
+        let (outcome, took) = read_on(&cluster, leader, 0, level, Duration::from_secs(30));
+        assert!(
+            !matches!(outcome, Outcome::Read(_)),
+            "a {} read on the cut-off leader succeeded: {outcome:?}",
+            level.as_str()
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "a {} read on the cut-off leader took {took:?} ({outcome:?})",
+            level.as_str()
+        );
+    }
+
+    // The majority side elected a leader meanwhile and serves linearizable reads.
+    let majority: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let served = common::wait_until(Duration::from_secs(15), || {
+        majority.iter().any(|&i| {
+            matches!(
+                read_on(&cluster, i, 0, Level::Linearizable, Duration::from_secs(5)).0,
+                Outcome::Read(_)
+            )
+        })
+    });
+    assert!(served, "the majority side never served a linearizable read\n{}", cluster.logs());
+}
+
+/// Builds a record for the constructed histories below.
+fn record(process: usize, op: Op, call_ms: u64, ret_ms: u64, outcome: Outcome, t0: Instant) -> Record {
+    Record {
+        process,
+        node: 0,
+        op,
+        call: t0 + Duration::from_millis(call_ms),
+        ret: t0 + Duration::from_millis(ret_ms),
+        outcome,
+    }
+}
+
+#[test]
+fn the_checker_rejects_a_stale_read_and_accepts_a_concurrent_one() {
+    let t0 = Instant::now();
+    let w = |v| Op::Write { key: 0, value: v };
+    let r = |level| Op::Read { key: 0, level };
+    // p0 writes 1, then 2; p1 reads 1 strictly after the write of 2 returned: stale.
+    let stale = vec![
+        record(0, w(1), 0, 10, Outcome::Written, t0),
+        record(0, w(2), 20, 30, Outcome::Written, t0),
+        record(1, r(Level::Strong), 40, 50, Outcome::Read(Some(1)), t0),
+    ];
+    let report = history::check(&stale, 1, 10);
+    assert_eq!(report.violating_keys, vec![0], "{}", report.summary());
+
+    // The same read overlapping the write of 2 may see either value.
+    let concurrent = vec![
+        record(0, w(1), 0, 10, Outcome::Written, t0),
+        record(0, w(2), 20, 60, Outcome::Written, t0),
+        record(1, r(Level::Strong), 40, 50, Outcome::Read(Some(1)), t0),
+    ];
+    let report = history::check(&concurrent, 1, 10);
+    assert!(report.violating_keys.is_empty(), "{}", report.summary());
+
+    // A write whose outcome is unknown may have taken effect at any time after its call...
+    let unknown_then_seen = vec![
+        record(0, w(1), 0, 10, Outcome::Written, t0),
+        record(1, w(2), 20, 30, Outcome::Unknown("timeout".into()), t0),
+        record(2, r(Level::Strong), 100, 110, Outcome::Read(Some(2)), t0),
+        record(2, r(Level::Strong), 120, 130, Outcome::Read(Some(2)), t0),
+    ];
+    let report = history::check(&unknown_then_seen, 1, 10);
+    assert!(report.violating_keys.is_empty(), "{}", report.summary());
+    // ...or never; but not taken back once seen.
+    let unknown_flickers = vec![
+        record(0, w(1), 0, 10, Outcome::Written, t0),
+        record(1, w(2), 20, 30, Outcome::Unknown("timeout".into()), t0),
+        record(2, r(Level::Strong), 100, 110, Outcome::Read(Some(2)), t0),
+        record(2, r(Level::Strong), 120, 130, Outcome::Read(Some(1)), t0),
+    ];
+    let report = history::check(&unknown_flickers, 1, 10);
+    assert_eq!(report.violating_keys, vec![0], "{}", report.summary());
+
+    // A stale read at `none` is reported as stale, not as a violation.
+    let stale_none = vec![
+        record(0, w(1), 0, 10, Outcome::Written, t0),
+        record(0, w(2), 20, 30, Outcome::Written, t0),
+        record(1, r(Level::None), 40, 50, Outcome::Read(Some(1)), t0),
+    ];
+    let report = history::check(&stale_none, 1, 10);
+    assert!(report.violating_keys.is_empty(), "{}", report.summary());
+    assert_eq!(report.stale_reads.get(&Level::None), Some(&1), "{}", report.summary());
+}
+
+#[test]
+fn the_checker_catches_a_stale_read_served_by_a_partitioned_old_leader() {
+    let cluster = FaultCluster::start(3);
+    cluster.nodes[0].execute(faults::workload::SCHEMA);
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let mut records = Vec::new();
+    let op = |process: usize, node: usize, op: Op, records: &mut Vec<Record>| {
+        let call = Instant::now();
+        let outcome = faults::workload::perform(&http, &cluster.nodes[node].http_addr, op);
+        records.push(Record {
+            process,
+            node,
+            op,
+            call,
+            ret: Instant::now(),
+            outcome: outcome.clone(),
+        });
+        outcome
+    };
+    let old_leader = cluster.leader(Duration::from_secs(10)).expect("a leader");
+    // Acknowledged by the leader, so applied there: its value is what the leader will serve.
+    let first = 1;
+    assert_eq!(
+        op(0, old_leader, Op::Write { key: 0, value: first }, &mut records),
+        Outcome::Written
+    );
+    cluster.net.isolate(&[old_leader], Cut::Refuse);
+    let majority: Vec<usize> = (0..3).filter(|&i| i != old_leader).collect();
+    // The majority elects a new leader and takes a new write. Until it has one, attempts fail;
+    // each is recorded, as a new process when its outcome is unknown.
+    let second = 2;
+    let mut process = 1;
+    let written = common::wait_until(Duration::from_secs(20), || {
+        process += 1;
+        op(process, majority[0], Op::Write { key: 0, value: second }, &mut records)
+            == Outcome::Written
+    });
+    assert!(written, "the majority side took no write\n{}", cluster.logs());
+    // The cut-off node still answers `none` reads, from its old state: stale on purpose.
+    let seen = op(process + 1, old_leader, Op::Read { key: 0, level: Level::None }, &mut records);
+    assert_eq!(seen, Outcome::Read(Some(first)), "the old leader's local value");
+    cluster.net.heal_all();
+
+    // Recorded as a `none` read, it is reported stale and is no violation...
+    let report = history::check(&records, 1, 10);
+    assert!(report.violating_keys.is_empty(), "{}", report.summary());
+    assert_eq!(report.stale_reads.get(&Level::None), Some(&1), "{}", report.summary());
+    // ...and passed off as a linearizable read, the checker rejects the history.
+    for r in &mut records {
+        if let Op::Read { level, .. } = &mut r.op {
+            *level = Level::Linearizable;
+        }
+    }
+    let report = history::check(&records, 1, 10);
+    assert_eq!(report.violating_keys, vec![0], "{}", report.summary());
+}
