@@ -364,13 +364,12 @@ fn the_checker_catches_a_stale_read_served_by_a_partitioned_old_leader() {
     cluster.net.isolate(&[old_leader], Cut::Refuse);
     let majority: Vec<usize> = (0..3).filter(|&i| i != old_leader).collect();
     // The majority elects a new leader and takes a new write. Until it has one, attempts fail;
-    // each is recorded, as a new process when its outcome is unknown.
-    let second = 2;
+    // each is recorded (with a value of its own), as a new process when its outcome is unknown.
     let mut process = 1;
     let written = common::wait_until(Duration::from_secs(20), || {
         process += 1;
-        op(process, majority[0], Op::Write { key: 0, value: second }, &mut records)
-            == Outcome::Written
+        let value = 100 + process as u64;
+        op(process, majority[0], Op::Write { key: 0, value }, &mut records) == Outcome::Written
     });
     assert!(written, "the majority side took no write\n{}", cluster.logs());
     // The cut-off node still answers `none` reads, from its old state: stale on purpose.

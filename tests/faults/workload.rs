@@ -160,7 +160,8 @@ pub fn perform(http: &reqwest::blocking::Client, addr: &str, op: Op) -> Outcome 
                     None => Outcome::Written,
                     Some(e) => Outcome::Unknown(e),
                 },
-                Err(e) => Outcome::Unknown(e),
+                Err(Failure::Definite(e)) => Outcome::Failed(e),
+                Err(Failure::Unknown(e)) => Outcome::Unknown(e),
             }
         }
         Op::Read { key, level } => {
@@ -177,21 +178,43 @@ pub fn perform(http: &reqwest::blocking::Client, addr: &str, op: Op) -> Outcome 
                         Err(e) => Outcome::Failed(e),
                     },
                 },
-                Err(e) => Outcome::Failed(e),
+                Err(Failure::Definite(e) | Failure::Unknown(e)) => Outcome::Failed(e),
             }
         }
     }
 }
 
+/// Why a request has no 200 answer, and whether a write in it surely had no effect.
+enum Failure {
+    /// Nothing was applied: the node was not reached, or it answered `leader not found`,
+    /// which a node answers only when no node took the write (it had no leader to forward
+    /// to, or a forwarded write reached a node that does not lead; openraft only fails an
+    /// entry it appended when a new leader's log has removed it).
+    Definite(String),
+    /// The write may have been applied.
+    Unknown(String),
+}
+
 /// The JSON of a 200 answer, or why there is none.
-fn answer(sent: reqwest::Result<reqwest::blocking::Response>) -> Result<serde_json::Value, String> {
-    let resp = sent.map_err(|e| format!("{e}"))?;
+fn answer(sent: reqwest::Result<reqwest::blocking::Response>) -> Result<serde_json::Value, Failure> {
+    let resp = sent.map_err(|e| {
+        if e.is_connect() {
+            Failure::Definite(format!("{e}"))
+        } else {
+            Failure::Unknown(format!("{e}"))
+        }
+    })?;
     let status = resp.status().as_u16();
-    let text = resp.text().map_err(|e| format!("read the answer: {e}"))?;
-    if status != 200 {
-        return Err(format!("HTTP {status}: {}", text.trim()));
+    let text = resp
+        .text()
+        .map_err(|e| Failure::Unknown(format!("read the answer: {e}")))?;
+    if status == 503 && text.trim() == "leader not found" {
+        return Err(Failure::Definite(format!("HTTP {status}: {}", text.trim())));
     }
-    serde_json::from_str(&text).map_err(|e| format!("not JSON ({e}): {text}"))
+    if status != 200 {
+        return Err(Failure::Unknown(format!("HTTP {status}: {}", text.trim())));
+    }
+    serde_json::from_str(&text).map_err(|e| Failure::Unknown(format!("not JSON ({e}): {text}")))
 }
 
 /// The request-level or first statement's error, if any.
