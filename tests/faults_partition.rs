@@ -409,3 +409,20 @@ fn the_checker_catches_a_stale_read_served_by_a_partitioned_old_leader() {
     let report = history::check(&records, 1, 10);
     assert_eq!(report.violating_keys, vec![0], "{}", report.summary());
 }
+
+#[test]
+fn a_one_way_cut_stops_the_calls_of_one_node_to_another_only() {
+    let cluster = FaultCluster::start(3);
+    // Node 1 can no longer call node 2; node 2 still calls node 1.
+    cluster.net.cut(0, 1, Cut::Refuse);
+    let reachable = |from: usize, to: usize| {
+        cluster.nodes[from].get("/nodes?timeout=2s").json()[format!("node{}", to + 1)]
+            ["reachable"]
+            .as_bool()
+    };
+    assert_eq!(reachable(0, 1), Some(false), "node1 -> node2 is cut");
+    assert_eq!(reachable(1, 0), Some(true), "node2 -> node1 is not");
+    assert_eq!(reachable(0, 2), Some(true), "node1 -> node3 is not");
+    cluster.net.heal(0, 1);
+    assert_eq!(reachable(0, 1), Some(true), "healed");
+}

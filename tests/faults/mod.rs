@@ -187,6 +187,8 @@ pub struct Outcomes {
     pub divergent: usize,
     pub start: Instant,
     pub keys: usize,
+    /// What the proxy did (connections forwarded, severed, refused, blackholed).
+    pub proxy: String,
 }
 
 impl Outcomes {
@@ -202,6 +204,7 @@ impl Outcomes {
             self.acknowledged_lost,
             self.divergent,
         );
+        let _ = writeln!(s, "  proxy: {}", self.proxy);
         for f in &self.faults {
             let _ = writeln!(s, "  {:>7.3}s {}", f.at.as_secs_f64(), f.what);
         }
@@ -290,7 +293,12 @@ pub fn run_scenario(
         let outcome = workload::perform(&http, &cluster.nodes[leader].http_addr, op);
         assert!(
             matches!(outcome, Outcome::Read(_)),
-            "final read of key {key}: {outcome:?}"
+            "final read of key {key} on node{}: {outcome:?}\nstatus: {}\n{}",
+            leader + 1,
+            (0..cluster.nodes.len())
+                .map(|i| format!("{}\n", cluster.status(i)["store"]))
+                .collect::<String>(),
+            cluster.logs()
         );
         records.push(Record {
             process: final_process,
@@ -313,6 +321,7 @@ pub fn run_scenario(
         divergent,
         start,
         keys,
+        proxy: cluster.net.counters().summary(),
     }
 }
 
