@@ -295,8 +295,8 @@ mod tests {
         // Without a reserve it copies, and the file is the caller's.
         let plain = Backups::new(BackupOptions::in_dir(dir.path().to_path_buf()));
         plain.snapshot_copy(&db, dest.clone()).await.unwrap();
-        let copy = raftlite_ffi::Connection::open(&dest, raftlite_ffi::OpenFlags::READ_ONLY)
-            .unwrap();
+        let copy =
+            raftlite_ffi::Connection::open(&dest, raftlite_ffi::OpenFlags::READ_ONLY).unwrap();
         assert_eq!(copy.query_i64("SELECT x FROM t").unwrap(), Some(1));
     }
 }
