@@ -27,6 +27,9 @@ use faults::{run_scenario, FaultCluster, RunConfig};
 /// 500 ms election timeout (`common::FAST_RAFT`).
 const LEADER_LEASE_BOUND: Duration = Duration::from_secs(5);
 
+/// A fault round is not started with less than this left of the fault time.
+const MIN_ROUND: Duration = Duration::from_secs(2);
+
 fn rng_for(cfg: &RunConfig, salt: u64) -> StdRng {
     StdRng::seed_from_u64(cfg.seed.wrapping_mul(7919).wrapping_add(salt))
 }
@@ -56,7 +59,7 @@ fn isolating_the_leader_keeps_the_history_linearizable() {
         let end = Instant::now() + cfg.fault_time;
         // Rounds of: cut the current leader off, hold, heal, let it settle.
         for _round in 0..10 {
-            if Instant::now() >= end {
+            if Instant::now() + MIN_ROUND >= end {
                 break;
             }
             let Some(leader) = c.leader(Duration::from_secs(10)) else {
@@ -82,7 +85,7 @@ fn isolating_a_follower_keeps_the_history_linearizable() {
         let mut rng = rng_for(&cfg, 2);
         let end = Instant::now() + cfg.fault_time;
         for _round in 0..10 {
-            if Instant::now() >= end {
+            if Instant::now() + MIN_ROUND >= end {
                 break;
             }
             let Some(leader) = c.leader(Duration::from_secs(10)) else {
@@ -110,7 +113,7 @@ fn splitting_one_from_two_and_healing_keeps_the_history_linearizable() {
         let mut rng = rng_for(&cfg, 3);
         let end = Instant::now() + cfg.fault_time;
         for _round in 0..20 {
-            if Instant::now() >= end {
+            if Instant::now() + MIN_ROUND >= end {
                 break;
             }
             // Any node, leader or not: the seed decides.
@@ -135,7 +138,7 @@ fn flapping_links_keep_the_history_linearizable() {
         let mut rng = rng_for(&cfg, 4);
         let end = Instant::now() + cfg.fault_time;
         for _flap in 0..100 {
-            if Instant::now() >= end {
+            if Instant::now() + MIN_ROUND >= end {
                 break;
             }
             // A new random set of directed cuts every 0.5 to 2.5 s: some links one way only.
@@ -160,29 +163,35 @@ fn flapping_links_keep_the_history_linearizable() {
 fn one_way_loss_from_the_leader_keeps_the_history_linearizable() {
     let cfg = RunConfig::from_env();
     let cluster = FaultCluster::start(3);
-    let outcomes = run_scenario("one-way loss from the leader", &cluster, &cfg, 5, |c, log| {
-        let mut rng = rng_for(&cfg, 5);
-        let end = Instant::now() + cfg.fault_time;
-        for _round in 0..10 {
-            if Instant::now() >= end {
-                break;
+    let outcomes = run_scenario(
+        "one-way loss from the leader",
+        &cluster,
+        &cfg,
+        5,
+        |c, log| {
+            let mut rng = rng_for(&cfg, 5);
+            let end = Instant::now() + cfg.fault_time;
+            for _round in 0..10 {
+                if Instant::now() + MIN_ROUND >= end {
+                    break;
+                }
+                let Some(leader) = c.leader(Duration::from_secs(10)) else {
+                    continue;
+                };
+                // The leader cannot call the others; they can still call it (votes, forwarded
+                // requests, probes reach it).
+                let m = mode(&mut rng);
+                for other in (0..3).filter(|&i| i != leader) {
+                    c.net.cut(leader, other, m);
+                }
+                log.push(format!("cut node{} -> others, one way ({m:?})", leader + 1));
+                sleep_until_or(Duration::from_millis(rng.random_range(3000..6000)), end);
+                c.net.heal_all();
+                log.push("heal all");
+                sleep_until_or(Duration::from_secs(2), end);
             }
-            let Some(leader) = c.leader(Duration::from_secs(10)) else {
-                continue;
-            };
-            // The leader cannot call the others; they can still call it (votes, forwarded
-            // requests, probes reach it).
-            let m = mode(&mut rng);
-            for other in (0..3).filter(|&i| i != leader) {
-                c.net.cut(leader, other, m);
-            }
-            log.push(format!("cut node{} -> others, one way ({m:?})", leader + 1));
-            sleep_until_or(Duration::from_millis(rng.random_range(3000..6000)), end);
-            c.net.heal_all();
-            log.push("heal all");
-            sleep_until_or(Duration::from_secs(2), end);
-        }
-    });
+        },
+    );
     outcomes.assert_sound(&cluster);
 }
 
@@ -199,11 +208,8 @@ fn read_on(
         .build()
         .expect("client");
     let started = Instant::now();
-    let outcome = faults::workload::perform(
-        &http,
-        &cluster.nodes[i].http_addr,
-        Op::Read { key, level },
-    );
+    let outcome =
+        faults::workload::perform(&http, &cluster.nodes[i].http_addr, Op::Read { key, level });
     (outcome, started.elapsed())
 }
 
@@ -283,11 +289,22 @@ fn an_isolated_leader_stops_leading_and_its_linearizable_reads_fail_in_bounded_t
             )
         })
     });
-    assert!(served, "the majority side never served a linearizable read\n{}", cluster.logs());
+    assert!(
+        served,
+        "the majority side never served a linearizable read\n{}",
+        cluster.logs()
+    );
 }
 
 /// Builds a record for the constructed histories below.
-fn record(process: usize, op: Op, call_ms: u64, ret_ms: u64, outcome: Outcome, t0: Instant) -> Record {
+fn record(
+    process: usize,
+    op: Op,
+    call_ms: u64,
+    ret_ms: u64,
+    outcome: Outcome,
+    t0: Instant,
+) -> Record {
     Record {
         process,
         node: 0,
@@ -348,7 +365,12 @@ fn the_checker_rejects_a_stale_read_and_accepts_a_concurrent_one() {
     ];
     let report = history::check(&stale_none, 1, 10);
     assert!(report.violating_keys.is_empty(), "{}", report.summary());
-    assert_eq!(report.stale_reads.get(&Level::None), Some(&1), "{}", report.summary());
+    assert_eq!(
+        report.stale_reads.get(&Level::None),
+        Some(&1),
+        "{}",
+        report.summary()
+    );
 }
 
 #[test]
@@ -377,7 +399,15 @@ fn the_checker_catches_a_stale_read_served_by_a_partitioned_old_leader() {
     // Acknowledged by the leader, so applied there: its value is what the leader will serve.
     let first = 1;
     assert_eq!(
-        op(0, old_leader, Op::Write { key: 0, value: first }, &mut records),
+        op(
+            0,
+            old_leader,
+            Op::Write {
+                key: 0,
+                value: first
+            },
+            &mut records
+        ),
         Outcome::Written
     );
     cluster.net.isolate(&[old_leader], Cut::Refuse);
@@ -388,18 +418,44 @@ fn the_checker_catches_a_stale_read_served_by_a_partitioned_old_leader() {
     let written = common::wait_until(Duration::from_secs(20), || {
         process += 1;
         let value = 100 + process as u64;
-        op(process, majority[0], Op::Write { key: 0, value }, &mut records) == Outcome::Written
+        op(
+            process,
+            majority[0],
+            Op::Write { key: 0, value },
+            &mut records,
+        ) == Outcome::Written
     });
-    assert!(written, "the majority side took no write\n{}", cluster.logs());
+    assert!(
+        written,
+        "the majority side took no write\n{}",
+        cluster.logs()
+    );
     // The cut-off node still answers `none` reads, from its old state: stale on purpose.
-    let seen = op(process + 1, old_leader, Op::Read { key: 0, level: Level::None }, &mut records);
-    assert_eq!(seen, Outcome::Read(Some(first)), "the old leader's local value");
+    let seen = op(
+        process + 1,
+        old_leader,
+        Op::Read {
+            key: 0,
+            level: Level::None,
+        },
+        &mut records,
+    );
+    assert_eq!(
+        seen,
+        Outcome::Read(Some(first)),
+        "the old leader's local value"
+    );
     cluster.net.heal_all();
 
     // Recorded as a `none` read, it is reported stale and is no violation...
     let report = history::check(&records, 1, 10);
     assert!(report.violating_keys.is_empty(), "{}", report.summary());
-    assert_eq!(report.stale_reads.get(&Level::None), Some(&1), "{}", report.summary());
+    assert_eq!(
+        report.stale_reads.get(&Level::None),
+        Some(&1),
+        "{}",
+        report.summary()
+    );
     // ...and passed off as a linearizable read, the checker rejects the history.
     for r in &mut records {
         if let Op::Read { level, .. } = &mut r.op {
@@ -416,8 +472,7 @@ fn a_one_way_cut_stops_the_calls_of_one_node_to_another_only() {
     // Node 1 can no longer call node 2; node 2 still calls node 1.
     cluster.net.cut(0, 1, Cut::Refuse);
     let reachable = |from: usize, to: usize| {
-        cluster.nodes[from].get("/nodes?timeout=2s").json()[format!("node{}", to + 1)]
-            ["reachable"]
+        cluster.nodes[from].get("/nodes?timeout=2s").json()[format!("node{}", to + 1)]["reachable"]
             .as_bool()
     };
     assert_eq!(reachable(0, 1), Some(false), "node1 -> node2 is cut");

@@ -28,6 +28,7 @@ use todc_utils::{Action, History, WGLChecker};
 /// A register holding the value of one key: `None` while the key has no row.
 type KeySpec = RegisterSpecification<Option<u64>>;
 type Checker = WGLChecker<KeySpec>;
+type KeyOp = RegisterOperation<Option<u64>>;
 
 /// The read consistency levels of rqlite's API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -138,9 +139,9 @@ impl Report {
 }
 
 /// Builds the checker's history for `records` (all on one key).
-fn history_of(records: &[&Record]) -> Option<History<RegisterOperation<Option<u64>>>> {
+fn history_of(records: &[&Record]) -> Option<History<KeyOp>> {
     // (time, order at equal times: calls first, so ops that touch in time count as concurrent)
-    let mut events: Vec<(Instant, u8, usize, Action<RegisterOperation<Option<u64>>>)> = Vec::new();
+    let mut events: Vec<(Instant, u8, usize, Action<KeyOp>)> = Vec::new();
     let mut pending = Vec::new();
     // An unknown write that no read saw can be left out: if it took effect, the next write
     // hid it before any read, so removing it leaves a valid order, and if it did not, there
@@ -156,16 +157,44 @@ fn history_of(records: &[&Record]) -> Option<History<RegisterOperation<Option<u6
     for r in records {
         match (&r.op, &r.outcome) {
             (Op::Write { value, .. }, Outcome::Written) => {
-                events.push((r.call, 0, r.process, Action::Call(RegisterOperation::Write(Some(*value)))));
-                events.push((r.ret, 1, r.process, Action::Response(RegisterOperation::Write(Some(*value)))));
+                events.push((
+                    r.call,
+                    0,
+                    r.process,
+                    Action::Call(RegisterOperation::Write(Some(*value))),
+                ));
+                events.push((
+                    r.ret,
+                    1,
+                    r.process,
+                    Action::Response(RegisterOperation::Write(Some(*value))),
+                ));
             }
             (Op::Write { value, .. }, Outcome::Unknown(_)) if observed.contains(&Some(*value)) => {
-                events.push((r.call, 0, r.process, Action::Call(RegisterOperation::Write(Some(*value)))));
-                pending.push((r.process, Action::Response(RegisterOperation::Write(Some(*value)))));
+                events.push((
+                    r.call,
+                    0,
+                    r.process,
+                    Action::Call(RegisterOperation::Write(Some(*value))),
+                ));
+                pending.push((
+                    r.process,
+                    Action::Response(RegisterOperation::Write(Some(*value))),
+                ));
             }
             (Op::Read { .. }, Outcome::Read(v)) => {
-                events.push((r.call, 0, r.process, Action::Call(RegisterOperation::Read(None))));
-                events.push((r.ret, 1, r.process, Action::Response(RegisterOperation::Read(Some(*v)))));
+                events.push((
+                    r.call,
+                    0,
+                    r.process,
+                    Action::Call(RegisterOperation::Read(None)),
+                ));
+                events.push((
+                    r.ret,
+                    1,
+                    r.process,
+                    Action::Response(RegisterOperation::Read(Some(*v))),
+                ));
             }
             // A failed write or read had no effect and saw nothing.
             _ => {}
@@ -218,7 +247,9 @@ pub fn check(records: &[Record], keys: usize, weak_budget: usize) -> Report {
             continue;
         }
         for r in records.iter().filter(|r| r.op.key() == key) {
-            let Op::Read { level, .. } = r.op else { continue };
+            let Op::Read { level, .. } = r.op else {
+                continue;
+            };
             if level.is_linearizable() || !matches!(r.outcome, Outcome::Read(_)) || budget == 0 {
                 continue;
             }

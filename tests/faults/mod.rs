@@ -231,12 +231,14 @@ impl Outcomes {
             );
         }
         assert_eq!(
-            self.acknowledged_lost, 0,
+            self.acknowledged_lost,
+            0,
             "{summary}\nacknowledged writes lost\n{}",
             cluster.logs()
         );
         assert_eq!(
-            self.divergent, 1,
+            self.divergent,
+            1,
             "{summary}\nreplicas differ after healing\n{}",
             cluster.logs()
         );
@@ -275,7 +277,11 @@ pub fn run_scenario(
     let recovered = cluster.leader(Duration::from_secs(30)).is_some();
     std::thread::sleep(Duration::from_secs(2));
     let mut records = workload.finish();
-    assert!(recovered, "no single leader 30 s after healing\n{}", cluster.logs());
+    assert!(
+        recovered,
+        "no single leader 30 s after healing\n{}",
+        cluster.logs()
+    );
     // A final strong read of every key on the leader, recorded like the others: it pins the
     // end state the whole history must explain.
     let leader = cluster.leader(Duration::from_secs(30)).expect("a leader");

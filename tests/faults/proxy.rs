@@ -139,7 +139,9 @@ impl FaultNet {
                 let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy listener");
                 addrs.push(listener.local_addr().expect("proxy listener address"));
                 let shared = Arc::clone(&shared);
-                acceptors.push(std::thread::spawn(move || accept_loop(listener, to, kind, shared)));
+                acceptors.push(std::thread::spawn(move || {
+                    accept_loop(listener, to, kind, shared)
+                }));
             }
             listen.push((addrs[0], addrs[1]));
         }
@@ -312,9 +314,9 @@ fn caller_of(conn: &TcpStream, shared: &Shared) -> Option<usize> {
                 continue;
             };
             let Ok(fds) = process.fd() else { continue };
-            let holds = fds.flatten().any(|fd| {
-                matches!(fd.target, procfs::process::FDTarget::Socket(s) if s == inode)
-            });
+            let holds = fds
+                .flatten()
+                .any(|fd| matches!(fd.target, procfs::process::FDTarget::Socket(s) if s == inode));
             if holds {
                 return Some(i);
             }
@@ -345,10 +347,7 @@ fn upstream_of(to: usize, kind: PortKind, shared: &Shared) -> Option<SocketAddr>
 fn handle(conn: TcpStream, to: usize, kind: PortKind, shared: Arc<Shared>) {
     let _ = conn.set_nodelay(true);
     let Some(from) = caller_of(&conn, &shared) else {
-        shared
-            .counters
-            .unidentified
-            .fetch_add(1, Ordering::Relaxed);
+        shared.counters.unidentified.fetch_add(1, Ordering::Relaxed);
         return;
     };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);

@@ -148,7 +148,11 @@ pub fn perform(http: &reqwest::blocking::Client, addr: &str, op: Op) -> Outcome 
     match op {
         Op::Write { key, value } => {
             let body = serde_json::json!([
-                ["INSERT OR REPLACE INTO kv(k, v) VALUES(?, ?)", key_name(key), value],
+                [
+                    "INSERT OR REPLACE INTO kv(k, v) VALUES(?, ?)",
+                    key_name(key),
+                    value
+                ],
                 ["INSERT INTO acked(v) VALUES(?)", value],
             ]);
             let sent = http
@@ -196,7 +200,9 @@ enum Failure {
 }
 
 /// The JSON of a 200 answer, or why there is none.
-fn answer(sent: reqwest::Result<reqwest::blocking::Response>) -> Result<serde_json::Value, Failure> {
+fn answer(
+    sent: reqwest::Result<reqwest::blocking::Response>,
+) -> Result<serde_json::Value, Failure> {
     let resp = sent.map_err(|e| {
         if e.is_connect() {
             Failure::Definite(format!("{e}"))
