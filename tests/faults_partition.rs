@@ -326,7 +326,7 @@ fn the_checker_rejects_a_stale_read_and_accepts_a_concurrent_one() {
         record(0, w(2), 20, 30, Outcome::Written, t0),
         record(1, r(Level::Strong), 40, 50, Outcome::Read(Some(1)), t0),
     ];
-    let report = history::check(&stale, 1, 10);
+    let report = history::check(&stale, 1, Duration::from_secs(10));
     assert_eq!(report.violating_keys, vec![0], "{}", report.summary());
 
     // The same read overlapping the write of 2 may see either value.
@@ -335,7 +335,7 @@ fn the_checker_rejects_a_stale_read_and_accepts_a_concurrent_one() {
         record(0, w(2), 20, 60, Outcome::Written, t0),
         record(1, r(Level::Strong), 40, 50, Outcome::Read(Some(1)), t0),
     ];
-    let report = history::check(&concurrent, 1, 10);
+    let report = history::check(&concurrent, 1, Duration::from_secs(10));
     assert!(report.violating_keys.is_empty(), "{}", report.summary());
 
     // A write whose outcome is unknown may have taken effect at any time after its call...
@@ -345,7 +345,7 @@ fn the_checker_rejects_a_stale_read_and_accepts_a_concurrent_one() {
         record(2, r(Level::Strong), 100, 110, Outcome::Read(Some(2)), t0),
         record(2, r(Level::Strong), 120, 130, Outcome::Read(Some(2)), t0),
     ];
-    let report = history::check(&unknown_then_seen, 1, 10);
+    let report = history::check(&unknown_then_seen, 1, Duration::from_secs(10));
     assert!(report.violating_keys.is_empty(), "{}", report.summary());
     // ...or never; but not taken back once seen.
     let unknown_flickers = vec![
@@ -354,7 +354,7 @@ fn the_checker_rejects_a_stale_read_and_accepts_a_concurrent_one() {
         record(2, r(Level::Strong), 100, 110, Outcome::Read(Some(2)), t0),
         record(2, r(Level::Strong), 120, 130, Outcome::Read(Some(1)), t0),
     ];
-    let report = history::check(&unknown_flickers, 1, 10);
+    let report = history::check(&unknown_flickers, 1, Duration::from_secs(10));
     assert_eq!(report.violating_keys, vec![0], "{}", report.summary());
 
     // A stale read at `none` is reported as stale, not as a violation.
@@ -363,7 +363,7 @@ fn the_checker_rejects_a_stale_read_and_accepts_a_concurrent_one() {
         record(0, w(2), 20, 30, Outcome::Written, t0),
         record(1, r(Level::None), 40, 50, Outcome::Read(Some(1)), t0),
     ];
-    let report = history::check(&stale_none, 1, 10);
+    let report = history::check(&stale_none, 1, Duration::from_secs(10));
     assert!(report.violating_keys.is_empty(), "{}", report.summary());
     assert_eq!(
         report.stale_reads.get(&Level::None),
@@ -448,7 +448,7 @@ fn the_checker_catches_a_stale_read_served_by_a_partitioned_old_leader() {
     cluster.net.heal_all();
 
     // Recorded as a `none` read, it is reported stale and is no violation...
-    let report = history::check(&records, 1, 10);
+    let report = history::check(&records, 1, Duration::from_secs(10));
     assert!(report.violating_keys.is_empty(), "{}", report.summary());
     assert_eq!(
         report.stale_reads.get(&Level::None),
@@ -462,7 +462,7 @@ fn the_checker_catches_a_stale_read_served_by_a_partitioned_old_leader() {
             *level = Level::Linearizable;
         }
     }
-    let report = history::check(&records, 1, 10);
+    let report = history::check(&records, 1, Duration::from_secs(10));
     assert_eq!(report.violating_keys, vec![0], "{}", report.summary());
 }
 

@@ -317,7 +317,7 @@ pub fn run_scenario(
     }
     let divergent = cluster.wait_converged(Duration::from_secs(30));
     let acknowledged_lost = count_lost(cluster, &records);
-    let report = history::check(&records, keys, 3000);
+    let report = history::check(&records, keys, Duration::from_secs(60));
     Outcomes {
         name: name.to_string(),
         records,
