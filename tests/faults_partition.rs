@@ -220,6 +220,19 @@ fn an_isolated_leader_stops_leading_and_its_linearizable_reads_fail_in_bounded_t
     let leader = cluster.leader(Duration::from_secs(10)).expect("a leader");
     cluster.net.isolate(&[leader], Cut::Refuse);
     let cut_at = Instant::now();
+    // A write sent at once reaches the node while its lease still holds and is proposed; it
+    // cannot commit, and must still be answered in bounded time (not when the partition
+    // heals), without a success.
+    let addr = cluster.nodes[leader].http_addr.clone();
+    let early_write = std::thread::spawn(move || {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let started = Instant::now();
+        let outcome = faults::workload::perform(&http, &addr, Op::Write { key: 1, value: 7 });
+        (outcome, started.elapsed())
+    });
 
     // Within the bound, the old leader stops saying it leads: /readyz, /status and weak reads.
     let node = &cluster.nodes[leader];
@@ -278,6 +291,13 @@ fn an_isolated_leader_stops_leading_and_its_linearizable_reads_fail_in_bounded_t
     };
     eprintln!("write on it: {write:?} after {took:?}");
     assert_eq!(write, Outcome::Failed("HTTP 503: leader not found".into()));
+
+    let (outcome, took) = early_write.join().expect("the writing thread");
+    eprintln!("write sent as the cut began: {outcome:?} after {took:?}");
+    assert!(
+        !matches!(outcome, Outcome::Written) && took < LEADER_LEASE_BOUND,
+        "a write sent to the leader as it was cut off: {outcome:?} after {took:?}"
+    );
 
     // The majority side elected a leader meanwhile and serves linearizable reads.
     let majority: Vec<usize> = (0..3).filter(|&i| i != leader).collect();

@@ -351,17 +351,42 @@ impl Store {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
-        self.writes
-            .write(ExecuteItem {
-                request,
-                policy,
-                opts,
-                env: ApplyEnv::stamp(not_before).with_budget(crate::db::request::write_budget(
-                    self.db.settings().write_budget_steps,
-                    db_timeout,
-                )),
-            })
-            .await
+        self.while_leading(self.writes.write(ExecuteItem {
+            request,
+            policy,
+            opts,
+            env: ApplyEnv::stamp(not_before).with_budget(crate::db::request::write_budget(
+                self.db.settings().write_budget_steps,
+                db_timeout,
+            )),
+        }))
+        .await
+    }
+
+    /// Waits for a proposed write while this node leads. A leader cut off from the majority
+    /// cannot learn whether its entry commits until the partition heals, which may be never:
+    /// once its lease has run out ([`Store::lease_holds`]) the caller is answered instead,
+    /// with hashicorp/raft's words (what rqlite answers then): the write may or may not be
+    /// applied. Without this, such a write's request stayed open for as long as the
+    /// partition lasted.
+    async fn while_leading<T>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let mut write = std::pin::pin!(write);
+        let period = Duration::from_millis(self.raft.config().heartbeat_interval.max(10));
+        loop {
+            tokio::select! {
+                out = &mut write => return out,
+                () = tokio::time::sleep(period) => {
+                    if !self.is_leader() {
+                        return Err(StoreError::Internal(anyhow::anyhow!(
+                            "leadership lost while committing log"
+                        )));
+                    }
+                }
+            }
+        }
     }
 
     /// Write entries proposed and writes that shared one (see [`batcher`]).
@@ -373,16 +398,17 @@ impl Store {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
-        match self.raft.client_write(command).await {
-            Ok(resp) => Ok(WriteResults {
-                results: resp.data.results,
-                raft_index: resp.log_id.index,
-            }),
-            Err(RaftError::APIError(e)) => Err(batcher::write_error(&e)),
-            Err(e) => Err(StoreError::Internal(anyhow::anyhow!(
-                "write through Raft: {e}"
-            ))),
-        }
+        let write = async {
+            self.raft.client_write(command).await.map_err(|e| match e {
+                RaftError::APIError(e) => batcher::write_error(&e),
+                e => StoreError::Internal(anyhow::anyhow!("write through Raft: {e}")),
+            })
+        };
+        let resp = self.while_leading(write).await?;
+        Ok(WriteResults {
+            results: resp.data.results,
+            raft_index: resp.log_id.index,
+        })
     }
 
     /// Proposes a load entry for content staged here (see [`load`]) and returns once it is
