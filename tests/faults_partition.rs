@@ -14,6 +14,7 @@
 mod common;
 mod faults;
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -21,7 +22,7 @@ use rand::{RngExt as _, SeedableRng};
 
 use faults::history::{self, Level, Op, Outcome, Record};
 use faults::proxy::Cut;
-use faults::{run_scenario, FaultCluster, RunConfig};
+use faults::{run_scenario, FaultCluster, FaultLog, RunConfig};
 
 /// How long a leader cut off from the majority may keep acting as one. The nodes run with a
 /// 500 ms election timeout (`common::FAST_RAFT`).
@@ -29,6 +30,8 @@ const LEADER_LEASE_BOUND: Duration = Duration::from_secs(5);
 
 /// A fault round is not started with less than this left of the fault time.
 const MIN_ROUND: Duration = Duration::from_secs(2);
+/// At most this many fault rounds in a scenario, however long the fault time.
+const MAX_ROUNDS: usize = 1000;
 
 fn rng_for(cfg: &RunConfig, salt: u64) -> StdRng {
     StdRng::seed_from_u64(cfg.seed.wrapping_mul(7919).wrapping_add(salt))
@@ -50,29 +53,57 @@ fn sleep_until_or(d: Duration, until: Instant) {
     }
 }
 
+/// Rounds of one kind of fault until the run's fault time is spent: `inject` cuts links and
+/// says what it did (`None` skips the round: no leader to cut off), the cut holds for a random
+/// time in `hold_ms`, then every link heals and the cluster gets a random time in `calm_ms`.
+fn fault_rounds(
+    c: &FaultCluster,
+    log: &mut FaultLog,
+    cfg: &RunConfig,
+    salt: u64,
+    hold_ms: Range<u64>,
+    calm_ms: Range<u64>,
+    mut inject: impl FnMut(&FaultCluster, &mut StdRng) -> Option<String>,
+) {
+    let mut rng = rng_for(cfg, salt);
+    let end = Instant::now() + cfg.fault_time;
+    for _round in 0..MAX_ROUNDS {
+        if Instant::now() + MIN_ROUND >= end {
+            break;
+        }
+        let Some(what) = inject(c, &mut rng) else {
+            continue;
+        };
+        log.push(what);
+        sleep_until_or(
+            Duration::from_millis(rng.random_range(hold_ms.clone())),
+            end,
+        );
+        c.net.heal_all();
+        log.push("heal all");
+        sleep_until_or(
+            Duration::from_millis(rng.random_range(calm_ms.clone())),
+            end,
+        );
+    }
+}
+
+/// Cuts `victim` off from every other node, both ways.
+fn isolate(c: &FaultCluster, rng: &mut StdRng, victim: usize, role: &str) -> Option<String> {
+    let m = mode(rng);
+    c.net.isolate(&[victim], m);
+    Some(format!("isolate {role} node{} ({m:?})", victim + 1))
+}
+
 #[test]
 fn isolating_the_leader_keeps_the_history_linearizable() {
     let cfg = RunConfig::from_env();
     let cluster = FaultCluster::start(3);
     let outcomes = run_scenario("isolate the leader", &cluster, &cfg, 1, |c, log| {
-        let mut rng = rng_for(&cfg, 1);
-        let end = Instant::now() + cfg.fault_time;
-        // Rounds of: cut the current leader off, hold, heal, let it settle.
-        for _round in 0..10 {
-            if Instant::now() + MIN_ROUND >= end {
-                break;
-            }
-            let Some(leader) = c.leader(Duration::from_secs(10)) else {
-                continue;
-            };
-            let m = mode(&mut rng);
-            c.net.isolate(&[leader], m);
-            log.push(format!("isolate leader node{} ({m:?})", leader + 1));
-            sleep_until_or(Duration::from_millis(rng.random_range(3000..6000)), end);
-            c.net.heal_all();
-            log.push("heal all");
-            sleep_until_or(Duration::from_secs(2), end);
-        }
+        fault_rounds(c, log, &cfg, 1, 3000..6000, 2000..2001, |c, rng| {
+            let leader = c.leader(Duration::from_secs(10))?;
+            isolate(c, rng, leader, "leader")
+        })
     });
     outcomes.assert_sound(&cluster);
 }
@@ -82,25 +113,12 @@ fn isolating_a_follower_keeps_the_history_linearizable() {
     let cfg = RunConfig::from_env();
     let cluster = FaultCluster::start(3);
     let outcomes = run_scenario("isolate a follower", &cluster, &cfg, 2, |c, log| {
-        let mut rng = rng_for(&cfg, 2);
-        let end = Instant::now() + cfg.fault_time;
-        for _round in 0..10 {
-            if Instant::now() + MIN_ROUND >= end {
-                break;
-            }
-            let Some(leader) = c.leader(Duration::from_secs(10)) else {
-                continue;
-            };
+        fault_rounds(c, log, &cfg, 2, 3000..6000, 2000..2001, |c, rng| {
+            let leader = c.leader(Duration::from_secs(10))?;
             let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
             let follower = followers[rng.random_range(0..followers.len())];
-            let m = mode(&mut rng);
-            c.net.isolate(&[follower], m);
-            log.push(format!("isolate follower node{} ({m:?})", follower + 1));
-            sleep_until_or(Duration::from_millis(rng.random_range(3000..6000)), end);
-            c.net.heal_all();
-            log.push("heal all");
-            sleep_until_or(Duration::from_secs(2), end);
-        }
+            isolate(c, rng, follower, "follower")
+        })
     });
     outcomes.assert_sound(&cluster);
 }
@@ -110,22 +128,11 @@ fn splitting_one_from_two_and_healing_keeps_the_history_linearizable() {
     let cfg = RunConfig::from_env();
     let cluster = FaultCluster::start(3);
     let outcomes = run_scenario("split 1|2 and heal", &cluster, &cfg, 3, |c, log| {
-        let mut rng = rng_for(&cfg, 3);
-        let end = Instant::now() + cfg.fault_time;
-        for _round in 0..20 {
-            if Instant::now() + MIN_ROUND >= end {
-                break;
-            }
-            // Any node, leader or not: the seed decides.
+        // Any node, leader or not: the seed decides.
+        fault_rounds(c, log, &cfg, 3, 1000..4000, 500..2000, |c, rng| {
             let alone = rng.random_range(0..3);
-            let m = mode(&mut rng);
-            c.net.isolate(&[alone], m);
-            log.push(format!("split node{} | rest ({m:?})", alone + 1));
-            sleep_until_or(Duration::from_millis(rng.random_range(1000..4000)), end);
-            c.net.heal_all();
-            log.push("heal all");
-            sleep_until_or(Duration::from_millis(rng.random_range(500..2000)), end);
-        }
+            isolate(c, rng, alone, "(split 1|2)")
+        })
     });
     outcomes.assert_sound(&cluster);
 }
@@ -135,26 +142,20 @@ fn flapping_links_keep_the_history_linearizable() {
     let cfg = RunConfig::from_env();
     let cluster = FaultCluster::start(3);
     let outcomes = run_scenario("flap links", &cluster, &cfg, 4, |c, log| {
-        let mut rng = rng_for(&cfg, 4);
-        let end = Instant::now() + cfg.fault_time;
-        for _flap in 0..100 {
-            if Instant::now() + MIN_ROUND >= end {
-                break;
-            }
-            // A new random set of directed cuts every 0.5 to 2.5 s: some links one way only.
-            c.net.heal_all();
+        // A new random set of directed cuts every 0.5 to 2.5 s, each link cut with probability
+        // 0.3: often one way only.
+        fault_rounds(c, log, &cfg, 4, 500..2500, 0..1, |c, rng| {
             let mut cut = Vec::new();
             for from in 0..3 {
                 for to in 0..3 {
                     if from != to && rng.random_bool(0.3) {
-                        c.net.cut(from, to, mode(&mut rng));
+                        c.net.cut(from, to, mode(rng));
                         cut.push(format!("{}->{}", from + 1, to + 1));
                     }
                 }
             }
-            log.push(format!("flap: cut [{}]", cut.join(" ")));
-            sleep_until_or(Duration::from_millis(rng.random_range(500..2500)), end);
-        }
+            Some(format!("flap: cut [{}]", cut.join(" ")))
+        })
     });
     outcomes.assert_sound(&cluster);
 }
@@ -169,27 +170,16 @@ fn one_way_loss_from_the_leader_keeps_the_history_linearizable() {
         &cfg,
         5,
         |c, log| {
-            let mut rng = rng_for(&cfg, 5);
-            let end = Instant::now() + cfg.fault_time;
-            for _round in 0..10 {
-                if Instant::now() + MIN_ROUND >= end {
-                    break;
-                }
-                let Some(leader) = c.leader(Duration::from_secs(10)) else {
-                    continue;
-                };
-                // The leader cannot call the others; they can still call it (votes, forwarded
-                // requests, probes reach it).
-                let m = mode(&mut rng);
+            // The leader cannot call the others; they can still call it (votes, forwarded
+            // requests and probes reach it).
+            fault_rounds(c, log, &cfg, 5, 3000..6000, 2000..2001, |c, rng| {
+                let leader = c.leader(Duration::from_secs(10))?;
+                let m = mode(rng);
                 for other in (0..3).filter(|&i| i != leader) {
                     c.net.cut(leader, other, m);
                 }
-                log.push(format!("cut node{} -> others, one way ({m:?})", leader + 1));
-                sleep_until_or(Duration::from_millis(rng.random_range(3000..6000)), end);
-                c.net.heal_all();
-                log.push("heal all");
-                sleep_until_or(Duration::from_secs(2), end);
-            }
+                Some(format!("cut node{} -> others, one way ({m:?})", leader + 1))
+            })
         },
     );
     outcomes.assert_sound(&cluster);

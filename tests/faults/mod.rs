@@ -137,11 +137,7 @@ impl FaultCluster {
     }
 
     pub fn logs(&self) -> String {
-        self.nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| format!("--- node {} ---\n{}", i + 1, n.log()))
-            .collect()
+        crate::common::logs_of(&self.nodes)
     }
 
     /// Waits (bounded) until every node has applied the same index with the same content
