@@ -22,7 +22,7 @@ use rand::{RngExt as _, SeedableRng};
 
 use faults::history::{self, Level, Op, Outcome, Record};
 use faults::proxy::Cut;
-use faults::{run_scenario, FaultCluster, FaultLog, RunConfig};
+use faults::{run_scenario, FaultCluster, RunConfig};
 
 /// How long a leader cut off from the majority may keep acting as one. The nodes run with a
 /// 500 ms election timeout (`common::FAST_RAFT`).
@@ -53,39 +53,44 @@ fn sleep_until_or(d: Duration, until: Instant) {
     }
 }
 
-/// Rounds of one kind of fault until the run's fault time is spent: `inject` cuts links and
-/// says what it did (`None` skips the round: no leader to cut off), the cut holds for a random
-/// time in `hold_ms`, then every link heals and the cluster gets a random time in `calm_ms`.
-fn fault_rounds(
-    c: &FaultCluster,
-    log: &mut FaultLog,
-    cfg: &RunConfig,
+/// A partition scenario: a 3-node cluster behind the proxy, the clients, and rounds of one
+/// kind of fault until the run's fault time is spent. `inject` cuts links and says what it did
+/// (`None` skips the round: no leader to cut off); the cut holds for a random time in
+/// `hold_ms`, then every link heals and the cluster gets a random time in `calm_ms`. Then
+/// everything is checked (`Outcomes::assert_sound`).
+fn partition_scenario(
+    name: &str,
     salt: u64,
     hold_ms: Range<u64>,
     calm_ms: Range<u64>,
     mut inject: impl FnMut(&FaultCluster, &mut StdRng) -> Option<String>,
 ) {
-    let mut rng = rng_for(cfg, salt);
-    let end = Instant::now() + cfg.fault_time;
-    for _round in 0..MAX_ROUNDS {
-        if Instant::now() + MIN_ROUND >= end {
-            break;
+    let cfg = RunConfig::from_env();
+    let cluster = FaultCluster::start(3);
+    let outcomes = run_scenario(name, &cluster, &cfg, salt, |c, log| {
+        let mut rng = rng_for(&cfg, salt);
+        let end = Instant::now() + cfg.fault_time;
+        for _round in 0..MAX_ROUNDS {
+            if Instant::now() + MIN_ROUND >= end {
+                break;
+            }
+            let Some(what) = inject(c, &mut rng) else {
+                continue;
+            };
+            log.push(what);
+            sleep_until_or(
+                Duration::from_millis(rng.random_range(hold_ms.clone())),
+                end,
+            );
+            c.net.heal_all();
+            log.push("heal all");
+            sleep_until_or(
+                Duration::from_millis(rng.random_range(calm_ms.clone())),
+                end,
+            );
         }
-        let Some(what) = inject(c, &mut rng) else {
-            continue;
-        };
-        log.push(what);
-        sleep_until_or(
-            Duration::from_millis(rng.random_range(hold_ms.clone())),
-            end,
-        );
-        c.net.heal_all();
-        log.push("heal all");
-        sleep_until_or(
-            Duration::from_millis(rng.random_range(calm_ms.clone())),
-            end,
-        );
-    }
+    });
+    outcomes.assert_sound(&cluster);
 }
 
 /// Cuts `victim` off from every other node, both ways.
@@ -97,92 +102,67 @@ fn isolate(c: &FaultCluster, rng: &mut StdRng, victim: usize, role: &str) -> Opt
 
 #[test]
 fn isolating_the_leader_keeps_the_history_linearizable() {
-    let cfg = RunConfig::from_env();
-    let cluster = FaultCluster::start(3);
-    let outcomes = run_scenario("isolate the leader", &cluster, &cfg, 1, |c, log| {
-        fault_rounds(c, log, &cfg, 1, 3000..6000, 2000..2001, |c, rng| {
-            let leader = c.leader(Duration::from_secs(10))?;
-            isolate(c, rng, leader, "leader")
-        })
+    partition_scenario("isolate the leader", 1, 3000..6000, 2000..2001, |c, rng| {
+        let leader = c.leader(Duration::from_secs(10))?;
+        isolate(c, rng, leader, "leader")
     });
-    outcomes.assert_sound(&cluster);
 }
 
 #[test]
 fn isolating_a_follower_keeps_the_history_linearizable() {
-    let cfg = RunConfig::from_env();
-    let cluster = FaultCluster::start(3);
-    let outcomes = run_scenario("isolate a follower", &cluster, &cfg, 2, |c, log| {
-        fault_rounds(c, log, &cfg, 2, 3000..6000, 2000..2001, |c, rng| {
-            let leader = c.leader(Duration::from_secs(10))?;
-            let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
-            let follower = followers[rng.random_range(0..followers.len())];
-            isolate(c, rng, follower, "follower")
-        })
+    partition_scenario("isolate a follower", 2, 3000..6000, 2000..2001, |c, rng| {
+        let leader = c.leader(Duration::from_secs(10))?;
+        let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+        let follower = followers[rng.random_range(0..followers.len())];
+        isolate(c, rng, follower, "follower")
     });
-    outcomes.assert_sound(&cluster);
 }
 
 #[test]
 fn splitting_one_from_two_and_healing_keeps_the_history_linearizable() {
-    let cfg = RunConfig::from_env();
-    let cluster = FaultCluster::start(3);
-    let outcomes = run_scenario("split 1|2 and heal", &cluster, &cfg, 3, |c, log| {
-        // Any node, leader or not: the seed decides.
-        fault_rounds(c, log, &cfg, 3, 1000..4000, 500..2000, |c, rng| {
-            let alone = rng.random_range(0..3);
-            isolate(c, rng, alone, "(split 1|2)")
-        })
+    // Any node, leader or not: the seed decides.
+    partition_scenario("split 1|2 and heal", 3, 1000..4000, 500..2000, |c, rng| {
+        let alone = rng.random_range(0..3);
+        isolate(c, rng, alone, "(split 1|2)")
     });
-    outcomes.assert_sound(&cluster);
 }
 
 #[test]
 fn flapping_links_keep_the_history_linearizable() {
-    let cfg = RunConfig::from_env();
-    let cluster = FaultCluster::start(3);
-    let outcomes = run_scenario("flap links", &cluster, &cfg, 4, |c, log| {
-        // A new random set of directed cuts every 0.5 to 2.5 s, each link cut with probability
-        // 0.3: often one way only.
-        fault_rounds(c, log, &cfg, 4, 500..2500, 0..1, |c, rng| {
-            let mut cut = Vec::new();
-            for from in 0..3 {
-                for to in 0..3 {
-                    if from != to && rng.random_bool(0.3) {
-                        c.net.cut(from, to, mode(rng));
-                        cut.push(format!("{}->{}", from + 1, to + 1));
-                    }
+    // A new random set of directed cuts every 0.5 to 2.5 s, each link cut with probability
+    // 0.3: often one way only.
+    partition_scenario("flap links", 4, 500..2500, 0..1, |c, rng| {
+        let mut cut = Vec::new();
+        for from in 0..3 {
+            for to in 0..3 {
+                if from != to && rng.random_bool(0.3) {
+                    c.net.cut(from, to, mode(rng));
+                    cut.push(format!("{}->{}", from + 1, to + 1));
                 }
             }
-            Some(format!("flap: cut [{}]", cut.join(" ")))
-        })
+        }
+        Some(format!("flap: cut [{}]", cut.join(" ")))
     });
-    outcomes.assert_sound(&cluster);
 }
 
 #[test]
 fn one_way_loss_from_the_leader_keeps_the_history_linearizable() {
-    let cfg = RunConfig::from_env();
-    let cluster = FaultCluster::start(3);
-    let outcomes = run_scenario(
+    // The leader cannot call the others; they can still call it (votes, forwarded requests
+    // and probes reach it).
+    partition_scenario(
         "one-way loss from the leader",
-        &cluster,
-        &cfg,
         5,
-        |c, log| {
-            // The leader cannot call the others; they can still call it (votes, forwarded
-            // requests and probes reach it).
-            fault_rounds(c, log, &cfg, 5, 3000..6000, 2000..2001, |c, rng| {
-                let leader = c.leader(Duration::from_secs(10))?;
-                let m = mode(rng);
-                for other in (0..3).filter(|&i| i != leader) {
-                    c.net.cut(leader, other, m);
-                }
-                Some(format!("cut node{} -> others, one way ({m:?})", leader + 1))
-            })
+        3000..6000,
+        2000..2001,
+        |c, rng| {
+            let leader = c.leader(Duration::from_secs(10))?;
+            let m = mode(rng);
+            for other in (0..3).filter(|&i| i != leader) {
+                c.net.cut(leader, other, m);
+            }
+            Some(format!("cut node{} -> others, one way ({m:?})", leader + 1))
         },
     );
-    outcomes.assert_sound(&cluster);
 }
 
 /// One read at `level` on node `i`, with the time it took.
@@ -329,49 +309,77 @@ fn record(
 fn the_checker_rejects_a_stale_read_and_accepts_a_concurrent_one() {
     let t0 = Instant::now();
     let w = |v| Op::Write { key: 0, value: v };
-    let r = |level| Op::Read { key: 0, level };
-    // p0 writes 1, then 2; p1 reads 1 strictly after the write of 2 returned: stale.
-    let stale = vec![
-        record(0, w(1), 0, 10, Outcome::Written, t0),
-        record(0, w(2), 20, 30, Outcome::Written, t0),
-        record(1, r(Level::Strong), 40, 50, Outcome::Read(Some(1)), t0),
+    let strong = Op::Read {
+        key: 0,
+        level: Level::Strong,
+    };
+    let unknown = || Outcome::Unknown("timeout".into());
+    // (what, the history, whether the checker must reject it); times in ms.
+    let cases = [
+        (
+            "p1 reads 1 strictly after the write of 2 returned: stale",
+            vec![
+                record(0, w(1), 0, 10, Outcome::Written, t0),
+                record(0, w(2), 20, 30, Outcome::Written, t0),
+                record(1, strong, 40, 50, Outcome::Read(Some(1)), t0),
+            ],
+            true,
+        ),
+        (
+            "the same read overlapping the write of 2 may see either value",
+            vec![
+                record(0, w(1), 0, 10, Outcome::Written, t0),
+                record(0, w(2), 20, 60, Outcome::Written, t0),
+                record(1, strong, 40, 50, Outcome::Read(Some(1)), t0),
+            ],
+            false,
+        ),
+        (
+            "a write whose outcome is unknown may take effect any time after its call",
+            vec![
+                record(0, w(1), 0, 10, Outcome::Written, t0),
+                record(1, w(2), 20, 30, unknown(), t0),
+                record(2, strong, 100, 110, Outcome::Read(Some(2)), t0),
+                record(2, strong, 120, 130, Outcome::Read(Some(2)), t0),
+            ],
+            false,
+        ),
+        (
+            "but is not taken back once seen",
+            vec![
+                record(0, w(1), 0, 10, Outcome::Written, t0),
+                record(1, w(2), 20, 30, unknown(), t0),
+                record(2, strong, 100, 110, Outcome::Read(Some(2)), t0),
+                record(2, strong, 120, 130, Outcome::Read(Some(1)), t0),
+            ],
+            true,
+        ),
     ];
-    let report = history::check(&stale, 1, Duration::from_secs(10));
-    assert_eq!(report.violating_keys, vec![0], "{}", report.summary());
-
-    // The same read overlapping the write of 2 may see either value.
-    let concurrent = vec![
-        record(0, w(1), 0, 10, Outcome::Written, t0),
-        record(0, w(2), 20, 60, Outcome::Written, t0),
-        record(1, r(Level::Strong), 40, 50, Outcome::Read(Some(1)), t0),
-    ];
-    let report = history::check(&concurrent, 1, Duration::from_secs(10));
-    assert!(report.violating_keys.is_empty(), "{}", report.summary());
-
-    // A write whose outcome is unknown may have taken effect at any time after its call...
-    let unknown_then_seen = vec![
-        record(0, w(1), 0, 10, Outcome::Written, t0),
-        record(1, w(2), 20, 30, Outcome::Unknown("timeout".into()), t0),
-        record(2, r(Level::Strong), 100, 110, Outcome::Read(Some(2)), t0),
-        record(2, r(Level::Strong), 120, 130, Outcome::Read(Some(2)), t0),
-    ];
-    let report = history::check(&unknown_then_seen, 1, Duration::from_secs(10));
-    assert!(report.violating_keys.is_empty(), "{}", report.summary());
-    // ...or never; but not taken back once seen.
-    let unknown_flickers = vec![
-        record(0, w(1), 0, 10, Outcome::Written, t0),
-        record(1, w(2), 20, 30, Outcome::Unknown("timeout".into()), t0),
-        record(2, r(Level::Strong), 100, 110, Outcome::Read(Some(2)), t0),
-        record(2, r(Level::Strong), 120, 130, Outcome::Read(Some(1)), t0),
-    ];
-    let report = history::check(&unknown_flickers, 1, Duration::from_secs(10));
-    assert_eq!(report.violating_keys, vec![0], "{}", report.summary());
+    for (what, records, rejected) in cases {
+        let report = history::check(&records, 1, Duration::from_secs(10));
+        assert_eq!(
+            !report.violating_keys.is_empty(),
+            rejected,
+            "{what}: {}",
+            report.summary()
+        );
+    }
 
     // A stale read at `none` is reported as stale, not as a violation.
     let stale_none = vec![
         record(0, w(1), 0, 10, Outcome::Written, t0),
         record(0, w(2), 20, 30, Outcome::Written, t0),
-        record(1, r(Level::None), 40, 50, Outcome::Read(Some(1)), t0),
+        record(
+            1,
+            Op::Read {
+                key: 0,
+                level: Level::None,
+            },
+            40,
+            50,
+            Outcome::Read(Some(1)),
+            t0,
+        ),
     ];
     let report = history::check(&stale_none, 1, Duration::from_secs(10));
     assert!(report.violating_keys.is_empty(), "{}", report.summary());
