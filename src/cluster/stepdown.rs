@@ -104,7 +104,8 @@ pub async fn step_down(store: &Store, target: Option<&str>) -> Result<NodeInfo, 
             tracing::info!(new_leader = %leader, "stepped down");
             Ok(leader)
         }
-        None if store.is_leader() => Err(StepdownError::Failed(
+        // The paused heartbeats let the lease run out: Raft's own view says who leads.
+        None if store.raft_is_leader() => Err(StepdownError::Failed(
             "no other node took over (writes during the stepdown keep the followers' leases alive); this node is still the leader".into(),
         )),
         None => Err(StepdownError::Failed(
@@ -175,7 +176,7 @@ async fn wait_for_other_leader(store: &Store, limit: Duration) -> Option<NodeInf
 /// On the target, `POST /cluster/elect`: start an election now. Declined by a non-voter and
 /// by the leader itself.
 pub async fn handle_elect(store: &Store, from: &str) -> bool {
-    if store.is_leader() || !store.voter_ids().contains(&store.node_id()) {
+    if store.raft_is_leader() || !store.voter_ids().contains(&store.node_id()) {
         return false;
     }
     tracing::info!(

@@ -4,7 +4,9 @@
 //! committed on a majority and applied here. Reads go through [`Store::query`], which checks
 //! the consistency level first (`none` reads locally, `weak` requires local leadership,
 //! `linearizable` and `strong` confirm it with a quorum and wait until this node has applied
-//! everything committed when they started). A store that is
+//! everything committed when they started). Local leadership holds only under a leader lease:
+//! a leader that no quorum has acknowledged for an election timeout stops acting as one
+//! ([`Store::is_leader`]). A store that is
 //! not the leader answers [`StoreError::NotLeader`] with the leader it knows, and the HTTP
 //! layer forwards, redirects or answers 503.
 //!
@@ -98,6 +100,9 @@ pub struct Store {
     data_dir: PathBuf,
     /// When this node last heard from a leader (AppendEntries), for `freshness`.
     last_leader_contact: Mutex<Option<Instant>>,
+    /// The term this node was first seen leading and when, for the lease of a leader that no
+    /// quorum has acknowledged yet ([`Store::lease_holds`]).
+    leading_since: Mutex<Option<(u64, Instant)>>,
     pub counters: StoreCounters,
     /// Nodes that announced themselves while waiting for `-bootstrap-expect` peers.
     discovered: Mutex<BTreeMap<String, NodeInfo>>,
@@ -189,6 +194,7 @@ impl Store {
             shared,
             data_dir: opts.data_dir,
             last_leader_contact: Mutex::new(None),
+            leading_since: Mutex::new(None),
             counters: StoreCounters::default(),
             discovered: Mutex::new(BTreeMap::new()),
             backups,
@@ -248,8 +254,9 @@ impl Store {
         let metrics = self.raft.metrics().borrow().clone();
         let id = metrics.current_leader?;
         if id == self.node_id {
+            // A leader cut off from the majority knows no leader once its lease runs out.
             // Our own addresses may have changed since the membership recorded them.
-            return Some(self.node.clone());
+            return self.lease_holds(&metrics).then(|| self.node.clone());
         }
         let membership = metrics.membership_config.clone();
         let found = membership
@@ -259,10 +266,50 @@ impl Store {
         found
     }
 
+    /// Whether this node leads: Raft made it leader and a quorum of voters has acknowledged
+    /// it within the leader lease (see [`Store::lease_holds`]). Writes, `weak` reads,
+    /// `/readyz` and `/status` go by this.
     pub fn is_leader(&self) -> bool {
-        let rx = self.raft.metrics();
-        let metrics = rx.borrow();
-        metrics.state == ServerState::Leader && metrics.current_leader == Some(self.node_id)
+        let metrics = self.raft.metrics().borrow().clone();
+        Self::raft_leads(&metrics, self.node_id) && self.lease_holds(&metrics)
+    }
+
+    /// Whether Raft itself has this node as leader, lease or not (stepdown, which pauses the
+    /// heartbeats that renew the lease on purpose, goes by this).
+    pub fn raft_is_leader(&self) -> bool {
+        Self::raft_leads(&self.raft.metrics().borrow(), self.node_id)
+    }
+
+    fn raft_leads(metrics: &openraft::RaftMetrics<NodeId, NodeInfo>, me: NodeId) -> bool {
+        metrics.state == ServerState::Leader && metrics.current_leader == Some(me)
+    }
+
+    /// The leader lease, as in rqlite (hashicorp/raft steps a leader down when it has not
+    /// heard from a quorum for `LeaderLeaseTimeout`). openraft 0.9 keeps a leader cut off
+    /// from the majority a leader until it hears of a newer term, so without a lease such a
+    /// node served `weak` reads, said `[+]leader ok` and named itself leader for as long as
+    /// the partition lasted. The lease is the election timeout's lower bound: a quorum
+    /// acknowledged the leader at `millis_since_quorum_ack` (openraft counts from when the
+    /// acknowledged heartbeat or entry was sent), and its members refuse to vote for anyone
+    /// else for the maximum election timeout after that, so no other leader can exist while
+    /// the lease holds (openraft's metrics are refreshed at least every 1.5 heartbeat
+    /// intervals, a third of the gap between the two bounds). Before the first
+    /// acknowledgement of its term, a new leader counts from when it was first seen leading.
+    fn lease_holds(&self, metrics: &openraft::RaftMetrics<NodeId, NodeInfo>) -> bool {
+        let lease = Duration::from_millis(self.raft.config().election_timeout_min);
+        match metrics.millis_since_quorum_ack {
+            Some(ms) => Duration::from_millis(ms) < lease,
+            None => {
+                let mut since = self.leading_since.lock();
+                match *since {
+                    Some((term, at)) if term == metrics.current_term => at.elapsed() < lease,
+                    _ => {
+                        *since = Some((metrics.current_term, Instant::now()));
+                        true
+                    }
+                }
+            }
+        }
     }
 
     pub fn is_voter(&self) -> bool {
@@ -306,17 +353,42 @@ impl Store {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
-        self.writes
-            .write(ExecuteItem {
-                request,
-                policy,
-                opts,
-                env: ApplyEnv::stamp(not_before).with_budget(crate::db::request::write_budget(
-                    self.db.settings().write_budget_steps,
-                    db_timeout,
-                )),
-            })
-            .await
+        self.while_leading(self.writes.write(ExecuteItem {
+            request,
+            policy,
+            opts,
+            env: ApplyEnv::stamp(not_before).with_budget(crate::db::request::write_budget(
+                self.db.settings().write_budget_steps,
+                db_timeout,
+            )),
+        }))
+        .await
+    }
+
+    /// Waits for a proposed write while this node leads. A leader cut off from the majority
+    /// cannot learn whether its entry commits until the partition heals, which may be never:
+    /// once its lease has run out ([`Store::lease_holds`]) the caller is answered instead,
+    /// with hashicorp/raft's words (what rqlite answers then): the write may or may not be
+    /// applied. Without this, such a write's request stayed open for as long as the
+    /// partition lasted.
+    async fn while_leading<T>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let mut write = std::pin::pin!(write);
+        let period = Duration::from_millis(self.raft.config().heartbeat_interval.max(10));
+        loop {
+            tokio::select! {
+                out = &mut write => return out,
+                () = tokio::time::sleep(period) => {
+                    if !self.is_leader() {
+                        return Err(StoreError::Internal(anyhow::anyhow!(
+                            "leadership lost while committing log"
+                        )));
+                    }
+                }
+            }
+        }
     }
 
     /// Write entries proposed and writes that shared one (see [`batcher`]).
@@ -328,16 +400,17 @@ impl Store {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
-        match self.raft.client_write(command).await {
-            Ok(resp) => Ok(WriteResults {
-                results: resp.data.results,
-                raft_index: resp.log_id.index,
-            }),
-            Err(RaftError::APIError(e)) => Err(batcher::write_error(&e)),
-            Err(e) => Err(StoreError::Internal(anyhow::anyhow!(
-                "write through Raft: {e}"
-            ))),
-        }
+        let write = async {
+            self.raft.client_write(command).await.map_err(|e| match e {
+                RaftError::APIError(e) => batcher::write_error(&e),
+                e => StoreError::Internal(anyhow::anyhow!("write through Raft: {e}")),
+            })
+        };
+        let resp = self.while_leading(write).await?;
+        Ok(WriteResults {
+            results: resp.data.results,
+            raft_index: resp.log_id.index,
+        })
     }
 
     /// Proposes a load entry for content staged here (see [`restore`]) and returns once it is
@@ -405,7 +478,14 @@ impl Store {
             // gave it: openraft's read index (leadership confirmed by a quorum, then this
             // node's state machine applied at least up to the commit index of that moment),
             // then a local read on a read-only connection.
+            //
+            // A leader whose lease ran out is no leader here either (rqlite's deposed leader
+            // answers `leader not found`), and neither is one that could not get a quorum to
+            // confirm it: both answer as a node without a leader, never with a value.
             ReadLevel::Linearizable | ReadLevel::Strong => {
+                if !self.is_leader() {
+                    return Err(self.not_leader());
+                }
                 match self.raft.ensure_linearizable().await {
                     Ok(_) => {}
                     Err(RaftError::APIError(
@@ -414,6 +494,12 @@ impl Store {
                         return Err(StoreError::NotLeader {
                             leader: f.leader_node,
                         })
+                    }
+                    Err(RaftError::APIError(
+                        openraft::error::CheckIsLeaderError::QuorumNotEnough(e),
+                    )) => {
+                        tracing::info!("a linearizable read found no quorum: {e}");
+                        return Err(StoreError::NotLeader { leader: None });
                     }
                     Err(e) => {
                         return Err(StoreError::Internal(anyhow::anyhow!(

@@ -309,10 +309,15 @@ impl Cluster {
     }
 
     pub fn logs(&self) -> String {
-        self.nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| format!("--- node {} ---\n{}", i + 1, n.log()))
-            .collect()
+        logs_of(&self.nodes)
     }
+}
+
+/// Every node's log, one after another, each under a header naming it.
+pub fn logs_of(nodes: &[Node]) -> String {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("--- node {} ---\n{}", i + 1, n.log()))
+        .collect()
 }
