@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::small_disk::SmallDisk;
 use common::{sqlite3, wait_until, Cluster, Node};
 
 struct Download {
@@ -538,95 +539,6 @@ fn backup_that_would_eat_the_disk_reserve_answers_507() {
     let sql = download(&node, "/db/backup?fmt=sql");
     assert_eq!(sql.status, 200);
     assert!(String::from_utf8_lossy(&sql.body).contains("INSERT INTO foo"));
-}
-
-/// A small file system mounted at a directory for the length of a test, unmounted on drop: a
-/// tmpfs, or where that is refused, an ext4 image on a loop device. Both need root.
-struct SmallDisk {
-    mount_point: PathBuf,
-}
-
-impl SmallDisk {
-    /// Mounts about `mib` MiB of free space at `mount_point`; a fallback image goes in
-    /// `image_dir`. The error says what each way answered.
-    fn mount(mount_point: &Path, image_dir: &Path, mib: u64) -> Result<SmallDisk, String> {
-        let tmpfs = run(Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(mount_point));
-        let Err(tmpfs) = tmpfs else {
-            eprintln!("small disk: a tmpfs at {}", mount_point.display());
-            return Ok(SmallDisk {
-                mount_point: mount_point.to_path_buf(),
-            });
-        };
-        let image = image_dir.join("small-disk.img");
-        // ext4 without reserved blocks keeps some 90% of the image free: 2 MiB more than
-        // asked gives about what a tmpfs of `mib` MiB has.
-        let loop_mount = std::fs::File::create(&image)
-            .and_then(|f| f.set_len((mib + 2) << 20))
-            .map_err(|e| format!("create {}: {e}", image.display()))
-            .and_then(|()| {
-                run(Command::new(tool("mkfs.ext4"))
-                    .args(["-q", "-F", "-m", "0"])
-                    .arg(&image))
-            })
-            .and_then(|()| {
-                run(Command::new("mount")
-                    .args(["-o", "loop"])
-                    .arg(&image)
-                    .arg(mount_point))
-            });
-        match loop_mount {
-            Ok(()) => {
-                eprintln!(
-                    "small disk: an ext4 image on a loop device at {}",
-                    mount_point.display()
-                );
-                Ok(SmallDisk {
-                    mount_point: mount_point.to_path_buf(),
-                })
-            }
-            Err(loop_mount) => Err(format!(
-                "cannot mount a small file system (root and a tmpfs or a loop device are \
-                 needed): tmpfs: {tmpfs}; ext4 image on a loop device: {loop_mount}"
-            )),
-        }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        // A plain unmount also frees the loop device; lazily if something still holds it.
-        if run(Command::new("umount").arg(&self.mount_point)).is_err() {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&self.mount_point)
-                .status();
-        }
-    }
-}
-
-/// Runs `cmd` to completion; its stderr when it fails.
-fn run(cmd: &mut Command) -> Result<(), String> {
-    match cmd.output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!(
-            "{:?}: {} {}",
-            cmd.get_program(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) => Err(format!("{:?}: {e}", cmd.get_program())),
-    }
-}
-
-/// `name` in the system directories (a user's PATH may leave them out), else from the PATH.
-fn tool(name: &str) -> PathBuf {
-    ["/usr/sbin", "/sbin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 #[test]

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod reference_shell;
+pub mod small_disk;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
