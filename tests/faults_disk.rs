@@ -82,6 +82,17 @@ impl Filler {
         Filler { path }
     }
 
+    /// Gives `bytes` back to the file system, so the next writer fills it mid-way.
+    fn leave_free(&self, bytes: u64) {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .expect("open the filler");
+        let len = f.metadata().expect("stat the filler").len();
+        f.set_len(len.saturating_sub(bytes))
+            .expect("shrink the filler");
+    }
+
     fn remove(self) {
         std::fs::remove_file(&self.path).expect("remove the filler");
     }
@@ -196,7 +207,11 @@ fn writes_on_a_full_disk_fail_clearly_and_resume_once_space_is_freed() {
     let mut answers = Vec::new();
     for id in 1000..1010 {
         let a = insert(&dn.node, id);
-        assert!(!acknowledged(&a), "a write on a full disk succeeded: {}", a.body);
+        assert!(
+            !acknowledged(&a),
+            "a write on a full disk succeeded: {}",
+            a.body
+        );
         answers.push(a);
     }
     for a in &answers {
@@ -210,4 +225,236 @@ fn writes_on_a_full_disk_fail_clearly_and_resume_once_space_is_freed() {
     assert_writes_resume(&dn.node, 2000);
     assert_rows_kept(&dn.node, 200, &[2000]);
     restart_and_check(&mut dn, 200, &[2000], 2001);
+}
+
+/// A row count as a `/db/query` answer holds it.
+fn count_in(a: &Answer) -> Option<i64> {
+    a.json()["results"][0]["values"][0][0].as_i64()
+}
+
+#[test]
+fn a_snapshot_on_a_full_disk_fails_clearly_and_raft_keeps_running() {
+    // A low threshold: snapshots are taken as writes come, before and after the full disk.
+    let Some(mut dn) = node_on_small_disk(32, &["-disk-reserve", "1048576", "-raft-snap", "40"])
+    else {
+        return;
+    };
+    seed(&dn.node, 30);
+    let filler = Filler::fill(&dn.data_dir, 64);
+    let a = dn.node.post("/snapshot", "");
+    assert_disk_full_answer(&a, "POST /snapshot");
+    assert!(a.body.contains("snapshot failed"), "{}", a.body);
+    // Raft is still running on the node: it still leads and answers a linearizable read.
+    assert!(dn.node.is_running(), "{}", dn.node.log());
+    let q = dn
+        .node
+        .get("/db/query?q=SELECT%20count(*)%20FROM%20t&level=linearizable");
+    assert_eq!(q.status, 200, "{}", q.body);
+    assert_eq!(count_in(&q), Some(30), "{}", q.body);
+    filler.remove();
+    let a = dn.node.post("/snapshot", "");
+    assert_eq!(a.status, 200, "{}", a.body);
+    // The threshold still takes snapshots: 40 more entries make at least one more.
+    let before = dn.node.get("/status").json()["store"]["num_snapshots"].clone();
+    for id in 100..145 {
+        assert!(acknowledged(&insert(&dn.node, id)));
+    }
+    let grew = wait_until(Duration::from_secs(10), || {
+        dn.node.get("/status").json()["store"]["num_snapshots"] != before
+    });
+    assert!(
+        grew,
+        "no snapshot after the disk was freed:\n{}",
+        dn.node.log()
+    );
+    assert_rows_kept(&dn.node, 30, &[144]);
+    restart_and_check(&mut dn, 30, &[100, 144], 3000);
+}
+
+#[test]
+fn a_backup_that_fills_the_disk_answers_507_and_leaves_no_file() {
+    // No reserve: the copy runs into the full disk itself, in the data directory.
+    let Some(mut dn) = node_on_small_disk(32, &["-disk-reserve", "0"]) else {
+        return;
+    };
+    seed(&dn.node, 1500); // about 1.6 MB of rows
+    let filler = Filler::fill(&dn.data_dir, 64);
+    filler.leave_free(512 << 10); // room for a third of the copy
+    let files_before = data_dir_files(&dn.data_dir);
+    let a = dn.node.get("/db/backup");
+    assert_disk_full_answer(&a, "GET /db/backup");
+    assert!(
+        wait_until(Duration::from_secs(5), || data_dir_files(&dn.data_dir)
+            == files_before),
+        "the failed copy left a file: {:?} then {:?}",
+        files_before,
+        data_dir_files(&dn.data_dir)
+    );
+    assert_rows_kept(&dn.node, 1500, &[]);
+    filler.remove();
+    assert_writes_resume(&dn.node, 5000);
+    let a = dn.node.get("/db/backup");
+    assert_eq!(a.status, 200, "{}", a.body);
+    restart_and_check(&mut dn, 1500, &[5000], 5001);
+}
+
+/// The data directory's file names (the filler aside), sorted.
+fn data_dir_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read the data dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "filler")
+        .collect();
+    names.sort();
+    names
+}
+
+/// A SQLite file with `rows` rows of 1 KiB in `loaded`, made with the node's own writes
+/// elsewhere would need a second node: the sqlite3 shell makes it.
+fn loadable_db(dir: &Path, rows: u32) -> Vec<u8> {
+    let path = dir.join("load.db");
+    common::sqlite3(
+        &path,
+        &format!(
+            "CREATE TABLE loaded(id INTEGER PRIMARY KEY, v BLOB); \
+             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < {rows}) \
+             INSERT INTO loaded(v) SELECT randomblob(1024) FROM c;"
+        ),
+    );
+    std::fs::read(&path).expect("read the database")
+}
+
+fn load(node: &Node, body: Vec<u8>) -> Answer {
+    node.request("POST", "/db/load", Some("application/octet-stream"), body)
+}
+
+#[test]
+fn loads_that_fill_the_disk_answer_507_and_change_nothing() {
+    let Some(mut dn) = node_on_small_disk(32, &["-disk-reserve", "0"]) else {
+        return;
+    };
+    seed(&dn.node, 100);
+    let binary = loadable_db(dn.scratch.path(), 3000); // about 3 MB
+    let mut sql =
+        String::from("BEGIN TRANSACTION;\nCREATE TABLE loaded(id INTEGER PRIMARY KEY, v TEXT);\n");
+    for i in 0..3000 {
+        sql.push_str(&format!(
+            "INSERT INTO loaded VALUES({i},'{}');\n",
+            "x".repeat(1000)
+        ));
+    }
+    sql.push_str("COMMIT;\n");
+    let filler = Filler::fill(&dn.data_dir, 64);
+    filler.leave_free(1 << 20); // a third of either load
+    let files_before = data_dir_files(&dn.data_dir);
+    for (what, body) in [
+        ("a binary load", binary.clone()),
+        ("a SQL load", sql.clone().into_bytes()),
+    ] {
+        let a = load(&dn.node, body);
+        assert_disk_full_answer(&a, what);
+        assert!(
+            dn.node.is_running(),
+            "{what}: the node stopped:\n{}",
+            dn.node.log()
+        );
+        assert_rows_kept(&dn.node, 100, &[]);
+        let t = local_query(
+            &dn.node,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'loaded'",
+        );
+        assert_eq!(
+            count_in(&t),
+            Some(0),
+            "{what} changed the database: {}",
+            t.body
+        );
+        assert!(
+            wait_until(Duration::from_secs(5), || data_dir_files(&dn.data_dir)
+                == files_before),
+            "{what} left a file: {:?}",
+            data_dir_files(&dn.data_dir)
+        );
+    }
+    filler.remove();
+    assert_writes_resume(&dn.node, 7000);
+    let a = load(&dn.node, sql.into_bytes());
+    assert!(acknowledged(&a), "{}", a.body);
+    let t = local_query(&dn.node, "SELECT count(*) FROM loaded");
+    assert_eq!(count_in(&t), Some(3000), "{}", t.body);
+    let status = dn.node.stop();
+    assert!(status.success());
+    dn.node = Node::start_in(&dn.data_dir, &[]);
+    let t = local_query(&dn.node, "SELECT count(*) FROM loaded");
+    assert_eq!(count_in(&t), Some(3000), "{}", t.body);
+}
+
+#[test]
+fn a_follower_whose_disk_fills_catches_up_once_space_is_freed() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mount_point = scratch.path().join("disk");
+    std::fs::create_dir(&mount_point).expect("mkdir");
+    let _disk = match SmallDisk::mount(&mount_point, scratch.path(), 32) {
+        Ok(disk) => disk,
+        Err(why) => {
+            common::prerequisite_missing(&why);
+            return;
+        }
+    };
+    let args = common::FAST_RAFT;
+    let n1 = Node::start(&[args, &["-node-id", "node1"]].concat());
+    let join = n1.raft_addr.clone();
+    let n2 = Node::start(&[args, &["-node-id", "node2", "-join", &join]].concat());
+    let data3 = mount_point.join("data");
+    let mut n3 = Node::start_in(
+        &data3,
+        &[args, &["-node-id", "node3", "-join", &join]].concat(),
+    );
+    let nodes = [&n1, &n2];
+    assert!(
+        wait_until(Duration::from_secs(30), || n1
+            .get("/nodes")
+            .json()
+            .as_object()
+            .is_some_and(|o| o.len() == 3)),
+        "no 3-node cluster"
+    );
+    seed(&n1, 50);
+    let caught_up = |node: &Node, rows: i64| {
+        wait_until(Duration::from_secs(30), || {
+            count_in(&local_query(node, "SELECT count(*) FROM t")) == Some(rows)
+        })
+    };
+    assert!(caught_up(&n3, 50), "{}", n3.log());
+    let filler = Filler::fill(&data3, 64);
+    // The other two keep committing: every write is acknowledged.
+    for id in 100..140 {
+        let a = insert(nodes[0], id);
+        assert!(
+            acknowledged(&a),
+            "write {id} with one follower full: {}",
+            a.body
+        );
+    }
+    assert!(caught_up(&n2, 90));
+    // The full follower still serves what it has, and keeps running.
+    assert!(n3.is_running(), "the full follower stopped:\n{}", n3.log());
+    let a = local_query(&n3, "SELECT count(*) FROM t");
+    assert_eq!(a.status, 200, "{}", a.body);
+    filler.remove();
+    assert!(
+        caught_up(&n3, 90),
+        "the follower did not catch up:\n{}",
+        n3.log()
+    );
+    assert!(acknowledged(&insert(&n1, 200)));
+    assert!(caught_up(&n3, 91), "{}", n3.log());
+    // And after a restart.
+    assert!(n3.stop().success());
+    n3 = Node::start_in(
+        &data3,
+        &[args, &["-node-id", "node3", "-join", &join]].concat(),
+    );
+    assert!(caught_up(&n3, 91), "{}", n3.log());
 }

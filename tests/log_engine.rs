@@ -1219,3 +1219,37 @@ fn a_node_with_a_damaged_log_refuses_to_start_and_says_why() {
     );
     drop(temp);
 }
+
+/// An append refused by a full disk (ENOSPC from the write) is not acknowledged, leaves the
+/// log as it was, and does not stop the next append once there is room; nothing of it
+/// survives a crash either, even where it wrote whole frames before the disk filled.
+#[test]
+fn an_append_on_a_full_disk_fails_without_poisoning_and_leaves_nothing_behind() {
+    let dir = SimDir::new();
+    let engine = LogEngine::open_in(Arc::new(dir.clone()), LogOptions::default()).unwrap();
+    append(&engine, 1..=5, 1).unwrap();
+    dir.set_full(true);
+    // Four records: the half that reaches the file holds two whole frames (6 and 7).
+    match append(&engine, 6..=9, 1) {
+        Err(LogError::NoSpace { .. }) => {}
+        other => panic!("an append on a full disk answered {other:?}"),
+    }
+    assert_eq!(engine.bounds().last_index, Some(5));
+    assert_eq!(
+        read_all(&engine),
+        (1..=5).map(|i| record(i, 1)).collect::<Vec<_>>()
+    );
+    dir.set_full(false);
+    // A shorter append than the failed one, as after a leader change: nothing of 7 remains.
+    append(&engine, 6..=6, 2).unwrap();
+    assert_eq!(engine.bounds().last_index, Some(6));
+    for image in [CrashImage::DurableOnly, CrashImage::LiveWithTornWrite] {
+        let reopened = open_sim(&dir.crash_image(image)).unwrap();
+        let mut expected: Vec<Record> = (1..=5).map(|i| record(i, 1)).collect();
+        expected.push(record(6, 2));
+        assert_eq!(read_all(&reopened), expected, "{image:?}");
+    }
+    // And the engine goes on appending.
+    append(&engine, 7..=20, 2).unwrap();
+    assert_eq!(read_all(&engine).len(), 20);
+}

@@ -8,7 +8,10 @@
 //!   statements failing), rolls the work back: the entry applies as a no-op, recorded, with the
 //!   error as its answer;
 //! - a local fault (I/O, a full disk, memory), or any failure to begin, record or commit,
-//!   is returned as [`EntryFault`]: the node must stop rather than diverge.
+//!   is returned as [`EntryFault`]: the node must stop rather than diverge. The one fault it
+//!   need not stop for is a full disk (`SQLITE_FULL`): the entry's transaction is rolled back
+//!   here, so the entry changed nothing and [`EntryFault::disk_full`] tells the caller it may
+//!   apply it again once there is room.
 //!
 //! [`apply_batch`] is the work of a group-commit entry (`ExecuteBatch`): each item as its own
 //! `Execute` entry would run, with its own clock, seed and budget.
@@ -24,22 +27,52 @@ use super::STATE_TABLE;
 
 /// A fault of this node while applying an entry, with what was being done.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryFault(pub String);
+pub struct EntryFault {
+    pub message: String,
+    /// SQLite found the disk full, and the entry's transaction was rolled back: the entry
+    /// changed nothing and can be applied again (with the same clock and seed) once there is
+    /// room.
+    pub disk_full: bool,
+}
 
 impl std::fmt::Display for EntryFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
-fn fault(what: &str, e: &dyn std::fmt::Display) -> EntryFault {
-    EntryFault(format!("{what}: {e}"))
+fn fault(what: &str, e: &raftlite_ffi::Error) -> EntryFault {
+    EntryFault {
+        message: format!("{what}: {e}"),
+        disk_full: e.code() == raftlite_ffi::ErrorCode::Full,
+    }
 }
 
 /// Runs `work` in one write transaction, then `record`, then commits (see the module
 /// documentation). `failed` makes the answer of an entry that failed as a whole from the
 /// error's text.
 pub fn apply_entry<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, ApplyError>,
+    failed: impl FnOnce(&str) -> T,
+    record: impl FnOnce(&Connection) -> anyhow::Result<()>,
+) -> Result<T, EntryFault> {
+    let outcome = apply_entry_once(conn, work, failed, record);
+    if let Err(f) = &outcome {
+        if f.disk_full {
+            // SQLite may already have rolled the transaction back itself; whatever is left of
+            // it goes, so the entry can be applied again from the start.
+            if !conn.is_autocommit().unwrap_or(true) {
+                if let Err(e) = conn.execute_batch("ROLLBACK") {
+                    return Err(fault("roll back the entry after a full disk", &e));
+                }
+            }
+        }
+    }
+    outcome
+}
+
+fn apply_entry_once<T>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, ApplyError>,
     failed: impl FnOnce(&str) -> T,
@@ -66,7 +99,12 @@ pub fn apply_entry<T>(
             failed(&format!("entry failed: {e}"))
         }
     };
-    record(conn).map_err(|e| EntryFault(format!("record applied index: {e:#}")))?;
+    record(conn).map_err(|e| EntryFault {
+        message: format!("record applied index: {e:#}"),
+        disk_full: e
+            .downcast_ref::<raftlite_ffi::Error>()
+            .is_some_and(|e| e.code() == raftlite_ffi::ErrorCode::Full),
+    })?;
     conn.execute_batch("COMMIT")
         .map_err(|e| fault("commit apply transaction", &e))?;
     Ok(answer)

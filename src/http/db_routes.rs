@@ -345,6 +345,17 @@ async fn respond(
                  was applied; send it again",
             ),
         },
+        // Like a backup or a load that does not fit: 507, and the reason in `error`.
+        Err(StoreError::InsufficientStorage(msg)) => json(
+            StatusCode::INSUFFICIENT_STORAGE,
+            encode_response(
+                &ApiResponse {
+                    error: Some(&msg),
+                    ..Default::default()
+                },
+                EncodeOptions::from_params(params),
+            ),
+        ),
         Err(e @ (StoreError::Internal(_) | StoreError::StaleRead)) => {
             // rqlite answers request-level failures that are not about leadership with 200 and
             // an `error` field, and clients look for it there.

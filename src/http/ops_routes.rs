@@ -19,7 +19,8 @@ use crate::cluster::stepdown::{self, StepdownError};
 use crate::store::ops::{self, SnapshotOutcome};
 
 /// `POST /snapshot[?trailing_logs=N]`: 200 once a snapshot covers everything applied, 204 when
-/// nothing was applied since the last one.
+/// nothing was applied since the last one, 507 when the build met a full disk (the previous
+/// snapshot stays).
 pub async fn snapshot(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let params = QueryParams::parse(req.query_string());
     let trailing = match params.integer("trailing_logs") {
@@ -35,6 +36,9 @@ pub async fn snapshot(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     match ops::snapshot_now(&state.store, trailing).await {
         Ok(SnapshotOutcome::Taken(_)) => empty(StatusCode::OK),
         Ok(SnapshotOutcome::NothingNew) => empty(StatusCode::NO_CONTENT),
+        Err(e @ crate::store::StoreError::InsufficientStorage(_)) => {
+            text_error(StatusCode::INSUFFICIENT_STORAGE, e)
+        }
         Err(e) => text_error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

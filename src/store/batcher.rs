@@ -224,7 +224,7 @@ fn internal(msg: &str) -> StoreError {
 }
 
 /// About how many bytes a request adds to an entry (SQL text and parameters).
-fn approx_bytes(request: &Request) -> usize {
+pub(crate) fn approx_bytes(request: &Request) -> usize {
     let value = |v: &ParamValue| match v {
         ParamValue::Text(t) => t.len() + 8,
         ParamValue::Blob(b) => b.len() + 8,

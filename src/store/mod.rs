@@ -62,6 +62,10 @@ pub enum StoreError {
     /// An internal failure that is not the client's fault.
     #[error("{0:#}")]
     Internal(anyhow::Error),
+    /// The leader's data directory has too little free space for the write: it was refused
+    /// before reaching the log (HTTP 507).
+    #[error("{0}")]
+    InsufficientStorage(String),
 }
 
 /// Results of a write, with the log index it was applied at.
@@ -353,6 +357,7 @@ impl Store {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
+        self.check_room_for_write(&request)?;
         self.while_leading(self.writes.write(ExecuteItem {
             request,
             policy,
@@ -363,6 +368,22 @@ impl Store {
             )),
         }))
         .await
+    }
+
+    /// Refuses a write when the data directory's file system has less free space than
+    /// [`WRITE_HEADROOM`] plus twice the request: a write that met a full disk in the log
+    /// would stop Raft on this node, and one that met it in SQLite would stall applying until
+    /// space returns. A free space that cannot be read refuses nothing.
+    fn check_room_for_write(&self, request: &Request) -> Result<(), StoreError> {
+        let needed = WRITE_HEADROOM + 2 * batcher::approx_bytes(request) as u64;
+        match crate::db::disk::free_bytes(&self.data_dir) {
+            Ok(free) if free < needed => Err(StoreError::InsufficientStorage(format!(
+                "not enough disk space for the write: {free} bytes free on the file system of \
+                 {}, {needed} needed; nothing was written",
+                self.data_dir.display()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Waits for a proposed write while this node leads. A leader cut off from the majority
@@ -678,6 +699,10 @@ pub fn stop_on_local_fault_msg(fault: &str) -> ! {
     eprintln!("raftlited: local fault while applying: {fault}; stopping");
     std::process::exit(70)
 }
+
+/// Free bytes a write needs on the leader's data directory beyond twice its own size: room for
+/// its log entry, the WAL frames it adds and the metadata written around them.
+pub const WRITE_HEADROOM: u64 = 1 << 20;
 
 /// How often the WAL is checked for a checkpoint (see [`Database::checkpoint_if_due`]).
 const CHECKPOINT_CHECK_INTERVAL: Duration = Duration::from_millis(100);

@@ -10,6 +10,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::state_machine::SnapshotFailure;
 use super::{Store, StoreError};
 
 /// What a snapshot request did.
@@ -40,6 +41,15 @@ pub async fn snapshot_now(
     let outcome = if applied == 0 || applied <= last_snapshot {
         SnapshotOutcome::NothingNew
     } else {
+        let shared = store.shared();
+        let failures_before = shared.snapshot_failures.load(Ordering::Relaxed);
+        // A failed build records no snapshot, so the metrics never move: the failure count
+        // is watched too, and the build's reason answered.
+        let failed = || {
+            (shared.snapshot_failures.load(Ordering::Relaxed) != failures_before)
+                .then(|| shared.last_snapshot_failure.lock().clone())
+                .flatten()
+        };
         raft.trigger()
             .snapshot()
             .await
@@ -48,16 +58,33 @@ pub async fn snapshot_now(
         let done = tokio::time::timeout(Duration::from_secs(60), async {
             loop {
                 if let Some(s) = metrics.borrow().snapshot.filter(|s| s.index >= applied) {
-                    return Some(s.index);
+                    return Ok(s.index);
                 }
-                if metrics.changed().await.is_err() {
-                    return None;
+                if let Some(failure) = failed() {
+                    return Err(failure);
+                }
+                match tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await {
+                    Ok(Err(_)) => {
+                        return Err(SnapshotFailure {
+                            message: "Raft stopped".into(),
+                            disk_full: false,
+                        })
+                    }
+                    Ok(Ok(())) | Err(_) => {}
                 }
             }
         })
         .await;
         match done {
-            Ok(Some(index)) => SnapshotOutcome::Taken(index),
+            Ok(Ok(index)) => SnapshotOutcome::Taken(index),
+            Ok(Err(failure)) => {
+                let message = format!("snapshot failed: {}", failure.message);
+                return Err(if failure.disk_full {
+                    StoreError::InsufficientStorage(message)
+                } else {
+                    StoreError::Internal(anyhow::anyhow!(message))
+                });
+            }
             _ => {
                 return Err(StoreError::Internal(anyhow::anyhow!(
                     "the snapshot was not recorded within 60 s"

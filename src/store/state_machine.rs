@@ -67,6 +67,18 @@ pub struct SharedState {
     /// log, not only the applied part): where a load's content may be pulled from while
     /// applying is blocked on it. Kept current by the store.
     pub member_addrs: Mutex<Vec<String>>,
+    /// Snapshot builds that failed (a full disk, an fsync): each left the previous snapshot in
+    /// place, and the reason of the last one is kept for `POST /snapshot`.
+    pub snapshot_failures: AtomicU64,
+    pub last_snapshot_failure: Mutex<Option<SnapshotFailure>>,
+}
+
+/// Why the last snapshot build failed.
+#[derive(Debug, Clone)]
+pub struct SnapshotFailure {
+    pub message: String,
+    /// The disk was full (`SQLITE_FULL` or `ENOSPC` somewhere in the cause).
+    pub disk_full: bool,
 }
 
 /// The file that remembers the last snapshot's metadata across restarts.
@@ -501,7 +513,38 @@ struct ApplyFault(String);
 
 impl From<crate::db::apply::EntryFault> for ApplyFault {
     fn from(f: crate::db::apply::EntryFault) -> ApplyFault {
-        ApplyFault(f.0)
+        ApplyFault(f.message)
+    }
+}
+
+/// How an entry that met a full disk waits before it is applied again: 50 ms at first,
+/// doubling to 2 s, with a warning when it starts and then at most every 30 s. It waits on
+/// the writer thread, which has nothing else to do: every later entry waits behind this one,
+/// and reads go on from the read connections.
+#[derive(Default)]
+struct DiskFullWait {
+    pause: Duration,
+    since: Option<std::time::Instant>,
+    last_warning: Option<std::time::Instant>,
+}
+
+impl DiskFullWait {
+    fn wait(&mut self, index: u64, fault: &str) {
+        let now = std::time::Instant::now();
+        let since = *self.since.get_or_insert(now);
+        if self
+            .last_warning
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(30))
+        {
+            tracing::warn!(
+                index,
+                waiting_secs = now.duration_since(since).as_secs(),
+                "the disk is full; applying waits for free space and retries the entry: {fault}"
+            );
+            self.last_warning = Some(now);
+        }
+        self.pause = (self.pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
+        std::thread::sleep(self.pause);
     }
 }
 
@@ -528,53 +571,63 @@ fn apply_entries(
             EntryPayload::Normal(Command::StrongQuery { .. } | Command::ExecuteBatch(_)) => None,
             _ => Some(ApplyEnv::derived(log_id.leader_id.term, log_id.index)),
         };
-        conn.set_apply_inputs(env.map(ApplyEnv::inputs))
-            .map_err(|e| fault("set the entry's clock and seed", &e))?;
-        if let Some(env) = env {
-            shared
-                .last_apply_millis
-                .fetch_max(env.unix_millis, Ordering::Relaxed);
-        }
         let membership = match &entry.payload {
             EntryPayload::Membership(m) => Some(StoredMembership::new(Some(log_id), m.clone())),
             _ => None,
         };
-        let response = crate::db::apply::apply_entry(
-            conn,
-            |conn| match &entry.payload {
-                // A load entry never reaches here (see `apply`); if it did, it would change
-                // nothing. A strong read from an older log is answered by nobody any more.
-                EntryPayload::Blank
-                | EntryPayload::Membership(_)
-                | EntryPayload::Normal(
-                    Command::StrongQuery { .. } | Command::Load(_) | Command::LoadSql(_),
-                ) => Ok(CommandResponse::default()),
-                EntryPayload::Normal(Command::Execute {
-                    request,
-                    policy,
-                    opts,
-                    env,
-                }) => execute::execute_request(conn, request, *policy, *opts, env.budget).map(
-                    |results| CommandResponse {
-                        results,
-                        batch: Vec::new(),
-                    },
-                ),
-                EntryPayload::Normal(Command::ExecuteBatch(items)) => {
-                    crate::db::apply::apply_batch(conn, items, |env| {
-                        shared
-                            .last_apply_millis
-                            .fetch_max(env.unix_millis, Ordering::Relaxed);
-                    })
-                    .map(|batch| CommandResponse {
-                        results: RequestResults::default(),
-                        batch,
-                    })
-                }
-            },
-            |error| CommandResponse::failed(&entry.payload, error),
-            |conn| applied_state::write(conn, &log_id, membership.as_ref()),
-        )?;
+        let mut waiting_for_room = DiskFullWait::default();
+        let response = loop {
+            conn.set_apply_inputs(env.map(ApplyEnv::inputs))
+                .map_err(|e| fault("set the entry's clock and seed", &e))?;
+            if let Some(env) = env {
+                shared
+                    .last_apply_millis
+                    .fetch_max(env.unix_millis, Ordering::Relaxed);
+            }
+            let response = crate::db::apply::apply_entry(
+                conn,
+                |conn| match &entry.payload {
+                    // A load entry never reaches here (see `apply`); if it did, it would change
+                    // nothing. A strong read from an older log is answered by nobody any more.
+                    EntryPayload::Blank
+                    | EntryPayload::Membership(_)
+                    | EntryPayload::Normal(
+                        Command::StrongQuery { .. } | Command::Load(_) | Command::LoadSql(_),
+                    ) => Ok(CommandResponse::default()),
+                    EntryPayload::Normal(Command::Execute {
+                        request,
+                        policy,
+                        opts,
+                        env,
+                    }) => execute::execute_request(conn, request, *policy, *opts, env.budget).map(
+                        |results| CommandResponse {
+                            results,
+                            batch: Vec::new(),
+                        },
+                    ),
+                    EntryPayload::Normal(Command::ExecuteBatch(items)) => {
+                        crate::db::apply::apply_batch(conn, items, |env| {
+                            shared
+                                .last_apply_millis
+                                .fetch_max(env.unix_millis, Ordering::Relaxed);
+                        })
+                        .map(|batch| CommandResponse {
+                            results: RequestResults::default(),
+                            batch,
+                        })
+                    }
+                },
+                |error| CommandResponse::failed(&entry.payload, error),
+                |conn| applied_state::write(conn, &log_id, membership.as_ref()),
+            );
+            match response {
+                Ok(response) => break response,
+                // The entry changed nothing: wait for room and apply it again, from its clock
+                // and seed, rather than stop the node (a restart would only meet the same disk).
+                Err(f) if f.disk_full => waiting_for_room.wait(log_id.index, &f.message),
+                Err(f) => return Err(f.into()),
+            }
+        };
         conn.set_apply_inputs(None)
             .map_err(|e| fault("clear the entry's clock and seed", &e))?;
         {
@@ -658,7 +711,58 @@ pub struct SqliteSnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
+    /// A build that fails (a full disk while checkpointing or writing the metadata) is not an
+    /// error for openraft, which would stop Raft on this node for it: the previous snapshot is
+    /// returned instead, which openraft takes as nothing new, and the next threshold or
+    /// `POST /snapshot` tries again. The database and the log are as they were: the log is
+    /// purged only up to a recorded snapshot.
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        match self.try_build_snapshot().await {
+            Ok(snapshot) => {
+                *self.shared.last_snapshot_failure.lock() = None;
+                Ok(snapshot)
+            }
+            Err(e) => {
+                let failure = SnapshotFailure {
+                    message: format!("{e:#}"),
+                    disk_full: is_disk_full(&e),
+                };
+                tracing::warn!(
+                    disk_full = failure.disk_full,
+                    "snapshot failed, the previous one stays: {}",
+                    failure.message
+                );
+                *self.shared.last_snapshot_failure.lock() = Some(failure);
+                self.shared
+                    .snapshot_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                let meta = self.shared.last_snapshot.lock().clone().unwrap_or_default();
+                Ok(Snapshot {
+                    meta,
+                    snapshot: Box::new(SnapshotData::Live(LiveDatabase {
+                        db: Arc::clone(&self.db),
+                        backups: Arc::clone(&self.backups),
+                    })),
+                })
+            }
+        }
+    }
+}
+
+/// True when a full disk is somewhere in `e`'s causes: SQLite's `SQLITE_FULL` or `ENOSPC`.
+fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<raftlite_ffi::Error>()
+            .is_some_and(|e| e.code() == raftlite_ffi::ErrorCode::Full)
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
+    })
+}
+
+impl SqliteSnapshotBuilder {
+    async fn try_build_snapshot(&mut self) -> anyhow::Result<Snapshot> {
         let db_path = self.db.path().to_path_buf();
         let shared = Arc::clone(&self.shared);
         // On the writer thread: no entry is applied while the checkpoint and syncs run, so
@@ -678,9 +782,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
                 }
                 Ok(shared.applied.lock().clone())
             })
-            .await
-            .map_err(io_error)?
-            .map_err(io_error)?;
+            .await??;
         let index = applied.log_id.map_or(0, |l| l.index);
         let n = self.shared.num_snapshots.fetch_add(1, Ordering::Relaxed) + 1;
         let meta = SnapshotMeta {
@@ -688,7 +790,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
             last_membership: applied.membership,
             snapshot_id: format!("{index}-{n}-{}", std::process::id()),
         };
-        persist_snapshot_meta(&self.data_dir, &meta).map_err(io_error)?;
+        persist_snapshot_meta(&self.data_dir, &meta)?;
         *self.shared.last_snapshot.lock() = Some(meta.clone());
         tracing::info!(
             index,

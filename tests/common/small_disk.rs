@@ -95,4 +95,3 @@ fn tool(name: &str) -> PathBuf {
         .find(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from(name))
 }
-

@@ -227,9 +227,33 @@ impl LogEngine {
         let shared = &*self.shared;
         let mut writer = shared.writer.lock();
         shared.health.check()?;
+        let tail_before = {
+            let view = shared.view.read();
+            view.segments.last().map(|s| (s.clone(), view.tail_offset))
+        };
         let result = self.write_records(&mut writer, records);
         let active = match result {
             Ok(active) => active,
+            Err(LogError::Io { context, source })
+                if source.kind() == std::io::ErrorKind::StorageFull
+                    && context.starts_with(WRITE_CONTEXT) =>
+            {
+                // A write refused for room left nothing dirty to lose (unlike a failed
+                // fsync), but it may have stored a prefix of the frames past the tail: cut
+                // them off, so no stale frame can follow a later, shorter append on disk.
+                // Cutting needs no room; if even that fails, the log is poisoned.
+                if let Some((segment, tail)) = &tail_before {
+                    if let Err(e) = segment.file.set_len(*tail) {
+                        let e = LogError::io(
+                            format!("cut segment {} after a full disk", segment.name),
+                            e,
+                        );
+                        shared.health.poison(&e);
+                        return Err(e);
+                    }
+                }
+                return Err(LogError::NoSpace { context, source });
+            }
             Err(e) => {
                 shared.health.poison(&e);
                 return Err(e);
@@ -633,11 +657,14 @@ impl LogEngine {
     }
 }
 
+/// How [`write_at`]'s errors begin: `append_then` tells a write refused for room by it.
+const WRITE_CONTEXT: &str = "write to segment ";
+
 fn write_at(segment: &Segment, bytes: &[u8], offset: u64) -> Result<(), LogError> {
     segment
         .file
         .write_all_at(bytes, offset)
-        .map_err(|e| LogError::io(format!("write to segment {}", segment.name), e))
+        .map_err(|e| LogError::io(format!("{WRITE_CONTEXT}{}", segment.name), e))
 }
 
 /// How many segments, from the front, hold only entries at or below `upto`.

@@ -29,6 +29,19 @@ pub enum LogError {
         source: io::Error,
     },
 
+    /// The file system had no room for an append's records (`ENOSPC` from the write itself,
+    /// not from an fsync). Nothing of the append was published or acknowledged, the segment
+    /// was cut back to where it ended, and the engine stays usable: the same append can be
+    /// made again once there is room.
+    #[error("could not {context}: no space left on the log's file system: {source}")]
+    NoSpace {
+        /// A short verb phrase: "write to segment 00000000000000000001.seg".
+        context: String,
+        /// The error from the operating system.
+        #[source]
+        source: io::Error,
+    },
+
     /// A segment holds bytes that fail their checks where a torn write cannot explain them.
     #[error("log segment {segment} is corrupt at byte {offset}: {reason}. {REBUILD_ADVICE}")]
     Corrupt {

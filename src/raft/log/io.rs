@@ -13,6 +13,9 @@
 //! A [`SimDir`] can be told to fail at its Nth mutating operation (write, set_len, sync,
 //! create, rename, remove, sync_dir). From then on every operation fails, as if the machine
 //! had died, and [`SimDir::crash_image`] builds the directory a restarted process would find.
+//! It can also be made **full** ([`SimDir::set_full`]): while it is, every write stores the
+//! first half of its bytes and fails with `StorageFull` (ENOSPC), and everything else works,
+//! as on a real file system that has run out of blocks.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -267,6 +270,8 @@ struct SimState {
     /// Fail the operation with this number (0-based), and everything after it.
     crash_at: Option<u64>,
     crashed: bool,
+    /// Writes fail with `StorageFull` after storing half their bytes.
+    full: bool,
 }
 
 impl SimState {
@@ -316,6 +321,11 @@ impl SimDir {
     /// Mutating operations performed so far (including a failed one).
     pub fn op_count(&self) -> u64 {
         self.state.lock().ops
+    }
+
+    /// Makes the directory full (every write fails with `StorageFull`), or gives it room again.
+    pub fn set_full(&self, full: bool) {
+        self.state.lock().full = full;
     }
 
     /// Whether the crash point was hit.
@@ -465,9 +475,17 @@ impl LogFile for SimFile {
         let mut state = self.state.lock();
         let start = usize::try_from(offset).map_err(io::Error::other)?;
         let was_crashed = state.crashed;
-        let result = state.step();
+        let mut result = state.step();
+        if result.is_ok() && state.full {
+            result = Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "simulated full disk",
+            ));
+        }
         let written = match result {
             Ok(()) => buf,
+            // A full disk takes what fits: the first half, here.
+            Err(_) if state.full && !was_crashed => &buf[..buf.len() / 2],
             // The write that hits the crash point lands half-way in the live image: that is
             // the torn write `CrashImage::LiveWithTornWrite` shows.
             Err(_) if !was_crashed => &buf[..buf.len() / 2],

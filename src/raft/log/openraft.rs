@@ -227,12 +227,37 @@ where
                 data,
             })
             .collect();
-        self.engine
-            .append_then(
-                &records,
-                Box::new(move |result| callback.log_io_completed(result.map_err(io::Error::other))),
-            )
-            .map_err(write_error)
+        // A full disk is waited out here, not returned: any error from `append` makes
+        // openraft stop Raft on this node for good, and a follower whose disk fills would
+        // then never catch up once space returns. The engine refused the append without
+        // publishing it (`LogError::NoSpace`), so it is made again as it was. Raft on this
+        // node waits meanwhile; the rest of the cluster goes on without it.
+        let callback = std::sync::Arc::new(parking_lot::Mutex::new(Some(callback)));
+        let mut pause = std::time::Duration::from_millis(50);
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            let slot = std::sync::Arc::clone(&callback);
+            let on_durable = Box::new(move |result: Result<(), LogError>| {
+                if let Some(callback) = slot.lock().take() {
+                    callback.log_io_completed(result.map_err(io::Error::other));
+                }
+            });
+            match self.engine.append_then(&records, on_durable) {
+                Err(e @ LogError::NoSpace { .. }) => {
+                    if waited.is_zero() || waited.as_secs() / 30 != (waited + pause).as_secs() / 30
+                    {
+                        tracing::warn!(
+                            waited_secs = waited.as_secs(),
+                            "the Raft log's disk is full; the append waits for free space: {e}"
+                        );
+                    }
+                    tokio::time::sleep(pause).await;
+                    waited += pause;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                other => return other.map_err(write_error),
+            }
+        }
     }
 
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
