@@ -20,7 +20,7 @@ use common::{wait_until, Answer, Node};
 /// the node stops before its disk is unmounted.
 struct DiskNode {
     node: Node,
-    disk: SmallDisk,
+    _disk: SmallDisk,
     data_dir: PathBuf,
     scratch: tempfile::TempDir,
 }
@@ -42,7 +42,7 @@ fn node_on_small_disk(mib: u64, args: &[&str]) -> Option<DiskNode> {
     let node = Node::start_in(&data_dir, args);
     Some(DiskNode {
         node,
-        disk,
+        _disk: disk,
         data_dir,
         scratch,
     })
@@ -96,6 +96,20 @@ impl Filler {
     fn remove(self) {
         std::fs::remove_file(&self.path).expect("remove the filler");
     }
+}
+
+/// Free bytes on the file system of `dir`, as `df` reports them.
+fn free_bytes(dir: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(dir)
+        .output()
+        .expect("run df");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("df: {text}"))
 }
 
 /// A read on this node only (`level=none`): it must work whatever state Raft is in.
@@ -442,6 +456,14 @@ fn a_follower_whose_disk_fills_catches_up_once_space_is_freed() {
     assert!(n3.is_running(), "the full follower stopped:\n{}", n3.log());
     let a = local_query(&n3, "SELECT count(*) FROM t");
     assert_eq!(a.status, 200, "{}", a.body);
+    // It met the full disk in its log (and, for entries already logged, in SQLite).
+    assert!(
+        wait_until(Duration::from_secs(10), || n3
+            .log()
+            .contains("the append waits for free space")),
+        "the follower's log append never met the full disk:\n{}",
+        n3.log()
+    );
     filler.remove();
     assert!(
         caught_up(&n3, 90),
@@ -457,4 +479,61 @@ fn a_follower_whose_disk_fills_catches_up_once_space_is_freed() {
         &[args, &["-node-id", "node3", "-join", &join]].concat(),
     );
     assert!(caught_up(&n3, 91), "{}", n3.log());
+}
+
+#[test]
+fn a_write_that_fills_the_disk_while_applying_waits_for_room_then_applies() {
+    let Some(mut dn) = node_on_small_disk(32, &["-disk-reserve", "0"]) else {
+        return;
+    };
+    seed(&dn.node, 20);
+    let filler = Filler::fill(&dn.data_dir, 64);
+    // Room for the small request's log entry (and above the write headroom), not for the
+    // 4 MB its statement makes: the disk fills while SQLite applies it.
+    filler.leave_free(2 << 20);
+    let url = dn.node.url("/db/execute");
+    let big = std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client")
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(
+                r#"["WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 4000) INSERT INTO t(id, v) SELECT 10000 + x, randomblob(1024) FROM c"]"#,
+            )
+            .send()
+            .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
+    });
+    // The statement fills the disk (a write sent before that would queue behind it).
+    let filled = wait_until(Duration::from_secs(20), || {
+        free_bytes(&dn.data_dir) < 512 << 10
+    });
+    assert!(
+        filled,
+        "the big write did not fill the disk:\n{}",
+        dn.node.log()
+    );
+    // Until space returns the node keeps running and serving reads, and refuses new writes.
+    assert_disk_full_answer(
+        &insert(&dn.node, 900),
+        "a write behind a write that filled the disk",
+    );
+    assert!(dn.node.is_running(), "the node stopped:\n{}", dn.node.log());
+    assert_rows_kept(&dn.node, 20, &[]);
+    assert!(
+        !big.is_finished(),
+        "the big write was answered while the disk was full"
+    );
+    assert!(
+        dn.node.log().contains("applying waits for free space"),
+        "the write did not meet the full disk while applying:\n{}",
+        dn.node.log()
+    );
+    filler.remove();
+    let (status, body) = big.join().expect("join").expect("the big write's answer");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""rows_affected":4000"#), "{body}");
+    assert_writes_resume(&dn.node, 901);
+    restart_and_check(&mut dn, 20, &[10001, 14000, 901], 902);
 }
