@@ -1253,3 +1253,34 @@ fn an_append_on_a_full_disk_fails_without_poisoning_and_leaves_nothing_behind() 
     append(&engine, 7..=20, 2).unwrap();
     assert_eq!(read_all(&engine).len(), 20);
 }
+
+/// A full disk met while creating a new segment (its header write) leaves no segment file
+/// behind: a later, smaller append that fits the old segment continues the log there, and a
+/// stale segment would break the chain on the next open.
+#[test]
+fn a_segment_whose_creation_met_a_full_disk_is_removed() {
+    let dir = SimDir::new();
+    let engine = open_sim(&dir).unwrap();
+    let sized = |index: u64, len: usize| Record {
+        index,
+        term: 1,
+        kind: 1,
+        data: vec![b'a' + (index % 26) as u8; len],
+    };
+    let one = |r: &Record| engine.append(&[r.as_ref()]);
+    one(&sized(1, 20)).unwrap();
+    dir.set_full(true);
+    // Too big for what is left of the segment: the append starts segment 2 and fails there.
+    assert!(matches!(one(&sized(2, 100)), Err(LogError::NoSpace { .. })));
+    dir.set_full(false);
+    let small = sized(2, 10);
+    one(&small).unwrap();
+    assert_eq!(segment_names(&dir).len(), 1, "{:?}", segment_names(&dir));
+    for i in 3..=6 {
+        one(&sized(i, 100)).unwrap();
+    }
+    let reopened = open_sim(&dir.crash_image(CrashImage::LiveWithTornWrite)).unwrap();
+    let back = read_all(&reopened);
+    assert_eq!(back.len(), 6);
+    assert_eq!(back[1], small);
+}

@@ -234,25 +234,16 @@ impl LogEngine {
         let result = self.write_records(&mut writer, records);
         let active = match result {
             Ok(active) => active,
-            Err(LogError::Io { context, source })
-                if source.kind() == std::io::ErrorKind::StorageFull
-                    && context.starts_with(WRITE_CONTEXT) =>
-            {
+            Err(e @ LogError::NoSpace { .. }) => {
                 // A write refused for room left nothing dirty to lose (unlike a failed
                 // fsync), but it may have stored a prefix of the frames past the tail: cut
                 // them off, so no stale frame can follow a later, shorter append on disk.
                 // Cutting needs no room; if even that fails, the log is poisoned.
-                if let Some((segment, tail)) = &tail_before {
-                    if let Err(e) = segment.file.set_len(*tail) {
-                        let e = LogError::io(
-                            format!("cut segment {} after a full disk", segment.name),
-                            e,
-                        );
-                        shared.health.poison(&e);
-                        return Err(e);
-                    }
+                if let Err(e) = self.undo_unpublished_write(tail_before.as_ref()) {
+                    shared.health.poison(&e);
+                    return Err(e);
                 }
-                return Err(LogError::NoSpace { context, source });
+                return Err(e);
             }
             Err(e) => {
                 shared.health.poison(&e);
@@ -270,6 +261,44 @@ impl LogEngine {
         };
         if let Err(unsent) = shared.flush_requests.send(request) {
             (unsent.0.on_durable)(Err(LogError::Poisoned("the flusher thread stopped".into())));
+        }
+        Ok(())
+    }
+
+    /// After a write refused for room: cuts the last published segment back to its tail
+    /// (`tail_before`), and removes the segments the append created, which nothing
+    /// references. A later append may put different records where they were: a stale frame
+    /// or segment left behind would read as part of the log after a restart.
+    fn undo_unpublished_write(&self, tail_before: Option<&(Segment, u64)>) -> Result<(), LogError> {
+        let shared = &*self.shared;
+        if let Some((segment, tail)) = tail_before {
+            segment.file.set_len(*tail).map_err(|e| {
+                LogError::io(format!("cut segment {} after a full disk", segment.name), e)
+            })?;
+        }
+        let published: Vec<String> = {
+            let view = shared.view.read();
+            view.segments.iter().map(|s| s.name.clone()).collect()
+        };
+        let names = shared
+            .dir
+            .list()
+            .map_err(|e| LogError::io("list the log directory after a full disk", e))?;
+        let mut removed = false;
+        for name in names {
+            if segment::parse_segment_file_name(&name).is_some() && !published.contains(&name) {
+                shared
+                    .dir
+                    .remove(&name)
+                    .map_err(|e| LogError::io(format!("remove unpublished segment {name}"), e))?;
+                removed = true;
+            }
+        }
+        if removed {
+            shared
+                .dir
+                .sync_dir()
+                .map_err(|e| LogError::io("sync the log directory after a full disk", e))?;
         }
         Ok(())
     }
@@ -657,14 +686,11 @@ impl LogEngine {
     }
 }
 
-/// How [`write_at`]'s errors begin: `append_then` tells a write refused for room by it.
-const WRITE_CONTEXT: &str = "write to segment ";
-
 fn write_at(segment: &Segment, bytes: &[u8], offset: u64) -> Result<(), LogError> {
     segment
         .file
         .write_all_at(bytes, offset)
-        .map_err(|e| LogError::io(format!("{WRITE_CONTEXT}{}", segment.name), e))
+        .map_err(|e| LogError::write(format!("write to segment {}", segment.name), e))
 }
 
 /// How many segments, from the front, hold only entries at or below `upto`.

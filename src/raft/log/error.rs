@@ -112,4 +112,16 @@ impl LogError {
             source,
         }
     }
+
+    /// Wraps the error of a write into a file: [`LogError::NoSpace`] when the file system
+    /// had no room (a write refused for room leaves nothing dirty, unlike a failed fsync),
+    /// else [`LogError::Io`].
+    pub fn write(context: impl Into<String>, source: io::Error) -> Self {
+        let context = context.into();
+        if source.kind() == io::ErrorKind::StorageFull {
+            LogError::NoSpace { context, source }
+        } else {
+            LogError::Io { context, source }
+        }
+    }
 }

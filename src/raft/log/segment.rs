@@ -47,7 +47,7 @@ impl Segment {
             .create(&name)
             .map_err(|e| LogError::io(format!("create segment {name}"), e))?;
         file.write_all_at(&record::encode_segment_header(first_index), 0)
-            .map_err(|e| LogError::io(format!("write the header of segment {name}"), e))?;
+            .map_err(|e| LogError::write(format!("write the header of segment {name}"), e))?;
         file.sync_data()
             .map_err(|e| LogError::io(format!("sync segment {name}"), e))?;
         dir.sync_dir().map_err(|e| {
