@@ -231,7 +231,11 @@ fn writes_on_a_full_disk_fail_clearly_and_resume_once_space_is_freed() {
     for a in &answers {
         assert_disk_full_answer(a, "a write");
     }
-    assert!(dn.node.is_running(), "the node stopped:\n{}", dn.node.log());
+    assert!(
+        dn.node.exit_status().is_none(),
+        "the node stopped:\n{}",
+        dn.node.log()
+    );
     assert_rows_kept(&dn.node, 200, &[]);
     assert_eq!(row_count(&dn.node), 200);
     assert_eq!(dn.node.get("/status").status, 200);
@@ -259,7 +263,7 @@ fn a_snapshot_on_a_full_disk_fails_clearly_and_raft_keeps_running() {
     assert_disk_full_answer(&a, "POST /snapshot");
     assert!(a.body.contains("snapshot failed"), "{}", a.body);
     // Raft is still running on the node: it still leads and answers a linearizable read.
-    assert!(dn.node.is_running(), "{}", dn.node.log());
+    assert!(dn.node.exit_status().is_none(), "{}", dn.node.log());
     let q = dn
         .node
         .get("/db/query?q=SELECT%20count(*)%20FROM%20t&level=linearizable");
@@ -369,7 +373,7 @@ fn loads_that_fill_the_disk_answer_507_and_change_nothing() {
         let a = load(&dn.node, body);
         assert_disk_full_answer(&a, what);
         assert!(
-            dn.node.is_running(),
+            dn.node.exit_status().is_none(),
             "{what}: the node stopped:\n{}",
             dn.node.log()
         );
@@ -453,7 +457,11 @@ fn a_follower_whose_disk_fills_catches_up_once_space_is_freed() {
     }
     assert!(caught_up(&n2, 90));
     // The full follower still serves what it has, and keeps running.
-    assert!(n3.is_running(), "the full follower stopped:\n{}", n3.log());
+    assert!(
+        n3.exit_status().is_none(),
+        "the full follower stopped:\n{}",
+        n3.log()
+    );
     let a = local_query(&n3, "SELECT count(*) FROM t");
     assert_eq!(a.status, 200, "{}", a.body);
     // It met the full disk in its log (and, for entries already logged, in SQLite).
@@ -519,7 +527,11 @@ fn a_write_that_fills_the_disk_while_applying_waits_for_room_then_applies() {
         &insert(&dn.node, 900),
         "a write behind a write that filled the disk",
     );
-    assert!(dn.node.is_running(), "the node stopped:\n{}", dn.node.log());
+    assert!(
+        dn.node.exit_status().is_none(),
+        "the node stopped:\n{}",
+        dn.node.log()
+    );
     assert_rows_kept(&dn.node, 20, &[]);
     assert!(
         !big.is_finished(),
@@ -536,4 +548,80 @@ fn a_write_that_fills_the_disk_while_applying_waits_for_room_then_applies() {
     assert!(body.contains(r#""rows_affected":4000"#), "{body}");
     assert_writes_resume(&dn.node, 901);
     restart_and_check(&mut dn, 20, &[10001, 14000, 901], 902);
+}
+
+/// The node's active Raft log segment (the last one by name).
+fn active_segment(data_dir: &Path) -> PathBuf {
+    let raft = data_dir.join("raft");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&raft)
+        .expect("read the raft dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    segments.pop().expect("a segment")
+}
+
+fn chattr(flag: &str, path: &Path) {
+    let st = std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .status()
+        .expect("run chattr");
+    assert!(st.success(), "chattr {flag} {}", path.display());
+}
+
+/// A log write that fails for another reason than room (here the segment made immutable, so
+/// the write fails with EPERM) poisons the log, and openraft stops Raft: the node must then
+/// stop with a clear message, not go on looking ready with no Raft behind it. A restart
+/// after the cause is removed finds every acknowledged write.
+#[test]
+fn a_failed_log_write_stops_the_node_with_a_clear_message() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mount_point = scratch.path().join("disk");
+    std::fs::create_dir(&mount_point).expect("mkdir");
+    // ext4: a tmpfs has no immutable flag.
+    let _disk = match SmallDisk::mount_ext4(&mount_point, scratch.path(), 32) {
+        Ok(disk) => disk,
+        Err(why) => {
+            common::prerequisite_missing(&why);
+            return;
+        }
+    };
+    let data_dir = mount_point.join("data");
+    let mut node = Node::start_in(&data_dir, &[]);
+    seed(&node, 20);
+    let segment = active_segment(&data_dir);
+    chattr("+i", &segment);
+    let url = node.url("/db/execute");
+    // The write may be answered with an error or cut off when the process ends.
+    let write = std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client")
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(r#"[["INSERT INTO t(id, v) VALUES(500, x'00')"]]"#)
+            .send()
+            .map(|r| r.status().as_u16())
+    });
+    let stopped = wait_until(Duration::from_secs(20), || node.exit_status().is_some());
+    chattr("-i", &segment);
+    assert!(stopped, "the node went on without Raft:\n{}", node.log());
+    assert!(
+        node.log().contains("Raft stopped on a fatal error"),
+        "{}",
+        node.log()
+    );
+    let answer = write.join().expect("join");
+    assert!(
+        !matches!(answer, Ok(200)),
+        "the write was acknowledged: {answer:?}"
+    );
+    let status = node.exit_status();
+    assert_eq!(status.and_then(|s| s.code()), Some(70), "{status:?}");
+    node = Node::start_in(&data_dir, &[]);
+    assert_rows_kept(&node, 20, &[]);
+    assert!(acknowledged(&insert(&node, 501)));
 }

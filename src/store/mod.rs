@@ -188,6 +188,7 @@ impl Store {
         *shared.load_applied.lock() = Some(load_tx);
         tokio::spawn(snapshot_after_loads(raft.clone(), load_rx));
         tokio::spawn(track_member_addrs(raft.clone(), Arc::clone(&shared)));
+        tokio::spawn(stop_when_raft_fails(raft.clone()));
         tokio::spawn(checkpoint_wal(Arc::downgrade(&db)));
         Ok(Arc::new(Store {
             db,
@@ -685,6 +686,31 @@ async fn snapshot_after_loads(raft: Raft, mut applied: tokio::sync::mpsc::Unboun
         }
         if let Err(e) = raft.trigger().purge_log(index).await {
             tracing::warn!("purge the log after a load: {e}");
+        }
+    }
+}
+
+/// Stops the process when openraft stops Raft on a fatal error (a storage error of the log or
+/// the state machine it cannot go on from, such as a failed fsync): without Raft the node
+/// can neither write nor catch up, and its metrics would go on naming the last leader, so it
+/// would look ready while it can do nothing. A restart reopens the log, which re-reads the
+/// disk. A shutdown asked for (`Fatal::Stopped`) is not a failure.
+async fn stop_when_raft_fails(raft: Raft) {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow().running_state {
+            if !matches!(fatal, openraft::error::Fatal::Stopped) {
+                tracing::error!(
+                    "Raft stopped on a fatal error: {fatal}; stopping the node (restart it once \
+                     the cause is dealt with)"
+                );
+                eprintln!("raftlited: Raft stopped on a fatal error: {fatal}; stopping");
+                std::process::exit(70)
+            }
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }

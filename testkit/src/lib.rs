@@ -136,6 +136,13 @@ impl NodeProcess {
         self.child.is_some()
     }
 
+    /// The exit status of a process that ended by itself (it is reaped then); `None` while it
+    /// runs, or once the test stopped it. ([`NodeProcess::is_running`] only says the test has
+    /// not stopped it.)
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
     /// SIGTERM (through `kill(1)`: no `unsafe` here), then a bounded wait for the exit; on
     /// timeout the node is killed and the error holds its log.
     pub fn stop(&mut self, timeout: Duration) -> Result<ExitStatus, String> {

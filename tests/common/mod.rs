@@ -191,6 +191,11 @@ impl Node {
         self.process.is_running()
     }
 
+    /// The exit status if the process ended by itself; `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.exit_status()
+    }
+
     /// SIGKILL, as a crash. Afterwards [`Node::log`] holds every line the process wrote, so a
     /// test can tell how far it got before the kill.
     pub fn kill(&mut self) {

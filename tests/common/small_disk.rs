@@ -7,6 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+const CANNOT_MOUNT: &str =
+    "cannot mount a small file system (root and a tmpfs or a loop device are needed)";
+
 /// A small file system mounted at a directory for the length of a test, unmounted on drop: a
 /// tmpfs, or where that is refused, an ext4 image on a loop device. Both need root.
 pub struct SmallDisk {
@@ -26,6 +29,13 @@ impl SmallDisk {
                 mount_point: mount_point.to_path_buf(),
             });
         };
+        SmallDisk::mount_ext4(mount_point, image_dir, mib)
+            .map_err(|loop_mount| format!("{CANNOT_MOUNT}: tmpfs: {tmpfs}; {loop_mount}"))
+    }
+
+    /// Mounts an ext4 image of about `mib` MiB free at `mount_point` (on a loop device; the
+    /// image goes in `image_dir`): for tests that need what a tmpfs lacks, such as `chattr`.
+    pub fn mount_ext4(mount_point: &Path, image_dir: &Path, mib: u64) -> Result<SmallDisk, String> {
         let image = image_dir.join("small-disk.img");
         // ext4 without reserved blocks keeps some 90% of the image free: 2 MiB more than
         // asked gives about what a tmpfs of `mib` MiB has.
@@ -53,10 +63,7 @@ impl SmallDisk {
                     mount_point: mount_point.to_path_buf(),
                 })
             }
-            Err(loop_mount) => Err(format!(
-                "cannot mount a small file system (root and a tmpfs or a loop device are \
-                 needed): tmpfs: {tmpfs}; ext4 image on a loop device: {loop_mount}"
-            )),
+            Err(loop_mount) => Err(format!("ext4 image on a loop device: {loop_mount}")),
         }
     }
 }
