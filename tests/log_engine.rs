@@ -1284,3 +1284,32 @@ fn a_segment_whose_creation_met_a_full_disk_is_removed() {
     assert_eq!(back.len(), 6);
     assert_eq!(back[1], small);
 }
+
+/// Metadata writes (the vote, a purge) refused for room change nothing and leave the engine
+/// usable: the same write succeeds once there is room, and a reopen finds it.
+#[test]
+fn a_vote_or_purge_on_a_full_disk_fails_without_poisoning() {
+    let dir = SimDir::new();
+    let engine = open_sim(&dir).unwrap();
+    append(&engine, 1..=10, 1).unwrap();
+    engine.save_vote(b"vote 1".to_vec()).unwrap();
+    dir.set_full(true);
+    assert!(matches!(
+        engine.save_vote(b"vote 2".to_vec()),
+        Err(LogError::NoSpace { .. })
+    ));
+    assert!(matches!(
+        engine.purge(4, b"purged 4".to_vec()),
+        Err(LogError::NoSpace { .. })
+    ));
+    assert_eq!(engine.vote(), Some(b"vote 1".to_vec()));
+    assert_eq!(engine.bounds().first_index, Some(1));
+    dir.set_full(false);
+    engine.save_vote(b"vote 2".to_vec()).unwrap();
+    engine.purge(4, b"purged 4".to_vec()).unwrap();
+    append(&engine, 11..=12, 1).unwrap();
+    let reopened = open_sim(&dir.crash_image(CrashImage::DurableOnly)).unwrap();
+    assert_eq!(reopened.vote(), Some(b"vote 2".to_vec()));
+    assert_eq!(reopened.bounds().first_index, Some(5));
+    assert_eq!(reopened.bounds().last_index, Some(12));
+}

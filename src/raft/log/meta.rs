@@ -147,7 +147,7 @@ impl Meta {
             .create(META_TEMP_FILE)
             .map_err(|e| LogError::io("create meta.tmp", e))?;
         file.write_all_at(&self.encode(), 0)
-            .map_err(|e| LogError::io("write meta.tmp", e))?;
+            .map_err(|e| LogError::write("write meta.tmp", e))?;
         file.sync_data()
             .map_err(|e| LogError::io("sync meta.tmp", e))?;
         dir.rename(META_TEMP_FILE, META_FILE)

@@ -69,6 +69,39 @@ impl<C: RaftTypeConfig> RaftLogStore<C> {
     }
 }
 
+/// Runs `attempt` until it does not fail for room ([`LogError::NoSpace`]: the engine refused
+/// a write and changed nothing), waiting 50 ms at first, doubling to 2 s, with a warning when
+/// the wait starts and then every 30 s or so. Any error returned to openraft stops Raft on
+/// this node for good, so a full disk is waited out here instead: a follower whose disk
+/// fills catches up once space returns, and Raft on this node does nothing meanwhile (the
+/// rest of the cluster goes on without it; a leader that waits loses its lease and is
+/// replaced).
+async fn wait_for_room<T>(
+    what: &str,
+    mut attempt: impl FnMut() -> Result<T, LogError>,
+) -> Result<T, LogError> {
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut waited = std::time::Duration::ZERO;
+    let mut warned_at: Option<std::time::Duration> = None;
+    loop {
+        match attempt() {
+            Err(e @ LogError::NoSpace { .. }) => {
+                if warned_at.is_none_or(|at| waited - at >= std::time::Duration::from_secs(30)) {
+                    tracing::warn!(
+                        waited_secs = waited.as_secs(),
+                        "the Raft log's disk is full; {what} waits for free space: {e}"
+                    );
+                    warned_at = Some(waited);
+                }
+                tokio::time::sleep(pause).await;
+                waited += pause;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn read_error<NID: openraft::NodeId>(e: impl std::error::Error + 'static) -> StorageError<NID> {
     StorageIOError::read_logs(AnyError::new(&e)).into()
 }
@@ -168,8 +201,8 @@ where
 
     async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let bytes = encode(vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
-        self.engine
-            .save_vote(bytes)
+        wait_for_room("saving the vote", || self.engine.save_vote(bytes.clone()))
+            .await
             .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
 
@@ -227,37 +260,23 @@ where
                 data,
             })
             .collect();
-        // A full disk is waited out here, not returned: any error from `append` makes
-        // openraft stop Raft on this node for good, and a follower whose disk fills would
-        // then never catch up once space returns. The engine refused the append without
-        // publishing it (`LogError::NoSpace`), so it is made again as it was. Raft on this
-        // node waits meanwhile; the rest of the cluster goes on without it.
+        // A full disk is waited out (`wait_for_room`), not returned. The engine refused the
+        // append without publishing it, so it is made again as it was; the callback goes to
+        // whichever attempt is taken.
         let callback = std::sync::Arc::new(parking_lot::Mutex::new(Some(callback)));
-        let mut pause = std::time::Duration::from_millis(50);
-        let mut waited = std::time::Duration::ZERO;
-        loop {
+        wait_for_room("the append", || {
             let slot = std::sync::Arc::clone(&callback);
-            let on_durable = Box::new(move |result: Result<(), LogError>| {
-                if let Some(callback) = slot.lock().take() {
-                    callback.log_io_completed(result.map_err(io::Error::other));
-                }
-            });
-            match self.engine.append_then(&records, on_durable) {
-                Err(e @ LogError::NoSpace { .. }) => {
-                    if waited.is_zero() || waited.as_secs() / 30 != (waited + pause).as_secs() / 30
-                    {
-                        tracing::warn!(
-                            waited_secs = waited.as_secs(),
-                            "the Raft log's disk is full; the append waits for free space: {e}"
-                        );
+            self.engine.append_then(
+                &records,
+                Box::new(move |result: Result<(), LogError>| {
+                    if let Some(callback) = slot.lock().take() {
+                        callback.log_io_completed(result.map_err(io::Error::other));
                     }
-                    tokio::time::sleep(pause).await;
-                    waited += pause;
-                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
-                }
-                other => return other.map_err(write_error),
-            }
-        }
+                }),
+            )
+        })
+        .await
+        .map_err(write_error)
     }
 
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
@@ -266,6 +285,8 @@ where
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let id = encode(&log_id).map_err(write_error)?;
-        self.engine.purge(log_id.index, id).map_err(write_error)
+        wait_for_room("the purge", || self.engine.purge(log_id.index, id.clone()))
+            .await
+            .map_err(write_error)
     }
 }
