@@ -99,7 +99,11 @@
 //!
 //! - After any failed write or fsync the engine refuses all further writes
 //!   ([`LogError::Poisoned`]): after a failed fsync the page cache may not match the disk, and
-//!   only a reopen (which re-reads the disk) restores a trustworthy state.
+//!   only a reopen (which re-reads the disk) restores a trustworthy state. The exception is a
+//!   write the file system refused for room ([`LogError::NoSpace`]): it leaves nothing dirty,
+//!   the append's frames past the tail are cut off and the segments it created removed, so
+//!   the log is exactly as before and the same append can be made again once there is room
+//!   (the openraft adapter waits for it).
 //! - The records of one append are written by the caller; only the fsync is batched on the
 //!   flusher thread. Writes into the page cache are cheap; the fsync is what is worth sharing.
 //! - Truncate, purge, `save_vote` and segment rollover fsync on the calling thread, which for
