@@ -29,15 +29,7 @@ struct DiskNode {
 /// mounting is impossible outside CI.
 fn node_on_small_disk(mib: u64, args: &[&str]) -> Option<DiskNode> {
     let scratch = tempfile::tempdir().expect("tempdir");
-    let mount_point = scratch.path().join("disk");
-    std::fs::create_dir(&mount_point).expect("mkdir");
-    let disk = match SmallDisk::mount(&mount_point, scratch.path(), mib) {
-        Ok(disk) => disk,
-        Err(why) => {
-            common::prerequisite_missing(&why);
-            return None;
-        }
-    };
+    let (disk, mount_point) = SmallDisk::mount_or_skip(scratch.path(), "disk", mib, false)?;
     let data_dir = mount_point.join("data");
     let node = Node::start_in(&data_dir, args);
     Some(DiskNode {
@@ -411,14 +403,9 @@ fn loads_that_fill_the_disk_answer_507_and_change_nothing() {
 #[test]
 fn a_follower_whose_disk_fills_catches_up_once_space_is_freed() {
     let scratch = tempfile::tempdir().expect("tempdir");
-    let mount_point = scratch.path().join("disk");
-    std::fs::create_dir(&mount_point).expect("mkdir");
-    let _disk = match SmallDisk::mount(&mount_point, scratch.path(), 32) {
-        Ok(disk) => disk,
-        Err(why) => {
-            common::prerequisite_missing(&why);
-            return;
-        }
+    let Some((_disk, mount_point)) = SmallDisk::mount_or_skip(scratch.path(), "disk", 32, false)
+    else {
+        return;
     };
     let args = common::FAST_RAFT;
     let n1 = Node::start(&[args, &["-node-id", "node1"]].concat());
@@ -586,15 +573,10 @@ fn chattr(flag: &str, path: &Path) {
 #[test]
 fn a_failed_log_write_stops_the_node_with_a_clear_message() {
     let scratch = tempfile::tempdir().expect("tempdir");
-    let mount_point = scratch.path().join("disk");
-    std::fs::create_dir(&mount_point).expect("mkdir");
     // ext4: a tmpfs has no immutable flag.
-    let _disk = match SmallDisk::mount_ext4(&mount_point, scratch.path(), 32) {
-        Ok(disk) => disk,
-        Err(why) => {
-            common::prerequisite_missing(&why);
-            return;
-        }
+    let Some((_disk, mount_point)) = SmallDisk::mount_or_skip(scratch.path(), "disk", 32, true)
+    else {
+        return;
     };
     let data_dir = mount_point.join("data");
     let mut node = Node::start_in(&data_dir, &[]);

@@ -44,7 +44,7 @@ impl std::fmt::Display for EntryFault {
 fn fault(what: &str, e: &raftlite_ffi::Error) -> EntryFault {
     EntryFault {
         message: format!("{what}: {e}"),
-        disk_full: e.code() == raftlite_ffi::ErrorCode::Full,
+        disk_full: super::error::is_full(e),
     }
 }
 
@@ -101,9 +101,7 @@ fn apply_entry_once<T>(
     };
     record(conn).map_err(|e| EntryFault {
         message: format!("record applied index: {e:#}"),
-        disk_full: e
-            .downcast_ref::<raftlite_ffi::Error>()
-            .is_some_and(|e| e.code() == raftlite_ffi::ErrorCode::Full),
+        disk_full: super::error::is_disk_full(&e),
     })?;
     conn.execute_batch("COMMIT")
         .map_err(|e| fault("commit apply transaction", &e))?;

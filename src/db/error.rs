@@ -39,6 +39,23 @@ pub fn is_local_fault(e: &raftlite_ffi::Error) -> bool {
     )
 }
 
+/// True for SQLite's `SQLITE_FULL`: the disk had no room (or a size limit was reached).
+pub fn is_full(e: &raftlite_ffi::Error) -> bool {
+    e.code() == ErrorCode::Full
+}
+
+/// True when a full disk is somewhere in `e`'s causes: SQLite's `SQLITE_FULL`, or `ENOSPC`.
+pub fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<raftlite_ffi::Error>()
+            .is_some_and(is_full)
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
+    })
+}
+
 pub fn classify(e: raftlite_ffi::Error) -> SqlFailure {
     if is_local_fault(&e) {
         SqlFailure::Local(e)

@@ -345,26 +345,19 @@ async fn respond(
                  was applied; send it again",
             ),
         },
-        // Like a backup or a load that does not fit: 507, and the reason in `error`.
-        Err(StoreError::InsufficientStorage(msg)) => json(
-            StatusCode::INSUFFICIENT_STORAGE,
-            encode_response(
-                &ApiResponse {
-                    error: Some(&msg),
-                    ..Default::default()
-                },
-                EncodeOptions::from_params(params),
-            ),
-        ),
-        Err(e @ (StoreError::Internal(_) | StoreError::StaleRead)) => {
-            // rqlite answers request-level failures that are not about leadership with 200 and
-            // an `error` field, and clients look for it there.
-            let msg = match &e {
-                StoreError::Internal(err) => format!("{err:#}"),
-                other => other.to_string(),
+        Err(e) => {
+            let (status, msg) = match &e {
+                // Like a backup or a load that does not fit: 507, the reason in `error`.
+                StoreError::InsufficientStorage(msg) => {
+                    (StatusCode::INSUFFICIENT_STORAGE, msg.clone())
+                }
+                // rqlite answers request-level failures that are not about leadership with
+                // 200 and an `error` field, and clients look for it there.
+                StoreError::Internal(err) => (StatusCode::OK, format!("{err:#}")),
+                other => (StatusCode::OK, other.to_string()),
             };
             json(
-                StatusCode::OK,
+                status,
                 encode_response(
                     &ApiResponse {
                         error: Some(&msg),

@@ -725,7 +725,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
             Err(e) => {
                 let failure = SnapshotFailure {
                     message: format!("{e:#}"),
-                    disk_full: is_disk_full(&e),
+                    disk_full: crate::db::error::is_disk_full(&e),
                 };
                 tracing::warn!(
                     disk_full = failure.disk_full,
@@ -747,18 +747,6 @@ impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
             }
         }
     }
-}
-
-/// True when a full disk is somewhere in `e`'s causes: SQLite's `SQLITE_FULL` or `ENOSPC`.
-fn is_disk_full(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<raftlite_ffi::Error>()
-            .is_some_and(|e| e.code() == raftlite_ffi::ErrorCode::Full)
-            || cause
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
-    })
 }
 
 impl SqliteSnapshotBuilder {

@@ -17,6 +17,31 @@ pub struct SmallDisk {
 }
 
 impl SmallDisk {
+    /// Makes the directory `scratch/name` and mounts about `mib` MiB there (`ext4_only`: an
+    /// ext4 image, for what a tmpfs lacks); `None`, after `prerequisite_missing` (which fails
+    /// the test under CI), when that is impossible.
+    pub fn mount_or_skip(
+        scratch: &Path,
+        name: &str,
+        mib: u64,
+        ext4_only: bool,
+    ) -> Option<(SmallDisk, PathBuf)> {
+        let mount_point = scratch.join(name);
+        std::fs::create_dir(&mount_point).expect("make the mount point");
+        let mounted = if ext4_only {
+            SmallDisk::mount_ext4(&mount_point, scratch, mib)
+        } else {
+            SmallDisk::mount(&mount_point, scratch, mib)
+        };
+        match mounted {
+            Ok(disk) => Some((disk, mount_point)),
+            Err(why) => {
+                super::prerequisite_missing(&why);
+                None
+            }
+        }
+    }
+
     /// Mounts about `mib` MiB of free space at `mount_point`; a fallback image goes in
     /// `image_dir`. The error says what each way answered.
     pub fn mount(mount_point: &Path, image_dir: &Path, mib: u64) -> Result<SmallDisk, String> {

@@ -166,7 +166,7 @@ pub(super) async fn build_for_blank(
         cause: e.to_string(),
     };
     let build_fault = |e: anyhow::Error| {
-        if is_disk_full(&e) {
+        if crate::db::error::is_disk_full(&e) {
             RestoreError::NoRoomToBuild {
                 reserve,
                 cause: format!("{e:#}"),
@@ -229,18 +229,6 @@ pub(super) async fn build_for_blank(
         guard,
         result,
     }))
-}
-
-/// True when `e` comes from a full disk (SQLite's `SQLITE_FULL`, or `ENOSPC`).
-fn is_disk_full(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<raftlite_ffi::Error>()
-            .is_some_and(|e| e.code() == raftlite_ffi::ErrorCode::Full)
-            || cause
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
-    })
 }
 
 #[cfg(test)]
