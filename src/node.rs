@@ -386,12 +386,14 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         Ok(true) => {
             stop.recv().await;
             tracing::info!("shutting down");
+            store.begin_stopping();
             leave_gracefully(&store, &opts).await;
             Ok(())
         }
         Ok(false) => Ok(()),
         Err(e) => Err(e),
     };
+    store.begin_stopping();
     http_handle.stop(true).await;
     raft_handle.stop(true).await;
     let _ = http_task.await;

@@ -622,3 +622,70 @@ fn a_failed_log_write_stops_the_node_with_a_clear_message() {
     assert_eq!(count_in(&a), Some(0), "{}", a.body);
     assert!(acknowledged(&insert(&node, 501)));
 }
+
+/// A stop asked for while an entry waits for disk space ends the process at once (status 70,
+/// the reason logged), and the entry, committed in the log, is applied after the restart.
+#[test]
+fn a_stop_while_applying_waits_for_room_ends_the_process_and_the_entry_applies_later() {
+    let Some(mut dn) = node_on_small_disk(32, &["-disk-reserve", "0"]) else {
+        return;
+    };
+    seed(&dn.node, 20);
+    let filler = Filler::fill(&dn.data_dir, 64);
+    filler.leave_free(2 << 20);
+    let url = dn.node.url("/db/execute");
+    let big = std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client")
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(
+                r#"["WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 4000) INSERT INTO t(id, v) SELECT 10000 + x, randomblob(1024) FROM c"]"#,
+            )
+            .send()
+            .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
+    });
+    assert!(
+        wait_until(Duration::from_secs(20), || dn
+            .node
+            .log()
+            .contains("applying waits for free space")),
+        "the write did not meet the full disk while applying:\n{}",
+        dn.node.log()
+    );
+    let asked = Instant::now();
+    let status = dn.node.stop();
+    let took = asked.elapsed();
+    assert_eq!(status.code(), Some(70), "{status:?}\n{}", dn.node.log());
+    assert!(took < Duration::from_secs(10), "the stop took {took:?}");
+    assert!(
+        dn.node
+            .log()
+            .contains("asked to stop while the entry waited"),
+        "{}",
+        dn.node.log()
+    );
+    if let Ok((status, body)) = big.join().expect("join") {
+        assert!(
+            status != 200 || body.contains("\"error\""),
+            "the write was acknowledged: {status} {body}"
+        );
+    }
+    filler.remove();
+    dn.node = Node::start_in(&dn.data_dir, &[]);
+    assert_rows_kept(&dn.node, 20, &[]);
+    // The entry is in the log: once the restarted node leads, it commits and applies it.
+    let applied = wait_until(Duration::from_secs(20), || {
+        count_in(&local_query(
+            &dn.node,
+            "SELECT count(*) FROM t WHERE id > 10000",
+        )) == Some(4000)
+    });
+    assert!(
+        applied,
+        "the logged entry was not applied after the restart:\n{}",
+        dn.node.log()
+    );
+}

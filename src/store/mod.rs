@@ -589,8 +589,15 @@ impl Store {
             .map_err(StoreError::Internal)
     }
 
+    /// Marks the node as stopping, first thing on a stop signal: an entry waiting for disk
+    /// space gives up (and the node stops with it) instead of holding the stop forever.
+    pub fn begin_stopping(&self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+    }
+
     /// Stops Raft and closes the database.
     pub async fn shutdown(&self) {
+        self.begin_stopping();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("stop Raft: {e}");
         }

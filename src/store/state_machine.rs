@@ -70,6 +70,8 @@ pub struct SharedState {
     /// Snapshot builds that failed (a full disk, an fsync): each left the previous snapshot in
     /// place, and the reason of the last one is kept for `POST /snapshot`.
     pub snapshot_failures: AtomicU64,
+    /// Set when the node begins to stop: an entry waiting for disk space stops waiting.
+    pub stopping: std::sync::atomic::AtomicBool,
     pub last_snapshot_failure: Mutex<Option<SnapshotFailure>>,
 }
 
@@ -520,7 +522,8 @@ impl From<crate::db::apply::EntryFault> for ApplyFault {
 /// How an entry that met a full disk waits before it is applied again: 50 ms at first,
 /// doubling to 2 s, with a warning when it starts and then at most every 30 s. It waits on
 /// the writer thread, which has nothing else to do: every later entry waits behind this one,
-/// and reads go on from the read connections.
+/// and reads go on from the read connections. A stop of the node ends the wait
+/// ([`SharedState::stopping`]), or the writer would never let the process end.
 #[derive(Default)]
 struct DiskFullWait {
     pause: Duration,
@@ -624,7 +627,17 @@ fn apply_entries(
                 Ok(response) => break response,
                 // The entry changed nothing: wait for room and apply it again, from its clock
                 // and seed, rather than stop the node (a restart would only meet the same disk).
-                Err(f) if f.disk_full => waiting_for_room.wait(log_id.index, &f.message),
+                Err(f) if f.disk_full && !shared.stopping.load(Ordering::Relaxed) => {
+                    waiting_for_room.wait(log_id.index, &f.message)
+                }
+                // A stop asked for while waiting: the node stops here, as for any local fault
+                // (the entry is in the log and is applied after the restart).
+                Err(f) if f.disk_full => {
+                    return Err(ApplyFault(format!(
+                        "{} (the node was asked to stop while the entry waited for disk space)",
+                        f.message
+                    )))
+                }
                 Err(f) => return Err(f.into()),
             }
         };
