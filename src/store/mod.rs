@@ -159,7 +159,8 @@ impl Store {
             ..LogOptions::default()
         };
         let log = RaftLogStore::<TypeConfig>::open(opts.data_dir.join("raft"), log_options)
-            .context("open the Raft log")?;
+            .context("open the Raft log")?
+            .with_stopping(Arc::clone(&shared.stopping));
         let applied_membership = shared.applied.lock().membership.clone();
         if recovery::recover_if_requested(&opts.data_dir, &log, &applied_membership, &opts.node)
             .context("peers.json recovery")?

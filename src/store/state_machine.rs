@@ -71,7 +71,10 @@ pub struct SharedState {
     /// place, and the reason of the last one is kept for `POST /snapshot`.
     pub snapshot_failures: AtomicU64,
     /// Set when the node begins to stop: an entry waiting for disk space stops waiting.
-    pub stopping: std::sync::atomic::AtomicBool,
+    /// The Raft log store holds it too ([`RaftLogStore::with_stopping`]).
+    ///
+    /// [`RaftLogStore::with_stopping`]: crate::raft::log::openraft::RaftLogStore::with_stopping
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
     pub last_snapshot_failure: Mutex<Option<SnapshotFailure>>,
 }
 

@@ -12,6 +12,8 @@ use std::io;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{
@@ -31,13 +33,20 @@ pub const ENTRY_KIND_BINCODE: u8 = 1;
 /// is how the log reader handed to replication tasks is made.
 pub struct RaftLogStore<C: RaftTypeConfig> {
     engine: LogEngine,
+    /// Set when the node stops: a write waiting for disk space gives up (see
+    /// [`wait_for_room`]), or openraft could never be shut down.
+    stopping: Arc<AtomicBool>,
     // `fn() -> C` keeps the store Send + Sync whatever `C` is: it holds no `C` value.
     _types: PhantomData<fn() -> C>,
 }
 
 impl<C: RaftTypeConfig> Clone for RaftLogStore<C> {
     fn clone(&self) -> Self {
-        Self::new(self.engine.clone())
+        Self {
+            engine: self.engine.clone(),
+            stopping: Arc::clone(&self.stopping),
+            _types: PhantomData,
+        }
     }
 }
 
@@ -54,8 +63,15 @@ impl<C: RaftTypeConfig> RaftLogStore<C> {
     pub fn new(engine: LogEngine) -> Self {
         Self {
             engine,
+            stopping: Arc::new(AtomicBool::new(false)),
             _types: PhantomData,
         }
+    }
+
+    /// Makes writes waiting for disk space give up once `stopping` is set.
+    pub fn with_stopping(mut self, stopping: Arc<AtomicBool>) -> Self {
+        self.stopping = stopping;
+        self
     }
 
     /// Opens (and recovers) the log in the directory at `path`, e.g. `DATA_DIR/raft`.
@@ -76,8 +92,12 @@ impl<C: RaftTypeConfig> RaftLogStore<C> {
 /// fills catches up once space returns, and Raft on this node does nothing meanwhile (the
 /// rest of the cluster goes on without it; a leader that waits loses its lease and is
 /// replaced).
+///
+/// Once `stopping` is set the error is returned after all, so a stop is not held up: Raft then
+/// stops on it and the node exits (status 70); the write is made after the restart.
 async fn wait_for_room<T>(
     what: &str,
+    stopping: &AtomicBool,
     mut attempt: impl FnMut() -> Result<T, LogError>,
 ) -> Result<T, LogError> {
     let mut pause = std::time::Duration::from_millis(50);
@@ -85,7 +105,7 @@ async fn wait_for_room<T>(
     let mut warned_at: Option<std::time::Duration> = None;
     loop {
         match attempt() {
-            Err(e @ LogError::NoSpace { .. }) => {
+            Err(e @ LogError::NoSpace { .. }) if !stopping.load(Ordering::Relaxed) => {
                 if warned_at.is_none_or(|at| waited - at >= std::time::Duration::from_secs(30)) {
                     tracing::warn!(
                         waited_secs = waited.as_secs(),
@@ -201,9 +221,11 @@ where
 
     async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let bytes = encode(vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
-        wait_for_room("saving the vote", || self.engine.save_vote(bytes.clone()))
-            .await
-            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+        wait_for_room("saving the vote", &self.stopping, || {
+            self.engine.save_vote(bytes.clone())
+        })
+        .await
+        .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<C::NodeId>>, StorageError<C::NodeId>> {
@@ -264,7 +286,7 @@ where
         // append without publishing it, so it is made again as it was; the callback goes to
         // whichever attempt is taken.
         let callback = std::sync::Arc::new(parking_lot::Mutex::new(Some(callback)));
-        wait_for_room("the append", || {
+        wait_for_room("the append", &self.stopping, || {
             let slot = std::sync::Arc::clone(&callback);
             self.engine.append_then(
                 &records,
@@ -285,8 +307,10 @@ where
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let id = encode(&log_id).map_err(write_error)?;
-        wait_for_room("the purge", || self.engine.purge(log_id.index, id.clone()))
-            .await
-            .map_err(write_error)
+        wait_for_room("the purge", &self.stopping, || {
+            self.engine.purge(log_id.index, id.clone())
+        })
+        .await
+        .map_err(write_error)
     }
 }
