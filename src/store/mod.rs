@@ -14,7 +14,10 @@
 //! and each node's pull and install.
 //!
 //! Apply rule (docs/error-handling.md): a deterministic SQL error is part of the result; a
-//! local fault stops the node ([`stop_on_local_fault_msg`]) instead of letting replicas diverge.
+//! local fault stops the node ([`stop_on_local_fault_msg`]) instead of letting replicas diverge
+//! (a full disk is waited out instead). Writes are refused with
+//! [`StoreError::InsufficientStorage`] while the data directory is nearly full, and the
+//! process ends if Raft stops on a fatal error.
 
 pub mod applied_state;
 pub mod backup;

@@ -4,12 +4,15 @@
 //! also records the entry's log id (and the membership, when it changes) in `_raftlite_state`
 //! (see [`super::applied_state`]). An entry at or below the recorded index is skipped, so
 //! applying is idempotent: a restart, or a snapshot fresher than its metadata says, never
-//! applies an entry twice. A deterministic SQL error is part of the entry's result; a local fault stops the node.
+//! applies an entry twice. A deterministic SQL error is part of the entry's result; a local fault stops the node,
+//! except a full disk (`SQLITE_FULL`), which an ordinary entry waits out: it is rolled back and
+//! applied again once there is room (or until the node is told to stop).
 //!
 //! Snapshots. The live database *is* the state machine, so building a snapshot copies nothing:
 //! it makes everything applied so far durable in the database file (a WAL checkpoint, then an
 //! fsync of the WAL and the database file) and records the applied log id and membership, so
-//! openraft may purge the log up to there. The bytes are materialised only when a follower
+//! openraft may purge the log up to there. A build that fails returns the previous snapshot
+//! (nothing new, for openraft) rather than an error, which would stop Raft on the node. The bytes are materialised only when a follower
 //! needs them: the network layer copies the live database then (see `cluster::network`). A copy
 //! can be fresher than the snapshot's metadata; the follower applies nothing twice, because
 //! the copy carries its own applied index.
