@@ -166,7 +166,7 @@ pub(super) async fn build_for_blank(
         cause: e.to_string(),
     };
     let build_fault = |e: anyhow::Error| {
-        if is_disk_full(&e) {
+        if crate::db::error::is_disk_full(&e) {
             RestoreError::NoRoomToBuild {
                 reserve,
                 cause: format!("{e:#}"),
@@ -229,18 +229,6 @@ pub(super) async fn build_for_blank(
         guard,
         result,
     }))
-}
-
-/// True when `e` comes from a full disk (SQLite's `SQLITE_FULL`, or `ENOSPC`).
-fn is_disk_full(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<raftlite_ffi::Error>()
-            .is_some_and(|e| e.code() == raftlite_ffi::ErrorCode::Full)
-            || cause
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
-    })
 }
 
 #[cfg(test)]
@@ -398,11 +386,7 @@ mod tests {
             1 << 20,
         )
         .unwrap_err();
-        let full = err.chain().any(|c| {
-            c.downcast_ref::<raftlite_ffi::Error>()
-                .is_some_and(|e| e.code() == raftlite_ffi::ErrorCode::Full)
-        });
-        assert!(full, "{err:#}");
+        assert!(crate::db::error::is_disk_full(&err), "{err:#}");
         assert!(std::fs::metadata(&out).unwrap().len() <= 1 << 20);
         // With room, the same script builds.
         let ok = build(
