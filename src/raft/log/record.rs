@@ -498,10 +498,24 @@ fn classify_invalid_record(
 /// whether the segment is cut or refused. It reads only bytes of a segment that is already
 /// refused, so its cost (one head checksum per byte) is paid once, at a failed start-up.
 fn what_a_cut_would_lose(image: &[u8], damaged_at: usize, damaged_index: u64) -> String {
-    let first_intact =
-        (damaged_at + 1..image.len()).find_map(|start| match decode_record(&image[start..]) {
-            Ok((record, used)) if record.index > damaged_index => Some((start, record.index, used)),
-            _ => None,
+    // Checking the length and index fields first keeps the checksums for the few offsets
+    // where a record could start (a length that fits what is left of the segment): a damaged
+    // 64 MiB segment of garbage would otherwise cost a head checksum for each of its bytes.
+    let could_start_a_record = |start: usize| {
+        let Some(head) = image.get(start..start + FRAME_HEAD_LEN + 8) else {
+            return false;
+        };
+        let body_len = le_u32(head) as usize;
+        if body_len < BODY_FIXED_LEN || body_len > image.len() - start - FRAME_OVERHEAD {
+            return false;
+        }
+        le_u64(&head[FRAME_HEAD_LEN..]) > damaged_index
+    };
+    let first_intact = (damaged_at + 1..image.len())
+        .filter(|&start| could_start_a_record(start))
+        .find_map(|start| match decode_record(&image[start..]) {
+            Ok((record, used)) => Some((start, record.index, used)),
+            Err(_) => None,
         });
     let Some((first_at, first_index, first_len)) = first_intact else {
         return "; no intact record follows it in this segment".to_owned();
