@@ -696,7 +696,6 @@ fn run_flusher(queue: &Receiver<FlushRequest>, health: &Health, max_batch: usize
     }
 }
 
-/// Rebuilds the view from the segment files; see the module docs for the rules.
 /// Adds to a corruption error in one segment what else a cut there would lose: the log must
 /// stay contiguous, so every later segment would go with it.
 fn name_the_later_segments(error: LogError, later: &[(u64, String)]) -> LogError {
@@ -724,6 +723,7 @@ fn name_the_later_segments(error: LogError, later: &[(u64, String)]) -> LogError
     }
 }
 
+/// Rebuilds the view from the segment files; see the module docs for the rules.
 fn recover(dir: &dyn LogDir, purged_index: Option<u64>) -> Result<View, LogError> {
     let names = dir
         .list()
