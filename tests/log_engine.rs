@@ -774,7 +774,21 @@ fn a_bit_flip_in_a_middle_segment_refuses_to_open() {
     let (dir, names) = damaged_fixture();
     rewrite(&dir, &names[1], |b| b[40] ^= 0x08);
     match open_sim(&dir) {
-        Err(LogError::Corrupt { segment, .. }) => assert_eq!(segment, names[1]),
+        Err(LogError::Corrupt {
+            segment, reason, ..
+        }) => {
+            assert_eq!(segment, names[1]);
+            // The segments after it would go with it: the message says so.
+            let later = names.len() - 2;
+            let from = names[2].trim_end_matches(".seg").parse::<u64>().unwrap();
+            let segments = if later == 1 { "segment" } else { "segments" };
+            assert!(
+                reason.ends_with(&format!(
+                    "; {later} later {segments}, from index {from} on, would be lost with it"
+                )),
+                "{reason}"
+            );
+        }
         other => panic!("expected a corruption error, got {other:?}"),
     }
 }
@@ -970,6 +984,12 @@ fn every_bit_flip_of_a_small_log_is_refused_or_harmless() {
                             segment, offset, ..
                         } => {
                             assert_eq!(segment, name, "{context}: {message}");
+                            // Damage before the last segment names what would go with it.
+                            assert_eq!(
+                                message.contains("would be lost with it"),
+                                name != segments.last().unwrap(),
+                                "{context}: {message}"
+                            );
                             assert!(*offset as usize <= bit / 8, "{context}: {message}");
                             assert!(
                                 message.contains(&format!("{name} is corrupt at byte {offset}")),
@@ -1011,8 +1031,19 @@ fn a_flipped_length_in_the_middle_of_the_last_segment_refuses_to_open() {
     let last = segment_names(&dir).pop().unwrap();
     let frames = frame_starts(&dir.file_bytes(&last).unwrap());
     assert!(
-        frames.len() >= 3,
-        "the last segment needs records after the damaged one"
+        frames.len() >= 4,
+        "the last segment needs several records after the damaged one"
+    );
+    // What a cut would lose: the damaged record (the segment's second) and the intact ones
+    // after it, found although the damaged length cannot say where they start.
+    let first_index = last.trim_end_matches(".seg").parse::<u64>().unwrap();
+    let last_index = first_index + frames.len() as u64 - 1;
+    let loss = format!(
+        "; cutting the segment here would lose it and the {} intact records {} to {last_index} \
+         found after it (the first at byte {})",
+        frames.len() - 2,
+        first_index + 2,
+        frames[2].0
     );
     // Byte 0 of the second record's length (a small change: the length then points inside
     // the next record) and byte 3 (a huge length: past the end of the file).
@@ -1031,7 +1062,7 @@ fn a_flipped_length_in_the_middle_of_the_last_segment_refuses_to_open() {
                     assert!(
                         reason.contains(
                             "the record's head fails its checksum, so its length cannot be trusted"
-                        ),
+                        ) && reason.ends_with(&loss),
                         "{reason}"
                     );
                 }
@@ -1068,7 +1099,8 @@ fn a_bit_flip_in_the_last_record_refuses_to_open() {
         }) => {
             assert_eq!(&segment, last);
             assert!(
-                reason.contains("it is the last record of the segment"),
+                reason.contains("no intact record follows it in this segment")
+                    && !reason.contains("later segment"),
                 "{reason}"
             );
         }
@@ -1188,7 +1220,7 @@ fn a_node_with_a_damaged_log_refuses_to_start_and_says_why() {
     let last = segments.pop().expect("a log segment");
     let mut bytes = std::fs::read(&last).unwrap();
     let frames = frame_starts(&bytes);
-    assert!(frames.len() >= 3, "{} records", frames.len());
+    assert!(frames.len() >= 4, "{} records", frames.len());
     // The length field of the second record: acknowledged records follow it.
     let damaged_at = frames[1].0;
     bytes[damaged_at] ^= 0x02;
@@ -1210,6 +1242,15 @@ fn a_node_with_a_damaged_log_refuses_to_start_and_says_why() {
         last.display()
     );
     assert!(out.contains(&expected), "{out}");
+    // The records after the damaged one are named as what a cut would lose.
+    assert!(
+        out.contains("; cutting the segment here would lose it and the ")
+            && out.contains(&format!(
+                "found after it (the first at byte {})",
+                frames[2].0
+            )),
+        "{out}"
+    );
     assert!(out.contains(ADVICE), "{out}");
     assert!(!out.contains("panicked"), "{out}");
     assert_eq!(

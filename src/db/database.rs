@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use raftlite_ffi::{Connection, InterruptHandle};
 use tokio::sync::{oneshot, Semaphore};
 
+use super::error::{DbError, SwapStep};
 use super::settings::{self, DbSettings};
 use super::sibling;
 
@@ -89,10 +90,13 @@ pub const CHECKPOINT_FRAMES: u32 = 1000;
 
 impl Database {
     /// Opens (creating if needed) the database at `path` and starts the writer thread.
-    pub fn open(path: impl AsRef<Path>, settings: DbSettings) -> anyhow::Result<Database> {
+    pub fn open(path: impl AsRef<Path>, settings: DbSettings) -> Result<Database, DbError> {
         let path = path.as_ref().to_path_buf();
-        let writer = settings::open_writer(&path, &settings)
-            .with_context(|| format!("open database {}", path.display()))?;
+        let writer = settings::open_writer(&path, &settings).map_err(|source| DbError::Open {
+            what: "the database",
+            path: path.clone(),
+            source,
+        })?;
         let (writer_tx, writer_rx) = channel::unbounded::<WriterJob>();
         let writer_activity = Arc::new(WriterActivity::new());
         let handle = thread::Builder::new()
@@ -106,7 +110,7 @@ impl Database {
                     tracing::warn!("close the writer connection: {e}");
                 }
             })
-            .context("start the writer thread")?;
+            .map_err(DbError::StartWriter)?;
         let max_readers = settings.max_readers.max(1);
         Ok(Database {
             path,
@@ -137,7 +141,7 @@ impl Database {
     }
 
     /// Runs `f` on the writer thread, after every job submitted before it.
-    pub async fn with_writer<R, F>(&self, f: F) -> anyhow::Result<R>
+    pub async fn with_writer<R, F>(&self, f: F) -> Result<R, DbError>
     where
         F: FnOnce(&mut Connection) -> R + Send + 'static,
         R: Send + 'static,
@@ -153,15 +157,14 @@ impl Database {
         });
         let sender = self.writer_tx.lock().clone();
         sender
-            .ok_or_else(|| anyhow::anyhow!("the database is closed"))?
+            .ok_or(DbError::Closed)?
             .send(job)
-            .map_err(|_| anyhow::anyhow!("the database is closed"))?;
-        rx.await
-            .map_err(|_| anyhow::anyhow!("the writer thread stopped"))
+            .map_err(|_| DbError::Closed)?;
+        rx.await.map_err(|_| DbError::WriterStopped)
     }
 
     /// Runs `f` with a read-only connection on a blocking thread.
-    pub async fn with_reader<R, F>(&self, f: F) -> anyhow::Result<R>
+    pub async fn with_reader<R, F>(&self, f: F) -> Result<R, DbError>
     where
         F: FnOnce(&Connection) -> R + Send + 'static,
         R: Send + 'static,
@@ -169,7 +172,7 @@ impl Database {
         let permit = Arc::clone(&self.reader_slots)
             .acquire_owned()
             .await
-            .map_err(|_| anyhow::anyhow!("the database is closed"))?;
+            .map_err(|_| DbError::Closed)?;
         let gate = Arc::clone(&self.swap_gate).read_owned().await;
         let pool = Arc::clone(&self.readers);
         let running = Arc::clone(&self.running_readers);
@@ -182,8 +185,13 @@ impl Database {
             let pooled = pool.lock().pop();
             let conn = match pooled {
                 Some(c) => c,
-                None => settings::open_reader(&path, &settings)
-                    .with_context(|| format!("open a read connection to {}", path.display()))?,
+                None => {
+                    settings::open_reader(&path, &settings).map_err(|source| DbError::Open {
+                        what: "a read connection",
+                        path: path.clone(),
+                        source,
+                    })?
+                }
             };
             running.lock().insert(reader_id, conn.interrupt_handle());
             let out = f(&conn);
@@ -195,7 +203,7 @@ impl Database {
             Ok(out)
         })
         .await
-        .context("reader task")?
+        .map_err(DbError::ReadTask)?
     }
 
     /// Replaces the database file with `new_file` (on the same file system), following the
@@ -210,7 +218,7 @@ impl Database {
         &self,
         new_file: PathBuf,
         grace: Duration,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), DbError> {
         let exclusive =
             match tokio::time::timeout(grace, Arc::clone(&self.swap_gate).write_owned()).await {
                 Ok(g) => g,
@@ -230,27 +238,30 @@ impl Database {
         let path = self.path.clone();
         let settings = self.settings.clone();
         let swapped = self
-            .with_writer(move |conn| -> anyhow::Result<()> {
-                conn.close().context("close the writer before the swap")?;
+            .with_writer(move |conn| -> Result<(), DbError> {
+                let failed = |step| move |source| DbError::Swap { step, source };
+                conn.close()
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .map_err(failed(SwapStep::CloseWriter))?;
                 for suffix in ["-wal", "-shm"] {
-                    let side = sibling(&path, suffix);
-                    match std::fs::remove_file(&side) {
+                    match std::fs::remove_file(sibling(&path, suffix)) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            return Err(e).with_context(|| format!("remove {}", side.display()))
-                        }
+                        Err(e) => return Err(failed(SwapStep::RemoveWal)(e)),
                     }
                 }
-                std::fs::rename(&new_file, &path)
-                    .with_context(|| format!("rename {} into place", new_file.display()))?;
+                std::fs::rename(&new_file, &path).map_err(failed(SwapStep::Rename))?;
                 if let Some(dir) = path.parent() {
                     std::fs::File::open(dir)
                         .and_then(|d| d.sync_all())
-                        .with_context(|| format!("fsync directory {}", dir.display()))?;
+                        .map_err(failed(SwapStep::SyncDirectory))?;
                 }
-                *conn = settings::open_writer(&path, &settings)
-                    .context("reopen the database after the swap")?;
+                *conn =
+                    settings::open_writer(&path, &settings).map_err(|source| DbError::Open {
+                        what: "the database after the swap",
+                        path: path.clone(),
+                        source,
+                    })?;
                 Ok(())
             })
             .await;
@@ -267,10 +278,15 @@ impl Database {
     /// writes to the same disk. A PASSIVE checkpoint takes no write lock, so the writer keeps
     /// appending to the WAL meanwhile; it stops at the oldest reader's snapshot. The swap gate
     /// is held shared, so a file swap never finds this connection open. Returns whether it ran.
-    pub async fn checkpoint_if_due(&self) -> anyhow::Result<bool> {
+    pub async fn checkpoint_if_due(&self) -> Result<bool, DbError> {
+        let failed = |source| DbError::Checkpoint {
+            path: self.path.clone(),
+            source,
+        };
         let shm = sibling(&self.path, "-shm");
         let pending = super::wal::frames_to_backfill(&shm)
-            .with_context(|| format!("read {}", shm.display()))?;
+            .with_context(|| format!("read {}", shm.display()))
+            .map_err(failed)?;
         if pending < CHECKPOINT_FRAMES {
             return Ok(false);
         }
@@ -300,7 +316,8 @@ impl Database {
             Ok(ran)
         })
         .await
-        .context("checkpoint task")??;
+        .map_err(DbError::ReadTask)?
+        .map_err(failed)?;
         if ran {
             self.wal_checkpoints.fetch_add(1, Ordering::Relaxed);
         }

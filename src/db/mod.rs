@@ -32,6 +32,7 @@ pub mod wal;
 
 #[cfg(feature = "server")]
 pub use database::Database;
+pub use error::{DbError, SwapStep};
 pub use settings::DbSettings;
 
 use std::path::{Path, PathBuf};

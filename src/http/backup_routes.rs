@@ -9,7 +9,7 @@
 //!
 //! Statuses before the first byte: 503 with `Retry-After` when `-max-backup-copies` copies are
 //! in progress, 507 when a copy would not fit above `-disk-reserve` (or stopped at it), 500
-//! otherwise (`backup_error_status`, the one mapping). An error after the first byte ends the
+//! otherwise (`http::error_status::backup`, the one mapping). An error after the first byte ends the
 //! body stream with an `Err`, so actix aborts the connection and the client sees a truncated
 //! transfer, never a clean short file.
 
@@ -22,11 +22,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 
+use super::error_status;
 use super::forward::{leader_to_forward_to, leader_url, with_caller_credentials, FORWARDED_HEADER};
 use super::params::QueryParams;
 use super::response::text_error;
 use super::AppState;
-use crate::store::backup::BackupError;
 use crate::store::NodeInfo;
 
 pub const RAFT_INDEX_HEADER: &str = "X-Raftlite-Raft-Index";
@@ -88,7 +88,7 @@ pub async fn serve_backup(
                 params.has("vacuum"),
             )
             .await
-            .map_err(|e| (backup_error_status(&e), e.to_string())),
+            .map_err(|e| (error_status::backup(&e), e.to_string())),
         Format::Sql => {
             let tables = params.get("tables").map(|t| {
                 t.split(',')
@@ -99,7 +99,7 @@ pub async fn serve_backup(
             backups
                 .sql(store.database(), tables)
                 .await
-                .map_err(|e| (backup_error_status(&e), e.to_string()))
+                .map_err(|e| (error_status::backup(&e), e.to_string()))
         }
     };
     let prepared = match answer {
@@ -145,15 +145,6 @@ fn failed_backup(status: StatusCode, message: String) -> HttpResponse {
 }
 
 const RETRY_AFTER_SECS: &str = "1";
-
-/// The one place a [`BackupError`] becomes an HTTP status.
-fn backup_error_status(e: &BackupError) -> StatusCode {
-    match e {
-        BackupError::TooManyCopies(_) => StatusCode::SERVICE_UNAVAILABLE,
-        BackupError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
-        BackupError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
 
 /// gzip (level 1) as a stream: each input chunk is compressed as it arrives, so nothing is
 /// buffered beyond the encoder's window. An input error ends the output with that error.
@@ -226,7 +217,7 @@ mod tests {
 
     #[test]
     fn too_many_copies_says_when_to_retry() {
-        let status = backup_error_status(&BackupError::TooManyCopies(16));
+        let status = error_status::backup(&crate::store::backup::BackupError::TooManyCopies(16));
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let resp = failed_backup(status, "busy".into());
         assert_eq!(

@@ -11,7 +11,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 
-use super::body::{is_plain_text, parse_budget, parse_statements, BodyError};
+use super::body::{is_plain_text, parse_budget, parse_statements};
+use super::error_status;
 use super::forward::answer_not_leader;
 use super::json::{encode_response, ApiResponse, EncodeOptions};
 use super::params::QueryParams;
@@ -265,7 +266,7 @@ pub async fn sql(
         );
         match parse_statements(&body, plain, parse_budget(state.limits.max_body_size)) {
             Ok(s) => s,
-            Err(e) => return text_error(body_error_status(&e), e),
+            Err(e) => return text_error(error_status::body(&e), e),
         }
     };
     let noparse = params.has("noparse");
@@ -345,28 +346,27 @@ async fn respond(
                  was applied; send it again",
             ),
         },
-        Err(e) => {
-            let (status, msg) = match &e {
-                // Like a backup or a load that does not fit: 507, the reason in `error`.
-                StoreError::InsufficientStorage(msg) => {
-                    (StatusCode::INSUFFICIENT_STORAGE, msg.clone())
-                }
-                // rqlite answers request-level failures that are not about leadership with
-                // 200 and an `error` field, and clients look for it there.
-                StoreError::Internal(err) => (StatusCode::OK, format!("{err:#}")),
-                other => (StatusCode::OK, other.to_string()),
-            };
-            json(
-                status,
-                encode_response(
-                    &ApiResponse {
-                        error: Some(&msg),
-                        ..Default::default()
-                    },
-                    EncodeOptions::from_params(params),
-                ),
-            )
-        }
+        Err(e) => match error_status::store(&e) {
+            // rqlite answers request-level failures that are not about leadership or
+            // availability with 200 and an `error` field, and clients look for it there.
+            StatusCode::OK => {
+                let msg = match &e {
+                    StoreError::Internal(err) => format!("{err:#}"),
+                    other => other.to_string(),
+                };
+                json(
+                    StatusCode::OK,
+                    encode_response(
+                        &ApiResponse {
+                            error: Some(&msg),
+                            ..Default::default()
+                        },
+                        EncodeOptions::from_params(params),
+                    ),
+                )
+            }
+            status => text_error(status, e),
+        },
     }
 }
 
@@ -388,7 +388,7 @@ async fn read_request(
                 .and_then(|v| v.to_str().ok()),
         );
     let statements = parse_statements(&body, plain, parse_budget(state.limits.max_body_size))
-        .map_err(|e| text_error(body_error_status(&e), e))?;
+        .map_err(|e| text_error(error_status::body(&e), e))?;
     let request = Request {
         statements,
         transaction: params.has("transaction"),
@@ -398,14 +398,6 @@ async fn read_request(
         request,
         body,
     })
-}
-
-/// The status of a refused body: 413 when it is too large to hold, else 400.
-fn body_error_status(e: &BodyError) -> StatusCode {
-    match e {
-        BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::BAD_REQUEST,
-    }
 }
 
 /// Reads a whole (small) body, refusing more than `limit` bytes with a clear 413.

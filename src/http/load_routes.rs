@@ -24,6 +24,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
+use super::error_status;
 use super::forward::{
     leader_to_forward_to, leader_url, redirect, with_caller_credentials, FORWARDED_HEADER,
 };
@@ -187,47 +188,13 @@ pub(super) fn restore_error(
     params: &QueryParams,
     e: &RestoreError,
 ) -> HttpResponse {
-    let status = match e {
-        RestoreError::Input(input) if input.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
-        RestoreError::Input(input) if input.is_disk_full() => {
-            tracing::warn!("load refused: {input}");
-            StatusCode::INSUFFICIENT_STORAGE
-        }
-        RestoreError::Input(input) if input.is_local() => {
-            tracing::warn!("load failed: {input}");
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-        RestoreError::Input(_) | RestoreError::CutOff(_) | RestoreError::NotSqlite => {
-            StatusCode::BAD_REQUEST
-        }
-        RestoreError::NoRoomToKeep(io) if io.kind() == io::ErrorKind::StorageFull => {
-            StatusCode::INSUFFICIENT_STORAGE
-        }
-        RestoreError::NoRoomToKeep(_) | RestoreError::Failed(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-        RestoreError::NoRoomToBuild { cause, .. } => {
-            tracing::warn!("SQL load refused: build the database: {cause}");
-            StatusCode::INSUFFICIENT_STORAGE
-        }
-        RestoreError::BuildFailed { .. } => {
-            tracing::warn!("{e}");
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-        RestoreError::NotLeader { leader } => {
-            return match leader {
-                Some(l) if params.has("redirect") => redirect(req, l),
-                _ => text_error(StatusCode::SERVICE_UNAVAILABLE, "leader not found"),
-            }
-        }
-        RestoreError::Proposal(cause) => {
-            tracing::warn!("load failed: {cause}");
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-        RestoreError::TooManyPending => StatusCode::SERVICE_UNAVAILABLE,
-        RestoreError::NotPending => StatusCode::NOT_FOUND,
-    };
-    text_error(status, e)
+    if let RestoreError::NotLeader { leader } = e {
+        return match leader {
+            Some(l) if params.has("redirect") => redirect(req, l),
+            _ => text_error(error_status::restore(e), "leader not found"),
+        };
+    }
+    text_error(error_status::restore(e), e)
 }
 
 /// Forwards the body to the leader as it arrives, and passes the leader's answer back.

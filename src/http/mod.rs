@@ -25,6 +25,8 @@ pub mod console_restore;
 #[cfg(feature = "server")]
 pub mod db_routes;
 #[cfg(feature = "server")]
+pub mod error_status;
+#[cfg(feature = "server")]
 pub mod forward;
 #[cfg(feature = "server")]
 pub mod load_routes;

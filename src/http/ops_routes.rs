@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::db_routes::read_body;
+use super::error_status;
 use super::forward::answer_not_leader;
 use super::params::QueryParams;
 use super::response::{empty, json as json_response, text_error};
@@ -89,10 +90,7 @@ pub async fn leader_post(
         Err(StepdownError::NotLeader { leader }) => {
             answer_not_leader(&state.forward_client, &req, &params, body, leader.as_ref()).await
         }
-        Err(e @ StepdownError::BadTarget(_)) => text_error(StatusCode::BAD_REQUEST, e),
-        Err(e @ (StepdownError::NoOtherVoter | StepdownError::Failed(_))) => {
-            text_error(StatusCode::SERVICE_UNAVAILABLE, e)
-        }
+        Err(e) => text_error(error_status::stepdown(&e), e),
     }
 }
 

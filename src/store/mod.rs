@@ -43,7 +43,7 @@ use parking_lot::Mutex;
 use crate::db::digest::{content_digest, ContentDigest};
 use crate::db::execute::{self, RequestResults};
 use crate::db::request::{ApplyEnv, Request, ResultOptions, RowsPolicy, StatementOutcome};
-use crate::db::{Database, DbSettings, DB_FILE_NAME};
+use crate::db::{Database, DbError, DbSettings, DB_FILE_NAME};
 use crate::raft::log::openraft::RaftLogStore;
 use crate::raft::log::LogOptions;
 use crate::store::types::{numeric_node_id, Command, ExecuteItem, NodeId, Raft, TypeConfig};
@@ -62,6 +62,10 @@ pub enum StoreError {
     /// recently enough (rqlite's `stale read`).
     #[error("stale read")]
     StaleRead,
+    /// The database itself failed (see [`DbError`]): a fault of this node, or a node that
+    /// is shutting down.
+    #[error(transparent)]
+    Database(#[from] DbError),
     /// An internal failure that is not the client's fault.
     #[error("{0:#}")]
     Internal(anyhow::Error),
@@ -557,8 +561,7 @@ impl Store {
                 }
                 out
             })
-            .await
-            .map_err(StoreError::Internal)?
+            .await?
             .map_err(|e| StoreError::Internal(anyhow::anyhow!("query: {e}")))
     }
 
@@ -576,8 +579,7 @@ impl Store {
                 let _ = conn.execute_batch("ROLLBACK");
                 read
             })
-            .await
-            .and_then(|r| r)
+            .await?
             .map_err(StoreError::Internal)
     }
 
@@ -590,7 +592,7 @@ impl Store {
                 (req, read_only)
             })
             .await
-            .map_err(StoreError::Internal)
+            .map_err(StoreError::Database)
     }
 
     /// Marks the node as stopping, first thing on a stop signal: an entry waiting for disk

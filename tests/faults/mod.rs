@@ -64,6 +64,8 @@ impl RunConfig {
 pub struct FaultCluster {
     pub nodes: Vec<Node>,
     pub net: FaultNet,
+    /// Each node's flags, to restart it as it was started.
+    args: Vec<Vec<String>>,
     _dirs: tempfile::TempDir,
 }
 
@@ -73,6 +75,7 @@ impl FaultCluster {
         let net = FaultNet::new(n);
         let dirs = tempfile::tempdir().expect("temp dir");
         let mut nodes: Vec<Node> = Vec::new();
+        let mut all_args = Vec::new();
         for i in 0..n {
             let id = format!("node{}", i + 1);
             let mut args: Vec<String> = FAST_RAFT.iter().map(|s| s.to_string()).collect();
@@ -81,9 +84,12 @@ impl FaultCluster {
             if i > 0 {
                 args.extend(["-join".to_string(), net.raft_addr(0)]);
             }
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let node = Node::spawn(&dirs.path().join(&id), &args)
-                .unwrap_or_else(|log| panic!("{id} did not start:\n{log}"));
+            let node = Node::spawn(
+                &dirs.path().join(&id),
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+            .unwrap_or_else(|log| panic!("{id} did not start:\n{log}"));
+            all_args.push(args);
             net.attach(
                 i,
                 node.pid().expect("a running node has a pid"),
@@ -96,6 +102,7 @@ impl FaultCluster {
         let cluster = FaultCluster {
             nodes,
             net,
+            args: all_args,
             _dirs: dirs,
         };
         let all_see_all = wait_until(Duration::from_secs(30), || {
@@ -108,6 +115,33 @@ impl FaultCluster {
         });
         assert!(all_see_all, "cluster did not form:\n{}", cluster.logs());
         cluster
+    }
+
+    /// Kills node `i` with SIGKILL, as a crash: what it had not synced is lost.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    /// Starts node `i` again on its data directory with its flags (a node with Raft state
+    /// rejoins as it was), and tells the proxy its new process and ports. Returns the start
+    /// log of the run that was killed, which the restarted node's [`Node`] replaces.
+    pub fn restart(&mut self, i: usize) -> String {
+        let before = self.nodes[i].log();
+        let args: Vec<&str> = self.args[i].iter().map(String::as_str).collect();
+        let node = Node::spawn(&self.nodes[i].data_dir.clone(), &args).unwrap_or_else(|log| {
+            panic!(
+                "node{} did not restart:\n{log}\nthe run before:\n{before}",
+                i + 1
+            )
+        });
+        self.net.attach(
+            i,
+            node.pid().expect("a running node has a pid"),
+            &node.raft_addr,
+            &node.http_addr,
+        );
+        self.nodes[i] = node;
+        before
     }
 
     pub fn http_addrs(&self) -> Vec<String> {
@@ -255,24 +289,47 @@ pub fn run_scenario(
     salt: u64,
     nemesis: impl FnOnce(&FaultCluster, &mut FaultLog),
 ) -> Outcomes {
-    let wcfg = cfg.workload(salt);
-    let keys = wcfg.keys;
+    let (workload, mut log) = begin(cluster, cfg, salt);
+    nemesis(cluster, &mut log);
+    conclude(name, cluster, workload, log, Vec::new(), None)
+}
+
+/// Creates the workload's tables and starts its clients, with a quiet second so every key
+/// has a history before the faults. For scenarios that drive the cluster themselves (they
+/// need it mutable, to restart nodes); [`conclude`] ends the run.
+pub fn begin(cluster: &FaultCluster, cfg: &RunConfig, salt: u64) -> (Workload, FaultLog) {
     cluster.nodes[0].execute(workload::SCHEMA);
-    let workload = Workload::start(cluster.http_addrs(), wcfg);
-    let start = workload.start;
-    let mut log = FaultLog {
-        start,
+    let workload = Workload::start(cluster.http_addrs(), cfg.workload(salt));
+    let log = FaultLog {
+        start: workload.start,
         faults: Vec::new(),
     };
-    // A quiet second first, so every key has a history before the faults.
     std::thread::sleep(Duration::from_secs(1));
-    nemesis(cluster, &mut log);
+    (workload, log)
+}
+
+/// Ends a run: heals every link, lets the clients run on while the cluster recovers, stops
+/// them, reads every key once more with `strong` on the leader, and checks the history (with
+/// `extra` records: operations the scenario made itself, such as loads), the replicas'
+/// digests, and the acknowledged writes. A write counts as lost only if it was called after
+/// `writes_kept_from` (a load replaces the whole database, and with it every earlier write).
+pub fn conclude(
+    name: &str,
+    cluster: &FaultCluster,
+    workload: Workload,
+    mut log: FaultLog,
+    extra: Vec<Record>,
+    writes_kept_from: Option<Instant>,
+) -> Outcomes {
+    let keys = workload.keys();
+    let start = workload.start;
     cluster.net.heal_all();
     log.push("heal all");
     // The clients keep going while the cluster recovers: the history covers the healing.
     let recovered = cluster.leader(Duration::from_secs(30)).is_some();
     std::thread::sleep(Duration::from_secs(2));
     let mut records = workload.finish();
+    records.extend(extra);
     assert!(
         recovered,
         "no single leader 30 s after healing\n{}",
@@ -312,7 +369,7 @@ pub fn run_scenario(
         });
     }
     let divergent = cluster.wait_converged(Duration::from_secs(30));
-    let acknowledged_lost = count_lost(cluster, &records);
+    let acknowledged_lost = count_lost(cluster, &records, writes_kept_from);
     let report = history::check(&records, keys, Duration::from_secs(60));
     Outcomes {
         name: name.to_string(),
@@ -327,11 +384,12 @@ pub fn run_scenario(
     }
 }
 
-/// Acknowledged writes missing from `acked` on any node (read locally on each, after the
-/// cluster converged).
-fn count_lost(cluster: &FaultCluster, records: &[Record]) -> usize {
+/// Acknowledged writes called after `from` (all of them when `None`) missing from `acked` on
+/// any node (read locally on each, after the cluster converged).
+fn count_lost(cluster: &FaultCluster, records: &[Record], from: Option<Instant>) -> usize {
     let acknowledged: Vec<u64> = records
         .iter()
+        .filter(|r| from.is_none_or(|from| r.call > from))
         .filter_map(|r| match (r.op, &r.outcome) {
             (history::Op::Write { value, .. }, Outcome::Written) => Some(value),
             _ => None,

@@ -9,7 +9,7 @@
 //! Every loop is bounded by a stop flag, a deadline and a count.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,8 @@ pub struct WorkloadConfig {
 pub struct Workload {
     stop: Arc<AtomicBool>,
     clients: Vec<JoinHandle<Vec<Record>>>,
+    http_addrs: Arc<Mutex<Vec<String>>>,
+    keys: usize,
     pub start: Instant,
 }
 
@@ -52,7 +54,8 @@ struct Shared {
     stop: Arc<AtomicBool>,
     next_process: AtomicUsize,
     next_value: AtomicU64,
-    http_addrs: Vec<String>,
+    /// Each node's real HTTP address; a node restarted on a new port gets its new one.
+    http_addrs: Arc<Mutex<Vec<String>>>,
     cfg: WorkloadConfig,
     deadline: Instant,
 }
@@ -63,11 +66,13 @@ impl Workload {
     pub fn start(http_addrs: Vec<String>, cfg: WorkloadConfig) -> Workload {
         let stop = Arc::new(AtomicBool::new(false));
         let start = Instant::now();
+        let http_addrs = Arc::new(Mutex::new(http_addrs));
+        let keys = cfg.keys;
         let shared = Arc::new(Shared {
             stop: Arc::clone(&stop),
             next_process: AtomicUsize::new(0),
             next_value: AtomicU64::new(1),
-            http_addrs,
+            http_addrs: Arc::clone(&http_addrs),
             deadline: start + cfg.max_duration,
             cfg,
         });
@@ -80,8 +85,20 @@ impl Workload {
         Workload {
             stop,
             clients,
+            http_addrs,
+            keys,
             start,
         }
+    }
+
+    /// How many keys the clients use.
+    pub fn keys(&self) -> usize {
+        self.keys
+    }
+
+    /// Points the clients at node `i`'s new address (after a restart).
+    pub fn set_addr(&self, i: usize, http_addr: &str) {
+        self.http_addrs.lock().unwrap()[i] = http_addr.to_string();
     }
 
     /// Stops the clients (each finishes the operation it is in) and returns every record.
@@ -110,7 +127,8 @@ fn client(index: usize, shared: &Shared) -> Vec<Record> {
         if shared.stop.load(Ordering::SeqCst) || Instant::now() > shared.deadline {
             break;
         }
-        let node = rng.random_range(0..shared.http_addrs.len());
+        let addrs = shared.http_addrs.lock().unwrap().clone();
+        let node = rng.random_range(0..addrs.len());
         let key = rng.random_range(0..cfg.keys);
         let op = if rng.random_bool(0.4) {
             Op::Write {
@@ -123,7 +141,7 @@ fn client(index: usize, shared: &Shared) -> Vec<Record> {
             Op::Read { key, level }
         };
         let call = Instant::now();
-        let outcome = perform(&http, &shared.http_addrs[node], op);
+        let outcome = perform(&http, &addrs[node], op);
         let ret = Instant::now();
         let unknown = matches!(outcome, Outcome::Unknown(_));
         records.push(Record {

@@ -749,6 +749,33 @@ fn run_flusher(queue: &Receiver<FlushRequest>, health: &Health, max_batch: usize
     }
 }
 
+/// Adds to a corruption error in one segment what else a cut there would lose: the log must
+/// stay contiguous, so every later segment would go with it.
+fn name_the_later_segments(error: LogError, later: &[(u64, String)]) -> LogError {
+    match (error, later.first()) {
+        (
+            LogError::Corrupt {
+                segment,
+                offset,
+                mut reason,
+            },
+            Some((first_later, _)),
+        ) => {
+            let count = later.len();
+            let segments = if count == 1 { "segment" } else { "segments" };
+            reason.push_str(&format!(
+                "; {count} later {segments}, from index {first_later} on, would be lost with it"
+            ));
+            LogError::Corrupt {
+                segment,
+                offset,
+                reason,
+            }
+        }
+        (error, _) => error,
+    }
+}
+
 /// Rebuilds the view from the segment files; see the module docs for the rules.
 fn recover(dir: &dyn LogDir, purged_index: Option<u64>) -> Result<View, LogError> {
     let names = dir
@@ -774,7 +801,9 @@ fn recover(dir: &dyn LogDir, purged_index: Option<u64>) -> Result<View, LogError
     let mut recovered = Vec::with_capacity(named.len());
     for (position, (first, name)) in named.iter().enumerate() {
         let is_last = position + 1 == named.len();
-        match recover_segment(dir, name, *first, is_last, purged_index)? {
+        let outcome = recover_segment(dir, name, *first, is_last, purged_index)
+            .map_err(|error| name_the_later_segments(error, &named[position + 1..]))?;
+        match outcome {
             ScanOutcome::Valid(segment) => recovered.push(segment),
             ScanOutcome::TornCreation { reason } => {
                 tracing::warn!(segment = %name, "removing a last log segment whose creation was cut short: {reason}");

@@ -126,8 +126,12 @@
 //!   guess. The records involved were never acknowledged, so cutting the segment by hand at
 //!   the offset the error gives is safe in that case.
 //! - A damaged head at or below the purge point still refuses to open: the engine does not
-//!   search the bytes after it for something that looks like the next record, since a payload
-//!   can hold such bytes.
+//!   resume at something after it that looks like the next record, since a payload can hold
+//!   such bytes. It searches for one only to say, in the error, what a cut would lose.
+//! - The engine never preallocates or reuses a segment file, and syncs every shrinking
+//!   `set_len` before writing past the new end, so after a crash the bytes past the last
+//!   whole record are only what the interrupted write left. A file system that exposes old
+//!   blocks instead of zeros there is outside these assumptions (`docs/log-format.md`).
 //! - The disk is assumed to honour `fdatasync`, to keep a renamed file's contents once the
 //!   directory is fsynced, and to tear writes only at the end of what was being written.
 

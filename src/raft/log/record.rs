@@ -365,6 +365,9 @@ pub fn scan_segment(image: &[u8]) -> Result<(SegmentHeader, SegmentScan), Header
 /// One exception: a record at or below `purged` (the purge point) whose head checks and whose
 /// frame is whole is stepped over when its body or end mark is damaged. It is covered by a
 /// snapshot and never read again, and its checked length says where the next record starts.
+///
+/// The reason given for damage ends with what cutting the segment there would lose (see
+/// [`what_a_cut_would_lose`]); nothing else is decided by it.
 pub fn scan_segment_above(
     image: &[u8],
     purged: Option<u64>,
@@ -374,7 +377,7 @@ pub fn scan_segment_above(
     let mut skipped = Vec::new();
     let mut offset = SEGMENT_HEADER_LEN;
     let mut expected = header.first_index;
-    let end = loop {
+    let mut end = loop {
         let rest = image.get(offset..).unwrap_or_default();
         if rest.is_empty() {
             break ScanEnd::Clean;
@@ -420,6 +423,9 @@ pub fn scan_segment_above(
         offset += used;
         expected = expected.wrapping_add(1);
     };
+    if let ScanEnd::Damaged { offset, reason } = &mut end {
+        reason.push_str(&what_a_cut_would_lose(image, *offset as usize, expected));
+    }
     Ok((
         header,
         SegmentScan {
@@ -472,22 +478,67 @@ fn classify_invalid_record(
             }
             // The end-mark byte is there and not zero, so the write of this record reached
             // its end: the record was whole, and the damage came later.
-            let after = &rest[frame_len.min(rest.len())..];
-            let next = match decode_record(after) {
-                Ok((record, _)) if record.index == expected.wrapping_add(1) => format!(
-                    "; the record after it, {}, at byte {}, is intact",
-                    record.index,
-                    offset + frame_len as u64
-                ),
-                _ if after.is_empty() => "; it is the last record of the segment".to_owned(),
-                _ => String::new(),
-            };
-            damaged(format!(
+            damaged(
                 "; its last byte was written, so the record reached the disk whole and was \
-                 damaged since{next}"
-            ))
+                 damaged since"
+                    .to_owned(),
+            )
         }
     }
+}
+
+/// Says what cutting a segment at its damaged record (at `damaged_at`, holding index
+/// `damaged_index` by its position) would lose: that record, and the intact records found
+/// after it in the segment.
+///
+/// A damaged head gives no length to trust, so the next intact record is looked for at every
+/// byte offset after the damaged record's start: the first frame that checks and holds a
+/// higher index, then the consecutive records that follow it. This only informs the operator:
+/// a payload may hold bytes that look like a record, so what is found here never decides
+/// whether the segment is cut or refused. It reads only bytes of a segment that is already
+/// refused, so its cost (one head checksum per byte) is paid once, at a failed start-up.
+fn what_a_cut_would_lose(image: &[u8], damaged_at: usize, damaged_index: u64) -> String {
+    // Checking the length and index fields first keeps the checksums for the few offsets
+    // where a record could start (a length that fits what is left of the segment): a damaged
+    // 64 MiB segment of garbage would otherwise cost a head checksum for each of its bytes.
+    let could_start_a_record = |start: usize| {
+        let Some(head) = image.get(start..start + FRAME_HEAD_LEN + 8) else {
+            return false;
+        };
+        let body_len = le_u32(head) as usize;
+        if body_len < BODY_FIXED_LEN || body_len > image.len() - start - FRAME_OVERHEAD {
+            return false;
+        }
+        le_u64(&head[FRAME_HEAD_LEN..]) > damaged_index
+    };
+    let first_intact = (damaged_at + 1..image.len())
+        .filter(|&start| could_start_a_record(start))
+        .find_map(|start| match decode_record(&image[start..]) {
+            Ok((record, used)) => Some((start, record.index, used)),
+            Err(_) => None,
+        });
+    let Some((first_at, first_index, first_len)) = first_intact else {
+        return "; no intact record follows it in this segment".to_owned();
+    };
+    let mut last_index = first_index;
+    let mut at = first_at + first_len;
+    while let Ok((record, used)) = decode_record(&image[at..]) {
+        if record.index != last_index.wrapping_add(1) {
+            break;
+        }
+        last_index = record.index;
+        at += used;
+    }
+    let found = if last_index == first_index {
+        format!("the intact record {first_index} found after it (at byte {first_at})")
+    } else {
+        format!(
+            "the {} intact records {first_index} to {last_index} found after it (the first at \
+             byte {first_at})",
+            last_index - first_index + 1
+        )
+    };
+    format!("; cutting the segment here would lose it and {found}")
 }
 
 #[cfg(test)]
@@ -697,28 +748,57 @@ mod tests {
                 other => panic!("byte {byte}: {other:?}"),
             }
         };
-        // The length field of the middle record.
+        // The length field of the middle record: what a cut would lose is named, though the
+        // damaged length cannot say where the next record starts.
         let length = reason(starts[1] + 1);
         assert!(
             length.starts_with(
                 "record 6: the record's head fails its checksum, so its length cannot be \
                  trusted, and "
-            ),
+            ) && length.ends_with(&format!(
+                "; cutting the segment here would lose it and the intact record 7 found after \
+                 it (at byte {})",
+                starts[2]
+            )),
             "{length}"
+        );
+        // The length field of the first record: both records after it are named.
+        let first = reason(starts[0]);
+        assert!(
+            first.ends_with(&format!(
+                "; cutting the segment here would lose it and the 2 intact records 6 to 7 found \
+                 after it (the first at byte {})",
+                starts[1]
+            )),
+            "{first}"
         );
         // The payload of the middle record: its neighbour is named.
         let body = reason(starts[1] + 30);
         assert!(
-            body.contains("the record after it, 7, at byte") && body.contains("is intact"),
+            body.contains("its last byte was written")
+                && body.ends_with(&format!(
+                    "the intact record 7 found after it (at byte {})",
+                    starts[2]
+                )),
             "{body}"
         );
         // The payload of the last record.
         let last = reason(image.len() - 3);
         assert!(
             last.starts_with("record 7: the record's body fails its checksum; its last byte")
-                && last.ends_with("it is the last record of the segment"),
+                && last.ends_with("; no intact record follows it in this segment"),
             "{last}"
         );
+        // A valid record out of sequence.
+        let misplaced = segment(5, &[(5, 1, b"a"), (9, 1, b"b"), (10, 1, b"c")]);
+        match scan_segment(&misplaced).unwrap().1.end {
+            ScanEnd::Damaged { reason, .. } => assert!(
+                reason.starts_with("a record holds index 9 where 6 was expected")
+                    && reason.contains("the intact record 10 found after it"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
