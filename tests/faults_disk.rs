@@ -503,15 +503,13 @@ fn a_follower_whose_disk_fills_catches_up_once_space_is_freed() {
     assert!(caught_up(&n3, 101), "{}", n3.log());
 }
 
-#[test]
-fn a_write_that_fills_the_disk_while_applying_waits_for_room_then_applies() {
-    let Some(mut dn) = node_on_small_disk(32, &["-disk-reserve", "0"]) else {
-        return;
-    };
-    seed(&dn.node, 20);
+/// The answer of a write sent from another thread: status and body, or the client's error.
+type PendingWrite = std::thread::JoinHandle<reqwest::Result<(u16, String)>>;
+
+/// Fills the disk but for 2 MiB, then sends (from another thread) a small request whose
+/// statement makes 4 MB: its log entry fits, and the disk fills while SQLite applies it.
+fn fill_while_applying(dn: &DiskNode) -> (Filler, PendingWrite) {
     let filler = Filler::fill(&dn.data_dir, 64);
-    // Room for the small request's log entry (and above the write headroom), not for the
-    // 4 MB its statement makes: the disk fills while SQLite applies it.
     filler.leave_free(2 << 20);
     let url = dn.node.url("/db/execute");
     let big = std::thread::spawn(move || {
@@ -527,6 +525,16 @@ fn a_write_that_fills_the_disk_while_applying_waits_for_room_then_applies() {
             .send()
             .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
     });
+    (filler, big)
+}
+
+#[test]
+fn a_write_that_fills_the_disk_while_applying_waits_for_room_then_applies() {
+    let Some(mut dn) = node_on_small_disk(32, &["-disk-reserve", "0"]) else {
+        return;
+    };
+    seed(&dn.node, 20);
+    let (filler, big) = fill_while_applying(&dn);
     // The statement fills the disk (a write sent before that would queue behind it).
     let filled = wait_until(Duration::from_secs(20), || {
         free_bytes(&dn.data_dir) < 512 << 10
@@ -658,22 +666,7 @@ fn a_stop_while_applying_waits_for_room_ends_the_process_and_the_entry_applies_l
         return;
     };
     seed(&dn.node, 20);
-    let filler = Filler::fill(&dn.data_dir, 64);
-    filler.leave_free(2 << 20);
-    let url = dn.node.url("/db/execute");
-    let big = std::thread::spawn(move || {
-        reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("client")
-            .post(url)
-            .header("Content-Type", "application/json")
-            .body(
-                r#"["WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 4000) INSERT INTO t(id, v) SELECT 10000 + x, randomblob(1024) FROM c"]"#,
-            )
-            .send()
-            .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
-    });
+    let (filler, big) = fill_while_applying(&dn);
     assert!(
         wait_until(Duration::from_secs(20), || dn
             .node
