@@ -242,8 +242,10 @@ impl Database {
                         }
                     }
                 }
+                crate::failpoint::crash_point("swap::before_rename");
                 std::fs::rename(&new_file, &path)
                     .with_context(|| format!("rename {} into place", new_file.display()))?;
+                crate::failpoint::crash_point("swap::after_rename_before_dir_fsync");
                 if let Some(dir) = path.parent() {
                     std::fs::File::open(dir)
                         .and_then(|d| d.sync_all())

@@ -176,21 +176,36 @@ impl SqliteStateMachine {
             return Ok(CommandResponse::default());
         }
         let membership = self.shared.applied.lock().membership.clone();
+        // A crash between moving the content to its install file and the swap: that file may
+        // be the only copy left, and it is used as it is.
+        let left = match cmd.kind {
+            LoadKind::Sqlite => replicate::recover_install(&self.data_dir, cmd, &log_id),
+            LoadKind::Sql => None,
+        };
         // A staged file that is here before `obtain` was staged here (this node is the source,
         // perhaps restarted on another address): other nodes may be pulling it from us, so it
         // is kept, not consumed. (Pulled copies do not survive a restart.)
         let staged_here = files::staged_path(&self.data_dir, &cmd.id).exists();
-        let staged = replicate::obtain(
-            &self.client,
-            &self.data_dir,
-            cmd,
-            &self.shared,
-            self.raft_addr.as_deref(),
-        )
-        .await;
+        let (staged, prepared) = match left {
+            Some(replicate::LeftInstall::Content(path)) => (path, false),
+            Some(replicate::LeftInstall::Prepared(path)) => (path, true),
+            None => {
+                let staged = replicate::obtain(
+                    &self.client,
+                    &self.data_dir,
+                    cmd,
+                    &self.shared,
+                    self.raft_addr.as_deref(),
+                )
+                .await;
+                (staged, false)
+            }
+        };
+        let recovered = staged == files::install_path(&self.data_dir, &cmd.id);
         let is_source = self.raft_addr.as_deref() == Some(cmd.source.as_str());
         let started = std::time::Instant::now();
-        let mut keep = cmd.shared && (is_source || staged_here);
+        // A recovered install file is consumed: nobody can pull it.
+        let mut keep = !recovered && cmd.shared && (is_source || staged_here);
         if keep && is_source && cmd.kind == LoadKind::Sqlite {
             // Copying the file so the others can still pull it writes the whole database once
             // more, on the disk they are pulling to. Once they all have it, it can move.
@@ -228,7 +243,7 @@ impl SqliteStateMachine {
                 }
             }
             LoadKind::Sqlite => {
-                self.install_database(log_id, &staged, keep, membership)
+                self.install_database(log_id, &cmd.id, &staged, keep, prepared, membership)
                     .await?
             }
         };
@@ -311,21 +326,29 @@ impl SqliteStateMachine {
             .is_some_and(|a| a.index >= log_id.index)
     }
 
+    /// Installs the database load `id` from `staged` (moved, or copied when `keep` is set);
+    /// `prepared`: `staged` is the install file, already prepared for this entry.
     async fn install_database(
         &self,
         log_id: LogId,
+        id: &str,
         staged: &std::path::Path,
         keep: bool,
+        prepared: bool,
         membership: StoredMembership,
     ) -> Result<CommandResponse, StorageError> {
-        let install = files::install_path(&self.data_dir, &staged_id(staged));
+        let install = files::install_path(&self.data_dir, id);
         let (src, dest) = (staged.to_path_buf(), install.clone());
-        let prepared = tokio::task::spawn_blocking(move || {
-            replicate::prepare_install(&src, &dest, keep, &log_id, &membership)
-        })
-        .await
-        .map_err(io_error)?;
-        match prepared {
+        let outcome = if prepared {
+            Ok(())
+        } else {
+            tokio::task::spawn_blocking(move || {
+                replicate::prepare_install(&src, &dest, keep, &log_id, &membership)
+            })
+            .await
+            .map_err(io_error)?
+        };
+        match outcome {
             Ok(()) => {}
             Err(replicate::PrepareError::Local(e)) => {
                 let _ = std::fs::remove_file(&install);
@@ -588,16 +611,6 @@ fn apply_entries(
         responses.push(response);
     }
     Ok(responses)
-}
-
-/// The id part of `load-<id>.staged`.
-fn staged_id(path: &std::path::Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-        .trim_start_matches("load-")
-        .trim_end_matches(".staged")
-        .to_string()
 }
 
 /// Runs a staged SQL script as one entry (see [`execute::run_sql_script`]): all of it in

@@ -28,7 +28,11 @@
 //!    that records this entry's log id and the current membership, the file is fsynced, and
 //!    it is swapped in with the written swap protocol
 //!    ([`crate::db::Database::replace_with_file`]). A restart therefore sees either the old
-//!    file (the entry replays) or the new one, which says it reflects the load entry.
+//!    file (the entry replays) or the new one, which says it reflects the load entry. A moved
+//!    file may be the only copy of the content left anywhere (a single node; a source whose
+//!    members have all applied the entry), so a crash between the move and the swap keeps
+//!    it: start-up leaves `.install` files, and the replay takes the content or the prepared
+//!    database from there ([`recover_install`]) instead of pulling what nobody has.
 //!
 //! Invariants:
 //! - Nothing changes before the content is local, complete and matches its digest.
@@ -50,7 +54,7 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
-use super::files::{local_copy, part_path, pulled_path, STAGED_MAX_AGE};
+use super::files::{install_path, local_copy, part_path, pulled_path, STAGED_MAX_AGE};
 use crate::store::types::LoadCommand;
 use crate::temp_file::TempFile;
 
@@ -156,6 +160,14 @@ pub enum PrepareError {
 
 /// Moves (or copies, when `keep` is set) the staged database to `install`, and records the
 /// entry's log id and the membership in it, replacing any state table the upload carried.
+/// `staged` may already be `install` (content found there after a crash, see
+/// [`recover_install`]).
+///
+/// The change runs in one transaction with a rollback journal (`load-<id>.install-journal`)
+/// and full syncs: a crash while preparing leaves the content as staged (SQLite rolls the
+/// journal back when the file is next opened), and once the transaction commits the prepared
+/// file is on disk. A moved file may be the only copy of the load there is, so neither state
+/// may be lost.
 pub fn prepare_install(
     staged: &Path,
     install: &Path,
@@ -164,11 +176,14 @@ pub fn prepare_install(
     membership: &crate::store::types::StoredMembership,
 ) -> Result<(), PrepareError> {
     let local = |what: &str, e: &dyn std::fmt::Display| PrepareError::Local(format!("{what}: {e}"));
-    if keep {
-        std::fs::copy(staged, install).map_err(|e| local("copy the staged database", &e))?;
-    } else {
-        std::fs::rename(staged, install).map_err(|e| local("move the staged database", &e))?;
+    if staged != install {
+        if keep {
+            std::fs::copy(staged, install).map_err(|e| local("copy the staged database", &e))?;
+        } else {
+            std::fs::rename(staged, install).map_err(|e| local("move the staged database", &e))?;
+        }
     }
+    crate::failpoint::crash_point("restore::after_move_to_install");
     let sql = |e: raftlite_ffi::Error| {
         if crate::db::error::is_local_fault(&e) {
             PrepareError::Local(format!("prepare the loaded database: {e}"))
@@ -183,19 +198,80 @@ pub fn prepare_install(
     .map_err(sql)?;
     conn.set_trusted_schema(false).map_err(sql)?;
     conn.set_load_extension(false).map_err(sql)?;
-    // The file is not live: a crash while preparing it only leaves a `.install` to remove.
-    conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF")
+    conn.execute_batch("PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL; BEGIN IMMEDIATE")
         .map_err(sql)?;
     conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", crate::db::STATE_TABLE))
         .map_err(sql)?;
     crate::store::applied_state::ensure_table(&conn).map_err(sql)?;
     crate::store::applied_state::write(&conn, log_id, Some(membership))
         .map_err(|e| PrepareError::Deterministic(format!("record the applied index: {e:#}")))?;
+    crate::failpoint::crash_point("restore::mid_prepare");
+    conn.execute_batch("COMMIT").map_err(sql)?;
     conn.close().map_err(sql)?;
     std::fs::File::open(install)
         .and_then(|f| f.sync_all())
         .map_err(|e| local("fsync the loaded database", &e))?;
+    crate::failpoint::crash_point("restore::after_prepare");
     Ok(())
+}
+
+/// What a `load-<id>.install` left by a crash holds ([`recover_install`]).
+pub enum LeftInstall {
+    /// The load's content as staged (its size and CRC-32C match the entry): prepare it again.
+    Content(PathBuf),
+    /// The database already prepared for this very entry: swap it in.
+    Prepared(PathBuf),
+}
+
+/// Before a database load is applied: a `load-<id>.install` that a crash left between moving
+/// the staged content there and the swap may be the only copy of the content anywhere (the
+/// node was the only one to hold it, or the others have all applied the load and dropped
+/// theirs). Opening it rolls back a preparation the crash cut short; then it is the content
+/// (size and CRC-32C match the entry) or the prepared database (its state table records
+/// `log_id`), and either is used. Anything else (a copy cut short while `.staged` still
+/// exists, a pulled copy that did not reach the disk) is removed, and the content is found
+/// again as usual.
+pub fn recover_install(
+    data_dir: &Path,
+    cmd: &LoadCommand,
+    log_id: &crate::store::types::LogId,
+) -> Option<LeftInstall> {
+    let install = install_path(data_dir, &cmd.id);
+    let journal = crate::db::sibling(&install, "-journal");
+    let discard = || {
+        let _ = std::fs::remove_file(&install);
+        let _ = std::fs::remove_file(&journal);
+        None
+    };
+    if !install.exists() {
+        return discard();
+    }
+    if local_copy(data_dir, &cmd.id).is_some() {
+        // The staged content is still here (this was a copy of it): start again from there.
+        return discard();
+    }
+    let recorded = (|| -> anyhow::Result<Option<crate::store::types::LogId>> {
+        let mut conn = raftlite_ffi::Connection::open(
+            &install,
+            raftlite_ffi::OpenFlags::READ_WRITE | raftlite_ffi::OpenFlags::NO_MUTEX,
+        )?;
+        // The first read rolls back a hot journal.
+        conn.query_text("PRAGMA schema_version")?;
+        let recorded = crate::store::applied_state::read(&conn).map(|s| s.log_id);
+        conn.close()?;
+        recorded
+    })();
+    if super::build_once::size_and_crc(&install).ok() == Some((cmd.size, cmd.crc32c)) {
+        tracing::info!(id = %cmd.id, "load content found in its install file after a restart");
+        return Some(LeftInstall::Content(install));
+    }
+    match recorded {
+        Ok(Some(recorded)) if recorded == *log_id => {
+            tracing::info!(id = %cmd.id, "prepared load found after a restart");
+            Some(LeftInstall::Prepared(install))
+        }
+        _ => discard(),
+    }
 }
 
 /// On the source: removes its staged file once every member has applied the load entry

@@ -1,0 +1,237 @@
+//! Crashes at every named step of the long operations, on real `raftlited` processes.
+//!
+//! Each scenario arms one crash point (`raftlite::failpoint`, built in with the `failpoints`
+//! feature, which this test file requires) in one node through `FAILPOINTS=<name>=return`,
+//! makes acknowledged writes, starts the operation, and waits for the node to kill itself at
+//! that point (its log must say so: a scenario whose crash happened elsewhere fails). Then it
+//! restarts the node on the same data directory, without the crash point, and checks:
+//! - the database is the old one or the new one, never a mix: the step's table says which
+//!   (a committed load must arrive, an uncommitted one must not);
+//! - every acknowledged write is there (in the old database; a load replaces them);
+//! - every node of a cluster ends with the same content;
+//! - nothing is left in the data directory but the node's own files ([`ALLOWED_FILES`]).
+//!
+//! The steps, what each exercises and what was found: `docs/faults.md`, "Crashes".
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{wait_until, Node};
+
+/// How long a scenario waits for the armed node to reach its crash point and die.
+const CRASH_WITHIN: Duration = Duration::from_secs(60);
+/// How long a restarted node (or cluster) may take to settle on the expected content.
+const SETTLE_WITHIN: Duration = Duration::from_secs(30);
+/// Acknowledged writes made before each operation.
+const ACKED_WRITES: u64 = 20;
+/// Rows in the database a load brings.
+const LOAD_ROWS: u64 = 5_000;
+
+/// What a data directory may hold once the node has settled: the database, the log, the
+/// snapshot metadata and the node's own records. Anything else (`load-*`, `backup-*`,
+/// `snapshot-in-*`, `*.tmp`, journals) is a file a crash left behind.
+const ALLOWED_FILES: &[&str] = &[
+    "db.sqlite",
+    "db.sqlite-wal",
+    "db.sqlite-shm",
+    "raft",
+    "snapshot-meta.json",
+    "node-id",
+    "peers.info",
+];
+
+/// Which database a node must serve after the crash and the restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// The database before the operation, with every acknowledged write.
+    Old,
+    /// The loaded database.
+    New,
+}
+
+/// Which database `node` serves now after `operation`: `Some(Old)` (every acknowledged row
+/// and no loaded table), `Some(New)` (the loaded rows; after a database file, no acknowledged
+/// table, which it replaced; after SQL text, which adds, every acknowledged row too), or
+/// `None` (anything else: a mix, a missing write, or no answer).
+fn content(node: &Node, operation: Operation) -> Option<Expect> {
+    let acked = count(node, "acked");
+    let loaded = count(node, "loaded");
+    match (operation, acked, loaded) {
+        (_, Some(ACKED_WRITES), None) => Some(Expect::Old),
+        (Operation::BinaryLoad, None, Some(LOAD_ROWS)) => Some(Expect::New),
+        _ => None,
+    }
+}
+
+/// Rows in `table` on `node` (a local read), `None` if the table does not exist or the node
+/// does not answer.
+fn count(node: &Node, table: &str) -> Option<u64> {
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", &format!("SELECT count(*) FROM {table}"))
+        .append_pair("level", "none")
+        .finish();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let body = client
+        .get(node.url(&format!("/db/query?{q}")))
+        .send()
+        .ok()?
+        .text()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["results"][0]["values"][0][0].as_u64()
+}
+
+/// Makes the acknowledged writes, one request each, every one answered 200.
+fn acked_writes(node: &Node) {
+    node.execute(r#"["CREATE TABLE acked(id INTEGER PRIMARY KEY, v TEXT)"]"#);
+    for i in 0..ACKED_WRITES {
+        node.execute(&format!(
+            r#"[["INSERT INTO acked(v) VALUES(?)", "write {i}"]]"#
+        ));
+    }
+}
+
+/// A database file with [`LOAD_ROWS`] rows in `loaded`, made with SQLite itself.
+fn load_file(dir: &Path) -> Vec<u8> {
+    let path = dir.join("load-source.db");
+    let _ = std::fs::remove_file(&path);
+    let mut conn = raftlite_ffi::Connection::open(
+        &path,
+        raftlite_ffi::OpenFlags::READ_WRITE | raftlite_ffi::OpenFlags::CREATE,
+    )
+    .expect("create the load file");
+    conn.execute_batch(&format!(
+        "CREATE TABLE loaded(id INTEGER PRIMARY KEY, v TEXT); \
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < {LOAD_ROWS}) \
+         INSERT INTO loaded(v) SELECT printf('row %d', x) FROM c;"
+    ))
+    .expect("fill the load file");
+    conn.close().expect("close the load file");
+    std::fs::read(&path).expect("read the load file")
+}
+
+/// POSTs `body` to `path` on a thread: the node may die before it answers.
+fn post_in_background(node: &Node, path: &str, body: Vec<u8>) -> std::thread::JoinHandle<()> {
+    let url = node.url(path);
+    std::thread::spawn(move || {
+        let _ = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("client")
+            .post(url)
+            .header("Content-Type", "application/octet-stream")
+            .body(body)
+            .send();
+    })
+}
+
+/// The environment that arms `failpoint`.
+fn armed(failpoint: &str) -> String {
+    format!("{failpoint}=return")
+}
+
+/// Waits for `node`, armed with `failpoint`, to kill itself there; fails the test if it does
+/// not, or if it died of something else.
+fn assert_crashed_at(node: &mut Node, failpoint: &str) {
+    let status = node.wait_for_exit(CRASH_WITHIN);
+    let log = node.log();
+    assert!(
+        status.is_some(),
+        "the node never reached the crash point {failpoint}:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("failpoint {failpoint}: killing the process")),
+        "the node died, but not at {failpoint} ({status:?}):\n{log}"
+    );
+}
+
+/// Names in `dir` that [`ALLOWED_FILES`] does not list.
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !ALLOWED_FILES.contains(&n.as_str()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits (bounded) until `dir` holds nothing a crash left behind.
+fn assert_nothing_left(dir: &Path, log: impl Fn() -> String) {
+    assert!(
+        wait_until(SETTLE_WITHIN, || leftovers(dir).is_empty()),
+        "files left behind in {}: {:?}\n{}",
+        dir.display(),
+        leftovers(dir),
+        log()
+    );
+}
+
+/// Waits (bounded) until `node` serves `expected` after `operation`.
+fn assert_content(node: &Node, operation: Operation, expected: Expect) {
+    assert!(
+        wait_until(SETTLE_WITHIN, || content(node, operation) == Some(expected)),
+        "expected the {expected:?} database, found acked={:?} loaded={:?}\n{}",
+        count(node, "acked"),
+        count(node, "loaded"),
+        node.log()
+    );
+}
+
+/// A single-node operation that a crash point interrupts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    /// `POST /db/load` of a database file.
+    BinaryLoad,
+}
+
+/// One row of the single-node table: the operation, the crash point, and which database
+/// the node must serve after the restart.
+struct Step {
+    operation: Operation,
+    failpoint: &'static str,
+    expect: Expect,
+}
+
+/// Log segments this small make a purge delete whole segment files.
+const SMALL_SEGMENTS: &[&str] = &["-raft-log-segment-size", "4096"];
+
+/// One node: acknowledged writes, then `step`'s operation crashing at its point, a restart,
+/// and the checks.
+fn single_node_crash(step: &Step, tmp: &Path) {
+    let dir = tmp.join(step.failpoint.replace("::", "-"));
+    let env = armed(step.failpoint);
+    let mut node = Node::start_in_with_env(&dir, SMALL_SEGMENTS, &[("FAILPOINTS", &env)]);
+    acked_writes(&node);
+    let request = match step.operation {
+        Operation::BinaryLoad => post_in_background(&node, "/db/load", load_file(tmp)),
+    };
+    assert_crashed_at(&mut node, step.failpoint);
+    let _ = request.join();
+    let node = Node::start_in(&dir, SMALL_SEGMENTS);
+    assert_content(&node, step.operation, step.expect);
+    assert_nothing_left(&dir, || node.log());
+}
+
+/// The hole this suite was written to close first: a node whose load content was its only
+/// copy (a single node, or a source that moved its file) renamed `.staged` to `.install`, and
+/// start-up deleted `.install` files; a crash between that rename and the swap left a
+/// committed load whose content existed nowhere, and the node retried the pull forever.
+#[test]
+fn a_crash_after_the_staged_load_moved_to_install_still_installs_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    single_node_crash(
+        &Step {
+            operation: Operation::BinaryLoad,
+            failpoint: "restore::after_move_to_install",
+            expect: Expect::New,
+        },
+        tmp.path(),
+    );
+}
