@@ -60,7 +60,8 @@ fn content(node: &Node, operation: Operation) -> Option<Expect> {
     let loaded = count(node, "loaded");
     match (operation, acked, loaded) {
         (_, Some(ACKED_WRITES), None) => Some(Expect::Old),
-        (Operation::BinaryLoad, None, Some(LOAD_ROWS)) => Some(Expect::New),
+        (Operation::SqlLoad, Some(ACKED_WRITES), Some(LOAD_ROWS)) => Some(Expect::New),
+        (Operation::BinaryLoad | Operation::Boot, None, Some(LOAD_ROWS)) => Some(Expect::New),
         _ => None,
     }
 }
@@ -113,6 +114,15 @@ fn load_file(dir: &Path) -> Vec<u8> {
     .expect("fill the load file");
     conn.close().expect("close the load file");
     std::fs::read(&path).expect("read the load file")
+}
+
+/// A SQL script that makes the same database as [`load_file`].
+fn load_script() -> Vec<u8> {
+    let mut s = String::from("CREATE TABLE loaded(id INTEGER PRIMARY KEY, v TEXT);\n");
+    for x in 1..=LOAD_ROWS {
+        s.push_str(&format!("INSERT INTO loaded(v) VALUES('row {x}');\n"));
+    }
+    s.into_bytes()
 }
 
 /// POSTs `body` to `path` on a thread: the node may die before it answers.
@@ -189,6 +199,14 @@ fn assert_content(node: &Node, operation: Operation, expected: Expect) {
 enum Operation {
     /// `POST /db/load` of a database file.
     BinaryLoad,
+    /// `POST /boot` of a database file.
+    Boot,
+    /// `POST /db/load` of SQL text into a database that is not blank (the script runs).
+    SqlLoad,
+    /// `GET /db/backup`: a binary copy made in the data directory, then streamed.
+    Backup,
+    /// `POST /snapshot?trailing_logs=0`: a snapshot, then a purge of the whole log.
+    Snapshot,
 }
 
 /// One row of the single-node table: the operation, the crash point, and which database
@@ -205,12 +223,25 @@ const SMALL_SEGMENTS: &[&str] = &["-raft-log-segment-size", "4096"];
 /// One node: acknowledged writes, then `step`'s operation crashing at its point, a restart,
 /// and the checks.
 fn single_node_crash(step: &Step, tmp: &Path) {
-    let dir = tmp.join(step.failpoint.replace("::", "-"));
+    let dir = tmp.join(format!(
+        "{:?}-{}",
+        step.operation,
+        step.failpoint.replace("::", "-")
+    ));
     let env = armed(step.failpoint);
     let mut node = Node::start_in_with_env(&dir, SMALL_SEGMENTS, &[("FAILPOINTS", &env)]);
     acked_writes(&node);
     let request = match step.operation {
         Operation::BinaryLoad => post_in_background(&node, "/db/load", load_file(tmp)),
+        Operation::Boot => post_in_background(&node, "/boot", load_file(tmp)),
+        Operation::SqlLoad => post_in_background(&node, "/db/load", load_script()),
+        Operation::Snapshot => post_in_background(&node, "/snapshot?trailing_logs=0", Vec::new()),
+        Operation::Backup => {
+            let url = node.url("/db/backup");
+            std::thread::spawn(move || {
+                let _ = reqwest::blocking::Client::new().get(url).send();
+            })
+        }
     };
     assert_crashed_at(&mut node, step.failpoint);
     let _ = request.join();
@@ -234,4 +265,242 @@ fn a_crash_after_the_staged_load_moved_to_install_still_installs_it() {
         },
         tmp.path(),
     );
+}
+
+/// Every other step of the single-node operations, in order, each on a new node.
+const SINGLE_NODE_STEPS: &[Step] = &[
+    // A database file: receiving it, preparing it, the swap, then the snapshot and purge
+    // every load is followed by.
+    Step {
+        operation: Operation::BinaryLoad,
+        failpoint: "restore::mid_stage",
+        expect: Expect::Old,
+    },
+    Step {
+        operation: Operation::BinaryLoad,
+        failpoint: "restore::mid_prepare",
+        expect: Expect::New,
+    },
+    Step {
+        operation: Operation::BinaryLoad,
+        failpoint: "restore::after_prepare",
+        expect: Expect::New,
+    },
+    Step {
+        operation: Operation::BinaryLoad,
+        failpoint: "swap::before_rename",
+        expect: Expect::New,
+    },
+    Step {
+        operation: Operation::BinaryLoad,
+        failpoint: "swap::after_rename_before_dir_fsync",
+        expect: Expect::New,
+    },
+    Step {
+        operation: Operation::BinaryLoad,
+        failpoint: "restore::after_apply",
+        expect: Expect::New,
+    },
+    // `/boot` takes the same path; one step stands for it.
+    Step {
+        operation: Operation::Boot,
+        failpoint: "swap::before_rename",
+        expect: Expect::New,
+    },
+    // SQL text runs in the entry's transaction.
+    Step {
+        operation: Operation::SqlLoad,
+        failpoint: "restore::mid_stage",
+        expect: Expect::Old,
+    },
+    Step {
+        operation: Operation::SqlLoad,
+        failpoint: "restore::sql_before_commit",
+        expect: Expect::New,
+    },
+    Step {
+        operation: Operation::SqlLoad,
+        failpoint: "restore::after_apply",
+        expect: Expect::New,
+    },
+    // A backup's copy in the data directory.
+    Step {
+        operation: Operation::Backup,
+        failpoint: "backup::copied_before_clean",
+        expect: Expect::Old,
+    },
+    // A snapshot (checkpoint and syncs, then its metadata), then the log's purge.
+    Step {
+        operation: Operation::Snapshot,
+        failpoint: "snapshot::after_sync_before_meta",
+        expect: Expect::Old,
+    },
+    Step {
+        operation: Operation::Snapshot,
+        failpoint: "snapshot::meta_written_before_rename",
+        expect: Expect::Old,
+    },
+    Step {
+        operation: Operation::Snapshot,
+        failpoint: "log::purge_after_meta",
+        expect: Expect::Old,
+    },
+];
+
+#[test]
+fn a_crash_at_any_step_of_a_single_node_operation_leaves_old_or_new() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Every step runs, and the failures are reported together.
+    let failed: Vec<String> = SINGLE_NODE_STEPS
+        .iter()
+        .filter_map(|step| {
+            eprintln!("step {:?} at {}", step.operation, step.failpoint);
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                single_node_crash(step, tmp.path())
+            }))
+            .err()
+            .map(|e| {
+                format!(
+                    "{:?} at {}: {}",
+                    step.operation,
+                    step.failpoint,
+                    panic_text(&e)
+                )
+            })
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} step(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n\n")
+    );
+}
+
+/// The message of a caught panic.
+fn panic_text(e: &Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Arguments of cluster node `i` (1-based) joining `join`.
+fn member_args(i: usize, join: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = common::FAST_RAFT.iter().map(|s| s.to_string()).collect();
+    args.extend(["-node-id".to_string(), format!("node{i}")]);
+    if let Some(j) = join {
+        args.extend(["-join".to_string(), j.to_string()]);
+    }
+    args
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Three nodes; node 2 (a follower: node 1 bootstraps and leads) runs with `failpoint` armed.
+/// Each keeps its data directory under `tmp`.
+fn cluster_with_armed_follower(tmp: &Path, failpoint: &str) -> Vec<Node> {
+    let env = armed(failpoint);
+    let first = Node::start_in(&tmp.join("n1"), &as_strs(&member_args(1, None)));
+    let join = first.raft_addr.clone();
+    let second = Node::start_in_with_env(
+        &tmp.join("n2"),
+        &as_strs(&member_args(2, Some(&join))),
+        &[("FAILPOINTS", &env)],
+    );
+    let third = Node::start_in(&tmp.join("n3"), &as_strs(&member_args(3, Some(&join))));
+    let nodes = vec![first, second, third];
+    assert!(
+        wait_until(SETTLE_WITHIN, || nodes.iter().all(|n| {
+            n.get("/nodes")
+                .json()
+                .as_object()
+                .is_some_and(|o| o.len() == 3)
+        })),
+        "the cluster did not form:\n{}",
+        common::logs_of(&nodes)
+    );
+    nodes
+}
+
+/// Restarts node 2 (index 1) on its data directory, unarmed, and waits until every node
+/// holds `expected` and nothing is left in any data directory.
+fn restart_and_converge(nodes: &mut [Node], tmp: &Path, operation: Operation, expected: Expect) {
+    nodes[1] = Node::start_in(&tmp.join("n2"), &as_strs(&member_args(2, None)));
+    for node in nodes.iter() {
+        assert_content(node, operation, expected);
+    }
+    for node in nodes.iter() {
+        assert_nothing_left(&node.data_dir, || common::logs_of(nodes));
+    }
+}
+
+/// A follower that pulls a load's content crashes at each step of installing it; restarted,
+/// it pulls the content again (the source keeps it until every member has applied the load)
+/// and every node ends with the loaded database.
+#[test]
+fn a_follower_crashing_while_it_installs_a_pulled_load_gets_it_after_a_restart() {
+    for failpoint in [
+        "restore::after_move_to_install",
+        "restore::after_prepare",
+        "swap::before_rename",
+    ] {
+        eprintln!("follower crashes at {failpoint}");
+        let tmp = tempfile::tempdir().unwrap();
+        let mut nodes = cluster_with_armed_follower(tmp.path(), failpoint);
+        acked_writes(&nodes[0]);
+        let request = post_in_background(&nodes[0], "/db/load", load_file(tmp.path()));
+        assert_crashed_at(&mut nodes[1], failpoint);
+        let _ = request.join();
+        restart_and_converge(&mut nodes, tmp.path(), Operation::BinaryLoad, Expect::New);
+    }
+}
+
+/// A follower that was down while the leader purged its log receives the database as a
+/// snapshot, and crashes while swapping it in; restarted, it receives it again, and every
+/// node ends with every acknowledged write.
+#[test]
+fn a_follower_crashing_while_it_installs_a_snapshot_gets_it_after_a_restart() {
+    for failpoint in ["swap::before_rename", "swap::after_rename_before_dir_fsync"] {
+        eprintln!("follower crashes at {failpoint}");
+        let tmp = tempfile::tempdir().unwrap();
+        let mut nodes = cluster_with_armed_follower(tmp.path(), "none");
+        acked_writes(&nodes[0]);
+        nodes[1].kill();
+        // More acknowledged writes the follower misses, then a purge of the leader's log:
+        // the follower can only catch up from a snapshot.
+        let extra = 30;
+        for i in 0..extra {
+            nodes[0].execute(&format!(
+                r#"[["INSERT INTO acked(v) VALUES(?)", "late {i}"]]"#
+            ));
+        }
+        let snap = nodes[0].post("/snapshot?trailing_logs=0", "");
+        assert!(snap.status == 200 || snap.status == 204, "{}", snap.body);
+        let env = armed(failpoint);
+        let mut follower = Node::spawn_with_env(
+            &tmp.path().join("n2"),
+            &as_strs(&member_args(2, None)),
+            &[("FAILPOINTS", &env)],
+        )
+        .unwrap_or_else(|log| panic!("the follower did not start:\n{log}"));
+        assert_crashed_at(&mut follower, failpoint);
+        nodes[1] = follower;
+        nodes[1] = Node::start_in(&tmp.path().join("n2"), &as_strs(&member_args(2, None)));
+        let total = ACKED_WRITES + extra;
+        for node in nodes.iter() {
+            assert!(
+                wait_until(SETTLE_WITHIN, || count(node, "acked") == Some(total)),
+                "{} did not get every acknowledged write: {:?}\n{}",
+                node.http_addr,
+                count(node, "acked"),
+                common::logs_of(&nodes)
+            );
+        }
+        for node in nodes.iter() {
+            assert_nothing_left(&node.data_dir, || common::logs_of(&nodes));
+        }
+    }
 }

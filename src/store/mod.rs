@@ -150,6 +150,7 @@ impl Store {
         let sm = sm
             .with_raft_addr(opts.node.raft_addr.clone())
             .with_backups(Arc::clone(&backups));
+        sm.resume_retirements();
         let log_options = LogOptions {
             segment_size: opts.log_segment_size,
             ..LogOptions::default()
@@ -162,6 +163,21 @@ impl Store {
         {
             shared.num_recoveries.fetch_add(1, Ordering::Relaxed);
         }
+        let bounds = log.engine().bounds();
+        sm.record_snapshot_if_ahead(bounds.last_index, bounds.purged.map(|p| p.index))
+            .await?;
+        // A purge waits until the snapshot it follows is durable (see `with_durable_snapshot`).
+        let log = log.with_durable_snapshot({
+            let shared = Arc::clone(&shared);
+            Arc::new(move || {
+                shared
+                    .last_snapshot
+                    .lock()
+                    .as_ref()
+                    .and_then(|m| m.last_log_id)
+                    .map(|l| l.index)
+            })
+        });
         let election_ms = opts.election_timeout.as_millis().max(150) as u64;
         let config = openraft::Config {
             cluster_name: "raftlite".into(),

@@ -71,6 +71,9 @@ pub struct SharedState {
 
 /// The file that remembers the last snapshot's metadata across restarts.
 const SNAPSHOT_META_FILE: &str = "snapshot-meta.json";
+/// The metadata being written, renamed over [`SNAPSHOT_META_FILE`] once synced; start-up
+/// removes one a crash left.
+pub const SNAPSHOT_META_TEMP: &str = "snapshot-meta.json.tmp";
 
 #[derive(Serialize, Deserialize)]
 struct PersistedSnapshotMeta {
@@ -146,6 +149,68 @@ impl SqliteStateMachine {
         self
     }
 
+    /// At start-up, when the database is ahead of the log (`log_last`: the log's last index;
+    /// `log_purged`: where it was purged to): a snapshot received from the leader was swapped
+    /// in, and the node stopped before it recorded the snapshot's metadata. openraft would
+    /// then see applied entries that neither the log nor a snapshot holds and refuse to start;
+    /// the database is recorded as a snapshot (made durable first) instead, as it would have
+    /// been.
+    pub async fn record_snapshot_if_ahead(
+        &self,
+        log_last: Option<u64>,
+        log_purged: Option<u64>,
+    ) -> anyhow::Result<()> {
+        let applied = self.shared.applied_index.load(Ordering::Acquire);
+        let snapshot = self
+            .shared
+            .last_snapshot
+            .lock()
+            .as_ref()
+            .and_then(|m| m.last_log_id)
+            .map_or(0, |l| l.index);
+        let ahead = applied > snapshot
+            && (log_last.unwrap_or(0) < applied || log_purged.unwrap_or(0) > snapshot);
+        if !ahead {
+            return Ok(());
+        }
+        tracing::info!(
+            applied,
+            snapshot,
+            ?log_last,
+            "the database is ahead of the log: recording it as a snapshot"
+        );
+        let mut builder = RaftStateMachine::get_snapshot_builder(&mut self.clone_handle()).await;
+        builder
+            .build_snapshot()
+            .await
+            .map_err(|e| anyhow::anyhow!("record the database as a snapshot: {e}"))?;
+        Ok(())
+    }
+
+    /// A second handle on the same state (for the snapshot builder at start-up).
+    fn clone_handle(&self) -> SqliteStateMachine {
+        SqliteStateMachine {
+            db: Arc::clone(&self.db),
+            shared: Arc::clone(&self.shared),
+            data_dir: self.data_dir.clone(),
+            raft_addr: self.raft_addr.clone(),
+            client: self.client.clone(),
+            backups: Arc::clone(&self.backups),
+        }
+    }
+
+    /// Retires the staged load content whose entry was applied before the node stopped
+    /// (`store::restore::replicate::resume_retirements`). Call once, at start-up.
+    pub fn resume_retirements(&self) {
+        replicate::resume_retirements(
+            &self.client,
+            &self.data_dir,
+            self.shared.applied_index.load(Ordering::Acquire),
+            &self.shared,
+            self.raft_addr.as_deref(),
+        );
+    }
+
     /// Applies a run of ordinary entries on the writer.
     async fn apply_run(&self, entries: Vec<Entry>) -> Result<Vec<CommandResponse>, StorageError> {
         if entries.is_empty() {
@@ -202,6 +267,11 @@ impl SqliteStateMachine {
             }
         };
         let recovered = staged == files::install_path(&self.data_dir, &cmd.id);
+        if staged == files::staged_path(&self.data_dir, &cmd.id) {
+            // Whatever happens to the file after the apply (removed, or retired once every
+            // member has the load), a restart after the apply must still do it.
+            replicate::record_entry(&self.data_dir, &cmd.id, log_id.index);
+        }
         let is_source = self.raft_addr.as_deref() == Some(cmd.source.as_str());
         let started = std::time::Instant::now();
         // A recovered install file is consumed: nobody can pull it.
@@ -247,12 +317,17 @@ impl SqliteStateMachine {
                     .await?
             }
         };
+        crate::failpoint::crash_point("restore::after_apply");
         if !keep {
-            crate::db::disk::remove_in_background(vec![staged]);
+            crate::db::disk::remove_in_background(vec![
+                staged,
+                files::entry_path(&self.data_dir, &cmd.id),
+            ]);
         } else {
             tokio::spawn(replicate::retire_when_applied(
                 self.client.clone(),
-                staged,
+                self.data_dir.clone(),
+                cmd.id.clone(),
                 log_id.index,
                 Arc::clone(&self.shared),
                 self.raft_addr.clone(),
@@ -390,7 +465,7 @@ impl SqliteStateMachine {
 
 fn persist_snapshot_meta(data_dir: &std::path::Path, meta: &SnapshotMeta) -> anyhow::Result<()> {
     let path = data_dir.join(SNAPSHOT_META_FILE);
-    let tmp = data_dir.join(format!("{SNAPSHOT_META_FILE}.tmp"));
+    let tmp = data_dir.join(SNAPSHOT_META_TEMP);
     let bytes = serde_json::to_vec(&PersistedSnapshotMeta { meta: meta.clone() })?;
     {
         use std::io::Write as _;
@@ -399,6 +474,7 @@ fn persist_snapshot_meta(data_dir: &std::path::Path, meta: &SnapshotMeta) -> any
         f.write_all(&bytes)?;
         f.sync_all()?;
     }
+    crate::failpoint::crash_point("snapshot::meta_written_before_rename");
     std::fs::rename(&tmp, &path).with_context(|| format!("rename {}", tmp.display()))?;
     std::fs::File::open(data_dir)
         .and_then(|d| d.sync_all())
@@ -628,6 +704,7 @@ fn apply_sql_load(
     conn.set_apply_inputs(Some(env.inputs()))
         .map_err(|e| fault(anyhow::Error::new(e).context("set the entry's clock and seed")))?;
     let outcome = execute::run_sql_script(conn, path, foreign_keys, env.budget, |conn| {
+        crate::failpoint::crash_point("restore::sql_before_commit");
         applied_state::write(conn, &log_id, None).context("record the applied index")
     })
     .map_err(fault)?;
@@ -694,6 +771,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
             .await
             .map_err(io_error)?
             .map_err(io_error)?;
+        crate::failpoint::crash_point("snapshot::after_sync_before_meta");
         let index = applied.log_id.map_or(0, |l| l.index);
         let n = self.shared.num_snapshots.fetch_add(1, Ordering::Relaxed) + 1;
         let meta = SnapshotMeta {

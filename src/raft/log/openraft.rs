@@ -31,13 +31,27 @@ pub const ENTRY_KIND_BINCODE: u8 = 1;
 /// is how the log reader handed to replication tasks is made.
 pub struct RaftLogStore<C: RaftTypeConfig> {
     engine: LogEngine,
+    /// The index up to which the state machine's snapshot is durable, if the store was told
+    /// (see [`RaftLogStore::with_durable_snapshot`]).
+    durable_snapshot: Option<DurableSnapshot>,
     // `fn() -> C` keeps the store Send + Sync whatever `C` is: it holds no `C` value.
     _types: PhantomData<fn() -> C>,
 }
 
+/// Reads the index of the state machine's durable snapshot (`None`: no snapshot yet).
+pub type DurableSnapshot = std::sync::Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+
+/// How long a purge past the durable snapshot waits for the snapshot being installed to
+/// become durable, before it purges anyway (see [`RaftLogStore::with_durable_snapshot`]).
+pub const PURGE_WAITS_FOR_SNAPSHOT: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl<C: RaftTypeConfig> Clone for RaftLogStore<C> {
     fn clone(&self) -> Self {
-        Self::new(self.engine.clone())
+        Self {
+            engine: self.engine.clone(),
+            durable_snapshot: self.durable_snapshot.clone(),
+            _types: PhantomData,
+        }
     }
 }
 
@@ -54,8 +68,21 @@ impl<C: RaftTypeConfig> RaftLogStore<C> {
     pub fn new(engine: LogEngine) -> Self {
         Self {
             engine,
+            durable_snapshot: None,
             _types: PhantomData,
         }
+    }
+
+    /// Makes a purge wait until the state machine's snapshot is durable up to the purge
+    /// point. openraft 0.9, installing a snapshot on a follower, sends the purge of the log up
+    /// to the snapshot at the same time as the install, not after it: a crash before the
+    /// install is durable then left a log purged past anything the state machine held, which
+    /// openraft refuses at the next start (`purge_upto <= snapshot_last_log_id`), for good.
+    /// The wait is bounded by [`PURGE_WAITS_FOR_SNAPSHOT`] (a failed install stops the node
+    /// anyway); a purge the snapshot already covers (every other purge) does not wait.
+    pub fn with_durable_snapshot(mut self, durable: DurableSnapshot) -> Self {
+        self.durable_snapshot = Some(durable);
+        self
     }
 
     /// Opens (and recovers) the log in the directory at `path`, e.g. `DATA_DIR/raft`.
@@ -240,6 +267,26 @@ where
     }
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        if let Some(durable) = &self.durable_snapshot {
+            let covered = || durable().is_some_and(|i| i >= log_id.index);
+            if !covered() {
+                tracing::info!(
+                    upto = log_id.index,
+                    "purge waits for the snapshot being installed to be durable"
+                );
+                let started = std::time::Instant::now();
+                while !covered() && started.elapsed() < PURGE_WAITS_FOR_SNAPSHOT {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                if !covered() {
+                    tracing::warn!(
+                        upto = log_id.index,
+                        "no durable snapshot covers the purge after {PURGE_WAITS_FOR_SNAPSHOT:?}; \
+                         purging anyway"
+                    );
+                }
+            }
+        }
         let id = encode(&log_id).map_err(write_error)?;
         self.engine.purge(log_id.index, id).map_err(write_error)
     }

@@ -15,9 +15,14 @@
 //!   crash before the swap must not lose it: the entry's replay finds it again
 //!   ([`super::replicate::recover_install`]).
 //!
-//! Startup removes `.part` and `.pulled` files, and `.staged` and `.install` files (with
-//! their journals) older than [`STAGED_MAX_AGE`]: a restarted source must still serve its
-//! recent staged files, and a restarted node must still install its recent install file.
+//! - `load-<id>.entry`: the log index of the entry that consumes `load-<id>.staged` on this
+//!   node, written before it is applied, so that a node restarted after the entry was applied
+//!   (the staged file not yet removed or retired) still retires it
+//!   ([`super::replicate::resume_retirements`]).
+//!
+//! Startup removes `.part` and `.pulled` files, and `.staged`, `.entry` and `.install` files
+//! (with their journals) older than [`STAGED_MAX_AGE`]: a restarted source must still serve
+//! its recent staged files, and a restarted node must still install its recent install file.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -54,6 +59,33 @@ pub fn install_path(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join(format!("{PREFIX}{id}.install"))
 }
 
+/// `load-<id>.entry`: the index of the entry that consumes `load-<id>.staged` here.
+pub fn entry_path(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join(format!("{PREFIX}{id}.entry"))
+}
+
+/// The ids and entry indexes of the `load-<id>.entry` records in `data_dir`.
+pub fn entries(data_dir: &Path) -> Vec<(String, u64)> {
+    let Ok(dir) = std::fs::read_dir(data_dir) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name
+                .strip_prefix(PREFIX)?
+                .strip_suffix(".entry")?
+                .to_string();
+            let index = std::fs::read_to_string(e.path())
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            Some((id, index))
+        })
+        .collect()
+}
+
 /// A staged id is what [`crate::temp_file::unique_suffix`] makes: digits and dashes. The
 /// check keeps a request for `/raft/staged/<id>` inside the data directory.
 pub fn valid_id(id: &str) -> bool {
@@ -71,6 +103,7 @@ pub fn clean_at_startup(data_dir: &Path) {
             continue;
         }
         let kept_while_young = name.ends_with(".staged")
+            || name.ends_with(".entry")
             || name.ends_with(".install")
             || name.ends_with(".install-journal");
         let stale = kept_while_young

@@ -54,7 +54,9 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
-use super::files::{install_path, local_copy, part_path, pulled_path, STAGED_MAX_AGE};
+use super::files::{
+    entry_path, install_path, local_copy, part_path, pulled_path, staged_path, STAGED_MAX_AGE,
+};
 use crate::store::types::LoadCommand;
 use crate::temp_file::TempFile;
 
@@ -274,16 +276,58 @@ pub fn recover_install(
     }
 }
 
-/// On the source: removes its staged file once every member has applied the load entry
-/// (asked over `GET /cluster/node`; the membership is re-read every round, as members may
-/// move to new addresses), or after [`STAGED_MAX_AGE`].
+/// Records, before the entry at `index` is applied, that it consumes `load-<id>.staged`
+/// here (see [`resume_retirements`]). Not synced: losing it only leaves the staged file to
+/// start-up's age limit.
+pub fn record_entry(data_dir: &Path, id: &str, index: u64) {
+    if let Err(e) = std::fs::write(entry_path(data_dir, id), index.to_string()) {
+        tracing::warn!(id, "record the load entry of a staged file: {e}");
+    }
+}
+
+/// At start-up: the staged files whose entry this node had applied when it stopped (a crash
+/// between the apply and the file's removal, or while the source waited for the members) are
+/// retired now, as the apply would have ([`retire_when_applied`]). The others wait for their
+/// entry's replay.
+pub fn resume_retirements(
+    client: &reqwest::Client,
+    data_dir: &Path,
+    applied_index: u64,
+    shared: &std::sync::Arc<crate::store::SharedState>,
+    own_addr: Option<&str>,
+) {
+    for (id, index) in super::files::entries(data_dir) {
+        if index > applied_index {
+            continue;
+        }
+        tracing::info!(
+            id,
+            index,
+            "retiring the staged content of a load applied before a restart"
+        );
+        tokio::spawn(retire_when_applied(
+            client.clone(),
+            data_dir.to_path_buf(),
+            id,
+            index,
+            std::sync::Arc::clone(shared),
+            own_addr.map(str::to_string),
+        ));
+    }
+}
+
+/// On the source: removes its staged file `load-<id>.staged` (and its entry record) once
+/// every member has applied the load entry (asked over `GET /cluster/node`; the membership is
+/// re-read every round, as members may move to new addresses), or after [`STAGED_MAX_AGE`].
 pub async fn retire_when_applied(
     client: reqwest::Client,
-    staged: PathBuf,
+    data_dir: PathBuf,
+    id: String,
     index: u64,
     shared: std::sync::Arc<crate::store::SharedState>,
     own_addr: Option<String>,
 ) {
+    let staged = staged_path(&data_dir, &id);
     let started = Instant::now();
     while started.elapsed() < STAGED_MAX_AGE {
         if members_applied(&client, &shared, own_addr.as_deref(), index).await == Members::Applied {
@@ -292,7 +336,7 @@ pub async fn retire_when_applied(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     tracing::info!(file = %staged.display(), "retiring staged load content");
-    crate::db::disk::remove_in_background(vec![staged]);
+    crate::db::disk::remove_in_background(vec![staged, entry_path(&data_dir, &id)]);
 }
 
 /// On the source of a database load, before it applies the entry itself: waits until every
