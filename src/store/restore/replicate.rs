@@ -38,7 +38,9 @@
 //! - Nothing changes before the content is local, complete and matches its digest.
 //! - File names and what startup removes: [`super::files`].
 //! - The source keeps its staged file until every member reports an applied index at or
-//!   past the entry ([`retire_when_applied`]), at most [`STAGED_MAX_AGE`].
+//!   past the entry ([`retire_when_applied`]), at most [`STAGED_MAX_AGE`]. Before the entry
+//!   is applied, `load-<id>.entry` records its index ([`record_entry`]), so a restart after
+//!   the apply still removes or retires the file ([`resume_retirements`]).
 //! - After a load, the node snapshots and purges its log up to the entry, so a node that
 //!   joins later receives the new database as a snapshot, not the entry.
 //!
