@@ -458,15 +458,55 @@ fn a_follower_crashing_while_it_installs_a_pulled_load_gets_it_after_a_restart()
     }
 }
 
+/// Where a crash point of the snapshot-install scenario is armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Armed {
+    /// The follower that receives the snapshot.
+    Follower,
+    /// The leader that copies its database and sends it.
+    Leader,
+}
+
 /// A follower that was down while the leader purged its log receives the database as a
-/// snapshot, and crashes while swapping it in; restarted, it receives it again, and every
-/// node ends with every acknowledged write.
+/// snapshot; the follower crashes while it receives or swaps it in, or the leader while it
+/// sends it. Restarted, the crashed node takes part again, and every node ends with every
+/// acknowledged write.
 #[test]
-fn a_follower_crashing_while_it_installs_a_snapshot_gets_it_after_a_restart() {
-    for failpoint in ["swap::before_rename", "swap::after_rename_before_dir_fsync"] {
-        eprintln!("follower crashes at {failpoint}");
+fn a_crash_while_a_follower_installs_a_snapshot_heals_after_a_restart() {
+    for (armed_node, failpoint) in [
+        (Armed::Follower, "snapshot::received_before_install"),
+        (Armed::Follower, "swap::before_rename"),
+        (Armed::Follower, "swap::after_rename_before_dir_fsync"),
+        (Armed::Leader, "snapshot::send_copy_made"),
+    ] {
+        eprintln!("{armed_node:?} crashes at {failpoint}");
         let tmp = tempfile::tempdir().unwrap();
-        let mut nodes = cluster_with_armed_follower(tmp.path(), "none");
+        let env = armed(failpoint);
+        let leader_env: &[(&str, &str)] = match armed_node {
+            Armed::Leader => &[("FAILPOINTS", &env)],
+            Armed::Follower => &[],
+        };
+        let first = Node::start_in_with_env(
+            &tmp.path().join("n1"),
+            &as_strs(&member_args(1, None)),
+            leader_env,
+        );
+        let join = first.raft_addr.clone();
+        let mut nodes = vec![first];
+        for i in 2..=3 {
+            let dir = tmp.path().join(format!("n{i}"));
+            nodes.push(Node::start_in(&dir, &as_strs(&member_args(i, Some(&join)))));
+        }
+        assert!(
+            wait_until(SETTLE_WITHIN, || nodes.iter().all(|n| {
+                n.get("/nodes")
+                    .json()
+                    .as_object()
+                    .is_some_and(|o| o.len() == 3)
+            })),
+            "the cluster did not form:\n{}",
+            common::logs_of(&nodes)
+        );
         acked_writes(&nodes[0]);
         nodes[1].kill();
         // More acknowledged writes the follower misses, then a purge of the leader's log:
@@ -479,16 +519,26 @@ fn a_follower_crashing_while_it_installs_a_snapshot_gets_it_after_a_restart() {
         }
         let snap = nodes[0].post("/snapshot?trailing_logs=0", "");
         assert!(snap.status == 200 || snap.status == 204, "{}", snap.body);
-        let env = armed(failpoint);
-        let mut follower = Node::spawn_with_env(
+        let follower_env: &[(&str, &str)] = match armed_node {
+            Armed::Follower => &[("FAILPOINTS", &env)],
+            Armed::Leader => &[],
+        };
+        nodes[1] = Node::spawn_with_env(
             &tmp.path().join("n2"),
             &as_strs(&member_args(2, None)),
-            &[("FAILPOINTS", &env)],
+            follower_env,
         )
         .unwrap_or_else(|log| panic!("the follower did not start:\n{log}"));
-        assert_crashed_at(&mut follower, failpoint);
-        nodes[1] = follower;
-        nodes[1] = Node::start_in(&tmp.path().join("n2"), &as_strs(&member_args(2, None)));
+        let victim = match armed_node {
+            Armed::Leader => 0,
+            Armed::Follower => 1,
+        };
+        assert_crashed_at(&mut nodes[victim], failpoint);
+        let id = victim + 1;
+        nodes[victim] = Node::start_in(
+            &tmp.path().join(format!("n{id}")),
+            &as_strs(&member_args(id, None)),
+        );
         let total = ACKED_WRITES + extra;
         for node in nodes.iter() {
             assert!(
