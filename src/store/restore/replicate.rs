@@ -411,3 +411,78 @@ async fn members_applied(
     }
     verdict
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::types::{LogId, StoredMembership};
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(openraft::CommittedLeaderId::new(1, 1), index)
+    }
+
+    /// A database file at `path` with one table, and the load entry that names it.
+    fn content(path: &Path, id: &str) -> LoadCommand {
+        let conn = raftlite_ffi::Connection::open(
+            path,
+            raftlite_ffi::OpenFlags::READ_WRITE | raftlite_ffi::OpenFlags::CREATE,
+        )
+        .unwrap();
+        conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1), (2);")
+            .unwrap();
+        drop(conn);
+        let (size, crc32c) = super::super::build_once::size_and_crc(path).unwrap();
+        LoadCommand {
+            id: id.into(),
+            kind: crate::db::restore_file::LoadKind::Sqlite,
+            size,
+            crc32c,
+            source: "127.0.0.1:1".into(),
+            shared: false,
+        }
+    }
+
+    fn verdict(left: Option<LeftInstall>) -> &'static str {
+        match left {
+            None => "none",
+            Some(LeftInstall::Content(_)) => "content",
+            Some(LeftInstall::Prepared(_)) => "prepared",
+        }
+    }
+
+    /// What a crash may leave in `load-<id>.install`, and what the replay of the entry makes
+    /// of it: the content as staged, the database prepared for this entry, or (a copy whose
+    /// staged original is still there, a file that is neither) nothing, removed.
+    #[test]
+    fn an_install_file_left_by_a_crash_is_used_only_when_it_is_the_content_or_prepared() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let install = install_path(d, "7");
+        let cmd = content(&install, "7");
+        assert_eq!(verdict(recover_install(d, &cmd, &log_id(5))), "content");
+        assert!(install.exists());
+
+        let membership = StoredMembership::default();
+        prepare_install(&install, &install, false, &log_id(5), &membership)
+            .unwrap_or_else(|_| panic!("prepare"));
+        assert!(!crate::db::sibling(&install, "-journal").exists());
+        assert_eq!(verdict(recover_install(d, &cmd, &log_id(5))), "prepared");
+        // Prepared for another entry: of no use to this one.
+        assert_eq!(verdict(recover_install(d, &cmd, &log_id(6))), "none");
+        assert!(!install.exists());
+
+        // The staged original is still here: the install file was a copy, maybe cut short.
+        content(&install, "7");
+        std::fs::write(staged_path(d, "7"), b"the staged original").unwrap();
+        assert_eq!(verdict(recover_install(d, &cmd, &log_id(5))), "none");
+        assert!(!install.exists());
+        std::fs::remove_file(staged_path(d, "7")).unwrap();
+
+        // Neither the content nor a prepared database: a pulled copy that did not reach the
+        // disk whole.
+        std::fs::write(&install, b"not what was staged").unwrap();
+        assert_eq!(verdict(recover_install(d, &cmd, &log_id(5))), "none");
+        assert!(!install.exists());
+        assert_eq!(verdict(recover_install(d, &cmd, &log_id(5))), "none");
+    }
+}
