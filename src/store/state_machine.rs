@@ -36,6 +36,8 @@ use crate::db::execute::{self, RequestResults};
 use crate::db::request::ApplyEnv;
 use crate::db::restore_file::LoadKind;
 use crate::db::{sibling, Database};
+use crate::raft::log::openraft::PurgeGate;
+use crate::raft::log::LogEngine;
 use crate::store::types::{
     Command, CommandResponse, Entry, LiveDatabase, LoadCommand, LogId, Snapshot, SnapshotData,
     SnapshotMeta, SqlLoad, StorageError, StoredMembership, TypeConfig,
@@ -91,6 +93,9 @@ pub struct SqliteStateMachine {
     client: reqwest::Client,
     /// Makes the copies a snapshot sends (with the reserve and the priority of a backup).
     backups: Arc<Backups>,
+    /// The log's purges held back until an installed snapshot is durable, and the log they
+    /// purge (see `raft::log::openraft::PurgeGate`).
+    purge_gate: Option<(Arc<PurgeGate>, LogEngine)>,
 }
 
 impl SqliteStateMachine {
@@ -125,6 +130,7 @@ impl SqliteStateMachine {
                 data_dir,
                 raft_addr: None,
                 backups,
+                purge_gate: None,
                 client: crate::tls::node()
                     .client_builder()
                     .connect_timeout(Duration::from_secs(5))
@@ -140,6 +146,12 @@ impl SqliteStateMachine {
     /// with no reserve, in the data directory).
     pub fn with_backups(mut self, backups: Arc<Backups>) -> Self {
         self.backups = backups;
+        self
+    }
+
+    /// Runs the log's purges that wait for an installed snapshot once it is durable.
+    pub fn with_purge_gate(mut self, gate: Arc<PurgeGate>, log: LogEngine) -> Self {
+        self.purge_gate = Some((gate, log));
         self
     }
 
@@ -196,6 +208,7 @@ impl SqliteStateMachine {
             raft_addr: self.raft_addr.clone(),
             client: self.client.clone(),
             backups: Arc::clone(&self.backups),
+            purge_gate: self.purge_gate.clone(),
         }
     }
 
@@ -579,6 +592,10 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
         *self.shared.applied.lock() = checked;
         self.shared.num_restores.fetch_add(1, Ordering::Relaxed);
         self.remember_snapshot(meta).map_err(io_error)?;
+        // The log's purge up to the snapshot waited for this (see `PurgeGate`).
+        if let Some((gate, log)) = &self.purge_gate {
+            gate.snapshot_durable(log).map_err(io_error)?;
+        }
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
         Ok(())
     }

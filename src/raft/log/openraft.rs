@@ -12,6 +12,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{
@@ -31,25 +32,71 @@ pub const ENTRY_KIND_BINCODE: u8 = 1;
 /// is how the log reader handed to replication tasks is made.
 pub struct RaftLogStore<C: RaftTypeConfig> {
     engine: LogEngine,
-    /// The index up to which the state machine's snapshot is durable, if the store was told
-    /// (see [`RaftLogStore::with_durable_snapshot`]).
-    durable_snapshot: Option<DurableSnapshot>,
+    /// Holds back purges the state machine's snapshot does not cover yet (see [`PurgeGate`]).
+    purge_gate: Option<Arc<PurgeGate>>,
     // `fn() -> C` keeps the store Send + Sync whatever `C` is: it holds no `C` value.
     _types: PhantomData<fn() -> C>,
 }
 
-/// Reads the index of the state machine's durable snapshot (`None`: no snapshot yet).
-pub type DurableSnapshot = std::sync::Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+/// Holds back a purge of the log past the state machine's durable snapshot until that snapshot
+/// is durable.
+///
+/// openraft 0.9, installing a snapshot on a follower, asks for the purge of the log up to the
+/// snapshot at the same time as the install, not after it. Done at once, a crash before the
+/// install was durable left a log purged past anything the state machine held, which openraft
+/// refuses at every later start (`purge_upto <= snapshot_last_log_id`). So a purge the
+/// durable snapshot does not cover is only remembered, and the state machine runs it
+/// ([`PurgeGate::snapshot_durable`]) once it has recorded the snapshot, before the install is
+/// answered: the leader sends the entries after the snapshot only then, so none is appended
+/// before the purge. Every other purge (after a snapshot this node built, at start-up) is
+/// covered and runs at once.
+pub struct PurgeGate {
+    durable: Box<dyn Fn() -> Option<u64> + Send + Sync>,
+    deferred: parking_lot::Mutex<Option<(u64, Vec<u8>)>>,
+}
 
-/// How long a purge past the durable snapshot waits for the snapshot being installed to
-/// become durable, before it purges anyway (see [`RaftLogStore::with_durable_snapshot`]).
-pub const PURGE_WAITS_FOR_SNAPSHOT: std::time::Duration = std::time::Duration::from_secs(600);
+impl PurgeGate {
+    /// A gate that reads the index of the state machine's durable snapshot with `durable`
+    /// (`None`: no snapshot yet).
+    pub fn new(durable: impl Fn() -> Option<u64> + Send + Sync + 'static) -> Arc<PurgeGate> {
+        Arc::new(PurgeGate {
+            durable: Box::new(durable),
+            deferred: parking_lot::Mutex::new(None),
+        })
+    }
+
+    fn covers(&self, index: u64) -> bool {
+        (self.durable)().is_some_and(|d| d >= index)
+    }
+
+    fn defer(&self, index: u64, id: Vec<u8>) {
+        let mut deferred = self.deferred.lock();
+        if deferred.as_ref().is_none_or(|(i, _)| *i < index) {
+            *deferred = Some((index, id));
+        }
+    }
+
+    /// The state machine has recorded a durable snapshot: runs the deferred purge it covers.
+    pub fn snapshot_durable(&self, engine: &LogEngine) -> Result<(), LogError> {
+        let due = {
+            let mut deferred = self.deferred.lock();
+            match deferred.as_ref() {
+                Some((index, _)) if self.covers(*index) => deferred.take(),
+                _ => None,
+            }
+        };
+        match due {
+            Some((index, id)) => engine.purge(index, id),
+            None => Ok(()),
+        }
+    }
+}
 
 impl<C: RaftTypeConfig> Clone for RaftLogStore<C> {
     fn clone(&self) -> Self {
         Self {
             engine: self.engine.clone(),
-            durable_snapshot: self.durable_snapshot.clone(),
+            purge_gate: self.purge_gate.clone(),
             _types: PhantomData,
         }
     }
@@ -68,20 +115,14 @@ impl<C: RaftTypeConfig> RaftLogStore<C> {
     pub fn new(engine: LogEngine) -> Self {
         Self {
             engine,
-            durable_snapshot: None,
+            purge_gate: None,
             _types: PhantomData,
         }
     }
 
-    /// Makes a purge wait until the state machine's snapshot is durable up to the purge
-    /// point. openraft 0.9, installing a snapshot on a follower, sends the purge of the log up
-    /// to the snapshot at the same time as the install, not after it: a crash before the
-    /// install is durable then left a log purged past anything the state machine held, which
-    /// openraft refuses at the next start (`purge_upto <= snapshot_last_log_id`), for good.
-    /// The wait is bounded by [`PURGE_WAITS_FOR_SNAPSHOT`] (a failed install stops the node
-    /// anyway); a purge the snapshot already covers (every other purge) does not wait.
-    pub fn with_durable_snapshot(mut self, durable: DurableSnapshot) -> Self {
-        self.durable_snapshot = Some(durable);
+    /// Holds back purges past the state machine's durable snapshot (see [`PurgeGate`]).
+    pub fn with_purge_gate(mut self, gate: Arc<PurgeGate>) -> Self {
+        self.purge_gate = Some(gate);
         self
     }
 
@@ -267,27 +308,17 @@ where
     }
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
-        if let Some(durable) = &self.durable_snapshot {
-            let covered = || durable().is_some_and(|i| i >= log_id.index);
-            if !covered() {
+        let id = encode(&log_id).map_err(write_error)?;
+        if let Some(gate) = &self.purge_gate {
+            if !gate.covers(log_id.index) {
                 tracing::info!(
                     upto = log_id.index,
-                    "purge waits for the snapshot being installed to be durable"
+                    "purge deferred until the snapshot being installed is durable"
                 );
-                let started = std::time::Instant::now();
-                while !covered() && started.elapsed() < PURGE_WAITS_FOR_SNAPSHOT {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                if !covered() {
-                    tracing::warn!(
-                        upto = log_id.index,
-                        "no durable snapshot covers the purge after {PURGE_WAITS_FOR_SNAPSHOT:?}; \
-                         purging anyway"
-                    );
-                }
+                gate.defer(log_id.index, id);
+                return Ok(());
             }
         }
-        let id = encode(&log_id).map_err(write_error)?;
         self.engine.purge(log_id.index, id).map_err(write_error)
     }
 }
