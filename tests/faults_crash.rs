@@ -508,6 +508,16 @@ fn a_crash_while_a_follower_installs_a_snapshot_heals_after_a_restart() {
             common::logs_of(&nodes)
         );
         acked_writes(&nodes[0]);
+        // The follower has a snapshot of its own (so its metadata is older than what it
+        // will receive, not absent), then goes down.
+        assert!(
+            wait_until(SETTLE_WITHIN, || count(&nodes[1], "acked")
+                == Some(ACKED_WRITES)),
+            "{}",
+            common::logs_of(&nodes)
+        );
+        let own = nodes[1].post("/snapshot", "");
+        assert_eq!(own.status, 200, "{}", own.body);
         nodes[1].kill();
         // More acknowledged writes the follower misses, then a purge of the leader's log:
         // the follower can only catch up from a snapshot.

@@ -539,6 +539,7 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
             shared: Arc::clone(&self.shared),
             data_dir: self.data_dir.clone(),
             backups: Arc::clone(&self.backups),
+            purge_gate: self.purge_gate.clone(),
         }
     }
 
@@ -762,6 +763,7 @@ pub struct SqliteSnapshotBuilder {
     shared: Arc<SharedState>,
     data_dir: PathBuf,
     backups: Arc<Backups>,
+    purge_gate: Option<(Arc<PurgeGate>, LogEngine)>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
@@ -798,6 +800,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
         };
         persist_snapshot_meta(&self.data_dir, &meta).map_err(io_error)?;
         *self.shared.last_snapshot.lock() = Some(meta.clone());
+        // A purge held back for a durable snapshot may be covered now (see `PurgeGate`).
+        if let Some((gate, log)) = &self.purge_gate {
+            gate.snapshot_durable(log).map_err(io_error)?;
+        }
         tracing::info!(
             index,
             "snapshot recorded (database checkpointed and synced)"
