@@ -399,6 +399,20 @@ fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// Waits (bounded) until every node of `nodes` lists three members.
+fn assert_three_members(nodes: &[Node]) {
+    assert!(
+        wait_until(SETTLE_WITHIN, || nodes.iter().all(|n| {
+            n.get("/nodes")
+                .json()
+                .as_object()
+                .is_some_and(|o| o.len() == 3)
+        })),
+        "the cluster did not form:\n{}",
+        common::logs_of(nodes)
+    );
+}
+
 /// Three nodes; node 2 (a follower: node 1 bootstraps and leads) runs with `failpoint` armed.
 /// Each keeps its data directory under `tmp`.
 fn cluster_with_armed_follower(tmp: &Path, failpoint: &str) -> Vec<Node> {
@@ -412,16 +426,7 @@ fn cluster_with_armed_follower(tmp: &Path, failpoint: &str) -> Vec<Node> {
     );
     let third = Node::start_in(&tmp.join("n3"), &as_strs(&member_args(3, Some(&join))));
     let nodes = vec![first, second, third];
-    assert!(
-        wait_until(SETTLE_WITHIN, || nodes.iter().all(|n| {
-            n.get("/nodes")
-                .json()
-                .as_object()
-                .is_some_and(|o| o.len() == 3)
-        })),
-        "the cluster did not form:\n{}",
-        common::logs_of(&nodes)
-    );
+    assert_three_members(&nodes);
     nodes
 }
 
@@ -497,16 +502,7 @@ fn a_crash_while_a_follower_installs_a_snapshot_heals_after_a_restart() {
             let dir = tmp.path().join(format!("n{i}"));
             nodes.push(Node::start_in(&dir, &as_strs(&member_args(i, Some(&join)))));
         }
-        assert!(
-            wait_until(SETTLE_WITHIN, || nodes.iter().all(|n| {
-                n.get("/nodes")
-                    .json()
-                    .as_object()
-                    .is_some_and(|o| o.len() == 3)
-            })),
-            "the cluster did not form:\n{}",
-            common::logs_of(&nodes)
-        );
+        assert_three_members(&nodes);
         acked_writes(&nodes[0]);
         // The follower has a snapshot of its own (so its metadata is older than what it
         // will receive, not absent), then goes down.
