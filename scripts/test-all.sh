@@ -31,9 +31,16 @@ fi
 sqlite3 --version
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 
+# The tests run with the crash points built in (the `failpoints` feature: the crash suite,
+# tests/faults_crash.rs, needs them in the raftlited it starts; they do nothing unless
+# FAILPOINTS arms them). The release build and the benchmarks are built without them.
+TEST_FEATURES=(--features raftlite/failpoints)
+
 step "format and lint"
 cargo fmt --all -- --check
+# Both builds are linted: the one users get, and the one the tests run.
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets "${TEST_FEATURES[@]}" -- -D warnings
 
 step "release build"
 cargo build --release --workspace
@@ -41,11 +48,12 @@ cargo build --release --workspace
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   # The dump conformance suite has its own step below.
-  cargo nextest run --workspace --no-fail-fast -E 'not binary_id(raftlite::dump_conformance)'
+  cargo nextest run --workspace "${TEST_FEATURES[@]}" --no-fail-fast \
+    -E 'not binary_id(raftlite::dump_conformance)'
   # nextest does not run doctests.
-  cargo test --workspace --doc
+  cargo test --workspace "${TEST_FEATURES[@]}" --doc
 else
-  cargo test --workspace
+  cargo test --workspace "${TEST_FEATURES[@]}"
 fi
 
 step "rqlite client libraries (pyrqlite, rqdb, sqlalchemy-rqlite, rqlite-js)"
@@ -61,7 +69,8 @@ step "SQL dump conformance: raftlite dump and GET /db/backup?fmt=sql against sql
 # Every case and seeded random database, byte for byte and after a reload (one line each;
 # docs/backup.md). Without nextest, `cargo test --workspace` above has run it once already.
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --test dump_conformance --no-fail-fast --success-output final
+  cargo nextest run "${TEST_FEATURES[@]}" --test dump_conformance --no-fail-fast \
+    --success-output final
 else
   cargo test --test dump_conformance -- --nocapture
 fi

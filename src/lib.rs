@@ -16,6 +16,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod db;
+pub mod failpoint;
 #[cfg(feature = "server")]
 pub mod file_stamp;
 pub mod flags;

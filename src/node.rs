@@ -463,6 +463,7 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
             "snapshot-in-",
             "snapshot-out-",
             crate::store::backup::TEMP_PREFIX,
+            crate::store::state_machine::SNAPSHOT_META_TEMP,
         ],
     );
     // Loads: partial uploads and pulls, half-prepared installs, old staged content.

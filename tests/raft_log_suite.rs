@@ -159,3 +159,50 @@ fn openraft_suite_passes_with_default_segments() {
 fn openraft_suite_passes_with_tiny_segments() {
     Suite::test_all(DiskLogBuilder { segment_size: 100 }).expect("the openraft storage suite");
 }
+
+/// A purge past the state machine's durable snapshot (what openraft 0.9 asks for while a
+/// snapshot is still being installed) is held back, and runs when the state machine says the
+/// snapshot is durable; a purge the snapshot covers runs at once.
+#[tokio::test]
+async fn a_purge_past_the_durable_snapshot_waits_for_it() {
+    use openraft::storage::RaftLogStorage as _;
+    use raftlite::raft::log::openraft::PurgeGate;
+    use raftlite::raft::log::record::RecordRef;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let durable = Arc::new(AtomicU64::new(3));
+    let gate = PurgeGate::new({
+        let durable = Arc::clone(&durable);
+        move || Some(durable.load(Ordering::SeqCst))
+    });
+    let mut store = RaftLogStore::<TestTypes>::open(dir.path().join("raft"), LogOptions::default())
+        .unwrap()
+        .with_purge_gate(Arc::clone(&gate));
+    let data = b"entry".to_vec();
+    let records: Vec<RecordRef<'_>> = (1..=10)
+        .map(|index| RecordRef {
+            index,
+            term: 1,
+            kind: 1,
+            data: &data,
+        })
+        .collect();
+    store.engine().append(&records).unwrap();
+    let log_id = |index| LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
+    let purged = |store: &RaftLogStore<TestTypes>| store.engine().bounds().purged.map(|p| p.index);
+
+    store.purge(log_id(2)).await.unwrap();
+    assert_eq!(purged(&store), Some(2), "covered: at once");
+    store.purge(log_id(8)).await.unwrap();
+    assert_eq!(
+        purged(&store),
+        Some(2),
+        "past the durable snapshot: held back"
+    );
+    gate.snapshot_durable(store.engine()).unwrap();
+    assert_eq!(purged(&store), Some(2), "still not covered");
+    durable.store(8, Ordering::SeqCst);
+    gate.snapshot_durable(store.engine()).unwrap();
+    assert_eq!(purged(&store), Some(8), "run once the snapshot is durable");
+}

@@ -50,6 +50,7 @@ impl Node {
             log_filter: "info",
             // A long benchmark must not grow the kept log without bound.
             log_cap: Some(64 * 1024),
+            env: &[],
             timeout: START_TIMEOUT,
         })?;
         let node = Node {

@@ -10,6 +10,7 @@ use raftlite::node::{self, NodeOptions};
 use raftlite::tls::ServerTls;
 
 fn main() -> ExitCode {
+    raftlite::failpoint::setup();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config = match Config::parse(&args) {
         Ok(ParseOutcome::Run(config)) => config,

@@ -231,6 +231,7 @@ async fn snapshot(
     }
     drop(file);
     tracing::info!(bytes = received, snapshot = %meta.snapshot_id, "received snapshot");
+    crate::failpoint::crash_point("snapshot::received_before_install");
     // From here the state machine owns the file (it renames it into place or removes it).
     std::mem::forget(guard);
     let snapshot = Snapshot {

@@ -250,7 +250,9 @@ impl Database {
                         Err(e) => return Err(failed(SwapStep::RemoveWal)(e)),
                     }
                 }
+                crate::failpoint::crash_point("swap::before_rename");
                 std::fs::rename(&new_file, &path).map_err(failed(SwapStep::Rename))?;
+                crate::failpoint::crash_point("swap::after_rename_before_dir_fsync");
                 if let Some(dir) = path.parent() {
                     std::fs::File::open(dir)
                         .and_then(|d| d.sync_all())

@@ -44,7 +44,7 @@ use crate::db::digest::{content_digest, ContentDigest};
 use crate::db::execute::{self, RequestResults};
 use crate::db::request::{ApplyEnv, Request, ResultOptions, RowsPolicy, StatementOutcome};
 use crate::db::{Database, DbError, DbSettings, DB_FILE_NAME};
-use crate::raft::log::openraft::RaftLogStore;
+use crate::raft::log::openraft::{PurgeGate, RaftLogStore};
 use crate::raft::log::LogOptions;
 use crate::store::types::{numeric_node_id, Command, ExecuteItem, NodeId, Raft, TypeConfig};
 
@@ -161,6 +161,7 @@ impl Store {
         let sm = sm
             .with_raft_addr(opts.node.raft_addr.clone())
             .with_backups(Arc::clone(&backups));
+        sm.resume_retirements();
         let log_options = LogOptions {
             segment_size: opts.log_segment_size,
             ..LogOptions::default()
@@ -174,6 +175,23 @@ impl Store {
         {
             shared.num_recoveries.fetch_add(1, Ordering::Relaxed);
         }
+        let bounds = log.engine().bounds();
+        sm.record_snapshot_if_ahead(bounds.last_index, bounds.purged.map(|p| p.index))
+            .await?;
+        // A purge past the durable snapshot waits for it (see `PurgeGate`).
+        let purge_gate = PurgeGate::new({
+            let shared = Arc::clone(&shared);
+            move || {
+                shared
+                    .last_snapshot
+                    .lock()
+                    .as_ref()
+                    .and_then(|m| m.last_log_id)
+                    .map(|l| l.index)
+            }
+        });
+        let log = log.with_purge_gate(Arc::clone(&purge_gate));
+        let sm = sm.with_purge_gate(purge_gate, log.engine().clone());
         let election_ms = opts.election_timeout.as_millis().max(150) as u64;
         let config = openraft::Config {
             cluster_name: "raftlite".into(),

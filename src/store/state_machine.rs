@@ -39,6 +39,8 @@ use crate::db::execute::{self, RequestResults};
 use crate::db::request::ApplyEnv;
 use crate::db::restore_file::LoadKind;
 use crate::db::{sibling, Database};
+use crate::raft::log::openraft::PurgeGate;
+use crate::raft::log::LogEngine;
 use crate::store::types::{
     Command, CommandResponse, Entry, LiveDatabase, LoadCommand, LogId, Snapshot, SnapshotData,
     SnapshotMeta, SqlLoad, StorageError, StoredMembership, TypeConfig,
@@ -91,6 +93,9 @@ pub struct SnapshotFailure {
 
 /// The file that remembers the last snapshot's metadata across restarts.
 const SNAPSHOT_META_FILE: &str = "snapshot-meta.json";
+/// The metadata being written, renamed over [`SNAPSHOT_META_FILE`] once synced; start-up
+/// removes one a crash left.
+pub const SNAPSHOT_META_TEMP: &str = "snapshot-meta.json.tmp";
 
 #[derive(Serialize, Deserialize)]
 struct PersistedSnapshotMeta {
@@ -108,6 +113,9 @@ pub struct SqliteStateMachine {
     client: reqwest::Client,
     /// Makes the copies a snapshot sends (with the reserve and the priority of a backup).
     backups: Arc<Backups>,
+    /// The log's purges held back until an installed snapshot is durable, and the log they
+    /// purge (see `raft::log::openraft::PurgeGate`).
+    purge_gate: Option<(Arc<PurgeGate>, LogEngine)>,
 }
 
 impl SqliteStateMachine {
@@ -142,6 +150,7 @@ impl SqliteStateMachine {
                 data_dir,
                 raft_addr: None,
                 backups,
+                purge_gate: None,
                 client: crate::tls::node()
                     .client_builder()
                     .connect_timeout(Duration::from_secs(5))
@@ -160,10 +169,79 @@ impl SqliteStateMachine {
         self
     }
 
+    /// Runs the log's purges that wait for an installed snapshot once it is durable.
+    pub fn with_purge_gate(mut self, gate: Arc<PurgeGate>, log: LogEngine) -> Self {
+        self.purge_gate = Some((gate, log));
+        self
+    }
+
     /// Sets this node's Raft address (the source of the loads it stages).
     pub fn with_raft_addr(mut self, addr: String) -> Self {
         self.raft_addr = Some(addr);
         self
+    }
+
+    /// At start-up, when the database is ahead of the log (`log_last`: the log's last index;
+    /// `log_purged`: where it was purged to): a snapshot received from the leader was swapped
+    /// in, and the node stopped before it recorded the snapshot's metadata. openraft would
+    /// then see applied entries that neither the log nor a snapshot holds and refuse to start;
+    /// the database is recorded as a snapshot (made durable first) instead, as it would have
+    /// been.
+    pub async fn record_snapshot_if_ahead(
+        &self,
+        log_last: Option<u64>,
+        log_purged: Option<u64>,
+    ) -> anyhow::Result<()> {
+        let applied = self.shared.applied_index.load(Ordering::Acquire);
+        let snapshot = self
+            .shared
+            .last_snapshot
+            .lock()
+            .as_ref()
+            .and_then(|m| m.last_log_id)
+            .map_or(0, |l| l.index);
+        let ahead = applied > snapshot
+            && (log_last.unwrap_or(0) < applied || log_purged.unwrap_or(0) > snapshot);
+        if !ahead {
+            return Ok(());
+        }
+        tracing::info!(
+            applied,
+            snapshot,
+            ?log_last,
+            "the database is ahead of the log: recording it as a snapshot"
+        );
+        let mut builder = RaftStateMachine::get_snapshot_builder(&mut self.clone_handle()).await;
+        builder
+            .build_snapshot()
+            .await
+            .map_err(|e| anyhow::anyhow!("record the database as a snapshot: {e}"))?;
+        Ok(())
+    }
+
+    /// A second handle on the same state (for the snapshot builder at start-up).
+    fn clone_handle(&self) -> SqliteStateMachine {
+        SqliteStateMachine {
+            db: Arc::clone(&self.db),
+            shared: Arc::clone(&self.shared),
+            data_dir: self.data_dir.clone(),
+            raft_addr: self.raft_addr.clone(),
+            client: self.client.clone(),
+            backups: Arc::clone(&self.backups),
+            purge_gate: self.purge_gate.clone(),
+        }
+    }
+
+    /// Retires the staged load content whose entry was applied before the node stopped
+    /// (`store::restore::replicate::resume_retirements`). Call once, at start-up.
+    pub fn resume_retirements(&self) {
+        replicate::resume_retirements(
+            &self.client,
+            &self.data_dir,
+            self.shared.applied_index.load(Ordering::Acquire),
+            &self.shared,
+            self.raft_addr.as_deref(),
+        );
     }
 
     /// Applies a run of ordinary entries on the writer.
@@ -196,21 +274,41 @@ impl SqliteStateMachine {
             return Ok(CommandResponse::default());
         }
         let membership = self.shared.applied.lock().membership.clone();
+        // A crash between moving the content to its install file and the swap: that file may
+        // be the only copy left, and it is used as it is.
+        let left = match cmd.kind {
+            LoadKind::Sqlite => replicate::recover_install(&self.data_dir, cmd, &log_id),
+            LoadKind::Sql => None,
+        };
         // A staged file that is here before `obtain` was staged here (this node is the source,
         // perhaps restarted on another address): other nodes may be pulling it from us, so it
         // is kept, not consumed. (Pulled copies do not survive a restart.)
         let staged_here = files::staged_path(&self.data_dir, &cmd.id).exists();
-        let staged = replicate::obtain(
-            &self.client,
-            &self.data_dir,
-            cmd,
-            &self.shared,
-            self.raft_addr.as_deref(),
-        )
-        .await;
+        let (staged, prepared) = match left {
+            Some(replicate::LeftInstall::Content(path)) => (path, false),
+            Some(replicate::LeftInstall::Prepared(path)) => (path, true),
+            None => {
+                let staged = replicate::obtain(
+                    &self.client,
+                    &self.data_dir,
+                    cmd,
+                    &self.shared,
+                    self.raft_addr.as_deref(),
+                )
+                .await;
+                (staged, false)
+            }
+        };
+        let recovered = staged == files::install_path(&self.data_dir, &cmd.id);
+        if staged == files::staged_path(&self.data_dir, &cmd.id) {
+            // Whatever happens to the file after the apply (removed, or retired once every
+            // member has the load), a restart after the apply must still do it.
+            replicate::record_entry(&self.data_dir, &cmd.id, log_id.index);
+        }
         let is_source = self.raft_addr.as_deref() == Some(cmd.source.as_str());
         let started = std::time::Instant::now();
-        let mut keep = cmd.shared && (is_source || staged_here);
+        // A recovered install file is consumed: nobody can pull it.
+        let mut keep = !recovered && cmd.shared && (is_source || staged_here);
         if keep && is_source && cmd.kind == LoadKind::Sqlite {
             // Copying the file so the others can still pull it writes the whole database once
             // more, on the disk they are pulling to. Once they all have it, it can move.
@@ -248,16 +346,21 @@ impl SqliteStateMachine {
                 }
             }
             LoadKind::Sqlite => {
-                self.install_database(log_id, &staged, keep, membership)
+                self.install_database(log_id, &cmd.id, &staged, keep, prepared, membership)
                     .await?
             }
         };
+        crate::failpoint::crash_point("restore::after_apply");
         if !keep {
-            crate::db::disk::remove_in_background(vec![staged]);
+            crate::db::disk::remove_in_background(vec![
+                staged,
+                files::entry_path(&self.data_dir, &cmd.id),
+            ]);
         } else {
             tokio::spawn(replicate::retire_when_applied(
                 self.client.clone(),
-                staged,
+                self.data_dir.clone(),
+                cmd.id.clone(),
                 log_id.index,
                 Arc::clone(&self.shared),
                 self.raft_addr.clone(),
@@ -331,21 +434,29 @@ impl SqliteStateMachine {
             .is_some_and(|a| a.index >= log_id.index)
     }
 
+    /// Installs the database load `id` from `staged` (moved, or copied when `keep` is set);
+    /// `prepared`: `staged` is the install file, already prepared for this entry.
     async fn install_database(
         &self,
         log_id: LogId,
+        id: &str,
         staged: &std::path::Path,
         keep: bool,
+        prepared: bool,
         membership: StoredMembership,
     ) -> Result<CommandResponse, StorageError> {
-        let install = files::install_path(&self.data_dir, &staged_id(staged));
+        let install = files::install_path(&self.data_dir, id);
         let (src, dest) = (staged.to_path_buf(), install.clone());
-        let prepared = tokio::task::spawn_blocking(move || {
-            replicate::prepare_install(&src, &dest, keep, &log_id, &membership)
-        })
-        .await
-        .map_err(io_error)?;
-        match prepared {
+        let outcome = if prepared {
+            Ok(())
+        } else {
+            tokio::task::spawn_blocking(move || {
+                replicate::prepare_install(&src, &dest, keep, &log_id, &membership)
+            })
+            .await
+            .map_err(io_error)?
+        };
+        match outcome {
             Ok(()) => {}
             Err(replicate::PrepareError::Local(e)) => {
                 let _ = std::fs::remove_file(&install);
@@ -387,7 +498,7 @@ impl SqliteStateMachine {
 
 fn persist_snapshot_meta(data_dir: &std::path::Path, meta: &SnapshotMeta) -> anyhow::Result<()> {
     let path = data_dir.join(SNAPSHOT_META_FILE);
-    let tmp = data_dir.join(format!("{SNAPSHOT_META_FILE}.tmp"));
+    let tmp = data_dir.join(SNAPSHOT_META_TEMP);
     let bytes = serde_json::to_vec(&PersistedSnapshotMeta { meta: meta.clone() })?;
     {
         use std::io::Write as _;
@@ -396,6 +507,7 @@ fn persist_snapshot_meta(data_dir: &std::path::Path, meta: &SnapshotMeta) -> any
         f.write_all(&bytes)?;
         f.sync_all()?;
     }
+    crate::failpoint::crash_point("snapshot::meta_written_before_rename");
     std::fs::rename(&tmp, &path).with_context(|| format!("rename {}", tmp.display()))?;
     std::fs::File::open(data_dir)
         .and_then(|d| d.sync_all())
@@ -447,6 +559,7 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
             shared: Arc::clone(&self.shared),
             data_dir: self.data_dir.clone(),
             backups: Arc::clone(&self.backups),
+            purge_gate: self.purge_gate.clone(),
         }
     }
 
@@ -500,6 +613,10 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
         *self.shared.applied.lock() = checked;
         self.shared.num_restores.fetch_add(1, Ordering::Relaxed);
         self.remember_snapshot(meta).map_err(io_error)?;
+        // The log's purge up to the snapshot waited for this (see `PurgeGate`).
+        if let Some((gate, log)) = &self.purge_gate {
+            gate.snapshot_durable(log).map_err(io_error)?;
+        }
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
         Ok(())
     }
@@ -662,16 +779,6 @@ fn apply_entries(
     Ok(responses)
 }
 
-/// The id part of `load-<id>.staged`.
-fn staged_id(path: &std::path::Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-        .trim_start_matches("load-")
-        .trim_end_matches(".staged")
-        .to_string()
-}
-
 /// Runs a staged SQL script as one entry (see [`execute::run_sql_script`]): all of it in
 /// the entry's transaction, or (on an SQL error) none of it, with the error as the result.
 fn apply_sql_load(
@@ -687,6 +794,7 @@ fn apply_sql_load(
     conn.set_apply_inputs(Some(env.inputs()))
         .map_err(|e| fault(anyhow::Error::new(e).context("set the entry's clock and seed")))?;
     let outcome = execute::run_sql_script(conn, path, foreign_keys, env.budget, |conn| {
+        crate::failpoint::crash_point("restore::sql_before_commit");
         applied_state::write(conn, &log_id, None).context("record the applied index")
     })
     .map_err(fault)?;
@@ -727,6 +835,7 @@ pub struct SqliteSnapshotBuilder {
     shared: Arc<SharedState>,
     data_dir: PathBuf,
     backups: Arc<Backups>,
+    purge_gate: Option<(Arc<PurgeGate>, LogEngine)>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SqliteSnapshotBuilder {
@@ -790,6 +899,7 @@ impl SqliteSnapshotBuilder {
                 Ok(shared.applied.lock().clone())
             })
             .await??;
+        crate::failpoint::crash_point("snapshot::after_sync_before_meta");
         let index = applied.log_id.map_or(0, |l| l.index);
         let n = self.shared.num_snapshots.fetch_add(1, Ordering::Relaxed) + 1;
         let meta = SnapshotMeta {
@@ -799,6 +909,10 @@ impl SqliteSnapshotBuilder {
         };
         persist_snapshot_meta(&self.data_dir, &meta)?;
         *self.shared.last_snapshot.lock() = Some(meta.clone());
+        // A purge held back for a durable snapshot may be covered now (see `PurgeGate`).
+        if let Some((gate, log)) = &self.purge_gate {
+            gate.snapshot_durable(log).map_err(io_error)?;
+        }
         tracing::info!(
             index,
             "snapshot recorded (database checkpointed and synced)"

@@ -38,6 +38,8 @@ pub struct Launch<'a> {
     pub log_cap: Option<usize>,
     /// How long the node may take to report both addresses.
     pub timeout: Duration,
+    /// Environment variables for the node beyond `RUST_LOG` (the crash suite's `FAILPOINTS`).
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 /// A running `raftlited`.
@@ -61,6 +63,7 @@ impl NodeProcess {
             .args(launch.args)
             .arg(launch.data_dir)
             .env("RUST_LOG", launch.log_filter)
+            .envs(launch.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -175,6 +178,26 @@ impl NodeProcess {
         }
     }
 
+    /// Waits (bounded by `timeout`) until the node exits by itself, as it does at an armed crash
+    /// point; `None` if it is still running then (it keeps running).
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    self.child = None;
+                    self.drain_log();
+                    return Some(status);
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// SIGKILL, as a crash. Afterwards [`NodeProcess::log`] holds every line the process
     /// wrote, so a caller can tell how far it got.
     pub fn kill(&mut self) {
@@ -265,6 +288,7 @@ mod tests {
             args: &[],
             log_filter: "info",
             log_cap: None,
+            env: &[],
             timeout: Duration::from_millis(300),
         })
         .err()
@@ -296,6 +320,7 @@ mod tests {
             args: &[],
             log_filter: "info",
             log_cap: Some(64),
+            env: &[],
             timeout: Duration::from_secs(10),
         })
         .unwrap();

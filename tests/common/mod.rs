@@ -68,6 +68,24 @@ impl Node {
 
     /// Spawns a node and waits for its addresses; on failure returns its log.
     pub fn spawn(data_dir: &Path, extra_args: &[&str]) -> Result<Node, String> {
+        Node::spawn_with_env(data_dir, extra_args, &[])
+    }
+
+    /// [`Node::start_in`] with environment variables for the process (the crash suite's
+    /// `FAILPOINTS`).
+    pub fn start_in_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Node {
+        let node = Node::spawn_with_env(data_dir, extra_args, env)
+            .unwrap_or_else(|log| panic!("node did not start:\n{log}"));
+        node.wait_ready();
+        node
+    }
+
+    /// [`Node::spawn`] with environment variables for the process.
+    pub fn spawn_with_env(
+        data_dir: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Node, String> {
         let log_filter = std::env::var("RAFTLITE_TEST_LOG").unwrap_or_else(|_| "info".into());
         let process = NodeProcess::spawn(&Launch {
             bin: Path::new(BIN),
@@ -75,6 +93,7 @@ impl Node {
             args: extra_args,
             log_filter: &log_filter,
             log_cap: None,
+            env,
             timeout: Duration::from_secs(30),
         })?;
         Ok(Node {
@@ -194,6 +213,12 @@ impl Node {
     /// The exit status if the process ended by itself; `None` while it runs.
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.process.exit_status()
+    }
+
+    /// Waits (bounded) until the process exits by itself (an armed crash point); `None` if it
+    /// is still running after `timeout`.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.process.wait_for_exit(timeout)
     }
 
     /// SIGKILL, as a crash. Afterwards [`Node::log`] holds every line the process wrote, so a

@@ -604,6 +604,7 @@ impl LogEngine {
         meta.store(shared.dir.as_ref())?;
         writer.meta = meta;
         writer.committed_dirty = false;
+        crate::failpoint::crash_point("log::purge_after_meta");
 
         let mut view = shared.view.write();
         let doomed = wholly_purged_segments(&view.segments, view.next_index, upto);

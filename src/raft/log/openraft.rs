@@ -36,8 +36,64 @@ pub struct RaftLogStore<C: RaftTypeConfig> {
     /// Set when the node stops: a write waiting for disk space gives up (see
     /// [`wait_for_room`]), or openraft could never be shut down.
     stopping: Arc<AtomicBool>,
+    /// Holds back purges the state machine's snapshot does not cover yet (see [`PurgeGate`]).
+    purge_gate: Option<Arc<PurgeGate>>,
     // `fn() -> C` keeps the store Send + Sync whatever `C` is: it holds no `C` value.
     _types: PhantomData<fn() -> C>,
+}
+
+/// Holds back a purge of the log past the state machine's durable snapshot until that snapshot
+/// is durable.
+///
+/// openraft 0.9, installing a snapshot on a follower, asks for the purge of the log up to the
+/// snapshot at the same time as the install, not after it. Done at once, a crash before the
+/// install was durable left a log purged past anything the state machine held, which openraft
+/// refuses at every later start (`purge_upto <= snapshot_last_log_id`). So a purge the
+/// durable snapshot does not cover is only remembered, and the state machine runs it
+/// ([`PurgeGate::snapshot_durable`]) once it has recorded the snapshot, before the install is
+/// answered: the leader sends the entries after the snapshot only then, so none is appended
+/// before the purge. Every other purge (after a snapshot this node built, at start-up) is
+/// covered and runs at once.
+pub struct PurgeGate {
+    durable: Box<dyn Fn() -> Option<u64> + Send + Sync>,
+    deferred: parking_lot::Mutex<Option<(u64, Vec<u8>)>>,
+}
+
+impl PurgeGate {
+    /// A gate that reads the index of the state machine's durable snapshot with `durable`
+    /// (`None`: no snapshot yet).
+    pub fn new(durable: impl Fn() -> Option<u64> + Send + Sync + 'static) -> Arc<PurgeGate> {
+        Arc::new(PurgeGate {
+            durable: Box::new(durable),
+            deferred: parking_lot::Mutex::new(None),
+        })
+    }
+
+    fn covers(&self, index: u64) -> bool {
+        (self.durable)().is_some_and(|d| d >= index)
+    }
+
+    fn defer(&self, index: u64, id: Vec<u8>) {
+        let mut deferred = self.deferred.lock();
+        if deferred.as_ref().is_none_or(|(i, _)| *i < index) {
+            *deferred = Some((index, id));
+        }
+    }
+
+    /// The state machine has recorded a durable snapshot: runs the deferred purge it covers.
+    pub fn snapshot_durable(&self, engine: &LogEngine) -> Result<(), LogError> {
+        let due = {
+            let mut deferred = self.deferred.lock();
+            match deferred.as_ref() {
+                Some((index, _)) if self.covers(*index) => deferred.take(),
+                _ => None,
+            }
+        };
+        match due {
+            Some((index, id)) => engine.purge(index, id),
+            None => Ok(()),
+        }
+    }
 }
 
 impl<C: RaftTypeConfig> Clone for RaftLogStore<C> {
@@ -45,6 +101,7 @@ impl<C: RaftTypeConfig> Clone for RaftLogStore<C> {
         Self {
             engine: self.engine.clone(),
             stopping: Arc::clone(&self.stopping),
+            purge_gate: self.purge_gate.clone(),
             _types: PhantomData,
         }
     }
@@ -64,6 +121,7 @@ impl<C: RaftTypeConfig> RaftLogStore<C> {
         Self {
             engine,
             stopping: Arc::new(AtomicBool::new(false)),
+            purge_gate: None,
             _types: PhantomData,
         }
     }
@@ -71,6 +129,12 @@ impl<C: RaftTypeConfig> RaftLogStore<C> {
     /// Makes writes waiting for disk space give up once `stopping` is set.
     pub fn with_stopping(mut self, stopping: Arc<AtomicBool>) -> Self {
         self.stopping = stopping;
+        self
+    }
+
+    /// Holds back purges past the state machine's durable snapshot (see [`PurgeGate`]).
+    pub fn with_purge_gate(mut self, gate: Arc<PurgeGate>) -> Self {
+        self.purge_gate = Some(gate);
         self
     }
 
@@ -307,6 +371,16 @@ where
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let id = encode(&log_id).map_err(write_error)?;
+        if let Some(gate) = &self.purge_gate {
+            if !gate.covers(log_id.index) {
+                tracing::info!(
+                    upto = log_id.index,
+                    "purge deferred until the snapshot being installed is durable"
+                );
+                gate.defer(log_id.index, id);
+                return Ok(());
+            }
+        }
         wait_for_room("the purge", &self.stopping, || {
             self.engine.purge(log_id.index, id.clone())
         })

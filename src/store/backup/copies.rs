@@ -197,6 +197,7 @@ fn copy_and_clean(
 ) -> Result<CopyInfo, BackupError> {
     let failed = |e: &dyn std::fmt::Display| BackupError::Failed(e.to_string());
     copy_above_reserve(src, dest, tmp_dir, reserve)?;
+    crate::failpoint::crash_point("backup::copied_before_clean");
     let clean = || -> anyhow::Result<u64> {
         let mut copy = Connection::open(dest, OpenFlags::READ_WRITE | OpenFlags::NO_MUTEX)?;
         let index = applied_state::read(&copy)?.log_id.map_or(0, |l| l.index);

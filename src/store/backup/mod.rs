@@ -217,6 +217,7 @@ impl Backups {
         db.with_reader(move |conn| copy_above_reserve(conn, &dest, &dir, reserve))
             .await
             .map_err(|e| BackupError::Failed(format!("{e:#}")))??;
+        crate::failpoint::crash_point("snapshot::send_copy_made");
         file.persist();
         Ok(())
     }

@@ -9,10 +9,20 @@
 //!   names it, and other members pull it from here.
 //! - `load-<id>.pulled`: a copy pulled by this process, complete and verified, maybe not on
 //!   disk yet (see [`super::replicate`]).
-//! - `load-<id>.install`: a database being prepared for the swap.
+//! - `load-<id>.install`: a database being prepared for the swap, moved (or copied) from the
+//!   staged or pulled content; `load-<id>.install-journal` is its rollback journal while it
+//!   is prepared. When it was moved it may be the only copy of the content there is, so a
+//!   crash before the swap must not lose it: the entry's replay finds it again
+//!   ([`super::replicate::recover_install`]).
 //!
-//! Startup removes `.part`, `.pulled` and `.install` files, and `.staged` files older than
-//! [`STAGED_MAX_AGE`]: a restarted source must still serve its recent ones.
+//! - `load-<id>.entry`: the log index of the entry that consumes `load-<id>.staged` on this
+//!   node, written before it is applied, so that a node restarted after the entry was applied
+//!   (the staged file not yet removed or retired) still retires it
+//!   ([`super::replicate::resume_retirements`]).
+//!
+//! Startup removes `.part` and `.pulled` files, and `.staged`, `.entry` and `.install` files
+//! (with their journals) older than [`STAGED_MAX_AGE`]: a restarted source must still serve
+//! its recent staged files, and a restarted node must still install its recent install file.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,6 +59,33 @@ pub fn install_path(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join(format!("{PREFIX}{id}.install"))
 }
 
+/// `load-<id>.entry`: the index of the entry that consumes `load-<id>.staged` here.
+pub fn entry_path(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join(format!("{PREFIX}{id}.entry"))
+}
+
+/// The ids and entry indexes of the `load-<id>.entry` records in `data_dir`.
+pub fn entries(data_dir: &Path) -> Vec<(String, u64)> {
+    let Ok(dir) = std::fs::read_dir(data_dir) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name
+                .strip_prefix(PREFIX)?
+                .strip_suffix(".entry")?
+                .to_string();
+            let index = std::fs::read_to_string(e.path())
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            Some((id, index))
+        })
+        .collect()
+}
+
 /// A staged id is what [`crate::temp_file::unique_suffix`] makes: digits and dashes. The
 /// check keeps a request for `/raft/staged/<id>` inside the data directory.
 pub fn valid_id(id: &str) -> bool {
@@ -65,18 +102,17 @@ pub fn clean_at_startup(data_dir: &Path) {
         if !name.starts_with(PREFIX) {
             continue;
         }
-        let stale_staged = name.ends_with(".staged")
+        let kept_while_young = name.ends_with(".staged")
+            || name.ends_with(".entry")
+            || name.ends_with(".install")
+            || name.ends_with(".install-journal");
+        let stale = kept_while_young
             && e.metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age > STAGED_MAX_AGE);
-        if name.ends_with(".part")
-            || name.ends_with(".pulled")
-            || name.ends_with(".install")
-            || name.ends_with(".install-journal")
-            || stale_staged
-        {
+        if name.ends_with(".part") || name.ends_with(".pulled") || stale {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -100,11 +136,12 @@ mod tests {
         }
         clean_at_startup(d);
         // The source's upload is durable and others may still pull it; a pulled copy was
-        // never fsynced, so a crash may have cut it short: it is pulled again.
+        // never fsynced, so a crash may have cut it short: it is pulled again. An install
+        // file may be the only copy of its load: the entry's replay decides.
         assert!(staged_path(d, "1").exists());
         assert!(!pulled_path(d, "2").exists());
         assert!(!part_path(d, "3").exists());
-        assert!(!install_path(d, "4").exists());
+        assert!(install_path(d, "4").exists());
         assert_eq!(local_copy(d, "1"), Some(staged_path(d, "1")));
         assert_eq!(local_copy(d, "2"), None);
         std::fs::write(pulled_path(d, "2"), b"x").unwrap();

@@ -48,7 +48,10 @@ where
         let mut stager = Stager::new(out, limit);
         loop {
             match rx.blocking_recv() {
-                Some(Some(chunk)) => stager.push(&chunk)?,
+                Some(Some(chunk)) => {
+                    stager.push(&chunk)?;
+                    crate::failpoint::crash_point("restore::mid_stage");
+                }
                 Some(None) => break,
                 None => return Ok(None),
             }
