@@ -85,6 +85,27 @@ struct Shared {
     view: RwLock<View>,
     flush_requests: Sender<FlushRequest>,
     health: Arc<Health>,
+    /// Last, so it drops after `flush_requests`: the flusher sees its queue close and ends,
+    /// and the engine's drop waits for it.
+    _flusher: FlusherThread,
+}
+
+/// The flusher thread, joined when the engine is dropped: a dropped engine leaves no thread
+/// behind, still holding the directory or finishing an fsync (the fuzz target opens an engine
+/// per input, and its leak check found the thread of a dropped engine still alive).
+#[derive(Debug)]
+struct FlusherThread(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for FlusherThread {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            // A flush callback that dropped the engine's last handle runs on the flusher:
+            // it cannot wait for itself, and ends right after.
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -180,7 +201,7 @@ impl LogEngine {
         let (flush_requests, queue) = crossbeam_channel::unbounded();
         let flusher_health = health.clone();
         let max_batch = options.max_flush_batch.max(1);
-        std::thread::Builder::new()
+        let flusher = std::thread::Builder::new()
             .name("raft-log-flusher".into())
             .spawn(move || run_flusher(&queue, &flusher_health, max_batch))
             .map_err(|e| LogError::io("start the log flusher thread", e))?;
@@ -196,6 +217,7 @@ impl LogEngine {
                 view: RwLock::new(view),
                 flush_requests,
                 health,
+                _flusher: FlusherThread(Some(flusher)),
             }),
         })
     }
