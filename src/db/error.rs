@@ -57,8 +57,8 @@ pub fn classify(e: raftlite_ffi::Error) -> SqlFailure {
 /// A failure of the [`crate::db::Database`] itself (not of a statement it ran): the file, the
 /// threads that own its connections, the swap. Every case but [`DbError::Closed`] is a fault
 /// of this node (its disk, its files, its process), never of the request that met it: a
-/// caller answers 500 (507 when [`DbError::is_disk_full`]), or stops the node when the fault
-/// left it without a database ([`DbError::database_lost`]).
+/// caller answers 500 (507 when [`DbError::is_disk_full`]); a failed swap leaves the node
+/// without a writer, and its caller stops the node.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The database was closed: the node is shutting down.
@@ -141,14 +141,6 @@ impl DbError {
             DbError::Checkpoint { source, .. } => is_disk_full(source),
             _ => false,
         }
-    }
-
-    /// True when the node is left without a usable database: the writer is gone, or a swap
-    /// failed (its first step closes the writer, so every failed step leaves the node without
-    /// one). The caller stops the node; a restart opens whichever file is in place (see
-    /// [`SwapStep`]) and Raft brings it up to date.
-    pub fn database_lost(&self) -> bool {
-        matches!(self, DbError::WriterStopped | DbError::Swap { .. })
     }
 }
 
