@@ -27,6 +27,7 @@ use super::forward::{leader_to_forward_to, leader_url, with_caller_credentials, 
 use super::params::QueryParams;
 use super::response::text_error;
 use super::AppState;
+use crate::store::backup::ContentId;
 use crate::store::NodeInfo;
 
 pub const RAFT_INDEX_HEADER: &str = "X-Raftlite-Raft-Index";
@@ -79,7 +80,23 @@ pub async fn serve_backup(
     }
 
     let compress = params.has("compress");
+    let tables = params.get("tables").map(|t| {
+        t.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+    });
+    let variant = variant(format, params.has("vacuum"), tables.as_deref(), compress);
+    // What a backup made now would hold: a client that has it already gets a 304 without a
+    // copy being made (the content only changes when an entry is applied).
+    let current = store.applied_content();
+    if if_none_match(req, &current.etag(&variant)) {
+        return not_modified(&current, &variant);
+    }
     let backups = store.backups();
+    if req.method() == actix_web::http::Method::HEAD {
+        return head(state, format, &variant, params.has("vacuum") || compress).await;
+    }
     let answer = match format {
         Format::Binary => backups
             .binary(
@@ -89,18 +106,10 @@ pub async fn serve_backup(
             )
             .await
             .map_err(|e| (error_status::backup(&e), e.to_string())),
-        Format::Sql => {
-            let tables = params.get("tables").map(|t| {
-                t.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-            });
-            backups
-                .sql(store.database(), tables)
-                .await
-                .map_err(|e| (error_status::backup(&e), e.to_string()))
-        }
+        Format::Sql => backups
+            .sql(store.database(), tables)
+            .await
+            .map_err(|e| (error_status::backup(&e), e.to_string())),
     };
     let prepared = match answer {
         Ok(p) => p,
@@ -123,11 +132,87 @@ pub async fn serve_backup(
 
     let mut builder = HttpResponse::Ok();
     builder.insert_header((header::CONTENT_TYPE, content_type));
-    builder.insert_header((RAFT_INDEX_HEADER, prepared.raft_index.to_string()));
+    describe(&mut builder, &prepared.content, &variant);
     match (compress, prepared.len) {
         (true, _) => builder.streaming(gzip(prepared.body)),
         (false, Some(len)) => builder.body(SizedStream::new(len, prepared.body)),
         (false, None) => builder.streaming(prepared.body),
+    }
+}
+
+/// The representation a request selects, spelled for its `ETag`: the format and every option
+/// that changes the bytes.
+fn variant(format: Format, vacuum: bool, tables: Option<&[String]>, gzip_file: bool) -> String {
+    let mut v = String::from(match format {
+        Format::Binary => "binary",
+        Format::Sql => "sql",
+    });
+    if vacuum {
+        v.push_str(";vacuum");
+    }
+    if let Some(tables) = tables {
+        v.push_str(";tables=");
+        v.push_str(&tables.join(","));
+    }
+    if gzip_file {
+        v.push_str(";gzip-file");
+    }
+    v
+}
+
+/// The headers that name what a backup answer holds: its index, its entity tag, and that a
+/// cache must ask again before reusing it (the tag makes that question cheap).
+fn describe(builder: &mut actix_web::HttpResponseBuilder, content: &ContentId, variant: &str) {
+    builder.insert_header((RAFT_INDEX_HEADER, content.raft_index().to_string()));
+    builder.insert_header((header::ETAG, content.etag(variant)));
+    builder.insert_header((header::CACHE_CONTROL, "no-cache"));
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`). The comparison is the weak one RFC 9110
+/// prescribes for this header: a `W/` prefix is ignored.
+fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// 304: the client's copy is current. No copy is made and nothing is read from the database.
+fn not_modified(content: &ContentId, variant: &str) -> HttpResponse {
+    let mut builder = HttpResponse::NotModified();
+    describe(&mut builder, content, variant);
+    builder.finish()
+}
+
+/// `HEAD /db/backup`: the headers a `GET` would answer now, without making the backup. A plain
+/// binary backup's length is known from the database's page count (one read transaction);
+/// compressed, vacuumed and SQL backups have no length before they are made.
+async fn head(state: &AppState, format: Format, variant: &str, reshaped: bool) -> HttpResponse {
+    let store = &state.store;
+    let mut builder = HttpResponse::Ok();
+    let (content, len) = match format {
+        Format::Binary if !reshaped => match store.backups().binary_head(store.database()).await {
+            Ok(head) => head,
+            Err(e) => return failed_backup(error_status::backup(&e), e.to_string()),
+        },
+        _ => (store.applied_content(), None),
+    };
+    builder.insert_header((
+        header::CONTENT_TYPE,
+        match format {
+            Format::Binary => "application/octet-stream",
+            Format::Sql => "application/sql",
+        },
+    ));
+    describe(&mut builder, &content, variant);
+    match len {
+        Some(len) => builder.body(SizedStream::new(
+            len,
+            futures_util::stream::empty::<Result<Bytes, io::Error>>(),
+        )),
+        None => builder.finish(),
     }
 }
 
@@ -165,6 +250,24 @@ fn gzip(input: crate::store::backup::ByteStream) -> impl Stream<Item = ChunkResu
     }
 }
 
+/// The request headers a forwarded backup carries to the leader (besides credentials).
+const FORWARDED_REQUEST_HEADERS: &[&str] =
+    &["if-none-match", "if-range", "range", "accept-encoding"];
+
+/// The leader's answer headers a forwarded backup passes back.
+const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
+    "content-type",
+    "retry-after",
+    RAFT_INDEX_HEADER,
+    "etag",
+    "cache-control",
+    "content-encoding",
+    "vary",
+    "content-range",
+    "accept-ranges",
+    "repr-digest",
+];
+
 /// Streams the leader's answer through, status and headers included, chunk by chunk.
 async fn proxy(
     client: &reqwest::Client,
@@ -173,7 +276,19 @@ async fn proxy(
     leader: &NodeInfo,
 ) -> HttpResponse {
     // No `.timeout()`: the client has only a connect timeout, and a backup may stream for long.
-    let out = with_caller_credentials(client.get(url).header(FORWARDED_HEADER, "1"), req);
+    let method = if req.method() == actix_web::http::Method::HEAD {
+        reqwest::Method::HEAD
+    } else {
+        reqwest::Method::GET
+    };
+    let mut out = client.request(method, url).header(FORWARDED_HEADER, "1");
+    // The leader decides conditional and partial requests: it knows the content.
+    for name in FORWARDED_REQUEST_HEADERS {
+        for value in req.headers().get_all(*name) {
+            out = out.header(*name, value.as_bytes());
+        }
+    }
+    let out = with_caller_credentials(out, req);
     let resp = match out.send().await {
         Ok(r) => r,
         Err(e) => {
@@ -186,17 +301,21 @@ async fn proxy(
     };
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = HttpResponse::build(status);
-    for name in [
-        reqwest::header::CONTENT_TYPE.as_str(),
-        reqwest::header::RETRY_AFTER.as_str(),
-        RAFT_INDEX_HEADER,
-    ] {
-        if let Some(v) = resp.headers().get(name).and_then(|v| v.to_str().ok()) {
-            builder.insert_header((name, v.to_owned()));
+    for name in FORWARDED_RESPONSE_HEADERS {
+        if let Some(v) = resp.headers().get(*name).and_then(|v| v.to_str().ok()) {
+            builder.insert_header((*name, v.to_owned()));
         }
     }
     builder.insert_header(("X-RQLITE-SERVED-BY", leader.raft_addr.clone()));
-    let len = resp.content_length();
+    // reqwest reports a HEAD answer's length as that of its (empty) body: take the header.
+    let len = resp
+        .headers()
+        .get(reqwest::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if status == StatusCode::NOT_MODIFIED {
+        return builder.finish();
+    }
     let body = resp.bytes_stream().map(|r| r.map_err(io::Error::other));
     match len {
         Some(len) => builder.body(SizedStream::new(len, body)),

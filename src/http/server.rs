@@ -111,6 +111,12 @@ pub fn routes() -> Routes {
         backup_routes::backup,
     )
     .add(
+        "/db/backup",
+        Method::HEAD,
+        AllOf(&[perm::BACKUP]),
+        backup_routes::backup,
+    )
+    .add(
         "/db/load",
         Method::POST,
         AllOf(&[perm::LOAD]),

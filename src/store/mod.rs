@@ -347,6 +347,12 @@ impl Store {
         self.voter_ids().contains(&self.node_id) || self.members().is_empty()
     }
 
+    /// The content a backup made now would hold (its lineage and applied log id): what
+    /// conditional backups compare with.
+    pub fn applied_content(&self) -> backup::ContentId {
+        backup::ContentId::of(&self.shared.applied.lock())
+    }
+
     /// The index of the last entry applied to the database.
     pub fn applied_index(&self) -> u64 {
         self.shared.applied_index.load(Ordering::Acquire)

@@ -447,11 +447,14 @@ impl SqliteStateMachine {
     ) -> Result<CommandResponse, StorageError> {
         let install = files::install_path(&self.data_dir, id);
         let (src, dest) = (staged.to_path_buf(), install.clone());
+        // The loaded file replaces the state table: it starts a lineage of its own.
+        let lineage = applied_state::lineage_from_load(id, log_id.index);
+        let new_lineage = lineage.clone();
         let outcome = if prepared {
             Ok(())
         } else {
             tokio::task::spawn_blocking(move || {
-                replicate::prepare_install(&src, &dest, keep, &log_id, &membership)
+                replicate::prepare_install(&src, &dest, keep, &log_id, &membership, &new_lineage)
             })
             .await
             .map_err(io_error)?
@@ -482,7 +485,11 @@ impl SqliteStateMachine {
         {
             super::stop_on_local_fault_msg(&format!("swap in the loaded database: {e:#}"));
         }
-        self.shared.applied.lock().log_id = Some(log_id);
+        {
+            let mut applied = self.shared.applied.lock();
+            applied.log_id = Some(log_id);
+            applied.lineage = Some(lineage);
+        }
         self.shared
             .applied_index
             .store(log_id.index, Ordering::Release);
@@ -701,6 +708,13 @@ fn apply_entries(
             EntryPayload::Membership(m) => Some(StoredMembership::new(Some(log_id), m.clone())),
             _ => None,
         };
+        // The lineage this entry would start, where the database has none yet.
+        let lineage = match &entry.payload {
+            EntryPayload::Normal(Command::Execute { env, .. }) => Some(env.seed),
+            EntryPayload::Normal(Command::ExecuteBatch(items)) => items.first().map(|i| i.env.seed),
+            _ => None,
+        }
+        .map(|seed| applied_state::lineage_from_seed(seed, log_id.index));
         let mut waiting_for_room = DiskFullWait::default();
         let response = loop {
             conn.set_apply_inputs(env.map(ApplyEnv::inputs))
@@ -744,7 +758,7 @@ fn apply_entries(
                     }
                 },
                 |error| CommandResponse::failed(&entry.payload, error),
-                |conn| applied_state::write(conn, &log_id, membership.as_ref()),
+                |conn| applied_state::write(conn, &log_id, membership.as_ref(), lineage.as_deref()),
             );
             match response {
                 Ok(response) => break response,
@@ -772,6 +786,9 @@ fn apply_entries(
             if let Some(m) = membership {
                 applied.membership = m;
             }
+            if applied.lineage.is_none() {
+                applied.lineage = lineage;
+            }
         }
         shared.applied_index.store(log_id.index, Ordering::Release);
         responses.push(response);
@@ -793,9 +810,11 @@ fn apply_sql_load(
     // The script sees the entry's clock and random sequence, the same on every node.
     conn.set_apply_inputs(Some(env.inputs()))
         .map_err(|e| fault(anyhow::Error::new(e).context("set the entry's clock and seed")))?;
+    let lineage = applied_state::lineage_from_seed(env.seed, log_id.index);
     let outcome = execute::run_sql_script(conn, path, foreign_keys, env.budget, |conn| {
         crate::failpoint::crash_point("restore::sql_before_commit");
-        applied_state::write(conn, &log_id, None).context("record the applied index")
+        applied_state::write(conn, &log_id, None, Some(&lineage))
+            .context("record the applied index")
     })
     .map_err(fault)?;
     conn.set_apply_inputs(None)
@@ -805,7 +824,11 @@ fn apply_sql_load(
     }
     let mut response = CommandResponse::default();
     response.results.results = vec![outcome.into_result()];
-    shared.applied.lock().log_id = Some(log_id);
+    {
+        let mut applied = shared.applied.lock();
+        applied.log_id = Some(log_id);
+        applied.lineage.get_or_insert(lineage);
+    }
     shared.applied_index.store(log_id.index, Ordering::Release);
     Ok(response)
 }
