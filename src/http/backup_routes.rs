@@ -27,6 +27,8 @@ use super::forward::{leader_to_forward_to, leader_url, with_caller_credentials, 
 use super::params::QueryParams;
 use super::response::text_error;
 use super::AppState;
+use crate::metrics::BackupFormat;
+use crate::store::backup::Backup;
 use crate::store::NodeInfo;
 
 pub const RAFT_INDEX_HEADER: &str = "X-Raftlite-Raft-Index";
@@ -35,6 +37,15 @@ pub const RAFT_INDEX_HEADER: &str = "X-Raftlite-Raft-Index";
 enum Format {
     Binary,
     Sql,
+}
+
+impl Format {
+    fn metric(self) -> BackupFormat {
+        match self {
+            Format::Binary => BackupFormat::Binary,
+            Format::Sql => BackupFormat::Sql,
+        }
+    }
 }
 
 type ChunkResult = Result<Bytes, io::Error>;
@@ -78,6 +89,7 @@ pub async fn serve_backup(
         };
     }
 
+    let tracker = store.metrics().backup(format.metric());
     let compress = params.has("compress");
     let backups = store.backups();
     let answer = match format {
@@ -106,6 +118,7 @@ pub async fn serve_backup(
         Ok(p) => p,
         Err((status, message)) => {
             tracing::warn!("backup failed: {message}");
+            tracker.refused(status);
             return failed_backup(status, message);
         }
     };
@@ -121,6 +134,10 @@ pub async fn serve_backup(
             .unwrap_or(0),
     ));
 
+    let prepared = Backup {
+        body: tracker.stream(prepared.body, prepared.len),
+        ..prepared
+    };
     let mut builder = HttpResponse::Ok();
     builder.insert_header((header::CONTENT_TYPE, content_type));
     builder.insert_header((RAFT_INDEX_HEADER, prepared.raft_index.to_string()));

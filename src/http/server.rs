@@ -128,6 +128,13 @@ pub fn routes() -> Routes {
         AllOf(&[perm::STATUS]),
         status_routes::status,
     )
+    // Each node reports itself: never forwarded.
+    .add(
+        "/metrics",
+        Method::GET,
+        AllOf(&[perm::STATUS]),
+        status_routes::metrics,
+    )
     .add(
         "/readyz",
         Method::GET,
