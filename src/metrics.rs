@@ -262,7 +262,9 @@ impl Metrics {
             LoadKind::Load => "load",
             LoadKind::Boot => "boot",
         };
-        self.loads.get_or_create(&LoadLabels { kind, outcome }).inc();
+        self.loads
+            .get_or_create(&LoadLabels { kind, outcome })
+            .inc();
     }
 
     /// One entry applied in the state machine in `took`.
@@ -319,12 +321,16 @@ impl BackupTracker {
     /// outcome and duration once it ends (`ok`: its end, or its last announced byte, was
     /// handed on), fails or is dropped before its end (`error`).
     pub fn stream(self, body: ByteStream, len: Option<u64>) -> ByteStream {
-        let bytes = self.metrics.backup_bytes.get_or_create(&FormatLabel {
-            format: self.format.label(),
-        });
+        let bytes = self
+            .metrics
+            .backup_bytes
+            .get_or_create(&FormatLabel {
+                format: self.format.label(),
+            })
+            .clone();
         Box::pin(TrackedBody {
             inner: body,
-            bytes: bytes.clone(),
+            bytes,
             remaining: len,
             tracker: Some(self),
         })
@@ -554,30 +560,49 @@ mod tests {
         let m = Arc::new(Metrics::new());
         let out: Vec<_> = m
             .backup(BackupFormat::Sql)
-            .stream(body(vec![Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"de"))]), None)
+            .stream(
+                body(vec![
+                    Ok(Bytes::from_static(b"abc")),
+                    Ok(Bytes::from_static(b"de")),
+                ]),
+                None,
+            )
             .collect()
             .await;
         assert_eq!(out.len(), 2);
         let text = rendered(&m);
-        assert!(text.contains("raftlite_backup_sent_bytes_total{format=\"sql\"} 5\n"), "{text}");
+        assert!(
+            text.contains("raftlite_backup_sent_bytes_total{format=\"sql\"} 5\n"),
+            "{text}"
+        );
         assert!(
             text.contains("raftlite_backups_total{format=\"sql\",outcome=\"ok\"} 1\n"),
             "{text}"
         );
-        assert!(text.contains("raftlite_backup_newest_age_seconds "), "{text}");
+        assert!(
+            text.contains("raftlite_backup_newest_age_seconds "),
+            "{text}"
+        );
     }
 
     #[tokio::test]
     async fn a_failed_or_abandoned_body_is_an_error() {
         let m = Arc::new(Metrics::new());
-        let failing = m.backup(BackupFormat::Binary).stream(body(vec![
-            Ok(Bytes::from_static(b"x")),
-            Err(std::io::Error::other("disk gone")),
-        ]), Some(10));
+        let failing = m.backup(BackupFormat::Binary).stream(
+            body(vec![
+                Ok(Bytes::from_static(b"x")),
+                Err(std::io::Error::other("disk gone")),
+            ]),
+            Some(10),
+        );
         let _: Vec<_> = failing.collect().await;
-        let mut abandoned = m
-            .backup(BackupFormat::Binary)
-            .stream(body(vec![Ok(Bytes::from_static(b"y")), Ok(Bytes::from_static(b"z"))]), None);
+        let mut abandoned = m.backup(BackupFormat::Binary).stream(
+            body(vec![
+                Ok(Bytes::from_static(b"y")),
+                Ok(Bytes::from_static(b"z")),
+            ]),
+            None,
+        );
         let _ = abandoned.next().await;
         drop(abandoned);
         let text = rendered(&m);
@@ -596,7 +621,10 @@ mod tests {
     async fn a_sized_body_is_complete_at_its_last_byte() {
         let m = Arc::new(Metrics::new());
         let mut sized = m.backup(BackupFormat::Binary).stream(
-            body(vec![Ok(Bytes::from_static(b"ab")), Ok(Bytes::from_static(b"cd"))]),
+            body(vec![
+                Ok(Bytes::from_static(b"ab")),
+                Ok(Bytes::from_static(b"cd")),
+            ]),
             Some(4),
         );
         assert!(sized.next().await.is_some());
@@ -642,8 +670,14 @@ mod tests {
                 ..NodeReading::default()
             })
             .unwrap();
-        assert!(text.contains("raftlite_raft_state{state=\"candidate\"} 1\n"), "{text}");
-        assert!(text.contains("raftlite_raft_state{state=\"leader\"} 0\n"), "{text}");
+        assert!(
+            text.contains("raftlite_raft_state{state=\"candidate\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("raftlite_raft_state{state=\"leader\"} 0\n"),
+            "{text}"
+        );
         assert!(text.contains("raftlite_raft_term 7\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }

@@ -184,8 +184,16 @@ fn backups_loads_and_raft_progress_move_the_metrics() {
         ("raftlite_backup_duration_seconds", "histogram", "seconds"),
         ("raftlite_raft_state", "gauge", ""),
         ("raftlite_raft_log_size_bytes", "gauge", "bytes"),
-        ("raftlite_raft_apply_duration_seconds", "histogram", "seconds"),
-        ("raftlite_raft_commit_duration_seconds", "histogram", "seconds"),
+        (
+            "raftlite_raft_apply_duration_seconds",
+            "histogram",
+            "seconds",
+        ),
+        (
+            "raftlite_raft_commit_duration_seconds",
+            "histogram",
+            "seconds",
+        ),
         ("raftlite_backup_copies_made", "counter", ""),
     ] {
         assert_eq!(
@@ -195,11 +203,19 @@ fn backups_loads_and_raft_progress_move_the_metrics() {
             before.families
         );
     }
-    assert_eq!(before.count("raftlite_raft_state", &[("state", "leader")]), 1.0);
-    assert_eq!(before.count("raftlite_raft_state", &[("state", "follower")]), 0.0);
+    assert_eq!(
+        before.count("raftlite_raft_state", &[("state", "leader")]),
+        1.0
+    );
+    assert_eq!(
+        before.count("raftlite_raft_state", &[("state", "follower")]),
+        0.0
+    );
     assert!(before.value("raftlite_raft_log_size_bytes") > 0.0);
     assert!(
-        before.get("raftlite_backup_newest_age_seconds", &[]).is_none(),
+        before
+            .get("raftlite_backup_newest_age_seconds", &[])
+            .is_none(),
         "no backup yet, no age"
     );
 
@@ -214,7 +230,10 @@ fn backups_loads_and_raft_progress_move_the_metrics() {
             after_write.value(index)
         );
     }
-    assert!(after_write.value("raftlite_raft_last_log_index") >= after_write.value("raftlite_raft_applied_index"));
+    assert!(
+        after_write.value("raftlite_raft_last_log_index")
+            >= after_write.value("raftlite_raft_applied_index")
+    );
     for histogram in [
         "raftlite_raft_apply_duration_seconds_count",
         "raftlite_raft_commit_duration_seconds_count",
@@ -267,11 +286,17 @@ fn backups_loads_and_raft_progress_move_the_metrics() {
             .status()
             .as_u16()
     };
-    assert_eq!(load("CREATE TABLE loaded (x);\nINSERT INTO loaded VALUES (1);\n"), 200);
+    assert_eq!(
+        load("CREATE TABLE loaded (x);\nINSERT INTO loaded VALUES (1);\n"),
+        200
+    );
     assert_eq!(load(""), 400);
     let loads = scrape(&python, &node);
     assert_eq!(
-        loads.count("raftlite_loads_total", &[("kind", "load"), ("outcome", "ok")]),
+        loads.count(
+            "raftlite_loads_total",
+            &[("kind", "load"), ("outcome", "ok")]
+        ),
         1.0
     );
     assert_eq!(
@@ -294,7 +319,10 @@ fn each_node_of_a_cluster_reports_its_own_state() {
     assert_eq!(followers.len(), 2);
     let l = scrape(&python, &cluster.nodes[leader]);
     assert_eq!(l.count("raftlite_raft_state", &[("state", "leader")]), 1.0);
-    assert_eq!(l.count("raftlite_raft_state", &[("state", "follower")]), 0.0);
+    assert_eq!(
+        l.count("raftlite_raft_state", &[("state", "follower")]),
+        0.0
+    );
     let term = l.value("raftlite_raft_term");
     assert!(term >= 1.0);
     for &f in &followers {
@@ -304,7 +332,10 @@ fn each_node_of_a_cluster_reports_its_own_state() {
         assert_eq!(a.status, 200);
         assert!(a.header("x-rqlite-served-by").is_none(), "{:?}", a.headers);
         let s = parse(&python, &a.body);
-        assert_eq!(s.count("raftlite_raft_state", &[("state", "follower")]), 1.0);
+        assert_eq!(
+            s.count("raftlite_raft_state", &[("state", "follower")]),
+            1.0
+        );
         assert_eq!(s.count("raftlite_raft_state", &[("state", "leader")]), 0.0);
         assert_eq!(s.value("raftlite_raft_term"), term);
     }
@@ -312,9 +343,12 @@ fn each_node_of_a_cluster_reports_its_own_state() {
     let before = l.value("raftlite_raft_applied_index");
     cluster.nodes[leader].execute(r#"["CREATE TABLE t (x)"]"#);
     for &f in &followers {
-        scrape_until(&python, &cluster.nodes[f], "the follower applied the write", |s| {
-            s.value("raftlite_raft_applied_index") > before
-        });
+        scrape_until(
+            &python,
+            &cluster.nodes[f],
+            "the follower applied the write",
+            |s| s.value("raftlite_raft_applied_index") > before,
+        );
     }
 }
 
@@ -351,7 +385,11 @@ fn the_metrics_need_the_status_perm() {
         (status, challenge, r.text().unwrap_or_default())
     };
     // Refused exactly as /status is: without credentials, and without the perm.
-    for user in [None, Some(("saver", "pw-saver")), Some(("watcher", "wrong"))] {
+    for user in [
+        None,
+        Some(("saver", "pw-saver")),
+        Some(("watcher", "wrong")),
+    ] {
         let metrics = ask("/metrics", user);
         let status = ask("/status", user);
         assert_eq!(metrics.0, 401, "{user:?}");

@@ -25,8 +25,8 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::{StoreError, WriteResults};
 use crate::db::request::{ParamValue, Params, Request};
-use crate::store::types::{Command, CommandResponse, ExecuteItem, NodeId, Raft, TypeConfig};
 use crate::metrics::Metrics;
+use crate::store::types::{Command, CommandResponse, ExecuteItem, NodeId, Raft, TypeConfig};
 use crate::store::NodeInfo;
 
 /// Proposals outstanding at once: one replicating while the next gathers writes. Measured on
