@@ -13,6 +13,12 @@
 //!   disk, the backup copies in progress, made and shared, and the age of the newest completed
 //!   backup. They are never stale and cost nothing between scrapes.
 //!
+//! The commit latency of a write runs from the batcher's proposal to the moment this node's
+//! state machine begins applying the entry (openraft applies only committed entries), so it
+//! includes any wait behind earlier entries' apply; the apply latency is one entry's own
+//! transaction. Both are observed on every node's apply path, the commit latency only where the
+//! write was proposed (the leader).
+//!
 //! Invariants:
 //! - One [`Metrics`] per node, owned by the store's shared state (no global registry): two
 //!   nodes in one process (tests) never mix their numbers.
