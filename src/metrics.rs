@@ -16,7 +16,7 @@
 //! The commit latency of a write runs from the batcher's proposal to the moment this node's
 //! state machine begins applying the entry (openraft applies only committed entries), so it
 //! includes any wait behind earlier entries' apply; the apply latency is one entry's own
-//! transaction. Both are observed on every node's apply path, the commit latency only where the
+//! transaction. The apply latency is observed on every node, the commit latency only where the
 //! write was proposed (the leader).
 //!
 //! Invariants:
