@@ -27,7 +27,8 @@ use super::forward::{leader_to_forward_to, leader_url, with_caller_credentials, 
 use super::params::QueryParams;
 use super::response::text_error;
 use super::AppState;
-use crate::store::backup::ContentId;
+use crate::metrics::BackupFormat;
+use crate::store::backup::{Backup, ContentId};
 use crate::store::NodeInfo;
 
 pub const RAFT_INDEX_HEADER: &str = "X-Raftlite-Raft-Index";
@@ -36,6 +37,15 @@ pub const RAFT_INDEX_HEADER: &str = "X-Raftlite-Raft-Index";
 enum Format {
     Binary,
     Sql,
+}
+
+impl Format {
+    fn metric(self) -> BackupFormat {
+        match self {
+            Format::Binary => BackupFormat::Binary,
+            Format::Sql => BackupFormat::Sql,
+        }
+    }
 }
 
 type ChunkResult = Result<Bytes, io::Error>;
@@ -79,6 +89,7 @@ pub async fn serve_backup(
         };
     }
 
+    let tracker = store.metrics().backup(format.metric());
     let compress = params.has("compress");
     let tables = params.get("tables").map(|t| {
         t.split(',')
@@ -91,6 +102,7 @@ pub async fn serve_backup(
     // copy being made (the content only changes when an entry is applied).
     let current = store.applied_content();
     if if_none_match(req, &current.etag(&variant)) {
+        tracker.not_modified();
         return not_modified(&current, &variant);
     }
     let backups = store.backups();
@@ -115,6 +127,7 @@ pub async fn serve_backup(
         Ok(p) => p,
         Err((status, message)) => {
             tracing::warn!("backup failed: {message}");
+            tracker.refused(status);
             return failed_backup(status, message);
         }
     };
@@ -130,6 +143,10 @@ pub async fn serve_backup(
             .unwrap_or(0),
     ));
 
+    let prepared = Backup {
+        body: tracker.stream(prepared.body, prepared.len),
+        ..prepared
+    };
     let mut builder = HttpResponse::Ok();
     builder.insert_header((header::CONTENT_TYPE, content_type));
     describe(&mut builder, &prepared.content, &variant);

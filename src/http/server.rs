@@ -134,6 +134,13 @@ pub fn routes() -> Routes {
         AllOf(&[perm::STATUS]),
         status_routes::status,
     )
+    // Each node reports itself: never forwarded.
+    .add(
+        "/metrics",
+        Method::GET,
+        AllOf(&[perm::STATUS]),
+        status_routes::metrics,
+    )
     .add(
         "/readyz",
         Method::GET,

@@ -81,6 +81,9 @@ pub struct SharedState {
     /// [`RaftLogStore::with_stopping`]: crate::raft::log::openraft::RaftLogStore::with_stopping
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
     pub last_snapshot_failure: Mutex<Option<SnapshotFailure>>,
+    /// The node's Prometheus metrics (`GET /metrics`); the state machine records each entry's
+    /// apply time, the store everything else.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Why the last snapshot build failed.
@@ -689,6 +692,9 @@ fn apply_entries(
     let fault = |what: &str, e: &dyn std::fmt::Display| ApplyFault(format!("{what}: {e}"));
     let mut responses = Vec::with_capacity(entries.len());
     for entry in entries {
+        // The entry is committed (openraft applies only committed entries): the leader's
+        // commit latency of a write ends here, its apply latency starts.
+        let apply_started = std::time::Instant::now();
         let log_id = *entry.get_log_id();
         let already = shared.applied.lock().log_id;
         if already.is_some_and(|a| a.index >= log_id.index) {
@@ -743,6 +749,7 @@ fn apply_entries(
                         |results| CommandResponse {
                             results,
                             batch: Vec::new(),
+                            apply_started: None,
                         },
                     ),
                     EntryPayload::Normal(Command::ExecuteBatch(items)) => {
@@ -754,6 +761,7 @@ fn apply_entries(
                         .map(|batch| CommandResponse {
                             results: RequestResults::default(),
                             batch,
+                            apply_started: None,
                         })
                     }
                 },
@@ -791,7 +799,11 @@ fn apply_entries(
             }
         }
         shared.applied_index.store(log_id.index, Ordering::Release);
-        responses.push(response);
+        shared.metrics.entry_applied(apply_started.elapsed());
+        responses.push(CommandResponse {
+            apply_started: Some(apply_started),
+            ..response
+        });
     }
     Ok(responses)
 }

@@ -71,6 +71,16 @@ impl Copies {
         }
     }
 
+    /// Copies being made now.
+    pub fn in_progress(&self) -> usize {
+        self.copies
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|c| c.in_progress())
+            .count()
+    }
+
     /// A finished copy of `db` that reflects at least `applied`: a shared one if one fits,
     /// otherwise a new one. The returned `Arc` keeps the file until it is dropped.
     pub async fn acquire(

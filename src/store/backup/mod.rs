@@ -201,6 +201,11 @@ impl Backups {
         )
     }
 
+    /// Binary copies being made now (`/metrics`; `-max-backup-copies` bounds it).
+    pub fn copies_in_progress(&self) -> usize {
+        self.copies.in_progress()
+    }
+
     /// A binary backup of `db` reflecting at least `applied` (the index applied when it was
     /// asked for): a shared copy if one fits, else a new one. The stream holds the copy's file
     /// until it ends or is dropped.
