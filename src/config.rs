@@ -158,6 +158,8 @@ const FLAGS: &[ConfigFlag] = &[
     flag("backup-tmp-dir", Str, "", Honoured, "Directory for temporary backup files. If not set, the data directory"),
     flag("disk-reserve", U64, "268435456", Honoured, "Free bytes that backups, loads and boots must leave on the data file system"),
     flag("max-backup-copies", Usize, "16", Honoured, "Maximum number of backups in progress at once"),
+    flag("backup-keep", Dur, "5m", Honoured, "Keep a finished binary backup copy this long after its last use, to serve the same content again and resume downloads (Range). 0: delete at once"),
+    flag("backup-keep-size", U64, "4294967296", Honoured, "Most bytes of finished backup copies kept at once (they give way to a new copy that needs the room)"),
     flag("dump-wal-limit", U64, "1073741824", Honoured, "Abort a SQL dump once the WAL has grown by this many bytes while the dump holds its snapshot. 0: no limit"),
     flag("dump-stall-timeout", Dur, "2m", Honoured, "Abort a SQL dump whose client has read nothing for this long"),
     // Metrics.
@@ -338,6 +340,8 @@ pub struct Config {
     /// Bytes.
     pub disk_reserve: u64,
     pub max_backup_copies: usize,
+    pub backup_keep: Duration,
+    pub backup_keep_size: u64,
     /// Bytes of WAL growth a SQL dump's snapshot may pin; `None`: no limit.
     pub dump_wal_limit: Option<u64>,
     pub dump_stall_timeout: Duration,
@@ -497,6 +501,8 @@ impl Config {
             backup_tmp_dir,
             disk_reserve: flags.u64("disk-reserve"),
             max_backup_copies: flags.usize("max-backup-copies"),
+            backup_keep: flags.duration("backup-keep"),
+            backup_keep_size: flags.u64("backup-keep-size"),
             dump_wal_limit: Some(flags.u64("dump-wal-limit")).filter(|n| *n != 0),
             dump_stall_timeout: flags.duration("dump-stall-timeout"),
 
@@ -936,6 +942,8 @@ pub const RAFTLITE_ONLY_FLAGS: &[&str] = &[
     "backup-tmp-dir",
     "disk-reserve",
     "max-backup-copies",
+    "backup-keep",
+    "backup-keep-size",
     "dump-wal-limit",
     "dump-stall-timeout",
 ];

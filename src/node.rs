@@ -59,6 +59,9 @@ pub struct NodeOptions {
     pub disk_reserve: u64,
     /// Backup copies in progress at once (`-max-backup-copies`).
     pub max_backup_copies: usize,
+    /// `-backup-keep` and `-backup-keep-size`: how long and how much finished copies are kept.
+    pub backup_keep: Duration,
+    pub backup_keep_size: u64,
     /// `-write-queue-*`.
     pub write_queue: crate::http::write_queue::QueueOptions,
     /// `-raft-shutdown-stepdown`: a leader hands leadership over before a graceful stop.
@@ -114,6 +117,8 @@ impl NodeOptions {
             backup_tmp_dir: None,
             disk_reserve: 256 << 20,
             max_backup_copies: 16,
+            backup_keep: Duration::from_secs(300),
+            backup_keep_size: 4 << 30,
             write_queue: Default::default(),
             shutdown_stepdown: true,
             remove_on_shutdown: false,
@@ -312,6 +317,8 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                 tmp_dir: backup_tmp_dir,
                 disk_reserve: opts.disk_reserve,
                 max_copies: opts.max_backup_copies,
+                keep_for: opts.backup_keep,
+                keep_bytes: opts.backup_keep_size,
                 dump_caps: opts.dump_caps,
             },
         },

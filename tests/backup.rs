@@ -14,6 +14,10 @@ use std::time::Duration;
 use common::small_disk::SmallDisk;
 use common::{sqlite3, wait_until, Cluster, Node};
 
+/// These tests watch a copy's file go once nothing reads it: finished copies are not kept for
+/// reuse here (`-backup-keep`; tests/backup_serving.rs covers keeping them).
+const KEEP_NONE: [&str; 2] = ["-backup-keep", "0s"];
+
 struct Download {
     status: u16,
     headers: reqwest::header::HeaderMap,
@@ -122,7 +126,7 @@ fn fill(node: &Node) {
 
 #[test]
 fn single_node_binary_sql_compress_and_errors() {
-    let node = Node::start(&[]);
+    let node = Node::start(&KEEP_NONE);
     fill(&node);
     let tmp = tempfile::tempdir().expect("tempdir");
 
@@ -207,7 +211,7 @@ fn single_node_binary_sql_compress_and_errors() {
 
 #[test]
 fn backup_under_concurrent_writes_is_a_committed_prefix() {
-    let node = Arc::new(Node::start(&[]));
+    let node = Arc::new(Node::start(&KEEP_NONE));
     node.execute(r#"["CREATE TABLE t (id INTEGER PRIMARY KEY, pad TEXT)"]"#);
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
@@ -344,7 +348,7 @@ fn sql_dump_under_concurrent_writes_restores_to_a_committed_prefix() {
 
 #[test]
 fn followers_proxy_redirect_and_noleader() {
-    let mut c = Cluster::start(3, &[]);
+    let mut c = Cluster::start(3, &KEEP_NONE);
     let follower_at = c.followers()[0];
     let leader = &c.nodes[c.leader()];
     fill(leader);
@@ -418,7 +422,7 @@ fn followers_proxy_redirect_and_noleader() {
 
 #[test]
 fn client_leaving_mid_stream_leaves_no_temp_file() {
-    let node = Node::start(&[]);
+    let node = Node::start(&KEEP_NONE);
     fill_big(&node);
     for path in ["/db/backup", "/db/backup?fmt=sql", "/db/backup?compress"] {
         let s = start_slow_download(&node, path, 8192);
@@ -480,7 +484,7 @@ fn fill_blobs(node: &Node, rows: u32) {
 
 #[test]
 fn concurrent_backups_of_one_index_share_one_copy() {
-    let node = Node::start(&[]);
+    let node = Node::start(&KEEP_NONE);
     fill_blobs(&node, 20_000);
     let (made_before, shared_before) = backup_copies(&node);
     // Every client gets its response headers (the copy is ready) before any of them reads its
@@ -548,7 +552,14 @@ fn backup_tmp_dir_on_a_small_disk_fills_then_refuses_and_recovers() {
         return;
     };
     let tmp_arg = tmp.display().to_string();
-    let node = Node::start(&["-backup-tmp-dir", &tmp_arg, "-disk-reserve", "1048576"]);
+    let node = Node::start(&[
+        "-backup-tmp-dir",
+        &tmp_arg,
+        "-disk-reserve",
+        "1048576",
+        "-backup-keep",
+        "0s",
+    ]);
     fill_blobs(&node, 8_000); // ~8.5 MB
     let files_in = |d: &Path| temp_files(d).len();
     // The node keeps its copies in a directory of its own inside -backup-tmp-dir.

@@ -226,3 +226,238 @@ fn every_node_names_the_same_content_alike_and_a_follower_forwards_conditions() 
         );
     }
 }
+
+fn backup_files(node: &Node) -> Vec<String> {
+    std::fs::read_dir(&node.data_dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("backup-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// About 6 MB of rows, so that ranges and broken downloads have room.
+fn fill_blobs(node: &Node) {
+    node.execute(
+        r#"["CREATE TABLE b (id INTEGER PRIMARY KEY, v BLOB)",
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 6000) INSERT INTO b(v) SELECT randomblob(1000) FROM c"]"#,
+    );
+}
+
+fn sha256_b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))
+    )
+}
+
+#[test]
+fn a_broken_download_resumes_byte_exact_from_the_kept_copy() {
+    use std::io::Read as _;
+    let node = Node::start(&[]);
+    fill_blobs(&node);
+    let whole = get(&node, "/db/backup", &[]);
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    let tag = whole.etag();
+    let len = whole.body.len();
+    assert!(len > 5_000_000, "{len}");
+
+    // A download that breaks after 1 MB…
+    let mut broken = client().get(node.url("/db/backup")).send().expect("GET");
+    assert_eq!(broken.headers()["etag"].to_str().unwrap(), tag);
+    let mut first = vec![0u8; 1 << 20];
+    broken.read_exact(&mut first).expect("first MB");
+    drop(broken);
+    // …while the database moves on.
+    node.execute(r#"["INSERT INTO b(v) VALUES (x'00')"]"#);
+    // The rest, from the copy the tag names (kept on the node), byte-exact.
+    let rest = get(
+        &node,
+        "/db/backup",
+        &[("Range", "bytes=1048576-"), ("If-Range", &tag)],
+    );
+    assert_eq!(rest.status, 206);
+    assert_eq!(rest.etag(), tag);
+    assert_eq!(
+        rest.header("content-range"),
+        Some(format!("bytes 1048576-{}/{len}", len - 1).as_str())
+    );
+    let mut resumed = first;
+    resumed.extend_from_slice(&rest.body);
+    assert!(
+        resumed == whole.body,
+        "the resumed file differs from the whole one"
+    );
+
+    // A tag the node has no copy of: the whole current backup (RFC 9110 If-Range).
+    let stale = get(
+        &node,
+        "/db/backup",
+        &[
+            ("Range", "bytes=0-99"),
+            ("If-Range", "\"1-0123456789abcdef\""),
+        ],
+    );
+    assert_eq!(stale.status, 200);
+    assert_ne!(stale.etag(), tag);
+    // A range without If-Range: of the current backup.
+    let last = get(&node, "/db/backup", &[("Range", "bytes=-100")]);
+    assert_eq!(last.status, 206);
+    assert_eq!(last.body.len(), 100);
+    assert_eq!(&last.body[..], &stale.body[stale.body.len() - 100..]);
+    // Past the end: 416 with the length.
+    let past = get(
+        &node,
+        "/db/backup",
+        &[("Range", &format!("bytes={}-", stale.body.len()))],
+    );
+    assert_eq!(past.status, 416);
+    assert_eq!(
+        past.header("content-range"),
+        Some(format!("bytes */{}", stale.body.len()).as_str())
+    );
+    // Compressed and SQL backups have no ranges: the whole thing.
+    let sql = get(&node, "/db/backup?fmt=sql", &[("Range", "bytes=0-9")]);
+    assert_eq!(sql.status, 200);
+    assert_eq!(sql.header("accept-ranges"), Some("none"));
+    assert!(sql.body.len() > 10);
+}
+
+#[test]
+fn repr_digest_names_the_bytes_of_a_binary_backup() {
+    let node = Node::start(&[]);
+    fill_blobs(&node);
+    // Asked before any download: the node makes (and keeps) the copy and hashes it.
+    let head = send(
+        &node,
+        reqwest::Method::HEAD,
+        "/db/backup",
+        &[("Want-Repr-Digest", "sha-256=10")],
+    );
+    assert_eq!(head.status, 200);
+    let digest = head.header("repr-digest").expect("Repr-Digest").to_owned();
+    let full = get(&node, "/db/backup", &[]);
+    assert_eq!(full.etag(), head.etag());
+    assert_eq!(sha256_b64(&full.body), digest);
+    assert_eq!(full.header("repr-digest"), Some(digest.as_str()));
+    assert_eq!(
+        head.header("content-length"),
+        Some(full.body.len().to_string().as_str())
+    );
+    // New content: its first download hashes it on the way; later answers carry it.
+    node.execute(r#"["INSERT INTO b(v) VALUES (x'01')"]"#);
+    let next = get(&node, "/db/backup", &[]);
+    assert_ne!(next.etag(), full.etag());
+    let again = send(&node, reqwest::Method::HEAD, "/db/backup", &[]);
+    assert_eq!(again.etag(), next.etag());
+    assert_eq!(
+        again.header("repr-digest"),
+        None,
+        "HEAD without Want-Repr-Digest reads nothing"
+    );
+    let with_digest = get(&node, "/db/backup", &[("Range", "bytes=0-9")]);
+    assert_eq!(with_digest.status, 206);
+    assert_eq!(
+        with_digest.header("repr-digest"),
+        Some(sha256_b64(&next.body).as_str()),
+        "the digest of the whole representation, on a part of it too"
+    );
+}
+
+#[test]
+fn kept_copies_serve_the_same_content_again_and_go_when_their_time_is_up() {
+    let node = Node::start(&["-backup-keep", "2s"]);
+    fill_blobs(&node);
+    let first = get(&node, "/db/backup", &[]);
+    let made = copies_made(&node);
+    assert_eq!(backup_files(&node).len(), 1, "the copy is kept");
+    let second = get(&node, "/db/backup", &[]);
+    assert_eq!(
+        copies_made(&node),
+        made,
+        "the kept copy served the same content"
+    );
+    assert_eq!(second.body, first.body);
+    assert!(
+        wait_until(Duration::from_secs(15), || backup_files(&node).is_empty()),
+        "kept past -backup-keep: {:?}",
+        backup_files(&node)
+    );
+
+    // -backup-keep 0: nothing is kept.
+    let none = Node::start(&["-backup-keep", "0s"]);
+    fill_blobs(&none);
+    assert_eq!(get(&none, "/db/backup", &[]).status, 200);
+    assert!(
+        wait_until(Duration::from_secs(5), || backup_files(&none).is_empty()),
+        "{:?}",
+        backup_files(&none)
+    );
+    // A size budget smaller than the copy: not kept either.
+    let small = Node::start(&["-backup-keep-size", "1000"]);
+    fill_blobs(&small);
+    assert_eq!(get(&small, "/db/backup", &[]).status, 200);
+    assert!(
+        wait_until(Duration::from_secs(5), || backup_files(&small).is_empty()),
+        "{:?}",
+        backup_files(&small)
+    );
+}
+
+#[test]
+fn kept_copies_give_way_to_a_new_copy_that_needs_the_room() {
+    use common::small_disk::SmallDisk;
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let Some((_disk, tmp)) = SmallDisk::mount_or_skip(scratch.path(), "kept", 24, false) else {
+        return;
+    };
+    let node = Node::start(&[
+        "-backup-tmp-dir",
+        &tmp.display().to_string(),
+        "-disk-reserve",
+        "1048576",
+    ]);
+    fill_blobs(&node); // ~6.2 MB
+    node.execute(
+        r#"["WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 2000) INSERT INTO b(v) SELECT randomblob(1000) FROM c"]"#,
+    ); // ~8.5 MB
+    let own = std::fs::read_dir(&tmp)
+        .expect("read -backup-tmp-dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("the node's own directory");
+    let kept = || {
+        std::fs::read_dir(&own)
+            .map(|rd| rd.flatten().count())
+            .unwrap_or(0)
+    };
+    // Two copies of two contents: both kept (17 MB of the 24).
+    assert_eq!(get(&node, "/db/backup", &[]).status, 200);
+    node.execute(r#"["INSERT INTO b(v) VALUES (x'01')"]"#);
+    assert_eq!(get(&node, "/db/backup", &[]).status, 200);
+    assert!(
+        wait_until(Duration::from_secs(5), || kept() == 2),
+        "{}",
+        kept()
+    );
+    // A third does not fit beside them: they give way, and it is made.
+    node.execute(r#"["INSERT INTO b(v) VALUES (x'02')"]"#);
+    let third = get(&node, "/db/backup", &[]);
+    assert_eq!(
+        third.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&third.body)
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || kept() == 1),
+        "{}",
+        kept()
+    );
+}

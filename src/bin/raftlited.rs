@@ -72,6 +72,8 @@ fn main() -> ExitCode {
         backup_tmp_dir: Some(config.backup_tmp_dir.clone()),
         disk_reserve: config.disk_reserve,
         max_backup_copies: config.max_backup_copies,
+        backup_keep: config.backup_keep,
+        backup_keep_size: config.backup_keep_size,
         write_queue: raftlite::http::write_queue::QueueOptions {
             capacity: config.write_queue_capacity,
             batch_size: config.write_queue_batch_size,

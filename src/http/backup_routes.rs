@@ -107,17 +107,37 @@ pub async fn serve_backup(
     }
     let backups = store.backups();
     if req.method() == actix_web::http::Method::HEAD {
-        return head(state, format, &variant, params.has("vacuum") || compress).await;
+        return head(req, state, format, &variant, params.has("vacuum"), compress).await;
     }
+    let mut status = StatusCode::OK;
+    let mut headers: Vec<(&'static str, String)> = vec![(
+        "accept-ranges",
+        if format == Format::Binary && !compress {
+            "bytes"
+        } else {
+            "none"
+        }
+        .to_owned(),
+    )];
     let answer = match format {
-        Format::Binary => backups
-            .binary(
-                store.database(),
-                store.applied_index(),
-                params.has("vacuum"),
-            )
-            .await
-            .map_err(|e| (error_status::backup(&e), e.to_string())),
+        Format::Binary => {
+            let vacuum = params.has("vacuum");
+            let range = if compress { None } else { requested_range(req) };
+            select_binary(req, state, &variant, vacuum, range)
+                .await
+                .map(|selected| {
+                    if let Some(digest) = selected.digest {
+                        if !compress {
+                            headers.push(("repr-digest", repr_digest(&digest)));
+                        }
+                    }
+                    if let Some(content_range) = selected.content_range {
+                        status = StatusCode::PARTIAL_CONTENT;
+                        headers.push(("content-range", content_range));
+                    }
+                    selected.backup
+                })
+        }
         Format::Sql => backups
             .sql(store.database(), tables)
             .await
@@ -125,6 +145,11 @@ pub async fn serve_backup(
     };
     let prepared = match answer {
         Ok(p) => p,
+        Err((StatusCode::RANGE_NOT_SATISFIABLE, content_range)) => {
+            return HttpResponse::RangeNotSatisfiable()
+                .insert_header((header::CONTENT_RANGE, content_range))
+                .finish();
+        }
         Err((status, message)) => {
             tracing::warn!("backup failed: {message}");
             tracker.refused(status);
@@ -147,9 +172,12 @@ pub async fn serve_backup(
         body: tracker.stream(prepared.body, prepared.len),
         ..prepared
     };
-    let mut builder = HttpResponse::Ok();
+    let mut builder = HttpResponse::build(status);
     builder.insert_header((header::CONTENT_TYPE, content_type));
     describe(&mut builder, &prepared.content, &variant);
+    for (name, value) in headers {
+        builder.insert_header((name, value));
+    }
     match (compress, prepared.len) {
         (true, _) => builder.streaming(gzip(prepared.body)),
         (false, Some(len)) => builder.body(SizedStream::new(len, prepared.body)),
@@ -205,17 +233,19 @@ fn not_modified(content: &ContentId, variant: &str) -> HttpResponse {
 
 /// `HEAD /db/backup`: the headers a `GET` would answer now, without making the backup. A plain
 /// binary backup's length is known from the database's page count (one read transaction);
-/// compressed, vacuumed and SQL backups have no length before they are made.
-async fn head(state: &AppState, format: Format, variant: &str, reshaped: bool) -> HttpResponse {
+/// compressed, vacuumed and SQL backups have no length before they are made. With
+/// `Want-Repr-Digest` (RFC 9530) a binary backup is made (or a kept copy used) and hashed, so
+/// the answer carries its length and `Repr-Digest`: how a client checks a file it downloaded.
+async fn head(
+    req: &HttpRequest,
+    state: &AppState,
+    format: Format,
+    variant: &str,
+    vacuum: bool,
+    compress: bool,
+) -> HttpResponse {
     let store = &state.store;
     let mut builder = HttpResponse::Ok();
-    let (content, len) = match format {
-        Format::Binary if !reshaped => match store.backups().binary_head(store.database()).await {
-            Ok(head) => head,
-            Err(e) => return failed_backup(error_status::backup(&e), e.to_string()),
-        },
-        _ => (store.applied_content(), None),
-    };
     builder.insert_header((
         header::CONTENT_TYPE,
         match format {
@@ -223,6 +253,36 @@ async fn head(state: &AppState, format: Format, variant: &str, reshaped: bool) -
             Format::Sql => "application/sql",
         },
     ));
+    builder.insert_header((
+        header::ACCEPT_RANGES,
+        if format == Format::Binary && !compress {
+            "bytes"
+        } else {
+            "none"
+        },
+    ));
+    let wants_digest = req.headers().contains_key("want-repr-digest");
+    let (content, len) = match format {
+        Format::Binary if wants_digest && !compress => {
+            let selected = match select_binary(req, state, variant, vacuum, None).await {
+                Ok(s) => s,
+                Err((status, message)) => return failed_backup(status, message),
+            };
+            let copy = selected.copy;
+            match copy.digest().await {
+                Ok(d) => builder.insert_header(("repr-digest", repr_digest(&d))),
+                Err(e) => return failed_backup(error_status::backup(&e), e.to_string()),
+            };
+            (copy.info.content.clone(), Some(copy.info.len))
+        }
+        Format::Binary if !vacuum && !compress => {
+            match store.backups().binary_head(store.database()).await {
+                Ok(head) => head,
+                Err(e) => return failed_backup(error_status::backup(&e), e.to_string()),
+            }
+        }
+        _ => (store.applied_content(), None),
+    };
     describe(&mut builder, &content, variant);
     match len {
         Some(len) => builder.body(SizedStream::new(
@@ -231,6 +291,138 @@ async fn head(state: &AppState, format: Format, variant: &str, reshaped: bool) -
         )),
         None => builder.finish(),
     }
+}
+
+/// A binary backup chosen for a request, with what its answer says about it.
+struct SelectedBinary {
+    backup: Backup,
+    /// The copy, for a `HEAD` that hashes it (its stream is `backup.body`).
+    copy: crate::store::backup::BinaryBackup,
+    digest: Option<[u8; 32]>,
+    /// `Content-Range` of a partial answer (206).
+    content_range: Option<String>,
+}
+
+/// Chooses the copy a binary backup request reads and the part of it. With `Range` and an
+/// `If-Range` entity tag, the copy that tag names, if this node still has it: the rest of a
+/// broken download, byte-exact. Otherwise (no such copy, or no `If-Range`) the copy a plain
+/// `GET` gets, whole when `If-Range` named another (RFC 9110 §13.1.5), else the range of it.
+/// An unsatisfiable range is `Err((416, "bytes */LEN"))`.
+async fn select_binary(
+    req: &HttpRequest,
+    state: &AppState,
+    variant: &str,
+    vacuum: bool,
+    range: Option<ByteRange>,
+) -> Result<SelectedBinary, (StatusCode, String)> {
+    let store = &state.store;
+    let backups = store.backups();
+    let if_range = req
+        .headers()
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let kept = match (range, if_range) {
+        (Some(_), Some(tag)) => {
+            backups.kept_binary(|info, v| v == vacuum && info.content.etag(variant) == tag)
+        }
+        _ => None,
+    };
+    let range = match (range, if_range, &kept) {
+        (Some(r), None, _) | (Some(r), Some(_), Some(_)) => Some(r),
+        _ => None,
+    };
+    let copy = match kept {
+        Some(copy) => copy,
+        None => backups
+            .binary(store.database(), store.applied_index(), vacuum)
+            .await
+            .map_err(|e| (error_status::backup(&e), e.to_string()))?,
+    };
+    let len = copy.info.len;
+    let part = match range.map(|r| r.resolve(len)) {
+        None => None,
+        Some(Some(part)) => Some(part),
+        Some(None) => return Err((StatusCode::RANGE_NOT_SATISFIABLE, format!("bytes */{len}"))),
+    };
+    let digest = copy.known_digest();
+    let content = copy.info.content.clone();
+    let body = copy
+        .clone()
+        .stream(part)
+        .await
+        .map_err(|e| (error_status::backup(&e), e.to_string()))?;
+    Ok(SelectedBinary {
+        backup: Backup {
+            content,
+            len: Some(part.map_or(len, |(a, b)| b - a)),
+            body,
+        },
+        copy,
+        digest,
+        content_range: part.map(|(a, b)| format!("bytes {a}-{}/{len}", b - 1)),
+    })
+}
+
+/// `Repr-Digest` (RFC 9530) for a SHA-256.
+fn repr_digest(digest: &[u8; 32]) -> String {
+    use base64::Engine as _;
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// One byte range a request asked for (RFC 9110 §14.1.2), before the length is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByteRange {
+    /// `bytes=A-` or `bytes=A-B` (B inclusive).
+    From(u64, Option<u64>),
+    /// `bytes=-N`: the last N bytes.
+    Last(u64),
+}
+
+impl ByteRange {
+    /// `[start, end)` within `len` bytes, or `None` when unsatisfiable.
+    fn resolve(self, len: u64) -> Option<(u64, u64)> {
+        match self {
+            ByteRange::From(a, _) if a >= len => None,
+            ByteRange::From(a, b) => Some((a, b.map_or(len, |b| (b + 1).min(len)))),
+            ByteRange::Last(0) => None,
+            ByteRange::Last(n) => Some((len.saturating_sub(n), len)),
+        }
+    }
+}
+
+/// The request's `Range`, when it is one range of bytes. Several ranges, other units and
+/// malformed values are ignored (the whole backup is sent), as RFC 9110 allows.
+fn requested_range(req: &HttpRequest) -> Option<ByteRange> {
+    let value = req.headers().get(header::RANGE)?.to_str().ok()?;
+    parse_range(value)
+}
+
+fn parse_range(value: &str) -> Option<ByteRange> {
+    let spec = value.trim().strip_prefix("bytes=")?.trim();
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    let number = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    if first.is_empty() {
+        return number(last).map(ByteRange::Last);
+    }
+    let a = number(first)?;
+    if last.is_empty() {
+        return Some(ByteRange::From(a, None));
+    }
+    let b = number(last)?;
+    (b >= a).then_some(ByteRange::From(a, Some(b)))
 }
 
 /// The answer to a backup that cannot run. A 503 (too many copies in progress) says when to
@@ -343,6 +535,31 @@ async fn proxy(
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
+
+    #[test]
+    fn ranges_parse_and_resolve_as_rfc_9110_says() {
+        use ByteRange::{From, Last};
+        assert_eq!(parse_range("bytes=0-99"), Some(From(0, Some(99))));
+        assert_eq!(parse_range("bytes= 100-"), Some(From(100, None)));
+        assert_eq!(parse_range("bytes=-500"), Some(Last(500)));
+        for ignored in [
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=5-1",
+            "bytes=a-b",
+            "bytes=-",
+            "bytes=+1-2",
+            "0-1",
+        ] {
+            assert_eq!(parse_range(ignored), None, "{ignored}");
+        }
+        assert_eq!(From(0, Some(99)).resolve(50), Some((0, 50)));
+        assert_eq!(From(10, None).resolve(50), Some((10, 50)));
+        assert_eq!(From(50, None).resolve(50), None);
+        assert_eq!(Last(10).resolve(50), Some((40, 50)));
+        assert_eq!(Last(100).resolve(50), Some((0, 50)));
+        assert_eq!(Last(0).resolve(50), None);
+    }
 
     use super::*;
     use crate::store::backup::CHUNK;

@@ -1,9 +1,12 @@
 //! Binary copies, shared between the backups they satisfy (see the invariants in
-//! [`super`]): the registry, the copy task, and the clean-up of a finished copy.
+//! [`super`]): the registry, the copy task, the clean-up of a finished copy, and the
+//! retention of finished copies ([`Retention`]) so that later backups of the same content and
+//! resumed downloads (`Range`) are served from them without another copy.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use raftlite_ffi::{Connection, OpenFlags};
@@ -34,9 +37,46 @@ pub struct SharedCopy {
     vacuum: bool,
     outcome: watch::Receiver<CopyOutcome>,
     file: TempFile,
+    /// SHA-256 of the file, once a complete read of it has computed it.
+    digest: OnceLock<[u8; 32]>,
+    /// Set by the one stream that hashes the file as it sends it (the first full one).
+    hashing: AtomicBool,
 }
 
 impl SharedCopy {
+    /// The file's SHA-256, when known.
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        self.digest.get().copied()
+    }
+
+    /// Records the file's SHA-256 (the first caller wins; every caller hashed the same file).
+    pub fn set_digest(&self, digest: [u8; 32]) {
+        let _ = self.digest.set(digest);
+    }
+
+    /// Claims the hashing of the file by a stream that sends all of it: true for one caller
+    /// only, while the digest is unknown.
+    pub fn claim_hashing(&self) -> bool {
+        self.digest.get().is_none() && !self.hashing.swap(true, Ordering::AcqRel)
+    }
+
+    /// Gives the hashing back (the stream that claimed it did not reach the end).
+    pub fn release_hashing(&self) {
+        self.hashing.store(false, Ordering::Release);
+    }
+
+    /// Whether the copy is of a vacuumed database.
+    pub fn vacuum(&self) -> bool {
+        self.vacuum
+    }
+
+    fn finished(&self) -> Option<CopyInfo> {
+        match &*self.outcome.borrow() {
+            Some(Ok(info)) => Some(info.clone()),
+            _ => None,
+        }
+    }
+
     /// The file to stream.
     pub fn path(&self) -> &Path {
         self.file.path()
@@ -51,10 +91,91 @@ impl SharedCopy {
     }
 }
 
+/// Finished copies kept after their last use, for `keep_for` and up to `keep_bytes` in all
+/// (`-backup-keep`, `-backup-keep-size`): a later backup of the same content shares one, and
+/// a broken download resumes from one with `Range`. Keeping a copy is only holding its `Arc`:
+/// a copy let go of is deleted once no stream reads it. Kept copies are let go of first when
+/// a new copy needs the room.
+pub struct Retention {
+    keep_for: Duration,
+    keep_bytes: u64,
+    kept: Mutex<Vec<Kept>>,
+}
+
+struct Kept {
+    copy: Arc<SharedCopy>,
+    len: u64,
+    since: Instant,
+}
+
+impl Retention {
+    pub fn new(keep_for: Duration, keep_bytes: u64) -> Arc<Retention> {
+        Arc::new(Retention {
+            keep_for,
+            keep_bytes,
+            kept: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Keeps `copy` (of `len` bytes) for `keep_for` from now, in place of any earlier keep of
+    /// it. Called when a copy is made and whenever a stream of it ends.
+    pub fn keep(self: &Arc<Self>, copy: &Arc<SharedCopy>, len: u64) {
+        if self.keep_for.is_zero() || len > self.keep_bytes {
+            return;
+        }
+        {
+            let mut kept = self.kept.lock();
+            kept.retain(|k| !Arc::ptr_eq(&k.copy, copy));
+            kept.push(Kept {
+                copy: Arc::clone(copy),
+                len,
+                since: Instant::now(),
+            });
+            self.prune(&mut kept);
+        }
+        // Let it go when its time is up, even if nothing else happens on this node.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let retention = Arc::downgrade(self);
+            let keep_for = self.keep_for;
+            runtime.spawn(async move {
+                tokio::time::sleep(keep_for).await;
+                if let Some(r) = retention.upgrade() {
+                    let mut kept = r.kept.lock();
+                    r.prune(&mut kept);
+                }
+            });
+        }
+    }
+
+    /// Drops the expired, then the oldest until the rest fits `keep_bytes`.
+    fn prune(&self, kept: &mut Vec<Kept>) {
+        let now = Instant::now();
+        kept.retain(|k| now.duration_since(k.since) < self.keep_for);
+        let mut total: u64 = kept.iter().map(|k| k.len).sum();
+        while total > self.keep_bytes && !kept.is_empty() {
+            total -= kept.remove(0).len;
+        }
+    }
+
+    /// Lets every kept copy go (a new copy needs the room). Returns whether there were any.
+    pub fn release_all(&self) -> bool {
+        let released = std::mem::take(&mut *self.kept.lock());
+        !released.is_empty()
+    }
+
+    /// Bytes of the copies kept now.
+    pub fn kept_bytes(&self) -> u64 {
+        let mut kept = self.kept.lock();
+        self.prune(&mut kept);
+        kept.iter().map(|k| k.len).sum()
+    }
+}
+
 /// The registry of copies (one per node).
 pub struct Copies {
     opts: BackupOptions,
     copies: Mutex<Vec<Weak<SharedCopy>>>,
+    pub retention: Arc<Retention>,
     /// Copies started since the node started (`/status`: `backup_copies`).
     pub copies_made: AtomicU64,
     /// Requests served by a copy another request made.
@@ -64,6 +185,7 @@ pub struct Copies {
 impl Copies {
     pub fn new(opts: BackupOptions) -> Copies {
         Copies {
+            retention: Retention::new(opts.keep_for, opts.keep_bytes),
             opts,
             copies: Mutex::new(Vec::new()),
             copies_made: AtomicU64::new(0),
@@ -114,6 +236,19 @@ impl Copies {
         }
     }
 
+    /// A finished copy that `wanted` accepts (given its content and whether it is vacuumed),
+    /// made or kept on this node: a resumed download's copy, found by its entity tag.
+    pub fn find_finished(
+        &self,
+        wanted: impl Fn(&CopyInfo, bool) -> bool,
+    ) -> Option<(Arc<SharedCopy>, CopyInfo)> {
+        let copies = self.copies.lock();
+        copies.iter().filter_map(Weak::upgrade).find_map(|c| {
+            let info = c.finished()?;
+            wanted(&info, c.vacuum).then(|| (Arc::clone(&c), info))
+        })
+    }
+
     fn find_or_register(
         &self,
         needed: u64,
@@ -133,14 +268,24 @@ impl Copies {
         if in_progress >= self.opts.max_copies {
             return Err(Arc::new(BackupError::TooManyCopies(in_progress)));
         }
-        self.check_room(needed)
-            .map_err(|e| Arc::new(BackupError::InsufficientStorage(e)))?;
+        // Held here, a kept copy let go of below would keep its file.
+        drop(live);
+        if let Err(e) = self.check_room(needed) {
+            // Kept copies give way to a new one (their files go once no stream reads them).
+            if !self.retention.release_all() {
+                return Err(Arc::new(BackupError::InsufficientStorage(e)));
+            }
+            self.check_room(needed)
+                .map_err(|e| Arc::new(BackupError::InsufficientStorage(e)))?;
+        }
         let (tx, rx) = watch::channel(None);
         let copy = Arc::new(SharedCopy {
             applied_floor: applied,
             vacuum,
             outcome: rx,
             file: TempFile::new(temp_path(&self.opts.tmp_dir)),
+            digest: OnceLock::new(),
+            hashing: AtomicBool::new(false),
         });
         copies.push(Arc::downgrade(&copy));
         Ok(Found::New(copy, tx))
@@ -170,6 +315,7 @@ impl Copies {
         let tmp_dir = self.opts.tmp_dir.clone();
         let reserve = self.opts.disk_reserve;
         let vacuum = copy.vacuum;
+        let retention = Arc::clone(&self.retention);
         tokio::spawn(async move {
             let made = db
                 .with_reader(move |conn| copy_and_clean(conn, &dest, vacuum, &tmp_dir, reserve))
@@ -179,10 +325,13 @@ impl Copies {
                 Ok(Err(e)) => Err(Arc::new(e)),
                 Err(e) => Err(Arc::new(BackupError::Failed(format!("{e:#}")))),
             };
-            if let Err(e) = &result {
-                tracing::warn!("backup copy failed: {e}");
-                // Free the disk now rather than when the last waiter lets go.
-                copy.file.remove_now();
+            match &result {
+                Ok(info) => retention.keep(&copy, info.len),
+                Err(e) => {
+                    tracing::warn!("backup copy failed: {e}");
+                    // Free the disk now rather than when the last waiter lets go.
+                    copy.file.remove_now();
+                }
             }
             let _ = outcome.send(Some(result));
             drop(copy);

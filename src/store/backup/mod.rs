@@ -59,6 +59,10 @@ pub struct BackupOptions {
     /// Binary copies that may be in progress at once (`-max-backup-copies`).
     pub max_copies: usize,
     pub dump_caps: DumpCaps,
+    /// How long a finished copy is kept after its last use (`-backup-keep`; zero: not kept).
+    pub keep_for: std::time::Duration,
+    /// Most bytes of finished copies kept at once (`-backup-keep-size`).
+    pub keep_bytes: u64,
 }
 
 impl BackupOptions {
@@ -69,6 +73,8 @@ impl BackupOptions {
             disk_reserve: 0,
             max_copies: 16,
             dump_caps: DumpCaps::default(),
+            keep_for: std::time::Duration::ZERO,
+            keep_bytes: 0,
         }
     }
 }
@@ -103,6 +109,124 @@ pub enum BackupError {
     /// 500: anything else (the copy or the dump failed, the database is closed).
     #[error("{0}")]
     Failed(String),
+}
+
+/// A finished binary copy, held: its file lives at least as long as this value or a stream of
+/// it (and then as long as [`copies::Retention`] keeps it).
+#[derive(Clone)]
+pub struct BinaryBackup {
+    copy: Arc<copies::SharedCopy>,
+    pub info: CopyInfo,
+    retention: Arc<copies::Retention>,
+}
+
+impl BinaryBackup {
+    /// Whether the copy is of a vacuumed database.
+    pub fn vacuum(&self) -> bool {
+        self.copy.vacuum()
+    }
+
+    /// The file's SHA-256 if a complete read has computed it.
+    pub fn known_digest(&self) -> Option<[u8; 32]> {
+        self.copy.digest()
+    }
+
+    /// The file's SHA-256, reading the file (at background priority) if no complete stream
+    /// has computed it yet.
+    pub async fn digest(&self) -> Result<[u8; 32], BackupError> {
+        if let Some(d) = self.copy.digest() {
+            return Ok(d);
+        }
+        let path = self.copy.path().to_path_buf();
+        let digest = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+            use sha2::Digest as _;
+            let _background = crate::db::priority::background();
+            let mut file = std::fs::File::open(&path)?;
+            let mut hasher = sha2::Sha256::new();
+            std::io::copy(&mut file, &mut hasher)?;
+            Ok(hasher.finalize().into())
+        })
+        .await
+        .map_err(|e| BackupError::Failed(format!("hash the backup copy: {e}")))?
+        .map_err(|e| BackupError::Failed(format!("hash the backup copy: {e}")))?;
+        self.copy.set_digest(digest);
+        Ok(digest)
+    }
+
+    /// The bytes `[start, end)` of the copy (all of it with `None`), streamed in [`CHUNK`]s.
+    /// A stream of the whole file computes the digest on its way if none has yet. When the
+    /// stream ends or is dropped the copy is kept again for `-backup-keep` (so a broken
+    /// download can resume from it).
+    pub async fn stream(self, range: Option<(u64, u64)>) -> Result<ByteStream, BackupError> {
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        let (start, end) = range.unwrap_or((0, self.info.len));
+        let mut file = tokio::fs::File::open(self.copy.path())
+            .await
+            .map_err(|e| BackupError::Failed(format!("open the backup copy: {e}")))?;
+        if start > 0 {
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(|e| BackupError::Failed(format!("seek in the backup copy: {e}")))?;
+        }
+        let whole = start == 0 && end == self.info.len;
+        let hashing = whole && self.copy.claim_hashing();
+        let body = async_stream::stream! {
+            // Held by the body: the copy's file lives until the response ends or the client
+            // leaves; then it is kept for a while (`EndOfStream`).
+            let mut end_guard = EndOfStream {
+                copy: Arc::clone(&self.copy),
+                len: self.info.len,
+                retention: Arc::clone(&self.retention),
+                hashing,
+                hashed: false,
+            };
+            let mut hasher = hashing.then(<sha2::Sha256 as sha2::Digest>::new);
+            let mut sent = 0u64;
+            let mut chunks = tokio_util::io::ReaderStream::with_capacity(file.take(end - start), CHUNK);
+            while let Some(chunk) = chunks.next().await {
+                match chunk {
+                    Ok(bytes) => {
+                        sent += bytes.len() as u64;
+                        if let Some(h) = hasher.as_mut() {
+                            sha2::Digest::update(h, &bytes);
+                        }
+                        yield Ok(bytes);
+                    }
+                    Err(e) => {
+                        yield Err(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(h) = hasher.take() {
+                if sent == end - start {
+                    end_guard.copy.set_digest(sha2::Digest::finalize(h).into());
+                    end_guard.hashed = true;
+                }
+            }
+            drop(end_guard);
+        };
+        Ok(Box::pin(body))
+    }
+}
+
+/// Runs when a stream of a copy ends or is dropped: keeps the copy for resumes, and gives the
+/// hashing back if this stream claimed it and did not finish.
+struct EndOfStream {
+    copy: Arc<copies::SharedCopy>,
+    len: u64,
+    retention: Arc<copies::Retention>,
+    hashing: bool,
+    hashed: bool,
+}
+
+impl Drop for EndOfStream {
+    fn drop(&mut self) {
+        if self.hashing && !self.hashed {
+            self.copy.release_hashing();
+        }
+        self.retention.keep(&self.copy, self.len);
+    }
 }
 
 /// The bytes of a backup, as they are read: a failed item ends the transfer.
@@ -207,36 +331,35 @@ impl Backups {
     }
 
     /// A binary backup of `db` reflecting at least `applied` (the index applied when it was
-    /// asked for): a shared copy if one fits, else a new one. The stream holds the copy's file
-    /// until it ends or is dropped.
+    /// asked for): a shared copy if one fits, else a new one.
     pub async fn binary(
         &self,
         db: &Arc<Database>,
         applied: u64,
         vacuum: bool,
-    ) -> Result<Backup, Arc<BackupError>> {
+    ) -> Result<BinaryBackup, Arc<BackupError>> {
         let (copy, info) = self.copies.acquire(db, applied, vacuum).await?;
-        let file = tokio::fs::File::open(copy.path())
-            .await
-            .map_err(|e| Arc::new(BackupError::Failed(format!("open the backup copy: {e}"))))?;
-        let body = async_stream::stream! {
-            // Held by the body: the copy's file lives until the response ends or the client
-            // leaves (and every other backup sharing it is done too).
-            let _copy = copy;
-            let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, CHUNK);
-            while let Some(chunk) = chunks.next().await {
-                let failed = chunk.is_err();
-                yield chunk;
-                if failed {
-                    break;
-                }
-            }
-        };
-        Ok(Backup {
-            content: info.content,
-            len: Some(info.len),
-            body: Box::pin(body),
+        Ok(BinaryBackup {
+            copy,
+            info,
+            retention: Arc::clone(&self.copies.retention),
         })
+    }
+
+    /// A finished binary copy made or kept on this node that `wanted` accepts (given its
+    /// content and whether it is vacuumed): what a resumed download (`If-Range`) reads.
+    pub fn kept_binary(&self, wanted: impl Fn(&CopyInfo, bool) -> bool) -> Option<BinaryBackup> {
+        let (copy, info) = self.copies.find_finished(wanted)?;
+        Some(BinaryBackup {
+            copy,
+            info,
+            retention: Arc::clone(&self.copies.retention),
+        })
+    }
+
+    /// Bytes of finished copies kept for reuse and resumes now (`/status`).
+    pub fn kept_bytes(&self) -> u64 {
+        self.copies.retention.kept_bytes()
     }
 
     /// What a plain binary backup made now would be: its content and, unless removing the
