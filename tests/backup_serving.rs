@@ -461,3 +461,93 @@ fn kept_copies_give_way_to_a_new_copy_that_needs_the_room() {
         kept()
     );
 }
+
+const SHELL: &str = env!("CARGO_BIN_EXE_raftlite");
+
+/// Runs `raftlite verify ARGS`: its exit code and output.
+fn verify(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(SHELL)
+        .arg("verify")
+        .args(args)
+        .output()
+        .expect("run raftlite verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn raftlite_verify_checks_a_download_against_the_node() {
+    let node = Node::start(&[]);
+    fill_blobs(&node);
+    node.execute(WRITES);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (path, name) in [
+        ("/db/backup", "b.db"),
+        ("/db/backup?fmt=sql", "b.sql"),
+        ("/db/backup?compress", "b.db.gz"),
+    ] {
+        let answer = get(&node, path, &[]);
+        assert_eq!(answer.status, 200);
+        let file = dir.path().join(name);
+        std::fs::write(&file, &answer.body).expect("save");
+        let url = node.url(path);
+        let (code, out) = verify(&[
+            file.to_str().unwrap(),
+            "--etag",
+            &answer.etag(),
+            "--url",
+            &url,
+        ]);
+        assert_eq!(code, 0, "{path}:\n{out}");
+        assert!(
+            out.contains("ok      content: equal to the node's"),
+            "{path}:\n{out}"
+        );
+        if path == "/db/backup" {
+            assert!(out.contains("ok      digest: equal to the node's"), "{out}");
+            assert!(out.contains("ok      integrity"), "{out}");
+        }
+    }
+
+    // One byte changed in the middle of the binary file: the digest says so.
+    let good = std::fs::read(dir.path().join("b.db")).expect("read");
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    let bad_file = dir.path().join("bad.db");
+    std::fs::write(&bad_file, &bad).expect("write");
+    let tag = get(&node, "/db/backup", &[]).etag();
+    let url = node.url("/db/backup");
+    let (code, out) = verify(&[bad_file.to_str().unwrap(), "--etag", &tag, "--url", &url]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAILED  digest"), "{out}");
+    // Cut short: not a database any more.
+    std::fs::write(&bad_file, &good[..good.len() / 3]).expect("write");
+    let (code, out) = verify(&[bad_file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+
+    // The node moved on: the file still checks alone, the comparisons say why they were not made.
+    node.execute(r#"["INSERT INTO t(v) VALUES ('later')"]"#);
+    let (code, out) = verify(&[
+        dir.path().join("b.db").to_str().unwrap(),
+        "--etag",
+        &tag,
+        "--url",
+        &url,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("skipped digest: the node's backup is now"),
+        "{out}"
+    );
+    assert!(
+        out.contains("skipped content: the node is at index"),
+        "{out}"
+    );
+    // Usage errors: 2.
+    assert_eq!(verify(&[]).0, 2);
+}

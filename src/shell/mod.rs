@@ -32,3 +32,5 @@ pub mod repl;
 pub mod session;
 #[cfg(feature = "server")]
 pub mod transfer;
+#[cfg(feature = "server")]
+pub mod verify;
