@@ -4,8 +4,10 @@
 //! This module owns only what is HTTP's: the parameters (`fmt=binary|delete|sql`, `tables`,
 //! `vacuum`, `compress`, `noleader`, `redirect`), forwarding a follower's request to the leader
 //! (the leader's stream is proxied chunk by chunk, without buffering and without a total
-//! timeout: a large backup may take long), gzip (`compress`: level 1, on the fly, without
-//! `Content-Encoding`, as rqlite does it: the client gets a `.gz` file), and the answer.
+//! timeout: a large backup may take long; the client's `Accept-Encoding` goes along and the
+//! leader's `Content-Encoding` and `Vary` come back, the bytes untouched), and the answer.
+//! Compression (`compress`, `compress=zstd`, `Accept-Encoding`) is chosen and applied by
+//! [`super::content_coding`].
 //!
 //! Statuses before the first byte: 503 with `Retry-After` when `-max-backup-copies` copies are
 //! in progress, 507 when a copy would not fit above `-disk-reserve` (or stopped at it), 500
@@ -13,15 +15,15 @@
 //! body stream with an `Err`, so actix aborts the connection and the client sees a truncated
 //! transfer, never a clean short file.
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::atomic::Ordering;
 
 use actix_web::body::SizedStream;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt as _};
+use futures_util::StreamExt as _;
 
+use super::content_coding;
 use super::error_status;
 use super::forward::{leader_to_forward_to, leader_url, with_caller_credentials, FORWARDED_HEADER};
 use super::params::QueryParams;
@@ -37,11 +39,12 @@ enum Format {
     Sql,
 }
 
-type ChunkResult = Result<Bytes, io::Error>;
-
 pub async fn backup(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let params = QueryParams::parse(req.query_string());
-    serve_backup(&req, &params, &state, None).await
+    let mut resp = serve_backup(&req, &params, &state, None).await;
+    // Every answer, coded or not, may differ with Accept-Encoding.
+    content_coding::set_vary(&mut resp);
+    resp
 }
 
 /// A backup as `GET /db/backup` answers it, with `params` in place of the request's own query.
@@ -64,6 +67,14 @@ pub async fn serve_backup(
         Format::Binary
     };
 
+    // The console's download is never content-coded: the browser would undo it, and its
+    // progress counts the bytes of a total that only an identity answer has.
+    let may_code = leader_query.is_none();
+    let encoding = match content_coding::negotiate(req, params, may_code) {
+        Ok(e) => e,
+        Err(refusal) => return refusal,
+    };
+
     let store = &state.store;
     if !params.has("noleader") && !store.is_leader() {
         return match leader_to_forward_to(req, params, store.leader().as_ref()) {
@@ -72,13 +83,15 @@ pub async fn serve_backup(
                     Some(q) => format!("{}/db/backup?{q}", l.api_url()),
                     None => leader_url(req, &l),
                 };
-                proxy(&state.forward_client, req, &url, &l).await
+                let accept_encoding = may_code
+                    .then(|| content_coding::accept_encoding_fields(req).join(", "))
+                    .filter(|v| !v.is_empty());
+                proxy(&state.forward_client, req, &url, &l, accept_encoding).await
             }
             Err(answer) => *answer,
         };
     }
 
-    let compress = params.has("compress");
     let backups = store.backups();
     let answer = match format {
         Format::Binary => backups
@@ -124,10 +137,11 @@ pub async fn serve_backup(
     let mut builder = HttpResponse::Ok();
     builder.insert_header((header::CONTENT_TYPE, content_type));
     builder.insert_header((RAFT_INDEX_HEADER, prepared.raft_index.to_string()));
-    match (compress, prepared.len) {
-        (true, _) => builder.streaming(gzip(prepared.body)),
-        (false, Some(len)) => builder.body(SizedStream::new(len, prepared.body)),
-        (false, None) => builder.streaming(prepared.body),
+    content_coding::set_headers(&mut builder, encoding);
+    match (encoding.coding(), prepared.len) {
+        (Some(coding), _) => builder.streaming(content_coding::encode(prepared.body, coding)),
+        (None, Some(len)) => builder.body(SizedStream::new(len, prepared.body)),
+        (None, None) => builder.streaming(prepared.body),
     }
 }
 
@@ -146,34 +160,25 @@ fn failed_backup(status: StatusCode, message: String) -> HttpResponse {
 
 const RETRY_AFTER_SECS: &str = "1";
 
-/// gzip (level 1) as a stream: each input chunk is compressed as it arrives, so nothing is
-/// buffered beyond the encoder's window. An input error ends the output with that error.
-fn gzip(input: crate::store::backup::ByteStream) -> impl Stream<Item = ChunkResult> {
-    async_stream::try_stream! {
-        let mut input = input;
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        while let Some(chunk) = input.next().await {
-            enc.write_all(&chunk?)?;
-            if !enc.get_ref().is_empty() {
-                yield Bytes::from(std::mem::take(enc.get_mut()));
-            }
-        }
-        let rest = enc.finish()?;
-        if !rest.is_empty() {
-            yield Bytes::from(rest);
-        }
-    }
-}
-
 /// Streams the leader's answer through, status and headers included, chunk by chunk.
+/// `accept_encoding`: the client's, sent on to the leader, which chooses the coding; the
+/// forwarding client never decodes (`node.rs` builds it with every `no_*` decoder), so the
+/// coded bytes and their `Content-Encoding` reach the client as the leader sent them.
 async fn proxy(
     client: &reqwest::Client,
     req: &HttpRequest,
     url: &str,
     leader: &NodeInfo,
+    accept_encoding: Option<String>,
 ) -> HttpResponse {
     // No `.timeout()`: the client has only a connect timeout, and a backup may stream for long.
-    let out = with_caller_credentials(client.get(url).header(FORWARDED_HEADER, "1"), req);
+    let mut out = client.get(url).header(FORWARDED_HEADER, "1");
+    // Always set, so that no HTTP client feature could add one of its own and then decode.
+    out = out.header(
+        reqwest::header::ACCEPT_ENCODING,
+        accept_encoding.unwrap_or_else(|| "identity".into()),
+    );
+    let out = with_caller_credentials(out, req);
     let resp = match out.send().await {
         Ok(r) => r,
         Err(e) => {
@@ -188,6 +193,8 @@ async fn proxy(
     let mut builder = HttpResponse::build(status);
     for name in [
         reqwest::header::CONTENT_TYPE.as_str(),
+        reqwest::header::CONTENT_ENCODING.as_str(),
+        reqwest::header::VARY.as_str(),
         reqwest::header::RETRY_AFTER.as_str(),
         RAFT_INDEX_HEADER,
     ] {
@@ -206,14 +213,7 @@ async fn proxy(
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read as _;
-
     use super::*;
-    use crate::store::backup::CHUNK;
-
-    fn chunks(items: Vec<ChunkResult>) -> std::pin::Pin<Box<dyn Stream<Item = ChunkResult>>> {
-        Box::pin(futures_util::stream::iter(items))
-    }
 
     #[test]
     fn too_many_copies_says_when_to_retry() {
@@ -226,38 +226,5 @@ mod tests {
         );
         let resp = failed_backup(StatusCode::INSUFFICIENT_STORAGE, "full".into());
         assert!(resp.headers().get(header::RETRY_AFTER).is_none());
-    }
-
-    #[tokio::test]
-    async fn gzip_round_trips_chunk_by_chunk() {
-        let input: Vec<ChunkResult> = (0..50u8).map(|i| Ok(Bytes::from(vec![i; CHUNK]))).collect();
-        let out: Vec<ChunkResult> = gzip(chunks(input)).collect().await;
-        let mut gz = Vec::new();
-        for c in out {
-            gz.extend_from_slice(&c.expect("chunk"));
-        }
-        let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_end(&mut plain)
-            .expect("gunzip");
-        assert_eq!(plain.len(), 50 * CHUNK);
-        assert!(plain
-            .chunks(CHUNK)
-            .enumerate()
-            .all(|(i, c)| c[0] == i as u8));
-    }
-
-    #[tokio::test]
-    async fn gzip_passes_a_mid_stream_error_on_and_stops() {
-        let input = vec![
-            Ok(Bytes::from(vec![7u8; CHUNK])),
-            Err(io::Error::other("disk gone")),
-            Ok(Bytes::from_static(b"never")),
-        ];
-        let out: Vec<ChunkResult> = gzip(chunks(input)).collect().await;
-        let last = out.last().expect("items");
-        assert!(last.is_err(), "the stream must end in the error");
-        // Never a clean gzip trailer after an error: the client sees a truncated transfer.
-        assert_eq!(out.iter().filter(|c| c.is_err()).count(), 1);
     }
 }

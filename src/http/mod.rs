@@ -17,6 +17,8 @@ pub mod cluster_routes;
 #[cfg(feature = "server")]
 pub mod console;
 #[cfg(feature = "server")]
+pub mod content_coding;
+#[cfg(feature = "server")]
 pub mod console_backup;
 #[cfg(feature = "server")]
 pub mod console_cluster;
