@@ -336,10 +336,13 @@ fn staged_restore_reports_then_installs_on_confirmation() {
     );
     assert_eq!(again.status, 404);
 
-    // SQL text adds to the data.
-    let a = stage(&node, "", b"INSERT INTO other VALUES (7);".to_vec());
+    // SQL text adds to the data; zstd-compressed, as the load path takes it.
+    let sql = zstd::encode_all(&b"INSERT INTO other VALUES (7);"[..], 3).unwrap();
+    let a = stage(&node, "", sql);
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(a.json()["report"]["kind"], "sql");
+    assert_eq!(a.json()["report"]["zstd"], true, "{}", a.body);
+    assert_eq!(a.json()["report"]["gzip"], false, "{}", a.body);
     let id = a.json()["id"].as_str().unwrap().to_string();
     let installed = send(
         &node,
