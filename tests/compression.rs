@@ -100,17 +100,30 @@ fn compress_zstd_and_gzip_files_round_trip() {
         assert!(z.header("content-length").is_none(), "streamed");
         assert_eq!(z.header("vary"), Some("accept-encoding"));
         assert!(z.header("x-raftlite-raft-index").is_some());
-        assert_eq!(unzstd(&z.body), plain.body, "{fmt}: zstd of the plain backup");
+        assert_eq!(
+            unzstd(&z.body),
+            plain.body,
+            "{fmt}: zstd of the plain backup"
+        );
         assert!(z.body.len() < plain.body.len() / 4, "{fmt}: compressed");
 
-        for q in ["compress", "compress=gzip", "compress=true", "compress=GZIP"] {
+        for q in [
+            "compress",
+            "compress=gzip",
+            "compress=true",
+            "compress=GZIP",
+        ] {
             let g = download(&node, &format!("/db/backup?fmt={fmt}&{q}"), None);
             assert_eq!(g.status, 200, "{q}");
             assert!(g.header("content-encoding").is_none(), "{q}");
             assert_eq!(gunzip(&g.body), plain.body, "{fmt} {q}");
         }
         // compress wins over Accept-Encoding: still a file, not a content coding.
-        let z = download(&node, &format!("/db/backup?fmt={fmt}&compress=zstd"), Some("gzip"));
+        let z = download(
+            &node,
+            &format!("/db/backup?fmt={fmt}&compress=zstd"),
+            Some("gzip"),
+        );
         assert!(z.header("content-encoding").is_none());
         assert_eq!(unzstd(&z.body), plain.body);
     }
@@ -311,7 +324,10 @@ fn zstd_files_load_and_boot() {
     assert_eq!(j["load"]["kind"], "sql", "{j}");
     assert_eq!(j["load"]["zstd"], true, "{j}");
     assert!(has_count(leader, "s", 2));
-    assert!(has_count(leader, "test", 700), "a script adds to what is there");
+    assert!(
+        has_count(leader, "test", 700),
+        "a script adds to what is there"
+    );
 
     // The plain binary backup, as compress=zstd made it, loads into another node.
     let other = Node::start(&[]);

@@ -723,12 +723,18 @@ fn restore_and_boot_of_zstd_and_gzip_files() {
     };
     for ext in ["zst", "gz"] {
         let b = Node::start(&[]);
-        let run = shell(&b, &format!(".restore {}\n", compressed(&bak, ext).display()));
+        let run = shell(
+            &b,
+            &format!(".restore {}\n", compressed(&bak, ext).display()),
+        );
         assert_eq!(run.body(), "Database restored successfully.\n", "{ext}");
         assert_eq!(b.query("SELECT * FROM t ORDER BY id"), want, "{ext}");
 
         let c = Node::start(&[]);
-        let run = shell(&c, &format!(".restore {}\n", compressed(&sql, ext).display()));
+        let run = shell(
+            &c,
+            &format!(".restore {}\n", compressed(&sql, ext).display()),
+        );
         assert!(
             run.body().ends_with("Database restored successfully.\n"),
             "{ext}: {}",

@@ -72,7 +72,7 @@ pub async fn serve_backup(
     let may_code = leader_query.is_none();
     let encoding = match content_coding::negotiate(req, params, may_code) {
         Ok(e) => e,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
 
     let store = &state.store;

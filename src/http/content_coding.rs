@@ -110,7 +110,7 @@ pub fn negotiate(
     req: &HttpRequest,
     params: &QueryParams,
     honour_accept_encoding: bool,
-) -> Result<Encoding, HttpResponse> {
+) -> Result<Encoding, Box<HttpResponse>> {
     let fields: Vec<&str> = if honour_accept_encoding {
         accept_encoding_fields(req)
     } else {
@@ -119,7 +119,7 @@ pub fn negotiate(
     choose(params.get("compress"), &fields).map_err(|e| {
         let mut resp = text_error(error_status::content_coding(&e), &e);
         set_vary(&mut resp);
-        resp
+        Box::new(resp)
     })
 }
 
@@ -244,10 +244,8 @@ fn parse_q(v: &str) -> Option<u16> {
 
 /// `Vary: Accept-Encoding`: what a cache must key a backup answer on.
 pub fn set_vary(resp: &mut HttpResponse) {
-    resp.headers_mut().insert(
-        header::VARY,
-        HeaderValue::from_static("accept-encoding"),
-    );
+    resp.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
 }
 
 /// The headers an encoding adds to a successful answer (`Content-Encoding` for a content

@@ -17,13 +17,13 @@ pub mod cluster_routes;
 #[cfg(feature = "server")]
 pub mod console;
 #[cfg(feature = "server")]
-pub mod content_coding;
-#[cfg(feature = "server")]
 pub mod console_backup;
 #[cfg(feature = "server")]
 pub mod console_cluster;
 #[cfg(feature = "server")]
 pub mod console_restore;
+#[cfg(feature = "server")]
+pub mod content_coding;
 #[cfg(feature = "server")]
 pub mod db_routes;
 #[cfg(feature = "server")]

@@ -38,7 +38,12 @@ enum Case {
 }
 
 impl Case {
-    const ALL: [Case; 4] = [Case::HttpGzip, Case::HttpZstd, Case::ToolGzip, Case::ToolZstd];
+    const ALL: [Case; 4] = [
+        Case::HttpGzip,
+        Case::HttpZstd,
+        Case::ToolGzip,
+        Case::ToolZstd,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -109,7 +114,11 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
             let out = dir.join(format!("out-{case:?}"));
             let row = match case {
                 Case::HttpGzip | Case::HttpZstd => {
-                    let coding = if case == Case::HttpGzip { "gzip" } else { "zstd" };
+                    let coding = if case == Case::HttpGzip {
+                        "gzip"
+                    } else {
+                        "zstd"
+                    };
                     download_measured(
                         node,
                         &format!("/db/backup?compress={coding}"),

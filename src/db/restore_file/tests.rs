@@ -177,7 +177,11 @@ fn zstd_is_decompressed_while_streaming() {
     let (dir, bytes) = database("WAL");
     let (info, out) = stage(&zst(&bytes), None).unwrap();
     assert_eq!(info.kind, LoadKind::Sqlite);
-    assert_eq!(&out[18..20], &[1, 1], "the WAL header is rewritten inside zstd too");
+    assert_eq!(
+        &out[18..20],
+        &[1, 1],
+        "the WAL header is rewritten inside zstd too"
+    );
     let staged = dir.path().join("staged.db");
     std::fs::write(&staged, &out).unwrap();
     assert_eq!(validate_sqlite_file(&staged, false).unwrap().tables, 2);

@@ -48,7 +48,11 @@ fn failing_input() -> ByteStream {
 async fn gzip_round_trips_chunk_by_chunk() {
     let input = input_bytes();
     let out: Vec<_> = gzip_stream(chunks(input_chunks(&input))).collect().await;
-    assert!(out.len() >= 8, "output goes out chunk by chunk: {}", out.len());
+    assert!(
+        out.len() >= 8,
+        "output goes out chunk by chunk: {}",
+        out.len()
+    );
     let mut plain = Vec::new();
     flate2::read::GzDecoder::new(&joined(out)[..])
         .read_to_end(&mut plain)
@@ -60,7 +64,11 @@ async fn gzip_round_trips_chunk_by_chunk() {
 async fn zstd_round_trips_chunk_by_chunk() {
     let input = input_bytes();
     let out: Vec<_> = zstd_stream(chunks(input_chunks(&input))).collect().await;
-    assert!(out.len() >= 8, "output goes out chunk by chunk: {}", out.len());
+    assert!(
+        out.len() >= 8,
+        "output goes out chunk by chunk: {}",
+        out.len()
+    );
     let plain = zstd::decode_all(&joined(out)[..]).expect("unzstd");
     assert!(plain == input);
 }
@@ -68,7 +76,10 @@ async fn zstd_round_trips_chunk_by_chunk() {
 #[tokio::test]
 async fn gzip_passes_a_mid_stream_error_on_and_stops() {
     let out: Vec<_> = gzip_stream(failing_input()).collect().await;
-    assert!(out.last().expect("items").is_err(), "the stream must end in the error");
+    assert!(
+        out.last().expect("items").is_err(),
+        "the stream must end in the error"
+    );
     // Never a clean gzip trailer after an error: the client sees a truncated transfer.
     assert_eq!(out.iter().filter(|c| c.is_err()).count(), 1);
 }
@@ -84,11 +95,7 @@ async fn zstd_passes_a_mid_stream_error_on_and_stops() {
     );
     assert_eq!(out.iter().filter(|c| c.is_err()).count(), 1);
     // What went out before the error is no complete frame: no decoder hands back the chunk.
-    let sent: Vec<u8> = out
-        .into_iter()
-        .filter_map(Result::ok)
-        .flatten()
-        .collect();
+    let sent: Vec<u8> = out.into_iter().filter_map(Result::ok).flatten().collect();
     let decoded = zstd::decode_all(&sent[..]);
     assert!(
         !matches!(&decoded, Ok(d) if d.len() == CHUNK),
@@ -159,7 +166,10 @@ fn accept_encoding_table() {
         (&["identity;q=0, br"], Err(CodingError::NotAcceptable)),
         (&["*;q=0"], Err(CodingError::NotAcceptable)),
         (&["*;q=0, identity"], Ok(Identity)),
-        (&["identity;q=0, zstd;q=0, gzip;q=0"], Err(CodingError::NotAcceptable)),
+        (
+            &["identity;q=0, zstd;q=0, gzip;q=0"],
+            Err(CodingError::NotAcceptable),
+        ),
         // Malformed weights: the element is ignored.
         (&["zstd;q=2, gzip"], Ok(gz)),
         (&["zstd;q=0.5000, gzip;q=abc"], Ok(Identity)),
