@@ -3,6 +3,9 @@
 //! levels, `gzip -1` and `zstd -3 -T1`, compressing the plain binary backup of the same
 //! database (made once, before the rounds, by `GET /db/backup`).
 //!
+//! `GET /db/backup` uncompressed runs in the same rounds: the server's compressed rows minus
+//! it are what compression costs on top of making and sending the copy.
+//!
 //! Measured for each: wall time and the compressed size (the row's bytes; its MB/s is of the
 //! uncompressed backup, what was compressed per second). Each server row's ratio is its time
 //! over the tool's at the same coding. The server's figure includes making the backup copy
@@ -10,7 +13,7 @@
 //! cache (it was read once before the rounds): the tool is the floor, not a like-for-like
 //! peer. `-T1`: the server encodes on one thread, so the tool does too.
 //!
-//! Method: [`ROUNDS`] rounds (one with `--quick`) of the four cases back to back, the order
+//! Method: [`ROUNDS`] rounds (one with `--quick`) of the five cases back to back, the order
 //! rotated every round so that no case always runs first or last, each after a `sync`
 //! (`measure::settle`, inside `run_tool` and `download_measured`). A row is its median round,
 //! its note lists every round's time. No goal reads these rows yet: they say what the
@@ -25,12 +28,14 @@ use super::{download_measured, file_len, median_row, which, Context, OrFail, Sce
 use crate::measure::{kib_to_mib, run_tool, warm_page_cache};
 use crate::report::{Row, ScenarioReport};
 
-/// Rounds of the four cases in a full run; `--quick` runs one.
+/// Rounds of the cases in a full run; `--quick` runs one.
 const ROUNDS: usize = 3;
 
 /// The cases, in their first round's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Case {
+    /// The uncompressed backup: what making and sending the copy costs, without compression.
+    HttpPlain,
     HttpGzip,
     HttpZstd,
     ToolGzip,
@@ -38,7 +43,8 @@ enum Case {
 }
 
 impl Case {
-    const ALL: [Case; 4] = [
+    const ALL: [Case; 5] = [
+        Case::HttpPlain,
         Case::HttpGzip,
         Case::HttpZstd,
         Case::ToolGzip,
@@ -47,6 +53,7 @@ impl Case {
 
     fn label(self) -> &'static str {
         match self {
+            Case::HttpPlain => "raftlite GET /db/backup (uncompressed)",
             Case::HttpGzip => "raftlite GET /db/backup?compress=gzip",
             Case::HttpZstd => "raftlite GET /db/backup?compress=zstd",
             Case::ToolGzip => "gzip -1 < backup",
@@ -54,9 +61,10 @@ impl Case {
         }
     }
 
-    /// The first bytes of the case's output: a gzip member or a zstd frame.
+    /// The first bytes of the case's output: a SQLite file, a gzip member or a zstd frame.
     fn magic(self) -> &'static [u8] {
         match self {
+            Case::HttpPlain => b"SQLite format 3\0",
             Case::HttpGzip | Case::ToolGzip => &[0x1f, 0x8b],
             Case::HttpZstd | Case::ToolZstd => &[0x28, 0xb5, 0x2f, 0xfd],
         }
@@ -113,19 +121,14 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
             };
             let out = dir.join(format!("out-{case:?}"));
             let row = match case {
-                Case::HttpGzip | Case::HttpZstd => {
-                    let coding = if case == Case::HttpGzip {
-                        "gzip"
-                    } else {
-                        "zstd"
+                Case::HttpPlain | Case::HttpGzip | Case::HttpZstd => {
+                    let path = match case {
+                        Case::HttpGzip => "/db/backup?compress=gzip",
+                        Case::HttpZstd => "/db/backup?compress=zstd",
+                        _ => "/db/backup",
                     };
-                    download_measured(
-                        node,
-                        &format!("/db/backup?compress={coding}"),
-                        &out,
-                        case.label(),
-                    )
-                    .and_then(|r| r.ok_or_else(|| "GET /db/backup answered 404".to_string()))
+                    download_measured(node, path, &out, case.label())
+                        .and_then(|r| r.ok_or_else(|| "GET /db/backup answered 404".to_string()))
                 }
                 Case::ToolGzip => tool_row(gzip.as_deref(), &["-1", "-c"], &plain, &out, case),
                 Case::ToolZstd => tool_row(
@@ -184,7 +187,7 @@ fn tool_row(
 /// Checks that `out` is the case's format, and describes the row in the scenario's terms:
 /// bytes = the compressed size, MB/s = the uncompressed backup per second.
 fn check_output(row: Row, out: &Path, case: Case, plain_bytes: u64) -> Result<Row, String> {
-    let mut head = [0u8; 4];
+    let mut head = [0u8; 16];
     let n = std::io::Read::read(
         &mut std::fs::File::open(out).map_err(|e| format!("open {}: {e}", out.display()))?,
         &mut head,
@@ -212,7 +215,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_case_takes_every_position_over_four_rounds() {
+    fn every_case_takes_every_position_over_as_many_rounds() {
         for pos in 0..Case::ALL.len() {
             let mut seen: Vec<Case> = (0..Case::ALL.len()).map(|r| round_order(r)[pos]).collect();
             seen.sort_by_key(|c| Case::ALL.iter().position(|a| a == c));
