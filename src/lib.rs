@@ -5,7 +5,8 @@
 //! writes, serve reads, restores, the state machine and the commands the log carries) →
 //! `raft::log` (our log engine, under openraft) and `db` (SQLite: execute, query, backup,
 //! dump) → `raftlite_ffi` (the only unsafe code). `auth`, `tls`, `config`, `temp_file` serve the
-//! layers above `db`; `shell` is the client binary's.
+//! layers above `db`; `metrics` (Prometheus, `GET /metrics`) is held by the store and rendered
+//! by `http`; `shell` is the client binary's.
 
 // `unsafe` lives only in the raftlite-ffi crate; the compiler holds this crate to that.
 #![forbid(unsafe_code)]
@@ -21,6 +22,8 @@ pub mod failpoint;
 pub mod file_stamp;
 pub mod flags;
 pub mod http;
+#[cfg(feature = "server")]
+pub mod metrics;
 #[cfg(feature = "server")]
 pub mod node;
 pub mod raft;

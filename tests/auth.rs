@@ -353,6 +353,7 @@ fn tls_cluster_with_auth_checks_every_endpoint() {
         ("GET", "/db/backup", vec![], "backup", "query", 200),
         ("POST", "/db/load", backup.clone(), "load", "backup", 200),
         ("GET", "/status", vec![], "status", "ready", 200),
+        ("GET", "/metrics", vec![], "status", "backup", 200),
         ("GET", "/nodes", vec![], "status", "query", 200),
         ("GET", "/readyz", vec![], "ready", "status", 200),
         ("GET", "/leader", vec![], "status", "leader-ops", 200),

@@ -196,6 +196,46 @@ fn accept_encoding_negotiation() {
     // No Accept-Encoding at all: identity, and still Vary.
     assert!(bin.header("content-encoding").is_none());
     assert_eq!(bin.header("vary"), Some("accept-encoding"));
+
+    // Each coding is its own representation: its own ETag, and HEAD says the coding.
+    let tags = [
+        bin.header("etag").map(str::to_owned),
+        z.header("etag").map(str::to_owned),
+        download(&node, "/db/backup", Some("gzip"))
+            .header("etag")
+            .map(str::to_owned),
+        download(&node, "/db/backup?compress=zstd", None)
+            .header("etag")
+            .map(str::to_owned),
+        download(&node, "/db/backup?compress", None)
+            .header("etag")
+            .map(str::to_owned),
+    ];
+    assert!(tags.iter().all(Option::is_some), "{tags:?}");
+    let distinct: std::collections::HashSet<_> = tags.iter().collect();
+    assert_eq!(distinct.len(), tags.len(), "{tags:?}");
+    let head = client()
+        .head(node.url("/db/backup"))
+        .header("Accept-Encoding", "zstd")
+        .send()
+        .expect("HEAD");
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(
+        head.headers().get("content-encoding").map(|v| v.as_bytes()),
+        Some(&b"zstd"[..])
+    );
+    // Not the uncompressed length (the coded one is not known before the body is made).
+    assert_ne!(
+        head.headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()),
+        Some(bin.body.len().to_string().as_str())
+    );
+    assert_eq!(
+        head.headers().get("etag"),
+        z.headers.get("etag"),
+        "HEAD names what GET sends"
+    );
 }
 
 /// A follower forwards the client's Accept-Encoding to the leader and passes the leader's

@@ -548,7 +548,7 @@ impl Replica {
     }
 
     fn record(conn: &Connection, index: u64) -> anyhow::Result<()> {
-        record_state(conn, &format!("{{\"index\":{index}}}"), None)?;
+        record_state(conn, &format!("{{\"index\":{index}}}"), None, None)?;
         Ok(())
     }
 

@@ -147,40 +147,58 @@ pub fn apply_batch(
     Ok(results)
 }
 
-/// Creates the state table if it does not exist (on the writer, outside any transaction).
+/// Creates the state table if it does not exist (on the writer, outside any transaction), and
+/// adds the `lineage` column to a table written before it existed.
 pub fn ensure_state_table(conn: &Connection) -> raftlite_ffi::Result<()> {
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS main.{STATE_TABLE} (\
             id INTEGER PRIMARY KEY CHECK (id = 1), \
             applied_log_id TEXT, \
-            membership TEXT); \
+            membership TEXT, \
+            lineage TEXT); \
          INSERT OR IGNORE INTO main.{STATE_TABLE}(id) VALUES (1);"
-    ))
+    ))?;
+    if !state_table_has_lineage(conn)? {
+        conn.execute_batch(&format!(
+            "ALTER TABLE main.{STATE_TABLE} ADD COLUMN lineage TEXT"
+        ))?;
+    }
+    Ok(())
+}
+
+/// Whether the state table has the `lineage` column (tables written by older versions do not).
+pub fn state_table_has_lineage(conn: &Connection) -> raftlite_ffi::Result<bool> {
+    Ok(conn
+        .query_i64(&format!(
+            "SELECT count(*) FROM pragma_table_info('{STATE_TABLE}', 'main') WHERE name = 'lineage'"
+        ))?
+        .unwrap_or(0)
+        > 0)
 }
 
 /// Records an applied log id (as JSON), and the membership when it changed (inside the apply
-/// transaction). An UPDATE, so `last_insert_rowid` is left alone.
+/// transaction). `lineage` is recorded only where none is yet (see `store::applied_state`).
+/// An UPDATE, so `last_insert_rowid` is left alone.
 pub fn record_state(
     conn: &Connection,
     log_id_json: &str,
     membership_json: Option<&str>,
+    lineage: Option<&str>,
 ) -> raftlite_ffi::Result<()> {
+    let mut stmt = conn.prepare(&format!(
+        "UPDATE main.{STATE_TABLE} SET applied_log_id = ?1, \
+            membership = coalesce(?2, membership), \
+            lineage = coalesce(lineage, ?3) WHERE id = 1"
+    ))?;
+    stmt.bind_text(1, log_id_json)?;
     match membership_json {
-        Some(m) => {
-            let mut stmt = conn.prepare(&format!(
-                "UPDATE main.{STATE_TABLE} SET applied_log_id = ?1, membership = ?2 WHERE id = 1"
-            ))?;
-            stmt.bind_text(1, log_id_json)?;
-            stmt.bind_text(2, m)?;
-            stmt.step()?;
-        }
-        None => {
-            let mut stmt = conn.prepare(&format!(
-                "UPDATE main.{STATE_TABLE} SET applied_log_id = ?1 WHERE id = 1"
-            ))?;
-            stmt.bind_text(1, log_id_json)?;
-            stmt.step()?;
-        }
+        Some(m) => stmt.bind_text(2, m)?,
+        None => stmt.bind_null(2)?,
     }
+    match lineage {
+        Some(l) => stmt.bind_text(3, l)?,
+        None => stmt.bind_null(3)?,
+    }
+    stmt.step()?;
     Ok(())
 }

@@ -21,6 +21,7 @@ use std::sync::atomic::Ordering;
 use actix_web::body::SizedStream;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 
 use super::content_coding;
@@ -29,6 +30,8 @@ use super::forward::{leader_to_forward_to, leader_url, with_caller_credentials, 
 use super::params::QueryParams;
 use super::response::text_error;
 use super::AppState;
+use crate::metrics::BackupFormat;
+use crate::store::backup::{Backup, ContentId};
 use crate::store::NodeInfo;
 
 pub const RAFT_INDEX_HEADER: &str = "X-Raftlite-Raft-Index";
@@ -37,6 +40,15 @@ pub const RAFT_INDEX_HEADER: &str = "X-Raftlite-Raft-Index";
 enum Format {
     Binary,
     Sql,
+}
+
+impl Format {
+    fn metric(self) -> BackupFormat {
+        match self {
+            Format::Binary => BackupFormat::Binary,
+            Format::Sql => BackupFormat::Sql,
+        }
+    }
 }
 
 pub async fn backup(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -92,7 +104,25 @@ pub async fn serve_backup(
         };
     }
 
+    let tracker = store.metrics().backup(format.metric());
+    let tables = params.get("tables").map(|t| {
+        t.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+    });
+    let variant = variant(format, params.has("vacuum"), tables.as_deref(), encoding);
+    // What a backup made now would hold: a client that has it already gets a 304 without a
+    // copy being made (the content only changes when an entry is applied).
+    let current = store.applied_content();
+    if if_none_match(req, &current.etag(&variant)) {
+        tracker.not_modified();
+        return not_modified(&current, &variant);
+    }
     let backups = store.backups();
+    if req.method() == actix_web::http::Method::HEAD {
+        return head(state, format, &variant, encoding, params.has("vacuum")).await;
+    }
     let answer = match format {
         Format::Binary => backups
             .binary(
@@ -102,23 +132,16 @@ pub async fn serve_backup(
             )
             .await
             .map_err(|e| (error_status::backup(&e), e.to_string())),
-        Format::Sql => {
-            let tables = params.get("tables").map(|t| {
-                t.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-            });
-            backups
-                .sql(store.database(), tables)
-                .await
-                .map_err(|e| (error_status::backup(&e), e.to_string()))
-        }
+        Format::Sql => backups
+            .sql(store.database(), tables)
+            .await
+            .map_err(|e| (error_status::backup(&e), e.to_string())),
     };
     let prepared = match answer {
         Ok(p) => p,
         Err((status, message)) => {
             tracing::warn!("backup failed: {message}");
+            tracker.refused(status);
             return failed_backup(status, message);
         }
     };
@@ -134,14 +157,117 @@ pub async fn serve_backup(
             .unwrap_or(0),
     ));
 
+    let prepared = Backup {
+        body: tracker.stream(prepared.body, prepared.len),
+        ..prepared
+    };
     let mut builder = HttpResponse::Ok();
     builder.insert_header((header::CONTENT_TYPE, content_type));
-    builder.insert_header((RAFT_INDEX_HEADER, prepared.raft_index.to_string()));
+    describe(&mut builder, &prepared.content, &variant);
     content_coding::set_headers(&mut builder, encoding);
     match (encoding.coding(), prepared.len) {
         (Some(coding), _) => builder.streaming(content_coding::encode(prepared.body, coding)),
         (None, Some(len)) => builder.body(SizedStream::new(len, prepared.body)),
         (None, None) => builder.streaming(prepared.body),
+    }
+}
+
+/// The representation a request selects, spelled for its `ETag`: the format and every option
+/// that changes the bytes.
+fn variant(
+    format: Format,
+    vacuum: bool,
+    tables: Option<&[String]>,
+    encoding: content_coding::Encoding,
+) -> String {
+    let mut v = String::from(match format {
+        Format::Binary => "binary",
+        Format::Sql => "sql",
+    });
+    if vacuum {
+        v.push_str(";vacuum");
+    }
+    if let Some(tables) = tables {
+        v.push_str(";tables=");
+        v.push_str(&tables.join(","));
+    }
+    // A compressed file and a content coding are other bytes: other tags.
+    match encoding {
+        content_coding::Encoding::Identity => {}
+        content_coding::Encoding::File(c) => {
+            v.push(';');
+            v.push_str(c.token());
+            v.push_str("-file");
+        }
+        content_coding::Encoding::Content(c) => {
+            v.push_str(";content-coding=");
+            v.push_str(c.token());
+        }
+    }
+    v
+}
+
+/// The headers that name what a backup answer holds: its index, its entity tag, and that a
+/// cache must ask again before reusing it (the tag makes that question cheap).
+fn describe(builder: &mut actix_web::HttpResponseBuilder, content: &ContentId, variant: &str) {
+    builder.insert_header((RAFT_INDEX_HEADER, content.raft_index().to_string()));
+    builder.insert_header((header::ETAG, content.etag(variant)));
+    builder.insert_header((header::CACHE_CONTROL, "no-cache"));
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`). The comparison is the weak one RFC 9110
+/// prescribes for this header: a `W/` prefix is ignored.
+fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// 304: the client's copy is current. No copy is made and nothing is read from the database.
+fn not_modified(content: &ContentId, variant: &str) -> HttpResponse {
+    let mut builder = HttpResponse::NotModified();
+    describe(&mut builder, content, variant);
+    builder.finish()
+}
+
+/// `HEAD /db/backup`: the headers a `GET` would answer now, without making the backup. A plain
+/// binary backup's length is known from the database's page count (one read transaction);
+/// compressed, vacuumed and SQL backups have no length before they are made.
+async fn head(
+    state: &AppState,
+    format: Format,
+    variant: &str,
+    encoding: content_coding::Encoding,
+    vacuum: bool,
+) -> HttpResponse {
+    let reshaped = vacuum || encoding.coding().is_some();
+    let store = &state.store;
+    let mut builder = HttpResponse::Ok();
+    let (content, len) = match format {
+        Format::Binary if !reshaped => match store.backups().binary_head(store.database()).await {
+            Ok(head) => head,
+            Err(e) => return failed_backup(error_status::backup(&e), e.to_string()),
+        },
+        _ => (store.applied_content(), None),
+    };
+    builder.insert_header((
+        header::CONTENT_TYPE,
+        match format {
+            Format::Binary => "application/octet-stream",
+            Format::Sql => "application/sql",
+        },
+    ));
+    describe(&mut builder, &content, variant);
+    content_coding::set_headers(&mut builder, encoding);
+    match len {
+        Some(len) => builder.body(SizedStream::new(
+            len,
+            futures_util::stream::empty::<Result<Bytes, io::Error>>(),
+        )),
+        None => builder.finish(),
     }
 }
 
@@ -160,6 +286,24 @@ fn failed_backup(status: StatusCode, message: String) -> HttpResponse {
 
 const RETRY_AFTER_SECS: &str = "1";
 
+/// The request headers a forwarded backup carries to the leader (besides credentials and
+/// `Accept-Encoding`, which [`proxy`] sets itself).
+const FORWARDED_REQUEST_HEADERS: &[&str] = &["if-none-match", "if-range", "range"];
+
+/// The leader's answer headers a forwarded backup passes back.
+const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
+    "content-type",
+    "retry-after",
+    RAFT_INDEX_HEADER,
+    "etag",
+    "cache-control",
+    "content-encoding",
+    "vary",
+    "content-range",
+    "accept-ranges",
+    "repr-digest",
+];
+
 /// Streams the leader's answer through, status and headers included, chunk by chunk.
 /// `accept_encoding`: the client's, sent on to the leader, which chooses the coding; the
 /// forwarding client never decodes (`node.rs` builds it with every `no_*` decoder), so the
@@ -172,7 +316,18 @@ async fn proxy(
     accept_encoding: Option<String>,
 ) -> HttpResponse {
     // No `.timeout()`: the client has only a connect timeout, and a backup may stream for long.
-    let mut out = client.get(url).header(FORWARDED_HEADER, "1");
+    let method = if req.method() == actix_web::http::Method::HEAD {
+        reqwest::Method::HEAD
+    } else {
+        reqwest::Method::GET
+    };
+    let mut out = client.request(method, url).header(FORWARDED_HEADER, "1");
+    // The leader decides conditional and partial requests: it knows the content.
+    for name in FORWARDED_REQUEST_HEADERS {
+        for value in req.headers().get_all(*name) {
+            out = out.header(*name, value.as_bytes());
+        }
+    }
     // Always set, so that no HTTP client feature could add one of its own and then decode.
     out = out.header(
         reqwest::header::ACCEPT_ENCODING,
@@ -191,19 +346,21 @@ async fn proxy(
     };
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = HttpResponse::build(status);
-    for name in [
-        reqwest::header::CONTENT_TYPE.as_str(),
-        reqwest::header::CONTENT_ENCODING.as_str(),
-        reqwest::header::VARY.as_str(),
-        reqwest::header::RETRY_AFTER.as_str(),
-        RAFT_INDEX_HEADER,
-    ] {
-        if let Some(v) = resp.headers().get(name).and_then(|v| v.to_str().ok()) {
-            builder.insert_header((name, v.to_owned()));
+    for name in FORWARDED_RESPONSE_HEADERS {
+        if let Some(v) = resp.headers().get(*name).and_then(|v| v.to_str().ok()) {
+            builder.insert_header((*name, v.to_owned()));
         }
     }
     builder.insert_header(("X-RQLITE-SERVED-BY", leader.raft_addr.clone()));
-    let len = resp.content_length();
+    // reqwest reports a HEAD answer's length as that of its (empty) body: take the header.
+    let len = resp
+        .headers()
+        .get(reqwest::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if status == StatusCode::NOT_MODIFIED {
+        return builder.finish();
+    }
     let body = resp.bytes_stream().map(|r| r.map_err(io::Error::other));
     match len {
         Some(len) => builder.body(SizedStream::new(len, body)),

@@ -34,6 +34,7 @@ use super::response::{empty, json, text_error};
 use super::AppState;
 use crate::db::request::StatementResult;
 use crate::db::restore_file::LoadError;
+use crate::metrics::LoadKind;
 use crate::store::restore::{self, RestoreError, RestoreLimits, Restored, StageChecks};
 
 /// Chunks in flight between the client's body and the leader's.
@@ -70,6 +71,32 @@ async fn handle(
     let params = QueryParams::parse(req.query_string());
     let store = &state.store;
     let dry_run = params.has("dry_run");
+    if endpoint == Endpoint::Load && !dry_run && !store.is_leader() {
+        // Counted by the leader that answers it.
+        return match leader_to_forward_to(&req, &params, store.leader().as_ref()) {
+            Ok(l) => forward_stream(&state.forward_client, &req, payload, &l).await,
+            Err(answer) => *answer,
+        };
+    }
+    let answer = restore_here(&req, &params, payload, &state, endpoint).await;
+    let kind = match endpoint {
+        Endpoint::Load => LoadKind::Load,
+        Endpoint::Boot => LoadKind::Boot,
+    };
+    store.metrics().load_answered(kind, answer.status());
+    answer
+}
+
+/// A restore this node answers itself (the leader, a dry run, or `/boot`).
+async fn restore_here(
+    req: &HttpRequest,
+    params: &QueryParams,
+    payload: web::Payload,
+    state: &AppState,
+    endpoint: Endpoint,
+) -> HttpResponse {
+    let store = &state.store;
+    let dry_run = params.has("dry_run");
     match endpoint {
         Endpoint::Boot if !store.is_leader() => {
             return text_error(StatusCode::SERVICE_UNAVAILABLE, "not leader")
@@ -77,19 +104,13 @@ async fn handle(
         Endpoint::Boot if !store.is_single_node() => {
             return text_error(StatusCode::SERVICE_UNAVAILABLE, "not single-node")
         }
-        Endpoint::Load if !dry_run && !store.is_leader() => {
-            return match leader_to_forward_to(&req, &params, store.leader().as_ref()) {
-                Ok(l) => forward_stream(&state.forward_client, &req, payload, &l).await,
-                Err(answer) => *answer,
-            };
-        }
         _ => {}
     }
-    let limits = restore_limits(&state);
-    let declared = content_length(&req);
+    let limits = restore_limits(state);
+    let declared = content_length(req);
     if let (Some(limit), Some(n)) = (limits.max_size, declared) {
         if n > limit {
-            return restore_error(&req, &params, &LoadError::TooLarge(limit).into());
+            return restore_error(req, params, &LoadError::TooLarge(limit).into());
         }
     }
 
@@ -101,12 +122,12 @@ async fn handle(
     };
     let staged = match restore::stage(store, payload, declared, limits, checks).await {
         Ok(s) => s,
-        Err(e) => return restore_error(&req, &params, &e),
+        Err(e) => return restore_error(req, params, &e),
     };
     if dry_run {
         let mut report = staged.report().clone();
         report["dry_run"] = true.into();
-        return load_answer(&params, &[], None, report, started);
+        return load_answer(params, &[], None, report, started);
     }
     match restore::propose(store, staged, limits, started).await {
         Ok(_) if boot => {
@@ -116,8 +137,8 @@ async fn handle(
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             empty(StatusCode::OK)
         }
-        Ok(restored) => restored_answer(&params, restored, started),
-        Err(e) => restore_error(&req, &params, &e),
+        Ok(restored) => restored_answer(params, restored, started),
+        Err(e) => restore_error(req, params, &e),
     }
 }
 

@@ -111,6 +111,12 @@ pub fn routes() -> Routes {
         backup_routes::backup,
     )
     .add(
+        "/db/backup",
+        Method::HEAD,
+        AllOf(&[perm::BACKUP]),
+        backup_routes::backup,
+    )
+    .add(
         "/db/load",
         Method::POST,
         AllOf(&[perm::LOAD]),
@@ -127,6 +133,13 @@ pub fn routes() -> Routes {
         Method::GET,
         AllOf(&[perm::STATUS]),
         status_routes::status,
+    )
+    // Each node reports itself: never forwarded.
+    .add(
+        "/metrics",
+        Method::GET,
+        AllOf(&[perm::STATUS]),
+        status_routes::metrics,
     )
     .add(
         "/readyz",

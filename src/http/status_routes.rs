@@ -1,4 +1,6 @@
-//! `/status`, `/readyz`, `/nodes` and `/leader`: what operators and orchestration read.
+//! `/status`, `/metrics`, `/readyz`, `/nodes` and `/leader`: what operators and orchestration
+//! read. `/metrics` is Prometheus's (see [`crate::metrics`]): this node's own numbers, never
+//! forwarded to the leader.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -32,6 +34,23 @@ pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
             .unwrap_or_else(|| json!({}));
     }
     json_response(StatusCode::OK, render(&doc, params.has("pretty")))
+}
+
+/// `GET /metrics`: this node's metrics in the OpenMetrics text format.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let store = &state.store;
+    match store.metrics().render(store.metrics_reading()) {
+        Ok(text) => HttpResponse::Ok()
+            .insert_header((
+                actix_web::http::header::CONTENT_TYPE,
+                crate::metrics::CONTENT_TYPE,
+            ))
+            .body(text),
+        Err(e) => text_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encode the metrics: {e}"),
+        ),
+    }
 }
 
 /// serde_json output with Go's HTML-safe escaping, and Go's indentation for `pretty`.

@@ -18,12 +18,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::error::ClientWriteError;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::{StoreError, WriteResults};
 use crate::db::request::{ParamValue, Params, Request};
+use crate::metrics::Metrics;
 use crate::store::types::{Command, CommandResponse, ExecuteItem, NodeId, Raft, TypeConfig};
 use crate::store::NodeInfo;
 
@@ -63,10 +65,11 @@ pub struct WriteBatcher {
 
 impl WriteBatcher {
     /// Starts the task that forms entries and proposes them to `raft`.
-    pub fn start(raft: Raft) -> WriteBatcher {
+    /// Each write's commit latency goes to `metrics`.
+    pub fn start(raft: Raft, metrics: Arc<Metrics>) -> WriteBatcher {
         let (pending, queue) = mpsc::unbounded_channel();
         let counters = Arc::new(BatchCounters::default());
-        tokio::spawn(form_entries(raft, queue, Arc::clone(&counters)));
+        tokio::spawn(form_entries(raft, queue, Arc::clone(&counters), metrics));
         WriteBatcher { pending, counters }
     }
 
@@ -87,6 +90,7 @@ async fn form_entries(
     raft: Raft,
     mut queue: mpsc::UnboundedReceiver<Pending>,
     counters: Arc<BatchCounters>,
+    metrics: Arc<Metrics>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut carried: Option<Pending> = None;
@@ -142,9 +146,14 @@ async fn form_entries(
             Command::ExecuteBatch(items)
         };
         // Sent from this task, in order; the answers are awaited elsewhere.
+        let proposed = Instant::now();
         match raft.client_write_ff(command).await {
             Ok(answer) => {
-                tokio::spawn(deliver(answer, replies, slot));
+                let committed = Committed {
+                    proposed,
+                    metrics: Arc::clone(&metrics),
+                };
+                tokio::spawn(deliver(answer, replies, slot, committed));
             }
             Err(fatal) => {
                 for reply in replies {
@@ -157,11 +166,18 @@ async fn form_entries(
 
 type Answer = openraft::raft::responder::OneshotResponder<TypeConfig>;
 
+/// Where a proposal's commit latency is recorded, and when it was proposed.
+struct Committed {
+    proposed: Instant,
+    metrics: Arc<Metrics>,
+}
+
 /// Waits for the entry to be applied here and hands each caller its part.
 async fn deliver(
     answer: <Answer as openraft::raft::responder::Responder<TypeConfig>>::Receiver,
     replies: Vec<Reply>,
     slot: OwnedSemaphorePermit,
+    committed: Committed,
 ) {
     let outcome = answer.await;
     drop(slot);
@@ -181,7 +197,14 @@ async fn deliver(
         }
     };
     let raft_index = resp.log_id.index;
-    let CommandResponse { results, batch } = resp.data;
+    let CommandResponse {
+        results,
+        batch,
+        apply_started,
+    } = resp.data;
+    if let Some(at) = apply_started {
+        committed.metrics.write_committed(committed.proposed, at);
+    }
     if replies.len() == 1 && batch.is_empty() {
         let reply = replies.into_iter().next().expect("one reply");
         let _ = reply.send(Ok(WriteResults {

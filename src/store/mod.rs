@@ -45,7 +45,7 @@ use crate::db::execute::{self, RequestResults};
 use crate::db::request::{ApplyEnv, Request, ResultOptions, RowsPolicy, StatementOutcome};
 use crate::db::{Database, DbError, DbSettings, DB_FILE_NAME};
 use crate::raft::log::openraft::{PurgeGate, RaftLogStore};
-use crate::raft::log::LogOptions;
+use crate::raft::log::{LogEngine, LogOptions};
 use crate::store::types::{numeric_node_id, Command, ExecuteItem, NodeId, Raft, TypeConfig};
 
 pub use crate::db::request::ReadLevel;
@@ -118,6 +118,8 @@ pub struct Store {
     /// Nodes that announced themselves while waiting for `-bootstrap-expect` peers.
     discovered: Mutex<BTreeMap<String, NodeInfo>>,
     backups: Arc<backup::Backups>,
+    /// The Raft log (openraft owns its adapter): its size and committed index for `/metrics`.
+    log: LogEngine,
 }
 
 /// Counters shown in `/status` and `/debug/vars`.
@@ -191,6 +193,7 @@ impl Store {
             }
         });
         let log = log.with_purge_gate(Arc::clone(&purge_gate));
+        let log_engine = log.engine().clone();
         let sm = sm.with_purge_gate(purge_gate, log.engine().clone());
         let election_ms = opts.election_timeout.as_millis().max(150) as u64;
         let config = openraft::Config {
@@ -220,7 +223,8 @@ impl Store {
             db,
             node: opts.node,
             node_id,
-            writes: batcher::WriteBatcher::start(raft.clone()),
+            writes: batcher::WriteBatcher::start(raft.clone(), Arc::clone(&shared.metrics)),
+            log: log_engine,
             raft,
             shared,
             data_dir: opts.data_dir,
@@ -241,6 +245,41 @@ impl Store {
     /// The backup engine: every copy of the database that leaves this node.
     pub fn backups(&self) -> &backup::Backups {
         &self.backups
+    }
+
+    /// The node's Prometheus metrics (`GET /metrics`; see [`crate::metrics`]).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.shared.metrics
+    }
+
+    /// The node as `/metrics` shows it now: Raft's state and indexes, the log's size, the
+    /// backup copies.
+    pub fn metrics_reading(&self) -> crate::metrics::NodeReading {
+        use crate::metrics::RaftRole;
+        let raft = self.raft.metrics().borrow().clone();
+        let applied = self.applied_index();
+        // openraft tells the log its committed id; nothing applied can be uncommitted, so the
+        // applied index is a floor (a node that has not been told yet since it started).
+        let committed = crate::raft::log::openraft::committed_id::<TypeConfig>(&self.log)
+            .map_or(0, |l| l.index);
+        let (copies_made, copies_shared) = self.backups.copies_made_and_shared();
+        crate::metrics::NodeReading {
+            raft_role: match raft.state {
+                ServerState::Leader => RaftRole::Leader,
+                ServerState::Follower => RaftRole::Follower,
+                ServerState::Candidate => RaftRole::Candidate,
+                ServerState::Learner => RaftRole::Learner,
+                ServerState::Shutdown => RaftRole::Shutdown,
+            },
+            term: raft.current_term,
+            commit_index: committed.max(applied),
+            applied_index: applied,
+            last_log_index: raft.last_log_index.unwrap_or(0),
+            log_bytes: self.log.disk_bytes(),
+            copies_in_progress: self.backups.copies_in_progress() as u64,
+            copies_made,
+            copies_shared,
+        }
     }
 
     pub fn database(&self) -> &Arc<Database> {
@@ -345,6 +384,12 @@ impl Store {
 
     pub fn is_voter(&self) -> bool {
         self.voter_ids().contains(&self.node_id) || self.members().is_empty()
+    }
+
+    /// The content a backup made now would hold (its lineage and applied log id): what
+    /// conditional backups compare with.
+    pub fn applied_content(&self) -> backup::ContentId {
+        backup::ContentId::of(&self.shared.applied.lock())
     }
 
     /// The index of the last entry applied to the database.

@@ -81,6 +81,9 @@ pub struct SharedState {
     /// [`RaftLogStore::with_stopping`]: crate::raft::log::openraft::RaftLogStore::with_stopping
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
     pub last_snapshot_failure: Mutex<Option<SnapshotFailure>>,
+    /// The node's Prometheus metrics (`GET /metrics`); the state machine records each entry's
+    /// apply time, the store everything else.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Why the last snapshot build failed.
@@ -447,11 +450,14 @@ impl SqliteStateMachine {
     ) -> Result<CommandResponse, StorageError> {
         let install = files::install_path(&self.data_dir, id);
         let (src, dest) = (staged.to_path_buf(), install.clone());
+        // The loaded file replaces the state table: it starts a lineage of its own.
+        let lineage = applied_state::lineage_from_load(id, log_id.index);
+        let new_lineage = lineage.clone();
         let outcome = if prepared {
             Ok(())
         } else {
             tokio::task::spawn_blocking(move || {
-                replicate::prepare_install(&src, &dest, keep, &log_id, &membership)
+                replicate::prepare_install(&src, &dest, keep, &log_id, &membership, &new_lineage)
             })
             .await
             .map_err(io_error)?
@@ -482,7 +488,11 @@ impl SqliteStateMachine {
         {
             super::stop_on_local_fault_msg(&format!("swap in the loaded database: {e:#}"));
         }
-        self.shared.applied.lock().log_id = Some(log_id);
+        {
+            let mut applied = self.shared.applied.lock();
+            applied.log_id = Some(log_id);
+            applied.lineage = Some(lineage);
+        }
         self.shared
             .applied_index
             .store(log_id.index, Ordering::Release);
@@ -682,6 +692,9 @@ fn apply_entries(
     let fault = |what: &str, e: &dyn std::fmt::Display| ApplyFault(format!("{what}: {e}"));
     let mut responses = Vec::with_capacity(entries.len());
     for entry in entries {
+        // The entry is committed (openraft applies only committed entries): the leader's
+        // commit latency of a write ends here, its apply latency starts.
+        let apply_started = std::time::Instant::now();
         let log_id = *entry.get_log_id();
         let already = shared.applied.lock().log_id;
         if already.is_some_and(|a| a.index >= log_id.index) {
@@ -701,6 +714,13 @@ fn apply_entries(
             EntryPayload::Membership(m) => Some(StoredMembership::new(Some(log_id), m.clone())),
             _ => None,
         };
+        // The lineage this entry would start, where the database has none yet.
+        let lineage = match &entry.payload {
+            EntryPayload::Normal(Command::Execute { env, .. }) => Some(env.seed),
+            EntryPayload::Normal(Command::ExecuteBatch(items)) => items.first().map(|i| i.env.seed),
+            _ => None,
+        }
+        .map(|seed| applied_state::lineage_from_seed(seed, log_id.index));
         let mut waiting_for_room = DiskFullWait::default();
         let response = loop {
             conn.set_apply_inputs(env.map(ApplyEnv::inputs))
@@ -729,6 +749,7 @@ fn apply_entries(
                         |results| CommandResponse {
                             results,
                             batch: Vec::new(),
+                            apply_started: None,
                         },
                     ),
                     EntryPayload::Normal(Command::ExecuteBatch(items)) => {
@@ -740,11 +761,12 @@ fn apply_entries(
                         .map(|batch| CommandResponse {
                             results: RequestResults::default(),
                             batch,
+                            apply_started: None,
                         })
                     }
                 },
                 |error| CommandResponse::failed(&entry.payload, error),
-                |conn| applied_state::write(conn, &log_id, membership.as_ref()),
+                |conn| applied_state::write(conn, &log_id, membership.as_ref(), lineage.as_deref()),
             );
             match response {
                 Ok(response) => break response,
@@ -772,9 +794,16 @@ fn apply_entries(
             if let Some(m) = membership {
                 applied.membership = m;
             }
+            if applied.lineage.is_none() {
+                applied.lineage = lineage;
+            }
         }
         shared.applied_index.store(log_id.index, Ordering::Release);
-        responses.push(response);
+        shared.metrics.entry_applied(apply_started.elapsed());
+        responses.push(CommandResponse {
+            apply_started: Some(apply_started),
+            ..response
+        });
     }
     Ok(responses)
 }
@@ -793,9 +822,11 @@ fn apply_sql_load(
     // The script sees the entry's clock and random sequence, the same on every node.
     conn.set_apply_inputs(Some(env.inputs()))
         .map_err(|e| fault(anyhow::Error::new(e).context("set the entry's clock and seed")))?;
+    let lineage = applied_state::lineage_from_seed(env.seed, log_id.index);
     let outcome = execute::run_sql_script(conn, path, foreign_keys, env.budget, |conn| {
         crate::failpoint::crash_point("restore::sql_before_commit");
-        applied_state::write(conn, &log_id, None).context("record the applied index")
+        applied_state::write(conn, &log_id, None, Some(&lineage))
+            .context("record the applied index")
     })
     .map_err(fault)?;
     conn.set_apply_inputs(None)
@@ -805,7 +836,11 @@ fn apply_sql_load(
     }
     let mut response = CommandResponse::default();
     response.results.results = vec![outcome.into_result()];
-    shared.applied.lock().log_id = Some(log_id);
+    {
+        let mut applied = shared.applied.lock();
+        applied.log_id = Some(log_id);
+        applied.lineage.get_or_insert(lineage);
+    }
     shared.applied_index.store(log_id.index, Ordering::Release);
     Ok(response)
 }

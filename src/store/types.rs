@@ -96,6 +96,10 @@ pub struct CommandResponse {
     pub results: RequestResults,
     /// An [`Command::ExecuteBatch`]'s results, one per item in order (`results` is then empty).
     pub batch: Vec<RequestResults>,
+    /// When this node began applying the entry (it was committed by then): where the leader's
+    /// commit latency of a write ends (`metrics`). Local to the node, never serialized.
+    #[serde(skip)]
+    pub apply_started: Option<std::time::Instant>,
 }
 
 impl CommandResponse {
@@ -108,12 +112,12 @@ impl CommandResponse {
         };
         match payload {
             openraft::EntryPayload::Normal(Command::ExecuteBatch(items)) => CommandResponse {
-                results: RequestResults::default(),
                 batch: items.iter().map(|_| failed()).collect(),
+                ..CommandResponse::default()
             },
             _ => CommandResponse {
                 results: failed(),
-                batch: Vec::new(),
+                ..CommandResponse::default()
             },
         }
     }

@@ -526,6 +526,16 @@ impl LogEngine {
         }
     }
 
+    /// Bytes of the live segment files on disk (`/metrics`): one `fstat` per segment, under
+    /// the readers' lock. A segment whose size cannot be read counts as empty.
+    pub fn disk_bytes(&self) -> u64 {
+        let view = self.shared.view.read();
+        view.segments
+            .iter()
+            .map(|s| s.file.size().unwrap_or(0))
+            .sum()
+    }
+
     /// Removes every entry with index `from` or above (Raft conflict truncation), durably.
     pub fn truncate(&self, from: u64) -> Result<(), LogError> {
         let shared = &*self.shared;

@@ -194,6 +194,15 @@ fn write_error<NID: openraft::NodeId>(e: impl std::error::Error + 'static) -> St
     StorageIOError::write_logs(AnyError::new(&e)).into()
 }
 
+/// The committed log id `save_committed` last gave `engine` (kept in memory, written with the
+/// next metadata write), if any: what `/metrics` shows as the commit index.
+pub fn committed_id<C: RaftTypeConfig>(engine: &LogEngine) -> Option<LogId<C::NodeId>> {
+    let bytes = engine.committed()?;
+    bincode::deserialize::<Option<LogId<C::NodeId>>>(&bytes)
+        .ok()
+        .flatten()
+}
+
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, bincode::Error> {
     bincode::serialize(value)
 }

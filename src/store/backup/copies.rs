@@ -15,13 +15,13 @@ use crate::db::STATE_TABLE;
 use crate::store::applied_state;
 use crate::temp_file::{unique_suffix, TempFile};
 
-use super::{copy_above_reserve, BackupError, BackupOptions};
+use super::{copy_above_reserve, BackupError, BackupOptions, ContentId};
 
 /// What a finished copy is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyInfo {
-    /// The Raft index the copy reflects (read from the copy's own state row).
-    pub raft_index: u64,
+    /// The content the copy holds (read from the copy's own state row).
+    pub content: ContentId,
     /// Its size in bytes.
     pub len: u64,
 }
@@ -69,6 +69,16 @@ impl Copies {
             copies_made: AtomicU64::new(0),
             copies_shared: AtomicU64::new(0),
         }
+    }
+
+    /// Copies being made now.
+    pub fn in_progress(&self) -> usize {
+        self.copies
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|c| c.in_progress())
+            .count()
     }
 
     /// A finished copy of `db` that reflects at least `applied`: a shared one if one fits,
@@ -198,9 +208,9 @@ fn copy_and_clean(
     let failed = |e: &dyn std::fmt::Display| BackupError::Failed(e.to_string());
     copy_above_reserve(src, dest, tmp_dir, reserve)?;
     crate::failpoint::crash_point("backup::copied_before_clean");
-    let clean = || -> anyhow::Result<u64> {
+    let clean = || -> anyhow::Result<ContentId> {
         let mut copy = Connection::open(dest, OpenFlags::READ_WRITE | OpenFlags::NO_MUTEX)?;
-        let index = applied_state::read(&copy)?.log_id.map_or(0, |l| l.index);
+        let content = ContentId::of(&applied_state::read(&copy)?);
         // Scratch file: no journal, no syncs. journal_mode=OFF is not stored in the header, so
         // the file stays in DELETE mode (bytes 18-19 = 1).
         copy.execute_batch(&format!(
@@ -210,11 +220,11 @@ fn copy_and_clean(
             copy.execute_batch("VACUUM")?;
         }
         copy.close()?;
-        Ok(index)
+        Ok(content)
     };
-    let raft_index = clean().map_err(|e| BackupError::Failed(format!("{e:#}")))?;
+    let content = clean().map_err(|e| BackupError::Failed(format!("{e:#}")))?;
     let len = std::fs::metadata(dest).map_err(|e| failed(&e))?.len();
-    Ok(CopyInfo { raft_index, len })
+    Ok(CopyInfo { content, len })
 }
 
 /// Prefix of backup temp files; startup removes leftovers of a crash.

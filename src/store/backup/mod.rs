@@ -108,10 +108,58 @@ pub enum BackupError {
 /// The bytes of a backup, as they are read: a failed item ends the transfer.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>>>>;
 
+/// What a backup's bytes are a function of, given its options: the database's lineage and the
+/// Raft log id it reflects (see `store::applied_state`). Two backups with the same options and
+/// the same `ContentId` are byte for byte the same, on any node of the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContentId {
+    pub lineage: Option<String>,
+    pub log_id: Option<crate::store::node_info::LogId>,
+}
+
+impl ContentId {
+    pub fn of(state: &crate::store::applied_state::AppliedState) -> ContentId {
+        ContentId {
+            lineage: state.lineage.clone(),
+            log_id: state.log_id,
+        }
+    }
+
+    /// The Raft index reflected (`X-Raftlite-Raft-Index`).
+    pub fn raft_index(&self) -> u64 {
+        self.log_id.map_or(0, |l| l.index)
+    }
+
+    /// The strong entity tag of this content in the representation `variant` (the format and
+    /// every option that changes the bytes, spelled by the caller, e.g. `binary;vacuum`):
+    /// `"<index>-<16 hex digits of SHA-256 over lineage, log id and variant>"`. The index is
+    /// readable; the hash makes the tag change whenever the bytes may.
+    pub fn etag(&self, variant: &str) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        for part in [
+            self.lineage.as_deref().unwrap_or("-"),
+            &self.log_id.map_or_else(
+                || "-".to_owned(),
+                |l| format!("{}.{}", l.leader_id, l.index),
+            ),
+            variant,
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        let hash: String = h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("\"{}-{hash}\"", self.raft_index())
+    }
+}
+
 /// A backup ready to stream: its first byte has not been read, so it could still fail cleanly.
 pub struct Backup {
-    /// The Raft index the backup reflects (`X-Raftlite-Raft-Index`).
-    pub raft_index: u64,
+    /// The content it holds (index and `ETag`).
+    pub content: ContentId,
     /// Its length when known in advance (a binary copy).
     pub len: Option<u64>,
     pub body: ByteStream,
@@ -153,6 +201,11 @@ impl Backups {
         )
     }
 
+    /// Binary copies being made now (`/metrics`; `-max-backup-copies` bounds it).
+    pub fn copies_in_progress(&self) -> usize {
+        self.copies.in_progress()
+    }
+
     /// A binary backup of `db` reflecting at least `applied` (the index applied when it was
     /// asked for): a shared copy if one fits, else a new one. The stream holds the copy's file
     /// until it ends or is dropped.
@@ -180,10 +233,35 @@ impl Backups {
             }
         };
         Ok(Backup {
-            raft_index: info.raft_index,
+            content: info.content,
             len: Some(info.len),
             body: Box::pin(body),
         })
+    }
+
+    /// What a plain binary backup made now would be: its content and, unless removing the
+    /// state table would shrink the file (`auto_vacuum`), its exact length. One read
+    /// transaction, no copy: what `HEAD /db/backup` answers.
+    pub async fn binary_head(
+        &self,
+        db: &Arc<Database>,
+    ) -> Result<(ContentId, Option<u64>), BackupError> {
+        db.with_reader(|c| -> anyhow::Result<(ContentId, Option<u64>)> {
+            c.execute_batch("BEGIN")?;
+            let read = (|| -> anyhow::Result<(ContentId, Option<u64>)> {
+                let content = ContentId::of(&crate::store::applied_state::read(c)?);
+                let pages = c.query_i64("PRAGMA page_count")?.unwrap_or(0);
+                let page_size = c.query_i64("PRAGMA page_size")?.unwrap_or(0);
+                let auto_vacuum = c.query_i64("PRAGMA auto_vacuum")?.unwrap_or(0);
+                let len = (auto_vacuum == 0).then(|| u64::try_from(pages * page_size).unwrap_or(0));
+                Ok((content, len))
+            })();
+            let _ = c.execute_batch("ROLLBACK");
+            read
+        })
+        .await
+        .map_err(|e| BackupError::Failed(format!("{e:#}")))?
+        .map_err(|e| BackupError::Failed(format!("{e:#}")))
     }
 
     /// A SQL backup of `db` (only `tables` when given), as `sqlite3 .dump` writes it, from one

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raftlite_ffi::Connection;
 
-use super::{Backup, DumpCaps};
+use super::{Backup, ContentId, DumpCaps};
 use crate::db::dump::dump_excluding;
 use crate::db::wal::{grown_since, wal_use, WalUse};
 use crate::db::{Database, STATE_TABLE};
@@ -144,7 +144,7 @@ pub(super) async fn sql_backup(
     tables: Option<Vec<String>>,
 ) -> anyhow::Result<Backup> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(SQL_CHANNEL_DEPTH);
-    let (index_tx, index_rx) = tokio::sync::oneshot::channel::<u64>();
+    let (content_tx, content_rx) = tokio::sync::oneshot::channel::<ContentId>();
     // The dump's outcome travels beside the channel: a failed dumper may be unable to put
     // anything into a channel its client stopped reading.
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
@@ -153,7 +153,7 @@ pub(super) async fn sql_backup(
     let task = tokio::spawn(async move {
         db.with_reader(move |conn| {
             let mut out = ChannelWriter::new(tx, runtime, caps, shm_path);
-            let result = dump_in_snapshot(conn, tables.as_deref(), index_tx, &mut out);
+            let result = dump_in_snapshot(conn, tables.as_deref(), content_tx, &mut out);
             if let Err(e) = &result {
                 tracing::warn!("SQL dump stopped: {e:#}");
             }
@@ -175,7 +175,7 @@ pub(super) async fn sql_backup(
         }
     };
     // Sent before the dump's first write, so it is here once a chunk is.
-    let raft_index = index_rx.await.unwrap_or(0);
+    let content = content_rx.await.unwrap_or_default();
     let body = async_stream::stream! {
         yield Ok(first);
         while let Some(chunk) = rx.recv().await {
@@ -195,26 +195,26 @@ pub(super) async fn sql_backup(
         }
     };
     Ok(Backup {
-        raft_index,
+        content,
         len: None,
         body: Box::pin(body),
     })
 }
 
-/// One read transaction around the state row and the dump, so the index sent in the header is
-/// the one the dump reflects.
+/// One read transaction around the state row and the dump, so the content named in the
+/// headers (index, `ETag`) is the one the dump reflects.
 fn dump_in_snapshot(
     conn: &Connection,
     tables: Option<&[String]>,
-    index_tx: tokio::sync::oneshot::Sender<u64>,
+    content_tx: tokio::sync::oneshot::Sender<ContentId>,
     out: &mut ChannelWriter,
 ) -> anyhow::Result<()> {
     conn.execute_batch("BEGIN")?;
     let result = (|| -> anyhow::Result<()> {
-        let index = applied_state::read(conn)?.log_id.map_or(0, |l| l.index);
+        let content = ContentId::of(&applied_state::read(conn)?);
         // The read above began the snapshot: WAL frames from here on are pinned by it.
         out.snapshot_began();
-        let _ = index_tx.send(index);
+        let _ = content_tx.send(content);
         dump_excluding(conn, tables, &[STATE_TABLE], out)?;
         out.flush()?;
         Ok(())

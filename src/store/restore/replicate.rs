@@ -178,6 +178,7 @@ pub fn prepare_install(
     keep: bool,
     log_id: &crate::store::types::LogId,
     membership: &crate::store::types::StoredMembership,
+    lineage: &str,
 ) -> Result<(), PrepareError> {
     let local = |what: &str, e: &dyn std::fmt::Display| PrepareError::Local(format!("{what}: {e}"));
     if staged != install {
@@ -207,7 +208,7 @@ pub fn prepare_install(
     conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", crate::db::STATE_TABLE))
         .map_err(sql)?;
     crate::store::applied_state::ensure_table(&conn).map_err(sql)?;
-    crate::store::applied_state::write(&conn, log_id, Some(membership))
+    crate::store::applied_state::write(&conn, log_id, Some(membership), Some(lineage))
         .map_err(|e| PrepareError::Deterministic(format!("record the applied index: {e:#}")))?;
     crate::failpoint::crash_point("restore::mid_prepare");
     conn.execute_batch("COMMIT").map_err(sql)?;
@@ -463,7 +464,7 @@ mod tests {
         assert!(install.exists());
 
         let membership = StoredMembership::default();
-        prepare_install(&install, &install, false, &log_id(5), &membership)
+        prepare_install(&install, &install, false, &log_id(5), &membership, "test")
             .unwrap_or_else(|_| panic!("prepare"));
         assert!(!crate::db::sibling(&install, "-journal").exists());
         assert_eq!(verdict(recover_install(d, &cmd, &log_id(5))), "prepared");
