@@ -419,7 +419,8 @@ function showReport(staged) {
   stagedId = staged.id;
   const r = staged.report;
   $("#report-kind").textContent = r.kind === "sqlite" ? "SQLite database" : "SQL text";
-  $("#report-kind").textContent += r.gzip ? " (gzip, " + fmtBytes(r.received) + " compressed)" : "";
+  const coding = r.gzip ? "gzip" : r.zstd ? "zstd" : "";
+  $("#report-kind").textContent += coding ? " (" + coding + ", " + fmtBytes(r.received) + " compressed)" : "";
   $("#report-size").textContent = fmtBytes(r.bytes);
   $("#report-pages").textContent = r.pages !== undefined ? r.pages + " \u00d7 " + r.page_size + " bytes" : "–";
   $("#report-tables").textContent = r.tables !== undefined ? String(r.tables) : "–";

@@ -186,7 +186,15 @@ fn load_security(opts: &NodeOptions) -> anyhow::Result<Security> {
     tls::set_node_transport(NodeTransport::new(node_client, join_authorization));
     // Forwarding to the leader's API: trust -http-ca-cert, and present this node's HTTP
     // certificate in case the leader wants one (-http-verify-client).
-    let mut forward = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+    // Never decode a response: a forwarded backup's coded bytes and `Content-Encoding` go to
+    // the client as the leader sent them (these are no-ops unless a reqwest decoding feature
+    // is on, which a workspace build could turn on for everyone).
+    let mut forward = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .no_gzip()
+        .no_brotli()
+        .no_zstd()
+        .no_deflate();
     if let Some(t) = &opts.http_tls {
         forward = forward.use_preconfigured_tls(tls::client_config(
             &ClientTls {

@@ -196,6 +196,16 @@ fn every_node_names_the_same_content_alike_and_a_follower_forwards_conditions() 
     leader.execute(WRITES);
     let from_leader = get(leader, "/db/backup", &[]);
     assert_eq!(from_leader.status, 200);
+    // Nothing of raftlite's state table is left in the file, not even on free pages.
+    let holds = |needle: &[u8]| from_leader.body.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !holds(b"_raftlite_state"),
+        "the state table's name is in the backup"
+    );
+    assert!(
+        !holds(leader.raft_addr.as_bytes()),
+        "a member's address is in the backup"
+    );
     for &f in &c.followers() {
         let follower = &c.nodes[f];
         // Its own copy, once it has applied the same entries: the same tag.
@@ -489,6 +499,7 @@ fn raftlite_verify_checks_a_download_against_the_node() {
         ("/db/backup", "b.db"),
         ("/db/backup?fmt=sql", "b.sql"),
         ("/db/backup?compress", "b.db.gz"),
+        ("/db/backup?fmt=sql&compress=zstd", "b.sql.zst"),
     ] {
         let answer = get(&node, path, &[]);
         assert_eq!(answer.status, 200);

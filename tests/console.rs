@@ -183,8 +183,15 @@ fn backup_job_reports_progress_and_downloads_once() {
     assert_eq!(before["state"], "created");
     assert_eq!(before["bytes"], 0);
 
-    let r = client().get(node.url(&download)).send().expect("download");
+    // A browser asks for content codings; the download is never coded (its progress counts
+    // the bytes of the Content-Length total).
+    let r = client()
+        .get(node.url(&download))
+        .header("Accept-Encoding", "gzip, deflate, br, zstd")
+        .send()
+        .expect("download");
     assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().get("content-encoding").is_none());
     let len = r.content_length().expect("Content-Length");
     let index: u64 = r.headers()["x-raftlite-raft-index"]
         .to_str()
@@ -336,10 +343,13 @@ fn staged_restore_reports_then_installs_on_confirmation() {
     );
     assert_eq!(again.status, 404);
 
-    // SQL text adds to the data.
-    let a = stage(&node, "", b"INSERT INTO other VALUES (7);".to_vec());
+    // SQL text adds to the data; zstd-compressed, as the load path takes it.
+    let sql = zstd::encode_all(&b"INSERT INTO other VALUES (7);"[..], 3).unwrap();
+    let a = stage(&node, "", sql);
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(a.json()["report"]["kind"], "sql");
+    assert_eq!(a.json()["report"]["zstd"], true, "{}", a.body);
+    assert_eq!(a.json()["report"]["gzip"], false, "{}", a.body);
     let id = a.json()["id"].as_str().unwrap().to_string();
     let installed = send(
         &node,

@@ -690,6 +690,65 @@ fn backup_restore_round_trip_into_a_fresh_node() {
     assert_eq!(c.query("SELECT * FROM t ORDER BY id"), want);
 }
 
+/// `.restore` and `.boot` of compressed files: the shell tells the kind from the decompressed
+/// content and sends the file as it is; the server decompresses. A zstd dump still gets the
+/// foreign-key pragma after it, as a second zstd frame.
+#[test]
+fn restore_and_boot_of_zstd_and_gzip_files() {
+    let a = Node::start(&[]);
+    a.execute(r#"["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t(v) VALUES ('one'), ('two')"]"#);
+    let dir = tempfile::tempdir().unwrap();
+    let (bak, sql) = (dir.path().join("a.sqlite3"), dir.path().join("a.sql"));
+    let run = shell(
+        &a,
+        &format!(".backup {}\n.dump {}\n", bak.display(), sql.display()),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    let want = a.query("SELECT * FROM t ORDER BY id");
+    let compressed = |from: &Path, ext: &str| {
+        let plain = std::fs::read(from).unwrap();
+        let bytes = if ext == "zst" {
+            zstd::encode_all(&plain[..], 3).unwrap()
+        } else {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&plain).unwrap();
+            e.finish().unwrap()
+        };
+        let to = dir.path().join(format!(
+            "{}.{ext}",
+            from.file_name().unwrap().to_string_lossy()
+        ));
+        std::fs::write(&to, bytes).unwrap();
+        to
+    };
+    for ext in ["zst", "gz"] {
+        let b = Node::start(&[]);
+        let run = shell(
+            &b,
+            &format!(".restore {}\n", compressed(&bak, ext).display()),
+        );
+        assert_eq!(run.body(), "Database restored successfully.\n", "{ext}");
+        assert_eq!(b.query("SELECT * FROM t ORDER BY id"), want, "{ext}");
+
+        let c = Node::start(&[]);
+        let run = shell(
+            &c,
+            &format!(".restore {}\n", compressed(&sql, ext).display()),
+        );
+        assert!(
+            run.body().ends_with("Database restored successfully.\n"),
+            "{ext}: {}",
+            run.stdout
+        );
+        assert_eq!(c.query("SELECT * FROM t ORDER BY id"), want, "{ext}");
+
+        let d = Node::start(&[]);
+        let run = shell(&d, &format!(".boot {}\n", compressed(&bak, ext).display()));
+        assert_eq!(run.body(), "Node booted successfully.\n", "{ext}");
+        assert_eq!(d.query("SELECT * FROM t ORDER BY id"), want, "{ext}");
+    }
+}
+
 #[test]
 fn boot_loads_a_sqlite_file_into_a_single_node() {
     let a = Node::start(&[]);

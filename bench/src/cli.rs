@@ -12,6 +12,7 @@ use std::path::PathBuf;
 pub const SCENARIOS: &[&str] = &[
     "writes",
     "backup",
+    "compression",
     "dump",
     "restore",
     "log-append",
@@ -28,7 +29,7 @@ pub const USAGE: &str = "\
 usage: raftlite-bench [OPTIONS] SCENARIO...
        raftlite-bench report [--write DOC] [--all-runs] [--complete] RESULTS...
 
-Scenarios: all, writes, backup, dump, restore, log-append, shell-backup-memory, trust
+Scenarios: all, writes, backup, compression, dump, restore, log-append, shell-backup-memory, trust
 
 Options:
   --quick            small sizes and counts; proves the harness works in well under a minute

@@ -4,7 +4,14 @@
 //! body through it, proposes it, and replicates and installs it.
 //!
 //! A body goes through [`Stager`] chunk by chunk, as it arrives:
-//! - gzip (`1f 8b`) is recognised by its first two bytes and decompressed on the fly;
+//! - gzip (`1f 8b`) and zstd (the frame magic `28 b5 2f fd`, or a skippable frame's
+//!   `5? 2a 4d 18`, which `pzstd` writes first) are recognised by their first bytes and
+//!   decompressed on the fly. gzip is one member: bytes after it are refused. zstd is one or
+//!   more frames, as the format defines it (RFC 8878 §3: a stream is a sequence of frames;
+//!   `zstd -d` and `pzstd` read concatenations): frames may follow one another, and anything
+//!   after a frame that is not a frame is refused. The zstd decoder's window is capped at
+//!   [`ZSTD_WINDOW_LOG_MAX`], libzstd's own default, so one upload costs at most that much
+//!   memory however the frame header asks;
 //! - the kind is told by content: the 16 bytes `SQLite format 3\0` make a database file,
 //!   anything else is SQL text;
 //! - a database whose header says WAL mode (bytes 18–19 = `02 02`) is rewritten to rollback
@@ -13,7 +20,8 @@
 //!   `-shm` files next to it;
 //! - SQL text must be UTF-8 without NUL bytes (validated across chunk boundaries), so binary
 //!   garbage and encrypted files are refused before anything runs;
-//! - the output size is limited (decompressed bytes count, so a gzip bomb stops at the limit);
+//! - the output size is limited (decompressed bytes count, so a gzip or zstd bomb stops at the
+//!   limit);
 //! - a CRC-32C of the output is computed in the same pass: it names the staged content when
 //!   other nodes pull it.
 //!
@@ -35,6 +43,17 @@ use raftlite_ffi::{Connection, OpenFlags};
 /// The first 16 bytes of every SQLite database file.
 pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 const HEADER_LEN: usize = 100;
+/// The first two bytes of a gzip member.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The first four bytes of a zstd frame (0xFD2FB528, little-endian).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// Bytes read before the compression is decided: the longest magic.
+const MAGIC_LEN: usize = 4;
+/// The largest zstd window accepted, as a power of two (128 MiB): libzstd's default limit,
+/// which every level of the `zstd` tool stays under (only `--long` or `--ultra` go above).
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+/// Decompressed bytes the zstd decoder hands to the sink at a time.
+const ZSTD_OUT_BUF: usize = 128 * 1024;
 
 /// What a load body holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -66,6 +85,8 @@ pub enum LoadError {
     TooLarge(u64),
     #[error("invalid gzip stream: {0}")]
     Gzip(String),
+    #[error("invalid zstd stream: {0}")]
+    Zstd(String),
     #[error("invalid load data: neither a SQLite database nor SQL text ({0})")]
     NotSqlOrSqlite(&'static str),
     #[error("invalid SQLite data: {0}")]
@@ -101,14 +122,15 @@ pub struct StagedInfo {
     /// Bytes received (before decompression).
     pub received: u64,
     pub gzip: bool,
+    pub zstd: bool,
 }
 
-/// Writes a load body to `out` as it arrives: sniffs gzip and the kind, normalises a WAL
+/// Writes a load body to `out` as it arrives: sniffs gzip or zstd and the kind, normalises a WAL
 /// header, validates SQL text as UTF-8, enforces the size limit and computes the digest.
 pub struct Stager<W: Write> {
     limit: Option<u64>,
     received: u64,
-    /// Undecided until the first two bytes are in.
+    /// Undecided until the first [`MAGIC_LEN`] bytes are in (or the body ends before).
     mode: Option<Mode<W>>,
     first: Vec<u8>,
     /// The output, until the mode is decided.
@@ -118,6 +140,7 @@ pub struct Stager<W: Write> {
 enum Mode<W: Write> {
     Plain(Sink<W>),
     Gzip(Box<flate2::write::GzDecoder<Sink<W>>>),
+    Zstd(Box<ZstdStage<W>>),
 }
 
 impl<W: Write> Stager<W> {
@@ -127,7 +150,7 @@ impl<W: Write> Stager<W> {
             limit,
             received: 0,
             mode: None,
-            first: Vec::with_capacity(2),
+            first: Vec::with_capacity(MAGIC_LEN),
             sink_out: Some(out),
         }
     }
@@ -141,10 +164,10 @@ impl<W: Write> Stager<W> {
             }
         }
         if self.mode.is_none() {
-            let take = (2 - self.first.len()).min(chunk.len());
+            let take = (MAGIC_LEN - self.first.len()).min(chunk.len());
             self.first.extend_from_slice(&chunk[..take]);
             chunk = &chunk[take..];
-            if self.first.len() < 2 {
+            if self.first.len() < MAGIC_LEN {
                 return Ok(());
             }
             self.decide()?;
@@ -159,10 +182,14 @@ impl<W: Write> Stager<W> {
             .ok_or_else(|| LoadError::Io(io::Error::other("stager used after it failed")))?;
         let sink = Sink::new(out, self.limit);
         let first = std::mem::take(&mut self.first);
-        if first == [0x1f, 0x8b] {
+        if first.starts_with(&GZIP_MAGIC) {
             let mut dec = Box::new(flate2::write::GzDecoder::new(sink));
             write_gz(&mut dec, &first)?;
             self.mode = Some(Mode::Gzip(dec));
+        } else if is_zstd_start(&first) {
+            let mut dec = Box::new(ZstdStage::new(sink)?);
+            dec.write(&first)?;
+            self.mode = Some(Mode::Zstd(dec));
         } else {
             let mut sink = sink;
             sink.put(&first)?;
@@ -178,6 +205,7 @@ impl<W: Write> Stager<W> {
         match self.mode.as_mut() {
             Some(Mode::Plain(sink)) => sink.put(chunk),
             Some(Mode::Gzip(dec)) => write_gz(dec, chunk),
+            Some(Mode::Zstd(dec)) => dec.write(chunk),
             None => Ok(()),
         }
     }
@@ -192,14 +220,15 @@ impl<W: Write> Stager<W> {
             self.decide()?;
         }
         let received = self.received;
-        let (sink, gzip) = match self.mode.take() {
-            Some(Mode::Plain(sink)) => (sink, false),
+        let (sink, gzip, zstd) = match self.mode.take() {
+            Some(Mode::Plain(sink)) => (sink, false, false),
             Some(Mode::Gzip(dec)) => {
                 let sink = dec.finish().map_err(gz_error)?;
                 // A member boundary or trailing garbage is not decoded by `finish`; a stream
                 // cut short is reported as an error above.
-                (sink, true)
+                (sink, true, false)
             }
+            Some(Mode::Zstd(dec)) => (dec.finish()?, false, true),
             None => return Err(LoadError::Empty),
         };
         let (info, out) = sink.finish()?;
@@ -207,10 +236,88 @@ impl<W: Write> Stager<W> {
             StagedInfo {
                 received,
                 gzip,
+                zstd,
                 ..info
             },
             out,
         ))
+    }
+}
+
+/// A zstd frame, or a skippable frame (magic `0x184D2A50..=0x184D2A5F`, little-endian).
+fn is_zstd_start(first: &[u8]) -> bool {
+    first == ZSTD_MAGIC
+        || (first.len() == MAGIC_LEN && first[0] & 0xf0 == 0x50 && first[1..] == [0x2a, 0x4d, 0x18])
+}
+
+/// zstd decompression into the sink, one bounded output buffer at a time. libzstd's raw
+/// streaming decoder (not the crate's `Write` adapter) so that this knows where frames end:
+/// a body that stops inside a frame is cut short, and bytes after a complete frame that are
+/// not another frame are named as such.
+struct ZstdStage<W: Write> {
+    decoder: zstd::stream::raw::Decoder<'static>,
+    sink: Sink<W>,
+    out: Box<[u8]>,
+    /// The last step ended exactly at the end of a frame, with all its output handed on.
+    at_frame_end: bool,
+    /// The last step filled the output buffer: step again, without input, to drain it.
+    output_pending: bool,
+}
+
+impl<W: Write> ZstdStage<W> {
+    fn new(sink: Sink<W>) -> Result<ZstdStage<W>, LoadError> {
+        let mut decoder = zstd::stream::raw::Decoder::new()?;
+        decoder.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(
+            ZSTD_WINDOW_LOG_MAX,
+        ))?;
+        Ok(ZstdStage {
+            decoder,
+            sink,
+            out: vec![0u8; ZSTD_OUT_BUF].into_boxed_slice(),
+            at_frame_end: false,
+            output_pending: false,
+        })
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> Result<(), LoadError> {
+        use zstd::stream::raw::Operation as _;
+        // An empty step is taken only to drain output: libzstd reads a step without input
+        // after a frame's end as the start of a header still to come.
+        while !data.is_empty() || self.output_pending {
+            let after_a_frame = self.at_frame_end;
+            let step = self
+                .decoder
+                .run_on_buffers(data, &mut self.out)
+                .map_err(|e| {
+                    if after_a_frame {
+                        LoadError::Zstd(format!(
+                            "data after the end of the zstd stream is not a zstd frame ({e})"
+                        ))
+                    } else {
+                        LoadError::Zstd(e.to_string())
+                    }
+                })?;
+            data = &data[step.bytes_read..];
+            if step.bytes_written > 0 {
+                self.sink.put(&self.out[..step.bytes_written])?;
+            }
+            if step.bytes_read > 0 || step.bytes_written > 0 {
+                // 0: a frame is complete and flushed (ZSTD_decompressStream's contract).
+                self.at_frame_end = step.remaining == 0;
+            }
+            // A full buffer mid-frame may leave decoded bytes inside the decoder.
+            self.output_pending = step.remaining != 0 && step.bytes_written == self.out.len();
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Sink<W>, LoadError> {
+        // Drain what the last chunk left in the decoder (nothing, unless the buffer was full).
+        self.write(&[])?;
+        if !self.at_frame_end {
+            return Err(LoadError::Zstd("the stream ends early".into()));
+        }
+        Ok(self.sink)
     }
 }
 
@@ -382,6 +489,7 @@ impl<W: Write> Sink<W> {
                 crc32c: self.crc,
                 received: 0,
                 gzip: false,
+                zstd: false,
             },
             self.out,
         ))

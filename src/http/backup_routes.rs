@@ -4,8 +4,10 @@
 //! This module owns only what is HTTP's: the parameters (`fmt=binary|delete|sql`, `tables`,
 //! `vacuum`, `compress`, `noleader`, `redirect`), forwarding a follower's request to the leader
 //! (the leader's stream is proxied chunk by chunk, without buffering and without a total
-//! timeout: a large backup may take long), gzip (`compress`: level 1, on the fly, without
-//! `Content-Encoding`, as rqlite does it: the client gets a `.gz` file), and the answer.
+//! timeout: a large backup may take long; the client's `Accept-Encoding` goes along and the
+//! leader's `Content-Encoding` and `Vary` come back, the bytes untouched), and the answer.
+//! Compression (`compress`, `compress=zstd`, `Accept-Encoding`) is chosen and applied by
+//! [`super::content_coding`].
 //!
 //! Statuses before the first byte: 503 with `Retry-After` when `-max-backup-copies` copies are
 //! in progress, 507 when a copy would not fit above `-disk-reserve` (or stopped at it), 500
@@ -13,15 +15,16 @@
 //! body stream with an `Err`, so actix aborts the connection and the client sees a truncated
 //! transfer, never a clean short file.
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::atomic::Ordering;
 
 use actix_web::body::SizedStream;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt as _};
+use futures_util::StreamExt as _;
 
+use super::content_coding;
 use super::error_status;
 use super::forward::{leader_to_forward_to, leader_url, with_caller_credentials, FORWARDED_HEADER};
 use super::params::QueryParams;
@@ -48,11 +51,12 @@ impl Format {
     }
 }
 
-type ChunkResult = Result<Bytes, io::Error>;
-
 pub async fn backup(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let params = QueryParams::parse(req.query_string());
-    serve_backup(&req, &params, &state, None).await
+    let mut resp = serve_backup(&req, &params, &state, None).await;
+    // Every answer, coded or not, may differ with Accept-Encoding.
+    content_coding::set_vary(&mut resp);
+    resp
 }
 
 /// A backup as `GET /db/backup` answers it, with `params` in place of the request's own query.
@@ -75,6 +79,14 @@ pub async fn serve_backup(
         Format::Binary
     };
 
+    // The console's download is never content-coded: the browser would undo it, and its
+    // progress counts the bytes of a total that only an identity answer has.
+    let may_code = leader_query.is_none();
+    let encoding = match content_coding::negotiate(req, params, may_code) {
+        Ok(e) => e,
+        Err(refusal) => return *refusal,
+    };
+
     let store = &state.store;
     if !params.has("noleader") && !store.is_leader() {
         return match leader_to_forward_to(req, params, store.leader().as_ref()) {
@@ -83,21 +95,23 @@ pub async fn serve_backup(
                     Some(q) => format!("{}/db/backup?{q}", l.api_url()),
                     None => leader_url(req, &l),
                 };
-                proxy(&state.forward_client, req, &url, &l).await
+                let accept_encoding = may_code
+                    .then(|| content_coding::accept_encoding_fields(req).join(", "))
+                    .filter(|v| !v.is_empty());
+                proxy(&state.forward_client, req, &url, &l, accept_encoding).await
             }
             Err(answer) => *answer,
         };
     }
 
     let tracker = store.metrics().backup(format.metric());
-    let compress = params.has("compress");
     let tables = params.get("tables").map(|t| {
         t.split(',')
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
     });
-    let variant = variant(format, params.has("vacuum"), tables.as_deref(), compress);
+    let variant = variant(format, params.has("vacuum"), tables.as_deref(), encoding);
     // What a backup made now would hold: a client that has it already gets a 304 without a
     // copy being made (the content only changes when an entry is applied).
     let current = store.applied_content();
@@ -106,8 +120,10 @@ pub async fn serve_backup(
         return not_modified(&current, &variant);
     }
     let backups = store.backups();
+    // A coded body (a compressed file or a content coding) has no ranges and no digest.
+    let compress = encoding.coding().is_some();
     if req.method() == actix_web::http::Method::HEAD {
-        return head(req, state, format, &variant, params.has("vacuum"), compress).await;
+        return head(req, state, format, &variant, encoding, params.has("vacuum")).await;
     }
     let mut status = StatusCode::OK;
     let mut headers: Vec<(&'static str, String)> = vec![(
@@ -178,16 +194,22 @@ pub async fn serve_backup(
     for (name, value) in headers {
         builder.insert_header((name, value));
     }
-    match (compress, prepared.len) {
-        (true, _) => builder.streaming(gzip(prepared.body)),
-        (false, Some(len)) => builder.body(SizedStream::new(len, prepared.body)),
-        (false, None) => builder.streaming(prepared.body),
+    content_coding::set_headers(&mut builder, encoding);
+    match (encoding.coding(), prepared.len) {
+        (Some(coding), _) => builder.streaming(content_coding::encode(prepared.body, coding)),
+        (None, Some(len)) => builder.body(SizedStream::new(len, prepared.body)),
+        (None, None) => builder.streaming(prepared.body),
     }
 }
 
 /// The representation a request selects, spelled for its `ETag`: the format and every option
 /// that changes the bytes.
-fn variant(format: Format, vacuum: bool, tables: Option<&[String]>, gzip_file: bool) -> String {
+fn variant(
+    format: Format,
+    vacuum: bool,
+    tables: Option<&[String]>,
+    encoding: content_coding::Encoding,
+) -> String {
     let mut v = String::from(match format {
         Format::Binary => "binary",
         Format::Sql => "sql",
@@ -199,8 +221,18 @@ fn variant(format: Format, vacuum: bool, tables: Option<&[String]>, gzip_file: b
         v.push_str(";tables=");
         v.push_str(&tables.join(","));
     }
-    if gzip_file {
-        v.push_str(";gzip-file");
+    // A compressed file and a content coding are other bytes: other tags.
+    match encoding {
+        content_coding::Encoding::Identity => {}
+        content_coding::Encoding::File(c) => {
+            v.push(';');
+            v.push_str(c.token());
+            v.push_str("-file");
+        }
+        content_coding::Encoding::Content(c) => {
+            v.push_str(";content-coding=");
+            v.push_str(c.token());
+        }
     }
     v
 }
@@ -241,9 +273,10 @@ async fn head(
     state: &AppState,
     format: Format,
     variant: &str,
+    encoding: content_coding::Encoding,
     vacuum: bool,
-    compress: bool,
 ) -> HttpResponse {
+    let compress = encoding.coding().is_some();
     let store = &state.store;
     let mut builder = HttpResponse::Ok();
     builder.insert_header((
@@ -284,12 +317,14 @@ async fn head(
         _ => (store.applied_content(), None),
     };
     describe(&mut builder, &content, variant);
+    content_coding::set_headers(&mut builder, encoding);
     match len {
         Some(len) => builder.body(SizedStream::new(
             len,
             futures_util::stream::empty::<Result<Bytes, io::Error>>(),
         )),
-        None => builder.finish(),
+        // No length is known: no Content-Length at all (not 0, which would be a claim).
+        None => builder.body(actix_web::body::None::new()),
     }
 }
 
@@ -440,28 +475,9 @@ fn failed_backup(status: StatusCode, message: String) -> HttpResponse {
 
 const RETRY_AFTER_SECS: &str = "1";
 
-/// gzip (level 1) as a stream: each input chunk is compressed as it arrives, so nothing is
-/// buffered beyond the encoder's window. An input error ends the output with that error.
-fn gzip(input: crate::store::backup::ByteStream) -> impl Stream<Item = ChunkResult> {
-    async_stream::try_stream! {
-        let mut input = input;
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        while let Some(chunk) = input.next().await {
-            enc.write_all(&chunk?)?;
-            if !enc.get_ref().is_empty() {
-                yield Bytes::from(std::mem::take(enc.get_mut()));
-            }
-        }
-        let rest = enc.finish()?;
-        if !rest.is_empty() {
-            yield Bytes::from(rest);
-        }
-    }
-}
-
-/// The request headers a forwarded backup carries to the leader (besides credentials).
-const FORWARDED_REQUEST_HEADERS: &[&str] =
-    &["if-none-match", "if-range", "range", "accept-encoding"];
+/// The request headers a forwarded backup carries to the leader (besides credentials and
+/// `Accept-Encoding`, which [`proxy`] sets itself).
+const FORWARDED_REQUEST_HEADERS: &[&str] = &["if-none-match", "if-range", "range"];
 
 /// The leader's answer headers a forwarded backup passes back.
 const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
@@ -478,11 +494,15 @@ const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
 ];
 
 /// Streams the leader's answer through, status and headers included, chunk by chunk.
+/// `accept_encoding`: the client's, sent on to the leader, which chooses the coding; the
+/// forwarding client never decodes (`node.rs` builds it with every `no_*` decoder), so the
+/// coded bytes and their `Content-Encoding` reach the client as the leader sent them.
 async fn proxy(
     client: &reqwest::Client,
     req: &HttpRequest,
     url: &str,
     leader: &NodeInfo,
+    accept_encoding: Option<String>,
 ) -> HttpResponse {
     // No `.timeout()`: the client has only a connect timeout, and a backup may stream for long.
     let method = if req.method() == actix_web::http::Method::HEAD {
@@ -497,6 +517,11 @@ async fn proxy(
             out = out.header(*name, value.as_bytes());
         }
     }
+    // Always set, so that no HTTP client feature could add one of its own and then decode.
+    out = out.header(
+        reqwest::header::ACCEPT_ENCODING,
+        accept_encoding.unwrap_or_else(|| "identity".into()),
+    );
     let out = with_caller_credentials(out, req);
     let resp = match out.send().await {
         Ok(r) => r,
@@ -534,7 +559,7 @@ async fn proxy(
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read as _;
+    use super::*;
 
     #[test]
     fn ranges_parse_and_resolve_as_rfc_9110_says() {
@@ -561,13 +586,6 @@ mod tests {
         assert_eq!(Last(0).resolve(50), None);
     }
 
-    use super::*;
-    use crate::store::backup::CHUNK;
-
-    fn chunks(items: Vec<ChunkResult>) -> std::pin::Pin<Box<dyn Stream<Item = ChunkResult>>> {
-        Box::pin(futures_util::stream::iter(items))
-    }
-
     #[test]
     fn too_many_copies_says_when_to_retry() {
         let status = error_status::backup(&crate::store::backup::BackupError::TooManyCopies(16));
@@ -579,38 +597,5 @@ mod tests {
         );
         let resp = failed_backup(StatusCode::INSUFFICIENT_STORAGE, "full".into());
         assert!(resp.headers().get(header::RETRY_AFTER).is_none());
-    }
-
-    #[tokio::test]
-    async fn gzip_round_trips_chunk_by_chunk() {
-        let input: Vec<ChunkResult> = (0..50u8).map(|i| Ok(Bytes::from(vec![i; CHUNK]))).collect();
-        let out: Vec<ChunkResult> = gzip(chunks(input)).collect().await;
-        let mut gz = Vec::new();
-        for c in out {
-            gz.extend_from_slice(&c.expect("chunk"));
-        }
-        let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_end(&mut plain)
-            .expect("gunzip");
-        assert_eq!(plain.len(), 50 * CHUNK);
-        assert!(plain
-            .chunks(CHUNK)
-            .enumerate()
-            .all(|(i, c)| c[0] == i as u8));
-    }
-
-    #[tokio::test]
-    async fn gzip_passes_a_mid_stream_error_on_and_stops() {
-        let input = vec![
-            Ok(Bytes::from(vec![7u8; CHUNK])),
-            Err(io::Error::other("disk gone")),
-            Ok(Bytes::from_static(b"never")),
-        ];
-        let out: Vec<ChunkResult> = gzip(chunks(input)).collect().await;
-        let last = out.last().expect("items");
-        assert!(last.is_err(), "the stream must end in the error");
-        // Never a clean gzip trailer after an error: the client sees a truncated transfer.
-        assert_eq!(out.iter().filter(|c| c.is_err()).count(), 1);
     }
 }

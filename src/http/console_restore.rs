@@ -7,7 +7,7 @@
 //!   `load-<id>.part` in the data directory. A file that is not a valid database or SQL text
 //!   is refused here (400, the load path's message) and deleted: it never reaches the
 //!   confirmation. Otherwise → 201
-//!   `{"id","report":{"kind","bytes","received","gzip"[,"pages","page_size","tables"]},
+//!   `{"id","report":{"kind","bytes","received","gzip","zstd"[,"pages","page_size","tables"]},
 //!   "expires_in"}`. Nothing has changed yet: this is the dry run.
 //! - `GET /console/api/restores/<id>`: the same description, while it is staged.
 //! - `POST /console/api/restores/<id>/install`: proposes the staged file exactly as

@@ -15,6 +15,7 @@ use std::io;
 use actix_web::http::StatusCode;
 
 use super::body::BodyError;
+use super::content_coding::CodingError;
 use crate::cluster::stepdown::StepdownError;
 use crate::db::DbError;
 use crate::store::backup::BackupError;
@@ -79,6 +80,15 @@ pub fn backup(e: &BackupError) -> StatusCode {
         BackupError::TooManyCopies(_) => StatusCode::SERVICE_UNAVAILABLE,
         BackupError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
         BackupError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A backup compression that cannot be chosen: 400 for a `compress=` value that names none,
+/// 406 when `Accept-Encoding` refuses identity and accepts nothing offered.
+pub fn content_coding(e: &CodingError) -> StatusCode {
+    match e {
+        CodingError::UnknownCompress(_) => StatusCode::BAD_REQUEST,
+        CodingError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
     }
 }
 

@@ -23,6 +23,8 @@ pub mod console_cluster;
 #[cfg(feature = "server")]
 pub mod console_restore;
 #[cfg(feature = "server")]
+pub mod content_coding;
+#[cfg(feature = "server")]
 pub mod db_routes;
 #[cfg(feature = "server")]
 pub mod error_status;

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use super::client::{HttpClient, Timeout};
 use super::output::{write_table, write_tree, Table};
 use super::parse::{parse_line, Command, Consistency, Mode, Setting, SqlBuffer, HELP};
-use super::transfer::{download, status_error, write_small_file, Upload};
+use super::transfer::{download, status_error, write_small_file, Compression, Upload};
 use crate::db::STATE_TABLE;
 
 /// Settings changed by dot-commands.
@@ -435,23 +435,28 @@ impl Session {
             bail!("unexpected server response: store status not found");
         }
         let up = Upload::open(file)?;
-        let (content_type, suffix): (&str, &'static [u8]) = if up.is_sqlite {
-            ("application/octet-stream", b"")
+        let (content_type, suffix): (&str, Vec<u8>) = if up.is_sqlite {
+            ("application/octet-stream", Vec::new())
         } else {
             // rqlite's shell restores the node's foreign-key setting after the dump's
             // `PRAGMA foreign_keys=OFF`. The newline keeps a file without one from gluing the
             // pragma onto its last line.
             let fk = status.pointer("/store/sqlite3/fk_constraints") == Some(&"enabled".into());
-            (
-                "text/plain",
-                if fk {
-                    b"\nPRAGMA foreign_keys=ON;"
-                } else {
-                    b"\nPRAGMA foreign_keys=OFF;"
-                },
-            )
+            let pragma: &[u8] = if fk {
+                b"\nPRAGMA foreign_keys=ON;"
+            } else {
+                b"\nPRAGMA foreign_keys=OFF;"
+            };
+            let suffix = match up.compression {
+                None => pragma.to_vec(),
+                // A second frame: the server reads concatenated zstd frames as one stream.
+                Some(Compression::Zstd) => zstd::encode_all(pragma, 3)?,
+                // The server takes one gzip member and nothing after it: no pragma.
+                Some(Compression::Gzip) => Vec::new(),
+            };
+            ("text/plain", suffix)
         };
-        let resp = up.post(&mut self.client, "db/load", content_type, suffix)?;
+        let resp = up.post(&mut self.client, "db/load", content_type, &suffix)?;
         if resp.status() != StatusCode::OK {
             return Err(status_error("server responded with:", resp));
         }
@@ -485,7 +490,7 @@ impl Session {
         if !up.is_sqlite {
             bail!("{file} is not a valid SQLite file");
         }
-        let resp = up.post(&mut self.client, "boot", "application/octet-stream", b"")?;
+        let resp = up.post(&mut self.client, "boot", "application/octet-stream", &[])?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED {
             bail!("unauthorized");

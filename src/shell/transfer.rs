@@ -150,11 +150,52 @@ fn root_message(e: &io::Error) -> String {
     cur.to_string()
 }
 
-/// A local file opened for upload: its size and whether it starts like a SQLite database.
+/// How an upload file is compressed. It goes up as it is: the server recognises both and
+/// decompresses on the fly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// Told by the first bytes: gzip's `1f 8b`, a zstd frame's or a skippable frame's magic.
+    fn sniff(head: &[u8]) -> Option<Compression> {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Some(Compression::Gzip)
+        } else if head.len() >= 4
+            && (head[..4] == [0x28, 0xb5, 0x2f, 0xfd]
+                || (head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18]))
+        {
+            Some(Compression::Zstd)
+        } else {
+            None
+        }
+    }
+}
+
+/// A local file opened for upload: its size, its compression, and whether it (decompressed)
+/// starts like a SQLite database.
 pub struct Upload {
     pub path: PathBuf,
     pub len: u64,
     pub is_sqlite: bool,
+    pub compression: Option<Compression>,
+}
+
+/// Up to 16 bytes from the start of `r`.
+fn read_head(r: &mut dyn Read) -> io::Result<Vec<u8>> {
+    let mut head = [0u8; 16];
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(head[..got].to_vec())
 }
 
 impl Upload {
@@ -166,21 +207,24 @@ impl Upload {
         if meta.is_dir() {
             bail!("cannot read {path}: is a directory");
         }
-        let mut head = [0u8; 16];
-        let mut got = 0;
-        while got < head.len() {
-            match f.read(&mut head[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot read {path}")),
-            }
+        let mut head = read_head(&mut f).with_context(|| format!("cannot read {path}"))?;
+        let compression = Compression::sniff(&head);
+        if let Some(c) = compression {
+            // The kind is the content's: decompress just enough to see its first bytes. A
+            // file that does not decompress is left for the server to refuse with a reason.
+            let f = File::open(path).with_context(|| format!("cannot read {path}"))?;
+            let mut content: Box<dyn Read> = match c {
+                Compression::Gzip => Box::new(flate2::read::GzDecoder::new(f)),
+                Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(f)?),
+            };
+            head = read_head(&mut content).unwrap_or_default();
         }
         Ok(Upload {
             path: PathBuf::from(path),
             len: meta.len(),
             // rqlite's check: more than 13 bytes, starting with "SQLite format".
-            is_sqlite: got > SQLITE_MAGIC.len() && head.starts_with(SQLITE_MAGIC),
+            is_sqlite: head.len() > SQLITE_MAGIC.len() && head.starts_with(SQLITE_MAGIC),
+            compression,
         })
     }
 
@@ -190,7 +234,7 @@ impl Upload {
         client: &mut HttpClient,
         path: &str,
         content_type: &str,
-        suffix: &'static [u8],
+        suffix: &[u8],
     ) -> anyhow::Result<Response> {
         let bar = progress(Some(self.len + suffix.len() as u64), "upload");
         let total = self.len + suffix.len() as u64;
@@ -201,7 +245,7 @@ impl Upload {
             &mut || {
                 bar.reset();
                 let file = File::open(&self.path)?;
-                let reader = bar.wrap_read(file.chain(suffix));
+                let reader = bar.wrap_read(file.chain(io::Cursor::new(suffix.to_vec())));
                 Ok(Body::sized(reader, total))
             },
             Timeout::Transfer,

@@ -5,8 +5,8 @@
 //! `PRAGMA integrity_check`; for SQL text, that it builds into a new database, through the
 //! same runner and gate as a SQL load on a node (so a hostile file can do no more here than
 //! there); then the content hash of the result (the one `GET /status?digest` reports: the
-//! schema and every row, raftlite's state table left out). A gzip file is checked as the
-//! file it decompresses to, the digest as downloaded.
+//! schema and every row, raftlite's state table left out). A gzip or zstd file is checked as
+//! the file it decompresses to, the digest as downloaded.
 //!
 //! Against the node (`--url`, the URL the file was downloaded from): `HEAD` with
 //! `Want-Repr-Digest` gives the current tag and, for a binary backup, its SHA-256; when the
@@ -264,6 +264,14 @@ fn check_local(file: &Path, scratch: &Path, report: &mut Report) -> anyhow::Resu
         let mut w = std::fs::File::create(&out)?;
         std::io::copy(&mut dec, &mut w).context("decompress the gzip file")?;
         report.pass("gzip", "decompressed");
+        out
+    } else if magic[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let out = scratch.join("decompressed");
+        let mut dec = zstd::stream::read::Decoder::new(std::fs::File::open(file)?)
+            .context("read the zstd file")?;
+        let mut w = std::fs::File::create(&out)?;
+        std::io::copy(&mut dec, &mut w).context("decompress the zstd file")?;
+        report.pass("zstd", "decompressed");
         out
     } else {
         file.to_path_buf()

@@ -8,6 +8,7 @@
 //! skip with the measurement: the data set, node start-up, tools and report are shared here.
 
 pub mod backup;
+pub mod compression;
 pub mod dump;
 pub mod log_append;
 pub mod restore;
@@ -98,6 +99,7 @@ pub fn run(name: &str, ctx: &mut Context) -> ScenarioReport {
     let result = match name {
         "writes" => writes::run(ctx),
         "backup" => backup::run(ctx),
+        "compression" => compression::run(ctx),
         "dump" => dump::run(ctx),
         "restore" => restore::run(ctx),
         "log-append" => log_append::run(ctx),

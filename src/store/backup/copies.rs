@@ -361,9 +361,11 @@ fn copy_and_clean(
         let mut copy = Connection::open(dest, OpenFlags::READ_WRITE | OpenFlags::NO_MUTEX)?;
         let content = ContentId::of(&applied_state::read(&copy)?);
         // Scratch file: no journal, no syncs. journal_mode=OFF is not stored in the header, so
-        // the file stays in DELETE mode (bytes 18-19 = 1).
+        // the file stays in DELETE mode (bytes 18-19 = 1). secure_delete zeroes the state
+        // table's freed pages: its log id and the members' addresses stay out of the backup.
         copy.execute_batch(&format!(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; DROP TABLE IF EXISTS {STATE_TABLE};"
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA secure_delete=ON; \
+             DROP TABLE IF EXISTS {STATE_TABLE};"
         ))?;
         if vacuum {
             copy.execute_batch("VACUUM")?;

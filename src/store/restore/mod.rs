@@ -20,7 +20,7 @@
 //!
 //! The steps:
 //! 1. **Stage** (the leader; [`stage`]): the body streams into `load-<id>.part` through
-//!    `db::restore_file::Stager` (gzip decompressed on the fly, the kind told by content, a
+//!    `db::restore_file::Stager` (gzip or zstd decompressed on the fly, the kind told by content, a
 //!    WAL-mode header rewritten, `-max-load-size` counted on the decompressed bytes, CRC-32C
 //!    in the same pass), then the file is validated: a database file by header, page count
 //!    and `quick_check` (`integrity_check` on request), SQL text by its first word.
@@ -112,7 +112,7 @@ pub struct Staged {
 }
 
 impl Staged {
-    /// The `"load"` report: kind, bytes, received, gzip, phases (and, for a database file,
+    /// The `"load"` report: kind, bytes, received, gzip, zstd, phases (and, for a database file,
     /// pages, page_size, tables).
     pub fn report(&self) -> &serde_json::Value {
         &self.report

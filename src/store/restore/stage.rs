@@ -3,7 +3,7 @@
 //!
 //! The body's chunks reach the staging thread through a bounded channel: the client's pace is
 //! the backpressure, and memory holds a few chunks. The file is written through a
-//! [`ReserveWriter`], so a body of any length (chunked, or gzip that grows) stops at
+//! [`ReserveWriter`], so a body of any length (chunked, or gzip or zstd that grows) stops at
 //! `-disk-reserve`. What the bytes are, and whether they may be loaded, is decided by
 //! [`crate::db::restore_file`]; this module only moves them and times the steps.
 
@@ -110,7 +110,7 @@ pub(super) async fn validate(
     }
 }
 
-/// The `"load"` report of staged content: kind, bytes, received, gzip, the time each step
+/// The `"load"` report of staged content: kind, bytes, received, gzip, zstd, the time each step
 /// took, and what a database file holds.
 pub(super) fn report(
     info: &StagedInfo,
@@ -123,6 +123,7 @@ pub(super) fn report(
         "bytes": info.size,
         "received": info.received,
         "gzip": info.gzip,
+        "zstd": info.zstd,
     });
     // Where the time went, for operators and the P7 benchmark: receiving and staging the body,
     // validating it, and (when it is proposed) building and installing it.
