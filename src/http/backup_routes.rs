@@ -15,6 +15,7 @@
 
 use std::io::{self, Write};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use actix_web::body::SizedStream;
 use actix_web::http::{header, StatusCode};
@@ -29,7 +30,7 @@ use super::response::text_error;
 use super::AppState;
 use crate::metrics::BackupFormat;
 use crate::store::backup::{Backup, ContentId};
-use crate::store::NodeInfo;
+use crate::store::{NodeInfo, Store};
 
 pub const RAFT_INDEX_HEADER: &str = "X-Raftlite-Raft-Index";
 
@@ -76,7 +77,11 @@ pub async fn serve_backup(
     };
 
     let store = &state.store;
-    if !params.has("noleader") && !store.is_leader() {
+    let answer_here = match where_to_answer(params, store).await {
+        Ok(here) => here,
+        Err(refused) => return refused,
+    };
+    if !answer_here {
         return match leader_to_forward_to(req, params, store.leader().as_ref()) {
             Ok(l) => {
                 let url = match leader_query {
@@ -154,6 +159,89 @@ pub async fn serve_backup(
         (true, _) => builder.streaming(gzip(prepared.body)),
         (false, Some(len)) => builder.body(SizedStream::new(len, prepared.body)),
         (false, None) => builder.streaming(prepared.body),
+    }
+}
+
+/// What a follower does with a backup request its own copy is not fresh enough for
+/// (`stale=`): refuse it (the default, as rqlite refuses a stale read) or pass it to the
+/// leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhenStale {
+    Refuse,
+    Forward,
+}
+
+/// How recent a backup served by this node's own copy must be: `freshness` (last contact
+/// with the leader), `min_index` (applied index, waited for up to `timeout`). `None` when the
+/// request bounds neither: then a follower forwards unless `noleader`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FreshnessBounds {
+    freshness: Option<Duration>,
+    min_index: Option<u64>,
+    wait: Duration,
+    when_stale: WhenStale,
+}
+
+/// How long a backup waits for `min_index` to be applied when `timeout` is not given: the
+/// default wait of this node's other `timeout` parameters.
+const DEFAULT_MIN_INDEX_WAIT: Duration = Duration::from_secs(30);
+
+impl FreshnessBounds {
+    /// The bounds a request sets, or the 400 message for a malformed one (`freshness` and
+    /// `timeout` were validated for every route already).
+    fn parse(params: &QueryParams) -> Result<Option<FreshnessBounds>, String> {
+        let min_index = match params.get("min_index") {
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .map_err(|_| format!("min_index is not a valid Raft index: {v:?}"))?,
+            ),
+            None => None,
+        };
+        let when_stale = match params.get("stale") {
+            None | Some("error") => WhenStale::Refuse,
+            Some("forward") => WhenStale::Forward,
+            Some(other) => {
+                return Err(format!(
+                    "stale must be \"error\" or \"forward\", not {other:?}"
+                ))
+            }
+        };
+        let freshness = params.duration("freshness");
+        if freshness.is_none() && min_index.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(FreshnessBounds {
+            freshness,
+            min_index,
+            wait: params.duration("timeout").unwrap_or(DEFAULT_MIN_INDEX_WAIT),
+            when_stale,
+        }))
+    }
+}
+
+/// The choice "serve here, forward, or refuse": `Ok(true)` to answer from this node's own
+/// copy, `Ok(false)` to leave it to the leader (forwarded, redirected, or 503 without one),
+/// `Err` with the refusal. Without `freshness` or `min_index`, a follower forwards unless
+/// `noleader`, and the leader serves. With either, any node serves its own copy when it is
+/// fresh enough ([`crate::store::Store::ensure_fresh`]: the leader always is, once it has
+/// applied `min_index`); otherwise it refuses (503, naming why) or, with `stale=forward`
+/// on a follower, forwards.
+async fn where_to_answer(params: &QueryParams, store: &Store) -> Result<bool, HttpResponse> {
+    let bounds = match FreshnessBounds::parse(params) {
+        Ok(Some(bounds)) => bounds,
+        Ok(None) => return Ok(params.has("noleader") || store.is_leader()),
+        Err(message) => return Err(text_error(StatusCode::BAD_REQUEST, message)),
+    };
+    match store
+        .ensure_fresh(bounds.freshness, bounds.min_index, bounds.wait)
+        .await
+    {
+        Ok(()) => Ok(true),
+        Err(_) if bounds.when_stale == WhenStale::Forward && !store.is_leader() => Ok(false),
+        Err(why) => {
+            tracing::info!("backup refused: {why}");
+            Err(text_error(error_status::not_fresh(&why), why.to_string()))
+        }
     }
 }
 
