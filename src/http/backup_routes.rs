@@ -2,12 +2,17 @@
 //! the binary copies and the SQL stream, with their sharing, reserve, priority and caps).
 //!
 //! This module owns only what is HTTP's: the parameters (`fmt=binary|delete|sql`, `tables`,
-//! `vacuum`, `compress`, `noleader`, `redirect`), forwarding a follower's request to the leader
+//! `vacuum`, `compress`, `noleader`, `redirect`, and raftlite's `freshness`, `min_index`,
+//! `timeout`, `stale=error|forward`), the choice between this node's own copy, the leader's
+//! and a refusal (`where_to_answer`: a follower serves its own copy only when asked to, by
+//! `noleader` or by bounds it meets), forwarding a follower's request to the leader
 //! (the leader's stream is proxied chunk by chunk, without buffering and without a total
 //! timeout: a large backup may take long), gzip (`compress`: level 1, on the fly, without
 //! `Content-Encoding`, as rqlite does it: the client gets a `.gz` file), and the answer.
 //!
-//! Statuses before the first byte: 503 with `Retry-After` when `-max-backup-copies` copies are
+//! Statuses before the first byte: 503 without `Retry-After` when this node is not fresh
+//! enough for `freshness`/`min_index` (`http::error_status::not_fresh`), 400 for malformed
+//! bounds, 503 with `Retry-After` when `-max-backup-copies` copies are
 //! in progress, 507 when a copy would not fit above `-disk-reserve` (or stopped at it), 500
 //! otherwise (`http::error_status::backup`, the one mapping). An error after the first byte ends the
 //! body stream with an `Err`, so actix aborts the connection and the client sees a truncated

@@ -10,6 +10,10 @@
 //! not the leader answers [`StoreError::NotLeader`] with the leader it knows, and the HTTP
 //! layer forwards, redirects or answers 503.
 //!
+//! A backup a follower serves from its own copy is bounded the same way as a `level=none`
+//! read: [`Store::ensure_fresh`] (last contact with a leader, and an applied index waited for
+//! a bounded time) answers [`NotFresh`] with the numbers.
+//!
 //! Restores (`/db/load`, `/boot`, the console's) are [`restore`]'s: staging, the proposal,
 //! and each node's pull and install.
 //!
