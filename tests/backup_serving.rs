@@ -409,6 +409,15 @@ fn a_follower_cut_off_from_the_leader_is_stale() {
         "never stale: {last}"
     );
     assert!(last.contains("ago, more than freshness 1s"), "{last}");
+    // The same notion of staleness as a `level=none` read's.
+    let read = |freshness: &str| {
+        s.get(&format!(
+            "/db/query?level=none&freshness={freshness}&q=SELECT%20count(*)%20FROM%20t"
+        ))
+        .body
+    };
+    assert_eq!(read("1s"), r#"{"results":[],"error":"stale read"}"#);
+    assert!(read("1h").contains(r#""values":[[2]]"#), "{}", read("1h"));
     // A generous freshness still accepts the survivor's own copy.
     let own = get(s, "/db/backup?freshness=1h", &[]);
     assert_served_here(&own, "survivor within 1h");
