@@ -1,5 +1,6 @@
 //! Serving backups to fleets, end to end on real processes: entity tags that name a backup's
-//! content, conditional requests that cost no copy, and `HEAD`.
+//! content, conditional requests that cost no copy, and `HEAD`; followers that serve their own
+//! copy when it is fresh enough (`freshness`, `min_index`, `stale=forward`).
 
 mod common;
 
@@ -561,4 +562,210 @@ fn raftlite_verify_checks_a_download_against_the_node() {
     );
     // Usage errors: 2.
     assert_eq!(verify(&[]).0, 2);
+}
+
+/// The index a write was applied at (`raft_index` in the leader's answer).
+fn write_at(leader: &Node, body: &str) -> u64 {
+    let a = leader.post("/db/execute?raft_index", body).json();
+    a["results"][0]["error"]
+        .is_null()
+        .then(|| a["raft_index"].as_u64())
+        .flatten()
+        .unwrap_or_else(|| panic!("write failed: {a}"))
+}
+
+fn text(a: &Answer) -> String {
+    String::from_utf8_lossy(&a.body).into_owned()
+}
+
+/// A backup answered by the node asked, from its own copy: a SQLite file with its index and
+/// tag, not proxied.
+fn assert_served_here(a: &Answer, what: &str) {
+    assert_eq!(a.status, 200, "{what}: {}", text(a));
+    assert_eq!(a.header("x-rqlite-served-by"), None, "{what}: proxied");
+    assert!(a.body.starts_with(b"SQLite format 3\0"), "{what}");
+    assert!(a.header("etag").is_some(), "{what}: no ETag");
+}
+
+#[test]
+fn a_fresh_follower_serves_its_own_copy_and_a_stale_one_refuses_or_forwards() {
+    let c = Cluster::start(3, &[]);
+    let leader = &c.nodes[c.leader()];
+    let follower = &c.nodes[c.followers()[0]];
+    let index = write_at(leader, WRITES);
+
+    // Fresh enough: the follower's own copy (after waiting for `min_index` if need be).
+    let (leader_made, follower_made) = (copies_made(leader), copies_made(follower));
+    let own = get(
+        follower,
+        &format!("/db/backup?freshness=10s&min_index={index}&timeout=10s"),
+        &[],
+    );
+    assert_served_here(&own, "fresh follower");
+    assert!(own.index() >= index, "{} < {index}", own.index());
+    assert_eq!(
+        copies_made(follower),
+        follower_made + 1,
+        "no copy on the follower"
+    );
+    assert_eq!(copies_made(leader), leader_made, "the leader made the copy");
+    // freshness alone is enough to ask for it.
+    assert_served_here(&get(follower, "/db/backup?freshness=10s", &[]), "freshness");
+
+    // A follower's last contact is always older than a nanosecond: stale.
+    let stale = get(follower, "/db/backup?freshness=1ns", &[]);
+    assert_eq!(stale.status, 503, "{}", text(&stale));
+    assert!(
+        text(&stale).starts_with("stale: last contact with the leader ")
+            && text(&stale).contains("ago, more than freshness 1ns"),
+        "{}",
+        text(&stale)
+    );
+    assert_eq!(stale.header("x-rqlite-served-by"), None);
+    // The client may ask for the leader's copy instead.
+    let forwarded = get(follower, "/db/backup?freshness=1ns&stale=forward", &[]);
+    assert_eq!(forwarded.status, 200, "{}", text(&forwarded));
+    assert_eq!(
+        forwarded.header("x-rqlite-served-by"),
+        Some(leader.raft_addr.as_str())
+    );
+    assert!(forwarded.body.starts_with(b"SQLite format 3\0"));
+    // `stale=error` is the default spelled out.
+    assert_eq!(
+        get(follower, "/db/backup?freshness=1ns&stale=error", &[]).status,
+        503
+    );
+    // The leader is always fresh.
+    assert_served_here(&get(leader, "/db/backup?freshness=1ns", &[]), "leader");
+
+    // Malformed bounds are the caller's mistake.
+    for (query, message) in [
+        ("min_index=abc", "min_index is not a valid Raft index"),
+        ("min_index=-1", "min_index is not a valid Raft index"),
+        (
+            "freshness=1s&stale=maybe",
+            "stale must be \"error\" or \"forward\"",
+        ),
+        ("freshness=soon", "freshness is not a valid duration"),
+    ] {
+        let a = get(follower, &format!("/db/backup?{query}"), &[]);
+        assert_eq!(a.status, 400, "{query}: {}", text(&a));
+        assert!(text(&a).contains(message), "{query}: {}", text(&a));
+    }
+}
+
+#[test]
+fn min_index_waits_a_bounded_time_for_the_apply() {
+    let c = Cluster::start(3, &[]);
+    let leader = &c.nodes[c.leader()];
+    let follower = &c.nodes[c.followers()[0]];
+    let index = write_at(leader, WRITES);
+
+    // Never reached: the wait ends at `timeout`, then the error names both indexes.
+    let far = index + 1_000_000;
+    for (node, who) in [(follower, "follower"), (leader, "leader")] {
+        let started = std::time::Instant::now();
+        let a = get(node, &format!("/db/backup?min_index={far}&timeout=1s"), &[]);
+        let took = started.elapsed();
+        assert_eq!(a.status, 503, "{who}: {}", text(&a));
+        assert!(
+            text(&a).starts_with("behind: applied index ")
+                && text(&a).contains(&format!("is below min_index {far} after waiting 1")),
+            "{who}: {}",
+            text(&a)
+        );
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+            "{who}: answered after {took:?}"
+        );
+    }
+    // Forwarding does not help when the leader has not applied it either: its refusal,
+    // passed on.
+    let a = get(
+        follower,
+        &format!("/db/backup?min_index={far}&timeout=1s&stale=forward"),
+        &[],
+    );
+    assert_eq!(a.status, 503, "{}", text(&a));
+    assert_eq!(
+        a.header("x-rqlite-served-by"),
+        Some(leader.raft_addr.as_str())
+    );
+    assert!(text(&a).contains("below min_index"), "{}", text(&a));
+
+    // Reached during the wait: the follower's own copy, at or after that index.
+    let next = index + 1;
+    let url = follower.url(&format!("/db/backup?min_index={next}&timeout=20s"));
+    let waiting = std::thread::spawn(move || {
+        let r = client().get(url).send().expect("backup request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.bytes().expect("body").to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        !waiting.is_finished(),
+        "the backup did not wait for min_index {next}"
+    );
+    let written = write_at(leader, r#"["INSERT INTO t(v) VALUES ('three')"]"#);
+    assert!(written >= next);
+    let a = waiting.join().expect("backup thread");
+    assert_served_here(&a, "after the wait");
+    assert!(a.index() >= next, "{} < {next}", a.index());
+}
+
+#[test]
+fn a_follower_cut_off_from_the_leader_is_stale() {
+    let mut c = Cluster::start(3, &[]);
+    let leader_at = c.leader();
+    let follower_at = c.followers()[0];
+    let index = write_at(&c.nodes[leader_at], WRITES);
+    assert!(wait_until(Duration::from_secs(10), || {
+        get(&c.nodes[follower_at], "/db/backup?noleader", &[]).index() >= index
+    }));
+    // The other two gone: no leader, no contact.
+    for i in 0..3 {
+        if i != follower_at {
+            c.nodes[i].kill();
+        }
+    }
+    let s = &c.nodes[follower_at];
+    let mut last = String::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let a = get(s, "/db/backup?freshness=1s", &[]);
+            last = format!("{} {}", a.status, text(&a));
+            a.status == 503 && text(&a).starts_with("stale: last contact with the leader ")
+        }),
+        "never stale: {last}"
+    );
+    assert!(last.contains("ago, more than freshness 1s"), "{last}");
+    // The same notion of staleness as a `level=none` read's.
+    let read = |freshness: &str| {
+        s.get(&format!(
+            "/db/query?level=none&freshness={freshness}&q=SELECT%20count(*)%20FROM%20t"
+        ))
+        .body
+    };
+    assert_eq!(read("1s"), r#"{"results":[],"error":"stale read"}"#);
+    assert!(read("1h").contains(r#""values":[[2]]"#), "{}", read("1h"));
+    // A generous freshness still accepts the survivor's own copy.
+    let own = get(s, "/db/backup?freshness=1h", &[]);
+    assert_served_here(&own, "survivor within 1h");
+    assert!(own.index() >= index);
+    // Forwarding instead fails as forwarding does without a leader.
+    let mut last = String::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let a = get(s, "/db/backup?freshness=1s&stale=forward", &[]);
+            last = format!("{} {}", a.status, text(&a));
+            last == "503 leader not found\n"
+        }),
+        "forwarding answered {last}"
+    );
 }

@@ -2,14 +2,19 @@
 //! the binary copies and the SQL stream, with their sharing, reserve, priority and caps).
 //!
 //! This module owns only what is HTTP's: the parameters (`fmt=binary|delete|sql`, `tables`,
-//! `vacuum`, `compress`, `noleader`, `redirect`), forwarding a follower's request to the leader
+//! `vacuum`, `compress`, `noleader`, `redirect`, and raftlite's `freshness`, `min_index`,
+//! `timeout`, `stale=error|forward`), the choice between this node's own copy, the leader's
+//! and a refusal (`where_to_answer`: a follower serves its own copy only when asked to, by
+//! `noleader` or by bounds it meets), forwarding a follower's request to the leader
 //! (the leader's stream is proxied chunk by chunk, without buffering and without a total
 //! timeout: a large backup may take long; the client's `Accept-Encoding` goes along and the
 //! leader's `Content-Encoding` and `Vary` come back, the bytes untouched), and the answer.
 //! Compression (`compress`, `compress=zstd`, `Accept-Encoding`) is chosen and applied by
 //! [`super::content_coding`].
 //!
-//! Statuses before the first byte: 503 with `Retry-After` when `-max-backup-copies` copies are
+//! Statuses before the first byte: 503 without `Retry-After` when this node is not fresh
+//! enough for `freshness`/`min_index` (`http::error_status::not_fresh`), 400 for malformed
+//! bounds, 503 with `Retry-After` when `-max-backup-copies` copies are
 //! in progress, 507 when a copy would not fit above `-disk-reserve` (or stopped at it), 500
 //! otherwise (`http::error_status::backup`, the one mapping). An error after the first byte ends the
 //! body stream with an `Err`, so actix aborts the connection and the client sees a truncated
@@ -17,6 +22,7 @@
 
 use std::io;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use actix_web::body::SizedStream;
 use actix_web::http::{header, StatusCode};
@@ -32,7 +38,7 @@ use super::response::text_error;
 use super::AppState;
 use crate::metrics::BackupFormat;
 use crate::store::backup::{Backup, ContentId};
-use crate::store::NodeInfo;
+use crate::store::{NodeInfo, Store};
 
 pub const RAFT_INDEX_HEADER: &str = "X-Raftlite-Raft-Index";
 
@@ -88,7 +94,11 @@ pub async fn serve_backup(
     };
 
     let store = &state.store;
-    if !params.has("noleader") && !store.is_leader() {
+    let answer_here = match where_to_answer(params, store).await {
+        Ok(here) => here,
+        Err(refused) => return refused,
+    };
+    if !answer_here {
         return match leader_to_forward_to(req, params, store.leader().as_ref()) {
             Ok(l) => {
                 let url = match leader_query {
@@ -199,6 +209,89 @@ pub async fn serve_backup(
         (Some(coding), _) => builder.streaming(content_coding::encode(prepared.body, coding)),
         (None, Some(len)) => builder.body(SizedStream::new(len, prepared.body)),
         (None, None) => builder.streaming(prepared.body),
+    }
+}
+
+/// What a follower does with a backup request its own copy is not fresh enough for
+/// (`stale=`): refuse it (the default, as rqlite refuses a stale read) or pass it to the
+/// leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhenStale {
+    Refuse,
+    Forward,
+}
+
+/// How recent a backup served by this node's own copy must be: `freshness` (last contact
+/// with the leader), `min_index` (applied index, waited for up to `timeout`). `None` when the
+/// request bounds neither: then a follower forwards unless `noleader`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FreshnessBounds {
+    freshness: Option<Duration>,
+    min_index: Option<u64>,
+    wait: Duration,
+    when_stale: WhenStale,
+}
+
+/// How long a backup waits for `min_index` to be applied when `timeout` is not given: the
+/// default wait of this node's other `timeout` parameters.
+const DEFAULT_MIN_INDEX_WAIT: Duration = Duration::from_secs(30);
+
+impl FreshnessBounds {
+    /// The bounds a request sets, or the 400 message for a malformed one (`freshness` and
+    /// `timeout` were validated for every route already).
+    fn parse(params: &QueryParams) -> Result<Option<FreshnessBounds>, String> {
+        let min_index = match params.get("min_index") {
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .map_err(|_| format!("min_index is not a valid Raft index: {v:?}"))?,
+            ),
+            None => None,
+        };
+        let when_stale = match params.get("stale") {
+            None | Some("error") => WhenStale::Refuse,
+            Some("forward") => WhenStale::Forward,
+            Some(other) => {
+                return Err(format!(
+                    "stale must be \"error\" or \"forward\", not {other:?}"
+                ))
+            }
+        };
+        let freshness = params.duration("freshness");
+        if freshness.is_none() && min_index.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(FreshnessBounds {
+            freshness,
+            min_index,
+            wait: params.duration("timeout").unwrap_or(DEFAULT_MIN_INDEX_WAIT),
+            when_stale,
+        }))
+    }
+}
+
+/// The choice "serve here, forward, or refuse": `Ok(true)` to answer from this node's own
+/// copy, `Ok(false)` to leave it to the leader (forwarded, redirected, or 503 without one),
+/// `Err` with the refusal. Without `freshness` or `min_index`, a follower forwards unless
+/// `noleader`, and the leader serves. With either, any node serves its own copy when it is
+/// fresh enough ([`crate::store::Store::ensure_fresh`]: the leader always is, once it has
+/// applied `min_index`); otherwise it refuses (503, naming why) or, with `stale=forward`
+/// on a follower, forwards.
+async fn where_to_answer(params: &QueryParams, store: &Store) -> Result<bool, HttpResponse> {
+    let bounds = match FreshnessBounds::parse(params) {
+        Ok(Some(bounds)) => bounds,
+        Ok(None) => return Ok(params.has("noleader") || store.is_leader()),
+        Err(message) => return Err(text_error(StatusCode::BAD_REQUEST, message)),
+    };
+    match store
+        .ensure_fresh(bounds.freshness, bounds.min_index, bounds.wait)
+        .await
+    {
+        Ok(()) => Ok(true),
+        Err(_) if bounds.when_stale == WhenStale::Forward && !store.is_leader() => Ok(false),
+        Err(why) => {
+            tracing::info!("backup refused: {why}");
+            Err(text_error(error_status::not_fresh(&why), why.to_string()))
+        }
     }
 }
 

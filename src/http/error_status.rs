@@ -20,7 +20,7 @@ use crate::cluster::stepdown::StepdownError;
 use crate::db::DbError;
 use crate::store::backup::BackupError;
 use crate::store::restore::RestoreError;
-use crate::store::StoreError;
+use crate::store::{NotFresh, StoreError};
 
 /// A request body that was refused before it ran: 413 when it is too large to hold, else 400.
 pub fn body(e: &BodyError) -> StatusCode {
@@ -89,6 +89,17 @@ pub fn content_coding(e: &CodingError) -> StatusCode {
     match e {
         CodingError::UnknownCompress(_) => StatusCode::BAD_REQUEST,
         CodingError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+    }
+}
+
+/// A follower not recent enough for a backup's `freshness` or `min_index`, when the client
+/// did not ask for the leader's copy instead (`stale=forward`): 503, a node that cannot serve
+/// this now. A stale `level=none` read answers 200 with `error` (rqlite's shape for query
+/// results), but a backup's 200 means its body is the backup: a client would save the
+/// message as its file.
+pub fn not_fresh(e: &NotFresh) -> StatusCode {
+    match e {
+        NotFresh::LeaderContact { .. } | NotFresh::Behind { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -176,5 +187,28 @@ mod tests {
             StatusCode::OK
         );
         assert_eq!(store(&StoreError::StaleRead), StatusCode::OK);
+    }
+
+    #[test]
+    fn a_follower_too_stale_for_a_backup_is_503() {
+        let stale = NotFresh::LeaderContact {
+            age: None,
+            freshness: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(not_fresh(&stale), StatusCode::SERVICE_UNAVAILABLE);
+        let behind = NotFresh::Behind {
+            applied: 3,
+            min_index: 9,
+            waited: std::time::Duration::from_millis(1500),
+        };
+        assert_eq!(not_fresh(&behind), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            behind.to_string(),
+            "behind: applied index 3 is below min_index 9 after waiting 1.5s"
+        );
+        assert_eq!(
+            stale.to_string(),
+            "stale: last contact with the leader never (since this node started), more than freshness 1s"
+        );
     }
 }

@@ -10,6 +10,10 @@
 //! not the leader answers [`StoreError::NotLeader`] with the leader it knows, and the HTTP
 //! layer forwards, redirects or answers 503.
 //!
+//! A backup a follower serves from its own copy is bounded the same way as a `level=none`
+//! read: [`Store::ensure_fresh`] (last contact with a leader, and an applied index waited for
+//! a bounded time) answers [`NotFresh`] with the numbers.
+//!
 //! Restores (`/db/load`, `/boot`, the console's) are [`restore`]'s: staging, the proposal,
 //! and each node's pull and install.
 //!
@@ -74,6 +78,48 @@ pub enum StoreError {
     #[error("{0}")]
     InsufficientStorage(String),
 }
+
+/// Why this node's own state is not recent enough for a request that bounded it
+/// (`freshness`, `min_index`; see [`Store::ensure_fresh`]). The message names the numbers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotFresh {
+    /// This follower's last contact with a leader is older than `freshness` (or it never had
+    /// one): rqlite's stale read.
+    #[error(
+        "stale: last contact with the leader {}, more than freshness {}",
+        contact_age_text(*.age),
+        crate::flags::format_go_duration(*.freshness)
+    )]
+    LeaderContact {
+        age: Option<Duration>,
+        freshness: Duration,
+    },
+    /// The applied index did not reach `min_index` within the wait.
+    #[error(
+        "behind: applied index {applied} is below min_index {min_index} after waiting {}",
+        crate::flags::format_go_duration(*.waited)
+    )]
+    Behind {
+        applied: u64,
+        min_index: u64,
+        waited: Duration,
+    },
+}
+
+fn contact_age_text(age: Option<Duration>) -> String {
+    match age {
+        Some(age) => format!("{} ago", crate::flags::format_go_duration(age)),
+        None => "never (since this node started)".into(),
+    }
+}
+
+/// `d` without its sub-millisecond part, for messages.
+fn whole_millis(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+/// How often a wait for the applied index looks at it (an atomic load).
+const APPLY_POLL: Duration = Duration::from_millis(10);
 
 /// Results of a write, with the log index it was applied at.
 #[derive(Debug, Clone, Default)]
@@ -397,6 +443,60 @@ impl Store {
         self.shared.applied_index.load(Ordering::Acquire)
     }
 
+    /// `Some(why)` when this node is a follower whose last contact with a leader is older
+    /// than `freshness` (or that never had one); a leader is always fresh. The one notion of
+    /// staleness, for `level=none` reads and for backups.
+    fn stale_contact(&self, freshness: Duration) -> Option<NotFresh> {
+        if self.is_leader() {
+            return None;
+        }
+        let age = self
+            .last_leader_contact
+            .lock()
+            .map(|t| whole_millis(t.elapsed()));
+        age.is_none_or(|age| age > freshness)
+            .then_some(NotFresh::LeaderContact { age, freshness })
+    }
+
+    /// Whether this node's own state is recent enough to answer from, for a request that
+    /// bounds it (a backup served by a follower): its last contact with a leader within
+    /// `freshness` (a leader: always), and its applied index at least `min_index`, waiting
+    /// up to `wait` for the apply to get there. Contact is checked before the wait (a node
+    /// cut off from the leader says so at once) and again after it (contact may have been
+    /// lost meanwhile).
+    pub async fn ensure_fresh(
+        &self,
+        freshness: Option<Duration>,
+        min_index: Option<u64>,
+        wait: Duration,
+    ) -> Result<(), NotFresh> {
+        let contact = || match freshness {
+            Some(limit) => self.stale_contact(limit).map_or(Ok(()), Err),
+            None => Ok(()),
+        };
+        contact()?;
+        if let Some(min_index) = min_index {
+            let started = tokio::time::Instant::now();
+            let deadline = started + wait;
+            loop {
+                let applied = self.applied_index();
+                if applied >= min_index {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(NotFresh::Behind {
+                        applied,
+                        min_index,
+                        waited: whole_millis(started.elapsed()),
+                    });
+                }
+                tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + APPLY_POLL))
+                    .await;
+            }
+        }
+        contact()
+    }
+
     /// Records that a leader just sent us entries (or a heartbeat).
     pub fn note_leader_contact(&self) {
         *self.last_leader_contact.lock() = Some(Instant::now());
@@ -553,11 +653,8 @@ impl Store {
         match level {
             ReadLevel::None => {
                 if let Some(limit) = freshness {
-                    if !self.is_leader() {
-                        let contact = *self.last_leader_contact.lock();
-                        if contact.is_none_or(|t| t.elapsed() > limit) {
-                            return Err(StoreError::StaleRead);
-                        }
+                    if self.stale_contact(limit).is_some() {
+                        return Err(StoreError::StaleRead);
                     }
                 }
             }
