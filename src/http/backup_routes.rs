@@ -133,7 +133,16 @@ pub async fn serve_backup(
     // A coded body (a compressed file or a content coding) has no ranges and no digest.
     let compress = encoding.coding().is_some();
     if req.method() == actix_web::http::Method::HEAD {
-        return head(req, state, format, &variant, encoding, params.has("vacuum")).await;
+        return head(
+            req,
+            state,
+            format,
+            &variant,
+            encoding,
+            params.has("vacuum"),
+            tables,
+        )
+        .await;
     }
     let mut status = StatusCode::OK;
     let mut headers: Vec<(&'static str, String)> = vec![(
@@ -368,6 +377,7 @@ async fn head(
     variant: &str,
     encoding: content_coding::Encoding,
     vacuum: bool,
+    tables: Option<Vec<String>>,
 ) -> HttpResponse {
     let compress = encoding.coding().is_some();
     let store = &state.store;
@@ -401,6 +411,33 @@ async fn head(
             };
             (copy.info.content.clone(), Some(copy.info.len))
         }
+        // A SQL dump or a compressed body is not kept: the node makes it as a GET would and
+        // hashes it (the same content makes the same bytes), at the cost of one backup.
+        _ if wants_digest => {
+            let made = match format {
+                Format::Binary => select_binary(req, state, variant, vacuum, None)
+                    .await
+                    .map(|s| s.backup),
+                Format::Sql => store
+                    .backups()
+                    .sql(store.database(), tables)
+                    .await
+                    .map_err(|e| (error_status::backup(&e), e.to_string())),
+            };
+            let backup = match made {
+                Ok(b) => b,
+                Err((status, message)) => return failed_backup(status, message),
+            };
+            let body = match encoding.coding() {
+                Some(coding) => content_coding::encode(backup.body, coding),
+                None => backup.body,
+            };
+            match sha256_of(body).await {
+                Ok(d) => builder.insert_header(("repr-digest", repr_digest(&d))),
+                Err(e) => return failed_backup(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            };
+            (backup.content, None)
+        }
         Format::Binary if !vacuum && !compress => {
             match store.backups().binary_head(store.database()).await {
                 Ok(head) => head,
@@ -419,6 +456,16 @@ async fn head(
         // No length is known: no Content-Length at all (not 0, which would be a claim).
         None => builder.body(actix_web::body::None::new()),
     }
+}
+
+/// The SHA-256 of a whole backup body (read to its end, chunk by chunk).
+async fn sha256_of(mut body: crate::store::backup::ByteStream) -> io::Result<[u8; 32]> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    while let Some(chunk) = body.next().await {
+        hasher.update(&chunk?);
+    }
+    Ok(hasher.finalize().into())
 }
 
 /// A binary backup chosen for a request, with what its answer says about it.
