@@ -39,6 +39,7 @@ pub struct Reading {
 mod case {
     pub const BACKUP: &str = "raftlite GET /db/backup";
     pub const BACKUP_16: &str = "raftlite GET /db/backup > /dev/null, 16 clients";
+    pub const CONDITIONAL_BACKUP: &str = "raftlite GET /db/backup If-None-Match (304)";
     pub const THROUGH_FOLLOWER: &str = "3 nodes: GET /db/backup through a follower";
     pub const WRITES_DURING_BACKUP: &str = "3 nodes: paced writes during the backup";
     pub const WRITES_IDLE: &str = "3 nodes: paced writes, no backup";
@@ -162,6 +163,29 @@ pub const GOALS: &[Goal] = &[
         target: "16 concurrent backups ≥ 4× the aggregate throughput of one",
         scenario: "backup",
         read: concurrent_backups,
+    },
+    Goal {
+        id: "P10",
+        target: "a conditional `GET /db/backup` of unchanged content (304) ≤ 2× the median \
+                 latency of `GET /status` on the same node",
+        scenario: "backup",
+        read: |s| {
+            let (row, v) = ratio_of(s, case::CONDITIONAL_BACKUP, "time")?;
+            let bound = Bound::AtMost(2.0);
+            let detail = match (
+                row.latency_ms.as_ref().and_then(|l| l.p50),
+                s.reference_of(row)
+                    .and_then(|r| r.latency_ms.as_ref())
+                    .and_then(|l| l.p50),
+            ) {
+                (Some(a), Some(b)) => format!(" (median {a:.3} ms vs {b:.3} ms)"),
+                _ => String::new(),
+            };
+            Some(Reading {
+                figure: format!("{}×{detail}", bound.show(v, 2)),
+                met: bound.met(v),
+            })
+        },
     },
     Goal {
         id: "P9",

@@ -8,6 +8,10 @@
 //!
 //! P8: sixteen concurrent `curl` downloads to `/dev/null` against one, as aggregate throughput.
 //!
+//! P10: a conditional `GET /db/backup` (`If-None-Match` with the current tag: a 304) against a
+//! `GET /status` on the same node, [`P10_REQUESTS`] of each interleaved one for one on one
+//! keep-alive connection, after a warm-up; the ratio of their median latencies.
+//!
 //! On a 3-node cluster (each node starts with its own copy of the data set):
 //! - P4: the same download through a follower (forwarded to the leader and streamed back)
 //!   against one straight from the leader, as a throughput ratio.
@@ -44,7 +48,11 @@ const GOALS: &[&str] = &[
     "P4: a backup through a follower >= 0.9x the throughput of one from the leader",
     "P5: writer p99 during a backup <= max(2x idle, idle + 20 ms), no write stalls over 100 ms",
     "P8: 16 concurrent backups >= 4x the aggregate throughput of one",
+    "P10: a conditional GET /db/backup of unchanged content (304) <= 2x the median latency of GET /status",
 ];
+
+/// Requests of each kind P10 times (after as many untimed ones).
+const P10_REQUESTS: usize = 500;
 
 /// Rounds of each alternating pair (P1, P4, P8) in a full run; `--quick` runs one.
 const ROUNDS: usize = 3;
@@ -119,6 +127,10 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
     let backup_bytes = row.bytes.unwrap_or(0);
     report.push(row);
     for row in concurrent_backups(node, P8_CLIENTS, backup_bytes, rounds).or_fail(&mut report)? {
+        report.push(row);
+    }
+    let requests = if ctx.opts.quick { 50 } else { P10_REQUESTS };
+    for row in conditional_against_status(node, requests).or_fail(&mut report)? {
         report.push(row);
     }
     report.push(ref_row);
@@ -260,6 +272,84 @@ fn backup_under_writes(
         idle_row,
         backup.note("P5: the backup those writes ran beside"),
     ])
+}
+
+/// P10: `requests` conditional backups (304) and as many `GET /status`, interleaved on one
+/// keep-alive connection after an untimed warm-up of each; rows of their latencies, the
+/// conditional one with the ratio of the medians.
+fn conditional_against_status(node: &Node, requests: usize) -> Result<Vec<Row>, String> {
+    let agent = crate::node::agent();
+    let url = node.url("/db/backup");
+    let head = agent
+        .head(&url)
+        .call()
+        .map_err(|e| format!("HEAD {url}: {e}"))?;
+    let Some(tag) = head.header("etag").map(str::to_owned) else {
+        return Ok(Vec::new()); // a build without tags: nothing to measure
+    };
+    let status_url = node.url("/status");
+    let conditional = |timed: &mut Vec<Duration>| -> Result<(), String> {
+        let t = Instant::now();
+        match agent.get(&url).set("If-None-Match", &tag).call() {
+            Ok(r) if r.status() == 304 => {}
+            Ok(r) => return Err(format!("conditional backup answered {}", r.status())),
+            Err(e) => return Err(format!("conditional backup: {e}")),
+        }
+        timed.push(t.elapsed());
+        Ok(())
+    };
+    let status = |timed: &mut Vec<Duration>| -> Result<(), String> {
+        let t = Instant::now();
+        let r = agent
+            .get(&status_url)
+            .call()
+            .map_err(|e| format!("GET /status: {e}"))?;
+        r.into_string().map_err(|e| format!("read /status: {e}"))?;
+        timed.push(t.elapsed());
+        Ok(())
+    };
+    let (mut warm_a, mut warm_b) = (Vec::new(), Vec::new());
+    for _ in 0..requests.min(50) {
+        conditional(&mut warm_a)?;
+        status(&mut warm_b)?;
+    }
+    let (mut cond, mut stat) = (Vec::new(), Vec::new());
+    let started = Instant::now();
+    for i in 0..requests {
+        // Alternate which goes first, so neither always follows the other.
+        if i % 2 == 0 {
+            conditional(&mut cond)?;
+            status(&mut stat)?;
+        } else {
+            status(&mut stat)?;
+            conditional(&mut cond)?;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let status_row = latency_row("raftlite GET /status", &mut stat, seconds);
+    let mut cond_row = latency_row(
+        "raftlite GET /db/backup If-None-Match (304)",
+        &mut cond,
+        seconds,
+    );
+    let medians = (
+        cond_row.latency_ms.as_ref().map(|l| l.p50),
+        status_row.latency_ms.as_ref().map(|l| l.p50),
+    );
+    if let (Some(c), Some(s)) = medians {
+        let ratio = c / s.max(1e-6);
+        cond_row.ratio = Some(crate::report::Ratio {
+            value: ratio,
+            of: "time",
+            reference: status_row.case.clone(),
+        });
+        cond_row = cond_row.also_note(format!(
+            "P10: median {:.3} ms vs {:.3} ms for GET /status: {ratio:.2}x, goal <= 2x; \
+             {requests} of each, interleaved",
+            c, s
+        ));
+    }
+    Ok(vec![cond_row, status_row])
 }
 
 /// A row of write latencies over `seconds`.
