@@ -123,7 +123,21 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Cluster {
     pub fn start(bin_dir: &Path, work: &Path, n: usize) -> Result<Cluster, String> {
-        let id_args = |i: usize| vec!["-node-id".to_string(), format!("node{i}")];
+        Cluster::start_with(bin_dir, work, n, &[])
+    }
+
+    /// As [`Cluster::start`], each node with `extra` flags too.
+    pub fn start_with(
+        bin_dir: &Path,
+        work: &Path,
+        n: usize,
+        extra: &[String],
+    ) -> Result<Cluster, String> {
+        let id_args = |i: usize| {
+            let mut args = vec!["-node-id".to_string(), format!("node{i}")];
+            args.extend_from_slice(extra);
+            args
+        };
         let first = Node::start_with(bin_dir, &work.join("node1"), &id_args(1))?;
         let join = first.raft_addr.clone();
         let mut nodes = vec![first];

@@ -84,7 +84,12 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
     let dir = ctx.scratch("compression").or_fail(&mut report)?;
     warm_page_cache(&data.path).or_fail(&mut report)?;
     let cluster = ctx
-        .cluster_with_data("compression-node", 1)
+        // Every server row makes its copy (no copy kept from an earlier request).
+        .cluster_with_data_and(
+            "compression-node",
+            1,
+            &["-backup-keep".to_string(), "0s".to_string()],
+        )
         .or_fail(&mut report)?;
     let node = cluster.leader();
 

@@ -69,6 +69,16 @@ impl Context {
     /// before start-up, so no load endpoint is involved: the copies are identical, the log
     /// holds no writes yet, and the cluster is consistent from its first entry.
     pub fn cluster_with_data(&mut self, name: &str, n: usize) -> Result<Cluster, String> {
+        self.cluster_with_data_and(name, n, &[])
+    }
+
+    /// As [`Context::cluster_with_data`], each node with `extra` flags too.
+    pub fn cluster_with_data_and(
+        &mut self,
+        name: &str,
+        n: usize,
+        extra: &[String],
+    ) -> Result<Cluster, String> {
         let data = self.data_set()?;
         let work = self.scratch(name)?;
         for i in 1..=n {
@@ -77,7 +87,7 @@ impl Context {
             std::fs::copy(&data.path, node_dir.join("db.sqlite"))
                 .map_err(|e| format!("copy the data set into node{i}: {e}"))?;
         }
-        Cluster::start(&self.opts.bin_dir, &work, n)
+        Cluster::start_with(&self.opts.bin_dir, &work, n, extra)
     }
 
     pub fn empty_cluster(&self, name: &str, n: usize) -> Result<Cluster, String> {
