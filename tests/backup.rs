@@ -82,14 +82,7 @@ fn own_backup_dir(parent: &Path) -> std::path::PathBuf {
 }
 
 fn temp_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("backup-"))
-                .collect()
-        })
-        .unwrap_or_default()
+    common::files_named(dir, "backup-")
 }
 
 /// Checks a binary backup: header, DELETE mode, integrity, no internal table.

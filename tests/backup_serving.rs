@@ -239,14 +239,7 @@ fn every_node_names_the_same_content_alike_and_a_follower_forwards_conditions() 
 }
 
 fn backup_files(node: &Node) -> Vec<String> {
-    std::fs::read_dir(&node.data_dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("backup-"))
-                .collect()
-        })
-        .unwrap_or_default()
+    common::files_named(&node.data_dir, "backup-")
 }
 
 /// About 6 MB of rows, so that ranges and broken downloads have room.
@@ -413,24 +406,17 @@ fn kept_copies_serve_the_same_content_again_and_go_when_their_time_is_up() {
         backup_files(&node)
     );
 
-    // -backup-keep 0: nothing is kept.
-    let none = Node::start(&["-backup-keep", "0s"]);
-    fill_blobs(&none);
-    assert_eq!(get(&none, "/db/backup", &[]).status, 200);
-    assert!(
-        wait_until(Duration::from_secs(5), || backup_files(&none).is_empty()),
-        "{:?}",
-        backup_files(&none)
-    );
-    // A size budget smaller than the copy: not kept either.
-    let small = Node::start(&["-backup-keep-size", "1000"]);
-    fill_blobs(&small);
-    assert_eq!(get(&small, "/db/backup", &[]).status, 200);
-    assert!(
-        wait_until(Duration::from_secs(5), || backup_files(&small).is_empty()),
-        "{:?}",
-        backup_files(&small)
-    );
+    // -backup-keep 0, or a size budget smaller than the copy: nothing is kept.
+    for flags in [["-backup-keep", "0s"], ["-backup-keep-size", "1000"]] {
+        let node = Node::start(&flags);
+        fill_blobs(&node);
+        assert_eq!(get(&node, "/db/backup", &[]).status, 200);
+        assert!(
+            wait_until(Duration::from_secs(5), || backup_files(&node).is_empty()),
+            "{flags:?}: {:?}",
+            backup_files(&node)
+        );
+    }
 }
 
 #[test]

@@ -330,14 +330,7 @@ fn has_count(node: &Node, table: &str, n: u64) -> bool {
 }
 
 fn load_files(node: &Node) -> Vec<String> {
-    std::fs::read_dir(&node.data_dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("load-"))
-                .collect()
-        })
-        .unwrap_or_default()
+    common::files_named(&node.data_dir, "load-")
 }
 
 /// `.zst` database files and SQL dumps load through /db/load (on a cluster, through a

@@ -55,14 +55,7 @@ fn make_db(dir: &Path, name: &str, rows: u32) -> PathBuf {
 }
 
 fn load_files(node: &Node) -> Vec<String> {
-    std::fs::read_dir(&node.data_dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("load-"))
-                .collect()
-        })
-        .unwrap_or_default()
+    common::files_named(&node.data_dir, "load-")
 }
 
 fn local_count(node: &Node, table: &str) -> String {

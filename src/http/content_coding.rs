@@ -271,37 +271,66 @@ pub fn encode(body: ByteStream, coding: Coding) -> ByteStream {
 /// gzip (level 1) as a stream: each input chunk is compressed as it arrives, so nothing is
 /// buffered beyond the encoder's window. An input error ends the output with that error.
 pub fn gzip_stream(input: ByteStream) -> impl Stream<Item = io::Result<Bytes>> {
-    async_stream::try_stream! {
-        let mut input = input;
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        while let Some(chunk) = input.next().await {
-            enc.write_all(&chunk?)?;
-            if !enc.get_ref().is_empty() {
-                yield Bytes::from(std::mem::take(enc.get_mut()));
-            }
-        }
-        let rest = enc.finish()?;
-        if !rest.is_empty() {
-            yield Bytes::from(rest);
-        }
-    }
+    encoded(
+        input,
+        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()),
+    )
 }
 
 /// zstd (level [`ZSTD_LEVEL`], one frame with a content checksum, as the `zstd` tool writes
 /// it) as a stream, on the same terms as [`gzip_stream`]: the frame's end (and checksum) is written
 /// only after the input ended cleanly.
 pub fn zstd_stream(input: ByteStream) -> impl Stream<Item = io::Result<Bytes>> {
+    let encoder = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL).and_then(|mut e| {
+        e.include_checksum(true)?;
+        Ok(e)
+    });
+    async_stream::try_stream! {
+        let mut out = Box::pin(encoded(input, encoder?));
+        while let Some(chunk) = out.next().await {
+            yield chunk?;
+        }
+    }
+}
+
+/// An encoder that writes into a `Vec` the stream empties as it fills.
+trait VecEncoder: Write {
+    fn output(&mut self) -> &mut Vec<u8>;
+    /// Ends the coding (trailer, checksum): what is left to send.
+    fn finish_output(self) -> io::Result<Vec<u8>>;
+}
+
+impl VecEncoder for flate2::write::GzEncoder<Vec<u8>> {
+    fn output(&mut self) -> &mut Vec<u8> {
+        self.get_mut()
+    }
+    fn finish_output(self) -> io::Result<Vec<u8>> {
+        self.finish()
+    }
+}
+
+impl VecEncoder for zstd::stream::write::Encoder<'static, Vec<u8>> {
+    fn output(&mut self) -> &mut Vec<u8> {
+        self.get_mut()
+    }
+    fn finish_output(self) -> io::Result<Vec<u8>> {
+        self.finish()
+    }
+}
+
+/// `input` through `enc`, chunk by chunk: compressed bytes go out as the encoder releases
+/// them, and the trailer only after the input ended cleanly (an input error ends the output
+/// with it).
+fn encoded<E: VecEncoder>(input: ByteStream, mut enc: E) -> impl Stream<Item = io::Result<Bytes>> {
     async_stream::try_stream! {
         let mut input = input;
-        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
-        enc.include_checksum(true)?;
         while let Some(chunk) = input.next().await {
             enc.write_all(&chunk?)?;
-            if !enc.get_ref().is_empty() {
-                yield Bytes::from(std::mem::take(enc.get_mut()));
+            if !enc.output().is_empty() {
+                yield Bytes::from(std::mem::take(enc.output()));
             }
         }
-        let rest = enc.finish()?;
+        let rest = enc.finish_output()?;
         if !rest.is_empty() {
             yield Bytes::from(rest);
         }

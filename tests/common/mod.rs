@@ -352,3 +352,16 @@ pub fn logs_of(nodes: &[Node]) -> String {
         .map(|(i, n)| format!("--- node {} ---\n{}", i + 1, n.log()))
         .collect()
 }
+
+/// The names of the files in `dir` that start with `prefix` (none if `dir` cannot be read): a
+/// node's backup copies (`backup-`) or staged loads (`load-`).
+pub fn files_named(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
