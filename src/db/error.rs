@@ -70,7 +70,8 @@ pub enum DbError {
     /// The writer thread is gone (a job panicked); nothing can be written any more.
     #[error("the writer thread stopped")]
     WriterStopped,
-    /// A task that ran a read connection panicked or was cancelled.
+    /// A task that ran a read connection panicked or was cancelled (the server's runtime).
+    #[cfg(feature = "server")]
     #[error("a read task failed: {0}")]
     ReadTask(#[source] tokio::task::JoinError),
     /// A connection to the file could not be opened.
