@@ -44,6 +44,8 @@ cargo fmt --all -- --check
 # Both builds are linted: the one users get, and the one the tests run.
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --workspace --all-targets "${TEST_FEATURES[@]}" -- -D warnings
+# The library without the server (what Cargo.toml promises the lighter builds).
+cargo check -p raftlite --no-default-features
 
 step "release build"
 cargo build --release --workspace
