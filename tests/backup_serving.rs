@@ -229,8 +229,18 @@ fn every_node_names_the_same_content_alike_and_a_follower_forwards_conditions() 
         );
         assert_eq!(cond.status, 304);
         assert_eq!(cond.etag(), from_leader.etag());
-        let head = send(follower, reqwest::Method::HEAD, "/db/backup", &[]);
+        let head = send(
+            follower,
+            reqwest::Method::HEAD,
+            "/db/backup",
+            &[("Want-Repr-Digest", "sha-256=10")],
+        );
         assert_eq!(head.status, 200);
+        assert_eq!(
+            head.header("repr-digest"),
+            Some(sha256_b64(&from_leader.body).as_str()),
+            "Want-Repr-Digest travels with a forwarded HEAD"
+        );
         assert_eq!(
             head.header("content-length"),
             Some(from_leader.body.len().to_string().as_str())
@@ -309,6 +319,14 @@ fn a_broken_download_resumes_byte_exact_from_the_kept_copy() {
     );
     assert_eq!(stale.status, 200);
     assert_ne!(stale.etag(), tag);
+    // The largest last-byte-pos a client can send: the whole backup, no overflow.
+    let all = get(
+        &node,
+        "/db/backup",
+        &[("Range", "bytes=0-18446744073709551615")],
+    );
+    assert_eq!(all.status, 206);
+    assert_eq!(all.body, stale.body);
     // A range without If-Range: of the current backup.
     let last = get(&node, "/db/backup", &[("Range", "bytes=-100")]);
     assert_eq!(last.status, 206);
@@ -404,6 +422,23 @@ fn kept_copies_serve_the_same_content_again_and_go_when_their_time_is_up() {
         wait_until(Duration::from_secs(15), || backup_files(&node).is_empty()),
         "kept past -backup-keep: {:?}",
         backup_files(&node)
+    );
+
+    // A load gives it the room at once (its content is being replaced).
+    let keeper = Node::start(&[]);
+    fill_blobs(&keeper);
+    let kept = get(&keeper, "/db/backup", &[]);
+    assert_eq!(backup_files(&keeper).len(), 1, "the copy is kept");
+    let load = client()
+        .post(keeper.url("/db/load"))
+        .body(kept.body.clone())
+        .send()
+        .expect("load");
+    assert_eq!(load.status().as_u16(), 200);
+    assert!(
+        wait_until(Duration::from_secs(5), || backup_files(&keeper).is_empty()),
+        "a load left the kept copy: {:?}",
+        backup_files(&keeper)
     );
 
     // -backup-keep 0, or a size budget smaller than the copy: nothing is kept.
@@ -770,5 +805,58 @@ fn a_follower_cut_off_from_the_leader_is_stale() {
             last == "503 leader not found\n"
         }),
         "forwarding answered {last}"
+    );
+}
+
+#[test]
+fn a_follower_that_installed_a_snapshot_makes_the_same_bytes_for_the_same_tag() {
+    let snap = ["-raft-snap", "20", "-raft-trailing-logs", "5"];
+    let c = Cluster::start(1, &snap);
+    let leader = &c.nodes[0];
+    leader.execute(WRITES);
+    for i in 0..60 {
+        leader.execute(&format!(r#"[["INSERT INTO t(v) VALUES(?)", "row {i}"]]"#));
+    }
+    assert!(wait_until(Duration::from_secs(20), || {
+        leader.get("/status").json()["store"]["raft"]["last_snapshot_index"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    }));
+    let join = leader.raft_addr.clone();
+    let late = Node::start(
+        &[
+            common::FAST_RAFT,
+            &snap,
+            &["-node-id", "late", "-join", &join],
+        ]
+        .concat(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || late.get("/status").json()
+            ["store"]["num_restores"]
+            == 1),
+        "the late node installed no snapshot:\n{}",
+        late.log()
+    );
+    let from_leader = get(leader, "/db/backup", &[]);
+    let mut own = None;
+    assert!(wait_until(Duration::from_secs(10), || {
+        let a = get(&late, "/db/backup?noleader", &[]);
+        let done = a.status == 200 && a.index() == from_leader.index();
+        own = Some(a);
+        done
+    }));
+    let own = own.expect("answer");
+    assert_eq!(own.etag(), from_leader.etag());
+    let first_difference = own
+        .body
+        .iter()
+        .zip(&from_leader.body)
+        .position(|(a, b)| a != b);
+    assert_eq!(
+        (own.body.len(), first_difference),
+        (from_leader.body.len(), None),
+        "same tag, different bytes"
     );
 }

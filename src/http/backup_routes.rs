@@ -241,6 +241,10 @@ struct FreshnessBounds {
     when_stale: WhenStale,
 }
 
+/// The longest a backup waits for `min_index`, whatever `timeout` says: a client may not hold a
+/// request (and its polling) open for longer.
+const MAX_MIN_INDEX_WAIT: Duration = Duration::from_secs(300);
+
 /// How long a backup waits for `min_index` to be applied when `timeout` is not given: the
 /// default wait of this node's other `timeout` parameters.
 const DEFAULT_MIN_INDEX_WAIT: Duration = Duration::from_secs(30);
@@ -272,7 +276,10 @@ impl FreshnessBounds {
         Ok(Some(FreshnessBounds {
             freshness,
             min_index,
-            wait: params.duration("timeout").unwrap_or(DEFAULT_MIN_INDEX_WAIT),
+            wait: params
+                .duration("timeout")
+                .unwrap_or(DEFAULT_MIN_INDEX_WAIT)
+                .min(MAX_MIN_INDEX_WAIT),
             when_stale,
         }))
     }
@@ -562,7 +569,8 @@ impl ByteRange {
     fn resolve(self, len: u64) -> Option<(u64, u64)> {
         match self {
             ByteRange::From(a, _) if a >= len => None,
-            ByteRange::From(a, b) => Some((a, b.map_or(len, |b| (b + 1).min(len)))),
+            // `b` may be any u64: clamp before adding one (no overflow at u64::MAX).
+            ByteRange::From(a, b) => Some((a, b.map_or(len, |b| b.min(len - 1) + 1))),
             ByteRange::Last(0) => None,
             ByteRange::Last(n) => Some((len.saturating_sub(n), len)),
         }
@@ -617,7 +625,8 @@ const RETRY_AFTER_SECS: &str = "1";
 
 /// The request headers a forwarded backup carries to the leader (besides credentials and
 /// `Accept-Encoding`, which [`proxy`] sets itself).
-const FORWARDED_REQUEST_HEADERS: &[&str] = &["if-none-match", "if-range", "range"];
+const FORWARDED_REQUEST_HEADERS: &[&str] =
+    &["if-none-match", "if-range", "range", "want-repr-digest"];
 
 /// The leader's answer headers a forwarded backup passes back.
 const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
@@ -724,6 +733,21 @@ mod tests {
         assert_eq!(Last(10).resolve(50), Some((40, 50)));
         assert_eq!(Last(100).resolve(50), Some((0, 50)));
         assert_eq!(Last(0).resolve(50), None);
+        // The largest last-byte-pos: clamped, no overflow.
+        let huge = parse_range("bytes=0-18446744073709551615").unwrap();
+        assert_eq!(huge.resolve(50), Some((0, 50)));
+        let tail = parse_range("bytes=10-18446744073709551615").unwrap();
+        assert_eq!(tail.resolve(50), Some((10, 50)));
+    }
+
+    #[test]
+    fn a_min_index_wait_is_capped_whatever_the_timeout() {
+        let params = QueryParams::parse("min_index=5&timeout=1000h");
+        let bounds = FreshnessBounds::parse(&params).unwrap().unwrap();
+        assert_eq!(bounds.wait, MAX_MIN_INDEX_WAIT);
+        let params = QueryParams::parse("min_index=5&timeout=2s");
+        let bounds = FreshnessBounds::parse(&params).unwrap().unwrap();
+        assert_eq!(bounds.wait, Duration::from_secs(2));
     }
 
     #[test]

@@ -172,6 +172,7 @@ async fn status_fields(state: &AppState) -> Value {
             "backup_copies": {
                 "made": copies_made,
                 "shared": copies_shared,
+                "kept_bytes": store.backups().kept_bytes(),
                 "tmp_dir": state.store.backups().tmp_dir().display().to_string(),
             },
             "db_applied_index": applied,

@@ -171,6 +171,7 @@ fn verify(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let node_tag = header("etag");
     match (&args.etag, &node_tag) {
         (None, _) => report.skip("digest", "no --etag: which backup the file is is unknown"),
+        (Some(_), None) => report.skip("digest", "the node sends no tag"),
         (Some(file_tag), Some(now)) if file_tag != now => report.skip(
             "digest",
             &format!("the node's backup is now {now}, the file is {file_tag}"),

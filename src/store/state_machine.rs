@@ -616,6 +616,23 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
                 meta.snapshot_id
             ));
         }
+        // A snapshot an older version made has no `lineage` column: add it before the next
+        // apply writes one.
+        match self
+            .db
+            .with_writer(|c| applied_state::ensure_table(c))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => super::stop_on_local_fault_msg(&format!(
+                "complete the state table of snapshot {}: {e}",
+                meta.snapshot_id
+            )),
+            Err(e) => super::stop_on_local_fault_msg(&format!(
+                "complete the state table of snapshot {}: {e}",
+                meta.snapshot_id
+            )),
+        }
         // The swapped-in file may have been copied from a fresher state than `meta` says.
         self.shared
             .applied_index

@@ -170,16 +170,16 @@ impl BinaryBackup {
         }
         let whole = start == 0 && end == self.info.len;
         let hashing = whole && self.copy.claim_hashing();
+        // Made before the body, so a body dropped before its first poll still gives the
+        // hashing back and keeps the copy (the guard's drop runs either way).
+        let mut end_guard = EndOfStream {
+            copy: Arc::clone(&self.copy),
+            len: self.info.len,
+            retention: Arc::clone(&self.retention),
+            hashing,
+            hashed: false,
+        };
         let body = async_stream::stream! {
-            // Held by the body: the copy's file lives until the response ends or the client
-            // leaves; then it is kept for a while (`EndOfStream`).
-            let mut end_guard = EndOfStream {
-                copy: Arc::clone(&self.copy),
-                len: self.info.len,
-                retention: Arc::clone(&self.retention),
-                hashing,
-                hashed: false,
-            };
             let mut hasher = hashing.then(<sha2::Sha256 as sha2::Digest>::new);
             let mut sent = 0u64;
             let mut chunks = tokio_util::io::ReaderStream::with_capacity(file.take(end - start), CHUNK);
@@ -357,6 +357,12 @@ impl Backups {
         })
     }
 
+    /// Lets every kept copy go (a restore or a snapshot needs the room; a copy still being
+    /// streamed keeps its file until its streams end).
+    pub fn release_kept(&self) {
+        self.copies.retention.release_all();
+    }
+
     /// Bytes of finished copies kept for reuse and resumes now (`/status`).
     pub fn kept_bytes(&self) -> u64 {
         self.copies.retention.kept_bytes()
@@ -412,6 +418,10 @@ impl Backups {
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let reserve = self.opts.disk_reserve;
         let needed = database_size(db).await?;
+        if check_room(&dir, needed, reserve, "a snapshot copy").is_err() {
+            // Kept backup copies give way to Raft's snapshot, then the room is checked again.
+            self.copies.retention.release_all();
+        }
         check_room(&dir, needed, reserve, "a snapshot copy")
             .map_err(|e| BackupError::InsufficientStorage(e.to_string()))?;
         let file = crate::temp_file::TempFile::new(dest.clone());

@@ -199,6 +199,9 @@ where
     E: std::fmt::Display,
 {
     let data_dir = store.data_dir();
+    // Backup copies kept for reuse give their room to the load (they hold the content the
+    // load is about to replace; streams reading them keep their files until they end).
+    store.backups().release_kept();
     if let Some(n) = declared {
         check_room(data_dir, n, limits.disk_reserve, "the load").map_err(LoadError::Io)?;
     }
