@@ -37,7 +37,7 @@ use super::params::QueryParams;
 use super::response::text_error;
 use super::AppState;
 use crate::metrics::BackupFormat;
-use crate::store::backup::{Backup, ContentId};
+use crate::store::backup::{repr_digest, Backup, ContentId};
 use crate::store::{NodeInfo, Store};
 
 pub const RAFT_INDEX_HEADER: &str = "X-Raftlite-Raft-Index";
@@ -49,6 +49,22 @@ enum Format {
 }
 
 impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Binary => "application/octet-stream",
+            Format::Sql => "application/sql",
+        }
+    }
+
+    /// `Accept-Ranges`: only a binary backup sent as it is (a kept copy's bytes) has ranges.
+    fn accept_ranges(self, coded: bool) -> &'static str {
+        if self == Format::Binary && !coded {
+            "bytes"
+        } else {
+            "none"
+        }
+    }
+
     fn metric(self) -> BackupFormat {
         match self {
             Format::Binary => BackupFormat::Binary,
@@ -145,15 +161,8 @@ pub async fn serve_backup(
         .await;
     }
     let mut status = StatusCode::OK;
-    let mut headers: Vec<(&'static str, String)> = vec![(
-        "accept-ranges",
-        if format == Format::Binary && !compress {
-            "bytes"
-        } else {
-            "none"
-        }
-        .to_owned(),
-    )];
+    let mut headers: Vec<(&'static str, String)> =
+        vec![("accept-ranges", format.accept_ranges(compress).to_owned())];
     let answer = match format {
         Format::Binary => {
             let vacuum = params.has("vacuum");
@@ -191,10 +200,7 @@ pub async fn serve_backup(
             return failed_backup(status, message);
         }
     };
-    let content_type = match format {
-        Format::Binary => "application/octet-stream",
-        Format::Sql => "application/sql",
-    };
+    let content_type = format.content_type();
     store.counters.backups.fetch_add(1, Ordering::Relaxed);
     *store.counters.last_backup_time.lock() = Some(crate::http::json::rfc3339_from_unix(
         std::time::SystemTime::now()
@@ -389,21 +395,8 @@ async fn head(
     let compress = encoding.coding().is_some();
     let store = &state.store;
     let mut builder = HttpResponse::Ok();
-    builder.insert_header((
-        header::CONTENT_TYPE,
-        match format {
-            Format::Binary => "application/octet-stream",
-            Format::Sql => "application/sql",
-        },
-    ));
-    builder.insert_header((
-        header::ACCEPT_RANGES,
-        if format == Format::Binary && !compress {
-            "bytes"
-        } else {
-            "none"
-        },
-    ));
+    builder.insert_header((header::CONTENT_TYPE, format.content_type()));
+    builder.insert_header((header::ACCEPT_RANGES, format.accept_ranges(compress)));
     let wants_digest = req.headers().contains_key("want-repr-digest");
     let (content, len) = match format {
         Format::Binary if wants_digest && !compress => {
@@ -544,15 +537,6 @@ async fn select_binary(
         digest,
         content_range: part.map(|(a, b)| format!("bytes {a}-{}/{len}", b - 1)),
     })
-}
-
-/// `Repr-Digest` (RFC 9530) for a SHA-256.
-fn repr_digest(digest: &[u8; 32]) -> String {
-    use base64::Engine as _;
-    format!(
-        "sha-256=:{}:",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
 }
 
 /// One byte range a request asked for (RFC 9110 §14.1.2), before the length is known.

@@ -250,13 +250,7 @@ fn check_local(file: &Path, scratch: &Path, report: &mut Report) -> anyhow::Resu
     let mut f = std::fs::File::open(file).with_context(|| format!("open {}", file.display()))?;
     let mut hasher = sha2::Sha256::new();
     std::io::copy(&mut f, &mut hasher).with_context(|| format!("read {}", file.display()))?;
-    let sha256_b64 = {
-        use base64::Engine as _;
-        format!(
-            "sha-256=:{}:",
-            base64::engine::general_purpose::STANDARD.encode(hasher.finalize())
-        )
-    };
+    let sha256_b64 = crate::store::backup::repr_digest(&hasher.finalize());
     report.pass("read", &format!("{} ({sha256_b64})", file.display()));
     let mut magic = [0u8; 16];
     let n = read_prefix(file, &mut magic)?;

@@ -731,8 +731,10 @@ fn apply_entries(
             EntryPayload::Membership(m) => Some(StoredMembership::new(Some(log_id), m.clone())),
             _ => None,
         };
-        // The lineage this entry would start, where the database has none yet.
+        // The lineage this entry would start, only while the database has none (the memory
+        // mirrors the table): once set, no entry formats or binds one again.
         let lineage = match &entry.payload {
+            _ if shared.applied.lock().lineage.is_some() => None,
             EntryPayload::Normal(Command::Execute { env, .. }) => Some(env.seed),
             EntryPayload::Normal(Command::ExecuteBatch(items)) => items.first().map(|i| i.env.seed),
             _ => None,

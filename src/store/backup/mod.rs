@@ -229,6 +229,15 @@ impl Drop for EndOfStream {
     }
 }
 
+/// A SHA-256 as `Repr-Digest` (RFC 9530) spells it: `sha-256=:<base64>:`.
+pub fn repr_digest(digest: &[u8]) -> String {
+    use base64::Engine as _;
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
 /// The bytes of a backup, as they are read: a failed item ends the transfer.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>>>>;
 
