@@ -28,6 +28,7 @@ mod connection;
 mod deterministic;
 mod error;
 mod hooks;
+mod page_store;
 mod statement;
 mod statement_cache;
 mod util;
@@ -37,6 +38,7 @@ pub use backup::{Backup, BackupProgress};
 pub use connection::{Connection, InterruptHandle, OpenFlags, TxnState};
 pub use deterministic::{randomness, ApplyInputs};
 pub use error::{Error, ErrorCode, Result};
+pub use page_store::PageStore;
 pub use hooks::{AuthAction, AuthRequest, Authorization, Authorizer, ProgressHandler};
 pub use statement::{ColumnType, Statement, Step};
 pub use statement_cache::{
