@@ -121,7 +121,11 @@ impl Connection {
         self.apply.as_ref().map_or(0, crate::deterministic::draws)
     }
 
-    pub(crate) fn open_with_vfs(path: &Path, flags: OpenFlags, vfs: Option<&CStr>) -> Result<Connection> {
+    pub(crate) fn open_with_vfs(
+        path: &Path,
+        flags: OpenFlags,
+        vfs: Option<&CStr>,
+    ) -> Result<Connection> {
         use std::os::unix::ffi::OsStrExt;
         let path = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| Error::interior_nul("database path"))?;

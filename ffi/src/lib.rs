@@ -38,8 +38,8 @@ pub use backup::{Backup, BackupProgress};
 pub use connection::{Connection, InterruptHandle, OpenFlags, TxnState};
 pub use deterministic::{randomness, ApplyInputs};
 pub use error::{Error, ErrorCode, Result};
-pub use page_store::PageStore;
 pub use hooks::{AuthAction, AuthRequest, Authorization, Authorizer, ProgressHandler};
+pub use page_store::PageStore;
 pub use statement::{ColumnType, Statement, Step};
 pub use statement_cache::{
     CachedStatement, StatementCacheStats, DEFAULT_STATEMENT_CACHE_CAPACITY, MAX_CACHED_SQL_LEN,

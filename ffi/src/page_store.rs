@@ -97,20 +97,8 @@ struct PagesVfs {
     inner: *mut sys::sqlite3_vfs,
 }
 
-// SAFETY: the VFS is immutable after registration; `inner` is SQLite's process-wide default
-// VFS, itself safe to use from any thread.
-unsafe impl Send for PagesVfs {}
-// SAFETY: as above.
-unsafe impl Sync for PagesVfs {}
-
-struct VfsPtr(*mut PagesVfs);
-// SAFETY: the pointer is to a leaked, immutable, registered VFS (see `PagesVfs`).
-unsafe impl Send for VfsPtr {}
-// SAFETY: as above.
-unsafe impl Sync for VfsPtr {}
-
 fn register_vfs() -> Result<()> {
-    static REGISTERED: OnceLock<std::result::Result<VfsPtr, c_int>> = OnceLock::new();
+    static REGISTERED: OnceLock<std::result::Result<(), c_int>> = OnceLock::new();
     let registered = REGISTERED.get_or_init(|| {
         // SAFETY: idempotent and thread-safe.
         let rc = unsafe { sys::sqlite3_initialize() };
@@ -124,7 +112,8 @@ fn register_vfs() -> Result<()> {
         }
         // SAFETY: `inner` is valid (above).
         let inner_ref = unsafe { &*inner };
-        let size = std::mem::size_of::<StoreFile>().max(usize::try_from(inner_ref.szOsFile).unwrap_or(0));
+        let size =
+            std::mem::size_of::<StoreFile>().max(usize::try_from(inner_ref.szOsFile).unwrap_or(0));
         let base = sys::sqlite3_vfs {
             iVersion: 1,
             szOsFile: c_int::try_from(size).unwrap_or(c_int::MAX),
@@ -156,7 +145,7 @@ fn register_vfs() -> Result<()> {
         if rc != sys::SQLITE_OK {
             return Err(rc);
         }
-        Ok(VfsPtr(vfs))
+        Ok(())
     });
     match registered {
         Ok(_) => Ok(()),
@@ -166,7 +155,9 @@ fn register_vfs() -> Result<()> {
 
 /// # Safety
 /// `vfs` must be the registered `PagesVfs`.
-unsafe fn inner_of<'a>(vfs: *mut sys::sqlite3_vfs) -> (*mut sys::sqlite3_vfs, &'a sys::sqlite3_vfs) {
+unsafe fn inner_of<'a>(
+    vfs: *mut sys::sqlite3_vfs,
+) -> (*mut sys::sqlite3_vfs, &'a sys::sqlite3_vfs) {
     // SAFETY: the caller's contract: `vfs` points to a `PagesVfs` (base is its first field).
     let inner = unsafe { (*(vfs as *mut PagesVfs)).inner };
     // SAFETY: the default VFS lives for the process.
@@ -303,7 +294,11 @@ unsafe extern "C" fn vfs_full_pathname(
     }
 }
 
-unsafe extern "C" fn vfs_randomness(vfs: *mut sys::sqlite3_vfs, n: c_int, out: *mut c_char) -> c_int {
+unsafe extern "C" fn vfs_randomness(
+    vfs: *mut sys::sqlite3_vfs,
+    n: c_int,
+    out: *mut c_char,
+) -> c_int {
     // SAFETY: registered VFS; delegation.
     let (inner, inner_ref) = unsafe { inner_of(vfs) };
     match inner_ref.xRandomness {
@@ -392,7 +387,10 @@ unsafe extern "C" fn store_write(
     }
 }
 
-unsafe extern "C" fn store_truncate(file: *mut sys::sqlite3_file, size: sys::sqlite3_int64) -> c_int {
+unsafe extern "C" fn store_truncate(
+    file: *mut sys::sqlite3_file,
+    size: sys::sqlite3_int64,
+) -> c_int {
     let Ok(size) = u64::try_from(size) else {
         return sys::SQLITE_IOERR_TRUNCATE;
     };
@@ -456,7 +454,9 @@ mod tests {
     impl PageStore for MemStore {
         fn read(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
             let data = lock(&self.0);
-            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
             let n = buf.len().min(data.len() - start);
             buf[..n].copy_from_slice(&data[start..start + n]);
             Ok(n)
@@ -491,7 +491,10 @@ mod tests {
         assert!(store.size() >= 2 * 4096, "two pages: {}", store.size());
         assert_eq!(&lock(&store.0)[..16], b"SQLite format 3\0");
         let again = Connection::open_page_store(store.clone()).expect("reopen");
-        assert_eq!(again.query_i64("SELECT sum(x) FROM t").expect("sum"), Some(6));
+        assert_eq!(
+            again.query_i64("SELECT sum(x) FROM t").expect("sum"),
+            Some(6)
+        );
         // Nothing was written beside the store.
         assert!(!Path::new("/raftlite-page-store").exists());
     }

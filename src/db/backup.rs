@@ -5,8 +5,8 @@
 //! last. In WAL mode that pins one snapshot: the copy holds every transaction committed before
 //! it began and nothing after, writes from other connections neither block it nor restart it,
 //! and it never blocks writers. The destination needs neither a journal nor an fsync (it is a
-//! temporary file until something renames it); after the copy its header is switched from
-//! WAL to rollback (DELETE) mode, so the result is one self-contained file.
+//! temporary file until something renames it); after the copy its header bytes are switched
+//! from WAL to rollback (DELETE) mode, so the result is one self-contained file.
 //!
 //! IMPLEMENTATION CAVEATS: the copy pins the WAL for its duration (the checkpointer cannot
 //! pass it); a caller that streams slowly should copy first and stream the file.
@@ -30,6 +30,8 @@ pub enum CopyError {
     Sqlite(#[from] raftlite_ffi::Error),
     #[error("copy database: the source stayed busy")]
     Busy,
+    #[error("copy database: {0}")]
+    Io(#[from] std::io::Error),
     /// The caller's `after_step` stopped the copy (for example: the disk reserve was reached).
     #[error("copy database: {0}")]
     Stopped(String),
@@ -50,30 +52,73 @@ pub fn copy_to_file(
     src: &Connection,
     dest: &Path,
     pages_per_step: i32,
-    mut after_step: impl FnMut(i32) -> Result<(), CopyError>,
+    after_step: impl FnMut(i32) -> Result<(), CopyError>,
 ) -> Result<CopyStats, CopyError> {
     let mut dest_conn = Connection::open(
         dest,
         OpenFlags::READ_WRITE | OpenFlags::CREATE | OpenFlags::NO_MUTEX,
     )?;
-    // The destination is scratch until it is complete: no journal, no syncs.
-    dest_conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF")?;
+    let stats = copy_into(src, &mut dest_conn, pages_per_step, after_step)?;
+    dest_conn.close()?;
+    set_rollback_header(dest)?;
+    Ok(stats)
+}
 
+/// Copies the `main` schema of `src` into `dest`, an empty database (a new file, or a page
+/// store: see `store::backup::one_pass`). The result keeps the source's journal-mode bytes
+/// (18-19); the caller makes it a rollback-mode file once `dest` is closed
+/// ([`set_rollback_header`], [`rollback_header`]).
+pub fn copy_into(
+    src: &Connection,
+    dest: &mut Connection,
+    pages_per_step: i32,
+    mut after_step: impl FnMut(i32) -> Result<(), CopyError>,
+) -> Result<CopyStats, CopyError> {
+    // The destination is scratch until it is complete: no journal, no syncs.
+    dest.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF")?;
     // One read transaction for the whole copy: a fixed snapshot of the source.
     let began_here = src.is_autocommit()?;
     if began_here {
         src.execute_batch("BEGIN")?;
         src.query_i64("SELECT count(*) FROM sqlite_master")?;
     }
-    let result = run_steps(&mut dest_conn, src, pages_per_step, &mut after_step);
+    let result = run_steps(dest, src, pages_per_step, &mut after_step);
     if began_here {
         let _ = src.execute_batch("ROLLBACK");
     }
-    let stats = result?;
-    // A copy of a WAL-mode source carries the WAL bytes (18-19 = 2); make it a plain file.
-    dest_conn.query_text("PRAGMA journal_mode=DELETE")?;
-    dest_conn.close()?;
-    Ok(stats)
+    result
+}
+
+/// Offset of the file format's write and read versions in the header: 1 1 for a rollback
+/// journal, 2 2 for WAL.
+const VERSION_BYTES: std::ops::Range<usize> = 18..20;
+
+/// Makes `page1` (a copy's first page, or its first 100 bytes) that of a rollback-mode file.
+/// A copy of a WAL-mode source carries its WAL bytes; a copy is one self-contained file. This
+/// is what `PRAGMA journal_mode=DELETE` stores, without opening the copy in WAL mode first
+/// (which a page store cannot: it has no shared memory).
+pub fn rollback_header(page1: &mut [u8]) {
+    if page1.len() >= VERSION_BYTES.end {
+        page1[VERSION_BYTES].copy_from_slice(&[1, 1]);
+    }
+}
+
+/// [`rollback_header`] on the closed copy at `path`.
+pub fn set_rollback_header(path: &Path) -> Result<(), CopyError> {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let mut header = [0u8; 100];
+    let n = file.read_at(&mut header, 0)?;
+    if n < VERSION_BYTES.end {
+        // An empty copy (an empty source): SQLite writes no header at all.
+        return Ok(());
+    }
+    rollback_header(&mut header);
+    file.write_all_at(&header[VERSION_BYTES], VERSION_BYTES.start as u64)?;
+    Ok(())
 }
 
 fn run_steps(

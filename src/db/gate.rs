@@ -775,6 +775,14 @@ fn local_report(name: &str) -> String {
 fn read_decision(r: &AuthRequest<'_>) -> Result<(), String> {
     use AuthAction as A;
     match r.action {
+        // The raw pages hold what the state table keeps out of reads (and every freed page).
+        A::Read
+            if r.arg1
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case("sqlite_dbpage")) =>
+        {
+            Err("table sqlite_dbpage is not allowed: it reads the file's raw pages".into())
+        }
         A::Select | A::Read | A::Recursive => Ok(()),
         A::Function => {
             if lower(&r.arg2) == "load_extension" {

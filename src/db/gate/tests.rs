@@ -230,6 +230,8 @@ fn values_that_differ_between_nodes_are_refused_in_writes() {
         "INSERT INTO t(v) SELECT fts3_tokenizer('simple')",
         "INSERT INTO t(v) SELECT pageno FROM dbstat",
         "CREATE VIRTUAL TABLE s USING dbstat",
+        "INSERT INTO t(v) SELECT data FROM sqlite_dbpage",
+        "UPDATE sqlite_dbpage SET data = zeroblob(4096) WHERE pgno = 2",
         "INSERT INTO t(v) SELECT * FROM pragma_data_version",
         "SELECT load_extension('x')",
     ] {
@@ -480,6 +482,16 @@ fn queries_cannot_change_the_database_or_the_connection() {
     ] {
         let out = query(&[sql]);
         assert_eq!(only_error(&out), QUERY_WRITE_ERROR, "{sql}");
+    }
+    // The raw pages (SQLite is built with sqlite_dbpage, for the backup engine) stay out of
+    // reads: they hold the state table and freed data.
+    for sql in [
+        "SELECT data FROM sqlite_dbpage WHERE pgno = 1",
+        "SELECT count(*) FROM sqlite_dbpage('main')",
+        "WITH p AS (SELECT * FROM sqlite_dbpage) SELECT count(*) FROM p",
+    ] {
+        let e = only_error(&query(&[sql]));
+        assert!(e.contains("sqlite_dbpage is not allowed"), "{sql}: {e}");
     }
     let out = query(&[
         "PRAGMA cache_size=5",

@@ -31,11 +31,21 @@ pub struct CopyInfo {
 
 type CopyOutcome = Option<Result<CopyInfo, Arc<BackupError>>>;
 
+/// How far a copy made in one pass (`one_pass.rs`) is: what it will be once planned, and the
+/// bytes of its file that are final. A two-pass copy never reports progress: its file is read
+/// once it is finished.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub planned: Option<CopyInfo>,
+    pub written: u64,
+}
+
 /// One copy on disk, being made or made.
 pub struct SharedCopy {
     applied_floor: u64,
     vacuum: bool,
     outcome: watch::Receiver<CopyOutcome>,
+    progress: watch::Receiver<Progress>,
     file: TempFile,
     /// SHA-256 of the file, once a complete read of it has computed it.
     digest: OnceLock<[u8; 32]>,
@@ -80,6 +90,16 @@ impl SharedCopy {
     /// The file to stream.
     pub fn path(&self) -> &Path {
         self.file.path()
+    }
+
+    /// The copy's outcome, for a stream that follows a copy still being written.
+    pub fn outcome(&self) -> watch::Receiver<CopyOutcome> {
+        self.outcome.clone()
+    }
+
+    /// The copy's progress (see [`Progress`]).
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
     }
 
     fn in_progress(&self) -> bool {
@@ -217,22 +237,31 @@ impl Copies {
                 self.copies_shared.fetch_add(1, Ordering::Relaxed);
                 copy
             }
-            Found::New(copy, outcome) => {
+            Found::New(copy, outcome, progress) => {
                 self.copies_made.fetch_add(1, Ordering::Relaxed);
-                self.start_copy(db, Arc::clone(&copy), outcome);
+                self.start_copy(db, Arc::clone(&copy), outcome, progress);
                 copy
             }
         };
-        let mut rx = copy.outcome.clone();
-        let outcome = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| Arc::new(BackupError::Failed("the backup copy was abandoned".into())))?
-            .clone();
-        match outcome {
-            Some(Ok(info)) => Ok((copy, info)),
-            Some(Err(e)) => Err(e),
-            None => unreachable!("wait_for returned a value without an outcome"),
+        // A copy made in one pass can be streamed once planned; any other once finished.
+        let mut outcome = copy.outcome.clone();
+        let mut progress = copy.progress.clone();
+        loop {
+            match &*outcome.borrow_and_update() {
+                Some(Ok(info)) => return Ok((copy, info.clone())),
+                Some(Err(e)) => return Err(Arc::clone(e)),
+                None => {}
+            }
+            if let Some(info) = &progress.borrow_and_update().planned {
+                return Ok((copy, info.clone()));
+            }
+            let abandoned =
+                || Arc::new(BackupError::Failed("the backup copy was abandoned".into()));
+            tokio::select! {
+                changed = outcome.changed() => changed.map_err(|_| abandoned())?,
+                // A copy that stops reporting progress still sends its outcome.
+                _ = progress.changed() => {}
+            }
         }
     }
 
@@ -279,16 +308,18 @@ impl Copies {
                 .map_err(|e| Arc::new(BackupError::InsufficientStorage(e)))?;
         }
         let (tx, rx) = watch::channel(None);
+        let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let copy = Arc::new(SharedCopy {
             applied_floor: applied,
             vacuum,
             outcome: rx,
+            progress: progress_rx,
             file: TempFile::new(temp_path(&self.opts.tmp_dir)),
             digest: OnceLock::new(),
             hashing: AtomicBool::new(false),
         });
         copies.push(Arc::downgrade(&copy));
-        Ok(Found::New(copy, tx))
+        Ok(Found::New(copy, tx, progress_tx))
     }
 
     /// Room for `needed` bytes plus the reserve, or why not.
@@ -309,6 +340,7 @@ impl Copies {
         db: &Arc<Database>,
         copy: Arc<SharedCopy>,
         outcome: watch::Sender<CopyOutcome>,
+        progress: watch::Sender<Progress>,
     ) {
         let db = Arc::clone(db);
         let dest = copy.path().to_path_buf();
@@ -318,7 +350,16 @@ impl Copies {
         let retention = Arc::clone(&self.retention);
         tokio::spawn(async move {
             let made = db
-                .with_reader(move |conn| copy_and_clean(conn, &dest, vacuum, &tmp_dir, reserve))
+                .with_reader(move |conn| {
+                    if !vacuum {
+                        match super::copy_in_one_pass(conn, &dest, &tmp_dir, reserve, &progress) {
+                            Ok(Some(info)) => return Ok(info),
+                            Ok(None) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    copy_and_clean(conn, &dest, vacuum, &tmp_dir, reserve)
+                })
                 .await;
             let result = match made {
                 Ok(Ok(info)) => Ok(info),
@@ -341,7 +382,11 @@ impl Copies {
 
 enum Found {
     Shared(Arc<SharedCopy>),
-    New(Arc<SharedCopy>, watch::Sender<CopyOutcome>),
+    New(
+        Arc<SharedCopy>,
+        watch::Sender<CopyOutcome>,
+        watch::Sender<Progress>,
+    ),
 }
 
 /// Copies `src` to `dest`, stopping at the disk reserve, and removes what a backup must not
@@ -359,23 +404,30 @@ fn copy_and_clean(
     crate::failpoint::crash_point("backup::copied_before_clean");
     let clean = || -> anyhow::Result<ContentId> {
         let mut copy = Connection::open(dest, OpenFlags::READ_WRITE | OpenFlags::NO_MUTEX)?;
-        let content = ContentId::of(&applied_state::read(&copy)?);
-        // Scratch file: no journal, no syncs. journal_mode=OFF is not stored in the header, so
-        // the file stays in DELETE mode (bytes 18-19 = 1). secure_delete zeroes the state
-        // table's freed pages: its log id and the members' addresses stay out of the backup.
-        copy.execute_batch(&format!(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA secure_delete=ON; \
-             DROP TABLE IF EXISTS {STATE_TABLE};"
-        ))?;
-        if vacuum {
-            copy.execute_batch("VACUUM")?;
-        }
+        let content = clean_copy(&copy, vacuum)?;
         copy.close()?;
         Ok(content)
     };
     let content = clean().map_err(|e| BackupError::Failed(format!("{e:#}")))?;
     let len = std::fs::metadata(dest).map_err(|e| failed(&e))?.len();
     Ok(CopyInfo { content, len })
+}
+
+/// Removes what a backup must not hold from a finished copy (a file, or the one-pass plan's
+/// page store: the same statements, so the same bytes), and `VACUUM`s it if asked. Returns
+/// the content the copy holds, from its own state row.
+pub(super) fn clean_copy(copy: &Connection, vacuum: bool) -> anyhow::Result<ContentId> {
+    let content = ContentId::of(&applied_state::read(copy)?);
+    // Scratch file: no journal, no syncs. secure_delete zeroes the state table's freed pages:
+    // its log id and the members' addresses stay out of the backup.
+    copy.execute_batch(&format!(
+        "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA secure_delete=ON; \
+         DROP TABLE IF EXISTS {STATE_TABLE};"
+    ))?;
+    if vacuum {
+        copy.execute_batch("VACUUM")?;
+    }
+    Ok(content)
 }
 
 /// Prefix of backup temp files; startup removes leftovers of a crash.

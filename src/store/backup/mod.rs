@@ -32,6 +32,7 @@
 //!   `Err`, so the client sees a truncated transfer, never a clean short file.
 
 mod copies;
+mod one_pass;
 mod sql;
 
 use std::path::{Path, PathBuf};
@@ -40,7 +41,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt as _};
+use futures_util::Stream;
 use raftlite_ffi::Connection;
 
 use crate::db::backup::{copy_to_file, CopyError, PAGES_PER_STEP};
@@ -179,27 +180,58 @@ impl BinaryBackup {
             hashing,
             hashed: false,
         };
+        // A copy made in one pass may still be growing: the stream follows its progress.
+        let mut progress = self.copy.progress();
+        let mut outcome = self.copy.outcome();
         let body = async_stream::stream! {
             let mut hasher = hashing.then(<sha2::Sha256 as sha2::Digest>::new);
-            let mut sent = 0u64;
-            let mut chunks = tokio_util::io::ReaderStream::with_capacity(file.take(end - start), CHUNK);
-            while let Some(chunk) = chunks.next().await {
-                match chunk {
-                    Ok(bytes) => {
-                        sent += bytes.len() as u64;
-                        if let Some(h) = hasher.as_mut() {
-                            sha2::Digest::update(h, &bytes);
-                        }
-                        yield Ok(bytes);
-                    }
+            let mut pos = start;
+            while pos < end {
+                // How far the file is final: all of it once the copy is finished.
+                let ready = match &*outcome.borrow_and_update() {
+                    Some(Ok(_)) => Ok(end),
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => Ok(progress.borrow_and_update().written.min(end)),
+                };
+                let ready = match ready {
+                    Ok(r) => r,
                     Err(e) => {
-                        yield Err(e);
+                        yield Err(std::io::Error::other(format!("the backup copy failed: {e}")));
                         break;
                     }
+                };
+                if pos >= ready {
+                    tokio::select! {
+                        changed = progress.changed() => {
+                            // The writer is gone: its outcome follows.
+                            if changed.is_err() && outcome.changed().await.is_err() {
+                                yield Err(std::io::Error::other("the backup copy was abandoned"));
+                                break;
+                            }
+                        }
+                        changed = outcome.changed() => {
+                            if changed.is_err() {
+                                yield Err(std::io::Error::other("the backup copy was abandoned"));
+                                break;
+                            }
+                        }
+                    }
+                    continue;
                 }
+                let want = usize::try_from((ready - pos).min(CHUNK as u64)).unwrap_or(CHUNK);
+                let mut chunk = bytes::BytesMut::zeroed(want);
+                if let Err(e) = file.read_exact(&mut chunk).await {
+                    yield Err(e);
+                    break;
+                }
+                pos += want as u64;
+                if let Some(h) = hasher.as_mut() {
+                    sha2::Digest::update(h, &chunk);
+                }
+                yield Ok(chunk.freeze());
             }
             if let Some(h) = hasher.take() {
-                if sent == end - start {
+                if pos == end {
                     end_guard.copy.set_digest(sha2::Digest::finalize(h).into());
                     end_guard.hashed = true;
                 }
@@ -467,22 +499,89 @@ fn copy_above_reserve(
 ) -> Result<(), BackupError> {
     // The copy yields the CPU to writes and queries (see `db::priority`).
     let _background = crate::db::priority::background();
-    copy_to_file(src, dest, PAGES_PER_STEP, |_| match free_bytes(dir) {
+    copy_to_file(src, dest, PAGES_PER_STEP, |_| above_reserve(dir, reserve))
+        .map(|_| ())
+        .map_err(copy_error)
+}
+
+/// Stops a copy whose file system fell below the reserve.
+fn above_reserve(dir: &Path, reserve: u64) -> Result<(), CopyError> {
+    match free_bytes(dir) {
         Ok(free) if free < reserve => Err(CopyError::Stopped(format!(
             "stopped: free disk space in {} fell to {free} bytes, below the reserve of \
              {reserve} (-disk-reserve)",
             dir.display()
         ))),
         _ => Ok(()),
-    })
-    .map(|_| ())
-    .map_err(|e| match e {
+    }
+}
+
+fn copy_error(e: CopyError) -> BackupError {
+    match e {
         CopyError::Stopped(_) => BackupError::InsufficientStorage(e.to_string()),
         CopyError::Sqlite(ref s) if s.code() == raftlite_ffi::ErrorCode::Full => {
             BackupError::InsufficientStorage(format!("{e} (disk full)"))
         }
+        CopyError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
+            BackupError::InsufficientStorage(format!("{e} (disk full)"))
+        }
         other => BackupError::Failed(other.to_string()),
-    })
+    }
+}
+
+/// How often (in bytes written) a one-pass copy checks the disk reserve: as often as the
+/// two-pass copier does (after every step of [`PAGES_PER_STEP`] 4 KiB pages).
+const RESERVE_CHECK_EVERY: u64 = 4 << 20;
+
+/// Makes a plain binary copy of `src` at `dest` in one pass (`one_pass.rs`), reporting its
+/// plan and every write to `progress`. `Ok(None)`: it could not be planned and nothing was
+/// written; the caller copies in two passes.
+fn copy_in_one_pass(
+    src: &Connection,
+    dest: &Path,
+    dir: &Path,
+    reserve: u64,
+    progress: &tokio::sync::watch::Sender<copies::Progress>,
+) -> Result<Option<CopyInfo>, BackupError> {
+    let _background = crate::db::priority::background();
+    let failed = |e: &dyn std::fmt::Display| BackupError::Failed(format!("backup copy: {e}"));
+    src.execute_batch("BEGIN").map_err(|e| failed(&e))?;
+    let result = (|| -> Result<Option<CopyInfo>, BackupError> {
+        src.query_i64("SELECT count(*) FROM sqlite_master")
+            .map_err(|e| failed(&e))?;
+        let plan = match one_pass::plan(src) {
+            Ok(Ok(plan)) => plan,
+            Ok(Err(one_pass::NotPlanned(reason))) => {
+                tracing::debug!("backup copy in two passes: {reason}");
+                return Ok(None);
+            }
+            Err(e) => {
+                tracing::warn!("backup copy in two passes: the plan failed: {e:#}");
+                return Ok(None);
+            }
+        };
+        let info = CopyInfo {
+            content: plan.content.clone(),
+            len: plan.len,
+        };
+        let mut file = std::fs::File::create_new(dest).map_err(|e| copy_error(e.into()))?;
+        progress.send_modify(|p| p.planned = Some(info.clone()));
+        let mut checked = 0u64;
+        one_pass::write(src, &plan, &mut file, |done| {
+            progress.send_modify(|p| p.written = done);
+            if done - checked >= RESERVE_CHECK_EVERY {
+                checked = done;
+                above_reserve(dir, reserve)?;
+            }
+            Ok(())
+        })
+        .map_err(copy_error)?;
+        crate::failpoint::crash_point("backup::copied_before_clean");
+        Ok(Some(info))
+    })();
+    // Read only: ending the transaction releases the snapshot.
+    let _ = src.execute_batch("ROLLBACK");
+    result
 }
 
 #[cfg(test)]
