@@ -43,6 +43,8 @@ pub struct Progress {
 /// One copy on disk, being made or made.
 pub struct SharedCopy {
     applied_floor: u64,
+    /// The size the copy was expected to reach when it started (the database's size then).
+    expected_len: u64,
     vacuum: bool,
     outcome: watch::Receiver<CopyOutcome>,
     progress: watch::Receiver<Progress>,
@@ -104,6 +106,23 @@ impl SharedCopy {
 
     fn in_progress(&self) -> bool {
         self.outcome.borrow().is_none()
+    }
+
+    /// Bytes the copy will still write, if it is being made: a new copy must leave room for
+    /// them (a one-pass copy answers before it has written its file, and must not then run
+    /// out of room mid-stream).
+    fn bytes_to_come(&self) -> u64 {
+        if !self.in_progress() {
+            return 0;
+        }
+        let expected = self
+            .progress
+            .borrow()
+            .planned
+            .as_ref()
+            .map_or(self.expected_len, |p| p.len);
+        let written = std::fs::metadata(self.path()).map_or(0, |m| m.len());
+        expected.saturating_sub(written)
     }
 
     fn failed(&self) -> bool {
@@ -297,20 +316,23 @@ impl Copies {
         if in_progress >= self.opts.max_copies {
             return Err(Arc::new(BackupError::TooManyCopies(in_progress)));
         }
+        let to_come: u64 = live.iter().map(|c| c.bytes_to_come()).sum();
+        let room_for = needed.saturating_add(to_come);
         // Held here, a kept copy let go of below would keep its file.
         drop(live);
-        if let Err(e) = self.check_room(needed) {
+        if let Err(e) = self.check_room(room_for) {
             // Kept copies give way to a new one (their files go once no stream reads them).
             if !self.retention.release_all() {
                 return Err(Arc::new(BackupError::InsufficientStorage(e)));
             }
-            self.check_room(needed)
+            self.check_room(room_for)
                 .map_err(|e| Arc::new(BackupError::InsufficientStorage(e)))?;
         }
         let (tx, rx) = watch::channel(None);
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let copy = Arc::new(SharedCopy {
             applied_floor: applied,
+            expected_len: needed,
             vacuum,
             outcome: rx,
             progress: progress_rx,
