@@ -566,9 +566,13 @@ fn copy_in_one_pass(
         };
         let mut file = std::fs::File::create_new(dest).map_err(|e| copy_error(e.into()))?;
         progress.send_modify(|p| p.planned = Some(info.clone()));
-        let mut checked = 0u64;
+        let (mut checked, mut announced) = (0u64, 0u64);
         one_pass::write(src, &plan, &mut file, |done| {
-            progress.send_modify(|p| p.written = done);
+            // Streams wake once per chunk they read, not once per write.
+            if done - announced >= CHUNK as u64 {
+                announced = done;
+                progress.send_modify(|p| p.written = done);
+            }
             if done - checked >= RESERVE_CHECK_EVERY {
                 checked = done;
                 above_reserve(dir, reserve)?;
@@ -576,6 +580,7 @@ fn copy_in_one_pass(
             Ok(())
         })
         .map_err(copy_error)?;
+        progress.send_modify(|p| p.written = info.len);
         crate::failpoint::crash_point("backup::copied_before_clean");
         Ok(Some(info))
     })();
