@@ -186,6 +186,20 @@ pub fn run(opts: &ReportOptions) -> ExitCode {
             path.display()
         );
     }
+    for (path, run) in &runs {
+        if ignored.iter().any(|(p, _)| *p == path.as_path()) {
+            continue;
+        }
+        for s in &run.scenarios {
+            for flag in &s.flags {
+                eprintln!(
+                    "raftlite-bench report: {}: {}: FLAG: {flag}",
+                    path.display(),
+                    s.name
+                );
+            }
+        }
+    }
     let table = markdown(&lines);
     match &opts.write {
         None => print!("{table}"),

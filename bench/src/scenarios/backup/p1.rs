@@ -176,7 +176,12 @@ pub fn measure(
     };
     let reference = median(&sqlite3)?.time_ratio_to(&cp_row);
     let dd_mb_s = (dd_before + dd_after) / 2.0;
-    let dd_note = format!("dd conv=fsync of {mib} MiB: {dd_before:.0} MB/s before the rounds, {dd_after:.0} MB/s after");
+    let dd_note = format!(
+        "machine quiet after {:.1} s ({:.1} MiB dirty or in writeback); dd conv=fsync of \
+         {mib} MiB: {dd_before:.0} MB/s before the rounds, {dd_after:.0} MB/s after",
+        quiet.waited.as_secs_f64(),
+        kib_to_mib(quiet.unwritten_bytes / 1024)
+    );
     let mut flags = Vec::new();
     if let Some(f) = reference_flag(&name(SQLITE3), reference.mb_per_s.unwrap_or(0.0), dd_mb_s) {
         flags.push(format!("{}: {f}", name("P1")));
