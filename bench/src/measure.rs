@@ -16,7 +16,7 @@
 //! Fair timing (issue #26, `docs/benchmarks.md` "Fairness"): [`wait_quiet`] waits until the
 //! kernel has next to nothing dirty or under writeback (`/proc/vmstat`) before timed rounds,
 //! and [`dd_reference`] times a plain `dd conv=fsync` write of the data set's size, so a run
-//! whose reference tool ran far from the disk's speed is flagged ([`reference_flag`]).
+//! whose reference tool ran far from the disk's speed is flagged ([`speed_flag`]).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -441,16 +441,18 @@ pub fn dd_reference(file: &Path, mib: u64) -> Result<f64, String> {
 /// reference ran (another tenant's writeback, throttling), and its ratios are not comparable.
 pub const REFERENCE_FACTOR: f64 = 2.0;
 
-/// A flag when the reference's MB/s is more than [`REFERENCE_FACTOR`] times faster or slower
-/// than `dd`'s; None when it is within.
-pub fn reference_flag(reference: &str, reference_mb_s: f64, dd_mb_s: f64) -> Option<String> {
-    if !(reference_mb_s > 0.0 && dd_mb_s > 0.0) {
-        return Some(format!("{reference}: no speed to compare with dd"));
+/// A flag when `what`'s MB/s is more than [`REFERENCE_FACTOR`] times faster or slower than
+/// `against`'s (`sqlite3 .backup` against `dd conv=fsync`; dd after the rounds against dd
+/// before); None when it is within.
+pub fn speed_flag(what: &str, mb_s: f64, against: &str, against_mb_s: f64) -> Option<String> {
+    if !(mb_s > 0.0 && against_mb_s > 0.0) {
+        return Some(format!("{what}: no speed to compare with {against}"));
     }
-    let ratio = reference_mb_s / dd_mb_s;
+    let ratio = mb_s / against_mb_s;
     (!(1.0 / REFERENCE_FACTOR..=REFERENCE_FACTOR).contains(&ratio)).then(|| {
         format!(
-            "{reference} ran at {reference_mb_s:.0} MB/s, {ratio:.2}x dd conv=fsync's              {dd_mb_s:.0} MB/s (more than {REFERENCE_FACTOR}x away): the reference was not at              its usual speed; compare this run's ratios with care"
+            "{what} ran at {mb_s:.0} MB/s, {ratio:.2}x the {against_mb_s:.0} MB/s of \
+             {against} (more than {REFERENCE_FACTOR}x away)"
         )
     })
 }
@@ -564,20 +566,18 @@ mod tests {
     }
 
     #[test]
-    fn reference_is_flagged_only_beyond_the_factor() {
-        assert_eq!(reference_flag("sqlite3 .backup", 500.0, 400.0), None);
+    fn speeds_are_flagged_only_beyond_the_factor() {
+        let flag = |mb_s: f64| speed_flag("sqlite3 .backup", mb_s, "dd conv=fsync", 400.0);
+        assert_eq!(flag(500.0), None);
+        assert_eq!(flag(200.0), None, "exactly 2x slower");
+        assert_eq!(flag(800.0), None, "exactly 2x faster");
         assert_eq!(
-            reference_flag("sqlite3 .backup", 200.0, 400.0),
-            None,
-            "exactly 2x"
+            flag(150.0).unwrap(),
+            "sqlite3 .backup ran at 150 MB/s, 0.38x the 400 MB/s of dd conv=fsync (more than \
+             2x away)"
         );
-        let slow = reference_flag("sqlite3 .backup", 150.0, 400.0).unwrap();
-        assert!(slow.contains("0.38x dd"), "{slow}");
-        assert!(
-            reference_flag("sqlite3 .backup", 1000.0, 400.0).is_some(),
-            "too fast too"
-        );
-        assert!(reference_flag("sqlite3 .backup", 0.0, 400.0).is_some());
+        assert!(flag(1000.0).is_some(), "too fast too");
+        assert!(flag(0.0).is_some());
     }
 
     #[test]

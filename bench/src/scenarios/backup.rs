@@ -507,3 +507,35 @@ fn artifact_check(p: &Path) -> String {
         Ok(()) => "artifact: SQLite file, rollback-journal header".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p1_runs_at_a_second_size_only_in_full_runs_of_a_larger_data_set() {
+        // Built by the command-line parser, as a run gets them.
+        let opts = |quick: bool, size: u64| {
+            let mut args = vec!["--size".to_string(), size.to_string(), "backup".into()];
+            if quick {
+                args.insert(0, "--quick".into());
+            }
+            match crate::cli::parse(&args) {
+                Ok(crate::cli::Parsed::Run(o)) => o,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(second_p1_size(&opts(false, 1 << 30)), Some(256 << 20));
+        assert_eq!(
+            second_p1_size(&opts(true, 1 << 30)),
+            None,
+            "--quick stays small"
+        );
+        assert_eq!(
+            second_p1_size(&opts(false, 256 << 20)),
+            None,
+            "the same size once"
+        );
+        assert_eq!(second_p1_size(&opts(false, 64 << 20)), None);
+    }
+}

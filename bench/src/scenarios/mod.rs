@@ -179,8 +179,9 @@ pub fn file_len(p: &Path) -> u64 {
 }
 
 /// The median round of a case (by wall time) as the case's row: that round's figures, with
-/// every round's time in round order at the head of its note (`median of 3: 5.02 / 4.10 /
-/// 4.35 s`), then the median round's own note. Errors when there are no rounds or a round
+/// every round's time in round order and the spread at the head of its note (`median of 3:
+/// 5.02 / 4.10 / 4.35 s (min 4.10 / median 4.35 / max 5.02 s)`), then the median round's own
+/// note. Errors when there are no rounds or a round
 /// has no wall time (a median of untimed rows would be arbitrary).
 pub fn median_row(rounds: &[Row]) -> Result<Row, String> {
     let times = rounds

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::datagen::DataSet;
 use crate::measure::{
-    dd_reference, kib_to_mib, reference_flag, rotated, run_tool, wait_quiet, warm_page_cache,
+    dd_reference, kib_to_mib, rotated, run_tool, speed_flag, wait_quiet, warm_page_cache,
 };
 use crate::node::Node;
 use crate::report::{Row, ScenarioReport};
@@ -183,10 +183,15 @@ pub fn measure(
         kib_to_mib(quiet.unwritten_bytes / 1024)
     );
     let mut flags = Vec::new();
-    if let Some(f) = reference_flag(&name(SQLITE3), reference.mb_per_s.unwrap_or(0.0), dd_mb_s) {
-        flags.push(format!("{}: {f}", name("P1")));
+    let reference_mb_s = reference.mb_per_s.unwrap_or(0.0);
+    if let Some(f) = speed_flag(&name(SQLITE3), reference_mb_s, "dd conv=fsync", dd_mb_s) {
+        flags.push(format!(
+            "{}: {f}: the reference was not at its usual speed; compare this run's ratios \
+             with care",
+            name("P1")
+        ));
     }
-    if let Some(f) = reference_flag("dd conv=fsync after the rounds", dd_after, dd_before) {
+    if let Some(f) = speed_flag("dd after the rounds", dd_after, "dd before", dd_before) {
         flags.push(format!(
             "{}: the disk changed speed during the rounds: {f}",
             name("P1")
@@ -195,9 +200,9 @@ pub fn measure(
     let reference = reference
         .also_note(&dd_note)
         .also_note(if flags.is_empty() {
-            "within the factor of dd's speed".to_string()
+            "within 2x of dd's speed".to_string()
         } else {
-            "FLAGGED: far from dd's speed".to_string()
+            "FLAGGED: see the scenario's flags".to_string()
         });
     for f in flags {
         report.flag(f);
