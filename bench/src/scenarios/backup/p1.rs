@@ -17,8 +17,11 @@
 //! report, not fatal); time `dd conv=fsync` of the data set's size; read the source and the
 //! node's database into the page cache (idle file cache is evicted here within a minute);
 //! run every case once, untimed. Before each case the same quiet wait, shorter
-//! ([`QUIET_BEFORE_CASE`]). After the rounds `dd` again. The run is flagged when the
-//! reference's speed is more than [`crate::measure::REFERENCE_FACTOR`] away from `dd`'s.
+//! ([`QUIET_BEFORE_CASE`]). After the rounds `dd` again. The run is flagged (the scenario's
+//! `flags`, each starting `P1: ` or `P1 [256 MiB]: `, which the P1 goal line shows) when
+//! the median `sqlite3 .backup`'s speed is more than [`crate::measure::REFERENCE_FACTOR`]
+//! away from `dd`'s mean, when the two `dd` runs are that far apart (the disk changed under
+//! the rounds), or when a quiet wait timed out.
 //!
 //! Each case's row is its median round with every round's time and the spread in its note;
 //! the memory figures are the largest of the rounds (bounds, not typical figures).
