@@ -9,13 +9,22 @@
 # the goal reads (bench/src/goals.rs).
 # The work directory (data set cache, scratch files, results.json) is target/bench-quick
 # unless BENCH_WORK_DIR says otherwise. Extra arguments go to raftlite-bench.
-# Needs the sqlite3 CLI on PATH (the reference tool).
+# Needs the sqlite3 CLI (the reference tool), curl and eatmydata (P1's unsynced reference,
+# issue #26) on PATH; what is missing is installed with apt, as scripts/test-all.sh does.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 work_dir="${BENCH_WORK_DIR:-$target_dir/bench-quick}"
+
+missing=()
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v eatmydata >/dev/null 2>&1 || missing+=(eatmydata)
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+fi
 
 cargo build --release --workspace
 "$target_dir/release/raftlite-bench" --quick --bin-dir "$target_dir/release" \

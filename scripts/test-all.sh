@@ -19,10 +19,12 @@ step "install prerequisites"
 # sqlite3 is the dump reference (the dump tests need 3.40.x, Debian 12's package); curl is the
 # download client of the benchmarks; script (bsdutils) gives the shell's terminal test a pty;
 # mkfs.ext4 (e2fsprogs) makes the small disk of the full-disk backup test where a tmpfs cannot
-# be mounted. Under CI=true a test whose prerequisite is missing fails instead of skipping.
+# be mounted; eatmydata (Debian) runs the benchmarks' unsynced `sqlite3 .backup` reference
+# (P1, issue #26). Under CI=true a test whose prerequisite is missing fails instead of skipping.
 missing=()
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v eatmydata >/dev/null 2>&1 || missing+=(eatmydata)
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 { command -v mkfs.ext4 || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ]; } >/dev/null 2>&1 || missing+=(e2fsprogs)
 # tests/metrics.rs parses every /metrics scrape with the Prometheus project's own OpenMetrics

@@ -61,6 +61,9 @@ pub struct ScenarioRecord {
     pub goals: Vec<String>,
     #[serde(default)]
     pub skipped_parts: Vec<String>,
+    /// Reasons to distrust some figures of the run (absent in reports before issue #26).
+    #[serde(default)]
+    pub flags: Vec<String>,
     #[serde(default)]
     pub rows: Vec<RowRecord>,
 }
@@ -87,6 +90,10 @@ pub struct RowRecord {
     pub latency_ms: Option<LatencyRecord>,
     pub rss_growth_mib: Option<f64>,
     pub peak_rss_mib: Option<f64>,
+    /// Sampled `RssAnon` growth; absent in reports before issue #26, which recorded only
+    /// `rss_growth_mib` (VmHWM over VmRSS, file pages included).
+    pub rss_anon_growth_mib: Option<f64>,
+    pub rss_file_growth_mib: Option<f64>,
     pub ratio: Option<RatioRecord>,
     #[serde(default)]
     pub note: String,
@@ -188,7 +195,12 @@ mod tests {
             crate::measure::Percentiles::of(&mut [std::time::Duration::from_millis(5)]);
         row.rss_growth_mib = Some(9.0);
         row.peak_rss_mib = Some(12.0);
+        let row = row.with_growth(Some(crate::measure::Growth {
+            anon_mib: 3.0,
+            file_mib: 40.0,
+        }));
         s.rows.push(row);
+        s.flag("a flag");
         s.rows.push(reference);
         s.skip_part("a part");
         s.outcome = Outcome::Skipped("why".into());
@@ -223,6 +235,11 @@ mod tests {
         assert_eq!((ratio.value, ratio.of.as_str()), (0.5, "time"));
         assert_eq!(s.reference_of(row).unwrap().wall_s, Some(2.0));
         assert_eq!(row.latency_ms.as_ref().unwrap().p99, Some(5.0));
+        assert_eq!(
+            (row.rss_anon_growth_mib, row.rss_file_growth_mib),
+            (Some(3.0), Some(40.0))
+        );
+        assert_eq!(s.flags, ["a flag"]);
         assert_eq!(s.outcome.as_ref().unwrap().status, "skipped");
     }
 

@@ -26,6 +26,11 @@ pub struct Row {
     pub rss_growth_mib: Option<f64>,
     /// Absolute peak RSS, in MiB.
     pub peak_rss_mib: Option<f64>,
+    /// Growth of a server's anonymous memory (`RssAnon`, sampled) over its value just before
+    /// the case, in MiB: what issue #26's memory bounds are on.
+    pub rss_anon_growth_mib: Option<f64>,
+    /// Growth of its resident mapped-file pages (`RssFile`, page cache), reported apart.
+    pub rss_file_growth_mib: Option<f64>,
     pub ratio: Option<Ratio>,
     pub note: String,
 }
@@ -55,6 +60,15 @@ impl Row {
         self.mb_per_s = bytes.map(|b| b as f64 / 1e6 / wall);
         self.statements = statements;
         self.stmts_per_s = statements.map(|n| n as f64 / wall);
+        self
+    }
+
+    /// Records a server's sampled growth ([`crate::measure::MemorySampler`]).
+    pub fn with_growth(mut self, growth: Option<crate::measure::Growth>) -> Row {
+        if let Some(g) = growth {
+            self.rss_anon_growth_mib = Some(g.anon_mib);
+            self.rss_file_growth_mib = Some(g.file_mib);
+        }
         self
     }
 
@@ -124,6 +138,10 @@ pub struct ScenarioReport {
     pub goals: Vec<&'static str>,
     /// Parts of the scenario that were skipped while others ran, with the reason.
     pub skipped_parts: Vec<String>,
+    /// Reasons to distrust some of this run's figures, found while measuring (a reference
+    /// far from the disk's speed, a quiet wait that timed out); `raftlite-bench report`
+    /// shows them beside the goals they concern.
+    pub flags: Vec<String>,
     pub rows: Vec<Row>,
 }
 
@@ -134,6 +152,7 @@ impl ScenarioReport {
             outcome: Outcome::Ran,
             goals: goals.to_vec(),
             skipped_parts: Vec::new(),
+            flags: Vec::new(),
             rows: Vec::new(),
         }
     }
@@ -142,6 +161,12 @@ impl ScenarioReport {
         let what = what.into();
         eprintln!("raftlite-bench: {}: skipped: {what}", self.name);
         self.skipped_parts.push(what);
+    }
+
+    pub fn flag(&mut self, why: impl Into<String>) {
+        let why = why.into();
+        eprintln!("raftlite-bench: {}: FLAG: {why}", self.name);
+        self.flags.push(why);
     }
 
     pub fn push(&mut self, row: Row) {
@@ -218,8 +243,20 @@ impl Machine {
 /// The aligned table: one line per row, scenarios in run order, skips spelled out.
 pub fn table(scenarios: &[ScenarioReport]) -> String {
     let header = [
-        "scenario", "case", "wall s", "MB/s", "stmts/s", "p50 ms", "p90 ms", "p99 ms", "max ms",
-        "RSS+ MiB", "ratio", "note",
+        "scenario",
+        "case",
+        "wall s",
+        "MB/s",
+        "stmts/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "RSS+ MiB",
+        "anon+ MiB",
+        "file+ MiB",
+        "ratio",
+        "note",
     ];
     let mut lines: Vec<Vec<String>> = Vec::new();
     for s in scenarios {
@@ -244,6 +281,8 @@ pub fn table(scenarios: &[ScenarioReport]) -> String {
                     .map(|v| fmt(v, 1))
                     .or(r.peak_rss_mib.map(|v| format!("({})", fmt(v, 1))))
                     .unwrap_or_default(),
+                r.rss_anon_growth_mib.map(|v| fmt(v, 1)).unwrap_or_default(),
+                r.rss_file_growth_mib.map(|v| fmt(v, 1)).unwrap_or_default(),
                 r.ratio
                     .as_ref()
                     .map(|q| format!("{:.2}x {} of {}", q.value, q.of, q.reference))
@@ -253,6 +292,9 @@ pub fn table(scenarios: &[ScenarioReport]) -> String {
         }
         for part in &s.skipped_parts {
             lines.push(skip_line(&s.name, &format!("skipped: {part}")));
+        }
+        for why in &s.flags {
+            lines.push(skip_line(&s.name, &format!("FLAG: {why}")));
         }
         match &s.outcome {
             Outcome::Ran => {}
@@ -275,7 +317,7 @@ pub fn table(scenarios: &[ScenarioReport]) -> String {
             } else {
                 let pad = widths[i] - c.chars().count();
                 // Text columns left-aligned, numbers right-aligned.
-                if i < 2 || i == 10 {
+                if i < 2 || i == RATIO_COLUMN {
                     out.push_str(c);
                     out.push_str(&" ".repeat(pad));
                 } else {
@@ -298,16 +340,21 @@ pub fn table(scenarios: &[ScenarioReport]) -> String {
     }
     out.push_str(
         "RSS+ = peak RSS (VmHWM) minus the idle baseline of the same process; \
-         (n) = absolute peak RSS where no baseline applies.\n",
+         (n) = absolute peak RSS where no baseline applies; anon+ / file+ = a server's \
+         largest sampled RssAnon / RssFile minus its value before the case.\n",
     );
     out
 }
 
+/// The table's columns: the ratio's (text, left-aligned among numbers) and how many.
+const RATIO_COLUMN: usize = 12;
+const COLUMNS: usize = 14;
+
 fn skip_line(scenario: &str, text: &str) -> Vec<String> {
-    let mut l = vec![String::new(); 12];
+    let mut l = vec![String::new(); COLUMNS];
     l[0] = scenario.to_string();
     l[1] = "-".into();
-    l[11] = text.to_string();
+    l[COLUMNS - 1] = text.to_string();
     l
 }
 
@@ -416,8 +463,10 @@ mod tests {
         );
         s.rows.push(reference);
         s.skip_part("GET /db/backup answered 404");
+        s.flag("the reference was slow");
         let t = table(&[s]);
         assert!(t.contains("2.00x time of cp"), "{t}");
+        assert!(t.contains("FLAG: the reference was slow"), "{t}");
         assert!(t.contains("skipped: GET /db/backup answered 404"), "{t}");
         let lines: Vec<&str> = t.lines().collect();
         // Numbers are right-aligned under their header.

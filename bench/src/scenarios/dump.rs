@@ -2,9 +2,11 @@
 //! dumper run against a file) and by `GET /db/backup?fmt=sql` (online), against
 //! `sqlite3 DB .dump` in the same run.
 //!
-//! P2 asks the dump to be at least 2× faster than the shell (ratio ≤ 0.5 in time) with at
-//! most 64 MiB RSS growth. A command-line tool's growth is its peak RSS minus its peak on an
-//! empty database with the same schema; the server's is VmHWM minus its idle VmRSS. Each
+//! P2 asks `raftlite dump` to be at least 2× faster than the shell (ratio ≤ 0.5 in time) and
+//! the HTTP dump ≤ 0.3× (issue #26), each with at most 64 MiB memory growth. A command-line
+//! tool's growth is its peak RSS minus its peak on an empty database with the same schema;
+//! the server's is its sampled `RssAnon` over its value before (what the goal reads), with
+//! `RssFile` (page cache of the mapped database) apart and VmHWM over VmRSS as before. Each
 //! raftlite output is compared with the shell's byte for byte, and the first differing byte
 //! offset is reported (REAL literals may legitimately differ: the dumper's digits parse to the
 //! same doubles as the shell's, see `src/db/dump.rs`).
@@ -21,8 +23,10 @@ use crate::measure::{kib_to_mib, run_tool, warm_page_cache};
 use crate::node::Node;
 use crate::report::{Row, ScenarioReport};
 
-const GOALS: &[&str] =
-    &["P2: dump >= 2x faster than sqlite3 .dump (time ratio <= 0.5), RSS growth <= 64 MiB"];
+const GOALS: &[&str] = &[
+    "P2: raftlite dump <= 0.5x the time of sqlite3 .dump; GET /db/backup?fmt=sql <= 0.3x \
+       (issue #26); memory growth <= 64 MiB (raftlited: RssAnon, RssFile apart)",
+];
 
 pub fn run(ctx: &mut Context) -> ScenarioResult {
     let mut report = ScenarioReport::new("dump", GOALS);

@@ -57,6 +57,15 @@ impl Context {
         Ok(d)
     }
 
+    /// The data set of `size` bytes (same seed): the run's own when `size` is `--size`, else
+    /// generated (or found in the cache) now. P1 is measured at two sizes.
+    pub fn data_set_sized(&mut self, size: u64) -> Result<DataSet, String> {
+        if size == self.opts.size {
+            return self.data_set();
+        }
+        datagen::data_set(&self.opts.work_dir, size, self.opts.seed)
+    }
+
     pub fn data_set_path(&self) -> Option<String> {
         self.data_set.as_ref().map(|d| d.path.display().to_string())
     }
@@ -80,12 +89,23 @@ impl Context {
         extra: &[String],
     ) -> Result<Cluster, String> {
         let data = self.data_set()?;
+        self.cluster_serving(name, n, extra, &data.path)
+    }
+
+    /// As [`Context::cluster_with_data_and`], serving a copy of `file` instead of the data set.
+    pub fn cluster_serving(
+        &self,
+        name: &str,
+        n: usize,
+        extra: &[String],
+        file: &Path,
+    ) -> Result<Cluster, String> {
         let work = self.scratch(name)?;
         for i in 1..=n {
             let node_dir = work.join(format!("node{i}"));
             std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
-            std::fs::copy(&data.path, node_dir.join("db.sqlite"))
-                .map_err(|e| format!("copy the data set into node{i}: {e}"))?;
+            std::fs::copy(file, node_dir.join("db.sqlite"))
+                .map_err(|e| format!("copy {} into node{i}: {e}", file.display()))?;
         }
         Cluster::start_with(&self.opts.bin_dir, &work, n, extra)
     }
@@ -159,8 +179,9 @@ pub fn file_len(p: &Path) -> u64 {
 }
 
 /// The median round of a case (by wall time) as the case's row: that round's figures, with
-/// every round's time in round order at the head of its note (`median of 3: 5.02 / 4.10 /
-/// 4.35 s`), then the median round's own note. Errors when there are no rounds or a round
+/// every round's time in round order and the spread at the head of its note (`median of 3:
+/// 5.02 / 4.10 / 4.35 s (min 4.10 / median 4.35 / max 5.02 s)`), then the median round's own
+/// note. Errors when there are no rounds or a round
 /// has no wall time (a median of untimed rows would be arbitrary).
 pub fn median_row(rounds: &[Row]) -> Result<Row, String> {
     let times = rounds
@@ -173,10 +194,22 @@ pub fn median_row(rounds: &[Row]) -> Result<Row, String> {
     let median = crate::measure::median_by(rounds, |r| r.wall_s.unwrap_or(f64::NAN))
         .ok_or("a median of no rounds")?;
     let shown: Vec<String> = times.iter().map(|&t| seconds(t)).collect();
+    let spread = if times.len() > 1 {
+        let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!(
+            " (min {} / median {} / max {} s)",
+            seconds(min),
+            seconds(median.wall_s.unwrap_or(f64::NAN)),
+            seconds(max)
+        )
+    } else {
+        String::new()
+    };
     Ok(median
         .clone()
         .note(format!(
-            "median of {}: {} s",
+            "median of {}: {} s{spread}",
             rounds.len(),
             shown.join(" / ")
         ))
@@ -192,6 +225,20 @@ pub fn max_rss_growth(rounds: &[Row]) -> Option<f64> {
         .reduce(f64::max)
 }
 
+/// The largest sampled `RssAnon` and `RssFile` growth of any round (each its own largest).
+pub fn max_sampled_growth(rounds: &[Row]) -> Option<crate::measure::Growth> {
+    let all: Vec<Option<crate::measure::Growth>> = rounds
+        .iter()
+        .map(|r| {
+            Some(crate::measure::Growth {
+                anon_mib: r.rss_anon_growth_mib?,
+                file_mib: r.rss_file_growth_mib?,
+            })
+        })
+        .collect();
+    crate::measure::largest_growth(&all)
+}
+
 /// Seconds for a note: three decimals below one second (quick runs), two above.
 fn seconds(t: f64) -> String {
     if t < 1.0 {
@@ -203,16 +250,31 @@ fn seconds(t: f64) -> String {
 
 /// Downloads `path` from `node` into `out` with `curl -sS -o out URL`, the client the issues
 /// name (`curl /db/backup > f`), and times it. Returns None when the endpoint does not exist
-/// (404), and the node's peak RSS growth during the download.
+/// (404), and the node's memory growth during the download: VmHWM over VmRSS (`RSS+`), and
+/// the sampled `RssAnon` and `RssFile` apart.
 pub fn download_measured(
     node: &crate::node::Node,
     path: &str,
     out: &Path,
     label: &str,
 ) -> Result<Option<crate::report::Row>, String> {
+    Ok(download_then_sync(node, path, out, label, false)?.map(|(row, _)| row))
+}
+
+/// As [`download_measured`]; with `sync`, `out` is then fsynced and the second value is the
+/// time until that fsync returned (the download's own time stays in the row). So one
+/// download gives both durabilities of P1: `curl -o` alone, and `curl -o` + fsync.
+pub fn download_then_sync(
+    node: &crate::node::Node,
+    path: &str,
+    out: &Path,
+    label: &str,
+    sync: bool,
+) -> Result<Option<(crate::report::Row, Option<f64>)>, String> {
     let baseline = node.rss_kib();
     let url = node.url(path);
     crate::measure::settle();
+    let sampler = crate::measure::MemorySampler::start(node.pid().into_iter().collect());
     let started = std::time::Instant::now();
     let run = std::process::Command::new("curl")
         .args(["-sS", "--fail-with-body", "-o"])
@@ -223,6 +285,13 @@ pub fn download_measured(
         .map_err(|e| format!("run curl (is it installed?): {e}"))?;
     let elapsed = started.elapsed().as_secs_f64();
     let code = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    let synced = if sync && code == "200" && run.status.success() {
+        crate::measure::fsync_file(out)?;
+        Some(started.elapsed().as_secs_f64())
+    } else {
+        None
+    };
+    let growth = crate::measure::largest_growth(&sampler.finish());
     if code == "404" {
         return Ok(None);
     }
@@ -237,11 +306,13 @@ pub fn download_measured(
     let bytes = std::fs::metadata(out)
         .map_err(|e| format!("stat {}: {e}", out.display()))?
         .len();
-    let mut row = crate::report::Row::new(label).timed(elapsed, Some(bytes), None);
+    let mut row = crate::report::Row::new(label)
+        .timed(elapsed, Some(bytes), None)
+        .with_growth(growth);
     if let (Some(b), Some(h)) = (baseline, node.hwm_kib()) {
         row.rss_growth_mib = Some(crate::measure::kib_to_mib(h.saturating_sub(b)));
     }
-    Ok(Some(row))
+    Ok(Some((row, synced)))
 }
 
 #[cfg(test)]
@@ -271,7 +342,10 @@ mod tests {
             Some(1.0),
             "the median round's own figures"
         );
-        assert_eq!(row.note, "median of 3: 5.02 / 4.10 / 4.35 s; third");
+        assert_eq!(
+            row.note,
+            "median of 3: 5.02 / 4.10 / 4.35 s (min 4.10 / median 4.35 / max 5.02 s); third"
+        );
         assert_eq!(max_rss_growth(&rounds), Some(9.0));
     }
 

@@ -7,13 +7,16 @@
 //! - **Binary load**: `POST /db/load` of the data set into an empty 3-node cluster, timed
 //!   until every node's applied index reaches the load entry (every node serves it), against
 //!   `sqlite3 NEW ".restore DB"`. The node's own report splits the leader's part into upload,
-//!   validation and install; the rest is the followers' pull and install. Goal <= 3x.
+//!   validation and install; the rest is the followers' pull and install. Goal <= 1.5x
+//!   (issue #26; 3x before).
 //! - **SQL load**: the data set's dump (`raftlite dump`, byte-identical to `sqlite3 .dump`,
 //!   less the `sqlite_stat4` rows the reference CLI cannot load) into a fresh 3-node cluster
-//!   the same way, against `sqlite3 NEW < dump`. Goal <= 1.0x.
+//!   the same way, against `sqlite3 NEW < dump`. Goal <= 0.5x (issue #26; 1.0x before).
 //!
-//! Each load row carries the largest RSS growth of the three nodes (the body must be
-//! streamed, never held whole; goal <= 64 MiB on every node).
+//! Each load row carries the largest memory growth of the three nodes (the body must be
+//! streamed, never held whole; goal <= 64 MiB on every node): `RssAnon`, sampled during the
+//! load ([`crate::measure::MemorySampler`]), is what the goal reads; `RssFile` (mapped
+//! database pages, page cache) is reported apart, and VmHWM over VmRSS as before.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -25,8 +28,9 @@ use crate::report::{Row, ScenarioReport};
 
 const GOALS: &[&str] = &[
     "P7: restart time of a node with the data set = with 1 MiB, within noise",
-    "P7: binary load into 3 nodes <= 3x sqlite3 .restore; SQL load <= 1.0x sqlite3 < dump",
-    "P7: peak RSS growth <= 64 MiB on every node during a load",
+    "P7: binary load into 3 nodes <= 1.5x sqlite3 .restore; SQL load into a blank cluster \
+     <= 0.5x sqlite3 NEW < dump (issue #26)",
+    "P7: RssAnon growth <= 64 MiB on every node during a load (RssFile reported apart)",
 ];
 const RESTARTS: usize = 3;
 /// Size of the small data set the restart time is compared with.
@@ -149,6 +153,8 @@ fn load_into(
     let len = file_len(file);
     let body = std::fs::File::open(file).map_err(|e| format!("open {}: {e}", file.display()))?;
     crate::measure::settle();
+    let sampler =
+        crate::measure::MemorySampler::start(cluster.nodes.iter().filter_map(Node::pid).collect());
     let started = Instant::now();
     let a = answer(
         agent
@@ -171,10 +177,12 @@ fn load_into(
         wait_applied(agent, node, index)?;
     }
     let all_done = started.elapsed().as_secs_f64();
+    let growth = crate::measure::largest_growth(&sampler.finish());
     let mut row = Row::new(format!(
         "raftlite 3 nodes: POST /db/load ({kind}) until all serve it"
     ))
-    .timed(all_done, Some(len), None);
+    .timed(all_done, Some(len), None)
+    .with_growth(growth);
     row.rss_growth_mib = cluster
         .nodes
         .iter()
