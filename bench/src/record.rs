@@ -90,6 +90,8 @@ pub struct RowRecord {
     pub ratio: Option<RatioRecord>,
     #[serde(default)]
     pub note: String,
+    /// The database size of this row when the scenario measures several (`sizes`).
+    pub data_set_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -188,6 +190,7 @@ mod tests {
             crate::measure::Percentiles::of(&mut [std::time::Duration::from_millis(5)]);
         row.rss_growth_mib = Some(9.0);
         row.peak_rss_mib = Some(12.0);
+        row.data_set_bytes = Some(64 << 20);
         s.rows.push(row);
         s.rows.push(reference);
         s.skip_part("a part");
@@ -223,6 +226,8 @@ mod tests {
         assert_eq!((ratio.value, ratio.of.as_str()), (0.5, "time"));
         assert_eq!(s.reference_of(row).unwrap().wall_s, Some(2.0));
         assert_eq!(row.latency_ms.as_ref().unwrap().p99, Some(5.0));
+        assert_eq!(row.data_set_bytes, Some(64 << 20));
+        assert_eq!(s.row("sqlite3 .backup").unwrap().data_set_bytes, None);
         assert_eq!(s.outcome.as_ref().unwrap().status, "skipped");
     }
 

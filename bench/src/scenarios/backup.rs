@@ -280,7 +280,7 @@ fn backup_under_writes(
 }
 
 /// Flags that make every backup make its own copy (see the module documentation).
-fn no_kept_copies() -> Vec<String> {
+pub(super) fn no_kept_copies() -> Vec<String> {
     vec!["-backup-keep".to_string(), "0s".to_string()]
 }
 
@@ -502,7 +502,7 @@ fn concurrent_backups(
 }
 
 /// Streams `GET /db/backup` into `out`. None when the endpoint does not exist (404).
-fn http_backup(node: &Node, out: &Path) -> Result<Option<Row>, String> {
+pub(super) fn http_backup(node: &Node, out: &Path) -> Result<Option<Row>, String> {
     super::download_measured(node, "/db/backup", out, "raftlite GET /db/backup")
 }
 

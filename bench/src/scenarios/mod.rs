@@ -13,6 +13,7 @@ pub mod dump;
 pub mod log_append;
 pub mod restore;
 pub mod shell_backup_memory;
+pub mod sizes;
 pub mod trust;
 pub mod writes;
 
@@ -80,12 +81,24 @@ impl Context {
         extra: &[String],
     ) -> Result<Cluster, String> {
         let data = self.data_set()?;
+        self.cluster_serving(&data.path, name, n, extra)
+    }
+
+    /// As [`Context::cluster_with_data_and`], serving the database `db` instead of the run's
+    /// data set (the `sizes` scenario serves several).
+    pub fn cluster_serving(
+        &self,
+        db: &Path,
+        name: &str,
+        n: usize,
+        extra: &[String],
+    ) -> Result<Cluster, String> {
         let work = self.scratch(name)?;
         for i in 1..=n {
             let node_dir = work.join(format!("node{i}"));
             std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
-            std::fs::copy(&data.path, node_dir.join("db.sqlite"))
-                .map_err(|e| format!("copy the data set into node{i}: {e}"))?;
+            std::fs::copy(db, node_dir.join("db.sqlite"))
+                .map_err(|e| format!("copy {} into node{i}: {e}", db.display()))?;
         }
         Cluster::start_with(&self.opts.bin_dir, &work, n, extra)
     }
@@ -114,6 +127,7 @@ pub fn run(name: &str, ctx: &mut Context) -> ScenarioReport {
         "restore" => restore::run(ctx),
         "log-append" => log_append::run(ctx),
         "shell-backup-memory" => shell_backup_memory::run(ctx),
+        "sizes" => sizes::run(ctx),
         "trust" => trust::run(ctx),
         other => Err(Box::new((
             ScenarioReport::new(other, &[]),
