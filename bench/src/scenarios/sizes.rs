@@ -179,3 +179,43 @@ fn of_database(mut row: Row, db_bytes: u64) -> Row {
         db_bytes / 1_000_000
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throughput_is_of_the_database_and_the_row_says_its_size() {
+        // A dump: 3 MB of text from a 2 MB database in 0.5 s.
+        let row = of_database(
+            Row::new(case::DUMP_SQLITE3)
+                .timed(0.5, Some(3_000_000), None)
+                .note("n"),
+            2_000_000,
+        );
+        assert_eq!(row.bytes, Some(3_000_000), "what the tool wrote stays");
+        assert_eq!(row.mb_per_s, Some(4.0), "2 MB / 0.5 s, not 6");
+        assert_eq!(row.data_set_bytes, Some(2_000_000));
+        assert_eq!(row.note, "n; 2 MB database; MB/s = database size / time");
+    }
+
+    #[test]
+    fn every_case_names_its_operation() {
+        for c in [
+            case::BACKUP_CP,
+            case::BACKUP_SQLITE3,
+            case::BACKUP_RAFTLITE,
+            case::DUMP_SQLITE3,
+            case::DUMP_CLI,
+            case::DUMP_HTTP,
+            case::LOAD_RESTORE,
+            case::LOAD_BINARY,
+            case::LOAD_READ_DUMP,
+            case::LOAD_SQL,
+        ] {
+            let (op, tool) = c.split_once(": ").unwrap();
+            assert!(["backup", "dump", "load"].contains(&op), "{c}");
+            assert!(!tool.contains(": "), "{c}");
+        }
+    }
+}
