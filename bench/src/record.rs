@@ -190,7 +190,6 @@ mod tests {
             crate::measure::Percentiles::of(&mut [std::time::Duration::from_millis(5)]);
         row.rss_growth_mib = Some(9.0);
         row.peak_rss_mib = Some(12.0);
-        row.data_set_bytes = Some(64 << 20);
         s.rows.push(row);
         s.rows.push(reference);
         s.skip_part("a part");
@@ -226,9 +225,25 @@ mod tests {
         assert_eq!((ratio.value, ratio.of.as_str()), (0.5, "time"));
         assert_eq!(s.reference_of(row).unwrap().wall_s, Some(2.0));
         assert_eq!(row.latency_ms.as_ref().unwrap().p99, Some(5.0));
-        assert_eq!(row.data_set_bytes, Some(64 << 20));
-        assert_eq!(s.row("sqlite3 .backup").unwrap().data_set_bytes, None);
         assert_eq!(s.outcome.as_ref().unwrap().status, "skipped");
+    }
+
+    /// A row of the `sizes` scenario carries its database's size; other rows write none.
+    #[test]
+    fn a_rows_database_size_reads_back_and_is_written_only_when_known() {
+        let mut s = ScenarioReport::new("sizes", &[]);
+        let mut row = Row::new("backup: cp").timed(1.0, Some(1_000_000), None);
+        row.data_set_bytes = Some(64 << 20);
+        s.rows.push(row);
+        s.rows.push(Row::new("other"));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json.matches("data_set_bytes").count(), 1, "{json}");
+        let back: ScenarioRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back.row("backup: cp").unwrap().data_set_bytes,
+            Some(64 << 20)
+        );
+        assert_eq!(back.row("other").unwrap().data_set_bytes, None);
     }
 
     #[test]

@@ -502,7 +502,7 @@ fn concurrent_backups(
 }
 
 /// Streams `GET /db/backup` into `out`. None when the endpoint does not exist (404).
-pub(super) fn http_backup(node: &Node, out: &Path) -> Result<Option<Row>, String> {
+fn http_backup(node: &Node, out: &Path) -> Result<Option<Row>, String> {
     super::download_measured(node, "/db/backup", out, "raftlite GET /db/backup")
 }
 

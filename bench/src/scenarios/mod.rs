@@ -81,24 +81,23 @@ impl Context {
         extra: &[String],
     ) -> Result<Cluster, String> {
         let data = self.data_set()?;
-        self.cluster_serving(&data.path, name, n, extra)
+        self.cluster_serving(name, n, extra, &data.path)
     }
 
-    /// As [`Context::cluster_with_data_and`], serving the database `db` instead of the run's
-    /// data set (the `sizes` scenario serves several).
+    /// As [`Context::cluster_with_data_and`], serving a copy of `file` instead of the data set.
     pub fn cluster_serving(
         &self,
-        db: &Path,
         name: &str,
         n: usize,
         extra: &[String],
+        file: &Path,
     ) -> Result<Cluster, String> {
         let work = self.scratch(name)?;
         for i in 1..=n {
             let node_dir = work.join(format!("node{i}"));
             std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
-            std::fs::copy(db, node_dir.join("db.sqlite"))
-                .map_err(|e| format!("copy {} into node{i}: {e}", db.display()))?;
+            std::fs::copy(file, node_dir.join("db.sqlite"))
+                .map_err(|e| format!("copy {} into node{i}: {e}", file.display()))?;
         }
         Cluster::start_with(&self.opts.bin_dir, &work, n, extra)
     }

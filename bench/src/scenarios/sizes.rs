@@ -92,11 +92,12 @@ fn one_size(ctx: &Context, data: &DataSet) -> Result<Vec<Row>, String> {
     );
     backup_ref.peak_rss_mib = r.peak_rss_kib.map(kib_to_mib);
     let _ = std::fs::remove_file(&out);
-    let cluster = ctx.cluster_serving(&data.path, "sizes-node", 1, &backup::no_kept_copies())?;
+    let cluster = ctx.cluster_serving("sizes-node", 1, &backup::no_kept_copies(), &data.path)?;
     let node = cluster.leader();
-    let ours = backup::http_backup(node, &out)?.ok_or("GET /db/backup answered 404")?;
+    let ours = super::download_measured(node, "/db/backup", &out, case::BACKUP_RAFTLITE)?
+        .ok_or("GET /db/backup answered 404")?;
     let _ = std::fs::remove_file(&out);
-    rows.push(renamed(ours, case::BACKUP_RAFTLITE).time_ratio_to(&backup_ref));
+    rows.push(ours.time_ratio_to(&backup_ref));
     rows.push(backup_ref);
 
     // Dump.
