@@ -391,6 +391,7 @@ fn unit_of(rest: &str) -> String {
     rest.split(['(', ';'])
         .next()
         .unwrap_or("")
+        .replace('`', "")
         .trim()
         .to_string()
 }
@@ -943,45 +944,68 @@ mod tests {
         assert!(e.contains("holds no .json report"), "{e}");
     }
 
-    /// Which goals the goals chart draws, and against which bound: a goal reworded out of
-    /// the `≤ N` form fails here rather than vanishing from the chart.
+    /// Which goals the goals chart draws, and with which relation: a goal reworded out of the
+    /// `≤ N` form fails here rather than vanishing from the chart. (The numbers are the
+    /// goals' own business; that they are read whole is checked on fixed text below.)
     #[test]
     fn the_plotted_goals_are_these() {
         let plotted: Vec<String> = GOALS
             .iter()
             .map(|g| match plotted_goal(g) {
-                Some(p) => format!("{} {} {}", g.id, p.relation, p.target),
+                Some(p) => {
+                    assert!(p.target > 0.0, "{}: {}", g.id, g.target);
+                    format!("{} {}", g.id, p.relation)
+                }
                 None => format!("{} -", g.id),
             })
             .collect();
         assert_eq!(
             plotted,
             [
-                "P1 ≤ 1",
-                "P2 ≤ 0.5",
-                "P2 ≤ 0.5",
-                "P2 ≤ 64",
-                "P2 ≤ 64",
-                "P3 ≤ 64",
-                "P4 ≥ 0.9",
+                "P1 ≤",
+                "P2 ≤",
+                "P2 ≤",
+                "P2 ≤",
+                "P2 ≤",
+                "P3 ≤",
+                "P4 ≥",
                 "P5 -",
                 "P5 -",
-                "P6 ≥ 100000",
-                "P7 ≤ 1.25",
-                "P7 ≤ 3",
-                "P7 ≤ 1",
-                "P7 ≤ 64",
-                "P7 ≤ 64",
-                "P8 ≥ 4",
-                "P10 ≤ 2",
-                "P9 ≥ 10000",
-                "log > 1",
-                "shell < 32",
-                "trust ≤ 2",
-                "trust ≤ 4",
-                "trust ≤ 4",
+                "P6 ≥",
+                "P7 ≤",
+                "P7 ≤",
+                "P7 ≤",
+                "P7 ≤",
+                "P7 ≤",
+                "P8 ≥",
+                "P10 ≤",
+                "P9 ≥",
+                "log >",
+                "shell <",
+                "trust ≤",
+                "trust ≤",
+                "trust ≤",
             ]
         );
+        let bound = |target: &'static str| {
+            let g = Goal {
+                id: "x",
+                target,
+                scenario: "x",
+                read: |_| None,
+            };
+            plotted_goal(&g).map(|p| (p.relation, p.target))
+        };
+        assert_eq!(bound("`a` ≤ 1.25× the time of `b`"), Some(('≤', 1.25)));
+        assert_eq!(
+            bound("≥ 100,000 statements/s in 1000-statement requests"),
+            Some(('≥', 1e5))
+        );
+        assert_eq!(
+            bound("shares fsyncs (> 1 entry per counted fsync)"),
+            Some(('>', 1.0))
+        );
+        assert_eq!(bound("no write over 100 ms during a backup"), None);
         assert_eq!(
             leading_number("69,116 statements/s"),
             Some((69116.0, " statements/s"))
@@ -990,6 +1014,7 @@ mod tests {
         assert_eq!(leading_number("p99 12.8 ms"), None);
         assert_eq!(unit_of("× (4.50 s vs 5.19 s)"), "×");
         assert_eq!(unit_of(" MiB peak (1.7 MiB over)"), "MiB peak");
+        assert_eq!(unit_of(" MiB `RssAnon` (`RssFile` +1 MiB)"), "MiB RssAnon");
         assert_eq!(
             unit_of(" entries per fsync (32165 entries); batches"),
             "entries per fsync"
