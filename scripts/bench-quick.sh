@@ -6,7 +6,9 @@
 # once built. Its figures are not worth recording; full runs are in docs/benchmarks.md.
 # Then `raftlite-bench report --complete` reads the run's JSON back: it fails when a goal of
 # docs/benchmarks.md's table finds no figure, i.e. when a scenario no longer writes a row
-# the goal reads (bench/src/goals.rs).
+# the goal reads (bench/src/goals.rs). Last, `raftlite-bench chart` draws the run (the
+# throughput-vs-size charts of its `sizes` scenario and the goals chart) into
+# WORK_DIR/charts, and each expected chart must be there.
 # The work directory (data set cache, scratch files, results.json) is target/bench-quick
 # unless BENCH_WORK_DIR says otherwise. Extra arguments go to raftlite-bench.
 # Needs the sqlite3 CLI (the reference tool), curl and eatmydata (P1's unsynced reference,
@@ -31,3 +33,12 @@ cargo build --release --workspace
     --work-dir "$work_dir" --out "$work_dir/results.json" "$@" all
 # --all-runs: a quick run is not read for the goals otherwise.
 "$target_dir/release/raftlite-bench" report --all-runs --complete "$work_dir/results.json"
+charts="$work_dir/charts"
+rm -rf "$charts"
+"$target_dir/release/raftlite-bench" chart --all-runs --out "$charts" "$work_dir/results.json"
+for chart in goals sizes-backup sizes-dump sizes-load; do
+    if [[ ! -s "$charts/$chart.svg" ]]; then
+        echo "bench-quick.sh: raftlite-bench chart drew no $charts/$chart.svg" >&2
+        exit 1
+    fi
+done

@@ -1,5 +1,6 @@
-//! The command line: `raftlite-bench [options] SCENARIO...` runs scenarios, and
-//! `raftlite-bench report [options] RESULTS...` summarises JSON reports. Parsed by hand (the
+//! The command line: `raftlite-bench [options] SCENARIO...` runs scenarios,
+//! `raftlite-bench report [options] RESULTS...` summarises JSON reports, and
+//! `raftlite-bench chart [options] RESULTS...` draws them. Parsed by hand (the
 //! option set is small and a parser crate would only add build time).
 //!
 //! Every default is chosen so that a bare `raftlite-bench --quick all` run from the
@@ -19,6 +20,7 @@ pub const SCENARIOS: &[&str] = &[
     "log-append",
     "shell-backup-memory",
     "trust",
+    "sizes",
 ];
 
 /// The data set size `--quick` uses unless `--size` is given.
@@ -29,13 +31,17 @@ pub const FULL_SIZE: u64 = 1 << 30;
 pub const USAGE: &str = "\
 usage: raftlite-bench [OPTIONS] SCENARIO...
        raftlite-bench report [--write DOC] [--all-runs] [--complete] RESULTS...
+       raftlite-bench chart --out DIR [--write DOC] [--all-runs] RESULTS...
 
-Scenarios: all, backup, writes, compression, dump, restore, log-append, shell-backup-memory, trust
+Scenarios: all, backup, writes, compression, dump, restore, log-append, shell-backup-memory,
+           trust, sizes
 
 Options:
   --quick            small sizes and counts; proves the harness works in well under a minute
   --size SIZE        data set size: 512KiB, 64MiB, 1GiB, 1500MB or plain bytes
                      (default 1GiB, or 4MiB with --quick)
+  --sizes LIST       the database sizes the sizes scenario sweeps, comma-separated
+                     (default 64MiB,256MiB,1GiB, or 1MiB,2MiB,4MiB with --quick)
   --seed N           data generator seed (default 1); same size + seed = same data
   --out FILE         write the JSON report here (default WORK_DIR/results.json)
   --bin-dir DIR      where raftlited and raftlite are (default: this binary's directory)
@@ -49,6 +55,13 @@ report: the current figure of every goal, from JSON reports (files, or directori
   --all-runs         also read --quick runs and data sets under 1 GiB (the goals are stated
                      for 1 GiB; by default such runs are ignored, with a note on stderr)
   --complete         fail when a goal has no figure (CI: proves every goal's cases exist)
+
+chart: SVG charts from JSON reports: throughput against database size (one chart per
+operation, a line per tool) from the latest run of the sizes scenario, and every goal's
+figure across the runs against its target.
+  --out DIR          write the SVG files here (created if missing)
+  --write DOC        replace the links between DOC's chart markers (docs/benchmarks.md)
+  --all-runs         also read --quick runs and data sets under 1 GiB, as report does
 ";
 
 /// Parsed options.
@@ -61,6 +74,8 @@ pub struct Options {
     pub bin_dir: PathBuf,
     pub work_dir: PathBuf,
     pub scenarios: Vec<String>,
+    /// The database sizes of the `sizes` scenario, in bytes.
+    pub sweep: Vec<u64>,
 }
 
 /// Options of `raftlite-bench report`.
@@ -74,11 +89,24 @@ pub struct ReportOptions {
     pub complete: bool,
 }
 
+/// Options of `raftlite-bench chart`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartOptions {
+    /// Report files and directories of them.
+    pub inputs: Vec<PathBuf>,
+    /// Where the SVG files go.
+    pub out: PathBuf,
+    /// The document whose chart links to replace; None leaves documents alone.
+    pub write: Option<PathBuf>,
+    pub all_runs: bool,
+}
+
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Parsed {
     Run(Options),
     Report(ReportOptions),
+    Chart(ChartOptions),
     Help,
 }
 
@@ -86,9 +114,13 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if args.first().is_some_and(|a| a == "report") {
         return parse_report(&args[1..]);
     }
+    if args.first().is_some_and(|a| a == "chart") {
+        return parse_chart(&args[1..]);
+    }
     let mut quick = false;
     let mut size = None;
     let mut seed = 1u64;
+    let mut sweep = None;
     let mut out = None;
     let mut bin_dir = None;
     let mut work_dir = None;
@@ -106,6 +138,14 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "-h" | "--help" => return Ok(Parsed::Help),
             "--quick" => quick = true,
             "--size" => size = Some(parse_size(&value("a size")?)?),
+            "--sizes" => {
+                let list = value("a comma-separated list of sizes")?;
+                let sizes = list
+                    .split(',')
+                    .map(parse_size)
+                    .collect::<Result<Vec<u64>, String>>()?;
+                sweep = Some(sizes);
+            }
             "--seed" => {
                 let v = value("a number")?;
                 seed = v
@@ -143,6 +183,14 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         bin_dir,
         work_dir,
         scenarios,
+        sweep: sweep.unwrap_or_else(|| {
+            let sizes = if quick {
+                crate::scenarios::sizes::QUICK_SIZES
+            } else {
+                crate::scenarios::sizes::FULL_SIZES
+            };
+            sizes.to_vec()
+        }),
     }))
 }
 
@@ -183,6 +231,42 @@ fn parse_report(args: &[String]) -> Result<Parsed, String> {
         return Err("report needs at least one JSON report or directory of them".into());
     }
     Ok(Parsed::Report(opts))
+}
+
+fn parse_chart(args: &[String]) -> Result<Parsed, String> {
+    let mut inputs = Vec::new();
+    let mut out = None;
+    let mut write = None;
+    let mut all_runs = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = option_and_inline_value(arg);
+        let mut value = |what: &str| -> Result<PathBuf, String> {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .map(PathBuf::from)
+                .ok_or_else(|| format!("{name} needs {what}"))
+        };
+        match name {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--out" => out = Some(value("a directory")?),
+            "--write" => write = Some(value("a file")?),
+            "--all-runs" => all_runs = true,
+            s if s.starts_with('-') => return Err(format!("unknown chart option {s}")),
+            s => inputs.push(PathBuf::from(s)),
+        }
+    }
+    if inputs.is_empty() {
+        return Err("chart needs at least one JSON report or directory of them".into());
+    }
+    let out = out.ok_or("chart needs --out DIR")?;
+    Ok(Parsed::Chart(ChartOptions {
+        inputs,
+        out,
+        write,
+        all_runs,
+    }))
 }
 
 /// `1GiB`, `64MiB`, `512KiB`, `1500MB`, `2GB`, `1000kB`, `4096`.
@@ -242,6 +326,12 @@ mod tests {
         assert_eq!(o.scenarios.len(), SCENARIOS.len(), "duplicates removed");
         assert_eq!(o.scenarios[0], "writes");
         assert_eq!(o.out, PathBuf::from("/tmp/w/results.json"));
+        assert_eq!(o.sweep, [1 << 20, 2 << 20, 4 << 20], "quick sizes");
+        let Ok(Parsed::Run(o)) = parse(&args("--sizes 64MiB,1GiB sizes")) else {
+            panic!("did not parse");
+        };
+        assert_eq!(o.sweep, [64 << 20, 1 << 30]);
+        assert!(parse(&args("--sizes 64MiB,lots sizes")).is_err());
         assert!(parse(&args("--quick")).is_err());
         assert!(parse(&args("nope")).is_err());
         assert!(parse(&args("--bogus all")).is_err());
@@ -267,5 +357,29 @@ mod tests {
         assert!(parse(&args("report")).is_err(), "no input");
         assert!(parse(&args("report --write")).is_err());
         assert!(parse(&args("report --quick a.json")).is_err());
+    }
+
+    #[test]
+    fn chart_options() {
+        let Ok(Parsed::Chart(c)) = parse(&args(
+            "chart --out=docs/charts --write docs/benchmarks.md docs/bench-results",
+        )) else {
+            panic!("did not parse");
+        };
+        assert_eq!(
+            c,
+            ChartOptions {
+                inputs: vec!["docs/bench-results".into()],
+                out: "docs/charts".into(),
+                write: Some("docs/benchmarks.md".into()),
+                all_runs: false,
+            }
+        );
+        assert!(
+            parse(&args("chart docs/bench-results")).is_err(),
+            "no --out"
+        );
+        assert!(parse(&args("chart --out d")).is_err(), "no input");
+        assert!(parse(&args("chart --out d --quick a.json")).is_err());
     }
 }

@@ -9,14 +9,17 @@
 //!
 //! `raftlite-bench report RESULTS...` reads JSON reports back and prints (or writes into
 //! `docs/benchmarks.md`) the current figure of every goal: see [`summary`].
+//! `raftlite-bench chart --out DIR RESULTS...` draws them as SVG charts: see [`chart`].
 //!
 //! Layout: `cli` (options), `datagen` (deterministic data sets), `node` (starting
 //! `raftlited`, HTTP), `measure` (percentiles, `/proc` memory, timed tool runs), `report`
 //! (rows, table, JSON), `scenarios/` (one module per scenario), `record` (reports read
-//! back), `goals` (each goal's figure and verdict), `summary` (the current-figures table).
+//! back), `goals` (each goal's figure and verdict), `summary` (the current-figures table),
+//! `chart` (the SVG charts).
 
 #![forbid(unsafe_code)]
 
+mod chart;
 mod cli;
 mod datagen;
 mod goals;
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let opts = match cli::parse(argv.get(1..).unwrap_or_default()) {
         Ok(cli::Parsed::Run(o)) => o,
         Ok(cli::Parsed::Report(r)) => return summary::run(&r),
+        Ok(cli::Parsed::Chart(c)) => return chart::run(&c),
         Ok(cli::Parsed::Help) => {
             print!("{}", cli::USAGE);
             return ExitCode::SUCCESS;

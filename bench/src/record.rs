@@ -97,6 +97,8 @@ pub struct RowRecord {
     pub ratio: Option<RatioRecord>,
     #[serde(default)]
     pub note: String,
+    /// The database size of this row when the scenario measures several (`sizes`).
+    pub data_set_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -241,6 +243,24 @@ mod tests {
         );
         assert_eq!(s.flags, ["a flag"]);
         assert_eq!(s.outcome.as_ref().unwrap().status, "skipped");
+    }
+
+    /// A row of the `sizes` scenario carries its database's size; other rows write none.
+    #[test]
+    fn a_rows_database_size_reads_back_and_is_written_only_when_known() {
+        let mut s = ScenarioReport::new("sizes", &[]);
+        let mut row = Row::new("backup: cp").timed(1.0, Some(1_000_000), None);
+        row.data_set_bytes = Some(64 << 20);
+        s.rows.push(row);
+        s.rows.push(Row::new("other"));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json.matches("data_set_bytes").count(), 1, "{json}");
+        let back: ScenarioRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back.row("backup: cp").unwrap().data_set_bytes,
+            Some(64 << 20)
+        );
+        assert_eq!(back.row("other").unwrap().data_set_bytes, None);
     }
 
     #[test]

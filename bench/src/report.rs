@@ -33,6 +33,10 @@ pub struct Row {
     pub rss_file_growth_mib: Option<f64>,
     pub ratio: Option<Ratio>,
     pub note: String,
+    /// The size of the database this row measured, when a scenario measures several sizes
+    /// (`sizes`); absent otherwise, the run's `size_bytes` applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_set_bytes: Option<u64>,
 }
 
 /// `value` = this row's figure divided by the same figure of `reference`.

@@ -149,13 +149,29 @@ pub fn replace_table(doc: &str, table: &str) -> Result<String, String> {
 /// `doc` cut around its generated part: (up to and including the BEGIN line, the generated
 /// text, from the END line on).
 pub fn split_at_markers(doc: &str) -> Result<(&str, &str, &str), String> {
-    let begin = line_start(doc, |l| l.starts_with(BEGIN))
-        .ok_or_else(|| format!("no line starting with {BEGIN:?}: add it and {END:?}"))?;
-    let after_begin = doc[begin..].find('\n').map_or(doc.len(), |i| begin + i + 1);
-    let end = line_start(&doc[after_begin..], |l| l.trim_end() == END)
+    split_between(doc, BEGIN, END)
+}
+
+/// `doc` cut around the text between a line starting with `begin` and a later line that is
+/// `end`: (up to and including the begin line, the text between, from the end line on).
+pub fn split_between<'d>(
+    doc: &'d str,
+    begin: &str,
+    end: &str,
+) -> Result<(&'d str, &'d str, &'d str), String> {
+    let begin_at = line_start(doc, |l| l.starts_with(begin))
+        .ok_or_else(|| format!("no line starting with {begin:?}: add it and {end:?}"))?;
+    let after_begin = doc[begin_at..]
+        .find('\n')
+        .map_or(doc.len(), |i| begin_at + i + 1);
+    let end_at = line_start(&doc[after_begin..], |l| l.trim_end() == end)
         .map(|i| after_begin + i)
-        .ok_or_else(|| format!("no {END:?} line after {BEGIN:?}"))?;
-    Ok((&doc[..after_begin], &doc[after_begin..end], &doc[end..]))
+        .ok_or_else(|| format!("no {end:?} line after {begin:?}"))?;
+    Ok((
+        &doc[..after_begin],
+        &doc[after_begin..end_at],
+        &doc[end_at..],
+    ))
 }
 
 /// Byte offset of the first line of `text` that `is` accepts.

@@ -272,7 +272,7 @@ fn backup_under_writes(
 }
 
 /// Flags that make every backup make its own copy (see the module documentation).
-fn no_kept_copies() -> Vec<String> {
+pub(super) fn no_kept_copies() -> Vec<String> {
     vec!["-backup-keep".to_string(), "0s".to_string()]
 }
 

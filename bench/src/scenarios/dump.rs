@@ -88,7 +88,7 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
 
 /// Runs `program` with `argv(DB)`, stdout to `out`; the RSS growth is measured against the
 /// same command on `empty`.
-fn tool_dump(
+pub(super) fn tool_dump(
     program: &Path,
     argv: &dyn Fn(&str) -> Vec<String>,
     db: &str,
@@ -132,7 +132,7 @@ fn dump_subcommand_works(raftlite: &Path, empty: &Path) -> bool {
 }
 
 /// Streams `GET /db/backup?fmt=sql` into `out`. None when the endpoint does not exist.
-fn http_dump(node: &Node, out: &Path) -> Result<Option<Row>, String> {
+pub(super) fn http_dump(node: &Node, out: &Path) -> Result<Option<Row>, String> {
     super::download_measured(
         node,
         "/db/backup?fmt=sql",

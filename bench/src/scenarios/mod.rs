@@ -13,6 +13,7 @@ pub mod dump;
 pub mod log_append;
 pub mod restore;
 pub mod shell_backup_memory;
+pub mod sizes;
 pub mod trust;
 pub mod writes;
 
@@ -134,6 +135,7 @@ pub fn run(name: &str, ctx: &mut Context) -> ScenarioReport {
         "restore" => restore::run(ctx),
         "log-append" => log_append::run(ctx),
         "shell-backup-memory" => shell_backup_memory::run(ctx),
+        "sizes" => sizes::run(ctx),
         "trust" => trust::run(ctx),
         other => Err(Box::new((
             ScenarioReport::new(other, &[]),

@@ -55,18 +55,7 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
     let dir = ctx.scratch("restore").or_fail(&mut report)?;
     let sqlite3 = ctx.sqlite3().or_fail(&mut report)?;
     let target = dir.join("restored.sqlite");
-    let dot_restore = format!(".restore '{}'", data.path.display());
-    let r = run_tool(
-        &sqlite3,
-        &[&target.display().to_string(), &dot_restore],
-        None,
-        None,
-    )
-    .or_fail(&mut report)?;
-    let mut ref_row =
-        Row::new("sqlite3 .restore").timed(r.wall.as_secs_f64(), Some(file_len(&target)), None);
-    ref_row.peak_rss_mib = r.peak_rss_kib.map(kib_to_mib);
-    let _ = std::fs::remove_file(&target);
+    let ref_row = sqlite3_restore(&sqlite3, &data.path, &target).or_fail(&mut report)?;
     let cluster = ctx
         .empty_cluster("restore-binary", 3)
         .or_fail(&mut report)?;
@@ -89,23 +78,39 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
     without_stat4(&full_dump, &dump).or_fail(&mut report)?;
     let _ = std::fs::remove_file(&full_dump);
     warm_page_cache(&dump).or_fail(&mut report)?;
-    let r = run_tool(
-        &sqlite3,
-        &[&target.display().to_string()],
-        Some(&dump),
-        None,
-    )
-    .or_fail(&mut report)?;
-    let mut ref_row =
-        Row::new("sqlite3 NEW < dump").timed(r.wall.as_secs_f64(), Some(file_len(&dump)), None);
-    ref_row.peak_rss_mib = r.peak_rss_kib.map(kib_to_mib);
-    let _ = std::fs::remove_file(&target);
+    let ref_row = sqlite3_read_dump(&sqlite3, &dump, &target).or_fail(&mut report)?;
     let cluster = ctx.empty_cluster("restore-sql", 3).or_fail(&mut report)?;
     let row = load_into(&ctx.agent, &cluster, &dump, "SQL").or_fail(&mut report)?;
     report.push(row.time_ratio_to(&ref_row));
     report.push(ref_row);
     let _ = std::fs::remove_file(&dump);
     Ok(report)
+}
+
+/// `sqlite3 TARGET ".restore DB"`: the binary load's reference. `target` is removed after.
+pub(super) fn sqlite3_restore(sqlite3: &Path, db: &Path, target: &Path) -> Result<Row, String> {
+    let dot_restore = format!(".restore '{}'", db.display());
+    let r = run_tool(
+        sqlite3,
+        &[&target.display().to_string(), &dot_restore],
+        None,
+        None,
+    )?;
+    let mut row =
+        Row::new("sqlite3 .restore").timed(r.wall.as_secs_f64(), Some(file_len(target)), None);
+    row.peak_rss_mib = r.peak_rss_kib.map(kib_to_mib);
+    let _ = std::fs::remove_file(target);
+    Ok(row)
+}
+
+/// `sqlite3 TARGET < dump`: the SQL load's reference. `target` is removed after.
+pub(super) fn sqlite3_read_dump(sqlite3: &Path, dump: &Path, target: &Path) -> Result<Row, String> {
+    let r = run_tool(sqlite3, &[&target.display().to_string()], Some(dump), None)?;
+    let mut row =
+        Row::new("sqlite3 NEW < dump").timed(r.wall.as_secs_f64(), Some(file_len(dump)), None);
+    row.peak_rss_mib = r.peak_rss_kib.map(kib_to_mib);
+    let _ = std::fs::remove_file(target);
+    Ok(row)
 }
 
 /// Median time from spawn to `/readyz` of a node on a directory holding `db`, after a first
@@ -141,7 +146,7 @@ fn restart_row(data: &crate::datagen::DataSet, median: Duration) -> Row {
 /// Streams `file` as the body of `POST /db/load` to the leader and waits until every node
 /// has applied the load entry. The row's time runs from the first byte sent to the last
 /// node's apply; its note carries the leader's phases.
-fn load_into(
+pub(super) fn load_into(
     agent: &ureq::Agent,
     cluster: &Cluster,
     file: &Path,
@@ -231,7 +236,7 @@ fn wait_applied(agent: &ureq::Agent, node: &Node, index: u64) -> Result<(), Stri
 /// Copies a dump without its `sqlite_stat4` rows. The data set's `ANALYZE` ran on raftlite's
 /// SQLite, built with STAT4; the reference `sqlite3` CLI (3.40.1) is not, so it cannot load
 /// those rows, and both sides must load the same text.
-fn without_stat4(from: &Path, to: &Path) -> Result<(), String> {
+pub(super) fn without_stat4(from: &Path, to: &Path) -> Result<(), String> {
     use std::io::{BufRead, BufReader, BufWriter, Write};
     let input = std::fs::File::open(from).map_err(|e| format!("open {}: {e}", from.display()))?;
     let output = std::fs::File::create(to).map_err(|e| format!("create {}: {e}", to.display()))?;
