@@ -17,6 +17,9 @@ use common::{sqlite3, wait_until, Cluster, Node};
 /// These tests watch a copy's file go once nothing reads it: finished copies are not kept for
 /// reuse here (`-backup-keep`; tests/backup_serving.rs covers keeping them).
 const KEEP_NONE: [&str; 2] = ["-backup-keep", "0s"];
+/// Copies kept a moment: plain binary backups are made as copies on disk (with nothing kept,
+/// they stream straight from the database instead).
+const KEEP_BRIEF: [&str; 2] = ["-backup-keep", "1s"];
 
 struct Download {
     status: u16,
@@ -417,15 +420,22 @@ fn followers_proxy_redirect_and_noleader() {
 fn client_leaving_mid_stream_leaves_no_temp_file() {
     let node = Node::start(&KEEP_NONE);
     fill_big(&node);
-    for path in ["/db/backup", "/db/backup?fmt=sql", "/db/backup?compress"] {
+    // A vacuumed backup is made as a copy on disk; a plain or compressed one, on a node that
+    // keeps no copies, streams straight from the database; a SQL dump never has a file.
+    for (path, has_file) in [
+        ("/db/backup?vacuum", true),
+        ("/db/backup", false),
+        ("/db/backup?compress", false),
+        ("/db/backup?fmt=sql", false),
+    ] {
         let s = start_slow_download(&node, path, 8192);
-        if path != "/db/backup?fmt=sql" {
-            // Still streaming: the file exists while the client holds the connection.
-            assert!(
-                !temp_files(&node.data_dir).is_empty(),
-                "{path}: no temp file mid-stream"
-            );
-        }
+        // Still streaming: a copy's file exists while the client holds the connection.
+        assert_eq!(
+            !temp_files(&node.data_dir).is_empty(),
+            has_file,
+            "{path}: temp files mid-stream: {:?}",
+            temp_files(&node.data_dir)
+        );
         drop(s);
         assert!(
             wait_until(Duration::from_secs(15), || temp_files(&node.data_dir)
@@ -439,6 +449,53 @@ fn client_leaving_mid_stream_leaves_no_temp_file() {
     let d = download(&node, "/db/backup");
     assert_eq!(d.status, 200);
     assert!(d.body.len() > 30_000_000);
+}
+
+/// With no copies kept, a plain backup is streamed from the database in one pass: no copy is
+/// made, and its bytes are those of the copy a range request reads of the same content.
+#[test]
+fn without_kept_copies_a_backup_streams_from_the_database() {
+    let node = Node::start(&KEEP_NONE);
+    fill_blobs(&node, 3_000);
+    fill(&node);
+    node.execute(r#"["DELETE FROM big WHERE id % 4 = 0"]"#);
+    let (made_before, _) = backup_copies(&node);
+    let direct = download(&node, "/db/backup");
+    assert_eq!(direct.status, 200);
+    assert_eq!(
+        direct.header("content-length"),
+        Some(direct.body.len().to_string().as_str())
+    );
+    assert_eq!(
+        backup_copies(&node).0,
+        made_before,
+        "no copy for a direct stream"
+    );
+    // A range is read from a copy: the same content, the same bytes.
+    let ranged = client()
+        .get(node.url("/db/backup"))
+        .header("Range", "bytes=0-")
+        .send()
+        .expect("GET range");
+    assert_eq!(ranged.status().as_u16(), 206);
+    let ranged_etag = ranged
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let ranged = ranged.bytes().expect("body");
+    assert_eq!(
+        backup_copies(&node).0,
+        made_before + 1,
+        "the range made a copy"
+    );
+    assert_eq!(ranged_etag.as_deref(), direct.header("etag"));
+    assert!(
+        ranged.as_ref() == direct.body.as_slice(),
+        "direct and copied bytes differ"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    check_sqlite_file(&save(dir.path(), "direct.db", &direct.body));
 }
 
 #[test]
@@ -477,7 +534,7 @@ fn fill_blobs(node: &Node, rows: u32) {
 
 #[test]
 fn concurrent_backups_of_one_index_share_one_copy() {
-    let node = Node::start(&KEEP_NONE);
+    let node = Node::start(&KEEP_BRIEF);
     fill_blobs(&node, 20_000);
     let (made_before, shared_before) = backup_copies(&node);
     // Every client gets its response headers (the copy is ready) before any of them reads its
@@ -551,7 +608,7 @@ fn backup_tmp_dir_on_a_small_disk_fills_then_refuses_and_recovers() {
         "-disk-reserve",
         "1048576",
         "-backup-keep",
-        "0s",
+        "1s",
     ]);
     fill_blobs(&node, 8_000); // ~8.5 MB
     let files_in = |d: &Path| temp_files(d).len();

@@ -167,7 +167,7 @@ pub async fn serve_backup(
         Format::Binary => {
             let vacuum = params.has("vacuum");
             let range = if compress { None } else { requested_range(req) };
-            select_binary(req, state, &variant, vacuum, range)
+            select_binary(req, state, &variant, vacuum, range, true)
                 .await
                 .map(|selected| {
                     if let Some(digest) = selected.digest {
@@ -400,11 +400,16 @@ async fn head(
     let wants_digest = req.headers().contains_key("want-repr-digest");
     let (content, len) = match format {
         Format::Binary if wants_digest && !compress => {
-            let selected = match select_binary(req, state, variant, vacuum, None).await {
+            let selected = match select_binary(req, state, variant, vacuum, None, false).await {
                 Ok(s) => s,
                 Err((status, message)) => return failed_backup(status, message),
             };
-            let copy = selected.copy;
+            let Some(copy) = selected.copy else {
+                return failed_backup(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the backup was not made from a copy".into(),
+                );
+            };
             match copy.digest().await {
                 Ok(d) => builder.insert_header(("repr-digest", repr_digest(&d))),
                 Err(e) => return failed_backup(error_status::backup(&e), e.to_string()),
@@ -415,7 +420,7 @@ async fn head(
         // hashes it (the same content makes the same bytes), at the cost of one backup.
         _ if wants_digest => {
             let made = match format {
-                Format::Binary => select_binary(req, state, variant, vacuum, None)
+                Format::Binary => select_binary(req, state, variant, vacuum, None, false)
                     .await
                     .map(|s| s.backup),
                 Format::Sql => store
@@ -471,8 +476,9 @@ async fn sha256_of(mut body: crate::store::backup::ByteStream) -> io::Result<[u8
 /// A binary backup chosen for a request, with what its answer says about it.
 struct SelectedBinary {
     backup: Backup,
-    /// The copy, for a `HEAD` that hashes it (its stream is `backup.body`).
-    copy: crate::store::backup::BinaryBackup,
+    /// The copy, for a `HEAD` that hashes it (its stream is `backup.body`); none for a
+    /// backup streamed straight from the database (`Backups::binary_direct`).
+    copy: Option<crate::store::backup::BinaryBackup>,
     digest: Option<[u8; 32]>,
     /// `Content-Range` of a partial answer (206).
     content_range: Option<String>,
@@ -482,13 +488,16 @@ struct SelectedBinary {
 /// `If-Range` entity tag, the copy that tag names, if this node still has it: the rest of a
 /// broken download, byte-exact. Otherwise (no such copy, or no `If-Range`) the copy a plain
 /// `GET` gets, whole when `If-Range` named another (RFC 9110 §13.1.5), else the range of it.
-/// An unsatisfiable range is `Err((416, "bytes */LEN"))`.
+/// An unsatisfiable range is `Err((416, "bytes */LEN"))`. With `direct_ok`, a whole plain
+/// backup on a node that keeps no copies is streamed straight from the database
+/// (`Backups::binary_direct`).
 async fn select_binary(
     req: &HttpRequest,
     state: &AppState,
     variant: &str,
     vacuum: bool,
     range: Option<ByteRange>,
+    direct_ok: bool,
 ) -> Result<SelectedBinary, (StatusCode, String)> {
     let store = &state.store;
     let backups = store.backups();
@@ -507,6 +516,20 @@ async fn select_binary(
         (Some(r), None, _) | (Some(r), Some(_), Some(_)) => Some(r),
         _ => None,
     };
+    if kept.is_none() && range.is_none() && !vacuum && direct_ok && backups.streams_direct() {
+        let direct = backups
+            .binary_direct(store.database())
+            .await
+            .map_err(|e| (error_status::backup(&e), e.to_string()))?;
+        if let Some(backup) = direct {
+            return Ok(SelectedBinary {
+                backup,
+                copy: None,
+                digest: None,
+                content_range: None,
+            });
+        }
+    }
     let copy = match kept {
         Some(copy) => copy,
         None => backups
@@ -533,7 +556,7 @@ async fn select_binary(
             len: Some(part.map_or(len, |(a, b)| b - a)),
             body,
         },
-        copy,
+        copy: Some(copy),
         digest,
         content_range: part.map(|(a, b)| format!("bytes {a}-{}/{len}", b - 1)),
     })

@@ -242,6 +242,63 @@ impl BinaryBackup {
     }
 }
 
+/// One of the `max_copies` places, held by a direct binary stream.
+struct DirectSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl DirectSlot {
+    fn take(
+        count: &Arc<std::sync::atomic::AtomicUsize>,
+        max: usize,
+    ) -> Result<DirectSlot, BackupError> {
+        let now = count.fetch_add(1, Ordering::AcqRel);
+        let slot = DirectSlot(Arc::clone(count));
+        if now >= max {
+            return Err(BackupError::TooManyCopies(now));
+        }
+        Ok(slot)
+    }
+}
+
+impl Drop for DirectSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The direct stream's work on its read connection: one snapshot for the plan and the pages.
+/// Sends `None` on `plan_tx` when the database cannot be planned (nothing is sent then).
+fn direct_in_snapshot(
+    conn: &Connection,
+    plan_tx: tokio::sync::oneshot::Sender<Option<(ContentId, u64)>>,
+    out: &mut sql::ChannelWriter,
+) -> Result<(), String> {
+    conn.execute_batch("BEGIN").map_err(|e| e.to_string())?;
+    let result = (|| -> Result<(), String> {
+        conn.query_i64("SELECT count(*) FROM sqlite_master")
+            .map_err(|e| e.to_string())?;
+        out.snapshot_began();
+        let plan = match one_pass::plan(conn) {
+            Ok(Ok(plan)) => plan,
+            Ok(Err(one_pass::NotPlanned(reason))) => {
+                tracing::debug!("binary backup from a copy: {reason}");
+                let _ = plan_tx.send(None);
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!("binary backup from a copy: the plan failed: {e:#}");
+                let _ = plan_tx.send(None);
+                return Ok(());
+            }
+        };
+        let _ = plan_tx.send(Some((plan.content.clone(), plan.len)));
+        one_pass::write(conn, &plan, out, |_| Ok(())).map_err(|e| e.to_string())?;
+        std::io::Write::flush(out).map_err(|e| e.to_string())
+    })();
+    // Read only: ending the transaction releases the snapshot.
+    let _ = conn.execute_batch("ROLLBACK");
+    result
+}
+
 /// Runs when a stream of a copy ends or is dropped: keeps the copy for resumes, and gives the
 /// hashing back if this stream claimed it and did not finish.
 struct EndOfStream {
@@ -338,6 +395,8 @@ pub const CHUNK: usize = 1024 * 1024;
 pub struct Backups {
     opts: BackupOptions,
     copies: copies::Copies,
+    /// Binary backups streamed straight to their client now (`binary_direct`).
+    direct: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Backups {
@@ -345,6 +404,7 @@ impl Backups {
         Backups {
             copies: copies::Copies::new(opts.clone()),
             opts,
+            direct: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -385,6 +445,76 @@ impl Backups {
             info,
             retention: Arc::clone(&self.copies.retention),
         })
+    }
+
+    /// Whether a whole, plain binary backup goes straight to its client: when finished copies
+    /// are not kept (`-backup-keep 0s`), a copy on disk would serve nothing after this one
+    /// stream, so none is written (one pass, no file: `binary_direct`).
+    pub fn streams_direct(&self) -> bool {
+        self.opts.keep_for.is_zero()
+    }
+
+    /// A plain binary backup of `db` as of now, streamed straight to the client in one pass
+    /// (`one_pass.rs`): planned, then the snapshot's pages sent in order through a bounded
+    /// channel, without a file. Its snapshot pins the WAL while the client reads, so the
+    /// SQL dump's caps apply (`-dump-wal-limit`, `-dump-stall-timeout`). `Ok(None)`: the
+    /// database cannot be planned (`auto_vacuum`...); the caller makes a copy instead.
+    /// Counts against `max_copies` while it streams.
+    pub async fn binary_direct(&self, db: &Arc<Database>) -> Result<Option<Backup>, BackupError> {
+        let slot = DirectSlot::take(&self.direct, self.opts.max_copies)?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(sql::SQL_CHANNEL_DEPTH);
+        let (plan_tx, plan_rx) = tokio::sync::oneshot::channel::<Option<(ContentId, u64)>>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        let shm_path = crate::db::sibling(db.path(), "-shm");
+        let runtime = tokio::runtime::Handle::current();
+        let caps = self.opts.dump_caps;
+        let db = Arc::clone(db);
+        tokio::spawn(async move {
+            let _ = db
+                .with_reader(move |conn| {
+                    let _background = crate::db::priority::background();
+                    let mut out = sql::ChannelWriter::new(tx, runtime, caps, shm_path);
+                    let result = direct_in_snapshot(conn, plan_tx, &mut out);
+                    if let Err(e) = &result {
+                        tracing::warn!("binary backup stream stopped: {e}");
+                    }
+                    let _ = done_tx.send(result);
+                })
+                .await;
+        });
+        let (content, len) = match plan_rx.await {
+            Ok(Some(planned)) => planned,
+            Ok(None) => return Ok(None),
+            Err(_) => {
+                let reason = match done_rx.await {
+                    Ok(Err(e)) => e,
+                    _ => "the backup stopped before it began".into(),
+                };
+                return Err(BackupError::Failed(reason));
+            }
+        };
+        let body = async_stream::stream! {
+            // Held for as long as the body is: the stream counts against max_copies.
+            let _slot = slot;
+            let mut sent = 0u64;
+            while let Some(chunk) = rx.recv().await {
+                sent += chunk.len() as u64;
+                yield Ok(chunk);
+            }
+            match done_rx.await {
+                Ok(Ok(())) if sent == len => {}
+                Ok(Ok(())) => yield Err(std::io::Error::other(format!(
+                    "the backup stream ended after {sent} of {len} bytes"
+                ))),
+                Ok(Err(reason)) => yield Err(std::io::Error::other(reason)),
+                Err(_) => yield Err(std::io::Error::other("the backup stopped without an outcome")),
+            }
+        };
+        Ok(Some(Backup {
+            content,
+            len: Some(len),
+            body: Box::pin(body),
+        }))
     }
 
     /// A finished binary copy made or kept on this node that `wanted` accepts (given its

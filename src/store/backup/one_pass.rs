@@ -28,7 +28,6 @@
 //!   row names.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write as _;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -297,13 +296,13 @@ impl PageStore for PlanStore {
     }
 }
 
-/// Writes the planned copy of `src`'s snapshot (the one the plan was made in) to `out`, in
-/// page order. `written` is called with the bytes written so far after every chunk; an error
+/// Writes the planned copy of `src`'s snapshot (the one the plan was made in) to `out` (the
+/// copy's file, or straight to a client: `Backups::binary_direct`), in page order. `written` is called with the bytes written so far after every chunk; an error
 /// from it (the disk reserve) stops the copy.
 pub fn write(
     src: &Connection,
     plan: &Plan,
-    out: &mut std::fs::File,
+    out: &mut impl std::io::Write,
     mut written: impl FnMut(u64) -> Result<(), CopyError>,
 ) -> Result<(), CopyError> {
     let page_size = usize::try_from(plan.page_size).map_err(std::io::Error::other)?;

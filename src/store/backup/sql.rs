@@ -3,6 +3,8 @@
 //! is the backpressure and memory stays bounded whatever the size of the database. The
 //! snapshot pins the WAL, so a slow client cannot hold it for ever: [`DumpCaps`] end the dump,
 //! with a last comment line giving the reason, then a failed stream (an aborted connection).
+//! A binary backup streamed straight to its client (`Backups::binary_direct`) uses the same
+//! channel and caps.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -21,7 +23,7 @@ use crate::store::applied_state;
 /// Size of the SQL channel's messages.
 const SQL_MESSAGE: usize = 256 * 1024;
 /// Messages in flight between the dumper thread and the HTTP body: 8 × 256 KiB at most.
-const SQL_CHANNEL_DEPTH: usize = 8;
+pub(super) const SQL_CHANNEL_DEPTH: usize = 8;
 
 /// `std::io::Write` into the SQL channel. Writes gather into messages of [`SQL_MESSAGE`]
 /// bytes, handed over without another copy; fewer, larger messages mean fewer wake-ups of the
@@ -30,7 +32,7 @@ const SQL_CHANNEL_DEPTH: usize = 8;
 /// [`DumpCaps`], because its snapshot pins the WAL. A closed channel (the client left) or a
 /// cap fails the write, which stops the dump. `flush` sends what is gathered (the dumper
 /// flushes once, at its end).
-struct ChannelWriter {
+pub(super) struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<Bytes>,
     buf: Vec<u8>,
     runtime: tokio::runtime::Handle,
@@ -48,7 +50,7 @@ const TRAILER_FLUSH_PAUSE: Duration = Duration::from_millis(200);
 const CAP_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 impl ChannelWriter {
-    fn new(
+    pub(super) fn new(
         tx: tokio::sync::mpsc::Sender<Bytes>,
         runtime: tokio::runtime::Handle,
         caps: DumpCaps,
@@ -65,7 +67,7 @@ impl ChannelWriter {
     }
 
     /// Marks the start of the snapshot (called inside the read transaction, once it has read).
-    fn snapshot_began(&mut self) {
+    pub(super) fn snapshot_began(&mut self) {
         self.wal_at_start = wal_use(&self.shm_path).ok().flatten();
     }
 
