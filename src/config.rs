@@ -158,7 +158,7 @@ const FLAGS: &[ConfigFlag] = &[
     flag("backup-tmp-dir", Str, "", Honoured, "Directory for temporary backup files. If not set, the data directory"),
     flag("disk-reserve", U64, "268435456", Honoured, "Free bytes that backups, loads and boots must leave on the data file system"),
     flag("max-backup-copies", Usize, "16", Honoured, "Maximum number of backups in progress at once"),
-    flag("backup-keep", Dur, "5m", Honoured, "Keep a finished binary backup copy this long after its last use, to serve the same content again and resume downloads (Range). 0: delete at once"),
+    flag("backup-keep", Dur, "5m", Honoured, "Keep a finished binary backup copy this long after its last use, to serve the same content again and resume downloads (Range). 0: keep none, and stream plain binary backups straight from the database (no copy on disk)"),
     flag("backup-keep-size", U64, "4294967296", Honoured, "Most bytes of finished backup copies kept at once (they give way to a new copy that needs the room)"),
     flag("dump-wal-limit", U64, "1073741824", Honoured, "Abort a SQL dump once the WAL has grown by this many bytes while the dump holds its snapshot. 0: no limit"),
     flag("dump-stall-timeout", Dur, "2m", Honoured, "Abort a SQL dump whose client has read nothing for this long"),

@@ -456,7 +456,8 @@ fn client_leaving_mid_stream_leaves_no_temp_file() {
 #[test]
 fn without_kept_copies_a_backup_streams_from_the_database() {
     let node = Node::start(&KEEP_NONE);
-    fill_blobs(&node, 3_000);
+    // Larger than what the socket and the channel buffer: a held stream stays in progress.
+    fill_blobs(&node, 30_000);
     fill(&node);
     node.execute(r#"["DELETE FROM big WHERE id % 4 = 0"]"#);
     let (made_before, _) = backup_copies(&node);
@@ -471,6 +472,14 @@ fn without_kept_copies_a_backup_streams_from_the_database() {
         made_before,
         "no copy for a direct stream"
     );
+    // While a direct stream is open, the next backup is a copy (which later ones would share).
+    let held = start_slow_download(&node, "/db/backup", 8192);
+    let during = download(&node, "/db/backup");
+    assert_eq!(during.status, 200);
+    assert!(during.body == direct.body, "a copy of the same content differs");
+    assert_eq!(backup_copies(&node).0, made_before + 1, "a copy beside the stream");
+    drop(held);
+    let made_before = made_before + 1;
     // A range is read from a copy: the same content, the same bytes.
     let ranged = client()
         .get(node.url("/db/backup"))

@@ -242,20 +242,16 @@ impl BinaryBackup {
     }
 }
 
-/// One of the `max_copies` places, held by a direct binary stream.
+/// The one direct binary stream a node runs at a time (others share a copy instead).
 struct DirectSlot(Arc<std::sync::atomic::AtomicUsize>);
 
 impl DirectSlot {
-    fn take(
-        count: &Arc<std::sync::atomic::AtomicUsize>,
-        max: usize,
-    ) -> Result<DirectSlot, BackupError> {
-        let now = count.fetch_add(1, Ordering::AcqRel);
-        let slot = DirectSlot(Arc::clone(count));
-        if now >= max {
-            return Err(BackupError::TooManyCopies(now));
-        }
-        Ok(slot)
+    /// The slot, if no other direct stream holds it.
+    fn take_alone(count: &Arc<std::sync::atomic::AtomicUsize>) -> Option<DirectSlot> {
+        count
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| DirectSlot(Arc::clone(count)))
     }
 }
 
@@ -458,10 +454,16 @@ impl Backups {
     /// (`one_pass.rs`): planned, then the snapshot's pages sent in order through a bounded
     /// channel, without a file. Its snapshot pins the WAL while the client reads, so the
     /// SQL dump's caps apply (`-dump-wal-limit`, `-dump-stall-timeout`). `Ok(None)`: the
-    /// database cannot be planned (`auto_vacuum`...); the caller makes a copy instead.
-    /// Counts against `max_copies` while it streams.
+    /// database cannot be planned (`auto_vacuum`...), or another binary backup is being made
+    /// or streamed: the caller makes a copy instead, which the backups that arrive together
+    /// share (sixteen clients at once read one copy, not sixteen snapshots).
     pub async fn binary_direct(&self, db: &Arc<Database>) -> Result<Option<Backup>, BackupError> {
-        let slot = DirectSlot::take(&self.direct, self.opts.max_copies)?;
+        if self.copies.in_progress() > 0 {
+            return Ok(None);
+        }
+        let Some(slot) = DirectSlot::take_alone(&self.direct) else {
+            return Ok(None);
+        };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(sql::SQL_CHANNEL_DEPTH);
         let (plan_tx, plan_rx) = tokio::sync::oneshot::channel::<Option<(ContentId, u64)>>();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
