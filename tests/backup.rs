@@ -476,8 +476,15 @@ fn without_kept_copies_a_backup_streams_from_the_database() {
     let held = start_slow_download(&node, "/db/backup", 8192);
     let during = download(&node, "/db/backup");
     assert_eq!(during.status, 200);
-    assert!(during.body == direct.body, "a copy of the same content differs");
-    assert_eq!(backup_copies(&node).0, made_before + 1, "a copy beside the stream");
+    assert!(
+        during.body == direct.body,
+        "a copy of the same content differs"
+    );
+    assert_eq!(
+        backup_copies(&node).0,
+        made_before + 1,
+        "a copy beside the stream"
+    );
     drop(held);
     let made_before = made_before + 1;
     // A range is read from a copy: the same content, the same bytes.

@@ -739,15 +739,8 @@ mod tests {
     use super::*;
 
     fn runs(texts: &[String]) -> Vec<(PathBuf, RunRecord)> {
-        texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let p = PathBuf::from(format!("{i}.json"));
-                let run = record::parse(t, &p).unwrap();
-                (p, run)
-            })
-            .collect()
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        crate::summary::tests::runs(&texts)
     }
 
     /// The `(cx, cy)` of every `<circle` of an SVG: one per drawn point.

@@ -257,7 +257,7 @@ pub fn run(opts: &ReportOptions) -> ExitCode {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const WITH_METADATA: &str = r#"{
@@ -281,7 +281,8 @@ mod tests {
         {"case": "raftlite dump DB", "wall_s": 6.0,
          "ratio": {"value": 0.54, "of": "time", "reference": "sqlite3 .dump"}}]}]}"#;
 
-    fn runs(texts: &[&str]) -> Vec<(PathBuf, RunRecord)> {
+    /// Parsed reports from JSON texts, named `0.json`, `1.json`... (the chart's tests too).
+    pub(crate) fn runs(texts: &[&str]) -> Vec<(PathBuf, RunRecord)> {
         texts
             .iter()
             .enumerate()

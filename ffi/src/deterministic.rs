@@ -22,7 +22,7 @@
 //! connection is closed (the registration is dropped after `sqlite3_close`, and is leaked if
 //! the close fails). The callbacks never panic and never unwind into C.
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_int, c_void, CString};
 use std::ptr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use libsqlite3_sys as sys;
 
 use crate::error::{Error, Result};
+use crate::vfs_passthrough;
 
 /// What one Raft entry fixes for its apply: the leader's clock and a seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,8 +126,9 @@ impl Xoshiro256 {
     }
 }
 
-/// The VFS shim: `base` must stay the first field, so SQLite's `sqlite3_vfs*` is also a
-/// pointer to the whole shim.
+/// The VFS shim: `base` and `inner` must stay the first fields, in this order, so SQLite's
+/// `sqlite3_vfs*` is also a pointer to the whole shim and to its
+/// [`vfs_passthrough::ShimHeader`].
 #[repr(C)]
 struct ShimVfs {
     base: sys::sqlite3_vfs,
@@ -182,18 +184,18 @@ pub(crate) fn register() -> Result<(Registration, CString)> {
         pNext: ptr::null_mut(),
         zName: ptr::null(),
         pAppData: ptr::null_mut(),
-        xOpen: Some(shim_open),
-        xDelete: Some(shim_delete),
-        xAccess: Some(shim_access),
-        xFullPathname: Some(shim_full_pathname),
-        xDlOpen: Some(shim_dl_open),
-        xDlError: Some(shim_dl_error),
-        xDlSym: Some(shim_dl_sym),
-        xDlClose: Some(shim_dl_close),
-        xRandomness: Some(shim_randomness),
-        xSleep: Some(shim_sleep),
+        xOpen: Some(vfs_passthrough::open),
+        xDelete: Some(vfs_passthrough::delete),
+        xAccess: Some(vfs_passthrough::access),
+        xFullPathname: Some(vfs_passthrough::full_pathname),
+        xDlOpen: Some(vfs_passthrough::dl_open),
+        xDlError: Some(vfs_passthrough::dl_error),
+        xDlSym: Some(vfs_passthrough::dl_sym),
+        xDlClose: Some(vfs_passthrough::dl_close),
+        xRandomness: Some(vfs_passthrough::randomness),
+        xSleep: Some(vfs_passthrough::sleep),
         xCurrentTime: Some(shim_current_time),
-        xGetLastError: Some(shim_get_last_error),
+        xGetLastError: Some(vfs_passthrough::get_last_error),
         xCurrentTimeInt64: Some(shim_current_time_int64),
         xSetSystemCall: None,
         xGetSystemCall: None,
@@ -392,149 +394,4 @@ unsafe extern "C" fn shim_current_time(vfs: *mut sys::sqlite3_vfs, out: *mut f64
     // SAFETY: valid out-pointer.
     unsafe { *out = ms as f64 / 86_400_000.0 };
     rc
-}
-
-// The remaining methods pass straight through to the wrapped VFS, with its own pointer. Files
-// opened through the shim are the wrapped VFS's files (same `szOsFile`, same io methods).
-
-unsafe extern "C" fn shim_open(
-    vfs: *mut sys::sqlite3_vfs,
-    name: sys::sqlite3_filename,
-    file: *mut sys::sqlite3_file,
-    flags: c_int,
-    out_flags: *mut c_int,
-) -> c_int {
-    // SAFETY: our VFS pointer; arguments are SQLite's, passed on unchanged.
-    let (s, inner) = unsafe { shim(vfs) };
-    match inner.xOpen {
-        // SAFETY: delegation with the wrapped VFS's pointer.
-        Some(f) => unsafe { f(s.inner, name, file, flags, out_flags) },
-        None => sys::SQLITE_ERROR,
-    }
-}
-
-unsafe extern "C" fn shim_delete(
-    vfs: *mut sys::sqlite3_vfs,
-    name: *const c_char,
-    sync_dir: c_int,
-) -> c_int {
-    // SAFETY: as in shim_open.
-    let (s, inner) = unsafe { shim(vfs) };
-    match inner.xDelete {
-        // SAFETY: delegation.
-        Some(f) => unsafe { f(s.inner, name, sync_dir) },
-        None => sys::SQLITE_ERROR,
-    }
-}
-
-unsafe extern "C" fn shim_access(
-    vfs: *mut sys::sqlite3_vfs,
-    name: *const c_char,
-    flags: c_int,
-    out: *mut c_int,
-) -> c_int {
-    // SAFETY: as in shim_open.
-    let (s, inner) = unsafe { shim(vfs) };
-    match inner.xAccess {
-        // SAFETY: delegation.
-        Some(f) => unsafe { f(s.inner, name, flags, out) },
-        None => sys::SQLITE_ERROR,
-    }
-}
-
-unsafe extern "C" fn shim_full_pathname(
-    vfs: *mut sys::sqlite3_vfs,
-    name: *const c_char,
-    n_out: c_int,
-    out: *mut c_char,
-) -> c_int {
-    // SAFETY: as in shim_open.
-    let (s, inner) = unsafe { shim(vfs) };
-    match inner.xFullPathname {
-        // SAFETY: delegation.
-        Some(f) => unsafe { f(s.inner, name, n_out, out) },
-        None => sys::SQLITE_ERROR,
-    }
-}
-
-unsafe extern "C" fn shim_dl_open(vfs: *mut sys::sqlite3_vfs, name: *const c_char) -> *mut c_void {
-    // SAFETY: as in shim_open.
-    let (s, inner) = unsafe { shim(vfs) };
-    match inner.xDlOpen {
-        // SAFETY: delegation.
-        Some(f) => unsafe { f(s.inner, name) },
-        None => ptr::null_mut(),
-    }
-}
-
-unsafe extern "C" fn shim_dl_error(vfs: *mut sys::sqlite3_vfs, n: c_int, msg: *mut c_char) {
-    // SAFETY: as in shim_open.
-    let (s, inner) = unsafe { shim(vfs) };
-    if let Some(f) = inner.xDlError {
-        // SAFETY: delegation.
-        unsafe { f(s.inner, n, msg) }
-    }
-}
-
-type DlSym = unsafe extern "C" fn(*mut sys::sqlite3_vfs, *mut c_void, *const c_char);
-
-unsafe extern "C" fn shim_dl_sym(
-    vfs: *mut sys::sqlite3_vfs,
-    handle: *mut c_void,
-    symbol: *const c_char,
-) -> Option<DlSym> {
-    // SAFETY: as in shim_open.
-    let (s, inner) = unsafe { shim(vfs) };
-    match inner.xDlSym {
-        // SAFETY: delegation.
-        Some(f) => unsafe { f(s.inner, handle, symbol) },
-        None => None,
-    }
-}
-
-unsafe extern "C" fn shim_dl_close(vfs: *mut sys::sqlite3_vfs, handle: *mut c_void) {
-    // SAFETY: as in shim_open.
-    let (s, inner) = unsafe { shim(vfs) };
-    if let Some(f) = inner.xDlClose {
-        // SAFETY: delegation.
-        unsafe { f(s.inner, handle) }
-    }
-}
-
-unsafe extern "C" fn shim_randomness(
-    vfs: *mut sys::sqlite3_vfs,
-    n: c_int,
-    out: *mut c_char,
-) -> c_int {
-    // SAFETY: as in shim_open.
-    let (s, inner) = unsafe { shim(vfs) };
-    match inner.xRandomness {
-        // SAFETY: delegation.
-        Some(f) => unsafe { f(s.inner, n, out) },
-        None => 0,
-    }
-}
-
-unsafe extern "C" fn shim_sleep(vfs: *mut sys::sqlite3_vfs, micros: c_int) -> c_int {
-    // SAFETY: as in shim_open.
-    let (s, inner) = unsafe { shim(vfs) };
-    match inner.xSleep {
-        // SAFETY: delegation.
-        Some(f) => unsafe { f(s.inner, micros) },
-        None => 0,
-    }
-}
-
-unsafe extern "C" fn shim_get_last_error(
-    vfs: *mut sys::sqlite3_vfs,
-    n: c_int,
-    out: *mut c_char,
-) -> c_int {
-    // SAFETY: as in shim_open.
-    let (s, inner) = unsafe { shim(vfs) };
-    match inner.xGetLastError {
-        // SAFETY: delegation.
-        Some(f) => unsafe { f(s.inner, n, out) },
-        None => 0,
-    }
 }

@@ -33,6 +33,7 @@ mod statement;
 mod statement_cache;
 mod util;
 mod value;
+mod vfs_passthrough;
 
 pub use backup::{Backup, BackupProgress};
 pub use connection::{Connection, InterruptHandle, OpenFlags, TxnState};

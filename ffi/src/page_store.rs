@@ -30,6 +30,7 @@ use libsqlite3_sys as sys;
 
 use crate::connection::{Connection, OpenFlags};
 use crate::error::{Error, Result};
+use crate::vfs_passthrough::{self, ShimHeader};
 
 /// The main file of a database opened with [`Connection::open_page_store`]. SQLite reads and
 /// writes whole pages (and the 100-byte header); offsets are in bytes.
@@ -90,13 +91,6 @@ struct StoreFile {
     store: *mut Arc<dyn PageStore>,
 }
 
-/// The VFS: `base` first; `inner` is the default VFS everything else goes to.
-#[repr(C)]
-struct PagesVfs {
-    base: sys::sqlite3_vfs,
-    inner: *mut sys::sqlite3_vfs,
-}
-
 fn register_vfs() -> Result<()> {
     static REGISTERED: OnceLock<std::result::Result<(), c_int>> = OnceLock::new();
     let registered = REGISTERED.get_or_init(|| {
@@ -122,23 +116,24 @@ fn register_vfs() -> Result<()> {
             zName: VFS_NAME.as_ptr(),
             pAppData: ptr::null_mut(),
             xOpen: Some(vfs_open),
-            xDelete: Some(vfs_delete),
+            xDelete: Some(vfs_passthrough::delete),
             xAccess: Some(vfs_access),
             xFullPathname: Some(vfs_full_pathname),
             xDlOpen: None,
             xDlError: None,
             xDlSym: None,
             xDlClose: None,
-            xRandomness: Some(vfs_randomness),
-            xSleep: Some(vfs_sleep),
-            xCurrentTime: Some(vfs_current_time),
+            xRandomness: Some(vfs_passthrough::randomness),
+            xSleep: Some(vfs_passthrough::sleep),
+            xCurrentTime: Some(vfs_passthrough::current_time),
             xGetLastError: None,
             xCurrentTimeInt64: None,
             xSetSystemCall: None,
             xGetSystemCall: None,
             xNextSystemCall: None,
         };
-        let vfs = Box::into_raw(Box::new(PagesVfs { base, inner }));
+        // The VFS is a bare header: everything but the main file goes to `inner`.
+        let vfs = Box::into_raw(Box::new(ShimHeader { base, inner }));
         // SAFETY: `vfs` is fully initialised and leaked: it outlives every connection.
         // `makeDflt = 0`: only connections that name it use it.
         let rc = unsafe { sys::sqlite3_vfs_register(&mut (*vfs).base, 0) };
@@ -151,17 +146,6 @@ fn register_vfs() -> Result<()> {
         Ok(_) => Ok(()),
         Err(rc) => Err(Error::new(*rc, "register the page store VFS")),
     }
-}
-
-/// # Safety
-/// `vfs` must be the registered `PagesVfs`.
-unsafe fn inner_of<'a>(
-    vfs: *mut sys::sqlite3_vfs,
-) -> (*mut sys::sqlite3_vfs, &'a sys::sqlite3_vfs) {
-    // SAFETY: the caller's contract: `vfs` points to a `PagesVfs` (base is its first field).
-    let inner = unsafe { (*(vfs as *mut PagesVfs)).inner };
-    // SAFETY: the default VFS lives for the process.
-    (inner, unsafe { &*inner })
 }
 
 static STORE_METHODS: sys::sqlite3_io_methods = sys::sqlite3_io_methods {
@@ -197,12 +181,7 @@ unsafe extern "C" fn vfs_open(
         // Journals and temporary files: the default VFS's, in the memory SQLite gave us
         // (`szOsFile` is at least the default VFS's).
         // SAFETY: registered VFS; arguments passed on unchanged.
-        let (inner, inner_ref) = unsafe { inner_of(vfs) };
-        return match inner_ref.xOpen {
-            // SAFETY: delegation with the default VFS's own pointer.
-            Some(f) => unsafe { f(inner, name, file, flags, out_flags) },
-            None => sys::SQLITE_CANTOPEN,
-        };
+        return unsafe { vfs_passthrough::open(vfs, name, file, flags, out_flags) };
     }
     // SAFETY: SQLite passes a NUL-terminated name that lives as long as the file.
     let key = unsafe { CStr::from_ptr(name) };
@@ -229,20 +208,6 @@ unsafe extern "C" fn vfs_open(
     sys::SQLITE_OK
 }
 
-unsafe extern "C" fn vfs_delete(
-    vfs: *mut sys::sqlite3_vfs,
-    name: *const c_char,
-    sync_dir: c_int,
-) -> c_int {
-    // SAFETY: registered VFS; delegation with the default VFS's pointer.
-    let (inner, inner_ref) = unsafe { inner_of(vfs) };
-    match inner_ref.xDelete {
-        // SAFETY: as above.
-        Some(f) => unsafe { f(inner, name, sync_dir) },
-        None => sys::SQLITE_IOERR_DELETE,
-    }
-}
-
 unsafe extern "C" fn vfs_access(
     vfs: *mut sys::sqlite3_vfs,
     name: *const c_char,
@@ -260,12 +225,7 @@ unsafe extern "C" fn vfs_access(
         return sys::SQLITE_OK;
     }
     // SAFETY: registered VFS; delegation.
-    let (inner, inner_ref) = unsafe { inner_of(vfs) };
-    match inner_ref.xAccess {
-        // SAFETY: as above.
-        Some(f) => unsafe { f(inner, name, flags, out) },
-        None => sys::SQLITE_IOERR_ACCESS,
-    }
+    unsafe { vfs_passthrough::access(vfs, name, flags, out) }
 }
 
 unsafe extern "C" fn vfs_full_pathname(
@@ -286,46 +246,7 @@ unsafe extern "C" fn vfs_full_pathname(
         return sys::SQLITE_OK;
     }
     // SAFETY: registered VFS; delegation.
-    let (inner, inner_ref) = unsafe { inner_of(vfs) };
-    match inner_ref.xFullPathname {
-        // SAFETY: as above.
-        Some(f) => unsafe { f(inner, name, n_out, out) },
-        None => sys::SQLITE_CANTOPEN,
-    }
-}
-
-unsafe extern "C" fn vfs_randomness(
-    vfs: *mut sys::sqlite3_vfs,
-    n: c_int,
-    out: *mut c_char,
-) -> c_int {
-    // SAFETY: registered VFS; delegation.
-    let (inner, inner_ref) = unsafe { inner_of(vfs) };
-    match inner_ref.xRandomness {
-        // SAFETY: as above.
-        Some(f) => unsafe { f(inner, n, out) },
-        None => 0,
-    }
-}
-
-unsafe extern "C" fn vfs_sleep(vfs: *mut sys::sqlite3_vfs, micros: c_int) -> c_int {
-    // SAFETY: registered VFS; delegation.
-    let (inner, inner_ref) = unsafe { inner_of(vfs) };
-    match inner_ref.xSleep {
-        // SAFETY: as above.
-        Some(f) => unsafe { f(inner, micros) },
-        None => 0,
-    }
-}
-
-unsafe extern "C" fn vfs_current_time(vfs: *mut sys::sqlite3_vfs, out: *mut f64) -> c_int {
-    // SAFETY: registered VFS; delegation.
-    let (inner, inner_ref) = unsafe { inner_of(vfs) };
-    match inner_ref.xCurrentTime {
-        // SAFETY: as above.
-        Some(f) => unsafe { f(inner, out) },
-        None => sys::SQLITE_ERROR,
-    }
+    unsafe { vfs_passthrough::full_pathname(vfs, name, n_out, out) }
 }
 
 /// # Safety
