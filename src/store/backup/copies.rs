@@ -99,6 +99,24 @@ impl SharedCopy {
         self.outcome.clone()
     }
 
+    /// Waits until the copy is finished (a one-pass copy is handed out once planned, before
+    /// its file is whole): what reads the whole file at once must wait for this.
+    pub async fn finished_info(&self) -> Result<CopyInfo, Arc<BackupError>> {
+        let mut outcome = self.outcome.clone();
+        loop {
+            match &*outcome.borrow_and_update() {
+                Some(Ok(info)) => return Ok(info.clone()),
+                Some(Err(e)) => return Err(Arc::clone(e)),
+                None => {}
+            }
+            if outcome.changed().await.is_err() {
+                return Err(Arc::new(BackupError::Failed(
+                    "the backup copy was abandoned".into(),
+                )));
+            }
+        }
+    }
+
     /// The copy's progress (see [`Progress`]).
     pub fn progress(&self) -> watch::Receiver<Progress> {
         self.progress.clone()
@@ -278,8 +296,14 @@ impl Copies {
                 || Arc::new(BackupError::Failed("the backup copy was abandoned".into()));
             tokio::select! {
                 changed = outcome.changed() => changed.map_err(|_| abandoned())?,
-                // A copy that stops reporting progress still sends its outcome.
-                _ = progress.changed() => {}
+                changed = progress.changed() => {
+                    if changed.is_err() {
+                        // The copy stopped reporting progress (it was not planned in one
+                        // pass, or it ended): only its outcome is left to wait for.
+                        let info = copy.finished_info().await?;
+                        return Ok((copy, info));
+                    }
+                }
             }
         }
     }

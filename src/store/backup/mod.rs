@@ -138,6 +138,11 @@ impl BinaryBackup {
         if let Some(d) = self.copy.digest() {
             return Ok(d);
         }
+        // A one-pass copy is handed out while its file is still being written.
+        self.copy
+            .finished_info()
+            .await
+            .map_err(|e| BackupError::Failed(e.to_string()))?;
         let path = self.copy.path().to_path_buf();
         let digest = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
             use sha2::Digest as _;
@@ -203,10 +208,14 @@ impl BinaryBackup {
                 if pos >= ready {
                     tokio::select! {
                         changed = progress.changed() => {
-                            // The writer is gone: its outcome follows.
-                            if changed.is_err() && outcome.changed().await.is_err() {
-                                yield Err(std::io::Error::other("the backup copy was abandoned"));
-                                break;
+                            // The writer is gone: its outcome follows (and once it has
+                            // come, the whole file is ready, so this waits once at most).
+                            if changed.is_err() {
+                                let _ = end_guard.copy.finished_info().await;
+                                if outcome.borrow().is_none() {
+                                    yield Err(std::io::Error::other("the backup copy was abandoned"));
+                                    break;
+                                }
                             }
                         }
                         changed = outcome.changed() => {

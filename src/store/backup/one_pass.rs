@@ -337,6 +337,8 @@ pub fn write(
             done += buf.len() as u64;
             buf.clear();
             written(done)?;
+            // Slows the copy in tests (`sleep(ms)`): a reader must wait for the bytes.
+            crate::failpoint::crash_point("backup::one_pass_chunk_written");
         }
     }
     if !buf.is_empty() {
