@@ -29,6 +29,7 @@ mod deterministic;
 mod error;
 mod hooks;
 mod page_store;
+mod snapshot;
 mod statement;
 mod statement_cache;
 mod util;
@@ -41,6 +42,7 @@ pub use deterministic::{randomness, ApplyInputs};
 pub use error::{Error, ErrorCode, Result};
 pub use hooks::{AuthAction, AuthRequest, Authorization, Authorizer, ProgressHandler};
 pub use page_store::PageStore;
+pub use snapshot::Snapshot;
 pub use statement::{ColumnType, Statement, Step};
 pub use statement_cache::{
     CachedStatement, StatementCacheStats, DEFAULT_STATEMENT_CACHE_CAPACITY, MAX_CACHED_SQL_LEN,
