@@ -53,6 +53,9 @@ pub struct SharedCopy {
     digest: OnceLock<[u8; 32]>,
     /// Set by the one stream that hashes the file as it sends it (the first full one).
     hashing: AtomicBool,
+    /// The [`Retention`] generation it was made in: a copy of content that a load has
+    /// replaced since is not kept when its last stream ends.
+    generation: u64,
 }
 
 impl SharedCopy {
@@ -157,6 +160,9 @@ pub struct Retention {
     keep_for: Duration,
     keep_bytes: u64,
     kept: Mutex<Vec<Kept>>,
+    /// Bumped when the database's content is replaced (a load): copies made before are of
+    /// content no request will ask for again.
+    generation: AtomicU64,
 }
 
 struct Kept {
@@ -171,6 +177,7 @@ impl Retention {
             keep_for,
             keep_bytes,
             kept: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -182,6 +189,11 @@ impl Retention {
         }
         {
             let mut kept = self.kept.lock();
+            // Checked under the lock `forget_replaced` takes: a stream that ends just after a
+            // load must not keep the replaced content's copy.
+            if copy.generation != self.generation.load(Ordering::Acquire) {
+                return;
+            }
             kept.retain(|k| !Arc::ptr_eq(&k.copy, copy));
             kept.push(Kept {
                 copy: Arc::clone(copy),
@@ -218,6 +230,17 @@ impl Retention {
     pub fn release_all(&self) -> bool {
         let released = std::mem::take(&mut *self.kept.lock());
         !released.is_empty()
+    }
+
+    /// Lets every kept copy go for good: the content was replaced (a load). Copies of it
+    /// still being streamed are not kept when their streams end.
+    pub fn forget_replaced(&self) {
+        let released = {
+            let mut kept = self.kept.lock();
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            std::mem::take(&mut *kept)
+        };
+        drop(released);
     }
 
     /// Bytes of the copies kept now.
@@ -363,6 +386,7 @@ impl Copies {
             file: TempFile::new(temp_path(&self.opts.tmp_dir)),
             digest: OnceLock::new(),
             hashing: AtomicBool::new(false),
+            generation: self.retention.generation.load(Ordering::Acquire),
         });
         copies.push(Arc::downgrade(&copy));
         Ok(Found::New(copy, tx, progress_tx))

@@ -539,10 +539,10 @@ impl Backups {
         })
     }
 
-    /// Lets every kept copy go (a restore or a snapshot needs the room; a copy still being
-    /// streamed keeps its file until its streams end).
+    /// Lets every kept copy go, for good: a restore replaced the content (a copy still being
+    /// streamed keeps its file until its streams end, and is not kept after).
     pub fn release_kept(&self) {
-        self.copies.retention.release_all();
+        self.copies.retention.forget_replaced();
     }
 
     /// Bytes of finished copies kept for reuse and resumes now (`/status`).
