@@ -580,6 +580,18 @@ impl Connection {
         Ok(if s.is_empty() { None } else { Some(s) })
     }
 
+    /// Whether an interrupt is pending on this connection (`sqlite3_is_interrupted`): set
+    /// by [`InterruptHandle::interrupt`] until no statement is running. Lets work that runs
+    /// no statement of its own for a while (a dump gathering other connections' output) stop
+    /// when asked to.
+    pub fn is_interrupted(&self) -> bool {
+        let Ok(db) = self.handle() else {
+            return false;
+        };
+        // SAFETY: `db` is a valid open handle; the call only reads a flag.
+        unsafe { sys::sqlite3_is_interrupted(db) != 0 }
+    }
+
     /// A handle that can interrupt this connection's running statement from another thread.
     pub fn interrupt_handle(&self) -> InterruptHandle {
         InterruptHandle {

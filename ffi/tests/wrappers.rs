@@ -251,6 +251,20 @@ fn interrupt_stops_a_running_statement() {
 }
 
 #[test]
+fn a_pending_interrupt_is_visible_until_the_next_statement_starts() {
+    let c = mem();
+    assert!(!c.is_interrupted());
+    c.interrupt_handle().interrupt();
+    assert!(c.is_interrupted());
+    // No statement was running: the next one starts afresh and clears it.
+    c.execute_batch("SELECT 1").unwrap();
+    assert!(!c.is_interrupted());
+    let mut closed = mem();
+    closed.close().unwrap();
+    assert!(!closed.is_interrupted());
+}
+
+#[test]
 fn double_quoted_strings_can_be_turned_on_and_off() {
     let c = mem();
     c.execute_batch("CREATE TABLE t(a)").unwrap();

@@ -101,6 +101,9 @@ use std::io::{self, Write};
 
 use raftlite_ffi::{Connection, ErrorCode, Statement, ValueRef};
 
+mod parallel;
+pub use parallel::{helper_count, share_snapshot};
+
 /// Why a dump stopped. The caller must tell a failing database from a failing client.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
@@ -146,10 +149,25 @@ pub fn dump_excluding(
     exclude: &[&str],
     out: &mut dyn Write,
 ) -> Result<DumpStats, DumpError> {
+    dump_with_helpers(conn, &mut [], tables, exclude, out)
+}
+
+/// [`dump_excluding`], with `helpers` reading the rows of large tables in parallel (see
+/// `parallel.rs`): the same bytes, sooner. Every helper must read the very state `conn`
+/// reads, so `conn` must already be inside a transaction that has read, and the helpers
+/// inside transactions on its snapshot: [`share_snapshot`] opens them so.
+pub fn dump_with_helpers(
+    conn: &Connection,
+    helpers: &mut [Connection],
+    tables: Option<&[String]>,
+    exclude: &[&str],
+    out: &mut dyn Write,
+) -> Result<DumpStats, DumpError> {
     let outer = conn.is_autocommit()?;
     conn.execute_batch("SAVEPOINT raftlite_dump")?;
     let mut dumper = Dumper {
         conn,
+        helpers,
         exclude,
         sink: Sink::new(out),
         stats: DumpStats::default(),
@@ -234,6 +252,8 @@ impl Subset {
 
 struct Dumper<'c, 'w> {
     conn: &'c Connection,
+    /// Connections on the same snapshot that read large tables in parallel; may be empty.
+    helpers: &'c mut [Connection],
     /// Tables (and their indexes and triggers) never written.
     exclude: &'c [&'c str],
     sink: Sink<'w>,
@@ -371,7 +391,26 @@ impl Dumper<'_, '_> {
         push_shell_ident(&mut prefix, name);
         prefix.extend_from_slice(b" VALUES(");
 
-        match self.select_rows(&select, &prefix) {
+        // In rowid ranges by the helpers when the one query's order allows it; an error
+        // planning that is met again, and handled, by the one query.
+        let ranges = if self.helpers.is_empty() {
+            None
+        } else {
+            parallel::plan(self.conn, name, &select).unwrap_or(None)
+        };
+        let read = match ranges {
+            Some(plan) => parallel::rows(
+                self.conn,
+                self.helpers,
+                &plan,
+                &select,
+                &prefix,
+                &mut self.sink,
+            )
+            .map(|rows| self.stats.rows += rows),
+            None => self.select_rows(&select, &prefix),
+        };
+        match read {
             Ok(()) => Ok(()),
             Err(DumpError::Sqlite(e)) if e.code() == ErrorCode::Corrupt => {
                 self.damage_reported = true;
@@ -414,19 +453,11 @@ impl Dumper<'_, '_> {
         let Some(mut stmt) = self.conn.prepare_first_bytes(select)?.0 else {
             return Ok(());
         };
-        let n = stmt.column_count();
-        while stmt.step()?.is_row() {
-            self.sink.put(prefix)?;
-            for i in 0..n {
-                if i > 0 {
-                    self.sink.put(b",")?;
-                }
-                put_value(&mut self.sink, &stmt, i)?;
-            }
-            self.sink.put(b");\n")?;
-            self.stats.rows += 1;
-        }
-        Ok(())
+        // Counted as they go: rows written before an error are in the dump.
+        let mut rows = 0;
+        let result = write_rows(&mut stmt, prefix, &mut self.sink, &mut rows);
+        self.stats.rows += rows;
+        result
     }
 
     /// The shell's `toggleSelectOrder`: flips `PRAGMA reverse_unordered_selects`.
@@ -765,6 +796,29 @@ fn is_keyword(name: &[u8]) -> bool {
 }
 
 /// Column `i` of the current row as the shell's insert mode writes it.
+/// Steps `stmt` to its end, writing `prefix`, the row's values and `);` for each row and
+/// counting them in `rows`.
+fn write_rows(
+    stmt: &mut Statement<'_>,
+    prefix: &[u8],
+    sink: &mut Sink<'_>,
+    rows: &mut u64,
+) -> Result<(), DumpError> {
+    let n = stmt.column_count();
+    while stmt.step()?.is_row() {
+        sink.put(prefix)?;
+        for i in 0..n {
+            if i > 0 {
+                sink.put(b",")?;
+            }
+            put_value(sink, stmt, i)?;
+        }
+        sink.put(b");\n")?;
+        *rows += 1;
+    }
+    Ok(())
+}
+
 fn put_value(sink: &mut Sink<'_>, stmt: &Statement<'_>, i: i32) -> io::Result<()> {
     match stmt.column_value(i) {
         ValueRef::Null => sink.put(b"NULL"),

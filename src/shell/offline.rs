@@ -10,7 +10,7 @@ use std::path::Path;
 
 use raftlite_ffi::{Connection, OpenFlags};
 
-use crate::db::dump::{dump, DumpError};
+use crate::db::dump::{dump_with_helpers, helper_count, share_snapshot, DumpError};
 
 /// Runs `raftlite dump` with the arguments after `dump`; returns the process exit status.
 pub fn run_dump(args: &[String]) -> i32 {
@@ -44,6 +44,22 @@ pub fn dump_file(
     // writes them as they are. The connection is private and read-only, so the setting
     // cannot change the file.
     conn.execute_batch("PRAGMA writable_schema=ON")?;
-    dump(&conn, tables, out)?;
+    // Helpers read large tables in parallel, on the state this transaction reads.
+    conn.execute_batch("BEGIN")?;
+    let read = conn.query_i64("SELECT count(*) FROM sqlite_schema");
+    let mut helpers = if read.is_ok() {
+        share_snapshot(&conn, helper_count(), || {
+            let helper = Connection::open(path, OpenFlags::READ_ONLY | OpenFlags::NO_MUTEX)?;
+            helper.execute_batch("PRAGMA writable_schema=ON")?;
+            Ok(helper)
+        })
+    } else {
+        Vec::new()
+    };
+    let result = dump_with_helpers(&conn, &mut helpers, tables, &[], out);
+    drop(helpers);
+    // Read only: ending the transaction just releases the file.
+    let _ = conn.execute_batch("ROLLBACK");
+    result?;
     Ok(())
 }

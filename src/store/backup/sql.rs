@@ -15,7 +15,7 @@ use bytes::Bytes;
 use raftlite_ffi::Connection;
 
 use super::{Backup, ContentId, DumpCaps};
-use crate::db::dump::dump_excluding;
+use crate::db::dump::{dump_with_helpers, helper_count, share_snapshot};
 use crate::db::wal::{grown_since, wal_use, WalUse};
 use crate::db::{Database, STATE_TABLE};
 use crate::store::applied_state;
@@ -151,11 +151,14 @@ pub(super) async fn sql_backup(
     // anything into a channel its client stopped reading.
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
     let shm_path = crate::db::sibling(db.path(), "-shm");
+    let (path, settings) = (db.path().to_path_buf(), db.settings().clone());
     let runtime = tokio::runtime::Handle::current();
     let task = tokio::spawn(async move {
         db.with_reader(move |conn| {
             let mut out = ChannelWriter::new(tx, runtime, caps, shm_path);
-            let result = dump_in_snapshot(conn, tables.as_deref(), content_tx, &mut out);
+            let open_helper = || crate::db::settings::open_reader(&path, &settings);
+            let result =
+                dump_in_snapshot(conn, open_helper, tables.as_deref(), content_tx, &mut out);
             if let Err(e) = &result {
                 tracing::warn!("SQL dump stopped: {e:#}");
             }
@@ -207,6 +210,7 @@ pub(super) async fn sql_backup(
 /// headers (index, `ETag`) is the one the dump reflects.
 fn dump_in_snapshot(
     conn: &Connection,
+    open_helper: impl FnMut() -> raftlite_ffi::Result<Connection>,
     tables: Option<&[String]>,
     content_tx: tokio::sync::oneshot::Sender<ContentId>,
     out: &mut ChannelWriter,
@@ -217,7 +221,10 @@ fn dump_in_snapshot(
         // The read above began the snapshot: WAL frames from here on are pinned by it.
         out.snapshot_began();
         let _ = content_tx.send(content);
-        dump_excluding(conn, tables, &[STATE_TABLE], out)?;
+        // Helpers on the same snapshot format large tables in parallel (their transactions
+        // end when they are dropped, with this function).
+        let mut helpers = share_snapshot(conn, helper_count(), open_helper);
+        dump_with_helpers(conn, &mut helpers, tables, &[STATE_TABLE], out)?;
         out.flush()?;
         Ok(())
     })();
