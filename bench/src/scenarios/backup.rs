@@ -44,7 +44,7 @@
 //! content into a plain file read, which is what P10's 304 and the kept-copy docs are about,
 //! not what P1, P4 and P8 measure).
 
-mod p1;
+pub(super) mod p1;
 
 use std::io::Read as _;
 use std::path::Path;

@@ -344,7 +344,7 @@ fn backup_dirs(node: &Node) -> Vec<PathBuf> {
 }
 
 /// The node's database file (`/status`: `sqlite3.path`; `DATA_DIR/db.sqlite` if unsaid).
-fn node_database(node: &Node) -> PathBuf {
+pub(in crate::scenarios) fn node_database(node: &Node) -> PathBuf {
     status_field(node, &["sqlite3", "path"])
         .map(PathBuf::from)
         .unwrap_or_else(|| node.data_dir.join("db.sqlite"))
