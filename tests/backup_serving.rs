@@ -260,6 +260,28 @@ fn fill_blobs(node: &Node) {
     );
 }
 
+/// `HEAD /db/backup` asking for the representation's digest.
+fn head_asking_digest(node: &Node) -> Answer {
+    send(
+        node,
+        reqwest::Method::HEAD,
+        "/db/backup",
+        &[("Want-Repr-Digest", "sha-256=10")],
+    )
+}
+
+/// A `HEAD` asking for the digest, then the download: the same tag, and the digest is the
+/// download's SHA-256. Returns both answers.
+fn digest_then_download(node: &Node) -> (Answer, Answer) {
+    let head = head_asking_digest(node);
+    assert_eq!(head.status, 200);
+    let digest = head.header("repr-digest").expect("Repr-Digest").to_owned();
+    let full = get(node, "/db/backup", &[]);
+    assert_eq!(full.etag(), head.etag());
+    assert_eq!(sha256_b64(&full.body), digest);
+    (head, full)
+}
+
 fn sha256_b64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     use sha2::Digest as _;
@@ -363,29 +385,14 @@ fn repr_digest_of_a_copy_still_being_written_waits_for_the_whole_file() {
         &[("FAILPOINTS", "backup::one_pass_chunk_written=sleep(10)")],
     );
     fill_blobs(&node);
-    let head = send(
-        &node,
-        reqwest::Method::HEAD,
-        "/db/backup",
-        &[("Want-Repr-Digest", "sha-256=10")],
-    );
-    assert_eq!(head.status, 200);
-    let digest = head.header("repr-digest").expect("Repr-Digest").to_owned();
-    let full = get(&node, "/db/backup", &[]);
-    assert_eq!(full.etag(), head.etag());
+    let (_, full) = digest_then_download(&node);
     assert!(full.body.len() > 6_000_000, "{}", full.body.len());
-    assert_eq!(sha256_b64(&full.body), digest);
     // New content, downloaded first: the stream follows the growing file and hashes it on
     // the way; the digest it records is that of the whole file.
     node.execute(r#"["INSERT INTO b(v) VALUES (x'01')"]"#);
     let growing = get(&node, "/db/backup", &[]);
     assert_ne!(growing.etag(), full.etag());
-    let again = send(
-        &node,
-        reqwest::Method::HEAD,
-        "/db/backup",
-        &[("Want-Repr-Digest", "sha-256=10")],
-    );
+    let again = head_asking_digest(&node);
     assert_eq!(again.etag(), growing.etag());
     assert_eq!(
         again.header("repr-digest"),
@@ -398,17 +405,8 @@ fn repr_digest_names_the_bytes_of_a_binary_backup() {
     let node = Node::start(&[]);
     fill_blobs(&node);
     // Asked before any download: the node makes (and keeps) the copy and hashes it.
-    let head = send(
-        &node,
-        reqwest::Method::HEAD,
-        "/db/backup",
-        &[("Want-Repr-Digest", "sha-256=10")],
-    );
-    assert_eq!(head.status, 200);
+    let (head, full) = digest_then_download(&node);
     let digest = head.header("repr-digest").expect("Repr-Digest").to_owned();
-    let full = get(&node, "/db/backup", &[]);
-    assert_eq!(full.etag(), head.etag());
-    assert_eq!(sha256_b64(&full.body), digest);
     assert_eq!(full.header("repr-digest"), Some(digest.as_str()));
     assert_eq!(
         head.header("content-length"),

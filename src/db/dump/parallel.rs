@@ -384,13 +384,8 @@ mod tests {
 
     /// The dump made with `helpers` helper connections, in one snapshot.
     fn dump_with(path: &Path, helpers: usize) -> (Vec<u8>, usize) {
-        let conn = open(path);
-        conn.execute_batch("BEGIN").unwrap();
-        conn.query_i64("SELECT count(*) FROM sqlite_schema")
-            .unwrap();
-        let mut helpers = share_snapshot(&conn, helpers, || {
-            Connection::open(path, OpenFlags::READ_ONLY | OpenFlags::NO_MUTEX)
-        });
+        let conn = reading(path);
+        let mut helpers = share_snapshot(&conn, helpers, || open_ro(path));
         let joined = helpers.len();
         let mut out = Vec::new();
         dump_with_helpers(&conn, &mut helpers, None, &[], &mut out).unwrap();
@@ -557,6 +552,14 @@ mod tests {
         }
     }
 
+    /// A connection inside a transaction that has read: a dump's own, before its helpers.
+    fn reading(path: &Path) -> Connection {
+        let conn = open(path);
+        conn.execute_batch("BEGIN").unwrap();
+        conn.query_i64("SELECT count(*) FROM sqlite_schema").unwrap();
+        conn
+    }
+
     fn open_ro(path: &Path) -> raftlite_ffi::Result<Connection> {
         Connection::open(path, OpenFlags::READ_ONLY | OpenFlags::NO_MUTEX)
     }
@@ -598,9 +601,7 @@ mod tests {
     fn a_failing_writer_stops_every_helper() {
         let dir = tempfile::tempdir().unwrap();
         let path = large(&dir);
-        let conn = open(&path);
-        conn.execute_batch("BEGIN").unwrap();
-        conn.query_i64("SELECT count(*) FROM t").unwrap();
+        let conn = reading(&path);
         let mut helpers = share_snapshot(&conn, 2, || open_ro(&path));
         let mut out = Trap {
             written: 0,
@@ -619,9 +620,7 @@ mod tests {
     fn an_interrupt_of_the_dump_connection_stops_the_helpers() {
         let dir = tempfile::tempdir().unwrap();
         let path = large(&dir);
-        let conn = open(&path);
-        conn.execute_batch("BEGIN").unwrap();
-        conn.query_i64("SELECT count(*) FROM t").unwrap();
+        let conn = reading(&path);
         let handle = conn.interrupt_handle();
         let mut helpers = share_snapshot(&conn, 2, || open_ro(&path));
         let mut out = Trap {
