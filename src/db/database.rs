@@ -163,6 +163,12 @@ impl Database {
         rx.await.map_err(|_| DbError::WriterStopped)
     }
 
+    /// A reader slot (`-db-max-ro-conns`) for a connection opened outside the pool (a
+    /// dump's helpers), if one is free now; the connection must not outlive it.
+    pub fn try_reader_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.reader_slots).try_acquire_owned().ok()
+    }
+
     /// Runs `f` with a read-only connection on a blocking thread.
     pub async fn with_reader<R, F>(&self, f: F) -> Result<R, DbError>
     where

@@ -406,8 +406,15 @@ impl Dumper<'_, '_> {
                 &select,
                 &prefix,
                 &mut self.sink,
+                &mut self.stats.rows,
             )
-            .map(|rows| self.stats.rows += rows),
+            .and_then(|done| {
+                if done {
+                    Ok(())
+                } else {
+                    self.select_rows(&select, &prefix)
+                }
+            }),
             None => self.select_rows(&select, &prefix),
         };
         match read {

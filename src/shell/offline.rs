@@ -38,6 +38,8 @@ pub fn dump_file(
     tables: Option<&[String]>,
     out: &mut dyn Write,
 ) -> Result<(), DumpError> {
+    // The file the dump reads: a helper must open the same one (not a file put in its place).
+    let identity = file_identity(path);
     let conn = Connection::open(path, OpenFlags::READ_ONLY | OpenFlags::NO_MUTEX)?;
     // As the shell's `.dump` does: with writable_schema on, SQLite reads what it can of a
     // schema holding rows it cannot parse instead of refusing the whole file, and the dump
@@ -50,6 +52,12 @@ pub fn dump_file(
     let mut helpers = if read.is_ok() {
         share_snapshot(&conn, helper_count(), || {
             let helper = Connection::open(path, OpenFlags::READ_ONLY | OpenFlags::NO_MUTEX)?;
+            if identity.is_none() || file_identity(path) != identity {
+                return Err(raftlite_ffi::Error::new(
+                    raftlite_ffi::sys::SQLITE_CANTOPEN,
+                    "the file was replaced during the dump",
+                ));
+            }
             helper.execute_batch("PRAGMA writable_schema=ON")?;
             Ok(helper)
         })
@@ -62,4 +70,10 @@ pub fn dump_file(
     let _ = conn.execute_batch("ROLLBACK");
     result?;
     Ok(())
+}
+
+/// The device and inode of the file at `path`, if it can be read.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }

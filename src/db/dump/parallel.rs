@@ -14,7 +14,7 @@
 //! - Every helper reads the snapshot of the dump's own connection: the caller's job
 //!   ([`share_snapshot`] does it).
 //! - Memory is bounded: at most [`RANGES_AHEAD_PER_HELPER`] × helpers + 1 ranges are claimed
-//!   and not yet written, each holding at most [`PIECES_PER_RANGE`] pieces of [`super::SINK_CAPACITY`]
+//!   and not yet written, each holding at most [`PIECES_PER_RANGE`] pieces of [`SINK_CAPACITY`]
 //!   bytes (plus one value larger than that, which SQLite holds anyway); a helper that gets
 //!   ahead waits.
 //! - A failure anywhere stops everything: the dump's thread returns the first error in
@@ -25,7 +25,7 @@ use std::sync::Mutex;
 
 use raftlite_ffi::{ColumnType, Connection, Error};
 
-use super::{push_quoted_ident, write_rows, DumpError, Sink};
+use super::{push_quoted_ident, write_rows, DumpError, Sink, SINK_CAPACITY};
 
 /// Bytes of dump text a range aims at.
 const RANGE_TARGET: f64 = 256.0 * 1024.0;
@@ -33,6 +33,12 @@ const RANGE_TARGET: f64 = 256.0 * 1024.0;
 const FIRST_SPAN: f64 = 64.0;
 /// How much a range may grow or shrink from the previous one.
 const MAX_SPAN_STEP: f64 = 8.0;
+/// The largest range, in rowids: far below `i64::MAX`, so `lo + span` cannot overflow an
+/// `i64` by more than saturation handles, and a sparse table of random 64-bit rowids still
+/// needs only a few ranges.
+const MAX_SPAN: f64 = 4e18;
+/// Tables with fewer rows are read by the one query: helpers would cost more than they save.
+const MIN_ROWS: u64 = 64;
 /// Pieces a range's channel holds before its helper waits.
 const PIECES_PER_RANGE: usize = 8;
 /// Ranges each helper may have claimed ahead of the one being written.
@@ -40,6 +46,7 @@ const RANGES_AHEAD_PER_HELPER: usize = 2;
 
 /// How to read one table in ranges.
 pub(super) struct Plan {
+    table: Vec<u8>,
     /// A name of the rowid that no column shadows.
     rowid: &'static str,
     /// The smallest and largest rowid; `None` for an empty table.
@@ -53,6 +60,10 @@ pub(super) fn plan(
     table: &[u8],
     select_all: &[u8],
 ) -> Result<Option<Plan>, DumpError> {
+    // With this pragma on (the shell's corruption retry) the one query reads backwards.
+    if conn.query_i64("PRAGMA reverse_unordered_selects")? != Some(0) {
+        return Ok(None);
+    }
     let mut stmt = conn.prepare(
         "SELECT s.rootpage, l.wr FROM sqlite_schema AS s JOIN pragma_table_list AS l \
          ON l.schema = 'main' AND l.name = s.name \
@@ -109,7 +120,11 @@ pub(super) fn plan(
     } else {
         None
     };
-    Ok(Some(Plan { rowid, bounds }))
+    Ok(Some(Plan {
+        table: table.to_vec(),
+        rowid,
+        bounds,
+    }))
 }
 
 /// What a helper hands over for one range, in order.
@@ -117,7 +132,8 @@ enum Piece {
     Bytes(Vec<u8>),
     /// The range is complete: this many rows.
     End(u64),
-    Failed(DumpError),
+    /// The range stopped at an error, after this many rows (sent before it).
+    Failed(DumpError, u64),
 }
 
 /// `Write` into a range's channel. A closed channel means the dump stopped.
@@ -126,10 +142,14 @@ struct PieceWriter<'a> {
 }
 
 impl std::io::Write for PieceWriter<'_> {
+    /// In pieces of at most [`SINK_CAPACITY`] bytes, so that a large value (the sink hands
+    /// one over whole) waits in the channel's bound like any other output.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tx
-            .send(Piece::Bytes(buf.to_vec()))
-            .map_err(|_| std::io::Error::other("the dump stopped"))?;
+        for piece in buf.chunks(SINK_CAPACITY) {
+            self.tx
+                .send(Piece::Bytes(piece.to_vec()))
+                .map_err(|_| std::io::Error::other("the dump stopped"))?;
+        }
         Ok(buf.len())
     }
 
@@ -163,13 +183,19 @@ impl Cursor {
         };
         self.span = wanted
             .clamp(rowids / MAX_SPAN_STEP, rowids * MAX_SPAN_STEP)
-            .clamp(1.0, 1e15);
+            .clamp(1.0, MAX_SPAN);
     }
 }
 
-/// Writes the rows of the planned table, read by `helpers`, into `sink`; returns how many.
-/// `select_all` is the one query (`SELECT cols FROM main.t`); `conn` is the dump's own
-/// connection, watched for an interrupt while the helpers read.
+/// Writes the rows of the planned table, read by `helpers`, into `sink`, counting them in
+/// `rows`. `select_all` is the one query (`SELECT cols FROM main.t`); `conn` is the dump's
+/// own connection, watched for an interrupt while the helpers read. Returns false, having
+/// written nothing, when no helper thread could start: the caller then runs the one query.
+///
+/// The rows written must be as many as the table holds (`count(*)`, counted first): a
+/// b-tree whose cells are out of order (damage SQLite does not report) could make a range
+/// read skip rows the one query would have written, and a dump must not lose rows without
+/// saying so. A shortfall is reported as corruption, which the dump writes as the shell does.
 pub(super) fn rows(
     conn: &Connection,
     helpers: &mut [Connection],
@@ -177,27 +203,45 @@ pub(super) fn rows(
     select_all: &[u8],
     prefix: &[u8],
     sink: &mut Sink<'_>,
-) -> Result<u64, DumpError> {
+    rows: &mut u64,
+) -> Result<bool, DumpError> {
     let Some((first, last)) = plan.bounds else {
-        return Ok(0);
+        return Ok(true);
     };
     let mut ranged = select_all.to_vec();
     ranged.extend_from_slice(format!(" WHERE {} BETWEEN ?1 AND ?2", plan.rowid).as_bytes());
+    // A table that cannot be counted is damaged: the one query writes what the shell would.
+    let Some(expected) = count_rows(conn, &plan.table) else {
+        return Ok(false);
+    };
+    if expected < MIN_ROWS {
+        return Ok(false);
+    }
     let cursor = Mutex::new(Cursor {
         next: Some(first),
         last,
         span: FIRST_SPAN,
     });
+    let written_before = *rows;
     std::thread::scope(|scope| {
         let (order_tx, order_rx) =
             sync_channel::<Receiver<Piece>>(helpers.len() * RANGES_AHEAD_PER_HELPER);
+        let mut started = 0;
         for helper in helpers.iter_mut() {
             let order_tx = order_tx.clone();
             let (cursor, ranged) = (&cursor, &ranged);
-            scope.spawn(move || read_ranges(helper, cursor, ranged, prefix, &order_tx));
+            let spawned = std::thread::Builder::new()
+                .name("dump-helper".into())
+                .spawn_scoped(scope, move || {
+                    read_ranges(helper, cursor, ranged, prefix, &order_tx)
+                });
+            // A thread the system refuses is one helper fewer.
+            started += usize::from(spawned.is_ok());
         }
         drop(order_tx);
-        let mut total = 0;
+        if started == 0 {
+            return Ok(false);
+        }
         let result = (|| {
             for range in &order_rx {
                 loop {
@@ -209,10 +253,13 @@ pub(super) fn rows(
                     match range.recv() {
                         Ok(Piece::Bytes(b)) => sink.put(&b)?,
                         Ok(Piece::End(n)) => {
-                            total += n;
+                            *rows += n;
                             break;
                         }
-                        Ok(Piece::Failed(e)) => return Err(e),
+                        Ok(Piece::Failed(e, n)) => {
+                            *rows += n;
+                            return Err(e);
+                        }
                         Err(_) => {
                             return Err(Error::new(
                                 raftlite_ffi::sys::SQLITE_INTERNAL,
@@ -223,13 +270,30 @@ pub(super) fn rows(
                     }
                 }
             }
-            Ok(total)
+            let read = *rows - written_before;
+            if read != expected {
+                return Err(Error::new(
+                    raftlite_ffi::sys::SQLITE_CORRUPT,
+                    format!("the table holds {expected} rows; its rowid ranges gave {read}"),
+                )
+                .into());
+            }
+            Ok(true)
         })();
         // Dropping the queue (and with it every claimed range) wakes any helper waiting to
         // hand over; the scope then waits for all of them.
         drop(order_rx);
         result
     })
+}
+
+/// `count(*)` of `table`, or None if it cannot be read.
+fn count_rows(conn: &Connection, table: &[u8]) -> Option<u64> {
+    let mut sql = b"SELECT count(*) FROM main.".to_vec();
+    push_quoted_ident(&mut sql, table);
+    let mut count = conn.prepare_first_bytes(&sql).ok()?.0?;
+    count.step().ok()?.is_row().then(|| count.column_i64(0))?;
+    u64::try_from(count.column_i64(0)).ok()
 }
 
 /// One helper: claims ranges in order until none is left or the dump stopped.
@@ -246,7 +310,7 @@ fn read_ranges(
         Err(e) => {
             // Reported in order, as the range it would have read.
             let (tx, rx) = sync_channel(1);
-            let _ = tx.send(Piece::Failed(e.into()));
+            let _ = tx.send(Piece::Failed(e.into(), 0));
             let guard = cursor.lock().unwrap_or_else(|p| p.into_inner());
             if guard.next.is_some() {
                 let _ = order.send(rx);
@@ -280,7 +344,10 @@ fn read_ranges(
                 .and_then(|()| write_rows(stmt, prefix, &mut sink, &mut rows)),
             None => Ok(()),
         };
-        let read = read.and_then(|()| sink.finish().map_err(DumpError::from));
+        // Rows formatted before an error are sent too: the one query would have written
+        // them before the error, and so must the dump.
+        let finished = sink.finish().map_err(DumpError::from);
+        let read = read.and(finished);
         let bytes = sink.bytes;
         drop(sink);
         match read {
@@ -292,7 +359,7 @@ fn read_ranges(
                 guard.learn((hi - lo) as f64 + 1.0, bytes as f64);
             }
             Err(e) => {
-                let _ = tx.send(Piece::Failed(e));
+                let _ = tx.send(Piece::Failed(e, rows));
                 return;
             }
         }
@@ -324,11 +391,11 @@ pub fn share_snapshot(
     count: usize,
     mut open: impl FnMut() -> raftlite_ffi::Result<Connection>,
 ) -> Vec<Connection> {
-    let wal = conn
-        .query_text("PRAGMA journal_mode")
-        .ok()
-        .flatten()
-        .is_some_and(|m| m.eq_ignore_ascii_case("wal"));
+    // Unknown is not "rollback journal": helpers would then read the latest state.
+    let Ok(Some(mode)) = conn.query_text("PRAGMA journal_mode") else {
+        return Vec::new();
+    };
+    let wal = mode.eq_ignore_ascii_case("wal");
     // `Some(None)`: a WAL file without frames.
     let snapshot = wal.then(|| conn.snapshot().ok());
     let mut helpers = Vec::with_capacity(count);
@@ -556,7 +623,8 @@ mod tests {
     fn reading(path: &Path) -> Connection {
         let conn = open(path);
         conn.execute_batch("BEGIN").unwrap();
-        conn.query_i64("SELECT count(*) FROM sqlite_schema").unwrap();
+        conn.query_i64("SELECT count(*) FROM sqlite_schema")
+            .unwrap();
         conn
     }
 
@@ -634,6 +702,154 @@ mod tests {
             other => panic!("{other}"),
         }
         assert!(out.written < 8 << 20, "stopped soon: {} bytes", out.written);
+    }
+
+    /// A rollback-journal file of `rows` short rows with rowids 1..=rows, over many pages.
+    fn many_leaves(dir: &tempfile::TempDir, rows: u32) -> PathBuf {
+        let path = dir.path().join("d.db");
+        open(&path)
+            .execute_batch(&format!(
+                "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+                 WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < {rows})
+                   INSERT INTO t SELECT x, printf('%.40c', 'a') FROM c;"
+            ))
+            .unwrap();
+        path
+    }
+
+    /// Rewrites page `pgno` of the file through `sqlite_dbpage`.
+    fn edit_page(path: &Path, pgno: i64, edit: impl FnOnce(&mut Vec<u8>)) {
+        let c = open(path);
+        let mut page = {
+            let mut read = c
+                .prepare("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")
+                .unwrap();
+            read.bind_i64(1, pgno).unwrap();
+            assert!(read.step().unwrap().is_row());
+            read.column_blob(0).to_vec()
+        };
+        edit(&mut page);
+        let mut write = c
+            .prepare("UPDATE sqlite_dbpage SET data = ?1 WHERE pgno = ?2")
+            .unwrap();
+        write.bind_blob(1, &page).unwrap();
+        write.bind_i64(2, pgno).unwrap();
+        write.step().unwrap();
+    }
+
+    /// The leaf page of `t` that holds `rowid`, and the offset of that cell's rowid byte.
+    fn cell_of(path: &Path, rowid: i64) -> (i64, usize) {
+        let c = open(path);
+        let leaves: Vec<i64> = {
+            let mut q = c
+                .prepare("SELECT pageno FROM dbstat WHERE name = 't' AND pagetype = 'leaf'")
+                .unwrap();
+            let mut v = Vec::new();
+            while q.step().unwrap().is_row() {
+                v.push(q.column_i64(0));
+            }
+            v
+        };
+        for pgno in leaves {
+            let mut read = c
+                .prepare("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")
+                .unwrap();
+            read.bind_i64(1, pgno).unwrap();
+            read.step().unwrap();
+            let page = read.column_blob(0);
+            let cells = usize::from(u16::from_be_bytes([page[3], page[4]]));
+            for i in 0..cells {
+                let ptr = usize::from(u16::from_be_bytes([page[8 + 2 * i], page[9 + 2 * i]]));
+                // Payload size: one byte here (short rows); then the rowid's varint.
+                if page[ptr] < 0x80 && page[ptr + 1] < 0x80 && i64::from(page[ptr + 1]) == rowid {
+                    return (pgno, ptr + 1);
+                }
+            }
+        }
+        panic!("no cell for rowid {rowid}");
+    }
+
+    fn ends_in_rollback(dump: &[u8]) -> bool {
+        dump.ends_with(b"ROLLBACK; -- due to errors\n")
+    }
+
+    /// Damage met while reading rows: the rows read before it are written first, as the one
+    /// query writes them, then the shell's corruption marker. A damaged leaf (which
+    /// `count(*)` meets too) leaves the table to the one query; a damaged overflow page
+    /// (which only reading the row meets) stops a range mid-way.
+    #[test]
+    fn rows_before_damage_are_written_as_the_one_query_writes_them() {
+        for overflow in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = many_leaves(&dir, 400);
+            if overflow {
+                open(&path)
+                    .execute_batch("UPDATE t SET v = printf('%.9000c', 'b') WHERE id = 100")
+                    .unwrap();
+                let first_overflow = open(&path)
+                    .query_i64(
+                        "SELECT min(pageno) FROM dbstat WHERE name = 't' AND pagetype = 'overflow'",
+                    )
+                    .unwrap()
+                    .unwrap();
+                // The next page of the chain: far past the end of the file.
+                edit_page(&path, first_overflow, |page| {
+                    page[..4].copy_from_slice(&0x7fff_fff0u32.to_be_bytes())
+                });
+            } else {
+                let (pgno, _) = cell_of(&path, 100);
+                edit_page(&path, pgno, |page| page[0] = 0x42); // not a page type
+            }
+            let alone = dump_alone(&path);
+            assert!(ends_in_rollback(&alone));
+            let (with, joined) = dump_with(&path, 2);
+            assert_eq!(joined, 2);
+            assert!(
+                with == alone,
+                "overflow {overflow}:\n{}\n---\n{}",
+                String::from_utf8_lossy(&with),
+                String::from_utf8_lossy(&alone)
+            );
+        }
+    }
+
+    /// Cells out of rowid order (damage SQLite does not report): ranges would skip rows the
+    /// one query writes, so the dump says it is damaged instead of losing them quietly.
+    #[test]
+    fn rows_a_range_read_would_miss_make_the_dump_report_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = many_leaves(&dir, 120);
+        let (pgno, at) = cell_of(&path, 10);
+        edit_page(&path, pgno, |page| page[at] = 100 + 27); // rowid 10 becomes 127
+        let alone = dump_alone(&path);
+        assert!(!ends_in_rollback(&alone), "the one query sees no damage");
+        let (with, joined) = dump_with(&path, 2);
+        assert_eq!(joined, 2);
+        assert!(
+            ends_in_rollback(&with),
+            "{}",
+            String::from_utf8_lossy(&with)
+        );
+        assert!(super::super::contains(&with, b"CORRUPTION ERROR"));
+    }
+
+    /// A value larger than the sink goes through a range's channel in sink-sized pieces.
+    #[test]
+    fn a_large_value_goes_in_bounded_pieces() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let mut out = super::PieceWriter { tx: &tx };
+        std::io::Write::write_all(&mut out, &vec![7u8; 5 * super::SINK_CAPACITY + 3]).unwrap();
+        drop(tx);
+        let sizes: Vec<usize> = rx
+            .iter()
+            .map(|p| match p {
+                super::Piece::Bytes(b) => b.len(),
+                _ => panic!("not bytes"),
+            })
+            .collect();
+        assert_eq!(sizes.len(), 6);
+        assert!(sizes.iter().all(|&n| n <= super::SINK_CAPACITY));
+        assert_eq!(sizes.iter().sum::<usize>(), 5 * super::SINK_CAPACITY + 3);
     }
 
     proptest! {

@@ -152,11 +152,22 @@ pub(super) async fn sql_backup(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
     let shm_path = crate::db::sibling(db.path(), "-shm");
     let (path, settings) = (db.path().to_path_buf(), db.settings().clone());
+    let slots = Arc::clone(&db);
     let runtime = tokio::runtime::Handle::current();
     let task = tokio::spawn(async move {
         db.with_reader(move |conn| {
             let mut out = ChannelWriter::new(tx, runtime, caps, shm_path);
-            let open_helper = || crate::db::settings::open_reader(&path, &settings);
+            // Each helper takes a free reader slot (`-db-max-ro-conns`) for as long as the
+            // dump runs, or is not opened: a dump never waits for slots, nor takes one from
+            // a query that holds it.
+            let mut held = Vec::new();
+            let open_helper = || {
+                let slot = slots.try_reader_slot().ok_or_else(|| {
+                    raftlite_ffi::Error::new(raftlite_ffi::sys::SQLITE_BUSY, "no reader slot free")
+                })?;
+                held.push(slot);
+                crate::db::settings::open_reader(&path, &settings)
+            };
             let result =
                 dump_in_snapshot(conn, open_helper, tables.as_deref(), content_tx, &mut out);
             if let Err(e) = &result {
