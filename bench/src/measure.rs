@@ -15,8 +15,9 @@
 //!
 //! Fair timing (issue #26, `docs/benchmarks.md` "Fairness"): [`wait_quiet`] waits until the
 //! kernel has next to nothing dirty or under writeback (`/proc/vmstat`) before timed rounds,
-//! and [`dd_reference`] times a plain `dd conv=fsync` write of the data set's size, so a run
-//! whose reference tool ran far from the disk's speed is flagged ([`speed_flag`]).
+//! and [`dd_reference`] times a plain `dd conv=fsync` write of the data set's size before and
+//! after the rounds, so a run during which the disk changed speed is flagged ([`speed_flag`]).
+//! (The reference tool is held to its own usual speed: `scenarios::backup::p1`.)
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -434,16 +435,14 @@ pub fn dd_reference(file: &Path, mib: u64) -> Result<f64, String> {
     Ok((mib.max(1) << 20) as f64 / 1e6 / run.wall.as_secs_f64().max(1e-9))
 }
 
-/// How far the reference's speed may stray from `dd`'s before the run is flagged: a synced
-/// `sqlite3 .backup` from a warm page cache is a synced sequential write of the same size, so
-/// on a healthy run the two are within a small factor of each other; a factor of
-/// [`REFERENCE_FACTOR`] either way means the disk or the machine behaved differently while the
-/// reference ran (another tenant's writeback, throttling), and its ratios are not comparable.
+/// How far two speeds of the same write may stray from each other before the run is flagged
+/// (dd after the rounds against dd before): a factor of [`REFERENCE_FACTOR`] either way means
+/// the disk or the machine behaved differently during the rounds (another tenant's
+/// writeback, throttling), and the run's ratios are not comparable.
 pub const REFERENCE_FACTOR: f64 = 2.0;
 
 /// A flag when `what`'s MB/s is more than [`REFERENCE_FACTOR`] times faster or slower than
-/// `against`'s (`sqlite3 .backup` against `dd conv=fsync`; dd after the rounds against dd
-/// before); None when it is within.
+/// `against`'s; None when it is within.
 pub fn speed_flag(what: &str, mb_s: f64, against: &str, against_mb_s: f64) -> Option<String> {
     if !(mb_s > 0.0 && against_mb_s > 0.0) {
         return Some(format!("{what}: no speed to compare with {against}"));

@@ -178,7 +178,6 @@ pub fn measure(
         })
     };
     let reference = median(&sqlite3)?.time_ratio_to(&cp_row);
-    let dd_mb_s = (dd_before + dd_after) / 2.0;
     let dd_note = format!(
         "machine quiet after {:.1} s ({:.1} MiB dirty or in writeback); dd conv=fsync of \
          {mib} MiB: {dd_before:.0} MB/s before the rounds, {dd_after:.0} MB/s after",
@@ -187,13 +186,28 @@ pub fn measure(
     );
     let mut flags = Vec::new();
     let reference_mb_s = reference.mb_per_s.unwrap_or(0.0);
-    if let Some(f) = speed_flag(&name(SQLITE3), reference_mb_s, "dd conv=fsync", dd_mb_s) {
-        flags.push(format!(
-            "{}: {f}: the reference was not at its usual speed; compare this run's ratios \
-             with care",
-            name("P1")
-        ));
-    }
+    // The reference against its own usual speed on this machine (dd's speed is context: a
+    // synced `sqlite3 .backup` runs 2-3x `dd conv=fsync` here in every run).
+    let usual = usual_speed(&ctx.opts.out, ctx.opts.size, &name(SQLITE3));
+    let usual_note = match usual {
+        Some((mb_s, runs)) => {
+            if let Some(f) = away_from_usual(&name(SQLITE3), reference_mb_s, mb_s, runs) {
+                flags.push(format!(
+                    "{}: {f}: the reference was not at its usual speed; compare this run's \
+                     ratios with care",
+                    name("P1")
+                ));
+            }
+            format!(
+                "{} usually {mb_s:.0} MB/s (median of {runs} earlier runs)",
+                name(SQLITE3)
+            )
+        }
+        None => format!(
+            "no earlier runs of {} to compare its speed with",
+            name(SQLITE3)
+        ),
+    };
     if let Some(f) = speed_flag("dd after the rounds", dd_after, "dd before", dd_before) {
         flags.push(format!(
             "{}: the disk changed speed during the rounds: {f}",
@@ -202,10 +216,13 @@ pub fn measure(
     }
     let reference = reference
         .also_note(&dd_note)
-        .also_note(if flags.is_empty() {
-            "within 2x of dd's speed".to_string()
+        .also_note(&usual_note)
+        .also_note(if !flags.is_empty() {
+            "FLAGGED: see the scenario's flags"
+        } else if usual.is_some() {
+            "at its usual speed"
         } else {
-            "FLAGGED: see the scenario's flags".to_string()
+            ""
         });
     for f in flags {
         report.flag(f);
@@ -343,6 +360,42 @@ fn backup_dirs(node: &Node) -> Vec<PathBuf> {
     dirs
 }
 
+/// How far the reference may stray from its usual speed before the run is flagged.
+const USUAL_FACTOR: f64 = 1.5;
+
+/// The usual speed of `case` at a data set of `size` bytes: the median MB/s of the earlier
+/// runs of this method recorded beside this run's report (`--out`'s directory; rows whose
+/// note names `dd conv=fsync`, which only this method writes), and how many there were.
+/// None without at least two.
+fn usual_speed(out: &Path, size: u64, case: &str) -> Option<(f64, usize)> {
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let runs = crate::record::load_all(&[dir.to_path_buf()]).ok()?;
+    let mut speeds: Vec<f64> = runs
+        .iter()
+        .filter(|(_, run)| run.size_bytes == Some(size) && run.quick != Some(true))
+        .filter_map(|(_, run)| {
+            let row = run.scenario("backup")?.row(case)?;
+            row.note.contains("dd conv=fsync").then_some(row.mb_per_s?)
+        })
+        .collect();
+    if speeds.len() < 2 {
+        return None;
+    }
+    speeds.sort_by(f64::total_cmp);
+    Some((speeds[(speeds.len() - 1) / 2], speeds.len()))
+}
+
+/// A flag when `mb_s` is more than [`USUAL_FACTOR`] times faster or slower than `usual`.
+fn away_from_usual(what: &str, mb_s: f64, usual: f64, runs: usize) -> Option<String> {
+    let ratio = mb_s / usual;
+    (!(1.0 / USUAL_FACTOR..=USUAL_FACTOR).contains(&ratio)).then(|| {
+        format!(
+            "{what} ran at {mb_s:.0} MB/s, {ratio:.2}x its usual {usual:.0} MB/s (median of \
+             {runs} earlier runs; more than {USUAL_FACTOR}x away)"
+        )
+    })
+}
+
 /// The node's database file (`/status`: `sqlite3.path`; `DATA_DIR/db.sqlite` if unsaid).
 pub(in crate::scenarios) fn node_database(node: &Node) -> PathBuf {
     status_field(node, &["sqlite3", "path"])
@@ -427,6 +480,62 @@ mod tests {
         let busy = no_temp_copies(std::slice::from_ref(&dir)).unwrap_err();
         assert!(busy.contains("backup-17.db"), "{busy}");
         assert_eq!(no_temp_copies(&[dir.join("missing")]), Ok(()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn report(dir: &Path, file: &str, size: u64, mb_s: f64, note: &str) {
+        let json = format!(
+            r#"{{"size_bytes": {size}, "scenarios": [{{"name": "backup", "rows": [
+                {{"case": "sqlite3 .backup", "mb_per_s": {mb_s}, "note": "{note}"}}]}}]}}"#
+        );
+        std::fs::write(dir.join(file), json).unwrap();
+    }
+
+    #[test]
+    fn the_reference_is_held_to_its_own_usual_speed() {
+        let dir = std::env::temp_dir().join(format!("p1-usual-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("this-run.json");
+        assert_eq!(
+            usual_speed(&out, 1024, "sqlite3 .backup"),
+            None,
+            "no history"
+        );
+        report(
+            &dir,
+            "a.json",
+            1024,
+            700.0,
+            "dd conv=fsync of 1 MiB: 300 MB/s",
+        );
+        assert_eq!(
+            usual_speed(&out, 1024, "sqlite3 .backup"),
+            None,
+            "one run is not usual"
+        );
+        report(
+            &dir,
+            "b.json",
+            1024,
+            760.0,
+            "dd conv=fsync of 1 MiB: 320 MB/s",
+        );
+        report(
+            &dir,
+            "c.json",
+            1024,
+            650.0,
+            "dd conv=fsync of 1 MiB: 310 MB/s",
+        );
+        // Other sizes and runs of the older method do not count.
+        report(&dir, "d.json", 2048, 100.0, "dd conv=fsync of 2 MiB");
+        report(&dir, "e.json", 1024, 100.0, "before the fair method");
+        assert_eq!(usual_speed(&out, 1024, "sqlite3 .backup"), Some((700.0, 3)));
+        assert_eq!(away_from_usual("ref", 800.0, 700.0, 3), None);
+        assert_eq!(away_from_usual("ref", 500.0, 700.0, 3), None);
+        assert!(away_from_usual("ref", 1100.0, 700.0, 3).is_some());
+        assert!(away_from_usual("ref", 400.0, 700.0, 3).is_some());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
