@@ -255,8 +255,12 @@ fn backups_loads_and_raft_progress_move_the_metrics() {
             && s.count(BACKUP_SECONDS, &[("format", format)])
                 == before.count(BACKUP_SECONDS, &[("format", format)]) + 1.0
     };
+    // A one-pass copy's stream can end a moment before the copy reports its outcome (its
+    // last bytes are in the file before the copy task finishes): wait for that too.
     let after = scrape_until(&python, &node, "both backups counted", |s| {
-        moved(s, "binary", binary.len()) && moved(s, "sql", sql.len())
+        moved(s, "binary", binary.len())
+            && moved(s, "sql", sql.len())
+            && s.value("raftlite_backup_copies_in_progress") == 0.0
     });
     for outcome in ["error", "too_many_copies", "insufficient_storage"] {
         for format in ["binary", "sql"] {
