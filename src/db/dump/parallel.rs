@@ -292,7 +292,9 @@ fn count_rows(conn: &Connection, table: &[u8]) -> Option<u64> {
     let mut sql = b"SELECT count(*) FROM main.".to_vec();
     push_quoted_ident(&mut sql, table);
     let mut count = conn.prepare_first_bytes(&sql).ok()?.0?;
-    count.step().ok()?.is_row().then(|| count.column_i64(0))?;
+    if !count.step().ok()?.is_row() {
+        return None;
+    }
     u64::try_from(count.column_i64(0)).ok()
 }
 
@@ -305,9 +307,14 @@ fn read_ranges(
     order: &SyncSender<Receiver<Piece>>,
 ) {
     let mut stmt = match helper.prepare_first_bytes(ranged) {
-        Ok((Some(stmt), _)) => Some(stmt),
-        Ok((None, _)) => None,
-        Err(e) => {
+        Ok((Some(stmt), _)) => stmt,
+        failed => {
+            let e = failed.err().unwrap_or_else(|| {
+                Error::new(
+                    raftlite_ffi::sys::SQLITE_INTERNAL,
+                    "the range query is empty",
+                )
+            });
             // Reported in order, as the range it would have read.
             let (tx, rx) = sync_channel(1);
             let _ = tx.send(Piece::Failed(e.into(), 0));
@@ -335,15 +342,12 @@ fn read_ranges(
         let mut out = PieceWriter { tx: &tx };
         let mut sink = Sink::new(&mut out);
         let mut rows = 0;
-        let read = match stmt.as_mut() {
-            Some(stmt) => stmt
-                .reset()
-                .and_then(|()| stmt.bind_i64(1, lo))
-                .and_then(|()| stmt.bind_i64(2, hi))
-                .map_err(DumpError::from)
-                .and_then(|()| write_rows(stmt, prefix, &mut sink, &mut rows)),
-            None => Ok(()),
-        };
+        let read = stmt
+            .reset()
+            .and_then(|()| stmt.bind_i64(1, lo))
+            .and_then(|()| stmt.bind_i64(2, hi))
+            .map_err(DumpError::from)
+            .and_then(|()| write_rows(&mut stmt, prefix, &mut sink, &mut rows));
         // Rows formatted before an error are sent too: the one query would have written
         // them before the error, and so must the dump.
         let finished = sink.finish().map_err(DumpError::from);

@@ -1,4 +1,4 @@
-//! The SQL form of a backup: [`dump_excluding`] runs on a read connection in one snapshot and
+//! The SQL form of a backup: [`dump_with_helpers`] runs on a read connection in one snapshot and
 //! writes into a bounded channel whose reader is the HTTP body, so the client's reading pace
 //! is the backpressure and memory stays bounded whatever the size of the database. The
 //! snapshot pins the WAL, so a slow client cannot hold it for ever: [`DumpCaps`] end the dump,
