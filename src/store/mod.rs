@@ -450,12 +450,15 @@ impl Store {
         if self.is_leader() {
             return None;
         }
-        let age = self
-            .last_leader_contact
-            .lock()
-            .map(|t| whole_millis(t.elapsed()));
-        age.is_none_or(|age| age > freshness)
-            .then_some(NotFresh::LeaderContact { age, freshness })
+        let elapsed = self.last_leader_contact.lock().map(|t| t.elapsed());
+        // Compared exactly; rounded to whole milliseconds only for the message (rounded
+        // first, a contact under a millisecond old passed any freshness below one).
+        elapsed
+            .is_none_or(|elapsed| elapsed > freshness)
+            .then(|| NotFresh::LeaderContact {
+                age: elapsed.map(whole_millis),
+                freshness,
+            })
     }
 
     /// Whether this node's own state is recent enough to answer from, for a request that
