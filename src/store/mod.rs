@@ -451,14 +451,7 @@ impl Store {
             return None;
         }
         let elapsed = self.last_leader_contact.lock().map(|t| t.elapsed());
-        // Compared exactly; rounded to whole milliseconds only for the message (rounded
-        // first, a contact under a millisecond old passed any freshness below one).
-        elapsed
-            .is_none_or(|elapsed| elapsed > freshness)
-            .then(|| NotFresh::LeaderContact {
-                age: elapsed.map(whole_millis),
-                freshness,
-            })
+        contact_too_old(elapsed, freshness)
     }
 
     /// Whether this node's own state is recent enough to answer from, for a request that
@@ -923,5 +916,36 @@ async fn checkpoint_wal(db: std::sync::Weak<Database>) {
                 last_warning = Some(Instant::now());
             }
         }
+    }
+}
+
+/// Whether a last leader contact `elapsed` ago (None: never) is older than `freshness`.
+/// Compared exactly; rounded to whole milliseconds only for the message (rounded first, a
+/// contact under a millisecond old passed any freshness below one).
+fn contact_too_old(elapsed: Option<Duration>, freshness: Duration) -> Option<NotFresh> {
+    elapsed
+        .is_none_or(|elapsed| elapsed > freshness)
+        .then(|| NotFresh::LeaderContact {
+            age: elapsed.map(whole_millis),
+            freshness,
+        })
+}
+
+#[cfg(test)]
+mod contact_tests {
+    use super::*;
+
+    #[test]
+    fn a_contact_under_a_millisecond_old_is_older_than_a_nanosecond() {
+        let sub_ms = Some(Duration::from_micros(300));
+        assert_eq!(
+            contact_too_old(sub_ms, Duration::from_nanos(1)),
+            Some(NotFresh::LeaderContact {
+                age: Some(Duration::ZERO),
+                freshness: Duration::from_nanos(1)
+            })
+        );
+        assert_eq!(contact_too_old(sub_ms, Duration::from_millis(1)), None);
+        assert!(contact_too_old(None, Duration::from_secs(60)).is_some());
     }
 }
