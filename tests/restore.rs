@@ -898,3 +898,119 @@ fn a_build_that_would_eat_the_disk_reserve_answers_507() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(count(&node, "small").contains("[[0]]"));
 }
+
+/// `.part` files in `node`'s data directory: an upload being staged, a database being built.
+fn part_files(node: &Node) -> usize {
+    load_files(node)
+        .iter()
+        .filter(|f| f.ends_with(".part"))
+        .count()
+}
+
+/// A SQL load into a blank node is built while its body still arrives: with half the script
+/// sent, the build's file is there beside the upload's; the rest sent, the load answers as a
+/// built load. A body cut off after whole statements builds nothing and leaves no file.
+#[test]
+fn a_sql_load_into_a_blank_node_is_built_while_it_arrives() {
+    use std::io::Read as _;
+    let node = Node::start(&[]);
+    // Long enough that half of it passes the staging writer's buffer (256 KiB).
+    let script = script_with_rows(20_000);
+    let (first, rest) = script.as_bytes().split_at(script.len() / 2);
+    // Cut after a whole statement, so the part sent alone is a valid, shorter script.
+    let cut = first.iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    let (first, rest) = (&first[..cut], [&first[cut..], rest].concat());
+    let send_head = |s: &mut std::net::TcpStream| {
+        write!(
+            s,
+            "POST /db/load HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            script.len()
+        )
+        .unwrap();
+        s.write_all(first).unwrap();
+    };
+    let build_started = || {
+        assert!(
+            wait_until(Duration::from_secs(10), || part_files(&node) == 2),
+            "no build beside the upload: {:?}",
+            load_files(&node)
+        );
+    };
+
+    // Cut off: nothing is loaded, nothing is left, the node still serves.
+    {
+        let mut s = std::net::TcpStream::connect(&node.http_addr).unwrap();
+        send_head(&mut s);
+        build_started();
+    }
+    assert_load_files_go(&node);
+    assert!(
+        count(&node, "big").contains("no such table"),
+        "{}",
+        count(&node, "big")
+    );
+    assert_eq!(node.get("/readyz").status, 200);
+
+    // Completed: the build that started with the first half is the one installed.
+    let mut s = std::net::TcpStream::connect(&node.http_addr).unwrap();
+    send_head(&mut s);
+    build_started();
+    s.write_all(&rest).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    let j: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(j["load"]["built_while_uploading"], true, "{j}");
+    assert_eq!(j["load"]["installed_built"], true, "{j}");
+    assert!(
+        has_count(&count(&node, "big"), 20_000),
+        "{}",
+        count(&node, "big")
+    );
+    env_row(&node);
+    assert_load_files_go(&node);
+}
+
+/// Bad SQL bodies on a blank node, where a build starts with the upload: each is refused as
+/// on any node, and the build's file goes with the upload's before the answer.
+#[test]
+fn bad_sql_bodies_on_a_blank_node_leave_no_build_behind() {
+    let node = Node::start(&["-max-load-size", "300000"]);
+    let script = "CREATE TABLE b(x);\n".to_string() + &"INSERT INTO b VALUES(1);\n".repeat(20_000);
+    let script_gz = gz(script.as_bytes());
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "truncated gzip",
+            script_gz[..script_gz.len() / 2].to_vec(),
+            400,
+        ),
+        ("decompressed over the limit", script_gz.clone(), 413),
+        (
+            "invalid UTF-8 after valid statements",
+            [
+                &b"CREATE TABLE b(x);\nINSERT INTO b VALUES(1);\n"[..],
+                &[0xff, 0xfe, b'\n'],
+            ]
+            .concat(),
+            400,
+        ),
+    ];
+    for (name, body, want) in cases {
+        let r = post(&node, "/db/load", body);
+        assert_eq!(r.status, want, "{name}: {}", r.body);
+        assert!(count(&node, "b").contains("no such table"), "{name}");
+        assert!(
+            load_files(&node).is_empty(),
+            "{name}: {:?}",
+            load_files(&node)
+        );
+    }
+    // A database file on a blank node: the build that started gives way to the binary load.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = std::fs::read(make_db(tmp.path(), "good.db", "DELETE", 50)).unwrap();
+    let r = post(&node, "/db/load", db);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(has_count(&count(&node, "test"), 50));
+    assert_load_files_go(&node);
+}

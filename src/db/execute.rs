@@ -474,10 +474,12 @@ fn run_script(
     let mut virtual_tables: Vec<String> = Vec::new();
     for sql in statements {
         let sql = sql.map_err(|e| {
-            raftlite_ffi::Error::new(
-                raftlite_ffi::sys::SQLITE_IOERR,
-                format!("read the staged SQL: {e}"),
-            )
+            let code = if e.kind() == std::io::ErrorKind::StorageFull {
+                raftlite_ffi::sys::SQLITE_FULL
+            } else {
+                raftlite_ffi::sys::SQLITE_IOERR
+            };
+            raftlite_ffi::Error::new(code, format!("read the staged SQL: {e}"))
         })?;
         count += 1;
         gate.start_budget(budget);
@@ -579,10 +581,24 @@ pub fn run_sql_script(
     record: impl FnOnce(&Connection) -> anyhow::Result<()>,
 ) -> anyhow::Result<ScriptOutcome> {
     use anyhow::Context as _;
-    let gate = gate_of(conn)?;
     let file = std::fs::File::open(path).context("open the staged SQL")?;
+    run_sql_source(conn, file, foreign_keys, budget, record)
+}
+
+/// [`run_sql_script`] on a script read from `source` (a build reads a staged file while it is
+/// still arriving). A read error ends the load as a fault of this node; `StorageFull` from the
+/// reader is reported as SQLite's `SQLITE_FULL`, so a caller tells a full disk apart.
+pub fn run_sql_source(
+    conn: &Connection,
+    source: impl std::io::Read,
+    foreign_keys: bool,
+    budget: u64,
+    record: impl FnOnce(&Connection) -> anyhow::Result<()>,
+) -> anyhow::Result<ScriptOutcome> {
+    use anyhow::Context as _;
+    let gate = gate_of(conn)?;
     let mut statements = super::restore_file::SqlStatements::new(
-        std::io::BufReader::with_capacity(256 * 1024, file),
+        std::io::BufReader::with_capacity(256 * 1024, source),
     )
     .peekable();
     while let Some(Ok(sql)) = statements.peek() {

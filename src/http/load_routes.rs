@@ -119,6 +119,7 @@ async fn restore_here(
     let checks = StageChecks {
         integrity_check: params.has("integrity_check"),
         sqlite_only: boot,
+        build_while_staging: !dry_run,
     };
     let staged = match restore::stage(store, payload, declared, limits, checks).await {
         Ok(s) => s,

@@ -8,7 +8,9 @@
 //! the common case, and there the result is known in advance: the script's effect on an empty
 //! database.
 //!
-//! How (steps 1 and 2 are `build_for_blank`, which [`super::propose`] calls):
+//! How (steps 1 and 2 are a [`BuildJob`]: started by [`super::stage`] with the upload for
+//! `/db/load`, reading the staged file as it grows, or by [`build_for_blank`] after staging;
+//! [`super::propose`] waits for it):
 //! 1. The leader checks its database is blank ([`blank_layout`]: no schema object but the
 //!    state table, `user_version` and `application_id` 0) and records its layout (page size,
 //!    auto_vacuum, encoding).
@@ -40,7 +42,7 @@ use super::files::{part_path, staged_path};
 use super::RestoreError;
 use crate::db::execute::ScriptOutcome;
 use crate::db::request::{ApplyEnv, StatementResult};
-use crate::db::restore_file::LoadKind;
+use crate::db::restore_file::{LoadKind, SQLITE_MAGIC};
 use crate::store::types::{BlankLayout, BuiltDatabase, LoadCommand};
 use crate::store::Store;
 use crate::temp_file::{unique_suffix, TempFile};
@@ -68,13 +70,28 @@ pub fn blank_layout(conn: &Connection) -> raftlite_ffi::Result<Option<BlankLayou
     }))
 }
 
-/// Runs the SQL script at `sql` into a new database file at `out` with `layout`, and syncs it.
-/// It runs with the load entry's clock and seed (`env`), as the apply path would, and stops
-/// with SQLITE_FULL (an `Err`) if the file would grow past `max_bytes`.
-/// `Ok(Failed)` is the script's own SQL error (the file is then of no use); `Err` is a fault of
-/// this node. `settings` are the node's, as on the writer (`-fk`).
+/// Runs the SQL script at `sql` into a new database file at `out` with `layout`, and syncs it
+/// (see [`build_from`]).
 pub fn build(
     sql: &Path,
+    out: &Path,
+    layout: &BlankLayout,
+    env: ApplyEnv,
+    settings: &crate::db::DbSettings,
+    max_bytes: u64,
+) -> anyhow::Result<ScriptOutcome> {
+    let script = std::fs::File::open(sql).context("open the staged SQL")?;
+    build_from(script, out, layout, env, settings, max_bytes)
+}
+
+/// Runs the SQL script read from `script` into a new database file at `out` with `layout`,
+/// and syncs it. It runs with the load entry's clock and seed (`env`), as the apply path
+/// would, and stops with SQLITE_FULL (an `Err`) if the file would grow past `max_bytes`.
+/// `Ok(Failed)` is the script's own SQL error (the file is then of no use); `Err` is a fault of
+/// this node (or a script that could not be read). `settings` are the node's, as on the
+/// writer (`-fk`).
+pub fn build_from(
+    script: impl std::io::Read,
     out: &Path,
     layout: &BlankLayout,
     env: ApplyEnv,
@@ -104,10 +121,13 @@ pub fn build(
     // The entry's clock and seed, as the apply path would use them.
     conn.set_apply_inputs(Some(env.inputs()))
         .context("set the load's clock and seed")?;
-    let outcome =
-        crate::db::execute::run_sql_script(&conn, sql, settings.foreign_keys, env.budget, |_| {
-            Ok(())
-        })?;
+    let outcome = crate::db::execute::run_sql_source(
+        &conn,
+        script,
+        settings.foreign_keys,
+        env.budget,
+        |_| Ok(()),
+    )?;
     conn.close().context("close the built database")?;
     if matches!(outcome, ScriptOutcome::Done { .. }) {
         std::fs::File::open(out)
@@ -133,7 +153,7 @@ pub fn size_and_crc(path: &Path) -> std::io::Result<(u64, u32)> {
     }
 }
 
-/// What the leader's look at a SQL load found ([`build_for_blank`]).
+/// What the leader's look at a SQL load found ([`build_for_blank`], [`BuildJob::finish`]).
 pub(super) enum BlankBuild {
     /// The database is not blank: the script runs on every node.
     NotBlank,
@@ -152,83 +172,257 @@ pub(super) struct Built {
     pub(super) result: StatementResult,
 }
 
-/// If the database is blank, runs the script (at `script_path`, described by `script`) into a
-/// new database file, leaving `reserve` bytes free, and stages that.
+/// If the database is blank, runs the staged script at `script_path` into a new database file,
+/// leaving `reserve` bytes free, and stages that. `env`: the entry's clock and seed.
 pub(super) async fn build_for_blank(
     store: &Store,
     script_path: &Path,
-    script: &LoadCommand,
     env: ApplyEnv,
     reserve: u64,
 ) -> Result<BlankBuild, RestoreError> {
-    let fault = |what: &'static str, e: &dyn std::fmt::Display| RestoreError::BuildFailed {
+    let script =
+        std::fs::File::open(script_path).map_err(|e| build_fault("open the staged SQL", &e))?;
+    match BuildJob::start(store, script, env, reserve, None).await? {
+        None => Ok(BlankBuild::NotBlank),
+        Some(job) => job.finish().await,
+    }
+}
+
+fn build_fault(what: &'static str, e: &dyn std::fmt::Display) -> RestoreError {
+    RestoreError::BuildFailed {
         what,
         cause: e.to_string(),
-    };
-    let build_fault = |e: anyhow::Error| {
-        if crate::db::error::is_disk_full(&e) {
-            RestoreError::NoRoomToBuild {
-                reserve,
-                cause: format!("{e:#}"),
-            }
-        } else {
-            fault("build the database", &format!("{e:#}"))
+    }
+}
+
+/// A database being built from a SQL load on a blocking thread, into `load-<id>.part`.
+///
+/// Started after staging ([`build_for_blank`]) it reads the staged file; started while the
+/// body is still arriving ([`BuildJob::start_while_staging`], `/db/load` on a blank leader) it
+/// reads the file as it grows ([`super::growing`]), so the build overlaps the upload. Either
+/// way it is the same script run by the same builder: a staging that fails or is cut off makes
+/// the read fail, never end early, so a partial script is never built. Dropped without
+/// [`BuildJob::finish`], the build is abandoned (its next read fails) and its file removed
+/// when its thread ends; [`BuildJob::cancel`] also waits for that.
+pub(super) struct BuildJob {
+    env: ApplyEnv,
+    reserve: u64,
+    data_dir: std::path::PathBuf,
+    task: tokio::task::JoinHandle<BuildOutput>,
+    abandon: AbandonOnDrop,
+}
+
+/// What the build's thread hands back: its file's guard, whatever happened.
+struct BuildOutput {
+    id: String,
+    guard: TempFile,
+    layout: BlankLayout,
+    outcome: anyhow::Result<BuildOutcome>,
+}
+
+enum BuildOutcome {
+    Done {
+        result: StatementResult,
+        size: u64,
+        crc32c: u32,
+    },
+    ScriptFailed(StatementResult),
+    /// The content is a database file, not SQL text (found by its first bytes).
+    NotSqlText,
+}
+
+struct AbandonOnDrop(Option<std::sync::Arc<super::growing::Growth>>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if let Some(growth) = &self.0 {
+            growth.abandon();
         }
-    };
-    let layout = store
-        .database()
-        .with_reader(blank_layout)
-        .await
-        .map_err(|e| fault("check the database is blank", &format!("{e:#}")))?
-        .map_err(|e| fault("check the database is blank", &e))?;
-    let Some(layout) = layout else {
-        return Ok(BlankBuild::NotBlank);
-    };
-    let data_dir = store.data_dir().to_path_buf();
-    let id = unique_suffix();
-    let part = part_path(&data_dir, &id);
-    let mut guard = TempFile::new(part.clone());
-    let sql = script_path.to_path_buf();
-    let settings = store.database().settings().clone();
-    let build_layout = layout.clone();
-    // Like staging, the build leaves `-disk-reserve` free.
-    let room = crate::db::disk::free_bytes(&data_dir)
-        .map_err(|e| fault("check free space", &e))?
-        .saturating_sub(reserve);
-    let built =
-        tokio::task::spawn_blocking(move || -> anyhow::Result<Result<_, StatementResult>> {
-            let outcome = build(&sql, &part, &build_layout, env, &settings, room)?;
-            if let ScriptOutcome::Failed(_) = outcome {
-                return Ok(Err(outcome.into_result()));
-            }
-            let (size, crc32c) = size_and_crc(&part)?;
-            Ok(Ok((outcome.into_result(), size, crc32c)))
-        })
-        .await
-        .map_err(|e| fault("build the database", &e))?
-        .map_err(build_fault)?;
-    let (result, size, crc32c) = match built {
-        Ok(b) => b,
-        Err(script_error) => return Ok(BlankBuild::ScriptFailed(script_error)),
-    };
-    guard
-        .rename_to(staged_path(&data_dir, &id))
-        .map_err(|e| fault("stage the built database", &e))?;
-    Ok(BlankBuild::Built(Built {
-        database: BuiltDatabase {
-            database: LoadCommand {
+    }
+}
+
+impl BuildJob {
+    /// Starts building from the staged file at `part` while staging still writes it
+    /// (announced through `growth`), if this node leads and its database is blank; the
+    /// entry's clock and seed are stamped now.
+    pub(super) async fn start_while_staging(
+        store: &Store,
+        part: &Path,
+        growth: std::sync::Arc<super::growing::Growth>,
+        reserve: u64,
+    ) -> Result<Option<BuildJob>, RestoreError> {
+        if !store.is_leader() {
+            return Ok(None);
+        }
+        let file = std::fs::File::open(part).map_err(|e| build_fault("open the staged SQL", &e))?;
+        let reader = super::growing::GrowingReader::new(
+            file,
+            growth.clone(),
+            store.data_dir().to_path_buf(),
+            reserve,
+        );
+        BuildJob::start(store, reader, store.stamp(), reserve, Some(growth)).await
+    }
+
+    /// Starts the build of `script` if the database is blank (`None` if it is not).
+    async fn start(
+        store: &Store,
+        script: impl std::io::Read + Send + 'static,
+        env: ApplyEnv,
+        reserve: u64,
+        growth: Option<std::sync::Arc<super::growing::Growth>>,
+    ) -> Result<Option<BuildJob>, RestoreError> {
+        let abandon = AbandonOnDrop(growth);
+        let layout = store
+            .database()
+            .with_reader(blank_layout)
+            .await
+            .map_err(|e| build_fault("check the database is blank", &format!("{e:#}")))?
+            .map_err(|e| build_fault("check the database is blank", &e))?;
+        let Some(layout) = layout else {
+            return Ok(None);
+        };
+        let data_dir = store.data_dir().to_path_buf();
+        let settings = store.database().settings().clone();
+        // Like staging, the build leaves `-disk-reserve` free: its file may not grow past the
+        // room there is now (a build that overlaps staging is also stopped by its reader,
+        // which checks the reserve as it goes, and checked once more at the end).
+        let room = crate::db::disk::free_bytes(&data_dir)
+            .map_err(|e| build_fault("check free space", &e))?
+            .saturating_sub(reserve);
+        let id = unique_suffix();
+        let part = part_path(&data_dir, &id);
+        let task = tokio::task::spawn_blocking(move || {
+            // The thread owns the file's guard, so the file goes only once nothing writes it.
+            let guard = TempFile::new(part.clone());
+            let outcome = build_outcome(script, &part, &layout, env, &settings, room);
+            BuildOutput {
                 id,
-                kind: LoadKind::Sqlite,
+                guard,
+                layout,
+                outcome,
+            }
+        });
+        Ok(Some(BuildJob {
+            env,
+            reserve,
+            data_dir,
+            task,
+            abandon,
+        }))
+    }
+
+    /// The entry's clock and seed the build runs with.
+    pub(super) fn env(&self) -> ApplyEnv {
+        self.env
+    }
+
+    /// Waits for the build and stages the built file; `source` and `shared` as the script's.
+    pub(super) async fn finish(self) -> Result<BlankBuild, RestoreError> {
+        let BuildJob {
+            reserve,
+            data_dir,
+            task,
+            ..
+        } = self;
+        let output = task
+            .await
+            .map_err(|e| build_fault("build the database", &e))?;
+        let BuildOutput {
+            id,
+            mut guard,
+            layout,
+            outcome,
+        } = output;
+        let (result, size, crc32c) = match outcome {
+            Err(e) if crate::db::error::is_disk_full(&e) => {
+                return Err(RestoreError::NoRoomToBuild {
+                    reserve,
+                    cause: format!("{e:#}"),
+                })
+            }
+            Err(e) => return Err(build_fault("build the database", &format!("{e:#}"))),
+            Ok(BuildOutcome::NotSqlText) => {
+                return Err(build_fault(
+                    "build the database",
+                    &"the content is not SQL text",
+                ))
+            }
+            Ok(BuildOutcome::ScriptFailed(error)) => return Ok(BlankBuild::ScriptFailed(error)),
+            Ok(BuildOutcome::Done {
+                result,
                 size,
                 crc32c,
-                source: script.source.clone(),
-                shared: script.shared,
+            }) => (result, size, crc32c),
+        };
+        // The room the build started with was shared with staging when the two overlapped.
+        crate::db::disk::check_room(&data_dir, 0, reserve, "the built database").map_err(|e| {
+            RestoreError::NoRoomToBuild {
+                reserve,
+                cause: e.to_string(),
+            }
+        })?;
+        guard
+            .rename_to(staged_path(&data_dir, &id))
+            .map_err(|e| build_fault("stage the built database", &e))?;
+        Ok(BlankBuild::Built(Built {
+            database: BuiltDatabase {
+                database: LoadCommand {
+                    id,
+                    kind: LoadKind::Sqlite,
+                    size,
+                    crc32c,
+                    // Filled in by the proposal, which names the script's source.
+                    source: String::new(),
+                    shared: false,
+                },
+                layout,
             },
-            layout,
-        },
-        guard,
-        result,
-    }))
+            guard,
+            result,
+        }))
+    }
+
+    /// Abandons the build and waits until its thread has ended and its file is removed (the
+    /// caller answers next, and a refused load leaves no file).
+    pub(super) async fn cancel(self) {
+        let BuildJob { task, abandon, .. } = self;
+        drop(abandon);
+        // The output's guard removes the file as it is dropped here.
+        drop(task.await);
+    }
+}
+
+/// The build's blocking part: refuses a database file by its first bytes, then runs the
+/// script into `out` and reads the built file's size and CRC-32C.
+fn build_outcome(
+    mut script: impl std::io::Read,
+    out: &Path,
+    layout: &BlankLayout,
+    env: ApplyEnv,
+    settings: &crate::db::DbSettings,
+    room: u64,
+) -> anyhow::Result<BuildOutcome> {
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(SQLITE_MAGIC.len());
+    (&mut script)
+        .take(SQLITE_MAGIC.len() as u64)
+        .read_to_end(&mut head)
+        .context("read the staged SQL")?;
+    if head.as_slice() == SQLITE_MAGIC.as_slice() {
+        return Ok(BuildOutcome::NotSqlText);
+    }
+    let script = std::io::Cursor::new(head).chain(script);
+    let outcome = build_from(script, out, layout, env, settings, room)?;
+    if let ScriptOutcome::Failed(_) = outcome {
+        return Ok(BuildOutcome::ScriptFailed(outcome.into_result()));
+    }
+    let (size, crc32c) = size_and_crc(out).context("read the built database")?;
+    Ok(BuildOutcome::Done {
+        result: outcome.into_result(),
+        size,
+        crc32c,
+    })
 }
 
 #[cfg(test)]
@@ -398,6 +592,37 @@ mod tests {
             u64::MAX,
         );
         assert!(matches!(ok, Ok(ScriptOutcome::Done { .. })), "{ok:?}");
+    }
+
+    /// A build started before the kind was known stops at a database file's first bytes,
+    /// without creating its output; SQL text shorter than the magic still builds.
+    #[test]
+    fn a_build_stops_at_a_database_files_magic() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("built.db");
+        let mut body = SQLITE_MAGIC.to_vec();
+        body.extend_from_slice(&[0u8; 4096]);
+        let outcome = build_outcome(
+            std::io::Cursor::new(body),
+            &out,
+            &default_layout(),
+            ApplyEnv::default(),
+            &Default::default(),
+            u64::MAX,
+        )
+        .unwrap();
+        assert!(matches!(outcome, BuildOutcome::NotSqlText));
+        assert!(!out.exists());
+        let outcome = build_outcome(
+            std::io::Cursor::new(b"CREATE TABLE t(a);".to_vec()),
+            &out,
+            &default_layout(),
+            ApplyEnv::default(),
+            &Default::default(),
+            u64::MAX,
+        )
+        .unwrap();
+        assert!(matches!(outcome, BuildOutcome::Done { .. }));
     }
 
     #[test]

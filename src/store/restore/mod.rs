@@ -26,7 +26,9 @@
 //!    and `quick_check` (`integrity_check` on request), SQL text by its first word.
 //! 2. **Build once** (the leader, SQL text only; [`build_once`]): when the database is blank,
 //!    the script runs into a new database file, staged beside it, so the cluster can install
-//!    one file instead of running the script on every node.
+//!    one file instead of running the script on every node. For `/db/load` the build starts
+//!    with the upload and reads the staged file as it grows ([`growing`]), so the two
+//!    overlap; a body that fails staging or validation stops it, and nothing it wrote stays.
 //! 3. **Propose** (the leader; [`propose`]): the file is renamed to `load-<id>.staged` and
 //!    one small entry names it: `Command::Load` for a database file, `Command::LoadSql` for
 //!    SQL text (with the built file, if any). The content never enters the log.
@@ -66,6 +68,7 @@
 
 pub mod build_once;
 pub mod files;
+mod growing;
 pub mod pending;
 pub mod replicate;
 mod stage;
@@ -82,7 +85,7 @@ use crate::db::restore_file::{LoadError, LoadKind, StagedInfo};
 use crate::store::types::{LoadCommand, SqlLoad};
 use crate::store::{NodeInfo, Store, StoreError};
 use crate::temp_file::{unique_suffix, TempFile};
-use build_once::BlankBuild;
+use build_once::{BlankBuild, BuildJob};
 
 /// The sizes a restore may take.
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +103,9 @@ pub struct StageChecks {
     pub integrity_check: bool,
     /// Only a database file is accepted (`/boot`): anything else is refused before validation.
     pub sqlite_only: bool,
+    /// The caller proposes the content as soon as it is staged (`/db/load`): SQL text for a
+    /// blank database starts building while the body still arrives ([`BuildJob`]).
+    pub build_while_staging: bool,
 }
 
 /// A body staged in `load-<id>.part` and validated, not yet proposed. Dropping it removes
@@ -109,6 +115,8 @@ pub struct Staged {
     guard: TempFile,
     info: StagedInfo,
     report: serde_json::Value,
+    /// The build started while staging, if any (dropped with the content, it stops).
+    build: Option<BuildJob>,
 }
 
 impl Staged {
@@ -208,20 +216,41 @@ where
     let id = unique_suffix();
     let part = files::part_path(data_dir, &id);
     let guard = TempFile::new(part.clone());
+    let file = stage::create(&part)?;
+    let growth = growing::Growth::new();
+    let build = if checks.build_while_staging && !checks.sqlite_only {
+        BuildJob::start_while_staging(store, &part, growth.clone(), limits.disk_reserve).await?
+    } else {
+        None
+    };
     let staging = Instant::now();
-    let info = stage::receive(body, &part, limits).await?;
-    let uploaded = staging.elapsed();
-    if checks.sqlite_only && info.kind != LoadKind::Sqlite {
-        return Err(RestoreError::NotSqlite);
+    let staged = async {
+        let info = stage::receive(body, file, &part, limits, growth).await?;
+        let uploaded = staging.elapsed();
+        if checks.sqlite_only && info.kind != LoadKind::Sqlite {
+            return Err(RestoreError::NotSqlite);
+        }
+        let sqlite = stage::validate(&part, info.kind, checks.integrity_check).await?;
+        let report = stage::report(&info, uploaded, staging.elapsed() - uploaded, sqlite);
+        Ok((info, report))
     }
-    let sqlite = stage::validate(&part, info.kind, checks.integrity_check).await?;
-    let report = stage::report(&info, uploaded, staging.elapsed() - uploaded, sqlite);
-    Ok(Staged {
-        id,
-        guard,
-        info,
-        report,
-    })
+    .await;
+    match staged {
+        Ok((info, report)) => Ok(Staged {
+            id,
+            guard,
+            info,
+            report,
+            build,
+        }),
+        Err(e) => {
+            // Refused: the build stops and its file goes before the answer.
+            if let Some(build) = build {
+                build.cancel().await;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// [`stage`] for content that waits for a confirmation before [`propose`] (the console's
@@ -258,6 +287,7 @@ pub async fn propose(
         mut guard,
         info,
         mut report,
+        build,
     } = staged;
     let cmd = LoadCommand {
         id,
@@ -270,26 +300,44 @@ pub async fn propose(
     // The script stays a `.part` file while it builds: a crash then leaves nothing behind
     // that startup keeps.
     let sql = if info.kind == LoadKind::Sql {
-        let env = store.stamp();
         let building = Instant::now();
-        let built =
-            match build_once::build_for_blank(store, guard.path(), &cmd, env, limits.disk_reserve)
-                .await?
-            {
-                BlankBuild::NotBlank => None,
-                BlankBuild::Built(built) => Some(built),
-                BlankBuild::ScriptFailed(error) => {
-                    return Ok(Restored {
-                        results: vec![error],
-                        raft_index: None,
-                        report,
-                    })
-                }
-            };
+        // A build started while staging ran with its own stamp, which the entry then carries.
+        let (env, blank) = match build {
+            Some(build) => {
+                report["built_while_uploading"] = true.into();
+                (build.env(), build.finish().await?)
+            }
+            None => {
+                let env = store.stamp();
+                let blank =
+                    build_once::build_for_blank(store, guard.path(), env, limits.disk_reserve)
+                        .await?;
+                (env, blank)
+            }
+        };
+        let built = match blank {
+            BlankBuild::NotBlank => None,
+            BlankBuild::Built(mut built) => {
+                built.database.database.source = cmd.source.clone();
+                built.database.database.shared = cmd.shared;
+                Some(built)
+            }
+            BlankBuild::ScriptFailed(error) => {
+                return Ok(Restored {
+                    results: vec![error],
+                    raft_index: None,
+                    report,
+                })
+            }
+        };
+        // After staging: the part of the build that did not overlap the upload.
         report["phases"]["build_s"] = building.elapsed().as_secs_f64().into();
         report["built"] = built.is_some().into();
         Some((env, built))
     } else {
+        if let Some(build) = build {
+            build.cancel().await;
+        }
         None
     };
     guard

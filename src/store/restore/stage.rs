@@ -9,11 +9,13 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 
+use super::growing::{Announcing, Growth, StagingEnd};
 use super::{RestoreError, RestoreLimits};
 use crate::db::disk::ReserveWriter;
 use crate::db::restore_file::{
@@ -23,19 +25,26 @@ use crate::db::restore_file::{
 /// Chunks in flight between the body and the staging thread.
 const STAGE_CHANNEL_DEPTH: usize = 8;
 
-/// Streams `body` through a [`Stager`] into `path` (created here, synced at the end), keeping
-/// the reserve free on its file system.
+/// Creates the staged file at `path` (empty), so a reader can open it before the body arrives.
+pub(super) fn create(path: &Path) -> Result<std::fs::File, RestoreError> {
+    std::fs::File::create(path)
+        .map_err(|e| RestoreError::Failed(format!("create {}: {e}", path.display())))
+}
+
+/// Streams `body` through a [`Stager`] into `file` (at `path`, synced at the end), keeping
+/// the reserve free on its file system, and announces its growth and end through `growth`
+/// (see [`super::growing`]).
 pub(super) async fn receive<S, E>(
     mut body: S,
+    file: std::fs::File,
     path: &Path,
     limits: RestoreLimits,
+    growth: Arc<Growth>,
 ) -> Result<StagedInfo, RestoreError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let file = std::fs::File::create(path)
-        .map_err(|e| RestoreError::Failed(format!("create {}: {e}", path.display())))?;
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let RestoreLimits {
         max_size: limit,
@@ -44,7 +53,12 @@ where
     // `None` marks the end of the body; a channel closed without it is an abandoned upload.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(STAGE_CHANNEL_DEPTH);
     let worker = tokio::task::spawn_blocking(move || -> Result<Option<StagedInfo>, LoadError> {
-        let out = io::BufWriter::with_capacity(256 * 1024, ReserveWriter::new(file, dir, reserve));
+        // Every return but the one after `complete` tells a reader that staging failed.
+        let end = StagingEnd::new(growth.clone());
+        let out = io::BufWriter::with_capacity(
+            256 * 1024,
+            ReserveWriter::new(Announcing::new(file, growth), dir, reserve),
+        );
         let mut stager = Stager::new(out, limit);
         loop {
             match rx.blocking_recv() {
@@ -57,7 +71,13 @@ where
             }
         }
         let (info, out) = stager.finish()?;
-        let file = out.into_inner().map_err(|e| e.into_error())?.into_inner();
+        let file = out
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .into_inner()
+            .into_inner();
+        // Accepted whole: a reader may read to the end while the file is synced.
+        end.complete();
         file.sync_all()?;
         Ok(Some(info))
     });
