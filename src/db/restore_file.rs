@@ -789,6 +789,47 @@ impl<R: BufRead> Iterator for SqlStatements<R> {
     }
 }
 
+/// Bytes of statements a [`read_ahead`] thread hands over at a time.
+const READ_AHEAD_BATCH_BYTES: usize = 256 * 1024;
+/// Batches waiting for the runner: with the one being filled and the one being run, memory
+/// holds about four batches (each of at most 256 KiB, or one statement longer than that).
+const READ_AHEAD_BATCHES: usize = 2;
+
+/// Reads and splits `statements` on a thread of its own within `scope`, ahead of the thread
+/// that runs them (which gets them in order, as the iterator returned). A SQL load's time is
+/// reading, splitting and recognising statements plus running them; on two threads the two
+/// overlap. The reader stops after an error (handed over as the last item) and when the
+/// returned iterator is dropped (at its next hand-over).
+pub fn read_ahead<'scope, I>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    statements: I,
+) -> io::Result<impl Iterator<Item = io::Result<String>> + 'scope>
+where
+    I: Iterator<Item = io::Result<String>> + Send + 'scope,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<io::Result<String>>>(READ_AHEAD_BATCHES);
+    std::thread::Builder::new()
+        .name("sql-read-ahead".into())
+        .spawn_scoped(scope, move || {
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            for item in statements {
+                let failed = item.is_err();
+                bytes += item.as_ref().map_or(0, String::len);
+                batch.push(item);
+                if failed || bytes >= READ_AHEAD_BATCH_BYTES {
+                    if failed || tx.send(std::mem::take(&mut batch)).is_err() {
+                        break;
+                    }
+                    bytes = 0;
+                }
+            }
+            // The last batch (or the one that ends with the error); nobody may be listening.
+            let _ = tx.send(batch);
+        })?;
+    Ok(rx.into_iter().flatten())
+}
+
 /// Runs the whole body through the same checks the server runs, into a scratch file at
 /// `path`: staging, then validation. Fuzz targets and tests use it.
 pub fn check_body(body: &[u8], path: &Path, limit: Option<u64>) -> Result<StagedInfo, LoadError> {

@@ -715,3 +715,18 @@ fn a_read_over_its_result_cap_fails_that_statement_only() {
         matches!(&returning.results[0].outcome, StatementOutcome::Rows(r) if r.values.len() == 100)
     );
 }
+
+#[test]
+fn a_writable_schema_line_is_told_by_its_words_not_its_spacing_or_case() {
+    use super::writable_schema_line as line;
+    assert_eq!(line("PRAGMA writable_schema=ON;"), Some(true));
+    assert_eq!(line("  pragma  WRITABLE_SCHEMA = off ;\n"), Some(false));
+    assert_eq!(line("PRAGMA writable_schema=ONE;"), None);
+    assert_eq!(line("PRAGMA writable_schema=O;"), None);
+    assert_eq!(line("PRAGMA writable_schema=ON; SELECT 1;"), None);
+    assert_eq!(
+        line("INSERT INTO t VALUES('PRAGMA writable_schema=ON');"),
+        None
+    );
+    assert_eq!(line(""), None);
+}

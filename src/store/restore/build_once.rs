@@ -91,7 +91,7 @@ pub fn build(
 /// this node (or a script that could not be read). `settings` are the node's, as on the
 /// writer (`-fk`).
 pub fn build_from(
-    script: impl std::io::Read,
+    script: impl std::io::Read + Send,
     out: &Path,
     layout: &BlankLayout,
     env: ApplyEnv,
@@ -396,7 +396,7 @@ impl BuildJob {
 /// The build's blocking part: refuses a database file by its first bytes, then runs the
 /// script into `out` and reads the built file's size and CRC-32C.
 fn build_outcome(
-    mut script: impl std::io::Read,
+    mut script: impl std::io::Read + Send,
     out: &Path,
     layout: &BlankLayout,
     env: ApplyEnv,
