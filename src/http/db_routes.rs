@@ -21,7 +21,7 @@ use super::AppState;
 use crate::db::execute::RequestResults;
 use crate::db::request::{ApplyEnv, Request, ResultOptions, RowsPolicy, SqlStatement};
 use crate::db::rewrite;
-use crate::store::{ReadLevel, StoreError};
+use crate::store::{ReadBounds, ReadLevel, StoreError};
 
 /// A parsed request with the raw body it came in.
 struct Incoming {
@@ -130,13 +130,7 @@ pub async fn request(
     let outcome = match state.store.is_read_only(request).await {
         Ok((request, true)) => state
             .store
-            .query(
-                request,
-                level,
-                opts,
-                params.duration("freshness"),
-                params.duration("db_timeout"),
-            )
+            .query(request, level, opts, read_bounds(&params))
             .await
             .map(|r| (r, 0)),
         Ok((request, false)) => state
@@ -163,12 +157,24 @@ async fn run_query(req: &HttpRequest, state: &AppState, incoming: Incoming) -> H
             request,
             ReadLevel::parse(params.get("level")),
             result_options(&params),
-            params.duration("freshness"),
-            params.duration("db_timeout"),
+            read_bounds(&params),
         )
         .await
         .map(|r| (r, 0));
     respond(req, state, &params, forward, outcome, started).await
+}
+
+/// A read's bounds from its parameters (validated before: `freshness_strict` needs
+/// `freshness`; durations parse).
+fn read_bounds(params: &QueryParams) -> ReadBounds {
+    ReadBounds {
+        freshness: params.duration("freshness"),
+        freshness_strict: params.has("freshness_strict"),
+        linearizable_timeout: params
+            .duration("linearizable_timeout")
+            .unwrap_or(crate::store::DEFAULT_LINEARIZABLE_TIMEOUT),
+        db_timeout: params.duration("db_timeout"),
+    }
 }
 
 /// `/db/execute?queue[&wait]`: accepted at once with a sequence number, or after the batch

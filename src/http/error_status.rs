@@ -56,7 +56,9 @@ pub fn store(e: &StoreError) -> StatusCode {
             tracing::warn!("database fault: {db}");
             StatusCode::OK
         }
-        StoreError::StaleRead | StoreError::Internal(_) => StatusCode::OK,
+        StoreError::StaleRead
+        | StoreError::LinearizableTimeout { .. }
+        | StoreError::Internal(_) => StatusCode::OK,
         // Refused before the log: the leader's disk is nearly full.
         StoreError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
     }

@@ -59,8 +59,24 @@ pub async fn answer_not_leader(
     let timeout = params
         .duration("timeout")
         .unwrap_or(Duration::from_secs(30));
-    forward(client, req, body, &leader, timeout).await
+    let retries = params
+        .get("retries")
+        .and_then(|r| r.parse::<u32>().ok())
+        .unwrap_or(0);
+    forward(client, req, body, &leader, timeout, retries).await
 }
+
+/// Attempts of a forward whose connection to the leader could not be made: rqlite's
+/// `retries` (at least one retry, as rqlite makes), capped so a request cannot ask for an
+/// unbounded loop.
+fn connect_attempts(retries: u32) -> u32 {
+    1 + retries.clamp(1, MAX_FORWARD_RETRIES)
+}
+
+/// The most `retries` honoured.
+const MAX_FORWARD_RETRIES: u32 = 10;
+/// The pause before each retry: a leader restarting or busy accepting gets a moment.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// The same path and query on the leader's API. The path is the one actix routed (decoded),
 /// never the raw one: the leader decides on exactly the route this node decided on.
@@ -97,43 +113,74 @@ pub fn redirect(req: &HttpRequest, leader: &NodeInfo) -> HttpResponse {
         .body(format!("<a href=\"{location}\">Moved Permanently</a>.\n\n"))
 }
 
+/// Sends the request to the leader and relays its answer. Only a connection that could not
+/// be made is retried (`retries`, see [`connect_attempts`]): the leader never saw that
+/// request. rqlite retries after any error, which can run a write twice; a request that may
+/// have reached the leader is not sent again here.
 async fn forward(
     client: &reqwest::Client,
     req: &HttpRequest,
     body: bytes::Bytes,
     leader: &NodeInfo,
     timeout: Duration,
+    retries: u32,
 ) -> HttpResponse {
     let url = leader_url(req, leader);
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .unwrap_or(reqwest::Method::POST);
-    let mut out = client
-        .request(method, &url)
-        .timeout(timeout)
-        .header(FORWARDED_HEADER, "1")
-        .body(body);
-    if let Some(ct) = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        out = out.header(reqwest::header::CONTENT_TYPE, ct);
-    }
-    out = with_caller_credentials(out, req);
-    let resp = match out.send().await {
+    let attempts = connect_attempts(retries);
+    let mut attempt = 1;
+    let sent = loop {
+        let mut out = client
+            .request(method.clone(), &url)
+            .timeout(timeout)
+            .header(FORWARDED_HEADER, "1")
+            .body(body.clone());
+        if let Some(ct) = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+        {
+            out = out.header(reqwest::header::CONTENT_TYPE, ct);
+        }
+        out = with_caller_credentials(out, req);
+        match out.send().await {
+            Err(e) if e.is_connect() && attempt < attempts => {
+                metrics::FORWARD_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                attempt += 1;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            other => break other,
+        }
+    };
+    let resp = match sent {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!("forward to leader {}: {e}", leader.api_addr);
+            tracing::warn!(
+                "forward to leader {} ({attempt} attempts): {e}",
+                leader.api_addr
+            );
             return super::response::json(
                 StatusCode::OK,
                 format!(
                     "{{\"results\":[],\"error\":{}}}",
-                    serde_json::Value::String(format!("forward to leader: {e}"))
+                    serde_json::Value::String(format!(
+                        "forward to leader: {e} ({attempt} attempts)"
+                    ))
                 ),
             );
         }
     };
     relay_leader_answer(resp, leader).await
+}
+
+/// Counts kept for `/debug/vars`.
+pub mod metrics {
+    use std::sync::atomic::AtomicU64;
+
+    /// Forwards sent again because the connection to the leader could not be made
+    /// (`cluster.client_retries`, as rqlite names its count of them).
+    pub static FORWARD_RETRIES: AtomicU64 = AtomicU64::new(0);
 }
 
 /// The leader's answer to a forwarded request, passed on: status, content type and body (a

@@ -129,6 +129,7 @@ fn expvars(state: &AppState) -> Value {
         "cmdline": std::env::args().collect::<Vec<_>>(),
         "cluster": {
             "num_join_req": n(&c.join_requests),
+            "client_retries": n(&super::forward::metrics::FORWARD_RETRIES),
         },
         "http": {
             "backups": n(&c.backups),

@@ -56,6 +56,31 @@ pub use crate::db::request::ReadLevel;
 pub use node_info::{NodeInfo, NodeReport};
 pub use state_machine::SharedState;
 
+/// How stale, and how slow, a read may be: `freshness` (with `freshness_strict`) for
+/// `level=none`, `linearizable_timeout` for `linearizable` and `strong`, `db_timeout` for the
+/// statements themselves.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadBounds {
+    pub freshness: Option<Duration>,
+    pub freshness_strict: bool,
+    pub linearizable_timeout: Duration,
+    pub db_timeout: Option<Duration>,
+}
+
+impl Default for ReadBounds {
+    fn default() -> ReadBounds {
+        ReadBounds {
+            freshness: None,
+            freshness_strict: false,
+            linearizable_timeout: DEFAULT_LINEARIZABLE_TIMEOUT,
+            db_timeout: None,
+        }
+    }
+}
+
+/// rqlite's default `linearizable_timeout`.
+pub const DEFAULT_LINEARIZABLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why the store could not serve a request. Each variant maps to one HTTP answer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -63,9 +88,14 @@ pub enum StoreError {
     #[error("not leader")]
     NotLeader { leader: Option<NodeInfo> },
     /// A `level=none` read with `freshness` on a node that has not heard from the leader
-    /// recently enough (rqlite's `stale read`).
+    /// recently enough, or (`freshness_strict`) has not applied what it knows to be committed
+    /// within that time (rqlite's `stale read`).
     #[error("stale read")]
     StaleRead,
+    /// A linearizable (or strong) read whose leadership check and apply did not finish
+    /// within `linearizable_timeout` (rqlite's words for it).
+    #[error("index {read_index}: timeout waiting for fsm")]
+    LinearizableTimeout { read_index: u64 },
     /// The database itself failed (see [`DbError`]): a fault of this node, or a node that
     /// is shutting down.
     #[error(transparent)]
@@ -306,8 +336,7 @@ impl Store {
         let applied = self.applied_index();
         // openraft tells the log its committed id; nothing applied can be uncommitted, so the
         // applied index is a floor (a node that has not been told yet since it started).
-        let committed = crate::raft::log::openraft::committed_id::<TypeConfig>(&self.log)
-            .map_or(0, |l| l.index);
+        let committed = self.committed_index();
         let (copies_made, copies_shared) = self.backups.copies_made_and_shared();
         crate::metrics::NodeReading {
             raft_role: match raft.state {
@@ -318,7 +347,7 @@ impl Store {
                 ServerState::Shutdown => RaftRole::Shutdown,
             },
             term: raft.current_term,
-            commit_index: committed.max(applied),
+            commit_index: committed,
             applied_index: applied,
             last_log_index: raft.last_log_index.unwrap_or(0),
             log_bytes: self.log.disk_bytes(),
@@ -436,6 +465,13 @@ impl Store {
     /// conditional backups compare with.
     pub fn applied_content(&self) -> backup::ContentId {
         backup::ContentId::of(&self.shared.applied.lock())
+    }
+
+    /// The highest index this node knows to be committed (at least its applied index).
+    pub fn committed_index(&self) -> u64 {
+        crate::raft::log::openraft::committed_id::<TypeConfig>(&self.log)
+            .map_or(0, |l| l.index)
+            .max(self.applied_index())
     }
 
     /// The index of the last entry applied to the database.
@@ -631,15 +667,20 @@ impl Store {
         self.members().len() == 1
     }
 
-    /// Runs a read-only request at the given consistency level.
+    /// Runs a read-only request at the given consistency level, within `bounds`.
     pub async fn query(
         &self,
         request: Request,
         level: ReadLevel,
         opts: ResultOptions,
-        freshness: Option<Duration>,
-        db_timeout: Option<Duration>,
+        bounds: ReadBounds,
     ) -> Result<RequestResults, StoreError> {
+        let ReadBounds {
+            freshness,
+            freshness_strict,
+            linearizable_timeout,
+            db_timeout,
+        } = bounds;
         self.counters.queries.fetch_add(1, Ordering::Relaxed);
         let level = match level {
             ReadLevel::Auto if self.is_voter() => ReadLevel::Weak,
@@ -651,6 +692,20 @@ impl Store {
                 if let Some(limit) = freshness {
                     if self.stale_contact(limit).is_some() {
                         return Err(StoreError::StaleRead);
+                    }
+                    // Strict: also everything this node knows to be committed must be in the
+                    // database, waiting for the apply no longer than `freshness` (rqlite
+                    // compares the timestamps of the last applied entry instead; see
+                    // docs/compatibility.md).
+                    if freshness_strict && !self.is_leader() {
+                        let committed = self.committed_index();
+                        if self
+                            .ensure_fresh(Some(limit), Some(committed), limit)
+                            .await
+                            .is_err()
+                        {
+                            return Err(StoreError::StaleRead);
+                        }
                     }
                 }
             }
@@ -672,7 +727,12 @@ impl Store {
                 if !self.is_leader() {
                     return Err(self.not_leader());
                 }
-                match self.raft.ensure_linearizable().await {
+                let read_index = self.committed_index();
+                let confirmed =
+                    tokio::time::timeout(linearizable_timeout, self.raft.ensure_linearizable())
+                        .await
+                        .map_err(|_| StoreError::LinearizableTimeout { read_index })?;
+                match confirmed {
                     Ok(_) => {}
                     Err(RaftError::APIError(
                         openraft::error::CheckIsLeaderError::ForwardToLeader(f),

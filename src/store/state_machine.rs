@@ -740,6 +740,13 @@ fn apply_entries(
             _ => None,
         }
         .map(|seed| applied_state::lineage_from_seed(seed, log_id.index));
+        if matches!(
+            &entry.payload,
+            EntryPayload::Normal(Command::Execute { .. } | Command::ExecuteBatch(_))
+        ) {
+            // Tests slow a node's apply of writes here (`=sleep(N)`): a node behind its commit.
+            crate::failpoint::crash_point("apply::write_entry");
+        }
         let mut waiting_for_room = DiskFullWait::default();
         let response = loop {
             conn.set_apply_inputs(env.map(ApplyEnv::inputs))
