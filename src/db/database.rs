@@ -287,6 +287,17 @@ impl Database {
     /// appending to the WAL meanwhile; it stops at the oldest reader's snapshot. The swap gate
     /// is held shared, so a file swap never finds this connection open. Returns whether it ran.
     pub async fn checkpoint_if_due(&self) -> Result<bool, DbError> {
+        self.checkpoint_from(CHECKPOINT_FRAMES).await
+    }
+
+    /// A PASSIVE checkpoint now, if any frame waits to be copied back (`POST /reap`).
+    /// Returns whether it ran.
+    pub async fn checkpoint_now(&self) -> Result<bool, DbError> {
+        self.checkpoint_from(1).await
+    }
+
+    /// The checkpoint of [`Database::checkpoint_if_due`] when at least `min_frames` wait.
+    async fn checkpoint_from(&self, min_frames: u32) -> Result<bool, DbError> {
         let failed = |source| DbError::Checkpoint {
             path: self.path.clone(),
             source,
@@ -295,7 +306,7 @@ impl Database {
         let pending = super::wal::frames_to_backfill(&shm)
             .with_context(|| format!("read {}", shm.display()))
             .map_err(failed)?;
-        if pending < CHECKPOINT_FRAMES {
+        if pending < min_frames {
             return Ok(false);
         }
         let gate = Arc::clone(&self.swap_gate).read_owned().await;

@@ -46,11 +46,13 @@ pub async fn snapshot(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
 
 /// `POST /reap`: `{"snapshots_reaped":n,"wals_checkpointed":c}`.
 pub async fn reap(state: web::Data<AppState>) -> HttpResponse {
-    let report = ops::reap(&state.store);
-    json_response(
-        StatusCode::OK,
-        serde_json::to_string(&report).unwrap_or_else(|_| "{}".into()),
-    )
+    match ops::reap(&state.store).await {
+        Ok(report) => json_response(
+            StatusCode::OK,
+            serde_json::to_string(&report).unwrap_or_else(|_| "{}".into()),
+        ),
+        Err(e) => text_error(super::error_status::store(&e), e),
+    }
 }
 
 #[derive(serde::Deserialize)]

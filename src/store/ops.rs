@@ -111,9 +111,17 @@ pub async fn snapshot_now(
 
 /// rqlite keeps snapshot files and WAL files beside its database and reaps the old ones.
 /// raftlite keeps no snapshot files (the snapshot is the live database, and the copies sent to
-/// followers are temporary files removed when sent), so there is nothing to reap: the report
-/// says so with zeros.
-pub fn reap(store: &Store) -> ReapReport {
+/// followers are temporary files removed when sent). What it does keep beside the database
+/// are finished backup copies kept for reuse and resumes (`-backup-keep`): those are let go
+/// (`snapshots_reaped`, each file removed once no download reads it), and the WAL is copied
+/// back into the database now rather than at the next checkpoint (`wals_checkpointed`: 1
+/// when frames were waiting and the checkpoint ran).
+pub async fn reap(store: &Store) -> Result<ReapReport, StoreError> {
     store.counters.user_reaps.fetch_add(1, Ordering::Relaxed);
-    ReapReport::default()
+    let snapshots_reaped = store.backups().reap_kept() as u64;
+    let checkpointed = store.database().checkpoint_now().await?;
+    Ok(ReapReport {
+        snapshots_reaped,
+        wals_checkpointed: u64::from(checkpointed),
+    })
 }

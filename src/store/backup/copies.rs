@@ -226,10 +226,11 @@ impl Retention {
         }
     }
 
-    /// Lets every kept copy go (a new copy needs the room). Returns whether there were any.
-    pub fn release_all(&self) -> bool {
+    /// Lets every kept copy go (a new copy needs the room, or `POST /reap`). Returns how many
+    /// there were.
+    pub fn release_all(&self) -> usize {
         let released = std::mem::take(&mut *self.kept.lock());
-        !released.is_empty()
+        released.len()
     }
 
     /// Lets every kept copy go for good: the content was replaced (a load). Copies of it
@@ -369,7 +370,7 @@ impl Copies {
         drop(live);
         if let Err(e) = self.check_room(room_for) {
             // Kept copies give way to a new one (their files go once no stream reads them).
-            if !self.retention.release_all() {
+            if self.retention.release_all() == 0 {
                 return Err(Arc::new(BackupError::InsufficientStorage(e)));
             }
             self.check_room(room_for)

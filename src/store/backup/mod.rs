@@ -545,6 +545,12 @@ impl Backups {
         self.copies.retention.forget_replaced();
     }
 
+    /// Lets every finished copy kept for reuse and resumes go (`POST /reap`): each file is
+    /// removed once no stream reads it. Returns how many were kept.
+    pub fn reap_kept(&self) -> usize {
+        self.copies.retention.release_all()
+    }
+
     /// Bytes of finished copies kept for reuse and resumes now (`/status`).
     pub fn kept_bytes(&self) -> u64 {
         self.copies.retention.kept_bytes()
