@@ -122,7 +122,7 @@ fn rqlited_style_command_lines_form_a_cluster_and_status_has_rqlites_fields() {
     let s = status(&n2);
     for conn in ["rw", "ro"] {
         assert_eq!(
-            s["store"]["sqlite3"]["pragmas"][conn]["foreign_keys"], 1,
+            s["store"]["sqlite3"]["pragmas"][conn]["foreign_keys"], "1",
             "{s}"
         );
     }

@@ -332,7 +332,13 @@ fn status_readyz_nodes_leader() {
         s["store"]["sqlite3"]["pragmas"]["rw"]["journal_mode"],
         "wal"
     );
-    assert_eq!(s["store"]["sqlite3"]["pragmas"]["ro"]["foreign_keys"], 0);
+    // rqlite's types: every pragma value a string.
+    assert_eq!(s["store"]["sqlite3"]["pragmas"]["ro"]["foreign_keys"], "0");
+    assert_eq!(s["store"]["sqlite3"]["pragmas"]["rw"]["synchronous"], "1");
+    assert!(
+        s["store"]["sqlite3"]["pragmas"]["rw"]["busy_timeout"].is_string(),
+        "{s}"
+    );
     assert_eq!(node.get("/status?key=store.nosuch").body, "{}");
     assert_eq!(node.get("/status?key=store.leader").json()["node_id"], "n1");
     assert!(node

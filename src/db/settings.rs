@@ -128,12 +128,11 @@ fn apply_common(conn: &mut Connection, s: &DbSettings) -> raftlite_ffi::Result<(
 
 /// The pragma values `/status` reports for a connection.
 pub fn pragmas(conn: &Connection) -> serde_json::Value {
+    // Strings, numbers included ("1", "5000"), as rqlite reports them: tools written against
+    // rqlite compare `/status` values with their JSON types.
     let get = |name: &str| -> serde_json::Value {
         match conn.query_text(&format!("PRAGMA {name}")) {
-            Ok(Some(v)) => v
-                .parse::<i64>()
-                .map(Into::into)
-                .unwrap_or_else(|_| v.into()),
+            Ok(Some(v)) => v.into(),
             _ => serde_json::Value::Null,
         }
     };
