@@ -153,7 +153,7 @@ const FLAGS: &[ConfigFlag] = &[
     flag("node-verify-server-name", Str, "", Honoured, "Host name to verify in certificates presented by other nodes"),
     flag("node-verify-common-name", Str, "", Honoured, "Common Name required in certificates of connecting nodes"),
     // Backups and restores.
-    flag("auto-backup", Str, "", Refused("silently not backing up"), "Path to the automatic backup configuration file. If not set, no automatic backups"),
+    flag("auto-backup", Str, "", Honoured, "Path to the automatic backup configuration file. If not set, no automatic backups"),
     flag("auto-restore", Str, "", Refused("silently not restoring"), "Path to the automatic restore configuration file. If not set, no automatic restore"),
     flag("backup-tmp-dir", Str, "", Honoured, "Directory for temporary backup files. If not set, the data directory"),
     flag("disk-reserve", U64, "268435456", Honoured, "Free bytes that backups, loads and boots must leave on the data file system"),
@@ -813,7 +813,6 @@ impl Config {
         let in_use = [
             ("disco-mode", self.disco_mode.is_some()),
             ("cdc-config", self.cdc_config.is_some()),
-            ("auto-backup", self.auto_backup.is_some()),
             ("auto-restore", self.auto_restore.is_some()),
         ];
         in_use
@@ -1521,24 +1520,25 @@ mod tests {
     }
 
     #[test]
-    fn auto_backup_and_restore_are_refused() {
-        let err = Config::parse(&args("-auto-backup backup.json /d")).unwrap_err();
+    fn auto_backup_is_taken_and_auto_restore_refused() {
+        // The file is read at start-up (`auto_backup::config`); here only its path is taken.
+        assert_eq!(
+            run("-auto-backup backup.json /d").auto_backup,
+            Some(PathBuf::from("backup.json"))
+        );
+        let err = Config::parse(&args("-auto-restore restore.json /d")).unwrap_err();
         assert_eq!(
             err,
             ConfigError::Unsupported {
-                flag: "auto-backup",
-                consequence: "silently not backing up"
+                flag: "auto-restore",
+                consequence: "silently not restoring"
             }
         );
         assert_eq!(
             err.to_string(),
-            "-auto-backup is not supported yet: refusing to start rather than silently not backing up"
-        );
-        assert_eq!(err.exit_code(), 1);
-        assert_eq!(
-            error("-auto-restore restore.json /d"),
             "-auto-restore is not supported yet: refusing to start rather than silently not restoring"
         );
+        assert_eq!(err.exit_code(), 1);
         // Empty means "not enabled", as in rqlited.
         assert_eq!(run("-auto-backup= /d").auto_backup, None);
     }
@@ -1550,7 +1550,6 @@ mod tests {
         let mut c = run("/d");
         c.disco_mode = Some("dns".into());
         c.cdc_config = Some("x".into());
-        c.auto_backup = Some("x".into());
         c.auto_restore = Some("x".into());
         let mut in_use = c.refused_flags_in_use();
         in_use.sort_unstable();
@@ -1682,9 +1681,10 @@ mod tests {
             "every flag is rqlited's or listed in RAFTLITE_ONLY_FLAGS"
         );
         assert_eq!(
-            flag_support("auto-backup"),
-            Some(Refused("silently not backing up"))
+            flag_support("auto-restore"),
+            Some(Refused("silently not restoring"))
         );
+        assert_eq!(flag_support("auto-backup"), Some(Honoured));
         assert_eq!(flag_support("no-such-flag"), None);
     }
 

@@ -14,6 +14,8 @@
 #[cfg(feature = "server")]
 pub mod auth;
 #[cfg(feature = "server")]
+pub mod auto_backup;
+#[cfg(feature = "server")]
 pub mod cluster;
 pub mod config;
 pub mod db;

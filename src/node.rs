@@ -62,6 +62,8 @@ pub struct NodeOptions {
     /// `-backup-keep` and `-backup-keep-size`: how long and how much finished copies are kept.
     pub backup_keep: Duration,
     pub backup_keep_size: u64,
+    /// `-auto-backup`: the leader's periodic backups, read from the configuration file.
+    pub auto_backup: Option<crate::auto_backup::AutoBackupConfig>,
     /// `-write-queue-*`.
     pub write_queue: crate::http::write_queue::QueueOptions,
     /// `-raft-shutdown-stepdown`: a leader hands leadership over before a graceful stop.
@@ -119,6 +121,7 @@ impl NodeOptions {
             max_backup_copies: 16,
             backup_keep: Duration::from_secs(300),
             backup_keep_size: 4 << 30,
+            auto_backup: None,
             write_queue: Default::default(),
             shutdown_stepdown: true,
             remove_on_shutdown: false,
@@ -348,6 +351,12 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let raft_task = tokio::spawn(raft_server);
     tracing::info!(node_id = %node.id, "raft listening on {raft_bound}");
 
+    let uploader = Arc::new(crate::auto_backup::UploaderStats::default());
+    if let Some(config) = opts.auto_backup.clone() {
+        crate::auto_backup::start(Arc::clone(&store), config, Arc::clone(&uploader))
+            .context("start automatic backups")?;
+    }
+
     let forward_client = security.forward_client;
     let node_client = tls::node()
         .client_builder()
@@ -374,6 +383,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         start_time_rfc3339: now_rfc3339(),
         writer_pragmas: parking_lot::Mutex::new(serde_json::Value::Null),
         allow_origin: opts.http_allow_origin.clone(),
+        uploader,
     };
     let https = security.http_server.is_some();
     let server =

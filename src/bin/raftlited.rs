@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use raftlite::auto_backup;
 use raftlite::cluster::membership::JoinOptions;
 use raftlite::config::{Config, ConfigError, ParseOutcome};
 use raftlite::node::{self, NodeOptions};
@@ -39,7 +40,16 @@ fn main() -> ExitCode {
     for flag in config.accepted_but_ignored() {
         tracing::warn!("flag -{flag} is accepted for rqlited compatibility but has no effect yet");
     }
+    let auto_backup = match config.auto_backup.as_deref().map(auto_backup::config::read) {
+        Some(Err(e)) => {
+            eprintln!("raftlited: -auto-backup: {e:#}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(c)) => Some(c),
+        None => None,
+    };
     let opts = NodeOptions {
+        auto_backup,
         data_dir: config.data_dir.clone(),
         node_id: config.node_id.clone(),
         http_addr: config.http_addr.clone(),

@@ -129,6 +129,7 @@ fn expvars(state: &AppState) -> Value {
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     json!({
         "cmdline": std::env::args().collect::<Vec<_>>(),
+        "uploader": state.uploader.expvar(),
         "cluster": {
             "num_join_req": n(&c.join_requests),
             "client_retries": n(&super::forward::metrics::FORWARD_RETRIES),

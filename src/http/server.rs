@@ -58,6 +58,8 @@ pub struct AppState {
     /// The writer connection's settings as `/status` last read them: shown when the writer
     /// is busy (a SQL load's transaction, a snapshot's fsync) rather than waiting for it.
     pub writer_pragmas: parking_lot::Mutex<serde_json::Value>,
+    /// The automatic backups' counters (`/debug/vars` `uploader`; zeros without `-auto-backup`).
+    pub uploader: std::sync::Arc<crate::auto_backup::UploaderStats>,
     /// `-http-allow-origin`: sent as `Access-Control-Allow-Origin` on every answer.
     pub allow_origin: Option<String>,
 }

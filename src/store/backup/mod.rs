@@ -159,6 +159,16 @@ impl BinaryBackup {
         Ok(digest)
     }
 
+    /// The copy's file once it is complete, for a reader on a blocking thread (an automatic
+    /// backup): it stays on disk at least as long as this value is held.
+    pub async fn finished_file(&self) -> Result<std::path::PathBuf, BackupError> {
+        self.copy
+            .finished_info()
+            .await
+            .map_err(|e| BackupError::Failed(e.to_string()))?;
+        Ok(self.copy.path().to_path_buf())
+    }
+
     /// The bytes `[start, end)` of the copy (all of it with `None`), streamed in [`CHUNK`]s.
     /// A stream of the whole file computes the digest on its way if none has yet. When the
     /// stream ends or is dropped the copy is kept again for `-backup-keep` (so a broken

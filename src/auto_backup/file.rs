@@ -1,0 +1,192 @@
+//! The `file` storage of automatic backups: files in a local directory, as rqlite writes them.
+//! Each upload goes to a temporary `.upload-*` file in the directory, is fsynced, then renamed
+//! to its name (`NAME`, or `YYYYMMDDHHMMSS_NAME` with `timestamp`), and `METADATA.json`
+//! (`{"id":…,"timestamp":<ms>,"name":<path>}`) is replaced the same way, so a reader sees an
+//! older complete backup or the new one, never part of one.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+const METADATA: &str = "METADATA.json";
+const UPLOAD_PREFIX: &str = ".upload-";
+
+/// What `METADATA.json` says of the last upload.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Metadata {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A directory that receives backups.
+#[derive(Debug)]
+pub struct FileStorage {
+    dir: PathBuf,
+    name: String,
+    timestamp: bool,
+}
+
+impl FileStorage {
+    /// Creates `dir` if needed and checks a file can be written there (at start-up: a node
+    /// that cannot back up says so before it serves). Temporary files a crash left are removed.
+    pub fn open(dir: &Path, name: &str, timestamp: bool) -> anyhow::Result<FileStorage> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("create the backup directory {}", dir.display()))?;
+        let probe = dir.join(format!("{UPLOAD_PREFIX}probe"));
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .with_context(|| format!("write to the backup directory {}", dir.display()))?;
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(UPLOAD_PREFIX)
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(FileStorage {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            timestamp,
+        })
+    }
+
+    /// Where the uploads go, for the log and `/status`.
+    pub fn describe(&self) -> String {
+        format!("dir:{}, file:{}", self.dir.display(), self.name)
+    }
+
+    /// The last upload's metadata, if any.
+    pub fn current(&self) -> anyhow::Result<Option<Metadata>> {
+        let path = self.dir.join(METADATA);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .with_context(|| format!("read {}", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+        }
+    }
+
+    /// Writes one backup: `body` writes its bytes into the temporary file (and returns how
+    /// many), which becomes the named file once complete and on disk; then the metadata names
+    /// it with `id`. Returns the final path. Nothing is left behind on an error.
+    pub fn upload(
+        &self,
+        id: &str,
+        now_unix_secs: i64,
+        body: impl FnOnce(&mut dyn Write) -> io::Result<u64>,
+    ) -> anyhow::Result<(PathBuf, u64)> {
+        let name = if self.timestamp {
+            format!("{}_{}", compact_utc(now_unix_secs), self.name)
+        } else {
+            self.name.clone()
+        };
+        let final_path = self.dir.join(&name);
+        let suffix = crate::temp_file::unique_suffix();
+        let tmp =
+            crate::temp_file::TempFile::new(self.dir.join(format!("{UPLOAD_PREFIX}{suffix}")));
+        let tmp_meta =
+            crate::temp_file::TempFile::new(self.dir.join(format!("{UPLOAD_PREFIX}{suffix}.meta")));
+        let mut file = std::fs::File::create(tmp.path())
+            .with_context(|| format!("create {}", tmp.path().display()))?;
+        let written = {
+            let mut out = io::BufWriter::with_capacity(1 << 20, &mut file);
+            let n = body(&mut out).context("write the backup")?;
+            out.flush().context("write the backup")?;
+            n
+        };
+        file.sync_all().context("fsync the backup")?;
+        drop(file);
+        let metadata = Metadata {
+            id: id.to_string(),
+            timestamp: Some(now_unix_secs.saturating_mul(1000)),
+            name: Some(final_path.display().to_string()),
+        };
+        let meta_bytes = serde_json::to_vec(&metadata).context("encode the metadata")?;
+        std::fs::File::create(tmp_meta.path())
+            .and_then(|mut f| f.write_all(&meta_bytes).and_then(|()| f.sync_all()))
+            .with_context(|| format!("write {}", tmp_meta.path().display()))?;
+        let mut tmp = tmp;
+        tmp.rename_to(&final_path)
+            .with_context(|| format!("rename the backup to {}", final_path.display()))?;
+        tmp.persist();
+        let mut tmp_meta = tmp_meta;
+        tmp_meta
+            .rename_to(self.dir.join(METADATA))
+            .context("rename the metadata into place")?;
+        tmp_meta.persist();
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .context("fsync the backup directory")?;
+        Ok((final_path, written))
+    }
+}
+
+/// `YYYYMMDDHHMMSS` in UTC: rqlite's timestamp prefix.
+fn compact_utc(unix_secs: i64) -> String {
+    crate::http::json::rfc3339_from_unix(unix_secs)
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(14)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_replace_the_file_or_add_timestamped_ones_with_their_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = FileStorage::open(dir.path(), "b.sqlite", false).unwrap();
+        assert_eq!(plain.current().unwrap(), None);
+        for (id, body) in [("1", &b"one"[..]), ("2", b"two")] {
+            let (path, n) = plain
+                .upload(id, 1_800_000_000, |w| w.write_all(body).map(|()| 3))
+                .unwrap();
+            assert_eq!((path.clone(), n), (dir.path().join("b.sqlite"), 3));
+            assert_eq!(std::fs::read(&path).unwrap(), body);
+        }
+        let meta = plain.current().unwrap().unwrap();
+        assert_eq!(meta.id, "2");
+        assert_eq!(meta.timestamp, Some(1_800_000_000_000));
+        let stamped = FileStorage::open(dir.path(), "b.sqlite", true).unwrap();
+        let (path, _) = stamped
+            .upload("3", 1_800_000_000, |w| w.write_all(b"x").map(|()| 1))
+            .unwrap();
+        assert_eq!(path, dir.path().join("20270115080000_b.sqlite"));
+        assert_eq!(meta_name(&stamped), path.display().to_string());
+        // A failed upload leaves nothing and changes nothing.
+        let err = stamped.upload("4", 1_800_000_100, |_| Err(io::Error::other("boom")));
+        assert!(format!("{:#}", err.unwrap_err()).contains("boom"));
+        assert_eq!(stamped.current().unwrap().unwrap().id, "3");
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["20270115080000_b.sqlite", "METADATA.json", "b.sqlite"]
+        );
+    }
+
+    fn meta_name(s: &FileStorage) -> String {
+        s.current().unwrap().unwrap().name.unwrap()
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_written_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"").unwrap();
+        assert!(FileStorage::open(&file, "b", false).is_err());
+    }
+}

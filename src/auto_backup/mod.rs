@@ -1,0 +1,233 @@
+//! Automatic backups (`-auto-backup FILE`, rqlite's configuration): every `interval` the
+//! leader backs its database up to the configured storage, when it changed since the last
+//! upload. The backup is made by the backup engine that serves `GET /db/backup`
+//! ([`crate::store::backup`]: the same copy, consistency, disk reserve and background
+//! priority), gzip-compressed unless `no_compress`, and copied from the engine's finished
+//! copy to the storage in bounded pieces.
+//!
+//! "Changed" is decided as rqlite decides it, with one difference: rqlite names an upload by
+//! the Raft index that last changed the database and skips when that index has not moved;
+//! raftlite's applied index also moves with entries that change no row (a new leader's first
+//! entry), so an upload is named by the SHA-256 of the backup's bytes (uncompressed) and
+//! skipped when that is the one last uploaded. A tick on which nothing at all was applied,
+//! or whose database no write has touched yet, skips without making a backup. After a restart, the first upload compares with the
+//! storage's recorded id (`METADATA.json`), so an unchanged database is not uploaded again.
+//!
+//! Counters under `uploader` in `/debug/vars` are rqlite's (`num_uploads_ok`,
+//! `num_uploads_fail`, `num_uploads_skipped`, `num_uploads_skipped_id`, `num_sum_get_fail`,
+//! `total_upload_bytes`, `last_upload_bytes`).
+
+pub mod config;
+pub mod file;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+pub use config::{AutoBackupConfig, Storage};
+use file::FileStorage;
+
+use crate::store::Store;
+
+/// The uploader's counters (rqlite's `uploader` expvar map).
+#[derive(Debug, Default)]
+pub struct UploaderStats {
+    pub uploads_ok: AtomicU64,
+    pub uploads_fail: AtomicU64,
+    pub uploads_skipped: AtomicU64,
+    pub uploads_skipped_id: AtomicU64,
+    pub sum_get_fail: AtomicU64,
+    pub total_upload_bytes: AtomicU64,
+    pub last_upload_bytes: AtomicU64,
+}
+
+impl UploaderStats {
+    /// The `uploader` map of `/debug/vars`.
+    pub fn expvar(&self) -> serde_json::Value {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "num_uploads_ok": n(&self.uploads_ok),
+            "num_uploads_fail": n(&self.uploads_fail),
+            "num_uploads_skipped": n(&self.uploads_skipped),
+            "num_uploads_skipped_id": n(&self.uploads_skipped_id),
+            "num_sum_get_fail": n(&self.sum_get_fail),
+            "total_upload_bytes": n(&self.total_upload_bytes),
+            "last_upload_bytes": n(&self.last_upload_bytes),
+        })
+    }
+}
+
+/// What the uploader remembers between ticks.
+#[derive(Default)]
+struct Progress {
+    /// The applied index the last backup (or skip) looked at.
+    checked_index: u64,
+    /// The id of the last upload this process made or found in storage.
+    uploaded_id: Option<String>,
+}
+
+/// Checks the storage (at start-up, so a node that cannot back up does not start) and starts
+/// the uploader on the runtime. Every node runs one; only the leader's uploads.
+pub fn start(
+    store: Arc<Store>,
+    config: AutoBackupConfig,
+    stats: Arc<UploaderStats>,
+) -> anyhow::Result<()> {
+    let Storage::File { dir, name } = &config.storage;
+    let storage = Arc::new(FileStorage::open(dir, name, config.timestamp)?);
+    tracing::info!(
+        "automatic backups to {} every {:?}",
+        storage.describe(),
+        config.interval
+    );
+    tokio::spawn(async move {
+        let mut progress = Progress::default();
+        let mut ticks = tokio::time::interval(config.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // The first tick is immediate; rqlite's first upload waits one interval.
+        loop {
+            ticks.tick().await;
+            if !store.is_leader() {
+                continue;
+            }
+            if let Err(e) =
+                upload_if_changed(&store, &config, &storage, &mut progress, &stats).await
+            {
+                stats.uploads_fail.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("automatic backup to {} failed: {e:#}", storage.describe());
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn upload_if_changed(
+    store: &Store,
+    config: &AutoBackupConfig,
+    storage: &Arc<FileStorage>,
+    progress: &mut Progress,
+    stats: &UploaderStats,
+) -> anyhow::Result<()> {
+    let applied = store.applied_index();
+    if applied <= progress.checked_index {
+        stats.uploads_skipped.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    // A database no write has touched holds no data (it has no lineage): rqlite uploads
+    // nothing until the first write either.
+    let (content, _) = store
+        .backups()
+        .binary_head(store.database())
+        .await
+        .map_err(|e| anyhow::anyhow!("read the database's state: {e}"))?;
+    if content.lineage.is_none() {
+        progress.checked_index = applied;
+        stats.uploads_skipped.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    let backup = store
+        .backups()
+        .binary(store.database(), applied, config.vacuum)
+        .await
+        .map_err(|e| anyhow::anyhow!("make the backup: {e}"))?;
+    let id = hex(&backup
+        .digest()
+        .await
+        .map_err(|e| anyhow::anyhow!("hash the backup: {e}"))?);
+    let first_look = progress.uploaded_id.is_none();
+    if first_look {
+        let reader = Arc::clone(storage);
+        match tokio::task::spawn_blocking(move || reader.current()).await {
+            Ok(Ok(meta)) => progress.uploaded_id = meta.map(|m| m.id),
+            Ok(Err(e)) => {
+                stats.sum_get_fail.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("read the id of the last automatic backup: {e:#}");
+            }
+            Err(e) => {
+                stats.sum_get_fail.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("read the id of the last automatic backup: {e}");
+            }
+        }
+    }
+    if progress.uploaded_id.as_deref() == Some(id.as_str()) {
+        progress.checked_index = applied;
+        let skipped = if first_look {
+            &stats.uploads_skipped_id
+        } else {
+            &stats.uploads_skipped
+        };
+        skipped.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    let copy = backup
+        .finished_file()
+        .await
+        .map_err(|e| anyhow::anyhow!("read the backup: {e}"))?;
+    let (path, bytes) = {
+        let storage = Arc::clone(storage);
+        let id = id.clone();
+        let compress = config.compress;
+        let now = unix_now();
+        tokio::task::spawn_blocking(move || {
+            let _background = crate::db::priority::background();
+            storage.upload(&id, now, |out| {
+                let mut source = std::fs::File::open(&copy)?;
+                let mut counted = CountingWriter {
+                    inner: out,
+                    count: 0,
+                };
+                if compress {
+                    let mut gz =
+                        flate2::write::GzEncoder::new(&mut counted, flate2::Compression::default());
+                    std::io::copy(&mut source, &mut gz)?;
+                    gz.finish()?;
+                } else {
+                    std::io::copy(&mut source, &mut counted)?;
+                }
+                Ok(counted.count)
+            })
+        })
+        .await
+        .context("the backup writer")??
+    };
+    // Held until here: the copy's file stays while it is read.
+    drop(backup);
+    progress.checked_index = applied;
+    progress.uploaded_id = Some(id);
+    stats.uploads_ok.fetch_add(1, Ordering::Relaxed);
+    stats.total_upload_bytes.fetch_add(bytes, Ordering::Relaxed);
+    stats.last_upload_bytes.store(bytes, Ordering::Relaxed);
+    tracing::info!(
+        "automatic backup of index {applied} written to {} ({bytes} bytes)",
+        path.display()
+    );
+    Ok(())
+}
+
+struct CountingWriter<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

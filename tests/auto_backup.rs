@@ -1,0 +1,238 @@
+//! `-auto-backup` with rqlite's configuration file, `file` storage, on real nodes: timestamped
+//! uploads (one file per change), overwrite mode with gzip, no upload when nothing changed
+//! (also across a restart), only the leader uploads, and configurations a node must refuse.
+
+mod common;
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{run_binary, sqlite3, wait_until, Cluster, Node};
+
+/// Writes a configuration that backs up into `dir` every 200 ms.
+fn config(at: &Path, dir: &Path, extra: &str) -> PathBuf {
+    let path = at.join("auto-backup.json");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"version":1,"type":"file","interval":"200ms",{extra}
+                "sub":{{"dir":"{}","name":"backup.sqlite"}}}}"#,
+            dir.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn uploader(node: &Node) -> serde_json::Value {
+    node.get("/debug/vars").json()["uploader"].clone()
+}
+
+fn count(node: &Node, key: &str) -> u64 {
+    uploader(node)[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key}: {}", uploader(node)))
+}
+
+/// Backup files in `dir`, oldest name first.
+fn backups(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with("backup.sqlite"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn rows(db: &Path) -> String {
+    sqlite3(db, "SELECT group_concat(x) FROM t")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn timestamped_uploads_add_a_file_per_change_and_none_without_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let cfg = config(tmp.path(), &dir, r#""timestamp":true,"no_compress":true,"#);
+    let node = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
+    node.execute(r#"["CREATE TABLE t(x)", "INSERT INTO t VALUES(1)"]"#);
+    assert!(
+        wait_until(Duration::from_secs(20), || backups(&dir).len() == 1),
+        "{:?}\n{}",
+        backups(&dir),
+        node.log()
+    );
+    // Timestamps have a one-second resolution: the next upload must get another name.
+    std::thread::sleep(Duration::from_millis(1100));
+    node.execute(r#"["INSERT INTO t VALUES(2)"]"#);
+    assert!(
+        wait_until(Duration::from_secs(20), || backups(&dir).len() == 2),
+        "{:?}",
+        backups(&dir)
+    );
+    let files = backups(&dir);
+    assert_eq!(rows(&files[0]), "1");
+    assert_eq!(rows(&files[1]), "1,2");
+    let name = files[1].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.len() == "YYYYMMDDHHMMSS_backup.sqlite".len()
+            && name[..14].bytes().all(|b| b.is_ascii_digit())
+            && name[14..] == *"_backup.sqlite",
+        "{name}"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("METADATA.json")).unwrap()).unwrap();
+    assert_eq!(meta["name"], files[1].display().to_string(), "{meta}");
+    // Nothing changes: intervals pass, nothing is uploaded.
+    let ok = count(&node, "num_uploads_ok");
+    assert_eq!(ok, 2, "{}", uploader(&node));
+    let skipped = count(&node, "num_uploads_skipped");
+    assert!(wait_until(Duration::from_secs(10), || count(
+        &node,
+        "num_uploads_skipped"
+    ) >= skipped + 3));
+    assert_eq!(count(&node, "num_uploads_ok"), 2);
+    assert_eq!(backups(&dir).len(), 2);
+    assert!(count(&node, "total_upload_bytes") >= 2 * 8192);
+}
+
+#[test]
+fn overwrite_mode_gzips_one_file_and_a_restart_does_not_upload_it_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let cfg = config(tmp.path(), &dir, "");
+    let data = tmp.path().join("data");
+    let args = ["-auto-backup", cfg.to_str().unwrap()];
+    let mut node = Node::start_in(&data, &args);
+    node.execute(r#"["CREATE TABLE t(x)", "INSERT INTO t VALUES(1)", "INSERT INTO t VALUES(2)"]"#);
+    let file = dir.join("backup.sqlite");
+    assert!(
+        wait_until(Duration::from_secs(20), || count(&node, "num_uploads_ok")
+            == 1),
+        "{}\n{}",
+        uploader(&node),
+        node.log()
+    );
+    let gz = std::fs::read(&file).unwrap();
+    assert_eq!(gz[..2], [0x1f, 0x8b], "gzip");
+    assert_eq!(count(&node, "last_upload_bytes"), gz.len() as u64);
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut plain)
+        .unwrap();
+    let restored = tmp.path().join("restored.sqlite");
+    std::fs::write(&restored, &plain).unwrap();
+    assert_eq!(rows(&restored), "1,2");
+    assert_eq!(sqlite3(&restored, "PRAGMA integrity_check").trim(), "ok");
+    // A write replaces the one file.
+    node.execute(r#"["INSERT INTO t VALUES(3)"]"#);
+    assert!(wait_until(Duration::from_secs(20), || count(
+        &node,
+        "num_uploads_ok"
+    ) == 2));
+    assert_eq!(backups(&dir), std::slice::from_ref(&file));
+    // Restarted, the node finds its content already uploaded (METADATA.json's id), even
+    // though its applied index moved (a new term's first entry).
+    node.stop();
+    let node = Node::start_in(&data, &args);
+    assert!(
+        wait_until(Duration::from_secs(20), || count(
+            &node,
+            "num_uploads_skipped_id"
+        ) == 1),
+        "{}\n{}",
+        uploader(&node),
+        node.log()
+    );
+    assert_eq!(count(&node, "num_uploads_ok"), 0);
+}
+
+#[test]
+fn only_the_leader_uploads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let cfg = config(tmp.path(), &dir, r#""no_compress":true,"#);
+    let cluster = Cluster::start(3, &["-auto-backup", cfg.to_str().unwrap()]);
+    let leader = cluster.leader();
+    cluster.nodes[leader].execute(r#"["CREATE TABLE t(x)", "INSERT INTO t VALUES(7)"]"#);
+    assert!(wait_until(Duration::from_secs(20), || count(
+        &cluster.nodes[leader],
+        "num_uploads_ok"
+    ) == 1));
+    assert_eq!(rows(&dir.join("backup.sqlite")), "7");
+    std::thread::sleep(Duration::from_millis(600));
+    for f in cluster.followers() {
+        let u = uploader(&cluster.nodes[f]);
+        assert_eq!(u["num_uploads_ok"], 0, "{u}");
+        assert_eq!(u["num_uploads_fail"], 0, "{u}");
+    }
+}
+
+#[test]
+fn a_configuration_that_cannot_be_honoured_stops_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            r#"{"version":1,"type":"file","interval":"1s","sub":{"dir":"rel","name":"b"}}"#,
+            "absolute",
+        ),
+        (
+            r#"{"version":1,"type":"file","interval":"1s","sub":{"dir":"/tmp","name":"../b"}}"#,
+            "plain file name",
+        ),
+        (
+            r#"{"version":1,"type":"s3","interval":"1s","sub":{}}"#,
+            "not supported yet",
+        ),
+        (
+            r#"{"version":1,"type":"file","#,
+            "not a valid configuration",
+        ),
+    ];
+    for (i, (text, says)) in cases.iter().enumerate() {
+        let cfg = tmp.path().join(format!("c{i}.json"));
+        std::fs::write(&cfg, text).unwrap();
+        let data = tmp.path().join(format!("d{i}"));
+        let (code, out) = run_binary(
+            &[
+                "-auto-backup",
+                cfg.to_str().unwrap(),
+                "-http-addr",
+                "127.0.0.1:0",
+                "-raft-addr",
+                "127.0.0.1:0",
+                data.to_str().unwrap(),
+            ],
+            Duration::from_secs(20),
+        );
+        assert_eq!(code, Some(1), "{text}: {out}");
+        assert!(
+            out.contains("-auto-backup") && out.contains(says),
+            "{text}: {out}"
+        );
+    }
+    // A directory that cannot be created: the node does not start either.
+    let blocker = tmp.path().join("file");
+    std::fs::write(&blocker, b"").unwrap();
+    let cfg = config(tmp.path(), &blocker.join("sub"), "");
+    let (code, out) = run_binary(
+        &[
+            "-auto-backup",
+            cfg.to_str().unwrap(),
+            "-http-addr",
+            "127.0.0.1:0",
+            "-raft-addr",
+            "127.0.0.1:0",
+            tmp.path().join("dx").to_str().unwrap(),
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("backup directory"), "{out}");
+}
