@@ -236,3 +236,41 @@ fn a_configuration_that_cannot_be_honoured_stops_the_start() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("backup directory"), "{out}");
 }
+
+/// An upload that cannot be written (the directory replaced by a file) is counted as failed,
+/// leaves nothing half written, and the node keeps serving; once the directory is back, the
+/// next tick uploads.
+#[test]
+fn a_failed_upload_is_counted_and_the_node_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let cfg = config(tmp.path(), &dir, r#""no_compress":true,"#);
+    let node = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"in the way").unwrap();
+    node.execute(r#"["CREATE TABLE t(x)", "INSERT INTO t VALUES(1)"]"#);
+    assert!(
+        wait_until(Duration::from_secs(20), || count(&node, "num_uploads_fail")
+            >= 2),
+        "{}",
+        uploader(&node)
+    );
+    assert!(node
+        .execute(r#"["INSERT INTO t VALUES(2)"]"#)
+        .contains("rows_affected"));
+    assert_eq!(count(&node, "num_uploads_ok"), 0);
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || count(&node, "num_uploads_ok")
+            == 1),
+        "{}",
+        uploader(&node)
+    );
+    assert_eq!(rows(&dir.join("backup.sqlite")), "1,2");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        2,
+        "the backup and METADATA.json, no temporary file"
+    );
+}

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 
 const METADATA: &str = "METADATA.json";
 const UPLOAD_PREFIX: &str = ".upload-";
+const MAX_METADATA_BYTES: u64 = 64 * 1024;
 
 /// What `METADATA.json` says of the last upload.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -56,6 +57,11 @@ impl FileStorage {
         })
     }
 
+    /// The directory the backups go to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Where the uploads go, for the log and `/status`.
     pub fn describe(&self) -> String {
         format!("dir:{}, file:{}", self.dir.display(), self.name)
@@ -63,8 +69,16 @@ impl FileStorage {
 
     /// The last upload's metadata, if any.
     pub fn current(&self) -> anyhow::Result<Option<Metadata>> {
+        use std::io::Read as _;
         let path = self.dir.join(METADATA);
-        match std::fs::read(&path) {
+        // Metadata is a few hundred bytes; a larger file is not ours to load whole.
+        let read = std::fs::File::open(&path).and_then(|f| {
+            let mut bytes = Vec::new();
+            f.take(MAX_METADATA_BYTES)
+                .read_to_end(&mut bytes)
+                .map(|_| bytes)
+        });
+        match read {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .with_context(|| format!("read {}", path.display())),

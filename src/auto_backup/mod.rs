@@ -164,6 +164,16 @@ async fn upload_if_changed(
         .finished_file()
         .await
         .map_err(|e| anyhow::anyhow!("read the backup: {e}"))?;
+    // On the data directory's file system, the upload leaves `-disk-reserve` free, as every
+    // copy the engine makes does (the uncompressed size bounds what is written).
+    if same_file_system(storage.dir(), store.data_dir()) {
+        crate::db::disk::check_room(
+            storage.dir(),
+            backup.info.len,
+            store.backups().disk_reserve(),
+            "an automatic backup",
+        )?;
+    }
     let (path, bytes) = {
         let storage = Arc::clone(storage);
         let id = id.clone();
@@ -219,6 +229,15 @@ impl<W: std::io::Write> std::io::Write for CountingWriter<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+fn same_file_system(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        // Unknown: treat it as shared, so the reserve is kept.
+        _ => true,
     }
 }
 
