@@ -174,6 +174,23 @@ fn only_the_leader_uploads() {
     }
 }
 
+/// Runs `raftlited -auto-backup CFG DATA` on free ports until it exits (bounded): its exit
+/// code and output.
+fn start_with(cfg: &Path, data: &Path) -> (Option<i32>, String) {
+    run_binary(
+        &[
+            "-auto-backup",
+            cfg.to_str().unwrap(),
+            "-http-addr",
+            "127.0.0.1:0",
+            "-raft-addr",
+            "127.0.0.1:0",
+            data.to_str().unwrap(),
+        ],
+        Duration::from_secs(20),
+    )
+}
+
 #[test]
 fn a_configuration_that_cannot_be_honoured_stops_the_start() {
     let tmp = tempfile::tempdir().unwrap();
@@ -198,19 +215,7 @@ fn a_configuration_that_cannot_be_honoured_stops_the_start() {
     for (i, (text, says)) in cases.iter().enumerate() {
         let cfg = tmp.path().join(format!("c{i}.json"));
         std::fs::write(&cfg, text).unwrap();
-        let data = tmp.path().join(format!("d{i}"));
-        let (code, out) = run_binary(
-            &[
-                "-auto-backup",
-                cfg.to_str().unwrap(),
-                "-http-addr",
-                "127.0.0.1:0",
-                "-raft-addr",
-                "127.0.0.1:0",
-                data.to_str().unwrap(),
-            ],
-            Duration::from_secs(20),
-        );
+        let (code, out) = start_with(&cfg, &tmp.path().join(format!("d{i}")));
         assert_eq!(code, Some(1), "{text}: {out}");
         assert!(
             out.contains("-auto-backup") && out.contains(says),
@@ -221,18 +226,7 @@ fn a_configuration_that_cannot_be_honoured_stops_the_start() {
     let blocker = tmp.path().join("file");
     std::fs::write(&blocker, b"").unwrap();
     let cfg = config(tmp.path(), &blocker.join("sub"), "");
-    let (code, out) = run_binary(
-        &[
-            "-auto-backup",
-            cfg.to_str().unwrap(),
-            "-http-addr",
-            "127.0.0.1:0",
-            "-raft-addr",
-            "127.0.0.1:0",
-            tmp.path().join("dx").to_str().unwrap(),
-        ],
-        Duration::from_secs(20),
-    );
+    let (code, out) = start_with(&cfg, &tmp.path().join("dx"));
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("backup directory"), "{out}");
 }

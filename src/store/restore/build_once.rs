@@ -600,28 +600,22 @@ mod tests {
     fn a_build_stops_at_a_database_files_magic() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("built.db");
+        let build_of = |body: Vec<u8>| {
+            build_outcome(
+                std::io::Cursor::new(body),
+                &out,
+                &default_layout(),
+                ApplyEnv::default(),
+                &Default::default(),
+                u64::MAX,
+            )
+            .unwrap()
+        };
         let mut body = SQLITE_MAGIC.to_vec();
         body.extend_from_slice(&[0u8; 4096]);
-        let outcome = build_outcome(
-            std::io::Cursor::new(body),
-            &out,
-            &default_layout(),
-            ApplyEnv::default(),
-            &Default::default(),
-            u64::MAX,
-        )
-        .unwrap();
-        assert!(matches!(outcome, BuildOutcome::NotSqlText));
+        assert!(matches!(build_of(body), BuildOutcome::NotSqlText));
         assert!(!out.exists());
-        let outcome = build_outcome(
-            std::io::Cursor::new(b"CREATE TABLE t(a);".to_vec()),
-            &out,
-            &default_layout(),
-            ApplyEnv::default(),
-            &Default::default(),
-            u64::MAX,
-        )
-        .unwrap();
+        let outcome = build_of(b"CREATE TABLE t(a);".to_vec());
         assert!(matches!(outcome, BuildOutcome::Done { .. }));
     }
 
