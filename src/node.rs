@@ -352,10 +352,13 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     tracing::info!(node_id = %node.id, "raft listening on {raft_bound}");
 
     let uploader = Arc::new(crate::auto_backup::UploaderStats::default());
-    if let Some(config) = opts.auto_backup.clone() {
-        crate::auto_backup::start(Arc::clone(&store), config, Arc::clone(&uploader))
-            .context("start automatic backups")?;
-    }
+    let auto_backup = match opts.auto_backup.clone() {
+        Some(config) => Some(
+            crate::auto_backup::start(Arc::clone(&store), config, Arc::clone(&uploader))
+                .context("start automatic backups")?,
+        ),
+        None => None,
+    };
 
     let forward_client = security.forward_client;
     let node_client = tls::node()
@@ -419,6 +422,11 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         Err(e) => Err(e),
     };
     store.begin_stopping();
+    // No backup starts once the node stops, and one being written gives up (its temporary
+    // file goes): a stop must not wait for a multi-gigabyte upload.
+    if let Some(auto_backup) = &auto_backup {
+        auto_backup.stop();
+    }
     http_handle.stop(true).await;
     raft_handle.stop(true).await;
     let _ = http_task.await;

@@ -136,11 +136,19 @@ fn rqlited_style_command_lines_form_a_cluster_and_status_has_rqlites_fields() {
 }
 
 #[test]
-fn flags_that_do_not_apply_warn_and_auto_backup_restore_refuse() {
+fn flags_that_do_not_apply_warn_and_auto_restore_and_s3_backups_refuse() {
     let dir = tempfile::tempdir().unwrap();
-    for flag in ["-auto-backup", "-auto-restore"] {
+    // -auto-restore always; -auto-backup for storage it cannot write yet (tests/auto_backup.rs
+    // has the rest).
+    for (flag, text) in [
+        ("-auto-restore", "{}"),
+        (
+            "-auto-backup",
+            r#"{"version":1,"type":"s3","interval":"1m","sub":{}}"#,
+        ),
+    ] {
         let cfg = dir.path().join("cfg.json");
-        std::fs::write(&cfg, "{}").unwrap();
+        std::fs::write(&cfg, text).unwrap();
         let data = dir.path().join("d");
         let (code, out) = run_binary(
             &[

@@ -1014,3 +1014,48 @@ fn bad_sql_bodies_on_a_blank_node_leave_no_build_behind() {
     assert!(has_count(&count(&node, "test"), 50));
     assert_load_files_go(&node);
 }
+
+/// A script that fails on the blank database its build started from, but not on what was
+/// written while it arrived, runs on every node instead of answering the build's error: the
+/// build looked at the database when the upload began.
+#[test]
+fn a_script_that_fails_only_on_the_blank_database_runs_after_a_write_during_its_upload() {
+    use std::io::Read as _;
+    let node = Node::start(&[]);
+    // Enough rows that the first part passes the staging writer's buffer (256 KiB).
+    let mut script = String::new();
+    for i in 0..20_000 {
+        script.push_str(&format!(
+            "INSERT INTO t VALUES({i},'a row long enough to count');\n"
+        ));
+    }
+    let (first, rest) = script.as_bytes().split_at(script.len() / 2);
+    let mut s = std::net::TcpStream::connect(&node.http_addr).unwrap();
+    write!(
+        s,
+        "POST /db/load HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        script.len()
+    )
+    .unwrap();
+    s.write_all(first).unwrap();
+    // The build has started; on its blank database it fails at the first statement (no
+    // table t), whenever it reads it.
+    assert!(
+        wait_until(Duration::from_secs(10), || part_files(&node) == 2),
+        "{:?}",
+        load_files(&node)
+    );
+    let w = node.execute(r#"["CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"]"#);
+    assert!(!w.contains("error"), "{w}");
+    s.write_all(rest).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.contains("error"), "{answer}");
+    assert!(
+        has_count(&count(&node, "t"), 20_000),
+        "{}",
+        count(&node, "t")
+    );
+    assert_load_files_go(&node);
+}

@@ -43,9 +43,17 @@ struct RawConfig {
     timestamp: bool,
     #[serde(default)]
     vacuum: bool,
-    interval: String,
+    interval: Interval,
     #[serde(default)]
     sub: serde_json::Value,
+}
+
+/// rqlite's `auto.Duration`: a Go duration string, or a number of nanoseconds.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Interval {
+    Text(String),
+    Nanos(u64),
 }
 
 #[derive(serde::Deserialize)]
@@ -68,8 +76,11 @@ pub fn parse(text: &str) -> anyhow::Result<AutoBackupConfig> {
     if raw.version > 1 {
         bail!("version {} is not supported (1 is)", raw.version);
     }
-    let interval = crate::flags::parse_go_duration(&raw.interval)
-        .map_err(|e| anyhow::anyhow!("interval {:?}: {e}", raw.interval))?;
+    let interval = match &raw.interval {
+        Interval::Text(text) => crate::flags::parse_go_duration(text)
+            .map_err(|e| anyhow::anyhow!("interval {text:?}: {e}"))?,
+        Interval::Nanos(n) => Duration::from_nanos(*n),
+    };
     if interval.is_zero() {
         bail!("interval must be more than zero");
     }
@@ -82,6 +93,12 @@ pub fn parse(text: &str) -> anyhow::Result<AutoBackupConfig> {
                 bail!(
                     "type file: dir must be an absolute path, not {:?}",
                     file.dir
+                );
+            }
+            if super::file::is_reserved_name(&file.name) {
+                bail!(
+                    "type file: name {:?} is the storage's own (METADATA.json, .upload-*)",
+                    file.name
                 );
             }
             if !is_plain_file_name(&file.name) {
@@ -179,6 +196,9 @@ mod tests {
         let c = parse(&FILE.replace("\"version\":1,", "\"no_compress\":true,\"vacuum\":true,"))
             .unwrap();
         assert!(!c.compress && c.vacuum);
+        // rqlite also takes a number of nanoseconds.
+        let c = parse(&FILE.replace("\"5m\"", "2000000000")).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(2));
     }
 
     #[test]
@@ -191,6 +211,12 @@ mod tests {
         for name in ["../x", "a/b", "..", ""] {
             assert!(
                 err(&FILE.replace("backup.sqlite", name)).contains("plain file name"),
+                "{name}"
+            );
+        }
+        for name in ["METADATA.json", ".upload-x"] {
+            assert!(
+                err(&FILE.replace("backup.sqlite", name)).contains("storage's own"),
                 "{name}"
             );
         }

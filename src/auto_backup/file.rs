@@ -37,19 +37,14 @@ impl FileStorage {
     pub fn open(dir: &Path, name: &str, timestamp: bool) -> anyhow::Result<FileStorage> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("create the backup directory {}", dir.display()))?;
-        let probe = dir.join(format!("{UPLOAD_PREFIX}probe"));
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
+        let probe = dir.join(format!(
+            "{UPLOAD_PREFIX}{}.probe",
+            crate::temp_file::unique_suffix()
+        ));
+        create_new(&probe)
+            .and_then(|_| std::fs::remove_file(&probe))
             .with_context(|| format!("write to the backup directory {}", dir.display()))?;
-        for entry in std::fs::read_dir(dir)?.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(UPLOAD_PREFIX)
-            {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+        remove_old_uploads(dir);
         Ok(FileStorage {
             dir: dir.to_path_buf(),
             name: name.to_string(),
@@ -87,6 +82,15 @@ impl FileStorage {
         }
     }
 
+    /// The id of the last upload, if the file it names is still there (a backup removed by
+    /// hand must be made again, not skipped as already uploaded).
+    pub fn current_id(&self) -> anyhow::Result<Option<String>> {
+        Ok(self.current()?.and_then(|m| match &m.name {
+            Some(name) if !Path::new(name).exists() => None,
+            _ => Some(m.id),
+        }))
+    }
+
     /// Writes one backup: `body` writes its bytes into the temporary file (and returns how
     /// many), which becomes the named file once complete and on disk; then the metadata names
     /// it with `id`. Returns the final path. Nothing is left behind on an error.
@@ -107,8 +111,8 @@ impl FileStorage {
             crate::temp_file::TempFile::new(self.dir.join(format!("{UPLOAD_PREFIX}{suffix}")));
         let tmp_meta =
             crate::temp_file::TempFile::new(self.dir.join(format!("{UPLOAD_PREFIX}{suffix}.meta")));
-        let mut file = std::fs::File::create(tmp.path())
-            .with_context(|| format!("create {}", tmp.path().display()))?;
+        let mut file =
+            create_new(tmp.path()).with_context(|| format!("create {}", tmp.path().display()))?;
         let written = {
             let mut out = io::BufWriter::with_capacity(1 << 20, &mut file);
             let n = body(&mut out).context("write the backup")?;
@@ -123,7 +127,7 @@ impl FileStorage {
             name: Some(final_path.display().to_string()),
         };
         let meta_bytes = serde_json::to_vec(&metadata).context("encode the metadata")?;
-        std::fs::File::create(tmp_meta.path())
+        create_new(tmp_meta.path())
             .and_then(|mut f| f.write_all(&meta_bytes).and_then(|()| f.sync_all()))
             .with_context(|| format!("write {}", tmp_meta.path().display()))?;
         let mut tmp = tmp;
@@ -140,6 +144,46 @@ impl FileStorage {
             .context("fsync the backup directory")?;
         Ok((final_path, written))
     }
+}
+
+/// Creates `path`, which must not exist: never through a symbolic link planted there, never
+/// truncating a file that is someone else's (`O_CREAT | O_EXCL` does not follow links).
+fn create_new(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+/// Temporary files older than this are a crash's leftovers; younger ones may be another
+/// node's upload in progress (several nodes may share one directory).
+const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes `.upload-*` files a crash left, once they are old enough to be nobody's work.
+fn remove_old_uploads(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let ours = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(UPLOAD_PREFIX);
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > LEFTOVER_AGE);
+        if ours && old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether `name` is one this storage uses for itself, so no backup may have it.
+pub fn is_reserved_name(name: &str) -> bool {
+    name == METADATA || name.starts_with(UPLOAD_PREFIX)
 }
 
 /// `YYYYMMDDHHMMSS` in UTC: rqlite's timestamp prefix.
@@ -192,8 +236,42 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_id_whose_file_is_gone_is_no_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FileStorage::open(dir.path(), "b", false).unwrap();
+        let (path, _) = storage
+            .upload("7", 1_800_000_000, |w| w.write_all(b"x").map(|()| 1))
+            .unwrap();
+        assert_eq!(storage.current_id().unwrap().as_deref(), Some("7"));
+        std::fs::remove_file(path).unwrap();
+        assert_eq!(storage.current_id().unwrap(), None);
+    }
+
     fn meta_name(s: &FileStorage) -> String {
         s.current().unwrap().unwrap().name.unwrap()
+    }
+
+    /// A link planted under a temporary name is never written through, and files another
+    /// node may be writing (young `.upload-*` files) are left alone at start-up.
+    #[test]
+    fn planted_links_and_young_temporary_files_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let planted = dir.path().join(format!("{UPLOAD_PREFIX}probe"));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        assert!(create_new(&planted).is_err());
+        let young = dir.path().join(format!("{UPLOAD_PREFIX}someone-else"));
+        std::fs::write(&young, b"in progress").unwrap();
+        let storage = FileStorage::open(dir.path(), "b", false).unwrap();
+        storage
+            .upload("1", 1_800_000_000, |w| w.write_all(b"x").map(|()| 1))
+            .unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(&young).unwrap(), b"in progress");
+        assert!(is_reserved_name("METADATA.json") && is_reserved_name(".upload-x"));
+        assert!(!is_reserved_name("backup.sqlite"));
     }
 
     #[test]

@@ -20,7 +20,7 @@
 pub mod config;
 pub mod file;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -67,13 +67,27 @@ struct Progress {
     uploaded_id: Option<String>,
 }
 
+/// The running uploader; [`Uploader::stop`] ends it.
+pub struct Uploader {
+    task: tokio::task::JoinHandle<()>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Uploader {
+    /// Stops the ticks, and makes an upload being written fail at its next write.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.task.abort();
+    }
+}
+
 /// Checks the storage (at start-up, so a node that cannot back up does not start) and starts
 /// the uploader on the runtime. Every node runs one; only the leader's uploads.
 pub fn start(
     store: Arc<Store>,
     config: AutoBackupConfig,
     stats: Arc<UploaderStats>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Uploader> {
     let Storage::File { dir, name } = &config.storage;
     let storage = Arc::new(FileStorage::open(dir, name, config.timestamp)?);
     tracing::info!(
@@ -81,7 +95,9 @@ pub fn start(
         storage.describe(),
         config.interval
     );
-    tokio::spawn(async move {
+    let stopping = Arc::new(AtomicBool::new(false));
+    let stop_writes = Arc::clone(&stopping);
+    let task = tokio::spawn(async move {
         let mut progress = Progress::default();
         let mut ticks = tokio::time::interval(config.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -91,15 +107,21 @@ pub fn start(
             if !store.is_leader() {
                 continue;
             }
-            if let Err(e) =
-                upload_if_changed(&store, &config, &storage, &mut progress, &stats).await
-            {
+            let upload = upload_if_changed(
+                &store,
+                &config,
+                &storage,
+                &mut progress,
+                &stats,
+                &stop_writes,
+            );
+            if let Err(e) = upload.await {
                 stats.uploads_fail.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("automatic backup to {} failed: {e:#}", storage.describe());
             }
         }
     });
-    Ok(())
+    Ok(Uploader { task, stopping })
 }
 
 async fn upload_if_changed(
@@ -108,6 +130,7 @@ async fn upload_if_changed(
     storage: &Arc<FileStorage>,
     progress: &mut Progress,
     stats: &UploaderStats,
+    stopping: &Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let applied = store.applied_index();
     if applied <= progress.checked_index {
@@ -138,8 +161,8 @@ async fn upload_if_changed(
     let first_look = progress.uploaded_id.is_none();
     if first_look {
         let reader = Arc::clone(storage);
-        match tokio::task::spawn_blocking(move || reader.current()).await {
-            Ok(Ok(meta)) => progress.uploaded_id = meta.map(|m| m.id),
+        match tokio::task::spawn_blocking(move || reader.current_id()).await {
+            Ok(Ok(id)) => progress.uploaded_id = id,
             Ok(Err(e)) => {
                 stats.sum_get_fail.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("read the id of the last automatic backup: {e:#}");
@@ -179,6 +202,7 @@ async fn upload_if_changed(
         let id = id.clone();
         let compress = config.compress;
         let now = unix_now();
+        let stopping = Arc::clone(stopping);
         tokio::task::spawn_blocking(move || {
             let _background = crate::db::priority::background();
             storage.upload(&id, now, |out| {
@@ -186,6 +210,7 @@ async fn upload_if_changed(
                 let mut counted = CountingWriter {
                     inner: out,
                     count: 0,
+                    stopping,
                 };
                 if compress {
                     let mut gz =
@@ -201,8 +226,9 @@ async fn upload_if_changed(
         .await
         .context("the backup writer")??
     };
-    // Held until here: the copy's file stays while it is read.
-    drop(backup);
+    // Held until here, so the copy's file stayed while it was read; not kept for
+    // `-backup-keep` after it (nobody asked for it: it would only take disk space).
+    backup.release();
     progress.checked_index = applied;
     progress.uploaded_id = Some(id);
     stats.uploads_ok.fetch_add(1, Ordering::Relaxed);
@@ -215,13 +241,18 @@ async fn upload_if_changed(
     Ok(())
 }
 
+/// Counts what it writes, and fails once the node is stopping.
 struct CountingWriter<W> {
     inner: W,
     count: u64,
+    stopping: Arc<AtomicBool>,
 }
 
 impl<W: std::io::Write> std::io::Write for CountingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(std::io::Error::other("the node is stopping"));
+        }
         let n = self.inner.write(buf)?;
         self.count += n as u64;
         Ok(n)

@@ -51,7 +51,12 @@ pub async fn reap(state: web::Data<AppState>) -> HttpResponse {
             StatusCode::OK,
             serde_json::to_string(&report).unwrap_or_else(|_| "{}".into()),
         ),
-        Err(e) => text_error(super::error_status::store(&e), e),
+        // Not `error_status::store`: its 200 for a database fault is the `/db/*` answer
+        // shape; a failed reap is the server's (rqlite answers 500).
+        Err(crate::store::StoreError::Database(e)) => {
+            text_error(super::error_status::database(&e), e)
+        }
+        Err(e) => text_error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 

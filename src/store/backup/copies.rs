@@ -226,6 +226,25 @@ impl Retention {
         }
     }
 
+    /// Stops keeping `copy` (if it is kept).
+    pub fn forget(&self, copy: &Arc<SharedCopy>) {
+        let released = {
+            let mut kept = self.kept.lock();
+            let before = kept.len();
+            let mut released = Vec::new();
+            kept.retain(|k| {
+                let same = Arc::ptr_eq(&k.copy, copy);
+                if same {
+                    released.push(Arc::clone(&k.copy));
+                }
+                !same
+            });
+            debug_assert!(kept.len() + released.len() == before);
+            released
+        };
+        drop(released);
+    }
+
     /// Lets every kept copy go (a new copy needs the room, or `POST /reap`). Returns how many
     /// there were.
     pub fn release_all(&self) -> usize {

@@ -159,6 +159,12 @@ impl BinaryBackup {
         Ok(digest)
     }
 
+    /// Lets the copy go now rather than keeping it for `-backup-keep` (an automatic backup's
+    /// copy, which no client asked for); its file goes once no stream reads it.
+    pub fn release(self) {
+        self.retention.forget(&self.copy);
+    }
+
     /// The copy's file once it is complete, for a reader on a blocking thread (an automatic
     /// backup): it stays on disk at least as long as this value is held.
     pub async fn finished_file(&self) -> Result<std::path::PathBuf, BackupError> {

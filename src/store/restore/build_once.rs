@@ -188,6 +188,17 @@ pub(super) async fn build_for_blank(
     }
 }
 
+/// Whether the database is still blank (its layout aside).
+pub(super) async fn still_blank(store: &Store) -> Result<bool, RestoreError> {
+    Ok(store
+        .database()
+        .with_reader(blank_layout)
+        .await
+        .map_err(|e| build_fault("check the database is blank", &format!("{e:#}")))?
+        .map_err(|e| build_fault("check the database is blank", &e))?
+        .is_some())
+}
+
 fn build_fault(what: &'static str, e: &dyn std::fmt::Display) -> RestoreError {
     RestoreError::BuildFailed {
         what,
@@ -245,11 +256,13 @@ impl BuildJob {
     /// Starts building from the staged file at `part` while staging still writes it
     /// (announced through `growth`), if this node leads and its database is blank; the
     /// entry's clock and seed are stamped now.
+    /// `body_len`: the body's declared length (0 if unknown), the room staging will take.
     pub(super) async fn start_while_staging(
         store: &Store,
         part: &Path,
         growth: std::sync::Arc<super::growing::Growth>,
         reserve: u64,
+        body_len: u64,
     ) -> Result<Option<BuildJob>, RestoreError> {
         if !store.is_leader() {
             return Ok(None);
@@ -261,17 +274,26 @@ impl BuildJob {
             store.data_dir().to_path_buf(),
             reserve,
         );
-        BuildJob::start(store, reader, store.stamp(), reserve, Some(growth)).await
+        BuildJob::start(
+            store,
+            reader,
+            store.stamp(),
+            reserve,
+            Some((growth, body_len)),
+        )
+        .await
     }
 
     /// Starts the build of `script` if the database is blank (`None` if it is not).
+    /// `staging`: the file's growth and the body's declared length, when staging still runs.
     async fn start(
         store: &Store,
         script: impl std::io::Read + Send + 'static,
         env: ApplyEnv,
         reserve: u64,
-        growth: Option<std::sync::Arc<super::growing::Growth>>,
+        staging: Option<(std::sync::Arc<super::growing::Growth>, u64)>,
     ) -> Result<Option<BuildJob>, RestoreError> {
+        let (growth, body_len) = staging.map_or((None, 0), |(g, len)| (Some(g), len));
         let abandon = AbandonOnDrop(growth);
         let layout = store
             .database()
@@ -285,11 +307,13 @@ impl BuildJob {
         let data_dir = store.data_dir().to_path_buf();
         let settings = store.database().settings().clone();
         // Like staging, the build leaves `-disk-reserve` free: its file may not grow past the
-        // room there is now (a build that overlaps staging is also stopped by its reader,
-        // which checks the reserve as it goes, and checked once more at the end).
+        // room there is now, less what the body still being staged will take when its length
+        // is declared (a build that overlaps staging is also stopped by its reader, which
+        // checks the reserve as it goes, and checked once more at the end).
         let room = crate::db::disk::free_bytes(&data_dir)
             .map_err(|e| build_fault("check free space", &e))?
-            .saturating_sub(reserve);
+            .saturating_sub(reserve)
+            .saturating_sub(body_len);
         let id = unique_suffix();
         let part = part_path(&data_dir, &id);
         let task = tokio::task::spawn_blocking(move || {

@@ -219,7 +219,14 @@ where
     let file = stage::create(&part)?;
     let growth = growing::Growth::new();
     let build = if checks.build_while_staging && !checks.sqlite_only {
-        BuildJob::start_while_staging(store, &part, growth.clone(), limits.disk_reserve).await?
+        BuildJob::start_while_staging(
+            store,
+            &part,
+            growth.clone(),
+            limits.disk_reserve,
+            declared.unwrap_or(0),
+        )
+        .await?
     } else {
         None
     };
@@ -305,7 +312,16 @@ pub async fn propose(
         let (env, blank) = match build {
             Some(build) => {
                 report["built_while_uploading"] = true.into();
-                (build.env(), build.finish().await?)
+                let env = build.env();
+                let blank = match build.finish().await? {
+                    // The build looked at the database when the upload began; a script
+                    // that failed there may run on what was written since.
+                    BlankBuild::ScriptFailed(_) if !build_once::still_blank(store).await? => {
+                        BlankBuild::NotBlank
+                    }
+                    other => other,
+                };
+                (env, blank)
             }
             None => {
                 let env = store.stamp();
