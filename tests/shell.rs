@@ -476,11 +476,14 @@ fn status_nodes_leader_ready_and_unsupported_endpoints() {
 #[test]
 fn stepdown_reap_and_snapshot_report_the_servers_answer() {
     let node = Node::start(&[]);
-    let run = shell(&node, ".stepdown\n.reap\n.snapshot\n.snapshot x\n");
+    // A write leaves WAL frames for the first reap to checkpoint; the second finds none.
+    node.execute(r#"["CREATE TABLE t(x)"]"#);
+    let run = shell(&node, ".stepdown\n.reap\n.reap\n.snapshot\n.snapshot x\n");
     assert_eq!(run.code, Some(1));
     assert_eq!(
         run.body(),
         "ERR! server responded with 503 Service Unavailable: cannot step down: no other voter in the cluster\n\
+         snapshots reaped: 0, WALs checkpointed: 1\n\
          snapshots reaped: 0, WALs checkpointed: 0\n\
          ERR! invalid trailing logs value: x\n"
     );
