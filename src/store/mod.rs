@@ -67,17 +67,6 @@ pub struct ReadBounds {
     pub db_timeout: Option<Duration>,
 }
 
-impl Default for ReadBounds {
-    fn default() -> ReadBounds {
-        ReadBounds {
-            freshness: None,
-            freshness_strict: false,
-            linearizable_timeout: DEFAULT_LINEARIZABLE_TIMEOUT,
-            db_timeout: None,
-        }
-    }
-}
-
 /// rqlite's default `linearizable_timeout`.
 pub const DEFAULT_LINEARIZABLE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -690,22 +679,20 @@ impl Store {
         match level {
             ReadLevel::None => {
                 if let Some(limit) = freshness {
-                    if self.stale_contact(limit).is_some() {
-                        return Err(StoreError::StaleRead);
-                    }
                     // Strict: also everything this node knows to be committed must be in the
                     // database, waiting for the apply no longer than `freshness` (rqlite
                     // compares the timestamps of the last applied entry instead; see
-                    // docs/compatibility.md).
-                    if freshness_strict && !self.is_leader() {
+                    // docs/compatibility.md). `ensure_fresh` checks the contact too.
+                    let fresh = if freshness_strict && !self.is_leader() {
                         let committed = self.committed_index();
-                        if self
-                            .ensure_fresh(Some(limit), Some(committed), limit)
+                        self.ensure_fresh(Some(limit), Some(committed), limit)
                             .await
-                            .is_err()
-                        {
-                            return Err(StoreError::StaleRead);
-                        }
+                            .is_ok()
+                    } else {
+                        self.stale_contact(limit).is_none()
+                    };
+                    if !fresh {
+                        return Err(StoreError::StaleRead);
                     }
                 }
             }

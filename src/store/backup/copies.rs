@@ -226,23 +226,10 @@ impl Retention {
         }
     }
 
-    /// Stops keeping `copy` (if it is kept).
+    /// Stops keeping `copy` (if it is kept). The caller holds `copy`, so its file is never
+    /// removed under the lock.
     pub fn forget(&self, copy: &Arc<SharedCopy>) {
-        let released = {
-            let mut kept = self.kept.lock();
-            let before = kept.len();
-            let mut released = Vec::new();
-            kept.retain(|k| {
-                let same = Arc::ptr_eq(&k.copy, copy);
-                if same {
-                    released.push(Arc::clone(&k.copy));
-                }
-                !same
-            });
-            debug_assert!(kept.len() + released.len() == before);
-            released
-        };
-        drop(released);
+        self.kept.lock().retain(|k| !Arc::ptr_eq(&k.copy, copy));
     }
 
     /// Lets every kept copy go (a new copy needs the room, or `POST /reap`). Returns how many

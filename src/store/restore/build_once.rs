@@ -188,15 +188,19 @@ pub(super) async fn build_for_blank(
     }
 }
 
-/// Whether the database is still blank (its layout aside).
-pub(super) async fn still_blank(store: &Store) -> Result<bool, RestoreError> {
-    Ok(store
+/// The layout of this node's database if it is blank ([`blank_layout`] on a reader).
+async fn current_blank_layout(store: &Store) -> Result<Option<BlankLayout>, RestoreError> {
+    store
         .database()
         .with_reader(blank_layout)
         .await
         .map_err(|e| build_fault("check the database is blank", &format!("{e:#}")))?
-        .map_err(|e| build_fault("check the database is blank", &e))?
-        .is_some())
+        .map_err(|e| build_fault("check the database is blank", &e))
+}
+
+/// Whether the database is still blank (its layout aside).
+pub(super) async fn still_blank(store: &Store) -> Result<bool, RestoreError> {
+    Ok(current_blank_layout(store).await?.is_some())
 }
 
 fn build_fault(what: &'static str, e: &dyn std::fmt::Display) -> RestoreError {
@@ -295,13 +299,7 @@ impl BuildJob {
     ) -> Result<Option<BuildJob>, RestoreError> {
         let (growth, body_len) = staging.map_or((None, 0), |(g, len)| (Some(g), len));
         let abandon = AbandonOnDrop(growth);
-        let layout = store
-            .database()
-            .with_reader(blank_layout)
-            .await
-            .map_err(|e| build_fault("check the database is blank", &format!("{e:#}")))?
-            .map_err(|e| build_fault("check the database is blank", &e))?;
-        let Some(layout) = layout else {
+        let Some(layout) = current_blank_layout(store).await? else {
             return Ok(None);
         };
         let data_dir = store.data_dir().to_path_buf();
