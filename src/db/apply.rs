@@ -7,8 +7,10 @@
 //! - an error the entry caused, the same on every node (its SQL left raftlite's own
 //!   statements failing), rolls the work back: the entry applies as a no-op, recorded, with the
 //!   error as its answer;
-//! - a local fault (I/O, a full disk, memory), or any failure to begin, record or commit,
-//!   is returned as [`EntryFault`]: the node must stop rather than diverge. The one fault it
+//!   The same holds when the work ran but SQLite refuses its COMMIT for a reason the SQL
+//!   caused (see [`Refused`]);
+//! - a local fault (I/O, a full disk, memory), or any other failure to begin, record or
+//!   commit, is returned as [`EntryFault`]: the node must stop rather than diverge. The one fault it
 //!   need not stop for is a full disk (`SQLITE_FULL`): the entry's transaction is rolled back
 //!   here, so the entry changed nothing and [`EntryFault::disk_full`] tells the caller it may
 //!   apply it again once there is room.
@@ -55,7 +57,7 @@ pub fn apply_entry<T>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, ApplyError>,
     failed: impl FnOnce(&str) -> T,
-    record: impl FnOnce(&Connection) -> anyhow::Result<()>,
+    record: impl FnMut(&Connection) -> anyhow::Result<()>,
 ) -> Result<T, EntryFault> {
     let outcome = apply_entry_once(conn, work, failed, record);
     if let Err(f) = &outcome {
@@ -76,36 +78,77 @@ fn apply_entry_once<T>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, ApplyError>,
     failed: impl FnOnce(&str) -> T,
-    record: impl FnOnce(&Connection) -> anyhow::Result<()>,
+    mut record: impl FnMut(&Connection) -> anyhow::Result<()>,
 ) -> Result<T, EntryFault> {
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| fault("begin apply transaction", &e))?;
-    let answer = match work(conn) {
-        Ok(answer) => answer,
+    let failure = match work(conn) {
+        Ok(answer) => {
+            record_entry(conn, &mut record)?;
+            match commit_or_roll_back(conn) {
+                Ok(()) => return Ok(answer),
+                Err(Refused::Fault(e)) => return Err(fault("commit apply transaction", &e)),
+                Err(Refused::ByEntry(e)) => format!("entry failed: commit refused: {e}"),
+            }
+        }
         Err(e) if super::error::is_local_fault(&e) => return Err(fault("apply entry", &e)),
         Err(e) => {
-            // The entry itself caused it: every node fails here alike, so the entry applies
-            // as a no-op with the error as its answer, instead of stopping every node.
-            tracing::warn!("entry failed and changed nothing: {e}");
-            if !conn
-                .is_autocommit()
-                .map_err(|e| fault("roll back the entry", &e))?
-            {
-                conn.execute_batch("ROLLBACK")
-                    .map_err(|e| fault("roll back the entry", &e))?;
-            }
-            conn.execute_batch("BEGIN IMMEDIATE")
-                .map_err(|e| fault("begin apply transaction", &e))?;
-            failed(&format!("entry failed: {e}"))
+            roll_back_if_open(conn).map_err(|e| fault("roll back the entry", &e))?;
+            format!("entry failed: {e}")
         }
     };
-    record(conn).map_err(|e| EntryFault {
-        message: format!("record applied index: {e:#}"),
-        disk_full: super::error::is_disk_full(&e),
-    })?;
+    // The entry itself caused it: every node fails here alike, so the entry applies as a
+    // no-op with the error as its answer, instead of stopping every node.
+    tracing::warn!("{failure}; it changed nothing");
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| fault("begin apply transaction", &e))?;
+    let answer = failed(&failure);
+    record_entry(conn, &mut record)?;
     conn.execute_batch("COMMIT")
         .map_err(|e| fault("commit apply transaction", &e))?;
     Ok(answer)
+}
+
+fn record_entry(
+    conn: &Connection,
+    record: &mut impl FnMut(&Connection) -> anyhow::Result<()>,
+) -> Result<(), EntryFault> {
+    record(conn).map_err(|e| EntryFault {
+        message: format!("record applied index: {e:#}"),
+        disk_full: super::error::is_disk_full(&e),
+    })
+}
+
+/// Why a COMMIT of work that ran without error did not happen.
+pub(crate) enum Refused {
+    /// This node's fault (I/O, a full disk, memory): the caller stops or waits.
+    Fault(raftlite_ffi::Error),
+    /// The work itself made SQLite refuse the commit, alike on every node; the transaction is
+    /// rolled back. A full-text table created and written inside a savepoint that was then
+    /// rolled back does it: the table's pending data outlives its shadow tables, and its
+    /// flush at COMMIT fails (`SQL logic error`).
+    ByEntry(raftlite_ffi::Error),
+}
+
+/// Commits the open transaction, sorting a failure (see [`Refused`]).
+pub(crate) fn commit_or_roll_back(conn: &Connection) -> Result<(), Refused> {
+    let Err(e) = conn.execute_batch("COMMIT") else {
+        return Ok(());
+    };
+    if super::error::is_local_fault(&e) {
+        return Err(Refused::Fault(e));
+    }
+    // SQLite has rolled back already after most failed commits; the rest is rolled back here.
+    roll_back_if_open(conn).map_err(Refused::Fault)?;
+    Err(Refused::ByEntry(e))
+}
+
+/// Rolls back the open transaction, if a failed statement has not ended it already.
+pub(crate) fn roll_back_if_open(conn: &Connection) -> raftlite_ffi::Result<()> {
+    if !conn.is_autocommit()? {
+        conn.execute_batch("ROLLBACK")?;
+    }
+    Ok(())
 }
 
 /// Applies a group-commit batch inside the entry's open transaction: each item as an

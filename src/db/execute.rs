@@ -32,6 +32,7 @@ use std::time::Instant;
 
 use raftlite_ffi::{CachedStatement, Connection, Statement, Step, Value};
 
+use super::apply::Refused;
 use super::error::{classify, SqlFailure};
 use super::gate::{
     Gate, Mode, EXECUTE_TIMEOUT_ERROR, QUERY_TIMEOUT_ERROR, QUERY_WRITE_ERROR,
@@ -578,7 +579,7 @@ pub fn run_sql_script(
     path: &std::path::Path,
     foreign_keys: bool,
     budget: u64,
-    record: impl FnOnce(&Connection) -> anyhow::Result<()>,
+    record: impl FnMut(&Connection) -> anyhow::Result<()>,
 ) -> anyhow::Result<ScriptOutcome> {
     use anyhow::Context as _;
     let file = std::fs::File::open(path).context("open the staged SQL")?;
@@ -593,7 +594,7 @@ pub fn run_sql_source(
     source: impl std::io::Read + Send,
     foreign_keys: bool,
     budget: u64,
-    record: impl FnOnce(&Connection) -> anyhow::Result<()>,
+    record: impl FnMut(&Connection) -> anyhow::Result<()>,
 ) -> anyhow::Result<ScriptOutcome> {
     use anyhow::Context as _;
     std::thread::scope(|scope| {
@@ -612,7 +613,7 @@ fn run_statements(
     statements: impl Iterator<Item = std::io::Result<String>>,
     foreign_keys: bool,
     budget: u64,
-    record: impl FnOnce(&Connection) -> anyhow::Result<()>,
+    mut record: impl FnMut(&Connection) -> anyhow::Result<()>,
 ) -> anyhow::Result<ScriptOutcome> {
     use anyhow::Context as _;
     let gate = gate_of(conn)?;
@@ -632,20 +633,30 @@ fn run_statements(
     }
     conn.execute_batch("BEGIN IMMEDIATE")
         .context("begin the load transaction")?;
-    let outcome = execute_script(conn, statements, budget).context("run the SQL load")?;
-    if let ScriptOutcome::Failed(_) = outcome {
+    let mut outcome = execute_script(conn, statements, budget).context("run the SQL load")?;
+    if let ScriptOutcome::Done { .. } = outcome {
+        record(conn)?;
+        match super::apply::commit_or_roll_back(conn) {
+            Ok(()) => {}
+            Err(Refused::Fault(e)) => {
+                return Err(anyhow::Error::new(e).context("commit the load transaction"))
+            }
+            Err(Refused::ByEntry(e)) => {
+                outcome = ScriptOutcome::Failed(format!("commit refused: {e}"));
+            }
+        }
+    } else {
         // The statement that failed may have ended the transaction itself (a ROLLBACK
         // conflict clause, a write stopped by the budget): then there is nothing to roll back.
-        if !conn.is_autocommit().context("roll back the load")? {
-            conn.execute_batch("ROLLBACK")
-                .context("roll back the load")?;
-        }
+        super::apply::roll_back_if_open(conn).context("roll back the load")?;
+    }
+    if let ScriptOutcome::Failed(_) = outcome {
         conn.execute_batch("BEGIN IMMEDIATE")
             .context("begin the load transaction")?;
+        record(conn)?;
+        conn.execute_batch("COMMIT")
+            .context("commit the load transaction")?;
     }
-    record(conn)?;
-    conn.execute_batch("COMMIT")
-        .context("commit the load transaction")?;
     conn.execute_batch(if foreign_keys {
         "PRAGMA foreign_keys=ON"
     } else {

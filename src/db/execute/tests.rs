@@ -730,3 +730,112 @@ fn a_writable_schema_line_is_told_by_its_words_not_its_spacing_or_case() {
     );
     assert_eq!(line(""), None);
 }
+
+/// A full-text table created, written and rolled back to a savepoint within one script makes
+/// SQLite refuse the COMMIT (found by the `apply_diff` fuzz target for requests). The load is
+/// then a failed load that changed nothing and is recorded, not a fault that stops the node.
+#[test]
+fn a_load_whose_commit_sqlite_refuses_fails_and_is_recorded() {
+    let c = conn();
+    c.execute_batch("CREATE TABLE applied(n)").unwrap();
+    let script = [
+        "CREATE TABLE kept(a)",
+        "SAVEPOINT s",
+        "CREATE VIRTUAL TABLE ft USING fts5(a)",
+        "INSERT INTO ft VALUES('pending')",
+        "ROLLBACK TO s",
+        "RELEASE s",
+    ];
+    let mut recorded = 0;
+    let out = run_statements(
+        &c,
+        script.iter().map(|s| Ok(s.to_string())),
+        true,
+        BUDGET,
+        |c| {
+            recorded += 1;
+            c.execute_batch("INSERT INTO applied VALUES(1)")?;
+            Ok(())
+        },
+    )
+    .expect("not a fault");
+    let ScriptOutcome::Failed(msg) = out else {
+        panic!("the load committed: {out:?}")
+    };
+    assert!(msg.contains("commit refused"), "{msg}");
+    assert!(c.is_autocommit().unwrap(), "no transaction left open");
+    let tables = c
+        .query_i64("SELECT count(*) FROM sqlite_schema WHERE name = 'kept'")
+        .unwrap();
+    assert_eq!(tables, Some(0), "nothing of the load stays");
+    assert_eq!(recorded, 2, "recorded again after the refused commit");
+    assert_eq!(
+        c.query_i64("SELECT count(*) FROM applied").unwrap(),
+        Some(1),
+        "the record that stays is the one committed with the failed load's no-op"
+    );
+}
+
+/// The same refusal for an entry: its requests answer the error, the entry is recorded, and
+/// the connection applies the next entry.
+#[test]
+fn an_entry_whose_commit_sqlite_refuses_applies_as_a_recorded_no_op() {
+    let c = conn();
+    c.execute_batch("CREATE TABLE applied(n); CREATE TABLE t(a)")
+        .unwrap();
+    let poison = Request {
+        statements: [
+            "INSERT INTO t VALUES(1)",
+            "CREATE VIRTUAL TABLE ft USING fts5(a)",
+            "INSERT INTO ft(ft) VALUES('rebuild')",
+            "INSERT INTO no_such_table VALUES(1)",
+        ]
+        .iter()
+        .map(|s| SqlStatement::new(*s))
+        .collect(),
+        transaction: true,
+    };
+    let record = |c: &Connection| {
+        c.execute_batch("INSERT INTO applied VALUES(1)")?;
+        Ok(())
+    };
+    let run = |r: &Request| {
+        crate::db::apply::apply_entry(
+            &c,
+            |c| {
+                execute_request(
+                    c,
+                    r,
+                    RowsPolicy::ReturningOnly,
+                    ResultOptions::default(),
+                    BUDGET,
+                )
+            },
+            |e| RequestResults {
+                error: Some(e.to_string()),
+                ..RequestResults::default()
+            },
+            record,
+        )
+    };
+    let answer = run(&poison).expect("not a fault");
+    assert!(
+        answer
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("commit refused"),
+        "{answer:?}"
+    );
+    assert_eq!(count(&c), 0);
+    assert_eq!(
+        c.query_i64("SELECT count(*) FROM applied").unwrap(),
+        Some(1)
+    );
+    let next = run(&req(&["INSERT INTO t VALUES(2)"])).expect("the next entry applies");
+    assert_eq!(outcomes(&next), vec![exec(1, 1)]);
+    assert_eq!(
+        c.query_i64("SELECT count(*) FROM applied").unwrap(),
+        Some(2)
+    );
+}
