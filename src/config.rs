@@ -154,7 +154,7 @@ const FLAGS: &[ConfigFlag] = &[
     flag("node-verify-common-name", Str, "", Honoured, "Common Name required in certificates of connecting nodes"),
     // Backups and restores.
     flag("auto-backup", Str, "", Honoured, "Path to the automatic backup configuration file. If not set, no automatic backups"),
-    flag("auto-restore", Str, "", Refused("silently not restoring"), "Path to the automatic restore configuration file. If not set, no automatic restore"),
+    flag("auto-restore", Str, "", Honoured, "Path to the automatic restore configuration file. If not set, no automatic restore"),
     flag("backup-tmp-dir", Str, "", Honoured, "Directory for temporary backup files. If not set, the data directory"),
     flag("disk-reserve", U64, "268435456", Honoured, "Free bytes that backups, loads and boots must leave on the data file system"),
     flag("max-backup-copies", Usize, "16", Honoured, "Maximum number of backups in progress at once"),
@@ -1520,23 +1520,21 @@ mod tests {
     }
 
     #[test]
-    fn auto_backup_is_taken_and_auto_restore_refused() {
-        // The file is read at start-up (`auto_backup::config`); here only its path is taken.
+    fn auto_backup_and_auto_restore_paths_are_taken() {
+        // The files are read at start-up (`auto_backup::config`); here only their paths.
         assert_eq!(
             run("-auto-backup backup.json /d").auto_backup,
             Some(PathBuf::from("backup.json"))
         );
-        let err = Config::parse(&args("-auto-restore restore.json /d")).unwrap_err();
         assert_eq!(
-            err,
-            ConfigError::Unsupported {
-                flag: "auto-restore",
-                consequence: "silently not restoring"
-            }
+            run("-auto-restore restore.json /d").auto_restore,
+            Some(PathBuf::from("restore.json"))
         );
+        let err = Config::parse(&args("-cdc-config cdc.json /d")).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "-auto-restore is not supported yet: refusing to start rather than silently not restoring"
+            "-cdc-config is not supported yet: refusing to start rather than silently dropping \
+             change-data-capture events"
         );
         assert_eq!(err.exit_code(), 1);
         // Empty means "not enabled", as in rqlited.
@@ -1550,7 +1548,6 @@ mod tests {
         let mut c = run("/d");
         c.disco_mode = Some("dns".into());
         c.cdc_config = Some("x".into());
-        c.auto_restore = Some("x".into());
         let mut in_use = c.refused_flags_in_use();
         in_use.sort_unstable();
         let mut refused: Vec<_> = FLAGS
@@ -1681,10 +1678,11 @@ mod tests {
             "every flag is rqlited's or listed in RAFTLITE_ONLY_FLAGS"
         );
         assert_eq!(
-            flag_support("auto-restore"),
-            Some(Refused("silently not restoring"))
+            flag_support("cdc-config"),
+            Some(Refused("silently dropping change-data-capture events"))
         );
         assert_eq!(flag_support("auto-backup"), Some(Honoured));
+        assert_eq!(flag_support("auto-restore"), Some(Honoured));
         assert_eq!(flag_support("no-such-flag"), None);
     }
 

@@ -64,6 +64,8 @@ pub struct NodeOptions {
     pub backup_keep_size: u64,
     /// `-auto-backup`: the leader's periodic backups, read from the configuration file.
     pub auto_backup: Option<crate::auto_backup::AutoBackupConfig>,
+    /// `-auto-restore`, read: a node that starts with no data loads the storage's backup.
+    pub auto_restore: Option<crate::auto_backup::AutoRestoreConfig>,
     /// `-write-queue-*`.
     pub write_queue: crate::http::write_queue::QueueOptions,
     /// `-raft-shutdown-stepdown`: a leader hands leadership over before a graceful stop.
@@ -122,6 +124,7 @@ impl NodeOptions {
             backup_keep: Duration::from_secs(300),
             backup_keep_size: 4 << 30,
             auto_backup: None,
+            auto_restore: None,
             write_queue: Default::default(),
             shutdown_stepdown: true,
             remove_on_shutdown: false,
@@ -351,6 +354,14 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let raft_task = tokio::spawn(raft_server);
     tracing::info!(node_id = %node.id, "raft listening on {raft_bound}");
 
+    // Before the node serves, as rqlited does: a node that cannot fetch the backup it was told
+    // to start from stops here (unless `continue_on_failure`).
+    let auto_restore = match &opts.auto_restore {
+        Some(config) => crate::auto_backup::restore::download(&store, config, opts.max_load_size)
+            .await
+            .context("auto-restore")?,
+        None => None,
+    };
     let uploader = Arc::new(crate::auto_backup::UploaderStats::default());
     let auto_backup = match opts.auto_backup.clone() {
         Some(config) => Some(
@@ -403,6 +414,16 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     // A stop signal while the node is still forming or joining is a clean stop (exit 0), as
     // it is afterwards: the operator asked for it, and nothing is half done (forming and
     // joining are retried from the start on the next run).
+    let auto_restore = auto_restore.map(|downloaded| {
+        crate::auto_backup::restore::install_when_leader(
+            Arc::clone(&store),
+            downloaded,
+            crate::store::restore::RestoreLimits {
+                max_size: opts.max_load_size,
+                disk_reserve: opts.disk_reserve,
+            },
+        )
+    });
     let formed = tokio::select! {
         r = membership::form_or_join(&store, &opts.join) => r.map(|()| true),
         _ = stop.recv() => {
@@ -426,6 +447,9 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     // file goes): a stop must not wait for a multi-gigabyte upload.
     if let Some(auto_backup) = &auto_backup {
         auto_backup.stop();
+    }
+    if let Some(auto_restore) = &auto_restore {
+        auto_restore.abort();
     }
     http_handle.stop(true).await;
     raft_handle.stop(true).await;

@@ -3,8 +3,14 @@
 //! `os.ExpandEnv` makes them), `version` at most 1, `type`, `interval` (a Go duration),
 //! `no_compress`, `timestamp`, `vacuum`, and the storage's own `sub` object.
 //!
-//! Storage types: `file` (`{"dir": ABSOLUTE_DIR, "name": FILE_NAME}`). `s3` and `gcs` are
-//! refused with a clear error: a node that was asked to back up and cannot must not start.
+//! Storage types: `file` (`{"dir": ABSOLUTE_DIR, "name": FILE_NAME}`) and `s3` (rqlite's
+//! `sub`: `access_key_id`, `secret_access_key`, `endpoint`, `region`, `bucket`, `path`,
+//! `force_path_style`; see [`super::s3`]). `gcs` is refused with a clear error (no GCS
+//! emulator runs here to test it against): a node that was asked to back up and cannot must
+//! not start.
+//!
+//! rqlite's `-auto-restore` configuration ([`read_restore`]) shares the storage part, with
+//! `timeout` (default 30 s) and `continue_on_failure` instead of the backup's settings.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +35,32 @@ pub struct AutoBackupConfig {
 pub enum Storage {
     /// Files in a local directory, with `METADATA.json` beside them.
     File { dir: PathBuf, name: String },
+    /// One object in an S3 (or S3-compatible) bucket.
+    S3(super::s3::S3Config),
+}
+
+/// Where and how a node that starts empty fetches its first database (`-auto-restore`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoRestoreConfig {
+    /// How long the download may take (rqlite's default: 30 s).
+    pub timeout: Duration,
+    /// A failed download lets the node start empty instead of stopping it.
+    pub continue_on_failure: bool,
+    pub storage: Storage,
+}
+
+#[derive(serde::Deserialize)]
+struct RawRestoreConfig {
+    #[serde(default)]
+    version: u32,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    timeout: Option<Interval>,
+    #[serde(default)]
+    continue_on_failure: bool,
+    #[serde(default)]
+    sub: serde_json::Value,
 }
 
 #[derive(serde::Deserialize)]
@@ -76,18 +108,66 @@ pub fn parse(text: &str) -> anyhow::Result<AutoBackupConfig> {
     if raw.version > 1 {
         bail!("version {} is not supported (1 is)", raw.version);
     }
-    let interval = match &raw.interval {
-        Interval::Text(text) => crate::flags::parse_go_duration(text)
-            .map_err(|e| anyhow::anyhow!("interval {text:?}: {e}"))?,
-        Interval::Nanos(n) => Duration::from_nanos(*n),
-    };
+    let interval = raw.interval.duration("interval")?;
     if interval.is_zero() {
         bail!("interval must be more than zero");
     }
-    let storage = match raw.kind.as_str() {
+    let storage = storage(&raw.kind, raw.sub)?;
+    Ok(AutoBackupConfig {
+        interval,
+        compress: !raw.no_compress,
+        timestamp: raw.timestamp,
+        vacuum: raw.vacuum,
+        storage,
+    })
+}
+
+impl Interval {
+    fn duration(&self, what: &str) -> anyhow::Result<Duration> {
+        Ok(match self {
+            Interval::Text(text) => crate::flags::parse_go_duration(text)
+                .map_err(|e| anyhow::anyhow!("{what} {text:?}: {e}"))?,
+            Interval::Nanos(n) => Duration::from_nanos(*n),
+        })
+    }
+}
+
+/// Reads and checks an `-auto-restore` configuration file.
+pub fn read_restore(path: &Path) -> anyhow::Result<AutoRestoreConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read the auto-restore configuration {}", path.display()))?;
+    parse_restore(&expand_env(&text, |name| std::env::var(name).ok()))
+        .with_context(|| format!("auto-restore configuration {}", path.display()))
+}
+
+/// Parses an `-auto-restore` configuration whose variables are already expanded.
+pub fn parse_restore(text: &str) -> anyhow::Result<AutoRestoreConfig> {
+    let raw: RawRestoreConfig = serde_json::from_str(text).context("not a valid configuration")?;
+    if raw.version > 1 {
+        bail!("version {} is not supported (1 is)", raw.version);
+    }
+    let timeout = match &raw.timeout {
+        Some(t) => t.duration("timeout")?,
+        None => Duration::ZERO,
+    };
+    Ok(AutoRestoreConfig {
+        // rqlite: zero (or absent) is 30 seconds.
+        timeout: if timeout.is_zero() {
+            Duration::from_secs(30)
+        } else {
+            timeout
+        },
+        continue_on_failure: raw.continue_on_failure,
+        storage: storage(&raw.kind, raw.sub)?,
+    })
+}
+
+/// The storage of a configuration: its `type` and `sub`.
+fn storage(kind: &str, sub: serde_json::Value) -> anyhow::Result<Storage> {
+    Ok(match kind {
         "file" => {
             let file: RawFile =
-                serde_json::from_value(raw.sub).context("type file: sub needs dir and name")?;
+                serde_json::from_value(sub).context("type file: sub needs dir and name")?;
             let dir = PathBuf::from(&file.dir);
             if !dir.is_absolute() {
                 bail!(
@@ -113,19 +193,17 @@ pub fn parse(text: &str) -> anyhow::Result<AutoBackupConfig> {
                 name: file.name,
             }
         }
-        "s3" | "gcs" => bail!(
-            "type {} is not supported yet: refusing to start rather than silently not backing \
-             up (type file is)",
-            raw.kind
+        "s3" => {
+            let s3: super::s3::S3Config = serde_json::from_value(sub)
+                .context("type s3: sub needs region, bucket and path")?;
+            s3.check()?;
+            Storage::S3(s3)
+        }
+        "gcs" => bail!(
+            "type gcs is not supported: refusing to start rather than silently not backing up \
+             or restoring (types file and s3 are)"
         ),
         other => bail!("unsupported storage type {other:?}"),
-    };
-    Ok(AutoBackupConfig {
-        interval,
-        compress: !raw.no_compress,
-        timestamp: raw.timestamp,
-        vacuum: raw.vacuum,
-        storage,
     })
 }
 
@@ -220,9 +298,47 @@ mod tests {
                 "{name}"
             );
         }
-        assert!(err(&FILE.replace("\"file\"", "\"s3\"")).contains("not supported yet"));
+        assert!(err(&FILE.replace("\"file\"", "\"gcs\"")).contains("not supported"));
+        assert!(err(&FILE.replace("\"file\"", "\"s3\"")).contains("type s3"));
         assert!(err(&FILE.replace("\"file\"", "\"ftp\"")).contains("unsupported"));
         assert!(err("{").contains("not a valid configuration"));
+    }
+
+    #[test]
+    fn an_s3_configuration_as_rqlite_documents_it() {
+        let c = parse(
+            r#"{"version":1,"type":"s3","interval":"1h","sub":{"access_key_id":"AK",
+            "secret_access_key":"SK","endpoint":"minio:9000","region":"eu-west-1",
+            "bucket":"b","path":"backups/db.sqlite.gz","force_path_style":true}}"#,
+        )
+        .unwrap();
+        let Storage::S3(s3) = c.storage else {
+            panic!("{c:?}")
+        };
+        assert_eq!(s3.endpoint, "minio:9000");
+        assert_eq!(s3.path, "backups/db.sqlite.gz");
+        assert!(s3.force_path_style);
+        let err = parse(r#"{"type":"s3","interval":"1h","sub":{"region":"r","bucket":"b"}}"#)
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("type s3"), "{err:#}");
+    }
+
+    #[test]
+    fn a_restore_configuration_as_rqlite_documents_it() {
+        let sub = r#""sub":{"dir":"/b","name":"db"}"#;
+        let c = parse_restore(&format!(r#"{{"version":1,"type":"file",{sub}}}"#)).unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(30), "rqlite's default");
+        assert!(!c.continue_on_failure);
+        let c = parse_restore(&format!(
+            r#"{{"type":"file","timeout":"2m","continue_on_failure":true,{sub}}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(120));
+        assert!(c.continue_on_failure);
+        let c = parse_restore(&format!(r#"{{"type":"file","timeout":"0s",{sub}}}"#)).unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(30));
+        assert!(parse_restore(&format!(r#"{{"type":"file","timeout":"x",{sub}}}"#)).is_err());
+        assert!(parse_restore(&format!(r#"{{"version":2,"type":"file",{sub}}}"#)).is_err());
     }
 
     #[test]

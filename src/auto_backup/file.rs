@@ -52,6 +52,43 @@ impl FileStorage {
         })
     }
 
+    /// The storage at `dir` as it is, to read from: nothing is created or checked.
+    pub fn at(dir: &Path, name: &str) -> FileStorage {
+        FileStorage {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            timestamp: false,
+        }
+    }
+
+    /// The latest backup: the file `METADATA.json` names, when it is in this directory and
+    /// still there (uploads with `timestamp` are each a new file), else `NAME`.
+    pub fn latest(&self) -> PathBuf {
+        let named = self.current().ok().flatten().and_then(|m| m.name);
+        match named.map(PathBuf::from) {
+            Some(path) if path.parent() == Some(self.dir.as_path()) && path.is_file() => path,
+            _ => self.dir.join(&self.name),
+        }
+    }
+
+    /// Copies the latest backup ([`FileStorage::latest`]) into the new file `to`, at most
+    /// `max_bytes` of it; returns its size.
+    pub fn download(&self, to: &Path, max_bytes: u64) -> anyhow::Result<u64> {
+        use std::io::Read as _;
+        let from = self.latest();
+        let source =
+            std::fs::File::open(&from).with_context(|| format!("open {}", from.display()))?;
+        let mut out = create_new(to).with_context(|| format!("create {}", to.display()))?;
+        let n = io::copy(&mut source.take(max_bytes.saturating_add(1)), &mut out)
+            .with_context(|| format!("copy {}", from.display()))?;
+        if n > max_bytes {
+            anyhow::bail!("{} is larger than {max_bytes} bytes", from.display());
+        }
+        out.sync_all()
+            .with_context(|| format!("sync {}", to.display()))?;
+        Ok(n)
+    }
+
     /// The directory the backups go to.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -187,7 +224,7 @@ pub fn is_reserved_name(name: &str) -> bool {
 }
 
 /// `YYYYMMDDHHMMSS` in UTC: rqlite's timestamp prefix.
-fn compact_utc(unix_secs: i64) -> String {
+pub(crate) fn compact_utc(unix_secs: i64) -> String {
     crate::http::json::rfc3339_from_unix(unix_secs)
         .chars()
         .filter(char::is_ascii_digit)

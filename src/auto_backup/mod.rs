@@ -19,14 +19,15 @@
 
 pub mod config;
 pub mod file;
+pub mod restore;
+pub mod s3;
+pub mod storage;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
-pub use config::{AutoBackupConfig, Storage};
-use file::FileStorage;
+pub use config::{AutoBackupConfig, AutoRestoreConfig, Storage};
+use storage::Target;
 
 use crate::store::Store;
 
@@ -88,8 +89,7 @@ pub fn start(
     config: AutoBackupConfig,
     stats: Arc<UploaderStats>,
 ) -> anyhow::Result<Uploader> {
-    let Storage::File { dir, name } = &config.storage;
-    let storage = Arc::new(FileStorage::open(dir, name, config.timestamp)?);
+    let storage = Arc::new(Target::open_for_uploads(&config.storage, config.timestamp)?);
     tracing::info!(
         "automatic backups to {} every {:?}",
         storage.describe(),
@@ -127,7 +127,7 @@ pub fn start(
 async fn upload_if_changed(
     store: &Store,
     config: &AutoBackupConfig,
-    storage: &Arc<FileStorage>,
+    storage: &Arc<Target>,
     progress: &mut Progress,
     stats: &UploaderStats,
     stopping: &Arc<AtomicBool>,
@@ -160,16 +160,11 @@ async fn upload_if_changed(
         .map_err(|e| anyhow::anyhow!("hash the backup: {e}"))?);
     let first_look = progress.uploaded_id.is_none();
     if first_look {
-        let reader = Arc::clone(storage);
-        match tokio::task::spawn_blocking(move || reader.current_id()).await {
-            Ok(Ok(id)) => progress.uploaded_id = id,
-            Ok(Err(e)) => {
-                stats.sum_get_fail.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("read the id of the last automatic backup: {e:#}");
-            }
+        match storage.current_id().await {
+            Ok(id) => progress.uploaded_id = id,
             Err(e) => {
                 stats.sum_get_fail.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("read the id of the last automatic backup: {e}");
+                tracing::warn!("read the id of the last automatic backup: {e:#}");
             }
         }
     }
@@ -189,43 +184,37 @@ async fn upload_if_changed(
         .map_err(|e| anyhow::anyhow!("read the backup: {e}"))?;
     // On the data directory's file system, the upload leaves `-disk-reserve` free, as every
     // copy the engine makes does (the uncompressed size bounds what is written).
-    if same_file_system(storage.dir(), store.data_dir()) {
-        crate::db::disk::check_room(
-            storage.dir(),
-            backup.info.len,
-            store.backups().disk_reserve(),
-            "an automatic backup",
-        )?;
+    if let Some(dir) = storage.local_dir() {
+        if same_file_system(dir, store.data_dir()) {
+            crate::db::disk::check_room(
+                dir,
+                backup.info.len,
+                store.backups().disk_reserve(),
+                "an automatic backup",
+            )?;
+        }
     }
-    let (path, bytes) = {
-        let storage = Arc::clone(storage);
-        let id = id.clone();
-        let compress = config.compress;
-        let now = unix_now();
-        let stopping = Arc::clone(stopping);
-        tokio::task::spawn_blocking(move || {
-            let _background = crate::db::priority::background();
-            storage.upload(&id, now, |out| {
-                let mut source = std::fs::File::open(&copy)?;
-                let mut counted = CountingWriter {
-                    inner: out,
-                    count: 0,
-                    stopping,
-                };
-                if compress {
-                    let mut gz =
-                        flate2::write::GzEncoder::new(&mut counted, flate2::Compression::default());
-                    std::io::copy(&mut source, &mut gz)?;
-                    gz.finish()?;
-                } else {
-                    std::io::copy(&mut source, &mut counted)?;
-                }
-                Ok(counted.count)
-            })
+    let compress = config.compress;
+    let stopping = Arc::clone(stopping);
+    let (path, bytes) = storage
+        .upload(&id, unix_now(), move |out| {
+            let mut source = std::fs::File::open(&copy)?;
+            let mut counted = CountingWriter {
+                inner: out,
+                count: 0,
+                stopping,
+            };
+            if compress {
+                let mut gz =
+                    flate2::write::GzEncoder::new(&mut counted, flate2::Compression::default());
+                std::io::copy(&mut source, &mut gz)?;
+                gz.finish()?;
+            } else {
+                std::io::copy(&mut source, &mut counted)?;
+            }
+            Ok(counted.count)
         })
-        .await
-        .context("the backup writer")??
-    };
+        .await?;
     // Held until here, so the copy's file stayed while it was read; not kept for
     // `-backup-keep` after it (nobody asked for it: it would only take disk space).
     backup.release();
@@ -234,10 +223,7 @@ async fn upload_if_changed(
     stats.uploads_ok.fetch_add(1, Ordering::Relaxed);
     stats.total_upload_bytes.fetch_add(bytes, Ordering::Relaxed);
     stats.last_upload_bytes.store(bytes, Ordering::Relaxed);
-    tracing::info!(
-        "automatic backup of index {applied} written to {} ({bytes} bytes)",
-        path.display()
-    );
+    tracing::info!("automatic backup of index {applied} written to {path} ({bytes} bytes)");
     Ok(())
 }
 

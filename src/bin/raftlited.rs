@@ -48,8 +48,21 @@ fn main() -> ExitCode {
         Some(Ok(c)) => Some(c),
         None => None,
     };
+    let auto_restore = match config
+        .auto_restore
+        .as_deref()
+        .map(auto_backup::config::read_restore)
+    {
+        Some(Err(e)) => {
+            eprintln!("raftlited: -auto-restore: {e:#}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(c)) => Some(c),
+        None => None,
+    };
     let opts = NodeOptions {
         auto_backup,
+        auto_restore,
         data_dir: config.data_dir.clone(),
         node_id: config.node_id.clone(),
         http_addr: config.http_addr.clone(),

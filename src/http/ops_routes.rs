@@ -135,6 +135,11 @@ fn expvars(state: &AppState) -> Value {
     json!({
         "cmdline": std::env::args().collect::<Vec<_>>(),
         "uploader": state.uploader.expvar(),
+        "downloader": {
+            "num_downloads_ok": n(&c.downloads_ok),
+            "num_downloads_fail": n(&c.downloads_fail),
+            "download_bytes": n(&c.download_bytes),
+        },
         "cluster": {
             "num_join_req": n(&c.join_requests),
             "client_retries": n(&super::forward::metrics::FORWARD_RETRIES),
@@ -151,6 +156,9 @@ fn expvars(state: &AppState) -> Value {
         "store": {
             "num_snapshots": n(&shared.num_snapshots),
             "num_restores": n(&shared.num_restores),
+            "num_auto_restores": n(&c.auto_restores),
+            "num_auto_restores_skipped": n(&c.auto_restores_skipped),
+            "num_auto_restores_failed": n(&c.auto_restores_failed),
             "num_recoveries": n(&shared.num_recoveries),
             "num_backups": n(&c.backups),
             "num_loads": n(&shared.num_loads),

@@ -208,6 +208,14 @@ pub struct StoreCounters {
     /// `POST /snapshot` and `POST /reap` requests served (`http.user_snapshots`, `http.user_reaps`).
     pub user_snapshots: AtomicU64,
     pub user_reaps: AtomicU64,
+    /// `-auto-restore` (`auto_backup::restore`): downloads (rqlite's `downloader` map) and
+    /// what became of them (`store.num_auto_restores*`).
+    pub downloads_ok: AtomicU64,
+    pub downloads_fail: AtomicU64,
+    pub download_bytes: AtomicU64,
+    pub auto_restores: AtomicU64,
+    pub auto_restores_skipped: AtomicU64,
+    pub auto_restores_failed: AtomicU64,
 }
 
 impl Store {
