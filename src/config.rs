@@ -813,7 +813,6 @@ impl Config {
         let in_use = [
             ("disco-mode", self.disco_mode.is_some()),
             ("cdc-config", self.cdc_config.is_some()),
-            ("auto-restore", self.auto_restore.is_some()),
         ];
         in_use
             .into_iter()
