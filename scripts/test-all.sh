@@ -30,11 +30,27 @@ command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 # tests/metrics.rs parses every /metrics scrape with the Prometheus project's own OpenMetrics
 # parser (Debian's python3-prometheus-client, for the system python3).
 /usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' >/dev/null 2>&1 || missing+=(python3-prometheus-client)
+# The S3 storage tests' server (moto, below) goes in a venv.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 sqlite3 --version
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
+
+# The S3-compatible server of the S3 storage tests (tests/common/s3.rs): moto's server at the
+# version pinned in tests/s3/requirements.txt, in a private venv, reinstalled only when the pin
+# changes (the stamp holds the pin it was installed from).
+MOTO_VENV="$ROOT/target/moto-venv"
+MOTO_STAMP="$MOTO_VENV/.requirements"
+want=$(cat tests/s3/requirements.txt)
+if [ ! -x "$MOTO_VENV/bin/moto_server" ] || [ "$(cat "$MOTO_STAMP" 2>/dev/null)" != "$want" ]; then
+  rm -rf "$MOTO_VENV"
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/s3/requirements.txt
+  echo "$want" > "$MOTO_STAMP"
+fi
+export RAFTLITE_MOTO_SERVER="$MOTO_VENV/bin/moto_server"
 
 # The tests run with the crash points built in (the `failpoints` feature: the crash suite,
 # tests/faults_crash.rs, needs them in the raftlited it starts; they do nothing unless

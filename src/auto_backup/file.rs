@@ -74,19 +74,85 @@ impl FileStorage {
     /// Copies the latest backup ([`FileStorage::latest`]) into the new file `to`, at most
     /// `max_bytes` of it; returns its size.
     pub fn download(&self, to: &Path, max_bytes: u64) -> anyhow::Result<u64> {
-        use std::io::Read as _;
-        let from = self.latest();
-        let source =
-            std::fs::File::open(&from).with_context(|| format!("open {}", from.display()))?;
-        let mut out = create_new(to).with_context(|| format!("create {}", to.display()))?;
-        let n = io::copy(&mut source.take(max_bytes.saturating_add(1)), &mut out)
-            .with_context(|| format!("copy {}", from.display()))?;
-        if n > max_bytes {
-            anyhow::bail!("{} is larger than {max_bytes} bytes", from.display());
-        }
-        out.sync_all()
-            .with_context(|| format!("sync {}", to.display()))?;
+        copy_capped(&self.latest(), to, max_bytes)
+    }
+
+    /// The directory of the archive's objects (continuous archiving): `NAME.archive` beside
+    /// the backups.
+    pub fn archive_root(&self) -> PathBuf {
+        self.dir.join(format!("{}.archive", self.name))
+    }
+
+    /// Writes the archive object `rel` (`bases/…`, `log/…`) from the file `from`: a
+    /// temporary file, fsynced, renamed into place, so a reader never sees part of one.
+    pub fn put_object(&self, rel: &str, from: &Path) -> anyhow::Result<u64> {
+        let path = self.object_path(rel)?;
+        let parent = path.parent().expect("an object has a directory");
+        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+        let tmp = crate::temp_file::TempFile::new(parent.join(format!(
+            "{UPLOAD_PREFIX}{}",
+            crate::temp_file::unique_suffix()
+        )));
+        let mut out =
+            create_new(tmp.path()).with_context(|| format!("create {}", tmp.path().display()))?;
+        let mut source =
+            std::fs::File::open(from).with_context(|| format!("open {}", from.display()))?;
+        let n = io::copy(&mut source, &mut out).with_context(|| format!("write {rel}"))?;
+        out.sync_all().with_context(|| format!("fsync {rel}"))?;
+        drop(out);
+        let mut tmp = tmp;
+        tmp.rename_to(&path)
+            .with_context(|| format!("rename {rel} into place"))?;
+        tmp.persist();
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("fsync {}", parent.display()))?;
         Ok(n)
+    }
+
+    /// Copies the archive object `rel` into the new file `to`, at most `max_bytes`.
+    pub fn get_object(&self, rel: &str, to: &Path, max_bytes: u64) -> anyhow::Result<u64> {
+        copy_capped(&self.object_path(rel)?, to, max_bytes)
+    }
+
+    /// The names of the archive objects in the folder `rel_dir` (`bases`, `log`).
+    pub fn list_objects(&self, rel_dir: &str) -> anyhow::Result<Vec<String>> {
+        let dir = self.object_path(rel_dir)?;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("list {}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(UPLOAD_PREFIX) && entry.file_type().is_ok_and(|t| t.is_file()) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Removes the archive object `rel` (gone already is fine).
+    pub fn delete_object(&self, rel: &str) -> anyhow::Result<()> {
+        match std::fs::remove_file(self.object_path(rel)?) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("remove {rel}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn object_path(&self, rel: &str) -> anyhow::Result<PathBuf> {
+        if rel
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == ".." || s.contains('\0'))
+        {
+            anyhow::bail!("not an archive object name: {rel:?}");
+        }
+        Ok(self.archive_root().join(rel))
     }
 
     /// The directory the backups go to.
@@ -181,6 +247,21 @@ impl FileStorage {
             .context("fsync the backup directory")?;
         Ok((final_path, written))
     }
+}
+
+/// Copies `from` into the new file `to`, fsynced; more than `max_bytes` is an error.
+fn copy_capped(from: &Path, to: &Path, max_bytes: u64) -> anyhow::Result<u64> {
+    use std::io::Read as _;
+    let source = std::fs::File::open(from).with_context(|| format!("open {}", from.display()))?;
+    let mut out = create_new(to).with_context(|| format!("create {}", to.display()))?;
+    let n = io::copy(&mut source.take(max_bytes.saturating_add(1)), &mut out)
+        .with_context(|| format!("copy {}", from.display()))?;
+    if n > max_bytes {
+        anyhow::bail!("{} is larger than {max_bytes} bytes", from.display());
+    }
+    out.sync_all()
+        .with_context(|| format!("sync {}", to.display()))?;
+    Ok(n)
 }
 
 /// Creates `path`, which must not exist: never through a symbolic link planted there, never

@@ -178,9 +178,8 @@ impl S3Storage {
         }
     }
 
-    /// Uploads what `fill` writes (on a blocking thread, through a bounded channel) to the key
-    /// for `unix_secs`, with `id` as its metadata; returns the key and the bytes sent. A
-    /// failure aborts the multipart upload, so no part of it stays in the bucket.
+    /// Uploads what `fill` writes to the key for `unix_secs`, with `id` as its metadata;
+    /// returns the key and the bytes sent.
     pub async fn upload(
         &self,
         id: &str,
@@ -193,13 +192,26 @@ impl S3Storage {
             Attribute::Metadata(ID_METADATA.into()),
             id.to_string().into(),
         );
+        let n = self.put_stream(&key, attributes, fill).await?;
+        Ok((key, n))
+    }
+
+    /// Writes `key` from what `fill` writes (on a blocking thread, through a bounded
+    /// channel), as a multipart upload; returns the bytes sent. A failure aborts the upload,
+    /// so no part of it stays in the bucket.
+    async fn put_stream(
+        &self,
+        key: &str,
+        attributes: Attributes,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<u64> + Send + 'static,
+    ) -> anyhow::Result<u64> {
         let opts = PutMultipartOptions {
             attributes,
             ..PutMultipartOptions::default()
         };
         let upload = self
             .client
-            .put_multipart_opts(&ObjectPath::from(key.as_str()), opts)
+            .put_multipart_opts(&ObjectPath::from(key), opts)
             .await
             .with_context(|| format!("start the upload to {}", self.describe))?;
         let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
@@ -230,7 +242,7 @@ impl S3Storage {
                     .finish()
                     .await
                     .with_context(|| format!("finish the upload to {}", self.describe))?;
-                Ok((key, n))
+                Ok(n)
             }
             (sent, produced) => {
                 let _ = parts.abort().await;
@@ -242,13 +254,61 @@ impl S3Storage {
         }
     }
 
+    /// The archive's key for `rel`: `PATH.archive/REL`.
+    fn archive_key(&self, rel: &str) -> ObjectPath {
+        ObjectPath::from(format!("{}.archive/{rel}", self.key))
+    }
+
+    /// Writes the archive object `rel` from the file `from`.
+    pub async fn put_object(&self, rel: &str, from: &Path) -> anyhow::Result<u64> {
+        let key = self.archive_key(rel).to_string();
+        let from = from.to_path_buf();
+        self.put_stream(&key, Attributes::new(), move |out| {
+            std::io::copy(&mut std::fs::File::open(&from)?, out)
+        })
+        .await
+    }
+
+    /// Copies the archive object `rel` into the new file `to`, at most `max_bytes`.
+    pub async fn get_object(&self, rel: &str, to: &Path, max_bytes: u64) -> anyhow::Result<u64> {
+        self.get_into(&self.archive_key(rel), to, max_bytes).await
+    }
+
+    /// The names of the archive objects in the folder `rel_dir`.
+    pub async fn list_objects(&self, rel_dir: &str) -> anyhow::Result<Vec<String>> {
+        let prefix = self.archive_key(rel_dir);
+        let mut listing = self.client.list(Some(&prefix));
+        let mut names = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.with_context(|| format!("list {}", self.describe))?;
+            if let Some(name) = meta.location.filename() {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Removes the archive object `rel`.
+    pub async fn delete_object(&self, rel: &str) -> anyhow::Result<()> {
+        match self.client.delete(&self.archive_key(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("remove {rel} from {}", self.describe)),
+        }
+    }
+
     /// Writes the object at `path` into `to` (a new file), at most `max_bytes` of it;
     /// returns its size.
     pub async fn download(&self, to: &Path, max_bytes: u64) -> anyhow::Result<u64> {
+        self.get_into(&ObjectPath::from(self.key.as_str()), to, max_bytes)
+            .await
+    }
+
+    async fn get_into(&self, key: &ObjectPath, to: &Path, max_bytes: u64) -> anyhow::Result<u64> {
         use tokio::io::AsyncWriteExt as _;
         let found = self
             .client
-            .get(&ObjectPath::from(self.key.as_str()))
+            .get(key)
             .await
             .with_context(|| format!("download {}", self.describe))?;
         let mut file = tokio::fs::OpenOptions::new()

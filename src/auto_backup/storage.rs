@@ -94,6 +94,62 @@ impl Target {
         }
     }
 
+    /// Writes the archive object `rel` (`bases/NAME`, `log/NAME`) from the file `from`.
+    pub async fn put_object(self: &Arc<Self>, rel: &str, from: &Path) -> anyhow::Result<u64> {
+        match &**self {
+            Target::File(_) => {
+                let (this, rel, from) = (Arc::clone(self), rel.to_string(), from.to_path_buf());
+                blocking(move || this.file().put_object(&rel, &from)).await
+            }
+            Target::S3(s) => s.put_object(rel, from).await,
+        }
+    }
+
+    /// Copies the archive object `rel` into the new file `to`, at most `max_bytes`.
+    pub async fn get_object(
+        self: &Arc<Self>,
+        rel: &str,
+        to: &Path,
+        max_bytes: u64,
+    ) -> anyhow::Result<u64> {
+        match &**self {
+            Target::File(_) => {
+                let (this, rel, to) = (Arc::clone(self), rel.to_string(), to.to_path_buf());
+                blocking(move || this.file().get_object(&rel, &to, max_bytes)).await
+            }
+            Target::S3(s) => s.get_object(rel, to, max_bytes).await,
+        }
+    }
+
+    /// The names of the archive objects in the folder `rel_dir`, sorted.
+    pub async fn list_objects(self: &Arc<Self>, rel_dir: &str) -> anyhow::Result<Vec<String>> {
+        match &**self {
+            Target::File(_) => {
+                let (this, rel) = (Arc::clone(self), rel_dir.to_string());
+                blocking(move || this.file().list_objects(&rel)).await
+            }
+            Target::S3(s) => s.list_objects(rel_dir).await,
+        }
+    }
+
+    /// Removes the archive object `rel`.
+    pub async fn delete_object(self: &Arc<Self>, rel: &str) -> anyhow::Result<()> {
+        match &**self {
+            Target::File(_) => {
+                let (this, rel) = (Arc::clone(self), rel.to_string());
+                blocking(move || this.file().delete_object(&rel)).await
+            }
+            Target::S3(s) => s.delete_object(rel).await,
+        }
+    }
+
+    fn file(&self) -> &FileStorage {
+        match self {
+            Target::File(f) => f,
+            Target::S3(_) => unreachable!("called for file storage only"),
+        }
+    }
+
     /// Copies the latest backup into `to` (a new file), at most `max_bytes`; returns its size.
     pub async fn download(self: &Arc<Self>, to: &Path, max_bytes: u64) -> anyhow::Result<u64> {
         match &**self {
@@ -110,4 +166,12 @@ impl Target {
             Target::S3(s) => s.download(to, max_bytes).await,
         }
     }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .context("the storage thread")?
 }

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod reference_shell;
+pub mod s3;
 pub mod small_disk;
 
 use std::path::{Path, PathBuf};
