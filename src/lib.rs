@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "server")]
+pub mod archive;
+#[cfg(feature = "server")]
 pub mod auth;
 #[cfg(feature = "server")]
 pub mod auto_backup;

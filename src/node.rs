@@ -371,6 +371,25 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         None => None,
     };
 
+    let archiver_stats = Arc::new(crate::archive::ArchiverStats::default());
+    let archiver = match opts
+        .auto_backup
+        .as_ref()
+        .and_then(|c| c.archive.clone().map(|a| (c.storage.clone(), a)))
+    {
+        Some((storage, archive)) => {
+            let target = crate::auto_backup::storage::Target::open_for_uploads(&storage, false)
+                .context("start continuous archiving")?;
+            Some(crate::archive::start(
+                Arc::clone(&store),
+                Arc::new(target),
+                archive,
+                Arc::clone(&archiver_stats),
+            ))
+        }
+        None => None,
+    };
+
     let forward_client = security.forward_client;
     let node_client = tls::node()
         .client_builder()
@@ -398,6 +417,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         writer_pragmas: parking_lot::Mutex::new(serde_json::Value::Null),
         allow_origin: opts.http_allow_origin.clone(),
         uploader,
+        archiver: archiver_stats,
     };
     let https = security.http_server.is_some();
     let server =
@@ -450,6 +470,9 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     }
     if let Some(auto_restore) = &auto_restore {
         auto_restore.abort();
+    }
+    if let Some(archiver) = &archiver {
+        archiver.stop();
     }
     http_handle.stop(true).await;
     raft_handle.stop(true).await;

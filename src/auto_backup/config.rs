@@ -29,6 +29,32 @@ pub struct AutoBackupConfig {
     /// Back up a vacuumed copy (`GET /db/backup?vacuum`).
     pub vacuum: bool,
     pub storage: Storage,
+    /// Continuous archiving (raftlite's own `archive` object; rqlite ignores the key).
+    pub archive: Option<ArchiveConfig>,
+}
+
+/// Continuous archiving of the Raft log beside the backups, for point-in-time recovery
+/// (`crate::archive`): `"archive": {"max_delay": "1s", "base_interval": "1h", "keep_bases": 2}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveConfig {
+    /// The longest an applied entry waits before it is shipped (default 1 s).
+    pub max_delay: Duration,
+    /// How often a new base backup is taken when the database changed (default: the
+    /// configuration's `interval`).
+    pub base_interval: Duration,
+    /// Base backups kept, with the log needed from the oldest (default 2, at least 1).
+    pub keep_bases: usize,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArchive {
+    #[serde(default)]
+    max_delay: Option<Interval>,
+    #[serde(default)]
+    base_interval: Option<Interval>,
+    #[serde(default)]
+    keep_bases: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +104,8 @@ struct RawConfig {
     interval: Interval,
     #[serde(default)]
     sub: serde_json::Value,
+    #[serde(default)]
+    archive: Option<RawArchive>,
 }
 
 /// rqlite's `auto.Duration`: a Go duration string, or a number of nanoseconds.
@@ -113,7 +141,33 @@ pub fn parse(text: &str) -> anyhow::Result<AutoBackupConfig> {
         bail!("interval must be more than zero");
     }
     let storage = storage(&raw.kind, raw.sub)?;
+    let archive = match raw.archive {
+        None => None,
+        Some(a) => {
+            let max_delay = match a.max_delay {
+                Some(d) => d.duration("archive.max_delay")?,
+                None => Duration::from_secs(1),
+            };
+            let base_interval = match a.base_interval {
+                Some(d) => d.duration("archive.base_interval")?,
+                None => interval,
+            };
+            if max_delay.is_zero() || base_interval.is_zero() {
+                bail!("archive: max_delay and base_interval must be more than zero");
+            }
+            let keep_bases = a.keep_bases.unwrap_or(2);
+            if keep_bases == 0 {
+                bail!("archive: keep_bases must be at least 1");
+            }
+            Some(ArchiveConfig {
+                max_delay,
+                base_interval,
+                keep_bases,
+            })
+        }
+    };
     Ok(AutoBackupConfig {
+        archive,
         interval,
         compress: !raw.no_compress,
         timestamp: raw.timestamp,
@@ -269,6 +323,7 @@ mod tests {
                     dir: "/var/backups/raftlite".into(),
                     name: "backup.sqlite".into()
                 },
+                archive: None,
             }
         );
         let c = parse(&FILE.replace("\"version\":1,", "\"no_compress\":true,\"vacuum\":true,"))
@@ -321,6 +376,35 @@ mod tests {
         let err = parse(r#"{"type":"s3","interval":"1h","sub":{"region":"r","bucket":"b"}}"#)
             .unwrap_err();
         assert!(format!("{err:#}").contains("type s3"), "{err:#}");
+    }
+
+    #[test]
+    fn archiving_is_raftlites_own_object_with_defaults() {
+        let with = |archive: &str| parse(&FILE.replace("\"timestamp\":true,", archive));
+        let c = with(r#""archive":{},"#).unwrap();
+        assert_eq!(
+            c.archive,
+            Some(ArchiveConfig {
+                max_delay: Duration::from_secs(1),
+                base_interval: Duration::from_secs(300),
+                keep_bases: 2
+            })
+        );
+        let c = with(r#""archive":{"max_delay":"250ms","base_interval":"1h","keep_bases":5},"#)
+            .unwrap();
+        let a = c.archive.unwrap();
+        assert_eq!(
+            (a.max_delay, a.base_interval, a.keep_bases),
+            (Duration::from_millis(250), Duration::from_secs(3600), 5)
+        );
+        for bad in [
+            r#""archive":{"keep_bases":0},"#,
+            r#""archive":{"max_delay":"0s"},"#,
+            r#""archive":{"maxdelay":"1s"},"#,
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse(FILE).unwrap().archive, None);
     }
 
     #[test]

@@ -135,6 +135,7 @@ fn expvars(state: &AppState) -> Value {
     json!({
         "cmdline": std::env::args().collect::<Vec<_>>(),
         "uploader": state.uploader.expvar(),
+        "archiver": state.archiver.expvar(),
         "downloader": {
             "num_downloads_ok": n(&c.downloads_ok),
             "num_downloads_fail": n(&c.downloads_fail),

@@ -60,6 +60,8 @@ pub struct AppState {
     pub writer_pragmas: parking_lot::Mutex<serde_json::Value>,
     /// The automatic backups' counters (`/debug/vars` `uploader`; zeros without `-auto-backup`).
     pub uploader: std::sync::Arc<crate::auto_backup::UploaderStats>,
+    /// Continuous archiving's counters (`/debug/vars` `archiver`; zeros without it).
+    pub archiver: std::sync::Arc<crate::archive::ArchiverStats>,
     /// `-http-allow-origin`: sent as `Access-Control-Allow-Origin` on every answer.
     pub allow_origin: Option<String>,
 }

@@ -29,6 +29,8 @@ pub mod parse;
 #[cfg(feature = "server")]
 pub mod repl;
 #[cfg(feature = "server")]
+pub mod restore;
+#[cfg(feature = "server")]
 pub mod session;
 #[cfg(feature = "server")]
 pub mod transfer;

@@ -476,6 +476,47 @@ impl Store {
         self.shared.applied_index.load(Ordering::Acquire)
     }
 
+    /// Applied entries of the log from `from`, as the log stores them, up to `upto` and at
+    /// most `max_bytes` of payload (one at least): what continuous archiving ships. Empty when
+    /// `from` is no longer in the log (purged after a snapshot) or not yet applied.
+    pub fn applied_records(
+        &self,
+        from: u64,
+        upto: u64,
+        max_bytes: u64,
+    ) -> anyhow::Result<Vec<crate::raft::log::Record>> {
+        let upto = upto.min(self.applied_index());
+        let first = self.log.bounds().first_index;
+        if from > upto || first.is_none_or(|f| f > from) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        let mut next = from;
+        while next <= upto && (out.is_empty() || bytes < max_bytes) {
+            // In steps, so a long stretch is never read at once.
+            let end = (next + 256).min(upto + 1);
+            let records = self.log.read(next..end).context("read the log")?;
+            if records.is_empty() {
+                break;
+            }
+            for r in records {
+                next = r.index + 1;
+                bytes += r.data.len() as u64;
+                out.push(r);
+                if bytes >= max_bytes {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first index the log still holds, if any.
+    pub fn log_first_index(&self) -> Option<u64> {
+        self.log.bounds().first_index
+    }
+
     /// `Some(why)` when this node is a follower whose last contact with a leader is older
     /// than `freshness` (or that never had one); a leader is always fresh. The one notion of
     /// staleness, for `level=none` reads and for backups.

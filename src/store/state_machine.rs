@@ -701,6 +701,32 @@ impl DiskFullWait {
     }
 }
 
+/// Applies archived entries to a database outside any node (point-in-time recovery,
+/// `crate::archive::pitr`), exactly as a node applies them: the same transaction, clock,
+/// seed, budget and recorded state. `shared` starts from the database's applied state.
+/// Loads are refused: their content is not in the log (the archive holds a base after each).
+pub fn replay_entries(
+    conn: &mut raftlite_ffi::Connection,
+    shared: &SharedState,
+    entries: Vec<Entry>,
+) -> anyhow::Result<()> {
+    if let Some(e) = entries.iter().find(|e| {
+        matches!(
+            e.payload,
+            EntryPayload::Normal(Command::Load(_) | Command::LoadSql(_))
+        )
+    }) {
+        anyhow::bail!(
+            "entry {} is a load, whose content is not in the log: restore from a base at or \
+             after it",
+            e.log_id.index
+        );
+    }
+    apply_entries(conn, shared, entries)
+        .map(|_| ())
+        .map_err(|f| anyhow::anyhow!("{}", f.0))
+}
+
 fn apply_entries(
     conn: &mut raftlite_ffi::Connection,
     shared: &SharedState,

@@ -1,0 +1,269 @@
+//! Point-in-time recovery from a continuous archive (see the module above): the database as
+//! it was after log entry N, or after the last entry the leader stamped at or before a time.
+//!
+//! The nearest base at or before the point is downloaded and decompressed into `OUT.part`,
+//! then the archived entries after it are applied in order by the state machine's own apply
+//! ([`crate::store::state_machine::replay_entries`]: the same transaction, clock, seed and
+//! budget a node used), so the result is the cluster's database at that entry, byte for byte
+//! in content. The result is checked against the digest recorded with a base at the same
+//! index when there is one (a mismatch is an error and leaves no file), checkpointed into a
+//! single file, fsynced and renamed to `OUT`; it can be booted (`/boot`) or loaded.
+//!
+//! Memory: one chunk (at most 16 MiB of entries) at a time.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use raftlite_ffi::{Connection, OpenFlags};
+
+use super::{chunk, names, BaseMeta};
+use crate::auto_backup::storage::Target;
+use crate::db::STATE_TABLE;
+use crate::store::types::Entry;
+
+/// Where to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestorePoint {
+    /// After the entry at this index.
+    Index(u64),
+    /// After the last entry stamped at or before this time (Unix ms).
+    Time(i64),
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Restored {
+    pub base_index: u64,
+    pub index: u64,
+    pub entries_applied: u64,
+    pub digest: String,
+    /// The index of the recorded digest the result matched, if one was recorded there.
+    pub verified_at: Option<u64>,
+}
+
+/// The content digest of a database file (`GET /status?digest`'s).
+pub fn digest_of(path: &Path) -> anyhow::Result<String> {
+    let conn = Connection::open(path, OpenFlags::READ_ONLY)
+        .with_context(|| format!("open {}", path.display()))?;
+    conn.execute_batch("BEGIN")?;
+    let d = crate::db::digest::content_digest(&conn, STATE_TABLE)
+        .with_context(|| format!("digest {}", path.display()))?;
+    conn.execute_batch("COMMIT")?;
+    Ok(d.digest)
+}
+
+/// Rebuilds the database at `point` from the archive in `storage` into `out` (which must not
+/// exist), using `out`'s directory for its work files.
+pub async fn restore(
+    storage: Arc<Target>,
+    point: RestorePoint,
+    out: &Path,
+) -> anyhow::Result<Restored> {
+    if out.exists() {
+        bail!("{} exists; choose a new file", out.display());
+    }
+    let work = |suffix: &str| {
+        let mut name = out.file_name().unwrap_or_default().to_os_string();
+        name.push(suffix);
+        out.with_file_name(name)
+    };
+    let part = crate::temp_file::TempFile::new(work(".part"));
+    let metas = base_metas(&storage, &work(".meta")).await?;
+    let base = choose_base(&storage, &metas, point).await?;
+    {
+        let gz = crate::temp_file::TempFile::new(work(".base.gz"));
+        storage
+            .get_object(&names::base_file(base.index), gz.path(), u64::MAX)
+            .await?;
+        let (from, to) = (gz.path().to_path_buf(), part.path().to_path_buf());
+        tokio::task::spawn_blocking(move || gunzip(&from, &to))
+            .await
+            .context("the base reader")??;
+    }
+    let mut conn = crate::db::settings::open_writer(
+        part.path(),
+        &crate::db::DbSettings {
+            foreign_keys: base.foreign_keys,
+            ..Default::default()
+        },
+    )
+    .context("open the base")?;
+    // The applied state the replay carries on (a node keeps it in memory beside the table).
+    let shared = Arc::new(crate::store::SharedState::default());
+    let applied = crate::store::applied_state::read(&conn)?;
+    if applied.log_id.map(|l| l.index) != Some(base.index) {
+        bail!(
+            "base {} holds index {:?}, not the one its name says",
+            base.index,
+            applied.log_id.map(|l| l.index)
+        );
+    }
+    shared.applied_index.store(base.index, Ordering::Release);
+    *shared.applied.lock() = applied;
+
+    let mut chunks: Vec<(u64, u64)> = storage
+        .list_objects("log")
+        .await?
+        .iter()
+        .filter_map(|n| names::parse_chunk(n))
+        .collect();
+    chunks.sort_unstable();
+    let mut next = base.index + 1;
+    let mut applied_count = 0u64;
+    'chunks: loop {
+        if let RestorePoint::Index(n) = point {
+            if next > n {
+                break;
+            }
+        }
+        // Any chunk that holds `next`; the longest reach first (overlaps are the same entries).
+        let Some(&(first, last)) = chunks
+            .iter()
+            .filter(|(f, l)| *f <= next && next <= *l)
+            .max_by_key(|(_, l)| *l)
+        else {
+            match point {
+                RestorePoint::Index(n) => bail!(
+                    "the archive has no entry {next} (needed to reach {n}); it holds up to {}",
+                    chunks.iter().map(|c| c.1).max().unwrap_or(base.index)
+                ),
+                RestorePoint::Time(_) => break,
+            }
+        };
+        let file = crate::temp_file::TempFile::new(work(".chunk"));
+        storage
+            .get_object(&names::chunk(first, last), file.path(), 1 << 31)
+            .await?;
+        let path = file.path().to_path_buf();
+        let entries = tokio::task::spawn_blocking(move || {
+            chunk::read(std::io::BufReader::new(std::fs::File::open(&path)?))
+        })
+        .await
+        .context("the chunk reader")??;
+        let mut batch = Vec::new();
+        let mut stop = false;
+        let from = next;
+        for e in entries.into_iter().filter(|e| e.index >= from) {
+            match point {
+                RestorePoint::Index(n) if e.index > n => {
+                    stop = true;
+                    break;
+                }
+                RestorePoint::Time(t) if e.stamp.is_some_and(|s| s > t) => {
+                    stop = true;
+                    break;
+                }
+                _ => {}
+            }
+            if e.kind != crate::raft::log::openraft::ENTRY_KIND_BINCODE {
+                bail!("entry {}: unknown kind {}", e.index, e.kind);
+            }
+            let entry: Entry = crate::raft::log::openraft::decode_entry_bytes(&e.payload)
+                .with_context(|| format!("decode entry {}", e.index))?;
+            next = e.index + 1;
+            batch.push(entry);
+        }
+        applied_count += batch.len() as u64;
+        if !batch.is_empty() {
+            let shared = Arc::clone(&shared);
+            conn = tokio::task::spawn_blocking(move || {
+                crate::store::state_machine::replay_entries(&mut conn, &shared, batch)
+                    .map(|()| conn)
+            })
+            .await
+            .context("the replay")??;
+        }
+        if stop {
+            break 'chunks;
+        }
+    }
+    let reached = next - 1;
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE")
+        .context("checkpoint the result")?;
+    drop(conn);
+    let digest = digest_of(part.path())?;
+    let verified_at = match metas.iter().find(|m| m.index == reached) {
+        Some(m) if m.digest != digest => bail!(
+            "the result at index {reached} has digest {digest}, but the archive recorded {} \
+             there; no file written",
+            m.digest
+        ),
+        Some(m) => Some(m.index),
+        None => None,
+    };
+    std::fs::File::open(part.path())
+        .and_then(|f| f.sync_all())
+        .context("fsync the result")?;
+    let mut part = part;
+    part.rename_to(out)
+        .with_context(|| format!("rename the result to {}", out.display()))?;
+    part.persist();
+    Ok(Restored {
+        base_index: base.index,
+        index: reached,
+        entries_applied: applied_count,
+        digest,
+        verified_at,
+    })
+}
+
+/// Every base's metadata, oldest first (small objects: each is read).
+async fn base_metas(storage: &Arc<Target>, scratch: &Path) -> anyhow::Result<Vec<BaseMeta>> {
+    let mut indexes: Vec<u64> = storage
+        .list_objects("bases")
+        .await?
+        .iter()
+        .filter_map(|n| names::parse_base_meta(n))
+        .collect();
+    indexes.sort_unstable();
+    let mut metas = Vec::with_capacity(indexes.len());
+    for index in indexes {
+        let file = crate::temp_file::TempFile::new(scratch.to_path_buf());
+        storage
+            .get_object(&names::base_meta(index), file.path(), 1 << 20)
+            .await?;
+        let meta: BaseMeta = serde_json::from_slice(&std::fs::read(file.path())?)
+            .with_context(|| format!("read {}", names::base_meta(index)))?;
+        if meta.index != index {
+            bail!("{} says index {}", names::base_meta(index), meta.index);
+        }
+        metas.push(meta);
+    }
+    Ok(metas)
+}
+
+/// The newest base at or before `point`.
+async fn choose_base(
+    storage: &Arc<Target>,
+    metas: &[BaseMeta],
+    point: RestorePoint,
+) -> anyhow::Result<BaseMeta> {
+    let found = metas.iter().rev().find(|m| match point {
+        RestorePoint::Index(n) => m.index <= n,
+        RestorePoint::Time(t) => m.stamp <= t,
+    });
+    match found {
+        Some(m) => Ok(m.clone()),
+        None if metas.is_empty() => bail!("{} holds no archive base", storage.describe()),
+        None => bail!(
+            "the oldest base the archive keeps is at index {} (stamped {} ms); nothing older \
+             can be restored",
+            metas[0].index,
+            metas[0].stamp
+        ),
+    }
+}
+
+fn gunzip(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let input = std::fs::File::open(from).with_context(|| format!("open {}", from.display()))?;
+    let mut out =
+        std::fs::File::create_new(to).with_context(|| format!("create {}", to.display()))?;
+    std::io::copy(
+        &mut flate2::read::GzDecoder::new(std::io::BufReader::new(input)),
+        &mut out,
+    )
+    .context("decompress the base")?;
+    Ok(())
+}
