@@ -67,9 +67,8 @@ pub fn read(input: impl Read) -> anyhow::Result<Vec<ArchivedEntry>> {
     let mut entries: Vec<ArchivedEntry> = Vec::new();
     loop {
         let mut head = [0u8; 33];
-        match read_full_or_none(&mut z, &mut head)? {
-            false => break,
-            true => {}
+        if !read_full_or_none(&mut z, &mut head)? {
+            break;
         }
         let u64_at = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap());
         let index = u64_at(0);

@@ -34,7 +34,6 @@ pub mod pitr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context as _;
 
@@ -53,6 +52,10 @@ const CHUNK_BYTES: u64 = 16 << 20;
 pub struct BaseMeta {
     /// The applied log index the backup holds.
     pub index: u64,
+    /// Its whole log id and the database's lineage: a backup has no state table (see
+    /// `store::backup`), so a replay writes them back from here.
+    pub log_id: crate::store::node_info::LogId,
+    pub lineage: Option<String>,
     /// The leader's clock (Unix ms) at the last stamped entry the backup holds.
     pub stamp: i64,
     /// When the base was taken (Unix ms).
@@ -135,8 +138,8 @@ impl Archiver {
 struct Shipped {
     /// The highest index the storage holds (in a chunk or a base).
     index: u64,
-    /// The newest base's index and when this process took it (None: taken by another).
-    last_base: Option<(u64, Option<Instant>)>,
+    /// The newest base's index and when it was taken (Unix ms).
+    last_base: Option<(u64, i64)>,
 }
 
 /// Starts the archiver: every `max_delay`, a leader ships what was applied since the last
@@ -183,7 +186,7 @@ async fn tick(
     shipped: &mut Option<Shipped>,
 ) -> anyhow::Result<()> {
     if shipped.is_none() {
-        *shipped = Some(read_shipped(storage).await?);
+        *shipped = Some(read_shipped(store, storage).await?);
     }
     let state = shipped.as_mut().expect("just read");
     let applied = store.applied_index();
@@ -200,8 +203,9 @@ async fn tick(
             .is_none_or(|first| first > state.index + 1);
     let due = match state.last_base {
         None => true,
-        Some((index, taken)) => {
-            applied > index && taken.is_none_or(|t| t.elapsed() >= config.base_interval)
+        Some((index, made_ms)) => {
+            let age = u64::try_from(unix_ms().saturating_sub(made_ms)).unwrap_or(0);
+            applied > index && age >= config.base_interval.as_millis() as u64
         }
     };
     if gap || due {
@@ -249,7 +253,7 @@ async fn tick(
 }
 
 /// The highest index the storage holds, and its newest base.
-async fn read_shipped(storage: &Arc<Target>) -> anyhow::Result<Shipped> {
+async fn read_shipped(store: &Store, storage: &Arc<Target>) -> anyhow::Result<Shipped> {
     let bases: Vec<u64> = storage
         .list_objects("bases")
         .await?
@@ -264,9 +268,24 @@ async fn read_shipped(storage: &Arc<Target>) -> anyhow::Result<Shipped> {
         .map(|(_, last)| last)
         .max();
     let newest_base = bases.iter().copied().max();
+    let last_base = match newest_base {
+        Some(index) => {
+            let file = TempFile::new(store.data_dir().join(format!(
+                "archive-{}.part",
+                crate::temp_file::unique_suffix()
+            )));
+            storage
+                .get_object(&names::base_meta(index), file.path(), 1 << 20)
+                .await?;
+            let meta: BaseMeta = serde_json::from_slice(&std::fs::read(file.path())?)
+                .with_context(|| format!("read {}", names::base_meta(index)))?;
+            Some((index, meta.made_ms))
+        }
+        None => None,
+    };
     Ok(Shipped {
         index: newest_base.max(chunks_end).unwrap_or(0),
-        last_base: newest_base.map(|i| (i, None)),
+        last_base,
     })
 }
 
@@ -334,12 +353,13 @@ async fn take_base(
         .binary(store.database(), store.applied_index(), false)
         .await
         .map_err(|e| anyhow::anyhow!("make the base backup: {e}"))?;
-    let index = backup
+    let log_id = backup
         .info
         .content
         .log_id
-        .map(|l| l.index)
         .context("the backup holds no applied index")?;
+    let index = log_id.index;
+    let lineage = backup.info.content.lineage.clone();
     let copy: PathBuf = backup
         .finished_file()
         .await
@@ -372,6 +392,8 @@ async fn take_base(
         .await?;
     let meta = BaseMeta {
         index,
+        log_id,
+        lineage,
         stamp,
         made_ms: unix_ms(),
         digest,
@@ -388,7 +410,7 @@ async fn take_base(
         .await?;
     stats.bases.fetch_add(1, Ordering::Relaxed);
     state.index = state.index.max(index);
-    state.last_base = Some((index, Some(Instant::now())));
+    state.last_base = Some((index, meta.made_ms));
     tracing::info!(
         "archive base at index {index} written to {}",
         storage.describe()

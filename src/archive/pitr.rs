@@ -92,14 +92,15 @@ pub async fn restore(
     .context("open the base")?;
     // The applied state the replay carries on (a node keeps it in memory beside the table).
     let shared = Arc::new(crate::store::SharedState::default());
-    let applied = crate::store::applied_state::read(&conn)?;
-    if applied.log_id.map(|l| l.index) != Some(base.index) {
-        bail!(
-            "base {} holds index {:?}, not the one its name says",
-            base.index,
-            applied.log_id.map(|l| l.index)
-        );
-    }
+    // A backup holds no state table: the base's metadata gives what it would say.
+    let applied = crate::store::applied_state::AppliedState {
+        log_id: Some(base.log_id),
+        membership: Default::default(),
+        lineage: base.lineage.clone(),
+    };
+    crate::store::applied_state::ensure_table(&conn).context("create the state table")?;
+    crate::store::applied_state::write(&conn, &base.log_id, None, base.lineage.as_deref())
+        .context("record the base's log id")?;
     shared.applied_index.store(base.index, Ordering::Release);
     *shared.applied.lock() = applied;
 
