@@ -440,6 +440,18 @@ pub struct NodeReading {
     pub copies_in_progress: u64,
     pub copies_made: u64,
     pub copies_shared: u64,
+    /// Automatic backups and continuous archiving (`auto_backup`, `archive`): counters the
+    /// HTTP side adds from their stats (zeros when they are off).
+    pub uploads_ok: u64,
+    pub uploads_failed: u64,
+    pub upload_bytes: u64,
+    pub archived_index: u64,
+    pub archive_chunks: u64,
+    pub archive_bases: u64,
+    pub archive_failures: u64,
+    /// How long the oldest applied entry not yet archived has waited (0 when none waits):
+    /// the recovery point if the leader's machine were lost now.
+    pub archive_lag: Duration,
 }
 
 /// What the collector encodes: the node's reading, and what [`Metrics`] itself knows.
@@ -535,6 +547,66 @@ impl Collector for ReadingCollector {
                 counter.metric_type(),
             )?)?;
         }
+        for (name, help, unit, value) in [
+            (
+                "raftlite_auto_backup_uploads",
+                "Automatic backups uploaded since start-up",
+                None,
+                r.uploads_ok,
+            ),
+            (
+                "raftlite_auto_backup_upload_failures",
+                "Automatic backups that failed since start-up",
+                None,
+                r.uploads_failed,
+            ),
+            (
+                "raftlite_auto_backup_upload",
+                "Bytes of automatic backups uploaded since start-up",
+                Some(Unit::Bytes),
+                r.upload_bytes,
+            ),
+            (
+                "raftlite_archive_chunks",
+                "Log chunks this node archived since start-up",
+                None,
+                r.archive_chunks,
+            ),
+            (
+                "raftlite_archive_bases",
+                "Base backups this node archived since start-up",
+                None,
+                r.archive_bases,
+            ),
+            (
+                "raftlite_archive_failures",
+                "Archiving attempts that failed since start-up",
+                None,
+                r.archive_failures,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                unit.as_ref(),
+                counter.metric_type(),
+            )?)?;
+        }
+        let archived = ConstGauge::new(i64::try_from(r.archived_index).unwrap_or(i64::MAX));
+        archived.encode(encoder.encode_descriptor(
+            "raftlite_archive_index",
+            "Highest log index this node has archived",
+            None,
+            archived.metric_type(),
+        )?)?;
+        let lag = ConstGauge::new(r.archive_lag.as_secs_f64());
+        lag.encode(encoder.encode_descriptor(
+            "raftlite_archive_lag",
+            "Age of the oldest applied entry not yet archived (0 when none waits)",
+            Some(&Unit::Seconds),
+            lag.metric_type(),
+        )?)?;
         if let Some(age) = newest_backup_age {
             let gauge = ConstGauge::new(age.as_secs_f64());
             gauge.encode(encoder.encode_descriptor(

@@ -431,3 +431,68 @@ fn the_metrics_need_the_status_perm() {
     let s = parse(&python, &body);
     assert_eq!(s.count("raftlite_raft_state", &[("state", "leader")]), 1.0);
 }
+
+/// Automatic backups and continuous archiving are counted in `/metrics` too, parsed by the
+/// Prometheus project's own parser: the uploads, the archived index and chunks move with a
+/// write, and the archive's lag (the recovery point) falls back to 0 once it is shipped.
+#[test]
+fn automatic_backups_and_archiving_are_in_the_metrics() {
+    let Some(python) = parser_python() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("auto-backup.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"version":1,"type":"file","interval":"200ms","archive":{{"max_delay":"100ms","base_interval":"1h"}},
+                "sub":{{"dir":"{}","name":"backup.sqlite"}}}}"#,
+            tmp.path().join("backups").display()
+        ),
+    )
+    .unwrap();
+    let node = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
+    let before = scrape(&python, &node);
+    for (family, kind, unit) in [
+        ("raftlite_auto_backup_uploads", "counter", ""),
+        ("raftlite_auto_backup_upload_bytes", "counter", "bytes"),
+        ("raftlite_archive_chunks", "counter", ""),
+        ("raftlite_archive_bases", "counter", ""),
+        ("raftlite_archive_index", "gauge", ""),
+        ("raftlite_archive_lag_seconds", "gauge", "seconds"),
+    ] {
+        assert_eq!(
+            before.families.get(family),
+            Some(&(kind.to_string(), unit.to_string())),
+            "{family}: {:?}",
+            before.families
+        );
+    }
+    assert_eq!(before.value("raftlite_auto_backup_uploads_total"), 0.0);
+    node.execute(r#"["CREATE TABLE t(x)", "INSERT INTO t VALUES(1)"]"#);
+    node.execute(r#"["INSERT INTO t VALUES(2)"]"#);
+    let applied = scrape(&python, &node).value("raftlite_raft_applied_index");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let m = scrape(&python, &node);
+            m.value("raftlite_auto_backup_uploads_total") >= 1.0
+                && m.value("raftlite_archive_index") >= applied
+                && m.value("raftlite_archive_bases_total") >= 1.0
+                && m.value("raftlite_archive_lag_seconds") == 0.0
+        }),
+        "{}",
+        node.get("/metrics").body
+    );
+    assert!(scrape(&python, &node).value("raftlite_auto_backup_upload_bytes_total") > 0.0);
+    // After the first base, a write goes out as a chunk.
+    node.execute(r#"["INSERT INTO t VALUES(3)"]"#);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let m = scrape(&python, &node);
+            m.value("raftlite_archive_chunks_total") >= 1.0
+                && m.value("raftlite_archive_lag_seconds") == 0.0
+        }),
+        "{}",
+        node.get("/metrics").body
+    );
+}

@@ -109,6 +109,21 @@ pub struct ArchiverStats {
 }
 
 impl ArchiverStats {
+    /// Its figures in a `/metrics` reading.
+    pub fn add_to(&self, reading: &mut crate::metrics::NodeReading) {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        reading.archived_index = n(&self.shipped_index);
+        reading.archive_chunks = n(&self.chunks);
+        reading.archive_bases = n(&self.bases);
+        reading.archive_failures = n(&self.failures);
+        let since = self.unshipped_since_ms.load(Ordering::Relaxed);
+        reading.archive_lag = if since == 0 {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_millis(u64::try_from(unix_ms() - since).unwrap_or(0))
+        };
+    }
+
     pub fn expvar(&self) -> serde_json::Value {
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
         serde_json::json!({

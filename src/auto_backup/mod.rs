@@ -44,6 +44,13 @@ pub struct UploaderStats {
 }
 
 impl UploaderStats {
+    /// Its figures in a `/metrics` reading.
+    pub fn add_to(&self, reading: &mut crate::metrics::NodeReading) {
+        reading.uploads_ok = self.uploads_ok.load(Ordering::Relaxed);
+        reading.uploads_failed = self.uploads_fail.load(Ordering::Relaxed);
+        reading.upload_bytes = self.total_upload_bytes.load(Ordering::Relaxed);
+    }
+
     /// The `uploader` map of `/debug/vars`.
     pub fn expvar(&self) -> serde_json::Value {
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);

@@ -39,7 +39,10 @@ pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
 /// `GET /metrics`: this node's metrics in the OpenMetrics text format.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let store = &state.store;
-    match store.metrics().render(store.metrics_reading()) {
+    let mut reading = store.metrics_reading();
+    state.uploader.add_to(&mut reading);
+    state.archiver.add_to(&mut reading);
+    match store.metrics().render(reading) {
         Ok(text) => HttpResponse::Ok()
             .insert_header((
                 actix_web::http::header::CONTENT_TYPE,

@@ -351,6 +351,8 @@ impl Store {
             copies_in_progress: self.backups.copies_in_progress() as u64,
             copies_made,
             copies_shared,
+            // The HTTP side adds the automatic backups' and the archive's figures.
+            ..Default::default()
         }
     }
 
