@@ -21,6 +21,7 @@ pub const SCENARIOS: &[&str] = &[
     "shell-backup-memory",
     "trust",
     "sizes",
+    "archive",
 ];
 
 /// The data set size `--quick` uses unless `--size` is given.

@@ -155,6 +155,17 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Stops every node; the first that did not exit cleanly is the error.
+    pub fn stop(self) -> Result<(), String> {
+        let mut first_error = None;
+        for node in self.nodes {
+            if let Err(e) = node.stop() {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Waits until every node lists `n` members and is ready; returns the leader's index.
     fn wait_formed(&self, n: usize) -> Result<usize, String> {
         let agent = agent();

@@ -223,6 +223,48 @@ impl Moto {
         }
     }
 
+    /// An object's `ETag` header, quotes included (a multipart upload's is `"MD5-PARTS"`);
+    /// `None` if there is no such object.
+    pub fn etag(&self, bucket: &str, key: &str) -> Option<String> {
+        let r = self.send(self.client.head(self.object_url(bucket, key)));
+        if r.status().as_u16() == 404 {
+            return None;
+        }
+        let r = self.expect_success(r, &format!("head {bucket}/{key}"));
+        let etag = r.headers().get("etag").expect("an object without an ETag");
+        Some(String::from_utf8_lossy(etag.as_bytes()).into_owned())
+    }
+
+    /// The keys of the multipart uploads started in `bucket` and neither completed nor
+    /// aborted (ListMultipartUploads; moto answers them all on one page).
+    pub fn multipart_uploads(&self, bucket: &str) -> Vec<String> {
+        let request = self
+            .client
+            .get(format!("{}/{bucket}", self.endpoint))
+            .query(&[("uploads", "")]);
+        let r = self.expect_success(self.send(request), &format!("list uploads in {bucket}"));
+        let xml = r.text().expect("read a listing of uploads");
+        assert_ne!(
+            xml_elements(&xml, "IsTruncated"),
+            ["true"],
+            "more uploads than one page:\n{xml}"
+        );
+        xml_elements(&xml, "Key")
+    }
+
+    /// Turns moto's checking of credentials on (a request signed with an access key moto
+    /// does not know then fails with 403 `InvalidAccessKeyId`; so do this harness's own
+    /// requests) or off (any key is accepted, the default), through
+    /// `POST /moto-api/reset-auth`, whose body is the number of requests to accept unchecked.
+    pub fn check_credentials(&self, on: bool) {
+        // No Content-Type: moto reads the body raw (a form-encoded one would be parsed away).
+        let request = self
+            .client
+            .post(format!("{}/moto-api/reset-auth", self.endpoint))
+            .body(if on { "0" } else { "inf" });
+        self.expect_success(self.send(request), "POST /moto-api/reset-auth");
+    }
+
     fn object_url(&self, bucket: &str, key: &str) -> String {
         format!(
             "{}/{bucket}/{}",

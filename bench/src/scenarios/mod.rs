@@ -7,6 +7,7 @@
 //! baseline is there the day the feature lands. Filling one in means replacing its probe and
 //! skip with the measurement: the data set, node start-up, tools and report are shared here.
 
+pub mod archive;
 pub mod backup;
 pub mod compression;
 pub mod dump;
@@ -129,6 +130,7 @@ pub fn run(name: &str, ctx: &mut Context) -> ScenarioReport {
     eprintln!("raftlite-bench: scenario {name}");
     let result = match name {
         "writes" => writes::run(ctx),
+        "archive" => archive::run(ctx),
         "backup" => backup::run(ctx),
         "compression" => compression::run(ctx),
         "dump" => dump::run(ctx),

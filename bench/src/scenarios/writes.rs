@@ -23,7 +23,7 @@ const GOALS: &[&str] = &[
     "P6: >= 100k statements/s with 1000-statement batches",
     "P9: >= 10k writes/s at concurrency 64 (single-statement requests)",
 ];
-const BATCH: usize = 1000;
+pub(super) const BATCH: usize = 1000;
 /// Cluster size of every case.
 const NODES: usize = 3;
 /// Clients in the second batched case.
@@ -125,7 +125,7 @@ fn insert_body(first_key: u64, statements: usize) -> String {
 
 /// Sends `requests` requests of `per_request` INSERTs from `concurrency` threads; returns
 /// the wall time and every request's latency. Any error answer fails the case.
-fn drive(
+pub(super) fn drive(
     agent: &ureq::Agent,
     node: &Node,
     concurrency: usize,
