@@ -465,14 +465,14 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     store.begin_stopping();
     // No backup starts once the node stops, and one being written gives up (its temporary
     // file goes): a stop must not wait for a multi-gigabyte upload.
-    if let Some(auto_backup) = &auto_backup {
-        auto_backup.stop();
+    if let Some(auto_backup) = auto_backup {
+        auto_backup.shut_down().await;
     }
     if let Some(auto_restore) = &auto_restore {
         auto_restore.abort();
     }
-    if let Some(archiver) = &archiver {
-        archiver.stop();
+    if let Some(archiver) = archiver {
+        archiver.shut_down().await;
     }
     http_handle.stop(true).await;
     raft_handle.stop(true).await;

@@ -679,13 +679,50 @@ fn a_node_whose_upload_hangs_mid_part_serves_and_stops_promptly() {
     let u = uploader(&node);
     assert_eq!(u["num_uploads_ok"], 0, "{u}");
     assert_eq!(u["num_uploads_fail"], 0, "still waiting, not failed: {u}");
+    // The stop gives the upload a short grace to abort cleanly (it cannot: the server is
+    // stalled), then cuts it off.
     let started = Instant::now();
     let status = node.stop();
     assert!(status.success(), "{status:?}\n{}", node.log());
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(6),
         "the stop took {:?}",
         started.elapsed()
     );
     assert_eq!(moto.keys("hanging", ""), Vec::<String>::new());
+}
+
+/// A node stopped while an upload is on its way (the server answering) aborts the multipart
+/// upload: no parts are left in the bucket, where S3 would keep (and bill) them.
+#[test]
+fn a_stop_during_an_upload_aborts_it_and_leaves_no_parts() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("stopping");
+    let proxy = FaultyProxy::start(moto.address());
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(
+        tmp.path(),
+        &proxy.endpoint,
+        "stopping",
+        r#""no_compress":true,"#,
+    );
+    let mut node = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
+    node.execute(BIG_TABLE);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.bytes_to_server() < 1 << 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never started:\n{}",
+            node.log()
+        );
+        std::hint::spin_loop();
+    }
+    let status = node.stop();
+    assert!(status.success(), "{status:?}\n{}", node.log());
+    assert_eq!(
+        moto.multipart_uploads("stopping"),
+        Vec::<String>::new(),
+        "an upload left open:\n{}",
+        node.log()
+    );
 }

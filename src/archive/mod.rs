@@ -138,14 +138,25 @@ impl ArchiverStats {
     }
 }
 
-/// The running archiver; [`Archiver::stop`] ends it.
+/// The running archiver; [`Archiver::shut_down`] ends it.
 pub struct Archiver {
     task: tokio::task::JoinHandle<()>,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Archiver {
-    pub fn stop(&self) {
-        self.task.abort();
+    /// Stops the ticks; what is being shipped gets [`crate::auto_backup::STOP_GRACE`] to
+    /// finish (an object cut off mid-upload is not in storage, and is shipped again by the
+    /// next leader).
+    pub async fn shut_down(self) {
+        self.wake.notify_one();
+        let mut task = self.task;
+        if tokio::time::timeout(crate::auto_backup::STOP_GRACE, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
     }
 }
 
@@ -172,12 +183,17 @@ pub fn start(
         config.base_interval,
         config.keep_bases
     );
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let woken = Arc::clone(&wake);
     let task = tokio::spawn(async move {
         let mut shipped: Option<Shipped> = None;
         let mut ticks = tokio::time::interval(config.max_delay);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = woken.notified() => break,
+            }
             if !store.is_leader() {
                 // Another node may ship meanwhile: read the storage again when leading again.
                 shipped = None;
@@ -190,7 +206,7 @@ pub fn start(
             }
         }
     });
-    Archiver { task }
+    Archiver { task, wake }
 }
 
 async fn tick(

@@ -75,17 +75,28 @@ struct Progress {
     uploaded_id: Option<String>,
 }
 
-/// The running uploader; [`Uploader::stop`] ends it.
+/// The running uploader; [`Uploader::shut_down`] ends it.
 pub struct Uploader {
     task: tokio::task::JoinHandle<()>,
     stopping: Arc<AtomicBool>,
+    wake: Arc<tokio::sync::Notify>,
 }
 
+/// How long a stop waits for an upload being written to give up cleanly (its next write
+/// fails, so a file upload removes its temporary file and an S3 multipart upload is aborted
+/// instead of left in the bucket) before the task is cut off.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Uploader {
-    /// Stops the ticks, and makes an upload being written fail at its next write.
-    pub fn stop(&self) {
+    /// Stops the ticks and the upload being written, waiting [`STOP_GRACE`] at most for it
+    /// to clean up.
+    pub async fn shut_down(self) {
         self.stopping.store(true, Ordering::Release);
-        self.task.abort();
+        self.wake.notify_one();
+        let mut task = self.task;
+        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+            task.abort();
+        }
     }
 }
 
@@ -104,13 +115,21 @@ pub fn start(
     );
     let stopping = Arc::new(AtomicBool::new(false));
     let stop_writes = Arc::clone(&stopping);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let woken = Arc::clone(&wake);
     let task = tokio::spawn(async move {
         let mut progress = Progress::default();
         let mut ticks = tokio::time::interval(config.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await; // The first tick is immediate; rqlite's first upload waits one interval.
         loop {
-            ticks.tick().await;
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = woken.notified() => break,
+            }
+            if stop_writes.load(Ordering::Acquire) {
+                break;
+            }
             if !store.is_leader() {
                 continue;
             }
@@ -123,12 +142,20 @@ pub fn start(
                 &stop_writes,
             );
             if let Err(e) = upload.await {
+                if stop_writes.load(Ordering::Acquire) {
+                    tracing::info!("automatic backup stopped with the node: {e:#}");
+                    break;
+                }
                 stats.uploads_fail.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("automatic backup to {} failed: {e:#}", storage.describe());
             }
         }
     });
-    Ok(Uploader { task, stopping })
+    Ok(Uploader {
+        task,
+        stopping,
+        wake,
+    })
 }
 
 async fn upload_if_changed(
