@@ -357,9 +357,20 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     // Before the node serves, as rqlited does: a node that cannot fetch the backup it was told
     // to start from stops here (unless `continue_on_failure`).
     let auto_restore = match &opts.auto_restore {
-        Some(config) => crate::auto_backup::restore::download(&store, config, opts.max_load_size)
-            .await
-            .context("auto-restore")?,
+        Some(config) => tokio::select! {
+            downloaded = crate::auto_backup::restore::download(&store, config, opts.max_load_size) => {
+                downloaded.context("auto-restore")?
+            }
+            _ = stop.recv() => {
+                // The download's file goes with its future; the node stops as asked.
+                tracing::warn!("stop signal during the auto-restore download; shutting down");
+                store.begin_stopping();
+                raft_handle.stop(true).await;
+                let _ = raft_task.await;
+                store.shutdown().await;
+                return Ok(());
+            }
+        },
         None => None,
     };
     let uploader = Arc::new(crate::auto_backup::UploaderStats::default());

@@ -89,6 +89,14 @@ fn unix_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// The one history folder of an archive (a single cluster, no binary load).
+fn history(dir: &Path) -> PathBuf {
+    let archive = dir.join("backup.sqlite.archive");
+    let folders = objects(&archive, "");
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    archive.join(&folders[0])
+}
+
 /// Files in `dir` whose names start with `prefix`.
 fn objects(dir: &Path, prefix: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -131,8 +139,10 @@ fn a_lost_node_is_rebuilt_at_any_index_and_time_with_the_same_digest() {
     assert!(archiver(&node)["bases_taken"].as_u64().unwrap() >= 1);
     drop(node);
 
-    let archive = dir.join("backup.sqlite.archive");
-    assert!(!objects(&archive.join("log"), "").is_empty(), "chunks");
+    assert!(
+        !objects(&history(&dir).join("log"), "").is_empty(),
+        "chunks"
+    );
     for (index, want) in &points {
         let out = tmp.path().join(format!("at-{index}.db"));
         let report = restored_to(&cfg, &["--to-index", &index.to_string()], &out);
@@ -247,7 +257,7 @@ fn old_bases_and_the_log_only_they_needed_are_deleted() {
         "{}",
         archiver(&node)
     );
-    let archive = dir.join("backup.sqlite.archive");
+    let archive = history(&dir);
     let bases = objects(&archive.join("bases"), "");
     assert_eq!(
         bases.len(),
@@ -263,6 +273,19 @@ fn old_bases_and_the_log_only_they_needed_are_deleted() {
         );
     }
     assert!(archiver(&node)["objects_deleted"].as_u64().unwrap() > 0);
+    // No gap: every entry from the oldest base on is in a chunk, bases taken on the way too.
+    let ranges: Vec<(u64, u64)> = objects(&archive.join("log"), "")
+        .iter()
+        .map(|c| (c[..20].parse().unwrap(), c[21..41].parse().unwrap()))
+        .collect();
+    let end = ranges.iter().map(|r| r.1).max().unwrap();
+    assert!(end >= last.0, "{ranges:?} {last:?}");
+    for i in oldest + 1..=end {
+        assert!(
+            ranges.iter().any(|(f, l)| *f <= i && i <= *l),
+            "entry {i} is in no chunk: {ranges:?}"
+        );
+    }
     drop(node);
     // Before the oldest base kept: refused with the reason.
     let out = tmp.path().join("old.db");
@@ -295,7 +318,7 @@ fn a_damaged_chunk_fails_the_restore_and_writes_nothing() {
     let last = digest(&node);
     wait_shipped(&node, last.0);
     drop(node);
-    let log = dir.join("backup.sqlite.archive").join("log");
+    let log = history(&dir).join("log");
     let chunks = objects(&log, "");
     let victim = log.join(chunks.last().unwrap());
     let mut bytes = std::fs::read(&victim).unwrap();
@@ -314,6 +337,21 @@ fn a_damaged_chunk_fails_the_restore_and_writes_nothing() {
     assert!(!out.exists());
     let leftovers = objects(tmp.path(), "damaged.db");
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    // A chunk that is well formed but holds nothing (an attacker with write access to the
+    // storage): an error at once, not a loop fetching it again.
+    let empty = zstd::encode_all(&b"RLARCH1\n"[..], 1).unwrap();
+    std::fs::write(&victim, &empty).unwrap();
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = restore(&[
+        "--from",
+        cfg.to_str().unwrap(),
+        "--to-index",
+        &last.0.to_string(),
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("holds no entry"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20));
     // Removed altogether: a gap, named.
     std::fs::remove_file(&victim).unwrap();
     let (code, _, stderr) = restore(&[
@@ -364,4 +402,92 @@ fn after_a_leader_change_the_new_leader_continues_the_archive() {
             assert!(report["entries_applied"].as_u64().unwrap() >= 1, "{report}");
         }
     }
+}
+
+/// Two clusters that share a storage (a new one set up with the old one's configuration)
+/// keep separate histories: the newest is restored by default, the older by name, each with
+/// its own digests, never a mix of the two.
+#[test]
+fn clusters_sharing_a_storage_keep_separate_histories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let cfg = config(tmp.path(), &dir, r#"{"max_delay":"100ms"}"#);
+    let first = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
+    first.execute(r#"["CREATE TABLE t(n)"]"#);
+    for i in 0..20 {
+        first.execute(&format!(r#"["INSERT INTO t VALUES({i})"]"#));
+    }
+    let a = digest(&first);
+    wait_shipped(&first, a.0);
+    drop(first);
+    let second = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
+    second.execute(r#"["CREATE TABLE t(n)", "INSERT INTO t VALUES(100)"]"#);
+    wait_shipped(&second, digest(&second).0);
+    for _ in 0..30 {
+        second.execute(r#"["UPDATE t SET n = n + 1"]"#);
+    }
+    let b = digest(&second);
+    wait_shipped(&second, b.0);
+    drop(second);
+    let histories = objects(&dir.join("backup.sqlite.archive"), "");
+    assert_eq!(histories.len(), 2, "{histories:?}");
+    let out = tmp.path().join("newest.db");
+    let report = restored_to(&cfg, &["--to-index", &b.0.to_string()], &out);
+    assert_eq!(report["digest"], b.1, "{report}");
+    let older = histories
+        .iter()
+        .find(|h| **h != report["history"].as_str().unwrap())
+        .unwrap();
+    let out = tmp.path().join("older.db");
+    let report = restored_to(
+        &cfg,
+        &["--to-index", &a.0.to_string(), "--history", older],
+        &out,
+    );
+    assert_eq!(report["digest"], a.1, "{report}");
+}
+
+/// A base taken after a restart (the node's in-memory clock of the last entry is gone) still
+/// carries the latest stamp of the entries it holds: a time before them is refused, never
+/// answered with the newest data.
+#[test]
+fn a_base_after_a_restart_keeps_its_entries_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let cfg = config(
+        tmp.path(),
+        &dir,
+        r#"{"max_delay":"100ms","base_interval":"300ms"}"#,
+    );
+    let data = tmp.path().join("data");
+    let args = ["-auto-backup", cfg.to_str().unwrap()];
+    let mut node = Node::start_in(&data, &args);
+    let before = unix_ms();
+    std::thread::sleep(Duration::from_millis(20));
+    node.execute(r#"["CREATE TABLE t(n)", "INSERT INTO t VALUES(1)"]"#);
+    for i in 2..10 {
+        node.execute(&format!(r#"["INSERT INTO t VALUES({i})"]"#));
+    }
+    wait_shipped(&node, digest(&node).0);
+    node.stop();
+    let node = Node::start_in(&data, &args);
+    // The restart's own entries (a new term) change no row; a base follows them.
+    let bases = || objects(&history(&dir).join("bases"), "").len();
+    let had = bases();
+    assert!(
+        wait_until(Duration::from_secs(20), || bases() > had),
+        "{}",
+        archiver(&node)
+    );
+    drop(node);
+    let out = tmp.path().join("too-early.db");
+    let (code, stdout, stderr) = restore(&[
+        "--from",
+        cfg.to_str().unwrap(),
+        "--to-time",
+        &before.to_string(),
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("oldest base"), "{stderr}");
 }

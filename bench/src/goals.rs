@@ -52,6 +52,8 @@ mod case {
     pub const BATCHED_C1: &str = "raftlite 3 nodes, 1000 stmts/request, c=1";
     pub const BATCHED_C4: &str = "raftlite 3 nodes, 1000 stmts/request, c=4";
     pub const SINGLE_C64: &str = "raftlite 3 nodes, 1 stmt/request, c=64";
+    pub const ARCHIVE_SINGLE: &str = "archiving on: 1 stmt/request, c=64";
+    pub const ARCHIVE_BATCHED: &str = "archiving on: 1000 stmts/request, c=1";
     /// Both restart rows start so; the one with a ratio is the data set's.
     pub const RESTART_PREFIX: &str = "raftlited restart to /readyz";
     pub const LOAD_BINARY: &str = "raftlite 3 nodes: POST /db/load (binary) until all serve it";
@@ -206,6 +208,48 @@ pub const GOALS: &[Goal] = &[
                 figure: format!("{} writes/s", bound.show_count(rate)),
                 met: bound.met(rate),
             })
+        },
+    },
+    Goal {
+        id: "A1",
+        target: "P9's case with continuous archiving on ≥ 0.9× the throughput with it off \
+                 (archiving costs at most a tenth; alternating rounds)",
+        scenario: "archive",
+        read: |s| throughput_ratio(s, case::ARCHIVE_SINGLE, Bound::AtLeast(0.9)),
+    },
+    Goal {
+        id: "A1",
+        target: "P6's case with continuous archiving on ≥ 0.9× the throughput with it off \
+                 (archiving costs at most a tenth; alternating rounds)",
+        scenario: "archive",
+        read: |s| throughput_ratio(s, case::ARCHIVE_BATCHED, Bound::AtLeast(0.9)),
+    },
+    Goal {
+        id: "A2",
+        target: "recovery point under steady writes (c=64): no applied entry waits more than \
+                 2 s to be archived (`max_delay` 1 s + one shipping)",
+        scenario: "archive",
+        read: |s| {
+            let row = s.row(crate::scenarios::archive::RPO_CASE)?;
+            let max_ms = number_before(&row.note, " ms,")?;
+            let bound = Bound::AtMost(2000.0);
+            Some(Reading {
+                figure: format!("max {} ms ({})", bound.show(max_ms, 0), row.note),
+                met: bound.met(max_ms),
+            })
+        },
+    },
+    Goal {
+        id: "A3",
+        target: "point-in-time restore of the data set + 100,000 archived entries ≤ 10× the \
+                 time of `cp` of the result (+ fsync)",
+        scenario: "archive",
+        read: |s| {
+            time_ratio(
+                s,
+                crate::scenarios::archive::RESTORE_CASE,
+                Bound::AtMost(10.0),
+            )
         },
     },
     Goal {

@@ -15,8 +15,12 @@ use anyhow::{bail, Context as _};
 use crate::raft::log::Record;
 
 const MAGIC: &[u8; 8] = b"RLARCH1\n";
-/// Largest payload accepted when reading (a corrupt length must not allocate gigabytes).
-const MAX_PAYLOAD: u32 = 1 << 30;
+/// Largest entry accepted when reading: a corrupt or hostile length must not allocate
+/// gigabytes (an entry is one request, bounded by the node's body limit).
+const MAX_PAYLOAD: u32 = 256 << 20;
+/// Largest chunk accepted, as stored and decompressed: the archiver writes at most 16 MiB of
+/// entries (or one larger entry), so anything bigger is not one of ours (a compression bomb).
+pub const MAX_CHUNK_BYTES: u64 = 512 << 20;
 
 /// One archived entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +69,7 @@ pub fn read(input: impl Read) -> anyhow::Result<Vec<ArchivedEntry>> {
         bail!("not an archived log chunk");
     }
     let mut entries: Vec<ArchivedEntry> = Vec::new();
+    let mut total: u64 = 0;
     loop {
         let mut head = [0u8; 33];
         if !read_full_or_none(&mut z, &mut head)? {
@@ -77,8 +82,9 @@ pub fn read(input: impl Read) -> anyhow::Result<Vec<ArchivedEntry>> {
         let stamp = i64::from_le_bytes(head[17..25].try_into().unwrap());
         let len = u32::from_le_bytes(head[25..29].try_into().unwrap());
         let crc = u32::from_le_bytes(head[29..33].try_into().unwrap());
-        if len > MAX_PAYLOAD {
-            bail!("entry {index}: length {len} is not plausible");
+        total += 33 + u64::from(len);
+        if len > MAX_PAYLOAD || total > MAX_CHUNK_BYTES {
+            bail!("entry {index}: length {len} is not plausible for an archived chunk");
         }
         if let Some(prev) = entries.last() {
             if index != prev.index + 1 {

@@ -5,12 +5,16 @@
 //!
 //! Turned on by the `archive` object of the `-auto-backup` configuration
 //! ([`crate::auto_backup::config::ArchiveConfig`]). Objects, under the storage's archive root
-//! (`NAME.archive/` beside file backups, `PATH.archive/` in a bucket):
-//! - `bases/<index>.sqlite.gz`: a backup (the same engine as `GET /db/backup`) whose applied
-//!   index is `<index>` (20 digits), and `bases/<index>.json` ([`BaseMeta`]: its digest, the
-//!   leader's clock at it, the cluster's `-fk`), written after the backup, so a base is
-//!   complete when its metadata exists;
-//! - `log/<first>-<last>.rlog.zst`: the entries `first..=last` ([`chunk`]).
+//! (`NAME.archive/` beside file backups, `PATH.archive/` in a bucket), in one folder per
+//! **history**: the database's lineage, which its first write sets and a binary load or
+//! `/boot` replaces, so two clusters (or one before and after a load) sharing a storage never
+//! mix their entries:
+//! - `<history>/bases/<index>.sqlite.gz`: a backup (the same engine as `GET /db/backup`)
+//!   whose applied index is `<index>` (20 digits), and `<history>/bases/<index>.json`
+//!   ([`BaseMeta`]: its log id, digest, the latest leader's clock among its entries, the
+//!   cluster's `-fk`), written after the backup and after the chunks up to it, so a base is
+//!   complete, and the log continuous up to it, once its metadata exists;
+//! - `<history>/log/<first>-<last>.rlog.zst`: the entries `first..=last` ([`chunk`]).
 //!
 //! Invariants and how they are kept:
 //! - Only applied (so committed) entries are shipped, and a committed entry is the same on
@@ -18,11 +22,15 @@
 //!   restore takes any chunk that covers the index it needs.
 //! - A new leader continues from what the storage holds (the highest shipped index); when its
 //!   log no longer has the next entry (purged after a snapshot), it takes a base first.
-//! - A load (`/db/load`, `/boot`) is not a log entry that carries its content: at one, the
-//!   archiver ships the entries before it, then takes a base that includes it. Points between
-//!   the load and that base cannot be restored (documented in `docs/backup.md`).
-//! - Retention: after each base, the oldest bases beyond `keep_bases` go, and the chunks that
-//!   only they needed.
+//! - A load (`/db/load`, `/boot`) is not a log entry that carries its content: the chunks
+//!   hold the entry, and the archiver takes a base right after it (a binary load starts a
+//!   new history, whose first object is a base). Points between the load and that base
+//!   cannot be restored: a replay refuses a load entry (documented in `docs/backup.md`).
+//! - Before a base, everything applied is shipped, and after it, what was applied while it
+//!   was taken: the chunks have no gap, and the base's stamp is the latest of its entries'.
+//! - Retention: after each base, the oldest bases of the history beyond `keep_bases` go, and
+//!   the chunks that only they needed; once the history has `keep_bases` bases, older
+//!   histories go.
 //!
 //! The recovery point: an applied entry waits at most `max_delay` (plus one shipping) before
 //! it is in storage; counters under `archiver` in `/debug/vars` (shipped index, bases,
@@ -160,10 +168,14 @@ impl Archiver {
     }
 }
 
-/// What a leader knows of the storage.
+/// What a leader knows of its history in storage.
 struct Shipped {
-    /// The highest index the storage holds (in a chunk or a base).
+    /// The history (the database's lineage) this is about.
+    history: String,
+    /// The highest index the history holds (in a chunk or a base).
     index: u64,
+    /// The latest leader's clock among the entries the history holds (Unix ms, 0: none).
+    stamp: i64,
     /// The newest base's index and when it was taken (Unix ms).
     last_base: Option<(u64, i64)>,
 }
@@ -209,6 +221,14 @@ pub fn start(
     Archiver { task, wake }
 }
 
+/// A history's name is the database's lineage: letters, digits and dashes only (what
+/// `store::applied_state` makes), so it is a plain object-name segment.
+pub(crate) fn valid_history(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 async fn tick(
     store: &Store,
     storage: &Arc<Target>,
@@ -216,37 +236,62 @@ async fn tick(
     stats: &ArchiverStats,
     shipped: &mut Option<Shipped>,
 ) -> anyhow::Result<()> {
+    // A database no write has touched holds nothing to restore.
+    let Some(history) = store.applied_content().lineage else {
+        return Ok(());
+    };
+    if !valid_history(&history) {
+        anyhow::bail!("the database's lineage {history:?} cannot name an archive history");
+    }
+    // A binary load starts a new lineage: its history starts with a base of its own.
+    if shipped.as_ref().is_some_and(|s| s.history != history) {
+        *shipped = None;
+    }
     if shipped.is_none() {
-        *shipped = Some(read_shipped(store, storage).await?);
+        *shipped = Some(read_shipped(store, storage, &history).await?);
     }
     let state = shipped.as_mut().expect("just read");
     let applied = store.applied_index();
     if applied > state.index && stats.unshipped_since_ms.load(Ordering::Relaxed) == 0 {
         stats.unshipped_since_ms.store(unix_ms(), Ordering::Relaxed);
     }
-    // A database no write has touched holds nothing to restore.
-    if store.applied_content().lineage.is_none() {
-        return Ok(());
-    }
     let gap = applied > state.index
         && store
             .log_first_index()
             .is_none_or(|first| first > state.index + 1);
+    let load_seen = if gap {
+        false
+    } else {
+        ship_applied(store, storage, stats, state).await?
+    };
     let due = match state.last_base {
         None => true,
         Some((index, made_ms)) => {
             let age = u64::try_from(unix_ms().saturating_sub(made_ms)).unwrap_or(0);
-            applied > index && age >= config.base_interval.as_millis() as u64
+            store.applied_index() > index && age >= config.base_interval.as_millis() as u64
         }
     };
-    if gap || due {
+    if gap || due || load_seen {
         take_base(store, storage, config, stats, state).await?;
     }
+    stats.shipped_index.store(state.index, Ordering::Relaxed);
+    if state.index >= store.applied_index() {
+        stats.unshipped_since_ms.store(0, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Ships every applied entry after `state.index` in chunks; true when one of them was a load
+/// (whose content is not in the log: a base must follow).
+async fn ship_applied(
+    store: &Store,
+    storage: &Arc<Target>,
+    stats: &ArchiverStats,
+    state: &mut Shipped,
+) -> anyhow::Result<bool> {
+    let mut load_seen = false;
     while state.index < store.applied_index() {
-        let records = {
-            let from = state.index + 1;
-            store.applied_records(from, u64::MAX, CHUNK_BYTES)?
-        };
+        let records = store.applied_records(state.index + 1, u64::MAX, CHUNK_BYTES)?;
         if records.is_empty() {
             // Purged meanwhile: the next tick takes a base.
             break;
@@ -258,7 +303,7 @@ async fn tick(
                 (r, entry)
             })
             .collect();
-        let load_at = entries.iter().position(|(_, e)| {
+        load_seen |= entries.iter().any(|(_, e)| {
             matches!(
                 e.as_ref().map(|e| &e.payload),
                 Some(openraft::EntryPayload::Normal(
@@ -266,56 +311,81 @@ async fn tick(
                 ))
             )
         });
-        let ship_upto = load_at.unwrap_or(entries.len());
-        if ship_upto > 0 {
-            ship_chunk(store, storage, stats, &entries[..ship_upto]).await?;
-            state.index = entries[ship_upto - 1].0.index;
-        }
-        if load_at.is_some() {
-            // The load's content is not in the log: a base that holds it follows.
-            take_base(store, storage, config, stats, state).await?;
-        }
+        ship_chunk(store, storage, stats, state, &entries).await?;
     }
-    stats.shipped_index.store(state.index, Ordering::Relaxed);
-    if state.index >= store.applied_index() {
-        stats.unshipped_since_ms.store(0, Ordering::Relaxed);
-    }
-    Ok(())
+    Ok(load_seen)
 }
 
-/// The highest index the storage holds, and its newest base.
-async fn read_shipped(store: &Store, storage: &Arc<Target>) -> anyhow::Result<Shipped> {
+/// The archive's folder of a history.
+pub(crate) fn folder(history: &str, rel: &str) -> String {
+    format!("{history}/{rel}")
+}
+
+/// The highest index the history holds, its latest stamp, and its newest base.
+async fn read_shipped(
+    store: &Store,
+    storage: &Arc<Target>,
+    history: &str,
+) -> anyhow::Result<Shipped> {
     let bases: Vec<u64> = storage
-        .list_objects("bases")
+        .list_objects(&folder(history, "bases"))
         .await?
         .iter()
         .filter_map(|n| names::parse_base_meta(n))
         .collect();
-    let chunks_end = storage
-        .list_objects("log")
+    let last_chunk = storage
+        .list_objects(&folder(history, "log"))
         .await?
         .iter()
         .filter_map(|n| names::parse_chunk(n))
-        .map(|(_, last)| last)
-        .max();
+        .max_by_key(|(_, last)| *last);
+    let scratch = || {
+        TempFile::new(store.data_dir().join(format!(
+            "archive-{}.part",
+            crate::temp_file::unique_suffix()
+        )))
+    };
     let newest_base = bases.iter().copied().max();
+    let mut stamp = 0;
     let last_base = match newest_base {
         Some(index) => {
-            let file = TempFile::new(store.data_dir().join(format!(
-                "archive-{}.part",
-                crate::temp_file::unique_suffix()
-            )));
+            let file = scratch();
             storage
-                .get_object(&names::base_meta(index), file.path(), 1 << 20)
+                .get_object(
+                    &folder(history, &names::base_meta(index)),
+                    file.path(),
+                    1 << 20,
+                )
                 .await?;
             let meta: BaseMeta = serde_json::from_slice(&std::fs::read(file.path())?)
                 .with_context(|| format!("read {}", names::base_meta(index)))?;
+            stamp = meta.stamp;
             Some((index, meta.made_ms))
         }
         None => None,
     };
+    if let Some((first, last)) = last_chunk.filter(|(_, last)| Some(*last) > newest_base) {
+        // The newest entries are in the last chunk: its latest stamp is the history's.
+        let file = scratch();
+        storage
+            .get_object(
+                &folder(history, &names::chunk(first, last)),
+                file.path(),
+                chunk::MAX_CHUNK_BYTES,
+            )
+            .await?;
+        let path = file.path().to_path_buf();
+        let entries = tokio::task::spawn_blocking(move || {
+            chunk::read(std::io::BufReader::new(std::fs::File::open(&path)?))
+        })
+        .await
+        .context("the chunk reader")??;
+        stamp = entries.iter().filter_map(|e| e.stamp).fold(stamp, i64::max);
+    }
     Ok(Shipped {
-        index: newest_base.max(chunks_end).unwrap_or(0),
+        history: history.to_string(),
+        index: newest_base.max(last_chunk.map(|c| c.1)).unwrap_or(0),
+        stamp,
         last_base,
     })
 }
@@ -336,6 +406,7 @@ async fn ship_chunk(
     store: &Store,
     storage: &Arc<Target>,
     stats: &ArchiverStats,
+    state: &mut Shipped,
     entries: &[(Record, Option<Entry>)],
 ) -> anyhow::Result<()> {
     let (first, last) = (entries[0].0.index, entries[entries.len() - 1].0.index);
@@ -343,13 +414,14 @@ async fn ship_chunk(
         "archive-{}.part",
         crate::temp_file::unique_suffix()
     )));
+    let stamps: std::collections::HashMap<u64, i64> = entries
+        .iter()
+        .filter_map(|(r, e)| stamp_of(e.as_ref()).map(|s| (r.index, s)))
+        .collect();
+    let latest = stamps.values().copied().max();
     {
         let path = file.path().to_path_buf();
         let records: Vec<Record> = entries.iter().map(|(r, _)| r.clone()).collect();
-        let stamps: std::collections::HashMap<u64, i64> = entries
-            .iter()
-            .filter_map(|(r, e)| stamp_of(e.as_ref()).map(|s| (r.index, s)))
-            .collect();
         tokio::task::spawn_blocking(move || {
             let out = std::fs::File::create_new(&path)
                 .with_context(|| format!("create {}", path.display()))?;
@@ -361,16 +433,25 @@ async fn ship_chunk(
         .context("the chunk writer")??;
     }
     storage
-        .put_object(&names::chunk(first, last), file.path())
+        .put_object(
+            &folder(&state.history, &names::chunk(first, last)),
+            file.path(),
+        )
         .await?;
     stats.chunks.fetch_add(1, Ordering::Relaxed);
     stats.entries.fetch_add(last - first + 1, Ordering::Relaxed);
     stats.shipped_index.store(last, Ordering::Relaxed);
+    state.index = last;
+    if let Some(latest) = latest {
+        state.stamp = state.stamp.max(latest);
+    }
     Ok(())
 }
 
-/// Takes a base backup of what is applied now, uploads it and its metadata, then applies
-/// the retention.
+/// Takes a base backup of what is applied now and uploads it, then ships the entries applied
+/// while it was taken (so the chunks have no gap up to it, and the base's stamp is the latest
+/// of the entries it holds), then its metadata (a base exists once its metadata does), then
+/// applies the retention.
 async fn take_base(
     store: &Store,
     storage: &Arc<Target>,
@@ -378,7 +459,6 @@ async fn take_base(
     stats: &ArchiverStats,
     state: &mut Shipped,
 ) -> anyhow::Result<()> {
-    let stamp = store.shared().last_apply_millis.load(Ordering::Relaxed);
     let backup = store
         .backups()
         .binary(store.database(), store.applied_index(), false)
@@ -391,6 +471,11 @@ async fn take_base(
         .context("the backup holds no applied index")?;
     let index = log_id.index;
     let lineage = backup.info.content.lineage.clone();
+    if lineage.as_deref() != Some(state.history.as_str()) {
+        // A binary load started a new history meanwhile: the next tick takes its first base.
+        backup.release();
+        return Ok(());
+    }
     let copy: PathBuf = backup
         .finished_file()
         .await
@@ -419,14 +504,26 @@ async fn take_base(
     };
     backup.release();
     storage
-        .put_object(&names::base_file(index), gz.path())
+        .put_object(&folder(&state.history, &names::base_file(index)), gz.path())
         .await?;
+    let made_ms = unix_ms();
+    // The entries up to the base go out first (those applied while it was taken too): the
+    // stamp is then the latest of every entry the base holds. When the log no longer has
+    // them, the time the base was taken bounds their stamps (leaders stamp from their clock).
+    let mut stamp = state.stamp;
+    if state.index < index {
+        let reached = ship_upto(store, storage, stats, state, index).await?;
+        stamp = state.stamp;
+        if !reached {
+            stamp = stamp.max(made_ms);
+        }
+    }
     let meta = BaseMeta {
         index,
         log_id,
         lineage,
         stamp,
-        made_ms: unix_ms(),
+        made_ms,
         digest,
         foreign_keys: store.database().settings().foreign_keys,
     };
@@ -437,45 +534,98 @@ async fn take_base(
     std::fs::write(meta_file.path(), serde_json::to_vec(&meta)?)
         .with_context(|| format!("write {}", meta_file.path().display()))?;
     storage
-        .put_object(&names::base_meta(index), meta_file.path())
+        .put_object(
+            &folder(&state.history, &names::base_meta(index)),
+            meta_file.path(),
+        )
         .await?;
     stats.bases.fetch_add(1, Ordering::Relaxed);
     state.index = state.index.max(index);
-    state.last_base = Some((index, meta.made_ms));
+    state.stamp = state.stamp.max(stamp);
+    state.last_base = Some((index, made_ms));
     tracing::info!(
-        "archive base at index {index} written to {}",
-        storage.describe()
+        "archive base at index {index} written to {} (history {})",
+        storage.describe(),
+        state.history
     );
-    apply_retention(storage, config.keep_bases, stats).await
+    apply_retention(storage, config.keep_bases, stats, &state.history).await
 }
 
-/// Keeps the newest `keep` bases and the chunks needed from the oldest of them.
+/// Ships entries up to `upto`; false when the log no longer holds them all.
+async fn ship_upto(
+    store: &Store,
+    storage: &Arc<Target>,
+    stats: &ArchiverStats,
+    state: &mut Shipped,
+    upto: u64,
+) -> anyhow::Result<bool> {
+    while state.index < upto {
+        let records = store.applied_records(state.index + 1, upto, CHUNK_BYTES)?;
+        if records.is_empty() {
+            return Ok(false);
+        }
+        let entries: Vec<(Record, Option<Entry>)> = records
+            .into_iter()
+            .map(|r| {
+                let entry = crate::raft::log::openraft::decode_entry_bytes::<Entry>(&r.data).ok();
+                (r, entry)
+            })
+            .collect();
+        ship_chunk(store, storage, stats, state, &entries).await?;
+    }
+    Ok(true)
+}
+
+/// Keeps the newest `keep` bases of the history and the chunks needed from the oldest of
+/// them; once it has `keep` bases, other (older) histories go entirely.
 async fn apply_retention(
     storage: &Arc<Target>,
     keep: usize,
     stats: &ArchiverStats,
+    history: &str,
 ) -> anyhow::Result<()> {
     let mut bases: Vec<u64> = storage
-        .list_objects("bases")
+        .list_objects(&folder(history, "bases"))
         .await?
         .iter()
         .filter_map(|n| names::parse_base_meta(n))
         .collect();
     bases.sort_unstable();
-    if bases.len() <= keep {
+    if bases.len() < keep {
+        return Ok(());
+    }
+    for other in storage.list_folders("").await? {
+        if other != history && valid_history(&other) {
+            for sub in ["bases", "log"] {
+                for name in storage.list_objects(&folder(&other, sub)).await? {
+                    storage
+                        .delete_object(&folder(&other, &format!("{sub}/{name}")))
+                        .await?;
+                    stats.deleted_objects.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    if bases.len() == keep {
         return Ok(());
     }
     let oldest_kept = bases[bases.len() - keep];
     for &index in &bases[..bases.len() - keep] {
         // The metadata first: without it the base is not one.
-        storage.delete_object(&names::base_meta(index)).await?;
-        storage.delete_object(&names::base_file(index)).await?;
+        storage
+            .delete_object(&folder(history, &names::base_meta(index)))
+            .await?;
+        storage
+            .delete_object(&folder(history, &names::base_file(index)))
+            .await?;
         stats.deleted_objects.fetch_add(2, Ordering::Relaxed);
     }
-    for name in storage.list_objects("log").await? {
+    for name in storage.list_objects(&folder(history, "log")).await? {
         if let Some((_, last)) = names::parse_chunk(&name) {
             if last <= oldest_kept {
-                storage.delete_object(&format!("log/{name}")).await?;
+                storage
+                    .delete_object(&folder(history, &format!("log/{name}")))
+                    .await?;
                 stats.deleted_objects.fetch_add(1, Ordering::Relaxed);
             }
         }

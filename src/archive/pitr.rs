@@ -35,12 +35,18 @@ pub enum RestorePoint {
 /// What a restore did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Restored {
+    /// The history restored from (the database's lineage; see the archive's module).
+    pub history: String,
     pub base_index: u64,
     pub index: u64,
     pub entries_applied: u64,
     pub digest: String,
     /// The index of the recorded digest the result matched, if one was recorded there.
     pub verified_at: Option<u64>,
+    /// A `--to-time` restore that ran out of archive before the time: the result is the
+    /// newest state the archive holds, and writes after it (not yet archived when the
+    /// cluster was lost) are not in it.
+    pub end_of_archive: bool,
 }
 
 /// The content digest of a database file (`GET /status?digest`'s).
@@ -59,23 +65,35 @@ pub fn digest_of(path: &Path) -> anyhow::Result<String> {
 pub async fn restore(
     storage: Arc<Target>,
     point: RestorePoint,
+    history: Option<String>,
     out: &Path,
 ) -> anyhow::Result<Restored> {
-    if out.exists() {
-        bail!("{} exists; choose a new file", out.display());
-    }
     let work = |suffix: &str| {
         let mut name = out.file_name().unwrap_or_default().to_os_string();
         name.push(suffix);
         out.with_file_name(name)
     };
+    for path in [out.to_path_buf(), work(".part")] {
+        if path.exists() {
+            bail!("{} exists; choose a new file", path.display());
+        }
+    }
     let part = crate::temp_file::TempFile::new(work(".part"));
-    let metas = base_metas(&storage, &work(".meta")).await?;
+    let history = match history {
+        Some(h) if super::valid_history(&h) => h,
+        Some(h) => bail!("{h:?} is not a history name"),
+        None => newest_history(&storage, &work(".meta")).await?,
+    };
+    let metas = base_metas(&storage, &history, &work(".meta")).await?;
     let base = choose_base(&storage, &metas, point).await?;
     {
         let gz = crate::temp_file::TempFile::new(work(".base.gz"));
         storage
-            .get_object(&names::base_file(base.index), gz.path(), u64::MAX)
+            .get_object(
+                &super::folder(&history, &names::base_file(base.index)),
+                gz.path(),
+                u64::MAX,
+            )
             .await?;
         let (from, to) = (gz.path().to_path_buf(), part.path().to_path_buf());
         tokio::task::spawn_blocking(move || gunzip(&from, &to))
@@ -105,7 +123,7 @@ pub async fn restore(
     *shared.applied.lock() = applied;
 
     let mut chunks: Vec<(u64, u64)> = storage
-        .list_objects("log")
+        .list_objects(&super::folder(&history, "log"))
         .await?
         .iter()
         .filter_map(|n| names::parse_chunk(n))
@@ -113,6 +131,7 @@ pub async fn restore(
     chunks.sort_unstable();
     let mut next = base.index + 1;
     let mut applied_count = 0u64;
+    let mut end_of_archive = false;
     'chunks: loop {
         if let RestorePoint::Index(n) = point {
             if next > n {
@@ -125,17 +144,31 @@ pub async fn restore(
             .filter(|(f, l)| *f <= next && next <= *l)
             .max_by_key(|(_, l)| *l)
         else {
+            // Anything archived past `next` means entries are missing here, not that the
+            // archive ends: a time restore must not stop short silently.
+            let later = chunks.iter().any(|c| c.0 > next) || metas.iter().any(|m| m.index >= next);
             match point {
                 RestorePoint::Index(n) => bail!(
                     "the archive has no entry {next} (needed to reach {n}); it holds up to {}",
                     chunks.iter().map(|c| c.1).max().unwrap_or(base.index)
                 ),
-                RestorePoint::Time(_) => break,
+                RestorePoint::Time(_) if later => bail!(
+                    "the archive has no entry {next}, but holds later ones: a gap; restore to \
+                     an index or time before it, or from a later base"
+                ),
+                RestorePoint::Time(_) => {
+                    end_of_archive = true;
+                    break;
+                }
             }
         };
         let file = crate::temp_file::TempFile::new(work(".chunk"));
         storage
-            .get_object(&names::chunk(first, last), file.path(), 1 << 31)
+            .get_object(
+                &super::folder(&history, &names::chunk(first, last)),
+                file.path(),
+                chunk::MAX_CHUNK_BYTES,
+            )
             .await?;
         let path = file.path().to_path_buf();
         let entries = tokio::task::spawn_blocking(move || {
@@ -158,13 +191,29 @@ pub async fn restore(
                 }
                 _ => {}
             }
+            if e.index != next {
+                bail!(
+                    "chunk {first}-{last} does not hold entry {next} (it has {})",
+                    e.index
+                );
+            }
             if e.kind != crate::raft::log::openraft::ENTRY_KIND_BINCODE {
                 bail!("entry {}: unknown kind {}", e.index, e.kind);
             }
             let entry: Entry = crate::raft::log::openraft::decode_entry_bytes(&e.payload)
                 .with_context(|| format!("decode entry {}", e.index))?;
+            if entry.log_id.index != e.index {
+                bail!(
+                    "chunk {first}-{last}: the entry at {} says it is {}",
+                    e.index,
+                    entry.log_id.index
+                );
+            }
             next = e.index + 1;
             batch.push(entry);
+        }
+        if batch.is_empty() && !stop {
+            bail!("chunk {first}-{last} holds no entry {next}");
         }
         applied_count += batch.len() as u64;
         if !batch.is_empty() {
@@ -202,6 +251,8 @@ pub async fn restore(
         .with_context(|| format!("rename the result to {}", out.display()))?;
     part.persist();
     Ok(Restored {
+        history,
+        end_of_archive,
         base_index: base.index,
         index: reached,
         entries_applied: applied_count,
@@ -210,10 +261,33 @@ pub async fn restore(
     })
 }
 
-/// Every base's metadata, oldest first (small objects: each is read).
-async fn base_metas(storage: &Arc<Target>, scratch: &Path) -> anyhow::Result<Vec<BaseMeta>> {
+/// The history whose newest base was taken last (the cluster's current one, unless an older
+/// history is named).
+async fn newest_history(storage: &Arc<Target>, scratch: &Path) -> anyhow::Result<String> {
+    let mut newest: Option<(i64, String)> = None;
+    for history in storage.list_folders("").await? {
+        if !super::valid_history(&history) {
+            continue;
+        }
+        if let Some(meta) = base_metas(storage, &history, scratch).await?.pop() {
+            if newest.as_ref().is_none_or(|(made, _)| meta.made_ms > *made) {
+                newest = Some((meta.made_ms, history));
+            }
+        }
+    }
+    newest
+        .map(|(_, h)| h)
+        .with_context(|| format!("{} holds no archive base", storage.describe()))
+}
+
+/// Every base's metadata in a history, oldest first (small objects: each is read).
+async fn base_metas(
+    storage: &Arc<Target>,
+    history: &str,
+    scratch: &Path,
+) -> anyhow::Result<Vec<BaseMeta>> {
     let mut indexes: Vec<u64> = storage
-        .list_objects("bases")
+        .list_objects(&super::folder(history, "bases"))
         .await?
         .iter()
         .filter_map(|n| names::parse_base_meta(n))
@@ -223,7 +297,11 @@ async fn base_metas(storage: &Arc<Target>, scratch: &Path) -> anyhow::Result<Vec
     for index in indexes {
         let file = crate::temp_file::TempFile::new(scratch.to_path_buf());
         storage
-            .get_object(&names::base_meta(index), file.path(), 1 << 20)
+            .get_object(
+                &super::folder(history, &names::base_meta(index)),
+                file.path(),
+                1 << 20,
+            )
             .await?;
         let meta: BaseMeta = serde_json::from_slice(&std::fs::read(file.path())?)
             .with_context(|| format!("read {}", names::base_meta(index)))?;

@@ -135,6 +135,29 @@ impl FileStorage {
         Ok(names)
     }
 
+    /// The names of the folders in the archive folder `rel_dir` ("" for the root).
+    pub fn list_folders(&self, rel_dir: &str) -> anyhow::Result<Vec<String>> {
+        let dir = if rel_dir.is_empty() {
+            self.archive_root()
+        } else {
+            self.object_path(rel_dir)?
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("list {}", dir.display()))?;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     /// Removes the archive object `rel` (gone already is fine).
     pub fn delete_object(&self, rel: &str) -> anyhow::Result<()> {
         match std::fs::remove_file(self.object_path(rel)?) {

@@ -82,6 +82,7 @@ impl S3Config {
 /// One backup object in a bucket.
 pub struct S3Storage {
     client: AmazonS3,
+    downloads: AmazonS3,
     key: String,
     timestamp: bool,
     describe: String,
@@ -91,38 +92,46 @@ impl S3Storage {
     pub fn open(config: &S3Config, timestamp: bool) -> anyhow::Result<S3Storage> {
         config.check()?;
         let endpoint = config.endpoint_url();
-        let mut builder = if config.access_key_id.is_empty() || config.secret_access_key.is_empty()
-        {
-            AmazonS3Builder::from_env()
-        } else {
-            AmazonS3Builder::new()
-                .with_access_key_id(&config.access_key_id)
-                .with_secret_access_key(&config.secret_access_key)
-        }
-        .with_region(&config.region)
-        .with_bucket_name(&config.bucket)
-        .with_virtual_hosted_style_request(!config.force_path_style)
-        .with_retry(RetryConfig {
-            max_retries: 3,
-            retry_timeout: Duration::from_secs(60),
-            ..RetryConfig::default()
-        })
-        .with_client_options(
-            ClientOptions::new()
+        let client = |total: Option<Duration>| -> anyhow::Result<AmazonS3> {
+            let mut options = ClientOptions::new()
                 .with_connect_timeout(Duration::from_secs(10))
-                // A part of PART_SIZE, or a stalled server: a request that takes longer fails
-                // (and is retried) rather than hold the upload for ever.
-                .with_timeout(Duration::from_secs(120))
                 .with_allow_http(
                     endpoint
                         .as_deref()
                         .is_some_and(|e| e.starts_with("http://")),
-                ),
-        );
-        if let Some(endpoint) = &endpoint {
-            builder = builder.with_endpoint(endpoint);
-        }
-        let client = builder.build().context("type s3: the client")?;
+                );
+            options = match total {
+                Some(t) => options.with_timeout(t),
+                None => options.with_timeout_disabled(),
+            };
+            let mut builder =
+                if config.access_key_id.is_empty() || config.secret_access_key.is_empty() {
+                    AmazonS3Builder::from_env()
+                } else {
+                    AmazonS3Builder::new()
+                        .with_access_key_id(&config.access_key_id)
+                        .with_secret_access_key(&config.secret_access_key)
+                }
+                .with_region(&config.region)
+                .with_bucket_name(&config.bucket)
+                .with_virtual_hosted_style_request(!config.force_path_style)
+                .with_retry(RetryConfig {
+                    max_retries: 3,
+                    retry_timeout: Duration::from_secs(60),
+                    ..RetryConfig::default()
+                })
+                .with_client_options(options);
+            if let Some(endpoint) = &endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            builder.build().context("type s3: the client")
+        };
+        // Requests of bounded size (a part of PART_SIZE, a listing, a small object): one that
+        // takes longer than this fails (and is retried) rather than hold an upload for ever.
+        let bounded = client(Some(Duration::from_secs(120)))?;
+        // Downloads of whole backups, whose time grows with their size: bounded by the
+        // caller (auto-restore's `timeout`), never by a total of its own.
+        let downloads = client(None)?;
         let describe = match &endpoint {
             Some(e) if !e.ends_with("amazonaws.com") => {
                 format!(
@@ -135,7 +144,8 @@ impl S3Storage {
             _ => format!("s3://{}/{}", config.bucket, config.path),
         };
         Ok(S3Storage {
-            client,
+            client: bounded,
+            downloads,
             key: config.path.clone(),
             timestamp,
             describe,
@@ -289,6 +299,27 @@ impl S3Storage {
         Ok(names)
     }
 
+    /// The names of the folders in the archive folder `rel_dir` ("" for the root).
+    pub async fn list_folders(&self, rel_dir: &str) -> anyhow::Result<Vec<String>> {
+        let prefix = if rel_dir.is_empty() {
+            ObjectPath::from(format!("{}.archive", self.key))
+        } else {
+            self.archive_key(rel_dir)
+        };
+        let listing = self
+            .client
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .with_context(|| format!("list {}", self.describe))?;
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Removes the archive object `rel`.
     pub async fn delete_object(&self, rel: &str) -> anyhow::Result<()> {
         match self.client.delete(&self.archive_key(rel)).await {
@@ -307,7 +338,7 @@ impl S3Storage {
     async fn get_into(&self, key: &ObjectPath, to: &Path, max_bytes: u64) -> anyhow::Result<u64> {
         use tokio::io::AsyncWriteExt as _;
         let found = self
-            .client
+            .downloads
             .get(key)
             .await
             .with_context(|| format!("download {}", self.describe))?;

@@ -132,6 +132,17 @@ impl Target {
         }
     }
 
+    /// The names of the folders in the archive folder `rel_dir` ("" for the root), sorted.
+    pub async fn list_folders(self: &Arc<Self>, rel_dir: &str) -> anyhow::Result<Vec<String>> {
+        match &**self {
+            Target::File(_) => {
+                let (this, rel) = (Arc::clone(self), rel_dir.to_string());
+                blocking(move || this.file().list_folders(&rel)).await
+            }
+            Target::S3(s) => s.list_folders(rel_dir).await,
+        }
+    }
+
     /// Removes the archive object `rel`.
     pub async fn delete_object(self: &Arc<Self>, rel: &str) -> anyhow::Result<()> {
         match &**self {

@@ -135,7 +135,14 @@ pub(crate) fn commit_or_roll_back(conn: &Connection) -> Result<(), Refused> {
     let Err(e) = conn.execute_batch("COMMIT") else {
         return Ok(());
     };
-    if super::error::is_local_fault(&e) {
+    // An allow-list: only what SQL itself reports (an error in a virtual table's flush, a
+    // constraint) is the entry's doing; anything else (busy, locked, read-only, I/O, memory,
+    // misuse) is this node's, and stops it rather than record a no-op others may not.
+    if !matches!(
+        e.code(),
+        raftlite_ffi::ErrorCode::Error | raftlite_ffi::ErrorCode::Constraint
+    ) || super::error::is_local_fault(&e)
+    {
         return Err(Refused::Fault(e));
     }
     // SQLite has rolled back already after most failed commits; the rest is rolled back here.

@@ -2,7 +2,9 @@
 //! recovery from the continuous archive that `-auto-backup CONFIG` (with its `archive`
 //! object) writes (see [`crate::archive::pitr`]). `T` is a time SQLite reads
 //! (`2026-12-03T12:00:00Z`, `2026-12-03 12:00:00.250+01:00`) or a number of Unix
-//! milliseconds. Prints what it did as one JSON object.
+//! milliseconds. `--history H` picks an archive history (a database lineage: a binary load or
+//! a new cluster starts a new one) other than the newest. Prints what it did as one JSON
+//! object.
 //!
 //! Exit status: 0 the file was written, 1 the restore failed (nothing written), 2 wrong usage.
 
@@ -19,11 +21,13 @@ const USAGE: &str = "usage: raftlite restore --from CONFIG (--to-index N | --to-
 struct Args {
     config: PathBuf,
     point: RestorePoint,
+    /// The archive history (a database lineage); the newest when absent.
+    history: Option<String>,
     out: PathBuf,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
-    let (mut config, mut point, mut out) = (None, None, None);
+    let (mut config, mut point, mut out, mut history) = (None, None, None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -37,6 +41,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
         };
         match a.as_str() {
             "--from" => config = Some(PathBuf::from(value("--from")?)),
+            "--history" => history = Some(value("--history")?),
             "--to-index" => {
                 let v = value("--to-index")?;
                 let n = v
@@ -56,6 +61,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
     Ok(Args {
         config: config.ok_or("no --from CONFIG")?,
         point: point.ok_or("no --to-index or --to-time")?,
+        history,
         out: out.ok_or("no OUT file")?,
     })
 }
@@ -121,7 +127,12 @@ fn restore(args: &Args) -> anyhow::Result<pitr::Restored> {
         .enable_all()
         .build()
         .context("start the runtime")?;
-    runtime.block_on(pitr::restore(storage, args.point, &args.out))
+    runtime.block_on(pitr::restore(
+        storage,
+        args.point,
+        args.history.clone(),
+        &args.out,
+    ))
 }
 
 #[cfg(test)]

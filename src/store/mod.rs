@@ -511,6 +511,11 @@ impl Store {
                 }
             }
         }
+        // The log skips what a purge removed meanwhile: a run that does not start at `from`
+        // is no run from `from`.
+        if out.first().is_some_and(|r| r.index != from) {
+            return Ok(Vec::new());
+        }
         Ok(out)
     }
 

@@ -99,6 +99,14 @@ pub fn clean_at_startup(data_dir: &Path) {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
+        // An auto-restore download and the archiver's scratch files (`auto_backup::restore`,
+        // `archive`) are only ever `.part` files of one run.
+        if (name.starts_with("auto-restore-") || name.starts_with("archive-"))
+            && name.ends_with(".part")
+        {
+            let _ = std::fs::remove_file(e.path());
+            continue;
+        }
         if !name.starts_with(PREFIX) {
             continue;
         }
@@ -134,7 +142,13 @@ mod tests {
         ] {
             std::fs::write(&p, b"x").unwrap();
         }
+        std::fs::write(d.join("auto-restore-5.part"), b"x").unwrap();
+        std::fs::write(d.join("archive-6.part"), b"x").unwrap();
+        std::fs::write(d.join("archive-notes.txt"), b"x").unwrap();
         clean_at_startup(d);
+        assert!(!d.join("auto-restore-5.part").exists());
+        assert!(!d.join("archive-6.part").exists());
+        assert!(d.join("archive-notes.txt").exists(), "not ours");
         // The source's upload is durable and others may still pull it; a pulled copy was
         // never fsynced, so a crash may have cut it short: it is pulled again. An install
         // file may be the only copy of its load: the entry's replay decides.
