@@ -262,7 +262,9 @@ async fn tick(
     let load_seen = if gap {
         false
     } else {
-        ship_applied(store, storage, stats, state).await?
+        ship(store, storage, stats, state, u64::MAX)
+            .await?
+            .load_seen
     };
     let due = match state.last_base {
         None => true,
@@ -281,20 +283,30 @@ async fn tick(
     Ok(())
 }
 
-/// Ships every applied entry after `state.index` in chunks; true when one of them was a load
-/// (whose content is not in the log: a base must follow).
-async fn ship_applied(
+/// What shipping up to an index found.
+struct Shipping {
+    /// Every entry up to the index is in storage (false: the log no longer holds the next).
+    reached: bool,
+    /// One of the entries was a load, whose content is not in the log: a base must follow.
+    load_seen: bool,
+}
+
+/// Ships the applied entries after `state.index`, up to `upto`, in chunks.
+async fn ship(
     store: &Store,
     storage: &Arc<Target>,
     stats: &ArchiverStats,
     state: &mut Shipped,
-) -> anyhow::Result<bool> {
+    upto: u64,
+) -> anyhow::Result<Shipping> {
     let mut load_seen = false;
-    while state.index < store.applied_index() {
-        let records = store.applied_records(state.index + 1, u64::MAX, CHUNK_BYTES)?;
+    while state.index < upto.min(store.applied_index()) {
+        let records = store.applied_records(state.index + 1, upto, CHUNK_BYTES)?;
         if records.is_empty() {
-            // Purged meanwhile: the next tick takes a base.
-            break;
+            return Ok(Shipping {
+                reached: false,
+                load_seen,
+            });
         }
         let entries: Vec<(Record, Option<Entry>)> = records
             .into_iter()
@@ -313,7 +325,33 @@ async fn ship_applied(
         });
         ship_chunk(store, storage, stats, state, &entries).await?;
     }
-    Ok(load_seen)
+    Ok(Shipping {
+        reached: true,
+        load_seen,
+    })
+}
+
+/// Fetches and reads the chunk `first..=last` of a history (through the file `scratch`).
+pub(crate) async fn fetch_chunk(
+    storage: &Arc<Target>,
+    history: &str,
+    (first, last): (u64, u64),
+    scratch: &std::path::Path,
+) -> anyhow::Result<Vec<chunk::ArchivedEntry>> {
+    let file = TempFile::new(scratch.to_path_buf());
+    storage
+        .get_object(
+            &folder(history, &names::chunk(first, last)),
+            file.path(),
+            chunk::MAX_CHUNK_BYTES,
+        )
+        .await?;
+    let path = file.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        chunk::read(std::io::BufReader::new(std::fs::File::open(&path)?))
+    })
+    .await
+    .context("the chunk reader")?
 }
 
 /// The archive's folder of a history.
@@ -366,20 +404,11 @@ async fn read_shipped(
     };
     if let Some((first, last)) = last_chunk.filter(|(_, last)| Some(*last) > newest_base) {
         // The newest entries are in the last chunk: its latest stamp is the history's.
-        let file = scratch();
-        storage
-            .get_object(
-                &folder(history, &names::chunk(first, last)),
-                file.path(),
-                chunk::MAX_CHUNK_BYTES,
-            )
-            .await?;
-        let path = file.path().to_path_buf();
-        let entries = tokio::task::spawn_blocking(move || {
-            chunk::read(std::io::BufReader::new(std::fs::File::open(&path)?))
-        })
-        .await
-        .context("the chunk reader")??;
+        let scratch = store.data_dir().join(format!(
+            "archive-{}.part",
+            crate::temp_file::unique_suffix()
+        ));
+        let entries = fetch_chunk(storage, history, (first, last), &scratch).await?;
         stamp = entries.iter().filter_map(|e| e.stamp).fold(stamp, i64::max);
     }
     Ok(Shipped {
@@ -512,7 +541,7 @@ async fn take_base(
     // them, the time the base was taken bounds their stamps (leaders stamp from their clock).
     let mut stamp = state.stamp;
     if state.index < index {
-        let reached = ship_upto(store, storage, stats, state, index).await?;
+        let reached = ship(store, storage, stats, state, index).await?.reached;
         stamp = state.stamp;
         if !reached {
             stamp = stamp.max(made_ms);
@@ -549,31 +578,6 @@ async fn take_base(
         state.history
     );
     apply_retention(storage, config.keep_bases, stats, &state.history).await
-}
-
-/// Ships entries up to `upto`; false when the log no longer holds them all.
-async fn ship_upto(
-    store: &Store,
-    storage: &Arc<Target>,
-    stats: &ArchiverStats,
-    state: &mut Shipped,
-    upto: u64,
-) -> anyhow::Result<bool> {
-    while state.index < upto {
-        let records = store.applied_records(state.index + 1, upto, CHUNK_BYTES)?;
-        if records.is_empty() {
-            return Ok(false);
-        }
-        let entries: Vec<(Record, Option<Entry>)> = records
-            .into_iter()
-            .map(|r| {
-                let entry = crate::raft::log::openraft::decode_entry_bytes::<Entry>(&r.data).ok();
-                (r, entry)
-            })
-            .collect();
-        ship_chunk(store, storage, stats, state, &entries).await?;
-    }
-    Ok(true)
 }
 
 /// Keeps the newest `keep` bases of the history and the chunks needed from the oldest of

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 use raftlite_ffi::{Connection, OpenFlags};
 
-use super::{chunk, names, BaseMeta};
+use super::{names, BaseMeta};
 use crate::auto_backup::storage::Target;
 use crate::db::STATE_TABLE;
 use crate::store::types::Entry;
@@ -162,20 +162,8 @@ pub async fn restore(
                 }
             }
         };
-        let file = crate::temp_file::TempFile::new(work(".chunk"));
-        storage
-            .get_object(
-                &super::folder(&history, &names::chunk(first, last)),
-                file.path(),
-                chunk::MAX_CHUNK_BYTES,
-            )
-            .await?;
-        let path = file.path().to_path_buf();
-        let entries = tokio::task::spawn_blocking(move || {
-            chunk::read(std::io::BufReader::new(std::fs::File::open(&path)?))
-        })
-        .await
-        .context("the chunk reader")??;
+        let entries =
+            super::fetch_chunk(&storage, &history, (first, last), &work(".chunk")).await?;
         let mut batch = Vec::new();
         let mut stop = false;
         let from = next;

@@ -124,10 +124,15 @@ struct RawFile {
 
 /// Reads and checks the configuration file at `path`.
 pub fn read(path: &Path) -> anyhow::Result<AutoBackupConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("read the auto-backup configuration {}", path.display()))?;
-    parse(&expand_env(&text, |name| std::env::var(name).ok()))
+    parse(&read_expanded(path, "auto-backup")?)
         .with_context(|| format!("auto-backup configuration {}", path.display()))
+}
+
+/// The file at `path` with its variables expanded from the environment, as rqlite reads it.
+fn read_expanded(path: &Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read the {what} configuration {}", path.display()))?;
+    Ok(expand_env(&text, |name| std::env::var(name).ok()))
 }
 
 /// Parses a configuration whose variables are already expanded.
@@ -188,9 +193,7 @@ impl Interval {
 
 /// Reads and checks an `-auto-restore` configuration file.
 pub fn read_restore(path: &Path) -> anyhow::Result<AutoRestoreConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("read the auto-restore configuration {}", path.display()))?;
-    parse_restore(&expand_env(&text, |name| std::env::var(name).ok()))
+    parse_restore(&read_expanded(path, "auto-restore")?)
         .with_context(|| format!("auto-restore configuration {}", path.display()))
 }
 

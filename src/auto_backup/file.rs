@@ -117,22 +117,11 @@ impl FileStorage {
 
     /// The names of the archive objects in the folder `rel_dir` (`bases`, `log`).
     pub fn list_objects(&self, rel_dir: &str) -> anyhow::Result<Vec<String>> {
-        let dir = self.object_path(rel_dir)?;
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.with_context(|| format!("list {}", dir.display()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with(UPLOAD_PREFIX) && entry.file_type().is_ok_and(|t| t.is_file()) {
-                names.push(name);
-            }
-        }
-        names.sort();
-        Ok(names)
+        let names = names_in(&self.object_path(rel_dir)?, |t| t.is_file())?;
+        Ok(names
+            .into_iter()
+            .filter(|n| !n.starts_with(UPLOAD_PREFIX))
+            .collect())
     }
 
     /// The names of the folders in the archive folder `rel_dir` ("" for the root).
@@ -142,20 +131,7 @@ impl FileStorage {
         } else {
             self.object_path(rel_dir)?
         };
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.with_context(|| format!("list {}", dir.display()))?;
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                names.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-        names.sort();
-        Ok(names)
+        names_in(&dir, |t| t.is_dir())
     }
 
     /// Removes the archive object `rel` (gone already is fine).
@@ -270,6 +246,25 @@ impl FileStorage {
             .context("fsync the backup directory")?;
         Ok((final_path, written))
     }
+}
+
+/// The sorted names of the entries of `dir` whose type `keep` accepts (none if `dir` does
+/// not exist).
+fn names_in(dir: &Path, keep: impl Fn(std::fs::FileType) -> bool) -> anyhow::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("list {}", dir.display()))?;
+        if entry.file_type().is_ok_and(&keep) {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// Copies `from` into the new file `to`, fsynced; more than `max_bytes` is an error.
