@@ -259,22 +259,21 @@ async fn tick(
         && store
             .log_first_index()
             .is_none_or(|first| first > state.index + 1);
-    let load_seen = if gap {
-        false
+    if state.last_base.is_none() || gap {
+        // A history starts with a base (entries before it could restore nothing), and one
+        // whose log no longer holds the next entry continues from a new base.
+        take_base(store, storage, config, stats, state, false).await?;
     } else {
-        ship(store, storage, stats, state, u64::MAX)
+        let load_seen = ship(store, storage, stats, state, u64::MAX)
             .await?
-            .load_seen
-    };
-    let due = match state.last_base {
-        None => true,
-        Some((index, made_ms)) => {
+            .load_seen;
+        let due = state.last_base.is_some_and(|(index, made_ms)| {
             let age = u64::try_from(unix_ms().saturating_sub(made_ms)).unwrap_or(0);
             store.applied_index() > index && age >= config.base_interval.as_millis() as u64
+        });
+        if due || load_seen {
+            take_base(store, storage, config, stats, state, true).await?;
         }
-    };
-    if gap || due || load_seen {
-        take_base(store, storage, config, stats, state).await?;
     }
     stats.shipped_index.store(state.index, Ordering::Relaxed);
     if state.index >= store.applied_index() {
@@ -487,6 +486,7 @@ async fn take_base(
     config: &ArchiveConfig,
     stats: &ArchiverStats,
     state: &mut Shipped,
+    continuous: bool,
 ) -> anyhow::Result<()> {
     let backup = store
         .backups()
@@ -536,16 +536,21 @@ async fn take_base(
         .put_object(&folder(&state.history, &names::base_file(index)), gz.path())
         .await?;
     let made_ms = unix_ms();
-    // The entries up to the base go out first (those applied while it was taken too): the
-    // stamp is then the latest of every entry the base holds. When the log no longer has
-    // them, the time the base was taken bounds their stamps (leaders stamp from their clock).
+    // After a base of the same history, the entries applied while this one was taken go out
+    // first: the chunks stay continuous, and the stamp is the latest of every entry the base
+    // holds. Otherwise (or when the log no longer has them), the time the base was taken
+    // bounds their stamps (leaders stamp from their clock).
     let mut stamp = state.stamp;
-    if state.index < index {
+    if continuous && state.index < index {
         let reached = ship(store, storage, stats, state, index).await?.reached;
         stamp = state.stamp;
         if !reached {
             stamp = stamp.max(made_ms);
         }
+    } else if state.index < index {
+        // The history's first base, or one after a gap: the entries it holds are not all in
+        // storage, so the time it was taken bounds their stamps.
+        stamp = stamp.max(made_ms);
     }
     let meta = BaseMeta {
         index,

@@ -110,6 +110,8 @@ pub async fn restore(
     .context("open the base")?;
     // The applied state the replay carries on (a node keeps it in memory beside the table).
     let shared = Arc::new(crate::store::SharedState::default());
+    // A full disk ends the restore with its error: a node waits for room, a tool must not.
+    shared.stopping.store(true, Ordering::Relaxed);
     // A backup holds no state table: the base's metadata gives what it would say.
     let applied = crate::store::applied_state::AppliedState {
         log_id: Some(base.log_id),

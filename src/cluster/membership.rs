@@ -73,11 +73,17 @@ pub enum MembershipAnswer {
 
 /// Makes this node part of a cluster, as its flags and its state on disk say.
 pub async fn form_or_join(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> {
-    let initialized = store
-        .raft()
-        .is_initialized()
-        .await
-        .context("read Raft state")?;
+    // A node that started without state joins even if a leader that still counts it as a
+    // member has sent it entries since (it lost its data): the leader sees a known member
+    // and changes nothing, as rqlite's ignored join. Without -join, such entries do make it a
+    // member: bootstrapping a cluster of its own would split it from theirs.
+    let initialized = store.opened_with_state()
+        || (opts.join.is_empty()
+            && store
+                .raft()
+                .is_initialized()
+                .await
+                .context("read Raft state")?);
     if initialized {
         let members = store.members();
         if !opts.join.is_empty() && members.len() == 1 && members.contains_key(&store.node_id()) {

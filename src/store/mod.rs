@@ -179,6 +179,8 @@ pub struct Store {
     /// The term this node was first seen leading and when, for the lease of a leader that no
     /// quorum has acknowledged yet ([`Store::lease_holds`]).
     leading_since: Mutex<Option<(u64, Instant)>>,
+    /// Whether the log held Raft state when the node opened it.
+    opened_with_state: bool,
     pub counters: StoreCounters,
     /// Nodes that announced themselves while waiting for `-bootstrap-expect` peers.
     discovered: Mutex<BTreeMap<String, NodeInfo>>,
@@ -286,6 +288,9 @@ impl Store {
         let raft = Raft::new(node_id, Arc::new(config), network, log, sm)
             .await
             .context("start Raft")?;
+        // Read before the Raft port serves: entries a leader sends once it does must not make
+        // a node that lost its data look like one that kept it.
+        let opened_with_state = raft.is_initialized().await.context("read Raft state")?;
         let (load_tx, load_rx) = tokio::sync::mpsc::unbounded_channel();
         *shared.load_applied.lock() = Some(load_tx);
         tokio::spawn(snapshot_after_loads(raft.clone(), load_rx));
@@ -303,6 +308,7 @@ impl Store {
             data_dir: opts.data_dir,
             last_leader_contact: Mutex::new(None),
             leading_since: Mutex::new(None),
+            opened_with_state,
             counters: StoreCounters::default(),
             discovered: Mutex::new(BTreeMap::new()),
             backups,
@@ -517,6 +523,12 @@ impl Store {
             return Ok(Vec::new());
         }
         Ok(out)
+    }
+
+    /// Whether the node started with Raft state on disk (it was a member before), as read
+    /// before any other node could reach it.
+    pub fn opened_with_state(&self) -> bool {
+        self.opened_with_state
     }
 
     /// The first index the log still holds, if any.
