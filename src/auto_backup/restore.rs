@@ -35,11 +35,12 @@ pub struct Downloaded {
     from: String,
 }
 
-/// What the data directory holds decides whether to restore: any applied write, or any
-/// entry in the Raft log (a node that was a member of a cluster), is data.
+/// What the data directory held at start decides whether to restore: any applied write, or
+/// any Raft state (a node that was a member of a cluster), is data. Read as the node opened
+/// it: entries a leader sends once the Raft port serves do not make an empty node one with
+/// data.
 pub fn holds_data(store: &Store) -> bool {
-    store.applied_content().lineage.is_some()
-        || store.raft().metrics().borrow().last_log_index.is_some()
+    store.applied_content().lineage.is_some() || store.opened_with_state()
 }
 
 /// Downloads the backup into the data directory if the node holds no data (`Ok(None)` when

@@ -141,8 +141,7 @@ pub(crate) fn commit_or_roll_back(conn: &Connection) -> Result<(), Refused> {
     if !matches!(
         e.code(),
         raftlite_ffi::ErrorCode::Error | raftlite_ffi::ErrorCode::Constraint
-    ) || super::error::is_local_fault(&e)
-    {
+    ) {
         return Err(Refused::Fault(e));
     }
     // SQLite has rolled back already after most failed commits; the rest is rolled back here.
