@@ -54,12 +54,7 @@ impl Target {
         match &**self {
             Target::File(_) => {
                 let this = Arc::clone(self);
-                tokio::task::spawn_blocking(move || match &*this {
-                    Target::File(f) => f.current_id(),
-                    Target::S3(_) => unreachable!("matched as a file storage"),
-                })
-                .await
-                .context("the metadata reader")?
+                blocking(move || this.file().current_id()).await
             }
             Target::S3(s) => s.current_id().await,
         }
@@ -81,14 +76,12 @@ impl Target {
             Target::File(_) => {
                 let this = Arc::clone(self);
                 let id = id.to_string();
-                tokio::task::spawn_blocking(move || match &*this {
-                    Target::File(f) => f
+                blocking(move || {
+                    this.file()
                         .upload(&id, unix_secs, background)
-                        .map(|(path, n)| (path.display().to_string(), n)),
-                    Target::S3(_) => unreachable!("matched as a file storage"),
+                        .map(|(path, n)| (path.display().to_string(), n))
                 })
                 .await
-                .context("the backup writer")?
             }
             Target::S3(s) => s.upload(id, unix_secs, background).await,
         }
@@ -167,12 +160,7 @@ impl Target {
             Target::File(_) => {
                 let this = Arc::clone(self);
                 let to: PathBuf = to.to_path_buf();
-                tokio::task::spawn_blocking(move || match &*this {
-                    Target::File(f) => f.download(&to, max_bytes),
-                    Target::S3(_) => unreachable!("matched as a file storage"),
-                })
-                .await
-                .context("the backup reader")?
+                blocking(move || this.file().download(&to, max_bytes)).await
             }
             Target::S3(s) => s.download(to, max_bytes).await,
         }
