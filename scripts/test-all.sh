@@ -56,6 +56,8 @@ export RAFTLITE_MOTO_SERVER="$MOTO_VENV/bin/moto_server"
 # tests/faults_crash.rs, needs them in the raftlited it starts; they do nothing unless
 # FAILPOINTS arms them). The release build and the benchmarks are built without them.
 TEST_FEATURES=(--features raftlite/failpoints)
+# A fresh clone builds everything once: incremental caches would only take disk (~3 GB).
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
 
 step "format and lint"
 cargo fmt --all -- --check
@@ -92,8 +94,9 @@ step "SQL dump conformance: raftlite dump and GET /db/backup?fmt=sql against sql
 # Every case and seeded random database, byte for byte and after a reload (one line each;
 # docs/backup.md). Without nextest, `cargo test --workspace` above has run it once already.
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run "${TEST_FEATURES[@]}" --test dump_conformance --no-fail-fast \
-    --success-output final
+  # --workspace, as above: the same feature resolution reuses the build instead of a second one.
+  cargo nextest run --workspace "${TEST_FEATURES[@]}" --no-fail-fast \
+    -E 'binary_id(raftlite::dump_conformance)' --success-output final
 else
   cargo test --test dump_conformance -- --nocapture
 fi
