@@ -2,7 +2,8 @@
 //! tests/auto_backup_s3.rs): a node archives as it writes; the node is then lost, and
 //! `raftlite restore` rebuilds the database at chosen log indexes and times, each compared
 //! with the digest the node reported at that point; the result boots a new node. Also: a
-//! load in the middle (the archive takes a base after it), retention of bases and chunks, a
+//! SQL load (its script archived and replayed) and a database file's load (a new history
+//! whose first base is the file) in the middle, retention of bases and chunks, a
 //! leader change in a cluster (the new leader continues where the storage ends), and a
 //! damaged or missing chunk (an error, no file written).
 
@@ -197,37 +198,160 @@ fn a_lost_node_is_rebuilt_at_any_index_and_time_with_the_same_digest() {
     assert_eq!(digest(&booted).1, points.last().unwrap().1);
 }
 
+/// Posts a load body; returns the index it was applied at (this test's node has no other
+/// writer).
+fn load(node: &Node, content_type: &str, body: Vec<u8>) -> u64 {
+    let r = reqwest::blocking::Client::new()
+        .post(node.url("/db/load"))
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    assert_eq!(status, 200, "{}", r.text().unwrap());
+    digest(node).0
+}
+
 #[test]
-fn a_load_starts_a_new_base_and_later_points_restore() {
+fn a_sql_load_is_archived_with_its_script_and_every_point_around_it_restores() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("backups");
-    let cfg = config(tmp.path(), &dir, r#"{"max_delay":"100ms"}"#);
+    let cfg = config(
+        tmp.path(),
+        &dir,
+        r#"{"max_delay":"100ms","base_interval":"1h"}"#,
+    );
     let node = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
     node.execute(r#"["CREATE TABLE t(n)", "INSERT INTO t VALUES(1)"]"#);
     let before = digest(&node);
     wait_shipped(&node, before.0);
     let bases_before = archiver(&node)["bases_taken"].as_u64().unwrap();
-    let r = reqwest::blocking::Client::new()
-        .post(node.url("/db/load"))
-        .header("Content-Type", "text/plain")
-        .body("CREATE TABLE loaded(x);\nINSERT INTO loaded VALUES('from a load');\n")
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    // The script uses the entry's clock and randomness: the replay must give them back.
+    let script = "CREATE TABLE loaded(x, at, r);\n\
+                  INSERT INTO loaded VALUES('from a load', datetime('now'), random());\n";
+    let at = load(&node, "text/plain", script.as_bytes().to_vec());
+    let at_load = digest(&node);
+    assert_eq!(at_load.0, at);
     node.execute(r#"["INSERT INTO t VALUES(2)"]"#);
     let after = digest(&node);
     wait_shipped(&node, after.0);
+    let stats = archiver(&node);
+    assert_eq!(
+        stats["bases_taken"].as_u64().unwrap(),
+        bases_before,
+        "the script went to storage, so no base was needed after the load: {stats}"
+    );
+    let loads = history(&dir).join("loads");
+    assert_eq!(objects(&loads, ""), [format!("{at:020}.sql.zst")]);
     assert!(
-        archiver(&node)["bases_taken"].as_u64().unwrap() > bases_before,
-        "a base after the load: {}",
-        archiver(&node)
+        wait_until(Duration::from_secs(10), || common::files_named(
+            &node.data_dir,
+            "archive-load-"
+        )
+        .is_empty()),
+        "the kept content is removed once shipped: {:?}",
+        common::files_named(&node.data_dir, "archive-load-")
     );
     drop(node);
-    for (index, want) in [&before, &after] {
+    for (index, want) in [&before, &at_load, &after] {
         let out = tmp.path().join(format!("at-{index}.db"));
         let report = restored_to(&cfg, &["--to-index", &index.to_string()], &out);
-        assert_eq!(report["digest"], *want, "{report}");
+        assert_eq!(report["digest"], *want, "at {index}: {report}");
     }
+
+    // A script that is not the one the entry names (same length, other bytes) is refused.
+    let object = loads.join(format!("{at:020}.sql.zst"));
+    let other = script.replace("from a load", "from a fake");
+    std::fs::write(&object, zstd::encode_all(other.as_bytes(), 3).unwrap()).unwrap();
+    let out = tmp.path().join("forged.db");
+    let (code, stdout, stderr) = restore(&[
+        "--from",
+        cfg.to_str().unwrap(),
+        "--to-index",
+        &after.0.to_string(),
+        out.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "{stdout}");
+    assert!(stderr.contains("CRC-32C"), "{stderr}");
+    assert!(!out.exists());
+    // A missing one says what is missing.
+    std::fs::remove_file(&object).unwrap();
+    let (code, _, stderr) = restore(&[
+        "--from",
+        cfg.to_str().unwrap(),
+        "--to-index",
+        &at.to_string(),
+        out.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("lacks the SQL script"), "{stderr}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_database_file_load_starts_a_history_whose_first_base_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let cfg = config(
+        tmp.path(),
+        &dir,
+        r#"{"max_delay":"100ms","base_interval":"1h"}"#,
+    );
+    let node = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
+    node.execute(r#"["CREATE TABLE t(n)", "INSERT INTO t VALUES(1)"]"#);
+    wait_shipped(&node, digest(&node).0);
+    let file = tmp.path().join("other.db");
+    common::sqlite3(
+        &file,
+        "CREATE TABLE other(x); INSERT INTO other VALUES('a file loaded');",
+    );
+    node.execute(r#"["INSERT INTO t VALUES(2)"]"#);
+    // Written just before the load: the old history must still get it.
+    let before = digest(&node);
+    let at = load(
+        &node,
+        "application/octet-stream",
+        std::fs::read(&file).unwrap(),
+    );
+    let at_load = digest(&node);
+    assert_eq!(at_load.0, at);
+    node.execute(r#"["INSERT INTO other VALUES('after')"]"#);
+    let after = digest(&node);
+    wait_shipped(&node, after.0);
+    let archive = dir.join("backup.sqlite.archive");
+    let histories = objects(&archive, "");
+    assert_eq!(histories.len(), 2, "{histories:?}");
+    let first_bases: Vec<String> = histories
+        .iter()
+        .map(|h| objects(&archive.join(h).join("bases"), "")[0].clone())
+        .collect();
+    assert!(
+        first_bases.contains(&format!("{at:020}.json")),
+        "the new history starts with the loaded file at the load's index: {first_bases:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || common::files_named(
+            &node.data_dir,
+            "archive-load-"
+        )
+        .is_empty()),
+        "{:?}",
+        common::files_named(&node.data_dir, "archive-load-")
+    );
+    drop(node);
+    // Each point from the history that holds it, chosen without being named.
+    for (index, want) in [&before, &at_load, &after] {
+        let out = tmp.path().join(format!("at-{index}.db"));
+        let report = restored_to(&cfg, &["--to-index", &index.to_string()], &out);
+        assert_eq!(report["digest"], *want, "at {index}: {report}");
+    }
+    assert_eq!(
+        common::sqlite3(
+            &tmp.path().join(format!("at-{}.db", after.0)),
+            "SELECT x FROM other"
+        ),
+        "a file loaded\nafter\n"
+    );
 }
 
 #[test]

@@ -790,3 +790,101 @@ fn archiving_to_s3_restores_to_an_index_with_the_same_digest() {
         assert_eq!(report["digest"], *want, "{report}");
     }
 }
+
+/// Retention and loads against a real S3 server: with one base kept and a base every
+/// 200 ms, the bucket keeps the newest base's objects and the chunks and load scripts after
+/// it, deletes the rest (list, delete), and a restore to the end still matches the node.
+#[test]
+fn archive_retention_in_s3_keeps_what_the_newest_base_needs() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("kept");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(
+        tmp.path(),
+        &moto.endpoint,
+        "kept",
+        r#""archive":{"max_delay":"100ms","base_interval":"200ms","keep_bases":1},"#,
+    );
+    let node = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
+    let archiver = |node: &Node| vars(node)["archiver"].clone();
+    let shipped = |node: &Node| archiver(node)["shipped_index"].as_u64().unwrap_or(0);
+    node.execute(r#"["CREATE TABLE t(x)", "INSERT INTO t VALUES(1)"]"#);
+    let first = node.get("/status?digest").json()["store"]["db_digest"]["applied_index"]
+        .as_u64()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || shipped(&node) >= first));
+    // A SQL load after the first base: its script goes up, then goes with a later base.
+    let r = reqwest::blocking::Client::new()
+        .post(node.url("/db/load"))
+        .header("Content-Type", "text/plain")
+        .body("INSERT INTO t VALUES('loaded');\n")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let loads_key = |keys: &[String]| keys.iter().any(|k| k.contains("/loads/"));
+    // Told by the node's log: the next base may delete the object before a poll sees it.
+    assert!(
+        wait_until(Duration::from_secs(20), || node
+            .log()
+            .contains("archived the SQL script of the load entry")),
+        "the load's script is uploaded: {}",
+        archiver(&node)
+    );
+    for i in 2..=6 {
+        node.execute(&format!(r#"["INSERT INTO t VALUES({i})"]"#));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let last = node.get("/status?digest").json()["store"]["db_digest"].clone();
+    let last_index = last["applied_index"].as_u64().unwrap();
+    assert!(wait_until(Duration::from_secs(20), || shipped(&node) >= last_index));
+    // The newest base covers everything: wait until one has been taken at the end.
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let keys = moto.keys("kept", &format!("{KEY}.archive/"));
+            keys.iter()
+                .any(|k| k.ends_with(&format!("/bases/{last_index:020}.json")))
+        }),
+        "{}",
+        archiver(&node)
+    );
+    let keys = moto.keys("kept", &format!("{KEY}.archive/"));
+    let bases: Vec<&String> = keys.iter().filter(|k| k.ends_with(".json")).collect();
+    assert_eq!(bases.len(), 1, "one base kept: {keys:?}");
+    assert!(
+        !loads_key(&keys),
+        "the script before the base went: {keys:?}"
+    );
+    let chunk_last = |k: &str| -> u64 {
+        let name = k.rsplit('/').next().unwrap();
+        let last = name
+            .strip_suffix(".rlog.zst")
+            .unwrap()
+            .split_once('-')
+            .unwrap()
+            .1;
+        last.parse().unwrap()
+    };
+    assert!(
+        keys.iter()
+            .filter(|k| k.contains("/log/"))
+            .all(|k| chunk_last(k) > last_index),
+        "no chunk the kept base covers: {keys:?}"
+    );
+    assert!(archiver(&node)["objects_deleted"].as_u64().unwrap() > 0);
+    drop(node);
+    let out = tmp.path().join("end.db");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_raftlite"))
+        .args(["restore", "--from", cfg.to_str().unwrap(), "--to-index"])
+        .arg(last_index.to_string())
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["digest"], last["digest"], "{report}");
+}

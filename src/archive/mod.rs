@@ -14,7 +14,9 @@
 //!   ([`BaseMeta`]: its log id, digest, the latest leader's clock among its entries, the
 //!   cluster's `-fk`), written after the backup and after the chunks up to it, so a base is
 //!   complete, and the log continuous up to it, once its metadata exists;
-//! - `<history>/log/<first>-<last>.rlog.zst`: the entries `first..=last` ([`chunk`]).
+//! - `<history>/log/<first>-<last>.rlog.zst`: the entries `first..=last` ([`chunk`]);
+//! - `<history>/loads/<index>.sql.zst`: the SQL script of the load entry at `<index>`,
+//!   which the log only references, uploaded before the chunk that holds the entry.
 //!
 //! Invariants and how they are kept:
 //! - Only applied (so committed) entries are shipped, and a committed entry is the same on
@@ -22,10 +24,14 @@
 //!   restore takes any chunk that covers the index it needs.
 //! - A new leader continues from what the storage holds (the highest shipped index); when its
 //!   log no longer has the next entry (purged after a snapshot), it takes a base first.
-//! - A load (`/db/load`, `/boot`) is not a log entry that carries its content: the chunks
-//!   hold the entry, and the archiver takes a base right after it (a binary load starts a
-//!   new history, whose first object is a base). Points between the load and that base
-//!   cannot be restored: a replay refuses a load entry (documented in `docs/backup.md`).
+//! - A load (`/db/load`, `/boot`) is not a log entry that carries its content. While this
+//!   node leads and archives, applying a load keeps its content for the archiver (a hard
+//!   link; `store::restore::files::keep_load_for_archive`): a SQL script goes to
+//!   `loads/<index>` before the chunk that holds its entry, and a replay runs it as the
+//!   nodes did; a database file starts a new history, whose first base it is, at the load's
+//!   index. A load whose content this node did not keep (it was applied before this node led)
+//!   is followed by a base of what is applied then: the points between the load and that
+//!   base cannot be restored (documented in `docs/backup.md`).
 //! - Before a base, everything applied is shipped, and after it, what was applied while it
 //!   was taken: the chunks have no gap, and the base's stamp is the latest of its entries'.
 //! - Retention: after each base, the oldest bases of the history beyond `keep_bases` go, and
@@ -47,7 +53,9 @@ use anyhow::Context as _;
 
 use crate::auto_backup::config::ArchiveConfig;
 use crate::auto_backup::storage::Target;
+use crate::db::restore_file::LoadKind;
 use crate::raft::log::Record;
+use crate::store::restore::files::{self, ArchivedLoad};
 use crate::store::types::{Command, Entry};
 use crate::store::Store;
 use crate::temp_file::TempFile;
@@ -84,6 +92,14 @@ pub mod names {
     }
     pub fn chunk(first: u64, last: u64) -> String {
         format!("log/{first:020}-{last:020}.rlog.zst")
+    }
+    /// The SQL script of the load entry at `index`.
+    pub fn load(index: u64) -> String {
+        format!("loads/{index:020}.sql.zst")
+    }
+    /// The entry index of a load's object name (`<index>.sql.zst`).
+    pub fn parse_load(name: &str) -> Option<u64> {
+        parse_index(name.strip_suffix(".sql.zst")?)
     }
     /// The index of a base's metadata object name (`<index>.json`).
     pub fn parse_base_meta(name: &str) -> Option<u64> {
@@ -208,15 +224,22 @@ pub fn start(
             }
             if !store.is_leader() {
                 // Another node may ship meanwhile: read the storage again when leading again.
+                // The leader ships the loads, so none is kept here.
                 shipped = None;
+                store.keep_loads_for_archive(false);
+                for load in files::archived_loads(store.data_dir(), u64::MAX) {
+                    files::forget_archived_load(store.data_dir(), load.log_id.index);
+                }
                 continue;
             }
+            store.keep_loads_for_archive(true);
             if let Err(e) = tick(&store, &storage, &config, &stats, &mut shipped).await {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("archiving to {} failed: {e:#}", storage.describe());
                 shipped = None;
             }
         }
+        store.keep_loads_for_archive(false);
     });
     Archiver { task, wake }
 }
@@ -243,15 +266,38 @@ async fn tick(
     if !valid_history(&history) {
         anyhow::bail!("the database's lineage {history:?} cannot name an archive history");
     }
+    // The applied index before the kept loads are listed: those up to it are complete.
+    let applied = store.applied_index();
+    let kept = files::archived_loads(store.data_dir(), applied);
     // A binary load starts a new lineage: its history starts with a base of its own.
-    if shipped.as_ref().is_some_and(|s| s.history != history) {
-        *shipped = None;
+    let starts_history = |history: &str| {
+        kept.iter()
+            .find(|l| l.kind == LoadKind::Sqlite && l.lineage.as_deref() == Some(history))
+    };
+    if let Some(old) = shipped.take_if(|s| s.history != history) {
+        if let Some(load) = starts_history(&history) {
+            // The old history ends with the load's entry: what it lacks of it goes first.
+            let mut old = old;
+            let end = load.log_id.index;
+            if let Err(e) = ship(store, storage, stats, &mut old, end, &kept).await {
+                tracing::warn!("archiving the end of history {} failed: {e:#}", old.history);
+            }
+        }
     }
     if shipped.is_none() {
         *shipped = Some(read_shipped(store, storage, &history).await?);
     }
     let state = shipped.as_mut().expect("just read");
-    let applied = store.applied_index();
+    // Kept loads another history or an earlier leader has dealt with are not needed.
+    for load in &kept {
+        let stale = match load.kind {
+            LoadKind::Sqlite => load.lineage.as_deref() != Some(history.as_str()),
+            LoadKind::Sql => load.log_id.index <= state.index,
+        };
+        if stale || (load.kind == LoadKind::Sqlite && state.last_base.is_some()) {
+            files::forget_archived_load(store.data_dir(), load.log_id.index);
+        }
+    }
     if applied > state.index && stats.unshipped_since_ms.load(Ordering::Relaxed) == 0 {
         stats.unshipped_since_ms.store(unix_ms(), Ordering::Relaxed);
     }
@@ -259,12 +305,18 @@ async fn tick(
         && store
             .log_first_index()
             .is_none_or(|first| first > state.index + 1);
-    if state.last_base.is_none() || gap {
-        // A history starts with a base (entries before it could restore nothing), and one
-        // whose log no longer holds the next entry continues from a new base.
+    if state.last_base.is_none() {
+        // A history starts with a base (entries before it could restore nothing): the
+        // database file a load installed, kept at its index, or else a backup of now.
+        match starts_history(&history) {
+            Some(load) => base_from_load(store, storage, config, stats, state, load).await?,
+            None => take_base(store, storage, config, stats, state, false).await?,
+        }
+    } else if gap {
+        // The log no longer holds the next entry: continue from a new base.
         take_base(store, storage, config, stats, state, false).await?;
     } else {
-        let load_seen = ship(store, storage, stats, state, u64::MAX)
+        let load_seen = ship(store, storage, stats, state, u64::MAX, &kept)
             .await?
             .load_seen;
         let due = state.last_base.is_some_and(|(index, made_ms)| {
@@ -276,6 +328,7 @@ async fn tick(
         }
     }
     stats.shipped_index.store(state.index, Ordering::Relaxed);
+    store.note_archived(state.index);
     if state.index >= store.applied_index() {
         stats.unshipped_since_ms.store(0, Ordering::Relaxed);
     }
@@ -286,17 +339,19 @@ async fn tick(
 struct Shipping {
     /// Every entry up to the index is in storage (false: the log no longer holds the next).
     reached: bool,
-    /// One of the entries was a load, whose content is not in the log: a base must follow.
+    /// One of the entries was a load whose content was not kept: a base must follow.
     load_seen: bool,
 }
 
-/// Ships the applied entries after `state.index`, up to `upto`, in chunks.
+/// Ships the applied entries after `state.index`, up to `upto`, in chunks, each after the
+/// SQL scripts of the loads it holds (`kept`).
 async fn ship(
     store: &Store,
     storage: &Arc<Target>,
     stats: &ArchiverStats,
     state: &mut Shipped,
     upto: u64,
+    kept: &[ArchivedLoad],
 ) -> anyhow::Result<Shipping> {
     let mut load_seen = false;
     while state.index < upto.min(store.applied_index()) {
@@ -314,20 +369,73 @@ async fn ship(
                 (r, entry)
             })
             .collect();
-        load_seen |= entries.iter().any(|(_, e)| {
-            matches!(
-                e.as_ref().map(|e| &e.payload),
+        let mut scripts = Vec::new();
+        for (record, entry) in &entries {
+            let is_load = matches!(
+                entry.as_ref().map(|e| &e.payload),
                 Some(openraft::EntryPayload::Normal(
                     Command::Load(_) | Command::LoadSql(_)
                 ))
-            )
-        });
+            );
+            match kept.iter().find(|l| l.log_id.index == record.index) {
+                Some(load) if load.kind == LoadKind::Sql => scripts.push(load.log_id.index),
+                // A database file: the next history's first base.
+                Some(_) => {}
+                None => load_seen |= is_load,
+            }
+        }
+        for &index in &scripts {
+            ship_script(store, storage, state, index).await?;
+        }
         ship_chunk(store, storage, stats, state, &entries).await?;
+        for index in scripts {
+            files::forget_archived_load(store.data_dir(), index);
+        }
     }
     Ok(Shipping {
         reached: true,
         load_seen,
     })
+}
+
+/// Uploads the kept SQL script of the load entry at `index`, compressed.
+async fn ship_script(
+    store: &Store,
+    storage: &Arc<Target>,
+    state: &Shipped,
+    index: u64,
+) -> anyhow::Result<()> {
+    let zst = scratch_file(store);
+    let (from, to) = (
+        files::archived_load_content(store.data_dir(), index),
+        zst.path().to_path_buf(),
+    );
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let _background = crate::db::priority::background();
+        let input =
+            std::fs::File::open(&from).with_context(|| format!("open {}", from.display()))?;
+        let out =
+            std::fs::File::create_new(&to).with_context(|| format!("create {}", to.display()))?;
+        let mut enc = zstd::Encoder::new(std::io::BufWriter::new(out), 3)?;
+        std::io::copy(&mut std::io::BufReader::new(input), &mut enc)?;
+        std::io::Write::flush(&mut enc.finish()?)?;
+        Ok(())
+    })
+    .await
+    .context("the load's compressor")??;
+    storage
+        .put_object(&folder(&state.history, &names::load(index)), zst.path())
+        .await?;
+    tracing::info!(index, "archived the SQL script of the load entry");
+    Ok(())
+}
+
+/// A scratch file of the archiver in the data directory (startup removes what a crash left).
+fn scratch_file(store: &Store) -> TempFile {
+    TempFile::new(store.data_dir().join(format!(
+        "archive-{}.part",
+        crate::temp_file::unique_suffix()
+    )))
 }
 
 /// Fetches and reads the chunk `first..=last` of a history (through the file `scratch`).
@@ -376,17 +484,11 @@ async fn read_shipped(
         .iter()
         .filter_map(|n| names::parse_chunk(n))
         .max_by_key(|(_, last)| *last);
-    let scratch = || {
-        TempFile::new(store.data_dir().join(format!(
-            "archive-{}.part",
-            crate::temp_file::unique_suffix()
-        )))
-    };
     let newest_base = bases.iter().copied().max();
     let mut stamp = 0;
     let last_base = match newest_base {
         Some(index) => {
-            let file = scratch();
+            let file = scratch_file(store);
             storage
                 .get_object(
                     &folder(history, &names::base_meta(index)),
@@ -403,11 +505,8 @@ async fn read_shipped(
     };
     if let Some((first, last)) = last_chunk.filter(|(_, last)| Some(*last) > newest_base) {
         // The newest entries are in the last chunk: its latest stamp is the history's.
-        let scratch = store.data_dir().join(format!(
-            "archive-{}.part",
-            crate::temp_file::unique_suffix()
-        ));
-        let entries = fetch_chunk(storage, history, (first, last), &scratch).await?;
+        let scratch = scratch_file(store);
+        let entries = fetch_chunk(storage, history, (first, last), scratch.path()).await?;
         stamp = entries.iter().filter_map(|e| e.stamp).fold(stamp, i64::max);
     }
     Ok(Shipped {
@@ -438,10 +537,7 @@ async fn ship_chunk(
     entries: &[(Record, Option<Entry>)],
 ) -> anyhow::Result<()> {
     let (first, last) = (entries[0].0.index, entries[entries.len() - 1].0.index);
-    let file = TempFile::new(store.data_dir().join(format!(
-        "archive-{}.part",
-        crate::temp_file::unique_suffix()
-    )));
+    let file = scratch_file(store);
     let stamps: std::collections::HashMap<u64, i64> = entries
         .iter()
         .filter_map(|(r, e)| stamp_of(e.as_ref()).map(|s| (r.index, s)))
@@ -469,6 +565,7 @@ async fn ship_chunk(
     stats.chunks.fetch_add(1, Ordering::Relaxed);
     stats.entries.fetch_add(last - first + 1, Ordering::Relaxed);
     stats.shipped_index.store(last, Ordering::Relaxed);
+    store.note_archived(last);
     state.index = last;
     if let Some(latest) = latest {
         state.stamp = state.stamp.max(latest);
@@ -509,28 +606,7 @@ async fn take_base(
         .finished_file()
         .await
         .map_err(|e| anyhow::anyhow!("read the base backup: {e}"))?;
-    let gz = TempFile::new(store.data_dir().join(format!(
-        "archive-{}.part",
-        crate::temp_file::unique_suffix()
-    )));
-    let digest = {
-        let (copy, gz_path) = (copy.clone(), gz.path().to_path_buf());
-        tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-            let _background = crate::db::priority::background();
-            let digest = pitr::digest_of(&copy)?;
-            let out = std::fs::File::create_new(&gz_path)
-                .with_context(|| format!("create {}", gz_path.display()))?;
-            let mut gz = flate2::write::GzEncoder::new(
-                std::io::BufWriter::new(out),
-                flate2::Compression::fast(),
-            );
-            std::io::copy(&mut std::fs::File::open(&copy)?, &mut gz)?;
-            gz.finish()?;
-            Ok(digest)
-        })
-        .await
-        .context("the base writer")??
-    };
+    let (gz, digest) = compress_base(store, copy).await?;
     backup.release();
     storage
         .put_object(&folder(&state.history, &names::base_file(index)), gz.path())
@@ -542,7 +618,10 @@ async fn take_base(
     // bounds their stamps (leaders stamp from their clock).
     let mut stamp = state.stamp;
     if continuous && state.index < index {
-        let reached = ship(store, storage, stats, state, index).await?.reached;
+        let kept = files::archived_loads(store.data_dir(), store.applied_index());
+        let reached = ship(store, storage, stats, state, index, &kept)
+            .await?
+            .reached;
         stamp = state.stamp;
         if !reached {
             stamp = stamp.max(made_ms);
@@ -561,24 +640,91 @@ async fn take_base(
         digest,
         foreign_keys: store.database().settings().foreign_keys,
     };
-    let meta_file = TempFile::new(store.data_dir().join(format!(
-        "archive-{}.part",
-        crate::temp_file::unique_suffix()
-    )));
+    put_base_meta(store, storage, config, stats, state, meta).await
+}
+
+/// The first base of the history a load of a database file started: the file, kept at the
+/// load's apply, is the database at the load's index (less the state table, which the
+/// metadata stands for).
+async fn base_from_load(
+    store: &Store,
+    storage: &Arc<Target>,
+    config: &ArchiveConfig,
+    stats: &ArchiverStats,
+    state: &mut Shipped,
+    load: &ArchivedLoad,
+) -> anyhow::Result<()> {
+    let index = load.log_id.index;
+    let content = files::archived_load_content(store.data_dir(), index);
+    let (gz, digest) = compress_base(store, content).await?;
+    storage
+        .put_object(&folder(&state.history, &names::base_file(index)), gz.path())
+        .await?;
+    let meta = BaseMeta {
+        index,
+        log_id: load.log_id,
+        lineage: load.lineage.clone(),
+        // The load carries no leader's clock: the leader's when it applied the load.
+        stamp: state.stamp.max(load.kept_ms),
+        made_ms: unix_ms(),
+        digest,
+        foreign_keys: store.database().settings().foreign_keys,
+    };
+    put_base_meta(store, storage, config, stats, state, meta).await?;
+    files::forget_archived_load(store.data_dir(), index);
+    Ok(())
+}
+
+/// The gzip of a database file for a base, and the file's content digest, in one pass each
+/// off the async threads.
+async fn compress_base(store: &Store, source: PathBuf) -> anyhow::Result<(TempFile, String)> {
+    let gz = scratch_file(store);
+    let gz_path = gz.path().to_path_buf();
+    let digest = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        let _background = crate::db::priority::background();
+        let digest = pitr::digest_of(&source)?;
+        let out = std::fs::File::create_new(&gz_path)
+            .with_context(|| format!("create {}", gz_path.display()))?;
+        let mut gz = flate2::write::GzEncoder::new(
+            std::io::BufWriter::new(out),
+            flate2::Compression::fast(),
+        );
+        std::io::copy(&mut std::fs::File::open(&source)?, &mut gz)?;
+        gz.finish()?;
+        Ok(digest)
+    })
+    .await
+    .context("the base writer")??;
+    Ok((gz, digest))
+}
+
+/// Writes a base's metadata (after its file: a base exists once its metadata does), then
+/// applies the retention.
+async fn put_base_meta(
+    store: &Store,
+    storage: &Arc<Target>,
+    config: &ArchiveConfig,
+    stats: &ArchiverStats,
+    state: &mut Shipped,
+    meta: BaseMeta,
+) -> anyhow::Result<()> {
+    let meta_file = scratch_file(store);
     std::fs::write(meta_file.path(), serde_json::to_vec(&meta)?)
         .with_context(|| format!("write {}", meta_file.path().display()))?;
     storage
         .put_object(
-            &folder(&state.history, &names::base_meta(index)),
+            &folder(&state.history, &names::base_meta(meta.index)),
             meta_file.path(),
         )
         .await?;
     stats.bases.fetch_add(1, Ordering::Relaxed);
-    state.index = state.index.max(index);
-    state.stamp = state.stamp.max(stamp);
-    state.last_base = Some((index, made_ms));
+    state.index = state.index.max(meta.index);
+    state.stamp = state.stamp.max(meta.stamp);
+    state.last_base = Some((meta.index, meta.made_ms));
+    store.note_archived(state.index);
     tracing::info!(
-        "archive base at index {index} written to {} (history {})",
+        "archive base at index {} written to {} (history {})",
+        meta.index,
         storage.describe(),
         state.history
     );
@@ -605,7 +751,7 @@ async fn apply_retention(
     }
     for other in storage.list_folders("").await? {
         if other != history && valid_history(&other) {
-            for sub in ["bases", "log"] {
+            for sub in ["bases", "log", "loads"] {
                 for name in storage.list_objects(&folder(&other, sub)).await? {
                     storage
                         .delete_object(&folder(&other, &format!("{sub}/{name}")))
@@ -629,11 +775,16 @@ async fn apply_retention(
             .await?;
         stats.deleted_objects.fetch_add(2, Ordering::Relaxed);
     }
-    for name in storage.list_objects(&folder(history, "log")).await? {
-        if let Some((_, last)) = names::parse_chunk(&name) {
-            if last <= oldest_kept {
+    // What a replay from the oldest base kept needs starts after it.
+    for sub in ["log", "loads"] {
+        for name in storage.list_objects(&folder(history, sub)).await? {
+            let last = match sub {
+                "log" => names::parse_chunk(&name).map(|(_, last)| last),
+                _ => names::parse_load(&name),
+            };
+            if last.is_some_and(|last| last <= oldest_kept) {
                 storage
-                    .delete_object(&folder(history, &format!("log/{name}")))
+                    .delete_object(&folder(history, &format!("{sub}/{name}")))
                     .await?;
                 stats.deleted_objects.fetch_add(1, Ordering::Relaxed);
             }

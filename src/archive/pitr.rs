@@ -79,13 +79,16 @@ pub async fn restore(
         }
     }
     let part = crate::temp_file::TempFile::new(work(".part"));
-    let history = match history {
-        Some(h) if super::valid_history(&h) => h,
+    let (history, metas) = match history {
+        Some(h) if super::valid_history(&h) => {
+            let metas = base_metas(&storage, &h, &work(".meta")).await?;
+            (h, metas)
+        }
         Some(h) => bail!("{h:?} is not a history name"),
-        None => newest_history(&storage, &work(".meta")).await?,
+        None => history_for(&storage, point, &work(".meta")).await?,
     };
-    let metas = base_metas(&storage, &history, &work(".meta")).await?;
     let base = choose_base(&storage, &metas, point).await?;
+    let foreign_keys = base.foreign_keys;
     {
         let gz = crate::temp_file::TempFile::new(work(".base.gz"));
         storage
@@ -166,7 +169,8 @@ pub async fn restore(
         };
         let entries =
             super::fetch_chunk(&storage, &history, (first, last), &work(".chunk")).await?;
-        let mut batch = Vec::new();
+        let mut batch: Vec<Entry> = Vec::new();
+        let mut taken = 0u64;
         let mut stop = false;
         let from = next;
         for e in entries.into_iter().filter(|e| e.index >= from) {
@@ -200,21 +204,42 @@ pub async fn restore(
                 );
             }
             next = e.index + 1;
+            taken += 1;
+            if let Some(content) = crate::store::state_machine::sql_load_content(&entry)? {
+                // The entries before it, then the load from its archived script.
+                conn = replay(conn, &shared, std::mem::take(&mut batch)).await?;
+                let script = crate::temp_file::TempFile::new(work(".load"));
+                fetch_script(
+                    &storage,
+                    &history,
+                    e.index,
+                    content,
+                    script.path(),
+                    &work(".zst"),
+                )
+                .await?;
+                let (shared, path) = (Arc::clone(&shared), script.path().to_path_buf());
+                conn = tokio::task::spawn_blocking(move || {
+                    crate::store::state_machine::replay_sql_load(
+                        &mut conn,
+                        &shared,
+                        &entry,
+                        &path,
+                        foreign_keys,
+                    )
+                    .map(|()| conn)
+                })
+                .await
+                .context("the load's replay")??;
+                continue;
+            }
             batch.push(entry);
         }
-        if batch.is_empty() && !stop {
+        if taken == 0 && !stop {
             bail!("chunk {first}-{last} holds no entry {next}");
         }
-        applied_count += batch.len() as u64;
-        if !batch.is_empty() {
-            let shared = Arc::clone(&shared);
-            conn = tokio::task::spawn_blocking(move || {
-                crate::store::state_machine::replay_entries(&mut conn, &shared, batch)
-                    .map(|()| conn)
-            })
-            .await
-            .context("the replay")??;
-        }
+        applied_count += taken;
+        conn = replay(conn, &shared, batch).await?;
         if stop {
             break 'chunks;
         }
@@ -251,23 +276,150 @@ pub async fn restore(
     })
 }
 
-/// The history whose newest base was taken last (the cluster's current one, unless an older
-/// history is named).
-async fn newest_history(storage: &Arc<Target>, scratch: &Path) -> anyhow::Result<String> {
-    let mut newest: Option<(i64, String)> = None;
+/// Applies `batch` (no load among them) on a blocking thread.
+async fn replay(
+    mut conn: Connection,
+    shared: &Arc<crate::store::SharedState>,
+    batch: Vec<Entry>,
+) -> anyhow::Result<Connection> {
+    if batch.is_empty() {
+        return Ok(conn);
+    }
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || {
+        crate::store::state_machine::replay_entries(&mut conn, &shared, batch).map(|()| conn)
+    })
+    .await
+    .context("the replay")?
+}
+
+/// Downloads the archived script of the SQL load entry at `index` into `to`, checked against
+/// the entry's size and CRC-32C (`zst`: the compressed download's scratch file).
+async fn fetch_script(
+    storage: &Arc<Target>,
+    history: &str,
+    index: u64,
+    (size, crc32c): (u64, u32),
+    to: &Path,
+    zst: &Path,
+) -> anyhow::Result<()> {
+    let compressed = crate::temp_file::TempFile::new(zst.to_path_buf());
+    storage
+        .get_object(
+            &super::folder(history, &names::load(index)),
+            compressed.path(),
+            // zstd never grows its input by more than a little.
+            size + size / 64 + (1 << 20),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "the archive lacks the SQL script of the load entry {index} (it was applied \
+                 before its leader archived; restore a point before it, or from a base after it)"
+            )
+        })?;
+    let (from, to) = (compressed.path().to_path_buf(), to.to_path_buf());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let input = std::fs::File::open(&from)?;
+        let mut out =
+            std::fs::File::create_new(&to).with_context(|| format!("create {}", to.display()))?;
+        let mut reader = crc_reader(zstd::Decoder::new(input)?);
+        // One byte past the size tells a longer script from the right one.
+        let written = std::io::copy(&mut std::io::Read::take(&mut reader, size + 1), &mut out)
+            .context("decompress the load's script")?;
+        if written != size || reader.crc != crc32c {
+            bail!(
+                "the archived script of load entry {index} is {written} bytes with CRC-32C \
+                 {:08x}; the entry says {size} bytes, {crc32c:08x}",
+                reader.crc
+            );
+        }
+        Ok(())
+    })
+    .await
+    .context("the load's reader")?
+}
+
+/// A reader that computes the CRC-32C of what it reads.
+struct CrcReader<R> {
+    inner: R,
+    crc: u32,
+}
+
+fn crc_reader<R>(inner: R) -> CrcReader<R> {
+    CrcReader { inner, crc: 0 }
+}
+
+impl<R: std::io::Read> std::io::Read for CrcReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The history to restore `point` from, and its bases: of those with a base at or before
+/// the point (and, for an index, entries up to it), the one whose newest such base is the
+/// latest (by index, or by stamp for a time). So a point before a load of a database file
+/// comes from the history the load ended, a point after it from the one it started, and of
+/// two clusters sharing a storage, the one that reached the index. Ties go to the base taken
+/// last.
+async fn history_for(
+    storage: &Arc<Target>,
+    point: RestorePoint,
+    scratch: &Path,
+) -> anyhow::Result<(String, Vec<BaseMeta>)> {
+    // ((reaches the index, the base's index or stamp, when it was made), history, bases)
+    type Candidate = ((bool, i64, i64), String, Vec<BaseMeta>);
+    let mut best: Option<Candidate> = None;
+    let mut oldest: Option<BaseMeta> = None;
     for history in storage.list_folders("").await? {
         if !super::valid_history(&history) {
             continue;
         }
-        if let Some(meta) = base_metas(storage, &history, scratch).await?.pop() {
-            if newest.as_ref().is_none_or(|(made, _)| meta.made_ms > *made) {
-                newest = Some((meta.made_ms, history));
+        let metas = base_metas(storage, &history, scratch).await?;
+        if let Some(first) = metas.first() {
+            if oldest.as_ref().is_none_or(|o| first.made_ms < o.made_ms) {
+                oldest = Some(first.clone());
             }
         }
+        let Some(base) = metas.iter().rev().find(|m| at_or_before(m, point)) else {
+            continue;
+        };
+        let key = match point {
+            RestorePoint::Index(n) => {
+                let reach = storage
+                    .list_objects(&super::folder(&history, "log"))
+                    .await?
+                    .iter()
+                    .filter_map(|c| names::parse_chunk(c))
+                    .map(|(_, last)| last)
+                    .fold(base.index, u64::max);
+                (reach >= n, base.index as i64, base.made_ms)
+            }
+            RestorePoint::Time(_) => (true, base.stamp, base.made_ms),
+        };
+        if best.as_ref().is_none_or(|(k, _, _)| key > *k) {
+            best = Some((key, history, metas));
+        }
     }
-    newest
-        .map(|(_, h)| h)
-        .with_context(|| format!("{} holds no archive base", storage.describe()))
+    match (best, oldest) {
+        (Some((_, history, metas)), _) => Ok((history, metas)),
+        (None, Some(oldest)) => bail!(
+            "the oldest base the archive keeps is at index {} (stamped {} ms); nothing older \
+             can be restored",
+            oldest.index,
+            oldest.stamp
+        ),
+        (None, None) => bail!("{} holds no archive base", storage.describe()),
+    }
+}
+
+fn at_or_before(meta: &BaseMeta, point: RestorePoint) -> bool {
+    match point {
+        RestorePoint::Index(n) => meta.index <= n,
+        RestorePoint::Time(t) => meta.stamp <= t,
+    }
 }
 
 /// Every base's metadata in a history, oldest first (small objects: each is read).
@@ -309,10 +461,7 @@ async fn choose_base(
     metas: &[BaseMeta],
     point: RestorePoint,
 ) -> anyhow::Result<BaseMeta> {
-    let found = metas.iter().rev().find(|m| match point {
-        RestorePoint::Index(n) => m.index <= n,
-        RestorePoint::Time(t) => m.stamp <= t,
-    });
+    let found = metas.iter().rev().find(|m| at_or_before(m, point));
     match found {
         Some(m) => Ok(m.clone()),
         None if metas.is_empty() => bail!("{} holds no archive base", storage.describe()),

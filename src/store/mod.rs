@@ -293,7 +293,11 @@ impl Store {
         let opened_with_state = raft.is_initialized().await.context("read Raft state")?;
         let (load_tx, load_rx) = tokio::sync::mpsc::unbounded_channel();
         *shared.load_applied.lock() = Some(load_tx);
-        tokio::spawn(snapshot_after_loads(raft.clone(), load_rx));
+        tokio::spawn(snapshot_after_loads(
+            raft.clone(),
+            load_rx,
+            Arc::clone(&shared),
+        ));
         tokio::spawn(track_member_addrs(raft.clone(), Arc::clone(&shared)));
         tokio::spawn(stop_when_raft_fails(raft.clone()));
         tokio::spawn(checkpoint_wal(Arc::downgrade(&db)));
@@ -460,6 +464,21 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Whether applying a load keeps its content for the archiver (`archive`: on while this
+    /// node leads and archives).
+    pub fn keep_loads_for_archive(&self, on: bool) {
+        self.shared
+            .keep_loads_for_archive
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The archiver has everything up to `index` in storage.
+    pub fn note_archived(&self, index: u64) {
+        self.shared
+            .archived_index
+            .store(index, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn is_voter(&self) -> bool {
@@ -945,9 +964,22 @@ async fn track_member_addrs(raft: Raft, shared: Arc<SharedState>) {
 
 /// After each applied load: take a snapshot, then purge the log up to the load entry, so a
 /// node that joins (or falls behind) later receives the loaded database as a snapshot instead
-/// of replaying an entry whose staged content may be gone.
-async fn snapshot_after_loads(raft: Raft, mut applied: tokio::sync::mpsc::UnboundedReceiver<u64>) {
+/// of replaying an entry whose staged content may be gone. While this node archives, the
+/// purge first waits (at most [`ARCHIVE_PURGE_WAIT`]) until the archive holds the load entry:
+/// the entries before it may not be in storage yet, and the archiver ships from the log.
+async fn snapshot_after_loads(
+    raft: Raft,
+    mut applied: tokio::sync::mpsc::UnboundedReceiver<u64>,
+    shared: Arc<SharedState>,
+) {
     while let Some(index) = applied.recv().await {
+        let waited_since = Instant::now();
+        while shared.keep_loads_for_archive.load(Ordering::Relaxed)
+            && shared.archived_index.load(Ordering::Relaxed) < index
+            && waited_since.elapsed() < ARCHIVE_PURGE_WAIT
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         if let Err(e) = raft.trigger().snapshot().await {
             tracing::warn!("snapshot after a load: {e}");
             continue;
@@ -973,6 +1005,10 @@ async fn snapshot_after_loads(raft: Raft, mut applied: tokio::sync::mpsc::Unboun
         }
     }
 }
+
+/// The longest the purge after a load waits for the archiver (a storage that is down): then
+/// the log is purged anyway, and the archiver continues from a base.
+const ARCHIVE_PURGE_WAIT: Duration = Duration::from_secs(120);
 
 /// Stops the process when openraft stops Raft on a fatal error (a storage error of the log or
 /// the state machine it cannot go on from, such as a failed fsync): without Raft the node

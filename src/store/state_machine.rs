@@ -84,6 +84,13 @@ pub struct SharedState {
     /// The node's Prometheus metrics (`GET /metrics`); the state machine records each entry's
     /// apply time, the store everything else.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Set by the archiver while this node leads and archives (`archive`): each load's
+    /// content is then kept for it at apply ([`files::keep_load_for_archive`]), since the log
+    /// only references it.
+    pub keep_loads_for_archive: std::sync::atomic::AtomicBool,
+    /// The highest index the archiver has in storage (0: none, or not archiving): the purge
+    /// after a load waits for it, so the log still holds what the archive lacks.
+    pub archived_index: AtomicU64,
 }
 
 /// Why the last snapshot build failed.
@@ -331,6 +338,22 @@ impl SqliteStateMachine {
                 "load source: waited for the other members to apply the entry"
             );
         }
+        // Continuous archiving ships the content with the entry: a hard link to it, made
+        // before the apply (a SQL script is only read; a database file is then copied to its
+        // install file, not moved, since the install file is changed in place).
+        let kept_for_archive = !recovered
+            && !prepared
+            && self.shared.keep_loads_for_archive.load(Ordering::Relaxed)
+            && files::keep_load_for_archive(
+                &self.data_dir,
+                &staged,
+                &files::ArchivedLoad::now(
+                    log_id,
+                    cmd,
+                    (cmd.kind == LoadKind::Sqlite)
+                        .then(|| applied_state::lineage_from_load(&cmd.id, log_id.index)),
+                ),
+            );
         let response = match cmd.kind {
             LoadKind::Sql => {
                 let shared = Arc::clone(&self.shared);
@@ -349,7 +372,8 @@ impl SqliteStateMachine {
                 }
             }
             LoadKind::Sqlite => {
-                self.install_database(log_id, &cmd.id, &staged, keep, prepared, membership)
+                let copy = keep || kept_for_archive;
+                self.install_database(log_id, &cmd.id, &staged, copy, prepared, membership)
                     .await?
             }
         };
@@ -725,6 +749,50 @@ pub fn replay_entries(
     apply_entries(conn, shared, entries)
         .map(|_| ())
         .map_err(|f| anyhow::anyhow!("{}", f.0))
+}
+
+/// Replays a SQL load entry (`Command::LoadSql`, or `Command::Load` of SQL text) on a
+/// restore's connection, from its script at `path` (the archive's copy, checked against the
+/// entry's size and CRC-32C by the caller): what [`Command::LoadSql`]'s apply runs when it
+/// runs the script, with the entry's clock and seed. A load of a database file cannot be
+/// replayed: it starts a history of its own, whose first base it is.
+pub fn replay_sql_load(
+    conn: &mut raftlite_ffi::Connection,
+    shared: &SharedState,
+    entry: &Entry,
+    path: &std::path::Path,
+    foreign_keys: bool,
+) -> anyhow::Result<()> {
+    let log_id = entry.log_id;
+    let env = match &entry.payload {
+        EntryPayload::Normal(Command::LoadSql(load)) => load.env,
+        EntryPayload::Normal(Command::Load(cmd)) if cmd.kind == LoadKind::Sql => {
+            ApplyEnv::derived(log_id.leader_id.term, log_id.index)
+        }
+        _ => anyhow::bail!("entry {} is not a SQL load", log_id.index),
+    };
+    apply_sql_load(conn, shared, log_id, env, path, foreign_keys)
+        .map(|_| ())
+        .map_err(|f| anyhow::anyhow!("{}", f.0))
+}
+
+/// The content a load entry needs in a replay: its SQL script's size and CRC-32C, or `None`
+/// for an entry that is no load. A load that installs a database file is an error here.
+pub fn sql_load_content(entry: &Entry) -> anyhow::Result<Option<(u64, u32)>> {
+    match &entry.payload {
+        EntryPayload::Normal(Command::LoadSql(load)) => {
+            Ok(Some((load.script.size, load.script.crc32c)))
+        }
+        EntryPayload::Normal(Command::Load(cmd)) if cmd.kind == LoadKind::Sql => {
+            Ok(Some((cmd.size, cmd.crc32c)))
+        }
+        EntryPayload::Normal(Command::Load(_)) => anyhow::bail!(
+            "entry {} loads a database file, which starts a history of its own: restore a \
+             point at or after it from that history",
+            entry.log_id.index
+        ),
+        _ => Ok(None),
+    }
 }
 
 fn apply_entries(

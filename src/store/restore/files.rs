@@ -20,6 +20,13 @@
 //!   (the staged file not yet removed or retired) still retires it
 //!   ([`super::replicate::resume_retirements`]).
 //!
+//! - `archive-load-<index>.content` and `archive-load-<index>.json`: the content of the load
+//!   entry at `<index>` (20 digits), kept for the archiver (`archive`) on the leader while it
+//!   archives: a hard link to the staged or pulled file, made before the apply, and its
+//!   [`ArchivedLoad`] record, written after the link (a content file without its record is
+//!   not one). The archiver removes both once the content is in storage, or when this node
+//!   no longer leads; startup keeps them (the archiver ships them after a restart).
+//!
 //! Startup removes `.part` and `.pulled` files, and `.staged`, `.entry` and `.install` files
 //! (with their journals) older than [`STAGED_MAX_AGE`]: a restarted source must still serve
 //! its recent staged files, and a restarted node must still install its recent install file.
@@ -31,6 +38,127 @@ use std::time::Duration;
 pub const STAGED_MAX_AGE: Duration = Duration::from_secs(3600);
 
 const PREFIX: &str = "load-";
+
+const ARCHIVED_PREFIX: &str = "archive-load-";
+
+/// What the archiver needs to know of a load's content it was kept for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArchivedLoad {
+    /// The load entry's log id.
+    pub log_id: crate::store::node_info::LogId,
+    pub kind: crate::db::restore_file::LoadKind,
+    /// The content's size and CRC-32C, as the entry records them.
+    pub size: u64,
+    pub crc32c: u32,
+    /// The lineage a database file starts (the history whose first base it is).
+    pub lineage: Option<String>,
+    /// When it was applied here, by this node's clock (Unix ms): the leader's, since only a
+    /// leader keeps loads. A database file's load carries no clock of its own.
+    pub kept_ms: i64,
+}
+
+impl ArchivedLoad {
+    pub fn now(
+        log_id: crate::store::node_info::LogId,
+        cmd: &crate::store::types::LoadCommand,
+        lineage: Option<String>,
+    ) -> ArchivedLoad {
+        let kept_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        ArchivedLoad {
+            log_id,
+            kind: cmd.kind,
+            size: cmd.size,
+            crc32c: cmd.crc32c,
+            lineage,
+            kept_ms,
+        }
+    }
+}
+
+/// `archive-load-<index>.content`: a load's content kept for the archiver.
+pub fn archived_load_content(data_dir: &Path, index: u64) -> PathBuf {
+    data_dir.join(format!("{ARCHIVED_PREFIX}{index:020}.content"))
+}
+
+fn archived_load_record(data_dir: &Path, index: u64) -> PathBuf {
+    data_dir.join(format!("{ARCHIVED_PREFIX}{index:020}.json"))
+}
+
+/// Keeps `content` (a hard link, no copy) for the archiver, as the load `load` describes.
+/// False, with a warning, when it could not: the archiver then takes a base after the load
+/// instead, as it does for a load it finds no content for.
+pub fn keep_load_for_archive(data_dir: &Path, content: &Path, load: &ArchivedLoad) -> bool {
+    let index = load.log_id.index;
+    let (link, record) = (
+        archived_load_content(data_dir, index),
+        archived_load_record(data_dir, index),
+    );
+    // A replay after a crash keeps it again.
+    let _ = std::fs::remove_file(&record);
+    let _ = std::fs::remove_file(&link);
+    let kept = std::fs::hard_link(content, &link)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(std::fs::write(&record, serde_json::to_vec(load)?)?));
+    match kept {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(
+                index,
+                "could not keep the load's content for the archive: {e}"
+            );
+            forget_archived_load(data_dir, index);
+            false
+        }
+    }
+}
+
+/// The loads kept for the archiver of entries up to `applied` (the applied index, read
+/// before: a load is kept before its entry counts as applied, so one past it may be half
+/// made), by entry index. Up to `applied`, a record that cannot be read, or a content file
+/// without its record (a crash between the two), is removed.
+pub fn archived_loads(data_dir: &Path, applied: u64) -> Vec<ArchivedLoad> {
+    let Ok(dir) = std::fs::read_dir(data_dir) else {
+        return Vec::new();
+    };
+    let mut loads: Vec<ArchivedLoad> = dir
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rest = name.strip_prefix(ARCHIVED_PREFIX)?;
+            if let Some(index) = rest.strip_suffix(".content") {
+                // A crash between the link and its record.
+                let index: u64 = index.parse().ok()?;
+                if index <= applied && !archived_load_record(data_dir, index).exists() {
+                    let _ = std::fs::remove_file(e.path());
+                }
+                return None;
+            }
+            let index: u64 = rest.strip_suffix(".json")?.parse().ok()?;
+            if index > applied {
+                return None;
+            }
+            let read = std::fs::read(e.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ArchivedLoad>(&b).ok())
+                .filter(|l| l.log_id.index == index)
+                .filter(|_| archived_load_content(data_dir, index).exists());
+            if read.is_none() {
+                forget_archived_load(data_dir, index);
+            }
+            read
+        })
+        .collect();
+    loads.sort_by_key(|l| l.log_id.index);
+    loads
+}
+
+/// Removes a kept load (its record first: without it the content is not one).
+pub fn forget_archived_load(data_dir: &Path, index: u64) {
+    let _ = std::fs::remove_file(archived_load_record(data_dir, index));
+    let _ = std::fs::remove_file(archived_load_content(data_dir, index));
+}
 
 /// `load-<id>.staged`: complete, verified content.
 pub fn staged_path(data_dir: &Path, id: &str) -> PathBuf {
