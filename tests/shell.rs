@@ -47,8 +47,16 @@ fn host_args(addr: &str) -> Vec<String> {
     vec!["-H".into(), h.into(), "-p".into(), p.into()]
 }
 
-/// Runs the shell with `args`, `input` on stdin (a pipe), bounded by 60 s.
+/// Runs the shell with `--exit-status` and `args`, `input` on stdin (a pipe), bounded by
+/// 60 s: the exit status tells whether every command succeeded.
 fn shell_with(args: &[String], input: &str, env: &[(&str, &str)]) -> Run {
+    let mut with_status = vec!["--exit-status".to_string()];
+    with_status.extend_from_slice(args);
+    shell_as_invoked(&with_status, input, env)
+}
+
+/// Runs the shell with exactly `args` (rqlite's exit status unless they ask otherwise).
+fn shell_as_invoked(args: &[String], input: &str, env: &[(&str, &str)]) -> Run {
     let home = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(SHELL);
     cmd.args(args)
@@ -270,6 +278,34 @@ fn sql_results_print_as_rqlite_tables_and_counts() {
     );
     // Piped: no prompt, no progress, nothing on stderr.
     assert_eq!(run.stderr, "");
+}
+
+/// rqlite's shell exits 0 whatever failed, and scripts written for it rely on that: so does
+/// ours unless `--exit-status` is given. The errors print the same either way, on stdout.
+#[test]
+fn without_exit_status_failures_exit_0_as_rqlites_shell_does() {
+    let node = Node::start(&[]);
+    let run = shell_as_invoked(
+        &host_args(&node.http_addr),
+        "SELECT * FROM nope;\nSELECT 1 AS one;\n",
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.body(),
+        "Error: no such table: nope\n+-----+\n| one |\n+-----+\n| 1   |\n+-----+\n"
+    );
+    assert_eq!(run.stderr, "");
+    let port = free_port();
+    let run = shell_as_invoked(&["-p".into(), port.to_string()], "SELECT 1;\n", &[]);
+    assert_eq!(run.code, Some(0));
+    assert_eq!(
+        run.stdout,
+        format!("ERR! Unable to connect to rqlited at http://127.0.0.1:{port} - is it running?\n")
+    );
+    // A bad command line is still one (before anything ran).
+    let run = shell_as_invoked(&["--bogus".into()], "", &[]);
+    assert_eq!(run.code, Some(2));
 }
 
 #[test]
@@ -1109,6 +1145,7 @@ fn an_unreachable_node_is_one_line_and_exit_1() {
 fn a_node_that_goes_away_mid_session_is_one_line() {
     let mut node = Node::start(&[]);
     let mut child = Command::new(SHELL)
+        .arg("--exit-status")
         .args(host_args(&node.http_addr))
         .env_remove("RQLITE_HOST")
         .stdin(Stdio::piped())

@@ -27,6 +27,9 @@ pub struct ShellArgs {
     pub http_timeout: Duration,
     pub version: bool,
     pub help: bool,
+    /// `--exit-status`: exit 1 when the node cannot be reached, or (input not from a
+    /// terminal) when any command failed. Off, the shell exits 0 as rqlite's does.
+    pub exit_status: bool,
 }
 
 impl Default for ShellArgs {
@@ -38,6 +41,7 @@ impl Default for ShellArgs {
             prefix: "/".into(),
             alternatives: Vec::new(),
             insecure: false,
+            exit_status: false,
             ca_cert: None,
             client_cert: None,
             client_key: None,
@@ -67,6 +71,8 @@ Options:
   -u, --user                 set basic auth credentials in form username:password
   -v, --version              display CLI version
   -t, --http-timeout[=30s]   set timeout on HTTP requests
+      --exit-status[=false]  exit 1 if the node cannot be reached or, reading a pipe or a
+                             file, if any command failed (rqlite's shell always exits 0)
 
 Environment:
   RQLITE_HOST=[scheme://]host[:port]   used when none of -H, -p, -s is given
@@ -88,6 +94,7 @@ pub fn parse_args(args: &[String], env_host: Option<&str>) -> Result<ShellArgs, 
             "-h" | "--help" => "help",
             "-v" | "--version" => "version",
             "-i" | "--insecure" => "insecure",
+            "--exit-status" => "exit-status",
             "-H" | "--host" => "host",
             "-p" | "--port" => "port",
             "-s" | "--scheme" => "scheme",
@@ -100,7 +107,7 @@ pub fn parse_args(args: &[String], env_host: Option<&str>) -> Result<ShellArgs, 
             "-t" | "--http-timeout" => "http-timeout",
             _ => return Err(format!("unknown argument: {raw} (see --help)")),
         };
-        if matches!(long, "help" | "version" | "insecure") {
+        if matches!(long, "help" | "version" | "insecure" | "exit-status") {
             let on = match inline.as_deref() {
                 None | Some("true") => true,
                 Some("false") => false,
@@ -109,6 +116,7 @@ pub fn parse_args(args: &[String], env_host: Option<&str>) -> Result<ShellArgs, 
             match long {
                 "help" => out.help = on,
                 "version" => out.version = on,
+                "exit-status" => out.exit_status = on,
                 _ => out.insecure = on,
             }
             continue;
@@ -256,6 +264,9 @@ mod tests {
         assert_eq!(a.user.as_deref(), Some("u:p"));
         assert_eq!(a.http_timeout, Duration::from_secs(2));
         assert!(a.insecure);
+        assert!(!a.exit_status, "rqlite's exit status unless asked");
+        assert!(parse(&["--exit-status"], None).unwrap().exit_status);
+        assert!(!parse(&["--exit-status=false"], None).unwrap().exit_status);
         let a = parse(&["--alternatives", "a:1, ,b:2,"], None).unwrap();
         assert_eq!(a.alternatives, vec!["a:1", "b:2"]);
     }

@@ -5,9 +5,10 @@
 //! (`   ...> ` while a statement spans lines). From a pipe, lines are read plainly with no
 //! prompt, and the exit status tells whether every command succeeded.
 //!
-//! Exit status: 0 when all went well; 1 when the node could not be reached at start, or (input
-//! not from a terminal) when any command failed; 2 for a bad command line. rqlite's shell
-//! exits 0 in all of these cases; scripts need to know.
+//! Exit status: 0, as rqlite's shell, whatever failed (scripts written for it rely on that),
+//! but 2 for a bad command line. With `--exit-status`: 1 when the node could not be reached
+//! at start, or (input not from a terminal) when any command failed, for scripts that need
+//! to know.
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -44,13 +45,14 @@ pub fn run(args: &[String]) -> i32 {
         );
         return 0;
     }
-    match connect(&args) {
+    let failed = match connect(&args) {
         Ok(session) => repl(session),
         Err(msg) => {
             println!("ERR! {msg}");
-            1
+            true
         }
-    }
+    };
+    i32::from(failed && args.exit_status)
 }
 
 /// Builds the client and reads the node's version from `/status`, as rqlite does.
@@ -148,7 +150,8 @@ impl Input {
     }
 }
 
-fn repl(mut session: Session) -> i32 {
+/// The loop; returns whether a command failed that the exit status should tell.
+fn repl(mut session: Session) -> bool {
     let mut input = Input::open();
     let mut pending = SqlBuffer::default();
     loop {
@@ -193,11 +196,8 @@ fn repl(mut session: Session) -> i32 {
     }
     input.save_history();
     println!("bye~");
-    if session.failed && !input.is_terminal() {
-        1
-    } else {
-        0
-    }
+    // Interactive errors were seen by whoever typed the commands.
+    session.failed && !input.is_terminal()
 }
 
 fn is_exit_word(line: &str) -> bool {
