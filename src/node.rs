@@ -398,7 +398,16 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                 Arc::clone(&archiver_stats),
             ))
         }
-        None => None,
+        None => {
+            // Content kept for an archiver that no longer runs would stay for good.
+            for load in crate::store::restore::files::archived_loads(&opts.data_dir, u64::MAX) {
+                crate::store::restore::files::forget_archived_load(
+                    &opts.data_dir,
+                    load.log_id.index,
+                );
+            }
+            None
+        }
     };
 
     let forward_client = security.forward_client;

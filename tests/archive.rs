@@ -301,13 +301,19 @@ fn a_database_file_load_starts_a_history_whose_first_base_it_is() {
     node.execute(r#"["CREATE TABLE t(n)", "INSERT INTO t VALUES(1)"]"#);
     wait_shipped(&node, digest(&node).0);
     let file = tmp.path().join("other.db");
+    // A table under the state table's name, as a file from another node's data directory
+    // has: the nodes replace it, and so must a restore from the base the file becomes.
     common::sqlite3(
         &file,
-        "CREATE TABLE other(x); INSERT INTO other VALUES('a file loaded');",
+        "CREATE TABLE other(x); INSERT INTO other VALUES('a file loaded');
+         CREATE TABLE _raftlite_state(something_else);",
     );
     node.execute(r#"["INSERT INTO t VALUES(2)"]"#);
     // Written just before the load: the old history must still get it.
     let before = digest(&node);
+    std::thread::sleep(Duration::from_millis(20));
+    let between = unix_ms();
+    std::thread::sleep(Duration::from_millis(20));
     let at = load(
         &node,
         "application/octet-stream",
@@ -351,6 +357,28 @@ fn a_database_file_load_starts_a_history_whose_first_base_it_is() {
             "SELECT x FROM other"
         ),
         "a file loaded\nafter\n"
+    );
+    // A time after the last write and before the load: the old history, up to the load.
+    let out = tmp.path().join("between.db");
+    let report = restored_to(&cfg, &["--to-time", &between.to_string()], &out);
+    assert_eq!(report["digest"], before.1, "{report}");
+    assert_eq!(report["index"], before.0, "{report}");
+}
+
+/// Content kept for an archiver that no longer runs (the node restarted without archiving)
+/// is removed at start, or it would stay on the disk for good.
+#[test]
+fn kept_load_content_goes_when_a_node_starts_without_archiving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for (suffix, body) in [("content", "x"), ("json", "{}")] {
+        std::fs::write(data.join(format!("archive-load-{:020}.{suffix}", 7)), body).unwrap();
+    }
+    let node = Node::start_in(&data, &[]);
+    assert_eq!(
+        common::files_named(&node.data_dir, "archive-load-"),
+        Vec::<String>::new()
     );
 }
 

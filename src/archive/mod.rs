@@ -232,11 +232,16 @@ pub fn start(
                 }
                 continue;
             }
-            store.keep_loads_for_archive(true);
-            if let Err(e) = tick(&store, &storage, &config, &stats, &mut shipped).await {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("archiving to {} failed: {e:#}", storage.describe());
-                shipped = None;
+            match tick(&store, &storage, &config, &stats, &mut shipped).await {
+                // Loads are kept only while they can be shipped: during an outage their
+                // content would pile up on the disk (the archive takes a base after them).
+                Ok(()) => store.keep_loads_for_archive(true),
+                Err(e) => {
+                    store.keep_loads_for_archive(false);
+                    stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("archiving to {} failed: {e:#}", storage.describe());
+                    shipped = None;
+                }
             }
         }
         store.keep_loads_for_archive(false);
@@ -316,7 +321,8 @@ async fn tick(
         // The log no longer holds the next entry: continue from a new base.
         take_base(store, storage, config, stats, state, false).await?;
     } else {
-        let load_seen = ship(store, storage, stats, state, u64::MAX, &kept)
+        // Up to the index the kept loads were listed at: a load applied since may not be.
+        let load_seen = ship(store, storage, stats, state, applied, &kept)
             .await?
             .load_seen;
         let due = state.last_base.is_some_and(|(index, made_ms)| {

@@ -121,6 +121,10 @@ pub async fn restore(
         membership: Default::default(),
         lineage: base.lineage.clone(),
     };
+    // A base made from a loaded file holds whatever state table the file had: the base's
+    // metadata says what it should, as the install on the nodes rewrote it.
+    conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{STATE_TABLE}\""))
+        .context("drop the loaded file's state table")?;
     crate::store::applied_state::ensure_table(&conn).context("create the state table")?;
     crate::store::applied_state::write(&conn, &base.log_id, None, base.lineage.as_deref())
         .context("record the base's log id")?;
@@ -184,6 +188,14 @@ pub async fn restore(
                     break;
                 }
                 _ => {}
+            }
+            if let RestorePoint::Time(_) = point {
+                if is_file_load(&e) {
+                    // A load of a database file ends this history; it has no clock, and the
+                    // next history starts at it, stamped when the leader applied it.
+                    stop = true;
+                    break;
+                }
             }
             if e.index != next {
                 bail!(
@@ -276,6 +288,12 @@ pub async fn restore(
     })
 }
 
+/// Whether an archived entry is the load of a database file.
+fn is_file_load(e: &super::chunk::ArchivedEntry) -> bool {
+    crate::raft::log::openraft::decode_entry_bytes::<Entry>(&e.payload)
+        .is_ok_and(|entry| crate::store::state_machine::sql_load_content(&entry).is_err())
+}
+
 /// Applies `batch` (no load among them) on a blocking thread.
 async fn replay(
     mut conn: Connection,
@@ -309,7 +327,7 @@ async fn fetch_script(
             &super::folder(history, &names::load(index)),
             compressed.path(),
             // zstd never grows its input by more than a little.
-            size + size / 64 + (1 << 20),
+            size.saturating_add(size / 64).saturating_add(1 << 20),
         )
         .await
         .with_context(|| {
@@ -325,7 +343,8 @@ async fn fetch_script(
             std::fs::File::create_new(&to).with_context(|| format!("create {}", to.display()))?;
         let mut reader = crc_reader(zstd::Decoder::new(input)?);
         // One byte past the size tells a longer script from the right one.
-        let written = std::io::copy(&mut std::io::Read::take(&mut reader, size + 1), &mut out)
+        let limit = size.saturating_add(1);
+        let written = std::io::copy(&mut std::io::Read::take(&mut reader, limit), &mut out)
             .context("decompress the load's script")?;
         if written != size || reader.crc != crc32c {
             bail!(

@@ -341,9 +341,17 @@ impl SqliteStateMachine {
         // Continuous archiving ships the content with the entry: a hard link to it, made
         // before the apply (a SQL script is only read; a database file is then copied to its
         // install file, not moved, since the install file is changed in place).
+        // A database file is copied, so the disk must hold it twice (and some): when it
+        // cannot, the archive takes a base after the load instead.
+        let room_to_copy = || {
+            cmd.kind == LoadKind::Sql
+                || crate::db::disk::free_bytes(&self.data_dir)
+                    .is_ok_and(|free| free / 2 > cmd.size.saturating_add(64 << 20))
+        };
         let kept_for_archive = !recovered
             && !prepared
             && self.shared.keep_loads_for_archive.load(Ordering::Relaxed)
+            && room_to_copy()
             && files::keep_load_for_archive(
                 &self.data_dir,
                 &staged,
@@ -354,6 +362,11 @@ impl SqliteStateMachine {
                         .then(|| applied_state::lineage_from_load(&cmd.id, log_id.index)),
                 ),
             );
+        if !kept_for_archive {
+            // A link kept before a crash (the entry applies again) may share its file with
+            // the content, which a move would now make the database: it must not stay.
+            files::forget_archived_load(&self.data_dir, log_id.index);
+        }
         let response = match cmd.kind {
             LoadKind::Sql => {
                 let shared = Arc::clone(&self.shared);
