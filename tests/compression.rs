@@ -344,7 +344,7 @@ fn zstd_files_load_and_boot() {
     leader.execute(r#"["CREATE TABLE old(a)"]"#);
 
     let db = std::fs::read(make_db(tmp.path(), "w.db", "WAL", 700)).unwrap();
-    let r = post(follower, "/db/load", zst(&db));
+    let r = post(follower, "/db/load?report", zst(&db));
     assert_eq!(r.status, 200, "{}", r.body);
     let j = r.json();
     assert_eq!(j["load"]["kind"], "sqlite", "{j}");
@@ -362,7 +362,7 @@ fn zstd_files_load_and_boot() {
 
     // A SQL dump, zstd-compressed: additive, with a results array.
     let sql = "CREATE TABLE s(a);\nINSERT INTO s VALUES(1);\nINSERT INTO s VALUES(2);\n";
-    let r = post(leader, "/db/load", zst(sql.as_bytes()));
+    let r = post(leader, "/db/load?report", zst(sql.as_bytes()));
     assert_eq!(r.status, 200, "{}", r.body);
     let j = r.json();
     assert_eq!(j["load"]["kind"], "sql", "{j}");

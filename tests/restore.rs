@@ -178,7 +178,7 @@ fn binary_load_reaches_every_node_survives_restart_and_joiners() {
     let bytes = std::fs::read(&db).unwrap();
     assert_eq!(&bytes[18..20], &[2, 2]);
     let f = cluster.followers()[0];
-    let a = post(&cluster.nodes[f], "/db/load", gz(&bytes));
+    let a = post(&cluster.nodes[f], "/db/load?report", gz(&bytes));
     assert_eq!(a.status, 200, "{}", a.body);
     let j = a.json();
     assert_eq!(j["results"], serde_json::json!([]));
@@ -272,7 +272,7 @@ fn sql_dump_loads_atomically_on_every_node() {
     assert!(dump.contains("writable_schema"));
     let cluster = Cluster::start(3, &["-fk"]);
     let l = cluster.leader();
-    let a = post(&cluster.nodes[l], "/db/load", dump.into_bytes());
+    let a = post(&cluster.nodes[l], "/db/load?report", dump.into_bytes());
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(!a.body.contains("error"), "{}", a.body);
     assert_eq!(a.json()["load"]["kind"], "sql");
@@ -361,6 +361,30 @@ fn the_same_statements_after_a_load_run_against_the_loaded_database() {
             ["new 3", "loaded", 103]
         ])
     );
+}
+
+/// Tools written against rqlite compare `/db/load`'s answer exactly: it is rqlite's unless
+/// `?report` asks for raftlite's report beside it.
+#[test]
+fn load_answers_are_rqlites_unless_a_report_is_asked_for() {
+    let node = Node::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("f.db");
+    sqlite3(&file, "CREATE TABLE f(x); INSERT INTO f VALUES(1);");
+    let a = post(&node, "/db/load", std::fs::read(&file).unwrap());
+    assert_eq!((a.status, a.body.as_str()), (200, r#"{"results":[]}"#));
+    let sql = "CREATE TABLE s(x);\nINSERT INTO s VALUES(1);\nINSERT INTO s VALUES(2);\n";
+    let a = post(&node, "/db/load", sql.into());
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (
+            200,
+            r#"{"results":[{"last_insert_id":2,"rows_affected":1}]}"#
+        )
+    );
+    let a = post(&node, "/db/load?report", std::fs::read(&file).unwrap());
+    assert_eq!(a.json()["results"], serde_json::json!([]));
+    assert_eq!(a.json()["load"]["kind"], "sqlite", "{}", a.body);
 }
 
 #[test]
@@ -782,7 +806,7 @@ fn write_during_the_build() -> bool {
     let cluster = Cluster::start(3, &[]);
     let l = cluster.leader();
     let leader = &cluster.nodes[l];
-    let url = leader.url("/db/load?raft_index");
+    let url = leader.url("/db/load?raft_index&report");
     let body = script.clone().into_bytes();
     let upload = std::thread::spawn(move || {
         let r = client().post(url).body(body).send().expect("POST");
@@ -830,7 +854,7 @@ fn a_blank_cluster_installs_the_database_built_from_the_script() {
     let l = cluster.leader();
     let a = post(
         &cluster.nodes[l],
-        "/db/load",
+        "/db/load?report",
         script_with_rows(500).into_bytes(),
     );
     assert_eq!(a.status, 200, "{}", a.body);
@@ -923,7 +947,7 @@ fn a_sql_load_into_a_blank_node_is_built_while_it_arrives() {
     let send_head = |s: &mut std::net::TcpStream| {
         write!(
             s,
-            "POST /db/load HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            "POST /db/load?report HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
             script.len()
         )
         .unwrap();

@@ -108,7 +108,7 @@ pub async fn install(
     state: web::Data<AppState>,
     console: web::Data<PendingRestores>,
 ) -> HttpResponse {
-    let params = QueryParams::parse("raft_index&timings");
+    let params = QueryParams::parse("raft_index&timings&report");
     let staged = match console.take(&path) {
         Ok(staged) => staged,
         Err(e) => return restore_error(&req, &params, &e),

@@ -2,7 +2,9 @@
 //!
 //! This module parses the parameters, forwards, and answers; the restore itself (staging,
 //! validation, the build of a SQL load into a blank database, the proposal, replication) is
-//! `store::restore`'s. The answer reports what was loaded:
+//! `store::restore`'s. The answer is rqlite's (`{"results":[...]}`: tools written against
+//! rqlite compare it exactly); with `?report` (and always for `?dry_run`, which exists for
+//! it) it also reports what was loaded:
 //! `{"results":[...],"load":{"kind":..,"bytes":..,"pages":..,"tables":..}}` (SQL: `built`,
 //! and `installed_built` when the built file was installed).
 //!
@@ -128,7 +130,7 @@ async fn restore_here(
     if dry_run {
         let mut report = staged.report().clone();
         report["dry_run"] = true.into();
-        return load_answer(params, &[], None, report, started);
+        return load_answer(params, &[], None, Some(report), started);
     }
     match restore::propose(store, staged, limits, started).await {
         Ok(_) if boot => {
@@ -160,28 +162,23 @@ pub(super) fn content_length(req: &HttpRequest) -> Option<u64> {
 }
 
 /// The answer to a restore whose entry was applied (or whose script failed while it was
-/// built): rqlite's envelope with the report; the log index with `?raft_index`.
+/// built): rqlite's envelope; the report with `?report`, the log index with `?raft_index`.
 pub(super) fn restored_answer(
     params: &QueryParams,
     restored: Restored,
     started: Instant,
 ) -> HttpResponse {
     let raft_index = restored.raft_index.filter(|_| params.has("raft_index"));
-    load_answer(
-        params,
-        &restored.results,
-        raft_index,
-        restored.report,
-        started,
-    )
+    let report = Some(restored.report).filter(|_| params.has("report"));
+    load_answer(params, &restored.results, raft_index, report, started)
 }
 
-/// The answer to a load: rqlite's envelope, with our report after the results.
+/// The answer to a load: rqlite's envelope, with our report (if any) after the results.
 fn load_answer(
     params: &QueryParams,
     results: &[StatementResult],
     raft_index: Option<u64>,
-    report: serde_json::Value,
+    report: Option<serde_json::Value>,
     started: Instant,
 ) -> HttpResponse {
     let body = encode_response(
@@ -193,6 +190,9 @@ fn load_answer(
         },
         EncodeOptions::from_params(params),
     );
+    let Some(report) = report else {
+        return json(StatusCode::OK, body);
+    };
     // The envelope is one JSON object: the report goes in before its closing brace.
     let trimmed = body.trim_end();
     let body = match trimmed.strip_suffix('}') {

@@ -192,7 +192,7 @@ pub(super) fn load_into(
     kind: &str,
 ) -> Result<Row, String> {
     let leader = cluster.leader();
-    let url = leader.url("/db/load?raft_index");
+    let url = leader.url("/db/load?raft_index&report");
     let baselines: Vec<Option<u64>> = cluster.nodes.iter().map(Node::rss_kib).collect();
     let len = file_len(file);
     let body = std::fs::File::open(file).map_err(|e| format!("open {}: {e}", file.display()))?;
