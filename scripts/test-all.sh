@@ -24,6 +24,9 @@ step "install prerequisites"
 missing=()
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The extension the -extensions-path tests build (tests/extensions.rs) needs SQLite's header.
+[ -f /usr/include/sqlite3ext.h ] || missing+=(libsqlite3-dev)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v eatmydata >/dev/null 2>&1 || missing+=(eatmydata)
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 { command -v mkfs.ext4 || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ]; } >/dev/null 2>&1 || missing+=(e2fsprogs)

@@ -127,7 +127,7 @@ const FLAGS: &[ConfigFlag] = &[
     flag("db-max-ro-conns", I64, "256", Honoured, "Maximum number of read-only database connections"),
     flag("auto-vacuum-int", Dur, "0s", Ignored, "Time between automatic VACUUMs. If not set, never"),
     flag("auto-optimize-int", Dur, "24h", Ignored, "Time between automatic 'PRAGMA optimize'. 0h disables"),
-    flag("extensions-path", Str, "", Ignored, "Comma-separated directories, zip or tar.gz files of SQLite extensions to load"),
+    flag("extensions-path", Str, "", Honoured, "Comma-separated directories, zip or tar.gz files of SQLite extensions to load"),
     flag("cdc-config", Str, "", Refused("silently dropping change-data-capture events"), "CDC HTTP endpoint, or path to a CDC configuration file. If not set, no CDC"),
     // Queued writes.
     flag("write-queue-capacity", I64, "1024", Honoured, "Capacity of the queued-writes queue"),
@@ -1569,7 +1569,6 @@ mod tests {
                 "raft-commit-timeout",
                 "compress-snap-transport",
                 "raft-reap-node-timeout",
-                "extensions-path"
             ]
         );
         assert_eq!(c.extensions_path, [PathBuf::from("a"), PathBuf::from("b")]);

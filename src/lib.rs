@@ -21,6 +21,8 @@ pub mod auto_backup;
 pub mod cluster;
 pub mod config;
 pub mod db;
+#[cfg(feature = "server")]
+pub mod extensions;
 pub mod failpoint;
 #[cfg(feature = "server")]
 pub mod file_stamp;

@@ -37,6 +37,8 @@ pub struct NodeOptions {
     pub raft_adv_addr: Option<String>,
     pub non_voter: bool,
     pub foreign_keys: bool,
+    /// `-extensions-path`: the SQLite extensions every connection loads (`crate::extensions`).
+    pub extensions_path: Vec<PathBuf>,
     /// `-write-budget-steps`: the budget this node gives the writes it proposes as leader.
     pub write_budget_steps: u64,
     /// `-max-query-result-size`: the most bytes of rows one read statement may return.
@@ -100,6 +102,7 @@ impl NodeOptions {
             raft_adv_addr: None,
             non_voter: false,
             foreign_keys: false,
+            extensions_path: Vec::new(),
             write_budget_steps: crate::db::request::DEFAULT_WRITE_BUDGET_STEPS,
             max_query_result_size: crate::db::settings::DEFAULT_MAX_QUERY_RESULT_BYTES,
             max_readers: 256,
@@ -310,6 +313,11 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         voter: !opts.non_voter,
     };
 
+    let extensions = crate::extensions::Extensions::gather(&opts.data_dir, &opts.extensions_path)
+        .context("-extensions-path")?;
+    if !extensions.files.is_empty() {
+        tracing::info!(names = ?extensions.names(), "SQLite extensions loaded on every connection");
+    }
     let network = crate::cluster::network::HttpNetwork::new(opts.data_dir.clone())?;
     let store = Store::open(
         StoreOptions {
@@ -320,6 +328,8 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                 max_readers: opts.max_readers,
                 write_budget_steps: opts.write_budget_steps,
                 max_query_result_bytes: opts.max_query_result_size,
+                extensions: extensions.files.clone().into(),
+                extensions_digest: extensions.digest.clone(),
                 ..Default::default()
             },
             log_segment_size: opts.log_segment_size,

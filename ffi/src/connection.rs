@@ -478,6 +478,45 @@ impl Connection {
             .map(|_| ())
     }
 
+    /// Loads the SQLite extension at `path` into this connection with its default entry
+    /// point (`sqlite3_load_extension`). Loading is allowed for this call only, through the C
+    /// API: SQL's `load_extension()` stays refused, before, during and after.
+    pub fn load_extension(&self, path: &Path) -> Result<()> {
+        let db = self.handle()?;
+        let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::interior_nul("extension path"))?;
+        self.set_load_extension(true)?;
+        let mut message: *mut c_char = ptr::null_mut();
+        // SAFETY: `db` is a valid open handle; `c_path` is a NUL-terminated string that lives
+        // across the call; a null entry point asks for the default one; `message` is a valid
+        // out-pointer that SQLite sets to NULL or to a string it allocated.
+        let rc =
+            unsafe { sys::sqlite3_load_extension(db, c_path.as_ptr(), ptr::null(), &mut message) };
+        let text = if message.is_null() {
+            None
+        } else {
+            // SAFETY: a non-null `message` is a NUL-terminated string from sqlite3_malloc,
+            // read once, then freed with sqlite3_free as the documentation requires.
+            unsafe {
+                let text = CStr::from_ptr(message).to_string_lossy().into_owned();
+                sys::sqlite3_free(message.cast());
+                Some(text)
+            }
+        };
+        let off = self.set_load_extension(false);
+        if rc != sys::SQLITE_OK {
+            return Err(Error::new(
+                rc,
+                format!(
+                    "load extension {}: {}",
+                    path.display(),
+                    text.unwrap_or_else(|| "failed".into())
+                ),
+            ));
+        }
+        off
+    }
+
     /// One boolean `sqlite3_db_config` option; returns the value now in force.
     fn db_config(&self, op: c_int, on: bool) -> Result<bool> {
         let db = self.handle()?;

@@ -80,6 +80,11 @@ pub struct BaseMeta {
     pub digest: String,
     /// The cluster's `-fk`: a replay must enforce foreign keys as the cluster did.
     pub foreign_keys: bool,
+    /// The digest of the SQLite extensions the leader loaded (`crate::extensions`; "" for
+    /// none): a replay must load the same, or its writes would fail where the cluster's
+    /// succeeded.
+    #[serde(default)]
+    pub extensions: String,
 }
 
 /// The names of the archive's objects.
@@ -645,6 +650,7 @@ async fn take_base(
         made_ms,
         digest,
         foreign_keys: store.database().settings().foreign_keys,
+        extensions: store.database().settings().extensions_digest.clone(),
     };
     put_base_meta(store, storage, config, stats, state, meta).await
 }
@@ -675,6 +681,7 @@ async fn base_from_load(
         made_ms: unix_ms(),
         digest,
         foreign_keys: store.database().settings().foreign_keys,
+        extensions: store.database().settings().extensions_digest.clone(),
     };
     put_base_meta(store, storage, config, stats, state, meta).await?;
     files::forget_archived_load(store.data_dir(), index);

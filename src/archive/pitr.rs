@@ -61,12 +61,15 @@ pub fn digest_of(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Rebuilds the database at `point` from the archive in `storage` into `out` (which must not
-/// exist), using `out`'s directory for its work files.
+/// exist), using `out`'s directory for its work files. `extensions`: the SQLite extensions
+/// the cluster loaded (`-extensions-path`), which its entries may call; a base that records
+/// another set is refused.
 pub async fn restore(
     storage: Arc<Target>,
     point: RestorePoint,
     history: Option<String>,
     out: &Path,
+    extensions: crate::extensions::Extensions,
 ) -> anyhow::Result<Restored> {
     let work = |suffix: &str| {
         let mut name = out.file_name().unwrap_or_default().to_os_string();
@@ -88,6 +91,15 @@ pub async fn restore(
         None => history_for(&storage, point, &work(".meta")).await?,
     };
     let base = choose_base(&storage, &metas, point).await?;
+    if base.extensions != extensions.digest {
+        bail!(
+            "the cluster loaded SQLite extensions (digest {:?}) that this restore does not \
+             (digest {:?}): give --extensions-path as the nodes had -extensions-path, or its \
+             writes would not replay as they ran",
+            base.extensions,
+            extensions.digest
+        );
+    }
     let foreign_keys = base.foreign_keys;
     {
         let gz = crate::temp_file::TempFile::new(work(".base.gz"));
@@ -107,6 +119,7 @@ pub async fn restore(
         part.path(),
         &crate::db::DbSettings {
             foreign_keys: base.foreign_keys,
+            extensions: extensions.files.into(),
             ..Default::default()
         },
     )

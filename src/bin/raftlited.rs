@@ -71,6 +71,7 @@ fn main() -> ExitCode {
         raft_adv_addr: config.raft_adv_addr.clone(),
         non_voter: config.raft_non_voter,
         foreign_keys: config.fk,
+        extensions_path: config.extensions_path.clone(),
         write_budget_steps: config.write_budget_steps,
         max_query_result_size: config.max_query_result_size,
         max_readers: config.db_max_ro_conns,

@@ -131,6 +131,7 @@ async fn update_own_addresses(store: &Store) {
     };
     let request = JoinRequest {
         node: store.node().clone(),
+        extensions: store.database().settings().extensions_digest.clone(),
     };
     for _ in 0..60 {
         if store.is_leader() {
@@ -188,6 +189,7 @@ async fn join_existing(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> 
         .build()?;
     let request = JoinRequest {
         node: store.node().clone(),
+        extensions: store.database().settings().extensions_digest.clone(),
     };
     let mut last_error = String::from("no join address answered");
     for attempt in 0..opts.attempts.max(1) {

@@ -25,6 +25,11 @@ pub const MAX_RPC_BODY: usize = crate::store::types::MAX_ENTRY_BYTES + (1 << 20)
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinRequest {
     pub node: NodeInfo,
+    /// The digest of the SQLite extensions the joining node loads (`crate::extensions`; ""
+    /// or absent: none): the leader refuses a node whose set differs from its own, since the
+    /// two would apply the same entries differently.
+    #[serde(default)]
+    pub extensions: String,
 }
 
 /// A remove request on the Raft port.

@@ -299,6 +299,16 @@ async fn join(
                 .await
         }
     };
+    let ours = &store.database().settings().extensions_digest;
+    if &body.extensions != ours {
+        tracing::warn!(node = %body.node, "join refused: it loads other SQLite extensions");
+        return HttpResponse::Ok().json(membership::MembershipAnswer::Refused(format!(
+            "the node loads other SQLite extensions than this cluster (digest {:?}, the \
+             leader's {ours:?}; see /status extensions): both would apply the same writes \
+             differently",
+            body.extensions
+        )));
+    }
     if body.node.voter && !may_vote {
         tracing::warn!(node = %body.node, "join as a voter refused: the caller may only join as a non-voter");
         return HttpResponse::new(StatusCode::UNAUTHORIZED);

@@ -27,6 +27,11 @@ pub struct DbSettings {
     /// `-max-query-result-size`: the most bytes of rows one read statement may hold (see
     /// `execute::ReadLimits`). Reads only: a write's answer must not depend on a node's flag.
     pub max_query_result_bytes: u64,
+    /// `-extensions-path`: the SQLite extensions every connection loads when it opens (the
+    /// files `crate::extensions` gathered into the data directory), in this order.
+    pub extensions: std::sync::Arc<[std::path::PathBuf]>,
+    /// Their digest ("" without extensions): the set every member must share.
+    pub extensions_digest: String,
 }
 
 /// 128 MiB of rows: what one answer may hold in memory before it is encoded (the JSON is
@@ -41,6 +46,8 @@ impl Default for DbSettings {
             busy_timeout_ms: 5000,
             write_budget_steps: super::request::DEFAULT_WRITE_BUDGET_STEPS,
             max_query_result_bytes: DEFAULT_MAX_QUERY_RESULT_BYTES,
+            extensions: std::sync::Arc::new([]),
+            extensions_digest: String::new(),
         }
     }
 }
@@ -116,6 +123,9 @@ fn apply_common(conn: &mut Connection, s: &DbSettings) -> raftlite_ffi::Result<(
     conn.set_double_quoted_strings(true)?;
     conn.set_trusted_schema(false)?;
     conn.set_load_extension(false)?;
+    for extension in s.extensions.iter() {
+        conn.load_extension(extension)?;
+    }
     install_gate(conn)?;
     conn.execute_batch(if s.foreign_keys {
         "PRAGMA foreign_keys=ON"

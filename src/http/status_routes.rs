@@ -124,12 +124,24 @@ async fn status_fields(state: &AppState) -> Value {
     let shared = store.shared();
     let (copies_made, copies_shared) = store.backups().copies_made_and_shared();
     let uptime = state.started.elapsed();
+    // rqlite's `dir` and `names`; the `digest` every member must share (`crate::extensions`).
+    let settings = store.database().settings();
+    let extensions = json!({
+        "dir": store.data_dir().join("extensions").display().to_string(),
+        "names": settings
+            .extensions
+            .iter()
+            .map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
+        "digest": settings.extensions_digest,
+    });
     json!({
         "build": {
             "version": crate::VERSION,
             "compiler": "rustc",
             "sqlite_version": raftlite_ffi::sqlite_version(),
         },
+        "extensions": extensions,
         "http": {
             "bind_addr": state.http_bind_addr,
             "auth": "disabled",

@@ -3,8 +3,9 @@
 //! object) writes (see [`crate::archive::pitr`]). `T` is a time SQLite reads
 //! (`2026-12-03T12:00:00Z`, `2026-12-03 12:00:00.250+01:00`) or a number of Unix
 //! milliseconds. `--history H` picks an archive history (a database lineage: a binary load or
-//! a new cluster starts a new one) other than the newest. Prints what it did as one JSON
-//! object.
+//! a new cluster starts a new one) other than the newest. `--extensions-path P,...` loads the
+//! SQLite extensions the cluster loaded (`-extensions-path`, the same forms), for entries that
+//! call their functions. Prints what it did as one JSON object.
 //!
 //! Exit status: 0 the file was written, 1 the restore failed (nothing written), 2 wrong usage.
 
@@ -16,18 +17,22 @@ use anyhow::Context as _;
 use crate::archive::pitr::{self, RestorePoint};
 use crate::auto_backup::storage::Target;
 
-const USAGE: &str = "usage: raftlite restore --from CONFIG (--to-index N | --to-time TIME) OUT.db";
+const USAGE: &str = "usage: raftlite restore --from CONFIG (--to-index N | --to-time TIME) \
+                     [--history H] [--extensions-path P,...] OUT.db";
 
 struct Args {
     config: PathBuf,
     point: RestorePoint,
     /// The archive history (a database lineage); the newest when absent.
     history: Option<String>,
+    /// `--extensions-path`, split at commas.
+    extensions: Vec<PathBuf>,
     out: PathBuf,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
     let (mut config, mut point, mut out, mut history) = (None, None, None, None);
+    let mut extensions = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -42,6 +47,12 @@ fn parse(args: &[String]) -> Result<Args, String> {
         match a.as_str() {
             "--from" => config = Some(PathBuf::from(value("--from")?)),
             "--history" => history = Some(value("--history")?),
+            "--extensions-path" => extensions.extend(
+                value("--extensions-path")?
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from),
+            ),
             "--to-index" => {
                 let v = value("--to-index")?;
                 let n = v
@@ -62,6 +73,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
         config: config.ok_or("no --from CONFIG")?,
         point: point.ok_or("no --to-index or --to-time")?,
         history,
+        extensions,
         out: out.ok_or("no OUT file")?,
     })
 }
@@ -127,12 +139,38 @@ fn restore(args: &Args) -> anyhow::Result<pitr::Restored> {
         .enable_all()
         .build()
         .context("start the runtime")?;
+    // The extensions are gathered as a node gathers them, into `OUT.ext/` beside the result,
+    // which goes with the run.
+    let work = {
+        let mut name = args.out.file_name().unwrap_or_default().to_os_string();
+        name.push(".ext");
+        args.out.with_file_name(name)
+    };
+    let mut _gone_after = None;
+    let mut extensions = crate::extensions::Extensions::default();
+    if !args.extensions.is_empty() {
+        // A new folder (an existing one is refused, never emptied), removed after the run.
+        std::fs::create_dir(&work).with_context(|| format!("create {}", work.display()))?;
+        _gone_after = Some(RemoveDir(work.clone()));
+        extensions = crate::extensions::Extensions::gather(&work, &args.extensions)
+            .context("--extensions-path")?;
+    }
     runtime.block_on(pitr::restore(
         storage,
         args.point,
         args.history.clone(),
         &args.out,
+        extensions,
     ))
+}
+
+/// Removes a folder when dropped.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[cfg(test)]
