@@ -212,19 +212,41 @@ fn load(node: &Node, content_type: &str, body: Vec<u8>) -> u64 {
     digest(node).0
 }
 
+/// Waits until the node holds no load content kept for the archive (all shipped).
+fn wait_no_kept_loads(node: &Node) {
+    let kept = || common::files_named(&node.data_dir, "archive-load-");
+    assert!(
+        wait_until(Duration::from_secs(10), || kept().is_empty()),
+        "the kept content is removed once shipped: {:?}",
+        kept()
+    );
+}
+
+/// Restores each `(index, digest)` into `dir/at-INDEX.db` and checks its digest.
+fn restore_each<const N: usize>(cfg: &Path, dir: &Path, points: [&(u64, String); N]) {
+    for (index, want) in points {
+        let out = dir.join(format!("at-{index}.db"));
+        let report = restored_to(cfg, &["--to-index", &index.to_string()], &out);
+        assert_eq!(report["digest"], *want, "at {index}: {report}");
+    }
+}
+
+/// A node archiving into `tmp/backups` (entries within 100 ms, one base an hour) that has
+/// written a first row, archived: its storage folder, configuration and the node.
+fn archiving_node(tmp: &Path) -> (PathBuf, PathBuf, Node) {
+    let dir = tmp.join("backups");
+    let cfg = config(tmp, &dir, r#"{"max_delay":"100ms","base_interval":"1h"}"#);
+    let node = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
+    node.execute(r#"["CREATE TABLE t(n)", "INSERT INTO t VALUES(1)"]"#);
+    wait_shipped(&node, digest(&node).0);
+    (dir, cfg, node)
+}
+
 #[test]
 fn a_sql_load_is_archived_with_its_script_and_every_point_around_it_restores() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("backups");
-    let cfg = config(
-        tmp.path(),
-        &dir,
-        r#"{"max_delay":"100ms","base_interval":"1h"}"#,
-    );
-    let node = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
-    node.execute(r#"["CREATE TABLE t(n)", "INSERT INTO t VALUES(1)"]"#);
+    let (dir, cfg, node) = archiving_node(tmp.path());
     let before = digest(&node);
-    wait_shipped(&node, before.0);
     let bases_before = archiver(&node)["bases_taken"].as_u64().unwrap();
     // The script uses the entry's clock and randomness: the replay must give them back.
     let script = "CREATE TABLE loaded(x, at, r);\n\
@@ -243,21 +265,9 @@ fn a_sql_load_is_archived_with_its_script_and_every_point_around_it_restores() {
     );
     let loads = history(&dir).join("loads");
     assert_eq!(objects(&loads, ""), [format!("{at:020}.sql.zst")]);
-    assert!(
-        wait_until(Duration::from_secs(10), || common::files_named(
-            &node.data_dir,
-            "archive-load-"
-        )
-        .is_empty()),
-        "the kept content is removed once shipped: {:?}",
-        common::files_named(&node.data_dir, "archive-load-")
-    );
+    wait_no_kept_loads(&node);
     drop(node);
-    for (index, want) in [&before, &at_load, &after] {
-        let out = tmp.path().join(format!("at-{index}.db"));
-        let report = restored_to(&cfg, &["--to-index", &index.to_string()], &out);
-        assert_eq!(report["digest"], *want, "at {index}: {report}");
-    }
+    restore_each(&cfg, tmp.path(), [&before, &at_load, &after]);
 
     // A script that is not the one the entry names (same length, other bytes) is refused.
     let object = loads.join(format!("{at:020}.sql.zst"));
@@ -291,15 +301,7 @@ fn a_sql_load_is_archived_with_its_script_and_every_point_around_it_restores() {
 #[test]
 fn a_database_file_load_starts_a_history_whose_first_base_it_is() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("backups");
-    let cfg = config(
-        tmp.path(),
-        &dir,
-        r#"{"max_delay":"100ms","base_interval":"1h"}"#,
-    );
-    let node = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
-    node.execute(r#"["CREATE TABLE t(n)", "INSERT INTO t VALUES(1)"]"#);
-    wait_shipped(&node, digest(&node).0);
+    let (dir, cfg, node) = archiving_node(tmp.path());
     let file = tmp.path().join("other.db");
     // A table under the state table's name, as a file from another node's data directory
     // has: the nodes replace it, and so must a restore from the base the file becomes.
@@ -335,22 +337,10 @@ fn a_database_file_load_starts_a_history_whose_first_base_it_is() {
         first_bases.contains(&format!("{at:020}.json")),
         "the new history starts with the loaded file at the load's index: {first_bases:?}"
     );
-    assert!(
-        wait_until(Duration::from_secs(10), || common::files_named(
-            &node.data_dir,
-            "archive-load-"
-        )
-        .is_empty()),
-        "{:?}",
-        common::files_named(&node.data_dir, "archive-load-")
-    );
+    wait_no_kept_loads(&node);
     drop(node);
     // Each point from the history that holds it, chosen without being named.
-    for (index, want) in [&before, &at_load, &after] {
-        let out = tmp.path().join(format!("at-{index}.db"));
-        let report = restored_to(&cfg, &["--to-index", &index.to_string()], &out);
-        assert_eq!(report["digest"], *want, "at {index}: {report}");
-    }
+    restore_each(&cfg, tmp.path(), [&before, &at_load, &after]);
     assert_eq!(
         common::sqlite3(
             &tmp.path().join(format!("at-{}.db", after.0)),

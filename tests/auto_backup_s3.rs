@@ -773,22 +773,26 @@ fn archiving_to_s3_restores_to_an_index_with_the_same_digest() {
         "{keys:?}"
     );
     for (index, want) in [&first, &last] {
-        let out = tmp.path().join(format!("at-{index}.db"));
-        let run = std::process::Command::new(env!("CARGO_BIN_EXE_raftlite"))
-            .args(["restore", "--from", cfg.to_str().unwrap(), "--to-index"])
-            .arg(index.to_string())
-            .arg(&out)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&run.stdout);
-        assert!(
-            run.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let report = restore_to_index(&cfg, *index, &tmp.path().join(format!("at-{index}.db")));
         assert_eq!(report["digest"], *want, "{report}");
     }
+}
+
+/// Runs `raftlite restore --from CFG --to-index INDEX OUT`, which must succeed; its report.
+fn restore_to_index(cfg: &Path, index: u64, out: &Path) -> serde_json::Value {
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_raftlite"))
+        .args(["restore", "--from", cfg.to_str().unwrap(), "--to-index"])
+        .arg(index.to_string())
+        .arg(out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
 }
 
 /// Retention and loads against a real S3 server: with one base kept and a base every
@@ -872,19 +876,6 @@ fn archive_retention_in_s3_keeps_what_the_newest_base_needs() {
     );
     assert!(archiver(&node)["objects_deleted"].as_u64().unwrap() > 0);
     drop(node);
-    let out = tmp.path().join("end.db");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_raftlite"))
-        .args(["restore", "--from", cfg.to_str().unwrap(), "--to-index"])
-        .arg(last_index.to_string())
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let report = restore_to_index(&cfg, last_index, &tmp.path().join("end.db"));
     assert_eq!(report["digest"], last["digest"], "{report}");
 }

@@ -162,32 +162,24 @@ fn a_file_that_is_no_extension_stops_the_start_with_the_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let bogus = tmp.path().join("bogus.so");
     std::fs::write(&bogus, b"not a shared object").unwrap();
-    let (code, out) = run_binary(
-        &[
-            "-http-addr",
-            "127.0.0.1:0",
-            "-raft-addr",
-            "127.0.0.1:0",
-            "-extensions-path",
-            bogus.to_str().unwrap(),
-            tmp.path().join("data").to_str().unwrap(),
-        ],
-        Duration::from_secs(30),
-    );
+    let start_with = |extension: &Path, data: &str| {
+        run_binary(
+            &[
+                "-http-addr",
+                "127.0.0.1:0",
+                "-raft-addr",
+                "127.0.0.1:0",
+                "-extensions-path",
+                extension.to_str().unwrap(),
+                tmp.path().join(data).to_str().unwrap(),
+            ],
+            Duration::from_secs(30),
+        )
+    };
+    let (code, out) = start_with(&bogus, "data");
     assert_ne!(code, Some(0), "{out}");
     assert!(out.contains("bogus.so"), "{out}");
-    let (code, out) = run_binary(
-        &[
-            "-http-addr",
-            "127.0.0.1:0",
-            "-raft-addr",
-            "127.0.0.1:0",
-            "-extensions-path",
-            tmp.path().join("missing").to_str().unwrap(),
-            tmp.path().join("data2").to_str().unwrap(),
-        ],
-        Duration::from_secs(30),
-    );
+    let (code, out) = start_with(&tmp.path().join("missing"), "data2");
     assert_ne!(code, Some(0), "{out}");
     assert!(out.contains("does not exist"), "{out}");
 }
