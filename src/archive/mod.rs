@@ -289,7 +289,7 @@ async fn tick(
             // The old history ends with the load's entry: what it lacks of it goes first.
             let mut old = old;
             let end = load.log_id.index;
-            if let Err(e) = ship(store, storage, stats, &mut old, end, &kept).await {
+            if let Err(e) = ship(store, storage, stats, &mut old, end).await {
                 tracing::warn!("archiving the end of history {} failed: {e:#}", old.history);
             }
         }
@@ -326,8 +326,7 @@ async fn tick(
         // The log no longer holds the next entry: continue from a new base.
         take_base(store, storage, config, stats, state, false).await?;
     } else {
-        // Up to the index the kept loads were listed at: a load applied since may not be.
-        let load_seen = ship(store, storage, stats, state, applied, &kept)
+        let load_seen = ship(store, storage, stats, state, u64::MAX)
             .await?
             .load_seen;
         let due = state.last_base.is_some_and(|(index, made_ms)| {
@@ -355,18 +354,21 @@ struct Shipping {
 }
 
 /// Ships the applied entries after `state.index`, up to `upto`, in chunks, each after the
-/// SQL scripts of the loads it holds (`kept`).
+/// SQL scripts of the loads it holds, until it has caught up with the apply.
 async fn ship(
     store: &Store,
     storage: &Arc<Target>,
     stats: &ArchiverStats,
     state: &mut Shipped,
     upto: u64,
-    kept: &[ArchivedLoad],
 ) -> anyhow::Result<Shipping> {
     let mut load_seen = false;
     while state.index < upto.min(store.applied_index()) {
-        let records = store.applied_records(state.index + 1, upto, CHUNK_BYTES)?;
+        // The kept loads are listed against the applied index read first: each chunk holds
+        // entries up to it only, so a load among them is kept whole or not at all.
+        let applied = store.applied_index();
+        let kept = files::archived_loads(store.data_dir(), applied);
+        let records = store.applied_records(state.index + 1, upto.min(applied), CHUNK_BYTES)?;
         if records.is_empty() {
             return Ok(Shipping {
                 reached: false,
@@ -629,10 +631,7 @@ async fn take_base(
     // bounds their stamps (leaders stamp from their clock).
     let mut stamp = state.stamp;
     if continuous && state.index < index {
-        let kept = files::archived_loads(store.data_dir(), store.applied_index());
-        let reached = ship(store, storage, stats, state, index, &kept)
-            .await?
-            .reached;
+        let reached = ship(store, storage, stats, state, index).await?.reached;
         stamp = state.stamp;
         if !reached {
             stamp = stamp.max(made_ms);
