@@ -259,6 +259,14 @@ fn pitr(ctx: &mut Context, counts: &Counts) -> Result<(Row, Row), String> {
     let bytes = std::fs::metadata(&out).map_or(0, |m| m.len());
     let report: serde_json::Value =
         serde_json::from_slice(&status.stdout).unwrap_or(serde_json::Value::Null);
+    if report["entries_applied"].as_u64() == Some(0) {
+        // Then the archive took a base at the end (the log was purged past what it had
+        // shipped): the restore did not measure a replay, and must not pass for one.
+        return Err(format!(
+            "the restore replayed no archived entry (a base at the end): {}",
+            String::from_utf8_lossy(&status.stdout).trim()
+        ));
+    }
     let restore = Row::new(RESTORE_CASE)
         .timed(wall.as_secs_f64(), Some(bytes), None)
         .note(format!(
