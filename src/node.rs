@@ -410,12 +410,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         }
         None => {
             // Content kept for an archiver that no longer runs would stay for good.
-            for load in crate::store::restore::files::archived_loads(&opts.data_dir, u64::MAX) {
-                crate::store::restore::files::forget_archived_load(
-                    &opts.data_dir,
-                    load.log_id.index,
-                );
-            }
+            crate::store::restore::files::forget_archived_loads(&opts.data_dir);
             None
         }
     };

@@ -232,9 +232,7 @@ pub fn start(
                 // The leader ships the loads, so none is kept here.
                 shipped = None;
                 store.keep_loads_for_archive(false);
-                for load in files::archived_loads(store.data_dir(), u64::MAX) {
-                    files::forget_archived_load(store.data_dir(), load.log_id.index);
-                }
+                files::forget_archived_loads(store.data_dir());
                 continue;
             }
             match tick(&store, &storage, &config, &stats, &mut shipped).await {

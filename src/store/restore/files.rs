@@ -154,6 +154,13 @@ pub fn archived_loads(data_dir: &Path, applied: u64) -> Vec<ArchivedLoad> {
     loads
 }
 
+/// Removes every load kept for the archiver (this node does not ship them).
+pub fn forget_archived_loads(data_dir: &Path) {
+    for load in archived_loads(data_dir, u64::MAX) {
+        forget_archived_load(data_dir, load.log_id.index);
+    }
+}
+
 /// Removes a kept load (its record first: without it the content is not one).
 pub fn forget_archived_load(data_dir: &Path, index: u64) {
     let _ = std::fs::remove_file(archived_load_record(data_dir, index));
