@@ -449,3 +449,21 @@ fn execute_batch_bytes_stores_invalid_utf8_literals_exactly() {
         "connection is closed"
     );
 }
+
+#[test]
+fn load_extension_misuse_is_an_error_and_sql_loading_stays_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_lib = dir.path().join("not-an-extension.so");
+    std::fs::write(&not_lib, b"plain text").unwrap();
+    let c = mem();
+    let err = c.load_extension(&not_lib).unwrap_err();
+    assert!(err.message.contains("not-an-extension.so"), "{err:?}");
+    let err = c.load_extension(&dir.path().join("missing.so")).unwrap_err();
+    assert!(err.message.contains("missing.so"), "{err:?}");
+    // The C API was on for the call only; SQL's load_extension() never was.
+    let q = c.execute_batch(&format!("SELECT load_extension('{}')", not_lib.display()));
+    assert!(q.is_err());
+    let mut closed = mem();
+    closed.close().unwrap();
+    assert!(closed.load_extension(&not_lib).is_err());
+}
