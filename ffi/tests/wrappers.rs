@@ -458,7 +458,9 @@ fn load_extension_misuse_is_an_error_and_sql_loading_stays_off() {
     let c = mem();
     let err = c.load_extension(&not_lib).unwrap_err();
     assert!(err.message.contains("not-an-extension.so"), "{err:?}");
-    let err = c.load_extension(&dir.path().join("missing.so")).unwrap_err();
+    let err = c
+        .load_extension(&dir.path().join("missing.so"))
+        .unwrap_err();
     assert!(err.message.contains("missing.so"), "{err:?}");
     // The C API was on for the call only; SQL's load_extension() never was.
     let q = c.execute_batch(&format!("SELECT load_extension('{}')", not_lib.display()));
