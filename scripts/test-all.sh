@@ -13,7 +13,12 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-step() { printf '\n=== %s ===\n' "$*"; }
+# Each banner also shows the room left on the disk of target/: a step that dies of a full disk
+# (the linker's Bus error, gcc's "No space left") is then recognisable from the log alone.
+step() {
+  printf '\n=== %s ===\n' "$*"
+  df -h "$ROOT" 2>/dev/null | awk 'NR == 2 { print "(disk: " $4 " free of " $2 ")" }' || true
+}
 
 step "install prerequisites"
 # sqlite3 is the dump reference (the dump tests need 3.40.x, Debian 12's package); curl is the
@@ -103,6 +108,11 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --test dump_conformance -- --nocapture
 fi
+
+# The debug test binaries are not needed past this point (the fuzz and benchmark builds have
+# their own), and a fresh clone's CI disk can be small: they go before the fuzz build
+# (about 5 GB) under CI. A developer's checkout keeps them.
+if [ "${CI:-}" = "true" ]; then rm -rf "$ROOT/target/debug"; fi
 
 if [ -f scripts/fuzz-smoke.sh ]; then
   step "fuzz smoke"
