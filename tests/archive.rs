@@ -633,3 +633,76 @@ fn a_base_after_a_restart_keeps_its_entries_time() {
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains("oldest base"), "{stderr}");
 }
+
+/// Writes that outrun the archive: snapshots every 40 entries keep 5 behind, and the archive
+/// ships once a second, so the log is asked to purge entries the archive does not hold yet.
+/// While archiving, the log keeps them (the purges wait for the archive): no base is taken
+/// for a gap, and every point written restores to the digest the node had there.
+#[test]
+fn writes_faster_than_the_log_keeps_them_are_all_archived() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let cfg = config(
+        tmp.path(),
+        &dir,
+        r#"{"max_delay":"1s","base_interval":"1h"}"#,
+    );
+    let node = Node::start(&[
+        "-auto-backup",
+        cfg.to_str().unwrap(),
+        "-raft-snap",
+        "40",
+        "-raft-trailing-logs",
+        "5",
+    ]);
+    node.execute(r#"["CREATE TABLE t(n, r)"]"#);
+    wait_shipped(&node, digest(&node).0);
+    let bases = archiver(&node)["bases_taken"].as_u64().unwrap();
+    let purged = || {
+        node.get("/status").json()["store"]["raft"]["purged_index"]
+            .as_u64()
+            .unwrap()
+    };
+    let shipped = || archiver(&node)["shipped_index"].as_u64().unwrap_or(0);
+
+    // Write until the log has been asked to purge past what the archive held then (bounded).
+    let mut points = Vec::new();
+    let mut outran = false;
+    for i in 0..3000 {
+        node.execute(&format!(r#"["INSERT INTO t VALUES({i}, random())"]"#));
+        if i % 20 == 0 {
+            points.push(digest(&node));
+            let held = shipped();
+            if purged() > held + 40 {
+                outran = true;
+                if points.len() >= 8 {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        outran,
+        "the writes never outran the archive: {}",
+        archiver(&node)
+    );
+    points.push(digest(&node));
+    points.dedup();
+    let last = points.last().unwrap().0;
+    wait_shipped(&node, last);
+    assert_eq!(
+        archiver(&node)["bases_taken"].as_u64().unwrap(),
+        bases,
+        "no base for a gap: {}\n{}",
+        archiver(&node),
+        node.log()
+    );
+    drop(node);
+
+    let points: Vec<&(u64, String)> = points.iter().collect();
+    for (index, want) in points {
+        let out = tmp.path().join(format!("at-{index}.db"));
+        let report = restored_to(&cfg, &["--to-index", &index.to_string()], &out);
+        assert_eq!(report["digest"], *want, "at {index}: {report}");
+    }
+}

@@ -160,49 +160,80 @@ fn openraft_suite_passes_with_tiny_segments() {
     Suite::test_all(DiskLogBuilder { segment_size: 100 }).expect("the openraft storage suite");
 }
 
-/// A purge past the state machine's durable snapshot (what openraft 0.9 asks for while a
-/// snapshot is still being installed) is held back, and runs when the state machine says the
-/// snapshot is durable; a purge the snapshot covers runs at once.
+/// A purge past what may be purged (the state machine's durable snapshot, what openraft 0.9
+/// asks for while a snapshot is still being installed; or, while archiving, the archived
+/// index) runs up to that point and holds back the rest, which runs as the point moves; a
+/// purge that is covered runs at once.
 #[tokio::test]
-async fn a_purge_past_the_durable_snapshot_waits_for_it() {
+async fn a_purge_past_what_may_be_purged_waits_for_it() {
     use openraft::storage::RaftLogStorage as _;
-    use raftlite::raft::log::openraft::PurgeGate;
+    use openraft::{Entry, EntryPayload};
+    use raftlite::raft::log::openraft::{encode_entry, PurgeGate, ENTRY_KIND_BINCODE};
     use raftlite::raft::log::record::RecordRef;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     let dir = tempfile::tempdir().unwrap();
-    let durable = Arc::new(AtomicU64::new(3));
+    let purgeable = Arc::new(AtomicU64::new(3));
     let gate = PurgeGate::new({
-        let durable = Arc::clone(&durable);
-        move || Some(durable.load(Ordering::SeqCst))
+        let purgeable = Arc::clone(&purgeable);
+        move || Some(purgeable.load(Ordering::SeqCst))
     });
     let mut store = RaftLogStore::<TestTypes>::open(dir.path().join("raft"), LogOptions::default())
         .unwrap()
         .with_purge_gate(Arc::clone(&gate));
-    let data = b"entry".to_vec();
-    let records: Vec<RecordRef<'_>> = (1..=10)
-        .map(|index| RecordRef {
+    let log_id = |index| LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
+    // Real entries: a partial purge names its new purge point by the entry's log id.
+    let payloads: Vec<Vec<u8>> = (1..=10)
+        .map(|index| {
+            encode_entry(&Entry::<TestTypes> {
+                log_id: log_id(index),
+                payload: EntryPayload::Blank,
+            })
+            .unwrap()
+        })
+        .collect();
+    let records: Vec<RecordRef<'_>> = payloads
+        .iter()
+        .zip(1..)
+        .map(|(data, index)| RecordRef {
             index,
             term: 1,
-            kind: 1,
-            data: &data,
+            kind: ENTRY_KIND_BINCODE,
+            data,
         })
         .collect();
     store.engine().append(&records).unwrap();
-    let log_id = |index| LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
     let purged = |store: &RaftLogStore<TestTypes>| store.engine().bounds().purged.map(|p| p.index);
+    let purged_id = |store: &RaftLogStore<TestTypes>| {
+        let id = store.engine().bounds().purged.unwrap().id;
+        raftlite::raft::log::openraft::decode_entry_bytes::<LogId<u64>>(&id).unwrap()
+    };
 
     store.purge(log_id(2)).await.unwrap();
     assert_eq!(purged(&store), Some(2), "covered: at once");
     store.purge(log_id(8)).await.unwrap();
     assert_eq!(
         purged(&store),
-        Some(2),
-        "past the durable snapshot: held back"
+        Some(3),
+        "up to what may be purged, the rest held back"
     );
-    gate.snapshot_durable(store.engine()).unwrap();
-    assert_eq!(purged(&store), Some(2), "still not covered");
-    durable.store(8, Ordering::SeqCst);
-    gate.snapshot_durable(store.engine()).unwrap();
-    assert_eq!(purged(&store), Some(8), "run once the snapshot is durable");
+    assert_eq!(purged_id(&store), log_id(3), "the entry's own log id");
+    assert!(gate.has_deferred());
+    gate.run_deferred(store.engine()).unwrap();
+    assert_eq!(purged(&store), Some(3), "nothing moved");
+    purgeable.store(5, Ordering::SeqCst);
+    gate.run_deferred(store.engine()).unwrap();
+    assert_eq!(purged(&store), Some(5), "a part as the point moves");
+    assert!(gate.has_deferred());
+    purgeable.store(9, Ordering::SeqCst);
+    gate.run_deferred(store.engine()).unwrap();
+    assert_eq!(
+        purged(&store),
+        Some(8),
+        "the whole purge asked for, no further"
+    );
+    assert_eq!(purged_id(&store), log_id(8));
+    assert!(!gate.has_deferred());
+    gate.run_deferred(store.engine()).unwrap();
+    assert_eq!(purged(&store), Some(8));
 }

@@ -231,23 +231,23 @@ pub fn start(
                 // Another node may ship meanwhile: read the storage again when leading again.
                 // The leader ships the loads, so none is kept here.
                 shipped = None;
-                store.keep_loads_for_archive(false);
+                store.set_archive_active(false);
                 files::forget_archived_loads(store.data_dir());
                 continue;
             }
             match tick(&store, &storage, &config, &stats, &mut shipped).await {
                 // Loads are kept only while they can be shipped: during an outage their
                 // content would pile up on the disk (the archive takes a base after them).
-                Ok(()) => store.keep_loads_for_archive(true),
+                Ok(()) => store.set_archive_active(true),
                 Err(e) => {
-                    store.keep_loads_for_archive(false);
+                    store.set_archive_active(false);
                     stats.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("archiving to {} failed: {e:#}", storage.describe());
                     shipped = None;
                 }
             }
         }
-        store.keep_loads_for_archive(false);
+        store.set_archive_active(false);
     });
     Archiver { task, wake }
 }

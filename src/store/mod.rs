@@ -187,6 +187,8 @@ pub struct Store {
     backups: Arc<backup::Backups>,
     /// The Raft log (openraft owns its adapter): its size and committed index for `/metrics`.
     log: LogEngine,
+    /// The purges the archiver holds back run when it ships more (see `PurgeGate`).
+    purge_gate: Arc<PurgeGate>,
 }
 
 /// Counters shown in `/status` and `/debug/vars`.
@@ -255,21 +257,30 @@ impl Store {
         let bounds = log.engine().bounds();
         sm.record_snapshot_if_ahead(bounds.last_index, bounds.purged.map(|p| p.index))
             .await?;
-        // A purge past the durable snapshot waits for it (see `PurgeGate`).
+        // A purge past the durable snapshot waits for it, and while this node archives, a
+        // purge past what the archive holds waits for the archiver (see `PurgeGate`).
         let purge_gate = PurgeGate::new({
             let shared = Arc::clone(&shared);
+            let engine = log.engine().clone();
             move || {
-                shared
+                let snapshot = shared
                     .last_snapshot
                     .lock()
                     .as_ref()
                     .and_then(|m| m.last_log_id)
-                    .map(|l| l.index)
+                    .map(|l| l.index)?;
+                let holding = shared.archive_active.load(Ordering::Relaxed)
+                    && engine.disk_bytes() < ARCHIVE_HOLD_MAX_BYTES;
+                Some(if holding {
+                    snapshot.min(shared.archived_index.load(Ordering::Relaxed))
+                } else {
+                    snapshot
+                })
             }
         });
         let log = log.with_purge_gate(Arc::clone(&purge_gate));
         let log_engine = log.engine().clone();
-        let sm = sm.with_purge_gate(purge_gate, log.engine().clone());
+        let sm = sm.with_purge_gate(Arc::clone(&purge_gate), log.engine().clone());
         let election_ms = opts.election_timeout.as_millis().max(150) as u64;
         let config = openraft::Config {
             cluster_name: "raftlite".into(),
@@ -293,11 +304,7 @@ impl Store {
         let opened_with_state = raft.is_initialized().await.context("read Raft state")?;
         let (load_tx, load_rx) = tokio::sync::mpsc::unbounded_channel();
         *shared.load_applied.lock() = Some(load_tx);
-        tokio::spawn(snapshot_after_loads(
-            raft.clone(),
-            load_rx,
-            Arc::clone(&shared),
-        ));
+        tokio::spawn(snapshot_after_loads(raft.clone(), load_rx));
         tokio::spawn(track_member_addrs(raft.clone(), Arc::clone(&shared)));
         tokio::spawn(stop_when_raft_fails(raft.clone()));
         tokio::spawn(checkpoint_wal(Arc::downgrade(&db)));
@@ -307,6 +314,7 @@ impl Store {
             node_id,
             writes: batcher::WriteBatcher::start(raft.clone(), Arc::clone(&shared.metrics)),
             log: log_engine,
+            purge_gate,
             raft,
             shared,
             data_dir: opts.data_dir,
@@ -466,19 +474,26 @@ impl Store {
         }
     }
 
-    /// Whether applying a load keeps its content for the archiver (`archive`: on while this
-    /// node leads and archives).
-    pub fn keep_loads_for_archive(&self, on: bool) {
-        self.shared
-            .keep_loads_for_archive
-            .store(on, std::sync::atomic::Ordering::Relaxed);
+    /// Whether this node archives (`archive`: on while it leads and its last shipment
+    /// succeeded): applying a load then keeps its content for the archiver, and the log is
+    /// not purged past what the archive holds. Switched off, the purges that waited run.
+    pub fn set_archive_active(&self, on: bool) {
+        self.shared.archive_active.store(on, Ordering::Relaxed);
+        if !on {
+            self.run_deferred_purge();
+        }
     }
 
-    /// The archiver has everything up to `index` in storage.
+    /// The archiver has everything up to `index` in storage: the log may be purged to it.
     pub fn note_archived(&self, index: u64) {
-        self.shared
-            .archived_index
-            .store(index, std::sync::atomic::Ordering::Relaxed);
+        self.shared.archived_index.store(index, Ordering::Relaxed);
+        self.run_deferred_purge();
+    }
+
+    fn run_deferred_purge(&self) {
+        if let Err(e) = self.purge_gate.run_deferred(&self.log) {
+            tracing::warn!("the log's purge held back for the archive: {e}");
+        }
     }
 
     pub fn is_voter(&self) -> bool {
@@ -964,22 +979,10 @@ async fn track_member_addrs(raft: Raft, shared: Arc<SharedState>) {
 
 /// After each applied load: take a snapshot, then purge the log up to the load entry, so a
 /// node that joins (or falls behind) later receives the loaded database as a snapshot instead
-/// of replaying an entry whose staged content may be gone. While this node archives, the
-/// purge first waits (at most [`ARCHIVE_PURGE_WAIT`]) until the archive holds the load entry:
-/// the entries before it may not be in storage yet, and the archiver ships from the log.
-async fn snapshot_after_loads(
-    raft: Raft,
-    mut applied: tokio::sync::mpsc::UnboundedReceiver<u64>,
-    shared: Arc<SharedState>,
-) {
+/// of replaying an entry whose staged content may be gone. While this node archives, the log
+/// itself keeps the entries the archive lacks (`PurgeGate`).
+async fn snapshot_after_loads(raft: Raft, mut applied: tokio::sync::mpsc::UnboundedReceiver<u64>) {
     while let Some(index) = applied.recv().await {
-        let waited_since = Instant::now();
-        while shared.keep_loads_for_archive.load(Ordering::Relaxed)
-            && shared.archived_index.load(Ordering::Relaxed) < index
-            && waited_since.elapsed() < ARCHIVE_PURGE_WAIT
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         if let Err(e) = raft.trigger().snapshot().await {
             tracing::warn!("snapshot after a load: {e}");
             continue;
@@ -1006,9 +1009,10 @@ async fn snapshot_after_loads(
     }
 }
 
-/// The longest the purge after a load waits for the archiver (a storage that is down): then
-/// the log is purged anyway, and the archiver continues from a base.
-const ARCHIVE_PURGE_WAIT: Duration = Duration::from_secs(120);
+/// While this node archives, the log keeps what the archive lacks only up to this size on
+/// disk: an archive that falls that far behind (a storage slower than the writes) continues
+/// from a base instead of filling the disk (`docs/backup.md`, "Limits").
+const ARCHIVE_HOLD_MAX_BYTES: u64 = 1 << 30;
 
 /// Stops the process when openraft stops Raft on a fatal error (a storage error of the log or
 /// the state machine it cannot go on from, such as a failed fsync): without Raft the node

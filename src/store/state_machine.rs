@@ -84,12 +84,13 @@ pub struct SharedState {
     /// The node's Prometheus metrics (`GET /metrics`); the state machine records each entry's
     /// apply time, the store everything else.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Set by the archiver while this node leads and archives (`archive`): each load's
-    /// content is then kept for it at apply ([`files::keep_load_for_archive`]), since the log
-    /// only references it.
-    pub keep_loads_for_archive: std::sync::atomic::AtomicBool,
-    /// The highest index the archiver has in storage (0: none, or not archiving): the purge
-    /// after a load waits for it, so the log still holds what the archive lacks.
+    /// Set by the archiver while this node leads and its last shipment succeeded (`archive`):
+    /// each load's content is then kept for it at apply ([`files::keep_load_for_archive`]),
+    /// since the log only references it, and the log is not purged past `archived_index`.
+    pub archive_active: std::sync::atomic::AtomicBool,
+    /// The highest index the archiver has in storage (0: none, or not archiving): while
+    /// archiving, the log's purges wait for it (`PurgeGate`), so the log still holds what the
+    /// archive lacks.
     pub archived_index: AtomicU64,
 }
 
@@ -350,7 +351,7 @@ impl SqliteStateMachine {
         };
         let kept_for_archive = !recovered
             && !prepared
-            && self.shared.keep_loads_for_archive.load(Ordering::Relaxed)
+            && self.shared.archive_active.load(Ordering::Relaxed)
             && room_to_copy()
             && files::keep_load_for_archive(
                 &self.data_dir,
@@ -679,7 +680,7 @@ impl RaftStateMachine<TypeConfig> for SqliteStateMachine {
         self.remember_snapshot(meta).map_err(io_error)?;
         // The log's purge up to the snapshot waited for this (see `PurgeGate`).
         if let Some((gate, log)) = &self.purge_gate {
-            gate.snapshot_durable(log).map_err(io_error)?;
+            gate.run_deferred(log).map_err(io_error)?;
         }
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
         Ok(())
@@ -1079,7 +1080,7 @@ impl SqliteSnapshotBuilder {
         *self.shared.last_snapshot.lock() = Some(meta.clone());
         // A purge held back for a durable snapshot may be covered now (see `PurgeGate`).
         if let Some((gate, log)) = &self.purge_gate {
-            gate.snapshot_durable(log).map_err(io_error)?;
+            gate.run_deferred(log).map_err(io_error)?;
         }
         tracing::info!(
             index,

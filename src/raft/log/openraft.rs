@@ -42,35 +42,48 @@ pub struct RaftLogStore<C: RaftTypeConfig> {
     _types: PhantomData<fn() -> C>,
 }
 
-/// Holds back a purge of the log past the state machine's durable snapshot until that snapshot
-/// is durable.
+/// Holds back a purge of the log past what may be purged yet: the state machine's durable
+/// snapshot and, while this node archives, the last entry the archive holds.
 ///
 /// openraft 0.9, installing a snapshot on a follower, asks for the purge of the log up to the
 /// snapshot at the same time as the install, not after it. Done at once, a crash before the
 /// install was durable left a log purged past anything the state machine held, which openraft
-/// refuses at every later start (`purge_upto <= snapshot_last_log_id`). So a purge the
-/// durable snapshot does not cover is only remembered, and the state machine runs it
-/// ([`PurgeGate::snapshot_durable`]) once it has recorded the snapshot, before the install is
-/// answered: the leader sends the entries after the snapshot only then, so none is appended
-/// before the purge. Every other purge (after a snapshot this node built, at start-up) is
-/// covered and runs at once.
+/// refuses at every later start (`purge_upto <= snapshot_last_log_id`). And the archiver
+/// (`archive`) ships entries from the log, about a second behind it: a snapshot taken under a
+/// write rate above `-raft-trailing-logs` entries in that second purged entries it had not
+/// shipped, and the points between them could never be restored.
+///
+/// So a purge asks the gate: the part that `purgeable` allows runs at once, the rest is
+/// remembered, and runs ([`PurgeGate::run_deferred`]) when the state machine has recorded a
+/// snapshot (before an install is answered: the leader sends the entries after the snapshot
+/// only then, so none is appended before the purge) or the archiver has shipped more.
+/// openraft is told the whole purge is done: it only reads the log above what it asked to
+/// purge, so entries kept longer are never read, and the engine's own purge point (what a
+/// restart reads) is always one the state machine covers.
 pub struct PurgeGate {
-    durable: Box<dyn Fn() -> Option<u64> + Send + Sync>,
+    purgeable: Box<dyn Fn() -> Option<u64> + Send + Sync>,
+    /// The encoded log id of the entry at an index (set by [`RaftLogStore::with_purge_gate`],
+    /// which knows the entries' type): a purge up to an index openraft did not name.
+    id_at: std::sync::OnceLock<EncodedLogIdAt>,
     deferred: parking_lot::Mutex<Option<(u64, Vec<u8>)>>,
 }
 
+/// Reads the encoded log id of the entry at an index, if the log holds it.
+type EncodedLogIdAt = fn(&LogEngine, u64) -> Option<Vec<u8>>;
+
 impl PurgeGate {
-    /// A gate that reads the index of the state machine's durable snapshot with `durable`
-    /// (`None`: no snapshot yet).
-    pub fn new(durable: impl Fn() -> Option<u64> + Send + Sync + 'static) -> Arc<PurgeGate> {
+    /// A gate that reads the highest index the log may be purged to now with `purgeable`
+    /// (`None`: none).
+    pub fn new(purgeable: impl Fn() -> Option<u64> + Send + Sync + 'static) -> Arc<PurgeGate> {
         Arc::new(PurgeGate {
-            durable: Box::new(durable),
+            purgeable: Box::new(purgeable),
+            id_at: std::sync::OnceLock::new(),
             deferred: parking_lot::Mutex::new(None),
         })
     }
 
     fn covers(&self, index: u64) -> bool {
-        (self.durable)().is_some_and(|d| d >= index)
+        (self.purgeable)().is_some_and(|d| d >= index)
     }
 
     fn defer(&self, index: u64, id: Vec<u8>) {
@@ -80,17 +93,41 @@ impl PurgeGate {
         }
     }
 
-    /// The state machine has recorded a durable snapshot: runs the deferred purge it covers.
-    pub fn snapshot_durable(&self, engine: &LogEngine) -> Result<(), LogError> {
-        let due = {
-            let mut deferred = self.deferred.lock();
-            match deferred.as_ref() {
-                Some((index, _)) if self.covers(*index) => deferred.take(),
-                _ => None,
-            }
+    /// Whether a purge waits for the snapshot or the archive.
+    pub fn has_deferred(&self) -> bool {
+        self.deferred.lock().is_some()
+    }
+
+    /// Runs what `purgeable` now allows of the deferred purge: all of it, or the part up to
+    /// the allowed index (the rest stays deferred). Called when the snapshot or the archive
+    /// moved.
+    pub fn run_deferred(&self, engine: &LogEngine) -> Result<(), LogError> {
+        let mut deferred = self.deferred.lock();
+        let Some((index, _)) = deferred.as_ref() else {
+            return Ok(());
         };
-        match due {
-            Some((index, id)) => engine.purge(index, id),
+        let index = *index;
+        let Some(allowed) = (self.purgeable)() else {
+            return Ok(());
+        };
+        if allowed >= index {
+            // Cleared only once done: a purge that failed (a full disk) is tried again.
+            let id = deferred
+                .as_ref()
+                .map(|(_, id)| id.clone())
+                .unwrap_or_default();
+            engine.purge(index, id)?;
+            *deferred = None;
+            return Ok(());
+        }
+        let already = engine.bounds().purged.map_or(0, |p| p.index);
+        if allowed <= already {
+            return Ok(());
+        }
+        // The entry at `allowed` names the new purge point; a log that does not hold it (a
+        // follower's log behind the snapshot it installs) waits for the whole purge.
+        match self.id_at.get().and_then(|id_at| id_at(engine, allowed)) {
+            Some(id) => engine.purge(allowed, id),
             None => Ok(()),
         }
     }
@@ -129,12 +166,6 @@ impl<C: RaftTypeConfig> RaftLogStore<C> {
     /// Makes writes waiting for disk space give up once `stopping` is set.
     pub fn with_stopping(mut self, stopping: Arc<AtomicBool>) -> Self {
         self.stopping = stopping;
-        self
-    }
-
-    /// Holds back purges past the state machine's durable snapshot (see [`PurgeGate`]).
-    pub fn with_purge_gate(mut self, gate: Arc<PurgeGate>) -> Self {
-        self.purge_gate = Some(gate);
         self
     }
 
@@ -218,6 +249,26 @@ pub fn encode_entry<E: Serialize>(entry: &E) -> Result<Vec<u8>, bincode::Error> 
 /// [`encode_entry`]).
 pub fn decode_entry_bytes<E: DeserializeOwned>(bytes: &[u8]) -> Result<E, bincode::Error> {
     bincode::deserialize(bytes)
+}
+
+impl<C> RaftLogStore<C>
+where
+    C: RaftTypeConfig,
+    C::Entry: DeserializeOwned,
+{
+    /// Holds back purges past what the snapshot and the archive allow (see [`PurgeGate`]).
+    pub fn with_purge_gate(mut self, gate: Arc<PurgeGate>) -> Self {
+        let _ = gate.id_at.set(Self::encoded_log_id_at);
+        self.purge_gate = Some(gate);
+        self
+    }
+
+    /// The encoded log id of the entry at `index`, if the log holds it (for [`PurgeGate`]).
+    fn encoded_log_id_at(engine: &LogEngine, index: u64) -> Option<Vec<u8>> {
+        let record = engine.get(index).ok()??;
+        let entry = decode_entry::<C>(&record).ok()?;
+        encode(entry.get_log_id()).ok()
+    }
 }
 
 // openraft's error type is large; it is what the trait methods return anyway.
@@ -382,12 +433,18 @@ where
         let id = encode(&log_id).map_err(write_error)?;
         if let Some(gate) = &self.purge_gate {
             if !gate.covers(log_id.index) {
-                tracing::info!(
+                tracing::debug!(
                     upto = log_id.index,
-                    "purge deferred until the snapshot being installed is durable"
+                    "purge deferred (past the durable snapshot or the archived index)"
                 );
                 gate.defer(log_id.index, id);
-                return Ok(());
+                let engine = self.engine.clone();
+                let gate = Arc::clone(gate);
+                return wait_for_room("the purge", &self.stopping, move || {
+                    gate.run_deferred(&engine)
+                })
+                .await
+                .map_err(write_error);
             }
         }
         wait_for_room("the purge", &self.stopping, || {
