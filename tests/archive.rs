@@ -706,3 +706,51 @@ fn writes_faster_than_the_log_keeps_them_are_all_archived() {
         assert_eq!(report["digest"], *want, "at {index}: {report}");
     }
 }
+
+/// The log's hold for the archive ends when shipping fails: a storage that is gone must not
+/// make the log grow without end. Small segments make the purges visible as files.
+#[test]
+fn when_the_storage_fails_the_log_is_purged_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let cfg = config(
+        tmp.path(),
+        &dir,
+        r#"{"max_delay":"200ms","base_interval":"1h"}"#,
+    );
+    let node = Node::start(&[
+        "-auto-backup",
+        cfg.to_str().unwrap(),
+        "-raft-snap",
+        "40",
+        "-raft-trailing-logs",
+        "5",
+        "-raft-log-segment-size",
+        "2048",
+    ]);
+    node.execute(r#"["CREATE TABLE t(n, pad)"]"#);
+    wait_shipped(&node, digest(&node).0);
+    // The storage goes: its folder becomes a file.
+    std::fs::rename(&dir, tmp.path().join("gone")).unwrap();
+    std::fs::write(&dir, b"not a folder").unwrap();
+    let failures = || archiver(&node)["failures"].as_u64().unwrap_or(0);
+    for i in 0..400 {
+        node.execute(&format!(
+            r#"["INSERT INTO t VALUES({i}, randomblob(200))"]"#
+        ));
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || failures() >= 1),
+        "{}",
+        archiver(&node)
+    );
+    // 400 entries of ~300 bytes fill ~60 segments; purged, a few remain.
+    node.execute(r#"["INSERT INTO t VALUES(-1, randomblob(200))"]"#);
+    let segments = || common::files_named(&node.data_dir.join("raft"), "").len();
+    assert!(
+        wait_until(Duration::from_secs(10), || segments() < 20),
+        "the log still holds {} files after the archive failed: {}",
+        segments(),
+        archiver(&node)
+    );
+}
