@@ -707,16 +707,17 @@ fn writes_faster_than_the_log_keeps_them_are_all_archived() {
     }
 }
 
-/// The log's hold for the archive ends when shipping fails: a storage that is gone must not
-/// make the log grow without end. Small segments make the purges visible as files.
+/// The log held for an archive that cannot ship stops at `max_log_hold_bytes`: a storage
+/// that is gone must not make the log grow without end. Small segments make the purges
+/// visible as files.
 #[test]
-fn when_the_storage_fails_the_log_is_purged_again() {
+fn the_log_held_for_the_archive_stops_at_its_size_limit() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("backups");
     let cfg = config(
         tmp.path(),
         &dir,
-        r#"{"max_delay":"200ms","base_interval":"1h"}"#,
+        r#"{"max_delay":"200ms","base_interval":"1h","max_log_hold_bytes":20000}"#,
     );
     let node = Node::start(&[
         "-auto-backup",
@@ -744,13 +745,100 @@ fn when_the_storage_fails_the_log_is_purged_again() {
         "{}",
         archiver(&node)
     );
-    // 400 entries of ~300 bytes fill ~60 segments; purged, a few remain.
+    // 400 entries of ~300 bytes fill ~60 segments; past 20,000 bytes the log is purged.
     node.execute(r#"["INSERT INTO t VALUES(-1, randomblob(200))"]"#);
     let segments = || common::files_named(&node.data_dir.join("raft"), "").len();
     assert!(
         wait_until(Duration::from_secs(10), || segments() < 20),
-        "the log still holds {} files after the archive failed: {}",
+        "the log still holds {} files past its hold limit: {}",
         segments(),
         archiver(&node)
     );
+}
+
+/// A storage outage loses no entry: the leader's log keeps what the archive lacks through
+/// the failed ticks, snapshots and the purge after a load included. A database file loaded
+/// just before the outage ends its history: that history gets its last entries once the
+/// storage is back (the shipment is retried), and every point on both sides restores.
+#[test]
+fn an_outage_loses_nothing_and_the_history_a_load_ends_gets_its_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let cfg = config(
+        tmp.path(),
+        &dir,
+        r#"{"max_delay":"3s","base_interval":"1h"}"#,
+    );
+    let node = Node::start(&[
+        "-auto-backup",
+        cfg.to_str().unwrap(),
+        "-raft-snap",
+        "20",
+        "-raft-trailing-logs",
+        "2",
+    ]);
+    node.execute(r#"["CREATE TABLE t(n, r)"]"#);
+    wait_shipped(&node, digest(&node).0);
+    let file = tmp.path().join("other.db");
+    common::sqlite3(
+        &file,
+        "CREATE TABLE other(x); INSERT INTO other VALUES('loaded');",
+    );
+
+    // Right after a tick: writes, the load (kept: the last tick succeeded), then the outage,
+    // all before the next tick (3 s).
+    let mut points = Vec::new();
+    for i in 0..30 {
+        node.execute(&format!(r#"["INSERT INTO t VALUES({i}, random())"]"#));
+        if i % 10 == 9 {
+            points.push(digest(&node));
+        }
+    }
+    let at = load(
+        &node,
+        "application/octet-stream",
+        std::fs::read(&file).unwrap(),
+    );
+    points.push(digest(&node));
+    std::fs::rename(&dir, tmp.path().join("away")).unwrap();
+    std::fs::write(&dir, b"not a folder").unwrap();
+    let shipped = archiver(&node)["shipped_index"].as_u64().unwrap_or(0);
+    assert!(
+        shipped < points[0].0,
+        "the test needs the outage to start before the writes were shipped: {}",
+        archiver(&node)
+    );
+    for i in 0..30 {
+        node.execute(&format!(r#"["INSERT INTO other VALUES({i})"]"#));
+        if i % 10 == 9 {
+            points.push(digest(&node));
+        }
+    }
+    let failures = || archiver(&node)["failures"].as_u64().unwrap_or(0);
+    assert!(
+        wait_until(Duration::from_secs(15), || failures() >= 1),
+        "{}",
+        archiver(&node)
+    );
+    // Snapshots and the purge after the load were asked for meanwhile.
+    let purged = node.get("/status").json()["store"]["raft"]["purged_index"]
+        .as_u64()
+        .unwrap();
+    assert!(purged >= at, "purged to {purged}, the load at {at}");
+
+    // The storage comes back.
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(tmp.path().join("away"), &dir).unwrap();
+    let last = points.last().unwrap().0;
+    wait_shipped(&node, last);
+    wait_no_kept_loads(&node);
+    drop(node);
+    for (index, want) in &points {
+        let out = tmp.path().join(format!("at-{index}.db"));
+        let report = restored_to(&cfg, &["--to-index", &index.to_string()], &out);
+        assert_eq!(
+            report["digest"], *want,
+            "at {index} (load at {at}): {report}"
+        );
+    }
 }

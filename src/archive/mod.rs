@@ -232,9 +232,13 @@ pub fn start(
                 // The leader ships the loads, so none is kept here.
                 shipped = None;
                 store.set_archive_active(false);
+                store.hold_log_for_archive(0);
                 files::forget_archived_loads(store.data_dir());
                 continue;
             }
+            // The log keeps what the archive lacks, through a failed tick too (up to the
+            // configured size): an outage loses nothing while it lasts less.
+            store.hold_log_for_archive(config.max_log_hold_bytes);
             match tick(&store, &storage, &config, &stats, &mut shipped).await {
                 // Loads are kept only while they can be shipped: during an outage their
                 // content would pile up on the disk (the archive takes a base after them).
@@ -248,6 +252,7 @@ pub fn start(
             }
         }
         store.set_archive_active(false);
+        store.hold_log_for_archive(0);
     });
     Archiver { task, wake }
 }
@@ -282,16 +287,29 @@ async fn tick(
         kept.iter()
             .find(|l| l.kind == LoadKind::Sqlite && l.lineage.as_deref() == Some(history))
     };
-    if let Some(old) = shipped.take_if(|s| s.history != history) {
-        if let Some(load) = starts_history(&history) {
-            // The old history ends with the load's entry: what it lacks of it goes first.
-            let mut old = old;
+    if let Some(load) = starts_history(&history) {
+        // A database file's load ends the history before it, which gets its entries up to
+        // the load first. A failed shipment fails the tick and the next one tries again: the
+        // load stays kept until the new history has its first base.
+        let ended = load
+            .ends_lineage
+            .as_deref()
+            .filter(|old| *old != history && valid_history(old));
+        if let Some(ended) = ended {
+            let mut old = match shipped.take_if(|s| s.history == ended) {
+                Some(old) => old,
+                None => read_shipped(store, storage, ended).await?,
+            };
             let end = load.log_id.index;
-            if let Err(e) = ship(store, storage, stats, &mut old, end).await {
-                tracing::warn!("archiving the end of history {} failed: {e:#}", old.history);
+            // A history without a base was never archived: nothing to continue.
+            if old.last_base.is_some() && old.index < end {
+                ship(store, storage, stats, &mut old, end)
+                    .await
+                    .with_context(|| format!("archive the end of history {ended}"))?;
             }
         }
     }
+    shipped.take_if(|s| s.history != history);
     if shipped.is_none() {
         *shipped = Some(read_shipped(store, storage, &history).await?);
     }

@@ -34,7 +34,8 @@ pub struct AutoBackupConfig {
 }
 
 /// Continuous archiving of the Raft log beside the backups, for point-in-time recovery
-/// (`crate::archive`): `"archive": {"max_delay": "1s", "base_interval": "1h", "keep_bases": 2}`.
+/// (`crate::archive`): `"archive": {"max_delay": "1s", "base_interval": "1h", "keep_bases": 2,
+/// "max_log_hold_bytes": 1073741824}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArchiveConfig {
     /// The longest an applied entry waits before it is shipped (default 1 s).
@@ -44,7 +45,15 @@ pub struct ArchiveConfig {
     pub base_interval: Duration,
     /// Base backups kept, with the log needed from the oldest (default 2, at least 1).
     pub keep_bases: usize,
+    /// The leader's log is not purged past what the archive holds while its segments take
+    /// less than this (default 1 GiB; 0: no hold): an archive that falls behind (an outage,
+    /// a storage slower than the writes) loses nothing until then, and continues from a
+    /// base after.
+    pub max_log_hold_bytes: u64,
 }
+
+/// [`ArchiveConfig::max_log_hold_bytes`]'s default.
+pub const DEFAULT_MAX_LOG_HOLD_BYTES: u64 = 1 << 30;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +64,8 @@ struct RawArchive {
     base_interval: Option<Interval>,
     #[serde(default)]
     keep_bases: Option<usize>,
+    #[serde(default)]
+    max_log_hold_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +179,7 @@ pub fn parse(text: &str) -> anyhow::Result<AutoBackupConfig> {
                 max_delay,
                 base_interval,
                 keep_bases,
+                max_log_hold_bytes: a.max_log_hold_bytes.unwrap_or(DEFAULT_MAX_LOG_HOLD_BYTES),
             })
         }
     };
@@ -390,20 +402,30 @@ mod tests {
             Some(ArchiveConfig {
                 max_delay: Duration::from_secs(1),
                 base_interval: Duration::from_secs(300),
-                keep_bases: 2
+                keep_bases: 2,
+                max_log_hold_bytes: 1 << 30,
             })
         );
-        let c = with(r#""archive":{"max_delay":"250ms","base_interval":"1h","keep_bases":5},"#)
-            .unwrap();
+        let c = with(
+            r#""archive":{"max_delay":"250ms","base_interval":"1h","keep_bases":5,"max_log_hold_bytes":0},"#,
+        )
+        .unwrap();
         let a = c.archive.unwrap();
         assert_eq!(
-            (a.max_delay, a.base_interval, a.keep_bases),
-            (Duration::from_millis(250), Duration::from_secs(3600), 5)
+            (
+                a.max_delay,
+                a.base_interval,
+                a.keep_bases,
+                a.max_log_hold_bytes
+            ),
+            (Duration::from_millis(250), Duration::from_secs(3600), 5, 0)
         );
         for bad in [
             r#""archive":{"keep_bases":0},"#,
             r#""archive":{"max_delay":"0s"},"#,
             r#""archive":{"maxdelay":"1s"},"#,
+            r#""archive":{"max_log_hold_bytes":-1},"#,
+            r#""archive":{"max_log_hold_bytes":"1GiB"},"#,
         ] {
             assert!(with(bad).is_err(), "{bad}");
         }

@@ -269,8 +269,8 @@ impl Store {
                     .as_ref()
                     .and_then(|m| m.last_log_id)
                     .map(|l| l.index)?;
-                let holding = shared.archive_active.load(Ordering::Relaxed)
-                    && engine.disk_bytes() < ARCHIVE_HOLD_MAX_BYTES;
+                let hold = shared.archive_log_hold.load(Ordering::Relaxed);
+                let holding = hold > 0 && engine.disk_bytes() < hold;
                 Some(if holding {
                     snapshot.min(shared.archived_index.load(Ordering::Relaxed))
                 } else {
@@ -474,12 +474,21 @@ impl Store {
         }
     }
 
-    /// Whether this node archives (`archive`: on while it leads and its last shipment
-    /// succeeded): applying a load then keeps its content for the archiver, and the log is
-    /// not purged past what the archive holds. Switched off, the purges that waited run.
+    /// Whether applying a load keeps its content for the archiver (`archive`: on while this
+    /// node leads and its last shipment succeeded).
     pub fn set_archive_active(&self, on: bool) {
         self.shared.archive_active.store(on, Ordering::Relaxed);
-        if !on {
+    }
+
+    /// While this node leads and archives (`archive`), its log is not purged past what the
+    /// archive holds until it takes `max_bytes` (0: no hold). Released, the purges that
+    /// waited run.
+    pub fn hold_log_for_archive(&self, max_bytes: u64) {
+        let was = self
+            .shared
+            .archive_log_hold
+            .swap(max_bytes, Ordering::Relaxed);
+        if max_bytes == 0 && was != 0 {
             self.run_deferred_purge();
         }
     }
@@ -1008,11 +1017,6 @@ async fn snapshot_after_loads(raft: Raft, mut applied: tokio::sync::mpsc::Unboun
         }
     }
 }
-
-/// While this node archives, the log keeps what the archive lacks only up to this size on
-/// disk: an archive that falls that far behind (a storage slower than the writes) continues
-/// from a base instead of filling the disk (`docs/backup.md`, "Limits").
-const ARCHIVE_HOLD_MAX_BYTES: u64 = 1 << 30;
 
 /// Stops the process when openraft stops Raft on a fatal error (a storage error of the log or
 /// the state machine it cannot go on from, such as a failed fsync): without Raft the node

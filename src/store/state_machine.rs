@@ -86,12 +86,16 @@ pub struct SharedState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Set by the archiver while this node leads and its last shipment succeeded (`archive`):
     /// each load's content is then kept for it at apply ([`files::keep_load_for_archive`]),
-    /// since the log only references it, and the log is not purged past `archived_index`.
+    /// since the log only references it.
     pub archive_active: std::sync::atomic::AtomicBool,
     /// The highest index the archiver has in storage (0: none, or not archiving): while
-    /// archiving, the log's purges wait for it (`PurgeGate`), so the log still holds what the
-    /// archive lacks.
+    /// `archive_log_hold` is set, the log's purges wait for it (`PurgeGate`), so the log
+    /// still holds what the archive lacks.
     pub archived_index: AtomicU64,
+    /// Set by the archiver while this node leads (`archive`): the size the log may grow to
+    /// while it waits for the archive (0: no hold). Kept through a failed shipment, so an
+    /// outage shorter than that loses no entry.
+    pub archive_log_hold: AtomicU64,
 }
 
 /// Why the last snapshot build failed.
@@ -361,6 +365,7 @@ impl SqliteStateMachine {
                     cmd,
                     (cmd.kind == LoadKind::Sqlite)
                         .then(|| applied_state::lineage_from_load(&cmd.id, log_id.index)),
+                    self.shared.applied.lock().lineage.clone(),
                 ),
             );
         if !kept_for_archive {

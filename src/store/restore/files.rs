@@ -52,6 +52,11 @@ pub struct ArchivedLoad {
     pub crc32c: u32,
     /// The lineage a database file starts (the history whose first base it is).
     pub lineage: Option<String>,
+    /// The lineage a database file ends (the history that gets its entries up to the load
+    /// before the new one starts; `None`: a database no write had touched, or a record an
+    /// older version kept).
+    #[serde(default)]
+    pub ends_lineage: Option<String>,
     /// When it was applied here, by this node's clock (Unix ms): the leader's, since only a
     /// leader keeps loads. A database file's load carries no clock of its own.
     pub kept_ms: i64,
@@ -62,6 +67,7 @@ impl ArchivedLoad {
         log_id: crate::store::node_info::LogId,
         cmd: &crate::store::types::LoadCommand,
         lineage: Option<String>,
+        ends_lineage: Option<String>,
     ) -> ArchivedLoad {
         let kept_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -72,6 +78,7 @@ impl ArchivedLoad {
             size: cmd.size,
             crc32c: cmd.crc32c,
             lineage,
+            ends_lineage,
             kept_ms,
         }
     }
