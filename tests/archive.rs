@@ -842,3 +842,75 @@ fn an_outage_loses_nothing_and_the_history_a_load_ends_gets_its_tail() {
         );
     }
 }
+
+/// Two database files loaded within one tick: the history between them is archived whole
+/// (its first base is the first file, its entries up to the second load), and every point
+/// before, between and after the loads restores.
+#[test]
+fn two_file_loads_within_one_tick_each_get_their_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let cfg = config(
+        tmp.path(),
+        &dir,
+        r#"{"max_delay":"3s","base_interval":"1h"}"#,
+    );
+    let node = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
+    node.execute(r#"["CREATE TABLE t(n)", "INSERT INTO t VALUES(0)"]"#);
+    wait_shipped(&node, digest(&node).0);
+    let files: Vec<PathBuf> = (1..=2)
+        .map(|n| {
+            let file = tmp.path().join(format!("file{n}.db"));
+            common::sqlite3(
+                &file,
+                &format!("CREATE TABLE f{n}(x); INSERT INTO f{n} VALUES('file {n}');"),
+            );
+            file
+        })
+        .collect();
+
+    // Right after a tick: a write, a load, a write, a load, a write, before the next.
+    node.execute(r#"["INSERT INTO t VALUES(1)"]"#);
+    let mut points = vec![digest(&node)];
+    let first = load(
+        &node,
+        "application/octet-stream",
+        std::fs::read(&files[0]).unwrap(),
+    );
+    points.push(digest(&node));
+    node.execute(r#"["INSERT INTO f1 VALUES('between')"]"#);
+    points.push(digest(&node));
+    let second = load(
+        &node,
+        "application/octet-stream",
+        std::fs::read(&files[1]).unwrap(),
+    );
+    points.push(digest(&node));
+    node.execute(r#"["INSERT INTO f2 VALUES('after')"]"#);
+    points.push(digest(&node));
+    let shipped = archiver(&node)["shipped_index"].as_u64().unwrap_or(0);
+    assert!(
+        shipped < second,
+        "the test needs both loads within one tick: {}",
+        archiver(&node)
+    );
+    wait_shipped(&node, points.last().unwrap().0);
+    wait_no_kept_loads(&node);
+    drop(node);
+
+    let archive = dir.join("backup.sqlite.archive");
+    assert_eq!(objects(&archive, "").len(), 3, "three histories");
+    for (index, want) in &points {
+        let out = tmp.path().join(format!("at-{index}.db"));
+        let report = restored_to(&cfg, &["--to-index", &index.to_string()], &out);
+        assert_eq!(
+            report["digest"], *want,
+            "at {index} (loads at {first} and {second}): {report}"
+        );
+    }
+    let between = tmp.path().join(format!("at-{}.db", points[2].0));
+    assert_eq!(
+        common::sqlite3(&between, "SELECT x FROM f1"),
+        "file 1\nbetween\n"
+    );
+}

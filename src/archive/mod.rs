@@ -287,28 +287,7 @@ async fn tick(
         kept.iter()
             .find(|l| l.kind == LoadKind::Sqlite && l.lineage.as_deref() == Some(history))
     };
-    if let Some(load) = starts_history(&history) {
-        // A database file's load ends the history before it, which gets its entries up to
-        // the load first. A failed shipment fails the tick and the next one tries again: the
-        // load stays kept until the new history has its first base.
-        let ended = load
-            .ends_lineage
-            .as_deref()
-            .filter(|old| *old != history && valid_history(old));
-        if let Some(ended) = ended {
-            let mut old = match shipped.take_if(|s| s.history == ended) {
-                Some(old) => old,
-                None => read_shipped(store, storage, ended).await?,
-            };
-            let end = load.log_id.index;
-            // A history without a base was never archived: nothing to continue.
-            if old.last_base.is_some() && old.index < end {
-                ship(store, storage, stats, &mut old, end)
-                    .await
-                    .with_context(|| format!("archive the end of history {ended}"))?;
-            }
-        }
-    }
+    follow_file_loads(store, storage, config, stats, &kept, &history, shipped).await?;
     shipped.take_if(|s| s.history != history);
     if shipped.is_none() {
         *shipped = Some(read_shipped(store, storage, &history).await?);
@@ -668,6 +647,53 @@ async fn take_base(
         extensions: store.database().settings().extensions_digest.clone(),
     };
     put_base_meta(store, storage, config, stats, state, meta).await
+}
+
+/// Follows the database files loaded since the last tick, oldest first. Each load ends the
+/// history before it, which gets its entries up to the load, and starts one whose first
+/// base is the file. A history that a later load in the same tick ended already (several
+/// file loads within `max_delay`) gets that base here, and its entries at the next load's
+/// turn; `current`'s base is left to the rest of the tick. A failed shipment fails the tick
+/// and the next one tries again: a load stays kept until the history it starts has a base.
+async fn follow_file_loads(
+    store: &Store,
+    storage: &Arc<Target>,
+    config: &ArchiveConfig,
+    stats: &ArchiverStats,
+    kept: &[ArchivedLoad],
+    current: &str,
+    shipped: &mut Option<Shipped>,
+) -> anyhow::Result<()> {
+    for load in kept.iter().filter(|l| l.kind == LoadKind::Sqlite) {
+        let Some(started) = load.lineage.as_deref().filter(|h| valid_history(h)) else {
+            continue;
+        };
+        let ended = load
+            .ends_lineage
+            .as_deref()
+            .filter(|old| *old != started && valid_history(old));
+        if let Some(ended) = ended {
+            let mut old = match shipped.take_if(|s| s.history == ended) {
+                Some(old) => old,
+                None => read_shipped(store, storage, ended).await?,
+            };
+            let end = load.log_id.index;
+            // A history without a base was never archived: nothing to continue.
+            if old.last_base.is_some() && old.index < end {
+                ship(store, storage, stats, &mut old, end)
+                    .await
+                    .with_context(|| format!("archive the end of history {ended}"))?;
+            }
+        }
+        if started != current {
+            let mut state = read_shipped(store, storage, started).await?;
+            if state.last_base.is_none() {
+                base_from_load(store, storage, config, stats, &mut state, load).await?;
+            }
+            *shipped = Some(state);
+        }
+    }
+    Ok(())
 }
 
 /// The first base of the history a load of a database file started: the file, kept at the
