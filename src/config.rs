@@ -115,8 +115,8 @@ const FLAGS: &[ConfigFlag] = &[
     flag("raft-remove-shutdown", Bool, "false", Ignored, "Shut down Raft when this node is removed from the cluster"),
     flag("raft-cluster-remove-shutdown", Bool, "false", Honoured, "Remove this node from the cluster on graceful shutdown"),
     flag("raft-shutdown-stepdown", Bool, "true", Honoured, "Step down before shutting down if leader"),
-    flag("raft-reap-node-timeout", Dur, "0h", Ignored, "Remove an unreachable voting node after this long. If not set, never"),
-    flag("raft-reap-read-only-node-timeout", Dur, "0h", Ignored, "Remove an unreachable non-voting node after this long. If not set, never"),
+    flag("raft-reap-node-timeout", Dur, "0h", Honoured, "Remove an unreachable voting node after this long. If not set, never"),
+    flag("raft-reap-read-only-node-timeout", Dur, "0h", Honoured, "Remove an unreachable non-voting node after this long. If not set, never"),
     flag("raft-log-segment-size", U64, "67108864", Honoured, "Maximum size in bytes of one Raft log segment file"),
     flag("raft-trailing-logs", U64, "1024", Honoured, "Log entries kept behind a snapshot, so lagging followers catch up from the log instead of a snapshot"),
     flag("compress-snap-transport", Bool, "false", Ignored, "Compress snapshots sent to other nodes"),
@@ -1565,11 +1565,7 @@ mod tests {
              -extensions-path a,b /d");
         assert_eq!(
             c.accepted_but_ignored(),
-            [
-                "raft-commit-timeout",
-                "compress-snap-transport",
-                "raft-reap-node-timeout",
-            ]
+            ["raft-commit-timeout", "compress-snap-transport"]
         );
         assert_eq!(c.extensions_path, [PathBuf::from("a"), PathBuf::from("b")]);
     }

@@ -74,6 +74,9 @@ pub struct NodeOptions {
     pub shutdown_stepdown: bool,
     /// `-raft-cluster-remove-shutdown`: leave the cluster on a graceful stop.
     pub remove_on_shutdown: bool,
+    /// `-raft-reap-node-timeout`, `-raft-reap-read-only-node-timeout`: the leader removes
+    /// members it has not heard from for that long (`cluster::reaper`).
+    pub reap: crate::cluster::reaper::ReapTimeouts,
     /// `-auth`: the credentials file.
     pub auth_file: Option<PathBuf>,
     /// `-join-as`: the user (in the `-auth` file) whose credentials cluster requests carry.
@@ -131,6 +134,10 @@ impl NodeOptions {
             write_queue: Default::default(),
             shutdown_stepdown: true,
             remove_on_shutdown: false,
+            reap: crate::cluster::reaper::ReapTimeouts {
+                voter: None,
+                non_voter: None,
+            },
             auth_file: None,
             join_as: None,
             http_tls: None,
@@ -319,6 +326,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         tracing::info!(names = ?extensions.names(), "SQLite extensions loaded on every connection");
     }
     let network = crate::cluster::network::HttpNetwork::new(opts.data_dir.clone())?;
+    let contacts = network.contacts();
     let store = Store::open(
         StoreOptions {
             data_dir: opts.data_dir.clone(),
@@ -392,6 +400,11 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         None => None,
     };
 
+    tokio::spawn(crate::cluster::reaper::run(
+        Arc::clone(&store),
+        contacts,
+        opts.reap,
+    ));
     let archiver_stats = Arc::new(crate::archive::ArchiverStats::default());
     let archiver = match opts
         .auto_backup

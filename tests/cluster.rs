@@ -435,3 +435,70 @@ fn concurrent_writes_share_entries_and_agree_on_every_node() {
         assert_eq!(count_on(node, "once"), Some(1));
     }
 }
+
+/// `-raft-reap-node-timeout` and `-raft-reap-read-only-node-timeout`, as rqlited: the leader
+/// removes a member it has not heard from for longer than its kind's timeout, and never one
+/// that answers.
+#[test]
+fn the_leader_reaps_members_it_has_not_heard_from() {
+    let reap = [
+        "-raft-reap-node-timeout",
+        "3s",
+        "-raft-reap-read-only-node-timeout",
+        "1s",
+    ];
+    let c = Cluster::start(3, &reap);
+    let leader = c.leader();
+    let mut args: Vec<&str> = FAST_RAFT.to_vec();
+    args.extend_from_slice(&reap);
+    args.extend_from_slice(&["-node-id", "r1", "-raft-non-voter=true", "-join"]);
+    args.push(&c.nodes[leader].raft_addr);
+    let mut replica = Node::start(&args);
+    let l = &c.nodes[leader];
+    let members = |n: &Node| {
+        n.get("/nodes?nonvoters")
+            .json()
+            .as_object()
+            .map_or(0, |o| o.len())
+    };
+    let reaped = |n: &Node| n.get("/debug/vars").json()["store"]["nodes_reaped_ok"].clone();
+    assert!(wait_until(Duration::from_secs(10), || members(l) == 4));
+    // Everyone answers: nobody is reaped, for longer than both timeouts.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(members(l), 4, "{}", c.logs());
+    assert_eq!(reaped(l), 0);
+
+    // The read replica goes: reaped after its timeout.
+    replica.kill();
+    assert!(
+        wait_until(Duration::from_secs(15), || members(l) == 3),
+        "{}",
+        c.logs()
+    );
+    assert_eq!(reaped(l), 1);
+    assert!(!l.get("/nodes?nonvoters").body.contains("\"r1\""));
+
+    // A voter goes: reaped after its own (longer) timeout; the two left keep serving.
+    let mut c = c;
+    let follower = c.followers()[0];
+    let killed_at = std::time::Instant::now();
+    c.nodes[follower].kill();
+    let l = &c.nodes[leader];
+    assert!(
+        wait_until(Duration::from_secs(20), || members(l) == 2),
+        "{}",
+        c.logs()
+    );
+    assert!(
+        killed_at.elapsed() >= Duration::from_secs(2),
+        "a voter is not reaped before its timeout ({:?})",
+        killed_at.elapsed()
+    );
+    assert_eq!(reaped(l), 2);
+    l.execute(r#"["CREATE TABLE after_reaping(x)"]"#);
+    let other = c.followers()[0];
+    assert!(wait_until(Duration::from_secs(10), || count_on(
+        &c.nodes[other],
+        "after_reaping"
+    ) == Some(0)));
+}

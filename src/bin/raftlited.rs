@@ -106,6 +106,10 @@ fn main() -> ExitCode {
         },
         shutdown_stepdown: config.raft_shutdown_stepdown,
         remove_on_shutdown: config.raft_cluster_remove_shutdown,
+        reap: raftlite::cluster::reaper::ReapTimeouts {
+            voter: config.raft_reap_node_timeout,
+            non_voter: config.raft_reap_read_only_node_timeout,
+        },
         auth_file: config.auth.clone(),
         join_as: config.join_as.clone(),
         http_tls: match (&config.http_cert, &config.http_key) {

@@ -9,6 +9,7 @@
 //! - [`membership`]: forming, joining and leaving a cluster, and the leader's answers to joins
 //!   and removals.
 //! - [`stepdown`]: handing leadership to a chosen voter.
+//! - [`reaper`]: the leader's removal of members it has not heard from (`-raft-reap-*`).
 //! - [`protocol`]: the messages, headers and bounds both ends agree on, and the JSON call.
 //!
 //! Nothing below this module calls into it: the store knows openraft's network only as the
@@ -17,5 +18,6 @@
 pub mod membership;
 pub mod network;
 pub mod protocol;
+pub mod reaper;
 pub mod rpc;
 pub mod stepdown;

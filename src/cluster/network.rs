@@ -35,6 +35,8 @@ pub struct HttpNetwork {
     /// Streaming client: no total timeout, because a multi-GB snapshot must finish.
     streaming: reqwest::Client,
     tmp_dir: PathBuf,
+    /// Who answered an append-entries call last, and when (for `super::reaper`).
+    contacts: super::reaper::PeerContacts,
 }
 
 impl HttpNetwork {
@@ -54,7 +56,13 @@ impl HttpNetwork {
             client,
             streaming,
             tmp_dir,
+            contacts: Default::default(),
         })
+    }
+
+    /// The last successful append-entries call to each peer.
+    pub fn contacts(&self) -> super::reaper::PeerContacts {
+        self.contacts.clone()
     }
 }
 
@@ -146,7 +154,11 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                 ));
             }
         }
-        self.call("/raft/append", &rpc, &option).await
+        let answer = self.call("/raft/append", &rpc, &option).await;
+        if answer.is_ok() {
+            self.net.contacts.heard_from(self.target);
+        }
+        answer
     }
 
     async fn vote(

@@ -167,6 +167,8 @@ fn expvars(state: &AppState) -> Value {
             "num_prebuilt_load_scripts": n(&shared.num_prebuilt_scripts),
             "num_ignored_joins": n(&c.ignored_joins),
             "num_removed_before_joins": n(&c.updated_joins),
+            "nodes_reaped_ok": n(&c.nodes_reaped_ok),
+            "nodes_reaped_failed": n(&c.nodes_reaped_failed),
             "num_wal_checkpoints": n(&store.database().wal_checkpoints),
             "writer_jobs": store.database().writer_activity().jobs(),
             "writer_busy_ms": store.database().writer_activity().busy_for().as_millis() as u64,

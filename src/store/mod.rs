@@ -220,6 +220,10 @@ pub struct StoreCounters {
     pub auto_restores: AtomicU64,
     pub auto_restores_skipped: AtomicU64,
     pub auto_restores_failed: AtomicU64,
+    /// Members the leader removed for silence (`cluster::reaper`), and removals that failed
+    /// (rqlite's `nodes_reaped_ok`, `nodes_reaped_failed`).
+    pub nodes_reaped_ok: AtomicU64,
+    pub nodes_reaped_failed: AtomicU64,
 }
 
 impl Store {
@@ -913,6 +917,11 @@ impl Store {
     /// space gives up (and the node stops with it) instead of holding the stop forever.
     pub fn begin_stopping(&self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the node is stopping ([`Store::begin_stopping`]).
+    pub fn is_stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::Relaxed)
     }
 
     /// Stops Raft and closes the database.
