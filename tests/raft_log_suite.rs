@@ -174,10 +174,18 @@ async fn a_purge_past_what_may_be_purged_waits_for_it() {
 
     let dir = tempfile::tempdir().unwrap();
     let purgeable = Arc::new(AtomicU64::new(3));
-    let gate = PurgeGate::new({
-        let purgeable = Arc::clone(&purgeable);
-        move || Some(purgeable.load(Ordering::SeqCst))
-    });
+    // The archive's hold: u64::MAX for none.
+    let archived = Arc::new(AtomicU64::new(u64::MAX));
+    let gate = PurgeGate::new(
+        {
+            let purgeable = Arc::clone(&purgeable);
+            move || Some(purgeable.load(Ordering::SeqCst))
+        },
+        {
+            let archived = Arc::clone(&archived);
+            move || Some(archived.load(Ordering::SeqCst)).filter(|a| *a != u64::MAX)
+        },
+    );
     let mut store = RaftLogStore::<TestTypes>::open(dir.path().join("raft"), LogOptions::default())
         .unwrap()
         .with_purge_gate(Arc::clone(&gate));
@@ -236,4 +244,16 @@ async fn a_purge_past_what_may_be_purged_waits_for_it() {
     assert!(!gate.has_deferred());
     gate.run_deferred(store.engine()).unwrap();
     assert_eq!(purged(&store), Some(8));
+
+    // The archive's hold: a snapshot at 20, the archive at 8. A purge within the log waits
+    // for the archive; one past the log's last entry (a snapshot installed over a shorter
+    // log, which openraft appends after next) does not.
+    purgeable.store(20, Ordering::SeqCst);
+    archived.store(8, Ordering::SeqCst);
+    store.purge(log_id(9)).await.unwrap();
+    assert_eq!(purged(&store), Some(8), "held for the archive");
+    assert!(gate.has_deferred());
+    store.purge(log_id(15)).await.unwrap();
+    assert_eq!(purged(&store), Some(15), "past the log: not held");
+    assert!(!gate.has_deferred());
 }

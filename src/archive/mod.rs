@@ -219,6 +219,9 @@ pub fn start(
     let wake = Arc::new(tokio::sync::Notify::new());
     let woken = Arc::clone(&wake);
     let task = tokio::spawn(async move {
+        // However the task ends (a stop, an abort, a panic), loads are no longer kept and
+        // the log no longer held for it.
+        let _release = ReleaseOnDrop(Arc::clone(&store));
         let mut shipped: Option<Shipped> = None;
         let mut ticks = tokio::time::interval(config.max_delay);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -251,10 +254,18 @@ pub fn start(
                 }
             }
         }
-        store.set_archive_active(false);
-        store.hold_log_for_archive(0);
     });
     Archiver { task, wake }
+}
+
+/// Releases what the archiver asked of the store when its task ends.
+struct ReleaseOnDrop(Arc<Store>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.set_archive_active(false);
+        self.0.hold_log_for_archive(0);
+    }
 }
 
 /// A history's name is the database's lineage: letters, digits and dashes only (what

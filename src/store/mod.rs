@@ -261,27 +261,36 @@ impl Store {
         let bounds = log.engine().bounds();
         sm.record_snapshot_if_ahead(bounds.last_index, bounds.purged.map(|p| p.index))
             .await?;
-        // A purge past the durable snapshot waits for it, and while this node archives, a
-        // purge past what the archive holds waits for the archiver (see `PurgeGate`).
-        let purge_gate = PurgeGate::new({
+        // A purge past the durable snapshot waits for it, and while this node leads and
+        // archives, a purge past what the archive holds waits for the archiver (see
+        // `PurgeGate`), as long as the log is under its hold limit and the disk keeps
+        // `-disk-reserve` free: a full disk must not stop every write for the archive's sake.
+        let durable = {
             let shared = Arc::clone(&shared);
-            let engine = log.engine().clone();
             move || {
-                let snapshot = shared
+                shared
                     .last_snapshot
                     .lock()
                     .as_ref()
                     .and_then(|m| m.last_log_id)
-                    .map(|l| l.index)?;
-                let hold = shared.archive_log_hold.load(Ordering::Relaxed);
-                let holding = hold > 0 && engine.disk_bytes() < hold;
-                Some(if holding {
-                    snapshot.min(shared.archived_index.load(Ordering::Relaxed))
-                } else {
-                    snapshot
-                })
+                    .map(|l| l.index)
             }
-        });
+        };
+        let archived = {
+            let shared = Arc::clone(&shared);
+            let engine = log.engine().clone();
+            let data_dir = opts.data_dir.clone();
+            let reserve = opts.backup.disk_reserve;
+            move || {
+                let hold = shared.archive_log_hold.load(Ordering::Relaxed);
+                let holding = hold > 0
+                    && shared.leading.load(Ordering::Relaxed)
+                    && engine.disk_bytes() < hold
+                    && crate::db::disk::free_bytes(&data_dir).is_ok_and(|free| free > reserve);
+                holding.then(|| shared.archived_index.load(Ordering::Relaxed))
+            }
+        };
+        let purge_gate = PurgeGate::new(durable, archived);
         let log = log.with_purge_gate(Arc::clone(&purge_gate));
         let log_engine = log.engine().clone();
         let sm = sm.with_purge_gate(Arc::clone(&purge_gate), log.engine().clone());
@@ -309,7 +318,7 @@ impl Store {
         let (load_tx, load_rx) = tokio::sync::mpsc::unbounded_channel();
         *shared.load_applied.lock() = Some(load_tx);
         tokio::spawn(snapshot_after_loads(raft.clone(), load_rx));
-        tokio::spawn(track_member_addrs(raft.clone(), Arc::clone(&shared)));
+        tokio::spawn(track_raft_metrics(raft.clone(), Arc::clone(&shared)));
         tokio::spawn(stop_when_raft_fails(raft.clone()));
         tokio::spawn(checkpoint_wal(Arc::downgrade(&db)));
         Ok(Arc::new(Store {
@@ -978,17 +987,22 @@ impl ReadDeadline {
     }
 }
 
-/// Keeps [`SharedState::member_addrs`] current with the newest membership in the log.
-async fn track_member_addrs(raft: Raft, shared: Arc<SharedState>) {
+/// Keeps [`SharedState::member_addrs`] current with the newest membership in the log, and
+/// [`SharedState::leading`] with the Raft state.
+async fn track_raft_metrics(raft: Raft, shared: Arc<SharedState>) {
     let mut metrics = raft.metrics();
     loop {
-        let addrs: Vec<String> = metrics
-            .borrow()
-            .membership_config
-            .nodes()
-            .map(|(_, n)| n.raft_addr.clone())
-            .collect();
+        let (addrs, leading) = {
+            let m = metrics.borrow();
+            let addrs: Vec<String> = m
+                .membership_config
+                .nodes()
+                .map(|(_, n)| n.raft_addr.clone())
+                .collect();
+            (addrs, m.state == openraft::ServerState::Leader)
+        };
         *shared.member_addrs.lock() = addrs;
+        shared.leading.store(leading, Ordering::Relaxed);
         if metrics.changed().await.is_err() {
             return;
         }

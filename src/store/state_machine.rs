@@ -96,6 +96,9 @@ pub struct SharedState {
     /// while it waits for the archive (0: no hold). Kept through a failed shipment, so an
     /// outage shorter than that loses no entry.
     pub archive_log_hold: AtomicU64,
+    /// Whether Raft says this node leads (kept by the store from openraft's metrics): the
+    /// archive's hold on the log applies only then.
+    pub leading: std::sync::atomic::AtomicBool,
 }
 
 /// Why the last snapshot build failed.

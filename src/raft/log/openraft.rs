@@ -43,7 +43,7 @@ pub struct RaftLogStore<C: RaftTypeConfig> {
 }
 
 /// Holds back a purge of the log past what may be purged yet: the state machine's durable
-/// snapshot and, while this node archives, the last entry the archive holds.
+/// snapshot and, while this node leads and archives, the last entry the archive holds.
 ///
 /// openraft 0.9, installing a snapshot on a follower, asks for the purge of the log up to the
 /// snapshot at the same time as the install, not after it. Done at once, a crash before the
@@ -53,15 +53,22 @@ pub struct RaftLogStore<C: RaftTypeConfig> {
 /// write rate above `-raft-trailing-logs` entries in that second purged entries it had not
 /// shipped, and the points between them could never be restored.
 ///
-/// So a purge asks the gate: the part that `purgeable` allows runs at once, the rest is
-/// remembered, and runs ([`PurgeGate::run_deferred`]) when the state machine has recorded a
-/// snapshot (before an install is answered: the leader sends the entries after the snapshot
-/// only then, so none is appended before the purge) or the archiver has shipped more.
-/// openraft is told the whole purge is done: it only reads the log above what it asked to
-/// purge, so entries kept longer are never read, and the engine's own purge point (what a
-/// restart reads) is always one the state machine covers.
+/// So a purge asks the gate: the part allowed now runs at once, the rest is remembered, and
+/// runs ([`PurgeGate::run_deferred`]) when the state machine has recorded a snapshot (before
+/// an install is answered: the leader sends the entries after the snapshot only then, so
+/// none is appended before the purge), the archiver has shipped more, or an append finds the
+/// disk full. openraft is told the whole purge is done: it only reads the log above what it
+/// asked to purge, so entries kept longer are never read, and the engine's own purge point
+/// (what a restart reads) is always one the state machine covers.
+///
+/// The archive's hold never applies to a purge past the log's last entry (a snapshot
+/// installed over a shorter log): openraft appends right after the snapshot next, which the
+/// engine accepts only once the whole log is purged.
 pub struct PurgeGate {
-    purgeable: Box<dyn Fn() -> Option<u64> + Send + Sync>,
+    /// The durable snapshot's index (`None`: no snapshot yet).
+    durable: Box<dyn Fn() -> Option<u64> + Send + Sync>,
+    /// While the archive holds the log: the last index it has in storage.
+    archived: Box<dyn Fn() -> Option<u64> + Send + Sync>,
     /// The encoded log id of the entry at an index (set by [`RaftLogStore::with_purge_gate`],
     /// which knows the entries' type): a purge up to an index openraft did not name.
     id_at: std::sync::OnceLock<EncodedLogIdAt>,
@@ -72,18 +79,28 @@ pub struct PurgeGate {
 type EncodedLogIdAt = fn(&LogEngine, u64) -> Option<Vec<u8>>;
 
 impl PurgeGate {
-    /// A gate that reads the highest index the log may be purged to now with `purgeable`
-    /// (`None`: none).
-    pub fn new(purgeable: impl Fn() -> Option<u64> + Send + Sync + 'static) -> Arc<PurgeGate> {
+    /// A gate that reads the durable snapshot's index with `durable` and, while the archive
+    /// holds the log, the archived index with `archived` (`None`: no hold).
+    pub fn new(
+        durable: impl Fn() -> Option<u64> + Send + Sync + 'static,
+        archived: impl Fn() -> Option<u64> + Send + Sync + 'static,
+    ) -> Arc<PurgeGate> {
         Arc::new(PurgeGate {
-            purgeable: Box::new(purgeable),
+            durable: Box::new(durable),
+            archived: Box::new(archived),
             id_at: std::sync::OnceLock::new(),
             deferred: parking_lot::Mutex::new(None),
         })
     }
 
-    fn covers(&self, index: u64) -> bool {
-        (self.purgeable)().is_some_and(|d| d >= index)
+    /// The highest index a purge up to `index` may purge to now (`None`: none).
+    fn allowed(&self, index: u64, engine: &LogEngine) -> Option<u64> {
+        let durable = (self.durable)()?;
+        let past_the_log = engine.bounds().last_index.is_none_or(|last| index > last);
+        Some(match (self.archived)() {
+            Some(archived) if !past_the_log => durable.min(archived),
+            _ => durable,
+        })
     }
 
     fn defer(&self, index: u64, id: Vec<u8>) {
@@ -98,16 +115,16 @@ impl PurgeGate {
         self.deferred.lock().is_some()
     }
 
-    /// Runs what `purgeable` now allows of the deferred purge: all of it, or the part up to
-    /// the allowed index (the rest stays deferred). Called when the snapshot or the archive
-    /// moved.
+    /// Runs what is allowed now of the deferred purge: all of it, or the part up to the
+    /// allowed index (the rest stays deferred). Called when the snapshot or the archive
+    /// moved, or the disk is full.
     pub fn run_deferred(&self, engine: &LogEngine) -> Result<(), LogError> {
         let mut deferred = self.deferred.lock();
         let Some((index, _)) = deferred.as_ref() else {
             return Ok(());
         };
         let index = *index;
-        let Some(allowed) = (self.purgeable)() else {
+        let Some(allowed) = self.allowed(index, engine) else {
             return Ok(());
         };
         if allowed >= index {
@@ -124,8 +141,8 @@ impl PurgeGate {
         if allowed <= already {
             return Ok(());
         }
-        // The entry at `allowed` names the new purge point; a log that does not hold it (a
-        // follower's log behind the snapshot it installs) waits for the whole purge.
+        // The entry at `allowed` names the new purge point; a log that does not hold it waits
+        // for the whole purge.
         match self.id_at.get().and_then(|id_at| id_at(engine, allowed)) {
             Some(id) => engine.purge(allowed, id),
             None => Ok(()),
@@ -412,14 +429,22 @@ where
         let callback = std::sync::Arc::new(parking_lot::Mutex::new(Some(callback)));
         wait_for_room("the append", &self.stopping, || {
             let slot = std::sync::Arc::clone(&callback);
-            self.engine.append_then(
+            let appended = self.engine.append_then(
                 &records,
                 Box::new(move |result: Result<(), LogError>| {
                     if let Some(callback) = slot.lock().take() {
                         callback.log_io_completed(result.map_err(io::Error::other));
                     }
                 }),
-            )
+            );
+            // A purge held back for the archive may free the room (the hold ends when the
+            // disk runs low: see `PurgeGate`).
+            if let (Err(LogError::NoSpace { .. }), Some(gate)) = (&appended, &self.purge_gate) {
+                if let Err(e) = gate.run_deferred(&self.engine) {
+                    tracing::warn!("a held-back purge on a full disk: {e}");
+                }
+            }
+            appended
         })
         .await
         .map_err(write_error)
@@ -431,24 +456,25 @@ where
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let id = encode(&log_id).map_err(write_error)?;
-        if let Some(gate) = &self.purge_gate {
-            if !gate.covers(log_id.index) {
-                tracing::debug!(
-                    upto = log_id.index,
-                    "purge deferred (past the durable snapshot or the archived index)"
-                );
-                gate.defer(log_id.index, id);
-                let engine = self.engine.clone();
-                let gate = Arc::clone(gate);
-                return wait_for_room("the purge", &self.stopping, move || {
-                    gate.run_deferred(&engine)
-                })
-                .await
-                .map_err(write_error);
-            }
+        let Some(gate) = &self.purge_gate else {
+            return wait_for_room("the purge", &self.stopping, || {
+                self.engine.purge(log_id.index, id.clone())
+            })
+            .await
+            .map_err(write_error);
+        };
+        // The gate runs what is allowed now and keeps the rest (a purge it covers, whole).
+        gate.defer(log_id.index, id);
+        if gate.allowed(log_id.index, &self.engine) < Some(log_id.index) {
+            tracing::debug!(
+                upto = log_id.index,
+                "purge held back (past the durable snapshot or the archived index)"
+            );
         }
-        wait_for_room("the purge", &self.stopping, || {
-            self.engine.purge(log_id.index, id.clone())
+        let engine = self.engine.clone();
+        let gate = Arc::clone(gate);
+        wait_for_room("the purge", &self.stopping, move || {
+            gate.run_deferred(&engine)
         })
         .await
         .map_err(write_error)
