@@ -102,17 +102,17 @@ const FLAGS: &[ConfigFlag] = &[
     // Raft.
     flag("raft-non-voter", Bool, "false", Honoured, "Run as a non-voting read replica"),
     flag("raft-snap", U64, "8192", Honoured, "Number of log entries since the last snapshot that triggers a snapshot"),
-    // No timer checks the snapshot threshold: openraft checks `-raft-snap` each time the commit
-    // index advances, so this interval has nothing to set.
-    flag("raft-snap-int", Dur, "10s", Ignored, "How often to check whether a snapshot is due"),
-    flag("raft-snap-wal-size", U64, "4194304", Ignored, "SQLite WAL size in bytes that triggers a snapshot. 0 disables"),
+    // openraft checks `-raft-snap` each time the commit index advances; this interval is how
+    // often the WAL's size is measured for `-raft-snap-wal-size`, as in rqlited.
+    flag("raft-snap-int", Dur, "10s", Honoured, "How often to check whether a snapshot is due"),
+    flag("raft-snap-wal-size", U64, "4194304", Honoured, "SQLite WAL size in bytes that triggers a snapshot. 0 disables"),
     flag("raft-log-level", Str, "WARN", Honoured, "Minimum level of Raft log messages"),
     flag("raft-heartbeat-timeout", Dur, "1s", Honoured, "Raft heartbeat timeout"),
     flag("raft-election-timeout", Dur, "1s", Honoured, "Raft election timeout"),
     flag("raft-commit-timeout", Dur, "50ms", Ignored, "Raft commit timeout"),
     flag("raft-apply-timeout", Dur, "10s", Ignored, "Maximum time to wait for a write to be applied"),
     flag("raft-leader-lease-timeout", Dur, "0s", Ignored, "Raft leader lease timeout. 0s uses the Raft default"),
-    flag("raft-remove-shutdown", Bool, "false", Ignored, "Shut down Raft when this node is removed from the cluster"),
+    flag("raft-remove-shutdown", Bool, "false", Honoured, "Shut down Raft when this node is removed from the cluster"),
     flag("raft-cluster-remove-shutdown", Bool, "false", Honoured, "Remove this node from the cluster on graceful shutdown"),
     flag("raft-shutdown-stepdown", Bool, "true", Honoured, "Step down before shutting down if leader"),
     flag("raft-reap-node-timeout", Dur, "0h", Honoured, "Remove an unreachable voting node after this long. If not set, never"),
@@ -991,8 +991,8 @@ mod tests {
         assert!(!c.raft_non_voter);
         assert_eq!(c.raft_log_level, "INFO");
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
-        // openraft checks the snapshot threshold at every commit: the interval sets nothing.
-        assert_eq!(c.accepted_but_ignored(), ["raft-snap-int"]);
+        // The interval is when the WAL's size is measured (-raft-snap-wal-size).
+        assert!(c.accepted_but_ignored().is_empty());
     }
 
     #[test]
@@ -1570,6 +1570,41 @@ mod tests {
         assert_eq!(c.extensions_path, [PathBuf::from("a"), PathBuf::from("b")]);
     }
 
+    /// docs/compatibility.md, "Every rqlited flag": one row per rqlited flag, saying what
+    /// the binary does with it.
+    #[test]
+    fn the_rqlited_flag_table_in_the_docs_says_what_each_flag_does() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let doc = std::fs::read_to_string(root.join("docs/compatibility.md")).unwrap();
+        let section = doc
+            .split("### Every rqlited flag")
+            .nth(1)
+            .expect("the section")
+            .split("\n## ")
+            .next()
+            .unwrap();
+        for name in RQLITED_FLAGS {
+            let start = format!("| `-{name}` |");
+            let rows: Vec<&str> = section.lines().filter(|l| l.starts_with(&start)).collect();
+            assert_eq!(rows.len(), 1, "-{name}: {rows:?}");
+            let says = rows[0]
+                .trim_end_matches('|')
+                .rsplit(" | ")
+                .next()
+                .unwrap()
+                .trim();
+            let want = match flag_support(name).unwrap() {
+                Honoured => "Honoured",
+                Ignored => "Accepted, no effect",
+                Refused(_) => "Refused",
+            };
+            assert!(
+                says.starts_with(want),
+                "-{name}: the docs say {says:?}, the binary {want}"
+            );
+        }
+    }
+
     #[test]
     fn raftlite_only_flags_are_documented() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -1584,79 +1619,81 @@ mod tests {
         }
     }
 
+    /// rqlited's flags at rqlite df4edc42 (cmd/rqlited/flags.toml).
+    const RQLITED_FLAGS: &[&str] = &[
+        "version",
+        "extensions-path",
+        "cdc-config",
+        "otlp-endpoint",
+        "otlp-interval",
+        "otlp-insecure",
+        "otlp-no-verify",
+        "otlp-ca-cert",
+        "otlp-cert",
+        "otlp-key",
+        "http-addr",
+        "http-adv-addr",
+        "http-allow-origin",
+        "auth",
+        "auto-backup",
+        "auto-restore",
+        "http-ca-cert",
+        "http-cert",
+        "http-key",
+        "http-verify-client",
+        "http-verify-common-name",
+        "node-ca-cert",
+        "node-cert",
+        "node-key",
+        "node-no-verify",
+        "node-verify-client",
+        "node-verify-server-name",
+        "node-verify-common-name",
+        "node-id",
+        "compress-snap-transport",
+        "raft-addr",
+        "raft-adv-addr",
+        "join",
+        "join-attempts",
+        "join-interval",
+        "join-as",
+        "bootstrap-expect",
+        "bootstrap-expect-timeout",
+        "disco-mode",
+        "disco-key",
+        "disco-config",
+        "fk",
+        "db-max-ro-conns",
+        "auto-vacuum-int",
+        "auto-optimize-int",
+        "raft-log-level",
+        "raft-non-voter",
+        "raft-snap",
+        "raft-snap-wal-size",
+        "raft-snap-int",
+        "raft-leader-lease-timeout",
+        "raft-heartbeat-timeout",
+        "raft-commit-timeout",
+        "raft-election-timeout",
+        "raft-apply-timeout",
+        "raft-remove-shutdown",
+        "raft-cluster-remove-shutdown",
+        "raft-shutdown-stepdown",
+        "raft-reap-node-timeout",
+        "raft-reap-read-only-node-timeout",
+        "cluster-connect-timeout",
+        "write-queue-capacity",
+        "write-queue-batch-size",
+        "write-queue-timeout",
+        "write-queue-tx",
+        "cpu-profile",
+        "mem-profile",
+        "trace-profile",
+    ];
+
     #[test]
     fn every_flag_has_a_support_level_and_rqliteds_flags_are_all_present() {
-        // rqlited's flags at rqlite df4edc42 (cmd/rqlited/flags.toml).
-        let rqlited = [
-            "version",
-            "extensions-path",
-            "cdc-config",
-            "otlp-endpoint",
-            "otlp-interval",
-            "otlp-insecure",
-            "otlp-no-verify",
-            "otlp-ca-cert",
-            "otlp-cert",
-            "otlp-key",
-            "http-addr",
-            "http-adv-addr",
-            "http-allow-origin",
-            "auth",
-            "auto-backup",
-            "auto-restore",
-            "http-ca-cert",
-            "http-cert",
-            "http-key",
-            "http-verify-client",
-            "http-verify-common-name",
-            "node-ca-cert",
-            "node-cert",
-            "node-key",
-            "node-no-verify",
-            "node-verify-client",
-            "node-verify-server-name",
-            "node-verify-common-name",
-            "node-id",
-            "compress-snap-transport",
-            "raft-addr",
-            "raft-adv-addr",
-            "join",
-            "join-attempts",
-            "join-interval",
-            "join-as",
-            "bootstrap-expect",
-            "bootstrap-expect-timeout",
-            "disco-mode",
-            "disco-key",
-            "disco-config",
-            "fk",
-            "db-max-ro-conns",
-            "auto-vacuum-int",
-            "auto-optimize-int",
-            "raft-log-level",
-            "raft-non-voter",
-            "raft-snap",
-            "raft-snap-wal-size",
-            "raft-snap-int",
-            "raft-leader-lease-timeout",
-            "raft-heartbeat-timeout",
-            "raft-commit-timeout",
-            "raft-election-timeout",
-            "raft-apply-timeout",
-            "raft-remove-shutdown",
-            "raft-cluster-remove-shutdown",
-            "raft-shutdown-stepdown",
-            "raft-reap-node-timeout",
-            "raft-reap-read-only-node-timeout",
-            "cluster-connect-timeout",
-            "write-queue-capacity",
-            "write-queue-batch-size",
-            "write-queue-timeout",
-            "write-queue-tx",
-            "cpu-profile",
-            "mem-profile",
-            "trace-profile",
-        ];
+        let rqlited = RQLITED_FLAGS;
         for name in rqlited {
             assert!(flag_support(name).is_some(), "-{name} missing");
         }

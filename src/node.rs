@@ -53,6 +53,8 @@ pub struct NodeOptions {
     pub log_segment_size: u64,
     pub snapshot_threshold: u64,
     pub trailing_logs: u64,
+    /// `-raft-snap-int`, `-raft-snap-wal-size`: see `store::StoreOptions::wal_snapshot`.
+    pub wal_snapshot: Option<(Duration, u64)>,
     pub election_timeout: Duration,
     pub heartbeat_interval: Duration,
     /// Where binary backup copies go (`-backup-tmp-dir`); None: the data directory.
@@ -74,6 +76,8 @@ pub struct NodeOptions {
     pub shutdown_stepdown: bool,
     /// `-raft-cluster-remove-shutdown`: leave the cluster on a graceful stop.
     pub remove_on_shutdown: bool,
+    /// `-raft-remove-shutdown`: stop when the leader removes this node from the cluster.
+    pub shutdown_on_remove: bool,
     /// `-raft-reap-node-timeout`, `-raft-reap-read-only-node-timeout`: the leader removes
     /// members it has not heard from for that long (`cluster::reaper`).
     pub reap: crate::cluster::reaper::ReapTimeouts,
@@ -122,6 +126,7 @@ impl NodeOptions {
             log_segment_size: 64 * 1024 * 1024,
             snapshot_threshold: 8192,
             trailing_logs: 1024,
+            wal_snapshot: Some((Duration::from_secs(10), 4 << 20)),
             election_timeout: Duration::from_secs(1),
             heartbeat_interval: Duration::from_millis(200),
             backup_tmp_dir: None,
@@ -134,6 +139,7 @@ impl NodeOptions {
             write_queue: Default::default(),
             shutdown_stepdown: true,
             remove_on_shutdown: false,
+            shutdown_on_remove: false,
             reap: crate::cluster::reaper::ReapTimeouts {
                 voter: None,
                 non_voter: None,
@@ -343,6 +349,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             log_segment_size: opts.log_segment_size,
             snapshot_threshold: opts.snapshot_threshold,
             trailing_logs: opts.trailing_logs,
+            wal_snapshot: opts.wal_snapshot,
             election_timeout: opts.election_timeout,
             heartbeat_interval: opts.heartbeat_interval,
             backup: BackupOptions {
@@ -491,10 +498,24 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     };
     let outcome = match formed {
         Ok(true) => {
-            stop.recv().await;
-            tracing::info!("shutting down");
-            store.begin_stopping();
-            leave_gracefully(&store, &opts).await;
+            let removed = async {
+                if opts.shutdown_on_remove {
+                    store.removed_from_cluster().await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            tokio::select! {
+                _ = stop.recv() => {
+                    tracing::info!("shutting down");
+                    store.begin_stopping();
+                    leave_gracefully(&store, &opts).await;
+                }
+                _ = removed => {
+                    // No longer a member: nothing to hand over or leave.
+                    tracing::warn!("removed from the cluster; shutting down (-raft-remove-shutdown)");
+                }
+            }
             Ok(())
         }
         Ok(false) => Ok(()),

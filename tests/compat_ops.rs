@@ -169,10 +169,10 @@ fn flags_that_do_not_apply_warn_and_gcs_storage_refuses() {
         );
     }
     // A flag with no effect here is accepted, with a warning in the log.
-    let node = Node::start(&["-raft-reap-node-timeout", "1h", "-raft-commit-timeout=50ms"]);
+    let node = Node::start(&["-compress-snap-transport", "-raft-commit-timeout=50ms"]);
     assert!(
         node.log()
-            .contains("flag -raft-reap-node-timeout is accepted"),
+            .contains("flag -compress-snap-transport is accepted"),
         "{}",
         node.log()
     );
@@ -601,4 +601,47 @@ fn reap_lets_kept_copies_go_and_checkpoints_the_wal() {
     // Nothing was lost: the rows are there, and the WAL's content is in the database file.
     let rows = node.get("/db/query?q=SELECT%20count(*)%20FROM%20t").json();
     assert_eq!(rows["results"][0]["values"][0][0], 2, "{rows}");
+}
+
+/// `-raft-snap-wal-size`, checked every `-raft-snap-int`, as rqlited: a WAL holding that many
+/// bytes starts a snapshot whatever `-raft-snap` says (`store.num_wal_snapshots`); 0 turns it
+/// off.
+#[test]
+fn a_wal_past_its_size_starts_a_snapshot() {
+    let args = |size: &'static str| {
+        [
+            "-raft-snap",
+            "1000000",
+            "-raft-snap-int",
+            "100ms",
+            "-raft-snap-wal-size",
+            size,
+        ]
+    };
+    let sized = Node::start(&args("8192"));
+    let off = Node::start(&args("0"));
+    let wal_snapshots =
+        |n: &Node| n.get("/debug/vars").json()["store"]["num_wal_snapshots"].as_u64();
+    let snapshot_index =
+        |n: &Node| n.get("/status").json()["store"]["raft"]["last_snapshot_index"].as_u64();
+    for node in [&sized, &off] {
+        node.execute(r#"["CREATE TABLE t(x)"]"#);
+        for _ in 0..10 {
+            node.execute(r#"["INSERT INTO t VALUES(randomblob(2000))"]"#);
+        }
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || wal_snapshots(&sized)
+            .is_some_and(|n| n >= 1)
+            && snapshot_index(&sized).is_some_and(|i| i > 0)),
+        "{}",
+        sized.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(wal_snapshots(&off), Some(0));
+    assert_eq!(
+        snapshot_index(&off),
+        Some(0),
+        "no snapshot without the WAL's size"
+    );
 }

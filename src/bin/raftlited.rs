@@ -91,6 +91,8 @@ fn main() -> ExitCode {
         log_segment_size: config.raft_log_segment_size,
         snapshot_threshold: config.raft_snap,
         trailing_logs: config.raft_trailing_logs,
+        wal_snapshot: (config.raft_snap_wal_size > 0)
+            .then_some((config.raft_snap_int, config.raft_snap_wal_size)),
         election_timeout: config.raft_election_timeout,
         heartbeat_interval: config.raft_heartbeat_timeout / 5,
         backup_tmp_dir: Some(config.backup_tmp_dir.clone()),
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         },
         shutdown_stepdown: config.raft_shutdown_stepdown,
         remove_on_shutdown: config.raft_cluster_remove_shutdown,
+        shutdown_on_remove: config.raft_remove_shutdown,
         reap: raftlite::cluster::reaper::ReapTimeouts {
             voter: config.raft_reap_node_timeout,
             non_voter: config.raft_reap_read_only_node_timeout,

@@ -478,9 +478,13 @@ pub async fn handle_remove(store: &Store, string_id: &str) -> MembershipAnswer {
     } else {
         ChangeMembers::RemoveNodes(ids)
     };
+    let removed = store.members().get(&id).cloned();
     match retry_while_in_progress!(store.raft().change_membership(change.clone(), false)) {
         Ok(_) => {
             tracing::info!(node = string_id, "node removed");
+            if let Some(node) = removed {
+                tokio::spawn(tell_removed(node, store.node().id.clone()));
+            }
             MembershipAnswer::Ok
         }
         Err(e) => change_error(store, e),
@@ -509,6 +513,27 @@ fn change_error(
 
 /// The node-to-node client for membership calls: TLS to the other nodes as configured, and a
 /// short connect timeout (a member that does not answer is tried again later).
+/// Tells a removed node so (best effort, a few seconds at most): the log cannot, since the
+/// leader stops replicating to it as it appends the membership without it. A node started
+/// with `-raft-remove-shutdown` then stops.
+async fn tell_removed(node: NodeInfo, leader: String) {
+    let Ok(client) = short_connect_client() else {
+        return;
+    };
+    let notice = super::protocol::RemovedNotice {
+        id: node.id.clone(),
+        from: leader,
+    };
+    let sent = tokio::time::timeout(
+        Duration::from_secs(5),
+        post_json::<_, bool>(&client, &node.raft_addr, "/cluster/removed", &notice),
+    )
+    .await;
+    if !matches!(sent, Ok(Ok(true))) {
+        tracing::debug!(node = %node.id, "the removed node was not told");
+    }
+}
+
 fn short_connect_client() -> reqwest::Result<reqwest::Client> {
     crate::tls::node()
         .client_builder()

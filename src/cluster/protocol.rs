@@ -44,6 +44,17 @@ pub struct ElectRequest {
     pub from: String,
 }
 
+/// The body of `POST /cluster/removed`: the leader tells a node it removed (which cannot
+/// learn it from the log: the leader stops replicating to it as it appends the membership
+/// without it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemovedNotice {
+    /// The removed node's id.
+    pub id: String,
+    /// The leader that removed it.
+    pub from: String,
+}
+
 /// POSTs JSON to a peer's Raft address and decodes the JSON answer.
 pub async fn post_json<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
     client: &reqwest::Client,

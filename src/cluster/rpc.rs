@@ -10,6 +10,7 @@
 //! | `POST /cluster/notify` | JSON `NodeInfo` | JSON list of known nodes (bootstrap-expect) |
 //! | `GET /cluster/node` | | JSON: this node's info, leader, applied index (for `/nodes`) |
 //! | `POST /cluster/elect` | JSON `{"from": "<leader id>"}` | JSON bool: an election was started (stepdown, see `cluster::stepdown`) |
+//! | `POST /cluster/removed` | JSON `{"id": "...", "from": "<leader id>"}` | JSON bool: the notice was for this node (`-raft-remove-shutdown`) |
 //! | `GET /raft/staged/<id>` | | the staged content of a load, streamed (see `store::restore`) |
 //!
 //! Every route declares its access ([`routes`]) and passes the same gate as the HTTP API
@@ -367,8 +368,21 @@ pub fn routes() -> Routes {
             Member(ANY_MEMBER),
             node_report,
         )
-        .add("/cluster/elect", Method::POST, Member(VOTER), elect);
+        .add("/cluster/elect", Method::POST, Member(VOTER), elect)
+        .add("/cluster/removed", Method::POST, Member(VOTER), removed);
     r
+}
+
+async fn removed(
+    store: web::Data<Arc<Store>>,
+    body: web::Json<super::protocol::RemovedNotice>,
+) -> HttpResponse {
+    let mine = body.id == store.node().id;
+    if mine {
+        tracing::warn!(leader = %body.from, "this node was removed from the cluster");
+        store.note_removed();
+    }
+    HttpResponse::Ok().json(mine)
 }
 
 /// The Raft port's app around the routes `register` adds: the gate, then the routes; a path

@@ -156,6 +156,8 @@ fn expvars(state: &AppState) -> Value {
         },
         "store": {
             "num_snapshots": n(&shared.num_snapshots),
+            "num_wal_snapshots": n(&shared.num_wal_snapshots),
+            "num_wal_snapshots_failed": n(&shared.num_wal_snapshots_failed),
             "num_restores": n(&shared.num_restores),
             "num_auto_restores": n(&c.auto_restores),
             "num_auto_restores_skipped": n(&c.auto_restores_skipped),

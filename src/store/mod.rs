@@ -158,6 +158,9 @@ pub struct StoreOptions {
     pub snapshot_threshold: u64,
     /// Log entries kept behind a snapshot, so lagging followers can catch up from the log.
     pub trailing_logs: u64,
+    /// `-raft-snap-int` and `-raft-snap-wal-size`: how often the WAL is measured, and the
+    /// bytes of it in use that start a snapshot (`None`: never, as `-raft-snap-wal-size 0`).
+    pub wal_snapshot: Option<(Duration, u64)>,
     pub election_timeout: Duration,
     pub heartbeat_interval: Duration,
     /// Where backup copies go and what they may use.
@@ -189,6 +192,8 @@ pub struct Store {
     log: LogEngine,
     /// The purges the archiver holds back run when it ships more (see `PurgeGate`).
     purge_gate: Arc<PurgeGate>,
+    /// Set when the leader said it removed this node (`cluster::membership`).
+    removed: tokio::sync::watch::Sender<bool>,
 }
 
 /// Counters shown in `/status` and `/debug/vars`.
@@ -321,6 +326,15 @@ impl Store {
         tokio::spawn(track_raft_metrics(raft.clone(), Arc::clone(&shared)));
         tokio::spawn(stop_when_raft_fails(raft.clone()));
         tokio::spawn(checkpoint_wal(Arc::downgrade(&db)));
+        if let Some((every, bytes)) = opts.wal_snapshot {
+            tokio::spawn(snapshot_on_wal_size(
+                raft.clone(),
+                db.path().to_path_buf(),
+                Arc::clone(&shared),
+                every,
+                bytes,
+            ));
+        }
         Ok(Arc::new(Store {
             db,
             node: opts.node,
@@ -328,6 +342,7 @@ impl Store {
             writes: batcher::WriteBatcher::start(raft.clone(), Arc::clone(&shared.metrics)),
             log: log_engine,
             purge_gate,
+            removed: tokio::sync::watch::channel(false).0,
             raft,
             shared,
             data_dir: opts.data_dir,
@@ -928,6 +943,17 @@ impl Store {
         self.shared.stopping.store(true, Ordering::Relaxed);
     }
 
+    /// The leader removed this node from the cluster (it said so: `/cluster/removed`).
+    pub fn note_removed(&self) {
+        self.removed.send_replace(true);
+    }
+
+    /// Returns once the leader has said it removed this node.
+    pub async fn removed_from_cluster(&self) {
+        let mut removed = self.removed.subscribe();
+        let _ = removed.wait_for(|r| *r).await;
+    }
+
     /// Whether the node is stopping ([`Store::begin_stopping`]).
     pub fn is_stopping(&self) -> bool {
         self.shared.stopping.load(Ordering::Relaxed)
@@ -1098,6 +1124,48 @@ async fn checkpoint_wal(db: std::sync::Weak<Database>) {
                 last_warning = Some(Instant::now());
             }
         }
+    }
+}
+
+/// rqlited's WAL-size snapshots (`-raft-snap-wal-size`, checked every `-raft-snap-int`): a
+/// snapshot starts when the WAL holds at least `threshold` bytes of frames (`mxFrame` times
+/// the frame size, what rqlite's truncated WAL file measures), besides the `-raft-snap`
+/// entry count. Counted in `store.num_wal_snapshots` and `store.num_wal_snapshots_failed`.
+async fn snapshot_on_wal_size(
+    raft: Raft,
+    db_path: PathBuf,
+    shared: Arc<SharedState>,
+    every: Duration,
+    threshold: u64,
+) {
+    let shm = crate::db::sibling(&db_path, "-shm");
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if shared.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let in_use = match crate::db::wal::wal_use(&shm) {
+            Ok(Some(wal)) => u64::from(wal.frames) * wal.frame_bytes,
+            Ok(None) => 0,
+            Err(e) => {
+                tracing::debug!("measure the WAL: {e}");
+                continue;
+            }
+        };
+        if in_use < threshold {
+            continue;
+        }
+        match raft.trigger().snapshot().await {
+            Ok(()) => shared.num_wal_snapshots.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!("snapshot for the WAL's size ({in_use} bytes): {e}");
+                shared
+                    .num_wal_snapshots_failed
+                    .fetch_add(1, Ordering::Relaxed)
+            }
+        };
     }
 }
 

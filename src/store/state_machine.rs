@@ -53,6 +53,10 @@ pub struct SharedState {
     pub applied_index: AtomicU64,
     pub last_snapshot: Mutex<Option<SnapshotMeta>>,
     pub num_snapshots: AtomicU64,
+    /// Snapshots started for the WAL's size (`-raft-snap-wal-size`), and those that could
+    /// not start (rqlite's `num_wal_snapshots`, `num_wal_snapshots_failed`).
+    pub num_wal_snapshots: AtomicU64,
+    pub num_wal_snapshots_failed: AtomicU64,
     pub num_restores: AtomicU64,
     /// Start-ups that rewrote the membership from `peers.json` (0 or 1 per process).
     pub num_recoveries: AtomicU64,
