@@ -476,7 +476,12 @@ fn the_leader_reaps_members_it_has_not_heard_from() {
         "{}",
         c.logs()
     );
-    assert_eq!(reaped(l), 1);
+    // Counted once the removal is committed, which /nodes may show a moment before.
+    assert!(
+        wait_until(Duration::from_secs(5), || reaped(l) == 1),
+        "{}",
+        reaped(l)
+    );
     assert!(!l.get("/nodes?nonvoters").body.contains("\"r1\""));
 
     // A voter goes: reaped after its own (longer) timeout; the two left keep serving.
@@ -495,7 +500,12 @@ fn the_leader_reaps_members_it_has_not_heard_from() {
         "a voter is not reaped before its timeout ({:?})",
         killed_at.elapsed()
     );
-    assert_eq!(reaped(l), 2);
+    // Counted once the removal is committed, which /nodes may show a moment before.
+    assert!(
+        wait_until(Duration::from_secs(5), || reaped(l) == 2),
+        "{}",
+        reaped(l)
+    );
     l.execute(r#"["CREATE TABLE after_reaping(x)"]"#);
     let other = c.followers()[0];
     assert!(wait_until(Duration::from_secs(10), || count_on(
