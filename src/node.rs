@@ -78,6 +78,8 @@ pub struct NodeOptions {
     pub remove_on_shutdown: bool,
     /// `-raft-remove-shutdown`: stop when the leader removes this node from the cluster.
     pub shutdown_on_remove: bool,
+    /// `-auto-optimize-int`: how often the leader proposes `PRAGMA optimize` (`None`: never).
+    pub auto_optimize: Option<Duration>,
     /// `-raft-reap-node-timeout`, `-raft-reap-read-only-node-timeout`: the leader removes
     /// members it has not heard from for that long (`cluster::reaper`).
     pub reap: crate::cluster::reaper::ReapTimeouts,
@@ -140,6 +142,7 @@ impl NodeOptions {
             shutdown_stepdown: true,
             remove_on_shutdown: false,
             shutdown_on_remove: false,
+            auto_optimize: None,
             reap: crate::cluster::reaper::ReapTimeouts {
                 voter: None,
                 non_voter: None,
@@ -407,6 +410,12 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         None => None,
     };
 
+    if let Some(interval) = opts.auto_optimize {
+        tokio::spawn(crate::store::housekeeping::auto_optimize(
+            Arc::clone(&store),
+            interval,
+        ));
+    }
     tokio::spawn(crate::cluster::reaper::run(
         Arc::clone(&store),
         contacts,

@@ -645,3 +645,46 @@ fn a_wal_past_its_size_starts_a_snapshot() {
         "no snapshot without the WAL's size"
     );
 }
+
+/// `-auto-optimize-int`, as rqlited: the leader runs `PRAGMA optimize` every interval, here
+/// as an entry, so every node applies it at the same point (`store.num_auto_optimizes`);
+/// `0h` turns it off.
+#[test]
+fn the_leader_optimizes_the_database_every_interval() {
+    let c = Cluster::start(2, &["-auto-optimize-int", "1s"]);
+    let leader = c.leader();
+    let l = &c.nodes[leader];
+    l.execute(
+        r#"["CREATE TABLE t(x, y)", "CREATE INDEX t_x ON t(x)",
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<500) INSERT INTO t SELECT i % 7, i FROM c"]"#,
+    );
+    let optimizes = |n: &Node| n.get("/debug/vars").json()["store"]["num_auto_optimizes"].as_u64();
+    let applied = |n: &Node| n.get("/status").json()["store"]["raft"]["applied_index"].as_u64();
+    let before = applied(l).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || optimizes(l)
+            .is_some_and(|n| n >= 1)),
+        "{}",
+        c.logs()
+    );
+    // An entry of its own, which the follower applied too: the same database on both.
+    assert!(applied(l).unwrap() > before);
+    let follower = c.followers()[0];
+    let digest = |n: &Node| n.get("/status?digest").json()["store"]["db_digest"].clone();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let (a, b) = (digest(l), digest(&c.nodes[follower]));
+        a["applied_index"] == b["applied_index"] && a["digest"] == b["digest"]
+    }));
+    assert_eq!(
+        optimizes(&c.nodes[follower]),
+        Some(0),
+        "only the leader proposes"
+    );
+
+    let off = Node::start(&["-auto-optimize-int", "0h"]);
+    off.execute(r#"["CREATE TABLE t(x)"]"#);
+    let at = applied(&off);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(optimizes(&off), Some(0));
+    assert_eq!(applied(&off), at, "no entry of its own");
+}

@@ -170,6 +170,8 @@ fn expvars(state: &AppState) -> Value {
             "num_ignored_joins": n(&c.ignored_joins),
             "num_removed_before_joins": n(&c.updated_joins),
             "nodes_reaped_ok": n(&c.nodes_reaped_ok),
+            "num_auto_optimizes": n(&c.auto_optimizes),
+            "num_auto_optimizes_failed": n(&c.auto_optimizes_failed),
             "nodes_reaped_failed": n(&c.nodes_reaped_failed),
             "num_wal_checkpoints": n(&store.database().wal_checkpoints),
             "writer_jobs": store.database().writer_activity().jobs(),

@@ -26,6 +26,7 @@
 pub mod applied_state;
 pub mod backup;
 pub mod batcher;
+pub mod housekeeping;
 pub mod node_info;
 pub mod ops;
 pub mod recovery;
@@ -229,6 +230,10 @@ pub struct StoreCounters {
     /// (rqlite's `nodes_reaped_ok`, `nodes_reaped_failed`).
     pub nodes_reaped_ok: AtomicU64,
     pub nodes_reaped_failed: AtomicU64,
+    /// `PRAGMA optimize` runs the leader proposed (`housekeeping`; rqlite's
+    /// `num_auto_optimizes`, `num_auto_optimizes_failed`).
+    pub auto_optimizes: AtomicU64,
+    pub auto_optimizes_failed: AtomicU64,
 }
 
 impl Store {
@@ -679,6 +684,18 @@ impl Store {
         db_timeout: Option<Duration>,
     ) -> Result<WriteResults, StoreError> {
         self.counters.executions.fetch_add(1, Ordering::Relaxed);
+        self.propose_write(request, policy, opts, db_timeout).await
+    }
+
+    /// A write through Raft as [`Store::execute`] makes it, without counting it as a user's
+    /// (`housekeeping` proposes its own).
+    pub(crate) async fn propose_write(
+        &self,
+        request: Request,
+        policy: RowsPolicy,
+        opts: ResultOptions,
+        db_timeout: Option<Duration>,
+    ) -> Result<WriteResults, StoreError> {
         let mut request = request;
         for stmt in &mut request.statements {
             if let Some(pinned) = crate::db::rewrite::pin_optimize(&stmt.sql) {
