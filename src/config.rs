@@ -110,7 +110,7 @@ const FLAGS: &[ConfigFlag] = &[
     flag("raft-heartbeat-timeout", Dur, "1s", Honoured, "Raft heartbeat timeout"),
     flag("raft-election-timeout", Dur, "1s", Honoured, "Raft election timeout"),
     flag("raft-commit-timeout", Dur, "50ms", Ignored, "Raft commit timeout"),
-    flag("raft-apply-timeout", Dur, "10s", Ignored, "Maximum time to wait for a write to be applied"),
+    flag("raft-apply-timeout", Dur, "10s", Honoured, "Maximum time to wait for a write to be applied"),
     flag("raft-leader-lease-timeout", Dur, "0s", Ignored, "Raft leader lease timeout. 0s uses the Raft default"),
     flag("raft-remove-shutdown", Bool, "false", Honoured, "Shut down Raft when this node is removed from the cluster"),
     flag("raft-cluster-remove-shutdown", Bool, "false", Honoured, "Remove this node from the cluster on graceful shutdown"),

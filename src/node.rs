@@ -53,6 +53,8 @@ pub struct NodeOptions {
     pub log_segment_size: u64,
     pub snapshot_threshold: u64,
     pub trailing_logs: u64,
+    /// `-raft-apply-timeout`: see `store::StoreOptions::apply_timeout`.
+    pub apply_timeout: Duration,
     /// `-raft-snap-int`, `-raft-snap-wal-size`: see `store::StoreOptions::wal_snapshot`.
     pub wal_snapshot: Option<(Duration, u64)>,
     pub election_timeout: Duration,
@@ -128,6 +130,7 @@ impl NodeOptions {
             log_segment_size: 64 * 1024 * 1024,
             snapshot_threshold: 8192,
             trailing_logs: 1024,
+            apply_timeout: Duration::from_secs(10),
             wal_snapshot: Some((Duration::from_secs(10), 4 << 20)),
             election_timeout: Duration::from_secs(1),
             heartbeat_interval: Duration::from_millis(200),
@@ -353,6 +356,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             snapshot_threshold: opts.snapshot_threshold,
             trailing_logs: opts.trailing_logs,
             wal_snapshot: opts.wal_snapshot,
+            apply_timeout: opts.apply_timeout,
             election_timeout: opts.election_timeout,
             heartbeat_interval: opts.heartbeat_interval,
             backup: BackupOptions {

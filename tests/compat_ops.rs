@@ -688,3 +688,29 @@ fn the_leader_optimizes_the_database_every_interval() {
     assert_eq!(optimizes(&off), Some(0));
     assert_eq!(applied(&off), at, "no entry of its own");
 }
+
+/// `-raft-apply-timeout`: a write not applied within it answers rqlite's way (200, the reason
+/// in `error`), and its entry goes on: the rows arrive.
+#[test]
+fn a_write_slower_than_the_apply_timeout_answers_and_still_lands() {
+    let node = Node::start(&["-raft-apply-timeout", "100ms"]);
+    node.execute(r#"["CREATE TABLE t(x)"]"#);
+    let a = node.post(
+        "/db/execute",
+        r#"["WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<2000000) INSERT INTO t SELECT i FROM c"]"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let error = a.json()["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains("-raft-apply-timeout 100ms") && error.contains("may still be applied"),
+        "{}",
+        a.body
+    );
+    assert!(wait_until(Duration::from_secs(60), || node
+        .query("SELECT count(*) FROM t")
+        .contains("2000000")));
+    // A quick write is answered as usual.
+    assert!(!node
+        .execute(r#"["INSERT INTO t VALUES(0)"]"#)
+        .contains("error"));
+}

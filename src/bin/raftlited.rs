@@ -91,6 +91,7 @@ fn main() -> ExitCode {
         log_segment_size: config.raft_log_segment_size,
         snapshot_threshold: config.raft_snap,
         trailing_logs: config.raft_trailing_logs,
+        apply_timeout: config.raft_apply_timeout,
         wal_snapshot: (config.raft_snap_wal_size > 0)
             .then_some((config.raft_snap_int, config.raft_snap_wal_size)),
         election_timeout: config.raft_election_timeout,

@@ -58,6 +58,7 @@ pub fn store(e: &StoreError) -> StatusCode {
         }
         StoreError::StaleRead
         | StoreError::LinearizableTimeout { .. }
+        | StoreError::ApplyTimeout { .. }
         | StoreError::Internal(_) => StatusCode::OK,
         // Refused before the log: the leader's disk is nearly full.
         StoreError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,

@@ -97,6 +97,13 @@ pub enum StoreError {
     /// before reaching the log (HTTP 507).
     #[error("{0}")]
     InsufficientStorage(String),
+    /// The write was not applied within `-raft-apply-timeout`. Its entry goes on: it may
+    /// still be applied.
+    #[error(
+        "timed out waiting for the write to be applied (-raft-apply-timeout {}); it may still be applied",
+        crate::flags::format_go_duration(*.limit)
+    )]
+    ApplyTimeout { limit: Duration },
 }
 
 /// Why this node's own state is not recent enough for a request that bounded it
@@ -159,6 +166,8 @@ pub struct StoreOptions {
     pub snapshot_threshold: u64,
     /// Log entries kept behind a snapshot, so lagging followers can catch up from the log.
     pub trailing_logs: u64,
+    /// `-raft-apply-timeout`: the longest a write's caller waits for it to be applied.
+    pub apply_timeout: Duration,
     /// `-raft-snap-int` and `-raft-snap-wal-size`: how often the WAL is measured, and the
     /// bytes of it in use that start a snapshot (`None`: never, as `-raft-snap-wal-size 0`).
     pub wal_snapshot: Option<(Duration, u64)>,
@@ -195,6 +204,8 @@ pub struct Store {
     purge_gate: Arc<PurgeGate>,
     /// Set when the leader said it removed this node (`cluster::membership`).
     removed: tokio::sync::watch::Sender<bool>,
+    /// `-raft-apply-timeout` (see [`StoreOptions::apply_timeout`]).
+    apply_timeout: Duration,
 }
 
 /// Counters shown in `/status` and `/debug/vars`.
@@ -348,6 +359,7 @@ impl Store {
             log: log_engine,
             purge_gate,
             removed: tokio::sync::watch::channel(false).0,
+            apply_timeout: opts.apply_timeout,
             raft,
             shared,
             data_dir: opts.data_dir,
@@ -707,7 +719,7 @@ impl Store {
             return Err(self.not_leader());
         }
         self.check_room_for_write(&request)?;
-        self.while_leading(self.writes.write(ExecuteItem {
+        let write = self.while_leading(self.writes.write(ExecuteItem {
             request,
             policy,
             opts,
@@ -715,8 +727,16 @@ impl Store {
                 self.db.settings().write_budget_steps,
                 db_timeout,
             )),
-        }))
-        .await
+        }));
+        // The entry goes on whatever the caller is told: only the wait is bounded (0: not
+        // at all, as in rqlited).
+        let limit = self.apply_timeout;
+        if limit.is_zero() {
+            return write.await;
+        }
+        tokio::time::timeout(limit, write)
+            .await
+            .unwrap_or(Err(StoreError::ApplyTimeout { limit }))
     }
 
     /// Refuses a write when the data directory's file system has less free space than
