@@ -242,6 +242,33 @@ fn archiving_node(tmp: &Path) -> (PathBuf, PathBuf, Node) {
     (dir, cfg, node)
 }
 
+/// A node archiving into `tmp/backups` with the `archive` object `archive`, snapshotting
+/// every `snap` entries and keeping `trailing` behind, and its own `extra` flags; a table
+/// `t(n, r)` made and archived: its storage folder, configuration and the node.
+fn archiving_fast(
+    tmp: &Path,
+    archive: &str,
+    snap: &str,
+    trailing: &str,
+    extra: &[&str],
+) -> (PathBuf, PathBuf, Node) {
+    let dir = tmp.join("backups");
+    let cfg = config(tmp, &dir, archive);
+    let mut args = vec![
+        "-auto-backup",
+        cfg.to_str().unwrap(),
+        "-raft-snap",
+        snap,
+        "-raft-trailing-logs",
+        trailing,
+    ];
+    args.extend_from_slice(extra);
+    let node = Node::start(&args);
+    node.execute(r#"["CREATE TABLE t(n, r)"]"#);
+    wait_shipped(&node, digest(&node).0);
+    (dir, cfg, node)
+}
+
 #[test]
 fn a_sql_load_is_archived_with_its_script_and_every_point_around_it_restores() {
     let tmp = tempfile::tempdir().unwrap();
@@ -641,22 +668,13 @@ fn a_base_after_a_restart_keeps_its_entries_time() {
 #[test]
 fn writes_faster_than_the_log_keeps_them_are_all_archived() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("backups");
-    let cfg = config(
+    let (_, cfg, node) = archiving_fast(
         tmp.path(),
-        &dir,
         r#"{"max_delay":"1s","base_interval":"1h"}"#,
-    );
-    let node = Node::start(&[
-        "-auto-backup",
-        cfg.to_str().unwrap(),
-        "-raft-snap",
         "40",
-        "-raft-trailing-logs",
         "5",
-    ]);
-    node.execute(r#"["CREATE TABLE t(n, r)"]"#);
-    wait_shipped(&node, digest(&node).0);
+        &[],
+    );
     let bases = archiver(&node)["bases_taken"].as_u64().unwrap();
     let purged = || {
         node.get("/status").json()["store"]["raft"]["purged_index"]
@@ -713,24 +731,13 @@ fn writes_faster_than_the_log_keeps_them_are_all_archived() {
 #[test]
 fn the_log_held_for_the_archive_stops_at_its_size_limit() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("backups");
-    let cfg = config(
+    let (dir, _, node) = archiving_fast(
         tmp.path(),
-        &dir,
         r#"{"max_delay":"200ms","base_interval":"1h","max_log_hold_bytes":20000}"#,
-    );
-    let node = Node::start(&[
-        "-auto-backup",
-        cfg.to_str().unwrap(),
-        "-raft-snap",
         "40",
-        "-raft-trailing-logs",
         "5",
-        "-raft-log-segment-size",
-        "2048",
-    ]);
-    node.execute(r#"["CREATE TABLE t(n, pad)"]"#);
-    wait_shipped(&node, digest(&node).0);
+        &["-raft-log-segment-size", "2048"],
+    );
     // The storage goes: its folder becomes a file.
     std::fs::rename(&dir, tmp.path().join("gone")).unwrap();
     std::fs::write(&dir, b"not a folder").unwrap();
@@ -763,22 +770,13 @@ fn the_log_held_for_the_archive_stops_at_its_size_limit() {
 #[test]
 fn an_outage_loses_nothing_and_the_history_a_load_ends_gets_its_tail() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("backups");
-    let cfg = config(
+    let (dir, cfg, node) = archiving_fast(
         tmp.path(),
-        &dir,
         r#"{"max_delay":"3s","base_interval":"1h"}"#,
-    );
-    let node = Node::start(&[
-        "-auto-backup",
-        cfg.to_str().unwrap(),
-        "-raft-snap",
         "20",
-        "-raft-trailing-logs",
         "2",
-    ]);
-    node.execute(r#"["CREATE TABLE t(n, r)"]"#);
-    wait_shipped(&node, digest(&node).0);
+        &[],
+    );
     let file = tmp.path().join("other.db");
     common::sqlite3(
         &file,
