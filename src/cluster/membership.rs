@@ -480,10 +480,14 @@ pub async fn handle_remove(store: &Store, string_id: &str) -> MembershipAnswer {
     };
     let removed = store.members().get(&id).cloned();
     match retry_while_in_progress!(store.raft().change_membership(change.clone(), false)) {
-        Ok(_) => {
+        Ok(done) => {
             tracing::info!(node = string_id, "node removed");
             if let Some(node) = removed {
-                tokio::spawn(tell_removed(node, store.node().id.clone()));
+                tokio::spawn(tell_removed(
+                    node,
+                    store.node().id.clone(),
+                    done.log_id.index,
+                ));
             }
             MembershipAnswer::Ok
         }
@@ -511,18 +515,17 @@ fn change_error(
     }
 }
 
-/// The node-to-node client for membership calls: TLS to the other nodes as configured, and a
-/// short connect timeout (a member that does not answer is tried again later).
 /// Tells a removed node so (best effort, a few seconds at most): the log cannot, since the
 /// leader stops replicating to it as it appends the membership without it. A node started
 /// with `-raft-remove-shutdown` then stops.
-async fn tell_removed(node: NodeInfo, leader: String) {
+async fn tell_removed(node: NodeInfo, leader: String, membership_index: u64) {
     let Ok(client) = short_connect_client() else {
         return;
     };
     let notice = super::protocol::RemovedNotice {
         id: node.id.clone(),
         from: leader,
+        membership_index,
     };
     let sent = tokio::time::timeout(
         Duration::from_secs(5),
@@ -534,6 +537,8 @@ async fn tell_removed(node: NodeInfo, leader: String) {
     }
 }
 
+/// The node-to-node client for membership calls: TLS to the other nodes as configured, and a
+/// short connect timeout (a member that does not answer is tried again later).
 fn short_connect_client() -> reqwest::Result<reqwest::Client> {
     crate::tls::node()
         .client_builder()

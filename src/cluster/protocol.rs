@@ -53,6 +53,9 @@ pub struct RemovedNotice {
     pub id: String,
     /// The leader that removed it.
     pub from: String,
+    /// The log index of the membership without it: a node that holds a newer membership
+    /// with itself in it (it joined again) is not removed.
+    pub membership_index: u64,
 }
 
 /// POSTs JSON to a peer's Raft address and decodes the JSON answer.

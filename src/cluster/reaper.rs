@@ -18,6 +18,12 @@ use std::time::{Duration, Instant};
 use crate::store::types::NodeId;
 use crate::store::Store;
 
+/// How recently a voter must have answered to count towards the quorum a removal needs.
+const RECENT_CONTACT: Duration = Duration::from_secs(5);
+
+/// The longest a removal may take before it counts as failed.
+const REMOVAL_LIMIT: Duration = Duration::from_secs(10);
+
 /// The last time each peer answered an append-entries call (shared by every peer client).
 #[derive(Clone, Default)]
 pub struct PeerContacts(Arc<parking_lot::Mutex<HashMap<NodeId, Instant>>>);
@@ -71,6 +77,10 @@ pub async fn run(store: Arc<Store>, contacts: PeerContacts, timeouts: ReapTimeou
         let since = *leading_since.get_or_insert(now);
         let members = store.members();
         let voters = store.voter_ids();
+        let me = members
+            .iter()
+            .find(|(_, n)| n.id == store.node().id)
+            .map(|(id, _)| *id);
         seen.retain(|id, _| members.contains_key(id));
         for (id, node) in &members {
             if node.id == store.node().id {
@@ -96,7 +106,33 @@ pub async fn run(store: Arc<Store>, contacts: PeerContacts, timeouts: ReapTimeou
             } else {
                 "non-voting node"
             };
-            match super::membership::handle_remove(&store, &node.id).await {
+            // openraft's leader keeps leading without a quorum: a removal it cannot commit
+            // would wait, and commit later, when the silent node is back, and remove a node
+            // that answers. So a removal needs a majority of the voters that stay, this one
+            // included, heard from just now.
+            let staying: Vec<NodeId> = voters.iter().copied().filter(|v| v != id).collect();
+            let heard = staying
+                .iter()
+                .filter(|v| {
+                    Some(**v) == me
+                        || contacts
+                            .last(**v)
+                            .is_some_and(|t| now.duration_since(t) <= RECENT_CONTACT)
+                })
+                .count();
+            if heard * 2 <= staying.len() {
+                tracing::debug!(node = %node.id, "not reaped: no quorum of the voters that stay answers");
+                continue;
+            }
+            let removal = tokio::time::timeout(
+                REMOVAL_LIMIT,
+                super::membership::handle_remove(&store, &node.id),
+            )
+            .await
+            .unwrap_or(super::membership::MembershipAnswer::Refused(
+                "the removal did not commit in time".into(),
+            ));
+            match removal {
                 super::membership::MembershipAnswer::Ok => {
                     store
                         .counters

@@ -380,7 +380,7 @@ async fn removed(
     let mine = body.id == store.node().id;
     if mine {
         tracing::warn!(leader = %body.from, "this node was removed from the cluster");
-        store.note_removed();
+        store.note_removed(body.membership_index);
     }
     HttpResponse::Ok().json(mine)
 }

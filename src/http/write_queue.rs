@@ -192,6 +192,8 @@ async fn send_batch(
                 }
             }
             Err(StoreError::NotLeader { leader: None }) => last = "leader not found".into(),
+            // Its entry goes on and may be applied: proposing it again could apply it twice.
+            Err(e @ StoreError::ApplyTimeout { .. }) => return Err(e.to_string()),
             Err(e) => last = e.to_string(),
         }
     }

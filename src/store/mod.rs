@@ -203,7 +203,7 @@ pub struct Store {
     /// The purges the archiver holds back run when it ships more (see `PurgeGate`).
     purge_gate: Arc<PurgeGate>,
     /// Set when the leader said it removed this node (`cluster::membership`).
-    removed: tokio::sync::watch::Sender<bool>,
+    removed: tokio::sync::watch::Sender<Option<u64>>,
     /// `-raft-apply-timeout` (see [`StoreOptions::apply_timeout`]).
     apply_timeout: Duration,
 }
@@ -358,7 +358,7 @@ impl Store {
             writes: batcher::WriteBatcher::start(raft.clone(), Arc::clone(&shared.metrics)),
             log: log_engine,
             purge_gate,
-            removed: tokio::sync::watch::channel(false).0,
+            removed: tokio::sync::watch::channel(None).0,
             apply_timeout: opts.apply_timeout,
             raft,
             shared,
@@ -980,15 +980,40 @@ impl Store {
         self.shared.stopping.store(true, Ordering::Relaxed);
     }
 
-    /// The leader removed this node from the cluster (it said so: `/cluster/removed`).
-    pub fn note_removed(&self) {
-        self.removed.send_replace(true);
+    /// The leader removed this node from the cluster with the membership at `index` (it said
+    /// so: `/cluster/removed`).
+    pub fn note_removed(&self, index: u64) {
+        self.removed.send_replace(Some(index));
     }
 
-    /// Returns once the leader has said it removed this node.
+    /// Returns once the leader has said it removed this node, unless this node holds a newer
+    /// membership with itself in it a moment later (it joined again: a notice can reach a
+    /// node that restarted and rejoined).
     pub async fn removed_from_cluster(&self) {
         let mut removed = self.removed.subscribe();
-        let _ = removed.wait_for(|r| *r).await;
+        loop {
+            let Ok(notice) = removed.wait_for(|r| r.is_some()).await.map(|r| *r) else {
+                return std::future::pending().await;
+            };
+            let index = notice.unwrap_or(0);
+            // A rejoin's membership reaches this node from the leader within heartbeats.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let rejoined = {
+                let metrics = self.raft.metrics();
+                let m = metrics.borrow();
+                m.membership_config
+                    .log_id()
+                    .is_some_and(|l| l.index > index)
+                    && m.membership_config
+                        .nodes()
+                        .any(|(id, _)| *id == self.node_id)
+            };
+            if !rejoined {
+                return;
+            }
+            tracing::info!("a removal notice is older than this node's membership; ignored");
+            self.removed.send_replace(None);
+        }
     }
 
     /// Whether the node is stopping ([`Store::begin_stopping`]).
@@ -1191,7 +1216,15 @@ async fn snapshot_on_wal_size(
                 continue;
             }
         };
-        if in_use < threshold {
+        // SQLite restarts the WAL only at the next write after a checkpoint: an idle node's
+        // WAL keeps its size, and a snapshot of nothing new would only repeat.
+        let snapshot = shared
+            .last_snapshot
+            .lock()
+            .as_ref()
+            .and_then(|m| m.last_log_id)
+            .map_or(0, |l| l.index);
+        if in_use < threshold || snapshot >= shared.applied_index.load(Ordering::Acquire) {
             continue;
         }
         match raft.trigger().snapshot().await {
