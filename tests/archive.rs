@@ -772,7 +772,7 @@ fn an_outage_loses_nothing_and_the_history_a_load_ends_gets_its_tail() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, cfg, node) = archiving_fast(
         tmp.path(),
-        r#"{"max_delay":"3s","base_interval":"1h"}"#,
+        r#"{"max_delay":"6s","base_interval":"1h"}"#,
         "20",
         "2",
         &[],
@@ -784,7 +784,7 @@ fn an_outage_loses_nothing_and_the_history_a_load_ends_gets_its_tail() {
     );
 
     // Right after a tick: writes, the load (kept: the last tick succeeded), then the outage,
-    // all before the next tick (3 s).
+    // all before the next tick (6 s: room for a busy machine).
     let mut points = Vec::new();
     for i in 0..30 {
         node.execute(&format!(r#"["INSERT INTO t VALUES({i}, random())"]"#));
@@ -851,7 +851,7 @@ fn two_file_loads_within_one_tick_each_get_their_history() {
     let cfg = config(
         tmp.path(),
         &dir,
-        r#"{"max_delay":"3s","base_interval":"1h"}"#,
+        r#"{"max_delay":"6s","base_interval":"1h"}"#,
     );
     let node = Node::start(&["-auto-backup", cfg.to_str().unwrap()]);
     node.execute(r#"["CREATE TABLE t(n)", "INSERT INTO t VALUES(0)"]"#);
