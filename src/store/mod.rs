@@ -288,14 +288,7 @@ impl Store {
         // `-disk-reserve` free: a full disk must not stop every write for the archive's sake.
         let durable = {
             let shared = Arc::clone(&shared);
-            move || {
-                shared
-                    .last_snapshot
-                    .lock()
-                    .as_ref()
-                    .and_then(|m| m.last_log_id)
-                    .map(|l| l.index)
-            }
+            move || shared.snapshot_index()
         };
         let archived = {
             let shared = Arc::clone(&shared);
@@ -1218,12 +1211,7 @@ async fn snapshot_on_wal_size(
         };
         // SQLite restarts the WAL only at the next write after a checkpoint: an idle node's
         // WAL keeps its size, and a snapshot of nothing new would only repeat.
-        let snapshot = shared
-            .last_snapshot
-            .lock()
-            .as_ref()
-            .and_then(|m| m.last_log_id)
-            .map_or(0, |l| l.index);
+        let snapshot = shared.snapshot_index().unwrap_or(0);
         if in_use < threshold || snapshot >= shared.applied_index.load(Ordering::Acquire) {
             continue;
         }

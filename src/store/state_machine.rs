@@ -105,6 +105,17 @@ pub struct SharedState {
     pub leading: std::sync::atomic::AtomicBool,
 }
 
+impl SharedState {
+    /// The last index the durable snapshot covers (`None`: no snapshot yet).
+    pub fn snapshot_index(&self) -> Option<u64> {
+        self.last_snapshot
+            .lock()
+            .as_ref()
+            .and_then(|m| m.last_log_id)
+            .map(|l| l.index)
+    }
+}
+
 /// Why the last snapshot build failed.
 #[derive(Debug, Clone)]
 pub struct SnapshotFailure {
@@ -215,13 +226,7 @@ impl SqliteStateMachine {
         log_purged: Option<u64>,
     ) -> anyhow::Result<()> {
         let applied = self.shared.applied_index.load(Ordering::Acquire);
-        let snapshot = self
-            .shared
-            .last_snapshot
-            .lock()
-            .as_ref()
-            .and_then(|m| m.last_log_id)
-            .map_or(0, |l| l.index);
+        let snapshot = self.shared.snapshot_index().unwrap_or(0);
         let ahead = applied > snapshot
             && (log_last.unwrap_or(0) < applied || log_purged.unwrap_or(0) > snapshot);
         if !ahead {
