@@ -38,6 +38,9 @@ command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 # tests/metrics.rs parses every /metrics scrape with the Prometheus project's own OpenMetrics
 # parser (Debian's python3-prometheus-client, for the system python3).
 /usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' >/dev/null 2>&1 || missing+=(python3-prometheus-client)
+# tests/discovery.rs runs dnsmasq as the resolver of a network namespace it makes with ip.
+{ command -v dnsmasq || [ -x /usr/sbin/dnsmasq ]; } >/dev/null 2>&1 || missing+=(dnsmasq-base)
+{ command -v ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } >/dev/null 2>&1 || missing+=(iproute2)
 # The S3 storage tests' server (moto, below) goes in a venv.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -96,9 +96,9 @@ const FLAGS: &[ConfigFlag] = &[
     flag("bootstrap-expect", I64, "0", Honoured, "Number of voting nodes to wait for, then bootstrap the cluster together"),
     flag("bootstrap-expect-timeout", Dur, "120s", Honoured, "Maximum time to wait for -bootstrap-expect nodes"),
     flag("cluster-connect-timeout", Dur, "30s", Ignored, "Timeout for the first connection to another node"),
-    flag("disco-mode", Str, "", Refused("bootstrapping a separate single-node cluster"), "Node discovery mode: consul-kv, etcd-kv, dns or dns-srv. If not set, no discovery"),
+    flag("disco-mode", Str, "", Honoured, "Node discovery mode: consul-kv, etcd-kv, dns or dns-srv. If not set, no discovery"),
     flag("disco-key", Str, "rqlite", Ignored, "Key prefix in the discovery service"),
-    flag("disco-config", Str, "", Ignored, "Discovery configuration, or the path of a file holding it"),
+    flag("disco-config", Str, "", Honoured, "Discovery configuration, or the path of a file holding it"),
     // Raft.
     flag("raft-non-voter", Bool, "false", Honoured, "Run as a non-voting read replica"),
     flag("raft-snap", U64, "8192", Honoured, "Number of log entries since the last snapshot that triggers a snapshot"),
@@ -563,6 +563,14 @@ impl Config {
 
     /// Flags given on the command line (with a non-default value) that raftlite accepts but
     /// does not act on yet; the binary logs a warning for each.
+    /// The port of `-raft-addr` (0 when it has none), as rqlite's `RaftPort`: what a
+    /// `-disco-mode dns` lookup's addresses get unless its configuration names a port.
+    pub fn raft_port(&self) -> u16 {
+        split_host_port(&self.raft_addr)
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn accepted_but_ignored(&self) -> Vec<&'static str> {
         self.changed_flags
             .iter()
@@ -735,7 +743,12 @@ impl Config {
                     "bootstrap-expect value required when using {mode} with a voting node"
                 )));
             }
-            None | Some("etcd-kv" | "consul-kv" | "dns" | "dns-srv") => {}
+            Some(mode @ ("etcd-kv" | "consul-kv")) => {
+                return Err(invalid(format!(
+                    "-disco-mode {mode} is not supported yet (dns and dns-srv are): refusing to start rather than bootstrapping a separate single-node cluster"
+                )));
+            }
+            None | Some("dns" | "dns-srv") => {}
             Some(_) => {
                 return Err(invalid(
                     "disco mode must be one of consul-kv, etcd-kv, dns, or dns-srv",
@@ -810,10 +823,7 @@ impl Config {
     /// Refused flags (see [`Support::Refused`]) that this configuration turns on, in table
     /// order. A test keeps this list and the table in step.
     fn refused_flags_in_use(&self) -> Vec<&'static str> {
-        let in_use = [
-            ("disco-mode", self.disco_mode.is_some()),
-            ("cdc-config", self.cdc_config.is_some()),
-        ];
+        let in_use = [("cdc-config", self.cdc_config.is_some())];
         in_use
             .into_iter()
             .filter_map(|(flag, on)| on.then_some(flag))
@@ -1478,8 +1488,20 @@ mod tests {
             "bootstrap-expect value required when using dns-srv with a voting node"
         );
         assert_eq!(
-            error("-disco-mode dns -bootstrap-expect 3 /d"),
-            "-disco-mode is not supported yet: refusing to start rather than bootstrapping a separate single-node cluster"
+            error("-disco-mode etcd-kv /d"),
+            "-disco-mode etcd-kv is not supported yet (dns and dns-srv are): refusing to start rather than bootstrapping a separate single-node cluster"
+        );
+        assert_eq!(
+            run("-disco-mode dns -bootstrap-expect 3 /d")
+                .disco_mode
+                .as_deref(),
+            Some("dns")
+        );
+        assert_eq!(
+            run("-disco-mode dns-srv -raft-non-voter /d")
+                .disco_mode
+                .as_deref(),
+            Some("dns-srv")
         );
         assert_eq!(
             error("-cdc-config http://sink -raft-non-voter /d"),
@@ -1545,7 +1567,6 @@ mod tests {
     #[test]
     fn refused_flags_match_the_table() {
         let mut c = run("/d");
-        c.disco_mode = Some("dns".into());
         c.cdc_config = Some("x".into());
         let mut in_use = c.refused_flags_in_use();
         in_use.sort_unstable();

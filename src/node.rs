@@ -126,6 +126,7 @@ impl NodeOptions {
                 interval: Duration::from_secs(3),
                 bootstrap_expect: 0,
                 bootstrap_expect_timeout: Duration::from_secs(120),
+                discovery: None,
             },
             log_segment_size: 64 * 1024 * 1024,
             snapshot_threshold: 8192,
@@ -474,6 +475,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         start_time_rfc3339: now_rfc3339(),
         writer_pragmas: parking_lot::Mutex::new(serde_json::Value::Null),
         allow_origin: opts.http_allow_origin.clone(),
+        discovery: opts.join.discovery.clone(),
         uploader,
         archiver: archiver_stats,
     };

@@ -3,8 +3,10 @@
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use raftlite::auto_backup;
+use raftlite::cluster::discovery::Discovery;
 use raftlite::cluster::membership::JoinOptions;
 use raftlite::config::{Config, ConfigError, ParseOutcome};
 use raftlite::node::{self, NodeOptions};
@@ -60,6 +62,17 @@ fn main() -> ExitCode {
         Some(Ok(c)) => Some(c),
         None => None,
     };
+    let discovery =
+        match config.disco_mode.as_deref().map(|mode| {
+            Discovery::from_flags(mode, config.disco_config.as_deref(), config.raft_port())
+        }) {
+            Some(Err(e)) => {
+                eprintln!("raftlited: -disco-config: {e:#}");
+                return ExitCode::FAILURE;
+            }
+            Some(Ok(d)) => d.map(Arc::new),
+            None => None,
+        };
     let opts = NodeOptions {
         auto_backup,
         auto_restore,
@@ -87,6 +100,7 @@ fn main() -> ExitCode {
             interval: config.join_interval,
             bootstrap_expect: config.bootstrap_expect,
             bootstrap_expect_timeout: config.bootstrap_expect_timeout,
+            discovery,
         },
         log_segment_size: config.raft_log_segment_size,
         snapshot_threshold: config.raft_snap,

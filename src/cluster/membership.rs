@@ -8,9 +8,12 @@
 //!   follower forwards to its leader) to add it, `-join-attempts` times, `-join-interval`
 //!   apart. A repeated join with the same id and addresses is a no-op; the same id with new
 //!   addresses updates the node.
-//! - `-bootstrap-expect N -join ADDR,...`: the nodes announce themselves to each other; once a
-//!   node knows N nodes it initialises Raft with exactly those N voters. Every node computes
-//!   the same set, and openraft allows several nodes to initialise with the same membership.
+//! - `-bootstrap-expect N -join ADDR,...`, or `-disco-mode dns|dns-srv` (the addresses from
+//!   DNS, looked up each round: [`super::discovery`]): each round a node first tries to join
+//!   through the addresses (a cluster that already runs takes it in), then announces itself to
+//!   them; once a node knows N voters it initialises Raft with exactly those N. Every node
+//!   computes the same set, and openraft allows several nodes to initialise with the same
+//!   membership.
 //!
 //! Joins and removals run on the leader. Node ids: openraft's numeric id is a hash of
 //! rqlite's string id ([`numeric_node_id`]); a join whose hash matches a member with another
@@ -56,6 +59,15 @@ pub struct JoinOptions {
     pub interval: Duration,
     pub bootstrap_expect: usize,
     pub bootstrap_expect_timeout: Duration,
+    /// `-disco-mode dns|dns-srv`: the addresses to ask come from DNS instead of `join`.
+    pub discovery: Option<std::sync::Arc<super::discovery::Discovery>>,
+}
+
+impl JoinOptions {
+    /// Whether this node is to find its cluster through others (`-join` or discovery).
+    fn asks_peers(&self) -> bool {
+        !self.join.is_empty() || self.discovery.is_some()
+    }
 }
 
 /// The answer to a join or remove request.
@@ -78,7 +90,7 @@ pub async fn form_or_join(store: &Store, opts: &JoinOptions) -> anyhow::Result<(
     // and changes nothing, as rqlite's ignored join. Without -join, such entries do make it a
     // member: bootstrapping a cluster of its own would split it from theirs.
     let initialized = store.opened_with_state()
-        || (opts.join.is_empty()
+        || (!opts.asks_peers()
             && store
                 .raft()
                 .is_initialized()
@@ -86,7 +98,13 @@ pub async fn form_or_join(store: &Store, opts: &JoinOptions) -> anyhow::Result<(
                 .context("read Raft state")?);
     if initialized {
         let members = store.members();
-        if !opts.join.is_empty() && members.len() == 1 && members.contains_key(&store.node_id()) {
+        // As rqlite: only a plain `-join` says "join another cluster"; with -bootstrap-expect
+        // or discovery a one-node cluster may be what was formed (-bootstrap-expect 1).
+        if !opts.join.is_empty()
+            && opts.bootstrap_expect == 0
+            && members.len() == 1
+            && members.contains_key(&store.node_id())
+        {
             bail!("this node is already the leader of a single-node cluster; it cannot join another (remove -join, or start from an empty data directory)");
         }
         tracing::info!(
@@ -101,7 +119,7 @@ pub async fn form_or_join(store: &Store, opts: &JoinOptions) -> anyhow::Result<(
         }
         return Ok(());
     }
-    if opts.join.is_empty() {
+    if !opts.asks_peers() {
         if !store.node().voter {
             bail!("a non-voting node cannot bootstrap a cluster: give -join");
         }
@@ -115,7 +133,7 @@ pub async fn form_or_join(store: &Store, opts: &JoinOptions) -> anyhow::Result<(
         tracing::info!("bootstrapped a single-node cluster");
         return Ok(());
     }
-    if opts.bootstrap_expect > 0 {
+    if opts.bootstrap_expect > 0 || opts.discovery.is_some() {
         return bootstrap_with_peers(store, opts).await;
     }
     join_existing(store, opts).await
@@ -182,47 +200,73 @@ async fn update_own_addresses(store: &Store) {
     tracing::warn!("could not record this node's new addresses in the membership");
 }
 
-async fn join_existing(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> {
-    let client = crate::tls::node()
-        .client_builder()
-        .connect_timeout(Duration::from_secs(2))
-        .build()?;
+/// What one pass over a list of join addresses came to.
+enum JoinPass {
+    Joined,
+    /// A member refused this node for good (an id clash, other extensions): stop.
+    Refused(String),
+    /// Nobody could add it now (no leader yet, no answer): the last reason.
+    NotNow(String),
+}
+
+/// Asks each address in turn to add this node, following a few leader hints per address.
+async fn join_pass(store: &Store, client: &reqwest::Client, addresses: &[String]) -> JoinPass {
     let request = JoinRequest {
         node: store.node().clone(),
         extensions: store.database().settings().extensions_digest.clone(),
     };
     let mut last_error = String::from("no join address answered");
-    for attempt in 0..opts.attempts.max(1) {
-        for addr in &opts.join {
-            if addr == &store.node().raft_addr {
-                bail!("-join {addr} is this node's own Raft address");
-            }
-            let mut target = addr.clone();
-            // Follow at most a few leader hints per address.
-            for _ in 0..3 {
-                match post_json::<_, MembershipAnswer>(&client, &target, "/cluster/join", &request)
-                    .await
-                {
-                    Ok(MembershipAnswer::Ok | MembershipAnswer::Unchanged) => {
-                        tracing::info!("joined the cluster through {target}");
-                        return Ok(());
-                    }
-                    Ok(MembershipAnswer::NotLeader { leader: Some(l) }) => target = l.raft_addr,
-                    Ok(MembershipAnswer::NotLeader { leader: None }) => {
-                        last_error = format!("{target}: the cluster has no leader");
-                        break;
-                    }
-                    Ok(MembershipAnswer::Refused(why)) => bail!("join refused by {target}: {why}"),
-                    Ok(MembershipAnswer::NotFound) => {
-                        last_error = format!("{target}: unexpected answer");
-                        break;
-                    }
-                    Err(e) => {
-                        last_error = format!("{target}: {e:#}");
-                        break;
-                    }
+    for addr in addresses {
+        if addr == &store.node().raft_addr {
+            continue;
+        }
+        let mut target = addr.clone();
+        for _ in 0..3 {
+            match post_json::<_, MembershipAnswer>(client, &target, "/cluster/join", &request).await
+            {
+                Ok(MembershipAnswer::Ok | MembershipAnswer::Unchanged) => {
+                    tracing::info!("joined the cluster through {target}");
+                    return JoinPass::Joined;
+                }
+                Ok(MembershipAnswer::NotLeader { leader: Some(l) }) => target = l.raft_addr,
+                Ok(MembershipAnswer::NotLeader { leader: None }) => {
+                    last_error = format!("{target}: the cluster has no leader");
+                    break;
+                }
+                Ok(MembershipAnswer::Refused(why)) => {
+                    return JoinPass::Refused(format!("join refused by {target}: {why}"))
+                }
+                Ok(MembershipAnswer::NotFound) => {
+                    last_error = format!("{target}: unexpected answer");
+                    break;
+                }
+                Err(e) => {
+                    last_error = format!("{target}: {e:#}");
+                    break;
                 }
             }
+        }
+    }
+    JoinPass::NotNow(last_error)
+}
+
+async fn join_existing(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> {
+    let client = crate::tls::node()
+        .client_builder()
+        .connect_timeout(Duration::from_secs(2))
+        .build()?;
+    if opts.join.contains(&store.node().raft_addr) {
+        bail!(
+            "-join {} is this node's own Raft address",
+            store.node().raft_addr
+        );
+    }
+    let mut last_error = String::new();
+    for attempt in 0..opts.attempts.max(1) {
+        match join_pass(store, &client, &opts.join).await {
+            JoinPass::Joined => return Ok(()),
+            JoinPass::Refused(why) => bail!(why),
+            JoinPass::NotNow(why) => last_error = why,
         }
         tracing::warn!(attempt = attempt + 1, "join failed: {last_error}");
         if store.raft().is_initialized().await.unwrap_or(false) {
@@ -237,6 +281,11 @@ async fn join_existing(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> 
     )
 }
 
+/// `-bootstrap-expect` with `-join` addresses, or `-disco-mode dns|dns-srv` (addresses looked
+/// up again each round). Each round first asks the addresses to add this node, so a node
+/// started beside a cluster that already runs joins it rather than forming another (as
+/// rqlite's bootstrapper); a voter that could not join announces itself, and the first node
+/// to know `-bootstrap-expect` voters forms the cluster with them. A non-voter only joins.
 async fn bootstrap_with_peers(store: &Store, opts: &JoinOptions) -> anyhow::Result<()> {
     let client = crate::tls::node()
         .client_builder()
@@ -246,42 +295,38 @@ async fn bootstrap_with_peers(store: &Store, opts: &JoinOptions) -> anyhow::Resu
         .discovered()
         .lock()
         .insert(store.node().raft_addr.clone(), store.node().clone());
+    // A DNS lookup per round: once a second is plenty for records that change in seconds.
+    let round = if opts.discovery.is_some() {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_millis(200)
+    };
     let deadline = tokio::time::Instant::now() + opts.bootstrap_expect_timeout;
     loop {
         if store.raft().is_initialized().await.unwrap_or(false) {
             tracing::info!("the cluster was formed by a peer");
             return Ok(());
         }
-        for addr in &opts.join {
-            if addr == &store.node().raft_addr {
-                continue;
-            }
-            if let Ok(known) =
-                post_json::<_, Vec<NodeInfo>>(&client, addr, "/cluster/notify", store.node()).await
-            {
-                let mut d = store.discovered().lock();
-                for n in known {
-                    d.entry(n.raft_addr.clone()).or_insert(n);
-                }
-            }
+        let targets = match &opts.discovery {
+            None => opts.join.clone(),
+            Some(d) => d.lookup().await.unwrap_or_else(|e| {
+                tracing::warn!("discovery lookup failed: {e:#}");
+                Vec::new()
+            }),
+        };
+        match join_pass(store, &client, &targets).await {
+            JoinPass::Joined => return Ok(()),
+            JoinPass::Refused(why) => bail!(why),
+            JoinPass::NotNow(_) => {}
         }
-        let found: Vec<NodeInfo> = store
-            .discovered()
-            .lock()
-            .values()
-            .filter(|n| n.voter)
-            .cloned()
-            .collect();
-        if found.len() >= opts.bootstrap_expect {
-            let members: BTreeMap<NodeId, NodeInfo> = found
-                .into_iter()
-                .map(|n| (numeric_node_id(&n.id), n))
-                .collect();
-            match store.raft().initialize(members.clone()).await {
-                Ok(()) => tracing::info!(voters = members.len(), "bootstrapped the cluster"),
-                Err(e) => tracing::info!("cluster already initialised: {e}"),
+        if store.node().voter && opts.bootstrap_expect > 0 {
+            if let Some(members) = announce(store, &client, &targets, opts.bootstrap_expect).await {
+                match store.raft().initialize(members.clone()).await {
+                    Ok(()) => tracing::info!(voters = members.len(), "bootstrapped the cluster"),
+                    Err(e) => tracing::info!("cluster already initialised: {e}"),
+                }
+                return Ok(());
             }
-            return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
             bail!(
@@ -290,8 +335,44 @@ async fn bootstrap_with_peers(store: &Store, opts: &JoinOptions) -> anyhow::Resu
                 opts.bootstrap_expect
             );
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(round).await;
     }
+}
+
+/// Announces this node to `targets` and gathers the voters they know; the voters to form the
+/// cluster with once there are `expect` of them.
+async fn announce(
+    store: &Store,
+    client: &reqwest::Client,
+    targets: &[String],
+    expect: usize,
+) -> Option<BTreeMap<NodeId, NodeInfo>> {
+    for addr in targets {
+        if addr == &store.node().raft_addr {
+            continue;
+        }
+        if let Ok(known) =
+            post_json::<_, Vec<NodeInfo>>(client, addr, "/cluster/notify", store.node()).await
+        {
+            let mut d = store.discovered().lock();
+            for n in known {
+                d.entry(n.raft_addr.clone()).or_insert(n);
+            }
+        }
+    }
+    let found: Vec<NodeInfo> = store
+        .discovered()
+        .lock()
+        .values()
+        .filter(|n| n.voter)
+        .cloned()
+        .collect();
+    (found.len() >= expect).then(|| {
+        found
+            .into_iter()
+            .map(|n| (numeric_node_id(&n.id), n))
+            .collect()
+    })
 }
 
 /// Records a peer's announcement (bootstrap-expect) and returns the nodes known here.

@@ -8,6 +8,7 @@
 //!   [`crate::store::Store::open`].
 //! - [`membership`]: forming, joining and leaving a cluster, and the leader's answers to joins
 //!   and removals.
+//! - [`discovery`]: the peers' addresses from DNS (`-disco-mode dns`, `dns-srv`).
 //! - [`stepdown`]: handing leadership to a chosen voter.
 //! - [`reaper`]: the leader's removal of members it has not heard from (`-raft-reap-*`).
 //! - [`protocol`]: the messages, headers and bounds both ends agree on, and the JSON call.
@@ -15,6 +16,7 @@
 //! Nothing below this module calls into it: the store knows openraft's network only as the
 //! factory it is given, so consensus and the state machine form no circle with the cluster.
 
+pub mod discovery;
 pub mod membership;
 pub mod network;
 pub mod protocol;

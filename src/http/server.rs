@@ -64,6 +64,8 @@ pub struct AppState {
     pub archiver: std::sync::Arc<crate::archive::ArchiverStats>,
     /// `-http-allow-origin`: sent as `Access-Control-Allow-Origin` on every answer.
     pub allow_origin: Option<String>,
+    /// `-disco-mode dns|dns-srv`: shown in `/status` `disco`.
+    pub discovery: Option<Arc<crate::cluster::discovery::Discovery>>,
 }
 
 /// Every route of the HTTP API, each with the access it needs (rqlite's perms). A route cannot

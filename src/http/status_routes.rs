@@ -76,6 +76,9 @@ async fn status_document(state: &AppState) -> Value {
     if let Some(t) = state.store.counters.last_backup_time.lock().clone() {
         doc["last_backup_time"] = Value::String(t);
     }
+    if let Some(d) = &state.discovery {
+        doc["disco"] = d.status();
+    }
     doc
 }
 

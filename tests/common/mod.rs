@@ -87,9 +87,20 @@ impl Node {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Node, String> {
+        Node::spawn_program(Path::new(BIN), data_dir, extra_args, env)
+    }
+
+    /// [`Node::spawn_with_env`] through `program`, which runs [`BIN`] with the arguments it
+    /// is given (the discovery tests' `ip netns exec` wrapper).
+    pub fn spawn_program(
+        program: &Path,
+        data_dir: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Node, String> {
         let log_filter = std::env::var("RAFTLITE_TEST_LOG").unwrap_or_else(|_| "info".into());
         let process = NodeProcess::spawn(&Launch {
-            bin: Path::new(BIN),
+            bin: program,
             data_dir,
             args: extra_args,
             log_filter: &log_filter,

@@ -1,0 +1,367 @@
+//! Where a forming node finds its peers when `-disco-mode` says to ask DNS (rqlite's `dns`
+//! and `dns-srv` modes): the Raft addresses to join or announce itself to, looked up again on
+//! every round of the start-up loop ([`super::membership`]), so peers that appear in DNS
+//! later (pods scheduled one by one) are found.
+//!
+//! - `dns`: every address (A and AAAA, through the system resolver, `/etc/hosts` included)
+//!   of `name`, each with `port` (default: the port of this node's `-raft-addr`).
+//! - `dns-srv`: the SRV records of `_<service>._tcp.<name>`, each target's addresses with the
+//!   record's port. SRV lookups read the system's resolver configuration (`/etc/resolv.conf`)
+//!   afresh each time, and nothing is cached between rounds: a record that changed is seen on
+//!   the next round.
+//!
+//! `-disco-config` is the JSON configuration itself or the path of a file holding it, with
+//! `$VAR` and `${VAR}` replaced from the environment (undefined ones by nothing), as rqlite
+//! reads it. Unknown keys are refused: a misspelt `name` would otherwise look up the default.
+//!
+//! Invariant: a lookup never returns an empty list as a success; `/status` `disco` shows the
+//! last lookup's addresses, its error and when DNS last answered.
+
+use std::time::SystemTime;
+
+use anyhow::{bail, Context as _};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The discovery modes raftlite implements (the others are refused at start-up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `dns`: the addresses of `name`, each with `port`.
+    Dns { name: String, port: u16 },
+    /// `dns-srv`: the targets and ports of `_<service>._tcp.<name>`.
+    DnsSrv { name: String, service: String },
+}
+
+/// A discovery source and what its last lookup found.
+#[derive(Debug)]
+pub struct Discovery {
+    source: Source,
+    last: parking_lot::Mutex<LastLookup>,
+}
+
+#[derive(Debug, Default)]
+struct LastLookup {
+    addresses: Vec<String>,
+    error: Option<String>,
+    contact: Option<SystemTime>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsConfig {
+    name: Option<String>,
+    port: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsSrvConfig {
+    name: Option<String>,
+    service: Option<String>,
+}
+
+impl Discovery {
+    /// The source `-disco-mode` and `-disco-config` describe; `raft_port` is the port a `dns`
+    /// lookup's addresses get when the configuration names none. `Ok(None)` for modes that are
+    /// not DNS (the configuration refuses those before a node starts).
+    pub fn from_flags(
+        mode: &str,
+        config: Option<&str>,
+        raft_port: u16,
+    ) -> anyhow::Result<Option<Discovery>> {
+        let text = config.map(read_config).transpose()?;
+        let text = text.as_deref().filter(|t| !t.trim().is_empty());
+        let source = match mode {
+            "dns" => {
+                let c: DnsConfig = match text {
+                    Some(t) => serde_json::from_str(t).context("read the DNS -disco-config")?,
+                    None => DnsConfig {
+                        name: None,
+                        port: None,
+                    },
+                };
+                Source::Dns {
+                    name: c.name.filter(|n| !n.is_empty()).unwrap_or("rqlite".into()),
+                    port: c.port.filter(|&p| p != 0).unwrap_or(raft_port),
+                }
+            }
+            "dns-srv" => {
+                let c: DnsSrvConfig = match text {
+                    Some(t) => serde_json::from_str(t).context("read the DNS SRV -disco-config")?,
+                    None => DnsSrvConfig {
+                        name: None,
+                        service: None,
+                    },
+                };
+                Source::DnsSrv {
+                    name: c.name.filter(|n| !n.is_empty()).unwrap_or("rqlite".into()),
+                    service: c
+                        .service
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or("rqlite".into()),
+                }
+            }
+            _ => return Ok(None),
+        };
+        if let Source::Dns { port: 0, .. } = source {
+            bail!("-disco-mode dns needs a port: give one in -disco-config ({{\"port\": N}}) or a fixed -raft-addr port");
+        }
+        Ok(Some(Discovery::new(source)))
+    }
+
+    pub fn new(source: Source) -> Discovery {
+        Discovery {
+            source,
+            last: Default::default(),
+        }
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// The Raft addresses DNS gives now, sorted. An answer without addresses is an error.
+    pub async fn lookup(&self) -> anyhow::Result<Vec<String>> {
+        let found = match &self.source {
+            Source::Dns { name, port } => addresses_of(name, *port).await,
+            Source::DnsSrv { name, service } => srv_addresses(name, service).await,
+        };
+        let mut last = self.last.lock();
+        match found {
+            Ok(mut addresses) => {
+                addresses.sort();
+                addresses.dedup();
+                last.contact = Some(SystemTime::now());
+                last.error = None;
+                if addresses != last.addresses {
+                    tracing::info!(?addresses, "discovery: resolved addresses");
+                    last.addresses.clone_from(&addresses);
+                }
+                Ok(addresses)
+            }
+            Err(e) => {
+                last.error = Some(format!("{e:#}"));
+                Err(e)
+            }
+        }
+    }
+
+    /// `/status` `disco`: rqlite's fields for the mode, and the last lookup.
+    pub fn status(&self) -> Value {
+        let mut doc = match &self.source {
+            Source::Dns { name, port } => json!({"mode": "dns", "name": name, "port": port}),
+            Source::DnsSrv { name, service } => json!({
+                "mode": "dns-srv",
+                "name": name,
+                "service": service,
+                "dns_name": srv_name(name, service),
+            }),
+        };
+        let last = self.last.lock();
+        if let Some(e) = &last.error {
+            doc["last_error"] = e.clone().into();
+        }
+        if let Some(t) = last.contact {
+            let secs = t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            doc["last_contact"] = crate::http::json::rfc3339_from_unix(secs).into();
+        }
+        if !last.addresses.is_empty() {
+            doc["last_addresses"] = json!(last.addresses);
+        }
+        doc
+    }
+}
+
+/// `-disco-config`: a readable file's contents, else the text itself; environment variables
+/// expanded either way.
+fn read_config(value: &str) -> anyhow::Result<String> {
+    let text = match std::fs::read_to_string(value) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => value.to_string(),
+        // A path that exists but cannot be read is the operator's mistake, not JSON.
+        Err(e) if std::path::Path::new(value).exists() => {
+            return Err(e).with_context(|| format!("read -disco-config file {value}"))
+        }
+        Err(_) => value.to_string(),
+    };
+    Ok(expand_env(&text, |k| std::env::var(k).ok()))
+}
+
+/// `$VAR` and `${VAR}` replaced by `var(VAR)` (nothing when unset), as Go's `os.ExpandEnv`;
+/// a `$` followed by anything else is kept.
+fn expand_env(text: &str, var: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(braced) = after.strip_prefix('{') {
+            if let Some(end) = braced.find('}') {
+                out.push_str(&var(&braced[..end]).unwrap_or_default());
+                rest = &braced[end + 1..];
+                continue;
+            }
+        }
+        let len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if len == 0 {
+            out.push('$');
+        } else {
+            out.push_str(&var(&after[..len]).unwrap_or_default());
+        }
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn srv_name(name: &str, service: &str) -> String {
+    format!("_{service}._tcp.{}.", name.trim_end_matches('.'))
+}
+
+/// Every address of `host` through the system resolver, each with `port`.
+async fn addresses_of(host: &str, port: u16) -> anyhow::Result<Vec<String>> {
+    let found: Vec<String> = tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("look up {host}"))?
+        .map(|a| a.to_string())
+        .collect();
+    if found.is_empty() {
+        bail!("{host} has no addresses");
+    }
+    Ok(found)
+}
+
+async fn srv_addresses(name: &str, service: &str) -> anyhow::Result<Vec<String>> {
+    let query = srv_name(name, service);
+    let resolver = hickory_resolver::TokioResolver::builder_tokio()
+        .context("read the system's resolver configuration")?
+        .build();
+    let records = resolver
+        .srv_lookup(query.as_str())
+        .await
+        .with_context(|| format!("look up SRV {query}"))?;
+    let mut found = Vec::new();
+    for record in records.iter() {
+        let target = record.target().to_utf8();
+        found.extend(addresses_of(&target, record.port()).await?);
+    }
+    if found.is_empty() {
+        bail!("{query} has no SRV records");
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(k: &str) -> Option<String> {
+        match k {
+            "NAME" => Some("db.example".into()),
+            "P" => Some("4002".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn environment_variables_are_expanded_as_go_does() {
+        assert_eq!(
+            expand_env(r#"{"name":"$NAME","port":${P}}"#, vars),
+            r#"{"name":"db.example","port":4002}"#
+        );
+        assert_eq!(expand_env("a$UNSET-b", vars), "a-b");
+        assert_eq!(expand_env("cost $5 and $", vars), "cost  and $");
+        assert_eq!(expand_env("${unclosed", vars), "${unclosed");
+        assert_eq!(expand_env("no vars", vars), "no vars");
+    }
+
+    #[test]
+    fn configurations_have_rqlites_defaults() {
+        let d = Discovery::from_flags("dns", None, 4002).unwrap().unwrap();
+        assert_eq!(
+            d.source(),
+            &Source::Dns {
+                name: "rqlite".into(),
+                port: 4002
+            }
+        );
+        let d = Discovery::from_flags("dns", Some(r#"{"name":"db.svc","port":7000}"#), 4002)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            d.source(),
+            &Source::Dns {
+                name: "db.svc".into(),
+                port: 7000
+            }
+        );
+        let d = Discovery::from_flags("dns-srv", Some(r#"{"name":"db.svc"}"#), 4002)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            d.source(),
+            &Source::DnsSrv {
+                name: "db.svc".into(),
+                service: "rqlite".into()
+            }
+        );
+        assert_eq!(d.status()["dns_name"], "_rqlite._tcp.db.svc.");
+        assert!(Discovery::from_flags("etcd-kv", None, 4002)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        let err = |mode, cfg: &str, port| {
+            format!(
+                "{:#}",
+                Discovery::from_flags(mode, Some(cfg), port).unwrap_err()
+            )
+        };
+        assert!(err("dns", r#"{"nmae":"x"}"#, 4002).contains("unknown field `nmae`"));
+        assert!(err("dns", "{not json", 4002).contains("DNS -disco-config"));
+        assert!(err("dns", r#"{"port":70000}"#, 4002).contains("-disco-config"));
+        assert!(err("dns", r#"{"name":"x"}"#, 0).contains("needs a port"));
+        assert!(err("dns-srv", r#"{"service":7}"#, 4002).contains("SRV -disco-config"));
+    }
+
+    #[test]
+    fn the_configuration_may_be_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disco.json");
+        std::fs::write(&path, r#"{"name":"from.file","port":5000}"#).unwrap();
+        let d = Discovery::from_flags("dns", path.to_str(), 4002)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            d.source(),
+            &Source::Dns {
+                name: "from.file".into(),
+                port: 5000
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_is_an_error_shown_in_status() {
+        let d = Discovery::new(Source::Dns {
+            name: "no-such-host.invalid".into(),
+            port: 4002,
+        });
+        assert!(d.lookup().await.is_err());
+        assert!(d.status()["last_error"].is_string(), "{}", d.status());
+        let d = Discovery::new(Source::Dns {
+            name: "localhost".into(),
+            port: 4002,
+        });
+        let found = d.lookup().await.unwrap();
+        assert!(found.contains(&"127.0.0.1:4002".to_string()), "{found:?}");
+        assert_eq!(d.status()["last_addresses"], json!(found));
+        assert!(d.status()["last_contact"].is_string());
+    }
+}

@@ -1,0 +1,477 @@
+//! `-disco-mode dns` and `dns-srv` against a real DNS server: dnsmasq, in a network namespace
+//! the test creates, is the namespace's resolver (`ip netns exec` puts
+//! `/etc/netns/NS/resolv.conf` in place of `/etc/resolv.conf`), and the nodes run in that
+//! namespace on addresses of their own (`DNS` A records carry addresses, not ports: three
+//! nodes need three addresses with the same port). The test reaches them over a veth link.
+//!
+//! Needs root (namespaces), `ip` and `dnsmasq`: without them the tests say they were skipped,
+//! and fail under `CI=true`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{prerequisite_missing, wait_until, Node, BIN};
+use serde_json::Value;
+
+/// A network namespace with a veth link to this one, its own DNS server, and a wrapper that
+/// runs `raftlited` inside it. Torn down on drop (nodes must be dropped first).
+struct DnsNet {
+    ns: String,
+    host_link: String,
+    /// The /24 both ends share: the test is `.1`, nodes use `.2` and up.
+    prefix: String,
+    etc_dir: PathBuf,
+    dnsmasq: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+fn run(cmd: &[&str]) -> Result<(), String> {
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", cmd.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args([
+            "-c",
+            &format!("command -v {tool} || test -x /usr/sbin/{tool}"),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl DnsNet {
+    /// The namespace, or `None` (after [`prerequisite_missing`]) when this machine cannot make
+    /// one. `records` are extra dnsmasq options (SRV records); A records come from
+    /// [`DnsNet::set_hosts`].
+    fn start(records: &[String]) -> Option<DnsNet> {
+        if !have("ip") || !have("dnsmasq") {
+            prerequisite_missing("the discovery tests need `ip` (iproute2) and `dnsmasq`");
+            return None;
+        }
+        let pid = std::process::id();
+        let ns = format!("rl-disco-{pid}");
+        let host_link = format!("rlh{pid}");
+        let ns_link = format!("rln{pid}");
+        let prefix = format!("10.{}.{}", 100 + (pid >> 8) % 100, pid % 256);
+        let etc_dir = PathBuf::from(format!("/etc/netns/{ns}"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut net = DnsNet {
+            ns: ns.clone(),
+            host_link: host_link.clone(),
+            prefix: prefix.clone(),
+            etc_dir: etc_dir.clone(),
+            dnsmasq: None,
+            dir,
+        };
+        let host_cidr = format!("{prefix}.1/24");
+        let setup = [
+            vec!["ip", "netns", "add", &ns],
+            vec!["ip", "-n", &ns, "link", "set", "lo", "up"],
+            vec![
+                "ip", "link", "add", &host_link, "type", "veth", "peer", "name", &ns_link, "netns",
+                &ns,
+            ],
+            vec!["ip", "addr", "add", &host_cidr, "dev", &host_link],
+            vec!["ip", "link", "set", &host_link, "up"],
+            vec!["ip", "-n", &ns, "link", "set", &ns_link, "up"],
+        ];
+        for cmd in &setup {
+            if let Err(e) = run(cmd) {
+                prerequisite_missing(&format!("cannot make a network namespace: {e}"));
+                return None;
+            }
+        }
+        for host in 2..=6 {
+            run(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{prefix}.{host}/24"),
+                "dev",
+                &ns_link,
+            ])
+            .expect("address in the namespace");
+        }
+        std::fs::create_dir_all(&etc_dir).expect("/etc/netns dir");
+        std::fs::write(etc_dir.join("resolv.conf"), "nameserver 127.0.0.1\n").expect("resolv.conf");
+        let hosts_dir = net.dir.path().join("hosts.d");
+        std::fs::create_dir_all(&hosts_dir).unwrap();
+        let log = std::fs::File::create(net.dir.path().join("dnsmasq.log")).unwrap();
+        let mut args: Vec<String> = [
+            "netns",
+            "exec",
+            &ns,
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--no-poll",
+            "--user=root",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--port=53",
+            "--log-queries",
+            "--log-facility=-",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("--hostsdir={}", hosts_dir.display()));
+        args.push(format!(
+            "--pid-file={}",
+            net.dir.path().join("dnsmasq.pid").display()
+        ));
+        args.extend(records.iter().cloned());
+        let child = Command::new("ip")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start dnsmasq");
+        net.dnsmasq = Some(child);
+        std::fs::write(
+            net.dir.path().join("raftlited-in-ns"),
+            format!("#!/bin/sh\nexec ip netns exec {ns} {BIN} \"$@\"\n"),
+        )
+        .unwrap();
+        run(&[
+            "chmod",
+            "+x",
+            net.dir.path().join("raftlited-in-ns").to_str().unwrap(),
+        ])
+        .unwrap();
+        // dnsmasq answers once it listens: wait for its log line.
+        let ready = wait_until(Duration::from_secs(10), || {
+            net.dnsmasq_log().contains("started")
+        });
+        assert!(ready, "dnsmasq did not start:\n{}", net.dnsmasq_log());
+        Some(net)
+    }
+
+    fn dnsmasq_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dnsmasq.log")).unwrap_or_default()
+    }
+
+    fn addr(&self, host: u8) -> String {
+        format!("{}.{host}", self.prefix)
+    }
+
+    /// Replaces the A records of `name` with these hosts (dnsmasq rereads the directory).
+    fn set_hosts(&self, name: &str, hosts: &[u8]) {
+        let text: String = hosts
+            .iter()
+            .map(|h| format!("{} {name}\n", self.addr(*h)))
+            .collect();
+        let dir = self.dir.path().join("hosts.d");
+        let tmp = self.dir.path().join("hosts.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    }
+
+    /// Starts `raftlited` in the namespace with its HTTP API on `host:http_port` and Raft on
+    /// `host:raft_port`.
+    fn start_node(
+        &self,
+        data: &Path,
+        host: u8,
+        http_port: u16,
+        raft_port: u16,
+        args: &[&str],
+    ) -> Node {
+        let http = format!("{}:{http_port}", self.addr(host));
+        let raft = format!("{}:{raft_port}", self.addr(host));
+        let mut all = vec!["-http-addr", &http, "-raft-addr", &raft];
+        all.extend_from_slice(args);
+        Node::spawn_program(&self.dir.path().join("raftlited-in-ns"), data, &all, &[])
+            .unwrap_or_else(|log| panic!("node did not start:\n{log}\n{}", self.dnsmasq_log()))
+    }
+}
+
+impl Drop for DnsNet {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.dnsmasq.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = run(&["ip", "link", "del", &self.host_link]);
+        let _ = run(&["ip", "netns", "del", &self.ns]);
+        let _ = std::fs::remove_dir_all(&self.etc_dir);
+    }
+}
+
+fn status(node: &Node) -> Value {
+    node.get("/status").json()
+}
+
+fn raft_state(node: &Node) -> String {
+    status(node)["store"]["raft"]["state"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The members `/nodes` lists (a voter and non-voter alike), with whether each votes.
+fn members(node: &Node) -> Vec<(String, bool)> {
+    let doc = node.get("/nodes?nonvoters").json();
+    let mut out: Vec<(String, bool)> = doc
+        .as_object()
+        .map(|m| {
+            m.values()
+                .map(|n| {
+                    (
+                        n["addr"].as_str().unwrap_or("").to_string(),
+                        n["voter"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+fn logs(nodes: &[&Node], net: &DnsNet) -> String {
+    let mut s: String = nodes
+        .iter()
+        .map(|n| n.log())
+        .collect::<Vec<_>>()
+        .join("\n----\n");
+    s.push_str("\n---- dnsmasq\n");
+    s.push_str(&net.dnsmasq_log());
+    s
+}
+
+/// Voters find each other by a name's A records, looked up again until they do: nothing forms
+/// while the name does not resolve or gives fewer than `-bootstrap-expect` nodes, the cluster
+/// forms once the third node is there, and a fourth node started later joins the running
+/// cluster instead of forming another.
+#[test]
+fn nodes_find_each_other_through_a_names_a_records() {
+    let Some(net) = DnsNet::start(&[]) else {
+        return;
+    };
+    let name = "raftlite.test";
+    let data = tempfile::tempdir().unwrap();
+    let disco = format!(r#"{{"name":"{name}"}}"#);
+    let args = [
+        "-disco-mode",
+        "dns",
+        "-disco-config",
+        &disco,
+        "-bootstrap-expect",
+        "3",
+    ];
+    let start = |h: u8| net.start_node(&data.path().join(format!("n{h}")), h, 4001, 4002, &args);
+    let mut nodes = vec![start(2), start(3)];
+
+    // No record yet: every lookup fails, and /status says so.
+    let seen_error = wait_until(Duration::from_secs(15), || {
+        status(&nodes[0])["disco"]["last_error"].is_string()
+    });
+    assert!(
+        seen_error,
+        "{}",
+        logs(&nodes.iter().collect::<Vec<_>>(), &net)
+    );
+    let disco_status = status(&nodes[0])["disco"].clone();
+    assert_eq!(disco_status["mode"], "dns", "{disco_status}");
+    assert_eq!(disco_status["name"], name);
+    assert_eq!(disco_status["port"], 4002);
+
+    // The records appear: the two find each other, but two is not -bootstrap-expect.
+    net.set_hosts(name, &[2, 3]);
+    let pair = serde_json::json!([
+        format!("{}:4002", net.addr(2)),
+        format!("{}:4002", net.addr(3))
+    ]);
+    let two = wait_until(Duration::from_secs(15), || {
+        nodes
+            .iter()
+            .all(|n| status(n)["disco"]["last_addresses"] == pair)
+    });
+    assert!(
+        two,
+        "{}\n{}",
+        status(&nodes[0]),
+        logs(&nodes.iter().collect::<Vec<_>>(), &net)
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    for n in &nodes {
+        assert_eq!(
+            n.get("/readyz").status,
+            503,
+            "nothing may form with two of three"
+        );
+        assert!(status(n)["disco"].get("last_error").is_none());
+    }
+
+    // The third node: one cluster of three.
+    net.set_hosts(name, &[2, 3, 4]);
+    nodes.push(start(4));
+    let all: Vec<&Node> = nodes.iter().collect();
+    let formed = wait_until(Duration::from_secs(30), || {
+        nodes.iter().filter(|n| raft_state(n) == "Leader").count() == 1
+            && nodes.iter().all(|n| members(n).len() == 3)
+    });
+    assert!(formed, "{}", logs(&all, &net));
+    let expected: Vec<(String, bool)> = (2..=4)
+        .map(|h| (format!("{}:4002", net.addr(h)), true))
+        .collect();
+    assert_eq!(members(&nodes[0]), expected);
+    let leader = nodes.iter().find(|n| raft_state(n) == "Leader").unwrap();
+    assert!(
+        leader
+            .execute(r#"["CREATE TABLE t(x)", "INSERT INTO t VALUES(42)"]"#)
+            .contains(r#""rows_affected":1"#),
+        "{}",
+        logs(&all, &net)
+    );
+
+    // A fourth node, started beside the running cluster: it joins it (four voters), though
+    // more than -bootstrap-expect nodes answer its announcements.
+    net.set_hosts(name, &[2, 3, 4, 5]);
+    let fourth = start(5);
+    let joined = wait_until(Duration::from_secs(30), || members(leader).len() == 4);
+    assert!(joined, "{}", logs(&[leader, &fourth], &net));
+    let read = wait_until(Duration::from_secs(10), || {
+        fourth.query_at("SELECT x FROM t", "none").contains("42")
+    });
+    assert!(read, "{}", fourth.log());
+    assert_eq!(raft_state(&fourth), "Follower");
+    assert!(
+        fourth.log().contains("joined the cluster through"),
+        "{}",
+        fourth.log()
+    );
+    drop(fourth);
+    drop(nodes);
+}
+
+/// SRV records name the targets and the ports: three nodes on one address with three Raft
+/// ports form a cluster, and a non-voter (not in DNS) joins through the records.
+#[test]
+fn nodes_find_each_other_through_srv_records() {
+    let mut records = Vec::new();
+    for (i, port) in [5002, 5012, 5022].iter().enumerate() {
+        records.push(format!(
+            "--srv-host=_raftlite._tcp.db.test,n{i}.db.test,{port}"
+        ));
+    }
+    let Some(net) = DnsNet::start(&records) else {
+        return;
+    };
+    for i in 0..3 {
+        net.set_hosts(&format!("n{i}.db.test"), &[2]);
+    }
+    let data = tempfile::tempdir().unwrap();
+    let disco = r#"{"name":"db.test","service":"raftlite"}"#;
+    let args = [
+        "-disco-mode",
+        "dns-srv",
+        "-disco-config",
+        disco,
+        "-bootstrap-expect",
+        "3",
+    ];
+    let nodes: Vec<Node> = [(5001, 5002), (5011, 5012), (5021, 5022)]
+        .iter()
+        .enumerate()
+        .map(|(i, (http, raft))| {
+            net.start_node(&data.path().join(format!("n{i}")), 2, *http, *raft, &args)
+        })
+        .collect();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let formed = wait_until(Duration::from_secs(30), || {
+        nodes.iter().filter(|n| raft_state(n) == "Leader").count() == 1
+            && nodes.iter().all(|n| members(n).len() == 3)
+    });
+    assert!(formed, "{}", logs(&all, &net));
+    let disco_status = status(&nodes[1])["disco"].clone();
+    assert_eq!(disco_status["mode"], "dns-srv", "{disco_status}");
+    assert_eq!(disco_status["dns_name"], "_raftlite._tcp.db.test.");
+    let want: Vec<String> = [5002, 5012, 5022]
+        .iter()
+        .map(|p| format!("{}:{p}", net.addr(2)))
+        .collect();
+    assert_eq!(disco_status["last_addresses"], serde_json::json!(want));
+
+    // A read replica needs no -bootstrap-expect: it only joins.
+    let replica = net.start_node(
+        &data.path().join("replica"),
+        3,
+        5031,
+        5032,
+        &[
+            "-disco-mode",
+            "dns-srv",
+            "-disco-config",
+            disco,
+            "-raft-non-voter",
+        ],
+    );
+    let joined = wait_until(Duration::from_secs(30), || {
+        members(&nodes[0]).contains(&(format!("{}:5032", net.addr(3)), false))
+    });
+    assert!(joined, "{}", logs(&[&nodes[0], &replica], &net));
+    drop(replica);
+    drop(nodes);
+}
+
+/// A discovery configuration that cannot be read stops the start, with the reason.
+#[test]
+fn a_bad_discovery_configuration_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = common::run_binary(
+        &[
+            "-disco-mode",
+            "dns",
+            "-disco-config",
+            r#"{"nmae":"typo"}"#,
+            "-bootstrap-expect",
+            "3",
+            "-raft-addr",
+            "127.0.0.1:0",
+            "-http-addr",
+            "127.0.0.1:0",
+            dir.path().join("d").to_str().unwrap(),
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("unknown field `nmae`"), "{out}");
+    let (code, out) = common::run_binary(
+        &[
+            "-disco-mode",
+            "etcd-kv",
+            "-raft-addr",
+            "127.0.0.1:0",
+            dir.path().join("d").to_str().unwrap(),
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("-disco-mode etcd-kv is not supported yet"),
+        "{out}"
+    );
+}
