@@ -41,6 +41,8 @@ command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 # tests/discovery.rs runs dnsmasq as the resolver of a network namespace it makes with ip.
 { command -v dnsmasq || [ -x /usr/sbin/dnsmasq ]; } >/dev/null 2>&1 || missing+=(dnsmasq-base)
 { command -v ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } >/dev/null 2>&1 || missing+=(iproute2)
+# ... and starts a real etcd for -disco-mode etcd-kv.
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 # The S3 storage tests' server (moto, below) goes in a venv.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -97,7 +97,7 @@ const FLAGS: &[ConfigFlag] = &[
     flag("bootstrap-expect-timeout", Dur, "120s", Honoured, "Maximum time to wait for -bootstrap-expect nodes"),
     flag("cluster-connect-timeout", Dur, "30s", Ignored, "Timeout for the first connection to another node"),
     flag("disco-mode", Str, "", Honoured, "Node discovery mode: consul-kv, etcd-kv, dns or dns-srv. If not set, no discovery"),
-    flag("disco-key", Str, "rqlite", Ignored, "Key prefix in the discovery service"),
+    flag("disco-key", Str, "rqlite", Honoured, "Key prefix in the discovery service"),
     flag("disco-config", Str, "", Honoured, "Discovery configuration, or the path of a file holding it"),
     // Raft.
     flag("raft-non-voter", Bool, "false", Honoured, "Run as a non-voting read replica"),
@@ -743,12 +743,12 @@ impl Config {
                     "bootstrap-expect value required when using {mode} with a voting node"
                 )));
             }
-            Some(mode @ ("etcd-kv" | "consul-kv")) => {
-                return Err(invalid(format!(
-                    "-disco-mode {mode} is not supported yet (dns and dns-srv are): refusing to start rather than bootstrapping a separate single-node cluster"
-                )));
+            Some("consul-kv") => {
+                return Err(invalid(
+                    "-disco-mode consul-kv is not supported yet (dns, dns-srv and etcd-kv are): refusing to start rather than bootstrapping a separate single-node cluster",
+                ));
             }
-            None | Some("dns" | "dns-srv") => {}
+            None | Some("dns" | "dns-srv" | "etcd-kv") => {}
             Some(_) => {
                 return Err(invalid(
                     "disco mode must be one of consul-kv, etcd-kv, dns, or dns-srv",
@@ -1488,8 +1488,12 @@ mod tests {
             "bootstrap-expect value required when using dns-srv with a voting node"
         );
         assert_eq!(
-            error("-disco-mode etcd-kv /d"),
-            "-disco-mode etcd-kv is not supported yet (dns and dns-srv are): refusing to start rather than bootstrapping a separate single-node cluster"
+            error("-disco-mode consul-kv /d"),
+            "-disco-mode consul-kv is not supported yet (dns, dns-srv and etcd-kv are): refusing to start rather than bootstrapping a separate single-node cluster"
+        );
+        assert_eq!(
+            run("-disco-mode etcd-kv /d").disco_mode.as_deref(),
+            Some("etcd-kv")
         );
         assert_eq!(
             run("-disco-mode dns -bootstrap-expect 3 /d")

@@ -504,6 +504,13 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             },
         )
     });
+    // etcd-kv: the leader keeps its record in etcd from the start (a restarted leader too).
+    let etcd_reporter = opts.join.discovery.clone().map(|d| {
+        tokio::spawn(crate::cluster::discovery::etcd::report_leadership(
+            Arc::clone(&store),
+            d,
+        ))
+    });
     let formed = tokio::select! {
         r = membership::form_or_join(&store, &opts.join) => r.map(|()| true),
         _ = stop.recv() => {
@@ -544,6 +551,9 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     }
     if let Some(auto_restore) = &auto_restore {
         auto_restore.abort();
+    }
+    if let Some(reporter) = &etcd_reporter {
+        reporter.abort();
     }
     if let Some(archiver) = archiver {
         archiver.shut_down().await;

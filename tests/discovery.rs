@@ -358,11 +358,7 @@ fn nodes_find_each_other_through_a_names_a_records() {
     });
     assert!(read, "{}", fourth.log());
     assert_eq!(raft_state(&fourth), "Follower");
-    assert!(
-        fourth.log().contains("joined the cluster through"),
-        "{}",
-        fourth.log()
-    );
+    assert!(!fourth.log().contains("bootstrapped"), "{}", fourth.log());
     drop(fourth);
     drop(nodes);
 }
@@ -462,7 +458,7 @@ fn a_bad_discovery_configuration_stops_the_start() {
     let (code, out) = common::run_binary(
         &[
             "-disco-mode",
-            "etcd-kv",
+            "consul-kv",
             "-raft-addr",
             "127.0.0.1:0",
             dir.path().join("d").to_str().unwrap(),
@@ -471,7 +467,183 @@ fn a_bad_discovery_configuration_stops_the_start() {
     );
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.contains("-disco-mode etcd-kv is not supported yet"),
+        out.contains("-disco-mode consul-kv is not supported yet"),
         "{out}"
     );
+}
+
+/// A single-member etcd on free loopback ports, stopped on drop.
+struct Etcd {
+    child: Child,
+    client_url: String,
+    _dir: tempfile::TempDir,
+    http: reqwest::blocking::Client,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Etcd {
+    fn start() -> Option<Etcd> {
+        if !have("etcd") {
+            prerequisite_missing("the etcd-kv test needs etcd (Debian's etcd-server)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let client_url = format!("http://127.0.0.1:{}", free_port());
+        let peer_url = format!("http://127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", "rl", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("rl={peer_url}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        let etcd = Etcd {
+            child,
+            client_url,
+            _dir: dir,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        };
+        let healthy = wait_until(Duration::from_secs(30), || {
+            etcd.http
+                .get(format!("{}/health", etcd.client_url))
+                .send()
+                .and_then(|r| r.text())
+                .is_ok_and(|t| t.contains("true"))
+        });
+        assert!(healthy, "etcd did not start:\n{}", etcd.log());
+        Some(etcd)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("etcd.log")).unwrap_or_default()
+    }
+
+    /// The value at `key` (through etcd's JSON gateway), if any.
+    fn get(&self, key: &str) -> Option<Value> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let answer: Value = self
+            .http
+            .post(format!("{}/v3/kv/range", self.client_url))
+            .body(serde_json::json!({"key": b64.encode(key)}).to_string())
+            .send()
+            .and_then(|r| r.json())
+            .expect("etcd range");
+        let value = answer["kvs"][0]["value"].as_str()?;
+        Some(serde_json::from_slice(&b64.decode(value).unwrap()).expect("a JSON record"))
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `-disco-mode etcd-kv`: three voters started at once form one cluster (one of them wins
+/// etcd's create-if-absent and forms it, the others join it), the leader's record is in
+/// `/<disco-key>/leader` as rqlite writes it, a read replica joins, and after the leader is
+/// killed its successor records itself and a node started then joins through it.
+#[test]
+fn a_cluster_forms_and_grows_through_etcd() {
+    let Some(etcd) = Etcd::start() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let disco = format!(r#"{{"endpoints":["{}"]}}"#, etcd.client_url);
+    let args = [
+        "-disco-mode",
+        "etcd-kv",
+        "-disco-key",
+        "rltest",
+        "-disco-config",
+        &disco,
+    ];
+    let spawn = |name: &str, extra: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(extra);
+        Node::spawn(&data.path().join(name), &all).unwrap_or_else(|log| panic!("{log}"))
+    };
+    let mut nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| spawn(n, &[])).collect();
+    let formed = wait_until(Duration::from_secs(60), || {
+        nodes.iter().filter(|n| raft_state(n) == "Leader").count() == 1
+            && nodes.iter().all(|n| members(n).len() == 3)
+    });
+    assert!(formed, "{}\n{}", common::logs_of(&nodes), etcd.log());
+    let leader = nodes
+        .iter()
+        .position(|n| raft_state(n) == "Leader")
+        .unwrap();
+    let record = etcd.get("/rltest/leader").expect("the leader's record");
+    assert_eq!(record["addr"], nodes[leader].raft_addr.as_str(), "{record}");
+    assert_eq!(record["id"], nodes[leader].raft_addr.as_str(), "{record}");
+    assert_eq!(
+        record["api_addr"],
+        format!("http://{}", nodes[leader].http_addr),
+        "{record}"
+    );
+    let bootstrapped = nodes
+        .iter()
+        .filter(|n| n.log().contains("bootstrapped a single-node cluster"))
+        .count();
+    assert_eq!(bootstrapped, 1, "exactly one node forms the cluster");
+    let disco_status = status(&nodes[(leader + 1) % 3])["disco"].clone();
+    assert_eq!(disco_status["mode"], "etcd-kv", "{disco_status}");
+    assert_eq!(disco_status["key"], "/rltest/leader");
+    assert!(nodes[leader]
+        .execute(r#"["CREATE TABLE t(x)", "INSERT INTO t VALUES(7)"]"#)
+        .contains(r#""rows_affected":1"#));
+
+    let replica = spawn("replica", &["-raft-non-voter"]);
+    let joined = wait_until(Duration::from_secs(30), || {
+        members(&nodes[leader]).contains(&(replica.raft_addr.clone(), false))
+    });
+    assert!(joined, "{}", replica.log());
+
+    // The leader dies: its successor records itself within seconds.
+    let old = nodes.remove(leader);
+    let old_addr = old.raft_addr.clone();
+    drop(old);
+    let successor = wait_until(Duration::from_secs(30), || {
+        nodes.iter().any(|n| raft_state(n) == "Leader")
+            && etcd
+                .get("/rltest/leader")
+                .is_some_and(|r| r["addr"] != old_addr.as_str())
+    });
+    assert!(
+        successor,
+        "{}",
+        etcd.get("/rltest/leader").unwrap_or_default()
+    );
+    let new_leader = nodes.iter().find(|n| raft_state(n) == "Leader").unwrap();
+    assert_eq!(
+        etcd.get("/rltest/leader").unwrap()["addr"],
+        new_leader.raft_addr.as_str()
+    );
+    let late = spawn("late", &[]);
+    let joined = wait_until(Duration::from_secs(30), || {
+        members(new_leader).contains(&(late.raft_addr.clone(), true))
+    });
+    assert!(joined, "{}", late.log());
+    let read = wait_until(Duration::from_secs(10), || {
+        late.query_at("SELECT x FROM t", "none").contains('7')
+    });
+    assert!(read, "{}", late.log());
 }

@@ -62,17 +62,21 @@ fn main() -> ExitCode {
         Some(Ok(c)) => Some(c),
         None => None,
     };
-    let discovery =
-        match config.disco_mode.as_deref().map(|mode| {
-            Discovery::from_flags(mode, config.disco_config.as_deref(), config.raft_port())
-        }) {
-            Some(Err(e)) => {
-                eprintln!("raftlited: -disco-config: {e:#}");
-                return ExitCode::FAILURE;
-            }
-            Some(Ok(d)) => d.map(Arc::new),
-            None => None,
-        };
+    let discovery = match config.disco_mode.as_deref().map(|mode| {
+        Discovery::from_flags(
+            mode,
+            &config.disco_key,
+            config.disco_config.as_deref(),
+            config.raft_port(),
+        )
+    }) {
+        Some(Err(e)) => {
+            eprintln!("raftlited: -disco-config: {e:#}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(d)) => d.map(Arc::new),
+        None => None,
+    };
     let opts = NodeOptions {
         auto_backup,
         auto_restore,

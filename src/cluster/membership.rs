@@ -28,6 +28,8 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
+use super::discovery::etcd::{self, EtcdKv, LeaderRecord};
+use super::discovery::Discovery;
 use super::protocol::{post_json, JoinRequest};
 use crate::store::types::{numeric_node_id, NodeId};
 use crate::store::{NodeInfo, Store};
@@ -60,7 +62,7 @@ pub struct JoinOptions {
     pub bootstrap_expect: usize,
     pub bootstrap_expect_timeout: Duration,
     /// `-disco-mode dns|dns-srv`: the addresses to ask come from DNS instead of `join`.
-    pub discovery: Option<std::sync::Arc<super::discovery::Discovery>>,
+    pub discovery: Option<std::sync::Arc<Discovery>>,
 }
 
 impl JoinOptions {
@@ -123,15 +125,10 @@ pub async fn form_or_join(store: &Store, opts: &JoinOptions) -> anyhow::Result<(
         if !store.node().voter {
             bail!("a non-voting node cannot bootstrap a cluster: give -join");
         }
-        let mut members = BTreeMap::new();
-        members.insert(store.node_id(), store.node().clone());
-        store
-            .raft()
-            .initialize(members)
-            .await
-            .context("bootstrap a single-node cluster")?;
-        tracing::info!("bootstrapped a single-node cluster");
-        return Ok(());
+        return bootstrap_alone(store).await;
+    }
+    if let Some(Discovery::EtcdKv(kv)) = opts.discovery.as_deref() {
+        return register_with_etcd(store, kv).await;
     }
     if opts.bootstrap_expect > 0 || opts.discovery.is_some() {
         return bootstrap_with_peers(store, opts).await;
@@ -309,10 +306,13 @@ async fn bootstrap_with_peers(store: &Store, opts: &JoinOptions) -> anyhow::Resu
         }
         let targets = match &opts.discovery {
             None => opts.join.clone(),
-            Some(d) => d.lookup().await.unwrap_or_else(|e| {
-                tracing::warn!("discovery lookup failed: {e:#}");
-                Vec::new()
-            }),
+            Some(d) => match &**d {
+                Discovery::Lookup(dns) => dns.lookup().await.unwrap_or_else(|e| {
+                    tracing::warn!("discovery lookup failed: {e:#}");
+                    Vec::new()
+                }),
+                Discovery::EtcdKv(_) => bail!("etcd-kv discovery has no addresses to look up"),
+            },
         };
         match join_pass(store, &client, &targets).await {
             JoinPass::Joined => return Ok(()),
@@ -337,6 +337,77 @@ async fn bootstrap_with_peers(store: &Store, opts: &JoinOptions) -> anyhow::Resu
         }
         tokio::time::sleep(round).await;
     }
+}
+
+/// `-disco-mode etcd-kv` for a node without state, as rqlite's disco service: join the
+/// leader the key names; with no key, a voter that creates it forms the cluster alone, and
+/// everyone else asks again after a while. Runs until it succeeds (a stop signal ends it).
+async fn register_with_etcd(store: &Store, kv: &EtcdKv) -> anyhow::Result<()> {
+    let client = crate::tls::node()
+        .client_builder()
+        .connect_timeout(Duration::from_secs(2))
+        .build()?;
+    let me = LeaderRecord {
+        id: store.node().id.clone(),
+        api_addr: store.node().api_url(),
+        addr: store.node().raft_addr.clone(),
+    };
+    let mut named_me_since = None;
+    loop {
+        match kv.get_leader().await {
+            Ok(Some(leader)) if leader.addr != me.addr => {
+                named_me_since = None;
+                tracing::info!(
+                    "discovery: etcd names {} as the leader; joining",
+                    leader.addr
+                );
+                match join_pass(store, &client, std::slice::from_ref(&leader.addr)).await {
+                    JoinPass::Joined => return Ok(()),
+                    JoinPass::Refused(why) => bail!(why),
+                    JoinPass::NotNow(why) => {
+                        tracing::warn!("join through etcd's leader failed: {why}")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Ok(Some(_)) => {
+                // The key names this node, which has no state (it lost its data). A leader
+                // of the cluster writes its own record at least every REPORT_INTERVAL: when
+                // none has for three of them, no cluster runs under this key, and this node
+                // forms one (rqlite would try to join itself forever).
+                let named_since = *named_me_since.get_or_insert_with(tokio::time::Instant::now);
+                if named_since.elapsed() > 3 * etcd::REPORT_INTERVAL {
+                    tracing::warn!("discovery: etcd has named this node, which has no state, as the leader for {:?}; forming a cluster", named_since.elapsed());
+                    return bootstrap_alone(store).await;
+                }
+                tracing::info!("discovery: etcd names this node, which has no state, as the leader; waiting for the cluster's leader to record itself");
+            }
+            Ok(None) if store.node().voter => match kv.initialize_leader(&me).await {
+                Ok(true) => {
+                    tracing::info!("discovery: registered as the leader in etcd");
+                    return bootstrap_alone(store).await;
+                }
+                Ok(false) => continue,
+                Err(e) => tracing::warn!("discovery: could not register in etcd: {e:#}"),
+            },
+            Ok(None) => tracing::info!("discovery: no leader in etcd yet"),
+            Err(e) => tracing::warn!("discovery: could not read the leader from etcd: {e:#}"),
+        }
+        tokio::time::sleep(etcd::REGISTER_INTERVAL).await;
+    }
+}
+
+async fn bootstrap_alone(store: &Store) -> anyhow::Result<()> {
+    let mut members = BTreeMap::new();
+    members.insert(store.node_id(), store.node().clone());
+    store
+        .raft()
+        .initialize(members)
+        .await
+        .context("bootstrap a single-node cluster")?;
+    tracing::info!("bootstrapped a single-node cluster");
+    Ok(())
 }
 
 /// Announces this node to `targets` and gathers the voters they know; the voters to form the

@@ -1,7 +1,8 @@
-//! Where a forming node finds its peers when `-disco-mode` says to ask DNS (rqlite's `dns`
-//! and `dns-srv` modes): the Raft addresses to join or announce itself to, looked up again on
-//! every round of the start-up loop ([`super::membership`]), so peers that appear in DNS
-//! later (pods scheduled one by one) are found.
+//! Where a forming node finds its peers when `-disco-mode` says to ask a service (rqlite's
+//! modes). `etcd-kv` ([`etcd`]) publishes the leader under a key. `dns` and `dns-srv` give the
+//! Raft addresses to join or announce itself to ([`AddressLookup`]), looked up again on every
+//! round of the start-up loop ([`super::membership`]), so peers that appear in DNS later (pods
+//! scheduled one by one) are found:
 //!
 //! - `dns`: every address (A and AAAA, through the system resolver, `/etc/hosts` included)
 //!   of `name`, each with `port` (default: the port of this node's `-raft-addr`).
@@ -17,13 +18,52 @@
 //! Invariant: a lookup never returns an empty list as a success; `/status` `disco` shows the
 //! last lookup's addresses, its error and when DNS last answered.
 
+pub mod etcd;
+
 use std::time::SystemTime;
 
 use anyhow::{bail, Context as _};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// The discovery modes raftlite implements (the others are refused at start-up).
+/// How this node finds its cluster (`-disco-mode`).
+#[derive(Debug)]
+pub enum Discovery {
+    /// `dns`, `dns-srv`: addresses to join or announce to.
+    Lookup(AddressLookup),
+    /// `etcd-kv`: the leader's record in etcd.
+    EtcdKv(etcd::EtcdKv),
+}
+
+impl Discovery {
+    /// The mode `-disco-mode`, `-disco-key` and `-disco-config` describe; `raft_port` is the
+    /// port a `dns` lookup's addresses get when the configuration names none. `Ok(None)` for
+    /// modes raftlite does not implement (the configuration refuses those before a node
+    /// starts).
+    pub fn from_flags(
+        mode: &str,
+        key: &str,
+        config: Option<&str>,
+        raft_port: u16,
+    ) -> anyhow::Result<Option<Discovery>> {
+        let text = config.map(read_config).transpose()?;
+        let text = text.as_deref().filter(|t| !t.trim().is_empty());
+        Ok(match mode {
+            "etcd-kv" => Some(Discovery::EtcdKv(etcd::EtcdKv::new(key, text)?)),
+            _ => AddressLookup::from_config(mode, text, raft_port)?.map(Discovery::Lookup),
+        })
+    }
+
+    /// `/status` `disco`.
+    pub fn status(&self) -> Value {
+        match self {
+            Discovery::Lookup(l) => l.status(),
+            Discovery::EtcdKv(kv) => kv.status(),
+        }
+    }
+}
+
+/// The DNS modes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// `dns`: the addresses of `name`, each with `port`.
@@ -32,9 +72,9 @@ pub enum Source {
     DnsSrv { name: String, service: String },
 }
 
-/// A discovery source and what its last lookup found.
+/// A DNS source and what its last lookup found.
 #[derive(Debug)]
-pub struct Discovery {
+pub struct AddressLookup {
     source: Source,
     last: parking_lot::Mutex<LastLookup>,
 }
@@ -60,17 +100,12 @@ struct DnsSrvConfig {
     service: Option<String>,
 }
 
-impl Discovery {
-    /// The source `-disco-mode` and `-disco-config` describe; `raft_port` is the port a `dns`
-    /// lookup's addresses get when the configuration names none. `Ok(None)` for modes that are
-    /// not DNS (the configuration refuses those before a node starts).
-    pub fn from_flags(
+impl AddressLookup {
+    fn from_config(
         mode: &str,
-        config: Option<&str>,
+        text: Option<&str>,
         raft_port: u16,
-    ) -> anyhow::Result<Option<Discovery>> {
-        let text = config.map(read_config).transpose()?;
-        let text = text.as_deref().filter(|t| !t.trim().is_empty());
+    ) -> anyhow::Result<Option<AddressLookup>> {
         let source = match mode {
             "dns" => {
                 let c: DnsConfig = match text {
@@ -106,11 +141,11 @@ impl Discovery {
         if let Source::Dns { port: 0, .. } = source {
             bail!("-disco-mode dns needs a port: give one in -disco-config ({{\"port\": N}}) or a fixed -raft-addr port");
         }
-        Ok(Some(Discovery::new(source)))
+        Ok(Some(AddressLookup::new(source)))
     }
 
-    pub fn new(source: Source) -> Discovery {
-        Discovery {
+    pub fn new(source: Source) -> AddressLookup {
+        AddressLookup {
             source,
             last: Default::default(),
         }
@@ -279,38 +314,44 @@ mod tests {
         assert_eq!(expand_env("no vars", vars), "no vars");
     }
 
+    /// The DNS source the flags give.
+    fn source(mode: &str, config: Option<&str>, port: u16) -> Source {
+        match Discovery::from_flags(mode, "rqlite", config, port) {
+            Ok(Some(Discovery::Lookup(l))) => l.source().clone(),
+            other => panic!("not a DNS source: {other:?}"),
+        }
+    }
+
     #[test]
     fn configurations_have_rqlites_defaults() {
-        let d = Discovery::from_flags("dns", None, 4002).unwrap().unwrap();
         assert_eq!(
-            d.source(),
-            &Source::Dns {
+            source("dns", None, 4002),
+            Source::Dns {
                 name: "rqlite".into(),
                 port: 4002
             }
         );
-        let d = Discovery::from_flags("dns", Some(r#"{"name":"db.svc","port":7000}"#), 4002)
-            .unwrap()
-            .unwrap();
         assert_eq!(
-            d.source(),
-            &Source::Dns {
+            source("dns", Some(r#"{"name":"db.svc","port":7000}"#), 4002),
+            Source::Dns {
                 name: "db.svc".into(),
                 port: 7000
             }
         );
-        let d = Discovery::from_flags("dns-srv", Some(r#"{"name":"db.svc"}"#), 4002)
-            .unwrap()
-            .unwrap();
         assert_eq!(
-            d.source(),
-            &Source::DnsSrv {
+            source("dns-srv", Some(r#"{"name":"db.svc"}"#), 4002),
+            Source::DnsSrv {
                 name: "db.svc".into(),
                 service: "rqlite".into()
             }
         );
-        assert_eq!(d.status()["dns_name"], "_rqlite._tcp.db.svc.");
-        assert!(Discovery::from_flags("etcd-kv", None, 4002)
+        let srv = AddressLookup::new(source("dns-srv", Some(r#"{"name":"db.svc"}"#), 4002));
+        assert_eq!(srv.status()["dns_name"], "_rqlite._tcp.db.svc.");
+        match Discovery::from_flags("etcd-kv", "mine", None, 4002) {
+            Ok(Some(Discovery::EtcdKv(kv))) => assert_eq!(kv.leader_key(), "/mine/leader"),
+            other => panic!("{other:?}"),
+        }
+        assert!(Discovery::from_flags("consul-kv", "rqlite", None, 4002)
             .unwrap()
             .is_none());
     }
@@ -320,7 +361,7 @@ mod tests {
         let err = |mode, cfg: &str, port| {
             format!(
                 "{:#}",
-                Discovery::from_flags(mode, Some(cfg), port).unwrap_err()
+                Discovery::from_flags(mode, "rqlite", Some(cfg), port).unwrap_err()
             )
         };
         assert!(err("dns", r#"{"nmae":"x"}"#, 4002).contains("unknown field `nmae`"));
@@ -328,6 +369,7 @@ mod tests {
         assert!(err("dns", r#"{"port":70000}"#, 4002).contains("-disco-config"));
         assert!(err("dns", r#"{"name":"x"}"#, 0).contains("needs a port"));
         assert!(err("dns-srv", r#"{"service":7}"#, 4002).contains("SRV -disco-config"));
+        assert!(err("etcd-kv", r#"{"endpoints":"e:1"}"#, 4002).contains("etcd -disco-config"));
     }
 
     #[test]
@@ -335,12 +377,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("disco.json");
         std::fs::write(&path, r#"{"name":"from.file","port":5000}"#).unwrap();
-        let d = Discovery::from_flags("dns", path.to_str(), 4002)
-            .unwrap()
-            .unwrap();
         assert_eq!(
-            d.source(),
-            &Source::Dns {
+            source("dns", path.to_str(), 4002),
+            Source::Dns {
                 name: "from.file".into(),
                 port: 5000
             }
@@ -349,13 +388,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_name_that_does_not_resolve_is_an_error_shown_in_status() {
-        let d = Discovery::new(Source::Dns {
+        let d = AddressLookup::new(Source::Dns {
             name: "no-such-host.invalid".into(),
             port: 4002,
         });
         assert!(d.lookup().await.is_err());
         assert!(d.status()["last_error"].is_string(), "{}", d.status());
-        let d = Discovery::new(Source::Dns {
+        let d = AddressLookup::new(Source::Dns {
             name: "localhost".into(),
             port: 4002,
         });

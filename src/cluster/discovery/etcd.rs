@@ -1,0 +1,310 @@
+//! `-disco-mode etcd-kv`: the cluster's leader is published under one key of an etcd
+//! cluster (`/<disco-key>/leader`, JSON `{"id","api_addr","addr"}`, as rqlite writes it), so a
+//! new node asks etcd whom to join, and the first voter to find the key absent creates it (an
+//! etcd transaction: only one can) and forms the cluster alone. The leader writes the key again
+//! when it becomes leader and every [`REPORT_INTERVAL`] while it leads.
+//!
+//! Talks to etcd's v3 JSON gateway (`/v3/kv/range`, `/v3/kv/txn`, `/v3/kv/put`,
+//! `/v3/auth/authenticate`), which every etcd 3.4+ serves on its client port: no gRPC stack.
+//! Endpoints are tried in turn; a request that no endpoint answers is an error the caller
+//! retries. `-disco-config` holds etcd's client configuration as rqlite reads it
+//! (`endpoints`, `username`, `password`, `dial-timeout` in nanoseconds).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, bail, Context as _};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::Discovery;
+use crate::store::Store;
+
+/// How often a node without a cluster asks etcd again (rqlite's register interval).
+pub const REGISTER_INTERVAL: Duration = Duration::from_secs(3);
+/// How often the leader writes its key again while it leads (rqlite's report interval).
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What the leader key holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderRecord {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub api_addr: String,
+    #[serde(default)]
+    pub addr: String,
+}
+
+/// etcd's client configuration, as rqlite's `-disco-config` for `etcd-kv` holds it.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    #[serde(default, alias = "Endpoints")]
+    endpoints: Vec<String>,
+    #[serde(default, alias = "Username")]
+    username: Option<String>,
+    #[serde(default, alias = "Password")]
+    password: Option<String>,
+    /// Go's `time.Duration` in JSON: nanoseconds.
+    #[serde(default, rename = "dial-timeout", alias = "DialTimeout")]
+    dial_timeout: Option<u64>,
+}
+
+/// A client of one etcd cluster's leader key.
+#[derive(Debug)]
+pub struct EtcdKv {
+    endpoints: Vec<String>,
+    credentials: Option<(String, String)>,
+    leader_key: String,
+    client: reqwest::Client,
+    last_contact: parking_lot::Mutex<Option<SystemTime>>,
+}
+
+impl EtcdKv {
+    pub fn new(key: &str, config: Option<&str>) -> anyhow::Result<EtcdKv> {
+        let c: EtcdConfig = match config {
+            Some(t) => serde_json::from_str(t).context("read the etcd -disco-config")?,
+            None => EtcdConfig::default(),
+        };
+        let mut endpoints: Vec<String> = c
+            .endpoints
+            .iter()
+            .map(|e| {
+                let e = e.trim_end_matches('/');
+                if e.contains("://") {
+                    e.to_string()
+                } else {
+                    format!("http://{e}")
+                }
+            })
+            .collect();
+        if endpoints.is_empty() {
+            endpoints.push("http://localhost:2379".into());
+        }
+        for e in &endpoints {
+            let url = reqwest::Url::parse(e).with_context(|| format!("etcd endpoint {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                bail!("etcd endpoint {e}: the scheme must be http or https");
+            }
+        }
+        let credentials = match (c.username, c.password) {
+            (Some(u), p) if !u.is_empty() => Some((u, p.unwrap_or_default())),
+            (_, Some(p)) if !p.is_empty() => {
+                bail!("the etcd configuration has a password but no username")
+            }
+            _ => None,
+        };
+        let dial = c
+            .dial_timeout
+            .filter(|&n| n > 0)
+            .map_or(Duration::from_secs(5), Duration::from_nanos);
+        let client = reqwest::Client::builder()
+            .connect_timeout(dial)
+            .timeout(dial + Duration::from_secs(10))
+            .build()?;
+        Ok(EtcdKv {
+            endpoints,
+            credentials,
+            leader_key: format!("/{key}/leader"),
+            client,
+            last_contact: Default::default(),
+        })
+    }
+
+    pub fn leader_key(&self) -> &str {
+        &self.leader_key
+    }
+
+    /// The leader the key names, if it is set.
+    pub async fn get_leader(&self) -> anyhow::Result<Option<LeaderRecord>> {
+        let answer = self
+            .call("/v3/kv/range", json!({"key": b64(&self.leader_key)}))
+            .await?;
+        let Some(value) = answer["kvs"]
+            .as_array()
+            .and_then(|kvs| kvs.first())
+            .and_then(|kv| kv["value"].as_str())
+        else {
+            return Ok(None);
+        };
+        let record: LeaderRecord = serde_json::from_slice(&unb64(value)?)
+            .with_context(|| format!("etcd key {} is not a leader record", self.leader_key))?;
+        Ok(Some(record))
+    }
+
+    /// Writes `record` only if the key does not exist; whether this call wrote it.
+    pub async fn initialize_leader(&self, record: &LeaderRecord) -> anyhow::Result<bool> {
+        let key = b64(&self.leader_key);
+        let answer = self
+            .call(
+                "/v3/kv/txn",
+                json!({
+                    "compare": [{"key": key, "target": "VERSION", "result": "EQUAL", "version": "0"}],
+                    "success": [{"request_put": {"key": key, "value": b64(&serde_json::to_string(record)?)}}],
+                }),
+            )
+            .await?;
+        // proto3 JSON leaves out a false `succeeded`.
+        Ok(answer["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    /// Writes `record` whatever the key held.
+    pub async fn set_leader(&self, record: &LeaderRecord) -> anyhow::Result<()> {
+        self.call(
+            "/v3/kv/put",
+            json!({"key": b64(&self.leader_key), "value": b64(&serde_json::to_string(record)?)}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `/status` `disco`, with rqlite's fields (intervals in nanoseconds, as Go prints them).
+    pub fn status(&self) -> Value {
+        let mut doc = json!({
+            "mode": "etcd-kv",
+            "key": self.leader_key,
+            "endpoints": self.endpoints,
+            "register_interval": REGISTER_INTERVAL.as_nanos() as u64,
+            "report_interval": REPORT_INTERVAL.as_nanos() as u64,
+        });
+        if let Some(t) = *self.last_contact.lock() {
+            let secs = t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            doc["last_contact"] = crate::http::json::rfc3339_from_unix(secs).into();
+        }
+        doc
+    }
+
+    /// POSTs `body` to `path` on each endpoint in turn until one answers.
+    async fn call(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let mut last = anyhow!("no etcd endpoint");
+        for endpoint in &self.endpoints {
+            match self.call_one(endpoint, path, &body).await {
+                Ok(v) => {
+                    *self.last_contact.lock() = Some(SystemTime::now());
+                    return Ok(v);
+                }
+                Err(e) => last = e.context(format!("etcd at {endpoint}")),
+            }
+        }
+        Err(last)
+    }
+
+    async fn call_one(&self, endpoint: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let mut request = self.client.post(format!("{endpoint}{path}"));
+        if let Some((user, password)) = &self.credentials {
+            let token = self
+                .post(
+                    self.client.post(format!("{endpoint}/v3/auth/authenticate")),
+                    &json!({"name": user, "password": password}),
+                )
+                .await
+                .context("authenticate")?;
+            let token = token["token"]
+                .as_str()
+                .ok_or_else(|| anyhow!("etcd gave no token"))?
+                .to_string();
+            request = request.header("Authorization", token);
+        }
+        self.post(request, body).await
+    }
+
+    async fn post(&self, request: reqwest::RequestBuilder, body: &Value) -> anyhow::Result<Value> {
+        let answer = request
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = answer.status();
+        let text = answer.text().await?;
+        if !status.is_success() {
+            // The gateway's errors: {"error": "...", "message": "...", "code": N}.
+            let why = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            bail!("{status}: {why}");
+        }
+        serde_json::from_str(&text).context("etcd's answer is not JSON")
+    }
+}
+
+/// While this node leads, keeps its record in the leader key: written within a second of
+/// becoming leader, and again every [`REPORT_INTERVAL`] (a failed write is tried again the next
+/// second). Ends when the store stops. `discovery` that is not `etcd-kv` returns at once.
+pub async fn report_leadership(store: Arc<Store>, discovery: Arc<Discovery>) {
+    let Discovery::EtcdKv(kv) = &*discovery else {
+        return;
+    };
+    let me = LeaderRecord {
+        id: store.node().id.clone(),
+        api_addr: store.node().api_url(),
+        addr: store.node().raft_addr.clone(),
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported: Option<tokio::time::Instant> = None;
+    loop {
+        tick.tick().await;
+        if store.is_stopping() {
+            return;
+        }
+        if !store.is_leader() {
+            reported = None;
+            continue;
+        }
+        if reported.is_some_and(|t| t.elapsed() < REPORT_INTERVAL) {
+            continue;
+        }
+        match kv.set_leader(&me).await {
+            Ok(()) => {
+                if reported.is_none() {
+                    tracing::info!("discovery: recorded this node as the leader in etcd");
+                }
+                reported = Some(tokio::time::Instant::now());
+            }
+            Err(e) => tracing::warn!("discovery: could not record the leader in etcd: {e:#}"),
+        }
+    }
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn unb64(s: &str) -> anyhow::Result<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .context("etcd value is not base64")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configuration_reads_as_rqlites() {
+        let kv = EtcdKv::new(
+            "rqlite",
+            Some(r#"{"endpoints":["10.0.0.1:2379","https://e2:2379/"],"dial-timeout":2000000000}"#),
+        )
+        .unwrap();
+        assert_eq!(kv.endpoints, ["http://10.0.0.1:2379", "https://e2:2379"]);
+        assert_eq!(kv.leader_key(), "/rqlite/leader");
+        let kv = EtcdKv::new(
+            "k",
+            Some(r#"{"Endpoints":["e:1"],"Username":"u","Password":"p"}"#),
+        )
+        .unwrap();
+        assert_eq!(kv.credentials, Some(("u".into(), "p".into())));
+        let kv = EtcdKv::new("k", None).unwrap();
+        assert_eq!(kv.endpoints, ["http://localhost:2379"]);
+        let err = |cfg| format!("{:#}", EtcdKv::new("k", Some(cfg)).unwrap_err());
+        assert!(err(r#"{"endpoint":["e:1"]}"#).contains("unknown field"));
+        assert!(err(r#"{"endpoints":["ftp://e:1"]}"#).contains("scheme"));
+        assert!(err(r#"{"password":"p"}"#).contains("no username"));
+    }
+}
