@@ -125,7 +125,7 @@ const FLAGS: &[ConfigFlag] = &[
     flag("write-budget-steps", U64, "500000000", Honoured, "Work one write request may do on every node, in SQLite progress steps (about one per row visited); over it, the request fails with 'execute timeout' and is undone (raftlite only)"),
     flag("max-query-result-size", U64, "134217728", Honoured, "The most bytes of rows one statement of a query may return; over it, that statement answers 'query result too large' (raftlite only)"),
     flag("db-max-ro-conns", I64, "256", Honoured, "Maximum number of read-only database connections"),
-    flag("auto-vacuum-int", Dur, "0s", Ignored, "Time between automatic VACUUMs. If not set, never"),
+    flag("auto-vacuum-int", Dur, "0s", Honoured, "Time between automatic VACUUMs. If not set, never"),
     flag("auto-optimize-int", Dur, "24h", Honoured, "Time between automatic 'PRAGMA optimize'. 0h disables"),
     flag("extensions-path", Str, "", Honoured, "Comma-separated directories, zip or tar.gz files of SQLite extensions to load"),
     flag("cdc-config", Str, "", Refused("silently dropping change-data-capture events"), "CDC HTTP endpoint, or path to a CDC configuration file. If not set, no CDC"),

@@ -82,6 +82,8 @@ pub struct NodeOptions {
     pub shutdown_on_remove: bool,
     /// `-auto-optimize-int`: how often the leader proposes `PRAGMA optimize` (`None`: never).
     pub auto_optimize: Option<Duration>,
+    /// `-auto-vacuum-int`: how often the leader proposes `VACUUM` (`None`: never).
+    pub auto_vacuum: Option<Duration>,
     /// `-raft-reap-node-timeout`, `-raft-reap-read-only-node-timeout`: the leader removes
     /// members it has not heard from for that long (`cluster::reaper`).
     pub reap: crate::cluster::reaper::ReapTimeouts,
@@ -147,6 +149,7 @@ impl NodeOptions {
             remove_on_shutdown: false,
             shutdown_on_remove: false,
             auto_optimize: None,
+            auto_vacuum: None,
             reap: crate::cluster::reaper::ReapTimeouts {
                 voter: None,
                 non_voter: None,
@@ -415,11 +418,14 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         None => None,
     };
 
-    if let Some(interval) = opts.auto_optimize {
-        tokio::spawn(crate::store::housekeeping::auto_optimize(
-            Arc::clone(&store),
-            interval,
-        ));
+    use crate::store::housekeeping::{self, Chore};
+    for (chore, interval) in [
+        (Chore::Optimize, opts.auto_optimize),
+        (Chore::Vacuum, opts.auto_vacuum),
+    ] {
+        if let Some(interval) = interval {
+            tokio::spawn(housekeeping::run(Arc::clone(&store), chore, interval));
+        }
     }
     tokio::spawn(crate::cluster::reaper::run(
         Arc::clone(&store),

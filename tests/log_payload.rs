@@ -392,6 +392,14 @@ fn pinned() -> Vec<Pinned> {
                 0500000000000000 5554462d38  # layout.encoding = \"UTF-8\"
             ",
         },
+        Pinned {
+            name: "vacuum",
+            entry: at(9, EntryPayload::Normal(Command::Vacuum)),
+            hex: "
+                0200000000000000 0700000000000000 0900000000000000  # log id (2, 7), index 9
+                01000000 05000000  # EntryPayload::Normal, Command::Vacuum (a unit variant)
+            ",
+        },
     ]
 }
 
@@ -542,6 +550,7 @@ fn variants_in(entry: &Entry) -> Vec<&'static str> {
                     policy(&mut out, item.policy);
                 }
             }
+            Command::Vacuum => out.push("Command::Vacuum"),
             Command::LoadSql(sql) => {
                 out.push("Command::LoadSql");
                 load(&mut out, &sql.script);
@@ -567,6 +576,7 @@ const EVERY_VARIANT: &[&str] = &[
     "Command::Load",
     "Command::ExecuteBatch",
     "Command::LoadSql",
+    "Command::Vacuum",
     "Params::None",
     "Params::Positional",
     "Params::Named",
@@ -623,6 +633,8 @@ const NOT_IN_FIXTURE: &[&str] = &[
     "Command::StrongQuery",
     "Command::Load",
     "Command::LoadSql",
+    // Newer than the fixture (issue #28's -auto-vacuum-int).
+    "Command::Vacuum",
     "LoadKind::Sqlite",
     "LoadKind::Sql",
     "SqlLoad.built: None",

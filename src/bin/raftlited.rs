@@ -129,6 +129,7 @@ fn main() -> ExitCode {
         remove_on_shutdown: config.raft_cluster_remove_shutdown,
         shutdown_on_remove: config.raft_remove_shutdown,
         auto_optimize: config.auto_optimize_int,
+        auto_vacuum: config.auto_vacuum_int,
         reap: raftlite::cluster::reaper::ReapTimeouts {
             voter: config.raft_reap_node_timeout,
             non_voter: config.raft_reap_read_only_node_timeout,

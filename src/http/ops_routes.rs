@@ -172,6 +172,8 @@ fn expvars(state: &AppState) -> Value {
             "nodes_reaped_ok": n(&c.nodes_reaped_ok),
             "num_auto_optimizes": n(&c.auto_optimizes),
             "num_auto_optimizes_failed": n(&c.auto_optimizes_failed),
+            "num_auto_vacuums": n(&c.auto_vacuums),
+            "num_auto_vacuums_failed": n(&c.auto_vacuums_failed),
             "nodes_reaped_failed": n(&c.nodes_reaped_failed),
             "num_wal_checkpoints": n(&store.database().wal_checkpoints),
             "writer_jobs": store.database().writer_activity().jobs(),

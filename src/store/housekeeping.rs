@@ -1,21 +1,26 @@
 //! The leader's periodic maintenance, proposed as entries so every node runs it at the same
-//! point of the log: `PRAGMA optimize` every `-auto-optimize-int` (rqlited's flag, default
-//! 24 h; `0h` turns it off).
+//! point of the log (rqlited's flags):
+//! - `PRAGMA optimize` every `-auto-optimize-int` (default 24 h; `0h` turns it off), a write
+//!   of the cluster's own, made deterministic as a user's would be (every table, a fixed mask:
+//!   `db::rewrite::pin_optimize`);
+//! - `VACUUM` every `-auto-vacuum-int` (default off), a [`Command::Vacuum`](super::types::Command::Vacuum) entry that every
+//!   node runs between two entries' transactions (`state_machine::apply_entries`).
 //!
-//! rqlited runs its optimize on each node during a snapshot, outside the log; here it is a
-//! write of the cluster's own, so the statistics it records (`sqlite_stat1`) are the same on
-//! every node and in every backup, and the database's digest stays one value across the
-//! cluster. The statement is made deterministic as a user's would be (every table, a fixed
-//! mask: `db::rewrite::pin_optimize`).
+//! rqlited runs both on each node during a snapshot, outside the log; here the statistics
+//! `optimize` records (`sqlite_stat1`) are the same on every node and in every backup, the
+//! database's digest stays one value across the cluster, and no node vacuums while another
+//! serves the same index from an unvacuumed file.
 //!
-//! When: once the interval has passed since this node's last optimize (kept in
-//! `DATA_DIR/auto-optimize.json` across restarts) or, for a node that never ran one, since
-//! it began leading. Another leader's runs are not known here: after a leader change the
-//! next run comes up to one interval early or late, which costs one `ANALYZE` at most. Counted in `/debug/vars` as rqlite counts it:
-//! `store.num_auto_optimizes`, `store.num_auto_optimizes_failed`.
+//! When: once the interval has passed since this node's last run (kept in
+//! `DATA_DIR/auto-optimize.json`, `DATA_DIR/auto-vacuum.json` across restarts) or, for a node
+//! that never ran one, since it began leading. Another leader's runs are not known here:
+//! after a leader change the next run comes up to one interval early or late, which costs
+//! one `ANALYZE` or one `VACUUM` at most. Counted in `/debug/vars` as rqlite counts them:
+//! `store.num_auto_optimizes`, `num_auto_optimizes_failed`, `num_auto_vacuums`,
+//! `num_auto_vacuums_failed`. A failure waits a whole interval too.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,12 +28,75 @@ use crate::db::request::{Request, ResultOptions, RowsPolicy, SqlStatement};
 
 use super::Store;
 
-const LAST_RUN_FILE: &str = "auto-optimize.json";
+/// A periodic job of the leader's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chore {
+    Optimize,
+    Vacuum,
+}
 
-/// Runs `PRAGMA optimize` through the log every `interval` while this node leads; returns
-/// when the node stops.
-pub async fn auto_optimize(store: Arc<Store>, interval: Duration) {
-    let file = store.data_dir().join(LAST_RUN_FILE);
+impl Chore {
+    fn name(self) -> &'static str {
+        match self {
+            Chore::Optimize => "auto-optimize",
+            Chore::Vacuum => "auto-vacuum",
+        }
+    }
+
+    /// Where the last run's time is kept.
+    fn last_run_file(self) -> &'static str {
+        match self {
+            Chore::Optimize => "auto-optimize.json",
+            Chore::Vacuum => "auto-vacuum.json",
+        }
+    }
+
+    fn counters(self, store: &Store) -> (&AtomicU64, &AtomicU64) {
+        let c = &store.counters;
+        match self {
+            Chore::Optimize => (&c.auto_optimizes, &c.auto_optimizes_failed),
+            Chore::Vacuum => (&c.auto_vacuums, &c.auto_vacuums_failed),
+        }
+    }
+
+    /// Proposes the chore's entry; its index, or why it failed.
+    async fn propose(self, store: &Store) -> Result<u64, String> {
+        let outcome = match self {
+            Chore::Optimize => {
+                let request = Request {
+                    statements: vec![SqlStatement::new("PRAGMA optimize")],
+                    transaction: false,
+                };
+                store
+                    .propose_write(
+                        request,
+                        RowsPolicy::ReturningOnly,
+                        ResultOptions::default(),
+                        None,
+                    )
+                    .await
+            }
+            Chore::Vacuum => store.propose_vacuum().await,
+        };
+        match outcome {
+            Ok(done) => match done.results.error.or_else(|| {
+                done.results.results.iter().find_map(|r| match &r.outcome {
+                    crate::db::request::StatementOutcome::Error(e) => Some(e.clone()),
+                    _ => None,
+                })
+            }) {
+                None => Ok(done.raft_index),
+                Some(e) => Err(format!("entry {}: {e}", done.raft_index)),
+            },
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Runs `chore` through the log every `interval` while this node leads; returns when the
+/// node stops.
+pub async fn run(store: Arc<Store>, chore: Chore, interval: Duration) {
+    let file = store.data_dir().join(chore.last_run_file());
     let mut tick = tokio::time::interval(
         (interval / 10).clamp(Duration::from_millis(100), Duration::from_secs(60)),
     );
@@ -49,43 +117,24 @@ pub async fn auto_optimize(store: Arc<Store>, interval: Duration) {
         if now.saturating_sub(last) < interval.as_millis() as u64 {
             continue;
         }
-        let request = Request {
-            statements: vec![SqlStatement::new("PRAGMA optimize")],
-            transaction: false,
-        };
-        let outcome = store
-            .propose_write(
-                request,
-                RowsPolicy::ReturningOnly,
-                ResultOptions::default(),
-                None,
-            )
-            .await;
-        match outcome {
-            Ok(done)
-                if done.results.error.is_none()
-                    && !done.results.results.iter().any(|r| r.is_error()) =>
-            {
-                store
-                    .counters
-                    .auto_optimizes
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    index = done.raft_index,
-                    "database optimized (-auto-optimize-int)"
-                );
+        let (done, failed) = chore.counters(&store);
+        match chore.propose(&store).await {
+            Ok(index) => {
+                done.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(index, "{} done", chore.name());
             }
-            other => {
-                store
-                    .counters
-                    .auto_optimizes_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("auto-optimize: {other:?}");
+            Err(e) => {
+                failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("{}: {e}", chore.name());
             }
         }
         // A failure waits a whole interval too: it must not be retried every tick.
         if let Err(e) = record_run(&file, now) {
-            tracing::warn!("record the last auto-optimize in {}: {e}", file.display());
+            tracing::warn!(
+                "record the last {} in {}: {e}",
+                chore.name(),
+                file.display()
+            );
         }
     }
 }

@@ -245,6 +245,10 @@ pub struct StoreCounters {
     /// `num_auto_optimizes`, `num_auto_optimizes_failed`).
     pub auto_optimizes: AtomicU64,
     pub auto_optimizes_failed: AtomicU64,
+    /// `-auto-vacuum-int` runs this leader proposed, and those that failed (rqlite's
+    /// `num_auto_vacuums`, `num_auto_vacuums_failed`).
+    pub auto_vacuums: AtomicU64,
+    pub auto_vacuums_failed: AtomicU64,
 }
 
 impl Store {
@@ -794,6 +798,12 @@ impl Store {
             results: resp.data.results,
             raft_index: resp.log_id.index,
         })
+    }
+
+    /// Proposes a `VACUUM` entry (`-auto-vacuum-int`, see [`housekeeping`]) and returns once it
+    /// is applied on this node.
+    pub async fn propose_vacuum(&self) -> Result<WriteResults, StoreError> {
+        self.propose(Command::Vacuum).await
     }
 
     /// Proposes a load entry for content staged here (see [`restore`]) and returns once it is

@@ -872,6 +872,26 @@ fn apply_entries(
             // Tests slow a node's apply of writes here (`=sleep(N)`): a node behind its commit.
             crate::failpoint::crash_point("apply::write_entry");
         }
+        // VACUUM cannot run inside a transaction: it runs here, between the previous entry's
+        // transaction and this entry's (which records it as applied). It changes no row; a
+        // failure (a full disk: it needs room for a second copy) leaves the file as it was, so
+        // the entry's answer carries the error and the node goes on.
+        let vacuum_error = match &entry.payload {
+            EntryPayload::Normal(Command::Vacuum) => {
+                let started = std::time::Instant::now();
+                match conn.execute_batch("VACUUM") {
+                    Ok(()) => {
+                        tracing::info!(index = log_id.index, elapsed = ?started.elapsed(), "database vacuumed");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(index = log_id.index, "VACUUM failed: {e}");
+                        Some(format!("VACUUM failed: {e}"))
+                    }
+                }
+            }
+            _ => None,
+        };
         let mut waiting_for_room = DiskFullWait::default();
         let response = loop {
             conn.set_apply_inputs(env.map(ApplyEnv::inputs))
@@ -889,7 +909,10 @@ fn apply_entries(
                     EntryPayload::Blank
                     | EntryPayload::Membership(_)
                     | EntryPayload::Normal(
-                        Command::StrongQuery { .. } | Command::Load(_) | Command::LoadSql(_),
+                        Command::StrongQuery { .. }
+                        | Command::Load(_)
+                        | Command::LoadSql(_)
+                        | Command::Vacuum,
                     ) => Ok(CommandResponse::default()),
                     EntryPayload::Normal(Command::Execute {
                         request,
@@ -937,6 +960,10 @@ fn apply_entries(
                 Err(f) => return Err(f.into()),
             }
         };
+        let mut response = response;
+        if vacuum_error.is_some() {
+            response.results.error = vacuum_error;
+        }
         conn.set_apply_inputs(None)
             .map_err(|e| fault("clear the entry's clock and seed", &e))?;
         {

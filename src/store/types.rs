@@ -57,6 +57,11 @@ pub enum Command {
     /// `store::restore::build_once`). ([`Command::Load`] carries database files; it carried
     /// SQL loads too in logs written before this command existed.)
     LoadSql(SqlLoad),
+    /// `VACUUM`, proposed by the leader every `-auto-vacuum-int` (`store::housekeeping`):
+    /// run outside any transaction (SQLite cannot vacuum inside one) at this entry's position,
+    /// on every node. It changes no row, so a node where it fails (a full disk: it needs room
+    /// for a second copy) holds the same content as the others, in a larger file.
+    Vacuum,
 }
 
 /// What a [`Command::LoadSql`] entry carries.
