@@ -11,6 +11,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{prerequisite_missing, wait_until, Node, BIN};
@@ -64,13 +65,25 @@ impl DnsNet {
             prerequisite_missing("the discovery tests need `ip` (iproute2) and `dnsmasq`");
             return None;
         }
+        sweep_stale_namespaces();
+        // Unique per process and per instance (the plain `cargo test` fallback runs several
+        // tests in one process); interface names stay within Linux's 15 bytes.
+        static INSTANCE: AtomicU32 = AtomicU32::new(0);
         let pid = std::process::id();
-        let ns = format!("rl-disco-{pid}");
-        let host_link = format!("rlh{pid}");
-        let ns_link = format!("rln{pid}");
-        let prefix = format!("10.{}.{}", 100 + (pid >> 8) % 100, pid % 256);
+        let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
+        let ns = format!("{NS_PREFIX}{pid}-{n}");
+        let host_link = format!("rlh{}", (pid % 1_000_000) * 10 + n % 10);
+        let ns_link = format!("rln{}", (pid % 1_000_000) * 10 + n % 10);
+        // 198.18.0.0/15 is set aside for network tests (RFC 2544): no real route to shadow.
+        let slot = (pid.wrapping_mul(31).wrapping_add(n)) % 512;
+        let prefix = format!("198.{}.{}", 18 + slot / 256, slot % 256);
         let etc_dir = PathBuf::from(format!("/etc/netns/{ns}"));
         let dir = tempfile::tempdir().expect("temp dir");
+        if let Err(e) = run(&["ip", "netns", "add", &ns]) {
+            prerequisite_missing(&format!("cannot make a network namespace: {e}"));
+            return None;
+        }
+        // From here on the namespace is this instance's: dropping `net` removes it.
         let mut net = DnsNet {
             ns: ns.clone(),
             host_link: host_link.clone(),
@@ -81,7 +94,6 @@ impl DnsNet {
         };
         let host_cidr = format!("{prefix}.1/24");
         let setup = [
-            vec!["ip", "netns", "add", &ns],
             vec!["ip", "-n", &ns, "link", "set", "lo", "up"],
             vec![
                 "ip", "link", "add", &host_link, "type", "veth", "peer", "name", &ns_link, "netns",
@@ -92,10 +104,7 @@ impl DnsNet {
             vec!["ip", "-n", &ns, "link", "set", &ns_link, "up"],
         ];
         for cmd in &setup {
-            if let Err(e) = run(cmd) {
-                prerequisite_missing(&format!("cannot make a network namespace: {e}"));
-                return None;
-            }
+            run(cmd).unwrap_or_else(|e| panic!("set up the test network: {e}"));
         }
         for host in 2..=6 {
             run(&[
@@ -213,9 +222,45 @@ impl Drop for DnsNet {
             let _ = c.kill();
             let _ = c.wait();
         }
+        remove_namespace(&self.ns);
         let _ = run(&["ip", "link", "del", &self.host_link]);
-        let _ = run(&["ip", "netns", "del", &self.ns]);
         let _ = std::fs::remove_dir_all(&self.etc_dir);
+    }
+}
+
+const NS_PREFIX: &str = "rl-disco-";
+
+/// Kills what still runs in `ns`, then deletes it (its end of the veth link goes with it).
+fn remove_namespace(ns: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = run(&["kill", "-9", pid]);
+        }
+    }
+    let _ = run(&["ip", "netns", "del", ns]);
+}
+
+/// Removes the namespaces (and their /etc/netns files) of test processes that are gone: a
+/// killed run cannot clean up after itself.
+fn sweep_stale_namespaces() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix(NS_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            remove_namespace(name);
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{name}"));
+        }
     }
 }
 
@@ -347,6 +392,21 @@ fn nodes_find_each_other_through_a_names_a_records() {
         logs(&all, &net)
     );
 
+    // A member answers an announcement with no nodes, so an announcer whose join failed for
+    // a moment (an election) joins later instead of forming a cluster with the members.
+    let stranger = serde_json::json!({
+        "id": "stranger", "api_addr": "198.51.100.1:4001", "raft_addr": "198.51.100.1:4002",
+        "https": false, "voter": true,
+    });
+    let answer = reqwest::blocking::Client::new()
+        .post(format!("http://{}:4002/cluster/notify", net.addr(3)))
+        .header("Content-Type", "application/json")
+        .body(stranger.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().unwrap(), "[]");
+
     // A fourth node, started beside the running cluster: it joins it (four voters), though
     // more than -bootstrap-expect nodes answer its announcements.
     net.set_hosts(name, &[2, 3, 4, 5]);
@@ -359,6 +419,28 @@ fn nodes_find_each_other_through_a_names_a_records() {
     assert!(read, "{}", fourth.log());
     assert_eq!(raft_state(&fourth), "Follower");
     assert!(!fourth.log().contains("bootstrapped"), "{}", fourth.log());
+
+    // A member restarted with its data does not look anything up: it is back as it was.
+    let follower = nodes
+        .iter()
+        .position(|n| raft_state(n) == "Follower")
+        .unwrap();
+    let host = [2, 3, 4][follower];
+    let mut old = nodes.remove(follower);
+    old.stop();
+    drop(old);
+    let back = start(host);
+    let again = wait_until(Duration::from_secs(30), || {
+        back.query_at("SELECT x FROM t", "none").contains("42") && members(&back).len() == 4
+    });
+    assert!(again, "{}", back.log());
+    assert!(
+        back.log().contains("restarting as a member"),
+        "{}",
+        back.log()
+    );
+    assert!(!back.log().contains("resolved addresses"), "{}", back.log());
+    drop(back);
     drop(fourth);
     drop(nodes);
 }
@@ -550,6 +632,32 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// Writes `value` at `key`, or deletes the key (`None`).
+    fn set(&self, key: &str, value: Option<&str>) {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let (path, body) = match value {
+            Some(v) => (
+                "/v3/kv/put",
+                serde_json::json!({"key": b64.encode(key), "value": b64.encode(v)}),
+            ),
+            None => (
+                "/v3/kv/deleterange",
+                serde_json::json!({"key": b64.encode(key)}),
+            ),
+        };
+        let status = self
+            .http
+            .post(format!("{}{path}", self.client_url))
+            .body(body.to_string())
+            .send()
+            .expect("etcd write")
+            .status();
+        assert!(status.is_success(), "{path}: {status}");
+    }
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -646,4 +754,57 @@ fn a_cluster_forms_and_grows_through_etcd() {
         late.query_at("SELECT x FROM t", "none").contains('7')
     });
     assert!(read, "{}", late.log());
+}
+
+/// `etcd-kv`: a key that names a node which has no state (its data is gone) is not taken as
+/// leave to form a cluster (a live cluster's leader may not have recorded itself yet): the node
+/// waits, and forms one once the key is deleted. A key that holds no record is an error the
+/// node waits on too.
+#[test]
+fn an_etcd_key_naming_a_node_without_state_is_waited_on() {
+    let Some(etcd) = Etcd::start() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let raft = format!("127.0.0.1:{}", free_port());
+    let key = "/stale/leader";
+    etcd.set(key, Some(""));
+    let disco = format!(r#"{{"endpoints":["{}"]}}"#, etcd.client_url);
+    let args = [
+        "-disco-mode",
+        "etcd-kv",
+        "-disco-key",
+        "stale",
+        "-disco-config",
+        &disco,
+        "-raft-addr",
+        &raft,
+    ];
+    let node = Node::spawn(&data.path().join("n"), &args).unwrap_or_else(|log| panic!("{log}"));
+    let complained = wait_until(Duration::from_secs(15), || {
+        node.log().contains("is not a leader record")
+    });
+    assert!(complained, "{}", node.log());
+    let record = serde_json::json!({"id": raft, "api_addr": "http://127.0.0.1:1", "addr": raft});
+    etcd.set(key, Some(&record.to_string()));
+    let waiting = wait_until(Duration::from_secs(15), || {
+        node.log().contains("names this node, which has no state")
+    });
+    assert!(waiting, "{}", node.log());
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        node.get("/readyz").status,
+        503,
+        "it must not form a cluster"
+    );
+    assert!(!node.log().contains("bootstrapped"), "{}", node.log());
+
+    etcd.set(key, None);
+    let formed = wait_until(Duration::from_secs(20), || {
+        node.get("/readyz").status == 200
+    });
+    assert!(formed, "{}", node.log());
+    let record = etcd.get(key).expect("its record");
+    assert_eq!(record["addr"], raft.as_str());
+    assert_eq!(record["api_addr"], format!("http://{}", node.http_addr));
 }

@@ -314,19 +314,46 @@ async fn bootstrap_with_peers(store: &Store, opts: &JoinOptions) -> anyhow::Resu
                 Discovery::EtcdKv(_) => bail!("etcd-kv discovery has no addresses to look up"),
             },
         };
-        match join_pass(store, &client, &targets).await {
-            JoinPass::Joined => return Ok(()),
-            JoinPass::Refused(why) => bail!(why),
-            JoinPass::NotNow(_) => {}
-        }
-        if store.node().voter && opts.bootstrap_expect > 0 {
-            if let Some(members) = announce(store, &client, &targets, opts.bootstrap_expect).await {
-                match store.raft().initialize(members.clone()).await {
-                    Ok(()) => tracing::info!(voters = members.len(), "bootstrapped the cluster"),
-                    Err(e) => tracing::info!("cluster already initialised: {e}"),
+        // One round, bounded by the deadline (a peer that accepts a connection and never
+        // answers must not hold the node past -bootstrap-expect-timeout).
+        let round_result = tokio::time::timeout_at(deadline, async {
+            match join_pass(store, &client, &targets).await {
+                JoinPass::Joined => return Some(Ok(())),
+                // Several nodes joining at once can be refused for a while (a membership
+                // change in progress): asked again next round, as rqlite's bootstrapper does.
+                JoinPass::Refused(why) | JoinPass::NotNow(why) => {
+                    tracing::debug!("join through discovered addresses: {why}")
                 }
-                return Ok(());
             }
+            if !(store.node().voter && opts.bootstrap_expect > 0) {
+                return None;
+            }
+            match announce(store, &client, &targets, opts.bootstrap_expect).await {
+                Announced::Form(members) => {
+                    if store.raft().is_initialized().await.unwrap_or(false) {
+                        tracing::info!("the cluster was formed by a peer");
+                        return Some(Ok(()));
+                    }
+                    match store.raft().initialize(members.clone()).await {
+                        Ok(()) => {
+                            tracing::info!(voters = members.len(), "bootstrapped the cluster")
+                        }
+                        Err(e) => tracing::info!("cluster already initialised: {e}"),
+                    }
+                    Some(Ok(()))
+                }
+                Announced::ClusterExists => {
+                    tracing::info!(
+                        "a discovered node is already in a cluster: joining it, not forming one"
+                    );
+                    None
+                }
+                Announced::Waiting => None,
+            }
+        })
+        .await;
+        if let Ok(Some(done)) = round_result {
+            return done;
         }
         if tokio::time::Instant::now() > deadline {
             bail!(
@@ -352,50 +379,62 @@ async fn register_with_etcd(store: &Store, kv: &EtcdKv) -> anyhow::Result<()> {
         api_addr: store.node().api_url(),
         addr: store.node().raft_addr.clone(),
     };
-    let mut named_me_since = None;
     loop {
+        // A leader that reached this node while it waited made it a member.
+        if store.raft().is_initialized().await.unwrap_or(false) {
+            tracing::info!("the cluster's leader added this node");
+            return Ok(());
+        }
         match kv.get_leader().await {
             Ok(Some(leader)) if leader.addr != me.addr => {
-                named_me_since = None;
                 tracing::info!(
                     "discovery: etcd names {} as the leader; joining",
                     leader.addr
                 );
                 match join_pass(store, &client, std::slice::from_ref(&leader.addr)).await {
                     JoinPass::Joined => return Ok(()),
-                    JoinPass::Refused(why) => bail!(why),
-                    JoinPass::NotNow(why) => {
+                    // A refusal may pass (a membership change in progress): ask again, as
+                    // rqlite does.
+                    JoinPass::Refused(why) | JoinPass::NotNow(why) => {
                         tracing::warn!("join through etcd's leader failed: {why}")
                     }
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(jitter(Duration::from_secs(1))).await;
                 continue;
             }
             Ok(Some(_)) => {
-                // The key names this node, which has no state (it lost its data). A leader
-                // of the cluster writes its own record at least every REPORT_INTERVAL: when
-                // none has for three of them, no cluster runs under this key, and this node
-                // forms one (rqlite would try to join itself forever).
-                let named_since = *named_me_since.get_or_insert_with(tokio::time::Instant::now);
-                if named_since.elapsed() > 3 * etcd::REPORT_INTERVAL {
-                    tracing::warn!("discovery: etcd has named this node, which has no state, as the leader for {:?}; forming a cluster", named_since.elapsed());
-                    return bootstrap_alone(store).await;
-                }
-                tracing::info!("discovery: etcd names this node, which has no state, as the leader; waiting for the cluster's leader to record itself");
+                // The key names this node, which has no state (it lost its data, or the
+                // cluster under this key is gone). Forming a cluster now could split a live
+                // one whose leader has not recorded itself yet; as rqlite, wait.
+                tracing::warn!(
+                    "discovery: etcd's {} names this node, which has no state, as the leader; \
+                     waiting for the cluster's leader to record itself (if that cluster is gone, \
+                     delete the key)",
+                    kv.leader_key()
+                );
             }
             Ok(None) if store.node().voter => match kv.initialize_leader(&me).await {
                 Ok(true) => {
                     tracing::info!("discovery: registered as the leader in etcd");
                     return bootstrap_alone(store).await;
                 }
-                Ok(false) => continue,
+                // Another node registered first: read its record next round.
+                Ok(false) => {}
                 Err(e) => tracing::warn!("discovery: could not register in etcd: {e:#}"),
             },
             Ok(None) => tracing::info!("discovery: no leader in etcd yet"),
             Err(e) => tracing::warn!("discovery: could not read the leader from etcd: {e:#}"),
         }
-        tokio::time::sleep(etcd::REGISTER_INTERVAL).await;
+        tokio::time::sleep(jitter(etcd::REGISTER_INTERVAL)).await;
     }
+}
+
+/// `base` to twice `base`, so nodes started together do not ask in step.
+fn jitter(base: Duration) -> Duration {
+    use std::hash::BuildHasher as _;
+    // A fresh RandomState is randomly keyed: enough to spread nodes apart.
+    let r = std::collections::hash_map::RandomState::new().hash_one(0u8);
+    base + base.mul_f64((r % 1000) as f64 / 1000.0)
 }
 
 async fn bootstrap_alone(store: &Store) -> anyhow::Result<()> {
@@ -410,25 +449,36 @@ async fn bootstrap_alone(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Announces this node to `targets` and gathers the voters they know; the voters to form the
-/// cluster with once there are `expect` of them.
+/// What announcing this node to its peers came to.
+enum Announced {
+    /// `expect` voters are known: the cluster to form.
+    Form(BTreeMap<NodeId, NodeInfo>),
+    /// A peer is already in a cluster: join it rather than form another.
+    ClusterExists,
+    /// Not enough voters known yet.
+    Waiting,
+}
+
+/// Announces this node to `targets` and gathers the voters they know.
 async fn announce(
     store: &Store,
     client: &reqwest::Client,
     targets: &[String],
     expect: usize,
-) -> Option<BTreeMap<NodeId, NodeInfo>> {
+) -> Announced {
     for addr in targets {
         if addr == &store.node().raft_addr {
             continue;
         }
-        if let Ok(known) =
-            post_json::<_, Vec<NodeInfo>>(client, addr, "/cluster/notify", store.node()).await
-        {
-            let mut d = store.discovered().lock();
-            for n in known {
-                d.entry(n.raft_addr.clone()).or_insert(n);
+        match post_json::<_, Vec<NodeInfo>>(client, addr, "/cluster/notify", store.node()).await {
+            Ok(known) if known.is_empty() => return Announced::ClusterExists,
+            Ok(known) => {
+                let mut d = store.discovered().lock();
+                for n in known {
+                    d.entry(n.raft_addr.clone()).or_insert(n);
+                }
             }
+            Err(e) => tracing::debug!("announce to {addr}: {e:#}"),
         }
     }
     let found: Vec<NodeInfo> = store
@@ -438,16 +488,27 @@ async fn announce(
         .filter(|n| n.voter)
         .cloned()
         .collect();
-    (found.len() >= expect).then(|| {
+    if found.len() < expect {
+        return Announced::Waiting;
+    }
+    Announced::Form(
         found
             .into_iter()
             .map(|n| (numeric_node_id(&n.id), n))
-            .collect()
-    })
+            .collect(),
+    )
 }
 
 /// Records a peer's announcement (bootstrap-expect) and returns the nodes known here.
+///
+/// A node that is already in a cluster (it has a membership) answers an empty list: the
+/// announcer must join that cluster, never form one with nodes that belong to it. (A node not
+/// in one always lists at least itself, so an empty answer cannot mean anything else; rqlite's
+/// nodes likewise ignore announcements once they are bootstrapped.)
 pub fn handle_notify(store: &Store, node: NodeInfo) -> Vec<NodeInfo> {
+    if !store.members().is_empty() {
+        return Vec::new();
+    }
     let mut d = store.discovered().lock();
     d.insert(node.raft_addr.clone(), node);
     d.insert(store.node().raft_addr.clone(), store.node().clone());

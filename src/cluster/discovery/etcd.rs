@@ -37,9 +37,9 @@ pub struct LeaderRecord {
     pub addr: String,
 }
 
-/// etcd's client configuration, as rqlite's `-disco-config` for `etcd-kv` holds it.
+/// etcd's client configuration, as rqlite's `-disco-config` for `etcd-kv` holds it (the
+/// JSON of Go's `clientv3.Config`).
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 pub struct EtcdConfig {
     #[serde(default, alias = "Endpoints")]
     endpoints: Vec<String>,
@@ -50,7 +50,29 @@ pub struct EtcdConfig {
     /// Go's `time.Duration` in JSON: nanoseconds.
     #[serde(default, rename = "dial-timeout", alias = "DialTimeout")]
     dial_timeout: Option<u64>,
+    /// Everything else: `clientv3.Config`'s tuning keys are accepted and not used (a warning
+    /// says so); any other key is refused, as a misspelt one would be silently ignored.
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
 }
+
+/// `clientv3.Config`'s JSON keys that tune the gRPC client raftlite does not use.
+const IGNORED_KEYS: &[&str] = &[
+    "auto-sync-interval",
+    "dial-keep-alive-time",
+    "dial-keep-alive-timeout",
+    "max-call-send-msg-size",
+    "max-call-recv-msg-size",
+    "reject-old-cluster",
+    "permit-without-stream",
+    "AutoSyncInterval",
+    "DialKeepAliveTime",
+    "DialKeepAliveTimeout",
+    "MaxCallSendMsgSize",
+    "MaxCallRecvMsgSize",
+    "RejectOldCluster",
+    "PermitWithoutStream",
+];
 
 /// A client of one etcd cluster's leader key.
 #[derive(Debug)]
@@ -68,6 +90,13 @@ impl EtcdKv {
             Some(t) => serde_json::from_str(t).context("read the etcd -disco-config")?,
             None => EtcdConfig::default(),
         };
+        for key in c.other.keys() {
+            if IGNORED_KEYS.contains(&key.as_str()) {
+                tracing::warn!("-disco-config: etcd's {key:?} tunes a gRPC client; raftlite uses etcd's JSON gateway and ignores it");
+            } else {
+                bail!("read the etcd -disco-config: unknown field `{key}` (raftlite reads endpoints, username, password, dial-timeout)");
+            }
+        }
         let mut endpoints: Vec<String> = c
             .endpoints
             .iter()
@@ -122,15 +151,21 @@ impl EtcdKv {
         let answer = self
             .call("/v3/kv/range", json!({"key": b64(&self.leader_key)}))
             .await?;
-        let Some(value) = answer["kvs"]
-            .as_array()
-            .and_then(|kvs| kvs.first())
-            .and_then(|kv| kv["value"].as_str())
-        else {
+        let Some(kv) = answer["kvs"].as_array().and_then(|kvs| kvs.first()) else {
             return Ok(None);
         };
+        // proto3 JSON leaves out an empty value: the key exists, but holds no record.
+        let value = kv["value"].as_str().unwrap_or_default();
         let record: LeaderRecord = serde_json::from_slice(&unb64(value)?)
             .with_context(|| format!("etcd key {} is not a leader record", self.leader_key))?;
+        // The address is put in a URL to join through: nothing but a host and a port.
+        if !is_host_port(&record.addr) {
+            bail!(
+                "etcd key {} names {:?}, which is not a host:port Raft address",
+                self.leader_key,
+                record.addr
+            );
+        }
         Ok(Some(record))
     }
 
@@ -271,6 +306,22 @@ pub async fn report_leadership(store: Arc<Store>, discovery: Arc<Discovery>) {
     }
 }
 
+/// `host:port` with a non-empty host and a numeric port, nothing else (`[v6]:port` too).
+fn is_host_port(addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    !host.is_empty()
+        && port.parse::<u16>().is_ok()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+}
+
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
@@ -284,6 +335,31 @@ fn unb64(s: &str) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_host_and_port_is_an_address() {
+        for good in [
+            "10.0.0.1:4002",
+            "db-1.svc:4002",
+            "[::1]:4002",
+            "localhost:1",
+        ] {
+            assert!(is_host_port(good), "{good}");
+        }
+        for bad in [
+            "",
+            "host",
+            ":4002",
+            "host:port",
+            "host:99999",
+            "host:4001/db/execute?",
+            "user@host:4002",
+            "host:4002#x",
+            "a b:4002",
+        ] {
+            assert!(!is_host_port(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn the_configuration_reads_as_rqlites() {
@@ -303,7 +379,13 @@ mod tests {
         let kv = EtcdKv::new("k", None).unwrap();
         assert_eq!(kv.endpoints, ["http://localhost:2379"]);
         let err = |cfg| format!("{:#}", EtcdKv::new("k", Some(cfg)).unwrap_err());
-        assert!(err(r#"{"endpoint":["e:1"]}"#).contains("unknown field"));
+        assert!(err(r#"{"endpoint":["e:1"]}"#).contains("unknown field `endpoint`"));
+        // rqlite's own example configuration: tuning keys are accepted.
+        EtcdKv::new(
+            "k",
+            Some(r#"{"endpoints":["e:1"],"auto-sync-interval":0,"dial-keep-alive-timeout":5,"reject-old-cluster":false}"#),
+        )
+        .unwrap();
         assert!(err(r#"{"endpoints":["ftp://e:1"]}"#).contains("scheme"));
         assert!(err(r#"{"password":"p"}"#).contains("no username"));
     }

@@ -26,6 +26,9 @@ use anyhow::{bail, Context as _};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// The most addresses a lookup gives (and SRV records it resolves).
+const MAX_ADDRESSES: usize = 64;
+
 /// How this node finds its cluster (`-disco-mode`).
 #[derive(Debug)]
 pub enum Discovery {
@@ -166,6 +169,9 @@ impl AddressLookup {
             Ok(mut addresses) => {
                 addresses.sort();
                 addresses.dedup();
+                // A hostile or broken answer must not make each round call thousands of
+                // addresses; a cluster larger than this is found through its members.
+                addresses.truncate(MAX_ADDRESSES);
                 last.contact = Some(SystemTime::now());
                 last.error = None;
                 if addresses != last.addresses {
@@ -224,33 +230,58 @@ fn read_config(value: &str) -> anyhow::Result<String> {
     Ok(expand_env(&text, |k| std::env::var(k).ok()))
 }
 
-/// `$VAR` and `${VAR}` replaced by `var(VAR)` (nothing when unset), as Go's `os.ExpandEnv`;
-/// a `$` followed by anything else is kept.
+/// `$VAR` and `${VAR}` replaced by `var(VAR)` (nothing when unset), exactly as Go's
+/// `os.ExpandEnv` (rqlite's): `$1`, `$$`, `$*`… name one character; a `$` followed by nothing
+/// that starts a name is kept; malformed `${` and `${}` are dropped.
 fn expand_env(text: &str, var: impl Fn(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(braced) = after.strip_prefix('{') {
-            if let Some(end) = braced.find('}') {
-                out.push_str(&var(&braced[..end]).unwrap_or_default());
-                rest = &braced[end + 1..];
-                continue;
-            }
-        }
-        let len = after
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(after.len());
-        if len == 0 {
-            out.push('$');
-        } else {
-            out.push_str(&var(&after[..len]).unwrap_or_default());
-        }
-        rest = &after[len..];
+    fn special(c: u8) -> bool {
+        matches!(
+            c,
+            b'*' | b'#' | b'$' | b'@' | b'!' | b'?' | b'-' | b'0'..=b'9'
+        )
     }
-    out.push_str(rest);
-    out
+    fn alphanumeric(c: u8) -> bool {
+        c == b'_' || c.is_ascii_alphanumeric()
+    }
+    /// The name after a `$` and how many bytes it takes (Go's `getShellName`).
+    fn name(s: &[u8]) -> (&[u8], usize) {
+        if s[0] == b'{' {
+            if s.len() > 2 && special(s[1]) && s[2] == b'}' {
+                return (&s[1..2], 3);
+            }
+            return match s.iter().skip(1).position(|&c| c == b'}') {
+                Some(0) => (&[], 2),
+                Some(i) => (&s[1..i + 1], i + 2),
+                None => (&[], 1),
+            };
+        }
+        if special(s[0]) {
+            return (&s[..1], 1);
+        }
+        let n = s.iter().take_while(|&&c| alphanumeric(c)).count();
+        (&s[..n], n)
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    let mut j = 0;
+    while j < bytes.len() {
+        if bytes[j] == b'$' && j + 1 < bytes.len() {
+            out.extend_from_slice(&bytes[i..j]);
+            let (n, width) = name(&bytes[j + 1..]);
+            if n.is_empty() && width == 0 {
+                out.push(b'$');
+            } else if !n.is_empty() {
+                let n = String::from_utf8_lossy(n);
+                out.extend_from_slice(var(&n).unwrap_or_default().as_bytes());
+            }
+            j += width;
+            i = j + 1;
+        }
+        j += 1;
+    }
+    out.extend_from_slice(&bytes[i.min(bytes.len())..]);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn srv_name(name: &str, service: &str) -> String {
@@ -280,7 +311,7 @@ async fn srv_addresses(name: &str, service: &str) -> anyhow::Result<Vec<String>>
         .await
         .with_context(|| format!("look up SRV {query}"))?;
     let mut found = Vec::new();
-    for record in records.iter() {
+    for record in records.iter().take(MAX_ADDRESSES) {
         let target = record.target().to_utf8();
         found.extend(addresses_of(&target, record.port()).await?);
     }
@@ -309,9 +340,17 @@ mod tests {
             r#"{"name":"db.example","port":4002}"#
         );
         assert_eq!(expand_env("a$UNSET-b", vars), "a-b");
+        // Go: digits and specials are one-character names; a lone `$` stays.
         assert_eq!(expand_env("cost $5 and $", vars), "cost  and $");
-        assert_eq!(expand_env("${unclosed", vars), "${unclosed");
+        assert_eq!(expand_env("$12", vars), "2");
+        assert_eq!(expand_env("a $ b", vars), "a $ b");
+        assert_eq!(expand_env("x$$y", vars), "xy");
+        // Go drops malformed `${` and `${}`.
+        assert_eq!(expand_env("${unclosed", vars), "unclosed");
+        assert_eq!(expand_env("a${}b", vars), "ab");
+        assert_eq!(expand_env("${P}${NAME}", vars), "4002db.example");
         assert_eq!(expand_env("no vars", vars), "no vars");
+        assert_eq!(expand_env("é$NAME€", vars), "édb.example€");
     }
 
     /// The DNS source the flags give.
