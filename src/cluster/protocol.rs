@@ -79,7 +79,9 @@ pub async fn post_json<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
         .await
         .with_context(|| format!("POST {path} to {raft_addr}"))?;
     let status = resp.status();
-    let bytes = resp.bytes().await?;
+    let bytes = read_capped(resp, MAX_ANSWER_BYTES)
+        .await
+        .with_context(|| format!("the answer of {path} from {raft_addr}"))?;
     if !status.is_success() {
         bail!(
             "{path} on {raft_addr}: HTTP {status}: {}",
@@ -88,4 +90,51 @@ pub async fn post_json<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
     }
     serde_json::from_slice(&bytes)
         .with_context(|| format!("decode the answer of {path} from {raft_addr}"))
+}
+
+/// The largest answer a node-to-node JSON call reads: every such answer is a few kilobytes (a
+/// node list, a membership answer); an address from discovery may not be a node at all.
+pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+
+/// The body of `resp`, refused once it passes `cap` bytes (it is never held whole beyond it).
+pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > cap {
+            bail!("the answer is larger than {cap} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Serves one HTTP answer with a body of `len` bytes; the URL to ask.
+    async fn serve_body(len: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await;
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n");
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(&vec![b'x'; len]).await;
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_cap_is_refused() {
+        let client = reqwest::Client::new();
+        let small = client.get(serve_body(1000).await).send().await.unwrap();
+        assert_eq!(read_capped(small, 1000).await.unwrap().len(), 1000);
+        let large = client.get(serve_body(1001).await).send().await.unwrap();
+        let err = read_capped(large, 1000).await.unwrap_err();
+        assert!(err.to_string().contains("larger than 1000 bytes"), "{err}");
+    }
 }

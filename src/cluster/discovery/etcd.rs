@@ -254,7 +254,9 @@ impl EtcdKv {
             .send()
             .await?;
         let status = answer.status();
-        let text = answer.text().await?;
+        // etcd's answers here are one small key; a larger one is not etcd's.
+        let bytes = crate::cluster::protocol::read_capped(answer, 1 << 20).await?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         if !status.is_success() {
             // The gateway's errors: {"error": "...", "message": "...", "code": N}.
             let why = serde_json::from_str::<Value>(&text)
