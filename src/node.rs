@@ -482,6 +482,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         writer_pragmas: parking_lot::Mutex::new(serde_json::Value::Null),
         allow_origin: opts.http_allow_origin.clone(),
         discovery: opts.join.discovery.clone(),
+        auto_vacuum: opts.auto_vacuum,
         uploader,
         archiver: archiver_stats,
     };

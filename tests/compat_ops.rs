@@ -685,6 +685,12 @@ fn the_leader_optimizes_the_database_every_interval() {
     );
 
     let off = Node::start(&["-auto-optimize-int", "0h"]);
+    assert!(
+        off.get("/status").json()["store"]
+            .get("auto_vacuum")
+            .is_none(),
+        "only with -auto-vacuum-int"
+    );
     off.execute(r#"["CREATE TABLE t(x)"]"#);
     let at = applied(&off);
     std::thread::sleep(Duration::from_millis(1500));
@@ -743,6 +749,15 @@ fn the_leader_vacuums_the_database_every_interval() {
         a["applied_index"] == b["applied_index"] && a["digest"] == b["digest"]
     }));
     assert_eq!(vacuums(follower), Some(0), "only the leader proposes");
+    // rqlite's /status object: the leader's last run, and when the next is due.
+    let auto_vacuum = l.get("/status").json()["store"]["auto_vacuum"].clone();
+    assert!(auto_vacuum["last_vacuum"].is_string(), "{auto_vacuum}");
+    assert!(
+        auto_vacuum["next_vacuum_after"].as_str().unwrap()
+            > auto_vacuum["last_vacuum"].as_str().unwrap()
+    );
+    let on_follower = follower.get("/status").json()["store"]["auto_vacuum"].clone();
+    assert!(on_follower["last_vacuum"].is_null() && on_follower["next_vacuum_after"].is_string());
     assert_eq!(
         l.get("/debug/vars").json()["store"]["num_auto_vacuums_failed"],
         0

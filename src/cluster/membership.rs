@@ -374,11 +374,7 @@ async fn register_with_etcd(store: &Store, kv: &EtcdKv) -> anyhow::Result<()> {
         .client_builder()
         .connect_timeout(Duration::from_secs(2))
         .build()?;
-    let me = LeaderRecord {
-        id: store.node().id.clone(),
-        api_addr: store.node().api_url(),
-        addr: store.node().raft_addr.clone(),
-    };
+    let me = LeaderRecord::of(store.node());
     loop {
         // A leader that reached this node while it waited made it a member.
         if store.raft().is_initialized().await.unwrap_or(false) {

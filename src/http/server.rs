@@ -64,7 +64,9 @@ pub struct AppState {
     pub archiver: std::sync::Arc<crate::archive::ArchiverStats>,
     /// `-http-allow-origin`: sent as `Access-Control-Allow-Origin` on every answer.
     pub allow_origin: Option<String>,
-    /// `-disco-mode dns|dns-srv`: shown in `/status` `disco`.
+    /// `-auto-vacuum-int`: `/status` shows `store.auto_vacuum` while it is set.
+    pub auto_vacuum: Option<std::time::Duration>,
+    /// `-disco-mode`: shown in `/status` `disco`.
     pub discovery: Option<Arc<crate::cluster::discovery::Discovery>>,
 }
 

@@ -79,6 +79,12 @@ async fn status_document(state: &AppState) -> Value {
     if let Some(d) = &state.discovery {
         doc["disco"] = d.status();
     }
+    if let Some(interval) = state.auto_vacuum {
+        let started = crate::store::housekeeping::unix_ms()
+            .saturating_sub(state.started.elapsed().as_millis() as u64);
+        doc["store"]["auto_vacuum"] =
+            crate::store::housekeeping::vacuum_status(&state.store, interval, started);
+    }
     doc
 }
 

@@ -139,7 +139,24 @@ pub async fn run(store: Arc<Store>, chore: Chore, interval: Duration) {
     }
 }
 
-fn unix_ms() -> u64 {
+/// `/status` `store.auto_vacuum`, as rqlite shows it while `-auto-vacuum-int` is set: when
+/// this node's leader last had the database vacuumed (absent before the first run, and on a
+/// node that never led one) and when the next run is due at the earliest (counted from the
+/// node's start when it never ran one).
+pub fn vacuum_status(store: &Store, interval: Duration, started_unix_ms: u64) -> serde_json::Value {
+    let last = last_run(&store.data_dir().join(Chore::Vacuum.last_run_file()));
+    let rfc3339 = |ms: u64| crate::http::json::rfc3339_from_unix((ms / 1000) as i64);
+    let base = last.unwrap_or(started_unix_ms);
+    let mut doc = serde_json::json!({
+        "next_vacuum_after": rfc3339(base.saturating_add(interval.as_millis() as u64)),
+    });
+    if let Some(ms) = last {
+        doc["last_vacuum"] = rfc3339(ms).into();
+    }
+    doc
+}
+
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

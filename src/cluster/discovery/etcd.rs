@@ -37,6 +37,17 @@ pub struct LeaderRecord {
     pub addr: String,
 }
 
+impl LeaderRecord {
+    /// The record naming `node`.
+    pub fn of(node: &crate::store::NodeInfo) -> LeaderRecord {
+        LeaderRecord {
+            id: node.id.clone(),
+            api_addr: node.api_url(),
+            addr: node.raft_addr.clone(),
+        }
+    }
+}
+
 /// etcd's client configuration, as rqlite's `-disco-config` for `etcd-kv` holds it (the
 /// JSON of Go's `clientv3.Config`).
 #[derive(Debug, Deserialize, Default)]
@@ -276,11 +287,7 @@ pub async fn report_leadership(store: Arc<Store>, discovery: Arc<Discovery>) {
     let Discovery::EtcdKv(kv) = &*discovery else {
         return;
     };
-    let me = LeaderRecord {
-        id: store.node().id.clone(),
-        api_addr: store.node().api_url(),
-        addr: store.node().raft_addr.clone(),
-    };
+    let me = LeaderRecord::of(store.node());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reported: Option<tokio::time::Instant> = None;
