@@ -160,6 +160,16 @@ fn main() -> ExitCode {
         node_verify_server_name: config.node_verify_server_name.clone(),
         http_allow_origin: config.http_allow_origin.clone(),
     };
+    // SQLite's temporary files (a VACUUM's copy of the database, large sorts) go on the data
+    // directory's disk, which -disk-reserve and the leader's room check watch, rather than a
+    // /tmp that may be a small tmpfs. Set before any thread starts (SQLite reads it once).
+    if std::env::var_os("SQLITE_TMPDIR").is_none() {
+        let dir = config.data_dir.join("sqlite-tmp");
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => std::env::set_var("SQLITE_TMPDIR", &dir),
+            Err(e) => eprintln!("raftlited: create {}: {e}", dir.display()),
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

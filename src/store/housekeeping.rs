@@ -8,8 +8,8 @@
 //!
 //! rqlited runs both on each node during a snapshot, outside the log; here the statistics
 //! `optimize` records (`sqlite_stat1`) are the same on every node and in every backup, the
-//! database's digest stays one value across the cluster, and no node vacuums while another
-//! serves the same index from an unvacuumed file.
+//! database's digest stays one value across the cluster, and the rowids a VACUUM renumbers
+//! are renumbered at the same point of the log on every node.
 //!
 //! When: once the interval has passed since this node's last run (kept in
 //! `DATA_DIR/auto-optimize.json`, `DATA_DIR/auto-vacuum.json` across restarts) or, for a node
@@ -76,7 +76,10 @@ impl Chore {
                     )
                     .await
             }
-            Chore::Vacuum => store.propose_vacuum().await,
+            Chore::Vacuum => {
+                room_for_vacuum(store)?;
+                store.propose_vacuum().await
+            }
         };
         match outcome {
             Ok(done) => match done.results.error.or_else(|| {
@@ -128,8 +131,9 @@ pub async fn run(store: Arc<Store>, chore: Chore, interval: Duration) {
                 tracing::warn!("{}: {e}", chore.name());
             }
         }
-        // A failure waits a whole interval too: it must not be retried every tick.
-        if let Err(e) = record_run(&file, now) {
+        // Counted from the end of the run (a long VACUUM must not be followed by another at
+        // once), and a failure waits a whole interval too: it must not be retried every tick.
+        if let Err(e) = record_run(&file, unix_ms()) {
             tracing::warn!(
                 "record the last {} in {}: {e}",
                 chore.name(),
@@ -137,6 +141,28 @@ pub async fn run(store: Arc<Store>, chore: Chore, interval: Duration) {
             );
         }
     }
+}
+
+/// Whether this node's disk has room for a VACUUM: SQLite builds the new database in a
+/// temporary file (on the data directory's disk: the node points `SQLITE_TMPDIR` there), then
+/// writes it back through the WAL, so about twice the database's size, beyond `-disk-reserve`.
+/// Every node must run the entry (`state_machine::vacuum_at`) and waits for room if it has
+/// none: the leader proposes none that its own disk could not take.
+fn room_for_vacuum(store: &Store) -> Result<(), String> {
+    let db = store.database().path().to_path_buf();
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let used = size(&db) + size(&crate::db::sibling(&db, "-wal"));
+    let need = used
+        .saturating_mul(2)
+        .saturating_add(store.backups().disk_reserve());
+    let free = crate::db::disk::free_bytes(store.data_dir()).map_err(|e| e.to_string())?;
+    if free < need {
+        return Err(format!(
+            "skipped: a VACUUM of this {used}-byte database needs about {need} bytes free \
+             (twice its size, beyond -disk-reserve); {free} are"
+        ));
+    }
+    Ok(())
 }
 
 /// `/status` `store.auto_vacuum`, as rqlite shows it while `-auto-vacuum-int` is set: when

@@ -724,6 +724,43 @@ impl From<crate::db::apply::EntryFault> for ApplyFault {
     }
 }
 
+/// Runs a [`Command::Vacuum`] entry's VACUUM, between the previous entry's transaction and
+/// this entry's (VACUUM cannot run inside one). VACUUM gives new rowids to the rows of tables
+/// with neither an INTEGER PRIMARY KEY nor an index (SQLite copies them without their rowids),
+/// the same ones on every node that runs it: so every node must run it, and a node where it
+/// failed would hold other rowids than its peers. A full disk (of the data directory, where
+/// the node points SQLite's temporary files) waits for room, as an entry does; any other
+/// failure stops the node, which runs it again at restart (a second VACUUM gives the same
+/// rowids: they are already 1..n).
+fn vacuum_at(
+    conn: &raftlite_ffi::Connection,
+    shared: &SharedState,
+    index: u64,
+) -> Result<(), ApplyFault> {
+    let mut waiting_for_room = DiskFullWait::default();
+    let started = std::time::Instant::now();
+    loop {
+        match conn.execute_batch("VACUUM") {
+            Ok(()) => {
+                tracing::info!(index, elapsed = ?started.elapsed(), "database vacuumed");
+                return Ok(());
+            }
+            Err(e) => {
+                // SQLite rolls a failed VACUUM back; make sure nothing of it stays open.
+                if !conn.is_autocommit().unwrap_or(true) {
+                    conn.execute_batch("ROLLBACK")
+                        .map_err(|e| ApplyFault(format!("roll back a failed VACUUM: {e}")))?;
+                }
+                if crate::db::error::is_full(&e) && !shared.stopping.load(Ordering::Relaxed) {
+                    waiting_for_room.wait(index, &format!("VACUUM: {e}"));
+                } else {
+                    return Err(ApplyFault(format!("VACUUM of entry {index}: {e}")));
+                }
+            }
+        }
+    }
+}
+
 /// How an entry that met a full disk waits before it is applied again: 50 ms at first,
 /// doubling to 2 s, with a warning when it starts and then at most every 30 s. It waits on
 /// the writer thread, which has nothing else to do: every later entry waits behind this one,
@@ -872,26 +909,9 @@ fn apply_entries(
             // Tests slow a node's apply of writes here (`=sleep(N)`): a node behind its commit.
             crate::failpoint::crash_point("apply::write_entry");
         }
-        // VACUUM cannot run inside a transaction: it runs here, between the previous entry's
-        // transaction and this entry's (which records it as applied). It changes no row; a
-        // failure (a full disk: it needs room for a second copy) leaves the file as it was, so
-        // the entry's answer carries the error and the node goes on.
-        let vacuum_error = match &entry.payload {
-            EntryPayload::Normal(Command::Vacuum) => {
-                let started = std::time::Instant::now();
-                match conn.execute_batch("VACUUM") {
-                    Ok(()) => {
-                        tracing::info!(index = log_id.index, elapsed = ?started.elapsed(), "database vacuumed");
-                        None
-                    }
-                    Err(e) => {
-                        tracing::warn!(index = log_id.index, "VACUUM failed: {e}");
-                        Some(format!("VACUUM failed: {e}"))
-                    }
-                }
-            }
-            _ => None,
-        };
+        if let EntryPayload::Normal(Command::Vacuum) = &entry.payload {
+            vacuum_at(conn, shared, log_id.index)?;
+        }
         let mut waiting_for_room = DiskFullWait::default();
         let response = loop {
             conn.set_apply_inputs(env.map(ApplyEnv::inputs))
@@ -960,10 +980,6 @@ fn apply_entries(
                 Err(f) => return Err(f.into()),
             }
         };
-        let mut response = response;
-        if vacuum_error.is_some() {
-            response.results.error = vacuum_error;
-        }
         conn.set_apply_inputs(None)
             .map_err(|e| fault("clear the entry's clock and seed", &e))?;
         {

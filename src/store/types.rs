@@ -59,8 +59,9 @@ pub enum Command {
     LoadSql(SqlLoad),
     /// `VACUUM`, proposed by the leader every `-auto-vacuum-int` (`store::housekeeping`):
     /// run outside any transaction (SQLite cannot vacuum inside one) at this entry's position,
-    /// on every node. It changes no row, so a node where it fails (a full disk: it needs room
-    /// for a second copy) holds the same content as the others, in a larger file.
+    /// on every node. It renumbers the rowids of tables with neither an INTEGER PRIMARY KEY
+    /// nor an index, alike everywhere, so every node must run it
+    /// (`state_machine::vacuum_at`: a full disk waits for room, another failure stops the node).
     Vacuum,
 }
 
