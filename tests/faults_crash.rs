@@ -40,6 +40,12 @@ const ALLOWED_FILES: &[&str] = &[
     "snapshot-meta.json",
     "node-id",
     "peers.info",
+    // When the leader last ran each housekeeping chore.
+    "auto-optimize.json",
+    "auto-vacuum.json",
+    // SQLite's temporary files (`SQLITE_TMPDIR`): unlinked as they are opened, so the folder
+    // must be empty (see `leftovers`).
+    "sqlite-tmp",
 ];
 
 /// Which database a node must serve after the crash and the restart.
@@ -160,16 +166,27 @@ fn assert_crashed_at(node: &mut Node, failpoint: &str) {
     );
 }
 
-/// Names in `dir` that [`ALLOWED_FILES`] does not list.
+/// Names in `dir` that [`ALLOWED_FILES`] does not list, and anything inside `sqlite-tmp`.
 fn leftovers(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !ALLOWED_FILES.contains(&n.as_str()))
-                .collect()
-        })
-        .unwrap_or_default()
+    let names = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut left: Vec<String> = names(dir)
+        .into_iter()
+        .filter(|n| !ALLOWED_FILES.contains(&n.as_str()))
+        .collect();
+    left.extend(
+        names(&dir.join("sqlite-tmp"))
+            .into_iter()
+            .map(|n| format!("sqlite-tmp/{n}")),
+    );
+    left
 }
 
 /// Waits (bounded) until `dir` holds nothing a crash left behind.
@@ -558,5 +575,64 @@ fn a_crash_while_a_follower_installs_a_snapshot_heals_after_a_restart() {
         for node in nodes.iter() {
             assert_nothing_left(&node.data_dir, || common::logs_of(&nodes));
         }
+    }
+}
+
+/// A follower that stops between an `-auto-vacuum-int` VACUUM and the transaction that records
+/// its entry runs the VACUUM again at restart. VACUUM renumbers the rowids of a table with
+/// neither an INTEGER PRIMARY KEY nor an index: the second run gives the same ones, so the
+/// follower ends with the rows and rowids of the other two nodes.
+#[test]
+fn a_follower_crashing_between_a_vacuum_and_its_record_ends_with_the_same_rowids() {
+    let failpoint = "apply::vacuumed_before_record";
+    let tmp = tempfile::tempdir().unwrap();
+    let mut leader_args = member_args(1, None);
+    leader_args.extend(["-auto-vacuum-int".to_string(), "4s".to_string()]);
+    let first = Node::start_in(&tmp.path().join("n1"), &as_strs(&leader_args));
+    let join = first.raft_addr.clone();
+    // Rows whose rowids a VACUUM renumbers, written before the first run (4 s after the
+    // leader began).
+    first.execute(
+        r#"["CREATE TABLE t(x)",
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<100) INSERT INTO t SELECT i FROM c",
+            "DELETE FROM t WHERE x <= 90"]"#,
+    );
+    let second = Node::start_in_with_env(
+        &tmp.path().join("n2"),
+        &as_strs(&member_args(2, Some(&join))),
+        &[("FAILPOINTS", &armed(failpoint))],
+    );
+    let third = Node::start_in(
+        &tmp.path().join("n3"),
+        &as_strs(&member_args(3, Some(&join))),
+    );
+    let mut nodes = vec![first, second, third];
+    assert_crashed_at(&mut nodes[1], failpoint);
+    nodes[1] = Node::start_in(&tmp.path().join("n2"), &as_strs(&member_args(2, None)));
+    let rows = |n: &Node| n.query_at("SELECT rowid, x FROM t ORDER BY rowid", "none");
+    let renumbered = |n: &Node| {
+        let r = rows(n);
+        r.contains("[[1,91],[2,92]") && r.contains("[10,100]]")
+    };
+    assert!(
+        wait_until(SETTLE_WITHIN, || nodes.iter().all(renumbered)),
+        "{:?}\n{}",
+        nodes.iter().map(rows).collect::<Vec<_>>(),
+        common::logs_of(&nodes)
+    );
+    // Its file already held the first VACUUM's rowids: the entry is applied again all the
+    // same, and gives the same ones.
+    assert!(
+        wait_until(SETTLE_WITHIN, || nodes[1]
+            .log()
+            .contains("database vacuumed")),
+        "the restarted follower runs the VACUUM again:\n{}",
+        nodes[1].log()
+    );
+    let applied = |n: &Node| n.get("/status").json()["store"]["raft"]["applied_index"].clone();
+    assert!(wait_until(SETTLE_WITHIN, || applied(&nodes[1]) == applied(&nodes[0])));
+    assert_eq!(rows(&nodes[1]), rows(&nodes[0]));
+    for node in &nodes {
+        assert_nothing_left(&node.data_dir, || common::logs_of(&nodes));
     }
 }

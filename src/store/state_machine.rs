@@ -743,6 +743,7 @@ fn vacuum_at(
         match conn.execute_batch("VACUUM") {
             Ok(()) => {
                 tracing::info!(index, elapsed = ?started.elapsed(), "database vacuumed");
+                crate::failpoint::crash_point("apply::vacuumed_before_record");
                 return Ok(());
             }
             Err(e) => {
