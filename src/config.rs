@@ -561,8 +561,6 @@ impl Config {
         }
     }
 
-    /// Flags given on the command line (with a non-default value) that raftlite accepts but
-    /// does not act on yet; the binary logs a warning for each.
     /// The port of `-raft-addr` (0 when it has none), as rqlite's `RaftPort`: what a
     /// `-disco-mode dns` lookup's addresses get unless its configuration names a port.
     pub fn raft_port(&self) -> u16 {
@@ -571,6 +569,8 @@ impl Config {
             .unwrap_or(0)
     }
 
+    /// Flags given on the command line (with a non-default value) that raftlite accepts but
+    /// does not act on yet; the binary logs a warning for each.
     pub fn accepted_but_ignored(&self) -> Vec<&'static str> {
         self.changed_flags
             .iter()

@@ -61,7 +61,8 @@ pub struct JoinOptions {
     pub interval: Duration,
     pub bootstrap_expect: usize,
     pub bootstrap_expect_timeout: Duration,
-    /// `-disco-mode dns|dns-srv`: the addresses to ask come from DNS instead of `join`.
+    /// `-disco-mode`: the addresses to ask come from DNS (`dns`, `dns-srv`) instead of
+    /// `join`, or the leader to join from etcd (`etcd-kv`).
     pub discovery: Option<std::sync::Arc<Discovery>>,
 }
 

@@ -390,6 +390,14 @@ pub fn indent(compact: &str, unit: &str) -> String {
     out
 }
 
+/// `t` as RFC 3339 in UTC, to the second (a time before 1970 shows as 1970).
+pub fn rfc3339_from_system_time(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    rfc3339_from_unix(secs)
+}
+
 /// Unix seconds (or milliseconds, beyond ±1e12, as the driver assumes) as RFC 3339 in UTC.
 pub fn rfc3339_from_unix(v: i64) -> String {
     let (secs, nanos) = if !(-1_000_000_000_000..=1_000_000_000_000).contains(&v) {

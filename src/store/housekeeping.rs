@@ -3,8 +3,9 @@
 //! - `PRAGMA optimize` every `-auto-optimize-int` (default 24 h; `0h` turns it off), a write
 //!   of the cluster's own, made deterministic as a user's would be (every table, a fixed mask:
 //!   `db::rewrite::pin_optimize`);
-//! - `VACUUM` every `-auto-vacuum-int` (default off), a [`Command::Vacuum`](super::types::Command::Vacuum) entry that every
-//!   node runs between two entries' transactions (`state_machine::apply_entries`).
+//! - `VACUUM` every `-auto-vacuum-int` (default off), a
+//!   [`Command::Vacuum`](super::types::Command::Vacuum) entry that every node runs between
+//!   two entries' transactions (`state_machine::vacuum_at`).
 //!
 //! rqlited runs both on each node during a snapshot, outside the log; here the statistics
 //! `optimize` records (`sqlite_stat1`) are the same on every node and in every backup, the
@@ -43,12 +44,9 @@ impl Chore {
         }
     }
 
-    /// Where the last run's time is kept.
-    fn last_run_file(self) -> &'static str {
-        match self {
-            Chore::Optimize => "auto-optimize.json",
-            Chore::Vacuum => "auto-vacuum.json",
-        }
+    /// Where the last run's time is kept: `auto-optimize.json`, `auto-vacuum.json`.
+    fn last_run_file(self) -> String {
+        format!("{}.json", self.name())
     }
 
     fn counters(self, store: &Store) -> (&AtomicU64, &AtomicU64) {

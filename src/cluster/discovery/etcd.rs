@@ -216,10 +216,7 @@ impl EtcdKv {
             "report_interval": REPORT_INTERVAL.as_nanos() as u64,
         });
         if let Some(t) = *self.last_contact.lock() {
-            let secs = t
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            doc["last_contact"] = crate::http::json::rfc3339_from_unix(secs).into();
+            doc["last_contact"] = crate::http::json::rfc3339_from_system_time(t).into();
         }
         doc
     }

@@ -203,10 +203,7 @@ impl AddressLookup {
             doc["last_error"] = e.clone().into();
         }
         if let Some(t) = last.contact {
-            let secs = t
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            doc["last_contact"] = crate::http::json::rfc3339_from_unix(secs).into();
+            doc["last_contact"] = crate::http::json::rfc3339_from_system_time(t).into();
         }
         if !last.addresses.is_empty() {
             doc["last_addresses"] = json!(last.addresses);
