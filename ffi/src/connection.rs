@@ -10,6 +10,7 @@ use libsqlite3_sys as sys;
 
 use crate::error::{Error, Result};
 use crate::hooks::{Authorizer, ProgressHandler, Registered};
+use crate::preupdate::PreupdateHook;
 use crate::statement::Statement;
 use crate::statement_cache::{
     is_cacheable_kind, leading_keyword, may_change_schema, CachedStatement, IdleStatement,
@@ -73,6 +74,7 @@ pub struct Connection {
     /// the handle is closed, like `apply`.
     authorizer: Option<Registered<dyn Authorizer>>,
     progress: Option<Registered<dyn ProgressHandler>>,
+    preupdate: Option<Registered<dyn PreupdateHook>>,
 }
 
 // SAFETY: SQLite is built with SQLITE_THREADSAFE=1 (serialized). A connection may be used from
@@ -157,6 +159,7 @@ impl Connection {
             cache: RefCell::new(StatementCache::default()),
             authorizer: None,
             progress: None,
+            preupdate: None,
         })
     }
 
@@ -589,6 +592,28 @@ impl Connection {
         Ok(())
     }
 
+    /// Sets (or with `None`, removes) the pre-update hook SQLite calls before each row a
+    /// statement of this connection changes (see `preupdate.rs`).
+    pub fn set_preupdate_hook<H: PreupdateHook>(&mut self, hook: Option<Arc<H>>) -> Result<()> {
+        let db = self.handle()?;
+        let registered = hook.map(crate::preupdate::register);
+        match &registered {
+            // SAFETY: as in `set_authorizer`: the user data outlives SQLite's use of it.
+            Some(r) => unsafe {
+                sys::sqlite3_preupdate_hook(db, Some(crate::preupdate::trampoline), r.user_data())
+            },
+            // SAFETY: `db` is valid; a null callback removes the hook.
+            None => unsafe { sys::sqlite3_preupdate_hook(db, None, ptr::null_mut()) },
+        };
+        self.preupdate = registered;
+        Ok(())
+    }
+
+    /// The pre-update hook set with [`Connection::set_preupdate_hook`], if it is an `H`.
+    pub fn preupdate_hook<H: PreupdateHook>(&self) -> Option<&H> {
+        self.preupdate.as_ref()?.any.downcast_ref::<H>()
+    }
+
     /// Runs a WAL checkpoint on "main" in `mode` (`sys::SQLITE_CHECKPOINT_*`). Returns the WAL
     /// size in frames and the number of frames checkpointed.
     pub fn wal_checkpoint(&self, mode: c_int) -> Result<(i32, i32)> {
@@ -657,6 +682,7 @@ impl Drop for Connection {
             std::mem::forget(self.apply.take());
             std::mem::forget(self.authorizer.take());
             std::mem::forget(self.progress.take());
+            std::mem::forget(self.preupdate.take());
         }
         self.db = ptr::null_mut();
     }

@@ -7,7 +7,8 @@
 //! a VFS shim whose clock, and `random()`/`randomblob()` whose sequence, the caller sets per
 //! Raft entry ([`ApplyInputs`]).
 //! It wraps the authorizer and the progress handler ([`Connection::set_authorizer`],
-//! [`Connection::set_progress_handler`]) as traits the caller implements.
+//! [`Connection::set_progress_handler`]), and the pre-update hook change data capture is built
+//! on ([`Connection::set_preupdate_hook`]), as traits the caller implements.
 //! It has no policy: connection settings, transactions, retries and encoding live in the
 //! `raftlite` crate.
 //!
@@ -29,6 +30,7 @@ mod deterministic;
 mod error;
 mod hooks;
 mod page_store;
+mod preupdate;
 mod snapshot;
 mod statement;
 mod statement_cache;
@@ -42,6 +44,7 @@ pub use deterministic::{randomness, ApplyInputs};
 pub use error::{Error, ErrorCode, Result};
 pub use hooks::{AuthAction, AuthRequest, Authorization, Authorizer, ProgressHandler};
 pub use page_store::PageStore;
+pub use preupdate::{Change, ChangeOp, PreupdateHook};
 pub use snapshot::Snapshot;
 pub use statement::{ColumnType, Statement, Step};
 pub use statement_cache::{
