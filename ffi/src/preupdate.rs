@@ -66,7 +66,7 @@ impl Change<'_> {
     }
 
     /// Column `i` of the row before the change: None for an insert or `i` out of range.
-    pub fn old(&self, i: i32) -> Option<ValueRef<'_>> {
+    pub fn before(&self, i: i32) -> Option<ValueRef<'_>> {
         if self.op == ChangeOp::Insert {
             return None;
         }
@@ -74,7 +74,7 @@ impl Change<'_> {
     }
 
     /// Column `i` of the row after the change: None for a delete or `i` out of range.
-    pub fn new(&self, i: i32) -> Option<ValueRef<'_>> {
+    pub fn after(&self, i: i32) -> Option<ValueRef<'_>> {
         if self.op == ChangeOp::Delete {
             return None;
         }

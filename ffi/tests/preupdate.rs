@@ -36,10 +36,10 @@ impl PreupdateHook for Recorder {
         }
         let n = c.column_count();
         let old: Option<Vec<Value>> = (0..n)
-            .map(|i| c.old(i).map(|v| v.to_owned_value()))
+            .map(|i| c.before(i).map(|v| v.to_owned_value()))
             .collect();
         let new: Option<Vec<Value>> = (0..n)
-            .map(|i| c.new(i).map(|v| v.to_owned_value()))
+            .map(|i| c.after(i).map(|v| v.to_owned_value()))
             .collect();
         let seen = Seen {
             op: c.op,

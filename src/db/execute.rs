@@ -301,10 +301,12 @@ fn clean_up(conn: &Connection, gate: &Gate) -> Result<(), ApplyError> {
         let mut objects = Vec::new();
         {
             // Triggers and views before tables; indexes go with their tables.
-            let mut stmt = conn.prepare(
+            let mut stmt = conn.prepare(&format!(
                 "SELECT type, name FROM temp.sqlite_schema \
-                 WHERE type IN ('trigger', 'view', 'table') ORDER BY type = 'table', name",
-            )?;
+                     WHERE type IN ('trigger', 'view', 'table') AND name != '{}' \
+                     ORDER BY type = 'table', name",
+                super::capture::EVENTS_TABLE
+            ))?;
             while stmt.step()?.is_row() {
                 let kind = String::from_utf8_lossy(stmt.column_text(0)).to_ascii_uppercase();
                 let name = String::from_utf8_lossy(stmt.column_text(1)).into_owned();
@@ -941,8 +943,14 @@ fn run_text(
                 _ => {
                     let _user = gate.enter(mode);
                     bind_params(gate, &mut prepared, &stmt.params, &mut positional_used)?;
+                    let mark = super::capture::before_statement(conn).map_err(SqlFailure::Local)?;
                     let ran = run_prepared(conn, gate, &mut prepared, policy, opts);
                     gate.statement_ran(&prepared.sql_text());
+                    if mode == Mode::Write {
+                        drop(_user);
+                        super::capture::after_statement(conn, mark, ran.is_err())
+                            .map_err(SqlFailure::Local)?;
+                    }
                     ran?
                 }
             };

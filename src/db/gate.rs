@@ -584,8 +584,14 @@ fn lower(s: &Option<std::borrow::Cow<'_, str>>) -> String {
     s.as_deref().unwrap_or("").to_ascii_lowercase()
 }
 
-fn is_state_table(name: &str) -> bool {
-    name.eq_ignore_ascii_case(STATE_TABLE)
+/// The first of `names` that is one of raftlite's own tables: the state table, and the
+/// writer's temporary table of captured changes (`db::capture`).
+fn own_table(names: &[&str]) -> Option<&'static str> {
+    names.iter().find_map(|name| {
+        [STATE_TABLE, super::capture::EVENTS_TABLE]
+            .into_iter()
+            .find(|own| name.eq_ignore_ascii_case(own))
+    })
 }
 
 /// The rule for pragma `name`, if it is on the list.
@@ -593,8 +599,8 @@ pub fn pragma_rule(name: &str) -> Option<&'static PragmaRule> {
     PRAGMAS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
 }
 
-fn state_table_refusal() -> String {
-    format!("table {STATE_TABLE} is raftlite's own and cannot be used in a write")
+fn own_table_refusal(table: &str) -> String {
+    format!("table {table} is raftlite's own and cannot be used in a write")
 }
 
 fn write_decision(r: &AuthRequest<'_>, cleanup: &mut Cleanup) -> Result<Authorization, String> {
@@ -634,8 +640,8 @@ fn write_check(r: &AuthRequest<'_>, cleanup: &mut Cleanup) -> Result<bool, Strin
         }
         A::Insert | A::Update | A::Delete => {
             cleanup.tables_used = true;
-            if is_state_table(arg1) {
-                return Err(state_table_refusal());
+            if let Some(own) = own_table(&[arg1]) {
+                return Err(own_table_refusal(own));
             }
             // Writes to the schema table itself are refused by SQLite (and its defensive
             // mode); DDL is authorized as a write to it, so it is not refused here.
@@ -646,8 +652,8 @@ fn write_check(r: &AuthRequest<'_>, cleanup: &mut Cleanup) -> Result<bool, Strin
         }
         A::Read => {
             cleanup.tables_used = true;
-            if is_state_table(arg1) {
-                return Err(state_table_refusal());
+            if let Some(own) = own_table(&[arg1]) {
+                return Err(own_table_refusal(own));
             }
             let lower_table = arg1.to_ascii_lowercase();
             if let Some(pragma) = lower_table.strip_prefix("pragma_") {
@@ -667,8 +673,8 @@ fn write_check(r: &AuthRequest<'_>, cleanup: &mut Cleanup) -> Result<bool, Strin
         }
         A::CreateVtable => {
             cleanup.schema_changed = true;
-            if is_state_table(arg1) {
-                return Err(state_table_refusal());
+            if let Some(own) = own_table(&[arg1]) {
+                return Err(own_table_refusal(own));
             }
             if !WRITE_MODULES.iter().any(|m| m.eq_ignore_ascii_case(arg2)) {
                 return Err(format!(
@@ -683,8 +689,8 @@ fn write_check(r: &AuthRequest<'_>, cleanup: &mut Cleanup) -> Result<bool, Strin
         }
         A::CreateTempTable | A::CreateTempView | A::CreateTempTrigger | A::CreateTempIndex => {
             // arg1 is the new object; arg2, for triggers and indexes, the table it is on.
-            if is_state_table(arg1) || is_state_table(arg2) {
-                return Err(state_table_refusal());
+            if let Some(own) = own_table(&[arg1, arg2]) {
+                return Err(own_table_refusal(own));
             }
             cleanup.temp_objects = true;
             Ok(false)
@@ -692,13 +698,13 @@ fn write_check(r: &AuthRequest<'_>, cleanup: &mut Cleanup) -> Result<bool, Strin
         // ANALYZE of every table (`ANALYZE`, `PRAGMA optimize`) reaches the state table too:
         // it is skipped (SQLite's ANALYZE passes over a table the authorizer ignores), so
         // the statement works and leaves no statistics of raftlite's own table.
-        A::Analyze if is_state_table(arg1) => Ok(true),
+        A::Analyze if own_table(&[arg1]).is_some() => Ok(true),
         A::CreateTable | A::CreateView | A::DropTable | A::DropVtable | A::Analyze | A::Reindex => {
             if matches!(r.action, A::DropTable | A::DropVtable) {
                 cleanup.schema_changed = true;
             }
-            if is_state_table(arg1) {
-                return Err(state_table_refusal());
+            if let Some(own) = own_table(&[arg1]) {
+                return Err(own_table_refusal(own));
             }
             Ok(false)
         }
@@ -707,8 +713,8 @@ fn write_check(r: &AuthRequest<'_>, cleanup: &mut Cleanup) -> Result<bool, Strin
                 cleanup.schema_changed = true;
             }
             // The table is arg2 (for ALTER TABLE, arg1 is the schema).
-            if is_state_table(arg1) || is_state_table(arg2) {
-                return Err(state_table_refusal());
+            if let Some(own) = own_table(&[arg1, arg2]) {
+                return Err(own_table_refusal(own));
             }
             Ok(false)
         }

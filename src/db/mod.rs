@@ -14,6 +14,7 @@
 
 pub mod apply;
 pub mod backup;
+pub mod capture;
 #[cfg(feature = "server")]
 mod database;
 pub mod digest;

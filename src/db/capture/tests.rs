@@ -1,0 +1,317 @@
+//! Capture through the real write path (`execute_request` inside an entry's transaction):
+//! exactly the changes that stayed, whatever undid the others.
+
+use raftlite_ffi::{Connection, OpenFlags};
+use serde_json::{json, Value as Json};
+
+use super::*;
+use crate::db::execute::execute_request;
+use crate::db::request::{Request, SqlStatement};
+use crate::db::request::{ResultOptions, RowsPolicy};
+
+const BUDGET: u64 = 1_000_000_000;
+
+fn writer(options: CaptureOptions) -> Connection {
+    let mut c = Connection::open(":memory:", OpenFlags::READ_WRITE | OpenFlags::CREATE).unwrap();
+    c.set_statement_cache_capacity(raftlite_ffi::DEFAULT_STATEMENT_CACHE_CAPACITY);
+    crate::db::settings::install_gate(&mut c).unwrap();
+    install(&mut c, options).unwrap();
+    c
+}
+
+fn request(sqls: &[&str], transaction: bool) -> Request {
+    Request {
+        statements: sqls.iter().map(|s| SqlStatement::new(*s)).collect(),
+        transaction,
+    }
+}
+
+/// Applies the requests as one entry (one transaction, armed) and returns its events.
+fn entry(c: &Connection, requests: &[Request]) -> Vec<Json> {
+    arm(c, true);
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for r in requests {
+        let out = execute_request(
+            c,
+            r,
+            RowsPolicy::ReturningOnly,
+            ResultOptions::default(),
+            BUDGET,
+        )
+        .unwrap();
+        if out.ended_callers_transaction {
+            // As the state machine would: the transaction was replaced by a new one.
+            assert!(!c.is_autocommit().unwrap());
+        }
+    }
+    let events = take_entry_events(c).unwrap();
+    c.execute_batch("COMMIT").unwrap();
+    arm(c, false);
+    events
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect()
+}
+
+fn one(c: &Connection, sqls: &[&str]) -> Vec<Json> {
+    entry(c, &[request(sqls, false)])
+}
+
+#[test]
+fn events_carry_rowids_and_both_images_as_rqlite_writes_them() {
+    let c = writer(CaptureOptions::default());
+    let events = one(
+        &c,
+        &[
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB, n)",
+            "INSERT INTO t VALUES(5, 'a', 1.5, x'00ff', NULL)",
+            "UPDATE t SET id = 6, name = 'b' WHERE id = 5",
+            "DELETE FROM t WHERE id = 6",
+        ],
+    );
+    let a = json!({"data": "AP8=", "id": 5, "n": null, "name": "a", "score": 1.5});
+    let b = json!({"data": "AP8=", "id": 6, "n": null, "name": "b", "score": 1.5});
+    assert_eq!(
+        events,
+        vec![
+            json!({"op": "INSERT", "table": "t", "new_row_id": 5, "after": a}),
+            json!({"op": "UPDATE", "table": "t", "new_row_id": 6, "old_row_id": 5, "before": a, "after": b}),
+            json!({"op": "DELETE", "table": "t", "old_row_id": 6, "before": b}),
+        ]
+    );
+    // The table is empty between entries, and an entry without row changes has no events.
+    assert!(one(&c, &["CREATE TABLE u(x)"]).is_empty());
+}
+
+#[test]
+fn the_table_filter_and_rowid_only_mode() {
+    let c = writer(CaptureOptions {
+        table_filter: Some(regex::Regex::new("^keep").unwrap()),
+        row_ids_only: true,
+    });
+    let events = one(
+        &c,
+        &[
+            "CREATE TABLE keep_me(v)",
+            "CREATE TABLE skip_me(v)",
+            "INSERT INTO keep_me VALUES('x')",
+            "INSERT INTO skip_me VALUES('y')",
+            "UPDATE keep_me SET v = 'z'",
+        ],
+    );
+    assert_eq!(
+        events,
+        vec![
+            json!({"op": "INSERT", "table": "keep_me", "new_row_id": 1}),
+            json!({"op": "UPDATE", "table": "keep_me", "new_row_id": 1, "old_row_id": 1}),
+        ]
+    );
+}
+
+#[test]
+fn a_failed_statement_leaves_no_events_unless_its_rows_stayed() {
+    let c = writer(CaptureOptions::default());
+    one(
+        &c,
+        &[
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v UNIQUE)",
+            "INSERT INTO t VALUES(1, 1)",
+        ],
+    );
+    // ABORT (the default): the statement's first two rows are undone with it.
+    let events = one(
+        &c,
+        &[
+            "INSERT INTO t VALUES(2, 2), (3, 3), (4, 1)",
+            "INSERT INTO t VALUES(5, 5)",
+        ],
+    );
+    assert_eq!(
+        events,
+        vec![json!({"op": "INSERT", "table": "t", "new_row_id": 5, "after": {"id": 5, "v": 5}})]
+    );
+    // FAIL keeps the rows before the failing one: their events stay.
+    let events = one(&c, &["INSERT OR FAIL INTO t VALUES(6, 6), (7, 7), (8, 1)"]);
+    let ids: Vec<&Json> = events.iter().map(|e| &e["new_row_id"]).collect();
+    assert_eq!(ids, vec![&json!(6), &json!(7)]);
+    assert_eq!(c.query_i64("SELECT count(*) FROM t").unwrap(), Some(4));
+}
+
+#[test]
+fn a_fail_at_the_first_row_keeps_what_its_trigger_did() {
+    let c = writer(CaptureOptions::default());
+    one(
+        &c,
+        &[
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v UNIQUE)",
+            "CREATE TABLE log(id INTEGER PRIMARY KEY, what)",
+            "CREATE TRIGGER tr BEFORE INSERT ON t BEGIN INSERT INTO log(what) VALUES(new.v); END",
+            "INSERT INTO t VALUES(1, 1)",
+        ],
+    );
+    // The first row fails; its trigger's row stays (FAIL), and the statement counted nothing.
+    let events = one(&c, &["INSERT OR FAIL INTO t VALUES(2, 1)"]);
+    assert_eq!(
+        events,
+        vec![
+            json!({"op": "INSERT", "table": "log", "new_row_id": 2, "after": {"id": 2, "what": 1}})
+        ]
+    );
+    assert_eq!(c.query_i64("SELECT count(*) FROM log").unwrap(), Some(2));
+    // The same with ABORT: the trigger's row is undone too, and so is its event.
+    let events = one(&c, &["INSERT INTO t VALUES(3, 1)"]);
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(c.query_i64("SELECT count(*) FROM log").unwrap(), Some(2));
+}
+
+#[test]
+fn savepoints_transactions_and_rollback_clauses_undo_their_events() {
+    let c = writer(CaptureOptions::default());
+    one(&c, &["CREATE TABLE t(id INTEGER PRIMARY KEY, v UNIQUE)"]);
+    // A user's savepoint rolled back, inside a request.
+    let events = one(
+        &c,
+        &[
+            "SAVEPOINT s",
+            "INSERT INTO t VALUES(1, 1)",
+            "ROLLBACK TO s",
+            "RELEASE s",
+            "INSERT INTO t VALUES(2, 2)",
+        ],
+    );
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["new_row_id"], json!(2));
+    // A request with `transaction` whose second statement fails: all of it is undone.
+    let events = entry(
+        &c,
+        &[
+            request(
+                &["INSERT INTO t VALUES(3, 3)", "INSERT INTO t VALUES(4, 2)"],
+                true,
+            ),
+            request(&["INSERT INTO t VALUES(5, 5)"], false),
+        ],
+    );
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["new_row_id"], json!(5));
+    // BEGIN ... ROLLBACK in a request, and a transaction left open.
+    let events = one(
+        &c,
+        &[
+            "BEGIN",
+            "DELETE FROM t",
+            "ROLLBACK",
+            "BEGIN",
+            "UPDATE t SET v = v + 10",
+        ],
+    );
+    assert!(events.is_empty());
+    // A ROLLBACK conflict clause ends the entry's transaction: the events of the requests
+    // before it in the same entry go with their rows.
+    let events = entry(
+        &c,
+        &[
+            request(&["INSERT INTO t VALUES(6, 6)"], false),
+            request(&["INSERT OR ROLLBACK INTO t VALUES(7, 6)"], false),
+        ],
+    );
+    assert!(events.is_empty());
+    assert_eq!(c.query_i64("SELECT count(*) FROM t").unwrap(), Some(2));
+}
+
+#[test]
+fn an_entry_rolled_back_as_a_whole_leaves_nothing_for_the_next() {
+    let c = writer(CaptureOptions::default());
+    one(&c, &["CREATE TABLE t(v)"]);
+    arm(&c, true);
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    execute_request(
+        &c,
+        &request(&["INSERT INTO t VALUES(1)"], false),
+        RowsPolicy::ReturningOnly,
+        ResultOptions::default(),
+        BUDGET,
+    )
+    .unwrap();
+    c.execute_batch("ROLLBACK").unwrap();
+    arm(&c, false);
+    assert_eq!(one(&c, &["INSERT INTO t VALUES(2)"]).len(), 1);
+}
+
+#[test]
+fn an_unarmed_connection_and_other_schemas_capture_nothing() {
+    let c = writer(CaptureOptions::default());
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    execute_request(
+        &c,
+        &request(&["CREATE TABLE t(v)", "INSERT INTO t VALUES(1)"], false),
+        RowsPolicy::ReturningOnly,
+        ResultOptions::default(),
+        BUDGET,
+    )
+    .unwrap();
+    assert!(take_entry_events(&c).unwrap().is_empty());
+    c.execute_batch("COMMIT").unwrap();
+    let events = one(
+        &c,
+        &[
+            "CREATE TEMP TABLE scratch(v)",
+            "INSERT INTO scratch VALUES(1)",
+        ],
+    );
+    assert!(events.is_empty());
+}
+
+#[test]
+fn users_cannot_reach_the_events_table() {
+    let c = writer(CaptureOptions::default());
+    one(&c, &["CREATE TABLE t(v)"]);
+    for sql in [
+        "INSERT INTO temp._raftlite_cdc_events(event) VALUES('{}')",
+        "DELETE FROM temp._raftlite_cdc_events",
+        "DROP TABLE temp._raftlite_cdc_events",
+        "SELECT * FROM _raftlite_cdc_events",
+        "CREATE TEMP TRIGGER x AFTER INSERT ON _raftlite_cdc_events BEGIN SELECT 1; END",
+    ] {
+        arm(&c, true);
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let out = execute_request(
+            &c,
+            &request(&[sql], false),
+            RowsPolicy::ReturningOnly,
+            ResultOptions::default(),
+            BUDGET,
+        )
+        .unwrap();
+        let text = format!("{:?}", out.results[0].outcome);
+        assert!(
+            text.contains("_raftlite_cdc_events is raftlite's own"),
+            "{sql}: {text}"
+        );
+        c.execute_batch("COMMIT").unwrap();
+    }
+    // A request that leaves temporary objects has them dropped, but not the events table.
+    one(&c, &["CREATE TEMP TABLE mine(v)"]);
+    assert_eq!(one(&c, &["INSERT INTO t VALUES(1)"]).len(), 1);
+}
+
+#[test]
+fn generated_columns_and_without_rowid_tables() {
+    let c = writer(CaptureOptions::default());
+    let events = one(
+        &c,
+        &[
+            "CREATE TABLE g(a INTEGER, b AS (a * 2) STORED, c AS (a * 3) VIRTUAL)",
+            "INSERT INTO g(a) VALUES(2)",
+            "CREATE TABLE w(k TEXT PRIMARY KEY, v) WITHOUT ROWID",
+            "INSERT INTO w VALUES('x', 1)",
+        ],
+    );
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].get("error"), None, "{}", events[0]);
+    assert_eq!(events[0]["after"]["a"], json!(2));
+    assert_eq!(events[0]["after"]["b"], json!(4));
+    // The virtual column is not stored: the hook has no value for it.
+    assert_eq!(events[0]["after"].get("c"), None);
+    assert_eq!(events[1]["after"], json!({"k": "x", "v": 1}));
+}
