@@ -128,7 +128,7 @@ const FLAGS: &[ConfigFlag] = &[
     flag("auto-vacuum-int", Dur, "0s", Honoured, "Time between automatic VACUUMs. If not set, never"),
     flag("auto-optimize-int", Dur, "24h", Honoured, "Time between automatic 'PRAGMA optimize'. 0h disables"),
     flag("extensions-path", Str, "", Honoured, "Comma-separated directories, zip or tar.gz files of SQLite extensions to load"),
-    flag("cdc-config", Str, "", Refused("silently dropping change-data-capture events"), "CDC HTTP endpoint, or path to a CDC configuration file. If not set, no CDC"),
+    flag("cdc-config", Str, "", Honoured, "CDC HTTP endpoint, or path to a CDC configuration file. If not set, no CDC"),
     // Queued writes.
     flag("write-queue-capacity", I64, "1024", Honoured, "Capacity of the queued-writes queue"),
     flag("write-queue-batch-size", I64, "128", Honoured, "Batch size of the queued-writes queue"),
@@ -823,7 +823,8 @@ impl Config {
     /// Refused flags (see [`Support::Refused`]) that this configuration turns on, in table
     /// order. A test keeps this list and the table in step.
     fn refused_flags_in_use(&self) -> Vec<&'static str> {
-        let in_use = [("cdc-config", self.cdc_config.is_some())];
+        // None is refused today (`-cdc-config` was, until change data capture was built).
+        let in_use: [(&'static str, bool); 0] = [];
         in_use
             .into_iter()
             .filter_map(|(flag, on)| on.then_some(flag))
@@ -1555,13 +1556,11 @@ mod tests {
             run("-auto-restore restore.json /d").auto_restore,
             Some(PathBuf::from("restore.json"))
         );
-        let err = Config::parse(&args("-cdc-config cdc.json /d")).unwrap_err();
+        // Read at start-up (`cdc::CdcConfig::from_flag`): the file need not exist yet here.
         assert_eq!(
-            err.to_string(),
-            "-cdc-config is not supported yet: refusing to start rather than silently dropping \
-             change-data-capture events"
+            run("-cdc-config cdc.json /d").cdc_config.as_deref(),
+            Some("cdc.json")
         );
-        assert_eq!(err.exit_code(), 1);
         // Empty means "not enabled", as in rqlited.
         assert_eq!(run("-auto-backup= /d").auto_backup, None);
     }
@@ -1570,8 +1569,7 @@ mod tests {
     /// `Refused` rows in step.
     #[test]
     fn refused_flags_match_the_table() {
-        let mut c = run("/d");
-        c.cdc_config = Some("x".into());
+        let c = run("/d");
         let mut in_use = c.refused_flags_in_use();
         in_use.sort_unstable();
         let mut refused: Vec<_> = FLAGS
@@ -1733,10 +1731,7 @@ mod tests {
             rqlited.len() + RAFTLITE_ONLY_FLAGS.len(),
             "every flag is rqlited's or listed in RAFTLITE_ONLY_FLAGS"
         );
-        assert_eq!(
-            flag_support("cdc-config"),
-            Some(Refused("silently dropping change-data-capture events"))
-        );
+        assert_eq!(flag_support("cdc-config"), Some(Honoured));
         assert_eq!(flag_support("auto-backup"), Some(Honoured));
         assert_eq!(flag_support("auto-restore"), Some(Honoured));
         assert_eq!(flag_support("no-such-flag"), None);

@@ -18,6 +18,8 @@ pub mod auth;
 #[cfg(feature = "server")]
 pub mod auto_backup;
 #[cfg(feature = "server")]
+pub mod cdc;
+#[cfg(feature = "server")]
 pub mod cluster;
 pub mod config;
 pub mod db;

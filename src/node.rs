@@ -84,6 +84,8 @@ pub struct NodeOptions {
     pub auto_optimize: Option<Duration>,
     /// `-auto-vacuum-int`: how often the leader proposes `VACUUM` (`None`: never).
     pub auto_vacuum: Option<Duration>,
+    /// `-cdc-config`: change data capture (`crate::cdc`), read at start-up.
+    pub cdc: Option<crate::cdc::CdcConfig>,
     /// `-raft-reap-node-timeout`, `-raft-reap-read-only-node-timeout`: the leader removes
     /// members it has not heard from for that long (`cluster::reaper`).
     pub reap: crate::cluster::reaper::ReapTimeouts,
@@ -150,6 +152,7 @@ impl NodeOptions {
             shutdown_on_remove: false,
             auto_optimize: None,
             auto_vacuum: None,
+            cdc: None,
             reap: crate::cluster::reaper::ReapTimeouts {
                 voter: None,
                 non_voter: None,
@@ -363,6 +366,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             apply_timeout: opts.apply_timeout,
             election_timeout: opts.election_timeout,
             heartbeat_interval: opts.heartbeat_interval,
+            cdc: opts.cdc.clone(),
             backup: BackupOptions {
                 tmp_dir: backup_tmp_dir,
                 disk_reserve: opts.disk_reserve,
@@ -427,6 +431,24 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             tokio::spawn(housekeeping::run(Arc::clone(&store), chore, interval));
         }
     }
+    let cdc = match (&opts.cdc, store.shared().cdc.get()) {
+        (Some(config), Some(apply)) => {
+            let stats = Arc::new(crate::cdc::sender::SenderStats::default());
+            crate::cdc::sender::start(
+                Arc::clone(&store),
+                Arc::clone(&apply.queue),
+                config.clone(),
+                Arc::clone(&stats),
+            )
+            .context("start change data capture")?;
+            Some(crate::http::CdcState {
+                config: config.clone(),
+                queue: Arc::clone(&apply.queue),
+                stats,
+            })
+        }
+        _ => None,
+    };
     tokio::spawn(crate::cluster::reaper::run(
         Arc::clone(&store),
         contacts,
@@ -483,6 +505,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         allow_origin: opts.http_allow_origin.clone(),
         discovery: opts.join.discovery.clone(),
         auto_vacuum: opts.auto_vacuum,
+        cdc,
         uploader,
         archiver: archiver_stats,
     };

@@ -77,6 +77,18 @@ fn main() -> ExitCode {
         Some(Ok(d)) => d.map(Arc::new),
         None => None,
     };
+    let cdc = match config
+        .cdc_config
+        .as_deref()
+        .map(raftlite::cdc::CdcConfig::from_flag)
+    {
+        Some(Err(e)) => {
+            eprintln!("raftlited: -cdc-config: {e:#}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(c)) => Some(c),
+        None => None,
+    };
     let opts = NodeOptions {
         auto_backup,
         auto_restore,
@@ -130,6 +142,7 @@ fn main() -> ExitCode {
         shutdown_on_remove: config.raft_remove_shutdown,
         auto_optimize: config.auto_optimize_int,
         auto_vacuum: config.auto_vacuum_int,
+        cdc,
         reap: raftlite::cluster::reaper::ReapTimeouts {
             voter: config.raft_reap_node_timeout,
             non_voter: config.raft_reap_read_only_node_timeout,

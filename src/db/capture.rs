@@ -221,7 +221,7 @@ pub fn after_statement(
         }
         let event = event_json(change, &columns[&change.table]);
         insert.reset()?;
-        insert.bind_text(1, &event.to_string())?;
+        insert.bind_text(1, &event)?;
         while insert.step()?.is_row() {}
     }
     Ok(())
@@ -312,15 +312,15 @@ fn column_names(conn: &Connection, table: &str) -> raftlite_ffi::Result<Vec<Colu
     Ok(names)
 }
 
-/// rqlite's JSON event: `op`, `table`, `new_row_id` (inserts, updates), `old_row_id`
-/// (updates, deletes), `before` and `after` as objects keyed by column name (rqlite's Go
-/// maps, whose keys it writes sorted), with zero ids and absent images left out as rqlite's
-/// `omitempty` does; `error` when the column names do not match the row.
-fn event_json(change: &RowChange, columns: &Result<Vec<Column>, String>) -> Json {
-    let mut event = Map::new();
-    event.insert("op".into(), Json::from(change.op.as_str()));
+/// rqlite's JSON event, with its fields in rqlite's order: `op`, `table`, `new_row_id`
+/// (inserts, updates), `old_row_id` (updates, deletes), `before` and `after` as objects keyed
+/// by column name (rqlite's Go maps, whose keys it writes sorted), and `error` when the column
+/// names do not match the row; zero ids and absent images are left out, as rqlite's
+/// `omitempty` does.
+fn event_json(change: &RowChange, columns: &Result<Vec<Column>, String>) -> String {
+    let mut fields: Vec<(&str, Json)> = vec![("op", Json::from(change.op.as_str()))];
     if !change.table.is_empty() {
-        event.insert("table".into(), Json::from(change.table.as_str()));
+        fields.push(("table", Json::from(change.table.as_str())));
     }
     let (new_rowid, old_rowid) = match change.op {
         ChangeOp::Insert => (change.new_rowid, 0),
@@ -328,54 +328,64 @@ fn event_json(change: &RowChange, columns: &Result<Vec<Column>, String>) -> Json
         ChangeOp::Delete => (0, change.old_rowid),
     };
     if new_rowid != 0 {
-        event.insert("new_row_id".into(), Json::from(new_rowid));
+        fields.push(("new_row_id", Json::from(new_rowid)));
     }
     if old_rowid != 0 {
-        event.insert("old_row_id".into(), Json::from(old_rowid));
+        fields.push(("old_row_id", Json::from(old_rowid)));
     }
-    let names = match columns {
-        Ok(names) => names,
-        Err(e) => {
-            event.insert(
-                "error".into(),
-                Json::from(format!(
-                    "failed to get column names for table {}: {e}",
-                    change.table
-                )),
-            );
-            return Json::Object(event);
-        }
+    let error = match columns {
+        Err(e) => Some(format!(
+            "failed to get column names for table {}: {e}",
+            change.table
+        )),
+        Ok(names) => images(change, names, &mut fields).err(),
     };
+    if let Some(error) = error {
+        fields.retain(|(key, _)| !matches!(*key, "before" | "after"));
+        fields.push(("error", Json::from(error)));
+    }
+    let mut out = String::from("{");
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!("\"{key}\":{value}"));
+    }
+    out.push('}');
+    out
+}
+
+/// Adds `before` and `after` to `fields`, or says why the row does not fit the columns.
+fn images(
+    change: &RowChange,
+    names: &[Column],
+    fields: &mut Vec<(&str, Json)>,
+) -> Result<(), String> {
     for (key, image, what) in [
         ("before", &change.before, "old"),
         ("after", &change.after, "new"),
     ] {
         let Some(values) = image else { continue };
         if values.len() != names.len() {
-            event.insert(
-                "error".into(),
-                Json::from(format!(
-                    "mismatched column names and {what} CDC row column count"
-                )),
-            );
-            return Json::Object(event);
+            return Err(format!(
+                "mismatched column names and {what} CDC row column count"
+            ));
         }
-        let mut pairs: Vec<(&String, &Value)> = names
+        // Sorted by name, as Go writes a map's keys (whether or not `serde_json::Map` keeps
+        // insertion order in this build).
+        let mut pairs: Vec<(String, Json)> = names
             .iter()
             .zip(values)
             .filter(|(column, _)| !column.virtual_generated)
-            .map(|(column, value)| (&column.name, value))
+            .map(|(column, value)| (column.name.clone(), value_json(value)))
             .collect();
-        pairs.sort_by(|a, b| a.0.cmp(b.0));
-        let object: Map<String, Json> = pairs
-            .into_iter()
-            .map(|(name, value)| (name.clone(), value_json(value)))
-            .collect();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let object: Map<String, Json> = pairs.into_iter().collect();
         if !object.is_empty() {
-            event.insert(key.into(), Json::Object(object));
+            fields.push((key, Json::Object(object)));
         }
     }
-    Json::Object(event)
+    Ok(())
 }
 
 /// A value as rqlite's CDC JSON has it: numbers, text, a blob in base64 (Go's encoding of

@@ -44,4 +44,4 @@ pub mod status_routes;
 pub mod write_queue;
 
 #[cfg(feature = "server")]
-pub use server::{app, routes, serve, AppState, HeaderOptions, Limits};
+pub use server::{app, routes, serve, AppState, CdcState, HeaderOptions, Limits};

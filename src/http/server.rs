@@ -66,8 +66,17 @@ pub struct AppState {
     pub allow_origin: Option<String>,
     /// `-auto-vacuum-int`: `/status` shows `store.auto_vacuum` while it is set.
     pub auto_vacuum: Option<std::time::Duration>,
+    /// `-cdc-config`: `/status` shows `cdc` while it is set.
+    pub cdc: Option<CdcState>,
     /// `-disco-mode`: shown in `/status` `disco`.
     pub discovery: Option<Arc<crate::cluster::discovery::Discovery>>,
+}
+
+/// What `/status` shows of change data capture.
+pub struct CdcState {
+    pub config: crate::cdc::CdcConfig,
+    pub queue: Arc<crate::cdc::queue::Queue>,
+    pub stats: Arc<crate::cdc::sender::SenderStats>,
 }
 
 /// Every route of the HTTP API, each with the access it needs (rqlite's perms). A route cannot

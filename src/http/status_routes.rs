@@ -79,6 +79,9 @@ async fn status_document(state: &AppState) -> Value {
     if let Some(d) = &state.discovery {
         doc["disco"] = d.status();
     }
+    if let Some(c) = &state.cdc {
+        doc["cdc"] = crate::cdc::status(&c.config, &c.queue, &c.stats);
+    }
     if let Some(interval) = state.auto_vacuum {
         let started = crate::store::housekeeping::unix_ms()
             .saturating_sub(state.started.elapsed().as_millis() as u64);

@@ -175,6 +175,8 @@ pub struct StoreOptions {
     pub heartbeat_interval: Duration,
     /// Where backup copies go and what they may use.
     pub backup: backup::BackupOptions,
+    /// `-cdc-config`: write entries are captured and queued as they apply (`crate::cdc`).
+    pub cdc: Option<crate::cdc::CdcConfig>,
 }
 
 /// A node's store.
@@ -265,6 +267,12 @@ impl Store {
         )?);
         let (sm, shared) =
             state_machine::SqliteStateMachine::open(Arc::clone(&db), opts.data_dir.clone()).await?;
+        if let Some(config) = &opts.cdc {
+            let queue = crate::cdc::queue::Queue::open(&opts.data_dir)
+                .context("open the change data capture queue")?;
+            let apply = crate::cdc::CdcApply::new(config, Arc::new(queue));
+            let _ = shared.cdc.set(Arc::new(apply));
+        }
         let backups = Arc::new(backup::Backups::new(opts.backup.clone()));
         let sm = sm
             .with_raft_addr(opts.node.raft_addr.clone())
@@ -804,6 +812,12 @@ impl Store {
     /// is applied on this node.
     pub async fn propose_vacuum(&self) -> Result<WriteResults, StoreError> {
         self.propose(Command::Vacuum).await
+    }
+
+    /// Proposes a change data capture high-water mark (see [`crate::cdc`]) and returns once
+    /// it is applied on this node.
+    pub async fn propose_cdc_high_watermark(&self, index: u64) -> Result<WriteResults, StoreError> {
+        self.propose(Command::CdcHighWatermark(index)).await
     }
 
     /// Proposes a load entry for content staged here (see [`restore`]) and returns once it is

@@ -103,6 +103,9 @@ pub struct SharedState {
     /// Whether Raft says this node leads (kept by the store from openraft's metrics): the
     /// archive's hold on the log applies only then.
     pub leading: std::sync::atomic::AtomicBool,
+    /// Change data capture (`-cdc-config`), set once when the store opens: write entries
+    /// are captured and queued as they apply, high-water marks prune the queue.
+    pub cdc: std::sync::OnceLock<Arc<crate::cdc::CdcApply>>,
 }
 
 impl SharedState {
@@ -913,8 +916,30 @@ fn apply_entries(
         if let EntryPayload::Normal(Command::Vacuum) = &entry.payload {
             vacuum_at(conn, shared, log_id.index)?;
         }
+        // Change data capture: the rows a write entry changes become its events, queued
+        // before the entry commits (`record` below).
+        let cdc = shared.cdc.get().filter(|_| {
+            matches!(
+                &entry.payload,
+                EntryPayload::Normal(Command::Execute { .. } | Command::ExecuteBatch(_))
+            )
+        });
+        if let Some(cdc) = cdc {
+            if !crate::db::capture::is_installed(conn) {
+                crate::db::capture::install(conn, cdc.capture.clone())
+                    .map_err(|e| fault("start capturing changes", &e))?;
+            }
+        }
+        let commit_millis = match &entry.payload {
+            EntryPayload::Normal(Command::Execute { env, .. }) => env.unix_millis,
+            EntryPayload::Normal(Command::ExecuteBatch(items)) => {
+                items.iter().map(|i| i.env.unix_millis).max().unwrap_or(0)
+            }
+            _ => 0,
+        };
         let mut waiting_for_room = DiskFullWait::default();
         let response = loop {
+            crate::db::capture::arm(conn, cdc.is_some());
             conn.set_apply_inputs(env.map(ApplyEnv::inputs))
                 .map_err(|e| fault("set the entry's clock and seed", &e))?;
             if let Some(env) = env {
@@ -933,7 +958,8 @@ fn apply_entries(
                         Command::StrongQuery { .. }
                         | Command::Load(_)
                         | Command::LoadSql(_)
-                        | Command::Vacuum,
+                        | Command::Vacuum
+                        | Command::CdcHighWatermark(_),
                     ) => Ok(CommandResponse::default()),
                     EntryPayload::Normal(Command::Execute {
                         request,
@@ -961,8 +987,19 @@ fn apply_entries(
                     }
                 },
                 |error| CommandResponse::failed(&entry.payload, error),
-                |conn| applied_state::write(conn, &log_id, membership.as_ref(), lineage.as_deref()),
+                |conn| {
+                    if let Some(cdc) = cdc {
+                        let events = crate::db::capture::take_entry_events(conn)
+                            .context("read the entry's captured changes")?;
+                        cdc.queue
+                            .put(log_id.index, commit_millis, &events)
+                            .context("queue the entry's change events")?;
+                        crate::failpoint::crash_point("apply::cdc_queued_before_commit");
+                    }
+                    applied_state::write(conn, &log_id, membership.as_ref(), lineage.as_deref())
+                },
             );
+            crate::db::capture::arm(conn, false);
             match response {
                 Ok(response) => break response,
                 // The entry changed nothing: wait for room and apply it again, from its clock
@@ -983,6 +1020,15 @@ fn apply_entries(
         };
         conn.set_apply_inputs(None)
             .map_err(|e| fault("clear the entry's clock and seed", &e))?;
+        if let (EntryPayload::Normal(Command::CdcHighWatermark(mark)), Some(cdc)) =
+            (&entry.payload, shared.cdc.get())
+        {
+            // Advisory: a mark not recorded here only means this node, if it leads, resends
+            // what was delivered (the next mark records it again).
+            if let Err(e) = cdc.queue.record_high_watermark(*mark) {
+                tracing::error!(mark, "record the CDC high-water mark: {e}");
+            }
+        }
         {
             let mut applied = shared.applied.lock();
             applied.log_id = Some(log_id);

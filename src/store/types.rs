@@ -63,6 +63,10 @@ pub enum Command {
     /// nor an index, alike everywhere, so every node must run it
     /// (`state_machine::vacuum_at`: a full disk waits for room, another failure stops the node).
     Vacuum,
+    /// Change data capture (`crate::cdc`): the leader delivered the events of every entry up
+    /// to this index. Every node with `-cdc-config` records it and drops those events from its
+    /// queue; a new leader sends only what comes after. Changes no row.
+    CdcHighWatermark(u64),
 }
 
 /// What a [`Command::LoadSql`] entry carries.
