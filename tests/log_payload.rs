@@ -400,6 +400,15 @@ fn pinned() -> Vec<Pinned> {
                 01000000 05000000  # EntryPayload::Normal, Command::Vacuum (a unit variant)
             ",
         },
+        Pinned {
+            name: "cdc high-water mark",
+            entry: at(10, EntryPayload::Normal(Command::CdcHighWatermark(0x0102_0304))),
+            hex: "
+                0200000000000000 0700000000000000 0a00000000000000  # log id (2, 7), index 10
+                01000000 06000000  # EntryPayload::Normal, Command::CdcHighWatermark
+                0403020100000000   # the index delivered through (u64)
+            ",
+        },
     ]
 }
 
@@ -551,6 +560,7 @@ fn variants_in(entry: &Entry) -> Vec<&'static str> {
                 }
             }
             Command::Vacuum => out.push("Command::Vacuum"),
+            Command::CdcHighWatermark(_) => out.push("Command::CdcHighWatermark"),
             Command::LoadSql(sql) => {
                 out.push("Command::LoadSql");
                 load(&mut out, &sql.script);
@@ -577,6 +587,7 @@ const EVERY_VARIANT: &[&str] = &[
     "Command::ExecuteBatch",
     "Command::LoadSql",
     "Command::Vacuum",
+    "Command::CdcHighWatermark",
     "Params::None",
     "Params::Positional",
     "Params::Named",
@@ -633,8 +644,9 @@ const NOT_IN_FIXTURE: &[&str] = &[
     "Command::StrongQuery",
     "Command::Load",
     "Command::LoadSql",
-    // Newer than the fixture (issue #28's -auto-vacuum-int).
+    // Newer than the fixture (issue #28's -auto-vacuum-int and -cdc-config).
     "Command::Vacuum",
+    "Command::CdcHighWatermark",
     "LoadKind::Sqlite",
     "LoadKind::Sql",
     "SqlLoad.built: None",
