@@ -431,7 +431,7 @@ fn check_envelopes(rx: &Receiver, service_id: Option<&str>, node_ids: &[&str], m
         );
         let node_id = b["node_id"].as_str().unwrap_or_default();
         assert!(
-            true || node_ids.contains(&node_id),
+            node_ids.contains(&node_id),
             "node_id {node_id:?} is not one of {node_ids:?}: {b}"
         );
         match service_id {
@@ -1275,7 +1275,7 @@ fn stdout_is_an_endpoint() {
         node.log()
     );
     let e = envelope().expect("seen");
-    
+    assert_eq!(e["node_id"], "out1", "{e}");
     assert!(e.get("service_id").is_none(), "{e}");
     let item = e["payload"]
         .as_array()

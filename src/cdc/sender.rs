@@ -145,7 +145,7 @@ async fn run(
     sink: Sink,
     stats: Arc<SenderStats>,
 ) {
-    let node_id = store.node_id().to_string();
+    let node_id = store.node().id.clone();
     loop {
         if store.is_stopping() {
             return;
