@@ -215,8 +215,10 @@ impl CdcConfig {
         }
         let or = |d: GoDuration, default: Duration| d.0.unwrap_or(default);
         config.max_batch_delay = or(file.max_batch_delay, DEFAULT_MAX_BATCH_DELAY);
-        config.high_watermark_interval =
-            or(file.high_watermark_interval, DEFAULT_HIGH_WATERMARK_INTERVAL);
+        config.high_watermark_interval = or(
+            file.high_watermark_interval,
+            DEFAULT_HIGH_WATERMARK_INTERVAL,
+        );
         config.transmit_timeout = or(file.transmit_timeout, DEFAULT_TRANSMIT_TIMEOUT);
         config.transmit_min_backoff = or(file.transmit_min_backoff, DEFAULT_TRANSMIT_MIN_BACKOFF);
         config.transmit_max_backoff = or(file.transmit_max_backoff, DEFAULT_TRANSMIT_MAX_BACKOFF);
@@ -232,9 +234,9 @@ impl CdcConfig {
             Some(PolicyValue::Name(n)) if n.eq_ignore_ascii_case("exponential") => {
                 RetryPolicy::Exponential
             }
-            Some(other) => bail!(
-                "transmit_retry_policy must be 0 (linear) or 1 (exponential), not {other:?}"
-            ),
+            Some(other) => {
+                bail!("transmit_retry_policy must be 0 (linear) or 1 (exponential), not {other:?}")
+            }
         };
         if matches!(config.endpoint, Endpoint::Stdout) && config.tls != TlsSettings::default() {
             bail!("tls settings need an http(s) endpoint, not stdout");
@@ -247,7 +249,9 @@ impl CdcConfig {
         match self.transmit_retry_policy {
             RetryPolicy::Linear => self.transmit_min_backoff,
             RetryPolicy::Exponential => {
-                let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+                let factor = 1u32
+                    .checked_shl(attempt.saturating_sub(1))
+                    .unwrap_or(u32::MAX);
                 self.transmit_min_backoff
                     .saturating_mul(factor)
                     .min(self.transmit_max_backoff)
@@ -283,7 +287,10 @@ mod tests {
         assert_eq!(c.transmit_timeout, Duration::from_secs(5));
         assert_eq!(c.transmit_max_retries, None);
         assert_eq!(c.transmit_retry_policy, RetryPolicy::Linear);
-        assert_eq!(CdcConfig::from_flag("stdout").unwrap().endpoint, Endpoint::Stdout);
+        assert_eq!(
+            CdcConfig::from_flag("stdout").unwrap().endpoint,
+            Endpoint::Stdout
+        );
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub fn status(
         "endpoint": config.endpoint.to_string(),
         "service_id": config.service_id,
         "high_watermark": queue.high_watermark(),
-        "queue_length": queue.len().unwrap_or(0),
+        "queue_length": queue.queued().unwrap_or(0),
         "last_queued_index": queue.last_index(),
         "sent_through": n(&stats.sent_through),
         "num_transmits": n(&stats.num_transmits),

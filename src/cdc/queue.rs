@@ -68,8 +68,7 @@ impl Queue {
     pub fn open(data_dir: &Path) -> anyhow::Result<Queue> {
         let path = data_dir.join(QUEUE_FILE);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("create {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         }
         let writer = open(&path)?;
         writer
@@ -99,7 +98,12 @@ impl Queue {
     /// Queues entry `index`'s events (each one JSON object), replacing what an earlier attempt
     /// at the same entry queued; an entry without events leaves nothing queued. Ignored at or
     /// below the high-water mark.
-    pub fn put(&self, index: u64, commit_millis: i64, events: &[String]) -> raftlite_ffi::Result<()> {
+    pub fn put(
+        &self,
+        index: u64,
+        commit_millis: i64,
+        events: &[String],
+    ) -> raftlite_ffi::Result<()> {
         if index <= self.high_watermark() {
             return Ok(());
         }
@@ -151,9 +155,8 @@ impl Queue {
             stmt.bind_i64(1, idx)?;
             while stmt.step()?.is_row() {}
             drop(stmt);
-            let mut stmt = writer.prepare(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES('high_watermark', ?1)",
-            )?;
+            let mut stmt = writer
+                .prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('high_watermark', ?1)")?;
             stmt.bind_i64(1, idx)?;
             while stmt.step()?.is_row() {}
             drop(stmt);
@@ -197,7 +200,7 @@ impl Queue {
     }
 
     /// How many entries are queued.
-    pub fn len(&self) -> raftlite_ffi::Result<u64> {
+    pub fn queued(&self) -> raftlite_ffi::Result<u64> {
         let reader = self.reader.lock();
         Ok(reader
             .query_i64("SELECT count(*) FROM entries")?
@@ -216,7 +219,9 @@ mod tests {
     use super::*;
 
     fn events(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("{{\"op\":\"INSERT\",\"new_row_id\":{i}}}")).collect()
+        (0..n)
+            .map(|i| format!("{{\"op\":\"INSERT\",\"new_row_id\":{i}}}"))
+            .collect()
     }
 
     #[test]
@@ -227,18 +232,18 @@ mod tests {
         q.put(5, 50, &events(2)).unwrap();
         q.put(4, 40, &[]).unwrap();
         let got = q.read_after(0, 10).unwrap();
+        assert_eq!(got.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3, 5]);
         assert_eq!(
-            got.iter().map(|e| e.index).collect::<Vec<_>>(),
-            vec![3, 5]
+            got[1].events,
+            format!("[{},{}]", events(2)[0], events(2)[1])
         );
-        assert_eq!(got[1].events, format!("[{},{}]", events(2)[0], events(2)[1]));
         assert_eq!(got[1].commit_millis, 50);
         assert_eq!(q.read_after(3, 10).unwrap().len(), 1);
         assert_eq!(q.read_after(0, 1).unwrap().len(), 1);
         drop(q);
         let q = Queue::open(dir.path()).unwrap();
         assert_eq!(q.last_index(), 5);
-        assert_eq!(q.len().unwrap(), 2);
+        assert_eq!(q.queued().unwrap(), 2);
     }
 
     #[test]
@@ -247,7 +252,10 @@ mod tests {
         let q = Queue::open(dir.path()).unwrap();
         q.put(7, 1, &events(3)).unwrap();
         q.put(7, 1, &events(1)).unwrap();
-        assert_eq!(q.read_after(0, 10).unwrap()[0].events, format!("[{}]", events(1)[0]));
+        assert_eq!(
+            q.read_after(0, 10).unwrap()[0].events,
+            format!("[{}]", events(1)[0])
+        );
         q.put(7, 1, &[]).unwrap();
         assert!(q.read_after(0, 10).unwrap().is_empty());
     }
@@ -263,16 +271,20 @@ mod tests {
         q.record_high_watermark(2).unwrap();
         assert_eq!(q.high_watermark(), 3);
         assert_eq!(
-            q.read_after(0, 10).unwrap().iter().map(|e| e.index).collect::<Vec<_>>(),
+            q.read_after(0, 10)
+                .unwrap()
+                .iter()
+                .map(|e| e.index)
+                .collect::<Vec<_>>(),
             vec![4, 5]
         );
         // An entry applied again after a restart is not queued again below the mark.
         q.put(2, 0, &events(1)).unwrap();
-        assert_eq!(q.len().unwrap(), 2);
+        assert_eq!(q.queued().unwrap(), 2);
         drop(q);
         let q = Queue::open(dir.path()).unwrap();
         assert_eq!(q.high_watermark(), 3);
         q.put(3, 0, &events(1)).unwrap();
-        assert_eq!(q.len().unwrap(), 2);
+        assert_eq!(q.queued().unwrap(), 2);
     }
 }

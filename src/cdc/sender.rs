@@ -99,12 +99,8 @@ impl Sink {
 
 /// rqlite's envelope for `batch`: the events are stored as JSON already and go in as they are.
 pub fn envelope(service_id: &str, node_id: &str, batch: &[Queued]) -> String {
-    let mut body = String::with_capacity(
-        64 + batch
-            .iter()
-            .map(|q| q.events.len() + 48)
-            .sum::<usize>(),
-    );
+    let mut body =
+        String::with_capacity(64 + batch.iter().map(|q| q.events.len() + 48).sum::<usize>());
     body.push('{');
     if !service_id.is_empty() {
         body.push_str("\"service_id\":");
