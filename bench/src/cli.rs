@@ -22,6 +22,7 @@ pub const SCENARIOS: &[&str] = &[
     "trust",
     "sizes",
     "archive",
+    "cdc",
 ];
 
 /// The data set size `--quick` uses unless `--size` is given.
@@ -35,7 +36,7 @@ usage: raftlite-bench [OPTIONS] SCENARIO...
        raftlite-bench chart --out DIR [--write DOC] [--all-runs] RESULTS...
 
 Scenarios: all, backup, writes, compression, dump, restore, log-append, shell-backup-memory,
-           trust, sizes
+           trust, sizes, archive, cdc
 
 Options:
   --quick            small sizes and counts; proves the harness works in well under a minute

@@ -54,6 +54,8 @@ mod case {
     pub const SINGLE_C64: &str = "raftlite 3 nodes, 1 stmt/request, c=64";
     pub const ARCHIVE_SINGLE: &str = "archiving on: 1 stmt/request, c=64";
     pub const ARCHIVE_BATCHED: &str = "archiving on: 1000 stmts/request, c=1";
+    pub const CDC_SINGLE: &str = "change data capture on: 1 stmt/request, c=64";
+    pub const CDC_BATCHED: &str = "change data capture on: 1000 stmts/request, c=1";
     /// Both restart rows start so; the one with a ratio is the data set's.
     pub const RESTART_PREFIX: &str = "raftlited restart to /readyz";
     pub const LOAD_BINARY: &str = "raftlite 3 nodes: POST /db/load (binary) until all serve it";
@@ -223,6 +225,20 @@ pub const GOALS: &[Goal] = &[
                  (archiving costs at most a tenth; alternating rounds)",
         scenario: "archive",
         read: |s| throughput_ratio(s, case::ARCHIVE_BATCHED, Bound::AtLeast(0.9)),
+    },
+    Goal {
+        id: "C1",
+        target: "P9's case with change data capture on (every node queues, the leader sends) \
+                 ≥ 0.8× the throughput with it off (alternating rounds)",
+        scenario: "cdc",
+        read: |s| throughput_ratio(s, case::CDC_SINGLE, Bound::AtLeast(0.8)),
+    },
+    Goal {
+        id: "C1",
+        target: "P6's case with change data capture on (every node queues, the leader sends) \
+                 ≥ 0.8× the throughput with it off (alternating rounds)",
+        scenario: "cdc",
+        read: |s| throughput_ratio(s, case::CDC_BATCHED, Bound::AtLeast(0.8)),
     },
     Goal {
         id: "A2",

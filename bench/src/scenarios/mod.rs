@@ -8,6 +8,7 @@
 //! skip with the measurement: the data set, node start-up, tools and report are shared here.
 
 pub mod archive;
+pub mod cdc;
 pub mod backup;
 pub mod compression;
 pub mod dump;
@@ -131,6 +132,7 @@ pub fn run(name: &str, ctx: &mut Context) -> ScenarioReport {
     let result = match name {
         "writes" => writes::run(ctx),
         "archive" => archive::run(ctx),
+        "cdc" => cdc::run(ctx),
         "backup" => backup::run(ctx),
         "compression" => compression::run(ctx),
         "dump" => dump::run(ctx),
