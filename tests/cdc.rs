@@ -2,7 +2,8 @@
 //! real HTTP receiver inside the test ([`Receiver`]) that records every request it reads and
 //! can be switched at run time between answering 200, answering 500, stalling past the node's
 //! `transmit_timeout` without answering, and being down (listener closed; later reopened on the
-//! same port).
+//! same port). It can also serve HTTPS requiring a client certificate ([`Receiver::start_tls`],
+//! rustls, the node's own TLS library, with certificates rcgen makes: [`Pki`]).
 //!
 //! Every request a node sends is checked against rqlite's envelope ([`check_envelopes`]): a
 //! POST of `application/json` to the endpoint's path, `node_id` of a node that may send,
@@ -23,6 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
 use common::{logs_of, run_binary, wait_until, Cluster, Node};
 use serde_json::{json, Value};
@@ -55,6 +58,8 @@ struct Received {
     /// The body as JSON (a JSON string holding the raw text if it was not JSON).
     body: Value,
     reply: Reply,
+    /// Over HTTPS: the client's certificate (DER) from the connection's handshake.
+    client_cert: Option<Vec<u8>>,
 }
 
 struct Shared {
@@ -69,10 +74,14 @@ struct Shared {
     connections: Mutex<HashMap<u64, TcpStream>>,
     next_connection: AtomicU64,
     closing: AtomicBool,
+    /// HTTPS: every connection starts with a handshake under this configuration.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// HTTPS: why each failed handshake failed (rustls's error, `Debug`), in order.
+    handshake_errors: Mutex<Vec<String>>,
 }
 
-/// A minimal HTTP/1.1 server on 127.0.0.1 (keep-alive, Content-Length or chunked bodies) that
-/// records every request body.
+/// A minimal HTTP/1.1 server on 127.0.0.1 (keep-alive, Content-Length or chunked bodies), or
+/// HTTPS with [`Receiver::start_tls`], that records every request body.
 struct Receiver {
     port: u16,
     shared: Arc<Shared>,
@@ -82,6 +91,15 @@ struct Receiver {
 impl Receiver {
     /// Listens on a free loopback port and answers 200.
     fn start() -> Receiver {
+        Receiver::start_with(None)
+    }
+
+    /// [`Receiver::start`] over HTTPS: each connection's handshake under `tls` first.
+    fn start_tls(tls: rustls::ServerConfig) -> Receiver {
+        Receiver::start_with(Some(Arc::new(tls)))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
         let port = listener.local_addr().expect("receiver address").port();
         let mut receiver = Receiver {
@@ -93,6 +111,8 @@ impl Receiver {
                 connections: Mutex::new(HashMap::new()),
                 next_connection: AtomicU64::new(0),
                 closing: AtomicBool::new(false),
+                tls,
+                handshake_errors: Mutex::new(Vec::new()),
             }),
             acceptor: None,
         };
@@ -128,7 +148,12 @@ impl Receiver {
 
     /// The endpoint to configure (a path of its own, so the test sees the node keeps it).
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}{ENDPOINT_PATH}", self.port)
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}{ENDPOINT_PATH}", self.port)
     }
 
     fn set_reply(&self, reply: Reply) {
@@ -151,6 +176,11 @@ impl Receiver {
     /// Every request read so far.
     fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
+    }
+
+    /// HTTPS: the handshakes that failed so far, why each did.
+    fn handshake_errors(&self) -> Vec<String> {
+        self.shared.handshake_errors.lock().unwrap().clone()
     }
 
     /// The bodies answered 200, in the order they were answered.
@@ -212,14 +242,52 @@ impl Drop for Receiver {
 const ENDPOINT_PATH: &str = "/cdc/events";
 
 /// Answers requests on one connection until it closes, the client asks to close, a request
-/// stalls, or the receiver goes down.
+/// stalls, or the receiver goes down. Over HTTPS the handshake comes first; a failed one is
+/// recorded and the connection closed.
 fn serve_connection(stream: TcpStream, shared: &Shared) {
-    let Ok(read_half) = stream.try_clone() else {
+    let Some(tls) = &shared.tls else {
+        let Ok(socket) = stream.try_clone() else {
+            return;
+        };
+        serve_requests(&mut BufReader::new(stream), shared, None);
+        let _ = socket.shutdown(Shutdown::Both);
         return;
     };
-    let mut reader = BufReader::new(read_half);
-    let mut writer = stream;
-    while let Some(request) = read_request(&mut reader, &mut writer) {
+    let mut socket = stream;
+    let mut conn = rustls::ServerConnection::new(Arc::clone(tls)).expect("a TLS connection");
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut socket) {
+            // The rustls error itself when there is one (`NoCertificatesPresented`,
+            // `AlertReceived(..)`), else the socket's.
+            let why = match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                Some(e) => format!("{e:?}"),
+                None => format!("{e:?}"),
+            };
+            shared.handshake_errors.lock().unwrap().push(why);
+            let _ = socket.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+    let client_cert = conn
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|cert| cert.to_vec());
+    let mut reader = BufReader::new(rustls::StreamOwned::new(conn, socket));
+    serve_requests(&mut reader, shared, client_cert);
+    let tls = reader.get_mut();
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+    let _ = tls.sock.shutdown(Shutdown::Both);
+}
+
+/// The requests of one connection (see [`serve_connection`]); answers go to the stream under
+/// `reader`.
+fn serve_requests<S: Read + Write>(
+    reader: &mut BufReader<S>,
+    shared: &Shared,
+    client_cert: Option<Vec<u8>>,
+) {
+    while let Some(request) = read_request(reader) {
         if shared.closing.load(Ordering::SeqCst) {
             break;
         }
@@ -235,6 +303,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             content_type: request.content_type,
             body,
             reply,
+            client_cert: client_cert.clone(),
         };
         let status = match reply {
             Reply::Stall => {
@@ -256,6 +325,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n{close}\r\n");
         {
             let mut all = shared.received.lock().unwrap();
+            let writer = reader.get_mut();
             if writer
                 .write_all(answer.as_bytes())
                 .and_then(|_| writer.flush())
@@ -269,7 +339,6 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             break;
         }
     }
-    let _ = writer.shutdown(Shutdown::Both);
 }
 
 struct Request {
@@ -281,7 +350,8 @@ struct Request {
 }
 
 /// Reads one HTTP/1.1 request; `None` when the connection ends or the request is malformed.
-fn read_request(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream) -> Option<Request> {
+/// (`100 Continue` goes to the stream under `reader`.)
+fn read_request<S: Read + Write>(reader: &mut BufReader<S>) -> Option<Request> {
     const MAX_BODY: usize = 64 << 20;
     let mut line = String::new();
     // A client may send empty lines before a request.
@@ -321,7 +391,9 @@ fn read_request(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream) -> Op
         }
     }
     if expect {
+        let writer = reader.get_mut();
         writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").ok()?;
+        writer.flush().ok()?;
     }
     let mut body = Vec::new();
     if chunked {
@@ -551,6 +623,89 @@ const CREATE_T: &str = r#"["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"]"#;
 /// The INSERT event of row `id` of `t` (column `v` is `'x'`).
 fn t_insert(id: i64) -> Value {
     json!({"op": "INSERT", "table": "t", "new_row_id": id, "after": {"id": id, "v": "x"}})
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates
+// ---------------------------------------------------------------------------------------------
+
+/// A CA, the receiver's certificate from it (for `localhost` and 127.0.0.1), and a client
+/// certificate from it; the CA and the client's files are written for the nodes.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: rustls::pki_types::CertificateDer<'static>,
+    server: (
+        rustls::pki_types::CertificateDer<'static>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    /// The client certificate (DER), to compare with what the receiver saw.
+    client: Vec<u8>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "cdc test CA");
+        let ca = params.self_signed(&ca_key).expect("CA certificate");
+        let leaf = |names: &[&str], name: &str, usage: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().expect("key");
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            let mut params = CertificateParams::new(names).expect("params");
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.extended_key_usages = vec![usage];
+            let cert = params.signed_by(&key, &ca, &ca_key).expect("sign");
+            (cert, key)
+        };
+        let (server, server_key) = leaf(
+            &["localhost", "127.0.0.1"],
+            "cdc receiver",
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (client, client_key) = leaf(&[], "cdc sender", ExtendedKeyUsagePurpose::ClientAuth);
+        let write = |name: &str, text: String| {
+            std::fs::write(dir.path().join(name), text).expect("write a PEM file")
+        };
+        write("ca.pem", ca.pem());
+        write("client.pem", client.pem());
+        write("client-key.pem", client_key.serialize_pem());
+        Pki {
+            ca: ca.der().clone(),
+            server: (
+                server.der().clone(),
+                rustls::pki_types::PrivatePkcs8KeyDer::from(server_key.serialize_der()).into(),
+            ),
+            client: client.der().to_vec(),
+            dir,
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// The receiver's TLS: its certificate, and a client certificate from the CA required.
+    fn receiver_tls(&self) -> rustls::ServerConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.clone()).expect("the CA");
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .expect("client verifier");
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_client_cert_verifier(clients)
+            .with_single_cert(vec![self.server.0.clone()], self.server.1.clone_key())
+            .expect("the receiver's certificate")
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1508,4 +1663,288 @@ fn the_test_receiver_answers_refuses_stalls_and_restarts() {
         ]
     );
     assert_eq!(rx.accepted().len(), 4);
+}
+
+/// The `tls` settings against a receiver that serves HTTPS and requires a client certificate
+/// from its CA. One node per setting, all at once, told apart by `node_id`: the CA and a client
+/// certificate (delivered); the same with a `server_name` the receiver's certificate does not
+/// hold (refused by the node); no client certificate (refused by the receiver); no CA but
+/// `insecure_skip_verify` (delivered).
+#[test]
+fn the_endpoint_can_be_https_with_its_ca_and_a_client_certificate() {
+    let pki = Pki::new();
+    let rx = Receiver::start_tls(pki.receiver_tls());
+    assert!(rx.url().starts_with("https://127.0.0.1:"), "{}", rx.url());
+    let (ca, cert, key) = (
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+        pki.path("client-key.pem"),
+    );
+    let cases = [
+        (
+            "tls-ca",
+            json!({"ca_cert_file": ca, "cert_file": cert, "key_file": key}),
+        ),
+        (
+            "tls-name",
+            json!({"ca_cert_file": ca, "cert_file": cert, "key_file": key,
+                   "server_name": "elsewhere.example"}),
+        ),
+        ("tls-anon", json!({"ca_cert_file": ca})),
+        (
+            "tls-skip",
+            json!({"insecure_skip_verify": true, "cert_file": cert, "key_file": key}),
+        ),
+    ];
+    let nodes: Vec<Node> = cases
+        .iter()
+        .map(|(id, tls)| {
+            let cfg = config_file(
+                pki.dir.path(),
+                &format!("{id}.json"),
+                &json!({
+                    "endpoint": rx.url(),
+                    "tls": tls,
+                    "max_batch_delay": "20ms",
+                    "transmit_timeout": "2s",
+                    "transmit_min_backoff": "100ms",
+                    "transmit_max_backoff": "100ms",
+                }),
+            );
+            let node = Node::start(&["-node-id", id, "-cdc-config", &cfg]);
+            execute(&node, "", CREATE_T);
+            insert_row(&node, 1);
+            node
+        })
+        .collect();
+    let node = |id: &str| &nodes[cases.iter().position(|c| c.0 == id).expect("a case")];
+    let logs = || logs_of(&nodes);
+
+    // Delivered by the two that trust the receiver (its CA, or anything) and present the
+    // client certificate.
+    let delivered_by = |id: &str| {
+        items(&rx.accepted())
+            .iter()
+            .any(|i| i.node_id == id && i.events == vec![t_insert(1)])
+    };
+    let delivered = wait_until(Duration::from_secs(30), || {
+        delivered_by("tls-ca") && delivered_by("tls-skip")
+    });
+    assert!(
+        delivered,
+        "not delivered over HTTPS; received:\n{}handshake errors: {:?}\n{}",
+        rx.summary(),
+        rx.handshake_errors(),
+        logs()
+    );
+    // The other two keep failing: the node refuses the receiver's certificate for the name
+    // it was told, or the receiver refuses a client without a certificate.
+    let failing = wait_until(Duration::from_secs(30), || {
+        ["tls-name", "tls-anon"]
+            .iter()
+            .all(|id| cdc_number(node(id), "num_transmit_failures").is_some_and(|n| n >= 2))
+    });
+    assert!(
+        failing,
+        "failures not counted: {} {}\n{}",
+        cdc_status(node("tls-name")),
+        cdc_status(node("tls-anon")),
+        logs()
+    );
+
+    check_envelopes(&rx, None, &["tls-ca", "tls-skip"], 10);
+    for r in rx.received() {
+        assert!(
+            r.client_cert.as_deref() == Some(pki.client.as_slice()),
+            "a request without the client certificate: {}",
+            r.body
+        );
+    }
+    let errors = rx.handshake_errors();
+    assert!(
+        errors.iter().any(|e| e.contains("NoCertificatesPresented")),
+        "the receiver never refused a client without a certificate: {errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("AlertReceived")),
+        "no node refused the receiver's certificate: {errors:?}"
+    );
+    for id in ["tls-name", "tls-anon"] {
+        let s = cdc_status(node(id));
+        assert_eq!(s["num_transmits"], 0, "{id}: {s}");
+        assert_eq!(s["sent_through"], 0, "{id}: {s}");
+        assert_eq!(s["queue_length"], 1, "{id}: the event still waits: {s}");
+    }
+    for id in ["tls-ca", "tls-skip"] {
+        let s = cdc_status(node(id));
+        assert_eq!(s["num_transmit_failures"], 0, "{id}: {s}");
+    }
+}
+
+/// The crash point between queueing an entry's events and committing the entry: the node
+/// dies with the events durable in its queue and the row not in its database. After the
+/// restart the entry is applied again (queued again, replacing what was there): one row, and
+/// one delivery of its event.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_node_killed_after_queueing_an_entrys_events_before_its_commit_sends_them_once() {
+    const POINT: &str = "apply::cdc_queued_before_commit";
+    let rx = Receiver::start();
+    let temp = tempfile::tempdir().unwrap();
+    let cfg = config_file(
+        temp.path(),
+        "cdc.json",
+        &json!({"endpoint": rx.url(), "max_batch_delay": "20ms",
+                "high_watermark_interval": "200ms"}),
+    );
+    let data = temp.path().join("data");
+    let args = ["-node-id", "crash1", "-cdc-config", &cfg];
+    let c_insert = |rowid: i64, v: &str| {
+        let after = json!({ "v": v });
+        json!({"op": "INSERT", "table": "c", "new_row_id": rowid, "after": after})
+    };
+    // Every write entry passes the point, events or not: the table comes from a node without
+    // it. (A rowid table without a key: an insert applied twice would be two rows.)
+    let mut node = Node::start_in(&data, &args);
+    execute(&node, "", r#"["CREATE TABLE c (v TEXT)"]"#);
+    let status = node.stop();
+    assert!(status.success(), "{status:?}:\n{}", node.log());
+
+    // Whatever the node might send before it dies is refused, so only what it sends after
+    // the restart can count as delivered.
+    rx.set_reply(Reply::Fail);
+    let mut node =
+        Node::start_in_with_env(&data, &args, &[("FAILPOINTS", &format!("{POINT}=return"))]);
+    let url = node.url("/db/execute?raft_index");
+    let write = std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(r#"["INSERT INTO c(v) VALUES('once')"]"#)
+            .send()
+            .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
+            .map_err(|e| e.to_string())
+    });
+    let died = node.wait_for_exit(Duration::from_secs(30));
+    let log = node.log();
+    assert!(died.is_some(), "the node never reached {POINT}:\n{log}");
+    assert!(
+        log.contains(&format!("failpoint {POINT}: killing the process")),
+        "the node died, but not at {POINT} ({died:?}):\n{log}"
+    );
+    let answer = write.join().expect("the writer thread");
+    assert!(
+        !matches!(&answer, Ok((200, _))),
+        "the write was answered 200 by a node that died before committing it: {answer:?}"
+    );
+
+    // What the crash left: the entry's event durable in the queue, its row not in the
+    // database. (Read-only connections: nothing is checkpointed or changed.)
+    let read = |file: &str, sql: &str| -> Vec<(i64, String)> {
+        let conn =
+            raftlite_ffi::Connection::open(data.join(file), raftlite_ffi::OpenFlags::READ_ONLY)
+                .unwrap_or_else(|e| panic!("open {file}: {e}"));
+        let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let mut rows = Vec::new();
+        while stmt
+            .step()
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .is_row()
+        {
+            let text = String::from_utf8_lossy(stmt.column_text(1)).into_owned();
+            rows.push((stmt.column_i64(0), text));
+        }
+        rows
+    };
+    let queued = read("cdc/queue.db", "SELECT idx, events FROM entries");
+    let queued_events: Vec<Value> = queued
+        .iter()
+        .map(|(_, events)| serde_json::from_str(events).expect("queued events are JSON"))
+        .collect();
+    assert_eq!(
+        queued_events,
+        vec![json!([c_insert(1, "once")])],
+        "the queue: {queued:?}"
+    );
+    assert_eq!(
+        read("db.sqlite", "SELECT count(*), '' FROM c"),
+        vec![(0, String::new())],
+        "the row was committed before the crash point"
+    );
+
+    rx.set_reply(Reply::Ok);
+    let node = Node::start_in(&data, &args);
+    let rows = || node.query("SELECT rowid, v FROM c ORDER BY rowid");
+    let applied = wait_until(Duration::from_secs(30), || rows().contains("once"));
+    assert!(
+        applied,
+        "the entry was not applied after the restart: {}\n{}",
+        rows(),
+        node.log()
+    );
+    let values =
+        serde_json::from_str::<Value>(&rows()).expect("JSON")["results"][0]["values"].clone();
+    assert_eq!(values, json!([[1, "once"]]), "{}", node.log());
+
+    let delivered = |rowid: i64| {
+        let got = items(&rx.accepted());
+        insert_indexes(&got, "c", rowid)
+    };
+    let sent = wait_until(Duration::from_secs(30), || !delivered(1).is_empty());
+    assert!(
+        sent,
+        "the crashed entry's event never delivered:\n{}\n{}",
+        rx.summary(),
+        node.log()
+    );
+    let crashed_at = delivered(1)[0];
+    let mut later = Vec::new();
+    for (rowid, v) in [(2, "two"), (3, "three")] {
+        let a = execute(&node, "", &format!(r#"["INSERT INTO c(v) VALUES('{v}')"]"#));
+        later.push((rowid, v, raft_index(&a)));
+    }
+    let last = later[1].2;
+    let all = wait_until(Duration::from_secs(30), || {
+        later
+            .iter()
+            .all(|(rowid, _, _)| !delivered(*rowid).is_empty())
+    });
+    assert!(
+        all,
+        "later inserts not delivered:\n{}\n{}",
+        rx.summary(),
+        node.log()
+    );
+    // Once recorded as delivered, nothing up to the last insert may be sent again.
+    let marked = wait_until(Duration::from_secs(15), || {
+        cdc_number(&node, "high_watermark").is_some_and(|h| h >= last)
+    });
+    assert!(marked, "high_watermark: {}", cdc_status(&node));
+
+    check_envelopes(&rx, None, &["crash1"], 10);
+    let got = items(&rx.accepted());
+    let counts = index_counts(&got);
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "an index delivered twice: {counts:?}\n{}",
+        rx.summary()
+    );
+    let expected: BTreeMap<u64, Vec<Value>> =
+        std::iter::once((crashed_at, vec![c_insert(1, "once")]))
+            .chain(
+                later
+                    .iter()
+                    .map(|(rowid, v, index)| (*index, vec![c_insert(*rowid, v)])),
+            )
+            .collect();
+    let received: BTreeMap<u64, Vec<Value>> =
+        got.into_iter().map(|i| (i.index, i.events)).collect();
+    assert_eq!(received, expected, "received:\n{}", rx.summary());
+    assert!(crashed_at < later[0].2, "{crashed_at} {later:?}");
+    let values =
+        serde_json::from_str::<Value>(&rows()).expect("JSON")["results"][0]["values"].clone();
+    assert_eq!(values, json!([[1, "once"], [2, "two"], [3, "three"]]));
 }

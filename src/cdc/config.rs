@@ -238,8 +238,14 @@ impl CdcConfig {
                 bail!("transmit_retry_policy must be 0 (linear) or 1 (exponential), not {other:?}")
             }
         };
-        if matches!(config.endpoint, Endpoint::Stdout) && config.tls != TlsSettings::default() {
-            bail!("tls settings need an http(s) endpoint, not stdout");
+        // Settings that would not be used are a mistake to report, not to ignore: with an
+        // http:// endpoint the events would go in the clear.
+        let is_https = matches!(&config.endpoint, Endpoint::Http(url) if url.scheme() == "https");
+        if !is_https && config.tls != TlsSettings::default() {
+            bail!(
+                "tls settings need an https:// endpoint, not {}",
+                config.endpoint
+            );
         }
         Ok(config)
     }
@@ -330,7 +336,15 @@ mod tests {
         assert!(err(r#"{"endpoint":"ftp://x/"}"#).contains("http:// or https://"));
         assert!(err(r#"{"endpoint":"stdout","transmit_retry_policy":2}"#).contains("0 (linear)"));
         assert!(err(r#"{"endpoint":"stdout","transmit_max_retries":-1}"#).contains("negative"));
-        assert!(err(r#"{"endpoint":"http://h/","tls":{"cert_file":"c"}}"#).contains("together"));
+        assert!(err(r#"{"endpoint":"https://h/","tls":{"cert_file":"c"}}"#).contains("together"));
+        assert!(
+            err(r#"{"endpoint":"http://h/","tls":{"insecure_skip_verify":true}}"#)
+                .contains("need an https:// endpoint")
+        );
+        assert!(
+            err(r#"{"endpoint":"stdout","tls":{"ca_cert_file":"ca.pem"}}"#)
+                .contains("need an https:// endpoint")
+        );
         assert!(err(r#"{"endpoint":"stdout","max_batch_delay":"5 parsecs"}"#).contains("time:"));
         let missing = CdcConfig::from_flag("/nonexistent/cdc.json").unwrap_err();
         assert!(format!("{missing:#}").contains("/nonexistent/cdc.json"));

@@ -180,14 +180,23 @@ impl Queue {
         self.last_index.load(Ordering::Relaxed)
     }
 
-    /// Up to `limit` queued entries after `after`, in index order.
-    pub fn read_after(&self, after: u64, limit: usize) -> raftlite_ffi::Result<Vec<Queued>> {
+    /// Up to `limit` queued entries after `after` and up to `through`, in index order. The
+    /// caller passes its applied index as `through`: an entry is queued just before its own
+    /// COMMIT, which may still be refused (and its events then removed).
+    pub fn read_after(
+        &self,
+        after: u64,
+        through: u64,
+        limit: usize,
+    ) -> raftlite_ffi::Result<Vec<Queued>> {
         let reader = self.reader.lock();
         let mut stmt = reader.prepare_cached(
-            "SELECT idx, commit_ms, events FROM entries WHERE idx > ?1 ORDER BY idx LIMIT ?2",
+            "SELECT idx, commit_ms, events FROM entries WHERE idx > ?1 AND idx <= ?2 \
+             ORDER BY idx LIMIT ?3",
         )?;
         stmt.bind_i64(1, i64::try_from(after).unwrap_or(i64::MAX))?;
-        stmt.bind_i64(2, i64::try_from(limit).unwrap_or(i64::MAX))?;
+        stmt.bind_i64(2, i64::try_from(through).unwrap_or(i64::MAX))?;
+        stmt.bind_i64(3, i64::try_from(limit).unwrap_or(i64::MAX))?;
         let mut out = Vec::new();
         while stmt.step()?.is_row() {
             out.push(Queued {
@@ -231,15 +240,17 @@ mod tests {
         q.put(3, 30, &events(1)).unwrap();
         q.put(5, 50, &events(2)).unwrap();
         q.put(4, 40, &[]).unwrap();
-        let got = q.read_after(0, 10).unwrap();
+        let got = q.read_after(0, u64::MAX, 10).unwrap();
         assert_eq!(got.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3, 5]);
         assert_eq!(
             got[1].events,
             format!("[{},{}]", events(2)[0], events(2)[1])
         );
         assert_eq!(got[1].commit_millis, 50);
-        assert_eq!(q.read_after(3, 10).unwrap().len(), 1);
-        assert_eq!(q.read_after(0, 1).unwrap().len(), 1);
+        assert_eq!(q.read_after(3, u64::MAX, 10).unwrap().len(), 1);
+        assert_eq!(q.read_after(0, u64::MAX, 1).unwrap().len(), 1);
+        // Nothing past the caller's applied index.
+        assert_eq!(q.read_after(0, 4, 10).unwrap().len(), 1);
         drop(q);
         let q = Queue::open(dir.path()).unwrap();
         assert_eq!(q.last_index(), 5);
@@ -253,11 +264,11 @@ mod tests {
         q.put(7, 1, &events(3)).unwrap();
         q.put(7, 1, &events(1)).unwrap();
         assert_eq!(
-            q.read_after(0, 10).unwrap()[0].events,
+            q.read_after(0, u64::MAX, 10).unwrap()[0].events,
             format!("[{}]", events(1)[0])
         );
         q.put(7, 1, &[]).unwrap();
-        assert!(q.read_after(0, 10).unwrap().is_empty());
+        assert!(q.read_after(0, u64::MAX, 10).unwrap().is_empty());
     }
 
     #[test]
@@ -271,7 +282,7 @@ mod tests {
         q.record_high_watermark(2).unwrap();
         assert_eq!(q.high_watermark(), 3);
         assert_eq!(
-            q.read_after(0, 10)
+            q.read_after(0, u64::MAX, 10)
                 .unwrap()
                 .iter()
                 .map(|e| e.index)

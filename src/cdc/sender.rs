@@ -171,7 +171,7 @@ async fn lead(
         // A mark the previous leader recorded may be applied here only after this node took
         // over: nothing at or below it is sent again.
         sent = sent.max(queue.high_watermark());
-        let mut batch = match read(queue, sent, config.max_batch_size).await {
+        let mut batch = match read(store, queue, sent, config.max_batch_size).await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::error!("read the CDC queue: {e:#}");
@@ -188,7 +188,10 @@ async fn lead(
         if batch.len() < config.max_batch_size {
             // Give the batch its delay to fill up, as rqlite's batcher does.
             tokio::time::sleep(config.max_batch_delay).await;
-            if let Ok(more) = read(queue, sent, config.max_batch_size).await {
+            if !store.is_leader() {
+                return;
+            }
+            if let Ok(more) = read(store, queue, sent, config.max_batch_size).await {
                 batch = more;
             }
         }
@@ -219,9 +222,17 @@ async fn lead(
     }
 }
 
-async fn read(queue: &Arc<Queue>, after: u64, limit: usize) -> anyhow::Result<Vec<Queued>> {
+/// The next entries to send: queued after `after`, and applied here (an entry's events are
+/// queued just before its COMMIT, which may yet be refused).
+async fn read(
+    store: &Store,
+    queue: &Arc<Queue>,
+    after: u64,
+    limit: usize,
+) -> anyhow::Result<Vec<Queued>> {
+    let applied = store.shared().applied_index.load(Ordering::Acquire);
     let queue = Arc::clone(queue);
-    tokio::task::spawn_blocking(move || queue.read_after(after, limit))
+    tokio::task::spawn_blocking(move || queue.read_after(after, applied, limit))
         .await
         .context("the queue reader task")?
         .context("read the queue")

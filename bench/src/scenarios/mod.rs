@@ -8,8 +8,8 @@
 //! skip with the measurement: the data set, node start-up, tools and report are shared here.
 
 pub mod archive;
-pub mod cdc;
 pub mod backup;
+pub mod cdc;
 pub mod compression;
 pub mod dump;
 pub mod log_append;
