@@ -808,6 +808,24 @@ fn a_single_node_sends_each_entrys_row_changes_in_log_order() {
         "the failed transaction changed rows"
     );
 
+    // An entry whose COMMIT SQLite refuses (a full-text table written inside the request's
+    // transaction, then the request failing, leaves its pending data behind): the entry
+    // applies as a no-op, and its rows' events, queued before the COMMIT, are never sent.
+    let a = execute(
+        &node,
+        "&transaction",
+        r#"["INSERT INTO users(id, name) VALUES(13, 'Eve')",
+            "CREATE VIRTUAL TABLE ft USING fts5(a)",
+            "INSERT INTO ft(ft) VALUES('rebuild')",
+            "INSERT INTO nosuch VALUES(1)"]"#,
+    );
+    assert!(a.to_string().contains("commit refused"), "{a}");
+    assert!(
+        node.query("SELECT id FROM users ORDER BY id")
+            .contains("[[7],[9]]"),
+        "the refused entry changed rows"
+    );
+
     // A savepoint rolled back: its insert has no event; the delete after it has.
     let a = execute(
         &node,
