@@ -43,6 +43,7 @@ impl CdcApply {
             capture: CaptureOptions {
                 table_filter: config.table_filter.clone(),
                 row_ids_only: config.row_ids_only,
+                ..CaptureOptions::default()
             },
             queue,
         }

@@ -19,6 +19,9 @@ use super::config::{CdcConfig, Endpoint};
 use super::queue::{Queue, Queued};
 use crate::store::Store;
 
+/// The most bytes of events one request carries (an entry larger than this goes alone).
+const MAX_BATCH_BYTES: usize = 16 << 20;
+
 /// Counters for `/status` (`cdc`).
 #[derive(Debug, Default)]
 pub struct SenderStats {
@@ -69,14 +72,23 @@ impl Sink {
         Ok(Sink::Http { client, url })
     }
 
-    async fn send(&self, body: String) -> Result<(), String> {
+    async fn send(&self, body: bytes::Bytes) -> Result<(), String> {
         match self {
             Sink::Stdout => {
-                use std::io::Write as _;
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{body}")
-                    .and_then(|()| out.flush())
-                    .map_err(|e| format!("write to stdout: {e}"))
+                // A blocked pipe must not hold a runtime thread.
+                let written = tokio::task::spawn_blocking(move || {
+                    use std::io::Write as _;
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&body)
+                        .and_then(|()| out.write_all(b"\n"))
+                        .and_then(|()| out.flush())
+                })
+                .await;
+                match written {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(format!("write to stdout: {e}")),
+                    Err(e) => Err(format!("write to stdout: {e}")),
+                }
             }
             Sink::Http { client, url } => {
                 let response = client
@@ -195,10 +207,21 @@ async fn lead(
                 batch = more;
             }
         }
+        // At most MAX_BATCH_BYTES of events in one request, and at least one entry.
+        let mut bytes = 0usize;
+        let keep = batch
+            .iter()
+            .take_while(|q| {
+                bytes = bytes.saturating_add(q.events.len());
+                bytes <= MAX_BATCH_BYTES
+            })
+            .count()
+            .max(1);
+        batch.truncate(keep);
         let Some(last) = batch.last().map(|q| q.index) else {
             continue;
         };
-        let body = envelope(&config.service_id, node_id, &batch);
+        let body = bytes::Bytes::from(envelope(&config.service_id, node_id, &batch));
         match deliver(store, config, sink, stats, body).await {
             Delivery::Delivered => {
                 stats.num_transmits.fetch_add(1, Ordering::Relaxed);
@@ -249,7 +272,7 @@ async fn deliver(
     config: &CdcConfig,
     sink: &Sink,
     stats: &SenderStats,
-    body: String,
+    body: bytes::Bytes,
 ) -> Delivery {
     let mut retries: u32 = 0;
     loop {

@@ -22,11 +22,20 @@
 //! ROWID` table, `row_ids_only`, an update to the same values), SQLite's change count decides:
 //! a `FAIL` adds the statement's rows to it, an `ABORT` nothing.
 //!
-//! Invariants: only entries the caller arms ([`arm`]) are captured (loads, `VACUUM` and
-//! raftlite's own writes are not); only tables of `main` and never [`super::STATE_TABLE`];
-//! users' SQL may not touch [`EVENTS_TABLE`] (the gate refuses it by name, and the temporary
-//! objects a request leaves are dropped without it). The table is empty between entries.
-//! Events are built from the entry alone, so every node produces the same events for an entry.
+//! Invariants:
+//! - Only entries the caller arms ([`arm`]) on a configured writer are captured (loads,
+//!   `VACUUM` and raftlite's own writes are not); only tables of `main`, never
+//!   [`super::STATE_TABLE`], SQLite's own tables or virtual tables' shadow tables.
+//! - Users' SQL cannot reach [`EVENTS_TABLE`]: the gate refuses it by name, the temporary
+//!   objects a request leaves are dropped without it, and raftlite's own statements on it
+//!   never go through the statement cache (a user's statement of the same text would get
+//!   them without the gate). The table is empty between entries.
+//! - Capture changes nothing users' SQL can see or count: the hook is set, disarmed, on every
+//!   connection that runs users' SQL ([`Capture`]), and `last_insert_rowid()` is put back after
+//!   raftlite's own statements.
+//! - Capture never decides an entry's outcome ([`after_statement`]), and what it holds is
+//!   bounded ([`MAX_CAPTURED_BYTES`]).
+//! - Events are built from the entry alone, so every node produces the same events for it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,12 +51,24 @@ use super::execute::ApplyError;
 pub const EVENTS_TABLE: &str = "_raftlite_cdc_events";
 
 /// What to capture (rqlite's `table_filter` and `row_ids_only`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CaptureOptions {
     /// Only tables whose names this matches (anywhere in the name, as Go's `MatchString`).
     pub table_filter: Option<regex::Regex>,
     /// Events without the rows' values.
     pub row_ids_only: bool,
+    /// [`MAX_CAPTURED_BYTES`] (smaller only in tests).
+    pub max_bytes: usize,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        CaptureOptions {
+            table_filter: None,
+            row_ids_only: false,
+            max_bytes: MAX_CAPTURED_BYTES,
+        }
+    }
 }
 
 /// A row change the hook saw, copied out of SQLite's memory.
@@ -61,13 +82,27 @@ struct RowChange {
     after: Option<Vec<Value>>,
 }
 
-/// The pre-update hook of the writer (see the module documentation).
+/// The most bytes of row images one statement, and one entry, may hold in events (the same on
+/// every node, so every node drops the same ones): 128 MiB, as much as one read's answer may
+/// hold (`-max-query-result-size`'s default). A statement or an entry over it has one event
+/// with an `error` instead of its rows' events. It bounds what capture holds in memory and
+/// keeps every queued entry far below SQLite's largest value (a larger one would stop every
+/// node at the same entry).
+pub const MAX_CAPTURED_BYTES: usize = 128 << 20;
+
+/// The pre-update hook of every connection that runs users' SQL (see the module
+/// documentation). Installed everywhere, disarmed: SQLite compiles some statements
+/// differently when a hook is set (`DELETE` without `WHERE` deletes row by row instead of
+/// clearing the table), and the write budget counts the compiled program's steps, so every
+/// node, capturing or not, and every connection that applies entries (a SQL load's prebuilt
+/// database, a point-in-time restore) must run the same programs.
 #[derive(Debug, Default)]
 pub struct Capture {
-    options: CaptureOptions,
+    /// Set once this node captures (`configure`); until then nothing is recorded.
+    options: parking_lot::RwLock<Option<CaptureOptions>>,
     armed: AtomicBool,
     /// The changes of the statement running now.
-    statement: Mutex<Vec<RowChange>>,
+    statement: Mutex<Statement>,
     /// Whether each table name passes the filter.
     matches: Mutex<HashMap<String, bool>>,
     /// Changes the hook could not record (it panicked): each is a lost event, so the caller
@@ -75,16 +110,55 @@ pub struct Capture {
     lost: AtomicU64,
 }
 
+/// What the hook recorded of the statement running now.
+#[derive(Debug, Default)]
+struct Statement {
+    changes: Vec<RowChange>,
+    /// The size of the row images recorded (see [`MAX_CAPTURED_BYTES`]).
+    bytes: usize,
+    /// Over [`MAX_CAPTURED_BYTES`]: `changes` stopped growing; `last` still follows.
+    overflowed: bool,
+    /// Once it overflowed, the statement's last change (whether a failed statement's changes
+    /// stayed is read from it); before, that is the last of `changes`.
+    last: Option<RowChange>,
+}
+
+impl Statement {
+    fn last(&self) -> Option<&RowChange> {
+        self.last.as_ref().or(self.changes.last())
+    }
+}
+
+fn image_bytes(values: &Option<Vec<Value>>) -> usize {
+    values
+        .iter()
+        .flatten()
+        .map(|v| match v {
+            Value::Text(t) => t.len() + 16,
+            Value::Blob(b) => b.len() * 4 / 3 + 16,
+            _ => 16,
+        })
+        .sum()
+}
+
 impl PreupdateHook for Capture {
     fn on_change(&self, c: &Change<'_>) {
         if !self.armed.load(Ordering::Relaxed)
             || c.database != "main"
             || c.table.eq_ignore_ascii_case(super::STATE_TABLE)
-            || !self.wanted(&c.table)
+            // SQLite's own tables (`sqlite_stat1`, which ANALYZE writes) are not users' rows.
+            || c.table.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("sqlite_"))
         {
             return;
         }
-        let (before, after) = if self.options.row_ids_only {
+        let options = self.options.read();
+        let Some(options) = options.as_ref() else {
+            return;
+        };
+        if !self.wanted(options, &c.table) {
+            return;
+        }
+        let (before, after) = if options.row_ids_only {
             (None, None)
         } else {
             // A column SQLite cannot give (a virtual generated column, which is not stored)
@@ -111,7 +185,19 @@ impl PreupdateHook for Capture {
             before,
             after,
         };
-        self.statement.lock().push(change);
+        let mut statement = self.statement.lock();
+        statement.bytes = statement.bytes.saturating_add(
+            64 + change.table.len() + image_bytes(&change.before) + image_bytes(&change.after),
+        );
+        if statement.bytes > options.max_bytes && !statement.overflowed {
+            statement.overflowed = true;
+            statement.changes = Vec::new();
+        }
+        if statement.overflowed {
+            statement.last = Some(change);
+        } else {
+            statement.changes.push(change);
+        }
     }
 
     fn panicked(&self) {
@@ -120,8 +206,8 @@ impl PreupdateHook for Capture {
 }
 
 impl Capture {
-    fn wanted(&self, table: &str) -> bool {
-        let Some(filter) = &self.options.table_filter else {
+    fn wanted(&self, options: &CaptureOptions, table: &str) -> bool {
+        let Some(filter) = &options.table_filter else {
             return true;
         };
         let mut matches = self.matches.lock();
@@ -134,29 +220,43 @@ impl Capture {
     }
 }
 
-/// Registers the capture hook on the writer and creates [`EVENTS_TABLE`] (outside any
-/// transaction). Nothing is captured until an entry is armed.
-pub fn install(conn: &mut Connection, options: CaptureOptions) -> raftlite_ffi::Result<()> {
+/// Installs the hook, disarmed, on a connection that runs users' SQL (`db::settings`
+/// calls it for every one: see [`Capture`]).
+pub fn install_disarmed(conn: &mut Connection) -> raftlite_ffi::Result<()> {
+    conn.set_preupdate_hook(Some(Arc::new(Capture::default())))
+}
+
+/// Makes this connection (the writer) capture what armed entries change: creates
+/// [`EVENTS_TABLE`] (outside any transaction) and sets what to capture. Installs the hook
+/// first if the connection has none.
+pub fn configure(conn: &mut Connection, options: CaptureOptions) -> raftlite_ffi::Result<()> {
+    if conn.preupdate_hook::<Capture>().is_none() {
+        install_disarmed(conn)?;
+    }
     conn.execute_batch(&format!(
         "CREATE TEMP TABLE IF NOT EXISTS {EVENTS_TABLE}(seq INTEGER PRIMARY KEY, event TEXT NOT NULL)"
     ))?;
-    conn.set_preupdate_hook(Some(Arc::new(Capture {
-        options,
-        ..Capture::default()
-    })))
+    if let Some(c) = conn.preupdate_hook::<Capture>() {
+        *c.options.write() = Some(options);
+    }
+    Ok(())
 }
 
-/// Whether `conn` captures changes.
-pub fn is_installed(conn: &Connection) -> bool {
-    conn.preupdate_hook::<Capture>().is_some()
+/// Whether `conn` captures changes (it was [`configure`]d).
+pub fn is_configured(conn: &Connection) -> bool {
+    conn.preupdate_hook::<Capture>()
+        .is_some_and(|c| c.options.read().is_some())
 }
 
 /// Captures (true) or ignores (false) the changes of what runs next: the caller arms it for a
-/// write entry and disarms it after.
+/// write entry and disarms it after. Arming a connection that is not configured does nothing.
 pub fn arm(conn: &Connection, on: bool) {
     if let Some(c) = conn.preupdate_hook::<Capture>() {
-        c.armed.store(on, Ordering::Relaxed);
-        c.statement.lock().clear();
+        c.armed
+            .store(on && c.options.read().is_some(), Ordering::Relaxed);
+        *c.statement.lock() = Statement::default();
+        c.matches.lock().clear();
+        c.lost.store(0, Ordering::Relaxed);
     }
 }
 
@@ -168,7 +268,7 @@ pub struct StatementMark(Option<i64>);
 pub fn before_statement(conn: &Connection) -> Result<StatementMark, ApplyError> {
     match conn.preupdate_hook::<Capture>() {
         Some(c) if c.armed.load(Ordering::Relaxed) => {
-            c.statement.lock().clear();
+            *c.statement.lock() = Statement::default();
             Ok(StatementMark(Some(conn.total_changes()?)))
         }
         _ => Ok(StatementMark(None)),
@@ -177,6 +277,11 @@ pub fn before_statement(conn: &Connection) -> Result<StatementMark, ApplyError> 
 
 /// Call after each statement of a write, `failed` or not: keeps its changes that stayed as
 /// events in [`EVENTS_TABLE`] (see the module documentation).
+///
+/// Capture never decides an entry's outcome: an error here that is not a local fault (a
+/// table the lookups cannot read, a value SQLite refuses) becomes an event with an `error`,
+/// the same on every node; only a local fault (I/O, a full disk, memory, the hook failing)
+/// is returned, and stops or holds the node as any local fault does.
 pub fn after_statement(
     conn: &Connection,
     mark: StatementMark,
@@ -194,53 +299,146 @@ pub fn after_statement(
             format!("change data capture failed to record {lost} row changes"),
         ));
     }
-    let changes = std::mem::take(&mut *capture.statement.lock());
-    if changes.is_empty() || conn.is_autocommit()? {
-        // Nothing changed, or the statement ended the transaction (a ROLLBACK conflict
-        // clause, or the budget): everything it held is undone, events included.
+    let statement = std::mem::take(&mut *capture.statement.lock());
+    let Some(last) = statement.last().cloned() else {
+        return Ok(());
+    };
+    if conn.is_autocommit()? {
+        // The statement ended the transaction (a ROLLBACK conflict clause, or the budget):
+        // everything it held is undone, events included.
         return Ok(());
     }
+    // The statements below are raftlite's own: what users' SQL sees of the connection
+    // (`last_insert_rowid()`) must not change on the nodes that capture.
+    let rowid = conn.last_insert_rowid()?;
+    let max_bytes = capture
+        .options
+        .read()
+        .as_ref()
+        .map_or(MAX_CAPTURED_BYTES, |o| o.max_bytes);
+    let outcome = keep_statement(conn, &statement, failed, changes_before, max_bytes);
+    conn.set_last_insert_rowid(rowid)?;
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(e) if super::error::is_local_fault(&e) => Err(e),
+        Err(e) => {
+            let event = error_event(&last, &format!("change data capture: {e}"));
+            insert_event(conn, &event)
+        }
+    }
+}
+
+fn keep_statement(
+    conn: &Connection,
+    statement: &Statement,
+    failed: bool,
+    changes_before: i64,
+    max_bytes: usize,
+) -> Result<(), ApplyError> {
+    let Some(last) = statement.last() else {
+        return Ok(());
+    };
     if failed {
-        let last = &changes[changes.len() - 1];
-        let kept = match stayed(conn, last)? {
+        let kept = match stayed(conn, last) {
             Some(kept) => kept,
-            None => conn.total_changes()? != changes_before,
+            // SQLite counts the rows of a statement it kept (`FAIL`) and sets the count of one
+            // it undid to zero.
+            None => conn.changes()? > 0 && conn.total_changes()? != changes_before,
         };
         if !kept {
             return Ok(());
         }
     }
-    let mut columns: HashMap<String, Result<Vec<Column>, String>> = HashMap::new();
-    let mut insert = conn.prepare_cached(&format!(
-        "INSERT INTO temp.{EVENTS_TABLE}(event) VALUES(?1)"
-    ))?;
-    for change in &changes {
-        if !columns.contains_key(&change.table) {
-            let names = column_names(conn, &change.table).map_err(|e| e.to_string());
-            columns.insert(change.table.clone(), names);
+    let mut tables: HashMap<String, TableInfo> = HashMap::new();
+    if statement.overflowed {
+        let info = table_info(conn, &last.table);
+        if !info.shadow {
+            let event = error_event(
+                last,
+                &format!(
+                    "the statement's row changes are over {} bytes of row images: their \
+                     events are left out",
+                    max_bytes
+                ),
+            );
+            insert_event(conn, &event)?;
         }
-        let event = event_json(change, &columns[&change.table]);
-        insert.reset()?;
-        insert.bind_text(1, &event)?;
-        while insert.step()?.is_row() {}
+        return Ok(());
+    }
+    for change in &statement.changes {
+        let info = tables
+            .entry(change.table.clone())
+            .or_insert_with(|| table_info(conn, &change.table));
+        if info.shadow {
+            continue;
+        }
+        insert_event(conn, &event_json(change, &info.columns))?;
     }
     Ok(())
 }
 
-/// Reads and empties [`EVENTS_TABLE`], inside the entry's transaction: the entry's events in
-/// the order their rows changed, each one rqlite's JSON event object.
-pub fn take_entry_events(conn: &Connection) -> raftlite_ffi::Result<Vec<String>> {
-    if !is_installed(conn) {
-        return Ok(Vec::new());
+fn insert_event(conn: &Connection, event: &str) -> Result<(), ApplyError> {
+    // Never through the statement cache: a user's statement of the same text would be
+    // handed this one, which the gate never saw.
+    let mut insert = conn.prepare(&format!(
+        "INSERT INTO temp.{EVENTS_TABLE}(event) VALUES(?1)"
+    ))?;
+    insert.bind_text(1, event)?;
+    while insert.step()?.is_row() {}
+    Ok(())
+}
+
+/// An event that stands for changes capture could not describe: rqlite's event with `error`.
+fn error_event(change: &RowChange, error: &str) -> String {
+    let mut fields: Vec<(&str, Json)> = vec![("op", Json::from(change.op.as_str()))];
+    if !change.table.is_empty() {
+        fields.push(("table", Json::from(change.table.as_str())));
     }
+    fields.push(("error", Json::from(error)));
+    write_fields(&fields)
+}
+
+/// Reads and empties [`EVENTS_TABLE`], inside the entry's transaction: the entry's events in
+/// the order their rows changed, each one rqlite's JSON event object. Over
+/// [`MAX_CAPTURED_BYTES`], one event with an `error` stands for them all.
+pub fn take_entry_events(conn: &Connection) -> raftlite_ffi::Result<Vec<String>> {
+    let Some(max_bytes) = conn
+        .preupdate_hook::<Capture>()
+        .and_then(|c| c.options.read().as_ref().map(|o| o.max_bytes))
+    else {
+        return Ok(Vec::new());
+    };
     let mut events = Vec::new();
+    let mut bytes = 0usize;
+    let mut over = None;
     {
-        let mut stmt = conn.prepare_cached(&format!(
+        // Not through the statement cache (see `insert_event`).
+        let mut stmt = conn.prepare(&format!(
             "SELECT event FROM temp.{EVENTS_TABLE} ORDER BY seq"
         ))?;
         while stmt.step()?.is_row() {
-            events.push(String::from_utf8_lossy(stmt.column_text(0)).into_owned());
+            let event = String::from_utf8_lossy(stmt.column_text(0)).into_owned();
+            bytes = bytes.saturating_add(event.len());
+            if bytes > max_bytes {
+                over = events.first().cloned().or(Some(event));
+                break;
+            }
+            events.push(event);
         }
+    }
+    if let Some(first) = over {
+        let first: Json = serde_json::from_str(&first).unwrap_or(Json::Null);
+        let mut fields: Vec<(&str, Json)> = vec![("op", first["op"].clone())];
+        if first["table"].is_string() {
+            fields.push(("table", first["table"].clone()));
+        }
+        fields.push((
+            "error",
+            Json::from(format!(
+                "the entry's events are over {max_bytes} bytes: they are left out"
+            )),
+        ));
+        events = vec![write_fields(&fields)];
     }
     if !events.is_empty() {
         conn.execute_batch(&format!("DELETE FROM temp.{EVENTS_TABLE}"))?;
@@ -250,41 +448,54 @@ pub fn take_entry_events(conn: &Connection) -> raftlite_ffi::Result<Vec<String>>
 
 /// Whether a failed statement's last change is still in the database (see the module
 /// documentation), or None when the row cannot tell: a `WITHOUT ROWID` table (no rowid to
-/// look it up by), no values to compare (`row_ids_only`), or an update that left the values
-/// as they were.
-fn stayed(conn: &Connection, change: &RowChange) -> Result<Option<bool>, ApplyError> {
+/// look it up by), no values to compare (`row_ids_only`), an update that left the values as
+/// they were, or a lookup that fails (the users' schema decides what it meets: a column named
+/// like every rowid alias, a generated column whose expression fails).
+fn stayed(conn: &Connection, change: &RowChange) -> Option<bool> {
     let rowid = match change.op {
         ChangeOp::Delete => change.old_rowid,
         ChangeOp::Insert | ChangeOp::Update => change.new_rowid,
     };
-    let sql = format!(
-        "SELECT * FROM main.\"{}\" WHERE rowid = ?1",
-        change.table.replace('"', "\"\"")
-    );
-    let Ok(mut stmt) = conn.prepare(&sql) else {
-        return Ok(None);
+    let info = table_info(conn, &change.table);
+    let columns = info.columns.ok()?;
+    // The stored columns, compared by name: a virtual generated column is computed on read
+    // (its expression may fail) and the hook has no value for it.
+    let stored: Vec<(usize, &Column)> = columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.virtual_generated)
+        .collect();
+    let alias = ["rowid", "_rowid_", "oid"]
+        .into_iter()
+        .find(|a| !columns.iter().any(|c| c.name.eq_ignore_ascii_case(a)))?;
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let selected = if stored.is_empty() {
+        "1".to_string()
+    } else {
+        stored
+            .iter()
+            .map(|(_, c)| quote(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    stmt.bind_i64(1, rowid)?;
-    let found = stmt.step()?.is_row();
-    Ok(match (change.op, &change.after) {
+    let sql = format!(
+        "SELECT {selected} FROM main.{} WHERE {alias} = ?1",
+        quote(&change.table)
+    );
+    let mut stmt = conn.prepare(&sql).ok()?;
+    stmt.bind_i64(1, rowid).ok()?;
+    let found = stmt.step().ok()?.is_row();
+    match (change.op, &change.after) {
         (ChangeOp::Delete, _) => Some(!found),
         (_, _) if !found => Some(false),
         (_, None) => None,
         (_, Some(after)) if change.before.as_ref() == Some(after) => None,
-        (_, Some(after)) => {
-            // `SELECT *` leaves out hidden columns; compare the columns it has by name.
-            let names = column_names(conn, &change.table)?;
-            let now: HashMap<String, Value> = (0..stmt.column_count())
-                .map(|i| (stmt.column_name(i).to_string(), stmt.column_owned(i)))
-                .collect();
-            Some(
-                names
-                    .iter()
-                    .zip(after)
-                    .all(|(column, value)| now.get(&column.name).is_none_or(|v| v == value)),
-            )
-        }
-    })
+        (_, Some(after)) => Some(stored.iter().enumerate().all(|(i, (at, _))| {
+            after
+                .get(*at)
+                .is_some_and(|v| *v == stmt.column_owned(i as i32))
+        })),
+    }
 }
 
 /// A column as the hook counts them: every column but a virtual table's hidden ones.
@@ -296,20 +507,53 @@ struct Column {
     virtual_generated: bool,
 }
 
-fn column_names(conn: &Connection, table: &str) -> raftlite_ffi::Result<Vec<Column>> {
-    let mut stmt = conn.prepare("SELECT name, hidden FROM pragma_table_xinfo(?1, 'main')")?;
-    stmt.bind_text(1, table)?;
+/// What events need of a table: its columns (or why they could not be read), and whether it
+/// is a virtual table's shadow table (an FTS index's storage: not users' rows, no events).
+struct TableInfo {
+    columns: Result<Vec<Column>, String>,
+    shadow: bool,
+}
+
+fn table_info(conn: &Connection, table: &str) -> TableInfo {
+    TableInfo {
+        columns: columns(conn, table).map_err(|e| e.to_string()),
+        shadow: is_shadow(conn, table).unwrap_or(false),
+    }
+}
+
+// The PRAGMA statements, not their table-valued functions: a user's temporary table named
+// `pragma_table_xinfo` would stand in for the function.
+fn columns(conn: &Connection, table: &str) -> raftlite_ffi::Result<Vec<Column>> {
+    let mut stmt = conn.prepare(&format!(
+        "PRAGMA main.table_xinfo(\"{}\")",
+        table.replace('"', "\"\"")
+    ))?;
+    // cid, name, type, notnull, dflt_value, pk, hidden
     let mut names = Vec::new();
     while stmt.step()?.is_row() {
-        let hidden = stmt.column_i64(1);
+        let hidden = stmt.column_i64(6);
         if hidden != 1 {
             names.push(Column {
-                name: String::from_utf8_lossy(stmt.column_text(0)).into_owned(),
+                name: String::from_utf8_lossy(stmt.column_text(1)).into_owned(),
                 virtual_generated: hidden == 2,
             });
         }
     }
     Ok(names)
+}
+
+fn is_shadow(conn: &Connection, table: &str) -> raftlite_ffi::Result<bool> {
+    let mut stmt = conn.prepare(&format!(
+        "PRAGMA main.table_list(\"{}\")",
+        table.replace('"', "\"\"")
+    ))?;
+    // schema, name, type, ncol, wr, strict
+    while stmt.step()?.is_row() {
+        if stmt.column_text(2) == b"shadow" {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// rqlite's JSON event, with its fields in rqlite's order: `op`, `table`, `new_row_id`
@@ -344,6 +588,11 @@ fn event_json(change: &RowChange, columns: &Result<Vec<Column>, String>) -> Stri
         fields.retain(|(key, _)| !matches!(*key, "before" | "after"));
         fields.push(("error", Json::from(error)));
     }
+    write_fields(&fields)
+}
+
+/// A JSON object with its fields in this order.
+fn write_fields(fields: &[(&str, Json)]) -> String {
     let mut out = String::from("{");
     for (i, (key, value)) in fields.iter().enumerate() {
         if i > 0 {

@@ -115,7 +115,10 @@ pub fn install_gate(conn: &mut Connection) -> raftlite_ffi::Result<()> {
     conn.set_defensive(true)?;
     let gate = Arc::new(Gate::default());
     conn.set_authorizer(Some(Arc::clone(&gate)))?;
-    conn.set_progress_handler(PROGRESS_EVERY_STEPS, Some(gate))
+    conn.set_progress_handler(PROGRESS_EVERY_STEPS, Some(gate))?;
+    // On every connection that runs users' SQL, capturing or not: the hook changes how
+    // SQLite compiles some writes, and so their budget (see `db::capture::Capture`).
+    super::capture::install_disarmed(conn)
 }
 
 fn apply_common(conn: &mut Connection, s: &DbSettings) -> raftlite_ffi::Result<()> {

@@ -925,8 +925,8 @@ fn apply_entries(
             )
         });
         if let Some(cdc) = cdc {
-            if !crate::db::capture::is_installed(conn) {
-                crate::db::capture::install(conn, cdc.capture.clone())
+            if !crate::db::capture::is_configured(conn) {
+                crate::db::capture::configure(conn, cdc.capture.clone())
                     .map_err(|e| fault("start capturing changes", &e))?;
             }
         }
