@@ -278,6 +278,29 @@ impl Connection {
         Ok((Some(CachedStatement::new(stmt, home)), used))
     }
 
+    /// Prepares exactly one statement of the caller's own through a cache of its own, apart
+    /// from [`Connection::prepare_first_cached`]'s: a statement of the same text prepared
+    /// there (a user's, which the caller's authorizer checks) is never handed one of these,
+    /// nor these one of those. Off when the statement cache is off.
+    pub fn prepare_private_cached<'c>(&'c self, sql: &str) -> Result<CachedStatement<'c>> {
+        self.handle()?;
+        let taken = self.cache.borrow_mut().take_private(sql);
+        if let Some((idle, home)) = taken {
+            let stmt = Statement::new(self, idle.into_raw(), false);
+            return Ok(CachedStatement::new(stmt, Some(home)));
+        }
+        let (stmt, used) = self.prepare_first(sql)?;
+        let stmt = stmt.ok_or_else(|| Error::new(sys::SQLITE_MISUSE, "empty SQL statement"))?;
+        if !is_blank(sql.get(used..).unwrap_or("")) {
+            return Err(Error::new(
+                sys::SQLITE_MISUSE,
+                "more than one SQL statement",
+            ));
+        }
+        let home = self.cache.borrow_mut().home_for_private(sql);
+        Ok(CachedStatement::new(stmt, home))
+    }
+
     /// Prepares exactly one statement through the statement cache (see
     /// [`Connection::prepare_first_cached`]). Text after it is an error, as is empty text.
     pub fn prepare_cached<'c>(&'c self, sql: &str) -> Result<CachedStatement<'c>> {

@@ -104,6 +104,10 @@ struct Idle {
 pub(crate) struct StatementCache {
     capacity: usize,
     idle: HashMap<Box<str>, Idle>,
+    /// The caller's own statements ([`crate::Connection::prepare_private_cached`]), apart
+    /// from `idle`: a statement of the same text prepared by anyone else (a user, through
+    /// the gate) never gets one of these. A handful of texts: not counted, never evicted.
+    private: HashMap<Box<str>, IdleStatement>,
     tick: u64,
     epoch: u64,
     hits: u64,
@@ -114,6 +118,7 @@ pub(crate) struct StatementCache {
 pub(crate) struct Home {
     key: Box<str>,
     epoch: u64,
+    private: bool,
 }
 
 impl StatementCache {
@@ -147,8 +152,34 @@ impl StatementCache {
             Home {
                 key,
                 epoch: self.epoch,
+                private: false,
             },
         ))
+    }
+
+    /// [`StatementCache::take`] among the private statements.
+    pub(crate) fn take_private(&mut self, sql: &str) -> Option<(IdleStatement, Home)> {
+        let (key, stmt) = self.private.remove_entry(sql)?;
+        if stmt.expired() {
+            return None;
+        }
+        Some((
+            stmt,
+            Home {
+                key,
+                epoch: self.epoch,
+                private: true,
+            },
+        ))
+    }
+
+    /// Where a freshly prepared private statement goes back to (caching must be on).
+    pub(crate) fn home_for_private(&mut self, sql: &str) -> Option<Home> {
+        (self.capacity > 0).then(|| Home {
+            key: sql.into(),
+            epoch: self.epoch,
+            private: true,
+        })
     }
 
     /// Where a freshly prepared statement for `sql` will go back to (caching must be on).
@@ -160,6 +191,7 @@ impl StatementCache {
         Some(Home {
             key: sql.into(),
             epoch: self.epoch,
+            private: false,
         })
     }
 
@@ -169,6 +201,10 @@ impl StatementCache {
     /// twice at once) is replaced.
     pub(crate) fn put_back(&mut self, home: Home, stmt: IdleStatement) {
         if home.epoch != self.epoch || self.capacity == 0 {
+            return;
+        }
+        if home.private {
+            self.private.insert(home.key, stmt);
             return;
         }
         self.tick += 1;
@@ -191,6 +227,7 @@ impl StatementCache {
     pub(crate) fn flush(&mut self) {
         self.epoch += 1;
         self.idle.clear();
+        self.private.clear();
     }
 
     /// Evicts least recently used entries until at most `capacity` remain. Linear in the

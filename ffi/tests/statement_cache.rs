@@ -376,3 +376,48 @@ fn closing_a_connection_with_cached_statements_succeeds() {
     let again = cached(&dir.path().join("a.db"), 0);
     assert_eq!(again.query_i64("SELECT count(*) FROM t").unwrap(), Some(5));
 }
+
+/// The caller's own statements live apart: the same text through the shared cache is
+/// prepared afresh (so its authorizer sees it), and the private one is reused.
+#[test]
+fn private_statements_are_never_handed_to_the_shared_cache() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    struct Counting(AtomicU64);
+    impl raftlite_ffi::Authorizer for Counting {
+        fn authorize(&self, r: &raftlite_ffi::AuthRequest<'_>) -> raftlite_ffi::Authorization {
+            if r.action == raftlite_ffi::AuthAction::Insert {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+            raftlite_ffi::Authorization::Allow
+        }
+    }
+    let mut c = mem(16);
+    c.execute_batch("CREATE TABLE t(v)").unwrap();
+    let auth = Arc::new(Counting(AtomicU64::new(0)));
+    c.set_authorizer(Some(Arc::clone(&auth))).unwrap();
+    let sql = "INSERT INTO t VALUES(1)";
+    for _ in 0..3 {
+        let mut s = c.prepare_private_cached(sql).unwrap();
+        while s.step().unwrap().is_row() {}
+    }
+    assert_eq!(
+        auth.0.load(Ordering::Relaxed),
+        1,
+        "the private statement is reused"
+    );
+    let mut s = c.prepare_cached(sql).unwrap();
+    while s.step().unwrap().is_row() {}
+    drop(s);
+    assert_eq!(
+        auth.0.load(Ordering::Relaxed),
+        2,
+        "the shared cache prepared its own, through the authorizer"
+    );
+    assert_eq!(c.query_i64("SELECT count(*) FROM t").unwrap(), Some(4));
+    // Flushing drops the private statements too.
+    c.flush_statement_cache();
+    let mut s = c.prepare_private_cached(sql).unwrap();
+    while s.step().unwrap().is_row() {}
+    assert_eq!(auth.0.load(Ordering::Relaxed), 3);
+}

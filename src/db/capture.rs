@@ -28,8 +28,9 @@
 //!   [`super::STATE_TABLE`], SQLite's own tables or virtual tables' shadow tables.
 //! - Users' SQL cannot reach [`EVENTS_TABLE`]: the gate refuses it by name, the temporary
 //!   objects a request leaves are dropped without it, and raftlite's own statements on it
-//!   never go through the statement cache (a user's statement of the same text would get
-//!   them without the gate). The table is empty between entries.
+//!   never go through the shared statement cache (a user's statement of the same text would
+//!   get them without the gate; they have a private one). The table is empty between
+//!   entries.
 //! - Capture changes nothing users' SQL can see or count: the hook is set, disarmed, on every
 //!   connection that runs users' SQL ([`Capture`]), and `last_insert_rowid()` is put back after
 //!   raftlite's own statements.
@@ -105,6 +106,9 @@ pub struct Capture {
     statement: Mutex<Statement>,
     /// Whether each table name passes the filter.
     matches: Mutex<HashMap<String, bool>>,
+    /// What events need of each table, for the entry being applied, as of the gate's schema
+    /// generation (`Gate::schema_generation`).
+    tables: Mutex<(u64, HashMap<String, Arc<TableInfo>>)>,
     /// Changes the hook could not record (it panicked): each is a lost event, so the caller
     /// stops rather than go on (see [`after_statement`]).
     lost: AtomicU64,
@@ -256,6 +260,7 @@ pub fn arm(conn: &Connection, on: bool) {
             .store(on && c.options.read().is_some(), Ordering::Relaxed);
         *c.statement.lock() = Statement::default();
         c.matches.lock().clear();
+        c.tables.lock().1.clear();
         c.lost.store(0, Ordering::Relaxed);
     }
 }
@@ -349,9 +354,9 @@ fn keep_statement(
             return Ok(());
         }
     }
-    let mut tables: HashMap<String, TableInfo> = HashMap::new();
+    let mut tables: HashMap<String, Arc<TableInfo>> = HashMap::new();
     if statement.overflowed {
-        let info = table_info(conn, &last.table);
+        let info = cached_table_info(conn, &last.table);
         if !info.shadow {
             let event = error_event(
                 last,
@@ -368,7 +373,7 @@ fn keep_statement(
     for change in &statement.changes {
         let info = tables
             .entry(change.table.clone())
-            .or_insert_with(|| table_info(conn, &change.table));
+            .or_insert_with(|| cached_table_info(conn, &change.table));
         if info.shadow {
             continue;
         }
@@ -378,9 +383,9 @@ fn keep_statement(
 }
 
 fn insert_event(conn: &Connection, event: &str) -> Result<(), ApplyError> {
-    // Never through the statement cache: a user's statement of the same text would be
-    // handed this one, which the gate never saw.
-    let mut insert = conn.prepare(&format!(
+    // Never through the shared statement cache: a user's statement of the same text would
+    // be handed this one, which the gate never saw. The private one is apart.
+    let mut insert = conn.prepare_private_cached(&format!(
         "INSERT INTO temp.{EVENTS_TABLE}(event) VALUES(?1)"
     ))?;
     insert.bind_text(1, event)?;
@@ -412,8 +417,8 @@ pub fn take_entry_events(conn: &Connection) -> raftlite_ffi::Result<Vec<String>>
     let mut bytes = 0usize;
     let mut over = None;
     {
-        // Not through the statement cache (see `insert_event`).
-        let mut stmt = conn.prepare(&format!(
+        // Not through the shared statement cache (see `insert_event`).
+        let mut stmt = conn.prepare_private_cached(&format!(
             "SELECT event FROM temp.{EVENTS_TABLE} ORDER BY seq"
         ))?;
         while stmt.step()?.is_row() {
@@ -456,8 +461,8 @@ fn stayed(conn: &Connection, change: &RowChange) -> Option<bool> {
         ChangeOp::Delete => change.old_rowid,
         ChangeOp::Insert | ChangeOp::Update => change.new_rowid,
     };
-    let info = table_info(conn, &change.table);
-    let columns = info.columns.ok()?;
+    let info = cached_table_info(conn, &change.table);
+    let columns = info.columns.as_ref().ok()?;
     // The stored columns, compared by name: a virtual generated column is computed on read
     // (its expression may fail) and the hook has no value for it.
     let stored: Vec<(usize, &Column)> = columns
@@ -509,9 +514,37 @@ struct Column {
 
 /// What events need of a table: its columns (or why they could not be read), and whether it
 /// is a virtual table's shadow table (an FTS index's storage: not users' rows, no events).
+#[derive(Debug)]
 struct TableInfo {
     columns: Result<Vec<Column>, String>,
     shadow: bool,
+}
+
+/// [`table_info`], remembered for the entry until a statement creates, drops or alters a
+/// table (the gate counts them); a 1000-statement entry on one table looks it up once.
+fn cached_table_info(conn: &Connection, table: &str) -> Arc<TableInfo> {
+    let (Some(capture), Some(gate)) = (
+        conn.preupdate_hook::<Capture>(),
+        super::settings::gate(conn),
+    ) else {
+        return Arc::new(table_info(conn, table));
+    };
+    let generation = gate.schema_generation();
+    {
+        let mut tables = capture.tables.lock();
+        if tables.0 != generation {
+            *tables = (generation, HashMap::new());
+        }
+        if let Some(info) = tables.1.get(table) {
+            return Arc::clone(info);
+        }
+    }
+    let info = Arc::new(table_info(conn, table));
+    let mut tables = capture.tables.lock();
+    if tables.0 == generation {
+        tables.1.insert(table.to_string(), Arc::clone(&info));
+    }
+    info
 }
 
 fn table_info(conn: &Connection, table: &str) -> TableInfo {

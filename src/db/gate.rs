@@ -313,6 +313,9 @@ pub struct Gate {
     /// The most bytes of rows a read may hold before it fails (`-max-query-result-size`);
     /// `u64::MAX` for writes, whose answers must not depend on a node's flag.
     result_cap: AtomicU64,
+    /// Grows whenever a statement that creates, drops or alters a table is prepared: what
+    /// is cached about tables' columns (`db::capture`) is stale once it moved.
+    schema_generation: AtomicU64,
 }
 
 impl Default for Gate {
@@ -332,6 +335,7 @@ impl Default for Gate {
             counting: AtomicBool::new(false),
             exhausted: AtomicBool::new(false),
             result_cap: AtomicU64::new(u64::MAX),
+            schema_generation: AtomicU64::new(0),
         }
     }
 }
@@ -522,8 +526,27 @@ impl ProgressHandler for Gate {
     }
 }
 
+impl Gate {
+    /// See the field: compared, never read for its value.
+    pub fn schema_generation(&self) -> u64 {
+        self.schema_generation.load(Ordering::Relaxed)
+    }
+}
+
 impl Authorizer for Gate {
     fn authorize(&self, r: &AuthRequest<'_>) -> Authorization {
+        if matches!(
+            r.action,
+            AuthAction::CreateTable
+                | AuthAction::CreateTempTable
+                | AuthAction::DropTable
+                | AuthAction::DropTempTable
+                | AuthAction::AlterTable
+                | AuthAction::CreateVtable
+                | AuthAction::DropVtable
+        ) {
+            self.schema_generation.fetch_add(1, Ordering::Relaxed);
+        }
         let mut state = self.state.lock();
         match state.mode {
             Mode::Internal => Authorization::Allow,

@@ -514,3 +514,30 @@ fn too_much_for_one_statement_or_entry_becomes_one_error_event() {
         .unwrap()
         .contains("entry's events"));
 }
+
+#[test]
+fn a_table_altered_within_an_entry_is_described_as_it_is_at_each_statement() {
+    let c = writer(CaptureOptions::default());
+    let events = one(
+        &c,
+        &[
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, a)",
+            "INSERT INTO t VALUES(1, 'x')",
+            "ALTER TABLE t ADD COLUMN b DEFAULT 'd'",
+            "INSERT INTO t VALUES(2, 'y', 'z')",
+            "DROP TABLE t",
+            "CREATE TABLE t(other)",
+            "INSERT INTO t VALUES('o')",
+        ],
+    );
+    let afters: Vec<&Json> = events.iter().map(|e| &e["after"]).collect();
+    assert_eq!(
+        afters,
+        vec![
+            &json!({"id": 1, "a": "x"}),
+            &json!({"id": 2, "a": "y", "b": "z"}),
+            &json!({"other": "o"}),
+        ],
+        "{events:?}"
+    );
+}
