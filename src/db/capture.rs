@@ -44,7 +44,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use raftlite_ffi::{Change, ChangeOp, Connection, PreupdateHook, Value};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use super::execute::ApplyError;
 
@@ -593,11 +593,16 @@ fn is_shadow(conn: &Connection, table: &str) -> raftlite_ffi::Result<bool> {
 /// (inserts, updates), `old_row_id` (updates, deletes), `before` and `after` as objects keyed
 /// by column name (rqlite's Go maps, whose keys it writes sorted), and `error` when the column
 /// names do not match the row; zero ids and absent images are left out, as rqlite's
-/// `omitempty` does.
+/// `omitempty` does. Written directly: it runs for every row an entry changes.
 fn event_json(change: &RowChange, columns: &Result<Vec<Column>, String>) -> String {
-    let mut fields: Vec<(&str, Json)> = vec![("op", Json::from(change.op.as_str()))];
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(128);
+    out.push_str("{\"op\":\"");
+    out.push_str(change.op.as_str());
+    out.push('"');
     if !change.table.is_empty() {
-        fields.push(("table", Json::from(change.table.as_str())));
+        out.push_str(",\"table\":");
+        push_json_str(&mut out, &change.table);
     }
     let (new_rowid, old_rowid) = match change.op {
         ChangeOp::Insert => (change.new_rowid, 0),
@@ -605,23 +610,26 @@ fn event_json(change: &RowChange, columns: &Result<Vec<Column>, String>) -> Stri
         ChangeOp::Delete => (0, change.old_rowid),
     };
     if new_rowid != 0 {
-        fields.push(("new_row_id", Json::from(new_rowid)));
+        let _ = write!(out, ",\"new_row_id\":{new_rowid}");
     }
     if old_rowid != 0 {
-        fields.push(("old_row_id", Json::from(old_rowid)));
+        let _ = write!(out, ",\"old_row_id\":{old_rowid}");
     }
+    let before_images = out.len();
     let error = match columns {
         Err(e) => Some(format!(
             "failed to get column names for table {}: {e}",
             change.table
         )),
-        Ok(names) => images(change, names, &mut fields).err(),
+        Ok(names) => images(change, names, &mut out).err(),
     };
     if let Some(error) = error {
-        fields.retain(|(key, _)| !matches!(*key, "before" | "after"));
-        fields.push(("error", Json::from(error)));
+        out.truncate(before_images);
+        out.push_str(",\"error\":");
+        push_json_str(&mut out, &error);
     }
-    write_fields(&fields)
+    out.push('}');
+    out
 }
 
 /// A JSON object with its fields in this order.
@@ -637,12 +645,15 @@ fn write_fields(fields: &[(&str, Json)]) -> String {
     out
 }
 
-/// Adds `before` and `after` to `fields`, or says why the row does not fit the columns.
-fn images(
-    change: &RowChange,
-    names: &[Column],
-    fields: &mut Vec<(&str, Json)>,
-) -> Result<(), String> {
+fn push_json_str(out: &mut String, s: &str) {
+    // Serializing a str into a String cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+}
+
+/// Appends `,"before":{...}` and `,"after":{...}`, or says why the row does not fit the
+/// columns.
+fn images(change: &RowChange, names: &[Column], out: &mut String) -> Result<(), String> {
+    let mut order: Option<Vec<usize>> = None;
     for (key, image, what) in [
         ("before", &change.before, "old"),
         ("after", &change.after, "new"),
@@ -653,33 +664,55 @@ fn images(
                 "mismatched column names and {what} CDC row column count"
             ));
         }
-        // Sorted by name, as Go writes a map's keys (whether or not `serde_json::Map` keeps
-        // insertion order in this build).
-        let mut pairs: Vec<(String, Json)> = names
-            .iter()
-            .zip(values)
-            .filter(|(column, _)| !column.virtual_generated)
-            .map(|(column, value)| (column.name.clone(), value_json(value)))
-            .collect();
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let object: Map<String, Json> = pairs.into_iter().collect();
-        if !object.is_empty() {
-            fields.push((key, Json::Object(object)));
+        // Sorted by name, as Go writes a map's keys; virtual columns left out.
+        let order = order.get_or_insert_with(|| {
+            let mut order: Vec<usize> = (0..names.len())
+                .filter(|&i| !names[i].virtual_generated)
+                .collect();
+            order.sort_by(|&a, &b| names[a].name.cmp(&names[b].name));
+            order
+        });
+        if order.is_empty() {
+            continue;
         }
+        out.push_str(",\"");
+        out.push_str(key);
+        out.push_str("\":{");
+        for (n, &i) in order.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            push_json_str(out, &names[i].name);
+            out.push(':');
+            push_value(out, &values[i]);
+        }
+        out.push('}');
     }
     Ok(())
 }
 
 /// A value as rqlite's CDC JSON has it: numbers, text, a blob in base64 (Go's encoding of
 /// bytes); an infinite REAL, which JSON cannot hold, as null.
-fn value_json(value: &Value) -> Json {
+fn push_value(out: &mut String, value: &Value) {
     use base64::Engine as _;
+    use std::fmt::Write as _;
     match value {
-        Value::Null => Json::Null,
-        Value::Integer(i) => Json::from(*i),
-        Value::Real(r) => serde_json::Number::from_f64(*r).map_or(Json::Null, Json::Number),
-        Value::Text(t) => Json::from(t.as_str()),
-        Value::Blob(b) => Json::from(base64::engine::general_purpose::STANDARD.encode(b)),
+        Value::Null => out.push_str("null"),
+        Value::Integer(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Real(r) => match serde_json::Number::from_f64(*r) {
+            Some(n) => {
+                let _ = write!(out, "{n}");
+            }
+            None => out.push_str("null"),
+        },
+        Value::Text(t) => push_json_str(out, t),
+        Value::Blob(b) => {
+            out.push('"');
+            base64::engine::general_purpose::STANDARD.encode_string(b, out);
+            out.push('"');
+        }
     }
 }
 
