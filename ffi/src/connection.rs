@@ -297,7 +297,13 @@ impl Connection {
                 "more than one SQL statement",
             ));
         }
-        let home = self.cache.borrow_mut().home_for_private(sql);
+        // Only statements that cannot change the schema come back (as in the shared cache).
+        let keyword = leading_keyword(sql.as_bytes());
+        let home = if is_cacheable_kind(keyword) {
+            self.cache.borrow_mut().home_for_private(sql)
+        } else {
+            None
+        };
         Ok(CachedStatement::new(stmt, home))
     }
 

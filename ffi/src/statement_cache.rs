@@ -159,6 +159,9 @@ impl StatementCache {
 
     /// [`StatementCache::take`] among the private statements.
     pub(crate) fn take_private(&mut self, sql: &str) -> Option<(IdleStatement, Home)> {
+        if self.capacity == 0 {
+            return None;
+        }
         let (key, stmt) = self.private.remove_entry(sql)?;
         if stmt.expired() {
             return None;
@@ -219,6 +222,9 @@ impl StatementCache {
     /// Sets the capacity, evicting down to it.
     pub(crate) fn set_capacity(&mut self, capacity: usize) {
         self.capacity = capacity;
+        if capacity == 0 {
+            self.private.clear();
+        }
         self.shrink_to_capacity();
     }
 

@@ -183,11 +183,15 @@ impl Queue {
     /// Up to `limit` queued entries after `after` and up to `through`, in index order. The
     /// caller passes its applied index as `through`: an entry is queued just before its own
     /// COMMIT, which may still be refused (and its events then removed).
+    ///
+    /// Reading stops once the entries' events pass `max_bytes` (the entry that passes it is
+    /// included: the first is always returned, whatever its size).
     pub fn read_after(
         &self,
         after: u64,
         through: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> raftlite_ffi::Result<Vec<Queued>> {
         let reader = self.reader.lock();
         let mut stmt = reader.prepare_cached(
@@ -198,11 +202,14 @@ impl Queue {
         stmt.bind_i64(2, i64::try_from(through).unwrap_or(i64::MAX))?;
         stmt.bind_i64(3, i64::try_from(limit).unwrap_or(i64::MAX))?;
         let mut out = Vec::new();
-        while stmt.step()?.is_row() {
+        let mut bytes = 0usize;
+        while bytes < max_bytes && stmt.step()?.is_row() {
+            let events = String::from_utf8_lossy(stmt.column_text(2)).into_owned();
+            bytes = bytes.saturating_add(events.len());
             out.push(Queued {
                 index: stmt.column_i64(0).max(0) as u64,
                 commit_millis: stmt.column_i64(1),
-                events: String::from_utf8_lossy(stmt.column_text(2)).into_owned(),
+                events,
             });
         }
         Ok(out)
@@ -240,17 +247,19 @@ mod tests {
         q.put(3, 30, &events(1)).unwrap();
         q.put(5, 50, &events(2)).unwrap();
         q.put(4, 40, &[]).unwrap();
-        let got = q.read_after(0, u64::MAX, 10).unwrap();
+        let got = q.read_after(0, u64::MAX, 10, usize::MAX).unwrap();
         assert_eq!(got.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3, 5]);
         assert_eq!(
             got[1].events,
             format!("[{},{}]", events(2)[0], events(2)[1])
         );
         assert_eq!(got[1].commit_millis, 50);
-        assert_eq!(q.read_after(3, u64::MAX, 10).unwrap().len(), 1);
-        assert_eq!(q.read_after(0, u64::MAX, 1).unwrap().len(), 1);
+        assert_eq!(q.read_after(3, u64::MAX, 10, usize::MAX).unwrap().len(), 1);
+        assert_eq!(q.read_after(0, u64::MAX, 1, usize::MAX).unwrap().len(), 1);
         // Nothing past the caller's applied index.
-        assert_eq!(q.read_after(0, 4, 10).unwrap().len(), 1);
+        assert_eq!(q.read_after(0, 4, 10, usize::MAX).unwrap().len(), 1);
+        // The first entry whatever its size; then until the bytes pass the bound.
+        assert_eq!(q.read_after(0, u64::MAX, 10, 1).unwrap().len(), 1);
         drop(q);
         let q = Queue::open(dir.path()).unwrap();
         assert_eq!(q.last_index(), 5);
@@ -264,11 +273,14 @@ mod tests {
         q.put(7, 1, &events(3)).unwrap();
         q.put(7, 1, &events(1)).unwrap();
         assert_eq!(
-            q.read_after(0, u64::MAX, 10).unwrap()[0].events,
+            q.read_after(0, u64::MAX, 10, usize::MAX).unwrap()[0].events,
             format!("[{}]", events(1)[0])
         );
         q.put(7, 1, &[]).unwrap();
-        assert!(q.read_after(0, u64::MAX, 10).unwrap().is_empty());
+        assert!(q
+            .read_after(0, u64::MAX, 10, usize::MAX)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -282,7 +294,7 @@ mod tests {
         q.record_high_watermark(2).unwrap();
         assert_eq!(q.high_watermark(), 3);
         assert_eq!(
-            q.read_after(0, u64::MAX, 10)
+            q.read_after(0, u64::MAX, 10, usize::MAX)
                 .unwrap()
                 .iter()
                 .map(|e| e.index)

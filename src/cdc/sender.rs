@@ -203,11 +203,14 @@ async fn lead(
             if !store.is_leader() {
                 return;
             }
+            drop(batch);
+            batch = Vec::new();
             if let Ok(more) = read(store, queue, sent, config.max_batch_size).await {
                 batch = more;
             }
         }
-        // At most MAX_BATCH_BYTES of events in one request, and at least one entry.
+        // At most MAX_BATCH_BYTES of events in one request (the read stopped past it), and at
+        // least one entry.
         let mut bytes = 0usize;
         let keep = batch
             .iter()
@@ -255,7 +258,7 @@ async fn read(
 ) -> anyhow::Result<Vec<Queued>> {
     let applied = store.shared().applied_index.load(Ordering::Acquire);
     let queue = Arc::clone(queue);
-    tokio::task::spawn_blocking(move || queue.read_after(after, applied, limit))
+    tokio::task::spawn_blocking(move || queue.read_after(after, applied, limit, MAX_BATCH_BYTES))
         .await
         .context("the queue reader task")?
         .context("read the queue")

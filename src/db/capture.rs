@@ -112,6 +112,10 @@ pub struct Capture {
     /// Changes the hook could not record (it panicked): each is a lost event, so the caller
     /// stops rather than go on (see [`after_statement`]).
     lost: AtomicU64,
+    /// The size of every row image the entry being applied changed, rolled back or not (so
+    /// the same on every node): over the bound, the entry's events give way to one error
+    /// event, and no statement records more images.
+    entry_bytes: std::sync::atomic::AtomicUsize,
 }
 
 /// What the hook recorded of the statement running now.
@@ -133,16 +137,13 @@ impl Statement {
     }
 }
 
-fn image_bytes(values: &Option<Vec<Value>>) -> usize {
-    values
-        .iter()
-        .flatten()
-        .map(|v| match v {
-            Value::Text(t) => t.len() + 16,
-            Value::Blob(b) => b.len() * 4 / 3 + 16,
-            _ => 16,
-        })
-        .sum()
+/// What a value takes in an event (a blob in base64), roughly.
+fn value_bytes(v: raftlite_ffi::ValueRef<'_>) -> usize {
+    match v {
+        raftlite_ffi::ValueRef::Text(t) => t.len() + 16,
+        raftlite_ffi::ValueRef::Blob(b) => b.len() / 3 * 4 + 20,
+        _ => 16,
+    }
 }
 
 impl PreupdateHook for Capture {
@@ -162,41 +163,58 @@ impl PreupdateHook for Capture {
         if !self.wanted(options, &c.table) {
             return;
         }
-        let (before, after) = if options.row_ids_only {
-            (None, None)
-        } else {
-            // A column SQLite cannot give (a virtual generated column, which is not stored)
-            // reads as NULL; `event_json` leaves such columns out.
-            let image = |old: bool| -> Vec<Value> {
+        let (has_before, has_after) = match c.op {
+            ChangeOp::Insert => (false, true),
+            ChangeOp::Update => (true, true),
+            ChangeOp::Delete => (true, false),
+        };
+        // Sized before anything is copied, so one huge row is not copied either.
+        let mut size = 64 + c.table.len();
+        if !options.row_ids_only {
+            for i in 0..c.column_count() {
+                if has_before {
+                    size = size.saturating_add(c.before(i).map_or(16, value_bytes));
+                }
+                if has_after {
+                    size = size.saturating_add(c.after(i).map_or(16, value_bytes));
+                }
+            }
+        }
+        let mut statement = self.statement.lock();
+        statement.bytes = statement.bytes.saturating_add(size);
+        let entry = self
+            .entry_bytes
+            .fetch_add(size, Ordering::Relaxed)
+            .saturating_add(size);
+        if !statement.overflowed
+            && (statement.bytes > options.max_bytes || entry > options.max_bytes)
+        {
+            statement.overflowed = true;
+            statement.changes = Vec::new();
+        }
+        // A column SQLite cannot give (a virtual generated column, which is not stored) reads
+        // as NULL; `event_json` leaves such columns out.
+        let image = |old: bool| -> Option<Vec<Value>> {
+            if options.row_ids_only || statement.overflowed {
+                return None;
+            }
+            Some(
                 (0..c.column_count())
                     .map(|i| {
                         let v = if old { c.before(i) } else { c.after(i) };
                         v.map_or(Value::Null, |v| v.to_owned_value())
                     })
-                    .collect()
-            };
-            match c.op {
-                ChangeOp::Insert => (None, Some(image(false))),
-                ChangeOp::Update => (Some(image(true)), Some(image(false))),
-                ChangeOp::Delete => (Some(image(true)), None),
-            }
+                    .collect(),
+            )
         };
         let change = RowChange {
             op: c.op,
             table: c.table.to_string(),
             old_rowid: c.old_rowid,
             new_rowid: c.new_rowid,
-            before,
-            after,
+            before: if has_before { image(true) } else { None },
+            after: if has_after { image(false) } else { None },
         };
-        let mut statement = self.statement.lock();
-        statement.bytes = statement.bytes.saturating_add(
-            64 + change.table.len() + image_bytes(&change.before) + image_bytes(&change.after),
-        );
-        if statement.bytes > options.max_bytes && !statement.overflowed {
-            statement.overflowed = true;
-            statement.changes = Vec::new();
-        }
         if statement.overflowed {
             statement.last = Some(change);
         } else {
@@ -226,8 +244,18 @@ impl Capture {
 
 /// Installs the hook, disarmed, on a connection that runs users' SQL (`db::settings`
 /// calls it for every one: see [`Capture`]).
+///
+/// It creates [`EVENTS_TABLE`] too: what a write can see of the temporary schema
+/// (`temp.sqlite_schema`, `pragma_table_list`) must be the same on every node.
 pub fn install_disarmed(conn: &mut Connection) -> raftlite_ffi::Result<()> {
-    conn.set_preupdate_hook(Some(Arc::new(Capture::default())))
+    conn.set_preupdate_hook(Some(Arc::new(Capture::default())))?;
+    create_events_table(conn)
+}
+
+fn create_events_table(conn: &Connection) -> raftlite_ffi::Result<()> {
+    conn.execute_batch(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {EVENTS_TABLE}(seq INTEGER PRIMARY KEY, event TEXT NOT NULL)"
+    ))
 }
 
 /// Makes this connection (the writer) capture what armed entries change: creates
@@ -237,9 +265,7 @@ pub fn configure(conn: &mut Connection, options: CaptureOptions) -> raftlite_ffi
     if conn.preupdate_hook::<Capture>().is_none() {
         install_disarmed(conn)?;
     }
-    conn.execute_batch(&format!(
-        "CREATE TEMP TABLE IF NOT EXISTS {EVENTS_TABLE}(seq INTEGER PRIMARY KEY, event TEXT NOT NULL)"
-    ))?;
+    create_events_table(conn)?;
     if let Some(c) = conn.preupdate_hook::<Capture>() {
         *c.options.write() = Some(options);
     }
@@ -262,6 +288,7 @@ pub fn arm(conn: &Connection, on: bool) {
         c.matches.lock().clear();
         c.tables.lock().1.clear();
         c.lost.store(0, Ordering::Relaxed);
+        c.entry_bytes.store(0, Ordering::Relaxed);
     }
 }
 
@@ -310,7 +337,8 @@ pub fn after_statement(
     };
     if conn.is_autocommit()? {
         // The statement ended the transaction (a ROLLBACK conflict clause, or the budget):
-        // everything it held is undone, events included.
+        // everything it held is undone, events included, and any schema change with it.
+        capture.tables.lock().1.clear();
         return Ok(());
     }
     // The statements below are raftlite's own: what users' SQL sees of the connection
@@ -321,16 +349,25 @@ pub fn after_statement(
         .read()
         .as_ref()
         .map_or(MAX_CAPTURED_BYTES, |o| o.max_bytes);
-    let outcome = keep_statement(conn, &statement, failed, changes_before, max_bytes);
-    conn.set_last_insert_rowid(rowid)?;
-    match outcome {
+    let outcome = match keep_statement(conn, &statement, failed, changes_before, max_bytes) {
         Ok(()) => Ok(()),
         Err(e) if super::error::is_local_fault(&e) => Err(e),
         Err(e) => {
-            let event = error_event(&last, &format!("change data capture: {e}"));
-            insert_event(conn, &event)
+            let event = error_event(&last, &format!("change data capture: {e}"), true);
+            match insert_event(conn, &event) {
+                Err(e) if super::error::is_local_fault(&e) => Err(e),
+                // Not even the error event could be written: logged, never the entry's
+                // failure (only this node would fail it).
+                Err(e) => {
+                    tracing::error!("change data capture: an error event could not be kept: {e}");
+                    Ok(())
+                }
+                Ok(()) => Ok(()),
+            }
         }
-    }
+    };
+    conn.set_last_insert_rowid(rowid)?;
+    outcome
 }
 
 fn keep_statement(
@@ -356,18 +393,18 @@ fn keep_statement(
     }
     let mut tables: HashMap<String, Arc<TableInfo>> = HashMap::new();
     if statement.overflowed {
-        let info = cached_table_info(conn, &last.table);
-        if !info.shadow {
-            let event = error_event(
-                last,
-                &format!(
-                    "the statement's row changes are over {} bytes of row images: their \
-                     events are left out",
-                    max_bytes
-                ),
-            );
-            insert_event(conn, &event)?;
-        }
+        // Always written (naming the table unless it is a shadow table): the rows it stands
+        // for may be in other tables.
+        let shadow = cached_table_info(conn, &last.table).shadow;
+        let event = error_event(
+            last,
+            &format!(
+                "the row changes are over {max_bytes} bytes of row images (this statement's, or \
+                 the entry's so far): their events are left out"
+            ),
+            !shadow,
+        );
+        insert_event(conn, &event)?;
         return Ok(());
     }
     for change in &statement.changes {
@@ -394,9 +431,9 @@ fn insert_event(conn: &Connection, event: &str) -> Result<(), ApplyError> {
 }
 
 /// An event that stands for changes capture could not describe: rqlite's event with `error`.
-fn error_event(change: &RowChange, error: &str) -> String {
+fn error_event(change: &RowChange, error: &str, with_table: bool) -> String {
     let mut fields: Vec<(&str, Json)> = vec![("op", Json::from(change.op.as_str()))];
-    if !change.table.is_empty() {
+    if with_table && !change.table.is_empty() {
         fields.push(("table", Json::from(change.table.as_str())));
     }
     fields.push(("error", Json::from(error)));
@@ -407,12 +444,15 @@ fn error_event(change: &RowChange, error: &str) -> String {
 /// the order their rows changed, each one rqlite's JSON event object. Over
 /// [`MAX_CAPTURED_BYTES`], one event with an `error` stands for them all.
 pub fn take_entry_events(conn: &Connection) -> raftlite_ffi::Result<Vec<String>> {
-    let Some(max_bytes) = conn
-        .preupdate_hook::<Capture>()
-        .and_then(|c| c.options.read().as_ref().map(|o| o.max_bytes))
-    else {
+    let Some(capture) = conn.preupdate_hook::<Capture>() else {
         return Ok(Vec::new());
     };
+    let Some(max_bytes) = capture.options.read().as_ref().map(|o| o.max_bytes) else {
+        return Ok(Vec::new());
+    };
+    // Over the bound for the whole entry, rolled-back rows included (the same on every
+    // node): at most the first event is read, for the error event's op and table.
+    let entry_over = capture.entry_bytes.load(Ordering::Relaxed) > max_bytes;
     let mut events = Vec::new();
     let mut bytes = 0usize;
     let mut over = None;
@@ -424,7 +464,7 @@ pub fn take_entry_events(conn: &Connection) -> raftlite_ffi::Result<Vec<String>>
         while stmt.step()?.is_row() {
             let event = String::from_utf8_lossy(stmt.column_text(0)).into_owned();
             bytes = bytes.saturating_add(event.len());
-            if bytes > max_bytes {
+            if bytes > max_bytes || entry_over {
                 over = events.first().cloned().or(Some(event));
                 break;
             }
@@ -554,20 +594,20 @@ fn table_info(conn: &Connection, table: &str) -> TableInfo {
     }
 }
 
-// The PRAGMA statements, not their table-valued functions: a user's temporary table named
-// `pragma_table_xinfo` would stand in for the function.
+// The table-valued functions qualified with `main.` (a user's temporary table named like
+// one cannot stand in for it), through the private statement cache: a PRAGMA statement would
+// empty the connection's statement caches each time it ran.
 fn columns(conn: &Connection, table: &str) -> raftlite_ffi::Result<Vec<Column>> {
-    let mut stmt = conn.prepare(&format!(
-        "PRAGMA main.table_xinfo(\"{}\")",
-        table.replace('"', "\"\"")
-    ))?;
-    // cid, name, type, notnull, dflt_value, pk, hidden
+    let mut stmt = conn.prepare_private_cached(
+        "SELECT name, hidden FROM main.pragma_table_xinfo(?1, 'main') ORDER BY cid",
+    )?;
+    stmt.bind_text(1, table)?;
     let mut names = Vec::new();
     while stmt.step()?.is_row() {
-        let hidden = stmt.column_i64(6);
+        let hidden = stmt.column_i64(1);
         if hidden != 1 {
             names.push(Column {
-                name: String::from_utf8_lossy(stmt.column_text(1)).into_owned(),
+                name: String::from_utf8_lossy(stmt.column_text(0)).into_owned(),
                 virtual_generated: hidden == 2,
             });
         }
@@ -576,17 +616,11 @@ fn columns(conn: &Connection, table: &str) -> raftlite_ffi::Result<Vec<Column>> 
 }
 
 fn is_shadow(conn: &Connection, table: &str) -> raftlite_ffi::Result<bool> {
-    let mut stmt = conn.prepare(&format!(
-        "PRAGMA main.table_list(\"{}\")",
-        table.replace('"', "\"\"")
-    ))?;
-    // schema, name, type, ncol, wr, strict
-    while stmt.step()?.is_row() {
-        if stmt.column_text(2) == b"shadow" {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let mut stmt = conn.prepare_private_cached(
+        "SELECT count(*) FROM main.pragma_table_list(?1) WHERE schema = 'main' AND type = 'shadow'",
+    )?;
+    stmt.bind_text(1, table)?;
+    Ok(stmt.step()?.is_row() && stmt.column_i64(0) > 0)
 }
 
 /// rqlite's JSON event, with its fields in rqlite's order: `op`, `table`, `new_row_id`

@@ -544,7 +544,12 @@ impl Authorizer for Gate {
                 | AuthAction::AlterTable
                 | AuthAction::CreateVtable
                 | AuthAction::DropVtable
-        ) {
+        ) || (matches!(r.action, AuthAction::Savepoint | AuthAction::Transaction)
+            && r.arg1
+                .as_deref()
+                .is_some_and(|op| op.eq_ignore_ascii_case("ROLLBACK")))
+        {
+            // A rollback can undo a schema change as surely as DDL makes one.
             self.schema_generation.fetch_add(1, Ordering::Relaxed);
         }
         let mut state = self.state.lock();

@@ -541,3 +541,101 @@ fn a_table_altered_within_an_entry_is_described_as_it_is_at_each_statement() {
         "{events:?}"
     );
 }
+
+#[test]
+fn what_a_write_sees_of_the_temporary_schema_is_the_same_with_and_without_capture() {
+    same_on_both(
+        "CREATE TABLE x(n, m)",
+        &[request(
+            &[
+                "INSERT INTO x SELECT (SELECT count(*) FROM temp.sqlite_schema), \
+               (SELECT count(*) FROM pragma_table_list WHERE schema = 'temp')",
+            ],
+            false,
+        )],
+        BUDGET,
+        "SELECT n, m FROM x",
+    );
+}
+
+#[test]
+fn a_schema_change_rolled_back_is_not_remembered() {
+    let c = writer(CaptureOptions::default());
+    let events = one(
+        &c,
+        &[
+            "CREATE TABLE t(a)",
+            "BEGIN",
+            "ALTER TABLE t RENAME COLUMN a TO b",
+            "INSERT INTO t VALUES(1)",
+            "ROLLBACK",
+            "INSERT INTO t VALUES(2)",
+        ],
+    );
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["after"], json!({"a": 2}));
+}
+
+#[test]
+fn an_entry_over_the_bound_holds_little_and_says_so_even_when_its_last_row_is_a_shadow_tables() {
+    let c = writer(CaptureOptions {
+        max_bytes: 10_000,
+        ..CaptureOptions::default()
+    });
+    one(
+        &c,
+        &[
+            "CREATE TABLE docs(id INTEGER PRIMARY KEY, body)",
+            "CREATE VIRTUAL TABLE f USING fts5(body)",
+            "CREATE TRIGGER copy AFTER INSERT ON docs BEGIN INSERT INTO f VALUES(new.body); END",
+        ],
+    );
+    // One statement over the bound whose last change is in the FTS index's storage: the
+    // error event is still there, without a table.
+    let events = one(
+        &c,
+        &[
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<100) \
+           INSERT INTO docs SELECT i, printf('%.200c', 'x') FROM c",
+        ],
+    );
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0]["error"].as_str().unwrap().contains("left out"),
+        "{events:?}"
+    );
+    // Many statements each under the bound, the entry far over it: the events table holds
+    // one small event per statement once the entry passed the bound, not their rows.
+    arm(&c, true);
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let statements: Vec<String> = (0..50)
+        .map(|i| {
+            format!(
+                "UPDATE docs SET body = printf('%.150c', 'z') WHERE id = {}",
+                i + 1
+            )
+        })
+        .collect();
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+    execute_request(
+        &c,
+        &request(&statements, false),
+        RowsPolicy::ReturningOnly,
+        ResultOptions::default(),
+        BUDGET,
+    )
+    .unwrap();
+    let held: i64 = c
+        .query_i64("SELECT sum(length(event)) FROM temp._raftlite_cdc_events")
+        .unwrap()
+        .unwrap_or(0);
+    assert!(
+        held < 3 * 10_000,
+        "{held} bytes held for a 10,000-byte bound"
+    );
+    let events = take_entry_events(&c).unwrap();
+    c.execute_batch("COMMIT").unwrap();
+    arm(&c, false);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].contains("entry's events"), "{events:?}");
+}
