@@ -281,9 +281,13 @@ pub fn is_configured(conn: &Connection) -> bool {
 /// Captures (true) or ignores (false) the changes of what runs next: the caller arms it for a
 /// write entry and disarms it after. Arming a connection that is not configured does nothing.
 pub fn arm(conn: &Connection, on: bool) {
-    if let Some(c) = conn.preupdate_hook::<Capture>() {
-        c.armed
-            .store(on && c.options.read().is_some(), Ordering::Relaxed);
+    // Every connection has the hook; one that does not capture has nothing to reset (its hook
+    // never records), and this runs for every entry.
+    if let Some(c) = conn
+        .preupdate_hook::<Capture>()
+        .filter(|c| c.options.read().is_some())
+    {
+        c.armed.store(on, Ordering::Relaxed);
         *c.statement.lock() = Statement::default();
         c.matches.lock().clear();
         c.tables.lock().1.clear();
