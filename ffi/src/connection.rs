@@ -567,7 +567,7 @@ impl Connection {
     /// then; SQLite asks again when it re-prepares one after a schema change.
     pub fn set_authorizer<A: Authorizer>(&mut self, authorizer: Option<Arc<A>>) -> Result<()> {
         let db = self.handle()?;
-        let registered = authorizer.map(crate::hooks::register_authorizer);
+        let registered = authorizer.map(|a| Registered::<dyn Authorizer>::new(a.clone(), a));
         let rc = match &registered {
             // SAFETY: `db` is valid; the user data points into `registered`, which is stored in
             // `self` below and outlives every call SQLite makes with it (it is replaced only
@@ -603,7 +603,7 @@ impl Connection {
     ) -> Result<()> {
         let db = self.handle()?;
         let steps = c_int::try_from(every_steps.max(1)).unwrap_or(c_int::MAX);
-        let registered = handler.map(crate::hooks::register_progress);
+        let registered = handler.map(|p| Registered::<dyn ProgressHandler>::new(p.clone(), p));
         match &registered {
             // SAFETY: as in `set_authorizer`: the user data outlives SQLite's use of it.
             Some(r) => unsafe {
@@ -625,7 +625,7 @@ impl Connection {
     /// statement of this connection changes (see `preupdate.rs`).
     pub fn set_preupdate_hook<H: PreupdateHook>(&mut self, hook: Option<Arc<H>>) -> Result<()> {
         let db = self.handle()?;
-        let registered = hook.map(crate::preupdate::register);
+        let registered = hook.map(|h| Registered::<dyn PreupdateHook>::new(h.clone(), h));
         match &registered {
             // SAFETY: as in `set_authorizer`: the user data outlives SQLite's use of it.
             Some(r) => unsafe {

@@ -152,27 +152,17 @@ pub(crate) struct Registered<T: ?Sized> {
 }
 
 impl<T: ?Sized> Registered<T> {
+    /// `hook` and `any` are the same value, seen as the hook's trait and as `Any`.
+    pub(crate) fn new(any: Arc<dyn Any + Send + Sync>, hook: Arc<T>) -> Registered<T> {
+        Registered {
+            hook: Box::new(hook),
+            any,
+        }
+    }
+
     /// The pointer handed to SQLite as the callback's user data.
     pub(crate) fn user_data(&self) -> *mut c_void {
         &*self.hook as *const Arc<T> as *mut c_void
-    }
-}
-
-pub(crate) fn register_authorizer<A: Authorizer>(a: Arc<A>) -> Registered<dyn Authorizer> {
-    let any: Arc<dyn Any + Send + Sync> = a.clone();
-    let hook: Arc<dyn Authorizer> = a;
-    Registered {
-        hook: Box::new(hook),
-        any,
-    }
-}
-
-pub(crate) fn register_progress<P: ProgressHandler>(p: Arc<P>) -> Registered<dyn ProgressHandler> {
-    let any: Arc<dyn Any + Send + Sync> = p.clone();
-    let hook: Arc<dyn ProgressHandler> = p;
-    Registered {
-        hook: Box::new(hook),
-        any,
     }
 }
 

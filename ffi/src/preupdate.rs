@@ -15,14 +15,12 @@
 //! change went unrecorded, and the hook decides what that means).
 //! [`Change`] is valid only during the call: its values borrow SQLite's memory.
 
-use std::any::Any;
 use std::borrow::Cow;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::Arc;
 
 use libsqlite3_sys as sys;
 
-use crate::hooks::Registered;
 use crate::ValueRef;
 
 /// What a change does to its row.
@@ -142,15 +140,6 @@ pub trait PreupdateHook: Send + Sync + 'static {
     fn on_change(&self, change: &Change<'_>);
     /// `on_change` panicked for a change it was told about: that change went unrecorded.
     fn panicked(&self);
-}
-
-pub(crate) fn register<H: PreupdateHook>(h: Arc<H>) -> Registered<dyn PreupdateHook> {
-    let any: Arc<dyn Any + Send + Sync> = h.clone();
-    let hook: Arc<dyn PreupdateHook> = h;
-    Registered {
-        hook: Box::new(hook),
-        any,
-    }
 }
 
 /// The `xPreUpdate` SQLite calls. `user_data` is a [`Registered::user_data`] pointer.
