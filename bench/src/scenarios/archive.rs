@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::writes::{drive, BATCH};
-use super::{median_row, Context, OrFail, ScenarioResult};
+use super::{cost_on_writes, Context, ScenarioResult};
 use crate::node::{answer, post, Cluster, Node};
 use crate::report::{Row, ScenarioReport};
 
@@ -165,7 +165,8 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
     let rounds = if ctx.opts.quick { 1 } else { ROUNDS };
     let n = std::cell::Cell::new(0);
     let ctx_ref = &*ctx;
-    let (off, on) = crate::measure::alternate(
+    let (_, on) = cost_on_writes(
+        &mut report,
         rounds,
         || {
             n.set(n.get() + 1);
@@ -175,19 +176,8 @@ pub fn run(ctx: &mut Context) -> ScenarioResult {
             n.set(n.get() + 1);
             round(ctx_ref, counts, true, n.get())
         },
-    )
-    .or_fail(&mut report)?;
-    let pick = |rs: &[Round], f: fn(&Round) -> Row| -> Result<Row, String> {
-        median_row(&rs.iter().map(f).collect::<Vec<_>>())
-    };
-    let off_single = pick(&off, |r| r.single.clone()).or_fail(&mut report)?;
-    let on_single = pick(&on, |r| r.single.clone()).or_fail(&mut report)?;
-    let off_batched = pick(&off, |r| r.batched.clone()).or_fail(&mut report)?;
-    let on_batched = pick(&on, |r| r.batched.clone()).or_fail(&mut report)?;
-    report.push(on_single.throughput_ratio_to(&off_single));
-    report.push(off_single);
-    report.push(on_batched.throughput_ratio_to(&off_batched));
-    report.push(off_batched);
+        [|r: &Round| r.single.clone(), |r: &Round| r.batched.clone()],
+    )?;
 
     let mut ages: Vec<i64> = on.iter().flat_map(|r| r.lag.iter().map(|l| l.0)).collect();
     let behind = on

@@ -158,7 +158,10 @@ pub fn run(name: &str, ctx: &mut Context) -> ScenarioReport {
 }
 
 /// A scenario's result: its report, or the partial report and why it failed.
-pub type ScenarioResult = Result<ScenarioReport, Box<(ScenarioReport, String)>>;
+/// A scenario that stopped: the rows measured so far, and why.
+pub type Stopped = Box<(ScenarioReport, String)>;
+
+pub type ScenarioResult = Result<ScenarioReport, Stopped>;
 
 /// `?` for scenarios: keeps the rows measured so far when a step fails.
 pub trait OrFail<T> {
@@ -182,6 +185,28 @@ pub fn which(program: &str) -> Option<PathBuf> {
 
 pub fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+/// A feature's cost on P9's and P6's write cases (`archive`, `cdc`): `rounds` rounds of each
+/// side, off first, alternating (`measure::alternate`); pushes the median "on" row of each
+/// case with its throughput ratio to the median "off" row, then that "off" row. Returns every
+/// round, for what else a side measured.
+pub(super) fn cost_on_writes<R>(
+    report: &mut ScenarioReport,
+    rounds: usize,
+    off: impl FnMut() -> Result<R, String>,
+    on: impl FnMut() -> Result<R, String>,
+    cases: [fn(&R) -> Row; 2],
+) -> Result<(Vec<R>, Vec<R>), Stopped> {
+    let (off, on) = crate::measure::alternate(rounds, off, on).or_fail(report)?;
+    for case in cases {
+        let median = |rs: &[R]| median_row(&rs.iter().map(case).collect::<Vec<_>>());
+        let off_row = median(&off).or_fail(report)?;
+        let on_row = median(&on).or_fail(report)?;
+        report.push(on_row.throughput_ratio_to(&off_row));
+        report.push(off_row);
+    }
+    Ok((off, on))
 }
 
 /// The median round of a case (by wall time) as the case's row: that round's figures, with
